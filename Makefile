@@ -1,0 +1,68 @@
+# mega.c build. `make` builds the trainers, tests and kernel benchmarks for
+# sm_90 (H100/H200); `make test` builds and runs the tests (GPU tests only
+# where a GPU is present). Override GPU_ARCH=80 etc. for other GPUs.
+CXX        ?= g++
+NVCC       ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+GPU_ARCH   ?= 90
+PRECISION  ?= BF16
+CXXFLAGS   ?= -O2 -std=c++17 -Wall -Wno-unused-function -Wno-unused-result
+NVCC_ARCH  := -gencode=arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH)
+NVCC_FLAGS ?= -O3 -std=c++17 $(NVCC_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-function,-Wno-unused-result
+NVCC_LIBS  := -lcublasLt -lcublas
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+# NCCL and MPI are optional: build with them where they are found.
+NCCL_INC := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/local/include/nccl.h /usr/include/nccl.h))
+ifneq ($(NCCL_INC),)
+  NVCC_FLAGS += -DMEGA_NCCL
+  NVCC_LIBS  += -lnccl
+endif
+MPI_INC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h /usr/include/mpi.h /usr/local/include/mpi.h /usr/lib/x86_64-linux-gnu/mpich/include/mpi.h))
+ifneq ($(MPI_INC),)
+  NVCC_FLAGS += -DMEGA_MPI -I$(dir $(MPI_INC))
+  NVCC_LIBS  += -L/usr/lib/x86_64-linux-gnu/openmpi/lib -lmpi
+endif
+
+ifeq ($(PRECISION),FP32)
+  NVCC_FLAGS += -DENABLE_FP32
+endif
+
+LLMC_HEADERS := $(wildcard llmc/*.h llmc/*.cuh)
+CUDA_BENCHES := $(patsubst %.cu,%,$(wildcard dev/cuda/*.cu))
+CPU_TESTS    := test/test_gpt_cpu test/test_tokenizer test/test_dataloader
+GPU_TESTS    := test/test_gpt test/test_gpt_fp32
+
+.PHONY: all test cpu gpu benches clean
+all: train_gpt dev/cpu/gpt build_data $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+cpu: dev/cpu/gpt build_data $(CPU_TESTS)
+gpu: train_gpt $(GPU_TESTS)
+benches: $(CUDA_BENCHES)
+
+train_gpt: train_gpt.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+
+# the GPU test includes train_gpt.cu (its main() disabled) and checks it against test/data
+test/test_gpt: test/test_gpt.cu train_gpt.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+test/test_gpt_fp32: test/test_gpt.cu train_gpt.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
+
+dev/cuda/%: dev/cuda/%.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+
+dev/cpu/gpt: dev/cpu/gpt.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
+
+build_data: dev/data/build_data.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) $< -o $@
+
+test/test_gpt_cpu: test/test_gpt_cpu.cpp dev/cpu/gpt.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
+test/test_%: test/test_%.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) $< -o $@
+
+test: train_gpt build_data $(CPU_TESTS)
+	@bash test/run_tests.sh
+
+clean:
+	rm -f train_gpt build_data dev/cpu/gpt $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)

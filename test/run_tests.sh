@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# What `make test` runs: the CPU tests always; the GPU tests where a GPU is
+# present (otherwise each is listed as skipped). Every test program prints
+# PASS/FAIL/SKIP lines; this script counts them and ends with the summary line.
+set -u
+cd "$(dirname "$0")/.."
+mkdir -p test/tmp
+LOG=test/tmp/test_output.log
+: > "$LOG"
+failed_programs=0
+
+run() {  # run NAME CMD...: run one test program, keep its lines
+    local name=$1; shift
+    echo "== $name: $*"
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    echo "$out" | grep -E '^(PASS|FAIL|SKIP|info)' || true
+    echo "$out" >> "$LOG"
+    if [ $rc -ne 0 ]; then
+        failed_programs=$((failed_programs + 1))
+        if ! echo "$out" | grep -q '^FAIL'; then
+            echo "FAIL $name: exited with code $rc"
+            echo "FAIL $name: exited with code $rc" >> "$LOG"
+            echo "$out" | tail -5
+        fi
+    fi
+}
+
+has_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then has_gpu=1; fi
+
+# ---- CPU half: references, formats, parsers, bad input
+run "gpt CPU reference vs PyTorch" ./test/test_gpt_cpu
+run "tokenizer" ./test/test_tokenizer
+run "dataloader" ./test/test_dataloader
+run "bad input (train_gpt)" bash test/test_bad_input.sh
+
+# ---- GPU half
+if [ $has_gpu -eq 1 ]; then
+    make -s test/test_gpt test/test_gpt_fp32 || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
+    run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
+    run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
+    run "train_gpt determinism" bash test/test_determinism.sh
+else
+    for t in "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
+             "gpt_gpu_fp32 (test/test_gpt_fp32: GPU fp32 vs PyTorch reference)" \
+             "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)"; do
+        echo "SKIP $t: no GPU on this machine"
+        echo "SKIP $t" >> "$LOG"
+    done
+fi
+
+p=$(grep -c '^PASS' "$LOG"); f=$(grep -c '^FAIL' "$LOG"); s=$(grep -c '^SKIP' "$LOG")
+echo
+echo "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ] && [ $failed_programs -eq 0 ]

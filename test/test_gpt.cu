@@ -1,0 +1,140 @@
+// GPU test of train_gpt.cu against the PyTorch reference tensors in test/data
+// (written by dev/reference/gpt.py): logits, loss, every parameter gradient,
+// the grad norm, 10 AdamW steps, and bit-identical repeats.
+// Built twice: test/test_gpt (bf16 compute, the trainer's default) and
+// test/test_gpt_fp32 (-DENABLE_FP32, everything fp32: tighter tolerances).
+#define TRAIN_GPT_NO_MAIN
+#include "../train_gpt.cu"
+#include "../llmc/tensorfile.h"
+
+// Relative error ||gpu - ref|| / ||ref|| allowed per check. bf16 holds ~3
+// significant digits (unit roundoff 2^-8 = 0.4%); the errors compound through
+// the layers, and gradients of the small tensors (norm weights) see the most.
+// The fp32 build runs the same kernels in fp32 with non-TF32 cuBLAS.
+#if defined(ENABLE_FP32)
+static const double TOL_LOGITS = 1e-4, TOL_LOSS = 1e-5, TOL_GRAD = 1e-4, TOL_STEPS = 1e-4;
+#else
+static const double TOL_LOGITS = 2e-2, TOL_LOSS = 5e-3, TOL_GRAD = 5e-2, TOL_STEPS = 1e-2;
+#endif
+
+static int n_pass = 0, n_fail = 0;
+static void check(const std::string& name, double err, double tol) {
+    const bool ok = err <= tol;
+    printf("%s gpt_gpu_%s/%s rel_err=%.3e tol=%.0e\n", ok ? "PASS" : "FAIL", PRECISION_NAME, name.c_str(), err, tol);
+    (ok ? n_pass : n_fail)++;
+}
+
+static GPTConfig config_from_file(const TensorFile& tf) {
+    const std::vector<int32_t>& ci = tf.i32("config");
+    const std::vector<float>& cf = tf.f32("config_f");
+    if (ci.size() != 14 || cf.size() != 5) fail("%s: config has %zu/%zu fields (expected 14/5)", tf.path.c_str(), ci.size(), cf.size());
+    GPTConfig c;
+    c.vocab_size = ci[0]; c.padded_vocab_size = ci[1]; c.max_seq_len = ci[2]; c.n_layer = ci[3]; c.n_head = ci[4];
+    c.n_kv_head = ci[5]; c.d_model = ci[6]; c.head_dim = ci[7]; c.ffn_hidden = ci[8]; c.tie_embeddings = ci[9];
+    c.qk_norm = ci[10]; c.qkv_bias = ci[11]; c.rope_scaling = ci[12]; c.rope_original_ctx = ci[13];
+    c.rope_theta = cf[0]; c.norm_eps = cf[1]; c.rope_factor = cf[2]; c.rope_low_freq_factor = cf[3]; c.rope_high_freq_factor = cf[4];
+    gpt_config_finalize(&c);
+    return c;
+}
+
+// Runs `steps` AdamW steps from the reference init; returns the losses.
+static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, const int* x, const int* y, int B, int T,
+                                      const OptimConfig& oc, int steps) {
+    gpt_set_params(g, init.data());
+    std::vector<float> losses;
+    for (int s = 0; s < steps; s++) {
+        gpt_zero_grad(g);
+        gpt_forward(g, x, y, B, T, true, 1.0f / (B * T));
+        gpt_backward(g);
+        losses.push_back(gpt_mean_loss(g));
+        gpt_update(g, oc, oc.lr);
+    }
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    return losses;
+}
+
+static void run_file(const std::string& path) {
+    const std::string name = path.substr(path.find_last_of('/') + 1);
+    TensorFile tf = tensorfile_read(path);
+    GPTConfig cfg = config_from_file(tf);
+    const NamedTensor& tokens = tf.get("tokens");
+    const int B = tokens.shape[0], T = tokens.shape[1], BT = B * T, V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
+    const int* x = tf.i32("tokens").data();
+    const int* y = tf.i32("targets").data();
+
+    GPT g;
+    cudaCheck(cudaStreamCreate(&g.stream));
+    gpt_build(&g, cfg, B, T);
+    std::vector<float> init(g.num_params);
+    for (const ParamTensor& p : g.layout) {
+        const std::vector<float>& v = tf.f32(p.name);
+        if (v.size() != p.numel) fail("%s: tensor %s has %zu values (expected %zu)", path.c_str(), p.name.c_str(), v.size(), p.numel);
+        std::copy(v.begin(), v.end(), init.begin() + p.offset);
+    }
+    gpt_set_params(&g, init.data());
+
+    // forward only: logits and loss
+    gpt_forward(&g, x, y, B, T, false, 0.0f);
+    const float loss = gpt_mean_loss(&g);
+    std::vector<floatX> lx((size_t)BT * Vp);
+    cudaCheck(cudaMemcpy(lx.data(), g.act.logits, lx.size() * sizeof(floatX), cudaMemcpyDeviceToHost));
+    std::vector<float> logits((size_t)BT * V);
+    for (int r = 0; r < BT; r++)
+        for (int c = 0; c < V; c++) logits[(size_t)r * V + c] = (float)lx[(size_t)r * Vp + c];
+    check(name + "/logits", rel_error(logits.data(), tf.f32("logits").data(), logits.size()), TOL_LOGITS);
+    check(name + "/loss", rel_error(&loss, tf.f32("loss").data(), 1), TOL_LOSS);
+
+    // forward + backward: every gradient
+    gpt_zero_grad(&g);
+    gpt_forward(&g, x, y, B, T, true, 1.0f / BT);
+    gpt_backward(&g);
+    const float norm = gpt_grad_norm(&g);
+    std::vector<float> grads(g.num_params);
+    cudaCheck(cudaMemcpy(grads.data(), g.grads, grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    for (const ParamTensor& p : g.layout)
+        check(name + "/grad." + p.name, rel_error(grads.data() + p.offset, tf.f32("grad." + p.name).data(), p.numel), TOL_GRAD);
+    check(name + "/grad_norm", rel_error(&norm, tf.f32("grad_norm").data(), 1), TOL_GRAD);
+    {
+        // padded vocabulary rows never receive gradient
+        const ParamTensor* wte = gpt_find_param(g.layout, "wte");
+        double pad = 0;
+        for (size_t k = (size_t)V * cfg.d_model; k < wte->numel; k++) pad += fabs(grads[wte->offset + k]);
+        check(name + "/padded_rows_zero_grad", pad, 0.0);
+    }
+
+    // 10 AdamW steps on the same batch, then the same again: bit-identical
+    const std::vector<float>& tr = tf.f32("train");
+    OptimConfig oc;
+    oc.lr = tr[0]; oc.beta1 = tr[1]; oc.beta2 = tr[2]; oc.eps = tr[3]; oc.weight_decay = tr[4]; oc.grad_clip = tr[5];
+    const std::vector<float>& ref_losses = tf.f32("losses");
+    std::vector<float> l1 = train_steps(&g, init, x, y, B, T, oc, (int)ref_losses.size());
+    check(name + "/10_step_losses", rel_error(l1.data(), ref_losses.data(), l1.size()), TOL_STEPS);
+    std::vector<float> l2 = train_steps(&g, init, x, y, B, T, oc, (int)ref_losses.size());
+    const bool same = memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)) == 0;
+    printf("%s gpt_gpu_%s/%s/bit_identical_repeat losses[9]=%.7f vs %.7f\n", same ? "PASS" : "FAIL", PRECISION_NAME,
+           name.c_str(), l1.back(), l2.back());
+    (same ? n_pass : n_fail)++;
+    printf("info %s: loss gpu %.6f ref %.6f | step losses gpu", name.c_str(), loss, tf.f32("loss")[0]);
+    for (float v : l1) printf(" %.5f", v);
+    printf(" | ref");
+    for (float v : ref_losses) printf(" %.5f", v);
+    printf("\n");
+    gpt_free(&g);
+    cudaCheck(cudaStreamDestroy(g.stream));
+}
+
+int main(int argc, char** argv) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("SKIP gpt_gpu_%s: no CUDA device\n", PRECISION_NAME);
+        return 0;
+    }
+    cudaCheck(cudaSetDevice(0));
+    cublas_init();
+    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt"};
+    if (argc > 1) files.assign(argv + 1, argv + argc);
+    for (const std::string& f : files) run_file(f);
+    cublas_free();
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}

@@ -1,0 +1,700 @@
+/*
+train_gpt.cu: trains a Llama-family decoder (Llama 3.x, Qwen2.5/3, Mistral,
+Emu3 shapes; ../shared/spec/gpt.md) on one GPU, in the style of llm.c.
+
+Reads top to bottom: configuration, parameters, activations, forward,
+backward, update, data and sampling, main loop. Every layer is a hand-written
+kernel in llmc/ (embedding, RMSNorm fused with the residual add, QK-norm+RoPE,
+attention, SwiGLU, fused classifier, AdamW); matrix products go through
+cuBLASLt. Weights are bf16 for compute with fp32 master copies; gradients and
+optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
+
+  make train_gpt && ./train_gpt          # trains the shakespeare preset on the embedded data
+  ./train_gpt --help                     # every flag
+*/
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+#include "llmc/utils.h"
+#include "llmc/args.h"
+#include "llmc/rand.h"
+#include "llmc/gpt_config.h"
+#include "llmc/cuda_common.h"
+#include "llmc/cublas_common.h"
+#include "llmc/reduce.cuh"
+#include "llmc/encoder.cuh"
+#include "llmc/rmsnorm.cuh"
+#include "llmc/rope.cuh"
+#include "llmc/attention.cuh"
+#include "llmc/swiglu.cuh"
+#include "llmc/classifier.cuh"
+#include "llmc/adamw.cuh"
+#include "llmc/tokenizer.h"
+#include "llmc/dataset.h"
+#include "llmc/dataloader.h"
+#include "llmc/plot.h"
+
+// ----------------------------------------------------------------------------
+// Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
+// master weights, fp32 gradients, fp32 Adam moments), tensors at the offsets
+// of gpt_param_layout (llmc/gpt_config.h). Per-layer tensors are stacked
+// [L, ...]; layer l of tensor X starts at X + l * (numel / L).
+
+template <typename T>
+struct GPTTensors {
+    T *wte, *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgateup, *wdown, *final_norm, *lm_head;
+};
+
+template <typename T>
+static GPTTensors<T> gpt_tensor_pointers(T* base, const std::vector<ParamTensor>& layout, bool tied) {
+    auto at = [&](const char* n) -> T* {
+        const ParamTensor* p = gpt_find_param(layout, n);
+        return p ? base + p->offset : nullptr;
+    };
+    GPTTensors<T> t;
+    t.wte = at("wte"); t.attn_norm = at("attn_norm"); t.wqkv = at("wqkv"); t.bqkv = at("bqkv");
+    t.q_norm = at("q_norm"); t.k_norm = at("k_norm"); t.wo = at("wo"); t.mlp_norm = at("mlp_norm");
+    t.wgateup = at("wgateup"); t.wdown = at("wdown"); t.final_norm = at("final_norm");
+    t.lm_head = tied ? t.wte : at("lm_head");
+    return t;
+}
+
+// ----------------------------------------------------------------------------
+// Activations saved by the forward for the backward, per layer [L, B*T, ...],
+// and the scratch buffers both passes use. Sized for the largest (B, T) the
+// model was built for; smaller batches (sampling, B=1) reuse the same memory.
+
+struct GPTActivations {
+    floatX *encoded;                // [BT, C] token embeddings (input of layer 0)
+    floatX *resid_mid, *resid_out;  // [L, BT, C] residual stream after attention / after MLP
+    floatX *ln1, *ln2;              // [L, BT, C] normed inputs of attention / MLP
+    float *rstd1, *rstd2;           // [L, BT]
+    floatX *qkv;                    // [L, BT, QKV] projections (pre-norm, pre-RoPE)
+    float *qk_rstd;                 // [L, BT, nh+nkv] QK-norm statistics
+    floatX *qp, *kp, *vp;           // [L, ...] attention inputs in head-major layouts (rope.cuh)
+    floatX *att;                    // [L, B, nh, T, T] attention probabilities
+    floatX *atty;                   // [L, BT, nh*hd] attention output, heads concatenated
+    floatX *gateup;                 // [L, BT, 2F]
+    floatX *swiglu;                 // [L, BT, F]
+    floatX *lnf;                    // [BT, C]
+    float *rstdf;                   // [BT]
+    floatX *logits;                 // [BT, Vp], overwritten in place by dlogits
+    float *losses;                  // [BT]
+    // scratch
+    floatX *proj, *yp;              // sub-layer outputs before the residual add; permuted attention output
+    floatX *dresid, *dbuf;          // [BT, C] residual gradient, gradient of a norm output
+    floatX *datty, *dyp, *dp;       // attention gradients
+    floatX *dqp, *dkp, *dvp, *dqkv, *dgateup, *dswiglu;
+    float *dnw_scratch, *reduce_scratch, *norm_scratch, *norm_out;
+    int *tokens, *targets, *enc_ints;
+    size_t bytes;
+};
+
+struct GPT {
+    GPTConfig cfg;
+    std::vector<ParamTensor> layout;
+    size_t num_params = 0;
+    int maxB = 0, maxT = 0;   // activations are sized for these
+    int B = 0, T = 0;         // shape of the last forward
+    floatX* params = nullptr;
+    float *master = nullptr, *grads = nullptr, *adam_m = nullptr, *adam_v = nullptr;
+    GPTTensors<floatX> w;
+    GPTTensors<float> dw;
+    GPTActivations act;
+    float2* rope_cs = nullptr;
+    EncoderBuckets buckets;
+    std::vector<int> tokens_host;  // the micro-batch the last forward saw (for the embedding backward)
+    float* losses_host = nullptr;  // pinned
+    cudaStream_t stream = 0;
+    int adam_step = 0;
+};
+
+static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
+    g->cfg = cfg;
+    g->layout = gpt_param_layout(cfg);
+    g->num_params = gpt_num_params(g->layout);
+    g->maxB = B;
+    g->maxT = T;
+    const size_t n = g->num_params;
+    g->params = (floatX*)cuda_malloc_or_fail(n * sizeof(floatX), "parameters");
+    g->master = (float*)cuda_malloc_or_fail(n * sizeof(float), "fp32 master weights");
+    g->grads = (float*)cuda_malloc_or_fail(n * sizeof(float), "gradients");
+    g->adam_m = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW first moments");
+    g->adam_v = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW second moments");
+    cudaCheck(cudaMemset(g->grads, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
+    g->w = gpt_tensor_pointers(g->params, g->layout, cfg.tie_embeddings);
+    g->dw = gpt_tensor_pointers(g->grads, g->layout, cfg.tie_embeddings);
+
+    // activations: one allocation, carved in order
+    const size_t L = cfg.n_layer, C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, F = cfg.ffn_hidden;
+    const size_t nh = cfg.n_head, nkv = cfg.n_kv_head, qd = nh * hd, kvd = nkv * hd, QKV = qd + 2 * kvd;
+    const size_t Vp = cfg.padded_vocab_size, att = (size_t)B * nh * T * T;
+    const size_t max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
+    struct Slot { void** ptr; size_t bytes; };
+    GPTActivations& a = g->act;
+    std::vector<Slot> slots = {
+        {(void**)&a.encoded, BT * C * sizeof(floatX)},
+        {(void**)&a.resid_mid, L * BT * C * sizeof(floatX)}, {(void**)&a.resid_out, L * BT * C * sizeof(floatX)},
+        {(void**)&a.ln1, L * BT * C * sizeof(floatX)}, {(void**)&a.ln2, L * BT * C * sizeof(floatX)},
+        {(void**)&a.rstd1, L * BT * sizeof(float)}, {(void**)&a.rstd2, L * BT * sizeof(float)},
+        {(void**)&a.qkv, L * BT * QKV * sizeof(floatX)}, {(void**)&a.qk_rstd, L * BT * (nh + nkv) * sizeof(float)},
+        {(void**)&a.qp, L * BT * qd * sizeof(floatX)}, {(void**)&a.kp, L * BT * kvd * sizeof(floatX)},
+        {(void**)&a.vp, L * BT * kvd * sizeof(floatX)}, {(void**)&a.att, L * att * sizeof(floatX)},
+        {(void**)&a.atty, L * BT * qd * sizeof(floatX)}, {(void**)&a.gateup, L * BT * 2 * F * sizeof(floatX)},
+        {(void**)&a.swiglu, L * BT * F * sizeof(floatX)}, {(void**)&a.lnf, BT * C * sizeof(floatX)},
+        {(void**)&a.rstdf, BT * sizeof(float)}, {(void**)&a.logits, BT * Vp * sizeof(floatX)},
+        {(void**)&a.losses, BT * sizeof(float)},
+        {(void**)&a.proj, BT * C * sizeof(floatX)}, {(void**)&a.yp, BT * qd * sizeof(floatX)},
+        {(void**)&a.dresid, BT * C * sizeof(floatX)}, {(void**)&a.dbuf, BT * C * sizeof(floatX)},
+        {(void**)&a.datty, BT * qd * sizeof(floatX)}, {(void**)&a.dyp, BT * qd * sizeof(floatX)},
+        {(void**)&a.dp, att * sizeof(floatX)},
+        {(void**)&a.dqp, BT * qd * sizeof(floatX)}, {(void**)&a.dkp, BT * kvd * sizeof(floatX)},
+        {(void**)&a.dvp, BT * kvd * sizeof(floatX)}, {(void**)&a.dqkv, BT * QKV * sizeof(floatX)},
+        {(void**)&a.dgateup, BT * 2 * F * sizeof(floatX)}, {(void**)&a.dswiglu, BT * F * sizeof(floatX)},
+        {(void**)&a.dnw_scratch, cfg.qk_norm ? BT * (nh + nkv) * hd * sizeof(float) : 16},
+        {(void**)&a.reduce_scratch, (COLUMN_REDUCE_SPLITS + 2) * max_cols * sizeof(float)},
+        {(void**)&a.norm_scratch, GLOBAL_NORM_BLOCKS * sizeof(float)}, {(void**)&a.norm_out, 16},
+        {(void**)&a.tokens, BT * sizeof(int)}, {(void**)&a.targets, BT * sizeof(int)},
+        {(void**)&a.enc_ints, (3 * BT + 1) * sizeof(int)},
+    };
+    size_t total = 0;
+    for (Slot& s : slots) total += (s.bytes + 255) / 256 * 256;
+    char* base = (char*)cuda_malloc_or_fail(total, "activations");
+    a.bytes = total;
+    for (Slot& s : slots) { *s.ptr = base; base += (s.bytes + 255) / 256 * 256; }
+
+    std::vector<float> cs = rope_table(gpt_rope_inv_freq(cfg), T);
+    g->rope_cs = (float2*)cuda_malloc_or_fail(cs.size() * sizeof(float), "RoPE table");
+    cudaCheck(cudaMemcpy(g->rope_cs, cs.data(), cs.size() * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMallocHost(&g->losses_host, BT * sizeof(float)));
+    g->tokens_host.assign(BT, 0);
+}
+
+static void gpt_free(GPT* g) {
+    cudaCheck(cudaFree(g->params)); cudaCheck(cudaFree(g->master)); cudaCheck(cudaFree(g->grads));
+    cudaCheck(cudaFree(g->adam_m)); cudaCheck(cudaFree(g->adam_v)); cudaCheck(cudaFree(g->act.encoded));
+    cudaCheck(cudaFree(g->rope_cs)); cudaCheck(cudaFreeHost(g->losses_host));
+}
+
+// Sets all parameters from fp32 host values (init or loaded); resets Adam.
+static void gpt_set_params(GPT* g, const float* host) {
+    const size_t n = g->num_params;
+    cudaCheck(cudaMemcpy(g->master, host, n * sizeof(float), cudaMemcpyHostToDevice));
+    copy_f32_to_floatX(g->params, g->master, n, g->stream);
+    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    g->adam_step = 0;
+}
+
+// GPT-2/Llama-style init: N(0, 0.02) matrices, output projections of the
+// residual branches scaled by 1/sqrt(2L), norms 1, biases 0, padded rows 0.
+static std::vector<float> gpt_init_params(const GPTConfig& cfg, const std::vector<ParamTensor>& layout, uint64_t seed) {
+    std::vector<float> p(gpt_num_params(layout), 0.0f);
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (const ParamTensor& t : layout) {
+        float* x = p.data() + t.offset;
+        if (t.name == "attn_norm" || t.name == "mlp_norm" || t.name == "final_norm" || t.name == "q_norm" || t.name == "k_norm") {
+            for (size_t k = 0; k < t.numel; k++) x[k] = 1.0f;
+        } else if (t.name == "bqkv") {
+            // zeros
+        } else {
+            float std = 0.02f;
+            if (t.name == "wo" || t.name == "wdown") std /= sqrtf(2.0f * cfg.n_layer);
+            size_t rows_valid = t.numel;
+            if (t.name == "wte" || t.name == "lm_head") rows_valid = (size_t)cfg.vocab_size * cfg.d_model;
+            for (size_t k = 0; k < rows_valid; k++) x[k] = std * rng_normal(&rng);
+        }
+    }
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// Forward. With targets, the fused classifier computes per-token losses and,
+// when write_dlogits, turns the logits into dlogits * dloss in the same pass
+// (the backward starts from there).
+
+static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, int T, bool write_dlogits, float dloss) {
+    NvtxRange range("gpt_forward");
+    if (B > g->maxB || T > g->maxT) fail("gpt_forward: batch %dx%d larger than the %dx%d the model was built for", B, T, g->maxB, g->maxT);
+    const GPTConfig& c = g->cfg;
+    const int L = c.n_layer, C = c.d_model, BT = B * T, hd = c.head_dim, F = c.ffn_hidden, nh = c.n_head, nkv = c.n_kv_head;
+    const int qd = nh * hd, QKV = qd + 2 * nkv * hd, Vp = c.padded_vocab_size;
+    const float eps = c.norm_eps;
+    cudaStream_t st = g->stream;
+    GPTActivations& a = g->act;
+    const GPTTensors<floatX>& w = g->w;
+    g->B = B;
+    g->T = T;
+    std::copy(tokens, tokens + BT, g->tokens_host.begin());
+    cudaCheck(cudaMemcpyAsync(a.tokens, tokens, BT * sizeof(int), cudaMemcpyHostToDevice, st));
+    if (targets) cudaCheck(cudaMemcpyAsync(a.targets, targets, BT * sizeof(int), cudaMemcpyHostToDevice, st));
+    const RopeShape rs = {B, T, nh, nkv, hd};
+    const AttnShape as = {B, T, nh, nkv, hd, true};
+
+    encoder_forward(a.encoded, a.tokens, w.wte, BT, C, st);
+    rmsnorm_forward(a.ln1, a.rstd1, a.encoded, w.attn_norm, BT, C, eps, st);
+    for (int l = 0; l < L; l++) {
+        NvtxRange layer_range("layer", l);
+        const size_t o = (size_t)l * BT;
+        floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
+        floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
+        floatX *vp = a.vp + o * nkv * hd, *att = a.att + (size_t)l * B * nh * T * T, *atty = a.atty + o * qd;
+        floatX *resid_mid = a.resid_mid + o * C, *ln2 = a.ln2 + o * C, *gateup = a.gateup + o * 2 * F;
+        floatX *swig = a.swiglu + o * F, *resid_out = a.resid_out + o * C;
+        {
+            NvtxRange r("attention block");
+            matmul_forward(qkv, ln1, w.wqkv + (size_t)l * QKV * C, w.bqkv ? w.bqkv + (size_t)l * QKV : nullptr, BT, QKV, C, st);
+            qknorm_rope_forward(qp, kp, vp, a.qk_rstd + o * (nh + nkv), qkv, g->rope_cs,
+                                c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
+                                rs, eps, st);
+            attention_forward(atty, att, a.yp, qp, kp, vp, as, st);
+            matmul_forward(a.proj, atty, w.wo + (size_t)l * C * qd, nullptr, BT, C, qd, st);
+            fused_residual_rmsnorm_forward(resid_mid, ln2, a.rstd2 + o, x_in, a.proj, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
+        }
+        {
+            NvtxRange r("mlp block");
+            matmul_forward(gateup, ln2, w.wgateup + (size_t)l * 2 * F * C, nullptr, BT, 2 * F, C, st);
+            swiglu_forward(swig, gateup, BT, F, st);
+            matmul_forward(a.proj, swig, w.wdown + (size_t)l * C * F, nullptr, BT, C, F, st);
+            if (l + 1 < L)
+                fused_residual_rmsnorm_forward(resid_out, a.ln1 + (o + BT) * C, a.rstd1 + o + BT, resid_mid, a.proj,
+                                               w.attn_norm + (size_t)(l + 1) * C, BT, C, eps, st);
+            else
+                fused_residual_rmsnorm_forward(resid_out, a.lnf, a.rstdf, resid_mid, a.proj, w.final_norm, BT, C, eps, st);
+        }
+    }
+    matmul_forward(a.logits, a.lnf, w.lm_head, nullptr, BT, Vp, C, st);
+    if (targets) {
+        fused_classifier(a.logits, a.losses, a.targets, dloss, BT, c.vocab_size, Vp, write_dlogits, st);
+        cudaCheck(cudaMemcpyAsync(g->losses_host, a.losses, BT * sizeof(float), cudaMemcpyDeviceToHost, st));
+    }
+}
+
+// Mean loss of the last forward (waits for it). Summed in double on the host: deterministic.
+static float gpt_mean_loss(GPT* g) {
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    double s = 0;
+    for (int i = 0; i < g->B * g->T; i++) s += g->losses_host[i];
+    return (float)(s / (g->B * g->T));
+}
+
+// ----------------------------------------------------------------------------
+// Backward: from the dlogits the forward left in the logits buffer, layer by
+// layer in reverse, accumulating into the fp32 gradients (so that several
+// micro-batches add up). The residual-stream gradient lives in dresid.
+
+static void gpt_backward(GPT* g) {
+    NvtxRange range("gpt_backward");
+    const GPTConfig& c = g->cfg;
+    const int B = g->B, T = g->T;
+    const int L = c.n_layer, C = c.d_model, BT = B * T, hd = c.head_dim, F = c.ffn_hidden, nh = c.n_head, nkv = c.n_kv_head;
+    const int qd = nh * hd, QKV = qd + 2 * nkv * hd, Vp = c.padded_vocab_size;
+    cudaStream_t st = g->stream;
+    GPTActivations& a = g->act;
+    const GPTTensors<floatX>& w = g->w;
+    const GPTTensors<float>& dw = g->dw;
+    const RopeShape rs = {B, T, nh, nkv, hd};
+    const AttnShape as = {B, T, nh, nkv, hd, true};
+    float* scratch = a.reduce_scratch;
+
+    cudaCheck(cudaMemsetAsync(a.dresid, 0, (size_t)BT * C * sizeof(floatX), st));
+    matmul_backward(a.dbuf, dw.lm_head, a.logits, a.lnf, w.lm_head, BT, Vp, C, false, st);
+    rmsnorm_backward(a.dresid, dw.final_norm, a.dbuf, a.resid_out + (size_t)(L - 1) * BT * C, w.final_norm, a.rstdf, BT, C, scratch, st);
+    for (int l = L - 1; l >= 0; l--) {
+        NvtxRange layer_range("layer backward", l);
+        const size_t o = (size_t)l * BT;
+        floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
+        floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
+        floatX *vp = a.vp + o * nkv * hd, *att = a.att + (size_t)l * B * nh * T * T, *atty = a.atty + o * qd;
+        floatX *resid_mid = a.resid_mid + o * C, *ln2 = a.ln2 + o * C, *gateup = a.gateup + o * 2 * F;
+        floatX* swig = a.swiglu + o * F;
+        {
+            NvtxRange r("mlp block backward");
+            matmul_backward(a.dswiglu, dw.wdown + (size_t)l * C * F, a.dresid, swig, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
+            swiglu_backward(a.dgateup, a.dswiglu, gateup, BT, F, st);
+            matmul_backward(a.dbuf, dw.wgateup + (size_t)l * 2 * F * C, a.dgateup, ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
+            rmsnorm_backward(a.dresid, dw.mlp_norm + (size_t)l * C, a.dbuf, resid_mid, w.mlp_norm + (size_t)l * C, a.rstd2 + o, BT, C, scratch, st);
+        }
+        {
+            NvtxRange r("attention block backward");
+            matmul_backward(a.datty, dw.wo + (size_t)l * C * qd, a.dresid, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
+            attention_backward(a.dqp, a.dkp, a.dvp, a.dyp, a.dp, a.datty, att, qp, kp, vp, as, st);
+            qknorm_rope_backward(a.dqkv, c.qk_norm ? dw.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? dw.k_norm + (size_t)l * hd : nullptr,
+                                 a.dqp, a.dkp, a.dvp, qkv, a.qk_rstd + o * (nh + nkv), g->rope_cs,
+                                 c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
+                                 rs, a.dnw_scratch, scratch, st);
+            if (c.qkv_bias) column_reduce(dw.bqkv + (size_t)l * QKV, a.dqkv, (const floatX*)nullptr, nullptr, BT, QKV, scratch, st);
+            matmul_backward(a.dbuf, dw.wqkv + (size_t)l * QKV * C, a.dqkv, ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st);
+            rmsnorm_backward(a.dresid, dw.attn_norm + (size_t)l * C, a.dbuf, x_in, w.attn_norm + (size_t)l * C, a.rstd1 + o, BT, C, scratch, st);
+        }
+    }
+    encoder_make_buckets(&g->buckets, g->tokens_host.data(), BT, c.padded_vocab_size);
+    encoder_backward(dw.wte, a.dresid, g->buckets, a.enc_ints, BT, C, st);
+}
+
+static void gpt_zero_grad(GPT* g) {
+    cudaCheck(cudaMemsetAsync(g->grads, 0, g->num_params * sizeof(float), g->stream));
+}
+
+// ----------------------------------------------------------------------------
+// Update: global grad norm (deterministic), clip, AdamW per tensor (weight
+// decay only on the matrices marked in the layout). Returns the norm before
+// clipping. A non-finite norm skips the step instead of poisoning the weights.
+
+struct OptimConfig {
+    float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f, grad_clip = 1.0f;
+};
+
+static float gpt_grad_norm(GPT* g) {
+    global_norm_squared(g->act.norm_out, g->grads, g->num_params, g->act.norm_scratch, g->stream);
+    float sq = 0;
+    cudaCheck(cudaMemcpyAsync(&sq, g->act.norm_out, sizeof(float), cudaMemcpyDeviceToHost, g->stream));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    return sqrtf(sq);
+}
+
+static float gpt_update(GPT* g, const OptimConfig& o, float lr) {
+    NvtxRange range("gpt_update");
+    const float norm = gpt_grad_norm(g);
+    if (!std::isfinite(norm)) {
+        printf("warning: gradient norm is %f; skipping this update\n", norm);
+        return norm;
+    }
+    const float scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
+    g->adam_step++;
+    for (const ParamTensor& t : g->layout)
+        adamw_update(g->params + t.offset, g->master + t.offset, g->grads + t.offset, g->adam_m + t.offset,
+                     g->adam_v + t.offset, t.numel, lr, o.beta1, o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, scale,
+                     g->adam_step, g->stream);
+    return norm;
+}
+
+// ----------------------------------------------------------------------------
+// Learning-rate schedule: linear warmup, then cosine / linear / WSD (constant,
+// then a linear decay over the last wsd_decay_frac of the steps) / constant,
+// ending at lr * min_lr_frac.
+
+struct Schedule {
+    std::string kind = "cosine";
+    int warmup = 0, steps = 1;
+    float lr = 1e-3f, min_lr_frac = 0.1f, wsd_decay_frac = 0.2f;
+};
+
+static float schedule_lr(const Schedule& s, int step) {
+    const float lo = s.lr * s.min_lr_frac;
+    if (step < s.warmup) return s.lr * (step + 1) / s.warmup;
+    if (s.kind == "constant") return s.lr;
+    const float span = (float)std::max(1, s.steps - s.warmup);
+    const float p = std::min(1.0f, (step - s.warmup) / span);
+    if (s.kind == "cosine") return lo + 0.5f * (s.lr - lo) * (1.0f + cosf(3.14159265f * p));
+    if (s.kind == "linear") return s.lr - (s.lr - lo) * p;
+    // wsd
+    const int decay_start = s.steps - (int)(s.wsd_decay_frac * s.steps);
+    if (step < decay_start) return s.lr;
+    return s.lr - (s.lr - lo) * std::min(1.0f, (float)(step - decay_start) / std::max(1, s.steps - decay_start));
+}
+
+// ----------------------------------------------------------------------------
+// Sampling: the model runs its forward on a single row of T tokens (causal, so
+// positions after the current one do not matter) and the next token is drawn
+// on the host with temperature and top-k.
+
+static int sample_next(const floatX* logits_row_dev, int V, float temperature, int top_k, Rng* rng, std::vector<float>& buf) {
+    std::vector<floatX> raw(V);
+    cudaCheck(cudaMemcpy(raw.data(), logits_row_dev, V * sizeof(floatX), cudaMemcpyDeviceToHost));
+    buf.resize(V);
+    for (int i = 0; i < V; i++) buf[i] = (float)raw[i];
+    if (temperature <= 0) return (int)(std::max_element(buf.begin(), buf.end()) - buf.begin());
+    float cutoff = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        std::vector<float> sorted(buf);
+        std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<float>());
+        cutoff = sorted[top_k - 1];
+    }
+    const float mx = *std::max_element(buf.begin(), buf.end());
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        buf[i] = buf[i] >= cutoff ? expf((buf[i] - mx) / temperature) : 0.0f;
+        sum += buf[i];
+    }
+    double u = rng_uniform(rng) * sum, acc = 0;
+    for (int i = 0; i < V; i++) {
+        acc += buf[i];
+        if (u < acc) return i;
+    }
+    return V - 1;
+}
+
+static std::string gpt_sample(GPT* g, const Tokenizer* tok, int n_tokens, float temperature, int top_k, Rng* rng) {
+    const int T = g->maxT;
+    n_tokens = std::min(n_tokens, T - 1);
+    std::vector<int> seq(T, tok->eot_token);
+    std::vector<float> buf;
+    for (int t = 1; t <= n_tokens; t++) {
+        gpt_forward(g, seq.data(), nullptr, 1, T, false, 0.0f);
+        seq[t] = sample_next(g->act.logits + (size_t)(t - 1) * g->cfg.padded_vocab_size, g->cfg.vocab_size, temperature, top_k, rng, buf);
+    }
+    return tokenizer_decode(tok, seq.data() + 1, n_tokens);
+}
+
+// ----------------------------------------------------------------------------
+// Training configuration and main loop.
+
+struct TrainConfig {
+    std::string preset = "shakespeare";
+    std::string train_data = "data/shakespeare/train_*.bin";
+    std::string val_data = "data/shakespeare/val_*.bin";
+    std::string tokenizer = "data/shakespeare/tokenizer.bin";
+    std::string text = "data/tinyshakespeare.txt";   // source of the default dataset
+    std::string log_dir = "log/gpt";
+    int random_data = 0;
+    int batch_size = 64;
+    int seq_len = 0;
+    long long total_batch_tokens = 0;
+    int steps = 2000;
+    int warmup = 100;
+    std::string schedule = "cosine";
+    float min_lr_frac = 0.1f, wsd_decay_frac = 0.2f;
+    int val_every = 250, val_batches = 0;
+    int sample_every = 1000, sample_tokens = 200, top_k = 0;
+    float temperature = 1.0f;
+    int seed = 1337;
+    int shuffle = 1;
+    float max_minutes = 0;
+};
+
+#ifndef TRAIN_GPT_NO_MAIN
+int main(int argc, char** argv) {
+    TrainConfig tc;
+    GPTConfig mc;
+    OptimConfig oc;
+    // the preset fills the model config first so that any flag given overrides it
+    for (int k = 1; k + 1 < argc; k++)
+        if (std::string(argv[k]) == "--preset") tc.preset = argv[k + 1];
+    if (!gpt_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), GPT_PRESET_NAMES);
+
+    ArgParser ap;
+    ap.program = "train_gpt";
+    ap.usage = "./train_gpt [--preset NAME] [flags]   (no flags: train the shakespeare preset on data/tinyshakespeare.txt)";
+    ap.section("run");
+    ap.add_string("--preset", &tc.preset, (std::string("model preset: ") + GPT_PRESET_NAMES).c_str());
+    ap.add_string("--train-data", &tc.train_data, "training shards (llm.c .bin, glob)");
+    ap.add_string("--val-data", &tc.val_data, "validation shards (glob; \"\" for none)");
+    ap.add_string("--tokenizer", &tc.tokenizer, "tokenizer file (for decoding samples; \"\" for none)");
+    ap.add_string("--text", &tc.text, "text the default dataset is built from when data/shakespeare is missing");
+    ap.add_bool("--random-data", &tc.random_data, "train on random tokens (benchmarks; no files read)");
+    ap.add_string("--log-dir", &tc.log_dir, "where train.log and loss.svg go (\"\" for none)");
+    ap.add_int("--seed", &tc.seed, "seed for init, shuffling and sampling");
+    ap.add_bool("--shuffle", &tc.shuffle, "shuffle training samples each epoch");
+    ap.section("batch and schedule");
+    ap.add_int("--batch-size", &tc.batch_size, "micro-batch B (sequences per forward)");
+    ap.add_int("--seq-len", &tc.seq_len, "sequence length T (0: min(max-seq-len, 2048))");
+    ap.add_int64("--total-batch-tokens", &tc.total_batch_tokens, "tokens per optimizer step (0: B*T); gradient accumulation");
+    ap.add_int("--steps", &tc.steps, "optimizer steps");
+    ap.add_float("--max-minutes", &tc.max_minutes, "stop training after this many minutes (0: no limit)");
+    ap.add_float("--lr", &oc.lr, "peak learning rate");
+    ap.add_int("--warmup", &tc.warmup, "linear warmup steps");
+    ap.add_string("--schedule", &tc.schedule, "decay after warmup: cosine, linear, wsd or constant");
+    ap.add_float("--min-lr-frac", &tc.min_lr_frac, "final lr as a fraction of the peak");
+    ap.add_float("--wsd-decay-frac", &tc.wsd_decay_frac, "wsd: fraction of steps spent decaying at the end");
+    ap.section("optimizer (AdamW)");
+    ap.add_float("--beta1", &oc.beta1, "AdamW beta1");
+    ap.add_float("--beta2", &oc.beta2, "AdamW beta2");
+    ap.add_float("--adam-eps", &oc.eps, "AdamW epsilon");
+    ap.add_float("--weight-decay", &oc.weight_decay, "decoupled weight decay (matrices only)");
+    ap.add_float("--grad-clip", &oc.grad_clip, "clip the global grad norm to this (0: off)");
+    ap.section("evaluation and sampling");
+    ap.add_int("--val-every", &tc.val_every, "validation loss every N steps (0: never)");
+    ap.add_int("--val-batches", &tc.val_batches, "batches per validation (0: the whole validation set)");
+    ap.add_int("--sample-every", &tc.sample_every, "print a sample every N steps (0: only at the end; -1 never)");
+    ap.add_int("--sample-tokens", &tc.sample_tokens, "tokens per sample");
+    ap.add_float("--temperature", &tc.temperature, "sampling temperature (0: greedy)");
+    ap.add_int("--top-k", &tc.top_k, "sample from the k most likely tokens (0: all)");
+    gpt_config_add_flags(ap, &mc);
+    if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    bool vocab_given = false;
+    for (int k = 1; k < argc; k++) {
+        std::string a = argv[k];
+        if (a == "--vocab-size" || a.rfind("--vocab-size=", 0) == 0) vocab_given = true;
+    }
+
+    // ---- validate the run's flags (all on the CPU, before touching the GPU)
+    if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
+    if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
+    if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
+    if (!(oc.lr >= 0)) fail("flag --lr: must be >= 0");
+    if (!(oc.beta1 >= 0 && oc.beta1 < 1)) fail("flag --beta1: must be in [0, 1)");
+    if (!(oc.beta2 >= 0 && oc.beta2 < 1)) fail("flag --beta2: must be in [0, 1)");
+    if (!(oc.eps > 0)) fail("flag --adam-eps: must be > 0");
+    if (!(oc.grad_clip >= 0)) fail("flag --grad-clip: must be >= 0");
+    if (!(tc.min_lr_frac >= 0 && tc.min_lr_frac <= 1)) fail("flag --min-lr-frac: must be in [0, 1]");
+    if (!(tc.wsd_decay_frac >= 0 && tc.wsd_decay_frac <= 1)) fail("flag --wsd-decay-frac: must be in [0, 1]");
+    if (tc.schedule != "cosine" && tc.schedule != "linear" && tc.schedule != "wsd" && tc.schedule != "constant")
+        fail("flag --schedule: expected cosine, linear, wsd or constant, got '%s'", tc.schedule.c_str());
+    if (tc.val_batches < 0) fail("flag --val-batches: must be >= 0");
+    if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
+    if (!(tc.temperature >= 0)) fail("flag --temperature: must be >= 0");
+
+    // ---- data: build the embedded default dataset on first use, load the tokenizer
+    Tokenizer tok;
+    bool have_tok = false;
+    const bool default_data = tc.train_data == TrainConfig().train_data;
+    if (!tc.random_data) {
+        if (default_data && !file_exists(tc.tokenizer)) {
+            printf("building the default dataset from %s into data/shakespeare (once)\n", tc.text.c_str());
+            build_text_dataset(tc.text, "data/shakespeare", mc.vocab_size, 0.1);
+        }
+        if (!tc.tokenizer.empty() && file_exists(tc.tokenizer)) {
+            tokenizer_load(&tok, tc.tokenizer);
+            have_tok = true;
+            if (!vocab_given) mc.vocab_size = tok.vocab_size;
+            else if (mc.vocab_size < tok.vocab_size)
+                fail("flag --vocab-size: %d is smaller than the tokenizer's %d (%s)", mc.vocab_size, tok.vocab_size, tc.tokenizer.c_str());
+        } else if (!tc.tokenizer.empty() && tc.tokenizer != TrainConfig().tokenizer) {
+            fail("flag --tokenizer: %s does not exist", tc.tokenizer.c_str());
+        }
+    }
+    gpt_config_finalize(&mc);
+    const int T = tc.seq_len > 0 ? tc.seq_len : std::min(mc.max_seq_len, 2048);
+    if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
+    const int B = tc.batch_size;
+    const long long micro_tokens = (long long)B * T;
+    if (tc.total_batch_tokens == 0) tc.total_batch_tokens = micro_tokens;
+    if (tc.total_batch_tokens % micro_tokens != 0)
+        fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len = %lld", tc.total_batch_tokens, micro_tokens);
+    const int grad_accum = (int)(tc.total_batch_tokens / micro_tokens);
+
+    DataLoader train_loader, val_loader;
+    bool have_val = false;
+    std::vector<int> rand_tokens, rand_targets;
+    if (tc.random_data) {
+        Rng r;
+        rng_seed(&r, tc.seed + 1);
+        rand_tokens.resize(micro_tokens);
+        rand_targets.resize(micro_tokens);
+        for (auto& x : rand_tokens) x = rng_u32(&r) % mc.vocab_size;
+        for (auto& x : rand_targets) x = rng_u32(&r) % mc.vocab_size;
+    } else {
+        dataloader_init(&train_loader, tc.train_data, B, T, 0, 1, tc.shuffle, tc.seed, mc.vocab_size);
+        if (!tc.val_data.empty() && tc.val_every > 0) {
+            dataloader_init(&val_loader, tc.val_data, B, T, 0, 1, 0, 0, mc.vocab_size);
+            have_val = true;
+        }
+    }
+    DatasetMeta meta;
+    const bool have_meta = !tc.random_data && default_data && read_dataset_meta("data/shakespeare", &meta);
+
+    // ---- GPU
+    cudaCheck(cudaSetDevice(0));
+    cudaDeviceProp prop = cuda_device_props();
+    cublas_init();
+    GPT model;
+    cudaCheck(cudaStreamCreate(&model.stream));
+    gpt_build(&model, mc, B, T);
+    {
+        std::vector<float> init = gpt_init_params(mc, model.layout, tc.seed);
+        gpt_set_params(&model, init.data());
+    }
+    const double flops_per_token = gpt_flops_per_token(mc, model.num_params, T);
+    printf("mega.c train_gpt | %s | %s (%d SMs) | preset %s\n", PRECISION_NAME, prop.name, prop.multiProcessorCount, tc.preset.c_str());
+    printf("model: vocab %d (padded %d) | layers %d | d_model %d | heads %d (kv %d, head_dim %d) | ffn %d | params %.2fM | tied %d qk_norm %d qkv_bias %d\n",
+           mc.vocab_size, mc.padded_vocab_size, mc.n_layer, mc.d_model, mc.n_head, mc.n_kv_head, mc.head_dim, mc.ffn_hidden,
+           model.num_params / 1e6, mc.tie_embeddings, mc.qk_norm, mc.qkv_bias);
+    printf("batch: B %d x T %d x accum %d = %lld tokens/step | steps %d | lr %g %s warmup %d | data %s\n", B, T, grad_accum,
+           tc.total_batch_tokens, tc.steps, oc.lr, tc.schedule.c_str(), tc.warmup, tc.random_data ? "random tokens" : tc.train_data.c_str());
+    printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB\n",
+           gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * sizeof(floatX)), gib(model.num_params * 4),
+           gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes));
+
+    Schedule sched;
+    sched.kind = tc.schedule; sched.warmup = tc.warmup; sched.steps = tc.steps; sched.lr = oc.lr;
+    sched.min_lr_frac = tc.min_lr_frac; sched.wsd_decay_frac = tc.wsd_decay_frac;
+    FILE* logf = nullptr;
+    std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
+    if (!log_path.empty()) { make_parent_dirs(log_path); logf = fopen_or_fail(log_path, "w"); }
+    LossCurve curve;
+    Rng sample_rng;
+    rng_seed(&sample_rng, tc.seed + 2);
+    const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
+
+    auto run_validation = [&](int step) {
+        dataloader_reset(&val_loader);
+        const long long nb = dataloader_num_batches(&val_loader);
+        const long long n = tc.val_batches > 0 ? std::min<long long>(tc.val_batches, nb) : nb;
+        double s = 0;
+        for (long long k = 0; k < n; k++) {
+            dataloader_next_batch(&val_loader);
+            gpt_forward(&model, val_loader.inputs, val_loader.targets, B, T, false, 0.0f);
+            s += gpt_mean_loss(&model);
+        }
+        const float vl = (float)(s / std::max(1LL, n));
+        if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld batches)\n", vl, vl / bytes_per_token, step, n);
+        else printf("val loss %.4f (step %d, %lld batches)\n", vl, step, n);
+        if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, vl); fflush(logf); }
+        curve.val.push_back({step, vl});
+        return vl;
+    };
+    auto run_sample = [&](int step) {
+        if (!have_tok) return;
+        std::string s = gpt_sample(&model, &tok, tc.sample_tokens, tc.temperature, tc.top_k, &sample_rng);
+        printf("---- sample at step %d ----\n%s\n---------------------------\n", step, s.c_str());
+    };
+
+    const double t_start = wall_seconds();
+    std::vector<double> step_ms;
+    int step = 0;
+    for (; step <= tc.steps; step++) {
+        const bool last = step == tc.steps || (tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        if (have_val && (step % tc.val_every == 0 || last)) run_validation(step);
+        if (tc.sample_every >= 0 && ((tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) || last)) run_sample(step);
+        if (last) break;
+
+        const double t0 = wall_seconds();
+        gpt_zero_grad(&model);
+        double loss = 0;
+        for (int micro = 0; micro < grad_accum; micro++) {
+            const int* x = rand_tokens.data();
+            const int* y = rand_targets.data();
+            if (!tc.random_data) { dataloader_next_batch(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
+            gpt_forward(&model, x, y, B, T, true, 1.0f / (float)(micro_tokens * grad_accum));
+            gpt_backward(&model);
+            loss += gpt_mean_loss(&model) / grad_accum;
+        }
+        const float lr = schedule_lr(sched, step);
+        const float norm = gpt_update(&model, oc, lr);
+        cudaCheck(cudaStreamSynchronize(model.stream));
+        const double ms = 1000.0 * (wall_seconds() - t0);
+        step_ms.push_back(ms);
+        const double tok_s = tc.total_batch_tokens / (ms / 1000.0);
+        const double mfu = 100.0 * flops_per_token * tok_s / 989e12;
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps, loss,
+               lr, norm, ms, tok_s, mfu);
+        if (logf) { fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(logf); }
+        curve.train.push_back({step + 1, (float)loss});
+    }
+    if (step_ms.size() > 3) {
+        std::vector<double> s(step_ms.begin() + std::min<size_t>(3, step_ms.size() - 1), step_ms.end());
+        std::sort(s.begin(), s.end());
+        const double med = s[s.size() / 2], tok_s = tc.total_batch_tokens / (med / 1000.0);
+        printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | peak memory %.2f GiB | total %.1f s\n",
+               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / 989e12,
+               gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), wall_seconds() - t_start);
+    }
+    if (logf) fclose_or_fail(logf, log_path);
+    if (!tc.log_dir.empty() && !curve.train.empty()) {
+        write_loss_svg(curve, tc.log_dir + "/loss.svg", "train_gpt " + tc.preset);
+        printf("wrote %s/train.log and %s/loss.svg\n", tc.log_dir.c_str(), tc.log_dir.c_str());
+    }
+    if (!tc.random_data) dataloader_free(&train_loader);
+    if (have_val) dataloader_free(&val_loader);
+    gpt_free(&model);
+    cublas_free();
+    cudaCheck(cudaStreamDestroy(model.stream));
+    return 0;
+}
+#endif
