@@ -347,7 +347,7 @@ static void gpt_zero_grad(GPT* g) {
 // clipping. A non-finite norm skips the step instead of poisoning the weights.
 
 struct OptimConfig {
-    float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f, grad_clip = 1.0f;
+    float lr = 7e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f, grad_clip = 1.0f;
 };
 
 static float gpt_grad_norm(GPT* g) {
@@ -445,6 +445,9 @@ static std::string gpt_sample(GPT* g, const Tokenizer* tok, int n_tokens, float 
 // ----------------------------------------------------------------------------
 // Training configuration and main loop.
 
+// vocabulary of the embedded default dataset's tokenizer (data/shakespeare)
+#define DEFAULT_DATASET_VOCAB 1024
+
 struct TrainConfig {
     std::string preset = "shakespeare";
     std::string train_data = "data/shakespeare/train_*.bin";
@@ -453,15 +456,15 @@ struct TrainConfig {
     std::string text = "data/tinyshakespeare.txt";   // source of the default dataset
     std::string log_dir = "log/gpt";
     int random_data = 0;
-    int batch_size = 64;
+    int batch_size = 8;
     int seq_len = 0;
     long long total_batch_tokens = 0;
-    int steps = 2000;
+    int steps = 1200;
     int warmup = 100;
     std::string schedule = "cosine";
-    float min_lr_frac = 0.1f, wsd_decay_frac = 0.2f;
-    int val_every = 250, val_batches = 0;
-    int sample_every = 1000, sample_tokens = 200, top_k = 0;
+    float min_lr_frac = 0.0f, wsd_decay_frac = 0.2f;
+    int val_every = 100, val_batches = 0;
+    int sample_every = 400, sample_tokens = 200, top_k = 0;
     float temperature = 1.0f;
     int seed = 1337;
     int shuffle = 1;
@@ -510,7 +513,7 @@ int main(int argc, char** argv) {
     ap.add_float("--grad-clip", &oc.grad_clip, "clip the global grad norm to this (0: off)");
     ap.section("evaluation and sampling");
     ap.add_int("--val-every", &tc.val_every, "validation loss every N steps (0: never)");
-    ap.add_int("--val-batches", &tc.val_batches, "batches per validation (0: the whole validation set)");
+    ap.add_int("--val-batches", &tc.val_batches, "batches of B sequences per validation (0: the whole validation set)");
     ap.add_int("--sample-every", &tc.sample_every, "print a sample every N steps (0: only at the end; -1 never)");
     ap.add_int("--sample-tokens", &tc.sample_tokens, "tokens per sample");
     ap.add_float("--temperature", &tc.temperature, "sampling temperature (0: greedy)");
@@ -547,7 +550,7 @@ int main(int argc, char** argv) {
     if (!tc.random_data) {
         if (default_data && !file_exists(tc.tokenizer)) {
             printf("building the default dataset from %s into data/shakespeare (once)\n", tc.text.c_str());
-            build_text_dataset(tc.text, "data/shakespeare", mc.vocab_size, 0.1);
+            build_text_dataset(tc.text, "data/shakespeare", DEFAULT_DATASET_VOCAB, 0.1);
         }
         if (!tc.tokenizer.empty() && file_exists(tc.tokenizer)) {
             tokenizer_load(&tok, tc.tokenizer);
@@ -562,6 +565,7 @@ int main(int argc, char** argv) {
     gpt_config_finalize(&mc);
     const int T = tc.seq_len > 0 ? tc.seq_len : std::min(mc.max_seq_len, 2048);
     if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
+    if (T % 8 != 0) fail("flag --seq-len: %d is not a multiple of 8", T);
     const int B = tc.batch_size;
     const long long micro_tokens = (long long)B * T;
     if (tc.total_batch_tokens == 0) tc.total_batch_tokens = micro_tokens;
@@ -582,12 +586,16 @@ int main(int argc, char** argv) {
     } else {
         dataloader_init(&train_loader, tc.train_data, B, T, 0, 1, tc.shuffle, tc.seed, mc.vocab_size);
         if (!tc.val_data.empty() && tc.val_every > 0) {
-            dataloader_init(&val_loader, tc.val_data, B, T, 0, 1, 0, 0, mc.vocab_size);
+            // one sample at a time, gathered into batches of up to B rows, so that every
+            // validation sample counts (a B-row loader would drop the split's tail)
+            dataloader_init(&val_loader, tc.val_data, 1, T, 0, 1, 0, 0, mc.vocab_size);
             have_val = true;
         }
     }
     DatasetMeta meta;
-    const bool have_meta = !tc.random_data && default_data && read_dataset_meta("data/shakespeare", &meta);
+    // meta.txt beside the validation shards (written by build_data) gives bytes per token
+    const std::string val_dir = tc.val_data.substr(0, tc.val_data.find_last_of('/') == std::string::npos ? 0 : tc.val_data.find_last_of('/'));
+    const bool have_meta = have_val && !val_dir.empty() && read_dataset_meta(val_dir, &meta) && meta.val_tokens > 0;
 
     // ---- GPU
     cudaCheck(cudaSetDevice(0));
@@ -622,19 +630,26 @@ int main(int argc, char** argv) {
     rng_seed(&sample_rng, tc.seed + 2);
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
+    std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
     auto run_validation = [&](int step) {
         dataloader_reset(&val_loader);
-        const long long nb = dataloader_num_batches(&val_loader);
-        const long long n = tc.val_batches > 0 ? std::min<long long>(tc.val_batches, nb) : nb;
+        const long long avail = dataloader_num_batches(&val_loader);
+        const long long n = tc.val_batches > 0 ? std::min<long long>((long long)tc.val_batches * B, avail) : avail;
         double s = 0;
-        for (long long k = 0; k < n; k++) {
-            dataloader_next_batch(&val_loader);
-            gpt_forward(&model, val_loader.inputs, val_loader.targets, B, T, false, 0.0f);
-            s += gpt_mean_loss(&model);
+        for (long long done = 0; done < n;) {
+            const int rows = (int)std::min<long long>(B, n - done);
+            for (int r = 0; r < rows; r++) {
+                dataloader_next_batch(&val_loader);
+                std::copy(val_loader.inputs, val_loader.inputs + T, val_x.begin() + (size_t)r * T);
+                std::copy(val_loader.targets, val_loader.targets + T, val_y.begin() + (size_t)r * T);
+            }
+            gpt_forward(&model, val_x.data(), val_y.data(), rows, T, false, 0.0f);
+            s += (double)gpt_mean_loss(&model) * rows;
+            done += rows;
         }
         const float vl = (float)(s / std::max(1LL, n));
-        if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld batches)\n", vl, vl / bytes_per_token, step, n);
-        else printf("val loss %.4f (step %d, %lld batches)\n", vl, step, n);
+        if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld sequences)\n", vl, vl / bytes_per_token, step, n);
+        else printf("val loss %.4f (step %d, %lld sequences)\n", vl, step, n);
         if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, vl); fflush(logf); }
         curve.val.push_back({step, vl});
         return vl;

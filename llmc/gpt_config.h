@@ -79,7 +79,7 @@ static inline bool gpt_preset(const std::string& name, GPTConfig* c) {
     }
     return true;
 }
-static const char* GPT_PRESET_NAMES = "tiny, shakespeare, gpt-s, gpt-1b, llama3.2-1b, qwen3-0.6b, emu3-8b";
+#define GPT_PRESET_NAMES "tiny, shakespeare, gpt-s, gpt-1b, llama3.2-1b, qwen3-0.6b, emu3-8b"
 
 // Registers a flag for every config field.
 static inline void gpt_config_add_flags(ArgParser& ap, GPTConfig* c) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 #include <sys/stat.h>
@@ -61,6 +62,8 @@ static inline void fclose_or_fail(FILE* f, const std::string& path) {
 
 // Whole-file read, for small inputs (tokenizer, text corpus).
 static inline std::string read_file_or_fail(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) fail("%s: not a regular file", path.c_str());
     FILE* f = fopen_or_fail(path, "rb");
     long n = file_size_or_fail(f, path);
     std::string s((size_t)n, '\0');

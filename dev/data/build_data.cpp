@@ -1,0 +1,39 @@
+/*
+build_data: turns any text file into a dataset the trainers read: a byte-level
+BPE tokenizer trained on the train split, llm.c token shards for the train and
+validation splits, and meta.txt with their byte and token counts
+(llmc/dataset.h has the details).
+
+  make build_data
+  ./build_data --input data/tinyshakespeare.txt --out-dir data/shakespeare --vocab-size 1024 --val-fraction 0.1
+  ./train_gpt --train-data "data/mine/train_*.bin" --val-data "data/mine/val_*.bin" --tokenizer data/mine/tokenizer.bin
+*/
+#include <ctime>
+#include <string>
+#include "../../llmc/utils.h"
+#include "../../llmc/args.h"
+#include "../../llmc/dataset.h"
+
+int main(int argc, char** argv) {
+    std::string input, out_dir;
+    int vocab_size = 1024;
+    float val_fraction = 0.1f;
+    ArgParser ap;
+    ap.program = "build_data";
+    ap.usage = "./build_data --input text.txt --out-dir data/mydata [--vocab-size 1024] [--val-fraction 0.1]";
+    ap.section("dataset");
+    ap.add_string("--input", &input, "text file to tokenize (any bytes)");
+    ap.add_string("--out-dir", &out_dir, "directory for tokenizer.bin, train_000.bin, val_000.bin, meta.txt");
+    ap.add_int("--vocab-size", &vocab_size, "tokenizer vocabulary: 256 bytes + merges + end-of-text (>= 257)");
+    ap.add_float("--val-fraction", &val_fraction, "last fraction of the bytes held out for validation, in (0, 1)");
+    if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    if (input.empty()) fail("flag --input: required (the text file to tokenize)");
+    if (out_dir.empty()) fail("flag --out-dir: required (where the dataset goes)");
+    if (vocab_size < 257) fail("flag --vocab-size: must be >= 257 (256 bytes + end-of-text), got %d", vocab_size);
+    if (vocab_size > (1 << 24)) fail("flag --vocab-size: must be <= %d, got %d", 1 << 24, vocab_size);
+    if (!(val_fraction > 0.0f && val_fraction < 1.0f)) fail("flag --val-fraction: must be in (0, 1), got %g", val_fraction);
+    const double t0 = wall_seconds();
+    build_text_dataset(input, out_dir, vocab_size, val_fraction);
+    printf("build_data: done in %.2f s\n", wall_seconds() - t0);
+    return 0;
+}

@@ -1,0 +1,126 @@
+// CPU test of the fp32 reference dev/cpu/gpt.cpp against the PyTorch reference
+// tensors in test/data (written by dev/reference/gpt.py in float64, stored as
+// float32): logits, loss, every parameter gradient, the grad norm, and the
+// losses of 10 clipped AdamW steps on the same batch. Also: padded vocabulary
+// rows get zero gradient, and the loss at init is near ln(vocab).
+#define GPT_CPU_NO_MAIN
+#include "../dev/cpu/gpt.cpp"
+#include "../llmc/tensorfile.h"
+
+// Relative error ||cpu - ref|| / ||ref|| allowed per check. The CPU model is
+// honest fp32 (unit roundoff 6e-8); against float64 math its errors stay
+// around 1e-7..1e-6 through two layers, their backward and 10 Adam steps.
+static const double TOL = 1e-5;
+// The loss at init of a small-init model is close to uniform over the vocab.
+static const double TOL_INIT_LOSS = 0.05;   // relative to ln(vocab)
+
+static int n_pass = 0, n_fail = 0;
+static void check(const std::string& name, double err, double tol, const char* what = "rel_err") {
+    const bool ok = err <= tol;   // NaN fails
+    printf("%s gpt_cpu/%s %s=%.3e tol=%.0e\n", ok ? "PASS" : "FAIL", name.c_str(), what, err, tol);
+    (ok ? n_pass : n_fail)++;
+}
+
+static GPTConfig config_from_file(const TensorFile& tf) {
+    const std::vector<int32_t>& ci = tf.i32("config");
+    const std::vector<float>& cf = tf.f32("config_f");
+    if (ci.size() != 14 || cf.size() != 5) fail("%s: config has %zu/%zu fields (expected 14/5)", tf.path.c_str(), ci.size(), cf.size());
+    GPTConfig c;
+    c.vocab_size = ci[0]; c.padded_vocab_size = ci[1]; c.max_seq_len = ci[2]; c.n_layer = ci[3]; c.n_head = ci[4];
+    c.n_kv_head = ci[5]; c.d_model = ci[6]; c.head_dim = ci[7]; c.ffn_hidden = ci[8]; c.tie_embeddings = ci[9];
+    c.qk_norm = ci[10]; c.qkv_bias = ci[11]; c.rope_scaling = ci[12]; c.rope_original_ctx = ci[13];
+    c.rope_theta = cf[0]; c.norm_eps = cf[1]; c.rope_factor = cf[2]; c.rope_low_freq_factor = cf[3]; c.rope_high_freq_factor = cf[4];
+    gpt_config_finalize(&c);
+    return c;
+}
+
+static void run_file(const std::string& path) {
+    const std::string name = path.substr(path.find_last_of('/') + 1);
+    if (!file_exists(path)) {
+        printf("FAIL gpt_cpu/%s: reference file missing (written by dev/reference/gpt.py)\n", name.c_str());
+        n_fail++;
+        return;
+    }
+    TensorFile tf = tensorfile_read(path);
+    GPTConfig cfg = config_from_file(tf);
+    const NamedTensor& tokens = tf.get("tokens");
+    if (tokens.shape.size() != 2) fail("%s: tokens must be [B,T]", path.c_str());
+    const int B = tokens.shape[0], T = tokens.shape[1], BT = B * T, V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
+    const int* x = tf.i32("tokens").data();
+    const int* y = tf.i32("targets").data();
+    if (tf.i32("targets").size() != (size_t)BT) fail("%s: targets must be [B,T] like tokens", path.c_str());
+
+    GPTCpu g;
+    gpt_cpu_build(&g, cfg, B, T);
+    for (const ParamTensor& p : g.layout) {
+        const std::vector<float>& v = tf.f32(p.name);
+        if (v.size() != p.numel) fail("%s: tensor %s has %zu values (expected %zu)", path.c_str(), p.name.c_str(), v.size(), p.numel);
+        std::copy(v.begin(), v.end(), g.params.begin() + p.offset);
+    }
+    const std::vector<float> init = g.params;
+
+    // forward: logits (the first V columns) and loss
+    const float loss = gpt_cpu_forward(&g, x, y);
+    std::vector<float> logits((size_t)BT * V);
+    for (int r = 0; r < BT; r++)
+        for (int c = 0; c < V; c++) logits[(size_t)r * V + c] = g.logits[(size_t)r * Vp + c];
+    const std::vector<float>& ref_logits = tf.f32("logits");
+    if (ref_logits.size() != logits.size()) fail("%s: logits has %zu values (expected %zu)", path.c_str(), ref_logits.size(), logits.size());
+    check(name + "/logits", rel_error(logits.data(), ref_logits.data(), logits.size()), TOL);
+    check(name + "/loss", rel_error(&loss, tf.f32("loss").data(), 1), TOL);
+    // the init here is the reference's (not ours), still small: loss ~ ln(V)
+    check(name + "/init_loss_near_ln_vocab", fabs(loss - log((double)V)) / log((double)V), TOL_INIT_LOSS);
+
+    // backward: every gradient, the grad norm
+    gpt_cpu_zero_grad(&g);
+    gpt_cpu_backward(&g);
+    for (const ParamTensor& p : g.layout) {
+        const std::vector<float>& ref = tf.f32("grad." + p.name);
+        if (ref.size() != p.numel) fail("%s: grad.%s has %zu values (expected %zu)", path.c_str(), p.name.c_str(), ref.size(), p.numel);
+        check(name + "/grad." + p.name, rel_error(g.grads.data() + p.offset, ref.data(), p.numel), TOL);
+    }
+    const float norm = gpt_cpu_grad_norm(&g);
+    check(name + "/grad_norm", rel_error(&norm, tf.f32("grad_norm").data(), 1), TOL);
+    {
+        // padded vocabulary rows of wte (and lm_head) never receive gradient: exact zero
+        double pad = 0;
+        for (const char* n : {"wte", "lm_head"}) {
+            const ParamTensor* p = gpt_find_param(g.layout, n);
+            if (!p) continue;
+            for (size_t k = (size_t)V * cfg.d_model; k < p->numel; k++) pad += fabs(g.grads[p->offset + k]);
+        }
+        check(name + "/padded_rows_zero_grad", pad, 0.0, "abs_sum");
+    }
+
+    // 10 clipped AdamW steps on the same batch; loss measured before each update
+    const std::vector<float>& tr = tf.f32("train");
+    if (tr.size() != 6) fail("%s: train has %zu values (expected 6)", path.c_str(), tr.size());
+    const std::vector<float>& ref_losses = tf.f32("losses");
+    g.params = init;
+    std::fill(g.m.begin(), g.m.end(), 0.0f);
+    std::fill(g.v.begin(), g.v.end(), 0.0f);
+    std::vector<float> losses;
+    for (size_t s = 0; s < ref_losses.size(); s++) {
+        losses.push_back(gpt_cpu_forward(&g, x, y));
+        gpt_cpu_zero_grad(&g);
+        gpt_cpu_backward(&g);
+        gpt_cpu_update(&g, tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], (int)s + 1);
+    }
+    for (size_t s = 0; s < losses.size(); s++)
+        check(name + "/step" + std::to_string(s) + "_loss", rel_error(&losses[s], &ref_losses[s], 1), TOL);
+    printf("info %s: B=%d T=%d loss cpu %.6f ref %.6f ln(V) %.6f | step losses cpu", name.c_str(), B, T, loss,
+           tf.f32("loss")[0], log((double)V));
+    for (float v : losses) printf(" %.5f", v);
+    printf(" | ref");
+    for (float v : ref_losses) printf(" %.5f", v);
+    printf("\n");
+}
+
+int main(int argc, char** argv) {
+    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt"};
+    if (argc > 1) files.assign(argv + 1, argv + argc);
+    double t0 = wall_seconds();
+    for (const std::string& f : files) run_file(f);
+    printf("%d passed, %d failed (%.1f s)\n", n_pass, n_fail, wall_seconds() - t0);
+    return n_fail ? 1 : 0;
+}
