@@ -42,9 +42,9 @@ train_gpt: train_gpt.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
 
 # the GPU test includes train_gpt.cu (its main() disabled) and checks it against test/data
-test/test_gpt: test/test_gpt.cu train_gpt.cu $(LLMC_HEADERS)
+test/test_gpt: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
-test/test_gpt_fp32: test/test_gpt.cu train_gpt.cu $(LLMC_HEADERS)
+test/test_gpt_fp32: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
 
 dev/cuda/%: dev/cuda/%.cu $(LLMC_HEADERS)
@@ -56,7 +56,7 @@ dev/cpu/gpt: dev/cpu/gpt.cpp $(LLMC_HEADERS)
 build_data: dev/data/build_data.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) $< -o $@
 
-test/test_gpt_cpu: test/test_gpt_cpu.cpp dev/cpu/gpt.cpp $(LLMC_HEADERS)
+test/test_gpt_cpu: test/test_gpt_cpu.cpp test/gpt_reference.h dev/cpu/gpt.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
 test/test_%: test/test_%.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) $< -o $@

@@ -5,7 +5,7 @@
 // test/test_gpt_fp32 (-DENABLE_FP32, everything fp32: tighter tolerances).
 #define TRAIN_GPT_NO_MAIN
 #include "../train_gpt.cu"
-#include "../llmc/tensorfile.h"
+#include "gpt_reference.h"
 
 // Relative error ||gpu - ref|| / ||ref|| allowed per check. bf16 holds ~3
 // significant digits (unit roundoff 2^-8 = 0.4%); the errors compound through
@@ -24,18 +24,6 @@ static void check(const std::string& name, double err, double tol) {
     (ok ? n_pass : n_fail)++;
 }
 
-static GPTConfig config_from_file(const TensorFile& tf) {
-    const std::vector<int32_t>& ci = tf.i32("config");
-    const std::vector<float>& cf = tf.f32("config_f");
-    if (ci.size() != 14 || cf.size() != 5) fail("%s: config has %zu/%zu fields (expected 14/5)", tf.path.c_str(), ci.size(), cf.size());
-    GPTConfig c;
-    c.vocab_size = ci[0]; c.padded_vocab_size = ci[1]; c.max_seq_len = ci[2]; c.n_layer = ci[3]; c.n_head = ci[4];
-    c.n_kv_head = ci[5]; c.d_model = ci[6]; c.head_dim = ci[7]; c.ffn_hidden = ci[8]; c.tie_embeddings = ci[9];
-    c.qk_norm = ci[10]; c.qkv_bias = ci[11]; c.rope_scaling = ci[12]; c.rope_original_ctx = ci[13];
-    c.rope_theta = cf[0]; c.norm_eps = cf[1]; c.rope_factor = cf[2]; c.rope_low_freq_factor = cf[3]; c.rope_high_freq_factor = cf[4];
-    gpt_config_finalize(&c);
-    return c;
-}
 
 // Runs `steps` AdamW steps from the reference init; returns the losses.
 static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, const int* x, const int* y, int B, int T,
@@ -56,7 +44,7 @@ static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, co
 static void run_file(const std::string& path) {
     const std::string name = path.substr(path.find_last_of('/') + 1);
     TensorFile tf = tensorfile_read(path);
-    GPTConfig cfg = config_from_file(tf);
+    GPTConfig cfg = gpt_config_from_reference(tf);
     const NamedTensor& tokens = tf.get("tokens");
     const int B = tokens.shape[0], T = tokens.shape[1], BT = B * T, V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
     const int* x = tf.i32("tokens").data();

@@ -5,7 +5,7 @@
 // rows get zero gradient, and the loss at init is near ln(vocab).
 #define GPT_CPU_NO_MAIN
 #include "../dev/cpu/gpt.cpp"
-#include "../llmc/tensorfile.h"
+#include "gpt_reference.h"
 
 // Relative error ||cpu - ref|| / ||ref|| allowed per check. The CPU model is
 // honest fp32 (unit roundoff 6e-8); against float64 math its errors stay
@@ -21,18 +21,6 @@ static void check(const std::string& name, double err, double tol, const char* w
     (ok ? n_pass : n_fail)++;
 }
 
-static GPTConfig config_from_file(const TensorFile& tf) {
-    const std::vector<int32_t>& ci = tf.i32("config");
-    const std::vector<float>& cf = tf.f32("config_f");
-    if (ci.size() != 14 || cf.size() != 5) fail("%s: config has %zu/%zu fields (expected 14/5)", tf.path.c_str(), ci.size(), cf.size());
-    GPTConfig c;
-    c.vocab_size = ci[0]; c.padded_vocab_size = ci[1]; c.max_seq_len = ci[2]; c.n_layer = ci[3]; c.n_head = ci[4];
-    c.n_kv_head = ci[5]; c.d_model = ci[6]; c.head_dim = ci[7]; c.ffn_hidden = ci[8]; c.tie_embeddings = ci[9];
-    c.qk_norm = ci[10]; c.qkv_bias = ci[11]; c.rope_scaling = ci[12]; c.rope_original_ctx = ci[13];
-    c.rope_theta = cf[0]; c.norm_eps = cf[1]; c.rope_factor = cf[2]; c.rope_low_freq_factor = cf[3]; c.rope_high_freq_factor = cf[4];
-    gpt_config_finalize(&c);
-    return c;
-}
 
 static void run_file(const std::string& path) {
     const std::string name = path.substr(path.find_last_of('/') + 1);
@@ -42,7 +30,7 @@ static void run_file(const std::string& path) {
         return;
     }
     TensorFile tf = tensorfile_read(path);
-    GPTConfig cfg = config_from_file(tf);
+    GPTConfig cfg = gpt_config_from_reference(tf);
     const NamedTensor& tokens = tf.get("tokens");
     if (tokens.shape.size() != 2) fail("%s: tokens must be [B,T]", path.c_str());
     const int B = tokens.shape[0], T = tokens.shape[1], BT = B * T, V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
