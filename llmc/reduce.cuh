@@ -9,6 +9,18 @@
 // Phase 1 of out[c] += sum_r a[r,c] * (b ? b[r,c] : 1) * (s ? s[r] : 1):
 // block (x: 32 groups of 8 columns, y: 8 row lanes) takes a fixed slice of rows;
 // each thread keeps 8 fp32 sums, lanes are combined in shared memory in order.
+// 8 consecutive values (16-byte aligned) as fp32: one 16-byte load for bf16, two for fp32
+template <typename T>
+__device__ __forceinline__ void load8_f32(const T* p, float out[8]) {
+    if constexpr (sizeof(T) == 2) {
+        Packed128<T> v = load128(p);
+        for (int k = 0; k < 8; k++) out[k] = (float)v[k];
+    } else {
+        Packed128<T> v0 = load128(p), v1 = load128(p + 4);
+        for (int k = 0; k < 4; k++) { out[k] = (float)v0[k]; out[4 + k] = (float)v1[k]; }
+    }
+}
+
 template <typename Ta, typename Tb>
 __global__ void column_reduce_partial_kernel(float* partial, const Ta* a, const Tb* b, const float* s,
                                              int rows, int cols, int rows_per_split) {
@@ -19,11 +31,10 @@ __global__ void column_reduce_partial_kernel(float* partial, const Ta* a, const 
     if (c0 < cols) {
         for (int r = r_begin + threadIdx.y; r < r_end; r += blockDim.y) {
             const float sr = s ? s[r] : 1.0f;
-            for (int k = 0; k < 8; k++) {
-                float v = (float)a[(size_t)r * cols + c0 + k];
-                if (b) v *= (float)b[(size_t)r * cols + c0 + k];
-                acc[k] += v * sr;
-            }
+            float va[8], vb[8];
+            load8_f32(a + (size_t)r * cols + c0, va);
+            if (b) load8_f32(b + (size_t)r * cols + c0, vb);
+            for (int k = 0; k < 8; k++) acc[k] += (b ? va[k] * vb[k] : va[k]) * sr;
         }
     }
     __shared__ float sh[8][32 * 8 + 1];
