@@ -3,7 +3,7 @@ train_gpt.cu: trains a Llama-family decoder (Llama 3.x, Qwen2.5/3, Mistral,
 Emu3 shapes; ../shared/spec/gpt.md) on one GPU, in the style of llm.c.
 
 Reads top to bottom: configuration, parameters, activations, forward,
-backward, update, data and sampling, main loop. Every layer is a hand-written
+backward, update, data and sampling, checkpoints, main loop. Every layer is a hand-written
 kernel in llmc/ (embedding, RMSNorm fused with the residual add, QK-norm+RoPE,
 attention, SwiGLU, fused classifier, AdamW); matrix products go through
 cuBLASLt. Weights are bf16 for compute with fp32 master copies; gradients and
@@ -11,10 +11,14 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 
   make train_gpt && ./train_gpt          # trains the shakespeare preset on the embedded data
   ./train_gpt --help                     # every flag
+  ./train_gpt --ckpt-dir ckpt --ckpt-every 200 --resume 1   # checkpoints; rerun the same line to resume
 */
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <csignal>
 #include <string>
+#include <unistd.h>
 #include <vector>
 #include "llmc/utils.h"
 #include "llmc/args.h"
@@ -34,6 +38,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/dataset.h"
 #include "llmc/dataloader.h"
 #include "llmc/plot.h"
+#include "llmc/checkpoint.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
@@ -469,7 +474,133 @@ struct TrainConfig {
     int seed = 1337;
     int shuffle = 1;
     float max_minutes = 0;
+    // checkpoints, resume, faults
+    std::string ckpt_dir = "";       // "": no checkpoints
+    int ckpt_every = 0, ckpt_keep = 3, ckpt_keep_every = 0;
+    int resume = 0;
+    std::string resume_from = "", init_from = "";
+    int exit_at_step = 0;
+    int max_bad_steps = 5;
 };
+
+// ----------------------------------------------------------------------------
+// Checkpoints (format, atomic writes, validation: llmc/checkpoint.h).
+// model.bin holds the fp32 master weights; the bf16 compute weights are
+// derived from them on load exactly as the AdamW kernel derives them
+// ((floatX)master), so they come back bit-identical. state.bin holds the AdamW
+// moments and step count, the schedule position (steps done), the train
+// loader's position and the sampling RNG. Everything else a run depends on is
+// a flag or is reset anyway (the validation loader), so a run resumed from
+// step k with the same flags prints the same losses as one that never stopped.
+// Device buffers stream to and from the files through a host chunk.
+
+// SIGTERM / SIGINT: the first makes the loop finish its step, save a
+// checkpoint and exit 0; a second exits at once.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) {
+        static const char msg[] = "\nsecond stop signal: exiting at once, without a checkpoint\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        _exit(1);
+    }
+    stop_signal = sig;
+    static const char msg[] = "\nstop signal: finishing this step, then saving a checkpoint and exiting (send another to exit at once)\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+}
+
+static void install_stop_signals() {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+}
+
+static CkptSource device_source(const float* dev) {
+    return [dev](size_t off, size_t n, float* dst) { cudaCheck(cudaMemcpy(dst, dev + off, n * sizeof(float), cudaMemcpyDeviceToHost)); };
+}
+static CkptSink device_sink(float* dev) {
+    return [dev](size_t off, size_t n, const float* src) { cudaCheck(cudaMemcpy(dev + off, src, n * sizeof(float), cudaMemcpyHostToDevice)); };
+}
+
+// Writes tc.ckpt_dir/step_N (N = st.step) and moves `latest`; a write error
+// (full disk) ends the run with one line, the previous checkpoint intact.
+static std::string gpt_save_checkpoint(GPT* g, const TrainConfig& tc, const CkptState& st) {
+    const double t0 = wall_seconds();
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    CkptWrite w;
+    w.dir = tc.ckpt_dir;
+    w.step = st.step;
+    w.info = gpt_ckpt_info(g->cfg);
+    w.dtype = CKPT_F32;
+    w.params = device_source(g->master);
+    w.state = st;
+    w.m = device_source(g->adam_m);
+    w.v = device_source(g->adam_v);
+    w.keep_last = tc.ckpt_keep;
+    w.keep_every = tc.ckpt_keep_every;
+    std::vector<int64_t> removed;
+    const std::string dir = ckpt_save_or_fail(w, &removed);
+    printf("saved checkpoint %s (%.1f MiB, %.2f s%s)\n", dir.c_str(), (double)g->num_params * 12.0 / 1048576.0, wall_seconds() - t0,
+           removed.empty() ? "" : ("; deleted " + std::to_string(removed.size()) + " older").c_str());
+    return dir;
+}
+
+// Weights from a model.bin into the fp32 master copy and, derived from it, the
+// compute copy; AdamW starts fresh (a fine-tune, or before the state is read).
+static void gpt_load_weights(GPT* g, const CkptModelHeader& h) {
+    ckpt_read_model_params_or_fail(h, device_sink(g->master));
+    copy_f32_to_floatX(g->params, g->master, g->num_params, g->stream);
+    cudaCheck(cudaMemset(g->adam_m, 0, g->num_params * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_v, 0, g->num_params * sizeof(float)));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    g->adam_step = 0;
+}
+
+static void gpt_load_state(GPT* g, const CkptStateHeader& s) {
+    std::vector<CkptSink> sinks = {device_sink(g->adam_m), device_sink(g->adam_v)};
+    if (s.has_master) sinks.push_back(device_sink(g->master));
+    ckpt_read_state_arrays_or_fail(s, sinks);
+    if (s.has_master) copy_f32_to_floatX(g->params, g->master, g->num_params, g->stream);
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    g->adam_step = (int)s.st.adam_step;
+}
+
+// On resume, train.log keeps what was logged up to the checkpoint at `step`
+// (train lines of steps <= step, validations before it: the resumed loop runs
+// the validation at `step` again) and the run appends to it; the loss curve is
+// rebuilt from it. A last line cut short by a crash is dropped.
+static void resume_train_log(const std::string& path, int step, LossCurve* curve) {
+    if (!file_exists(path)) return;
+    const std::string text = read_file_or_fail(path);
+    std::string kept;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        const size_t end = text.find('\n', pos);
+        if (end == std::string::npos) break;
+        const std::string line = text.substr(pos, end - pos);
+        pos = end + 1;
+        int s = 0;
+        float x = 0;
+        char kind[32] = {0};
+        if (sscanf(line.c_str(), "step %d %31s %f", &s, kind, &x) == 3) {
+            const bool train = strcmp(kind, "train_loss") == 0, val = strcmp(kind, "val_loss") == 0;
+            if ((train && s > step) || (val && s >= step)) continue;
+            if (train) curve->train.push_back({s, x});
+            if (val) curve->val.push_back({s, x});
+        }
+        kept += line + "\n";
+    }
+    const std::string tmp = path + ".tmp";
+    FILE* f = fopen_or_fail(tmp, "w");
+    fwrite_exact(kept.data(), kept.size(), f, tmp);
+    finish_atomic_write(f, tmp, path);
+}
 
 #ifndef TRAIN_GPT_NO_MAIN
 int main(int argc, char** argv) {
@@ -518,6 +649,16 @@ int main(int argc, char** argv) {
     ap.add_int("--sample-tokens", &tc.sample_tokens, "tokens per sample");
     ap.add_float("--temperature", &tc.temperature, "sampling temperature (0: greedy)");
     ap.add_int("--top-k", &tc.top_k, "sample from the k most likely tokens (0: all)");
+    ap.section("checkpoints, resume and numerical faults (llmc/checkpoint.h)");
+    ap.add_string("--ckpt-dir", &tc.ckpt_dir, "write checkpoints to DIR/step_XXXXXXXX and DIR/latest (\"\": none)");
+    ap.add_int("--ckpt-every", &tc.ckpt_every, "save every N steps (0: only at the end and on SIGTERM/SIGINT)");
+    ap.add_int("--ckpt-keep", &tc.ckpt_keep, "keep the newest K checkpoints, delete older ones (0: keep all)");
+    ap.add_int("--ckpt-keep-every", &tc.ckpt_keep_every, "also keep for good every checkpoint whose step is a multiple of M (0: none)");
+    ap.add_bool("--resume", &tc.resume, "resume from --ckpt-dir's latest checkpoint if it has one (else start fresh)");
+    ap.add_string("--resume-from", &tc.resume_from, "resume from this checkpoint (a step_XXXXXXXX dir, its model.bin, or a --ckpt-dir)");
+    ap.add_string("--init-from", &tc.init_from, "start from these weights (a model.bin or checkpoint dir); step, AdamW and data start fresh");
+    ap.add_int("--exit-at-step", &tc.exit_at_step, "stop after this step as on SIGTERM: save a checkpoint, exit 0 (0: off)");
+    ap.add_int("--max-bad-steps", &tc.max_bad_steps, "stop after K steps in a row with a non-finite loss or grad norm (0: never)");
     gpt_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     bool vocab_given = false;
@@ -542,6 +683,14 @@ int main(int argc, char** argv) {
     if (tc.val_batches < 0) fail("flag --val-batches: must be >= 0");
     if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
     if (!(tc.temperature >= 0)) fail("flag --temperature: must be >= 0");
+    if (tc.ckpt_every < 0) fail("flag --ckpt-every: must be >= 0, got %d", tc.ckpt_every);
+    if (tc.ckpt_keep < 0) fail("flag --ckpt-keep: must be >= 0, got %d", tc.ckpt_keep);
+    if (tc.ckpt_keep_every < 0) fail("flag --ckpt-keep-every: must be >= 0, got %d", tc.ckpt_keep_every);
+    if (tc.exit_at_step < 0) fail("flag --exit-at-step: must be >= 0, got %d", tc.exit_at_step);
+    if (tc.max_bad_steps < 0) fail("flag --max-bad-steps: must be >= 0, got %d", tc.max_bad_steps);
+    if (tc.resume && tc.ckpt_dir.empty()) fail("flag --resume: needs --ckpt-dir (where to look for the latest checkpoint)");
+    if (tc.resume && !tc.resume_from.empty()) fail("flag --resume-from: cannot be combined with --resume 1 (pick one)");
+    if (!tc.resume_from.empty() && !tc.init_from.empty()) fail("flag --init-from: cannot be combined with --resume-from (a resumed run has its weights)");
 
     // ---- data: build the embedded default dataset on first use, load the tokenizer
     Tokenizer tok;
@@ -597,6 +746,49 @@ int main(int argc, char** argv) {
     const std::string val_dir = tc.val_data.substr(0, tc.val_data.find_last_of('/') == std::string::npos ? 0 : tc.val_data.find_last_of('/'));
     const bool have_meta = have_val && !val_dir.empty() && read_dataset_meta(val_dir, &meta) && meta.val_tokens > 0;
 
+    // ---- the checkpoint to resume from, or the weights to start from: every
+    // header checked against this run's model and data before the GPU is touched
+    std::string resume_dir, init_path;
+    if (!tc.resume_from.empty()) {
+        resume_dir = ckpt_resolve_or_fail(tc.resume_from, "flag --resume-from");
+    } else if (tc.resume) {
+        std::string err, note;
+        if (ckpt_find_latest(tc.ckpt_dir, &resume_dir, &err, &note)) {
+            if (!note.empty()) printf("note: %s\n", note.c_str());
+            if (!tc.init_from.empty()) printf("note: --init-from %s is not used: resuming from %s\n", tc.init_from.c_str(), resume_dir.c_str());
+        } else if (!err.empty()) {
+            fail("%s", err.c_str());
+        } else {
+            printf("resume: no checkpoint in %s yet: starting %s\n", tc.ckpt_dir.c_str(), tc.init_from.empty() ? "from scratch" : "from --init-from");
+        }
+    }
+    CkptModelHeader ckpt_model;
+    CkptStateHeader ckpt_state;
+    if (!resume_dir.empty()) {
+        ckpt_model = ckpt_read_model_header_or_fail(resume_dir + "/model.bin");
+        ckpt_check_model_or_fail(ckpt_model, gpt_ckpt_info(mc));
+        ckpt_state = ckpt_read_state_header_or_fail(resume_dir + "/state.bin");
+        ckpt_check_state_or_fail(ckpt_state, ckpt_model);
+        const CkptState& s = ckpt_state.st;
+        const char* sp = ckpt_state.path.c_str();
+        if (s.step > INT_MAX) fail("%s: step: expected at most %d, found %lld", sp, INT_MAX, (long long)s.step);
+        if (s.seq_len != T) fail("%s: seq_len is %d, this run has --seq-len %d (the data position counts samples of T tokens)", sp, s.seq_len, T);
+        if (s.rngs.size() != 1) fail("%s: n_rng is %zu, a train_gpt state has 1 (the sampling RNG)", sp, s.rngs.size());
+        if (!tc.random_data && s.has_loader && s.loader_shard >= (int64_t)train_loader.shards.size())
+            fail("%s: loader shard is %lld, --train-data %s has %zu shards (different data files?)", sp, (long long)s.loader_shard,
+                 tc.train_data.c_str(), train_loader.shards.size());
+        if (!tc.random_data && !s.has_loader) printf("note: %s has no data-loader position (a --random-data run): the data starts from the beginning\n", sp);
+        if (s.total_batch_tokens != tc.total_batch_tokens)
+            printf("note: %s was trained with %lld tokens per step, this run uses %lld: not a bit-identical continuation\n", sp,
+                   (long long)s.total_batch_tokens, tc.total_batch_tokens);
+        if (s.sched_steps != tc.steps)
+            printf("note: %s was trained with --steps %d, this run has %d: the learning rate follows the new schedule\n", sp, s.sched_steps, tc.steps);
+    } else if (!tc.init_from.empty()) {
+        init_path = ckpt_model_path_or_fail(tc.init_from, "flag --init-from");
+        ckpt_model = ckpt_read_model_header_or_fail(init_path);
+        ckpt_check_model_or_fail(ckpt_model, gpt_ckpt_info(mc));
+    }
+
     // ---- GPU
     cudaCheck(cudaSetDevice(0));
     cudaDeviceProp prop = cuda_device_props();
@@ -604,7 +796,12 @@ int main(int argc, char** argv) {
     GPT model;
     cudaCheck(cudaStreamCreate(&model.stream));
     gpt_build(&model, mc, B, T);
-    {
+    if (!resume_dir.empty()) {
+        gpt_load_weights(&model, ckpt_model);
+        gpt_load_state(&model, ckpt_state);
+    } else if (!init_path.empty()) {
+        gpt_load_weights(&model, ckpt_model);
+    } else {
         std::vector<float> init = gpt_init_params(mc, model.layout, tc.seed);
         gpt_set_params(&model, init.data());
     }
@@ -623,11 +820,41 @@ int main(int argc, char** argv) {
     sched.kind = tc.schedule; sched.warmup = tc.warmup; sched.steps = tc.steps; sched.lr = oc.lr;
     sched.min_lr_frac = tc.min_lr_frac; sched.wsd_decay_frac = tc.wsd_decay_frac;
     FILE* logf = nullptr;
-    std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
-    if (!log_path.empty()) { make_parent_dirs(log_path); logf = fopen_or_fail(log_path, "w"); }
     LossCurve curve;
+    std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
+    if (!log_path.empty()) {
+        make_parent_dirs(log_path);
+        if (!resume_dir.empty()) resume_train_log(log_path, (int)ckpt_state.st.step, &curve);
+        logf = fopen_or_fail(log_path, resume_dir.empty() ? "w" : "a");
+    }
     Rng sample_rng;
     rng_seed(&sample_rng, tc.seed + 2);
+
+    // ---- where the run starts: a resumed run continues the step count, the
+    // data stream and the sampling RNG of the checkpoint
+    int start_step = 0, bad_steps = 0;
+    std::string last_ckpt;  // the newest checkpoint this run saved or resumed from
+    if (!resume_dir.empty()) {
+        const CkptState& s = ckpt_state.st;
+        if (!tc.random_data && s.has_loader) {
+            DataLoaderPosition p;
+            p.epoch = s.loader_epoch; p.shard = s.loader_shard; p.sample = s.loader_sample; p.rng_state = s.loader_rng;
+            dataloader_set_position(&train_loader, p);
+        }
+        sample_rng.state = s.rngs[0];
+        start_step = (int)s.step;
+        bad_steps = s.bad_steps;
+        last_ckpt = resume_dir;
+        printf("resumed from %s: step %d, AdamW step %d, data epoch %lld shard %lld sample %lld\n", resume_dir.c_str(), start_step,
+               model.adam_step, (long long)s.loader_epoch, (long long)s.loader_shard, (long long)s.loader_sample);
+    } else if (!init_path.empty()) {
+        printf("initialized the weights from %s (step, AdamW and data start fresh)\n", init_path.c_str());
+    }
+    const bool ckpt_on = !tc.ckpt_dir.empty();
+    if (ckpt_on)
+        printf("checkpoints: %s | every %d steps (0: only at the end) | keep the newest %d (0: all)%s%s\n", tc.ckpt_dir.c_str(), tc.ckpt_every,
+               tc.ckpt_keep, tc.ckpt_keep_every > 0 ? " and every step multiple of " : "",
+               tc.ckpt_keep_every > 0 ? std::to_string(tc.ckpt_keep_every).c_str() : "");
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
@@ -660,11 +887,32 @@ int main(int argc, char** argv) {
         printf("---- sample at step %d ----\n%s\n---------------------------\n", step, s.c_str());
     };
 
+    int saved_step = resume_dir.empty() ? -1 : start_step;
+    auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
+        CkptState s;
+        s.step = done;
+        s.adam_step = model.adam_step;
+        s.bad_steps = bad_steps;
+        s.seq_len = T;
+        s.total_batch_tokens = tc.total_batch_tokens;
+        s.sched_steps = tc.steps;
+        if (!tc.random_data) {
+            const DataLoaderPosition p = dataloader_get_position(&train_loader);
+            s.has_loader = 1;
+            s.loader_epoch = p.epoch; s.loader_shard = p.shard; s.loader_sample = p.sample; s.loader_rng = p.rng_state;
+        }
+        s.rngs = {sample_rng.state};
+        last_ckpt = gpt_save_checkpoint(&model, tc, s);
+        saved_step = done;
+    };
+
     const double t_start = wall_seconds();
     std::vector<double> step_ms;
-    int step = 0;
-    for (; step <= tc.steps; step++) {
-        const bool last = step == tc.steps || (tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+    int step = start_step;
+    install_stop_signals();
+    for (;; step++) {
+        const bool last = step >= tc.steps || (tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        if (last && ckpt_on && saved_step != step) save_checkpoint(step);
         if (have_val && (step % tc.val_every == 0 || last)) run_validation(step);
         if (tc.sample_every >= 0 && ((tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) || last)) run_sample(step);
         if (last) break;
@@ -681,7 +929,10 @@ int main(int argc, char** argv) {
             loss += gpt_mean_loss(&model) / grad_accum;
         }
         const float lr = schedule_lr(sched, step);
-        const float norm = gpt_update(&model, oc, lr);
+        // a non-finite loss or grad norm skips the update (gpt_update checks the norm)
+        const bool loss_ok = std::isfinite(loss);
+        if (!loss_ok) printf("warning: step %d: loss is %f; skipping this update\n", step + 1, loss);
+        const float norm = loss_ok ? gpt_update(&model, oc, lr) : NAN;
         cudaCheck(cudaStreamSynchronize(model.stream));
         const double ms = 1000.0 * (wall_seconds() - t0);
         step_ms.push_back(ms);
@@ -691,6 +942,23 @@ int main(int argc, char** argv) {
                lr, norm, ms, tok_s, mfu);
         if (logf) { fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(logf); }
         curve.train.push_back({step + 1, (float)loss});
+
+        // faults: max_bad_steps skipped updates in a row stop the run
+        const int done = step + 1;
+        if (loss_ok && std::isfinite(norm)) bad_steps = 0;
+        else if (++bad_steps >= tc.max_bad_steps && tc.max_bad_steps > 0)
+            fail("step %d: %d steps in a row had a non-finite loss or gradient norm (updates skipped); stopping. last good checkpoint: %s",
+                 done, bad_steps, last_ckpt.empty() ? "none" : last_ckpt.c_str());
+        // checkpoints: every ckpt_every steps (not in a run of bad steps), and on a stop request
+        const bool stop = stop_signal != 0 || (tc.exit_at_step > 0 && done == tc.exit_at_step);
+        if (ckpt_on && (stop || (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && bad_steps == 0))) save_checkpoint(done);
+        if (stop) {
+            printf("stopping after step %d (%s): %s\n", done,
+                   stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "--exit-at-step",
+                   ckpt_on ? ("checkpoint " + last_ckpt).c_str() : "no --ckpt-dir, so no checkpoint");
+            step = done;
+            break;
+        }
     }
     if (step_ms.size() > 3) {
         std::vector<double> s(step_ms.begin() + std::min<size_t>(3, step_ms.size() - 1), step_ms.end());

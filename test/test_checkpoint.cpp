@@ -1,0 +1,516 @@
+/*
+Tests of llmc/checkpoint.h (the checkpoint format, its atomic writer and its
+validating readers) on small checkpoints written into test/tmp/checkpoint/:
+XXH64 against published vectors, bf16 rounding, round trips (float32 and
+bfloat16 model files, master and extra arrays, every state field), the header
+at its documented offsets, every corruption a reader must reject with exit 1
+and one stderr line naming the file and the field (checked on a child: this
+binary in a child mode), `latest` resolution, keep-last-K / keep-every-M
+deletion, and a full disk: a write cut short by RLIMIT_FSIZE (always) and by a
+small tmpfs (where this process may mount one, i.e. as root) must fail with one
+line naming the file and the error, and leave `latest` and the previous
+checkpoint loadable.
+
+  make test/test_checkpoint && ./test/test_checkpoint
+  child modes:
+    --load PATH N_LAYER          load a whole checkpoint (dir, or a root with latest) for the test model
+    --load-model PATH N_LAYER    read and check only a model.bin
+    --save DIR STEP FSIZE        save the test checkpoint STEP into DIR (FSIZE > 0: RLIMIT_FSIZE bytes, SIGXFSZ ignored)
+*/
+#include <csignal>
+#include <ctime>
+#include <string>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <vector>
+#include "../llmc/utils.h"
+#include "test_util.h"
+#include "../llmc/rand.h"
+#include "../llmc/checkpoint.h"
+
+static const std::string ROOT = "test/tmp/checkpoint";
+
+static std::string str(long long x) { return std::to_string(x); }
+
+// a small gpt: 6736 parameters with 2 layers
+static GPTConfig test_config(int n_layer) {
+    GPTConfig c;
+    c.vocab_size = 100; c.max_seq_len = 16; c.n_layer = n_layer; c.n_head = 2; c.n_kv_head = 1;
+    c.d_model = 16; c.head_dim = 0; c.ffn_hidden = 32; c.padded_vocab_size = 0;
+    gpt_config_finalize(&c);
+    return c;
+}
+
+struct Arrays { std::vector<float> p, m, v, master, ema; };
+
+static Arrays make_arrays(size_t n, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    Arrays a;
+    a.p.resize(n); a.m.resize(n); a.v.resize(n); a.master.resize(n); a.ema.resize(n);
+    for (size_t i = 0; i < n; i++) {
+        a.master[i] = rng_normal(&r);
+        a.p[i] = a.master[i];
+        a.m[i] = 0.01f * rng_normal(&r);
+        a.v[i] = 1e-4f * rng_uniform(&r);
+        a.ema[i] = rng_normal(&r);
+    }
+    // bit patterns that must survive: -0, a denormal, the largest float, an infinity in a moment
+    a.p[0] = -0.0f; a.p[1] = 1e-40f; a.p[2] = 3.4028235e38f; a.m[3] = INFINITY;
+    return a;
+}
+
+static CkptState make_state(int64_t step) {
+    CkptState s;
+    s.step = step; s.adam_step = step > 0 ? step - 1 : 0; s.bad_steps = 1; s.seq_len = 64;
+    s.total_batch_tokens = 4096; s.sched_steps = 1000; s.has_loader = 1;
+    s.loader_epoch = 2; s.loader_shard = 1; s.loader_sample = 40 + step; s.loader_rng = 0x123456789ABCDEF1ull;
+    s.rngs = {0xDEADBEEFCAFEF00Dull + (uint64_t)step, 42};
+    return s;
+}
+
+static CkptWrite make_write(const std::string& dir, int64_t step, const CkptModelInfo& info, const Arrays& a, int keep_last = 0,
+                            int keep_every = 0, int dtype = CKPT_F32, bool ema = false) {
+    CkptWrite w;
+    w.dir = dir; w.step = step; w.info = info; w.dtype = dtype;
+    w.params = ckpt_source_from(a.p.data());
+    w.state = make_state(step);
+    w.m = ckpt_source_from(a.m.data());
+    w.v = ckpt_source_from(a.v.data());
+    if (dtype != CKPT_F32) w.master = ckpt_source_from(a.master.data());
+    if (ema) w.extra.push_back(ckpt_source_from(a.ema.data()));
+    w.keep_last = keep_last; w.keep_every = keep_every;
+    return w;
+}
+
+// Reads a whole checkpoint directory without failing; false + *err on any problem.
+static bool load_all(const std::string& sdir, const CkptModelInfo& info, Arrays* out, CkptState* st, CkptModelHeader* mh_out, std::string* err) {
+    CkptModelHeader mh;
+    CkptStateHeader sh;
+    const size_t n = (size_t)info.n_params;
+    out->p.assign(n, 0); out->m.assign(n, 0); out->v.assign(n, 0); out->master.assign(n, 0); out->ema.assign(n, 0);
+    if (!ckpt_read_model_header(sdir + "/model.bin", &mh, err) || !ckpt_check_model(mh, info, err)) return false;
+    if (!ckpt_read_state_header(sdir + "/state.bin", &sh, err) || !ckpt_check_state(sh, mh, err)) return false;
+    if (!ckpt_read_model_params(mh, ckpt_sink_to(out->p.data()), err)) return false;
+    std::vector<CkptSink> sinks = {ckpt_sink_to(out->m.data()), ckpt_sink_to(out->v.data())};
+    if (sh.has_master) sinks.push_back(ckpt_sink_to(out->master.data()));
+    if (sh.n_extra) sinks.push_back(ckpt_sink_to(out->ema.data()));
+    if (!ckpt_read_state_arrays(sh, sinks, err)) return false;
+    if (st) *st = sh.st;
+    if (mh_out) *mh_out = mh;
+    return true;
+}
+
+static bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+static void write_raw(const std::string& path, const std::string& bytes) {
+    FILE* f = fopen_or_fail(path, "wb");
+    fwrite_exact(bytes.data(), bytes.size(), f, path);
+    fclose_or_fail(f, path);
+}
+
+static void copy_file(const std::string& from, const std::string& to) { write_raw(to, read_file_or_fail(from)); }
+
+static void patch_int32(const std::string& path, int index, int32_t v) {
+    std::string b = read_file_or_fail(path);
+    memcpy(&b[4 * index], &v, 4);
+    write_raw(path, b);
+}
+
+// Recomputes the header checksum, so that a patched field reaches its own range check.
+static void rehash_header(const std::string& path) {
+    std::string b = read_file_or_fail(path);
+    int32_t h[CKPT_HEADER_INTS];
+    memcpy(h, b.data(), CKPT_HEADER_BYTES);
+    ckpt_put64(h, 8, 0);
+    ckpt_put64(h, 8, xxh64(h, CKPT_HEADER_BYTES));
+    memcpy(&b[0], h, CKPT_HEADER_BYTES);
+    write_raw(path, b);
+}
+
+static void patch_field(const std::string& path, int index, int32_t v) { patch_int32(path, index, v); rehash_header(path); }
+static void patch_field64(const std::string& path, int index, int64_t v) {
+    patch_int32(path, index, (int32_t)(uint32_t)((uint64_t)v & 0xffffffffu));
+    patch_int32(path, index + 1, (int32_t)(uint32_t)((uint64_t)v >> 32));
+    rehash_header(path);
+}
+
+static long long file_len(const std::string& p) { struct stat st; return stat(p.c_str(), &st) == 0 ? (long long)st.st_size : -1; }
+
+static void rm_tree(const std::string& d) { std::string c = "rm -rf '" + d + "'"; if (system(c.c_str()) != 0) fail("%s failed", c.c_str()); }
+
+static std::vector<long long> steps_in(const std::string& dir) {
+    std::vector<long long> s;
+    for (const CkptEntry& e : ckpt_list(dir)) s.push_back(e.step);
+    return s;
+}
+
+static std::string join(const std::vector<long long>& v) {
+    std::string s;
+    for (long long x : v) s += (s.empty() ? "" : " ") + str(x);
+    return s;
+}
+
+// the two checks after a failed save: latest unchanged, the previous checkpoint whole, nothing left over
+static void check_intact(const std::string& name, const std::string& dir, int64_t prev, int64_t failed, const CkptModelInfo& info) {
+    Arrays got;
+    CkptState st;
+    std::string err, sd;
+    const bool found = ckpt_find_latest(dir, &sd, &err);
+    const bool loads = found && load_all(sd, info, &got, &st, nullptr, &err);
+    const Arrays want = make_arrays((size_t)info.n_params, (uint64_t)prev);
+    const std::string fdir = dir + "/" + ckpt_step_name(failed);
+    check(found && sd == dir + "/" + ckpt_step_name(prev) && loads && st.step == prev && same_bits(got.p, want.p) && same_bits(got.v, want.v),
+          name + "_previous_intact", "latest still names " + ckpt_step_name(prev) + " and it loads bit-exact" + (err.empty() ? "" : ": " + err));
+    check(!file_exists(fdir) && !file_exists(dir + "/latest.tmp"), name + "_no_leftovers",
+          "no " + ckpt_step_name(failed) + " directory and no .tmp files remain");
+}
+
+int main(int argc, char** argv) {
+    child_err_path = ROOT + "/child.err";
+    // ---- child modes
+    if (argc == 4 && (std::string(argv[1]) == "--load" || std::string(argv[1]) == "--load-model")) {
+        const CkptModelInfo info = gpt_ckpt_info(test_config((int)parse_int_or_fail(argv[3], "N_LAYER")));
+        if (std::string(argv[1]) == "--load-model") {
+            CkptModelHeader mh = ckpt_read_model_header_or_fail(argv[2]);
+            ckpt_check_model_or_fail(mh, info);
+            std::vector<float> p((size_t)mh.n_params);
+            ckpt_read_model_params_or_fail(mh, ckpt_sink_to(p.data()));
+            return 0;
+        }
+        const std::string sd = ckpt_resolve_or_fail(argv[2], "--load");
+        CkptModelHeader mh = ckpt_read_model_header_or_fail(sd + "/model.bin");
+        ckpt_check_model_or_fail(mh, info);
+        CkptStateHeader sh = ckpt_read_state_header_or_fail(sd + "/state.bin");
+        ckpt_check_state_or_fail(sh, mh);
+        std::vector<float> p((size_t)mh.n_params), m(p.size()), v(p.size());
+        ckpt_read_model_params_or_fail(mh, ckpt_sink_to(p.data()));
+        ckpt_read_state_arrays_or_fail(sh, {ckpt_sink_to(m.data()), ckpt_sink_to(v.data())});
+        return 0;
+    }
+    if (argc == 5 && std::string(argv[1]) == "--save") {
+        const int64_t step = parse_int_or_fail(argv[3], "STEP"), fsize = parse_int_or_fail(argv[4], "FSIZE");
+        if (fsize > 0) {
+            signal(SIGXFSZ, SIG_IGN);  // a write past the limit then returns EFBIG instead of killing us
+            struct rlimit rl = {(rlim_t)fsize, (rlim_t)fsize};
+            if (setrlimit(RLIMIT_FSIZE, &rl) != 0) fail("setrlimit failed (%s)", strerror(errno));
+        }
+        const CkptModelInfo info = gpt_ckpt_info(test_config(2));
+        const Arrays a = make_arrays((size_t)info.n_params, (uint64_t)step);
+        ckpt_save_or_fail(make_write(argv[2], step, info, a, 3, 0));
+        return 0;
+    }
+    if (argc != 1) fail("usage: %s [--load PATH N_LAYER | --load-model PATH N_LAYER | --save DIR STEP FSIZE]", argv[0]);
+    umount2((ROOT + "/tmpfs").c_str(), MNT_DETACH);  // a leftover mount of an interrupted run
+    rm_tree(ROOT);
+    make_parent_dirs(ROOT + "/x");
+
+    // ---- XXH64 against published vectors, and streaming in pieces = one shot
+    {
+        const std::string spam = "Nobody inspects the spammish repetition", fox = "The quick brown fox jumps over the lazy dog";
+        const std::string a32(32, 'a'), hex32 = "0123456789abcdef0123456789abcdef";
+        const bool ok = xxh64("", 0) == 0xEF46DB3751D8E999ull && xxh64("a", 1) == 0xD24EC4F1A98C6E5Bull &&
+                        xxh64("abc", 3) == 0x44BC2CF5AD770999ull && xxh64(spam.data(), spam.size()) == 0xFBCEA83C8A378BF1ull &&
+                        xxh64(fox.data(), fox.size()) == 0x0B242D361FDA71BCull && xxh64(a32.data(), 32) == 0x856E843298F99AD7ull &&
+                        xxh64(hex32.data(), 32) == 0x642A94958E71E6C5ull;
+        check(ok, "xxh64_vectors", "7 published XXH64 vectors (0, 1, 3, 32, 39 and 43 bytes)");
+        std::string buf(1000, 0);
+        Rng r;
+        rng_seed(&r, 3);
+        for (char& c : buf) c = (char)rng_u32(&r);
+        const uint64_t one = xxh64(buf.data(), buf.size());
+        bool same = true;
+        for (int trial = 0; trial < 50; trial++) {
+            Xxh64 s;
+            xxh64_init(&s);
+            size_t off = 0;
+            while (off < buf.size()) {
+                const size_t k = std::min(buf.size() - off, (size_t)(rng_u32(&r) % 70));
+                xxh64_update(&s, buf.data() + off, k);
+                off += k;
+            }
+            if (xxh64_digest(&s) != one) same = false;
+        }
+        check(same, "xxh64_streaming", "50 random splits of 1000 bytes hash like one piece");
+    }
+
+    // ---- bf16 rounding (what CUDA's __float2bfloat16 does: nearest, ties to even)
+    {
+        auto bits = [](uint32_t u) { float f; memcpy(&f, &u, 4); return f; };
+        const bool ok = ckpt_f32_to_bf16(1.0f) == 0x3F80 && ckpt_f32_to_bf16(bits(0x3F808000)) == 0x3F80 &&
+                        ckpt_f32_to_bf16(bits(0x3F818000)) == 0x3F82 && ckpt_f32_to_bf16(bits(0x3F808001)) == 0x3F81 &&
+                        ckpt_f32_to_bf16(-2.0f) == 0xC000 && ckpt_f32_to_bf16(INFINITY) == 0x7F80 &&
+                        std::isnan(ckpt_bf16_to_f32(ckpt_f32_to_bf16(NAN))) && ckpt_bf16_to_f32(0x3F80) == 1.0f;
+        check(ok, "bf16_rounding", "round to nearest even, inf and NaN kept");
+    }
+
+    const GPTConfig cfg = test_config(2);
+    const CkptModelInfo info = gpt_ckpt_info(cfg);
+    const size_t n = (size_t)info.n_params;
+    check(info.n_params == 6736 && info.config.size() == 19 && info.n_tensors == 8, "test_model", str(info.n_params) + " parameters, 19 config fields, 8 tensors");
+
+    // ---- round trip, float32 model
+    const std::string rt = ROOT + "/rt";
+    const Arrays a10 = make_arrays(n, 10);
+    {
+        std::string sd, err;
+        const bool saved = ckpt_save(make_write(rt, 10, info, a10), &sd, &err);
+        check(saved && sd == rt + "/step_00000010", "save", saved ? sd : err);
+        check(ckpt_read_latest_name(rt) == "step_00000010", "latest_written", "latest = '" + ckpt_read_latest_name(rt) + "'");
+        Arrays got;
+        CkptState st;
+        CkptModelHeader mh;
+        const bool ok = load_all(sd, info, &got, &st, &mh, &err);
+        const CkptState want = make_state(10);
+        check(ok && same_bits(got.p, a10.p) && same_bits(got.m, a10.m) && same_bits(got.v, a10.v), "roundtrip_arrays",
+              ok ? "params, m, v bit-identical (incl. -0, a denormal, FLT_MAX, inf)" : err);
+        const bool st_ok = ok && st.step == want.step && st.adam_step == want.adam_step && st.bad_steps == want.bad_steps &&
+                           st.seq_len == want.seq_len && st.total_batch_tokens == want.total_batch_tokens && st.sched_steps == want.sched_steps &&
+                           st.has_loader == 1 && st.loader_epoch == want.loader_epoch && st.loader_shard == want.loader_shard &&
+                           st.loader_sample == want.loader_sample && st.loader_rng == want.loader_rng && st.rngs == want.rngs;
+        check(st_ok, "roundtrip_state", "step, adam_step, bad_steps, seq_len, batch, schedule, loader position, 2 RNG states");
+        // the documented layout, read with plain offsets
+        const std::string mb = read_file_or_fail(sd + "/model.bin"), sb = read_file_or_fail(sd + "/state.bin");
+        int32_t h[CKPT_HEADER_INTS], s[CKPT_HEADER_INTS];
+        memcpy(h, mb.data(), 1024);
+        memcpy(s, sb.data(), 1024);
+        const bool layout = h[0] == 20251210 && h[1] == 1 && h[2] == 1 && h[3] == 0 && h[4] == 19 && h[5] == 8 && ckpt_get64(h, 6) == n &&
+                            h[16 + 3] == 2 && h[16 + 6] == 16 && mb.size() == 1024 + 4 * n && memcmp(mb.data() + 1024, a10.p.data(), 4 * n) == 0 &&
+                            ckpt_get64(h, 10) == xxh64(mb.data() + 1024, mb.size() - 1024) && s[0] == 20251211 && s[2] == 1 && s[3] == 0 &&
+                            ckpt_get64(s, 6) == ckpt_get64(h, 10) && ckpt_get64(s, 12) == 10 && s[17] == 64 && s[30] == 2 &&
+                            sb.size() == 1024 + 8 * n && memcmp(sb.data() + 1024, a10.m.data(), 4 * n) == 0;
+        check(layout, "documented_layout", "header fields at their offsets, payload = raw float32, payload checksum = XXH64 of the bytes after the header");
+        const GPTConfig back = gpt_config_from_ckpt(mh);
+        const CkptModelInfo info_back = gpt_ckpt_info(back);
+        bool same_cfg = info_back.n_params == info.n_params;
+        for (size_t i = 0; i < info.config.size(); i++) same_cfg = same_cfg && info_back.config[i].bits == info.config[i].bits;
+        check(same_cfg, "config_from_model_file", "a gpt config rebuilt from model.bin alone equals the original");
+    }
+
+    // ---- round trip, bfloat16 model with master weights and an extra array (a DiT's EMA)
+    {
+        const std::string d = ROOT + "/bf16";
+        std::string sd, err;
+        const bool saved = ckpt_save(make_write(d, 5, info, a10, 0, 0, CKPT_BF16, true), &sd, &err);
+        Arrays got;
+        const bool ok = saved && load_all(sd, info, &got, nullptr, nullptr, &err);
+        bool rounded = ok;
+        for (size_t i = 0; ok && i < n; i++) {
+            const float r = ckpt_bf16_to_f32(ckpt_f32_to_bf16(a10.p[i]));
+            if (memcmp(&r, &got.p[i], 4) != 0) rounded = false;
+        }
+        check(ok && rounded && same_bits(got.master, a10.master) && same_bits(got.ema, a10.ema) &&
+              file_len(sd + "/model.bin") == (long long)(1024 + 2 * n) && file_len(sd + "/state.bin") == (long long)(1024 + 16 * n),
+              "roundtrip_bf16_master_extra", ok ? "bf16 weights = rounded fp32, master and EMA arrays exact, file lengths as documented" : err);
+    }
+
+    // ---- corrupted model.bin / state.bin: exit 1, one line naming the file and the field
+    {
+        const std::string good = rt + "/step_00000010";
+        const std::string gm = read_file_or_fail(good + "/model.bin"), gs = read_file_or_fail(good + "/state.bin");
+        Child c = run_child({"--load", good, "2"});
+        check(c.exited && c.code == 0 && c.err.empty(), "child_load_good", "the child mode loads a good checkpoint (exit 0, no output)");
+        const std::string bad = ROOT + "/bad";
+        make_parent_dirs(bad + "/x");
+        auto model_variant = [&](const std::string& name, const std::string& bytes) {
+            const std::string p = bad + "/" + name + ".model.bin";
+            write_raw(p, bytes);
+            return p;
+        };
+        std::string p;
+        p = model_variant("magic", gm); patch_int32(p, 0, 12345);
+        check_fails_one_line("model_bad_magic", {"--load-model", p, "2"}, p + ": magic: expected 20251210");
+        check_fails_one_line("model_is_state_file", {"--load-model", good + "/state.bin", "2"}, "(a state.bin file)");
+        p = model_variant("version", gm); patch_int32(p, 1, 2);
+        check_fails_one_line("model_bad_version", {"--load-model", p, "2"}, p + ": version: expected 1, found 2");
+        { std::string b = gm; b[200] ^= 0x10; p = model_variant("header_flip", b); }
+        check_fails_one_line("model_header_checksum", {"--load-model", p, "2"}, p + ": header checksum");
+        p = model_variant("dtype", gm); patch_field(p, 3, 7);
+        check_fails_one_line("model_bad_dtype", {"--load-model", p, "2"}, p + ": dtype: expected 0 (float32) or 1 (bfloat16), found 7");
+        p = model_variant("kind_range", gm); patch_field(p, 2, 9);
+        check_fails_one_line("model_kind_out_of_range", {"--load-model", p, "2"}, p + ": model kind: expected 1 (gpt) or 2 (dit), found 9");
+        p = model_variant("nconfig", gm); patch_field(p, 4, 999);
+        check_fails_one_line("model_bad_n_config", {"--load-model", p, "2"}, p + ": n_config: expected 0..240, found 999");
+        p = model_variant("nparams", gm); patch_field64(p, 6, -3);
+        check_fails_one_line("model_bad_n_params", {"--load-model", p, "2"}, p + ": n_params: expected > 0");
+        for (long long cut : {0LL, 100LL, 1023LL}) {
+            p = model_variant("cut" + str(cut), gm.substr(0, cut));
+            check_fails_one_line("model_truncated_at_" + str(cut), {"--load-model", p, "2"}, p + ": file is " + str(cut) + " bytes, shorter than the 1024-byte header (truncated)");
+        }
+        for (long long cut : {1024LL, 1031LL, (long long)gm.size() - 1}) {
+            p = model_variant("cut" + str(cut), gm.substr(0, cut));
+            check_fails_one_line("model_truncated_at_" + str(cut), {"--load-model", p, "2"}, p + ": file length: n_params 6736 needs 27968 bytes, found " + str(cut) + " (truncated)");
+        }
+        p = model_variant("trailing", gm + "xyz");
+        check_fails_one_line("model_trailing_bytes", {"--load-model", p, "2"}, p + ": file length: n_params 6736 needs 27968 bytes, found 27971 (extra bytes after the payload)");
+        { std::string b = gm; b[5000] ^= 0x01; p = model_variant("payload_flip", b); }
+        check_fails_one_line("model_payload_checksum", {"--load-model", p, "2"}, p + ": payload checksum");
+        p = model_variant("config", gm);
+        check_fails_one_line("model_config_mismatch", {"--load-model", p, "3"}, p + ": config n_layer is 2, the model has 3");
+        {
+            // a float field, and the model kind: files written for another model
+            GPTConfig other = cfg;
+            other.rope_theta = 500000.0f;
+            const Arrays a = make_arrays(n, 1);
+            ckpt_save_or_fail(make_write(bad + "/theta", 1, gpt_ckpt_info(other), a));
+            check_fails_one_line("model_config_float_mismatch", {"--load-model", bad + "/theta/step_00000001/model.bin", "2"},
+                                 "config rope_theta is 500000, the model has 10000");
+            CkptModelInfo dit = info;
+            dit.kind = CKPT_KIND_DIT;
+            ckpt_save_or_fail(make_write(bad + "/dit", 1, dit, a));
+            check_fails_one_line("model_wrong_kind", {"--load-model", bad + "/dit/step_00000001/model.bin", "2"},
+                                 "step_00000001/model.bin: model kind is dit (2), the model is gpt (1)");
+        }
+        check_fails_one_line("model_missing", {"--load-model", bad + "/nope.bin", "2"}, bad + "/nope.bin: cannot open (No such file or directory)");
+        check_fails_one_line("model_is_directory", {"--load-model", bad, "2"}, bad + ": not a regular file");
+
+        // state.bin: each variant in a checkpoint directory with the good model.bin
+        auto state_variant = [&](const std::string& name, const std::string& bytes) {
+            const std::string d = bad + "/st_" + name;
+            make_parent_dirs(d + "/x");
+            write_raw(d + "/model.bin", gm);
+            write_raw(d + "/state.bin", bytes);
+            return d;
+        };
+        std::string d;
+        d = state_variant("magic", gs); patch_int32(d + "/state.bin", 0, CKPT_MODEL_MAGIC);
+        check_fails_one_line("state_bad_magic", {"--load", d, "2"}, d + "/state.bin: magic: expected 20251211 (a mega.c training-state checkpoint (state.bin)), found 20251210 (a model.bin file)");
+        d = state_variant("version", gs); patch_int32(d + "/state.bin", 1, 0);
+        check_fails_one_line("state_bad_version", {"--load", d, "2"}, d + "/state.bin: version: expected 1, found 0");
+        d = state_variant("cut", gs.substr(0, gs.size() - 4));
+        check_fails_one_line("state_truncated", {"--load", d, "2"}, d + "/state.bin: file length: n_params 6736 needs 54912 bytes, found 54908 (truncated)");
+        d = state_variant("cut_header", gs.substr(0, 512));
+        check_fails_one_line("state_truncated_header", {"--load", d, "2"}, d + "/state.bin: file is 512 bytes, shorter than the 1024-byte header");
+        d = state_variant("trailing", gs + std::string(8, '\0'));
+        check_fails_one_line("state_trailing_bytes", {"--load", d, "2"}, "(extra bytes after the payload)");
+        d = state_variant("payload", gs); { std::string b = gs; b[30000] ^= 0x40; write_raw(d + "/state.bin", b); }
+        check_fails_one_line("state_payload_checksum", {"--load", d, "2"}, d + "/state.bin: payload checksum");
+        d = state_variant("step", gs); patch_field64(d + "/state.bin", 12, -1);
+        check_fails_one_line("state_bad_step", {"--load", d, "2"}, d + "/state.bin: step: expected >= 0, found -1");
+        d = state_variant("adam", gs); patch_field64(d + "/state.bin", 14, 11);
+        check_fails_one_line("state_bad_adam_step", {"--load", d, "2"}, d + "/state.bin: adam_step: expected 0..step 10, found 11");
+        d = state_variant("seq", gs); patch_field(d + "/state.bin", 17, 0);
+        check_fails_one_line("state_bad_seq_len", {"--load", d, "2"}, d + "/state.bin: seq_len: expected > 0, found 0");
+        d = state_variant("shard", gs); patch_field64(d + "/state.bin", 24, -2);
+        check_fails_one_line("state_bad_loader_shard", {"--load", d, "2"}, d + "/state.bin: loader shard: expected >= 0, found -2");
+        d = state_variant("rng", gs); patch_field64(d + "/state.bin", CKPT_RNG_AT + 2, 0);
+        check_fails_one_line("state_zero_rng", {"--load", d, "2"}, d + "/state.bin: rng 1 state: expected non-zero, found 0");
+        d = state_variant("nrng", gs); patch_field(d + "/state.bin", 30, 9);
+        check_fails_one_line("state_bad_n_rng", {"--load", d, "2"}, d + "/state.bin: n_rng: expected 0..8, found 9");
+        {
+            // model.bin and state.bin of two different checkpoints
+            ckpt_save_or_fail(make_write(bad + "/other", 20, info, make_arrays(n, 20)));
+            d = state_variant("mixed", read_file_or_fail(bad + "/other/step_00000020/state.bin"));
+            check_fails_one_line("state_of_another_checkpoint", {"--load", d, "2"}, d + "/state.bin: model checksum: expected");
+        }
+        d = state_variant("missing", gs); unlink((d + "/state.bin").c_str());
+        check_fails_one_line("state_missing", {"--load", d, "2"}, d + "/state.bin is missing");
+    }
+
+    // ---- latest: resolution, fallback, broken markers
+    {
+        const std::string d = ROOT + "/latest";
+        for (int s : {10, 20, 30}) ckpt_save_or_fail(make_write(d, s, info, make_arrays(n, s)));
+        std::string sd, err, note;
+        bool ok = ckpt_find_latest(d, &sd, &err, &note);
+        check(ok && sd == d + "/step_00000030" && note.empty(), "find_latest", sd);
+        unlink((d + "/latest").c_str());
+        ok = ckpt_find_latest(d, &sd, &err, &note);
+        check(ok && sd == d + "/step_00000030" && !note.empty(), "find_latest_without_marker", note);
+        // the newest directory incomplete (a crash between writes): the newest complete one
+        unlink((d + "/step_00000030/state.bin").c_str());
+        ok = ckpt_find_latest(d, &sd, &err, &note);
+        check(ok && sd == d + "/step_00000020", "find_latest_skips_incomplete", sd);
+        std::string empty_sd;
+        check(!ckpt_find_latest(ROOT + "/nothing_here", &empty_sd, &err) && err.empty(), "find_latest_none", "no directory: no checkpoint, no error");
+        write_raw(d + "/latest", "../../etc/passwd\n");
+        check_fails_one_line("latest_garbage", {"--load", d, "2"}, d + "/latest: expected a checkpoint name like step_00000100, found '../../etc/passwd'");
+        write_raw(d + "/latest", "step_00000030\n");
+        check_fails_one_line("latest_names_incomplete", {"--load", d, "2"}, d + "/latest: names step_00000030, but " + d + "/step_00000030/state.bin is missing");
+        write_raw(d + "/latest", "step_00000020\n");
+        Child c = run_child({"--load", d, "2"});
+        check(c.exited && c.code == 0, "load_via_root_dir", "a checkpoint root resolves through latest");
+        check_fails_one_line("resolve_nothing", {"--load", ROOT + "/bf16/nothing", "2"}, ROOT + "/bf16/nothing does not exist");
+    }
+
+    // ---- keep the last K, plus every M-th
+    {
+        auto plan = [](std::vector<CkptEntry> e, int64_t latest, int k, int m) {
+            std::vector<long long> r;
+            for (int64_t s : ckpt_prune_plan(e, latest, k, m)) r.push_back(s);
+            return join(r);
+        };
+        std::vector<CkptEntry> e;
+        for (int s = 10; s <= 100; s += 10) e.push_back({s, true});
+        check(plan(e, 100, 3, 0) == "10 20 30 40 50 60 70", "prune_plan_keep_3", "delete " + plan(e, 100, 3, 0));
+        check(plan(e, 100, 3, 40) == "10 20 30 50 60 70", "prune_plan_keep_3_every_40", "delete " + plan(e, 100, 3, 40));
+        check(plan(e, 100, 0, 40).empty(), "prune_plan_keep_all", "keep_last 0 keeps every complete checkpoint");
+        check(plan(e, 50, 2, 0) == "10 20 30", "prune_plan_newer_untouched", "latest 50: 60..100 (another branch) stay; delete " + plan(e, 50, 2, 0));
+        e.push_back({25, false});
+        e.push_back({105, false});
+        check(plan(e, 100, 0, 0) == "25", "prune_plan_incomplete", "incomplete step 25 (< latest) goes, incomplete 105 stays");
+        check(plan({{7, true}}, 7, 1, 0).empty(), "prune_plan_latest_kept", "the new checkpoint is never deleted");
+
+        const std::string d = ROOT + "/keep";
+        for (int s = 10; s <= 100; s += 10) ckpt_save_or_fail(make_write(d, s, info, make_arrays(n, s), 3, 40));
+        check(join(steps_in(d)) == "40 80 90 100", "prune_on_disk", "10 saves every 10 steps with keep 3, keep-every 40: " + join(steps_in(d)));
+        // a foreign file in an old checkpoint directory: the directory is kept (with a warning), nothing else breaks
+        write_raw(d + "/step_00000090/notes.txt", "mine\n");
+        ckpt_save_or_fail(make_write(d, 110, info, make_arrays(n, 110), 2, 40));
+        check(join(steps_in(d)) == "40 80 90 100 110" && file_exists(d + "/step_00000090/notes.txt") && !file_exists(d + "/step_00000090/model.bin"),
+              "prune_keeps_foreign_files", "only the checkpoint's own files are deleted: " + join(steps_in(d)));
+        // resaving an older step (resumed from a named checkpoint) replaces it; newer ones stay
+        ckpt_save_or_fail(make_write(d, 80, info, make_arrays(n, 81), 1, 0));
+        Arrays got;
+        std::string err;
+        const bool ok = load_all(d + "/step_00000080", info, &got, nullptr, nullptr, &err);
+        check(ok && same_bits(got.p, make_arrays(n, 81).p) && ckpt_read_latest_name(d) == "step_00000080" && file_exists(d + "/step_00000110/model.bin") &&
+              !file_exists(d + "/step_00000040"), "resave_older_step", "step 80 rewritten and latest, 110 kept, 40 pruned");
+    }
+
+    // ---- a write that fails part way (file size limit): one line, previous checkpoint intact
+    {
+        const std::string d = ROOT + "/fsize";
+        ckpt_save_or_fail(make_write(d, 10, info, make_arrays(n, 10), 3, 0));
+        const long long model_len = 1024 + 4 * (long long)n;
+        // limit between the sizes of model.bin and state.bin: model.bin.tmp is written, state.bin.tmp fails
+        check_fails_one_line("efbig_state", {"--save", d, "20", str(model_len + 4096)},
+                             d + "/step_00000020/state.bin.tmp: write failed (File too large); " + d + "/latest still names step_00000010");
+        check_intact("efbig_state", d, 10, 20, info);
+        check_fails_one_line("efbig_model", {"--save", d, "20", "2000"},
+                             d + "/step_00000020/model.bin.tmp: write failed (File too large); " + d + "/latest still names step_00000010");
+        check_intact("efbig_model", d, 10, 20, info);
+        Child c = run_child({"--save", d, "20", "0"});
+        check(c.exited && c.code == 0 && ckpt_read_latest_name(d) == "step_00000020", "save_after_failure", "the next save without a limit succeeds");
+    }
+
+    // ---- a full disk: a small tmpfs (needs the right to mount, i.e. root)
+    {
+        const std::string d = ROOT + "/tmpfs";
+        make_parent_dirs(d + "/x");
+        // room for one checkpoint, a model.bin.tmp and part of a state.bin.tmp
+        const long long page = 4096, model_pages = (1024 + 4 * (long long)n + page - 1) / page, state_pages = (1024 + 8 * (long long)n + page - 1) / page;
+        const long long kib = (model_pages + state_pages + 1 + model_pages + state_pages / 2) * page / 1024;
+        const std::string opts = "size=" + str(kib) + "k,mode=0755";
+        if (mount("tmpfs", d.c_str(), "tmpfs", 0, opts.c_str()) != 0) {
+            printf("SKIP checkpoint/enospc_tmpfs: cannot mount a tmpfs on %s (%s); the file-size-limit cases above cover a write cut short\n",
+                   d.c_str(), strerror(errno));
+        } else {
+            std::string sd, err;
+            const bool first = ckpt_save(make_write(d, 10, info, make_arrays(n, 10), 3, 0), &sd, &err);
+            check(first, "enospc_first_save_fits", first ? "step 10 written to a " + str(kib) + " KiB tmpfs" : err);
+            const bool second = ckpt_save(make_write(d, 20, info, make_arrays(n, 20), 3, 0), &sd, &err);
+            check(!second && err.find("No space left on device") != std::string::npos && err.find(d + "/step_00000020/") != std::string::npos &&
+                  err.find("latest still names step_00000010") != std::string::npos, "enospc_error_line", second ? "the save succeeded" : err);
+            check_intact("enospc", d, 10, 20, info);
+            check_fails_one_line("enospc_child_exit", {"--save", d, "20", "0"}, "(No space left on device); " + d + "/latest still names step_00000010");
+            check_intact("enospc_child", d, 10, 20, info);
+            if (umount2(d.c_str(), 0) != 0) printf("info: umount %s failed (%s)\n", d.c_str(), strerror(errno));
+        }
+    }
+
+    printf("%s\n", n_failed ? "some checkpoint tests FAILED" : "all checkpoint tests passed");
+    return n_failed ? 1 : 0;
+}
