@@ -29,12 +29,12 @@ endif
 
 LLMC_HEADERS := $(wildcard llmc/*.h llmc/*.cuh)
 CUDA_BENCHES := $(patsubst %.cu,%,$(wildcard dev/cuda/*.cu))
-CPU_TESTS    := test/test_gpt_cpu test/test_tokenizer test/test_dataloader
+CPU_TESTS    := test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/test_dataloader test/test_checkpoint test/test_latent_data test/test_moving_shapes
 GPU_TESTS    := test/test_gpt test/test_gpt_fp32
 
 .PHONY: all test cpu gpu benches clean
-all: train_gpt dev/cpu/gpt build_data $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
-cpu: dev/cpu/gpt build_data $(CPU_TESTS)
+all: train_gpt dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+cpu: dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS)
 gpu: train_gpt $(GPU_TESTS)
 benches: $(CUDA_BENCHES)
 
@@ -52,17 +52,23 @@ dev/cuda/%: dev/cuda/%.cu $(LLMC_HEADERS)
 
 dev/cpu/gpt: dev/cpu/gpt.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
+dev/cpu/dit: dev/cpu/dit.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
 
 build_data: dev/data/build_data.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) $< -o $@
+moving_shapes: dev/data/moving_shapes.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) $< -o $@
 
 test/test_gpt_cpu: test/test_gpt_cpu.cpp test/gpt_reference.h dev/cpu/gpt.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
+test/test_dit_cpu: test/test_dit_cpu.cpp dev/cpu/dit.cpp $(LLMC_HEADERS)
+	$(CXX) $(CXXFLAGS) -fopenmp $< -o $@
 test/test_%: test/test_%.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) $< -o $@
 
-test: train_gpt build_data $(CPU_TESTS)
+test: train_gpt build_data moving_shapes $(CPU_TESTS)
 	@bash test/run_tests.sh
 
 clean:
-	rm -f train_gpt build_data dev/cpu/gpt $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+	rm -f train_gpt build_data moving_shapes dev/cpu/gpt $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)

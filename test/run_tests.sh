@@ -31,8 +31,13 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
 
 # ---- CPU half: references, formats, parsers, bad input
 run "gpt CPU reference vs PyTorch" ./test/test_gpt_cpu
+run "dit CPU reference vs PyTorch" ./test/test_dit_cpu
 run "tokenizer" ./test/test_tokenizer
 run "dataloader" ./test/test_dataloader
+run "latent data" ./test/test_latent_data
+run "moving shapes" ./test/test_moving_shapes
+run "prepare_mugv.py" bash test/test_prepare_mugv.sh
+run "checkpoint" ./test/test_checkpoint
 run "bad input (train_gpt)" bash test/test_bad_input.sh
 
 # ---- GPU half
@@ -41,10 +46,12 @@ if [ $has_gpu -eq 1 ]; then
     run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
     run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
     run "train_gpt determinism" bash test/test_determinism.sh
+    run "train_gpt resume" bash test/test_resume.sh
 else
     for t in "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
              "gpt_gpu_fp32 (test/test_gpt_fp32: GPU fp32 vs PyTorch reference)" \
-             "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)"; do
+             "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)" \
+             "train_gpt resume (test/test_resume.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)"; do
         echo "SKIP $t: no GPU on this machine"
         echo "SKIP $t" >> "$LOG"
     done
