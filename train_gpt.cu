@@ -34,6 +34,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/swiglu.cuh"
 #include "llmc/classifier.cuh"
 #include "llmc/adamw.cuh"
+#include "llmc/dropout.cuh"
 #include "llmc/tokenizer.h"
 #include "llmc/dataset.h"
 #include "llmc/dataloader.h"
@@ -113,6 +114,9 @@ struct GPT {
     float* losses_host = nullptr;  // pinned
     cudaStream_t stream = 0;
     int adam_step = 0;
+    float dropout = 0.0f;          // residual-branch dropout probability (training forwards only)
+    uint64_t dropout_seed = 0;     // set per micro-step by the trainer; the backward reuses it
+    bool dropout_active = false;   // whether the last forward applied dropout
 };
 
 static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
@@ -223,6 +227,11 @@ static std::vector<float> gpt_init_params(const GPTConfig& cfg, const std::vecto
 // when write_dlogits, turns the logits into dlogits * dloss in the same pass
 // (the backward starts from there).
 
+// the dropout seed of layer l's attention (branch 0) or MLP (branch 1) output
+static uint64_t gpt_dropout_seed(const GPT* g, int l, int branch) {
+    return g->dropout_seed + 1000003ull * (uint64_t)(2 * l + branch + 1);
+}
+
 static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, int T, bool write_dlogits, float dloss) {
     NvtxRange range("gpt_forward");
     if (B > g->maxB || T > g->maxT) fail("gpt_forward: batch %dx%d larger than the %dx%d the model was built for", B, T, g->maxB, g->maxT);
@@ -235,6 +244,7 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
     const GPTTensors<floatX>& w = g->w;
     g->B = B;
     g->T = T;
+    g->dropout_active = write_dlogits && g->dropout > 0.0f;
     std::copy(tokens, tokens + BT, g->tokens_host.begin());
     cudaCheck(cudaMemcpyAsync(a.tokens, tokens, BT * sizeof(int), cudaMemcpyHostToDevice, st));
     if (targets) cudaCheck(cudaMemcpyAsync(a.targets, targets, BT * sizeof(int), cudaMemcpyHostToDevice, st));
@@ -259,6 +269,7 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
                                 rs, eps, st);
             attention_forward(atty, att, a.yp, qp, kp, vp, as, st);
             matmul_forward(a.proj, atty, w.wo + (size_t)l * C * qd, nullptr, BT, C, qd, st);
+            if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st);
             fused_residual_rmsnorm_forward(resid_mid, ln2, a.rstd2 + o, x_in, a.proj, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
         }
         {
@@ -266,6 +277,7 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
             matmul_forward(gateup, ln2, w.wgateup + (size_t)l * 2 * F * C, nullptr, BT, 2 * F, C, st);
             swiglu_forward(swig, gateup, BT, F, st);
             matmul_forward(a.proj, swig, w.wdown + (size_t)l * C * F, nullptr, BT, C, F, st);
+            if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st);
             if (l + 1 < L)
                 fused_residual_rmsnorm_forward(resid_out, a.ln1 + (o + BT) * C, a.rstd1 + o + BT, resid_mid, a.proj,
                                                w.attn_norm + (size_t)(l + 1) * C, BT, C, eps, st);
@@ -320,14 +332,19 @@ static void gpt_backward(GPT* g) {
         floatX* swig = a.swiglu + o * F;
         {
             NvtxRange r("mlp block backward");
-            matmul_backward(a.dswiglu, dw.wdown + (size_t)l * C * F, a.dresid, swig, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
+            // the MLP branch's gradient: the residual gradient through the same dropout mask
+            const floatX* dmlp = a.dresid;
+            if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st); dmlp = a.dbuf; }
+            matmul_backward(a.dswiglu, dw.wdown + (size_t)l * C * F, dmlp, swig, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
             swiglu_backward(a.dgateup, a.dswiglu, gateup, BT, F, st);
             matmul_backward(a.dbuf, dw.wgateup + (size_t)l * 2 * F * C, a.dgateup, ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
             rmsnorm_backward(a.dresid, dw.mlp_norm + (size_t)l * C, a.dbuf, resid_mid, w.mlp_norm + (size_t)l * C, a.rstd2 + o, BT, C, scratch, st);
         }
         {
             NvtxRange r("attention block backward");
-            matmul_backward(a.datty, dw.wo + (size_t)l * C * qd, a.dresid, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
+            const floatX* dattn = a.dresid;
+            if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st); dattn = a.dbuf; }
+            matmul_backward(a.datty, dw.wo + (size_t)l * C * qd, dattn, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
             attention_backward(a.dqp, a.dkp, a.dvp, a.dyp, a.dp, a.datty, att, qp, kp, vp, as, st);
             qknorm_rope_backward(a.dqkv, c.qk_norm ? dw.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? dw.k_norm + (size_t)l * hd : nullptr,
                                  a.dqp, a.dkp, a.dvp, qkv, a.qk_rstd + o * (nh + nkv), g->rope_cs,
@@ -471,6 +488,7 @@ struct TrainConfig {
     int val_every = 100, val_batches = 0;
     int sample_every = 400, sample_tokens = 200, top_k = 0;
     float temperature = 1.0f;
+    float dropout = 0.1f;  // tuned for the default shakespeare run (scripts/sweep_shakespeare.sh round 3)
     int seed = 1337;
     int shuffle = 1;
     float max_minutes = 0;
@@ -642,6 +660,7 @@ int main(int argc, char** argv) {
     ap.add_float("--adam-eps", &oc.eps, "AdamW epsilon");
     ap.add_float("--weight-decay", &oc.weight_decay, "decoupled weight decay (matrices only)");
     ap.add_float("--grad-clip", &oc.grad_clip, "clip the global grad norm to this (0: off)");
+    ap.add_float("--dropout", &tc.dropout, "dropout on the attention and MLP outputs while training (0: off)");
     ap.section("evaluation and sampling");
     ap.add_int("--val-every", &tc.val_every, "validation loss every N steps (0: never)");
     ap.add_int("--val-batches", &tc.val_batches, "batches of B sequences per validation (0: the whole validation set)");
@@ -683,6 +702,7 @@ int main(int argc, char** argv) {
     if (tc.val_batches < 0) fail("flag --val-batches: must be >= 0");
     if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
     if (!(tc.temperature >= 0)) fail("flag --temperature: must be >= 0");
+    if (!(tc.dropout >= 0 && tc.dropout < 1)) fail("flag --dropout: must be in [0, 1), got %g", tc.dropout);
     if (tc.ckpt_every < 0) fail("flag --ckpt-every: must be >= 0, got %d", tc.ckpt_every);
     if (tc.ckpt_keep < 0) fail("flag --ckpt-keep: must be >= 0, got %d", tc.ckpt_keep);
     if (tc.ckpt_keep_every < 0) fail("flag --ckpt-keep-every: must be >= 0, got %d", tc.ckpt_keep_every);
@@ -796,6 +816,7 @@ int main(int argc, char** argv) {
     GPT model;
     cudaCheck(cudaStreamCreate(&model.stream));
     gpt_build(&model, mc, B, T);
+    model.dropout = tc.dropout;
     if (!resume_dir.empty()) {
         gpt_load_weights(&model, ckpt_model);
         gpt_load_state(&model, ckpt_state);
@@ -924,6 +945,7 @@ int main(int argc, char** argv) {
             const int* x = rand_tokens.data();
             const int* y = rand_targets.data();
             if (!tc.random_data) { dataloader_next_batch(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
+            model.dropout_seed = dropout_hash((uint64_t)tc.seed, (uint64_t)step * 65536 + micro);  // a function of the step: resumable
             gpt_forward(&model, x, y, B, T, true, 1.0f / (float)(micro_tokens * grad_accum));
             gpt_backward(&model);
             loss += gpt_mean_loss(&model) / grad_accum;

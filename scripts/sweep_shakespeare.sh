@@ -53,4 +53,12 @@ round2() { while read -r line; do [ -n "$line" ] && run $line; done <<'CONFIGS'
 1024 --batch-size 16 --steps 600 --warmup 50 --min-lr-frac 0 --val-every 50 --beta2 0.99
 CONFIGS
 }
+# round 3: residual dropout (seed spread matters: compare means over seeds)
+round3() { for seed in 1337 1 2; do while read -r line; do [ -n "$line" ] && run $line --seed $seed; done <<'CONFIGS'
+1024 --batch-size 8 --steps 1200 --warmup 100 --min-lr-frac 0 --val-every 100 --lr 7e-4 --dropout 0.1
+1024 --batch-size 8 --steps 1200 --warmup 100 --min-lr-frac 0 --val-every 100 --lr 7e-4 --dropout 0.2
+1024 --batch-size 8 --steps 2400 --warmup 100 --min-lr-frac 0 --val-every 200 --lr 7e-4 --dropout 0.2
+1024 --batch-size 16 --steps 1500 --warmup 100 --min-lr-frac 0 --val-every 100 --lr 1e-3 --dropout 0.2
+CONFIGS
+done; }
 round${ROUND:-2}

@@ -41,6 +41,7 @@ expect trailing_garbage  "--lr"                 $common --lr 1e-3x
 expect missing_value     "--steps"              $common --steps
 expect bad_bool          "--qk-norm"            $common --qk-norm 2
 expect unknown_preset    "--preset"             --preset gpt-9000
+expect bad_dropout       "--dropout"            $common --dropout 1
 expect bad_schedule      "--schedule"           $common --schedule exponential
 expect kv_heads          "--n-kv-head"          $common --n-kv-head 3
 expect seq_too_long      "--seq-len"            $common --seq-len 100000

@@ -111,6 +111,36 @@ static void run_file(const std::string& path) {
     cudaCheck(cudaStreamDestroy(g.stream));
 }
 
+// Dropout: the device mask must be exactly the host hash's, keep ~1-p, kept values scaled by 1/(1-p).
+static void check_dropout() {
+    const size_t n = 1 << 20;
+    const float p = 0.25f;
+    const uint64_t seed = 12345;
+    std::vector<float> ones(n, 1.0f);
+    float* d32;
+    floatX* x;
+    cudaCheck(cudaMalloc(&d32, n * sizeof(float)));
+    cudaCheck(cudaMalloc(&x, n * sizeof(floatX)));
+    cudaCheck(cudaMemcpy(d32, ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    copy_f32_to_floatX(x, d32, n, 0);
+    dropout_apply(x, x, n, p, seed, 0);
+    std::vector<floatX> h(n);
+    cudaCheck(cudaMemcpy(h.data(), x, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    size_t kept = 0, mismatched = 0;
+    const float want = (float)(floatX)(1.0f / (1.0f - p));
+    for (size_t i = 0; i < n; i++) {
+        const bool keep = dropout_hash(seed, i) >= dropout_threshold(p);
+        kept += keep;
+        if ((float)h[i] != (keep ? want : 0.0f)) mismatched++;
+    }
+    const double frac = (double)kept / n;
+    const bool ok = mismatched == 0 && fabs(frac - (1 - p)) < 0.005;
+    printf("%s gpt_gpu_%s/dropout kept=%.4f (expect %.2f) mismatched=%zu\n", ok ? "PASS" : "FAIL", PRECISION_NAME, frac, 1 - p, mismatched);
+    (ok ? n_pass : n_fail)++;
+    cudaCheck(cudaFree(d32));
+    cudaCheck(cudaFree(x));
+}
+
 int main(int argc, char** argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -122,6 +152,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     for (const std::string& f : files) run_file(f);
+    check_dropout();
     cublas_free();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
