@@ -30,7 +30,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/encoder.cuh"
 #include "llmc/rmsnorm.cuh"
 #include "llmc/rope.cuh"
-#include "llmc/attention.cuh"
+#include "llmc/flash_attention.cuh"
 #include "llmc/swiglu.cuh"
 #include "llmc/classifier.cuh"
 #include "llmc/adamw.cuh"
@@ -79,7 +79,7 @@ struct GPTActivations {
     floatX *qkv;                    // [L, BT, QKV] projections (pre-norm, pre-RoPE)
     float *qk_rstd;                 // [L, BT, nh+nkv] QK-norm statistics
     floatX *qp, *kp, *vp;           // [L, ...] attention inputs in head-major layouts (rope.cuh)
-    floatX *att;                    // [L, B, nh, T, T] attention probabilities
+    float *lse;                     // [L, B, nh, T] attention row logsumexp (the backward recomputes P from it)
     floatX *atty;                   // [L, BT, nh*hd] attention output, heads concatenated
     floatX *gateup;                 // [L, BT, 2F]
     floatX *swiglu;                 // [L, BT, F]
@@ -88,9 +88,10 @@ struct GPTActivations {
     floatX *logits;                 // [BT, Vp], overwritten in place by dlogits
     float *losses;                  // [BT]
     // scratch
-    floatX *proj, *yp;              // sub-layer outputs before the residual add; permuted attention output
+    floatX *proj;                   // sub-layer outputs before the residual add
     floatX *dresid, *dbuf;          // [BT, C] residual gradient, gradient of a norm output
-    floatX *datty, *dyp, *dp;       // attention gradients
+    floatX *datty;                  // attention output gradient
+    float *attn_scratch;            // flash attention backward scratch
     floatX *dqp, *dkp, *dvp, *dqkv, *dgateup, *dswiglu;
     float *dnw_scratch, *reduce_scratch, *norm_scratch, *norm_out;
     int *tokens, *targets, *enc_ints;
@@ -140,7 +141,8 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     // activations: one allocation, carved in order
     const size_t L = cfg.n_layer, C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, F = cfg.ffn_hidden;
     const size_t nh = cfg.n_head, nkv = cfg.n_kv_head, qd = nh * hd, kvd = nkv * hd, QKV = qd + 2 * kvd;
-    const size_t Vp = cfg.padded_vocab_size, att = (size_t)B * nh * T * T;
+    const size_t Vp = cfg.padded_vocab_size;
+    const AttnShape as = {B, T, (int)nh, (int)nkv, (int)hd, true};
     const size_t max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
     struct Slot { void** ptr; size_t bytes; };
     GPTActivations& a = g->act;
@@ -151,15 +153,15 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
         {(void**)&a.rstd1, L * BT * sizeof(float)}, {(void**)&a.rstd2, L * BT * sizeof(float)},
         {(void**)&a.qkv, L * BT * QKV * sizeof(floatX)}, {(void**)&a.qk_rstd, L * BT * (nh + nkv) * sizeof(float)},
         {(void**)&a.qp, L * BT * qd * sizeof(floatX)}, {(void**)&a.kp, L * BT * kvd * sizeof(floatX)},
-        {(void**)&a.vp, L * BT * kvd * sizeof(floatX)}, {(void**)&a.att, L * att * sizeof(floatX)},
+        {(void**)&a.vp, L * BT * kvd * sizeof(floatX)}, {(void**)&a.lse, L * B * nh * T * sizeof(float)},
         {(void**)&a.atty, L * BT * qd * sizeof(floatX)}, {(void**)&a.gateup, L * BT * 2 * F * sizeof(floatX)},
         {(void**)&a.swiglu, L * BT * F * sizeof(floatX)}, {(void**)&a.lnf, BT * C * sizeof(floatX)},
         {(void**)&a.rstdf, BT * sizeof(float)}, {(void**)&a.logits, BT * Vp * sizeof(floatX)},
         {(void**)&a.losses, BT * sizeof(float)},
-        {(void**)&a.proj, BT * C * sizeof(floatX)}, {(void**)&a.yp, BT * qd * sizeof(floatX)},
+        {(void**)&a.proj, BT * C * sizeof(floatX)},
         {(void**)&a.dresid, BT * C * sizeof(floatX)}, {(void**)&a.dbuf, BT * C * sizeof(floatX)},
-        {(void**)&a.datty, BT * qd * sizeof(floatX)}, {(void**)&a.dyp, BT * qd * sizeof(floatX)},
-        {(void**)&a.dp, att * sizeof(floatX)},
+        {(void**)&a.datty, BT * qd * sizeof(floatX)},
+        {(void**)&a.attn_scratch, flash_attention_scratch_bytes(as)},
         {(void**)&a.dqp, BT * qd * sizeof(floatX)}, {(void**)&a.dkp, BT * kvd * sizeof(floatX)},
         {(void**)&a.dvp, BT * kvd * sizeof(floatX)}, {(void**)&a.dqkv, BT * QKV * sizeof(floatX)},
         {(void**)&a.dgateup, BT * 2 * F * sizeof(floatX)}, {(void**)&a.dswiglu, BT * F * sizeof(floatX)},
@@ -258,7 +260,8 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
         const size_t o = (size_t)l * BT;
         floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
         floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
-        floatX *vp = a.vp + o * nkv * hd, *att = a.att + (size_t)l * B * nh * T * T, *atty = a.atty + o * qd;
+        floatX *vp = a.vp + o * nkv * hd, *atty = a.atty + o * qd;
+        float* lse = a.lse + (size_t)l * B * nh * T;
         floatX *resid_mid = a.resid_mid + o * C, *ln2 = a.ln2 + o * C, *gateup = a.gateup + o * 2 * F;
         floatX *swig = a.swiglu + o * F, *resid_out = a.resid_out + o * C;
         {
@@ -267,7 +270,7 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
             qknorm_rope_forward(qp, kp, vp, a.qk_rstd + o * (nh + nkv), qkv, g->rope_cs,
                                 c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
                                 rs, eps, st);
-            attention_forward(atty, att, a.yp, qp, kp, vp, as, st);
+            flash_attention_forward(atty, lse, qp, kp, vp, as, st);
             matmul_forward(a.proj, atty, w.wo + (size_t)l * C * qd, nullptr, BT, C, qd, st);
             if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st);
             fused_residual_rmsnorm_forward(resid_mid, ln2, a.rstd2 + o, x_in, a.proj, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
@@ -327,7 +330,8 @@ static void gpt_backward(GPT* g) {
         const size_t o = (size_t)l * BT;
         floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
         floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
-        floatX *vp = a.vp + o * nkv * hd, *att = a.att + (size_t)l * B * nh * T * T, *atty = a.atty + o * qd;
+        floatX *vp = a.vp + o * nkv * hd, *atty = a.atty + o * qd;
+        float* lse = a.lse + (size_t)l * B * nh * T;
         floatX *resid_mid = a.resid_mid + o * C, *ln2 = a.ln2 + o * C, *gateup = a.gateup + o * 2 * F;
         floatX* swig = a.swiglu + o * F;
         {
@@ -345,7 +349,7 @@ static void gpt_backward(GPT* g) {
             const floatX* dattn = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st); dattn = a.dbuf; }
             matmul_backward(a.datty, dw.wo + (size_t)l * C * qd, dattn, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
-            attention_backward(a.dqp, a.dkp, a.dvp, a.dyp, a.dp, a.datty, att, qp, kp, vp, as, st);
+            flash_attention_backward(a.dqp, a.dkp, a.dvp, a.datty, atty, lse, qp, kp, vp, a.attn_scratch, as, st);
             qknorm_rope_backward(a.dqkv, c.qk_norm ? dw.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? dw.k_norm + (size_t)l * hd : nullptr,
                                  a.dqp, a.dkp, a.dvp, qkv, a.qk_rstd + o * (nh + nkv), g->rope_cs,
                                  c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
@@ -734,7 +738,6 @@ int main(int argc, char** argv) {
     gpt_config_finalize(&mc);
     const int T = tc.seq_len > 0 ? tc.seq_len : std::min(mc.max_seq_len, 2048);
     if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
-    if (T % 8 != 0) fail("flag --seq-len: %d is not a multiple of 8", T);
     const int B = tc.batch_size;
     const long long micro_tokens = (long long)B * T;
     if (tc.total_batch_tokens == 0) tc.total_batch_tokens = micro_tokens;

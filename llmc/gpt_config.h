@@ -117,8 +117,8 @@ static inline void gpt_config_finalize(GPTConfig* c) {
         if (c->d_model % c->n_head != 0) fail("flag --n-head: %d does not divide --d-model %d (or set --head-dim)", c->n_head, c->d_model);
         c->head_dim = c->d_model / c->n_head;
     }
-    if (c->head_dim <= 0 || c->head_dim % 8 != 0 || c->head_dim > 256)
-        fail("flag --head-dim: must be a multiple of 8 in [8, 256], got %d", c->head_dim);
+    if (c->head_dim <= 0 || c->head_dim % 8 != 0 || c->head_dim > 128)
+        fail("flag --head-dim: must be a multiple of 8 in [8, 128] (the attention kernels' range), got %d", c->head_dim);
     if (c->ffn_hidden <= 0 || c->ffn_hidden % 8 != 0) fail("flag --ffn-hidden: must be a positive multiple of 8, got %d", c->ffn_hidden);
     if (c->max_seq_len <= 0) fail("flag --max-seq-len: must be > 0, got %d", c->max_seq_len);
     if (c->padded_vocab_size == 0) c->padded_vocab_size = (c->vocab_size + 127) / 128 * 128;

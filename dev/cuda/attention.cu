@@ -1,0 +1,410 @@
+/*
+Check and benchmark of the two attention implementations (same math, same layouts):
+  1. llmc/attention.cuh (grouped-query attention as batched GEMMs plus a row softmax;
+     the [T, T] probabilities are materialized)
+  2. llmc/flash_attention.cuh (fused FlashAttention-2-style tensor-core kernels,
+     online softmax, saves only the logsumexp; deterministic backward, in its default
+     split form and the opt-in fused form, both checked; the fused one is also timed)
+  forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
+            causal mask (key c <= query t) or full, P = softmax(S),
+            y = P v, out [B, T, nh*hd] (heads concatenated); flash also lse [B, nh, T]
+  backward: dP = dy v^T, dS = P * (dP - rowsum(P * dP)),
+            dq = dS k / sqrt(hd), dk = dS^T q / sqrt(hd), dv = P^T dy
+            (dk, dv summed over the r query heads of a kv head)
+Inputs in the layouts rope.cuh writes: q [B, nkv, T, r, hd], k/v [B, nkv, T, hd];
+att [B, nkv, T*r, T] (row t*r + j = query head g*r + j at position t).
+Validated against a CPU reference (double) at small shapes (GQA, MQA, MHA, causal
+and full, hd 8..128 including 72, T not a multiple of the tiles), on fresh random
+inputs, outputs poisoned first; the flash backward is also checked bit-identical
+run to run. At the four attention shapes of ../shared/spec/perf.md the flash
+version is checked on a subset of rows (query rows: out, lse, dq from scratch;
+key rows: dk, dv over all their query rows, with the GPU's lse and out for the
+softmax statistics), then timed. TFLOP/s count like ../shared/bench/torch_attn.py:
+forward 4*B*nh*T*T*hd (causal: half), backward 2.5x that.
+With the environment variable FLASH_TUNE=1 the flash tile variants
+(llmc/flash_attention.cuh, FlashConfig) are validated and timed too; with
+ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer).
+
+  make dev/cuda/attention && ./dev/cuda/attention
+*/
+#define FLASH_TUNE  // build the flash tile variants (selected at run time, default 0)
+#include "common.h"
+#include <cstring>
+#include "../../llmc/attention.cuh"
+#include "../../llmc/flash_attention.cuh"
+
+struct AttnBuffers {
+    floatX *q, *k, *v, *out, *att, *yp, *dout, *dq, *dk, *dv, *dyp, *dp;
+    float *lse, *scratch;
+    size_t nq, nkv, natt, nlse, nscratch;
+};
+
+// with_att: the buffers of the cuBLAS version ([T, T] probabilities, permuted scratch) too
+static AttnBuffers attn_alloc(const AttnShape& s, bool with_att) {
+    AttnBuffers b = {};
+    b.nq = (size_t)s.B * s.T * s.nh * s.hd;
+    b.nkv = (size_t)s.B * s.T * s.nkv * s.hd;
+    b.natt = with_att ? (size_t)s.B * s.nh * s.T * s.T : 0;
+    b.nlse = (size_t)s.B * s.nh * s.T;
+    b.nscratch = flash_attention_scratch_bytes(s) / sizeof(float);
+    b.q = dev_alloc<floatX>(b.nq); b.k = dev_alloc<floatX>(b.nkv); b.v = dev_alloc<floatX>(b.nkv);
+    b.out = dev_alloc<floatX>(b.nq); b.dout = dev_alloc<floatX>(b.nq);
+    b.dq = dev_alloc<floatX>(b.nq); b.dk = dev_alloc<floatX>(b.nkv); b.dv = dev_alloc<floatX>(b.nkv);
+    b.lse = dev_alloc<float>(b.nlse); b.scratch = dev_alloc<float>(b.nscratch);
+    if (with_att) {
+        b.att = dev_alloc<floatX>(b.natt); b.dp = dev_alloc<floatX>(b.natt);
+        b.yp = dev_alloc<floatX>(b.nq); b.dyp = dev_alloc<floatX>(b.nq);
+    }
+    return b;
+}
+static void attn_free(AttnBuffers& b) {
+    floatX* all[] = {b.q, b.k, b.v, b.out, b.att, b.yp, b.dout, b.dq, b.dk, b.dv, b.dyp, b.dp};
+    for (floatX* p : all) if (p) cudaCheck(cudaFree(p));
+    cudaCheck(cudaFree(b.lse));
+    cudaCheck(cudaFree(b.scratch));
+}
+static void attn_fill(AttnBuffers& b, Rng* rng) {
+    fill_random(b.q, b.nq, rng, 1.0f);
+    fill_random(b.k, b.nkv, rng, 1.0f);
+    fill_random(b.v, b.nkv, rng, 1.0f);
+    fill_random(b.dout, b.nq, rng, 1.0f);
+}
+static std::string attn_shape_str(const AttnShape& s) {
+    return strf("B%d T%d nh%d nkv%d hd%d%s", s.B, s.T, s.nh, s.nkv, s.hd, s.causal ? " causal" : "");
+}
+
+// CPU reference of the forward and backward, in double. lse [B, nh, T] (natural log).
+static void attention_cpu(const AttnShape& s, const std::vector<float>& q, const std::vector<float>& k,
+                          const std::vector<float>& v, const std::vector<float>& dout, std::vector<double>& out,
+                          std::vector<double>& att, std::vector<double>& lse, std::vector<double>& dq,
+                          std::vector<double>& dk, std::vector<double>& dv) {
+    const int B = s.B, T = s.T, nh = s.nh, nkv = s.nkv, hd = s.hd, r = nh / nkv;
+    const double scale = 1.0 / sqrt((double)hd);
+    out.assign((size_t)B * T * nh * hd, 0.0);
+    att.assign((size_t)B * nh * T * T, 0.0);
+    lse.assign((size_t)B * nh * T, 0.0);
+    dq.assign((size_t)B * T * nh * hd, 0.0);
+    dk.assign((size_t)B * T * nkv * hd, 0.0);
+    dv.assign((size_t)B * T * nkv * hd, 0.0);
+    std::vector<double> P(T), dP(T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < nh; h++) {
+            const int g = h / r, j = h % r;
+            auto qi = [&](int t) { return ((((size_t)b * nkv + g) * T + t) * r + j) * hd; };
+            auto ki = [&](int c) { return (((size_t)b * nkv + g) * T + c) * hd; };
+            auto yi = [&](int t) { return (((size_t)b * T + t) * nh + h) * hd; };  // out / dout, token-major
+            for (int t = 0; t < T; t++) {
+                const int n = s.causal ? t + 1 : T;
+                double mx = -INFINITY;
+                for (int c = 0; c < n; c++) {
+                    double d = 0.0;
+                    for (int e = 0; e < hd; e++) d += (double)q[qi(t) + e] * k[ki(c) + e];
+                    P[c] = d * scale;
+                    mx = std::max(mx, P[c]);
+                }
+                double sum = 0.0;
+                for (int c = 0; c < n; c++) { P[c] = exp(P[c] - mx); sum += P[c]; }
+                for (int c = 0; c < n; c++) P[c] /= sum;
+                lse[((size_t)b * nh + h) * T + t] = mx + log(sum);
+                double* arow = &att[((((size_t)b * nkv + g) * T + t) * r + j) * T];
+                for (int c = 0; c < n; c++) arow[c] = P[c];  // masked columns stay 0
+                for (int c = 0; c < n; c++)
+                    for (int e = 0; e < hd; e++) out[yi(t) + e] += P[c] * v[ki(c) + e];
+                // backward of this query row
+                double D = 0.0;
+                for (int c = 0; c < n; c++) {
+                    double d = 0.0;
+                    for (int e = 0; e < hd; e++) d += (double)dout[yi(t) + e] * v[ki(c) + e];
+                    dP[c] = d;
+                    D += P[c] * d;
+                }
+                for (int c = 0; c < n; c++) {
+                    const double dS = P[c] * (dP[c] - D);
+                    for (int e = 0; e < hd; e++) {
+                        dq[qi(t) + e] += scale * dS * k[ki(c) + e];
+                        dk[ki(c) + e] += scale * dS * q[qi(t) + e];
+                        dv[ki(c) + e] += P[c] * dout[yi(t) + e];
+                    }
+                }
+            }
+        }
+}
+
+// bit-identical device buffers (the determinism check)
+template <class T>
+static bool check_identical(const char* kernel, const char* output, const std::string& shape, const T* a, const T* b,
+                            size_t n) {
+    std::vector<T> ha(n), hb(n);
+    cudaCheck(cudaMemcpy(ha.data(), a, n * sizeof(T), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(hb.data(), b, n * sizeof(T), cudaMemcpyDeviceToHost));
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&ha[i], &hb[i], sizeof(T)) != 0;
+    g_checks++;
+    const bool ok = diff == 0;
+    printf("%s %s/%s bit-identical run to run: %zu of %zu elements differ shape=%s\n", ok ? "PASS" : "FAIL", kernel, output,
+           diff, n, shape.c_str());
+    if (!ok) g_failed++;
+    return ok;
+}
+
+// flash forward + backward on the filled buffers, outputs poisoned first
+static void flash_run(AttnBuffers& b, const AttnShape& s) {
+    poison(b.out, b.nq); poison(b.lse, b.nlse);
+    flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0);
+    poison(b.dq, b.nq); poison(b.dk, b.nkv); poison(b.dv, b.nkv); poison(b.scratch, b.nscratch);
+    flash_attention_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+    cudaCheck(cudaDeviceSynchronize());
+}
+
+// backward again into fresh buffers: must be bit-identical
+static void flash_determinism(AttnBuffers& b, const AttnShape& s, const std::string& shape) {
+    floatX *dq2 = dev_alloc<floatX>(b.nq), *dk2 = dev_alloc<floatX>(b.nkv), *dv2 = dev_alloc<floatX>(b.nkv);
+    poison(dq2, b.nq); poison(dk2, b.nkv); poison(dv2, b.nkv); poison(b.scratch, b.nscratch);
+    flash_attention_backward(dq2, dk2, dv2, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
+    check_identical("flash_attention_backward", "dk", shape, b.dk, dk2, b.nkv);
+    check_identical("flash_attention_backward", "dv", shape, b.dv, dv2, b.nkv);
+    cudaCheck(cudaFree(dq2)); cudaCheck(cudaFree(dk2)); cudaCheck(cudaFree(dv2));
+}
+
+// Gradients: S, P, dP, dS each pass through bf16 (cuBLAS version), P and dS (flash): 2e-2
+static const double TOL_GRAD = TOL_X * 2;
+
+static void validate(const AttnShape& s, Rng* rng, int nvariants) {
+    const std::string shape = attn_shape_str(s);
+    const bool cublas_ok = s.T % 8 == 0;  // the cuBLAS version's softmax reads 16-byte vectors
+    AttnBuffers b = attn_alloc(s, cublas_ok);
+    attn_fill(b, rng);
+    std::vector<double> out, att, lse, dq, dk, dv;
+    attention_cpu(s, download(b.q, b.nq), download(b.k, b.nkv), download(b.v, b.nkv), download(b.dout, b.nq), out, att,
+                  lse, dq, dk, dv);
+
+    if (cublas_ok) {
+        poison(b.out, b.nq); poison(b.att, b.natt); poison(b.yp, b.nq);
+        attention_forward(b.out, b.att, b.yp, b.q, b.k, b.v, s, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        check("attention_forward", "out", shape, download(b.out, b.nq), out, TOL_X);
+        check("attention_forward", "att", shape, download(b.att, b.natt), att, TOL_X);
+        poison(b.dq, b.nq); poison(b.dk, b.nkv); poison(b.dv, b.nkv); poison(b.dyp, b.nq); poison(b.dp, b.natt);
+        attention_backward(b.dq, b.dk, b.dv, b.dyp, b.dp, b.dout, b.att, b.q, b.k, b.v, s, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        check("attention_backward", "dq", shape, download(b.dq, b.nq), dq, TOL_GRAD);
+        check("attention_backward", "dk", shape, download(b.dk, b.nkv), dk, TOL_GRAD);
+        check("attention_backward", "dv", shape, download(b.dv, b.nkv), dv, TOL_GRAD);
+    }
+
+    // the split backward (default) and the fused one; with tuning, every tile variant
+    struct Cfg { bool fused; FlashConfig c; bool bwd; };
+    std::vector<Cfg> cfgs = {{false, {0, 0, 0}, true}, {true, {0, 0, 0}, true}};
+    if (nvariants > 1) {
+        for (int v = 1; v < 4; v++) { cfgs.push_back({false, {v, v, v}, true}); cfgs.push_back({true, {v, v, v}, true}); }
+        for (int v = 4; v < 6; v++) { cfgs.push_back({false, {v, 0, v}, true}); }
+    }
+    for (const Cfg& c : cfgs) {
+        flash_bwd_fused = c.fused;
+        flash_config = c.c;
+        std::string sh = shape + (c.fused ? " [fused bwd]" : "");
+        if (c.c.fwd || c.c.dkdv || c.c.dq) sh += strf(" [cfg fwd=%d dkdv=%d dq=%d]", c.c.fwd, c.c.dkdv, c.c.dq);
+        flash_run(b, s);
+        check("flash_attention_forward", "out", sh, download(b.out, b.nq), out, TOL_X);
+        check("flash_attention_forward", "lse", sh, download(b.lse, b.nlse), lse, TOL_F32);
+        check("flash_attention_backward", "dq", sh, download(b.dq, b.nq), dq, TOL_GRAD);
+        check("flash_attention_backward", "dk", sh, download(b.dk, b.nkv), dk, TOL_GRAD);
+        check("flash_attention_backward", "dv", sh, download(b.dv, b.nkv), dv, TOL_GRAD);
+        if (c.c.fwd == 0 && c.c.dkdv == 0 && c.c.dq == 0) flash_determinism(b, s, sh);
+    }
+    flash_bwd_fused = false;
+    flash_config = {0, 0, 0};
+    attn_free(b);
+}
+
+// Large shapes: flash forward + backward, then a CPU check of a subset of rows.
+// Query rows (b, h, t): out, lse and dq from the inputs alone. Key rows (b, g, c): dk
+// and dv summed over all query rows of the group, with P from the GPU's lse and
+// D = dout . out from the GPU's out (both checked on the query rows).
+static void validate_large(const AttnShape& s, Rng* rng, AttnBuffers& b) {
+    const std::string shape = attn_shape_str(s) + " (row subset)";
+    flash_run(b, s);
+    const std::vector<float> q = download(b.q, b.nq), k = download(b.k, b.nkv), v = download(b.v, b.nkv),
+                             dout = download(b.dout, b.nq), gout = download(b.out, b.nq), glse = download(b.lse, b.nlse),
+                             gdq = download(b.dq, b.nq), gdk = download(b.dk, b.nkv), gdv = download(b.dv, b.nkv);
+    const int T = s.T, nh = s.nh, nkv = s.nkv, hd = s.hd, r = nh / nkv;
+    const double scale = 1.0 / sqrt((double)hd);
+    auto qi = [&](int b_, int h, int t) { return ((((size_t)b_ * nkv + h / r) * T + t) * r + h % r) * hd; };
+    auto ki = [&](int b_, int g, int c) { return (((size_t)b_ * nkv + g) * T + c) * hd; };
+    auto yi = [&](int b_, int h, int t) { return (((size_t)b_ * T + t) * nh + h) * hd; };
+    std::vector<float> g_out, g_lse, g_dq, g_dk, g_dv;
+    std::vector<double> r_out, r_lse, r_dq, r_dk, r_dv;
+    std::vector<double> P(T), dP(T);
+    const int nqrows = 12, nkrows = 6;
+    for (int n = 0; n < nqrows; n++) {
+        const int b_ = rng_u32(rng) % s.B, h = rng_u32(rng) % nh;
+        const int t = n == 0 ? 0 : n == 1 ? T - 1 : n == 2 ? T / 2 : (int)(rng_u32(rng) % T);
+        const int g = h / r, nc = s.causal ? t + 1 : T;
+        double mx = -INFINITY, sum = 0.0, D = 0.0;
+        for (int c = 0; c < nc; c++) {
+            double d = 0.0;
+            for (int e = 0; e < hd; e++) d += (double)q[qi(b_, h, t) + e] * k[ki(b_, g, c) + e];
+            P[c] = d * scale;
+            mx = std::max(mx, P[c]);
+        }
+        for (int c = 0; c < nc; c++) { P[c] = exp(P[c] - mx); sum += P[c]; }
+        std::vector<double> o(hd, 0.0), dqr(hd, 0.0);
+        for (int c = 0; c < nc; c++) {
+            P[c] /= sum;
+            double d = 0.0;
+            for (int e = 0; e < hd; e++) {
+                o[e] += P[c] * v[ki(b_, g, c) + e];
+                d += (double)dout[yi(b_, h, t) + e] * v[ki(b_, g, c) + e];
+            }
+            dP[c] = d;
+            D += P[c] * d;
+        }
+        for (int c = 0; c < nc; c++)
+            for (int e = 0; e < hd; e++) dqr[e] += scale * P[c] * (dP[c] - D) * k[ki(b_, g, c) + e];
+        for (int e = 0; e < hd; e++) {
+            r_out.push_back(o[e]); g_out.push_back(gout[yi(b_, h, t) + e]);
+            r_dq.push_back(dqr[e]); g_dq.push_back(gdq[qi(b_, h, t) + e]);
+        }
+        r_lse.push_back(mx + log(sum)); g_lse.push_back(glse[((size_t)b_ * nh + h) * T + t]);
+    }
+    for (int n = 0; n < nkrows; n++) {
+        const int b_ = rng_u32(rng) % s.B, g = rng_u32(rng) % nkv;
+        const int c = n == 0 ? 0 : n == 1 ? T - 1 : (int)(rng_u32(rng) % T);
+        std::vector<double> dkr(hd, 0.0), dvr(hd, 0.0);
+        for (int t = s.causal ? c : 0; t < T; t++)
+            for (int j = 0; j < r; j++) {
+                const int h = g * r + j;
+                double sc = 0.0, dp = 0.0, D = 0.0;
+                for (int e = 0; e < hd; e++) {
+                    sc += (double)q[qi(b_, h, t) + e] * k[ki(b_, g, c) + e];
+                    dp += (double)dout[yi(b_, h, t) + e] * v[ki(b_, g, c) + e];
+                    D += (double)dout[yi(b_, h, t) + e] * gout[yi(b_, h, t) + e];
+                }
+                const double p = exp(sc * scale - glse[((size_t)b_ * nh + h) * T + t]), ds = p * (dp - D);
+                for (int e = 0; e < hd; e++) {
+                    dvr[e] += p * dout[yi(b_, h, t) + e];
+                    dkr[e] += scale * ds * q[qi(b_, h, t) + e];
+                }
+            }
+        for (int e = 0; e < hd; e++) {
+            r_dk.push_back(dkr[e]); g_dk.push_back(gdk[ki(b_, g, c) + e]);
+            r_dv.push_back(dvr[e]); g_dv.push_back(gdv[ki(b_, g, c) + e]);
+        }
+    }
+    check("flash_attention_forward", "out", shape, g_out, r_out, TOL_X);
+    check("flash_attention_forward", "lse", shape, g_lse, r_lse, TOL_F32);
+    check("flash_attention_backward", "dq", shape, g_dq, r_dq, TOL_GRAD);
+    check("flash_attention_backward", "dk", shape, g_dk, r_dk, TOL_GRAD);
+    check("flash_attention_backward", "dv", shape, g_dv, r_dv, TOL_GRAD);
+    flash_determinism(b, s, attn_shape_str(s));
+}
+
+static double attn_flops(const AttnShape& s) {
+    return 4.0 * s.B * s.nh * (double)s.T * s.T * s.hd / (s.causal ? 2.0 : 1.0);
+}
+
+static void timing_cublas(const AttnShape& s, Rng* rng) {
+    const std::string shape = attn_shape_str(s);
+    AttnBuffers b = attn_alloc(s, true);
+    attn_fill(b, rng);
+    const double fwd = attn_flops(s);
+    float us_f = time_us([&] { attention_forward(b.out, b.att, b.yp, b.q, b.k, b.v, s, 0); });
+    report_flops("attention_forward", shape, us_f, fwd);
+    float us_b = time_us([&] { attention_backward(b.dq, b.dk, b.dv, b.dyp, b.dp, b.dout, b.att, b.q, b.k, b.v, s, 0); });
+    report_flops("attention_backward", shape, us_b, 2.5 * fwd);
+    report_flops("attention forward+backward", shape, us_f + us_b, 3.5 * fwd);
+    attn_free(b);
+}
+
+// flash at a perf.md shape: row-subset check, then timings (all variants when tuning)
+static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
+    const std::string shape = attn_shape_str(s);
+    AttnBuffers b = attn_alloc(s, false);
+    attn_fill(b, rng);
+    validate_large(s, rng, b);
+    const double fwd = attn_flops(s);
+    auto run_fwd = [&] { flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0); };
+    auto run_bwd = [&] {
+        flash_attention_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+    };
+    flash_config = {0, 0, 0};
+    float us_f = time_us(run_fwd);
+    report_flops("flash_attention_forward", shape, us_f, fwd);
+    float us_b = time_us(run_bwd);
+    report_flops("flash_attention_backward", shape, us_b, 2.5 * fwd);
+    report_flops("flash_attention forward+backward", shape, us_f + us_b, 3.5 * fwd);
+    flash_bwd_fused = true;
+    report_flops("flash_attention_backward [fused]", shape, time_us(run_bwd), 2.5 * fwd);
+    flash_bwd_fused = false;
+    if (tune) {
+        for (int v = 1; v < 6; v++) {
+            flash_config = {v, 0, 0};
+            report_flops(strf("flash fwd [cfg fwd=%d]", v), shape, time_us(run_fwd), fwd);
+        }
+        for (int v = 1; v < 4; v++) {
+            flash_config = {0, v, 0};
+            report_flops(strf("flash bwd [split dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+        }
+        for (int v = 1; v < 6; v++) {
+            flash_config = {0, 0, v};
+            report_flops(strf("flash bwd [split dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+        }
+        flash_bwd_fused = true;
+        flash_config = {0, 4, 0};  // timing diagnostic: fused without the ordering (racy, not validated)
+        report_flops("flash bwd [fused UNORDERED diag]", shape, time_us(run_bwd), 2.5 * fwd);
+        flash_bwd_fused = false;
+        flash_config = {0, 0, 0};
+    }
+    attn_free(b);
+}
+
+int main() {
+    print_banner("attention");
+    cublas_init();
+    Rng rng;
+    rng_seed(&rng, 1234);
+    const char* tune_env = getenv("FLASH_TUNE");
+    const bool tune = tune_env && atoi(tune_env) != 0;
+    const AttnShape small[] = {
+        // B, T, nh, nkv, hd, causal
+        {2, 64, 4, 2, 64, true},     // GQA r = 2
+        {1, 100, 6, 1, 48, true},    // MQA r = 6, T not a multiple of 8, hd 48
+        {2, 80, 4, 4, 32, false},    // MHA, full
+        {1, 128, 4, 1, 128, true},   // hd 128
+        {1, 512, 8, 2, 64, true},    // long rows, r = 4
+        {2, 72, 8, 2, 72, false},    // hd 72 (DiT), GQA r = 4, T = 72
+        {1, 200, 8, 2, 128, true},   // r = 4, T = 200 (ragged tiles)
+        {1, 200, 4, 4, 72, true},    // hd 72 causal
+        {2, 200, 4, 1, 48, false},   // MQA full
+        {1, 136, 8, 8, 64, false},   // MHA full, T = 136
+        {1, 333, 4, 1, 32, true},    // odd T
+        {1, 40, 2, 1, 8, true},      // hd 8
+        {1, 97, 4, 2, 120, false},   // hd 120, odd T
+        {2, 264, 16, 16, 96, true},  // hd 96, MHA
+        {1, 300, 4, 4, 72, false},   // hd 72 full, T = 300
+    };
+    for (const AttnShape& s : small) validate(s, &rng, tune ? 4 : 1);
+    const char* quick = getenv("ATTN_QUICK");  // small checks only (e.g. under compute-sanitizer)
+    if (quick && atoi(quick) != 0) {
+        cublas_free();
+        return finish("attention");
+    }
+    const AttnShape cublas_shapes[] = {
+        {8, 2048, 32, 8, 64, true},   // perf.md: B8 H32 KV8 T2048 hd64 causal (gpt-1b B8)
+        {4, 4096, 32, 8, 128, true},  // perf.md: B4 H32 KV8 T4096 hd128 causal
+    };
+    for (const AttnShape& s : cublas_shapes) timing_cublas(s, &rng);
+    const AttnShape perf_shapes[] = {
+        {8, 2048, 32, 8, 64, true},     // gpt-1b
+        {4, 4096, 32, 8, 128, true},    // llama-style
+        {1, 13442, 16, 16, 72, false},  // dit-1b (any T: no rounding to 8)
+        {1, 50402, 4, 4, 72, false},    // dit-10b, 4 heads
+    };
+    for (const AttnShape& s : perf_shapes) timing_flash(s, &rng, tune);
+    printf("\nperf.md peers (PyTorch SDPA on one H200), fwd / fwd+bwd TFLOP/s: FLASH(FA2) 263/207, 328/273, 230/204, 246/210;"
+           " cuDNN 398/336, 616/512, 361/325, 344/326 (same shape order)\n");
+    cublas_free();
+    return finish("attention");
+}

@@ -1,0 +1,1323 @@
+// Fused attention in the FlashAttention-2 style: forward and backward without
+// the [T, T] score matrix in global memory, grouped-query heads, causal or full.
+//
+// Same layouts as llmc/attention.cuh (what llmc/rope.cuh writes):
+//   q [B, nkv, T, r, hd] (the r = nh/nkv query heads of one K/V head side by side),
+//   k, v [B, nkv, T, hd], out / dout [B, T, nh*hd] (token-major),
+//   lse [B, nh, T] fp32 (natural-log logsumexp of each scaled score row, saved by
+//   the forward for the backward), dq/dk/dv in the layouts of q/k/v.
+// For one (b, kv group) the r query heads are one [T*r, hd] matrix whose row
+// i = t*r + j is query head j at position t: a query tile of the kernels spans
+// all heads of a group, so every K/V tile loaded into shared memory serves r
+// heads (no K/V copies), and the causal mask compares key c with t = i / r.
+//
+// bf16 (the default build): tensor cores through mma.sync.m16n8k16 (bf16 in,
+// fp32 accumulate, sm_80+), fragments from shared memory by ldmatrix, tiles
+// loaded with cp.async (double-buffered), online softmax in fp32 registers.
+// A warp owns 32 rows (forward, dQ: two m16 tiles sharing every K/V fragment) or 16
+// keys (dK/dV) of the output tile. Head dims that are multiples of 8
+// up to 128 are padded with zeros to a multiple of 16 inside shared memory
+// (72 -> 80); T may be any length (ragged tiles are masked).
+//   forward   one CTA per (query tile, group): S = Q K^T, online softmax, O = P V.
+//   backward  deterministic (bit-identical run to run), no floating-point atomics:
+//     1. prep:  D = rowsum(dO * O) and lse * log2(e), both in the packed row order
+//     2. fused (opt-in, flash_bwd_fused = true; slower as written, see there): one CTA
+//               per (K/V tile, group), looping over every query tile of the group's r
+//               heads: dV += P^T dO, dK += dS^T Q in registers, and
+//               dQ += dS K added to an fp32 accumulator in a fixed order (K/V tile 0,
+//               1, 2, ... per query tile, ordered by integer counters; the last one
+//               writes bf16 dq). S, P, dP are computed once: 5 matrix products.
+//     or (the default) the split form, no inter-CTA ordering at all:
+//     2. dK/dV: as above without dQ
+//     3. dQ:    one CTA per (query tile, group), looping over K/V tiles; dQ += dS K
+//               (S and dP computed a second time: 7 matrix products).
+// fp32 (-DENABLE_FP32): simple scalar kernels (one warp per row), same math and
+// API, for the tight fp32 tests; not fast.
+#pragma once
+#include <cstdint>
+#include "cuda_common.h"
+#include "attention.cuh"  // AttnShape
+
+// Bytes of scratch the backward needs: D and lse*log2(e) (one float per query row each),
+// plus the fp32 dQ accumulator of the opt-in fused backward ([B, nkv, T*r, hd]) and its
+// counters (one int per group and 16 query rows, at most), so that either path fits.
+static size_t flash_attention_scratch_bytes(const AttnShape& s) {
+    const size_t nrows = (size_t)s.B * s.nh * s.T;
+    const size_t counters = (size_t)s.B * s.nkv * ceil_div((long long)s.T * (s.nh / s.nkv), 16);
+    return (2 + (size_t)s.hd) * nrows * sizeof(float) + counters * sizeof(int);
+}
+
+static void flash_attention_check_shape(const AttnShape& s) {
+    if (s.hd % 8 != 0 || s.hd < 8 || s.hd > 128) fail("flash attention: head dim %d must be a multiple of 8 in [8, 128]", s.hd);
+    if (s.nkv <= 0 || s.nh % s.nkv != 0) fail("flash attention: %d query heads not a multiple of %d kv heads", s.nh, s.nkv);
+    if (s.T <= 0 || s.B <= 0) fail("flash attention: empty shape B=%d T=%d", s.B, s.T);
+}
+
+// Per-launch constants shared by all kernels.
+struct FlashParams {
+    int B, T, nh, nkv, hd, r, rows;  // rows = T * r: query rows of one group
+    int causal;
+    float scale;                     // 1 / sqrt(hd)
+    float scale_log2;                // scale * log2(e): softmax in base 2 (exp2 is one MUFU op)
+};
+
+static FlashParams flash_params(const AttnShape& s) {
+    FlashParams p;
+    p.B = s.B; p.T = s.T; p.nh = s.nh; p.nkv = s.nkv; p.hd = s.hd;
+    p.r = s.nh / s.nkv;
+    p.rows = s.T * p.r;
+    p.causal = s.causal ? 1 : 0;
+    p.scale = 1.0f / sqrtf((float)s.hd);
+    p.scale_log2 = p.scale * 1.4426950408889634f;
+    return p;
+}
+
+// Backward step 1: D = rowsum(dO * O) per query row and lse in base 2, both written
+// in the packed row order of the group ([B, nkv, T*r]) so steps 2 and 3 read them
+// contiguously. One thread per (b, t, head) row: it is a small memory-bound pass.
+__global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __restrict__ Dp, const floatX* __restrict__ out,
+                                             const floatX* __restrict__ dout, const float* __restrict__ lse, FlashParams p) {
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // token-major row (b, t, h)
+    if (idx >= (size_t)p.B * p.T * p.nh) return;
+    const int h = (int)(idx % p.nh);
+    const size_t bt = idx / p.nh;
+    const int t = (int)(bt % p.T), b = (int)(bt / p.T);
+    const floatX* o = out + idx * p.hd;
+    const floatX* d = dout + idx * p.hd;
+    float sum = 0.0f;
+    for (int c = 0; c < p.hd; c += x128::size) {
+        const x128 ov = load128cs(o + c), dv = load128cs(d + c);
+        for (int k = 0; k < x128::size; k++) sum += (float)ov[k] * (float)dv[k];
+    }
+    const int g = h / p.r, j = h % p.r;
+    const size_t packed = (((size_t)b * p.nkv + g) * p.T + t) * p.r + j;
+    Dp[packed] = sum;
+    Lp[packed] = lse[((size_t)b * p.nh + h) * p.T + t] * 1.4426950408889634f;
+}
+
+// The backward's structure (bf16 kernels): false (default) = separate dK/dV and dQ
+// kernels (S and dP computed twice, no inter-CTA ordering at all); true = the fused
+// dK/dV/dQ kernel with the ordered fp32 dQ accumulation (fewer FLOPs, but its per-tile
+// ordered read-modify-write made it ~1.8x SLOWER on an H200 as written). Both deterministic.
+static bool flash_bwd_fused = false;
+
+// Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
+// for head dims 64, 80 and 128 of the bf16 kernels. Only built with FLASH_TUNE defined;
+// trainers get the defaults.
+#if defined(FLASH_TUNE)
+struct FlashConfig { int fwd, dkdv, dq; };  // dkdv: variants of the fused kernel too
+static FlashConfig flash_config = {0, 0, 0};
+#define FLASH_TUNED(HD) (HD == 64 || HD == 80 || HD == 128)
+#endif
+
+#if defined(ENABLE_FP32)
+// ============================================================================
+// fp32: scalar kernels, one warp per row; lanes split the head dim (hd <= 128).
+// ============================================================================
+
+// out row (b, t, h) for packed query row i of group grp
+__device__ __forceinline__ size_t flash_out_row(const FlashParams& p, int grp, int i) {
+    const int b = grp / p.nkv, g = grp % p.nkv;
+    return (((size_t)b * p.T + i / p.r) * p.nh + g * p.r + i % p.r) * p.hd;
+}
+
+__global__ static void flash_fwd_f32_kernel(float* out, float* lse, const float* qp, const float* kp, const float* vp, FlashParams p) {
+    const int lane = threadIdx.x % 32;
+    const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (w >= (size_t)p.B * p.nkv * p.rows) return;
+    const int grp = (int)(w / p.rows), i = (int)(w % p.rows), t = i / p.r;
+    const float* q = qp + w * p.hd;
+    const float* K = kp + (size_t)grp * p.T * p.hd;
+    const float* V = vp + (size_t)grp * p.T * p.hd;
+    float qv[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < 4; k++) qv[k] = lane + 32 * k < p.hd ? q[lane + 32 * k] : 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    const int n = p.causal ? t + 1 : p.T;
+    for (int c = 0; c < n; c++) {
+        float dot = 0.0f;
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dot += qv[k] * K[(size_t)c * p.hd + lane + 32 * k];
+        const float s = warp_reduce_sum(dot) * p.scale;
+        const float mn = fmaxf(m, s), corr = expf(m - mn), e = expf(s - mn);
+        l = l * corr + e;
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) o[k] = o[k] * corr + e * V[(size_t)c * p.hd + lane + 32 * k];
+        m = mn;
+    }
+    float* y = out + flash_out_row(p, grp, i);
+    for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) y[lane + 32 * k] = o[k] / l;
+    if (lane == 0) {
+        const int b = grp / p.nkv, h = (grp % p.nkv) * p.r + i % p.r;
+        lse[((size_t)b * p.nh + h) * p.T + t] = m + logf(l);
+    }
+}
+
+// dQ: one warp per query row, looping over its keys
+__global__ static void flash_bwd_dq_f32_kernel(float* dqp, const float* qp, const float* kp, const float* vp, const float* dout,
+                                               const float* Lp, const float* Dp, FlashParams p) {
+    const int lane = threadIdx.x % 32;
+    const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (w >= (size_t)p.B * p.nkv * p.rows) return;
+    const int grp = (int)(w / p.rows), i = (int)(w % p.rows), t = i / p.r;
+    const float* q = qp + w * p.hd;
+    const float* dy = dout + flash_out_row(p, grp, i);
+    const float* K = kp + (size_t)grp * p.T * p.hd;
+    const float* V = vp + (size_t)grp * p.T * p.hd;
+    float qv[4], dyv[4], dq[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < 4; k++) {
+        qv[k] = lane + 32 * k < p.hd ? q[lane + 32 * k] : 0.0f;
+        dyv[k] = lane + 32 * k < p.hd ? dy[lane + 32 * k] : 0.0f;
+    }
+    const float L = Lp[w], D = Dp[w];
+    const int n = p.causal ? t + 1 : p.T;
+    for (int c = 0; c < n; c++) {
+        float s = 0.0f, dp = 0.0f;
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
+            s += qv[k] * K[(size_t)c * p.hd + lane + 32 * k];
+            dp += dyv[k] * V[(size_t)c * p.hd + lane + 32 * k];
+        }
+        s = warp_reduce_sum(s);
+        dp = warp_reduce_sum(dp);
+        const float ds = exp2f(s * p.scale_log2 - L) * (dp - D);
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dq[k] += ds * K[(size_t)c * p.hd + lane + 32 * k];
+    }
+    for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dqp[w * p.hd + lane + 32 * k] = dq[k] * p.scale;
+}
+
+// dK, dV: one warp per key row, looping over every query row (all r heads) that sees it
+__global__ static void flash_bwd_dkdv_f32_kernel(float* dkp, float* dvp, const float* qp, const float* kp, const float* vp,
+                                                 const float* dout, const float* Lp, const float* Dp, FlashParams p) {
+    const int lane = threadIdx.x % 32;
+    const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (w >= (size_t)p.B * p.nkv * p.T) return;
+    const int grp = (int)(w / p.T), c = (int)(w % p.T);
+    const float* Q = qp + (size_t)grp * p.rows * p.hd;
+    float kv[4], vv[4], dk[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < 4; k++) {
+        kv[k] = lane + 32 * k < p.hd ? kp[w * p.hd + lane + 32 * k] : 0.0f;
+        vv[k] = lane + 32 * k < p.hd ? vp[w * p.hd + lane + 32 * k] : 0.0f;
+    }
+    for (int i = p.causal ? c * p.r : 0; i < p.rows; i++) {
+        const float* q = Q + (size_t)i * p.hd;
+        const float* dy = dout + flash_out_row(p, grp, i);
+        float s = 0.0f, dp = 0.0f;
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
+            s += q[lane + 32 * k] * kv[k];
+            dp += dy[lane + 32 * k] * vv[k];
+        }
+        s = warp_reduce_sum(s);
+        dp = warp_reduce_sum(dp);
+        const size_t row = (size_t)grp * p.rows + i;
+        const float pr = exp2f(s * p.scale_log2 - Lp[row]), ds = pr * (dp - Dp[row]);
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
+            dv[k] += pr * dy[lane + 32 * k];
+            dk[k] += ds * q[lane + 32 * k];
+        }
+    }
+    for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
+        dkp[w * p.hd + lane + 32 * k] = dk[k] * p.scale;
+        dvp[w * p.hd + lane + 32 * k] = dv[k];
+    }
+}
+
+static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
+                                    const AttnShape& s, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    flash_attention_check_shape(s);
+    const FlashParams p = flash_params(s);
+    const size_t warps = (size_t)s.B * s.nkv * p.rows;
+    flash_fwd_f32_kernel<<<ceil_div(warps, 8), 256, 0, stream>>>(out, lse, qp, kp, vp, p);
+    cudaLaunchCheck();
+}
+
+static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
+                                     const float* lse, const floatX* qp, const floatX* kp, const floatX* vp, float* scratch,
+                                     const AttnShape& s, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    flash_attention_check_shape(s);
+    const FlashParams p = flash_params(s);
+    const size_t nrows = (size_t)s.B * s.nh * s.T;
+    float* Lp = scratch;
+    float* Dp = scratch + nrows;
+    flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+    cudaLaunchCheck();
+    flash_bwd_dq_f32_kernel<<<ceil_div(nrows, 8), 256, 0, stream>>>(dqp, qp, kp, vp, dout, Lp, Dp, p);
+    cudaLaunchCheck();
+    flash_bwd_dkdv_f32_kernel<<<ceil_div((size_t)s.B * s.nkv * s.T, 8), 256, 0, stream>>>(dkp, dvp, qp, kp, vp, dout, Lp, Dp, p);
+    cudaLaunchCheck();
+}
+
+#else
+// ============================================================================
+// bf16: tensor-core kernels
+// ============================================================================
+namespace flash {
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16-byte async copy global -> shared; valid == false writes 16 zero bytes (no read)
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// four 8x8 bf16 matrices; lane l gives the address of row l % 8 of matrix l / 8
+__device__ __forceinline__ void ldsm4(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4t(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// D[16x8] += A[16x16] B[16x8], bf16 in, fp32 accumulate
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+// 2^x, one MUFU op; 2^-inf = 0
+__device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Fragment addressing (m16n8k16). A tile is [rows][LD] bf16 in shared memory,
+// LD = HD + 8: the 16-byte pad puts the 8 rows of every ldmatrix in 8 different
+// bank groups (conflict-free for every HD that is a multiple of 16).
+// A operand (16 rows x 16 cols at row0, col0), row-major:
+template <int LD>
+__device__ __forceinline__ uint32_t a_addr(const bf16* s, int row0, int col0, int lane) {
+    return smem_u32(s + (row0 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + col0 + (lane / 16) * 8);
+}
+// B operand from a tile stored [n][k] (keys x head dim for S = Q K^T): two n8 blocks
+// (n0, n0 + 8) x k16 at col k0 -> r[0..1] for n0, r[2..3] for n0 + 8
+template <int LD>
+__device__ __forceinline__ uint32_t bn_addr(const bf16* s, int n0, int k0, int lane) {
+    return smem_u32(s + (n0 + (lane % 8) + (lane / 16) * 8) * LD + k0 + ((lane / 8) % 2) * 8);
+}
+// B operand from a tile stored [k][n] (keys x head dim for O = P V), loaded with .trans:
+// k16 rows at k0, two n8 blocks (n0, n0 + 8) -> r[0..1] for n0, r[2..3] for n0 + 8
+template <int LD>
+__device__ __forceinline__ uint32_t bt_addr(const bf16* s, int k0, int n0, int lane) {
+    return smem_u32(s + (k0 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + n0 + (lane / 16) * 8);
+}
+
+// ROWS rows of a matrix with hd-element rows into shared [ROWS][HD + 8]; row i of the
+// tile is global row row0 + i at rowptr(row0 + i). Rows >= nrows and the head-dim
+// padding (columns >= hd) are zero-filled: they then contribute nothing to any product.
+template <int ROWS, int HD, int NT, class RowPtr>
+__device__ __forceinline__ void load_tile(bf16* s, int row0, int nrows, int hd, RowPtr rowptr) {
+    constexpr int CH = HD / 8, LD = HD + 8, N = ROWS * CH;
+#pragma unroll
+    for (int k = 0; k < (N + NT - 1) / NT; k++) {
+        const int idx = threadIdx.x + k * NT;
+        if (N % NT != 0 && idx >= N) break;
+        const int rr = idx / CH, c = idx % CH, row = row0 + rr;
+        const bool ok = row < nrows && c * 8 < hd;
+        const bf16* src = ok ? rowptr(row) + c * 8 : rowptr(0);
+        cp_async16(smem_u32(s + rr * LD + c * 8), src, ok);
+    }
+}
+
+// A warp's 16 finished rows (fragments of two rows per lane, already scaled) out
+// through its own rows of a shared tile, then 16-byte stores to rowptr(row) for row < nrows.
+template <int HD>
+__device__ __forceinline__ void store_rows(bf16* s_own, const float (*acc)[4], float mulA, float mulB, int lane) {
+    constexpr int LD = HD + 8;
+    const int g = lane / 4, tq = lane % 4;
+#pragma unroll
+    for (int db = 0; db < HD / 8; db++) {
+        *reinterpret_cast<uint32_t*>(s_own + g * LD + db * 8 + 2 * tq) = pack_bf16(acc[db][0] * mulA, acc[db][1] * mulA);
+        *reinterpret_cast<uint32_t*>(s_own + (g + 8) * LD + db * 8 + 2 * tq) = pack_bf16(acc[db][2] * mulB, acc[db][3] * mulB);
+    }
+    __syncwarp();
+}
+template <int HD, class RowPtr>
+__device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int nrows, int hd, int lane, RowPtr rowptr) {
+    constexpr int LD = HD + 8, CH = HD / 8, N = 16 * CH;
+#pragma unroll
+    for (int k = 0; k < (N + 31) / 32; k++) {
+        const int idx = lane + k * 32;
+        if (N % 32 != 0 && idx >= N) break;
+        const int rr = idx / CH, c = idx % CH, row = row0 + rr;
+        if (row < nrows && c * 8 < hd)
+            *reinterpret_cast<int4*>(rowptr(row) + c * 8) = *reinterpret_cast<const int4*>(s_own + rr * LD + c * 8);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Forward. CTA: BM query rows of one group, BM / (16 MW) warps, each owning MW m16 tiles
+// (MW = 2 shares every K/V fragment between two tiles: half the shared-memory reads per
+// MMA); loops over BN-key tiles. Q_REGS: Q fragments stay in registers (else re-read
+// from shared memory at every tile, for the large head dims).
+template <int HD, int BM, int BN, int MW, bool Q_REGS>
+__global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse,
+                                                                const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                const bf16* __restrict__ vp, const FlashParams p) {
+    constexpr int NT = BM * 2 / MW, LD = HD + 8, KS = HD / 16, NB = BN / 8, DB = HD / 8, WR = 16 * MW;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem);
+    bf16* sK = sQ + BM * LD;      // [2][BN][LD]
+    bf16* sV = sK + 2 * BN * LD;  // [2][BN][LD]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    // causal: the heaviest tiles (last rows) first, so the short ones fill the tail
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int grp = blockIdx.y, m0 = qt * BM;
+    const int b = grp / p.nkv, gk = grp % p.nkv;
+    const bf16* Q = qp + (size_t)grp * p.rows * p.hd;
+    const bf16* K = kp + (size_t)grp * p.T * p.hd;
+    const bf16* V = vp + (size_t)grp * p.T * p.hd;
+    const int hd = p.hd, T = p.T;
+    const int kv_end = p.causal ? (min(m0 + BM, p.rows) - 1) / p.r + 1 : T;
+    const int ntiles = ceil_div(kv_end, BN);
+    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * hd; };
+    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    load_tile<BM, HD, NT>(sQ, m0, p.rows, hd, qrow);
+    load_tile<BN, HD, NT>(sK, 0, T, hd, krow);
+    load_tile<BN, HD, NT>(sV, 0, T, hd, vrow);
+    cp_async_commit();
+
+    // this lane's rows: per m16 tile mi, A = wrow0 + mi*16 + g (c0, c1) and B = A + 8 (c2, c3)
+    const int wrow0 = m0 + warp * WR;
+    int posA[MW], posB[MW];
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) {
+        posA[mi] = (wrow0 + mi * 16 + g) / p.r;
+        posB[mi] = (wrow0 + mi * 16 + g + 8) / p.r;
+    }
+    const int pos_lo = m0 / p.r;
+    uint32_t qf[Q_REGS ? MW : 1][Q_REGS ? KS : 1][4];
+    float o[MW][DB][4];
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+        for (int d = 0; d < DB; d++) o[mi][d][0] = o[mi][d][1] = o[mi][d][2] = o[mi][d][3] = 0.0f;
+    float mA[MW], mB[MW], lA[MW], lB[MW];  // running max (base-2 units), partial row sums
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) { mA[mi] = mB[mi] = -INFINITY; lA[mi] = lB[mi] = 0.0f; }
+
+    for (int j = 0; j < ntiles; j++) {
+        const int st = j & 1, n0 = j * BN;
+        if (j + 1 < ntiles) {  // prefetch the next K/V tile into the other stage
+            load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, n0 + BN, T, hd, krow);
+            load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, n0 + BN, T, hd, vrow);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if constexpr (Q_REGS) {
+            if (j == 0) {
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                    for (int kk = 0; kk < KS; kk++) ldsm4(qf[mi][kk], a_addr<LD>(sQ, warp * WR + mi * 16, kk * 16, lane));
+            }
+        }
+        const bf16* sKs = sK + st * BN * LD;
+        const bf16* sVs = sV + st * BN * LD;
+        // S = Q K^T (raw, unscaled)
+        float s[MW][NB][4];
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) s[mi][nb][0] = s[mi][nb][1] = s[mi][nb][2] = s[mi][nb][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            uint32_t aq[MW][4];
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++) {
+                if constexpr (Q_REGS) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) aq[mi][e] = qf[mi][kk][e];
+                } else {
+                    ldsm4(aq[mi], a_addr<LD>(sQ, warp * WR + mi * 16, kk * 16, lane));
+                }
+            }
+#pragma unroll
+            for (int nb2 = 0; nb2 < NB / 2; nb2++) {
+                uint32_t bk[4];
+                ldsm4(bk, bn_addr<LD>(sKs, nb2 * 16, kk * 16, lane));
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++) {
+                    mma16816(s[mi][2 * nb2], aq[mi], bk[0], bk[1]);
+                    mma16816(s[mi][2 * nb2 + 1], aq[mi], bk[2], bk[3]);
+                }
+            }
+        }
+        // mask keys past T and (causal) keys after the query position; only boundary tiles pay for it
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int key = n0 + nb * 8 + 2 * tq + (e & 1);
+                        const int pos = e < 2 ? posA[mi] : posB[mi];
+                        if (key >= T || (p.causal && key > pos)) s[mi][nb][e] = -INFINITY;
+                    }
+                }
+        }
+        // online softmax: new running max, rescale the old sums and outputs
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++) {
+            float xA = -INFINITY, xB = -INFINITY;
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                xA = fmaxf(xA, fmaxf(s[mi][nb][0], s[mi][nb][1]));
+                xB = fmaxf(xB, fmaxf(s[mi][nb][2], s[mi][nb][3]));
+            }
+            xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 1));
+            xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
+            xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
+            xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
+            const float nA = fmaxf(mA[mi], xA * p.scale_log2), nB = fmaxf(mB[mi], xB * p.scale_log2);
+            const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;  // fully masked row so far
+            const float cA = exp2_approx(mA[mi] - uA), cB = exp2_approx(mB[mi] - uB);
+            mA[mi] = nA; mB[mi] = nB;
+            lA[mi] *= cA; lB[mi] *= cB;
+#pragma unroll
+            for (int d = 0; d < DB; d++) { o[mi][d][0] *= cA; o[mi][d][1] *= cA; o[mi][d][2] *= cB; o[mi][d][3] *= cB; }
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                s[mi][nb][0] = exp2_approx(fmaf(s[mi][nb][0], p.scale_log2, -uA));
+                s[mi][nb][1] = exp2_approx(fmaf(s[mi][nb][1], p.scale_log2, -uA));
+                s[mi][nb][2] = exp2_approx(fmaf(s[mi][nb][2], p.scale_log2, -uB));
+                s[mi][nb][3] = exp2_approx(fmaf(s[mi][nb][3], p.scale_log2, -uB));
+                lA[mi] += s[mi][nb][0] + s[mi][nb][1];
+                lB[mi] += s[mi][nb][2] + s[mi][nb][3];
+            }
+        }
+        // O += P V: the S accumulators of two adjacent n8 blocks are the A fragment of a k16 step
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            uint32_t a[MW][4];
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++) {
+                a[mi][0] = pack_bf16(s[mi][2 * kc][0], s[mi][2 * kc][1]);
+                a[mi][1] = pack_bf16(s[mi][2 * kc][2], s[mi][2 * kc][3]);
+                a[mi][2] = pack_bf16(s[mi][2 * kc + 1][0], s[mi][2 * kc + 1][1]);
+                a[mi][3] = pack_bf16(s[mi][2 * kc + 1][2], s[mi][2 * kc + 1][3]);
+            }
+#pragma unroll
+            for (int d2 = 0; d2 < DB / 2; d2++) {
+                uint32_t bv[4];
+                ldsm4t(bv, bt_addr<LD>(sVs, kc * 16, d2 * 16, lane));
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++) {
+                    mma16816(o[mi][2 * d2], a[mi], bv[0], bv[1]);
+                    mma16816(o[mi][2 * d2 + 1], a[mi], bv[2], bv[3]);
+                }
+            }
+        }
+        __syncthreads();  // the next iteration's prefetch overwrites this stage
+    }
+    // O / l out through this warp's own rows of sQ (only this warp ever read them)
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) {
+        float la = lA[mi], lb = lB[mi];
+        la += __shfl_xor_sync(0xffffffff, la, 1);
+        la += __shfl_xor_sync(0xffffffff, la, 2);
+        lb += __shfl_xor_sync(0xffffffff, lb, 1);
+        lb += __shfl_xor_sync(0xffffffff, lb, 2);
+        const float iA = la > 0.0f ? 1.0f / la : 0.0f, iB = lb > 0.0f ? 1.0f / lb : 0.0f;
+        const int rowA = wrow0 + mi * 16 + g;
+        if (tq == 0) {
+            const float LN2 = 0.6931471805599453f;
+            if (rowA < p.rows) lse[((size_t)b * p.nh + gk * p.r + rowA % p.r) * T + posA[mi]] = mA[mi] * LN2 + logf(la);
+            if (rowA + 8 < p.rows)
+                lse[((size_t)b * p.nh + gk * p.r + (rowA + 8) % p.r) * T + posB[mi]] = mB[mi] * LN2 + logf(lb);
+        }
+        bf16* sO = sQ + (warp * WR + mi * 16) * LD;
+        store_rows<HD>(sO, o[mi], iA, iB, lane);
+        copy_rows_out<HD>(sO, wrow0 + mi * 16, p.rows, hd, lane, [&](int i) {
+            return out + (((size_t)b * T + i / p.r) * p.nh + gk * p.r + i % p.r) * hd;
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backward step 2: dK, dV. CTA: BN keys (BN / 16 warps, 16 keys each) of one group;
+// loops over BQ-row query tiles (all r heads). Per warp, transposed products:
+//   S^T = K Q^T, P^T = 2^(S^T * scale_log2 - L), dP^T = V dO^T, dS^T = P^T (dP^T - D),
+//   dV += P^T dO, dK += dS^T Q (times scale at the end).
+// KV_REGS: keep the warp's K and V fragments in registers (small head dims).
+template <int HD, int BN, int BQ, bool KV_REGS>
+__global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
+                                                                const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                const bf16* __restrict__ vp, const bf16* __restrict__ dout,
+                                                                const float* __restrict__ Lp, const float* __restrict__ Dp,
+                                                                const FlashParams p) {
+    constexpr int NT = BN * 2, LD = HD + 8, KS = HD / 16, NQ = BQ / 8, DB = HD / 8;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][LD]
+    bf16* sV = sK + BN * LD;                         // [BN][LD]
+    bf16* sQ = sV + BN * LD;                         // [2][BQ][LD]
+    bf16* sdO = sQ + 2 * BQ * LD;                    // [2][BQ][LD]
+    float* sL = reinterpret_cast<float*>(sdO + 2 * BQ * LD);  // [2][BQ]
+    float* sD = sL + 2 * BQ;                                  // [2][BQ]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int grp = blockIdx.y, n0 = blockIdx.x * BN;
+    const int b = grp / p.nkv, gk = grp % p.nkv;
+    const int hd = p.hd, T = p.T, rows = p.rows, r = p.r;
+    const bf16* Q = qp + (size_t)grp * rows * hd;
+    const bf16* K = kp + (size_t)grp * T * hd;
+    const bf16* V = vp + (size_t)grp * T * hd;
+    const float* L = Lp + (size_t)grp * rows;
+    const float* Dg = Dp + (size_t)grp * rows;
+    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
+    auto orow = [&](int i) { return dout + (((size_t)b * T + i / r) * p.nh + gk * r + i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * hd; };
+    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    auto load_q_tile = [&](int it, int st) {
+        const int m0 = it * BQ;
+        load_tile<BQ, HD, NT>(sQ + st * BQ * LD, m0, rows, hd, qrow);
+        load_tile<BQ, HD, NT>(sdO + st * BQ * LD, m0, rows, hd, orow);
+        for (int i = threadIdx.x; i < BQ; i += NT) {
+            const bool ok = m0 + i < rows;
+            cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+            cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+        }
+    };
+    // causal: query rows i with position i / r >= n0 only
+    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ);
+    load_tile<BN, HD, NT>(sK, n0, T, hd, krow);
+    load_tile<BN, HD, NT>(sV, n0, T, hd, vrow);
+    load_q_tile(it0, 0);
+    cp_async_commit();
+
+    const int keyA = n0 + warp * 16 + g, keyB = keyA + 8;
+    float dk[DB][4], dv[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+    uint32_t kf[KV_REGS ? KS : 1][4], vf[KV_REGS ? KS : 1][4];
+
+    for (int it = it0; it < nit; it++) {
+        const int st = (it - it0) & 1, m0 = it * BQ;
+        if (it + 1 < nit) {
+            load_q_tile(it + 1, st ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if constexpr (KV_REGS) {
+            if (it == it0) {
+#pragma unroll
+                for (int kk = 0; kk < KS; kk++) {
+                    ldsm4(kf[kk], a_addr<LD>(sK, warp * 16, kk * 16, lane));
+                    ldsm4(vf[kk], a_addr<LD>(sV, warp * 16, kk * 16, lane));
+                }
+            }
+        }
+        const bf16* sQs = sQ + st * BQ * LD;
+        const bf16* sdOs = sdO + st * BQ * LD;
+        const float* sLs = sL + st * BQ;
+        const float* sDs = sD + st * BQ;
+        float s[NQ][4], dp[NQ][4];
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nq][e] = dp[nq][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            uint32_t ak[4], av[4];
+            if constexpr (KV_REGS) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) { ak[e] = kf[kk][e]; av[e] = vf[kk][e]; }
+            } else {
+                ldsm4(ak, a_addr<LD>(sK, warp * 16, kk * 16, lane));
+                ldsm4(av, a_addr<LD>(sV, warp * 16, kk * 16, lane));
+            }
+#pragma unroll
+            for (int n2 = 0; n2 < NQ / 2; n2++) {
+                uint32_t bq[4], bo[4];
+                ldsm4(bq, bn_addr<LD>(sQs, n2 * 16, kk * 16, lane));
+                mma16816(s[2 * n2], ak, bq[0], bq[1]);
+                mma16816(s[2 * n2 + 1], ak, bq[2], bq[3]);
+                ldsm4(bo, bn_addr<LD>(sdOs, n2 * 16, kk * 16, lane));
+                mma16816(dp[2 * n2], av, bo[0], bo[1]);
+                mma16816(dp[2 * n2 + 1], av, bo[2], bo[3]);
+            }
+        }
+        // mask: query rows past the end, and (causal) queries before the key
+        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) {
+#pragma unroll
+            for (int nq = 0; nq < NQ; nq++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int m = m0 + nq * 8 + 2 * tq + (e & 1);
+                    const int key = e < 2 ? keyA : keyB;
+                    if (m >= rows || (p.causal && m / r < key)) s[nq][e] = -INFINITY;
+                }
+            }
+        }
+        // P^T and dS^T (columns are query rows: their L and D come from shared memory)
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
+            const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
+            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
+            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
+            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
+            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
+            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
+            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
+            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+        }
+        // dV += P^T dO, dK += dS^T Q (k dim = query rows, B operands transposed from [query][hd] tiles)
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) {
+            uint32_t ap[4], ads[4];
+            ap[0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
+            ap[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
+            ap[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+            ap[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+            ads[0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
+            ads[1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
+            ads[2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
+            ads[3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+#pragma unroll
+            for (int d2 = 0; d2 < DB / 2; d2++) {
+                uint32_t bo[4], bq[4];
+                ldsm4t(bo, bt_addr<LD>(sdOs, kc * 16, d2 * 16, lane));
+                mma16816(dv[2 * d2], ap, bo[0], bo[1]);
+                mma16816(dv[2 * d2 + 1], ap, bo[2], bo[3]);
+                ldsm4t(bq, bt_addr<LD>(sQs, kc * 16, d2 * 16, lane));
+                mma16816(dk[2 * d2], ads, bq[0], bq[1]);
+                mma16816(dk[2 * d2 + 1], ads, bq[2], bq[3]);
+            }
+        }
+        __syncthreads();
+    }
+    // out through this warp's own rows of sK / sV (only this warp read them)
+    bf16* sOk = sK + warp * 16 * LD;
+    bf16* sOv = sV + warp * 16 * LD;
+    store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
+    store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
+    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + ((size_t)grp * T + i) * hd; });
+    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + ((size_t)grp * T + i) * hd; });
+}
+
+// ---------------------------------------------------------------------------
+// Backward step 3: dQ. CTA: BM query rows of one group, BM / (16 MW) warps of MW m16
+// tiles each (as in the forward); loops over BN-key tiles:
+// S = Q K^T, P, dP = dO V^T, dS = P (dP - D), dQ += dS K.
+// QD_REGS: keep the warp's Q and dO fragments in registers.
+template <int HD, int BM, int BN, bool QD_REGS, int MW>
+__global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restrict__ dqp, const bf16* __restrict__ qp,
+                                                                   const bf16* __restrict__ kp, const bf16* __restrict__ vp,
+                                                                   const bf16* __restrict__ dout, const float* __restrict__ Lp,
+                                                                   const float* __restrict__ Dp, const FlashParams p) {
+    constexpr int NT = BM * 2 / MW, LD = HD + 8, KS = HD / 16, NB = BN / 8, DB = HD / 8, WR = 16 * MW;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][LD]
+    bf16* sdO = sQ + BM * LD;                        // [BM][LD]
+    bf16* sK = sdO + BM * LD;                        // [2][BN][LD]
+    bf16* sV = sK + 2 * BN * LD;                     // [2][BN][LD]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int grp = blockIdx.y, m0 = qt * BM;
+    const int b = grp / p.nkv, gk = grp % p.nkv;
+    const int hd = p.hd, T = p.T, rows = p.rows, r = p.r;
+    const bf16* Q = qp + (size_t)grp * rows * hd;
+    const bf16* K = kp + (size_t)grp * T * hd;
+    const bf16* V = vp + (size_t)grp * T * hd;
+    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
+    auto orow = [&](int i) { return dout + (((size_t)b * T + i / r) * p.nh + gk * r + i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * hd; };
+    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / r + 1 : T;
+    const int ntiles = ceil_div(kv_end, BN);
+    load_tile<BM, HD, NT>(sQ, m0, rows, hd, qrow);
+    load_tile<BM, HD, NT>(sdO, m0, rows, hd, orow);
+    load_tile<BN, HD, NT>(sK, 0, T, hd, krow);
+    load_tile<BN, HD, NT>(sV, 0, T, hd, vrow);
+    cp_async_commit();
+
+    const int wrow0 = m0 + warp * WR, pos_lo = m0 / r;
+    const size_t base = (size_t)grp * rows;
+    int posA[MW], posB[MW];
+    float LA[MW], LB[MW], DA[MW], DBv[MW];
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) {
+        const int rowA = wrow0 + mi * 16 + g, rowB = rowA + 8;
+        posA[mi] = rowA / r;
+        posB[mi] = rowB / r;
+        LA[mi] = rowA < rows ? Lp[base + rowA] : 0.0f;
+        LB[mi] = rowB < rows ? Lp[base + rowB] : 0.0f;
+        DA[mi] = rowA < rows ? Dp[base + rowA] : 0.0f;
+        DBv[mi] = rowB < rows ? Dp[base + rowB] : 0.0f;
+    }
+    float dq[MW][DB][4];
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+        for (int d = 0; d < DB; d++) dq[mi][d][0] = dq[mi][d][1] = dq[mi][d][2] = dq[mi][d][3] = 0.0f;
+    uint32_t qf[QD_REGS ? MW : 1][QD_REGS ? KS : 1][4], of[QD_REGS ? MW : 1][QD_REGS ? KS : 1][4];
+
+    for (int j = 0; j < ntiles; j++) {
+        const int st = j & 1, n0 = j * BN;
+        if (j + 1 < ntiles) {
+            load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, n0 + BN, T, hd, krow);
+            load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, n0 + BN, T, hd, vrow);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if constexpr (QD_REGS) {
+            if (j == 0) {
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                    for (int kk = 0; kk < KS; kk++) {
+                        ldsm4(qf[mi][kk], a_addr<LD>(sQ, warp * WR + mi * 16, kk * 16, lane));
+                        ldsm4(of[mi][kk], a_addr<LD>(sdO, warp * WR + mi * 16, kk * 16, lane));
+                    }
+            }
+        }
+        const bf16* sKs = sK + st * BN * LD;
+        const bf16* sVs = sV + st * BN * LD;
+        float s[MW][NB][4], dp[MW][NB][4];
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[mi][nb][e] = dp[mi][nb][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            uint32_t aq[MW][4], ao[MW][4];
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++) {
+                if constexpr (QD_REGS) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) { aq[mi][e] = qf[mi][kk][e]; ao[mi][e] = of[mi][kk][e]; }
+                } else {
+                    ldsm4(aq[mi], a_addr<LD>(sQ, warp * WR + mi * 16, kk * 16, lane));
+                    ldsm4(ao[mi], a_addr<LD>(sdO, warp * WR + mi * 16, kk * 16, lane));
+                }
+            }
+#pragma unroll
+            for (int n2 = 0; n2 < NB / 2; n2++) {
+                uint32_t bk[4], bv[4];
+                ldsm4(bk, bn_addr<LD>(sKs, n2 * 16, kk * 16, lane));
+                ldsm4(bv, bn_addr<LD>(sVs, n2 * 16, kk * 16, lane));
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++) {
+                    mma16816(s[mi][2 * n2], aq[mi], bk[0], bk[1]);
+                    mma16816(s[mi][2 * n2 + 1], aq[mi], bk[2], bk[3]);
+                    mma16816(dp[mi][2 * n2], ao[mi], bv[0], bv[1]);
+                    mma16816(dp[mi][2 * n2 + 1], ao[mi], bv[2], bv[3]);
+                }
+            }
+        }
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int key = n0 + nb * 8 + 2 * tq + (e & 1);
+                        const int pos = e < 2 ? posA[mi] : posB[mi];
+                        if (key >= T || (p.causal && key > pos)) s[mi][nb][e] = -INFINITY;
+                    }
+                }
+        }
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                s[mi][nb][0] = exp2_approx(fmaf(s[mi][nb][0], p.scale_log2, -LA[mi]));
+                s[mi][nb][1] = exp2_approx(fmaf(s[mi][nb][1], p.scale_log2, -LA[mi]));
+                s[mi][nb][2] = exp2_approx(fmaf(s[mi][nb][2], p.scale_log2, -LB[mi]));
+                s[mi][nb][3] = exp2_approx(fmaf(s[mi][nb][3], p.scale_log2, -LB[mi]));
+                dp[mi][nb][0] = s[mi][nb][0] * (dp[mi][nb][0] - DA[mi]);
+                dp[mi][nb][1] = s[mi][nb][1] * (dp[mi][nb][1] - DA[mi]);
+                dp[mi][nb][2] = s[mi][nb][2] * (dp[mi][nb][2] - DBv[mi]);
+                dp[mi][nb][3] = s[mi][nb][3] * (dp[mi][nb][3] - DBv[mi]);
+            }
+        // dQ += dS K (k dim = keys; K tile [key][hd] read transposed)
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            uint32_t a[MW][4];
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++) {
+                a[mi][0] = pack_bf16(dp[mi][2 * kc][0], dp[mi][2 * kc][1]);
+                a[mi][1] = pack_bf16(dp[mi][2 * kc][2], dp[mi][2 * kc][3]);
+                a[mi][2] = pack_bf16(dp[mi][2 * kc + 1][0], dp[mi][2 * kc + 1][1]);
+                a[mi][3] = pack_bf16(dp[mi][2 * kc + 1][2], dp[mi][2 * kc + 1][3]);
+            }
+#pragma unroll
+            for (int d2 = 0; d2 < DB / 2; d2++) {
+                uint32_t bk[4];
+                ldsm4t(bk, bt_addr<LD>(sKs, kc * 16, d2 * 16, lane));
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++) {
+                    mma16816(dq[mi][2 * d2], a[mi], bk[0], bk[1]);
+                    mma16816(dq[mi][2 * d2 + 1], a[mi], bk[2], bk[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) {
+        bf16* sO = sQ + (warp * WR + mi * 16) * LD;
+        store_rows<HD>(sO, dq[mi], p.scale, p.scale, lane);
+        copy_rows_out<HD>(sO, wrow0 + mi * 16, rows, hd, lane, [&](int i) { return dqp + (base + i) * hd; });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backward, fused variant of steps 2 + 3 (the default): the dK/dV kernel above also
+// computes dQ. Each CTA (BN keys of one group) turns its dS^T tile into a dQ partial
+// (dQ_i += dS_ij K_j, via dS^T in shared memory) and adds it to an fp32 accumulator in
+// global memory, in a FIXED order: the K/V tiles of a group add to a query tile one after
+// the other, j = 0, 1, 2, ... (tile 0 stores, the last one writes bf16 dq), ordered by an
+// integer counter per (group, query tile) that the previous tile releases. Plain loads and
+// stores, no floating-point atomics: bit-identical run to run, and S, P, dP are computed
+// once (5 matrix products instead of 7). Forward progress needs CTA j - 1 to be scheduled
+// no later than CTA j of the same group (in-order dispatch of the grid, as in FA3's
+// deterministic mode); the query tiles run from last to first so that the chain's lag is
+// one tile per K/V tile.
+// Measured on an H200 it is ~1.8x SLOWER than the split backward (hd64 causal 4.1 vs 2.3
+// ms), and still ~1.55x slower with the ordering removed (a racy timing diagnostic): the
+// cost is the dQ phase itself (extra barriers, the dS^T round trip through shared memory,
+// the synchronous fp32 read-modify-write per tile), not the wait chain. Kept, opt-in, as
+// the starting point for a faster deterministic design (e.g. the RMW handed to a
+// producer/consumer warp so it overlaps the next tile's products).
+__device__ __forceinline__ int ld_acquire(const int* p) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+template <int HD, int BN, int BQ, bool KV_REGS, bool ORDERED = true>  // ORDERED = false: timing diagnostic only (races)
+__global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restrict__ dqp, bf16* __restrict__ dkp,
+                                                                 bf16* __restrict__ dvp, float* __restrict__ dq_acc,
+                                                                 int* __restrict__ locks, const bf16* __restrict__ qp,
+                                                                 const bf16* __restrict__ kp, const bf16* __restrict__ vp,
+                                                                 const bf16* __restrict__ dout, const float* __restrict__ Lp,
+                                                                 const float* __restrict__ Dp, const FlashParams p) {
+    constexpr int NT = BN * 2, NW = BN / 16, LD = HD + 8, KS = HD / 16, NQ = BQ / 8, DB = HD / 8;
+    constexpr int LDS = BQ + 8;                  // dS^T tile [BN][BQ + 8]: conflict-free like the others
+    constexpr int MT = BQ / 16, NPART = NW / MT;  // dQ phase: warp -> (query m16 tile, share of the 16-col groups)
+    constexpr int NC = (KS + NPART - 1) / NPART;  // 16-col groups per warp (at most)
+    static_assert(NW % MT == 0, "warps must cover the query tile's m16 tiles");
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][LD]
+    bf16* sV = sK + BN * LD;                         // [BN][LD]
+    bf16* sQ = sV + BN * LD;                         // [2][BQ][LD]
+    bf16* sdO = sQ + 2 * BQ * LD;                    // [2][BQ][LD]
+    bf16* sdS = sdO + 2 * BQ * LD;                   // [BN][LDS]
+    float* sL = reinterpret_cast<float*>(sdS + BN * LDS);  // [2][BQ]
+    float* sD = sL + 2 * BQ;                               // [2][BQ]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int grp = blockIdx.y, jt = blockIdx.x, n0 = jt * BN, nkvt = gridDim.x;
+    const int b = grp / p.nkv, gk = grp % p.nkv;
+    const int hd = p.hd, T = p.T, rows = p.rows, r = p.r;
+    const bf16* Q = qp + (size_t)grp * rows * hd;
+    const bf16* K = kp + (size_t)grp * T * hd;
+    const bf16* V = vp + (size_t)grp * T * hd;
+    const float* L = Lp + (size_t)grp * rows;
+    const float* Dg = Dp + (size_t)grp * rows;
+    float* acc_g = dq_acc + (size_t)grp * rows * hd;
+    bf16* dq_g = dqp + (size_t)grp * rows * hd;
+    const int nit = ceil_div(rows, BQ);
+    int* lock_g = locks + (size_t)grp * nit;
+    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
+    auto orow = [&](int i) { return dout + (((size_t)b * T + i / r) * p.nh + gk * r + i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * hd; };
+    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    auto load_q_tile = [&](int it, int st) {
+        const int m0 = it * BQ;
+        load_tile<BQ, HD, NT>(sQ + st * BQ * LD, m0, rows, hd, qrow);
+        load_tile<BQ, HD, NT>(sdO + st * BQ * LD, m0, rows, hd, orow);
+        for (int i = threadIdx.x; i < BQ; i += NT) {
+            const bool ok = m0 + i < rows;
+            cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+            cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+        }
+    };
+    // query tiles from last to first; causal: down to the first with positions >= n0
+    const int it_lo = p.causal ? (n0 * r) / BQ : 0;
+    load_tile<BN, HD, NT>(sK, n0, T, hd, krow);
+    load_tile<BN, HD, NT>(sV, n0, T, hd, vrow);
+    load_q_tile(nit - 1, 0);
+    cp_async_commit();
+
+    const int keyA = n0 + warp * 16 + g, keyB = keyA + 8;
+    const int mt = warp % MT, part = warp / MT;
+    float dk[DB][4], dv[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+    uint32_t kf[KV_REGS ? KS : 1][4], vf[KV_REGS ? KS : 1][4];
+
+    for (int it = nit - 1, step = 0; it >= it_lo; it--, step++) {
+        const int st = step & 1, m0 = it * BQ;
+        if (it - 1 >= it_lo) {
+            load_q_tile(it - 1, st ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if constexpr (KV_REGS) {
+            if (step == 0) {
+#pragma unroll
+                for (int kk = 0; kk < KS; kk++) {
+                    ldsm4(kf[kk], a_addr<LD>(sK, warp * 16, kk * 16, lane));
+                    ldsm4(vf[kk], a_addr<LD>(sV, warp * 16, kk * 16, lane));
+                }
+            }
+        }
+        const bf16* sQs = sQ + st * BQ * LD;
+        const bf16* sdOs = sdO + st * BQ * LD;
+        const float* sLs = sL + st * BQ;
+        const float* sDs = sD + st * BQ;
+        {
+            float s[NQ][4], dp[NQ][4];
+#pragma unroll
+            for (int nq = 0; nq < NQ; nq++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nq][e] = dp[nq][e] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) {
+                uint32_t ak[4], av[4];
+                if constexpr (KV_REGS) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) { ak[e] = kf[kk][e]; av[e] = vf[kk][e]; }
+                } else {
+                    ldsm4(ak, a_addr<LD>(sK, warp * 16, kk * 16, lane));
+                    ldsm4(av, a_addr<LD>(sV, warp * 16, kk * 16, lane));
+                }
+#pragma unroll
+                for (int n2 = 0; n2 < NQ / 2; n2++) {
+                    uint32_t bq[4], bo[4];
+                    ldsm4(bq, bn_addr<LD>(sQs, n2 * 16, kk * 16, lane));
+                    mma16816(s[2 * n2], ak, bq[0], bq[1]);
+                    mma16816(s[2 * n2 + 1], ak, bq[2], bq[3]);
+                    ldsm4(bo, bn_addr<LD>(sdOs, n2 * 16, kk * 16, lane));
+                    mma16816(dp[2 * n2], av, bo[0], bo[1]);
+                    mma16816(dp[2 * n2 + 1], av, bo[2], bo[3]);
+                }
+            }
+            if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) {
+#pragma unroll
+                for (int nq = 0; nq < NQ; nq++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int m = m0 + nq * 8 + 2 * tq + (e & 1);
+                        const int key = e < 2 ? keyA : keyB;
+                        if (m >= rows || (p.causal && m / r < key)) s[nq][e] = -INFINITY;
+                    }
+                }
+            }
+#pragma unroll
+            for (int nq = 0; nq < NQ; nq++) {
+                const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
+                const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+                s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
+                s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
+                s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
+                s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
+                dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
+                dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
+                dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
+                dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+            }
+            bf16* sdS_own = sdS + warp * 16 * LDS;
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++) {
+                uint32_t ap[4], ads[4];
+                ap[0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
+                ap[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
+                ap[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+                ap[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+                ads[0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
+                ads[1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
+                ads[2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
+                ads[3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+                // dS^T rows (keys) of this warp, for the dQ product after the barrier
+                *reinterpret_cast<uint32_t*>(sdS_own + g * LDS + kc * 16 + 2 * tq) = ads[0];
+                *reinterpret_cast<uint32_t*>(sdS_own + (g + 8) * LDS + kc * 16 + 2 * tq) = ads[1];
+                *reinterpret_cast<uint32_t*>(sdS_own + g * LDS + kc * 16 + 8 + 2 * tq) = ads[2];
+                *reinterpret_cast<uint32_t*>(sdS_own + (g + 8) * LDS + kc * 16 + 8 + 2 * tq) = ads[3];
+#pragma unroll
+                for (int d2 = 0; d2 < DB / 2; d2++) {
+                    uint32_t bo[4], bq[4];
+                    ldsm4t(bo, bt_addr<LD>(sdOs, kc * 16, d2 * 16, lane));
+                    mma16816(dv[2 * d2], ap, bo[0], bo[1]);
+                    mma16816(dv[2 * d2 + 1], ap, bo[2], bo[3]);
+                    ldsm4t(bq, bt_addr<LD>(sQs, kc * 16, d2 * 16, lane));
+                    mma16816(dk[2 * d2], ads, bq[0], bq[1]);
+                    mma16816(dk[2 * d2 + 1], ads, bq[2], bq[3]);
+                }
+            }
+        }
+        __syncthreads();  // dS^T complete in shared memory
+        // dQ partial of this K/V tile: rows mt*16.. of the query tile, 16-col groups part, part + NPART, ...
+        float acc[NC][2][4];
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[c][0][e] = acc[c][1][e] = 0.0f;
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            uint32_t a[4];  // A = dS (query rows x keys): the [key][query] tile read transposed
+            ldsm4t(a, smem_u32(sdS + (kc * 16 + (lane % 8) + (lane / 16) * 8) * LDS + mt * 16 + ((lane / 8) % 2) * 8));
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int col16 = c * NPART + part;
+                if (col16 < KS) {
+                    uint32_t bk[4];
+                    ldsm4t(bk, bt_addr<LD>(sK, kc * 16, col16 * 16, lane));
+                    mma16816(acc[c][0], a, bk[0], bk[1]);
+                    mma16816(acc[c][1], a, bk[2], bk[3]);
+                }
+            }
+        }
+        // wait for K/V tile jt - 1 to have added its part to this query tile
+        int* lock = lock_g + it;
+        if constexpr (ORDERED) {
+            if (threadIdx.x == 0) {
+                while (ld_acquire(lock) != jt) __nanosleep(64);
+            }
+            __syncthreads();
+        }
+        const int last_row = min(m0 + BQ, rows) - 1;
+        const int j_last = p.causal ? min(last_row / r / BN, nkvt - 1) : nkvt - 1;
+        const int rA = m0 + mt * 16 + g, rB = rA + 8;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int col16 = c * NPART + part;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int col = col16 * 16 + h * 8 + 2 * tq;
+                if (col16 < KS && col < hd) {
+#pragma unroll
+                    for (int half = 0; half < 2; half++) {
+                        const int row = half ? rB : rA;
+                        if (row < rows) {
+                            float2 v = make_float2(acc[c][h][2 * half], acc[c][h][2 * half + 1]);
+                            float2* ap = reinterpret_cast<float2*>(acc_g + (size_t)row * hd + col);
+                            if (jt > 0) {
+                                const float2 o = __ldcg(ap);
+                                v.x += o.x;
+                                v.y += o.y;
+                            }
+                            if (jt == j_last) {
+                                *reinterpret_cast<uint32_t*>(dq_g + (size_t)row * hd + col) =
+                                    pack_bf16(v.x * p.scale, v.y * p.scale);
+                            } else {
+                                __stcg(ap, v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if constexpr (ORDERED) {
+            __threadfence();
+            __syncthreads();
+            if (threadIdx.x == 0) atomicAdd(lock, 1);  // release: tile jt + 1 may add now
+        }
+    }
+    // dK, dV out through this warp's own rows of sK / sV. The dQ phase reads all of sK:
+    // wait for every warp before overwriting it.
+    __syncthreads();
+    bf16* sOk = sK + warp * 16 * LD;
+    bf16* sOv = sV + warp * 16 * LD;
+    store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
+    store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
+    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + ((size_t)grp * T + i) * hd; });
+    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + ((size_t)grp * T + i) * hd; });
+}
+
+// ---------------------------------------------------------------------------
+// Launchers: tile sizes per padded head dim; the dynamic shared memory limit is raised once.
+template <class Kern>
+static void set_smem(Kern k, size_t bytes) {
+    cudaCheck(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <int HD, int BM, int BN, int MW = 1, bool Q_REGS = true>
+static void fwd_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
+                       cudaStream_t stream) {
+    constexpr size_t smem = (size_t)(BM + 4 * BN) * (HD + 8) * sizeof(bf16);
+    static bool init = false;
+    if (!init) { set_smem(flash_fwd_kernel<HD, BM, BN, MW, Q_REGS>, smem); init = true; }
+    dim3 grid(ceil_div(p.rows, BM), p.B * p.nkv);
+    flash_fwd_kernel<HD, BM, BN, MW, Q_REGS><<<grid, BM * 2 / MW, smem, stream>>>(out, lse, q, k, v, p);
+    cudaLaunchCheck();
+}
+template <int HD, int BN, int BQ, bool KV_REGS>
+static void dkdv_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
+                        const float* D, const FlashParams& p, cudaStream_t stream) {
+    constexpr size_t smem = (size_t)(2 * BN + 4 * BQ) * (HD + 8) * sizeof(bf16) + 4 * BQ * sizeof(float);
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS>, smem); init = true; }
+    dim3 grid(ceil_div(p.T, BN), p.B * p.nkv);
+    flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS><<<grid, BN * 2, smem, stream>>>(dk, dv, q, k, v, dout, L, D, p);
+    cudaLaunchCheck();
+}
+template <int HD, int BM, int BN, bool QD_REGS, int MW = 1>
+static void dq_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
+                      const float* D, const FlashParams& p, cudaStream_t stream) {
+    constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(bf16);
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW>, smem); init = true; }
+    dim3 grid(ceil_div(p.rows, BM), p.B * p.nkv);
+    flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW><<<grid, BM * 2 / MW, smem, stream>>>(dq, q, k, v, dout, L, D, p);
+    cudaLaunchCheck();
+}
+
+template <int HD, int BN, int BQ, bool KV_REGS, bool ORDERED = true>
+static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
+                         const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
+                         cudaStream_t stream) {
+    constexpr size_t smem = (size_t)(2 * BN + 4 * BQ) * (HD + 8) * sizeof(bf16) + (size_t)BN * (BQ + 8) * sizeof(bf16) +
+                            4 * BQ * sizeof(float);
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, ORDERED>, smem); init = true; }
+    // one counter per (group, query tile), zero at the start of every backward
+    cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
+    dim3 grid(ceil_div(p.T, BN), p.B * p.nkv);
+    flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, ORDERED><<<grid, BN * 2, smem, stream>>>(dq, dk, dv, dq_acc, locks, q, k,
+                                                                                        v, dout, L, D, p);
+    cudaLaunchCheck();
+}
+
+}  // namespace flash
+
+
+// Tile sizes per padded head dim, from timings on an H200 (dev/cuda/attention.cu, FLASH_TUNE=1).
+template <int HD>
+static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX* k, const floatX* v, const FlashParams& p,
+                         cudaStream_t st) {
+#if defined(FLASH_TUNE)
+    if constexpr (FLASH_TUNED(HD)) {
+        if (flash_config.fwd == 1) { flash::fwd_launch<HD, 128, 32>(out, lse, q, k, v, p, st); return; }
+        if (flash_config.fwd == 2) { flash::fwd_launch<HD, 64, 64>(out, lse, q, k, v, p, st); return; }
+        if (flash_config.fwd == 3) { flash::fwd_launch<HD, 128, 128>(out, lse, q, k, v, p, st); return; }
+        if (flash_config.fwd == 4) { flash::fwd_launch<HD, 128, 64, 2, HD <= 64>(out, lse, q, k, v, p, st); return; }
+        if (flash_config.fwd == 5) { flash::fwd_launch<HD, 128, 32, 2, HD <= 80>(out, lse, q, k, v, p, st); return; }
+    }
+#endif
+    // two m16 tiles per warp; Q fragments in registers up to hd 64, K/V tiles of 32 keys for the large head dims
+    if constexpr (HD <= 80) flash::fwd_launch<HD, 128, 64, 2, HD <= 64>(out, lse, q, k, v, p, st);
+    else flash::fwd_launch<HD, 128, 32, 2, false>(out, lse, q, k, v, p, st);
+}
+template <int HD>
+static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int* locks, const floatX* q, const floatX* k,
+                         const floatX* v, const floatX* dout, const float* L, const float* D, const FlashParams& p,
+                         cudaStream_t st) {
+    constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
+    if (flash_bwd_fused) {
+#if defined(FLASH_TUNE)
+        if constexpr (FLASH_TUNED(HD)) {
+            switch (flash_config.dkdv) {
+                case 1: flash::fused_launch<HD, 64, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 2: flash::fused_launch<HD, 128, 32, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 3: flash::fused_launch<HD, 128, 64, !SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 4: flash::fused_launch<HD, 128, 64, SMALL, false>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                default: break;
+            }
+        }
+#endif
+        flash::fused_launch<HD, 128, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+        return;
+    }
+    bool done = false;
+#if defined(FLASH_TUNE)
+    if constexpr (FLASH_TUNED(HD)) {
+        done = true;
+        if (flash_config.dkdv == 1) flash::dkdv_launch<HD, 128, 64, SMALL>(dk, dv, q, k, v, dout, L, D, p, st);
+        else if (flash_config.dkdv == 2) flash::dkdv_launch<HD, 128, 32, SMALL>(dk, dv, q, k, v, dout, L, D, p, st);
+        else if (flash_config.dkdv == 3) flash::dkdv_launch<HD, 128, 32, true>(dk, dv, q, k, v, dout, L, D, p, st);
+        else done = false;
+    }
+#endif
+    if (!done) flash::dkdv_launch<HD, HD <= 64 ? 64 : 128, 64, SMALL>(dk, dv, q, k, v, dout, L, D, p, st);
+    done = false;
+#if defined(FLASH_TUNE)
+    if constexpr (FLASH_TUNED(HD)) {
+        done = true;
+        if (flash_config.dq == 1) flash::dq_launch<HD, 64, 64, SMALL>(dq, q, k, v, dout, L, D, p, st);
+        else if (flash_config.dq == 2) flash::dq_launch<HD, 128, 64, SMALL>(dq, q, k, v, dout, L, D, p, st);
+        else if (flash_config.dq == 3) flash::dq_launch<HD, 128, 64, !SMALL>(dq, q, k, v, dout, L, D, p, st);
+        else if (flash_config.dq == 4) flash::dq_launch<HD, 128, 32, HD <= 64, 2>(dq, q, k, v, dout, L, D, p, st);
+        else if (flash_config.dq == 5) flash::dq_launch<HD, 128, 64, false, 2>(dq, q, k, v, dout, L, D, p, st);
+        else done = false;
+    }
+#endif
+    if (!done) {  // two m16 tiles per warp (as the forward)
+        if constexpr (HD <= 64) flash::dq_launch<HD, 128, 32, true, 2>(dq, q, k, v, dout, L, D, p, st);
+        else if constexpr (HD == 80) flash::dq_launch<HD, 128, 64, false, 2>(dq, q, k, v, dout, L, D, p, st);
+        else flash::dq_launch<HD, 128, 32, false, 2>(dq, q, k, v, dout, L, D, p, st);
+    }
+}
+
+// head dim -> the padded head dim of the kernels (multiple of 16; 72 -> 80)
+#define FLASH_HD_DISPATCH(hd, FN, ...)                       \
+    do {                                                     \
+        if ((hd) <= 32) FN<32>(__VA_ARGS__);                 \
+        else if ((hd) <= 48) FN<48>(__VA_ARGS__);            \
+        else if ((hd) <= 64) FN<64>(__VA_ARGS__);            \
+        else if ((hd) <= 80) FN<80>(__VA_ARGS__);            \
+        else if ((hd) <= 96) FN<96>(__VA_ARGS__);            \
+        else FN<128>(__VA_ARGS__);                           \
+    } while (0)
+
+// out [B, T, nh*hd]; lse [B, nh, T] fp32 (saved for the backward)
+static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
+                                    const AttnShape& s, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    flash_attention_check_shape(s);
+    const FlashParams p = flash_params(s);
+    FLASH_HD_DISPATCH(s.hd, flash_fwd_hd, out, lse, qp, kp, vp, p, stream);
+}
+
+// dqp/dkp/dvp in the layouts of qp/kp/vp (what rope's backward reads), fully
+// overwritten; scratch: flash_attention_scratch_bytes(s) bytes. Deterministic.
+static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
+                                     const float* lse, const floatX* qp, const floatX* kp, const floatX* vp, float* scratch,
+                                     const AttnShape& s, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    flash_attention_check_shape(s);
+    const FlashParams p = flash_params(s);
+    const size_t nrows = (size_t)s.B * s.nh * s.T;
+    float* Lp = scratch;
+    float* Dp = scratch + nrows;
+    float* dq_acc = scratch + 2 * nrows;
+    int* locks = reinterpret_cast<int*>(dq_acc + nrows * s.hd);
+    flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+    cudaLaunchCheck();
+    FLASH_HD_DISPATCH(s.hd, flash_bwd_hd, dqp, dkp, dvp, dq_acc, locks, qp, kp, vp, dout, Lp, Dp, p, stream);
+}
+#endif
