@@ -30,12 +30,12 @@ endif
 LLMC_HEADERS := $(wildcard llmc/*.h llmc/*.cuh)
 CUDA_BENCHES := $(patsubst %.cu,%,$(wildcard dev/cuda/*.cu))
 CPU_TESTS    := test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/test_dataloader test/test_checkpoint test/test_latent_data test/test_moving_shapes
-GPU_TESTS    := test/test_gpt test/test_gpt_fp32
+GPU_TESTS    := test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32
 
 .PHONY: all test cpu gpu benches clean
-all: train_gpt dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+all: train_gpt train_dit dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
 cpu: dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS)
-gpu: train_gpt $(GPU_TESTS)
+gpu: train_gpt train_dit $(GPU_TESTS)
 benches: $(CUDA_BENCHES)
 
 train_gpt: train_gpt.cu $(LLMC_HEADERS)
@@ -46,6 +46,16 @@ test/test_gpt: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HEADERS
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
 test/test_gpt_fp32: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
+
+train_dit: train_dit.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+
+# the GPU test includes train_dit.cu (its main() disabled) and checks it against test/data/dit_tiny.mgt;
+# it reads the file with dev/cpu/dit.cpp's readers (built without OpenMP: its pragmas are not used)
+test/test_dit: test/test_dit.cu train_dit.cu dev/cpu/dit.cpp $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -Xcompiler -Wno-unknown-pragmas $< -o $@ $(NVCC_LIBS)
+test/test_dit_fp32: test/test_dit.cu train_dit.cu dev/cpu/dit.cpp $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -Xcompiler -Wno-unknown-pragmas -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
 
 dev/cuda/%: dev/cuda/%.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
@@ -71,4 +81,4 @@ test: train_gpt build_data moving_shapes $(CPU_TESTS)
 	@bash test/run_tests.sh
 
 clean:
-	rm -f train_gpt build_data moving_shapes dev/cpu/gpt $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+	rm -f train_gpt train_dit build_data moving_shapes dev/cpu/gpt $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)

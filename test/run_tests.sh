@@ -42,14 +42,18 @@ run "bad input (train_gpt)" bash test/test_bad_input.sh
 
 # ---- GPU half
 if [ $has_gpu -eq 1 ]; then
-    make -s test/test_gpt test/test_gpt_fp32 || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
+    make -s test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
     run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
     run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
+    run "dit GPU bf16 vs PyTorch" ./test/test_dit
+    run "dit GPU fp32 vs PyTorch" ./test/test_dit_fp32
     run "train_gpt determinism" bash test/test_determinism.sh
     run "train_gpt resume" bash test/test_resume.sh
 else
     for t in "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
              "gpt_gpu_fp32 (test/test_gpt_fp32: GPU fp32 vs PyTorch reference)" \
+             "dit_gpu_bf16 (test/test_dit: GPU bf16 vs PyTorch reference)" \
+             "dit_gpu_fp32 (test/test_dit_fp32: GPU fp32 vs PyTorch reference)" \
              "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)" \
              "train_gpt resume (test/test_resume.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)"; do
         echo "SKIP $t: no GPU on this machine"

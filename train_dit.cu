@@ -1,0 +1,990 @@
+/*
+train_dit.cu: trains the video DiT (MUG-V 10B architecture, ../shared/spec/dit.md)
+with rectified flow on one GPU, in the style of llm.c and train_gpt.cu.
+
+Reads top to bottom: parameters, the packed batch, activations, forward,
+backward, update, training configuration and main loop. The math of every
+layer, forward and backward, is that of the fp32 CPU reference dev/cpu/dit.cpp
+(contract: dev/DESIGN.md "DiT"; layout, token order and RoPE positions:
+llmc/dit_config.h). Layers are hand-written kernels in llmc/ (LayerNorm, adaLN
+modulation and gated residuals, QK-norm + 3D RoPE, variable-length attention,
+GELU/SiLU, patchify/tokens/unpatchify, the flow loss); matrix products go
+through cuBLASLt. Weights are bf16 for compute with fp32 master copies;
+gradients and AdamW state are fp32. Build with PRECISION=FP32 for all-fp32.
+
+Batches are packed: every sample has its own latent shape T x H x W and text
+length; its L = T'H'W' + 2 tokens follow the previous sample's (no padding
+tokens), and attention never crosses samples. Every reduction that produces a
+gradient runs in a fixed order (no atomics): two runs give bit-identical results.
+
+  make train_dit
+  ./train_dit --preset dit-s --batch-size 8                         # synthetic batches, 2050 tokens/sample
+  ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 21 --height 40 --width 64   # 13442 tokens
+  ./train_dit --train-data "data/moving_shapes/train_*.lat" --in-channels 3 --caption-channels 64
+  ./train_dit --help
+*/
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+#include "llmc/utils.h"
+#include "llmc/args.h"
+#include "llmc/rand.h"
+#include "llmc/dit_config.h"
+#include "llmc/cuda_common.h"
+#include "llmc/cublas_common.h"
+#include "llmc/reduce.cuh"
+#include "llmc/adamw.cuh"
+#include "llmc/layernorm.cuh"
+#include "llmc/adaln.cuh"
+#include "llmc/rope3d.cuh"
+#include "llmc/gelu.cuh"
+#include "llmc/timestep.cuh"
+#include "llmc/patchify.cuh"
+#include "llmc/flow.cuh"
+#include "llmc/varlen_attention.cuh"
+#include "llmc/latent_data.h"
+
+// ----------------------------------------------------------------------------
+// Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
+// weights, fp32 gradients, fp32 AdamW moments), tensors at the offsets of
+// dit_param_layout. Per-block tensors are stacked [L, ...]: block l of tensor X
+// starts at X + l * (numel / L).
+
+template <typename T>
+struct DiTTensors {
+    T *x_w, *x_b, *start, *end;                       // patch embedding, start/end tokens
+    T *t0_w, *t0_b, *t2_w, *t2_b;                     // t_embedder.mlp.{0,2}
+    T *f0_w, *f0_b, *f2_w, *f2_b;                     // fps_embedder.mlp.{0,2}
+    T *tb_w, *tb_b;                                   // t_block.1
+    T *y1_w, *y1_b, *y2_w, *y2_b;                     // y_embedder.y_proj.fc{1,2}
+    T *table;                                         // [L, 6, C]
+    T *qkv_w, *qkv_b, *q_norm, *k_norm, *proj_w, *proj_b;
+    T *ca_w, *ca_b;                                   // cross_attn_norm
+    T *cq_w, *cq_b, *ckv_w, *ckv_b, *cq_norm, *ck_norm, *cproj_w, *cproj_b;
+    T *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    T *final_table, *final_w, *final_b;
+};
+
+template <typename T>
+static DiTTensors<T> dit_tensor_pointers(T* base, const std::vector<ParamTensor>& layout) {
+    auto at = [&](const char* n) -> T* {
+        const ParamTensor* p = dit_find_param(layout, n);
+        if (!p) fail("dit: no parameter named %s", n);
+        return base + p->offset;
+    };
+    DiTTensors<T> t;
+    t.x_w = at("x_embedder.proj.weight"); t.x_b = at("x_embedder.proj.bias");
+    t.start = at("start_token"); t.end = at("end_token");
+    t.t0_w = at("t_embedder.mlp.0.weight"); t.t0_b = at("t_embedder.mlp.0.bias");
+    t.t2_w = at("t_embedder.mlp.2.weight"); t.t2_b = at("t_embedder.mlp.2.bias");
+    t.f0_w = at("fps_embedder.mlp.0.weight"); t.f0_b = at("fps_embedder.mlp.0.bias");
+    t.f2_w = at("fps_embedder.mlp.2.weight"); t.f2_b = at("fps_embedder.mlp.2.bias");
+    t.tb_w = at("t_block.1.weight"); t.tb_b = at("t_block.1.bias");
+    t.y1_w = at("y_embedder.y_proj.fc1.weight"); t.y1_b = at("y_embedder.y_proj.fc1.bias");
+    t.y2_w = at("y_embedder.y_proj.fc2.weight"); t.y2_b = at("y_embedder.y_proj.fc2.bias");
+    t.table = at("blocks.scale_shift_table");
+    t.qkv_w = at("blocks.attn.qkv.weight"); t.qkv_b = at("blocks.attn.qkv.bias");
+    t.q_norm = at("blocks.attn.q_norm.weight"); t.k_norm = at("blocks.attn.k_norm.weight");
+    t.proj_w = at("blocks.attn.proj.weight"); t.proj_b = at("blocks.attn.proj.bias");
+    t.ca_w = at("blocks.cross_attn_norm.weight"); t.ca_b = at("blocks.cross_attn_norm.bias");
+    t.cq_w = at("blocks.cross_attn.q_linear.weight"); t.cq_b = at("blocks.cross_attn.q_linear.bias");
+    t.ckv_w = at("blocks.cross_attn.kv_linear.weight"); t.ckv_b = at("blocks.cross_attn.kv_linear.bias");
+    t.cq_norm = at("blocks.cross_attn.q_norm.weight"); t.ck_norm = at("blocks.cross_attn.k_norm.weight");
+    t.cproj_w = at("blocks.cross_attn.proj.weight"); t.cproj_b = at("blocks.cross_attn.proj.bias");
+    t.fc1_w = at("blocks.mlp.fc1.weight"); t.fc1_b = at("blocks.mlp.fc1.bias");
+    t.fc2_w = at("blocks.mlp.fc2.weight"); t.fc2_b = at("blocks.mlp.fc2.bias");
+    t.final_table = at("final_layer.scale_shift_table");
+    t.final_w = at("final_layer.linear.weight"); t.final_b = at("final_layer.linear.bias");
+    return t;
+}
+
+// ----------------------------------------------------------------------------
+// The batch. Its geometry and per-sample scalars live on the host (the same
+// fields as dev/cpu/dit.cpp's DiTBatch); the big tensors (x0, eps, text) go
+// straight into the model's device buffers (uploaded, or generated there).
+
+struct DiTBatchHost {
+    int B = 0;
+    std::vector<int> T, H, W;        // latent shape per sample
+    std::vector<int> text_len;       // valid text tokens per sample
+    std::vector<int> has_mask;       // 1: the sample has a frame mask (image-to-video)
+    std::vector<int> frame_mask;     // packed [T] per sample: 1 noisy, 0 clean (all 1 without a mask)
+    std::vector<float> t, fps;       // per sample; t in [0, 1], already sampled and shifted
+};
+
+// Checks a batch against the config; one line naming the field.
+static void dit_check_batch(const DiTConfig& c, const DiTBatchHost& bt, const char* who) {
+    const int B = bt.B;
+    if (B <= 0) fail("%s: batch size %d must be > 0", who, B);
+    if ((int)bt.T.size() != B || (int)bt.H.size() != B || (int)bt.W.size() != B || (int)bt.text_len.size() != B ||
+        (int)bt.has_mask.size() != B || (int)bt.t.size() != B || (int)bt.fps.size() != B)
+        fail("%s: per-sample fields must have %d entries", who, B);
+    size_t fr = 0;
+    for (int b = 0; b < B; b++) {
+        if (bt.T[b] <= 0 || bt.H[b] <= 0 || bt.W[b] <= 0)
+            fail("%s: sample %d has shape %dx%dx%d (expected positive)", who, b, bt.T[b], bt.H[b], bt.W[b]);
+        const DiTGrid g = dit_grid(c, bt.T[b], bt.H[b], bt.W[b]);
+        if (g.Hp > c.rope_max_hw || g.Wp > c.rope_max_hw)
+            fail("%s: sample %d patch grid %dx%d exceeds rope_max_hw %d", who, b, g.Hp, g.Wp, c.rope_max_hw);
+        if (bt.text_len[b] <= 0 || bt.text_len[b] > c.max_text_len)
+            fail("%s: sample %d text length %d outside [1, %d]", who, b, bt.text_len[b], c.max_text_len);
+        if (!(bt.t[b] >= 0.0f && bt.t[b] <= 1.0f)) fail("%s: sample %d t=%g outside [0, 1]", who, b, bt.t[b]);
+        if (!std::isfinite(bt.fps[b])) fail("%s: sample %d fps %g is not finite", who, b, bt.fps[b]);
+        if (bt.has_mask[b] != 0 && bt.has_mask[b] != 1) fail("%s: sample %d has_mask must be 0 or 1", who, b);
+        int noisy = 0;
+        for (int f = 0; f < bt.T[b]; f++) {
+            if (fr + f >= bt.frame_mask.size()) fail("%s: frame_mask has %zu entries, too few", who, bt.frame_mask.size());
+            const int m = bt.frame_mask[fr + f];
+            if (m != 0 && m != 1) fail("%s: sample %d frame %d mask %d (expected 0 or 1)", who, b, f, m);
+            if (!bt.has_mask[b] && m != 1) fail("%s: sample %d has no mask but frame %d is marked clean", who, b, f);
+            noisy += m;
+        }
+        if (noisy == 0) fail("%s: sample %d has no noisy frame (nothing to learn)", who, b);
+        fr += bt.T[b];
+    }
+    if (bt.frame_mask.size() != fr) fail("%s: frame_mask has %zu entries (expected %zu)", who, bt.frame_mask.size(), fr);
+}
+
+// What the activations are sized for. A batch must fit in every field.
+struct DiTCapacity {
+    int B = 0;
+    long long N = 0, Np = 0, Nt = 0, frames = 0;   // tokens, patch tokens, text tokens, latent frames
+    long long lat = 0, out = 0;                    // floats of x0/eps and of v_pred
+    long long max_patch_elems = 0, max_out_elems = 0;   // largest sample's Np_b*Cin*P and Cout*T*H*W
+    size_t att_elems = 0;                          // largest sample's nh*L*max(L, Lt) (attention scores)
+};
+
+// The capacity of one sample of shape T x H x W with Lt text tokens.
+static DiTCapacity dit_capacity_sample(const DiTConfig& c, int T, int H, int W, int Lt) {
+    const DiTGrid g = dit_grid(c, T, H, W);
+    DiTCapacity k;
+    k.B = 1;
+    k.N = g.L; k.Np = g.n_patch; k.Nt = Lt; k.frames = T;
+    k.lat = (long long)c.in_channels * T * H * W;
+    k.out = (long long)c.out_channels * T * H * W;
+    k.max_patch_elems = (long long)g.n_patch * c.in_channels * dit_patch_size(c);
+    k.max_out_elems = k.out;
+    k.att_elems = (size_t)c.n_head * g.L * std::max(g.L, Lt);
+    return k;
+}
+// Sums (the totals) and maxima (the per-sample fields) of two capacities.
+static DiTCapacity dit_capacity_add(const DiTCapacity& a, const DiTCapacity& b) {
+    DiTCapacity k;
+    k.B = a.B + b.B; k.N = a.N + b.N; k.Np = a.Np + b.Np; k.Nt = a.Nt + b.Nt; k.frames = a.frames + b.frames;
+    k.lat = a.lat + b.lat; k.out = a.out + b.out;
+    k.max_patch_elems = std::max(a.max_patch_elems, b.max_patch_elems);
+    k.max_out_elems = std::max(a.max_out_elems, b.max_out_elems);
+    k.att_elems = std::max(a.att_elems, b.att_elems);
+    return k;
+}
+static DiTCapacity dit_capacity_of(const DiTConfig& c, const DiTBatchHost& bt) {
+    DiTCapacity k;
+    for (int b = 0; b < bt.B; b++) k = dit_capacity_add(k, dit_capacity_sample(c, bt.T[b], bt.H[b], bt.W[b], bt.text_len[b]));
+    return k;
+}
+
+// ----------------------------------------------------------------------------
+// Activations. Saved for the backward, per block [L, ...]: the normalized inputs
+// of the three LayerNorms (xhat) with their rstd, the matmul inputs, the
+// attention inputs and outputs with the softmax logsumexp (the backward
+// recomputes the attention scores), and the outputs the gates multiply. The
+// residual stream itself is not saved (the norms' backward needs only xhat and
+// rstd): one buffer, updated in place. Scratch buffers are shared by all blocks.
+
+struct DiTLayerActs {
+    floatX *xhat1, *h1, *qkv, *qkr, *atty, *o1;
+    floatX *xhat_a, *ha, *cq, *cqn, *ckv, *ckn, *catty;
+    floatX *xhat2, *h2, *f1, *o2;
+    float *rstd1, *qk_rstd, *lse_s, *rstd_a, *cq_rstd, *ck_rstd, *lse_c, *rstd2;
+};
+
+struct DiTActs {
+    // per block, [L, ...] (DiTLayerActs at layer l)
+    floatX *xhat1, *h1, *qkv, *qkr, *atty, *o1;          // [N,C] [N,C] [N,3C] [N,2C] [N,C] [N,C]
+    floatX *xhat_a, *ha, *cq, *cqn, *ckv, *ckn, *catty;  // [N,C] x4, [Nt,2C], [Nt,C], [N,C]
+    floatX *xhat2, *h2, *f1, *o2;                        // [N,C] [N,C] [N,F] [N,C]
+    float *rstd1, *qk_rstd, *lse_s, *rstd_a, *cq_rstd, *ck_rstd, *lse_c, *rstd2;   // [N] [N,2nh] [nh,N] [N] [N,nh] [Nt,nh] [nh,N] [N]
+    // conditioning (2B rows: t and t0 per sample; B rows for fps)
+    floatX *tfreq, *ffreq;                   // [2B, Fq], [B, Fq] sinusoidal embeddings
+    floatX *th, *ths, *temb, *fh, *fhs, *femb;   // [2B,C] x3, [B,C] x3
+    floatX *cond, *conds, *mods;             // [2B,C], [2B,C], [2B,6C]
+    // caption
+    floatX *text, *ylnx, *yh, *yg, *yo, *y;  // [Nt,Cy] x2, [Nt,C] x4
+    float *ylr, *yr;                         // [Nt] x2
+    // tokens and final layer
+    floatX *patches, *xf, *lnf, *hf, *out, *dout;   // [Np,Cin*P], [Np,C] x3, [Np,P*Cout] x2
+    float *rstdf, *loss_tok, *v_pred;        // [Np], [Np], [out floats]
+    floatX *resid, *f1g;                     // [N,C] residual stream; [N,F] GELU output (recomputed in the backward)
+    // batch data and geometry
+    float *x0, *eps, *text_f32, *freq_f32;   // [lat] x2, [Nt*Cy] fp32 text upload, [3B*Fq] fp32 embeddings upload
+    int *frame_mask, *tokrow, *patrow, *cu_x, *cu_p;   // [frames], [N], [Np], [B+1] x2
+    DiTSample* samples;                      // [B]
+    float2* rope_cs;                         // [N, hd/2]
+    // gradient scratch
+    floatX *dres, *dbuf1, *dbuf2, *dbuf3, *dqkv, *dqk, *dF;   // [N,C] x4, [N,3C], [N,2C], [N,F]
+    floatX *dckv, *dck, *dy, *dyb1, *dyb2;                    // [Nt,2C], [Nt,C] x4
+    floatX *dmods_x, *dconds, *dtemb, *dfemb, *dths, *dth, *dfhs, *dfh;   // cond gradients
+    float *dmods, *dcond;                                     // [2B,6C], [2B,C] fp32
+    float *dnw, *reduce_scratch, *adaln_scratch, *norm_scratch, *norm_out;
+    void* att_scratch;
+    size_t att_scratch_bytes;
+    size_t bytes;
+};
+
+struct DiT {
+    DiTConfig cfg;
+    std::vector<ParamTensor> layout;
+    size_t num_params = 0;
+    DiTCapacity cap;
+    floatX* params = nullptr;
+    float *master = nullptr, *grads = nullptr, *adam_m = nullptr, *adam_v = nullptr;
+    DiTTensors<floatX> w;
+    DiTTensors<float> dw;
+    DiTActs act;
+    cudaStream_t stream = 0;
+    int adam_step = 0;
+    // the current batch (host copies of its geometry)
+    DiTBatchHost batch;
+    int B = 0, N = 0, Np = 0, Nt = 0;
+    std::vector<int> cu_x, cu_p, cu_t;       // [B+1]
+    std::vector<DiTGrid> grids;
+    std::vector<DiTSample> samples;
+    long long lat_floats = 0, out_floats = 0, max_patch_elems = 0, max_out_elems = 0;
+    float* loss_tok_host = nullptr;          // pinned [Np]
+};
+
+static DiTLayerActs dit_layer(const DiT* g, int l) {
+    const DiTActs& a = g->act;
+    const size_t N = g->cap.N, Nt = g->cap.Nt, C = g->cfg.d_model, F = g->cfg.ffn_hidden, nh = g->cfg.n_head;
+    DiTLayerActs r;
+    r.xhat1 = a.xhat1 + l * N * C; r.h1 = a.h1 + l * N * C; r.qkv = a.qkv + l * N * 3 * C; r.qkr = a.qkr + l * N * 2 * C;
+    r.atty = a.atty + l * N * C; r.o1 = a.o1 + l * N * C;
+    r.xhat_a = a.xhat_a + l * N * C; r.ha = a.ha + l * N * C; r.cq = a.cq + l * N * C; r.cqn = a.cqn + l * N * C;
+    r.ckv = a.ckv + l * Nt * 2 * C; r.ckn = a.ckn + l * Nt * C; r.catty = a.catty + l * N * C;
+    r.xhat2 = a.xhat2 + l * N * C; r.h2 = a.h2 + l * N * C; r.f1 = a.f1 + l * N * F; r.o2 = a.o2 + l * N * C;
+    r.rstd1 = a.rstd1 + l * N; r.qk_rstd = a.qk_rstd + l * N * 2 * nh; r.lse_s = a.lse_s + l * nh * N;
+    r.rstd_a = a.rstd_a + l * N; r.cq_rstd = a.cq_rstd + l * N * nh; r.ck_rstd = a.ck_rstd + l * Nt * nh;
+    r.lse_c = a.lse_c + l * nh * N; r.rstd2 = a.rstd2 + l * N;
+    return r;
+}
+
+static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
+    g->cfg = cfg;
+    g->layout = dit_param_layout(cfg);
+    g->num_params = dit_num_params(g->layout);
+    g->cap = cap;
+    const int C = cfg.d_model, hd = cfg.head_dim, F = cfg.ffn_hidden;
+    // 16-byte loads and cuBLASLt need every tensor (and every block's slice) 16-byte aligned
+    if (C % 8 != 0) fail("flag --d-model: %d must be a multiple of 8 on the GPU", C);
+    if (hd % 24 != 0) fail("flag --head-dim: %d must be a multiple of 24 on the GPU (6 for 3D RoPE, 8 for 16-byte loads)", hd);
+    if (F % 8 != 0) fail("flag --ffn-hidden: %d must be a multiple of 8 on the GPU", F);
+    if (dit_patch_size(cfg) * cfg.out_channels % 8 != 0)
+        fail("flag --out-channels: %d x patch volume %d must be a multiple of 8 on the GPU", cfg.out_channels, dit_patch_size(cfg));
+    for (const ParamTensor& p : g->layout)
+        if (p.offset % 8 != 0) fail("dit: parameter %s starts at element %zu, not 16-byte aligned", p.name.c_str(), p.offset);
+    const size_t n = g->num_params;
+    g->params = (floatX*)cuda_malloc_or_fail(n * sizeof(floatX), "parameters");
+    g->master = (float*)cuda_malloc_or_fail(n * sizeof(float), "fp32 master weights");
+    g->grads = (float*)cuda_malloc_or_fail(n * sizeof(float), "gradients");
+    g->adam_m = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW first moments");
+    g->adam_v = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW second moments");
+    cudaCheck(cudaMemset(g->params, 0, n * sizeof(floatX)));
+    cudaCheck(cudaMemset(g->master, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->grads, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
+    g->w = dit_tensor_pointers(g->params, g->layout);
+    g->dw = dit_tensor_pointers(g->grads, g->layout);
+
+    const size_t L = cfg.n_layer, B = cap.B, N = cap.N, Np = cap.Np, Nt = cap.Nt, nh = cfg.n_head;
+    const size_t Cin = cfg.in_channels, P = dit_patch_size(cfg), PC = P * cfg.out_channels, Fq = cfg.freq_dim;
+    const size_t Cy = cfg.caption_channels, X = sizeof(floatX), Fl = sizeof(float), Cs = C, Fs = F;
+    const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
+    DiTActs& a = g->act;
+    a.att_scratch_bytes = varlen_attention_scratch_bytes(cap.att_elems);
+    struct Slot { void** ptr; size_t bytes; };
+    std::vector<Slot> slots = {
+        {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},
+        {(void**)&a.qkr, L * N * 2 * Cs * X}, {(void**)&a.atty, L * N * Cs * X}, {(void**)&a.o1, L * N * Cs * X},
+        {(void**)&a.xhat_a, L * N * Cs * X}, {(void**)&a.ha, L * N * Cs * X}, {(void**)&a.cq, L * N * Cs * X},
+        {(void**)&a.cqn, L * N * Cs * X}, {(void**)&a.ckv, L * Nt * 2 * Cs * X}, {(void**)&a.ckn, L * Nt * Cs * X},
+        {(void**)&a.catty, L * N * Cs * X}, {(void**)&a.xhat2, L * N * Cs * X}, {(void**)&a.h2, L * N * Cs * X},
+        {(void**)&a.f1, L * N * Fs * X}, {(void**)&a.o2, L * N * Cs * X},
+        {(void**)&a.rstd1, L * N * Fl}, {(void**)&a.qk_rstd, L * N * 2 * nh * Fl}, {(void**)&a.lse_s, L * nh * N * Fl},
+        {(void**)&a.rstd_a, L * N * Fl}, {(void**)&a.cq_rstd, L * N * nh * Fl}, {(void**)&a.ck_rstd, L * Nt * nh * Fl},
+        {(void**)&a.lse_c, L * nh * N * Fl}, {(void**)&a.rstd2, L * N * Fl},
+        {(void**)&a.tfreq, 2 * B * Fq * X}, {(void**)&a.ffreq, B * Fq * X},
+        {(void**)&a.th, 2 * B * Cs * X}, {(void**)&a.ths, 2 * B * Cs * X}, {(void**)&a.temb, 2 * B * Cs * X},
+        {(void**)&a.fh, B * Cs * X}, {(void**)&a.fhs, B * Cs * X}, {(void**)&a.femb, B * Cs * X},
+        {(void**)&a.cond, 2 * B * Cs * X}, {(void**)&a.conds, 2 * B * Cs * X}, {(void**)&a.mods, 2 * B * 6 * Cs * X},
+        {(void**)&a.text, Nt * Cy * X}, {(void**)&a.ylnx, Nt * Cy * X}, {(void**)&a.yh, Nt * Cs * X},
+        {(void**)&a.yg, Nt * Cs * X}, {(void**)&a.yo, Nt * Cs * X}, {(void**)&a.y, Nt * Cs * X},
+        {(void**)&a.ylr, Nt * Fl}, {(void**)&a.yr, Nt * Fl},
+        {(void**)&a.patches, Np * Cin * P * X}, {(void**)&a.xf, Np * Cs * X}, {(void**)&a.lnf, Np * Cs * X},
+        {(void**)&a.hf, Np * Cs * X}, {(void**)&a.out, Np * PC * X}, {(void**)&a.dout, Np * PC * X},
+        {(void**)&a.rstdf, Np * Fl}, {(void**)&a.loss_tok, Np * Fl}, {(void**)&a.v_pred, (size_t)cap.out * Fl},
+        {(void**)&a.resid, N * Cs * X}, {(void**)&a.f1g, N * Fs * X},
+        {(void**)&a.x0, (size_t)cap.lat * Fl}, {(void**)&a.eps, (size_t)cap.lat * Fl}, {(void**)&a.text_f32, Nt * Cy * Fl},
+        {(void**)&a.freq_f32, 3 * B * Fq * Fl},
+        {(void**)&a.frame_mask, (size_t)cap.frames * sizeof(int)}, {(void**)&a.tokrow, N * sizeof(int)},
+        {(void**)&a.patrow, Np * sizeof(int)}, {(void**)&a.cu_x, (B + 1) * sizeof(int)}, {(void**)&a.cu_p, (B + 1) * sizeof(int)},
+        {(void**)&a.samples, B * sizeof(DiTSample)}, {(void**)&a.rope_cs, N * (hd / 2) * sizeof(float2)},
+        {(void**)&a.dres, N * Cs * X}, {(void**)&a.dbuf1, N * Cs * X}, {(void**)&a.dbuf2, N * Cs * X},
+        {(void**)&a.dbuf3, N * Cs * X}, {(void**)&a.dqkv, N * 3 * Cs * X}, {(void**)&a.dqk, N * 2 * Cs * X},
+        {(void**)&a.dF, N * Fs * X},
+        {(void**)&a.dckv, Nt * 2 * Cs * X}, {(void**)&a.dck, Nt * Cs * X}, {(void**)&a.dy, Nt * Cs * X},
+        {(void**)&a.dyb1, Nt * Cs * X}, {(void**)&a.dyb2, Nt * Cs * X},
+        {(void**)&a.dmods_x, 2 * B * 6 * Cs * X}, {(void**)&a.dconds, 2 * B * Cs * X}, {(void**)&a.dtemb, 2 * B * Cs * X},
+        {(void**)&a.dfemb, B * Cs * X}, {(void**)&a.dths, 2 * B * Cs * X}, {(void**)&a.dth, 2 * B * Cs * X},
+        {(void**)&a.dfhs, B * Cs * X}, {(void**)&a.dfh, B * Cs * X},
+        {(void**)&a.dmods, 2 * B * 6 * Cs * Fl}, {(void**)&a.dcond, 2 * B * Cs * Fl},
+        {(void**)&a.dnw, N * 2 * Cs * Fl}, {(void**)&a.reduce_scratch, (COLUMN_REDUCE_SPLITS + 2) * max_cols * Fl},
+        {(void**)&a.adaln_scratch, adaln_scratch_floats((int)B, C) * Fl},
+        {(void**)&a.norm_scratch, GLOBAL_NORM_BLOCKS * Fl}, {(void**)&a.norm_out, 16},
+        {(void**)&a.att_scratch, a.att_scratch_bytes},
+    };
+    size_t total = 0;
+    for (Slot& s : slots) total += (s.bytes + 255) / 256 * 256;
+    char* base = (char*)cuda_malloc_or_fail(total, "activations");
+    a.bytes = total;
+    for (Slot& s : slots) { *s.ptr = base; base += (s.bytes + 255) / 256 * 256; }
+    cudaCheck(cudaMallocHost(&g->loss_tok_host, std::max<size_t>(Np, 1) * sizeof(float)));
+}
+
+static void dit_free(DiT* g) {
+    cudaCheck(cudaFree(g->params)); cudaCheck(cudaFree(g->master)); cudaCheck(cudaFree(g->grads));
+    cudaCheck(cudaFree(g->adam_m)); cudaCheck(cudaFree(g->adam_v)); cudaCheck(cudaFree(g->act.xhat1));
+    cudaCheck(cudaFreeHost(g->loss_tok_host));
+}
+
+// Sets all parameters from fp32 host values (init or loaded); resets AdamW.
+static void dit_set_params(DiT* g, const float* host) {
+    const size_t n = g->num_params;
+    cudaCheck(cudaMemcpy(g->master, host, n * sizeof(float), cudaMemcpyHostToDevice));
+    copy_f32_to_floatX(g->params, g->master, n, g->stream);
+    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    g->adam_step = 0;
+}
+
+// Init for runs from scratch, the same values as dev/cpu/dit.cpp's
+// dit_cpu_init_params for the same seed: linear weights N(0, 0.02), biases 0,
+// norm weights 1, tables N(0,1)/sqrt(C), start/end tokens N(0, 0.02).
+static std::vector<float> dit_init_params(const DiTConfig& cfg, const std::vector<ParamTensor>& layout, uint64_t seed) {
+    std::vector<float> p(dit_num_params(layout), 0.0f);
+    Rng rng;
+    rng_seed(&rng, seed);
+    const float inv_sqrt_c = 1.0f / sqrtf((float)cfg.d_model);
+    for (const ParamTensor& t : layout) {
+        float* x = p.data() + t.offset;
+        const std::string& n = t.name;
+        const bool norm_w = n.size() >= 11 && n.compare(n.size() - 11, 11, "norm.weight") == 0;
+        const bool bias = n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
+        for (size_t k = 0; k < t.numel; k++) {
+            if (norm_w) x[k] = 1.0f;
+            else if (bias) x[k] = 0.0f;
+            else if (n.find("scale_shift_table") != std::string::npos) x[k] = inv_sqrt_c * rng_normal(&rng);
+            else x[k] = 0.02f * rng_normal(&rng);
+        }
+    }
+    return p;
+}
+
+// Takes a batch's geometry: offsets, conditioning rows per token, RoPE table,
+// sinusoidal embeddings, per-sample descriptors; uploads them. The batch's x0,
+// eps and text must then be put in act.x0 / act.eps / act.text (dit_upload_*,
+// or generated on the device) before dit_forward.
+static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
+    const DiTConfig& c = g->cfg;
+    dit_check_batch(c, bt, "dit batch");
+    const DiTCapacity need = dit_capacity_of(c, bt);
+    const DiTCapacity& cap = g->cap;
+    if (need.B > cap.B || need.N > cap.N || need.Np > cap.Np || need.Nt > cap.Nt || need.frames > cap.frames ||
+        need.lat > cap.lat || need.out > cap.out || need.max_patch_elems > cap.max_patch_elems ||
+        need.max_out_elems > cap.max_out_elems || need.att_elems > cap.att_elems)
+        fail("dit batch: B %d, %lld tokens, %lld text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
+             need.B, need.N, need.Nt, cap.B, cap.N, cap.Nt);
+    const int B = bt.B;
+    g->batch = bt;
+    g->B = B;
+    g->grids.resize(B);
+    g->cu_x.assign(B + 1, 0); g->cu_p.assign(B + 1, 0); g->cu_t.assign(B + 1, 0);
+    g->samples.resize(B);
+    long long lat = 0, out = 0;
+    int fr = 0;
+    for (int b = 0; b < B; b++) {
+        const DiTGrid gr = dit_grid(c, bt.T[b], bt.H[b], bt.W[b]);
+        g->grids[b] = gr;
+        g->cu_x[b + 1] = g->cu_x[b] + gr.L;
+        g->cu_p[b + 1] = g->cu_p[b] + gr.n_patch;
+        g->cu_t[b + 1] = g->cu_t[b] + bt.text_len[b];
+        DiTSample& s = g->samples[b];
+        s.T = bt.T[b]; s.H = bt.H[b]; s.W = bt.W[b];
+        s.Tp = gr.Tp; s.Hp = gr.Hp; s.Wp = gr.Wp;
+        s.tok0 = g->cu_x[b]; s.pat0 = g->cu_p[b]; s.frame0 = fr;
+        s.n_noisy = 0;
+        for (int f = 0; f < bt.T[b]; f++) s.n_noisy += bt.frame_mask[fr + f];
+        s.lat0 = lat; s.out0 = out;
+        s.t = bt.t[b];
+        s.grad_scale = (float)(2.0 / ((double)s.n_noisy * c.in_channels * bt.H[b] * bt.W[b] * B));
+        lat += (long long)c.in_channels * bt.T[b] * bt.H[b] * bt.W[b];
+        out += (long long)c.out_channels * bt.T[b] * bt.H[b] * bt.W[b];
+        fr += bt.T[b];
+    }
+    g->N = g->cu_x[B]; g->Np = g->cu_p[B]; g->Nt = g->cu_t[B];
+    g->lat_floats = lat; g->out_floats = out;
+    g->max_patch_elems = need.max_patch_elems; g->max_out_elems = need.max_out_elems;
+
+    // conditioning row per token: 2b (t) or 2b+1 (t0: start/end and clean-frame tokens of a masked sample)
+    std::vector<int> tokrow(g->N), patrow(g->Np);
+    for (int b = 0; b < B; b++) {
+        const DiTGrid& gr = g->grids[b];
+        const int* fm = bt.frame_mask.data() + g->samples[b].frame0;
+        for (int j = 0; j < gr.L; j++) {
+            bool noisy;
+            if (!bt.has_mask[b]) noisy = true;
+            else if (j == 0 || j == gr.L - 1) noisy = false;
+            else noisy = fm[((j - 1) / (gr.Hp * gr.Wp)) * c.patch_t] != 0;
+            const int row = 2 * b + (noisy ? 0 : 1);
+            tokrow[g->cu_x[b] + j] = row;
+            if (j > 0 && j < gr.L - 1) patrow[g->cu_p[b] + j - 1] = row;
+        }
+    }
+    std::vector<float2> cs;
+    rope3d_table(&cs, c, g->grids);
+    // sinusoidal embeddings: rows 2b = 1000 t_b, 2b+1 = 0; fps rows b
+    const std::vector<double> ef = dit_freq_embedding_freqs(c);
+    std::vector<double> ts(2 * B), fs(B);
+    for (int b = 0; b < B; b++) { ts[2 * b] = 1000.0 * (double)bt.t[b]; ts[2 * b + 1] = 0.0; fs[b] = bt.fps[b]; }
+    std::vector<float> tfreq((size_t)2 * B * c.freq_dim), ffreq((size_t)B * c.freq_dim);
+    timestep_embedding_host(tfreq.data(), ts.data(), 2 * B, ef);
+    timestep_embedding_host(ffreq.data(), fs.data(), B, ef);
+
+    DiTActs& a = g->act;
+    cudaStream_t st = g->stream;
+    cudaCheck(cudaMemcpy(a.frame_mask, bt.frame_mask.data(), bt.frame_mask.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.tokrow, tokrow.data(), tokrow.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.patrow, patrow.data(), patrow.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.cu_x, g->cu_x.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.cu_p, g->cu_p.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.samples, g->samples.data(), B * sizeof(DiTSample), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.freq_f32, tfreq.data(), tfreq.size() * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.freq_f32 + tfreq.size(), ffreq.data(), ffreq.size() * sizeof(float), cudaMemcpyHostToDevice));
+    copy_f32_to_floatX(a.tfreq, a.freq_f32, tfreq.size(), st);
+    copy_f32_to_floatX(a.ffreq, a.freq_f32 + tfreq.size(), ffreq.size(), st);
+}
+
+// x0 and eps (packed [Cin, T, H, W] per sample, lat_floats each; eps may be null when
+// it is generated on the device) and the text features [Nt, Cy] (fp32, converted).
+static void dit_upload_batch_data(DiT* g, const float* x0, const float* eps, const float* text) {
+    DiTActs& a = g->act;
+    const size_t nt = (size_t)g->Nt * g->cfg.caption_channels;
+    cudaCheck(cudaMemcpy(a.x0, x0, g->lat_floats * sizeof(float), cudaMemcpyHostToDevice));
+    if (eps) cudaCheck(cudaMemcpy(a.eps, eps, g->lat_floats * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.text_f32, text, nt * sizeof(float), cudaMemcpyHostToDevice));
+    copy_f32_to_floatX(a.text, a.text_f32, nt, g->stream);
+}
+
+// ----------------------------------------------------------------------------
+// Linear layers: y = x W^T + b through cuBLASLt (cublas_common.h). Every DiT
+// linear has a bias; its gradient is a deterministic column sum of dout.
+
+// dinp [M, K] (written, or added to when accumulate; null: not needed),
+// dW [N, K] += dout^T inp, db [N] += column sums of dout (db may be null).
+static void linear_backward(floatX* dinp, float* dW, float* db, const floatX* dout, const floatX* inp, const floatX* W,
+                            int M, int N, int K, bool accumulate, float* scratch, cudaStream_t st) {
+    if (M == 0) return;
+    if (dinp) {
+        matmul_backward(dinp, dW, dout, inp, W, M, N, K, accumulate, st);
+    } else {
+        // column-major: dW^T [K, N] += inp^T [K, M] @ dout [M, N]
+        matmul_lt(dW, CUDA_R_32F, inp, dout, CUBLAS_LOWP, nullptr, K, N, M, false, true, K, N, K, 1.0f, 1.0f, st);
+    }
+    if (db) column_reduce(db, dout, (const floatX*)nullptr, nullptr, M, N, scratch, st);
+}
+
+// resid [M, N] += inp [M, K] @ W^T + b  (the residual add of the cross-attention, in the GEMM's epilogue)
+static void linear_residual_forward(floatX* resid, const floatX* inp, const floatX* W, const floatX* b, int M, int N,
+                                    int K, cudaStream_t st) {
+    matmul_lt(resid, CUBLAS_LOWP, W, inp, CUBLAS_LOWP, b, N, M, K, true, false, K, K, N, 1.0f, 1.0f, st);
+}
+
+// ----------------------------------------------------------------------------
+// Forward of the current batch: the model's output in act.out (patch layout),
+// the loss gradient in act.dout and the per-token squared errors (dit_loss).
+
+static void dit_forward(DiT* g) {
+    NvtxRange range("dit_forward");
+    const DiTConfig& c = g->cfg;
+    const int B = g->B, N = g->N, Np = g->Np, Nt = g->Nt, C = c.d_model, L = c.n_layer, nh = c.n_head;
+    const int hd = c.head_dim, F = c.ffn_hidden, Fq = c.freq_dim, Cy = c.caption_channels, P = dit_patch_size(c);
+    const int PC = P * c.out_channels, ms = 6 * C;
+    const float eps = c.norm_eps;
+    cudaStream_t st = g->stream;
+    DiTActs& a = g->act;
+    const DiTTensors<floatX>& w = g->w;
+    const PatchGeom pg = {c.in_channels, c.out_channels, c.patch_t, c.patch_h, c.patch_w};
+    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C};
+    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C};
+
+    {
+        NvtxRange r("conditioning");
+        // c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(SiLU(c / c0))
+        matmul_forward(a.th, a.tfreq, w.t0_w, w.t0_b, 2 * B, C, Fq, st);
+        silu_forward(a.ths, a.th, (size_t)2 * B * C, st);
+        matmul_forward(a.temb, a.ths, w.t2_w, w.t2_b, 2 * B, C, C, st);
+        matmul_forward(a.fh, a.ffreq, w.f0_w, w.f0_b, B, C, Fq, st);
+        silu_forward(a.fhs, a.fh, (size_t)B * C, st);
+        matmul_forward(a.femb, a.fhs, w.f2_w, w.f2_b, B, C, C, st);
+        cond_combine_forward(a.cond, a.conds, a.temb, a.femb, B, C, st);
+        matmul_forward(a.mods, a.conds, w.tb_w, w.tb_b, 2 * B, 6 * C, C, st);
+    }
+    {
+        NvtxRange r("caption");
+        // LN(Cy) -> fc1 -> GELU(tanh) -> fc2 -> LN(C) over the packed valid text tokens
+        layernorm_forward(a.ylnx, nullptr, a.ylr, a.text, nullptr, nullptr, Nt, Cy, eps, st);
+        matmul_forward(a.yh, a.ylnx, w.y1_w, w.y1_b, Nt, C, Cy, st);
+        gelu_forward(a.yg, a.yh, (size_t)Nt * C, st);
+        matmul_forward(a.yo, a.yg, w.y2_w, w.y2_b, Nt, C, C, st);
+        layernorm_forward(a.y, nullptr, a.yr, a.yo, nullptr, nullptr, Nt, C, eps, st);
+    }
+    {
+        NvtxRange r("patch embedding");
+        // x_t patches (clean frames keep x0), the Conv3d as a linear, [start, patches, end]
+        patchify_forward(a.patches, a.x0, a.eps, a.frame_mask, a.samples, B, g->max_patch_elems, pg, st);
+        matmul_forward(a.xf, a.patches, w.x_w, w.x_b, Np, C, c.in_channels * P, st);
+        tokens_assemble_forward(a.resid, a.xf, w.start, w.end, a.tokrow, a.samples, N, C, st);
+    }
+    for (int l = 0; l < L; l++) {
+        NvtxRange layer_range("block", l);
+        const DiTLayerActs la = dit_layer(g, l);
+        const floatX* tab = w.table + (size_t)l * 6 * C;
+        {
+            NvtxRange r("self-attention");
+            // x += gate1 * proj(attn(rope(qknorm(qkv(LN(x) * (1 + scale1) + shift1)))))
+            layernorm_forward(la.xhat1, nullptr, la.rstd1, a.resid, nullptr, nullptr, N, C, eps, st);
+            adaln_modulate_forward(la.h1, la.xhat1, tab + 0 * C, tab + 1 * C, a.mods, ms, 0 * C, 1 * C, a.tokrow, N, C, st);
+            matmul_forward(la.qkv, la.h1, w.qkv_w + (size_t)l * 3 * C * C, w.qkv_b + (size_t)l * 3 * C, N, 3 * C, C, st);
+            qknorm_rope3d_forward(la.qkr, 2 * C, la.qk_rstd, la.qkv, 3 * C, w.q_norm + (size_t)l * hd,
+                                  w.k_norm + (size_t)l * hd, nh, 2 * nh, a.rope_cs, N, hd, eps, st);
+            varlen_attention_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, a.att_scratch,
+                                     a.att_scratch_bytes, st);
+            matmul_forward(la.o1, la.atty, w.proj_w + (size_t)l * C * C, w.proj_b + (size_t)l * C, N, C, C, st);
+            adaln_gate_residual_forward(a.resid, la.o1, tab + 2 * C, a.mods, ms, 2 * C, a.tokrow, N, C, st);
+        }
+        {
+            NvtxRange r("cross-attention");
+            // x += proj(attn(qnorm(q_linear(LNa(x))), knorm(kv_linear(y))))
+            layernorm_forward(la.ha, la.xhat_a, la.rstd_a, a.resid, w.ca_w + (size_t)l * C, w.ca_b + (size_t)l * C, N, C,
+                              eps, st);
+            matmul_forward(la.cq, la.ha, w.cq_w + (size_t)l * C * C, w.cq_b + (size_t)l * C, N, C, C, st);
+            qknorm_rope3d_forward(la.cqn, C, la.cq_rstd, la.cq, C, w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N,
+                                  hd, eps, st);
+            matmul_forward(la.ckv, a.y, w.ckv_w + (size_t)l * 2 * C * C, w.ckv_b + (size_t)l * 2 * C, Nt, 2 * C, C, st);
+            qknorm_rope3d_forward(la.ckn, C, la.ck_rstd, la.ckv, 2 * C, w.ck_norm + (size_t)l * hd, nullptr, nh, nh,
+                                  nullptr, Nt, hd, eps, st);
+            varlen_attention_forward(la.catty, la.lse_c, la.cqn, la.ckn, la.ckv + C, cross_s, a.att_scratch,
+                                     a.att_scratch_bytes, st);
+            linear_residual_forward(a.resid, la.catty, w.cproj_w + (size_t)l * C * C, w.cproj_b + (size_t)l * C, N, C, C, st);
+        }
+        {
+            NvtxRange r("mlp");
+            // x += gate2 * fc2(GELU(fc1(LN(x) * (1 + scale2) + shift2)))
+            layernorm_forward(la.xhat2, nullptr, la.rstd2, a.resid, nullptr, nullptr, N, C, eps, st);
+            adaln_modulate_forward(la.h2, la.xhat2, tab + 3 * C, tab + 4 * C, a.mods, ms, 3 * C, 4 * C, a.tokrow, N, C, st);
+            matmul_forward(la.f1, la.h2, w.fc1_w + (size_t)l * F * C, w.fc1_b + (size_t)l * F, N, F, C, st);
+            gelu_forward(a.f1g, la.f1, (size_t)N * F, st);
+            matmul_forward(la.o2, a.f1g, w.fc2_w + (size_t)l * C * F, w.fc2_b + (size_t)l * C, N, C, F, st);
+            adaln_gate_residual_forward(a.resid, la.o2, tab + 5 * C, a.mods, ms, 5 * C, a.tokrow, N, C, st);
+        }
+    }
+    {
+        NvtxRange r("final layer and loss");
+        // patch tokens only: LN * (1 + scale) + shift with [shift, scale] = table_f + (c or c0), then linear
+        tokens_to_patches(a.xf, a.resid, a.patrow, Np, C, st);
+        layernorm_forward(a.lnf, nullptr, a.rstdf, a.xf, nullptr, nullptr, Np, C, eps, st);
+        adaln_modulate_forward(a.hf, a.lnf, w.final_table, w.final_table + C, a.cond, C, 0, 0, a.patrow, Np, C, st);
+        matmul_forward(a.out, a.hf, w.final_w, w.final_b, Np, PC, C, st);
+        flow_loss(a.dout, a.loss_tok, a.out, a.x0, a.eps, a.frame_mask, a.samples, a.patrow, pg, Np, st);
+        cudaCheck(cudaMemcpyAsync(g->loss_tok_host, a.loss_tok, Np * sizeof(float), cudaMemcpyDeviceToHost, st));
+    }
+}
+
+// The rectified-flow loss of the last forward (waits for it): per sample the mean
+// over its noisy frames, then the mean over samples; summed in double on the host.
+static float dit_loss(DiT* g) {
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    double total = 0.0;
+    for (int b = 0; b < g->B; b++) {
+        const DiTSample& s = g->samples[b];
+        double sum = 0.0;
+        for (int p = g->cu_p[b]; p < g->cu_p[b + 1]; p++) sum += g->loss_tok_host[p];
+        total += sum / ((double)s.n_noisy * g->cfg.in_channels * s.H * s.W);
+    }
+    return (float)(total / g->B);
+}
+
+// The last forward's prediction, unpatchified and cropped: packed [Cout, T, H, W] per sample.
+[[maybe_unused]] static std::vector<float> dit_v_pred(DiT* g) {
+    unpatchify(g->act.v_pred, g->act.out, g->act.samples, g->B, g->max_out_elems,
+               {g->cfg.in_channels, g->cfg.out_channels, g->cfg.patch_t, g->cfg.patch_h, g->cfg.patch_w}, g->stream);
+    std::vector<float> v(g->out_floats);
+    cudaCheck(cudaMemcpyAsync(v.data(), g->act.v_pred, v.size() * sizeof(float), cudaMemcpyDeviceToHost, g->stream));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    return v;
+}
+
+// ----------------------------------------------------------------------------
+// Backward: from the loss gradient the forward left in act.dout, block by block
+// in reverse, accumulating into the fp32 gradients. act.dres carries the
+// residual stream's gradient; act.dmods (fp32) collects the gradient of the
+// t_block output over all blocks, act.dcond that of c / c0 from the final layer.
+
+static void dit_backward(DiT* g) {
+    NvtxRange range("dit_backward");
+    const DiTConfig& c = g->cfg;
+    const int B = g->B, N = g->N, Np = g->Np, Nt = g->Nt, C = c.d_model, L = c.n_layer, nh = c.n_head;
+    const int hd = c.head_dim, F = c.ffn_hidden, Fq = c.freq_dim, Cy = c.caption_channels, P = dit_patch_size(c);
+    const int PC = P * c.out_channels, ms = 6 * C;
+    cudaStream_t st = g->stream;
+    DiTActs& a = g->act;
+    const DiTTensors<floatX>& w = g->w;
+    const DiTTensors<float>& dw = g->dw;
+    float* rs = a.reduce_scratch;
+    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C};
+    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C};
+
+    cudaCheck(cudaMemsetAsync(a.dmods, 0, (size_t)2 * B * 6 * C * sizeof(float), st));
+    cudaCheck(cudaMemsetAsync(a.dcond, 0, (size_t)2 * B * C * sizeof(float), st));
+    cudaCheck(cudaMemsetAsync(a.dres, 0, (size_t)N * C * sizeof(floatX), st));
+    {
+        NvtxRange r("final layer backward");
+        linear_backward(a.dbuf3, dw.final_w, dw.final_b, a.dout, a.hf, w.final_w, Np, PC, C, false, rs, st);
+        adaln_scale_backward(a.dbuf1, a.dbuf3, w.final_table + C, a.cond, C, 0, true, a.patrow, Np, C, st);
+        adaln_param_grad(a.dcond, C, 0, 0, dw.final_table, dw.final_table + C, a.dbuf3, a.lnf, a.patrow, a.cu_p, B, C,
+                         a.adaln_scratch, st);
+        layernorm_backward(a.dbuf2, nullptr, nullptr, a.dbuf1, a.lnf, nullptr, a.rstdf, Np, C, false, rs, st);
+        patches_to_tokens(a.dres, a.dbuf2, a.patrow, Np, C, st);   // start/end rows stay 0
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        NvtxRange layer_range("block backward", l);
+        const DiTLayerActs la = dit_layer(g, l);
+        const floatX* tab = w.table + (size_t)l * 6 * C;
+        float* dtab = dw.table + (size_t)l * 6 * C;
+        {
+            NvtxRange r("mlp backward");
+            // x_out = res2 + gate2 * o2
+            adaln_scale_backward(a.dbuf1, a.dres, tab + 5 * C, a.mods, ms, 5 * C, false, a.tokrow, N, C, st);
+            adaln_param_grad(a.dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, a.dres, la.o2, a.tokrow, a.cu_x, B, C,
+                             a.adaln_scratch, st);
+            gelu_forward(a.f1g, la.f1, (size_t)N * F, st);   // recompute the fc2 input
+            linear_backward(a.dF, dw.fc2_w + (size_t)l * C * F, dw.fc2_b + (size_t)l * C, a.dbuf1, a.f1g,
+                            w.fc2_w + (size_t)l * C * F, N, C, F, false, rs, st);
+            gelu_backward(a.dF, a.dF, la.f1, (size_t)N * F, st);
+            linear_backward(a.dbuf3, dw.fc1_w + (size_t)l * F * C, dw.fc1_b + (size_t)l * F, a.dF, la.h2,
+                            w.fc1_w + (size_t)l * F * C, N, F, C, false, rs, st);
+            adaln_scale_backward(a.dbuf1, a.dbuf3, tab + 4 * C, a.mods, ms, 4 * C, true, a.tokrow, N, C, st);
+            adaln_param_grad(a.dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, a.dbuf3, la.xhat2, a.tokrow, a.cu_x, B,
+                             C, a.adaln_scratch, st);
+            layernorm_backward(a.dres, nullptr, nullptr, a.dbuf1, la.xhat2, nullptr, la.rstd2, N, C, true, rs, st);
+        }
+        {
+            NvtxRange r("cross-attention backward");
+            // res2 = res1 + proj(catty)
+            linear_backward(a.dbuf3, dw.cproj_w + (size_t)l * C * C, dw.cproj_b + (size_t)l * C, a.dres, la.catty,
+                            w.cproj_w + (size_t)l * C * C, N, C, C, false, rs, st);
+            varlen_attention_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.cqn, la.ckn, la.ckv + C,
+                                      la.lse_c, cross_s, a.att_scratch, a.att_scratch_bytes, st);
+            qknorm_rope3d_backward(a.dbuf2, dw.cq_norm + (size_t)l * hd, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
+                                   w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, rs, st);
+            qknorm_rope3d_backward(a.dckv, dw.ck_norm + (size_t)l * hd, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
+                                   w.ck_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, Nt, hd, a.dnw, rs, st);
+            // dy sums over the blocks' kv projections
+            linear_backward(a.dy, dw.ckv_w + (size_t)l * 2 * C * C, dw.ckv_b + (size_t)l * 2 * C, a.dckv, a.y,
+                            w.ckv_w + (size_t)l * 2 * C * C, Nt, 2 * C, C, l != L - 1, rs, st);
+            linear_backward(a.dbuf1, dw.cq_w + (size_t)l * C * C, dw.cq_b + (size_t)l * C, a.dbuf2, la.ha,
+                            w.cq_w + (size_t)l * C * C, N, C, C, false, rs, st);
+            layernorm_backward(a.dres, dw.ca_w + (size_t)l * C, dw.ca_b + (size_t)l * C, a.dbuf1, la.xhat_a,
+                               w.ca_w + (size_t)l * C, la.rstd_a, N, C, true, rs, st);
+        }
+        {
+            NvtxRange r("self-attention backward");
+            // res1 = x + gate1 * o1
+            adaln_scale_backward(a.dbuf1, a.dres, tab + 2 * C, a.mods, ms, 2 * C, false, a.tokrow, N, C, st);
+            adaln_param_grad(a.dmods, ms, -1, 2 * C, nullptr, dtab + 2 * C, a.dres, la.o1, a.tokrow, a.cu_x, B, C,
+                             a.adaln_scratch, st);
+            linear_backward(a.dbuf2, dw.proj_w + (size_t)l * C * C, dw.proj_b + (size_t)l * C, a.dbuf1, la.atty,
+                            w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
+            varlen_attention_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.qkr, la.qkr + C,
+                                      la.qkv + 2 * C, la.lse_s, self_s, a.att_scratch, a.att_scratch_bytes, st);
+            qknorm_rope3d_backward(a.dqkv, dw.q_norm + (size_t)l * hd, dw.k_norm + (size_t)l * hd, a.dqk, 2 * C, la.qkv,
+                                   3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
+                                   a.rope_cs, N, hd, a.dnw, rs, st);
+            linear_backward(a.dbuf1, dw.qkv_w + (size_t)l * 3 * C * C, dw.qkv_b + (size_t)l * 3 * C, a.dqkv, la.h1,
+                            w.qkv_w + (size_t)l * 3 * C * C, N, 3 * C, C, false, rs, st);
+            adaln_scale_backward(a.dbuf2, a.dbuf1, tab + 1 * C, a.mods, ms, 1 * C, true, a.tokrow, N, C, st);
+            adaln_param_grad(a.dmods, ms, 0 * C, 1 * C, dtab + 0 * C, dtab + 1 * C, a.dbuf1, la.xhat1, a.tokrow, a.cu_x, B,
+                             C, a.adaln_scratch, st);
+            layernorm_backward(a.dres, nullptr, nullptr, a.dbuf2, la.xhat1, nullptr, la.rstd1, N, C, true, rs, st);
+        }
+    }
+    {
+        NvtxRange r("embeddings backward");
+        // tokens: start, end, patch embedding (no gradient to the input latents)
+        tokens_assemble_backward(a.dbuf1, dw.start, dw.end, a.dres, a.patrow, a.samples, B, Np, C, st);
+        linear_backward(nullptr, dw.x_w, dw.x_b, a.dbuf1, a.patches, w.x_w, Np, C, c.in_channels * P, false, rs, st);
+        // caption embedder
+        layernorm_backward(a.dyb1, nullptr, nullptr, a.dy, a.y, nullptr, a.yr, Nt, C, false, rs, st);
+        linear_backward(a.dyb2, dw.y2_w, dw.y2_b, a.dyb1, a.yg, w.y2_w, Nt, C, C, false, rs, st);
+        gelu_backward(a.dyb2, a.dyb2, a.yh, (size_t)Nt * C, st);
+        linear_backward(nullptr, dw.y1_w, dw.y1_b, a.dyb2, a.ylnx, w.y1_w, Nt, C, Cy, false, rs, st);
+        // conditioning: mods = t_block(SiLU(cond)), cond rows 2b / 2b+1 = t_emb row + fps_emb row b
+        copy_f32_to_floatX(a.dmods_x, a.dmods, (size_t)2 * B * 6 * C, st);
+        linear_backward(a.dconds, dw.tb_w, nullptr, a.dmods_x, a.conds, w.tb_w, 2 * B, 6 * C, C, false, rs, st);
+        column_reduce(dw.tb_b, a.dmods, (const float*)nullptr, nullptr, 2 * B, 6 * C, rs, st);
+        cond_combine_backward(a.dtemb, a.dfemb, a.dcond, a.dconds, a.cond, B, C, st);
+        linear_backward(a.dths, dw.t2_w, dw.t2_b, a.dtemb, a.ths, w.t2_w, 2 * B, C, C, false, rs, st);
+        silu_backward(a.dth, a.dths, a.th, (size_t)2 * B * C, st);
+        linear_backward(nullptr, dw.t0_w, dw.t0_b, a.dth, a.tfreq, w.t0_w, 2 * B, C, Fq, false, rs, st);
+        linear_backward(a.dfhs, dw.f2_w, dw.f2_b, a.dfemb, a.fhs, w.f2_w, B, C, C, false, rs, st);
+        silu_backward(a.dfh, a.dfhs, a.fh, (size_t)B * C, st);
+        linear_backward(nullptr, dw.f0_w, dw.f0_b, a.dfh, a.ffreq, w.f0_w, B, C, Fq, false, rs, st);
+    }
+}
+
+static void dit_zero_grad(DiT* g) {
+    cudaCheck(cudaMemsetAsync(g->grads, 0, g->num_params * sizeof(float), g->stream));
+}
+
+// ----------------------------------------------------------------------------
+// Update: global grad norm (deterministic), clip, AdamW per tensor (weight
+// decay only on the matrices marked in the layout). Returns the norm before
+// clipping; a non-finite norm skips the step.
+
+struct OptimConfig {
+    // the MUG-V fine-tuning recipe (../shared/spec/dit.md)
+    float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-10f, weight_decay = 0.0f, grad_clip = 1.0f;
+};
+
+static float dit_grad_norm(DiT* g) {
+    global_norm_squared(g->act.norm_out, g->grads, g->num_params, g->act.norm_scratch, g->stream);
+    float sq = 0;
+    cudaCheck(cudaMemcpyAsync(&sq, g->act.norm_out, sizeof(float), cudaMemcpyDeviceToHost, g->stream));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    return sqrtf(sq);
+}
+
+static float dit_update(DiT* g, const OptimConfig& o, float lr) {
+    NvtxRange range("dit_update");
+    const float norm = dit_grad_norm(g);
+    if (!std::isfinite(norm)) {
+        printf("warning: gradient norm is %f; skipping this update\n", norm);
+        return norm;
+    }
+    const float scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
+    g->adam_step++;
+    for (const ParamTensor& t : g->layout)
+        adamw_update(g->params + t.offset, g->master + t.offset, g->grads + t.offset, g->adam_m + t.offset,
+                     g->adam_v + t.offset, t.numel, lr, o.beta1, o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, scale,
+                     g->adam_step, g->stream);
+    return norm;
+}
+
+// ----------------------------------------------------------------------------
+// Training configuration and main loop.
+
+struct TrainConfig {
+    std::string preset = "dit-s";
+    std::string train_data = "";   // latent shards (llmc/latent_data.h); "": synthetic batches
+    int batch_size = 8;
+    int steps = 20;
+    int warmup = 0;
+    int seed = 1337;
+    // synthetic batches: every sample T x H x W latent, text_len tokens
+    int frames = 8, height = 32, width = 32, text_len = 300;
+    float fps = 24.0f;
+    float t_shift = 1.0f;           // timestep shift ratio: 1 none, > 0 given, 0 automatic
+};
+
+// t ~ sigmoid(N(0, 1)), then the resolution/length shift t <- r t / (1 + (r - 1) t).
+// Automatic r (t_shift == 0): sqrt(H_px W_px / 512^2) * sqrt(frames), H_px = 8 H
+// (the spec's formula; "frames" is taken as the latent T here).
+static float sample_t(Rng* rng, float t_shift, int T, int H, int W) {
+    const double u = 1.0 / (1.0 + exp(-(double)rng_normal(rng)));
+    const double r = t_shift > 0 ? t_shift : sqrt(8.0 * H * 8.0 * W / (512.0 * 512.0)) * sqrt((double)T);
+    return (float)(r * u / (1.0 + (r - 1.0) * u));
+}
+
+#ifndef TRAIN_DIT_NO_MAIN
+int main(int argc, char** argv) {
+    TrainConfig tc;
+    DiTConfig mc;
+    OptimConfig oc;
+    for (int k = 1; k + 1 < argc; k++)
+        if (std::string(argv[k]) == "--preset") tc.preset = argv[k + 1];
+    if (!dit_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), DIT_PRESET_NAMES);
+
+    ArgParser ap;
+    ap.program = "train_dit";
+    ap.usage = "./train_dit [--preset NAME] [flags]   (no data flag: synthetic batches, for benchmarks)";
+    ap.section("run");
+    ap.add_string("--preset", &tc.preset, (std::string("model preset: ") + DIT_PRESET_NAMES).c_str());
+    ap.add_string("--train-data", &tc.train_data, "latent shards (glob, llmc/latent_data.h); \"\": random synthetic batches");
+    ap.add_int("--seed", &tc.seed, "seed for init, noise and t");
+    ap.section("batch and schedule");
+    ap.add_int("--batch-size", &tc.batch_size, "samples per step");
+    ap.add_int("--steps", &tc.steps, "optimizer steps");
+    ap.add_float("--lr", &oc.lr, "peak learning rate");
+    ap.add_int("--warmup", &tc.warmup, "linear warmup steps (then constant)");
+    ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio (1: none; 0: automatic from the latent shape)");
+    ap.section("synthetic batches (without --train-data)");
+    ap.add_int("--frames", &tc.frames, "latent frames T per sample");
+    ap.add_int("--height", &tc.height, "latent height H per sample");
+    ap.add_int("--width", &tc.width, "latent width W per sample");
+    ap.add_int("--text-len", &tc.text_len, "text tokens per sample");
+    ap.add_float("--fps", &tc.fps, "fps of every sample");
+    ap.section("optimizer (AdamW)");
+    ap.add_float("--beta1", &oc.beta1, "AdamW beta1");
+    ap.add_float("--beta2", &oc.beta2, "AdamW beta2");
+    ap.add_float("--adam-eps", &oc.eps, "AdamW epsilon");
+    ap.add_float("--weight-decay", &oc.weight_decay, "decoupled weight decay (matrices only)");
+    ap.add_float("--grad-clip", &oc.grad_clip, "clip the global grad norm to this (0: off)");
+    dit_config_add_flags(ap, &mc);
+    if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    dit_config_finalize(&mc);
+    if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
+    if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
+    if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
+    if (!(oc.lr >= 0)) fail("flag --lr: must be >= 0");
+    if (!(oc.beta1 >= 0 && oc.beta1 < 1)) fail("flag --beta1: must be in [0, 1)");
+    if (!(oc.beta2 >= 0 && oc.beta2 < 1)) fail("flag --beta2: must be in [0, 1)");
+    if (!(oc.eps > 0)) fail("flag --adam-eps: must be > 0");
+    if (!(oc.grad_clip >= 0)) fail("flag --grad-clip: must be >= 0");
+    if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
+    if (tc.frames <= 0 || tc.height <= 0 || tc.width <= 0) fail("flag --frames/--height/--width: must be > 0");
+    if (tc.text_len <= 0 || tc.text_len > mc.max_text_len) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
+    if (!(tc.fps > 0)) fail("flag --fps: must be > 0");
+    const int B = tc.batch_size;
+
+    // ---- data: latent shards, or synthetic batches of one shape
+    LatentLoader loader;
+    LatentBatch lb;
+    const bool synthetic = tc.train_data.empty();
+    DiTCapacity cap;
+    if (synthetic) {
+        for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, dit_capacity_sample(mc, tc.frames, tc.height, tc.width, tc.text_len));
+    } else {
+        latent_loader_init(&loader, tc.train_data, B, 0, 1, 1, (uint64_t)tc.seed, mc.in_channels, mc.caption_channels, mc.max_text_len);
+        // room for B of the largest sample in every field
+        DiTCapacity one;
+        for (const LatentSampleInfo& s : loader.samples) {
+            const DiTCapacity k = dit_capacity_sample(mc, s.T, s.H, s.W, s.text_len);
+            one.N = std::max(one.N, k.N); one.Np = std::max(one.Np, k.Np); one.Nt = std::max(one.Nt, k.Nt);
+            one.frames = std::max(one.frames, k.frames); one.lat = std::max(one.lat, k.lat); one.out = std::max(one.out, k.out);
+            one.max_patch_elems = std::max(one.max_patch_elems, k.max_patch_elems);
+            one.max_out_elems = std::max(one.max_out_elems, k.max_out_elems);
+            one.att_elems = std::max(one.att_elems, k.att_elems);
+        }
+        one.B = 1;
+        for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, one);
+    }
+
+    // ---- GPU
+    cudaCheck(cudaSetDevice(0));
+    cudaDeviceProp prop = cuda_device_props();
+    cublas_init();
+    DiT model;
+    cudaCheck(cudaStreamCreate(&model.stream));
+    dit_build(&model, mc, cap);
+    {
+        std::vector<float> init = dit_init_params(mc, model.layout, (uint64_t)tc.seed);
+        dit_set_params(&model, init.data());
+    }
+    printf("mega.c train_dit | %s | %s (%d SMs) | preset %s\n", PRECISION_NAME, prop.name, prop.multiProcessorCount, tc.preset.c_str());
+    printf("model: C %d | layers %d | heads %d x %d | ffn %d | Cin %d Cout %d Cy %d | patch %dx%dx%d | params %.2fM\n",
+           mc.d_model, mc.n_layer, mc.n_head, mc.head_dim, mc.ffn_hidden, mc.in_channels, mc.out_channels,
+           mc.caption_channels, mc.patch_t, mc.patch_h, mc.patch_w, model.num_params / 1e6);
+    if (synthetic)
+        printf("batch: B %d synthetic samples of %dx%dx%d latents (%lld tokens each) + %d text tokens | steps %d | lr %g warmup %d\n",
+               B, tc.frames, tc.height, tc.width, cap.N / B, tc.text_len, tc.steps, oc.lr, tc.warmup);
+    else
+        printf("batch: B %d from %s (%lld samples) | steps %d | lr %g warmup %d\n", B, tc.train_data.c_str(),
+               (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.warmup);
+    printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f)\n",
+           gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
+           gib(model.act.bytes), gib(model.act.att_scratch_bytes));
+
+    Rng t_rng;
+    rng_seed(&t_rng, (uint64_t)tc.seed + 7);
+    std::vector<double> step_ms, step_tok;
+    double last_flops = 0;
+    const double t_start = wall_seconds();
+    for (int step = 0; step < tc.steps; step++) {
+        const double t0 = wall_seconds();
+        // ---- the batch: geometry on the host, tensors on the device
+        DiTBatchHost bt;
+        bt.B = B;
+        const uint64_t nseed = (uint64_t)tc.seed * 1000003ull + (uint64_t)step * 4ull;
+        if (synthetic) {
+            for (int b = 0; b < B; b++) {
+                bt.T.push_back(tc.frames); bt.H.push_back(tc.height); bt.W.push_back(tc.width);
+                bt.text_len.push_back(tc.text_len); bt.has_mask.push_back(0); bt.fps.push_back(tc.fps);
+                bt.t.push_back(sample_t(&t_rng, tc.t_shift, tc.frames, tc.height, tc.width));
+                for (int f = 0; f < tc.frames; f++) bt.frame_mask.push_back(1);
+            }
+            dit_set_batch(&model, bt);
+            gaussian_fill(model.act.x0, model.lat_floats, nseed + 0, 0.0f, 1.0f, model.stream);
+            gaussian_fill(model.act.text, (size_t)model.Nt * mc.caption_channels, nseed + 2, 0.0f, 1.0f, model.stream);
+        } else {
+            latent_loader_next(&loader, &lb);
+            for (int b = 0; b < B; b++) {
+                bt.T.push_back(lb.T[b]); bt.H.push_back(lb.H[b]); bt.W.push_back(lb.W[b]);
+                bt.text_len.push_back(lb.text_len[b]); bt.fps.push_back(lb.fps[b]);
+                bt.has_mask.push_back(lb.clean_frames[b] > 0 ? 1 : 0);
+                for (int f = 0; f < lb.T[b]; f++) bt.frame_mask.push_back(f < lb.clean_frames[b] ? 0 : 1);
+                bt.t.push_back(sample_t(&t_rng, tc.t_shift, lb.T[b], lb.H[b], lb.W[b]));
+            }
+            dit_set_batch(&model, bt);
+            dit_upload_batch_data(&model, lb.latents.data(), nullptr, lb.text.data());
+        }
+        gaussian_fill(model.act.eps, model.lat_floats, nseed + 1, 0.0f, 1.0f, model.stream);
+
+        // ---- forward, backward, update
+        dit_zero_grad(&model);
+        dit_forward(&model);
+        dit_backward(&model);
+        const float loss = dit_loss(&model);
+        const float lr = step < tc.warmup ? oc.lr * (step + 1) / tc.warmup : oc.lr;
+        const bool loss_ok = std::isfinite(loss);
+        if (!loss_ok) printf("warning: step %d: loss is %f; skipping this update\n", step + 1, loss);
+        const float norm = loss_ok ? dit_update(&model, oc, lr) : NAN;
+        cudaCheck(cudaStreamSynchronize(model.stream));
+        const double ms = 1000.0 * (wall_seconds() - t0);
+        double flops = 0;
+        for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
+        const double tok_s = model.N / (ms / 1000.0), mfu = 100.0 * flops / (ms / 1000.0) / 989e12;
+        printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
+               loss, lr, norm, ms, tok_s, mfu);
+        step_ms.push_back(ms);
+        step_tok.push_back(model.N);
+        last_flops = flops;
+    }
+    if (step_ms.size() > 3) {
+        std::vector<double> s(step_ms.begin() + 3, step_ms.end());
+        std::sort(s.begin(), s.end());
+        const double med = s[s.size() / 2], tok = step_tok.back();
+        printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | memory %.2f GiB | total %.1f s\n",
+               (int)step_ms.size(), med, tok / (med / 1000.0), last_flops / (med / 1000.0) / 1e12,
+               100.0 * last_flops / (med / 1000.0) / 989e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)),
+               wall_seconds() - t_start);
+    }
+    if (!synthetic) latent_loader_free(&loader);
+    dit_free(&model);
+    cublas_free();
+    cudaCheck(cudaStreamDestroy(model.stream));
+    return 0;
+}
+#endif
