@@ -33,7 +33,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/flash_attention.cuh"
 #include "llmc/swiglu.cuh"
 #include "llmc/classifier.cuh"
-#include "llmc/adamw.cuh"
+#include "llmc/params.cuh"
 #include "llmc/dropout.cuh"
 #include "llmc/tokenizer.h"
 #include "llmc/dataset.h"
@@ -93,19 +93,16 @@ struct GPTActivations {
     floatX *datty;                  // attention output gradient
     float *attn_scratch;            // flash attention backward scratch
     floatX *dqp, *dkp, *dvp, *dqkv, *dgateup, *dswiglu;
-    float *dnw_scratch, *reduce_scratch, *norm_scratch, *norm_out;
+    float *dnw_scratch, *reduce_scratch;
     int *tokens, *targets, *enc_ints;
     size_t bytes;
 };
 
-struct GPT {
+// params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/params.cuh
+struct GPT : ModelParams {
     GPTConfig cfg;
-    std::vector<ParamTensor> layout;
-    size_t num_params = 0;
     int maxB = 0, maxT = 0;   // activations are sized for these
     int B = 0, T = 0;         // shape of the last forward
-    floatX* params = nullptr;
-    float *master = nullptr, *grads = nullptr, *adam_m = nullptr, *adam_v = nullptr;
     GPTTensors<floatX> w;
     GPTTensors<float> dw;
     GPTActivations act;
@@ -114,7 +111,6 @@ struct GPT {
     std::vector<int> tokens_host;  // the micro-batch the last forward saw (for the embedding backward)
     float* losses_host = nullptr;  // pinned
     cudaStream_t stream = 0;
-    int adam_step = 0;
     float dropout = 0.0f;          // residual-branch dropout probability (training forwards only)
     uint64_t dropout_seed = 0;     // set per micro-step by the trainer; the backward reuses it
     bool dropout_active = false;   // whether the last forward applied dropout
@@ -122,19 +118,9 @@ struct GPT {
 
 static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     g->cfg = cfg;
-    g->layout = gpt_param_layout(cfg);
-    g->num_params = gpt_num_params(g->layout);
+    params_alloc(g, gpt_param_layout(cfg));
     g->maxB = B;
     g->maxT = T;
-    const size_t n = g->num_params;
-    g->params = (floatX*)cuda_malloc_or_fail(n * sizeof(floatX), "parameters");
-    g->master = (float*)cuda_malloc_or_fail(n * sizeof(float), "fp32 master weights");
-    g->grads = (float*)cuda_malloc_or_fail(n * sizeof(float), "gradients");
-    g->adam_m = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW first moments");
-    g->adam_v = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW second moments");
-    cudaCheck(cudaMemset(g->grads, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
     g->w = gpt_tensor_pointers(g->params, g->layout, cfg.tie_embeddings);
     g->dw = gpt_tensor_pointers(g->grads, g->layout, cfg.tie_embeddings);
 
@@ -144,9 +130,8 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     const size_t Vp = cfg.padded_vocab_size;
     const AttnShape as = {B, T, (int)nh, (int)nkv, (int)hd, true};
     const size_t max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
-    struct Slot { void** ptr; size_t bytes; };
     GPTActivations& a = g->act;
-    std::vector<Slot> slots = {
+    a.bytes = carve_activations({
         {(void**)&a.encoded, BT * C * sizeof(floatX)},
         {(void**)&a.resid_mid, L * BT * C * sizeof(floatX)}, {(void**)&a.resid_out, L * BT * C * sizeof(floatX)},
         {(void**)&a.ln1, L * BT * C * sizeof(floatX)}, {(void**)&a.ln2, L * BT * C * sizeof(floatX)},
@@ -167,15 +152,9 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
         {(void**)&a.dgateup, BT * 2 * F * sizeof(floatX)}, {(void**)&a.dswiglu, BT * F * sizeof(floatX)},
         {(void**)&a.dnw_scratch, cfg.qk_norm ? BT * (nh + nkv) * hd * sizeof(float) : 16},
         {(void**)&a.reduce_scratch, (COLUMN_REDUCE_SPLITS + 2) * max_cols * sizeof(float)},
-        {(void**)&a.norm_scratch, GLOBAL_NORM_BLOCKS * sizeof(float)}, {(void**)&a.norm_out, 16},
         {(void**)&a.tokens, BT * sizeof(int)}, {(void**)&a.targets, BT * sizeof(int)},
         {(void**)&a.enc_ints, (3 * BT + 1) * sizeof(int)},
-    };
-    size_t total = 0;
-    for (Slot& s : slots) total += (s.bytes + 255) / 256 * 256;
-    char* base = (char*)cuda_malloc_or_fail(total, "activations");
-    a.bytes = total;
-    for (Slot& s : slots) { *s.ptr = base; base += (s.bytes + 255) / 256 * 256; }
+    });
 
     std::vector<float> cs = rope_table(gpt_rope_inv_freq(cfg), T);
     g->rope_cs = (float2*)cuda_malloc_or_fail(cs.size() * sizeof(float), "RoPE table");
@@ -185,21 +164,13 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
 }
 
 static void gpt_free(GPT* g) {
-    cudaCheck(cudaFree(g->params)); cudaCheck(cudaFree(g->master)); cudaCheck(cudaFree(g->grads));
-    cudaCheck(cudaFree(g->adam_m)); cudaCheck(cudaFree(g->adam_v)); cudaCheck(cudaFree(g->act.encoded));
+    params_free(g);
+    cudaCheck(cudaFree(g->act.encoded));
     cudaCheck(cudaFree(g->rope_cs)); cudaCheck(cudaFreeHost(g->losses_host));
 }
 
-// Sets all parameters from fp32 host values (init or loaded); resets Adam.
-static void gpt_set_params(GPT* g, const float* host) {
-    const size_t n = g->num_params;
-    cudaCheck(cudaMemcpy(g->master, host, n * sizeof(float), cudaMemcpyHostToDevice));
-    copy_f32_to_floatX(g->params, g->master, n, g->stream);
-    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    g->adam_step = 0;
-}
+// Sets all parameters from fp32 host values (init or loaded); resets AdamW.
+static void gpt_set_params(GPT* g, const float* host) { params_set(g, host, g->stream); }
 
 // GPT-2/Llama-style init: N(0, 0.02) matrices, output projections of the
 // residual branches scaled by 1/sqrt(2L), norms 1, biases 0, padded rows 0.
@@ -363,42 +334,15 @@ static void gpt_backward(GPT* g) {
     encoder_backward(dw.wte, a.dresid, g->buckets, a.enc_ints, BT, C, st);
 }
 
-static void gpt_zero_grad(GPT* g) {
-    cudaCheck(cudaMemsetAsync(g->grads, 0, g->num_params * sizeof(float), g->stream));
-}
+static void gpt_zero_grad(GPT* g) { params_zero_grad(g, g->stream); }
 
 // ----------------------------------------------------------------------------
-// Update: global grad norm (deterministic), clip, AdamW per tensor (weight
-// decay only on the matrices marked in the layout). Returns the norm before
-// clipping. A non-finite norm skips the step instead of poisoning the weights.
+// Update: global grad norm (deterministic), clip, AdamW per tensor with weight
+// decay only on the matrices marked in the layout (llmc/params.cuh). Returns
+// the norm before clipping; a non-finite norm skips the step.
 
-struct OptimConfig {
-    float lr = 7e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f, grad_clip = 1.0f;
-};
-
-static float gpt_grad_norm(GPT* g) {
-    global_norm_squared(g->act.norm_out, g->grads, g->num_params, g->act.norm_scratch, g->stream);
-    float sq = 0;
-    cudaCheck(cudaMemcpyAsync(&sq, g->act.norm_out, sizeof(float), cudaMemcpyDeviceToHost, g->stream));
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    return sqrtf(sq);
-}
-
-static float gpt_update(GPT* g, const OptimConfig& o, float lr) {
-    NvtxRange range("gpt_update");
-    const float norm = gpt_grad_norm(g);
-    if (!std::isfinite(norm)) {
-        printf("warning: gradient norm is %f; skipping this update\n", norm);
-        return norm;
-    }
-    const float scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
-    g->adam_step++;
-    for (const ParamTensor& t : g->layout)
-        adamw_update(g->params + t.offset, g->master + t.offset, g->grads + t.offset, g->adam_m + t.offset,
-                     g->adam_v + t.offset, t.numel, lr, o.beta1, o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, scale,
-                     g->adam_step, g->stream);
-    return norm;
-}
+static float gpt_grad_norm(GPT* g) { return params_grad_norm(g, g->stream); }
+static float gpt_update(GPT* g, const OptimConfig& o, float lr) { return params_update(g, o, lr, g->stream); }
 
 // ----------------------------------------------------------------------------
 // Learning-rate schedule: linear warmup, then cosine / linear / WSD (constant,
@@ -658,12 +602,7 @@ int main(int argc, char** argv) {
     ap.add_string("--schedule", &tc.schedule, "decay after warmup: cosine, linear, wsd or constant");
     ap.add_float("--min-lr-frac", &tc.min_lr_frac, "final lr as a fraction of the peak");
     ap.add_float("--wsd-decay-frac", &tc.wsd_decay_frac, "wsd: fraction of steps spent decaying at the end");
-    ap.section("optimizer (AdamW)");
-    ap.add_float("--beta1", &oc.beta1, "AdamW beta1");
-    ap.add_float("--beta2", &oc.beta2, "AdamW beta2");
-    ap.add_float("--adam-eps", &oc.eps, "AdamW epsilon");
-    ap.add_float("--weight-decay", &oc.weight_decay, "decoupled weight decay (matrices only)");
-    ap.add_float("--grad-clip", &oc.grad_clip, "clip the global grad norm to this (0: off)");
+    optim_add_flags(ap, &oc);
     ap.add_float("--dropout", &tc.dropout, "dropout on the attention and MLP outputs while training (0: off)");
     ap.section("evaluation and sampling");
     ap.add_int("--val-every", &tc.val_every, "validation loss every N steps (0: never)");
@@ -694,11 +633,7 @@ int main(int argc, char** argv) {
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
     if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
-    if (!(oc.lr >= 0)) fail("flag --lr: must be >= 0");
-    if (!(oc.beta1 >= 0 && oc.beta1 < 1)) fail("flag --beta1: must be in [0, 1)");
-    if (!(oc.beta2 >= 0 && oc.beta2 < 1)) fail("flag --beta2: must be in [0, 1)");
-    if (!(oc.eps > 0)) fail("flag --adam-eps: must be > 0");
-    if (!(oc.grad_clip >= 0)) fail("flag --grad-clip: must be >= 0");
+    optim_validate(oc);
     if (!(tc.min_lr_frac >= 0 && tc.min_lr_frac <= 1)) fail("flag --min-lr-frac: must be in [0, 1]");
     if (!(tc.wsd_decay_frac >= 0 && tc.wsd_decay_frac <= 1)) fail("flag --wsd-decay-frac: must be in [0, 1]");
     if (tc.schedule != "cosine" && tc.schedule != "linear" && tc.schedule != "wsd" && tc.schedule != "constant")
