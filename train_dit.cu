@@ -17,10 +17,19 @@ length; its L = T'H'W' + 2 tokens follow the previous sample's (no padding
 tokens), and attention never crosses samples. Every reduction that produces a
 gradient runs in a fixed order (no atomics): two runs give bit-identical results.
 
+After the training loop's pieces come the sampler (Euler, classifier-free
+guidance with the null caption, text-to-video and image-to-video with frame 0
+pinned; pictures through llmc/gif.h) and the moving-shapes evaluation (samples
+for random captions scored by moving_shapes_classify). With no flags the
+trainer runs the built-in moving-shapes dataset end to end: builds
+data/moving_shapes once, trains a small model (3600 steps, ~11 minutes on an H200), writes
+samples every 500 steps and evaluates at the end, all under log/dit/.
+
   make train_dit
-  ./train_dit --preset dit-s --batch-size 8                         # synthetic batches, 2050 tokens/sample
-  ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 21 --height 40 --width 64   # 13442 tokens
-  ./train_dit --train-data "data/moving_shapes/train_*.lat" --in-channels 3 --caption-channels 64
+  ./train_dit                                                       # moving shapes: train, sample, evaluate
+  ./train_dit --preset dit-s --random-data 1 --batch-size 8         # synthetic batches, 2050 tokens/sample
+  ./train_dit --preset 1B --n-layer 28 --random-data 1 --batch-size 1 --frames 21 --height 40 --width 64   # 13442 tokens
+  ./train_dit --train-data "data/mugv/train_*.lat" --in-channels 24 --caption-channels 4096 --caption-dropout 0.1
   ./train_dit --help
 */
 #include <algorithm>
@@ -44,6 +53,9 @@ gradient runs in a fixed order (no atomics): two runs give bit-identical results
 #include "llmc/flow.cuh"
 #include "llmc/varlen_attention.cuh"
 #include "llmc/latent_data.h"
+#include "llmc/moving_shapes.h"
+#include "llmc/gif.h"
+#include "llmc/plot.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -794,28 +806,293 @@ static float dit_update(DiT* g, const OptimConfig& o, float lr) {
 }
 
 // ----------------------------------------------------------------------------
+// Sampling (../shared/spec/dit.md "Sampling"): the Euler ODE from pure noise at
+// t = 1 to t = 0 over t_i = shift(1 - i/steps), z <- z + v (t_i - t_{i+1}), with
+// classifier-free guidance v = v_uncond + s (v_cond - v_uncond), v_uncond from
+// the null caption. Image-to-video pins frame 0 to a given clean latent: the
+// frame mask marks it clean, so the forward takes it as x0 with the t0
+// modulation exactly as in training, and it is put back after every step.
+// The model's input is the current z: patchify mixes (1 - t) x0 + t eps for the
+// noisy frames, so x0 = eps = z gives z. The cond and uncond passes of all
+// prompts are packed into batches that fit the buffers the model was built
+// with (a sample needs no more room than a training sample of its shape); the
+// Euler update runs on the host in fp32. Every prompt's noise comes from its own
+// RNG stream (seed, prompt index): a sample does not depend on the batching.
+
+struct DiTPrompt {
+    int T = 0, H = 0, W = 0;         // latent shape
+    float fps = 24.0f;
+    int text_len = 0;
+    std::vector<float> text;         // [text_len, Cy]
+    std::vector<float> first_frame;  // [Cin, H, W]: image-to-video (frame 0 pinned); empty: text-to-video
+    std::string caption;             // for humans
+};
+
+struct SamplerConfig {
+    int steps = 25;
+    float cfg_scale = 4.0f;          // 1: no guidance (no uncond pass)
+    float t_shift = 1.0f;            // as the training's: 1 none, > 0 given, 0 automatic from the latent shape
+};
+
+// The resolution/length shift ratio r of t <- r t / (1 + (r - 1) t): t_shift when
+// given (> 0), else sqrt(H_px W_px / 512^2) * sqrt(frames) with H_px = 8 H (the
+// spec's formula; "frames" is taken as the latent T).
+static double dit_shift_ratio(float t_shift, int T, int H, int W) {
+    return t_shift > 0 ? (double)t_shift : sqrt(8.0 * H * 8.0 * W / (512.0 * 512.0)) * sqrt((double)T);
+}
+static double dit_shift_t(double r, double u) { return r * u / (1.0 + (r - 1.0) * u); }
+
+// The null caption of classifier-free guidance: one token, the fixed "<null>" word
+// vector (llmc/moving_shapes.h); the trainer's caption dropout uses the same.
+static std::vector<float> dit_null_caption(int Cy) { return moving_shapes_null_features(Cy); }
+
+static bool dit_capacity_fits(const DiTCapacity& need, const DiTCapacity& cap) {
+    return need.B <= cap.B && need.N <= cap.N && need.Np <= cap.Np && need.Nt <= cap.Nt && need.frames <= cap.frames &&
+           need.lat <= cap.lat && need.out <= cap.out && need.max_patch_elems <= cap.max_patch_elems &&
+           need.max_out_elems <= cap.max_out_elems && need.att_elems <= cap.att_elems;
+}
+
+// Samples one clip per prompt; returns each as [Cin, T, H, W] (normalized latent space).
+static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTPrompt>& prompts, const SamplerConfig& sc, uint64_t seed) {
+    NvtxRange range("dit_sample");
+    const DiTConfig& c = g->cfg;
+    const int Cin = c.in_channels, Cy = c.caption_channels, n = (int)prompts.size();
+    if (sc.steps <= 0) fail("sampler: steps must be > 0, got %d", sc.steps);
+    if (!std::isfinite(sc.cfg_scale)) fail("sampler: guidance scale %g is not finite", sc.cfg_scale);
+    const bool guided = sc.cfg_scale != 1.0f;
+    const std::vector<float> null_text = dit_null_caption(Cy);
+    std::vector<std::vector<float>> z(n), vc(n), vu(n);
+    std::vector<std::vector<double>> ts(n);
+    for (int p = 0; p < n; p++) {
+        const DiTPrompt& q = prompts[p];
+        if (q.T <= 0 || q.H <= 0 || q.W <= 0) fail("sampler: prompt %d has shape %dx%dx%d", p, q.T, q.H, q.W);
+        if (q.text_len <= 0 || q.text.size() != (size_t)q.text_len * Cy)
+            fail("sampler: prompt %d has %zu text floats for %d tokens of %d channels", p, q.text.size(), q.text_len, Cy);
+        const size_t plane = (size_t)q.H * q.W;
+        if (!q.first_frame.empty() && q.first_frame.size() != (size_t)Cin * plane)
+            fail("sampler: prompt %d first frame has %zu floats (expected %zu = %d x %d x %d)", p, q.first_frame.size(), (size_t)Cin * plane, Cin, q.H, q.W);
+        if (!q.first_frame.empty() && q.T < 2) fail("sampler: prompt %d is image-to-video with %d frame (nothing to generate)", p, q.T);
+        Rng r;
+        rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)p);
+        z[p].resize((size_t)Cin * q.T * plane);
+        for (float& x : z[p]) x = rng_normal(&r);
+        const double ratio = dit_shift_ratio(sc.t_shift, q.T, q.H, q.W);
+        for (int i = 0; i <= sc.steps; i++) ts[p].push_back(dit_shift_t(ratio, 1.0 - (double)i / sc.steps));
+    }
+    auto pin = [&](int p) {   // frame 0 of [Cin, T, H, W] <- the clean frame
+        const DiTPrompt& q = prompts[p];
+        if (q.first_frame.empty()) return;
+        const size_t plane = (size_t)q.H * q.W;
+        for (int ch = 0; ch < Cin; ch++)
+            std::copy(q.first_frame.begin() + ch * plane, q.first_frame.begin() + (ch + 1) * plane, z[p].begin() + (size_t)ch * q.T * plane);
+    };
+    for (int p = 0; p < n; p++) pin(p);
+    // forward items (prompt, cond or uncond), packed greedily into batches that fit
+    struct Item { int p; bool cond; };
+    std::vector<std::vector<Item>> batches;
+    {
+        std::vector<Item> cur;
+        DiTCapacity need;
+        for (int p = 0; p < n; p++)
+            for (int k = 0; k < (guided ? 2 : 1); k++) {
+                const Item it = {p, k == 0};
+                const DiTPrompt& q = prompts[p];
+                const DiTCapacity one = dit_capacity_sample(c, q.T, q.H, q.W, it.cond ? q.text_len : 1);
+                if (!dit_capacity_fits(one, g->cap))
+                    fail("sampler: prompt %d (%dx%dx%d latent, %d text tokens) is larger than the model's buffers", p, q.T, q.H, q.W, q.text_len);
+                const DiTCapacity with = dit_capacity_add(need, one);
+                if (!cur.empty() && !dit_capacity_fits(with, g->cap)) { batches.push_back(cur); cur.clear(); need = one; }
+                else need = with;
+                cur.push_back(it);
+            }
+        if (!cur.empty()) batches.push_back(cur);
+    }
+    std::vector<float> x, text;
+    for (int i = 0; i < sc.steps; i++) {
+        for (const std::vector<Item>& items : batches) {
+            DiTBatchHost bt;
+            bt.B = (int)items.size();
+            x.clear();
+            text.clear();
+            for (const Item& it : items) {
+                const DiTPrompt& q = prompts[it.p];
+                const bool i2v = !q.first_frame.empty();
+                bt.T.push_back(q.T); bt.H.push_back(q.H); bt.W.push_back(q.W);
+                bt.text_len.push_back(it.cond ? q.text_len : 1);
+                bt.has_mask.push_back(i2v ? 1 : 0);
+                for (int f = 0; f < q.T; f++) bt.frame_mask.push_back(i2v && f == 0 ? 0 : 1);
+                bt.t.push_back((float)ts[it.p][i]);
+                bt.fps.push_back(q.fps);
+                x.insert(x.end(), z[it.p].begin(), z[it.p].end());
+                const std::vector<float>& tx = it.cond ? q.text : null_text;
+                text.insert(text.end(), tx.begin(), tx.end());
+            }
+            dit_set_batch(g, bt);
+            dit_upload_batch_data(g, x.data(), x.data(), text.data());
+            dit_forward(g);
+            const std::vector<float> v = dit_v_pred(g);   // packed [Cout, T, H, W]; velocity = the first Cin channels
+            for (int b = 0; b < bt.B; b++) {
+                const long long o = g->samples[b].out0;
+                std::vector<float>& dst = items[b].cond ? vc[items[b].p] : vu[items[b].p];
+                dst.assign(v.begin() + o, v.begin() + o + (long long)z[items[b].p].size());
+            }
+        }
+        for (int p = 0; p < n; p++) {
+            const float dt = (float)(ts[p][i] - ts[p][i + 1]), s = sc.cfg_scale;
+            float* zp = z[p].data();
+            const float *c_ = vc[p].data(), *u = guided ? vu[p].data() : nullptr;
+            for (size_t k = 0; k < z[p].size(); k++) zp[k] += (guided ? u[k] + s * (c_[k] - u[k]) : c_[k]) * dt;
+            pin(p);
+        }
+    }
+    return z;
+}
+
+// Pictures of sampled clips under dir: grid.png (one row per clip, frames left to
+// right), sample_NNN.gif per clip (looping, 8 frames per second), captions.txt
+// (row, caption, and a note per clip). Latents show their first three channels
+// as RGB in [-1, 1] (moving shapes: the pixels themselves).
+static void dit_write_samples(const std::string& dir, const std::vector<std::vector<float>>& clips, const std::vector<DiTPrompt>& prompts,
+                              const std::vector<std::string>& notes, int Cin) {
+    if (dir.empty() || clips.empty()) return;
+    const DiTPrompt& q0 = prompts[0];
+    const int scale = std::max(1, std::min(8, 128 / std::max(q0.H, q0.W)));
+    std::vector<const float*> row;
+    std::string txt = "# row\tcaption\tnote\n";
+    for (size_t k = 0; k < clips.size(); k++) {
+        const DiTPrompt& q = prompts[k];
+        char name[64];
+        snprintf(name, sizeof name, "/sample_%03zu.gif", k);
+        write_clip_gif(dir + name, clips[k].data(), Cin, q.T, q.H, q.W, scale, 12);
+        if (q.T == q0.T && q.H == q0.H && q.W == q0.W) row.push_back(clips[k].data());   // the grid holds clips of the first one's shape
+        txt += std::to_string(k) + "\t" + q.caption + "\t" + (k < notes.size() ? notes[k] : "") + "\n";
+    }
+    write_clip_grid_png(dir + "/grid.png", row, Cin, q0.T, q0.H, q0.W, scale);
+    const std::string path = dir + "/captions.txt", tmp = path + ".tmp";
+    FILE* f = fopen_or_fail(tmp, "wb");
+    fwrite_exact(txt.data(), txt.size(), f, tmp);
+    finish_atomic_write(f, tmp, path);
+}
+
+// ----------------------------------------------------------------------------
+// Evaluation on moving shapes: n random captions (the generator's clips of a
+// separate seed: uniform attributes, the training's caption forms), one sample
+// each, moving_shapes_classify on every sample, and the fraction whose color,
+// shape and direction match the caption (speed: of those whose caption names
+// it; found: samples where the classifier found an object at all). Image-to-
+// video pins the clip's real frame 0, so color and shape are given there and
+// the direction is what the model has to get right.
+
+struct MsEval {
+    int n = 0, color = 0, shape = 0, direction = 0, speed = 0, speed_named = 0, found = 0;
+    double seconds = 0;
+};
+
+static std::string ms_eval_line(const char* what, const MsEval& e) {
+    char buf[320];
+    auto pct = [](int a, int b) { return b > 0 ? 100.0 * a / b : 0.0; };
+    snprintf(buf, sizeof buf, "%s: %d samples | color %.1f%% | shape %.1f%% | direction %.1f%% | speed %.1f%% (of %d) | object found %.1f%% | %.1f s",
+             what, e.n, pct(e.color, e.n), pct(e.shape, e.n), pct(e.direction, e.n), pct(e.speed, e.speed_named), e.speed_named,
+             pct(e.found, e.n), e.seconds);
+    return buf;
+}
+
+static MsEval moving_shapes_evaluate(DiT* g, const MovingShapesConfig& ms, int n, bool i2v, const SamplerConfig& sc, uint64_t seed,
+                                     const std::string& out_dir) {
+    const double t0 = wall_seconds();
+    MovingShapesConfig ecfg = ms;
+    ecfg.seed = seed;
+    const int T = ms.frames, S = ms.size, Cy = g->cfg.caption_channels;
+    const size_t plane = (size_t)S * S;
+    std::vector<MovingShapesClip> truth(n);
+    std::vector<DiTPrompt> prompts(n);
+    std::vector<float> clip((size_t)3 * T * plane);
+    for (int i = 0; i < n; i++) {
+        truth[i] = moving_shapes_sample(ecfg, 1, i);
+        DiTPrompt& q = prompts[i];
+        q.T = T; q.H = S; q.W = S; q.fps = ms.fps;
+        q.text = moving_shapes_text_features(truth[i].words, Cy);
+        q.text_len = (int)truth[i].words.size();
+        q.caption = truth[i].caption;
+        if (i2v) {
+            moving_shapes_render(ecfg, truth[i], clip.data());
+            q.first_frame.resize(3 * plane);
+            for (int ch = 0; ch < 3; ch++) std::copy(clip.begin() + ch * T * plane, clip.begin() + ch * T * plane + plane, q.first_frame.begin() + ch * plane);
+        }
+    }
+    const std::vector<std::vector<float>> out = dit_sample(g, prompts, sc, seed + 1);
+    MsEval e;
+    e.n = n;
+    std::vector<std::string> notes(n);
+    for (int i = 0; i < n; i++) {
+        const MovingShapesGuess gs = moving_shapes_classify(out[i].data(), T, S, S);
+        const MovingShapesAttrs& a = truth[i].a;
+        const bool named = std::find(truth[i].words.begin(), truth[i].words.end(), MS_SPEED_NAMES[a.speed]) != truth[i].words.end();
+        e.found += gs.frames_found > 0;
+        e.color += gs.a.color == a.color;
+        e.shape += gs.a.shape == a.shape;
+        e.direction += gs.a.direction == a.direction;
+        e.speed_named += named;
+        e.speed += named && gs.a.speed == a.speed;
+        auto name = [](const char* const* names, int v) { return v >= 0 ? names[v] : "?"; };
+        notes[i] = std::string("seen: ") + name(MS_COLOR_NAMES, gs.a.color) + " " + name(MS_SHAPE_NAMES, gs.a.shape) + " moving " +
+                   name(MS_DIRECTION_NAMES, gs.a.direction) + " " + name(MS_SPEED_NAMES, gs.a.speed) + " (object in " +
+                   std::to_string(gs.frames_found) + "/" + std::to_string(T) + " frames)";
+    }
+    e.seconds = wall_seconds() - t0;
+    dit_write_samples(out_dir, out, prompts, notes, 3);
+    return e;
+}
+
+// ----------------------------------------------------------------------------
 // Training configuration and main loop.
 
 struct TrainConfig {
-    std::string preset = "dit-s";
-    std::string train_data = "";   // latent shards (llmc/latent_data.h); "": synthetic batches
+    std::string preset = "debug";
+    // the built-in moving-shapes data (llmc/moving_shapes.h), made on first use; any
+    // other glob: latent shards (llmc/latent_data.h)
+    std::string train_data = "data/moving_shapes/train_*.lat";
+    int random_data = 0;            // synthetic batches of random latents and text (benchmarks; no files)
+    std::string log_dir = "log/dit";
     int batch_size = 8;
     int steps = 20;
     int warmup = 0;
+    float decay_frac = 0.0f;        // the last decay_frac of the steps decay the lr linearly to 0
+    float max_minutes = 0.0f;       // stop training after this long (0: no limit)
     int seed = 1337;
     // synthetic batches: every sample T x H x W latent, text_len tokens
     int frames = 8, height = 32, width = 32, text_len = 300;
     float fps = 24.0f;
     float t_shift = 1.0f;           // timestep shift ratio: 1 none, > 0 given, 0 automatic
+    float caption_dropout = 0.0f;   // probability a training caption becomes the null caption (for guidance)
+    float i2v_prob = 0.0f;          // probability a training sample without clean frames gets frame 0 clean (image-to-video)
+    // sampling and evaluation
+    int sample_every = 0;           // write samples every N steps (0: never)
+    int sample_count = 8;           // clips per periodic sample
+    int eval_samples = 0;           // moving shapes: clips per evaluation after training (0: none)
+    int eval_seed = 4242;           // the evaluation's captions, first frames and noise
+    // the built-in dataset
+    int ms_frames = 8, ms_size = 32;
+    long long ms_train_samples = 4096, ms_val_samples = 256;
 };
 
-// t ~ sigmoid(N(0, 1)), then the resolution/length shift t <- r t / (1 + (r - 1) t).
-// Automatic r (t_shift == 0): sqrt(H_px W_px / 512^2) * sqrt(frames), H_px = 8 H
-// (the spec's formula; "frames" is taken as the latent T here).
+// t ~ sigmoid(N(0, 1)), then the resolution/length shift t <- r t / (1 + (r - 1) t)
+// (dit_shift_ratio: r given, or automatic from the latent shape).
 static float sample_t(Rng* rng, float t_shift, int T, int H, int W) {
     const double u = 1.0 / (1.0 + exp(-(double)rng_normal(rng)));
-    const double r = t_shift > 0 ? t_shift : sqrt(8.0 * H * 8.0 * W / (512.0 * 512.0)) * sqrt((double)T);
-    return (float)(r * u / (1.0 + (r - 1.0) * u));
+    return (float)dit_shift_t(dit_shift_ratio(t_shift, T, H, W), u);
+}
+
+// A flag's value before the full parse (last one wins; "--flag value" or
+// "--flag=value"): the preset and the data decide defaults that flags override.
+static std::string prescan_flag(int argc, char** argv, const char* name, const std::string& dflt) {
+    std::string v = dflt;
+    const size_t n = strlen(name);
+    for (int k = 1; k < argc; k++) {
+        if (strcmp(argv[k], name) == 0 && k + 1 < argc) v = argv[++k];
+        else if (strncmp(argv[k], name, n) == 0 && argv[k][n] == '=') v = argv[k] + n + 1;
+    }
+    return v;
 }
 
 #ifndef TRAIN_DIT_NO_MAIN
@@ -823,29 +1100,59 @@ int main(int argc, char** argv) {
     TrainConfig tc;
     DiTConfig mc;
     OptimConfig oc;
-    for (int k = 1; k + 1 < argc; k++)
-        if (std::string(argv[k]) == "--preset") tc.preset = argv[k + 1];
+    SamplerConfig sc;
+    tc.preset = prescan_flag(argc, argv, "--preset", tc.preset);
     if (!dit_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), DIT_PRESET_NAMES);
+    // the moving-shapes run (no data flags): a model, schedule and sampling that learn the
+    // built-in dataset in minutes on one GPU; every value here is a default that flags override
+    const bool moving_shapes = prescan_flag(argc, argv, "--random-data", "0") == "0" &&
+                               prescan_flag(argc, argv, "--train-data", tc.train_data) == tc.train_data;
+    if (moving_shapes) {
+        mc.in_channels = 3; mc.out_channels = 6; mc.caption_channels = 64;
+        if (prescan_flag(argc, argv, "--preset", "").empty()) mc.n_layer = 6;   // the debug preset's width, 6 blocks
+        tc.batch_size = 32; tc.steps = 3600; tc.warmup = 200; tc.decay_frac = 0.2f; tc.max_minutes = 13.0f;   // H200: 178 ms/step
+        oc.lr = 3e-4f;
+        tc.caption_dropout = 0.1f; tc.i2v_prob = 0.25f;
+        tc.sample_every = 500; tc.eval_samples = 64;
+    }
 
     ArgParser ap;
     ap.program = "train_dit";
-    ap.usage = "./train_dit [--preset NAME] [flags]   (no data flag: synthetic batches, for benchmarks)";
+    ap.usage = "./train_dit [--preset NAME] [flags]   (no flags: train on the built-in moving-shapes data, sample, evaluate)";
     ap.section("run");
     ap.add_string("--preset", &tc.preset, (std::string("model preset: ") + DIT_PRESET_NAMES).c_str());
-    ap.add_string("--train-data", &tc.train_data, "latent shards (glob, llmc/latent_data.h); \"\": random synthetic batches");
+    ap.add_string("--train-data", &tc.train_data, "latent shards (glob, llmc/latent_data.h); the default is the moving-shapes data, built on first use");
+    ap.add_bool("--random-data", &tc.random_data, "train on random synthetic batches (benchmarks; no files read)");
+    ap.add_string("--log-dir", &tc.log_dir, "where train.log, loss.svg, samples/ and eval/ go (\"\" for none)");
     ap.add_int("--seed", &tc.seed, "seed for init, noise and t");
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "samples per step");
     ap.add_int("--steps", &tc.steps, "optimizer steps");
+    ap.add_float("--max-minutes", &tc.max_minutes, "stop training after this many minutes (0: no limit)");
     ap.add_float("--lr", &oc.lr, "peak learning rate");
-    ap.add_int("--warmup", &tc.warmup, "linear warmup steps (then constant)");
-    ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio (1: none; 0: automatic from the latent shape)");
-    ap.section("synthetic batches (without --train-data)");
+    ap.add_int("--warmup", &tc.warmup, "linear warmup steps");
+    ap.add_float("--decay-frac", &tc.decay_frac, "fraction of the steps, at the end, over which the lr decays linearly to 0 (0: constant)");
+    ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
+    ap.add_float("--caption-dropout", &tc.caption_dropout, "probability a caption is replaced by the null caption (classifier-free guidance)");
+    ap.add_float("--i2v-prob", &tc.i2v_prob, "probability a sample without clean frames gets frame 0 as clean conditioning (image-to-video)");
+    ap.section("synthetic batches (--random-data 1)");
     ap.add_int("--frames", &tc.frames, "latent frames T per sample");
     ap.add_int("--height", &tc.height, "latent height H per sample");
     ap.add_int("--width", &tc.width, "latent width W per sample");
     ap.add_int("--text-len", &tc.text_len, "text tokens per sample");
     ap.add_float("--fps", &tc.fps, "fps of every sample");
+    ap.section("moving-shapes data (the default --train-data, built once into data/moving_shapes)");
+    ap.add_int("--ms-frames", &tc.ms_frames, "frames per clip");
+    ap.add_int("--ms-size", &tc.ms_size, "frame height = width in pixels");
+    ap.add_int64("--ms-train-samples", &tc.ms_train_samples, "training clips");
+    ap.add_int64("--ms-val-samples", &tc.ms_val_samples, "validation clips");
+    ap.section("sampling and evaluation (Euler, classifier-free guidance)");
+    ap.add_int("--sample-every", &tc.sample_every, "write samples (grid.png, GIFs) under log-dir/samples every N steps (0: never)");
+    ap.add_int("--sample-count", &tc.sample_count, "clips per periodic sample");
+    ap.add_int("--sample-steps", &sc.steps, "Euler steps");
+    ap.add_float("--cfg-scale", &sc.cfg_scale, "classifier-free guidance scale (1: no guidance)");
+    ap.add_int("--eval-samples", &tc.eval_samples, "moving shapes: after training, sample this many random captions (text- and image-to-video) and score them (0: none)");
+    ap.add_int("--eval-seed", &tc.eval_seed, "seed of the evaluation's captions and noise");
     ap.section("optimizer (AdamW)");
     ap.add_float("--beta1", &oc.beta1, "AdamW beta1");
     ap.add_float("--beta2", &oc.beta2, "AdamW beta2");
@@ -858,21 +1165,50 @@ int main(int argc, char** argv) {
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
     if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
+    if (!(tc.decay_frac >= 0 && tc.decay_frac <= 1)) fail("flag --decay-frac: must be in [0, 1], got %g", tc.decay_frac);
+    if (!(tc.max_minutes >= 0)) fail("flag --max-minutes: must be >= 0");
     if (!(oc.lr >= 0)) fail("flag --lr: must be >= 0");
     if (!(oc.beta1 >= 0 && oc.beta1 < 1)) fail("flag --beta1: must be in [0, 1)");
     if (!(oc.beta2 >= 0 && oc.beta2 < 1)) fail("flag --beta2: must be in [0, 1)");
     if (!(oc.eps > 0)) fail("flag --adam-eps: must be > 0");
     if (!(oc.grad_clip >= 0)) fail("flag --grad-clip: must be >= 0");
     if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
+    if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
+    if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);
     if (tc.frames <= 0 || tc.height <= 0 || tc.width <= 0) fail("flag --frames/--height/--width: must be > 0");
     if (tc.text_len <= 0 || tc.text_len > mc.max_text_len) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
     if (!(tc.fps > 0)) fail("flag --fps: must be > 0");
+    if (tc.sample_every < 0) fail("flag --sample-every: must be >= 0, got %d", tc.sample_every);
+    if (tc.sample_count <= 0 || tc.sample_count > 1024) fail("flag --sample-count: must be in [1, 1024], got %d", tc.sample_count);
+    if (sc.steps <= 0 || sc.steps > 10000) fail("flag --sample-steps: must be in [1, 10000], got %d", sc.steps);
+    if (!std::isfinite(sc.cfg_scale)) fail("flag --cfg-scale: must be finite");
+    if (tc.eval_samples < 0 || tc.eval_samples > 100000) fail("flag --eval-samples: must be in [0, 100000], got %d", tc.eval_samples);
+    if (tc.eval_samples > 0 && !moving_shapes)
+        fail("flag --eval-samples: the accuracy evaluation needs the built-in moving-shapes data (the default --train-data, without --random-data)");
+    if (tc.sample_every > 0 && tc.random_data) fail("flag --sample-every: random synthetic batches have nothing to sample for (no captions)");
+    if (tc.i2v_prob > 0 && tc.random_data) fail("flag --i2v-prob: not used with --random-data 1 (synthetic batches have no frame mask)");
+    if (tc.caption_dropout > 0 && tc.random_data) fail("flag --caption-dropout: not used with --random-data 1");
+    sc.t_shift = tc.t_shift;
     const int B = tc.batch_size;
+    const bool synthetic = tc.random_data != 0;
 
-    // ---- data: latent shards, or synthetic batches of one shape
+    // ---- data: the moving-shapes data (built on first use), latent shards, or synthetic batches
+    MovingShapesConfig ms;
+    if (moving_shapes) {
+        ms.frames = tc.ms_frames; ms.size = tc.ms_size; ms.caption_channels = mc.caption_channels;
+        moving_shapes_check_config(ms);
+        if (tc.ms_train_samples <= 0 || tc.ms_val_samples <= 0) fail("flag --ms-train-samples/--ms-val-samples: must be > 0");
+        const std::string dir = tc.train_data.substr(0, tc.train_data.rfind('/'));
+        if (!moving_shapes_dataset_ready(dir, ms, tc.ms_train_samples, tc.ms_val_samples, 1024, LATENT_DTYPE_F32)) {
+            printf("building the moving-shapes dataset into %s (once): %lld + %lld clips of %d frames x %dx%d, %d caption channels\n",
+                   dir.c_str(), tc.ms_train_samples, tc.ms_val_samples, ms.frames, ms.size, ms.size, ms.caption_channels);
+            const double t0 = wall_seconds();
+            moving_shapes_build_dataset(dir, ms, tc.ms_train_samples, tc.ms_val_samples, 1024, LATENT_DTYPE_F32);
+            printf("built in %.1f s\n", wall_seconds() - t0);
+        }
+    }
     LatentLoader loader;
     LatentBatch lb;
-    const bool synthetic = tc.train_data.empty();
     DiTCapacity cap;
     if (synthetic) {
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, dit_capacity_sample(mc, tc.frames, tc.height, tc.width, tc.text_len));
@@ -911,18 +1247,73 @@ int main(int argc, char** argv) {
         printf("batch: B %d synthetic samples of %dx%dx%d latents (%lld tokens each) + %d text tokens | steps %d | lr %g warmup %d\n",
                B, tc.frames, tc.height, tc.width, cap.N / B, tc.text_len, tc.steps, oc.lr, tc.warmup);
     else
-        printf("batch: B %d from %s (%lld samples) | steps %d | lr %g warmup %d\n", B, tc.train_data.c_str(),
-               (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.warmup);
+        printf("batch: B %d from %s (%lld samples) | steps %d | lr %g warmup %d decay %g | caption dropout %g | i2v %g\n", B,
+               tc.train_data.c_str(), (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.warmup, tc.decay_frac,
+               tc.caption_dropout, tc.i2v_prob);
     printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f)\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
            gib(model.act.bytes), gib(model.act.att_scratch_bytes));
+    if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)
+        printf("note: --cfg-scale %g with --caption-dropout 0: the model never sees the null caption, so guidance is untrained\n", sc.cfg_scale);
 
-    Rng t_rng;
+    FILE* logf = nullptr;
+    LossCurve curve;
+    if (!tc.log_dir.empty()) {
+        make_parent_dirs(tc.log_dir + "/train.log");
+        logf = fopen_or_fail(tc.log_dir + "/train.log", "w");
+    }
+    auto log_line = [&](const std::string& s) {
+        printf("%s\n", s.c_str());
+        if (logf) { fprintf(logf, "%s\n", s.c_str()); fflush(logf); }
+    };
+    // samples during training: moving shapes is scored as the evaluation is (text-to-video);
+    // other data samples the captions (and shapes) of its first training samples
+    auto write_samples = [&](int step) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "/samples/step_%06d", step);
+        const std::string dir = tc.log_dir.empty() ? "" : tc.log_dir + sub;
+        if (moving_shapes) {
+            const MsEval e = moving_shapes_evaluate(&model, ms, tc.sample_count, false, sc, (uint64_t)tc.eval_seed, dir);
+            log_line(ms_eval_line(("samples step " + std::to_string(step)).c_str(), e) + (dir.empty() ? "" : " | " + dir + "/grid.png"));
+            return;
+        }
+        const double t0 = wall_seconds();
+        const int n = (int)std::min<long long>(tc.sample_count, latent_loader_num_samples(&loader));
+        std::vector<int64_t> idx(n);
+        for (int i = 0; i < n; i++) idx[i] = i;
+        LatentBatch pb;
+        latent_loader_read(&loader, idx.data(), n, &pb);
+        std::vector<DiTPrompt> prompts(n);
+        for (int i = 0; i < n; i++) {
+            DiTPrompt& q = prompts[i];
+            q.T = pb.T[i]; q.H = pb.H[i]; q.W = pb.W[i]; q.fps = pb.fps[i]; q.text_len = pb.text_len[i];
+            q.text.assign(pb.text.begin() + (size_t)pb.text_offset[i] * pb.D, pb.text.begin() + (size_t)pb.text_offset[i + 1] * pb.D);
+            q.caption = pb.captions[i];
+        }
+        const std::vector<std::vector<float>> out = dit_sample(&model, prompts, sc, (uint64_t)tc.eval_seed + 1);
+        dit_write_samples(dir, out, prompts, {}, mc.in_channels);
+        char buf[256];
+        snprintf(buf, sizeof buf, "samples step %d: %d clips in %.1f s%s%s", step, n, wall_seconds() - t0, dir.empty() ? "" : " | ",
+                 dir.empty() ? "" : (dir + "/grid.png").c_str());
+        log_line(buf);
+    };
+
+    Rng t_rng, aug_rng;
     rng_seed(&t_rng, (uint64_t)tc.seed + 7);
+    rng_seed(&aug_rng, (uint64_t)tc.seed + 11);
+    const std::vector<float> null_text = dit_null_caption(mc.caption_channels);
+    std::vector<float> text;
     std::vector<double> step_ms, step_tok;
     double last_flops = 0;
     const double t_start = wall_seconds();
+    int steps_done = 0;
     for (int step = 0; step < tc.steps; step++) {
+        if (tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "stopping after %d steps: --max-minutes %g reached", step, tc.max_minutes);
+            log_line(buf);
+            break;
+        }
         const double t0 = wall_seconds();
         // ---- the batch: geometry on the host, tensors on the device
         DiTBatchHost bt;
@@ -940,15 +1331,23 @@ int main(int argc, char** argv) {
             gaussian_fill(model.act.text, (size_t)model.Nt * mc.caption_channels, nseed + 2, 0.0f, 1.0f, model.stream);
         } else {
             latent_loader_next(&loader, &lb);
+            text.clear();
             for (int b = 0; b < B; b++) {
+                // caption dropout (the null caption) and image-to-video (frame 0 clean) draws,
+                // in a fixed order from their own RNG
+                const bool drop = tc.caption_dropout > 0 && rng_uniform(&aug_rng) < tc.caption_dropout;
+                const bool i2v = tc.i2v_prob > 0 && rng_uniform(&aug_rng) < tc.i2v_prob;
+                const int clean = lb.clean_frames[b] > 0 ? lb.clean_frames[b] : (i2v && lb.T[b] > 1 ? 1 : 0);
                 bt.T.push_back(lb.T[b]); bt.H.push_back(lb.H[b]); bt.W.push_back(lb.W[b]);
-                bt.text_len.push_back(lb.text_len[b]); bt.fps.push_back(lb.fps[b]);
-                bt.has_mask.push_back(lb.clean_frames[b] > 0 ? 1 : 0);
-                for (int f = 0; f < lb.T[b]; f++) bt.frame_mask.push_back(f < lb.clean_frames[b] ? 0 : 1);
+                bt.text_len.push_back(drop ? 1 : lb.text_len[b]); bt.fps.push_back(lb.fps[b]);
+                bt.has_mask.push_back(clean > 0 ? 1 : 0);
+                for (int f = 0; f < lb.T[b]; f++) bt.frame_mask.push_back(f < clean ? 0 : 1);
                 bt.t.push_back(sample_t(&t_rng, tc.t_shift, lb.T[b], lb.H[b], lb.W[b]));
+                if (drop) text.insert(text.end(), null_text.begin(), null_text.end());
+                else text.insert(text.end(), lb.text.begin() + (size_t)lb.text_offset[b] * lb.D, lb.text.begin() + (size_t)lb.text_offset[b + 1] * lb.D);
             }
             dit_set_batch(&model, bt);
-            dit_upload_batch_data(&model, lb.latents.data(), nullptr, lb.text.data());
+            dit_upload_batch_data(&model, lb.latents.data(), nullptr, text.data());
         }
         gaussian_fill(model.act.eps, model.lat_floats, nseed + 1, 0.0f, 1.0f, model.stream);
 
@@ -957,30 +1356,50 @@ int main(int argc, char** argv) {
         dit_forward(&model);
         dit_backward(&model);
         const float loss = dit_loss(&model);
-        const float lr = step < tc.warmup ? oc.lr * (step + 1) / tc.warmup : oc.lr;
+        const int decay_start = tc.steps - (int)(tc.decay_frac * tc.steps);
+        float lr = step < tc.warmup ? oc.lr * (step + 1) / tc.warmup : oc.lr;
+        if (step >= decay_start && tc.decay_frac > 0) lr = std::min(lr, oc.lr * (float)(tc.steps - step) / (float)(tc.steps - decay_start));
         const bool loss_ok = std::isfinite(loss);
         if (!loss_ok) printf("warning: step %d: loss is %f; skipping this update\n", step + 1, loss);
         const float norm = loss_ok ? dit_update(&model, oc, lr) : NAN;
         cudaCheck(cudaStreamSynchronize(model.stream));
-        const double ms = 1000.0 * (wall_seconds() - t0);
+        const double ms_ = 1000.0 * (wall_seconds() - t0);
         double flops = 0;
         for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
-        const double tok_s = model.N / (ms / 1000.0), mfu = 100.0 * flops / (ms / 1000.0) / 989e12;
+        const double tok_s = model.N / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / 989e12;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
-               loss, lr, norm, ms, tok_s, mfu);
-        step_ms.push_back(ms);
+               loss, lr, norm, ms_, tok_s, mfu);
+        if (logf) fprintf(logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_);
+        curve.train.push_back({step + 1, loss});
+        step_ms.push_back(ms_);
         step_tok.push_back(model.N);
         last_flops = flops;
+        steps_done = step + 1;
+        if (tc.sample_every > 0 && steps_done % tc.sample_every == 0 && steps_done < tc.steps) write_samples(steps_done);
     }
+    const double train_s = wall_seconds() - t_start;
     if (step_ms.size() > 3) {
         std::vector<double> s(step_ms.begin() + 3, step_ms.end());
         std::sort(s.begin(), s.end());
         const double med = s[s.size() / 2], tok = step_tok.back();
-        printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | memory %.2f GiB | total %.1f s\n",
-               (int)step_ms.size(), med, tok / (med / 1000.0), last_flops / (med / 1000.0) / 1e12,
-               100.0 * last_flops / (med / 1000.0) / 989e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)),
-               wall_seconds() - t_start);
+        char buf[512];
+        snprintf(buf, sizeof buf, "summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | memory %.2f GiB | total %.1f s",
+                 (int)step_ms.size(), med, tok / (med / 1000.0), last_flops / (med / 1000.0) / 1e12,
+                 100.0 * last_flops / (med / 1000.0) / 989e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
+        log_line(buf);
     }
+    // ---- after training: samples of the final model, and the moving-shapes evaluation
+    if (tc.sample_every > 0 && !synthetic) write_samples(steps_done);
+    if (tc.eval_samples > 0) {
+        const std::string dir = tc.log_dir.empty() ? "" : tc.log_dir + "/eval";
+        const MsEval t2v = moving_shapes_evaluate(&model, ms, tc.eval_samples, false, sc, (uint64_t)tc.eval_seed, dir.empty() ? "" : dir + "/t2v");
+        log_line(ms_eval_line("eval text-to-video", t2v) + (dir.empty() ? "" : " | " + dir + "/t2v/grid.png"));
+        const MsEval i2v = moving_shapes_evaluate(&model, ms, tc.eval_samples, true, sc, (uint64_t)tc.eval_seed, dir.empty() ? "" : dir + "/i2v");
+        log_line(ms_eval_line("eval image-to-video", i2v) + (dir.empty() ? "" : " | " + dir + "/i2v/grid.png") +
+                 (tc.i2v_prob > 0 ? "" : " (trained without --i2v-prob)"));
+    }
+    if (logf) fclose_or_fail(logf, tc.log_dir + "/train.log");
+    if (!tc.log_dir.empty() && !curve.train.empty()) write_loss_svg(curve, tc.log_dir + "/loss.svg", "train_dit " + tc.preset + " (flow-matching loss)");
     if (!synthetic) latent_loader_free(&loader);
     dit_free(&model);
     cublas_free();

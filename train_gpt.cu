@@ -341,7 +341,6 @@ static void gpt_zero_grad(GPT* g) { params_zero_grad(g, g->stream); }
 // decay only on the matrices marked in the layout (llmc/params.cuh). Returns
 // the norm before clipping; a non-finite norm skips the step.
 
-static float gpt_grad_norm(GPT* g) { return params_grad_norm(g, g->stream); }
 static float gpt_update(GPT* g, const OptimConfig& o, float lr) { return params_update(g, o, lr, g->stream); }
 
 // ----------------------------------------------------------------------------

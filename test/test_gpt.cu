@@ -76,7 +76,7 @@ static void run_file(const std::string& path) {
     gpt_zero_grad(&g);
     gpt_forward(&g, x, y, B, T, true, 1.0f / BT);
     gpt_backward(&g);
-    const float norm = gpt_grad_norm(&g);
+    const float norm = params_grad_norm(&g, g.stream);
     std::vector<float> grads(g.num_params);
     cudaCheck(cudaMemcpy(grads.data(), g.grads, grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
     for (const ParamTensor& p : g.layout)
