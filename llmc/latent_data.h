@@ -407,14 +407,21 @@ static inline void latent_check_shard(LatentLoader* ll, const std::string& path)
             fail("%s: sample %lld clean frames: expected in [0, T-1 = %d], found %d", p, kk, si.T - 1, si.clean_frames);
         if (si.caption_bytes < 0 || si.caption_bytes > LATENT_MAX_CAPTION_BYTES)
             fail("%s: sample %lld caption bytes: expected in [0, %d], found %d", p, kk, LATENT_MAX_CAPTION_BYTES, si.caption_bytes);
-        const Range rs[3] = {{si.latent_offset, si.latent_offset + (int64_t)C * si.T * si.H * si.W * ld, k, "latent"},
-                             {si.text_offset, si.text_offset + (int64_t)si.text_len * D * td, k, "text"},
-                             {si.caption_offset, si.caption_offset + si.caption_bytes, k, "caption"}};
-        for (const Range& r : rs) {
-            if (r.end == r.begin) continue;  // an empty caption has no bytes to place
+        // sizes without int64 overflow: C*T*H < 2^48 (each <= 2^16), and a latent larger than the file fails
+        // before the last factor; an offset is checked to be inside the file before its size is added
+        const int64_t lat_cth = (int64_t)C * si.T * si.H;
+        if (lat_cth > size / ((int64_t)si.W * ld))
+            fail("%s: sample %lld latent: C %d x T %d x H %d x W %d %s values: expected at most the file's %lld bytes", p, kk, C, si.T, si.H,
+                 si.W, latent_dtype_name(s.latent_dtype), (long long)size);
+        const Range rs[3] = {{si.latent_offset, lat_cth * si.W * ld, k, "latent"},  // .end holds the size until checked
+                             {si.text_offset, (int64_t)si.text_len * D * td, k, "text"},
+                             {si.caption_offset, si.caption_bytes, k, "caption"}};
+        for (Range r : rs) {
+            if (r.end == 0) continue;  // an empty caption has no bytes to place
             if (r.begin < data_begin || r.begin > size)
                 fail("%s: sample %lld %s offset: expected in [%lld, %lld] (after the index, inside the file), found %lld", p, kk, r.what,
                      (long long)data_begin, (long long)size, (long long)r.begin);
+            r.end += r.begin;
             if (r.end > size)
                 fail("%s: sample %lld %s: bytes [%lld, %lld) expected inside the file of %lld bytes (truncated?)", p, kk, r.what,
                      (long long)r.begin, (long long)r.end, (long long)size);

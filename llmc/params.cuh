@@ -38,6 +38,8 @@ static void params_alloc(ModelParams* p, const std::vector<ParamTensor>& layout)
     p->adam_v = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW second moments");
     p->norm_scratch = (float*)cuda_malloc_or_fail((GLOBAL_NORM_BLOCKS + 4) * sizeof(float), "grad norm scratch");
     p->norm_out = p->norm_scratch + GLOBAL_NORM_BLOCKS;
+    cudaCheck(cudaMemset(p->params, 0, n * sizeof(floatX)));
+    cudaCheck(cudaMemset(p->master, 0, n * sizeof(float)));
     cudaCheck(cudaMemset(p->grads, 0, n * sizeof(float)));
     cudaCheck(cudaMemset(p->adam_m, 0, n * sizeof(float)));
     cudaCheck(cudaMemset(p->adam_v, 0, n * sizeof(float)));

@@ -66,9 +66,20 @@ static inline TensorFile tensorfile_read(const std::string& path) {
         t.dtype = dt;
         t.shape.resize(ndim);
         fread_exact(t.shape.data(), 4 * (size_t)ndim, f, path, "shape");
-        for (int d : t.shape) if (d < 0) fail("%s: tensor '%s' has a negative dimension", path.c_str(), name.c_str());
-        size_t n = t.numel();
-        if ((long)(4 * n) > size - ftell(f)) fail("%s: tensor '%s' runs past the end of the file", path.c_str(), name.c_str());
+        bool has_zero = false;
+        for (int d : t.shape) {
+            if (d < 0) fail("%s: tensor '%s' has a negative dimension", path.c_str(), name.c_str());
+            has_zero |= d == 0;
+        }
+        // numel is bounded by the bytes left while it is multiplied: a shape
+        // such as [2^31, 2^31, 2^31] must not wrap around to a small size
+        const size_t left = (size_t)(size - ftell(f)) / 4;
+        size_t n = has_zero ? 0 : 1;
+        if (!has_zero)
+            for (int d : t.shape) {
+                if (n > left / (size_t)d) fail("%s: tensor '%s' runs past the end of the file", path.c_str(), name.c_str());
+                n *= (size_t)d;
+            }
         if (dt == 0) { t.f.resize(n); fread_exact(t.f.data(), 4 * n, f, path, name.c_str()); }
         else { t.i.resize(n); fread_exact(t.i.data(), 4 * n, f, path, name.c_str()); }
         tf.tensors[name] = std::move(t);

@@ -327,6 +327,10 @@ static inline void tokenizer_load(Tokenizer* t, const std::string& path) {
     Tokenizer nt;
     nt.vocab_size = vocab;
     std::unordered_map<uint64_t, int> seen;
+    // token lengths in bytes: chained merges double a length each time, so a small file could
+    // otherwise ask tokenizer_build_tables for 2^n-byte strings; training never makes a token
+    // longer than a chunk (merges do not cross chunks of at most TOK_MAX_CHUNK bytes)
+    std::vector<int> len(256 + (size_t)n_merges, 1);
     for (int i = 0; i < n_merges; i++) {
         const int a = m[2 * i], b = m[2 * i + 1];
         // a merge may only combine ids that exist before it
@@ -334,6 +338,10 @@ static inline void tokenizer_load(Tokenizer* t, const std::string& path) {
             fail("%s: tokenizer merge %d = (%d, %d): expected ids in [0, %d)", path.c_str(), i, a, b, 256 + i);
         if (!seen.emplace(tok_pair_key(a, b), i).second)
             fail("%s: tokenizer merge %d = (%d, %d): duplicate of merge %d", path.c_str(), i, a, b, seen[tok_pair_key(a, b)]);
+        len[256 + i] = len[a] + len[b];
+        if (len[256 + i] > TOK_MAX_CHUNK)
+            fail("%s: tokenizer merge %d = (%d, %d): makes a token of %d bytes, expected at most %d (the longest chunk)", path.c_str(), i, a, b,
+                 len[256 + i], TOK_MAX_CHUNK);
         nt.merges.push_back({a, b});
     }
     tokenizer_build_tables(&nt);

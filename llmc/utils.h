@@ -13,6 +13,23 @@
 #include <vector>
 #include <sys/stat.h>
 
+#ifdef MEGA_FUZZ
+#include <stdexcept>
+// Fuzz builds only (fuzz/, -DMEGA_FUZZ): a libFuzzer target runs millions of
+// inputs in one process, so a rejected input must not exit(1); fail() throws
+// this instead, with the same one-line message, and the target catches it.
+struct MegaFailure : std::runtime_error {
+    explicit MegaFailure(const std::string& msg) : std::runtime_error(msg) {}
+};
+[[noreturn]] static inline void fail(const char* fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    throw MegaFailure(std::string("error: ") + buf);
+}
+#else
 // Every bad input ends here: one line on stderr, naming what was wrong, exit 1.
 [[noreturn]] static inline void fail(const char* fmt, ...) {
     fflush(stdout);
@@ -24,6 +41,7 @@
     va_end(ap);
     exit(1);
 }
+#endif
 
 static inline bool file_exists(const std::string& path) {
     struct stat st;

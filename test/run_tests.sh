@@ -35,10 +35,16 @@ run "dit CPU reference vs PyTorch" ./test/test_dit_cpu
 run "tokenizer" ./test/test_tokenizer
 run "dataloader" ./test/test_dataloader
 run "latent data" ./test/test_latent_data
+run "safetensors + json" ./test/test_safetensors
+run "megatron data" ./test/test_megatron_data
 run "moving shapes" ./test/test_moving_shapes
+run "gif and png writers" ./test/test_gif
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh
 run "checkpoint" ./test/test_checkpoint
+run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
+run "ZeRO partition and buckets" ./test/test_zero
 run "bad input (train_gpt)" bash test/test_bad_input.sh
+run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
 
 # ---- GPU half
 if [ $has_gpu -eq 1 ]; then
