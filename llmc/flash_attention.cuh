@@ -53,12 +53,23 @@ static void flash_attention_check_shape(const AttnShape& s) {
     if (s.T <= 0 || s.B <= 0) fail("flash attention: empty shape B=%d T=%d", s.B, s.T);
 }
 
-// Per-launch constants shared by all kernels.
+// Per-launch constants shared by all kernels. Two layouts share the kernels:
+//   fixed  (AttnShape, the GPT): B sequences of T tokens, the layouts above.
+//   varlen (VarlenAttnShape, the DiT): B packed samples of their own lengths, token-major
+//          rows with strides, one head per group (nkv = nh, r = 1), full attention.
+// A kernel sees a group only through flash_group() (where its rows start, how many)
+// and the row strides, so both layouts run the same tiles, masks and math.
 struct FlashParams {
-    int B, T, nh, nkv, hd, r, rows;  // rows = T * r: query rows of one group
+    int B, T, nh, nkv, hd, r, rows;  // fixed: rows = T * r query rows of one group (varlen: 0)
     int causal;
     float scale;                     // 1 / sqrt(hd)
     float scale_log2;                // scale * log2(e): softmax in base 2 (exp2 is one MUFU op)
+    int varlen;
+    int Nq;                          // query tokens of the whole batch (fixed: B * T)
+    const int *cu_q, *cu_k;          // varlen: device [B+1] cumulative token counts
+    int q_rs, k_rs, v_rs;            // elements between consecutive rows of a group in q, k, v
+    int o_ts;                        // elements between tokens in out / dout (nh * hd)
+    int max_rows, max_Tk;            // the largest group's query rows and keys (grid sizes)
 };
 
 static FlashParams flash_params(const AttnShape& s) {
@@ -69,19 +80,114 @@ static FlashParams flash_params(const AttnShape& s) {
     p.causal = s.causal ? 1 : 0;
     p.scale = 1.0f / sqrtf((float)s.hd);
     p.scale_log2 = p.scale * 1.4426950408889634f;
+    p.varlen = 0;
+    p.Nq = s.B * s.T;
+    p.cu_q = p.cu_k = nullptr;
+    p.q_rs = p.k_rs = p.v_rs = s.hd;  // q [B, nkv, T*r, hd] and k/v [B, nkv, T, hd]: packed rows
+    p.o_ts = s.nh * s.hd;
+    p.max_rows = p.rows;
+    p.max_Tk = s.T;
     return p;
 }
 
+// Packed variable-length batches (the DiT): sample b has query tokens
+// [cu_q[b], cu_q[b+1]) and keys [cu_k[b], cu_k[b+1]); attention never crosses samples.
+// Head h of query token n at q + n*q_stride + h*hd (k, v likewise with their strides;
+// dq/dk/dv are written with the strides of q/k/v), out [Nq, nh*hd], lse [nh, Nq].
+// cu_q / cu_k are host arrays (grid sizes, checks), cu_q_dev / cu_k_dev their device copies.
+struct VarlenAttnShape {
+    int B, nh, hd;
+    const int* cu_q;
+    const int* cu_k;
+    int q_stride, k_stride, v_stride;
+    const int* cu_q_dev;
+    const int* cu_k_dev;
+};
+
+static void flash_attention_varlen_check(const VarlenAttnShape& s) {
+    if (s.hd % 8 != 0 || s.hd < 8 || s.hd > 128) fail("flash attention: head dim %d must be a multiple of 8 in [8, 128]", s.hd);
+    if (s.B <= 0 || s.nh <= 0) fail("flash attention: empty varlen shape B=%d nh=%d", s.B, s.nh);
+    if (s.q_stride % 8 || s.k_stride % 8 || s.v_stride % 8 || s.q_stride < s.nh * s.hd || s.k_stride < s.nh * s.hd ||
+        s.v_stride < s.nh * s.hd)
+        fail("flash attention: varlen row strides %d/%d/%d must be multiples of 8 (16-byte rows) and >= nh*hd = %d",
+             s.q_stride, s.k_stride, s.v_stride, s.nh * s.hd);
+    if (!s.cu_q_dev || !s.cu_k_dev) fail("flash attention: varlen shape without device copies of cu_q / cu_k");
+    if (s.cu_q[0] != 0 || s.cu_k[0] != 0) fail("flash attention: cu_q / cu_k must start at 0");
+    for (int b = 0; b < s.B; b++) {
+        const int lq = s.cu_q[b + 1] - s.cu_q[b], lk = s.cu_k[b + 1] - s.cu_k[b];
+        // every sample attends to at least one key: no empty rows to special-case in the kernels
+        if (lq < 1 || lk < 1) fail("flash attention: sample %d has %d queries and %d keys, expected at least 1 of each", b, lq, lk);
+    }
+}
+
+static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
+    FlashParams p;
+    p.B = s.B; p.T = 0; p.nh = s.nh; p.nkv = s.nh; p.hd = s.hd; p.r = 1; p.rows = 0;
+    p.causal = 0;
+    p.scale = 1.0f / sqrtf((float)s.hd);
+    p.scale_log2 = p.scale * 1.4426950408889634f;
+    p.varlen = 1;
+    p.Nq = s.cu_q[s.B];
+    p.cu_q = s.cu_q_dev; p.cu_k = s.cu_k_dev;
+    p.q_rs = s.q_stride; p.k_rs = s.k_stride; p.v_rs = s.v_stride;
+    p.o_ts = s.nh * s.hd;
+    p.max_rows = p.max_Tk = 0;
+    for (int b = 0; b < s.B; b++) {
+        p.max_rows = std::max(p.max_rows, s.cu_q[b + 1] - s.cu_q[b]);
+        p.max_Tk = std::max(p.max_Tk, s.cu_k[b + 1] - s.cu_k[b]);
+    }
+    return p;
+}
+
+// Bytes of scratch the varlen backward needs: D and lse*log2(e), one float per (head, query token) each.
+static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh) { return 2 * Nq * (size_t)nh * sizeof(float); }
+
+// One group (sample b, K/V head gk): Tq query positions x r heads = `rows` query rows
+// (row i: position i / r, head gk*r + i % r), Tk keys; element offsets of its row 0 in
+// q (and dq), k (dk), v (dv), out (dout), of its lse (head j of the group at
+// lse0 + j*lse_hs + position) and of its rows in the backward's packed L/D scratch.
+struct FlashGroup {
+    int Tq, Tk, rows, lse_hs;
+    size_t q0, k0, v0, o0, lse0, ld0;
+};
+__device__ __forceinline__ FlashGroup flash_group(const FlashParams& p, int grp) {
+    const int b = grp / p.nkv, gk = grp % p.nkv;
+    FlashGroup G;
+    if (!p.varlen) {
+        G.Tq = G.Tk = p.T;
+        G.rows = p.rows;
+        G.q0 = (size_t)grp * p.rows * p.hd;
+        G.k0 = G.v0 = (size_t)grp * p.T * p.hd;
+        G.o0 = ((size_t)b * p.T * p.nh + (size_t)gk * p.r) * p.hd;
+        G.lse0 = ((size_t)b * p.nh + (size_t)gk * p.r) * p.T;
+        G.lse_hs = p.T;
+        G.ld0 = (size_t)grp * p.rows;
+    } else {  // r = 1: group gk is head gk
+        const int qs = p.cu_q[b], ks = p.cu_k[b];
+        G.Tq = p.cu_q[b + 1] - qs;
+        G.Tk = p.cu_k[b + 1] - ks;
+        G.rows = G.Tq;
+        G.q0 = (size_t)qs * p.q_rs + (size_t)gk * p.hd;
+        G.k0 = (size_t)ks * p.k_rs + (size_t)gk * p.hd;
+        G.v0 = (size_t)ks * p.v_rs + (size_t)gk * p.hd;
+        G.o0 = (size_t)qs * p.o_ts + (size_t)gk * p.hd;
+        G.lse0 = (size_t)gk * p.Nq + qs;
+        G.lse_hs = p.Nq;
+        G.ld0 = G.lse0;  // the packed L/D order of varlen is lse's [nh, Nq]
+    }
+    return G;
+}
+
 // Backward step 1: D = rowsum(dO * O) per query row and lse in base 2, both written
-// in the packed row order of the group ([B, nkv, T*r]) so steps 2 and 3 read them
-// contiguously. One thread per (b, t, head) row: it is a small memory-bound pass.
+// in the packed row order of the group (fixed: [B, nkv, T*r]; varlen: [nh, Nq]) so
+// steps 2 and 3 read them contiguously. One thread per (token, head) row of out
+// ([Nq, nh*hd] in both layouts): it is a small memory-bound pass.
 __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __restrict__ Dp, const floatX* __restrict__ out,
                                              const floatX* __restrict__ dout, const float* __restrict__ lse, FlashParams p) {
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // token-major row (b, t, h)
-    if (idx >= (size_t)p.B * p.T * p.nh) return;
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // token-major row (n, h)
+    if (idx >= (size_t)p.Nq * p.nh) return;
     const int h = (int)(idx % p.nh);
-    const size_t bt = idx / p.nh;
-    const int t = (int)(bt % p.T), b = (int)(bt / p.T);
+    const size_t n = idx / p.nh;
     const floatX* o = out + idx * p.hd;
     const floatX* d = dout + idx * p.hd;
     float sum = 0.0f;
@@ -89,10 +195,16 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
         const x128 ov = load128cs(o + c), dv = load128cs(d + c);
         for (int k = 0; k < x128::size; k++) sum += (float)ov[k] * (float)dv[k];
     }
-    const int g = h / p.r, j = h % p.r;
-    const size_t packed = (((size_t)b * p.nkv + g) * p.T + t) * p.r + j;
+    size_t packed, li;
+    if (!p.varlen) {
+        const int t = (int)(n % p.T), b = (int)(n / p.T), g = h / p.r, j = h % p.r;
+        packed = (((size_t)b * p.nkv + g) * p.T + t) * p.r + j;
+        li = ((size_t)b * p.nh + h) * p.T + t;
+    } else {
+        packed = li = (size_t)h * p.Nq + n;
+    }
     Dp[packed] = sum;
-    Lp[packed] = lse[((size_t)b * p.nh + h) * p.T + t] * 1.4426950408889634f;
+    Lp[packed] = lse[li] * 1.4426950408889634f;
 }
 
 // The backward's structure (bf16 kernels): false (default) = separate dK/dV and dQ
@@ -115,39 +227,40 @@ static FlashConfig flash_config = {0, 0, 0};
 // fp32: scalar kernels, one warp per row; lanes split the head dim (hd <= 128).
 // ============================================================================
 
-// out row (b, t, h) for packed query row i of group grp
-__device__ __forceinline__ size_t flash_out_row(const FlashParams& p, int grp, int i) {
-    const int b = grp / p.nkv, g = grp % p.nkv;
-    return (((size_t)b * p.T + i / p.r) * p.nh + g * p.r + i % p.r) * p.hd;
+// Rows of a group: query row i (position i / r, head i % r of the group) of q/dq and
+// out/dout, key row c of k/dk and v/dv (element offsets).
+__device__ __forceinline__ size_t flash_q_off(const FlashParams& p, const FlashGroup& G, int i) { return G.q0 + (size_t)i * p.q_rs; }
+__device__ __forceinline__ size_t flash_o_off(const FlashParams& p, const FlashGroup& G, int i) {
+    return G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * p.hd;
 }
 
+// one warp per query row (w = group * max_rows + i; rows past the group's end return)
 __global__ static void flash_fwd_f32_kernel(float* out, float* lse, const float* qp, const float* kp, const float* vp, FlashParams p) {
     const int lane = threadIdx.x % 32;
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (w >= (size_t)p.B * p.nkv * p.rows) return;
-    const int grp = (int)(w / p.rows), i = (int)(w % p.rows), t = i / p.r;
-    const float* q = qp + w * p.hd;
-    const float* K = kp + (size_t)grp * p.T * p.hd;
-    const float* V = vp + (size_t)grp * p.T * p.hd;
+    if (w >= (size_t)p.B * p.nkv * p.max_rows) return;
+    const int grp = (int)(w / p.max_rows), i = (int)(w % p.max_rows), t = i / p.r;
+    const FlashGroup G = flash_group(p, grp);
+    if (i >= G.rows) return;
+    const float* q = qp + flash_q_off(p, G, i);
+    const float* K = kp + G.k0;
+    const float* V = vp + G.v0;
     float qv[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < 4; k++) qv[k] = lane + 32 * k < p.hd ? q[lane + 32 * k] : 0.0f;
     float m = -INFINITY, l = 0.0f;
-    const int n = p.causal ? t + 1 : p.T;
+    const int n = p.causal ? t + 1 : G.Tk;
     for (int c = 0; c < n; c++) {
         float dot = 0.0f;
-        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dot += qv[k] * K[(size_t)c * p.hd + lane + 32 * k];
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dot += qv[k] * K[(size_t)c * p.k_rs + lane + 32 * k];
         const float s = warp_reduce_sum(dot) * p.scale;
         const float mn = fmaxf(m, s), corr = expf(m - mn), e = expf(s - mn);
         l = l * corr + e;
-        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) o[k] = o[k] * corr + e * V[(size_t)c * p.hd + lane + 32 * k];
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) o[k] = o[k] * corr + e * V[(size_t)c * p.v_rs + lane + 32 * k];
         m = mn;
     }
-    float* y = out + flash_out_row(p, grp, i);
+    float* y = out + flash_o_off(p, G, i);
     for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) y[lane + 32 * k] = o[k] / l;
-    if (lane == 0) {
-        const int b = grp / p.nkv, h = (grp % p.nkv) * p.r + i % p.r;
-        lse[((size_t)b * p.nh + h) * p.T + t] = m + logf(l);
-    }
+    if (lane == 0) lse[G.lse0 + (size_t)(i % p.r) * G.lse_hs + t] = m + logf(l);
 }
 
 // dQ: one warp per query row, looping over its keys
@@ -155,49 +268,55 @@ __global__ static void flash_bwd_dq_f32_kernel(float* dqp, const float* qp, cons
                                                const float* Lp, const float* Dp, FlashParams p) {
     const int lane = threadIdx.x % 32;
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (w >= (size_t)p.B * p.nkv * p.rows) return;
-    const int grp = (int)(w / p.rows), i = (int)(w % p.rows), t = i / p.r;
-    const float* q = qp + w * p.hd;
-    const float* dy = dout + flash_out_row(p, grp, i);
-    const float* K = kp + (size_t)grp * p.T * p.hd;
-    const float* V = vp + (size_t)grp * p.T * p.hd;
+    if (w >= (size_t)p.B * p.nkv * p.max_rows) return;
+    const int grp = (int)(w / p.max_rows), i = (int)(w % p.max_rows), t = i / p.r;
+    const FlashGroup G = flash_group(p, grp);
+    if (i >= G.rows) return;
+    const float* q = qp + flash_q_off(p, G, i);
+    const float* dy = dout + flash_o_off(p, G, i);
+    const float* K = kp + G.k0;
+    const float* V = vp + G.v0;
     float qv[4], dyv[4], dq[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < 4; k++) {
         qv[k] = lane + 32 * k < p.hd ? q[lane + 32 * k] : 0.0f;
         dyv[k] = lane + 32 * k < p.hd ? dy[lane + 32 * k] : 0.0f;
     }
-    const float L = Lp[w], D = Dp[w];
-    const int n = p.causal ? t + 1 : p.T;
+    const float L = Lp[G.ld0 + i], D = Dp[G.ld0 + i];
+    const int n = p.causal ? t + 1 : G.Tk;
     for (int c = 0; c < n; c++) {
         float s = 0.0f, dp = 0.0f;
         for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
-            s += qv[k] * K[(size_t)c * p.hd + lane + 32 * k];
-            dp += dyv[k] * V[(size_t)c * p.hd + lane + 32 * k];
+            s += qv[k] * K[(size_t)c * p.k_rs + lane + 32 * k];
+            dp += dyv[k] * V[(size_t)c * p.v_rs + lane + 32 * k];
         }
         s = warp_reduce_sum(s);
         dp = warp_reduce_sum(dp);
         const float ds = exp2f(s * p.scale_log2 - L) * (dp - D);
-        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dq[k] += ds * K[(size_t)c * p.hd + lane + 32 * k];
+        for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dq[k] += ds * K[(size_t)c * p.k_rs + lane + 32 * k];
     }
-    for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dqp[w * p.hd + lane + 32 * k] = dq[k] * p.scale;
+    float* dqr = dqp + flash_q_off(p, G, i);
+    for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dqr[lane + 32 * k] = dq[k] * p.scale;
 }
 
-// dK, dV: one warp per key row, looping over every query row (all r heads) that sees it
+// dK, dV: one warp per key row (w = group * max_Tk + c), looping over every query row
+// (all r heads) that sees it
 __global__ static void flash_bwd_dkdv_f32_kernel(float* dkp, float* dvp, const float* qp, const float* kp, const float* vp,
                                                  const float* dout, const float* Lp, const float* Dp, FlashParams p) {
     const int lane = threadIdx.x % 32;
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (w >= (size_t)p.B * p.nkv * p.T) return;
-    const int grp = (int)(w / p.T), c = (int)(w % p.T);
-    const float* Q = qp + (size_t)grp * p.rows * p.hd;
+    if (w >= (size_t)p.B * p.nkv * p.max_Tk) return;
+    const int grp = (int)(w / p.max_Tk), c = (int)(w % p.max_Tk);
+    const FlashGroup G = flash_group(p, grp);
+    if (c >= G.Tk) return;
+    const size_t ko = G.k0 + (size_t)c * p.k_rs, vo = G.v0 + (size_t)c * p.v_rs;
     float kv[4], vv[4], dk[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int k = 0; k < 4; k++) {
-        kv[k] = lane + 32 * k < p.hd ? kp[w * p.hd + lane + 32 * k] : 0.0f;
-        vv[k] = lane + 32 * k < p.hd ? vp[w * p.hd + lane + 32 * k] : 0.0f;
+        kv[k] = lane + 32 * k < p.hd ? kp[ko + lane + 32 * k] : 0.0f;
+        vv[k] = lane + 32 * k < p.hd ? vp[vo + lane + 32 * k] : 0.0f;
     }
-    for (int i = p.causal ? c * p.r : 0; i < p.rows; i++) {
-        const float* q = Q + (size_t)i * p.hd;
-        const float* dy = dout + flash_out_row(p, grp, i);
+    for (int i = p.causal ? c * p.r : 0; i < G.rows; i++) {
+        const float* q = qp + flash_q_off(p, G, i);
+        const float* dy = dout + flash_o_off(p, G, i);
         float s = 0.0f, dp = 0.0f;
         for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
             s += q[lane + 32 * k] * kv[k];
@@ -205,7 +324,7 @@ __global__ static void flash_bwd_dkdv_f32_kernel(float* dkp, float* dvp, const f
         }
         s = warp_reduce_sum(s);
         dp = warp_reduce_sum(dp);
-        const size_t row = (size_t)grp * p.rows + i;
+        const size_t row = G.ld0 + i;
         const float pr = exp2f(s * p.scale_log2 - Lp[row]), ds = pr * (dp - Dp[row]);
         for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
             dv[k] += pr * dy[lane + 32 * k];
@@ -213,35 +332,26 @@ __global__ static void flash_bwd_dkdv_f32_kernel(float* dkp, float* dvp, const f
         }
     }
     for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
-        dkp[w * p.hd + lane + 32 * k] = dk[k] * p.scale;
-        dvp[w * p.hd + lane + 32 * k] = dv[k];
+        dkp[ko + lane + 32 * k] = dk[k] * p.scale;
+        dvp[vo + lane + 32 * k] = dv[k];
     }
 }
 
-static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
-                                    const AttnShape& s, cudaStream_t stream) {
-    NVTX_RANGE_FN();
-    flash_attention_check_shape(s);
-    const FlashParams p = flash_params(s);
-    const size_t warps = (size_t)s.B * s.nkv * p.rows;
+static void flash_fwd_launch(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp, const FlashParams& p,
+                             cudaStream_t stream) {
+    const size_t warps = (size_t)p.B * p.nkv * p.max_rows;
     flash_fwd_f32_kernel<<<ceil_div(warps, 8), 256, 0, stream>>>(out, lse, qp, kp, vp, p);
     cudaLaunchCheck();
 }
 
-static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
-                                     const float* lse, const floatX* qp, const floatX* kp, const floatX* vp, float* scratch,
-                                     const AttnShape& s, cudaStream_t stream) {
-    NVTX_RANGE_FN();
-    flash_attention_check_shape(s);
-    const FlashParams p = flash_params(s);
-    const size_t nrows = (size_t)s.B * s.nh * s.T;
-    float* Lp = scratch;
-    float* Dp = scratch + nrows;
-    flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+// Lp / Dp: the packed L and D rows (flash_bwd_prep_kernel), already written
+static void flash_bwd_launch(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* qp, const floatX* kp,
+                             const floatX* vp, const float* Lp, const float* Dp, float* dq_acc, int* locks, const FlashParams& p,
+                             cudaStream_t stream) {
+    (void)dq_acc; (void)locks;
+    flash_bwd_dq_f32_kernel<<<ceil_div((size_t)p.B * p.nkv * p.max_rows, 8), 256, 0, stream>>>(dqp, qp, kp, vp, dout, Lp, Dp, p);
     cudaLaunchCheck();
-    flash_bwd_dq_f32_kernel<<<ceil_div(nrows, 8), 256, 0, stream>>>(dqp, qp, kp, vp, dout, Lp, Dp, p);
-    cudaLaunchCheck();
-    flash_bwd_dkdv_f32_kernel<<<ceil_div((size_t)s.B * s.nkv * s.T, 8), 256, 0, stream>>>(dkp, dvp, qp, kp, vp, dout, Lp, Dp, p);
+    flash_bwd_dkdv_f32_kernel<<<ceil_div((size_t)p.B * p.nkv * p.max_Tk, 8), 256, 0, stream>>>(dkp, dvp, qp, kp, vp, dout, Lp, Dp, p);
     cudaLaunchCheck();
 }
 
@@ -374,17 +484,18 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
     // causal: the heaviest tiles (last rows) first, so the short ones fill the tail
     const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
     const int grp = blockIdx.y, m0 = qt * BM;
-    const int b = grp / p.nkv, gk = grp % p.nkv;
-    const bf16* Q = qp + (size_t)grp * p.rows * p.hd;
-    const bf16* K = kp + (size_t)grp * p.T * p.hd;
-    const bf16* V = vp + (size_t)grp * p.T * p.hd;
-    const int hd = p.hd, T = p.T;
-    const int kv_end = p.causal ? (min(m0 + BM, p.rows) - 1) / p.r + 1 : T;
+    const FlashGroup G = flash_group(p, grp);
+    if (m0 >= G.rows) return;  // varlen: this sample is shorter than the longest
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const int hd = p.hd, T = G.Tk, rows = G.rows;
+    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / p.r + 1 : T;
     const int ntiles = ceil_div(kv_end, BN);
-    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * hd; };
-    auto vrow = [&](int i) { return V + (size_t)i * hd; };
-    load_tile<BM, HD, NT>(sQ, m0, p.rows, hd, qrow);
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    load_tile<BM, HD, NT>(sQ, m0, rows, hd, qrow);
     load_tile<BN, HD, NT>(sK, 0, T, hd, krow);
     load_tile<BN, HD, NT>(sV, 0, T, hd, vrow);
     cp_async_commit();
@@ -538,14 +649,13 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
         const int rowA = wrow0 + mi * 16 + g;
         if (tq == 0) {
             const float LN2 = 0.6931471805599453f;
-            if (rowA < p.rows) lse[((size_t)b * p.nh + gk * p.r + rowA % p.r) * T + posA[mi]] = mA[mi] * LN2 + logf(la);
-            if (rowA + 8 < p.rows)
-                lse[((size_t)b * p.nh + gk * p.r + (rowA + 8) % p.r) * T + posB[mi]] = mB[mi] * LN2 + logf(lb);
+            if (rowA < rows) lse[G.lse0 + (size_t)(rowA % p.r) * G.lse_hs + posA[mi]] = mA[mi] * LN2 + logf(la);
+            if (rowA + 8 < rows) lse[G.lse0 + (size_t)((rowA + 8) % p.r) * G.lse_hs + posB[mi]] = mB[mi] * LN2 + logf(lb);
         }
         bf16* sO = sQ + (warp * WR + mi * 16) * LD;
         store_rows<HD>(sO, o[mi], iA, iB, lane);
-        copy_rows_out<HD>(sO, wrow0 + mi * 16, p.rows, hd, lane, [&](int i) {
-            return out + (((size_t)b * T + i / p.r) * p.nh + gk * p.r + i % p.r) * hd;
+        copy_rows_out<HD>(sO, wrow0 + mi * 16, rows, hd, lane, [&](int i) {
+            return out + G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * hd;
         });
     }
 }
@@ -572,17 +682,18 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
     float* sD = sL + 2 * BQ;                                  // [2][BQ]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int grp = blockIdx.y, n0 = blockIdx.x * BN;
-    const int b = grp / p.nkv, gk = grp % p.nkv;
-    const int hd = p.hd, T = p.T, rows = p.rows, r = p.r;
-    const bf16* Q = qp + (size_t)grp * rows * hd;
-    const bf16* K = kp + (size_t)grp * T * hd;
-    const bf16* V = vp + (size_t)grp * T * hd;
-    const float* L = Lp + (size_t)grp * rows;
-    const float* Dg = Dp + (size_t)grp * rows;
-    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
-    auto orow = [&](int i) { return dout + (((size_t)b * T + i / r) * p.nh + gk * r + i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * hd; };
-    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    const FlashGroup G = flash_group(p, grp);
+    if (n0 >= G.Tk) return;  // varlen: this sample has fewer keys than the longest
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const float* L = Lp + G.ld0;
+    const float* Dg = Dp + G.ld0;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
     auto load_q_tile = [&](int it, int st) {
         const int m0 = it * BQ;
         load_tile<BQ, HD, NT>(sQ + st * BQ * LD, m0, rows, hd, qrow);
@@ -713,8 +824,8 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
     bf16* sOv = sV + warp * 16 * LD;
     store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
     store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
-    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + ((size_t)grp * T + i) * hd; });
-    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + ((size_t)grp * T + i) * hd; });
+    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + G.k0 + (size_t)i * p.k_rs; });
+    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
 }
 
 // ---------------------------------------------------------------------------
@@ -736,15 +847,16 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
     const int grp = blockIdx.y, m0 = qt * BM;
-    const int b = grp / p.nkv, gk = grp % p.nkv;
-    const int hd = p.hd, T = p.T, rows = p.rows, r = p.r;
-    const bf16* Q = qp + (size_t)grp * rows * hd;
-    const bf16* K = kp + (size_t)grp * T * hd;
-    const bf16* V = vp + (size_t)grp * T * hd;
-    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
-    auto orow = [&](int i) { return dout + (((size_t)b * T + i / r) * p.nh + gk * r + i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * hd; };
-    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    const FlashGroup G = flash_group(p, grp);
+    if (m0 >= G.rows) return;  // varlen: this sample is shorter than the longest
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
     const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / r + 1 : T;
     const int ntiles = ceil_div(kv_end, BN);
     load_tile<BM, HD, NT>(sQ, m0, rows, hd, qrow);
@@ -754,7 +866,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
     cp_async_commit();
 
     const int wrow0 = m0 + warp * WR, pos_lo = m0 / r;
-    const size_t base = (size_t)grp * rows;
+    const size_t base = G.ld0;
     int posA[MW], posB[MW];
     float LA[MW], LB[MW], DA[MW], DBv[MW];
 #pragma unroll
@@ -886,7 +998,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
     for (int mi = 0; mi < MW; mi++) {
         bf16* sO = sQ + (warp * WR + mi * 16) * LD;
         store_rows<HD>(sO, dq[mi], p.scale, p.scale, lane);
-        copy_rows_out<HD>(sO, wrow0 + mi * 16, rows, hd, lane, [&](int i) { return dqp + (base + i) * hd; });
+        copy_rows_out<HD>(sO, wrow0 + mi * 16, rows, hd, lane, [&](int i) { return dqp + G.q0 + (size_t)i * p.q_rs; });
     }
 }
 
@@ -1172,7 +1284,7 @@ static void fwd_launch(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     constexpr size_t smem = (size_t)(BM + 4 * BN) * (HD + 8) * sizeof(bf16);
     static bool init = false;
     if (!init) { set_smem(flash_fwd_kernel<HD, BM, BN, MW, Q_REGS>, smem); init = true; }
-    dim3 grid(ceil_div(p.rows, BM), p.B * p.nkv);
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
     flash_fwd_kernel<HD, BM, BN, MW, Q_REGS><<<grid, BM * 2 / MW, smem, stream>>>(out, lse, q, k, v, p);
     cudaLaunchCheck();
 }
@@ -1182,7 +1294,7 @@ static void dkdv_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const 
     constexpr size_t smem = (size_t)(2 * BN + 4 * BQ) * (HD + 8) * sizeof(bf16) + 4 * BQ * sizeof(float);
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS>, smem); init = true; }
-    dim3 grid(ceil_div(p.T, BN), p.B * p.nkv);
+    dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
     flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS><<<grid, BN * 2, smem, stream>>>(dk, dv, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
 }
@@ -1192,7 +1304,7 @@ static void dq_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, con
     constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(bf16);
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW>, smem); init = true; }
-    dim3 grid(ceil_div(p.rows, BM), p.B * p.nkv);
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
     flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW><<<grid, BM * 2 / MW, smem, stream>>>(dq, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
 }
@@ -1238,7 +1350,7 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                          const floatX* v, const floatX* dout, const float* L, const float* D, const FlashParams& p,
                          cudaStream_t st) {
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
-    if (flash_bwd_fused) {
+    if (flash_bwd_fused && !p.varlen) {  // the fused kernel knows only the fixed layout
 #if defined(FLASH_TUNE)
         if constexpr (FLASH_TUNED(HD)) {
             switch (flash_config.dkdv) {
@@ -1294,13 +1406,27 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
         else FN<128>(__VA_ARGS__);                           \
     } while (0)
 
-// out [B, T, nh*hd]; lse [B, nh, T] fp32 (saved for the backward)
+static void flash_fwd_launch(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp, const FlashParams& p,
+                             cudaStream_t stream) {
+    FLASH_HD_DISPATCH(p.hd, flash_fwd_hd, out, lse, qp, kp, vp, p, stream);
+}
+// Lp / Dp: the packed L and D rows (flash_bwd_prep_kernel), already written
+static void flash_bwd_launch(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* qp, const floatX* kp,
+                             const floatX* vp, const float* Lp, const float* Dp, float* dq_acc, int* locks, const FlashParams& p,
+                             cudaStream_t stream) {
+    FLASH_HD_DISPATCH(p.hd, flash_bwd_hd, dqp, dkp, dvp, dq_acc, locks, qp, kp, vp, dout, Lp, Dp, p, stream);
+}
+#endif
+
+// ----------------------------------------------------------------------------
+// The API (both builds).
+
+// Fixed layout (the GPT): out [B, T, nh*hd]; lse [B, nh, T] fp32 (saved for the backward).
 static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
                                     const AttnShape& s, cudaStream_t stream) {
     NVTX_RANGE_FN();
     flash_attention_check_shape(s);
-    const FlashParams p = flash_params(s);
-    FLASH_HD_DISPATCH(s.hd, flash_fwd_hd, out, lse, qp, kp, vp, p, stream);
+    flash_fwd_launch(out, lse, qp, kp, vp, flash_params(s), stream);
 }
 
 // dqp/dkp/dvp in the layouts of qp/kp/vp (what rope's backward reads), fully
@@ -1318,6 +1444,31 @@ static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, cons
     int* locks = reinterpret_cast<int*>(dq_acc + nrows * s.hd);
     flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
-    FLASH_HD_DISPATCH(s.hd, flash_bwd_hd, dqp, dkp, dvp, dq_acc, locks, qp, kp, vp, dout, Lp, Dp, p, stream);
+    flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, locks, p, stream);
 }
-#endif
+
+// Packed variable-length layout (the DiT; VarlenAttnShape above): full attention of each
+// sample's queries over its own keys. out [Nq, nh*hd], lse [nh, Nq] fp32.
+static void flash_attention_varlen_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
+                                           const VarlenAttnShape& s, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    flash_attention_varlen_check(s);
+    flash_fwd_launch(out, lse, qp, kp, vp, flash_params_varlen(s), stream);
+}
+
+// dq/dk/dv written (not accumulated) with the strides of q/k/v; scratch:
+// flash_attention_varlen_scratch_bytes(Nq, nh) bytes. Deterministic.
+static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
+                                            const float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
+                                            float* scratch, const VarlenAttnShape& s, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    flash_attention_varlen_check(s);
+    const FlashParams p = flash_params_varlen(s);
+    const size_t nrows = (size_t)p.Nq * s.nh;
+    float* Lp = scratch;
+    float* Dp = scratch + nrows;
+    flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+    cudaLaunchCheck();
+    flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, nullptr, nullptr, p, stream);
+}
+
