@@ -25,11 +25,18 @@ trainer runs the built-in moving-shapes dataset end to end: builds
 data/moving_shapes once, trains a small model (3600 steps, ~11 minutes on an H200), writes
 samples every 500 steps and evaluates at the end, all under log/dit/.
 
+Checkpoints, exact resume, SIGTERM/SIGINT and non-finite steps work as in
+train_gpt.cu, with the same flags (llmc/run_control.h; format and the dit
+fields: llmc/checkpoint.h): a run resumed from step k continues bit-identically
+(weights, AdamW, the t and augmentation RNGs, the latent loader's position).
+
   make train_dit
   ./train_dit                                                       # moving shapes: train, sample, evaluate
   ./train_dit --preset dit-s --random-data 1 --batch-size 8         # synthetic batches, 2050 tokens/sample
   ./train_dit --preset 1B --n-layer 28 --random-data 1 --batch-size 1 --frames 21 --height 40 --width 64   # 13442 tokens
   ./train_dit --train-data "data/mugv/train_*.lat" --in-channels 24 --caption-channels 4096 --caption-dropout 0.1
+  ./train_dit --ckpt-dir log/dit/ckpt --ckpt-every 500 --resume 1    # checkpoints; rerun the same line to resume
+  ./train_dit --init-from log/dit/ckpt --steps 0                     # sample and evaluate a checkpoint's weights
   ./train_dit --help
 */
 #include <algorithm>
@@ -43,7 +50,7 @@ samples every 500 steps and evaluates at the end, all under log/dit/.
 #include "llmc/cuda_common.h"
 #include "llmc/cublas_common.h"
 #include "llmc/reduce.cuh"
-#include "llmc/adamw.cuh"
+#include "llmc/params.cuh"
 #include "llmc/layernorm.cuh"
 #include "llmc/adaln.cuh"
 #include "llmc/rope3d.cuh"
@@ -51,11 +58,13 @@ samples every 500 steps and evaluates at the end, all under log/dit/.
 #include "llmc/timestep.cuh"
 #include "llmc/patchify.cuh"
 #include "llmc/flow.cuh"
-#include "llmc/varlen_attention.cuh"
+#include "llmc/flash_attention.cuh"
 #include "llmc/latent_data.h"
 #include "llmc/moving_shapes.h"
 #include "llmc/gif.h"
 #include "llmc/plot.h"
+#include "llmc/checkpoint.h"
+#include "llmc/run_control.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -164,7 +173,6 @@ struct DiTCapacity {
     long long N = 0, Np = 0, Nt = 0, frames = 0;   // tokens, patch tokens, text tokens, latent frames
     long long lat = 0, out = 0;                    // floats of x0/eps and of v_pred
     long long max_patch_elems = 0, max_out_elems = 0;   // largest sample's Np_b*Cin*P and Cout*T*H*W
-    size_t att_elems = 0;                          // largest sample's nh*L*max(L, Lt) (attention scores)
 };
 
 // The capacity of one sample of shape T x H x W with Lt text tokens.
@@ -177,7 +185,6 @@ static DiTCapacity dit_capacity_sample(const DiTConfig& c, int T, int H, int W, 
     k.out = (long long)c.out_channels * T * H * W;
     k.max_patch_elems = (long long)g.n_patch * c.in_channels * dit_patch_size(c);
     k.max_out_elems = k.out;
-    k.att_elems = (size_t)c.n_head * g.L * std::max(g.L, Lt);
     return k;
 }
 // Sums (the totals) and maxima (the per-sample fields) of two capacities.
@@ -187,7 +194,6 @@ static DiTCapacity dit_capacity_add(const DiTCapacity& a, const DiTCapacity& b) 
     k.lat = a.lat + b.lat; k.out = a.out + b.out;
     k.max_patch_elems = std::max(a.max_patch_elems, b.max_patch_elems);
     k.max_out_elems = std::max(a.max_out_elems, b.max_out_elems);
-    k.att_elems = std::max(a.att_elems, b.att_elems);
     return k;
 }
 static DiTCapacity dit_capacity_of(const DiTConfig& c, const DiTBatchHost& bt) {
@@ -230,7 +236,7 @@ struct DiTActs {
     floatX *resid, *f1g;                     // [N,C] residual stream; [N,F] GELU output (recomputed in the backward)
     // batch data and geometry
     float *x0, *eps, *text_f32, *freq_f32;   // [lat] x2, [Nt*Cy] fp32 text upload, [3B*Fq] fp32 embeddings upload
-    int *frame_mask, *tokrow, *patrow, *cu_x, *cu_p;   // [frames], [N], [Np], [B+1] x2
+    int *frame_mask, *tokrow, *patrow, *cu_x, *cu_p, *cu_t;   // [frames], [N], [Np], [B+1] x3
     DiTSample* samples;                      // [B]
     float2* rope_cs;                         // [N, hd/2]
     // gradient scratch
@@ -238,24 +244,20 @@ struct DiTActs {
     floatX *dckv, *dck, *dy, *dyb1, *dyb2;                    // [Nt,2C], [Nt,C] x4
     floatX *dmods_x, *dconds, *dtemb, *dfemb, *dths, *dth, *dfhs, *dfh;   // cond gradients
     float *dmods, *dcond;                                     // [2B,6C], [2B,C] fp32
-    float *dnw, *reduce_scratch, *adaln_scratch, *norm_scratch, *norm_out;
-    void* att_scratch;
+    float *dnw, *reduce_scratch, *adaln_scratch;
+    float* att_scratch;                                       // the attention backward's L and D rows
     size_t att_scratch_bytes;
     size_t bytes;
 };
 
-struct DiT {
+// params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/params.cuh
+struct DiT : ModelParams {
     DiTConfig cfg;
-    std::vector<ParamTensor> layout;
-    size_t num_params = 0;
     DiTCapacity cap;
-    floatX* params = nullptr;
-    float *master = nullptr, *grads = nullptr, *adam_m = nullptr, *adam_v = nullptr;
     DiTTensors<floatX> w;
     DiTTensors<float> dw;
     DiTActs act;
     cudaStream_t stream = 0;
-    int adam_step = 0;
     // the current batch (host copies of its geometry)
     DiTBatchHost batch;
     int B = 0, N = 0, Np = 0, Nt = 0;
@@ -283,9 +285,8 @@ static DiTLayerActs dit_layer(const DiT* g, int l) {
 
 static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     g->cfg = cfg;
-    g->layout = dit_param_layout(cfg);
-    g->num_params = dit_num_params(g->layout);
     g->cap = cap;
+    const std::vector<ParamTensor> layout = dit_param_layout(cfg);
     const int C = cfg.d_model, hd = cfg.head_dim, F = cfg.ffn_hidden;
     // 16-byte loads and cuBLASLt need every tensor (and every block's slice) 16-byte aligned
     if (C % 8 != 0) fail("flag --d-model: %d must be a multiple of 8 on the GPU", C);
@@ -293,19 +294,9 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     if (F % 8 != 0) fail("flag --ffn-hidden: %d must be a multiple of 8 on the GPU", F);
     if (dit_patch_size(cfg) * cfg.out_channels % 8 != 0)
         fail("flag --out-channels: %d x patch volume %d must be a multiple of 8 on the GPU", cfg.out_channels, dit_patch_size(cfg));
-    for (const ParamTensor& p : g->layout)
+    for (const ParamTensor& p : layout)
         if (p.offset % 8 != 0) fail("dit: parameter %s starts at element %zu, not 16-byte aligned", p.name.c_str(), p.offset);
-    const size_t n = g->num_params;
-    g->params = (floatX*)cuda_malloc_or_fail(n * sizeof(floatX), "parameters");
-    g->master = (float*)cuda_malloc_or_fail(n * sizeof(float), "fp32 master weights");
-    g->grads = (float*)cuda_malloc_or_fail(n * sizeof(float), "gradients");
-    g->adam_m = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW first moments");
-    g->adam_v = (float*)cuda_malloc_or_fail(n * sizeof(float), "AdamW second moments");
-    cudaCheck(cudaMemset(g->params, 0, n * sizeof(floatX)));
-    cudaCheck(cudaMemset(g->master, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->grads, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
+    params_alloc(g, layout);
     g->w = dit_tensor_pointers(g->params, g->layout);
     g->dw = dit_tensor_pointers(g->grads, g->layout);
 
@@ -314,9 +305,8 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     const size_t Cy = cfg.caption_channels, X = sizeof(floatX), Fl = sizeof(float), Cs = C, Fs = F;
     const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
     DiTActs& a = g->act;
-    a.att_scratch_bytes = varlen_attention_scratch_bytes(cap.att_elems);
-    struct Slot { void** ptr; size_t bytes; };
-    std::vector<Slot> slots = {
+    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head);
+    a.bytes = carve_activations({
         {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},
         {(void**)&a.qkr, L * N * 2 * Cs * X}, {(void**)&a.atty, L * N * Cs * X}, {(void**)&a.o1, L * N * Cs * X},
         {(void**)&a.xhat_a, L * N * Cs * X}, {(void**)&a.ha, L * N * Cs * X}, {(void**)&a.cq, L * N * Cs * X},
@@ -341,6 +331,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
         {(void**)&a.freq_f32, 3 * B * Fq * Fl},
         {(void**)&a.frame_mask, (size_t)cap.frames * sizeof(int)}, {(void**)&a.tokrow, N * sizeof(int)},
         {(void**)&a.patrow, Np * sizeof(int)}, {(void**)&a.cu_x, (B + 1) * sizeof(int)}, {(void**)&a.cu_p, (B + 1) * sizeof(int)},
+        {(void**)&a.cu_t, (B + 1) * sizeof(int)},
         {(void**)&a.samples, B * sizeof(DiTSample)}, {(void**)&a.rope_cs, N * (hd / 2) * sizeof(float2)},
         {(void**)&a.dres, N * Cs * X}, {(void**)&a.dbuf1, N * Cs * X}, {(void**)&a.dbuf2, N * Cs * X},
         {(void**)&a.dbuf3, N * Cs * X}, {(void**)&a.dqkv, N * 3 * Cs * X}, {(void**)&a.dqk, N * 2 * Cs * X},
@@ -353,33 +344,19 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
         {(void**)&a.dmods, 2 * B * 6 * Cs * Fl}, {(void**)&a.dcond, 2 * B * Cs * Fl},
         {(void**)&a.dnw, N * 2 * Cs * Fl}, {(void**)&a.reduce_scratch, (COLUMN_REDUCE_SPLITS + 2) * max_cols * Fl},
         {(void**)&a.adaln_scratch, adaln_scratch_floats((int)B, C) * Fl},
-        {(void**)&a.norm_scratch, GLOBAL_NORM_BLOCKS * Fl}, {(void**)&a.norm_out, 16},
         {(void**)&a.att_scratch, a.att_scratch_bytes},
-    };
-    size_t total = 0;
-    for (Slot& s : slots) total += (s.bytes + 255) / 256 * 256;
-    char* base = (char*)cuda_malloc_or_fail(total, "activations");
-    a.bytes = total;
-    for (Slot& s : slots) { *s.ptr = base; base += (s.bytes + 255) / 256 * 256; }
+    });
     cudaCheck(cudaMallocHost(&g->loss_tok_host, std::max<size_t>(Np, 1) * sizeof(float)));
 }
 
 static void dit_free(DiT* g) {
-    cudaCheck(cudaFree(g->params)); cudaCheck(cudaFree(g->master)); cudaCheck(cudaFree(g->grads));
-    cudaCheck(cudaFree(g->adam_m)); cudaCheck(cudaFree(g->adam_v)); cudaCheck(cudaFree(g->act.xhat1));
+    params_free(g);
+    cudaCheck(cudaFree(g->act.xhat1));
     cudaCheck(cudaFreeHost(g->loss_tok_host));
 }
 
 // Sets all parameters from fp32 host values (init or loaded); resets AdamW.
-static void dit_set_params(DiT* g, const float* host) {
-    const size_t n = g->num_params;
-    cudaCheck(cudaMemcpy(g->master, host, n * sizeof(float), cudaMemcpyHostToDevice));
-    copy_f32_to_floatX(g->params, g->master, n, g->stream);
-    cudaCheck(cudaMemset(g->adam_m, 0, n * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_v, 0, n * sizeof(float)));
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    g->adam_step = 0;
-}
+static void dit_set_params(DiT* g, const float* host) { params_set(g, host, g->stream); }
 
 // Init for runs from scratch, the same values as dev/cpu/dit.cpp's
 // dit_cpu_init_params for the same seed: linear weights N(0, 0.02), biases 0,
@@ -415,7 +392,7 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     const DiTCapacity& cap = g->cap;
     if (need.B > cap.B || need.N > cap.N || need.Np > cap.Np || need.Nt > cap.Nt || need.frames > cap.frames ||
         need.lat > cap.lat || need.out > cap.out || need.max_patch_elems > cap.max_patch_elems ||
-        need.max_out_elems > cap.max_out_elems || need.att_elems > cap.att_elems)
+        need.max_out_elems > cap.max_out_elems)
         fail("dit batch: B %d, %lld tokens, %lld text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
              need.B, need.N, need.Nt, cap.B, cap.N, cap.Nt);
     const int B = bt.B;
@@ -481,6 +458,7 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     cudaCheck(cudaMemcpy(a.patrow, patrow.data(), patrow.size() * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.cu_x, g->cu_x.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.cu_p, g->cu_p.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.cu_t, g->cu_t.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.samples, g->samples.data(), B * sizeof(DiTSample), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.freq_f32, tfreq.data(), tfreq.size() * sizeof(float), cudaMemcpyHostToDevice));
@@ -539,8 +517,8 @@ static void dit_forward(DiT* g) {
     DiTActs& a = g->act;
     const DiTTensors<floatX>& w = g->w;
     const PatchGeom pg = {c.in_channels, c.out_channels, c.patch_t, c.patch_h, c.patch_w};
-    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C};
-    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C};
+    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
+    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
     {
         NvtxRange r("conditioning");
@@ -582,8 +560,7 @@ static void dit_forward(DiT* g) {
             matmul_forward(la.qkv, la.h1, w.qkv_w + (size_t)l * 3 * C * C, w.qkv_b + (size_t)l * 3 * C, N, 3 * C, C, st);
             qknorm_rope3d_forward(la.qkr, 2 * C, la.qk_rstd, la.qkv, 3 * C, w.q_norm + (size_t)l * hd,
                                   w.k_norm + (size_t)l * hd, nh, 2 * nh, a.rope_cs, N, hd, eps, st);
-            varlen_attention_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, a.att_scratch,
-                                     a.att_scratch_bytes, st);
+            flash_attention_varlen_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, st);
             matmul_forward(la.o1, la.atty, w.proj_w + (size_t)l * C * C, w.proj_b + (size_t)l * C, N, C, C, st);
             adaln_gate_residual_forward(a.resid, la.o1, tab + 2 * C, a.mods, ms, 2 * C, a.tokrow, N, C, st);
         }
@@ -598,8 +575,7 @@ static void dit_forward(DiT* g) {
             matmul_forward(la.ckv, a.y, w.ckv_w + (size_t)l * 2 * C * C, w.ckv_b + (size_t)l * 2 * C, Nt, 2 * C, C, st);
             qknorm_rope3d_forward(la.ckn, C, la.ck_rstd, la.ckv, 2 * C, w.ck_norm + (size_t)l * hd, nullptr, nh, nh,
                                   nullptr, Nt, hd, eps, st);
-            varlen_attention_forward(la.catty, la.lse_c, la.cqn, la.ckn, la.ckv + C, cross_s, a.att_scratch,
-                                     a.att_scratch_bytes, st);
+            flash_attention_varlen_forward(la.catty, la.lse_c, la.cqn, la.ckn, la.ckv + C, cross_s, st);
             linear_residual_forward(a.resid, la.catty, w.cproj_w + (size_t)l * C * C, w.cproj_b + (size_t)l * C, N, C, C, st);
         }
         {
@@ -666,8 +642,8 @@ static void dit_backward(DiT* g) {
     const DiTTensors<floatX>& w = g->w;
     const DiTTensors<float>& dw = g->dw;
     float* rs = a.reduce_scratch;
-    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C};
-    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C};
+    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
+    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
     cudaCheck(cudaMemsetAsync(a.dmods, 0, (size_t)2 * B * 6 * C * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(a.dcond, 0, (size_t)2 * B * C * sizeof(float), st));
@@ -708,8 +684,8 @@ static void dit_backward(DiT* g) {
             // res2 = res1 + proj(catty)
             linear_backward(a.dbuf3, dw.cproj_w + (size_t)l * C * C, dw.cproj_b + (size_t)l * C, a.dres, la.catty,
                             w.cproj_w + (size_t)l * C * C, N, C, C, false, rs, st);
-            varlen_attention_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.cqn, la.ckn, la.ckv + C,
-                                      la.lse_c, cross_s, a.att_scratch, a.att_scratch_bytes, st);
+            flash_attention_varlen_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.lse_c, la.cqn, la.ckn,
+                                            la.ckv + C, a.att_scratch, cross_s, st);
             qknorm_rope3d_backward(a.dbuf2, dw.cq_norm + (size_t)l * hd, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
                                    w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, rs, st);
             qknorm_rope3d_backward(a.dckv, dw.ck_norm + (size_t)l * hd, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
@@ -730,8 +706,8 @@ static void dit_backward(DiT* g) {
                              a.adaln_scratch, st);
             linear_backward(a.dbuf2, dw.proj_w + (size_t)l * C * C, dw.proj_b + (size_t)l * C, a.dbuf1, la.atty,
                             w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
-            varlen_attention_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.qkr, la.qkr + C,
-                                      la.qkv + 2 * C, la.lse_s, self_s, a.att_scratch, a.att_scratch_bytes, st);
+            flash_attention_varlen_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
+                                            la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st);
             qknorm_rope3d_backward(a.dqkv, dw.q_norm + (size_t)l * hd, dw.k_norm + (size_t)l * hd, a.dqk, 2 * C, la.qkv,
                                    3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
                                    a.rope_cs, N, hd, a.dnw, rs, st);
@@ -767,43 +743,19 @@ static void dit_backward(DiT* g) {
     }
 }
 
-static void dit_zero_grad(DiT* g) {
-    cudaCheck(cudaMemsetAsync(g->grads, 0, g->num_params * sizeof(float), g->stream));
-}
+static void dit_zero_grad(DiT* g) { params_zero_grad(g, g->stream); }
 
 // ----------------------------------------------------------------------------
-// Update: global grad norm (deterministic), clip, AdamW per tensor (weight
-// decay only on the matrices marked in the layout). Returns the norm before
-// clipping; a non-finite norm skips the step.
+// Update: global grad norm (deterministic), clip, AdamW per tensor
+// (llmc/params.cuh). Returns the norm before clipping; a non-finite norm skips the step.
 
-struct OptimConfig {
-    // the MUG-V fine-tuning recipe (../shared/spec/dit.md)
-    float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-10f, weight_decay = 0.0f, grad_clip = 1.0f;
-};
-
-static float dit_grad_norm(DiT* g) {
-    global_norm_squared(g->act.norm_out, g->grads, g->num_params, g->act.norm_scratch, g->stream);
-    float sq = 0;
-    cudaCheck(cudaMemcpyAsync(&sq, g->act.norm_out, sizeof(float), cudaMemcpyDeviceToHost, g->stream));
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    return sqrtf(sq);
+// the MUG-V fine-tuning recipe (../shared/spec/dit.md)
+static OptimConfig dit_optim_defaults() {
+    OptimConfig o;
+    o.lr = 1e-4f; o.beta1 = 0.9f; o.beta2 = 0.999f; o.eps = 1e-10f; o.weight_decay = 0.0f; o.grad_clip = 1.0f;
+    return o;
 }
-
-static float dit_update(DiT* g, const OptimConfig& o, float lr) {
-    NvtxRange range("dit_update");
-    const float norm = dit_grad_norm(g);
-    if (!std::isfinite(norm)) {
-        printf("warning: gradient norm is %f; skipping this update\n", norm);
-        return norm;
-    }
-    const float scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
-    g->adam_step++;
-    for (const ParamTensor& t : g->layout)
-        adamw_update(g->params + t.offset, g->master + t.offset, g->grads + t.offset, g->adam_m + t.offset,
-                     g->adam_v + t.offset, t.numel, lr, o.beta1, o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, scale,
-                     g->adam_step, g->stream);
-    return norm;
-}
+static float dit_update(DiT* g, const OptimConfig& o, float lr) { return params_update(g, o, lr, g->stream); }
 
 // ----------------------------------------------------------------------------
 // Sampling (../shared/spec/dit.md "Sampling"): the Euler ODE from pure noise at
@@ -849,7 +801,7 @@ static std::vector<float> dit_null_caption(int Cy) { return moving_shapes_null_f
 static bool dit_capacity_fits(const DiTCapacity& need, const DiTCapacity& cap) {
     return need.B <= cap.B && need.N <= cap.N && need.Np <= cap.Np && need.Nt <= cap.Nt && need.frames <= cap.frames &&
            need.lat <= cap.lat && need.out <= cap.out && need.max_patch_elems <= cap.max_patch_elems &&
-           need.max_out_elems <= cap.max_out_elems && need.att_elems <= cap.att_elems;
+           need.max_out_elems <= cap.max_out_elems;
 }
 
 // Samples one clip per prompt; returns each as [Cin, T, H, W] (normalized latent space).
@@ -986,6 +938,7 @@ static void dit_write_samples(const std::string& dir, const std::vector<std::vec
 struct MsEval {
     int n = 0, color = 0, shape = 0, direction = 0, speed = 0, speed_named = 0, found = 0;
     double seconds = 0;
+    double frame0_err = -1;   // image-to-video: largest |sample - given| over frame 0's pixels (-1: text-to-video)
 };
 
 static std::string ms_eval_line(const char* what, const MsEval& e) {
@@ -994,7 +947,12 @@ static std::string ms_eval_line(const char* what, const MsEval& e) {
     snprintf(buf, sizeof buf, "%s: %d samples | color %.1f%% | shape %.1f%% | direction %.1f%% | speed %.1f%% (of %d) | object found %.1f%% | %.1f s",
              what, e.n, pct(e.color, e.n), pct(e.shape, e.n), pct(e.direction, e.n), pct(e.speed, e.speed_named), e.speed_named,
              pct(e.found, e.n), e.seconds);
-    return buf;
+    std::string line = buf;
+    if (e.frame0_err >= 0) {
+        snprintf(buf, sizeof buf, " | frame 0 kept: max |diff| %.2e", e.frame0_err);
+        line += buf;
+    }
+    return line;
 }
 
 static MsEval moving_shapes_evaluate(DiT* g, const MovingShapesConfig& ms, int n, bool i2v, const SamplerConfig& sc, uint64_t seed,
@@ -1024,6 +982,13 @@ static MsEval moving_shapes_evaluate(DiT* g, const MovingShapesConfig& ms, int n
     MsEval e;
     e.n = n;
     std::vector<std::string> notes(n);
+    if (i2v) {  // the clip is [3, T, S, S]: frame 0 of channel ch at ch*T*plane
+        e.frame0_err = 0;
+        for (int i = 0; i < n; i++)
+            for (int ch = 0; ch < 3; ch++)
+                for (size_t j = 0; j < plane; j++)
+                    e.frame0_err = std::max(e.frame0_err, (double)fabsf(out[i][ch * T * plane + j] - prompts[i].first_frame[ch * plane + j]));
+    }
     for (int i = 0; i < n; i++) {
         const MovingShapesGuess gs = moving_shapes_classify(out[i].data(), T, S, S);
         const MovingShapesAttrs& a = truth[i].a;
@@ -1047,7 +1012,8 @@ static MsEval moving_shapes_evaluate(DiT* g, const MovingShapesConfig& ms, int n
 // ----------------------------------------------------------------------------
 // Training configuration and main loop.
 
-struct TrainConfig {
+// checkpoint, resume and fault flags (ckpt_dir, resume, max_bad_steps, ...): CkptFlags, llmc/run_control.h
+struct TrainConfig : CkptFlags {
     std::string preset = "debug";
     // the built-in moving-shapes data (llmc/moving_shapes.h), made on first use; any
     // other glob: latent shards (llmc/latent_data.h)
@@ -1099,7 +1065,7 @@ static std::string prescan_flag(int argc, char** argv, const char* name, const s
 int main(int argc, char** argv) {
     TrainConfig tc;
     DiTConfig mc;
-    OptimConfig oc;
+    OptimConfig oc = dit_optim_defaults();
     SamplerConfig sc;
     tc.preset = prescan_flag(argc, argv, "--preset", tc.preset);
     if (!dit_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), DIT_PRESET_NAMES);
@@ -1153,12 +1119,8 @@ int main(int argc, char** argv) {
     ap.add_float("--cfg-scale", &sc.cfg_scale, "classifier-free guidance scale (1: no guidance)");
     ap.add_int("--eval-samples", &tc.eval_samples, "moving shapes: after training, sample this many random captions (text- and image-to-video) and score them (0: none)");
     ap.add_int("--eval-seed", &tc.eval_seed, "seed of the evaluation's captions and noise");
-    ap.section("optimizer (AdamW)");
-    ap.add_float("--beta1", &oc.beta1, "AdamW beta1");
-    ap.add_float("--beta2", &oc.beta2, "AdamW beta2");
-    ap.add_float("--adam-eps", &oc.eps, "AdamW epsilon");
-    ap.add_float("--weight-decay", &oc.weight_decay, "decoupled weight decay (matrices only)");
-    ap.add_float("--grad-clip", &oc.grad_clip, "clip the global grad norm to this (0: off)");
+    ckpt_add_flags(ap, &tc);
+    optim_add_flags(ap, &oc);
     dit_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     dit_config_finalize(&mc);
@@ -1167,11 +1129,7 @@ int main(int argc, char** argv) {
     if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
     if (!(tc.decay_frac >= 0 && tc.decay_frac <= 1)) fail("flag --decay-frac: must be in [0, 1], got %g", tc.decay_frac);
     if (!(tc.max_minutes >= 0)) fail("flag --max-minutes: must be >= 0");
-    if (!(oc.lr >= 0)) fail("flag --lr: must be >= 0");
-    if (!(oc.beta1 >= 0 && oc.beta1 < 1)) fail("flag --beta1: must be in [0, 1)");
-    if (!(oc.beta2 >= 0 && oc.beta2 < 1)) fail("flag --beta2: must be in [0, 1)");
-    if (!(oc.eps > 0)) fail("flag --adam-eps: must be > 0");
-    if (!(oc.grad_clip >= 0)) fail("flag --grad-clip: must be >= 0");
+    optim_validate(oc);
     if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
     if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
     if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);
@@ -1188,6 +1146,7 @@ int main(int argc, char** argv) {
     if (tc.sample_every > 0 && tc.random_data) fail("flag --sample-every: random synthetic batches have nothing to sample for (no captions)");
     if (tc.i2v_prob > 0 && tc.random_data) fail("flag --i2v-prob: not used with --random-data 1 (synthetic batches have no frame mask)");
     if (tc.caption_dropout > 0 && tc.random_data) fail("flag --caption-dropout: not used with --random-data 1");
+    ckpt_validate_flags(tc);
     sc.t_shift = tc.t_shift;
     const int B = tc.batch_size;
     const bool synthetic = tc.random_data != 0;
@@ -1222,10 +1181,29 @@ int main(int argc, char** argv) {
             one.frames = std::max(one.frames, k.frames); one.lat = std::max(one.lat, k.lat); one.out = std::max(one.out, k.out);
             one.max_patch_elems = std::max(one.max_patch_elems, k.max_patch_elems);
             one.max_out_elems = std::max(one.max_out_elems, k.max_out_elems);
-            one.att_elems = std::max(one.att_elems, k.att_elems);
         }
         one.B = 1;
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, one);
+    }
+
+    // ---- the checkpoint to resume from, or the weights to start from: every
+    // header checked against this run's model and data before the GPU is touched
+    const CkptStart start = ckpt_start_or_fail(tc, dit_ckpt_info(mc));
+    const bool resuming = !start.resume_dir.empty();
+    if (resuming) {
+        const CkptState& s = start.state.st;
+        const char* sp = start.state.path.c_str();
+        const long long n_samples = synthetic ? 0 : (long long)latent_loader_num_samples(&loader);
+        if (s.rngs.size() != 2) fail("%s: n_rng is %zu, a train_dit state has 2 (t_rng, aug_rng)", sp, s.rngs.size());
+        if (start.state.n_extra != 0) fail("%s: n_extra is %d, a train_dit state has 0 (train_dit keeps no EMA weights)", sp, start.state.n_extra);
+        if (!synthetic && s.has_loader && s.loader_shard != n_samples)
+            fail("%s: the data-loader position is for %lld training samples, --train-data %s has %lld (different data files?)", sp,
+                 (long long)s.loader_shard, tc.train_data.c_str(), n_samples);
+        if (!synthetic && !s.has_loader) printf("note: %s has no data-loader position (a --random-data run): the data starts from the beginning\n", sp);
+        if (s.total_batch_tokens != B)
+            printf("note: %s was trained with %lld samples per step, this run uses %d: not a bit-identical continuation\n", sp,
+                   (long long)s.total_batch_tokens, B);
+        ckpt_note_schedule(start.state, tc.steps);
     }
 
     // ---- GPU
@@ -1235,7 +1213,10 @@ int main(int argc, char** argv) {
     DiT model;
     cudaCheck(cudaStreamCreate(&model.stream));
     dit_build(&model, mc, cap);
-    {
+    if (resuming || !start.init_path.empty()) {
+        params_load_weights(&model, start.model, model.stream);
+        if (resuming) params_load_state(&model, start.state, model.stream);
+    } else {
         std::vector<float> init = dit_init_params(mc, model.layout, (uint64_t)tc.seed);
         dit_set_params(&model, init.data());
     }
@@ -1256,12 +1237,9 @@ int main(int argc, char** argv) {
     if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)
         printf("note: --cfg-scale %g with --caption-dropout 0: the model never sees the null caption, so guidance is untrained\n", sc.cfg_scale);
 
-    FILE* logf = nullptr;
     LossCurve curve;
-    if (!tc.log_dir.empty()) {
-        make_parent_dirs(tc.log_dir + "/train.log");
-        logf = fopen_or_fail(tc.log_dir + "/train.log", "w");
-    }
+    const std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
+    FILE* logf = open_train_log(log_path, start, &curve);
     auto log_line = [&](const std::string& s) {
         printf("%s\n", s.c_str());
         if (logf) { fprintf(logf, "%s\n", s.c_str()); fflush(logf); }
@@ -1301,19 +1279,70 @@ int main(int argc, char** argv) {
     Rng t_rng, aug_rng;
     rng_seed(&t_rng, (uint64_t)tc.seed + 7);
     rng_seed(&aug_rng, (uint64_t)tc.seed + 11);
+
+    // ---- where the run starts: a resumed run continues the step count, the
+    // data stream and the t / augmentation RNGs of the checkpoint (the noise is
+    // seeded from the step)
+    int start_step = 0, bad_steps = 0;
+    std::string last_ckpt;  // the newest checkpoint this run saved or resumed from
+    if (resuming) {
+        const CkptState& s = start.state.st;
+        if (!synthetic && s.has_loader) {
+            LatentLoaderPosition p;
+            p.epoch = s.loader_epoch; p.sample = s.loader_sample; p.rng_state = s.loader_rng;
+            latent_loader_set_position(&loader, p);
+        }
+        t_rng.state = s.rngs[0];
+        aug_rng.state = s.rngs[1];
+        start_step = (int)s.step;
+        bad_steps = s.bad_steps;
+        last_ckpt = start.resume_dir;
+        printf("resumed from %s: step %d, AdamW step %d, data epoch %lld sample %lld\n", start.resume_dir.c_str(), start_step,
+               model.adam_step, (long long)s.loader_epoch, (long long)s.loader_sample);
+    } else if (!start.init_path.empty()) {
+        printf("initialized the weights from %s (step, AdamW and data start fresh)\n", start.init_path.c_str());
+    }
+    const bool ckpt_on = !tc.ckpt_dir.empty();
+    ckpt_print_plan(tc);
+    int saved_step = resuming ? start_step : -1;
+    auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
+        CkptState s;
+        s.step = done;
+        s.adam_step = model.adam_step;
+        s.bad_steps = bad_steps;
+        s.seq_len = B;              // dit: samples per batch
+        s.total_batch_tokens = B;   // dit: samples per optimizer step
+        s.sched_steps = tc.steps;
+        if (!synthetic) {
+            const LatentLoaderPosition p = latent_loader_get_position(&loader);
+            s.has_loader = 1;
+            s.loader_epoch = p.epoch; s.loader_shard = latent_loader_num_samples(&loader); s.loader_sample = p.sample; s.loader_rng = p.rng_state;
+        }
+        s.rngs = {t_rng.state, aug_rng.state};
+        last_ckpt = params_save_checkpoint(&model, dit_ckpt_info(mc), s, tc.ckpt_dir, tc.ckpt_keep, tc.ckpt_keep_every, model.stream);
+        saved_step = done;
+    };
+
     const std::vector<float> null_text = dit_null_caption(mc.caption_channels);
     std::vector<float> text;
     std::vector<double> step_ms, step_tok;
     double last_flops = 0;
     const double t_start = wall_seconds();
-    int steps_done = 0;
-    for (int step = 0; step < tc.steps; step++) {
-        if (tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes) {
+    int step = start_step;
+    bool stopped = false;  // by a stop signal or --exit-at-step: no final samples or evaluation
+    install_stop_signals();
+    for (;; step++) {
+        const bool timeout = tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes;
+        const bool last = step >= tc.steps || timeout;
+        if (timeout && step < tc.steps) {
             char buf[128];
             snprintf(buf, sizeof buf, "stopping after %d steps: --max-minutes %g reached", step, tc.max_minutes);
             log_line(buf);
-            break;
         }
+        if (last && ckpt_on && saved_step != step) save_checkpoint(step);
+        if (last) break;
+        if (tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) write_samples(step);
+
         const double t0 = wall_seconds();
         // ---- the batch: geometry on the host, tensors on the device
         DiTBatchHost bt;
@@ -1369,13 +1398,19 @@ int main(int argc, char** argv) {
         const double tok_s = model.N / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / 989e12;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
                loss, lr, norm, ms_, tok_s, mfu);
-        if (logf) fprintf(logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_);
+        if (logf) { fprintf(logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_); fflush(logf); }
         curve.train.push_back({step + 1, loss});
         step_ms.push_back(ms_);
         step_tok.push_back(model.N);
         last_flops = flops;
-        steps_done = step + 1;
-        if (tc.sample_every > 0 && steps_done % tc.sample_every == 0 && steps_done < tc.steps) write_samples(steps_done);
+
+        // faults (max_bad_steps skipped updates in a row stop the run), checkpoints, a stop request
+        const int done = step + 1;
+        stopped = run_after_step(tc, done, loss_ok && std::isfinite(norm), &bad_steps, last_ckpt, save_checkpoint);
+        if (stopped) {
+            step = done;
+            break;
+        }
     }
     const double train_s = wall_seconds() - t_start;
     if (step_ms.size() > 3) {
@@ -1388,9 +1423,9 @@ int main(int argc, char** argv) {
                  100.0 * last_flops / (med / 1000.0) / 989e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
         log_line(buf);
     }
-    // ---- after training: samples of the final model, and the moving-shapes evaluation
-    if (tc.sample_every > 0 && !synthetic) write_samples(steps_done);
-    if (tc.eval_samples > 0) {
+    // ---- after training (not after a stop request): samples of the final model, and the moving-shapes evaluation
+    if (tc.sample_every > 0 && !synthetic && !stopped) write_samples(step);
+    if (tc.eval_samples > 0 && !stopped) {
         const std::string dir = tc.log_dir.empty() ? "" : tc.log_dir + "/eval";
         const MsEval t2v = moving_shapes_evaluate(&model, ms, tc.eval_samples, false, sc, (uint64_t)tc.eval_seed, dir.empty() ? "" : dir + "/t2v");
         log_line(ms_eval_line("eval text-to-video", t2v) + (dir.empty() ? "" : " | " + dir + "/t2v/grid.png"));
@@ -1398,7 +1433,7 @@ int main(int argc, char** argv) {
         log_line(ms_eval_line("eval image-to-video", i2v) + (dir.empty() ? "" : " | " + dir + "/i2v/grid.png") +
                  (tc.i2v_prob > 0 ? "" : " (trained without --i2v-prob)"));
     }
-    if (logf) fclose_or_fail(logf, tc.log_dir + "/train.log");
+    if (logf) fclose_or_fail(logf, log_path);
     if (!tc.log_dir.empty() && !curve.train.empty()) write_loss_svg(curve, tc.log_dir + "/loss.svg", "train_dit " + tc.preset + " (flow-matching loss)");
     if (!synthetic) latent_loader_free(&loader);
     dit_free(&model);

@@ -1,6 +1,6 @@
 /*
 Checkpoints: the project's own raw binary format (../shared/spec/formats.md),
-written and read by the trainers (train_gpt.cu; later train_dit.cu). Host-side
+written and read by the trainers (train_gpt.cu, train_dit.cu). Host-side
 only, no CUDA: a trainer hands in callbacks that copy its device buffers to a
 host chunk (CkptSource) or from one (CkptSink), so that a checkpoint of any
 size streams through a fixed 16 MiB buffer.
@@ -48,15 +48,25 @@ state.bin header
          training loop resumes at this step
   14-15  adam_step (int64): AdamW updates applied (steps minus skipped non-finite ones)
   16     bad_steps: consecutive non-finite steps at the save
-  17     seq_len T (the data-loader position counts samples of T+1 tokens)
-  18-19  total_batch_tokens (int64): tokens per optimizer step
+  17     seq_len T (the data-loader position counts samples of T+1 tokens);
+         dit: the batch size B (samples per step)
+  18-19  total_batch_tokens (int64): tokens per optimizer step; dit: samples per
+         optimizer step (= B: train_dit has no gradient accumulation)
   20     sched_steps: the total steps (--steps) the LR schedule was built for
-  21     has_loader: 1 if 22-29 hold a data-loader position (llmc/dataloader.h)
+  21     has_loader: 1 if 22-29 hold a data-loader position (llmc/dataloader.h;
+         dit: llmc/latent_data.h; 0 for runs on random/synthetic data)
   22-23  loader epoch, 24-25 loader shard, 26-27 loader sample (int64 each)
   28-29  loader rng_state (uint64)
+         dit (LatentLoaderPosition): 22-23 epoch, 24-25 the number of samples in
+         the training data (a resume on data with another count fails), 26-27 sample
+         (where the next batch starts in the epoch's order), 28-29 the loader
+         RNG state at the start of the epoch (it draws the epoch's shuffle)
   30     n_rng: RNG states at [32, 32 + 2*n_rng), at most 8 (uint64 each, llmc/rand.h);
-         gpt: [0] the sampling RNG
-  31     n_extra: extra float32 arrays of n_params after the moments (a DiT's EMA weights)
+         gpt: [0] the sampling RNG; dit: [0] t_rng (the timesteps t), [1] aug_rng
+         (caption dropout and image-to-video draws); the noise needs none (it is
+         seeded from the step)
+  31     n_extra: extra float32 arrays of n_params after the moments (a DiT's EMA
+         weights; train_dit keeps no EMA yet, so 0)
   32-    the RNG states, then 0
   payload (float32): AdamW first moments m [n_params], second moments v
   [n_params], the master weights [n_params] if has_master, then the n_extra
@@ -67,8 +77,14 @@ Model kinds. gpt (1): config fields, in this order (19):
   d_model, head_dim, ffn_hidden, rope_theta (f), rope_scaling, rope_factor (f),
   rope_low_freq_factor (f), rope_high_freq_factor (f), rope_original_ctx,
   norm_eps (f), tie_embeddings, qk_norm, qkv_bias
-and tensors in gpt_param_layout order (llmc/gpt_config.h). dit (2): defined by
-train_dit.cu when it exists (its own field list and layout, same file layout).
+and tensors in gpt_param_layout order (llmc/gpt_config.h). dit (2): config
+fields, in this order (19; every field of DiTConfig, llmc/dit_config.h):
+  d_model, n_layer, n_head, head_dim, mlp_ratio (f), ffn_hidden, in_channels,
+  out_channels, caption_channels, patch_t, patch_h, patch_w, max_text_len,
+  norm_eps (f), rope_theta (f), rope_max_t, rope_max_hw, freq_dim,
+  freq_max_period (f)
+and tensors in dit_param_layout order (llmc/dit_config.h). head_dim and
+ffn_hidden are stored as derived (never 0).
 
 Writing (ckpt_save) is atomic at every instant:
   1. DIR/step_N/model.bin.tmp and state.bin.tmp are written, flushed, fsync'ed
@@ -108,6 +124,7 @@ payload checksum.
 #include <vector>
 #include "utils.h"
 #include "gpt_config.h"
+#include "dit_config.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint.h reads and writes little-endian files on a little-endian host only"
@@ -338,6 +355,26 @@ static inline CkptModelInfo gpt_ckpt_info(const GPTConfig& c) {
     };
     const std::vector<ParamTensor> layout = gpt_param_layout(c);
     m.n_params = (int64_t)gpt_num_params(layout);
+    m.n_tensors = (int)layout.size();
+    return m;
+}
+
+// dit: the 19 fields of DiTConfig in the documented order
+static inline CkptModelInfo dit_ckpt_info(const DiTConfig& c) {
+    CkptModelInfo m;
+    m.kind = CKPT_KIND_DIT;
+    m.config = {
+        ckpt_int_field("d_model", c.d_model), ckpt_int_field("n_layer", c.n_layer), ckpt_int_field("n_head", c.n_head),
+        ckpt_int_field("head_dim", c.head_dim), ckpt_float_field("mlp_ratio", c.mlp_ratio), ckpt_int_field("ffn_hidden", c.ffn_hidden),
+        ckpt_int_field("in_channels", c.in_channels), ckpt_int_field("out_channels", c.out_channels),
+        ckpt_int_field("caption_channels", c.caption_channels), ckpt_int_field("patch_t", c.patch_t),
+        ckpt_int_field("patch_h", c.patch_h), ckpt_int_field("patch_w", c.patch_w), ckpt_int_field("max_text_len", c.max_text_len),
+        ckpt_float_field("norm_eps", c.norm_eps), ckpt_float_field("rope_theta", c.rope_theta), ckpt_int_field("rope_max_t", c.rope_max_t),
+        ckpt_int_field("rope_max_hw", c.rope_max_hw), ckpt_int_field("freq_dim", c.freq_dim),
+        ckpt_float_field("freq_max_period", c.freq_max_period),
+    };
+    const std::vector<ParamTensor> layout = dit_param_layout(c);
+    m.n_params = (int64_t)dit_num_params(layout);
     m.n_tensors = (int)layout.size();
     return m;
 }
@@ -927,19 +964,38 @@ static inline void ckpt_read_state_arrays_or_fail(const CkptStateHeader& s, cons
     if (!ckpt_read_state_arrays(s, sinks, &err)) fail("%s", err.c_str());
 }
 
+// The config fields of a model.bin header of kind `kind`, which has n of them;
+// fails with one line on another kind or count. Float fields: ckpt_config_float.
+static inline const std::vector<int32_t>& ckpt_config_or_fail(const CkptModelHeader& h, int kind, size_t n) {
+    if (h.kind != kind) fail("%s: model kind is %s (%d), expected %s (%d)", h.path.c_str(), ckpt_kind_name(h.kind), h.kind, ckpt_kind_name(kind), kind);
+    if (h.config.size() != n)
+        fail("%s: n_config is %zu, a %s model has %zu config fields", h.path.c_str(), h.config.size(), ckpt_kind_name(kind), n);
+    return h.config;
+}
+static inline float ckpt_config_float(const std::vector<int32_t>& cfg, int k) { float x; memcpy(&x, &cfg[k], 4); return x; }
+
 // A gpt config from a model.bin header (a sampler needs nothing else).
 static inline GPTConfig gpt_config_from_ckpt(const CkptModelHeader& h) {
-    if (h.kind != CKPT_KIND_GPT) fail("%s: model kind is %s (%d), expected gpt (%d)", h.path.c_str(), ckpt_kind_name(h.kind), h.kind, CKPT_KIND_GPT);
-    GPTConfig d;
-    const CkptModelInfo names = gpt_ckpt_info(d);
-    if (h.config.size() != names.config.size())
-        fail("%s: n_config is %zu, a gpt model has %zu config fields", h.path.c_str(), h.config.size(), names.config.size());
-    auto i = [&](int k) { return (int)h.config[k]; };
-    auto f = [&](int k) { float x; memcpy(&x, &h.config[k], 4); return x; };
+    const std::vector<int32_t>& cf = ckpt_config_or_fail(h, CKPT_KIND_GPT, gpt_ckpt_info(GPTConfig()).config.size());
+    auto i = [&](int k) { return (int)cf[k]; };
+    auto f = [&](int k) { return ckpt_config_float(cf, k); };
     GPTConfig c;
     c.vocab_size = i(0); c.padded_vocab_size = i(1); c.max_seq_len = i(2); c.n_layer = i(3); c.n_head = i(4);
     c.n_kv_head = i(5); c.d_model = i(6); c.head_dim = i(7); c.ffn_hidden = i(8); c.rope_theta = f(9);
     c.rope_scaling = i(10); c.rope_factor = f(11); c.rope_low_freq_factor = f(12); c.rope_high_freq_factor = f(13);
     c.rope_original_ctx = i(14); c.norm_eps = f(15); c.tie_embeddings = i(16); c.qk_norm = i(17); c.qkv_bias = i(18);
+    return c;
+}
+
+// A dit config from a model.bin header (a sampler needs nothing else).
+static inline DiTConfig dit_config_from_ckpt(const CkptModelHeader& h) {
+    const std::vector<int32_t>& cf = ckpt_config_or_fail(h, CKPT_KIND_DIT, dit_ckpt_info(DiTConfig()).config.size());
+    auto i = [&](int k) { return (int)cf[k]; };
+    auto f = [&](int k) { return ckpt_config_float(cf, k); };
+    DiTConfig c;
+    c.d_model = i(0); c.n_layer = i(1); c.n_head = i(2); c.head_dim = i(3); c.mlp_ratio = f(4); c.ffn_hidden = i(5);
+    c.in_channels = i(6); c.out_channels = i(7); c.caption_channels = i(8); c.patch_t = i(9); c.patch_h = i(10); c.patch_w = i(11);
+    c.max_text_len = i(12); c.norm_eps = f(13); c.rope_theta = f(14); c.rope_max_t = i(15); c.rope_max_hw = i(16); c.freq_dim = i(17);
+    c.freq_max_period = f(18);
     return c;
 }

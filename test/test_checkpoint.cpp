@@ -3,7 +3,9 @@ Tests of llmc/checkpoint.h (the checkpoint format, its atomic writer and its
 validating readers) on small checkpoints written into test/tmp/checkpoint/:
 XXH64 against published vectors, bf16 rounding, round trips (float32 and
 bfloat16 model files, master and extra arrays, every state field), the header
-at its documented offsets, every corruption a reader must reject with exit 1
+at its documented offsets, dit (kind 2) checkpoints (round trip, the config
+field list, a mismatch of each field named, gpt and dit files given to the
+other kind's loader, truncation, flipped checksums), every corruption a reader must reject with exit 1
 and one stderr line naming the file and the field (checked on a child: this
 binary in a child mode), `latest` resolution, keep-last-K / keep-every-M
 deletion, and a full disk: a write cut short by RLIMIT_FSIZE (always) and by a
@@ -15,6 +17,8 @@ checkpoint loadable.
   child modes:
     --load PATH N_LAYER          load a whole checkpoint (dir, or a root with latest) for the test model
     --load-model PATH N_LAYER    read and check only a model.bin
+    --load-dit, --load-model-dit the same for the test dit model
+    --config-gpt PATH, --config-dit PATH   rebuild a config from a model.bin (gpt/dit_config_from_ckpt)
     --save DIR STEP FSIZE        save the test checkpoint STEP into DIR (FSIZE > 0: RLIMIT_FSIZE bytes, SIGXFSZ ignored)
 */
 #include <csignal>
@@ -38,6 +42,17 @@ static GPTConfig test_config(int n_layer) {
     c.vocab_size = 100; c.max_seq_len = 16; c.n_layer = n_layer; c.n_head = 2; c.n_kv_head = 1;
     c.d_model = 16; c.head_dim = 0; c.ffn_hidden = 32; c.padded_vocab_size = 0;
     gpt_config_finalize(&c);
+    return c;
+}
+
+// a small dit: 2 blocks, C 24, 2 heads of 12; every field away from its default
+static DiTConfig test_dit_config(int n_layer) {
+    DiTConfig c;
+    c.d_model = 24; c.n_layer = n_layer; c.n_head = 2; c.head_dim = 0; c.mlp_ratio = 2.0f; c.ffn_hidden = 0;
+    c.in_channels = 2; c.out_channels = 4; c.caption_channels = 8; c.patch_t = 1; c.patch_h = 2; c.patch_w = 2;
+    c.max_text_len = 7; c.norm_eps = 1e-5f; c.rope_theta = 500.0f; c.rope_max_t = 5; c.rope_max_hw = 9; c.freq_dim = 16;
+    c.freq_max_period = 2000.0f;
+    dit_config_finalize(&c);
     return c;
 }
 
@@ -171,9 +186,18 @@ static void check_intact(const std::string& name, const std::string& dir, int64_
 int main(int argc, char** argv) {
     child_err_path = ROOT + "/child.err";
     // ---- child modes
-    if (argc == 4 && (std::string(argv[1]) == "--load" || std::string(argv[1]) == "--load-model")) {
-        const CkptModelInfo info = gpt_ckpt_info(test_config((int)parse_int_or_fail(argv[3], "N_LAYER")));
-        if (std::string(argv[1]) == "--load-model") {
+    const std::string mode = argc > 1 ? argv[1] : "";
+    if (argc == 3 && (mode == "--config-gpt" || mode == "--config-dit")) {
+        const CkptModelHeader mh = ckpt_read_model_header_or_fail(argv[2]);
+        if (mode == "--config-gpt") gpt_config_from_ckpt(mh);
+        else dit_config_from_ckpt(mh);
+        return 0;
+    }
+    if (argc == 4 && (mode == "--load" || mode == "--load-model" || mode == "--load-dit" || mode == "--load-model-dit")) {
+        const int n_layer = (int)parse_int_or_fail(argv[3], "N_LAYER");
+        const bool dit = mode == "--load-dit" || mode == "--load-model-dit";
+        const CkptModelInfo info = dit ? dit_ckpt_info(test_dit_config(n_layer)) : gpt_ckpt_info(test_config(n_layer));
+        if (mode == "--load-model" || mode == "--load-model-dit") {
             CkptModelHeader mh = ckpt_read_model_header_or_fail(argv[2]);
             ckpt_check_model_or_fail(mh, info);
             std::vector<float> p((size_t)mh.n_params);
@@ -202,7 +226,8 @@ int main(int argc, char** argv) {
         ckpt_save_or_fail(make_write(argv[2], step, info, a, 3, 0));
         return 0;
     }
-    if (argc != 1) fail("usage: %s [--load PATH N_LAYER | --load-model PATH N_LAYER | --save DIR STEP FSIZE]", argv[0]);
+    if (argc != 1)
+        fail("usage: %s [--load[-dit] PATH N_LAYER | --load-model[-dit] PATH N_LAYER | --config-gpt/--config-dit PATH | --save DIR STEP FSIZE]", argv[0]);
     umount2((ROOT + "/tmpfs").c_str(), MNT_DETACH);  // a leftover mount of an interrupted run
     rm_tree(ROOT);
     make_parent_dirs(ROOT + "/x");
@@ -407,6 +432,138 @@ int main(int argc, char** argv) {
         }
         d = state_variant("missing", gs); unlink((d + "/state.bin").c_str());
         check_fails_one_line("state_missing", {"--load", d, "2"}, d + "/state.bin is missing");
+    }
+
+    // ---- dit checkpoints (kind 2): the same writer and readers with dit_ckpt_info
+    {
+        const DiTConfig dc = test_dit_config(2);
+        const CkptModelInfo dinfo = dit_ckpt_info(dc);
+        const size_t dn = (size_t)dinfo.n_params;
+        const std::vector<ParamTensor> dlayout = dit_param_layout(dc);
+        check(dinfo.kind == CKPT_KIND_DIT && dinfo.n_params == (int64_t)dit_num_params(dlayout) && dinfo.n_tensors == 42 && dlayout.size() == 42,
+              "dit_test_model", str(dinfo.n_params) + " parameters, 42 tensors");
+        // the documented field list, in order
+        const char* names[] = {"d_model", "n_layer", "n_head", "head_dim", "mlp_ratio", "ffn_hidden", "in_channels", "out_channels",
+                               "caption_channels", "patch_t", "patch_h", "patch_w", "max_text_len", "norm_eps", "rope_theta",
+                               "rope_max_t", "rope_max_hw", "freq_dim", "freq_max_period"};
+        const int n_fields = (int)(sizeof names / sizeof names[0]);
+        bool names_ok = (int)dinfo.config.size() == n_fields;
+        for (int i = 0; names_ok && i < n_fields; i++) {
+            const bool is_float = !strcmp(names[i], "mlp_ratio") || !strcmp(names[i], "norm_eps") || !strcmp(names[i], "rope_theta") ||
+                                  !strcmp(names[i], "freq_max_period");
+            names_ok = !strcmp(dinfo.config[i].name, names[i]) && dinfo.config[i].is_float == is_float;
+        }
+        check(names_ok, "dit_config_fields", "19 fields in the order llmc/checkpoint.h documents, 4 of them float");
+
+        // round trip: a dit model and training state (B 4, a latent-loader position over 96 samples, t_rng and aug_rng)
+        const std::string d = ROOT + "/dit";
+        const Arrays da = make_arrays(dn, 77);
+        CkptWrite w = make_write(d, 30, dinfo, da, 2, 0);
+        CkptState& ws = w.state;
+        ws.seq_len = 4; ws.total_batch_tokens = 4; ws.sched_steps = 3600;
+        ws.loader_epoch = 3; ws.loader_shard = 96; ws.loader_sample = 40; ws.loader_rng = 0x0123456789ABCDEFull;
+        ws.rngs = {0x1111222233334444ull, 0x5555666677778888ull};
+        std::string sd, err;
+        const bool saved = ckpt_save(w, &sd, &err);
+        Arrays got;
+        CkptState st;
+        CkptModelHeader mh;
+        const bool ok = saved && load_all(sd, dinfo, &got, &st, &mh, &err);
+        check(ok && same_bits(got.p, da.p) && same_bits(got.m, da.m) && same_bits(got.v, da.v), "dit_roundtrip_arrays",
+              ok ? "dit params, m, v bit-identical" : err);
+        check(ok && st.step == 30 && st.adam_step == 29 && st.seq_len == 4 && st.total_batch_tokens == 4 && st.sched_steps == 3600 &&
+              st.has_loader == 1 && st.loader_epoch == 3 && st.loader_shard == 96 && st.loader_sample == 40 &&
+              st.loader_rng == 0x0123456789ABCDEFull && st.rngs == ws.rngs && st.bad_steps == 1,
+              "dit_roundtrip_state", "step, AdamW step, batch, schedule, latent-loader position, t_rng and aug_rng");
+        const std::string mb = ok ? read_file_or_fail(sd + "/model.bin") : std::string(1024, '\0');
+        int32_t h[CKPT_HEADER_INTS];
+        memcpy(h, mb.data(), 1024);
+        float ratio, period;
+        memcpy(&ratio, &h[16 + 4], 4);
+        memcpy(&period, &h[16 + 18], 4);
+        check(ok && h[2] == 2 && h[4] == 19 && h[5] == 42 && ckpt_get64(h, 6) == dn && h[16 + 0] == 24 && h[16 + 1] == 2 && h[16 + 3] == 12 &&
+              ratio == 2.0f && h[16 + 5] == 48 && h[16 + 17] == 16 && period == 2000.0f && mb.size() == 1024 + 4 * dn,
+              "dit_documented_layout", "kind 2, 19 config fields at 16+ (d_model, n_layer, head_dim, mlp_ratio bits, ffn_hidden, freq_dim, freq_max_period bits), 42 tensors");
+        bool same_cfg = ok;
+        if (ok) {
+            const CkptModelInfo back = dit_ckpt_info(dit_config_from_ckpt(mh));
+            same_cfg = back.n_params == dinfo.n_params && back.n_tensors == dinfo.n_tensors;
+            for (int i = 0; i < n_fields; i++) same_cfg = same_cfg && back.config[i].bits == dinfo.config[i].bits;
+        }
+        check(same_cfg, "dit_config_from_model_file", "a dit config rebuilt from model.bin alone equals the original");
+        Child c = run_child({"--load-dit", sd, "2"});
+        check(c.exited && c.code == 0 && c.err.empty(), "dit_child_load_good", "the dit child mode loads a good dit checkpoint");
+
+        // a config mismatch of each field, named with both values: the model differs from the file in field i only
+        // (built by dit_config_from_ckpt from the file's fields with field i changed, so the mapping is checked too)
+        int named = 0;
+        std::string first_bad;
+        for (int i = 0; ok && i < n_fields; i++) {
+            CkptModelHeader changed = mh;
+            const CkptField& f = dinfo.config[i];
+            float fv;
+            memcpy(&fv, &f.bits, 4);
+            const float fv2 = fv * 2.0f;
+            if (f.is_float) memcpy(&changed.config[i], &fv2, 4);
+            else changed.config[i] = f.bits + 1;
+            const CkptModelInfo other = dit_ckpt_info(dit_config_from_ckpt(changed));
+            char want[256];
+            if (f.is_float) snprintf(want, sizeof want, "%s: config %s is %.9g, the model has %.9g", mh.path.c_str(), f.name, fv, fv2);
+            else snprintf(want, sizeof want, "%s: config %s is %d, the model has %d", mh.path.c_str(), f.name, f.bits, f.bits + 1);
+            std::string e;
+            const bool rejected = !ckpt_check_model(mh, other, &e);
+            if (rejected && e == want) named++;
+            else if (first_bad.empty()) first_bad = std::string(f.name) + ": '" + e + "', expected '" + want + "'";
+        }
+        check(named == n_fields, "dit_config_mismatch_each_field",
+              first_bad.empty() ? "each of the 19 fields changed alone is named with the file's and the model's value" : first_bad);
+        check_fails_one_line("dit_config_mismatch_child", {"--load-dit", sd, "3"}, sd + "/model.bin: config n_layer is 2, the model has 3");
+
+        // the wrong kind: a gpt checkpoint given to the dit loader, a dit one to the gpt loader, and to the config readers
+        const std::string gsd = rt + "/step_00000010";
+        check_fails_one_line("gpt_file_to_dit_loader", {"--load-dit", gsd, "2"}, gsd + "/model.bin: model kind is gpt (1), the model is dit (2)");
+        check_fails_one_line("dit_file_to_gpt_loader", {"--load", sd, "2"}, sd + "/model.bin: model kind is dit (2), the model is gpt (1)");
+        check_fails_one_line("gpt_file_to_dit_config", {"--config-dit", gsd + "/model.bin"}, gsd + "/model.bin: model kind is gpt (1), expected dit (2)");
+        check_fails_one_line("dit_file_to_gpt_config", {"--config-gpt", sd + "/model.bin"}, sd + "/model.bin: model kind is dit (2), expected gpt (1)");
+        Child cg = run_child({"--config-gpt", gsd + "/model.bin"}), cd = run_child({"--config-dit", sd + "/model.bin"});
+        check(cg.exited && cg.code == 0 && cd.exited && cd.code == 0, "config_readers_own_kind", "each config reader takes its own kind");
+        {
+            // a dit state.bin beside a gpt model.bin: the state names the other kind
+            const std::string mixed = ROOT + "/dit_bad/mixed_kinds";
+            make_parent_dirs(mixed + "/x");
+            copy_file(gsd + "/model.bin", mixed + "/model.bin");
+            copy_file(sd + "/state.bin", mixed + "/state.bin");
+            check_fails_one_line("dit_state_with_gpt_model", {"--load", mixed, "2"}, mixed + "/state.bin: model kind is dit (2), " + mixed + "/model.bin has gpt (1)");
+        }
+
+        // truncated and corrupted dit files
+        const std::string bad = ROOT + "/dit_bad";
+        make_parent_dirs(bad + "/x");
+        const std::string gm = read_file_or_fail(sd + "/model.bin"), gs = read_file_or_fail(sd + "/state.bin");
+        auto variant = [&](const std::string& name, const std::string& model, const std::string& state) {
+            const std::string vd = bad + "/" + name;
+            make_parent_dirs(vd + "/x");
+            write_raw(vd + "/model.bin", model);
+            write_raw(vd + "/state.bin", state);
+            return vd;
+        };
+        const std::string model_len = str(1024 + 4 * (long long)dn), state_len = str(1024 + 8 * (long long)dn);
+        std::string vd = variant("model_cut", gm.substr(0, gm.size() - 4), gs);
+        check_fails_one_line("dit_model_truncated", {"--load-dit", vd, "2"},
+                             vd + "/model.bin: file length: n_params " + str(dn) + " needs " + model_len + " bytes, found " + str(gm.size() - 4) + " (truncated)");
+        vd = variant("state_cut", gm, gs.substr(0, gs.size() - 1000));
+        check_fails_one_line("dit_state_truncated", {"--load-dit", vd, "2"},
+                             vd + "/state.bin: file length: n_params " + str(dn) + " needs " + state_len + " bytes, found " + str(gs.size() - 1000) + " (truncated)");
+        vd = variant("header_cut", gm.substr(0, 700), gs);
+        check_fails_one_line("dit_model_header_truncated", {"--load-dit", vd, "2"}, vd + "/model.bin: file is 700 bytes, shorter than the 1024-byte header (truncated)");
+        { std::string b = gm; b[1024 + 4 * 100 + 1] ^= 0x08; vd = variant("model_payload_flip", b, gs); }
+        check_fails_one_line("dit_model_payload_checksum", {"--load-dit", vd, "2"}, vd + "/model.bin: payload checksum: stored");
+        { std::string b = gm; b[4 * (16 + 2)] ^= 0x01; vd = variant("model_header_flip", b, gs); }
+        check_fails_one_line("dit_model_header_checksum", {"--load-dit", vd, "2"}, vd + "/model.bin: header checksum: stored");
+        { std::string b = gs; b[gs.size() - 3] ^= 0x80; vd = variant("state_payload_flip", gm, b); }
+        check_fails_one_line("dit_state_payload_checksum", {"--load-dit", vd, "2"}, vd + "/state.bin: payload checksum: stored");
+        { std::string b = gs; b[4 * 26] ^= 0x02; vd = variant("state_header_flip", gm, b); }
+        check_fails_one_line("dit_state_header_checksum", {"--load-dit", vd, "2"}, vd + "/state.bin: header checksum: stored");
     }
 
     // ---- latest: resolution, fallback, broken markers

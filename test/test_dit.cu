@@ -106,7 +106,7 @@ static void run_file(const std::string& path) {
     dit_zero_grad(&g);
     dit_forward(&g);
     dit_backward(&g);
-    const float norm = dit_grad_norm(&g);
+    const float norm = params_grad_norm(&g, g.stream);
     std::vector<float> grads(g.num_params);
     cudaCheck(cudaMemcpy(grads.data(), g.grads, grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
     double worst = 0;
