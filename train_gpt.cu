@@ -14,11 +14,8 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
   ./train_gpt --ckpt-dir ckpt --ckpt-every 200 --resume 1   # checkpoints; rerun the same line to resume
 */
 #include <algorithm>
-#include <climits>
 #include <cmath>
-#include <csignal>
 #include <string>
-#include <unistd.h>
 #include <vector>
 #include "llmc/utils.h"
 #include "llmc/args.h"
@@ -36,10 +33,14 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/params.cuh"
 #include "llmc/dropout.cuh"
 #include "llmc/tokenizer.h"
+#include "llmc/hf_tokenizer.h"
+#include "llmc/hf.h"
+#include "llmc/tensorfile.h"
 #include "llmc/dataset.h"
 #include "llmc/dataloader.h"
 #include "llmc/plot.h"
 #include "llmc/checkpoint.h"
+#include "llmc/run_control.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
@@ -399,16 +400,17 @@ static int sample_next(const floatX* logits_row_dev, int V, float temperature, i
     return V - 1;
 }
 
-static std::string gpt_sample(GPT* g, const Tokenizer* tok, int n_tokens, float temperature, int top_k, Rng* rng) {
+// Returns the sampled ids after start_token (end-of-text, or a Hugging Face model's bos).
+static std::vector<int> gpt_sample(GPT* g, int start_token, int n_tokens, float temperature, int top_k, Rng* rng) {
     const int T = g->maxT;
     n_tokens = std::min(n_tokens, T - 1);
-    std::vector<int> seq(T, tok->eot_token);
+    std::vector<int> seq(T, start_token);
     std::vector<float> buf;
     for (int t = 1; t <= n_tokens; t++) {
         gpt_forward(g, seq.data(), nullptr, 1, T, false, 0.0f);
         seq[t] = sample_next(g->act.logits + (size_t)(t - 1) * g->cfg.padded_vocab_size, g->cfg.vocab_size, temperature, top_k, rng, buf);
     }
-    return tokenizer_decode(tok, seq.data() + 1, n_tokens);
+    return std::vector<int>(seq.begin() + 1, seq.begin() + 1 + n_tokens);
 }
 
 // ----------------------------------------------------------------------------
@@ -417,7 +419,8 @@ static std::string gpt_sample(GPT* g, const Tokenizer* tok, int n_tokens, float 
 // vocabulary of the embedded default dataset's tokenizer (data/shakespeare)
 #define DEFAULT_DATASET_VOCAB 1024
 
-struct TrainConfig {
+// checkpoint, resume and fault flags (ckpt_dir, resume, max_bad_steps, ...): CkptFlags, llmc/run_control.h
+struct TrainConfig : CkptFlags {
     std::string preset = "shakespeare";
     std::string train_data = "data/shakespeare/train_*.bin";
     std::string val_data = "data/shakespeare/val_*.bin";
@@ -439,139 +442,25 @@ struct TrainConfig {
     int seed = 1337;
     int shuffle = 1;
     float max_minutes = 0;
-    // checkpoints, resume, faults
-    std::string ckpt_dir = "";       // "": no checkpoints
-    int ckpt_every = 0, ckpt_keep = 3, ckpt_keep_every = 0;
-    int resume = 0;
-    std::string resume_from = "", init_from = "";
-    int exit_at_step = 0;
-    int max_bad_steps = 5;
 };
 
 // ----------------------------------------------------------------------------
-// Checkpoints (format, atomic writes, validation: llmc/checkpoint.h).
-// model.bin holds the fp32 master weights; the bf16 compute weights are
-// derived from them on load exactly as the AdamW kernel derives them
-// ((floatX)master), so they come back bit-identical. state.bin holds the AdamW
-// moments and step count, the schedule position (steps done), the train
-// loader's position and the sampling RNG. Everything else a run depends on is
-// a flag or is reset anyway (the validation loader), so a run resumed from
-// step k with the same flags prints the same losses as one that never stopped.
-// Device buffers stream to and from the files through a host chunk.
-
-// SIGTERM / SIGINT: the first makes the loop finish its step, save a
-// checkpoint and exit 0; a second exits at once.
-static volatile sig_atomic_t stop_signal = 0;
-
-static void on_stop_signal(int sig) {
-    if (stop_signal) {
-        static const char msg[] = "\nsecond stop signal: exiting at once, without a checkpoint\n";
-        ssize_t r = write(2, msg, sizeof msg - 1);
-        (void)r;
-        _exit(1);
-    }
-    stop_signal = sig;
-    static const char msg[] = "\nstop signal: finishing this step, then saving a checkpoint and exiting (send another to exit at once)\n";
-    ssize_t r = write(2, msg, sizeof msg - 1);
-    (void)r;
-}
-
-static void install_stop_signals() {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-}
-
-static CkptSource device_source(const float* dev) {
-    return [dev](size_t off, size_t n, float* dst) { cudaCheck(cudaMemcpy(dst, dev + off, n * sizeof(float), cudaMemcpyDeviceToHost)); };
-}
-static CkptSink device_sink(float* dev) {
-    return [dev](size_t off, size_t n, const float* src) { cudaCheck(cudaMemcpy(dev + off, src, n * sizeof(float), cudaMemcpyHostToDevice)); };
-}
-
-// Writes tc.ckpt_dir/step_N (N = st.step) and moves `latest`; a write error
-// (full disk) ends the run with one line, the previous checkpoint intact.
-static std::string gpt_save_checkpoint(GPT* g, const TrainConfig& tc, const CkptState& st) {
-    const double t0 = wall_seconds();
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    CkptWrite w;
-    w.dir = tc.ckpt_dir;
-    w.step = st.step;
-    w.info = gpt_ckpt_info(g->cfg);
-    w.dtype = CKPT_F32;
-    w.params = device_source(g->master);
-    w.state = st;
-    w.m = device_source(g->adam_m);
-    w.v = device_source(g->adam_v);
-    w.keep_last = tc.ckpt_keep;
-    w.keep_every = tc.ckpt_keep_every;
-    std::vector<int64_t> removed;
-    const std::string dir = ckpt_save_or_fail(w, &removed);
-    printf("saved checkpoint %s (%.1f MiB, %.2f s%s)\n", dir.c_str(), (double)g->num_params * 12.0 / 1048576.0, wall_seconds() - t0,
-           removed.empty() ? "" : ("; deleted " + std::to_string(removed.size()) + " older").c_str());
-    return dir;
-}
-
-// Weights from a model.bin into the fp32 master copy and, derived from it, the
-// compute copy; AdamW starts fresh (a fine-tune, or before the state is read).
-static void gpt_load_weights(GPT* g, const CkptModelHeader& h) {
-    ckpt_read_model_params_or_fail(h, device_sink(g->master));
-    copy_f32_to_floatX(g->params, g->master, g->num_params, g->stream);
-    cudaCheck(cudaMemset(g->adam_m, 0, g->num_params * sizeof(float)));
-    cudaCheck(cudaMemset(g->adam_v, 0, g->num_params * sizeof(float)));
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    g->adam_step = 0;
-}
-
-static void gpt_load_state(GPT* g, const CkptStateHeader& s) {
-    std::vector<CkptSink> sinks = {device_sink(g->adam_m), device_sink(g->adam_v)};
-    if (s.has_master) sinks.push_back(device_sink(g->master));
-    ckpt_read_state_arrays_or_fail(s, sinks);
-    if (s.has_master) copy_f32_to_floatX(g->params, g->master, g->num_params, g->stream);
-    cudaCheck(cudaStreamSynchronize(g->stream));
-    g->adam_step = (int)s.st.adam_step;
-}
-
-// On resume, train.log keeps what was logged up to the checkpoint at `step`
-// (train lines of steps <= step, validations before it: the resumed loop runs
-// the validation at `step` again) and the run appends to it; the loss curve is
-// rebuilt from it. A last line cut short by a crash is dropped.
-static void resume_train_log(const std::string& path, int step, LossCurve* curve) {
-    if (!file_exists(path)) return;
-    const std::string text = read_file_or_fail(path);
-    std::string kept;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        const size_t end = text.find('\n', pos);
-        if (end == std::string::npos) break;
-        const std::string line = text.substr(pos, end - pos);
-        pos = end + 1;
-        int s = 0;
-        float x = 0;
-        char kind[32] = {0};
-        if (sscanf(line.c_str(), "step %d %31s %f", &s, kind, &x) == 3) {
-            const bool train = strcmp(kind, "train_loss") == 0, val = strcmp(kind, "val_loss") == 0;
-            if ((train && s > step) || (val && s >= step)) continue;
-            if (train) curve->train.push_back({s, x});
-            if (val) curve->val.push_back({s, x});
-        }
-        kept += line + "\n";
-    }
-    const std::string tmp = path + ".tmp";
-    FILE* f = fopen_or_fail(tmp, "w");
-    fwrite_exact(kept.data(), kept.size(), f, tmp);
-    finish_atomic_write(f, tmp, path);
-}
+// Checkpoints (format: llmc/checkpoint.h; saving and loading the parameter
+// buffers: llmc/params.cuh; flags, stop signals, bad steps and train.log on
+// resume: llmc/run_control.h). model.bin holds the fp32 master weights. state.bin
+// holds the AdamW moments and step count, the schedule position (steps done),
+// the train loader's position and the sampling RNG. Everything else a run
+// depends on is a flag or is reset anyway (the validation loader), so a run
+// resumed from step k with the same flags prints the same losses as one that
+// never stopped.
 
 #ifndef TRAIN_GPT_NO_MAIN
 int main(int argc, char** argv) {
     TrainConfig tc;
     GPTConfig mc;
     OptimConfig oc;
+    HFFlags hf;
+    std::string eval_tokens;
     // the preset fills the model config first so that any flag given overrides it
     for (int k = 1; k + 1 < argc; k++)
         if (std::string(argv[k]) == "--preset") tc.preset = argv[k + 1];
@@ -610,16 +499,10 @@ int main(int argc, char** argv) {
     ap.add_int("--sample-tokens", &tc.sample_tokens, "tokens per sample");
     ap.add_float("--temperature", &tc.temperature, "sampling temperature (0: greedy)");
     ap.add_int("--top-k", &tc.top_k, "sample from the k most likely tokens (0: all)");
-    ap.section("checkpoints, resume and numerical faults (llmc/checkpoint.h)");
-    ap.add_string("--ckpt-dir", &tc.ckpt_dir, "write checkpoints to DIR/step_XXXXXXXX and DIR/latest (\"\": none)");
-    ap.add_int("--ckpt-every", &tc.ckpt_every, "save every N steps (0: only at the end and on SIGTERM/SIGINT)");
-    ap.add_int("--ckpt-keep", &tc.ckpt_keep, "keep the newest K checkpoints, delete older ones (0: keep all)");
-    ap.add_int("--ckpt-keep-every", &tc.ckpt_keep_every, "also keep for good every checkpoint whose step is a multiple of M (0: none)");
-    ap.add_bool("--resume", &tc.resume, "resume from --ckpt-dir's latest checkpoint if it has one (else start fresh)");
-    ap.add_string("--resume-from", &tc.resume_from, "resume from this checkpoint (a step_XXXXXXXX dir, its model.bin, or a --ckpt-dir)");
-    ap.add_string("--init-from", &tc.init_from, "start from these weights (a model.bin or checkpoint dir); step, AdamW and data start fresh");
-    ap.add_int("--exit-at-step", &tc.exit_at_step, "stop after this step as on SIGTERM: save a checkpoint, exit 0 (0: off)");
-    ap.add_int("--max-bad-steps", &tc.max_bad_steps, "stop after K steps in a row with a non-finite loss or grad norm (0: never)");
+    ap.add_string("--eval-tokens", &eval_tokens, "before training, print the mean loss on the tokens/targets [B,T] of a .mgt file "
+                  "(llmc/tensorfile.h; e.g. test/data/hf/llama_tiny.mgt) and its `loss` if it has one");
+    ckpt_add_flags(ap, &tc);
+    hf_add_flags(ap, &hf);
     gpt_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     bool vocab_given = false;
@@ -641,14 +524,26 @@ int main(int argc, char** argv) {
     if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
     if (!(tc.temperature >= 0)) fail("flag --temperature: must be >= 0");
     if (!(tc.dropout >= 0 && tc.dropout < 1)) fail("flag --dropout: must be in [0, 1), got %g", tc.dropout);
-    if (tc.ckpt_every < 0) fail("flag --ckpt-every: must be >= 0, got %d", tc.ckpt_every);
-    if (tc.ckpt_keep < 0) fail("flag --ckpt-keep: must be >= 0, got %d", tc.ckpt_keep);
-    if (tc.ckpt_keep_every < 0) fail("flag --ckpt-keep-every: must be >= 0, got %d", tc.ckpt_keep_every);
-    if (tc.exit_at_step < 0) fail("flag --exit-at-step: must be >= 0, got %d", tc.exit_at_step);
-    if (tc.max_bad_steps < 0) fail("flag --max-bad-steps: must be >= 0, got %d", tc.max_bad_steps);
-    if (tc.resume && tc.ckpt_dir.empty()) fail("flag --resume: needs --ckpt-dir (where to look for the latest checkpoint)");
-    if (tc.resume && !tc.resume_from.empty()) fail("flag --resume-from: cannot be combined with --resume 1 (pick one)");
-    if (!tc.resume_from.empty() && !tc.init_from.empty()) fail("flag --init-from: cannot be combined with --resume-from (a resumed run has its weights)");
+    ckpt_validate_flags(tc);
+    const int hf_dtype = hf_validate_flags(hf);
+    if (!hf.export_hf.empty()) make_parent_dirs(hf_join(hf.export_hf, "x"));   // fail now, not after training
+
+    // ---- --init-hf: the model config is config.json's (llmc/hf.h); without --train-data the run
+    // only converts (--steps 0) and reads no data
+    HFInfo hf_info;
+    const bool hf_in = !hf.init_hf.empty();
+    if (hf_in) {
+        if (!tc.init_from.empty()) fail("flag --init-from: cannot be combined with --init-hf (pick one source of weights)");
+        const GPTConfig hfc = hf_load_config(hf.init_hf, &hf_info);
+        hf_apply_config_flags(ap, argc, argv, &mc, hfc, hf_info.config_path);
+        if (tc.train_data == TrainConfig().train_data && !tc.random_data) {
+            if (tc.steps > 0)
+                fail("flag --train-data: --init-hf trains on token shards made with the model's own tokenizer (scripts/tokenize_hf.py); "
+                     "without --train-data only --steps 0 (convert) runs");
+            tc.random_data = 1;   // nothing to read: the loop does not train
+            printf("--init-hf without --train-data: converting only (--steps 0), no data is read\n");
+        }
+    }
 
     // ---- data: build the embedded default dataset on first use, load the tokenizer
     Tokenizer tok;
@@ -659,15 +554,25 @@ int main(int argc, char** argv) {
             printf("building the default dataset from %s into data/shakespeare (once)\n", tc.text.c_str());
             build_text_dataset(tc.text, "data/shakespeare", DEFAULT_DATASET_VOCAB, 0.1);
         }
-        if (!tc.tokenizer.empty() && file_exists(tc.tokenizer)) {
+        if (!tc.tokenizer.empty() && file_exists(tc.tokenizer) && !(hf_in && tc.tokenizer == TrainConfig().tokenizer)) {
             tokenizer_load(&tok, tc.tokenizer);
             have_tok = true;
-            if (!vocab_given) mc.vocab_size = tok.vocab_size;
+            if (!vocab_given && !hf_in) mc.vocab_size = tok.vocab_size;
             else if (mc.vocab_size < tok.vocab_size)
                 fail("flag --vocab-size: %d is smaller than the tokenizer's %d (%s)", mc.vocab_size, tok.vocab_size, tc.tokenizer.c_str());
         } else if (!tc.tokenizer.empty() && tc.tokenizer != TrainConfig().tokenizer) {
             fail("flag --tokenizer: %s does not exist", tc.tokenizer.c_str());
         }
+    }
+    // a Hugging Face model's own tokenizer.json decodes the samples (llmc/hf_tokenizer.h: decoding only)
+    HFTokenizer hf_tok;
+    bool have_hf_tok = false;
+    int start_token = have_tok ? tok.eot_token : 0;
+    if (hf_in && !have_tok && file_exists(hf_join(hf.init_hf, "tokenizer.json"))) {
+        hf_tokenizer_load(&hf_tok, hf_join(hf.init_hf, "tokenizer.json"));
+        have_hf_tok = true;
+        for (int id : {hf_info.bos_token_id, hf_info.eos_token_id})
+            if (id >= 0 && id < mc.vocab_size) { start_token = id; break; }
     }
     gpt_config_finalize(&mc);
     const int T = tc.seq_len > 0 ? tc.seq_len : std::min(mc.max_seq_len, 2048);
@@ -705,30 +610,13 @@ int main(int argc, char** argv) {
 
     // ---- the checkpoint to resume from, or the weights to start from: every
     // header checked against this run's model and data before the GPU is touched
-    std::string resume_dir, init_path;
-    if (!tc.resume_from.empty()) {
-        resume_dir = ckpt_resolve_or_fail(tc.resume_from, "flag --resume-from");
-    } else if (tc.resume) {
-        std::string err, note;
-        if (ckpt_find_latest(tc.ckpt_dir, &resume_dir, &err, &note)) {
-            if (!note.empty()) printf("note: %s\n", note.c_str());
-            if (!tc.init_from.empty()) printf("note: --init-from %s is not used: resuming from %s\n", tc.init_from.c_str(), resume_dir.c_str());
-        } else if (!err.empty()) {
-            fail("%s", err.c_str());
-        } else {
-            printf("resume: no checkpoint in %s yet: starting %s\n", tc.ckpt_dir.c_str(), tc.init_from.empty() ? "from scratch" : "from --init-from");
-        }
-    }
-    CkptModelHeader ckpt_model;
-    CkptStateHeader ckpt_state;
+    const CkptStart start = ckpt_start_or_fail(tc, gpt_ckpt_info(mc));
+    const std::string &resume_dir = start.resume_dir, &init_path = start.init_path;
+    const CkptModelHeader& ckpt_model = start.model;
+    const CkptStateHeader& ckpt_state = start.state;
     if (!resume_dir.empty()) {
-        ckpt_model = ckpt_read_model_header_or_fail(resume_dir + "/model.bin");
-        ckpt_check_model_or_fail(ckpt_model, gpt_ckpt_info(mc));
-        ckpt_state = ckpt_read_state_header_or_fail(resume_dir + "/state.bin");
-        ckpt_check_state_or_fail(ckpt_state, ckpt_model);
         const CkptState& s = ckpt_state.st;
         const char* sp = ckpt_state.path.c_str();
-        if (s.step > INT_MAX) fail("%s: step: expected at most %d, found %lld", sp, INT_MAX, (long long)s.step);
         if (s.seq_len != T) fail("%s: seq_len is %d, this run has --seq-len %d (the data position counts samples of T tokens)", sp, s.seq_len, T);
         if (s.rngs.size() != 1) fail("%s: n_rng is %zu, a train_gpt state has 1 (the sampling RNG)", sp, s.rngs.size());
         if (!tc.random_data && s.has_loader && s.loader_shard >= (int64_t)train_loader.shards.size())
@@ -738,12 +626,28 @@ int main(int argc, char** argv) {
         if (s.total_batch_tokens != tc.total_batch_tokens)
             printf("note: %s was trained with %lld tokens per step, this run uses %lld: not a bit-identical continuation\n", sp,
                    (long long)s.total_batch_tokens, tc.total_batch_tokens);
-        if (s.sched_steps != tc.steps)
-            printf("note: %s was trained with --steps %d, this run has %d: the learning rate follows the new schedule\n", sp, s.sched_steps, tc.steps);
-    } else if (!tc.init_from.empty()) {
-        init_path = ckpt_model_path_or_fail(tc.init_from, "flag --init-from");
-        ckpt_model = ckpt_read_model_header_or_fail(init_path);
-        ckpt_check_model_or_fail(ckpt_model, gpt_ckpt_info(mc));
+        ckpt_note_schedule(ckpt_state, tc.steps);
+    }
+
+    // ---- --init-hf weights and --eval-tokens, read and checked on the host before the GPU is touched
+    std::vector<float> hf_params;
+    if (hf_in && resume_dir.empty()) hf_params = hf_load_weights(hf.init_hf, mc, gpt_param_layout(mc), &hf_info);
+    else if (hf_in) printf("note: --init-hf %s: only its config is used: resuming from %s\n", hf.init_hf.c_str(), resume_dir.c_str());
+    TensorFile eval_tf;
+    int eval_B = 0, eval_T = 0;
+    if (!eval_tokens.empty()) {
+        eval_tf = tensorfile_read(eval_tokens);
+        const NamedTensor& xt = eval_tf.get("tokens");
+        const NamedTensor& yt = eval_tf.get("targets");
+        if (xt.dtype != 1 || yt.dtype != 1 || xt.shape.size() != 2 || yt.shape != xt.shape)
+            fail("%s: expected int32 tokens and targets of one shape [B,T]", eval_tokens.c_str());
+        eval_B = xt.shape[0];
+        eval_T = xt.shape[1];
+        if (eval_B < 1 || eval_B > B || eval_T < 1 || eval_T > T)
+            fail("%s: tokens are [%d, %d]: expected at most --batch-size %d x --seq-len %d", eval_tokens.c_str(), eval_B, eval_T, B, T);
+        for (const std::vector<int32_t>* v : {&xt.i, &yt.i})
+            for (int32_t id : *v)
+                if (id < 0 || id >= mc.vocab_size) fail("%s: token id %d is outside the vocabulary [0, %d)", eval_tokens.c_str(), id, mc.vocab_size);
     }
 
     // ---- GPU
@@ -755,10 +659,13 @@ int main(int argc, char** argv) {
     gpt_build(&model, mc, B, T);
     model.dropout = tc.dropout;
     if (!resume_dir.empty()) {
-        gpt_load_weights(&model, ckpt_model);
-        gpt_load_state(&model, ckpt_state);
+        params_load_weights(&model, ckpt_model, model.stream);
+        params_load_state(&model, ckpt_state, model.stream);
     } else if (!init_path.empty()) {
-        gpt_load_weights(&model, ckpt_model);
+        params_load_weights(&model, ckpt_model, model.stream);
+    } else if (hf_in) {
+        gpt_set_params(&model, hf_params.data());
+        std::vector<float>().swap(hf_params);
     } else {
         std::vector<float> init = gpt_init_params(mc, model.layout, tc.seed);
         gpt_set_params(&model, init.data());
@@ -777,14 +684,9 @@ int main(int argc, char** argv) {
     Schedule sched;
     sched.kind = tc.schedule; sched.warmup = tc.warmup; sched.steps = tc.steps; sched.lr = oc.lr;
     sched.min_lr_frac = tc.min_lr_frac; sched.wsd_decay_frac = tc.wsd_decay_frac;
-    FILE* logf = nullptr;
     LossCurve curve;
-    std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
-    if (!log_path.empty()) {
-        make_parent_dirs(log_path);
-        if (!resume_dir.empty()) resume_train_log(log_path, (int)ckpt_state.st.step, &curve);
-        logf = fopen_or_fail(log_path, resume_dir.empty() ? "w" : "a");
-    }
+    const std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
+    FILE* logf = open_train_log(log_path, start, &curve);
     Rng sample_rng;
     rng_seed(&sample_rng, tc.seed + 2);
 
@@ -807,12 +709,23 @@ int main(int argc, char** argv) {
                model.adam_step, (long long)s.loader_epoch, (long long)s.loader_shard, (long long)s.loader_sample);
     } else if (!init_path.empty()) {
         printf("initialized the weights from %s (step, AdamW and data start fresh)\n", init_path.c_str());
+    } else if (hf_in) {
+        printf("initialized from the Hugging Face model %s (%s, %s weights)%s\n", hf.init_hf.c_str(), hf_info.model_type.c_str(),
+               hf_info.dtype.empty() ? "?" : hf_info.dtype.c_str(), have_hf_tok ? "; samples decode with its tokenizer.json" : "");
+    }
+    if (!eval_tokens.empty()) {
+        gpt_forward(&model, eval_tf.i32("tokens").data(), eval_tf.i32("targets").data(), eval_B, eval_T, false, 0.0f);
+        const float el = gpt_mean_loss(&model);
+        if (eval_tf.has("loss") && eval_tf.f32("loss").size() == 1) {
+            const float ref = eval_tf.f32("loss")[0];
+            printf("eval: loss %.6f on %s (%d x %d tokens) | its loss %.6f | rel diff %.3e\n", el, eval_tokens.c_str(), eval_B, eval_T, ref,
+                   fabs((double)el - ref) / fabs((double)ref));
+        } else {
+            printf("eval: loss %.6f on %s (%d x %d tokens)\n", el, eval_tokens.c_str(), eval_B, eval_T);
+        }
     }
     const bool ckpt_on = !tc.ckpt_dir.empty();
-    if (ckpt_on)
-        printf("checkpoints: %s | every %d steps (0: only at the end) | keep the newest %d (0: all)%s%s\n", tc.ckpt_dir.c_str(), tc.ckpt_every,
-               tc.ckpt_keep, tc.ckpt_keep_every > 0 ? " and every step multiple of " : "",
-               tc.ckpt_keep_every > 0 ? std::to_string(tc.ckpt_keep_every).c_str() : "");
+    ckpt_print_plan(tc);
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
@@ -840,8 +753,9 @@ int main(int argc, char** argv) {
         return vl;
     };
     auto run_sample = [&](int step) {
-        if (!have_tok) return;
-        std::string s = gpt_sample(&model, &tok, tc.sample_tokens, tc.temperature, tc.top_k, &sample_rng);
+        if (!have_tok && !have_hf_tok) return;
+        const std::vector<int> ids = gpt_sample(&model, start_token, tc.sample_tokens, tc.temperature, tc.top_k, &sample_rng);
+        const std::string s = have_tok ? tokenizer_decode(&tok, ids.data(), ids.size()) : hf_tokenizer_decode(&hf_tok, ids.data(), ids.size());
         printf("---- sample at step %d ----\n%s\n---------------------------\n", step, s.c_str());
     };
 
@@ -860,7 +774,7 @@ int main(int argc, char** argv) {
             s.loader_epoch = p.epoch; s.loader_shard = p.shard; s.loader_sample = p.sample; s.loader_rng = p.rng_state;
         }
         s.rngs = {sample_rng.state};
-        last_ckpt = gpt_save_checkpoint(&model, tc, s);
+        last_ckpt = params_save_checkpoint(&model, gpt_ckpt_info(model.cfg), s, tc.ckpt_dir, tc.ckpt_keep, tc.ckpt_keep_every, model.stream);
         saved_step = done;
     };
 
@@ -902,19 +816,9 @@ int main(int argc, char** argv) {
         if (logf) { fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(logf); }
         curve.train.push_back({step + 1, (float)loss});
 
-        // faults: max_bad_steps skipped updates in a row stop the run
+        // faults (max_bad_steps skipped updates in a row stop the run), checkpoints, a stop request
         const int done = step + 1;
-        if (loss_ok && std::isfinite(norm)) bad_steps = 0;
-        else if (++bad_steps >= tc.max_bad_steps && tc.max_bad_steps > 0)
-            fail("step %d: %d steps in a row had a non-finite loss or gradient norm (updates skipped); stopping. last good checkpoint: %s",
-                 done, bad_steps, last_ckpt.empty() ? "none" : last_ckpt.c_str());
-        // checkpoints: every ckpt_every steps (not in a run of bad steps), and on a stop request
-        const bool stop = stop_signal != 0 || (tc.exit_at_step > 0 && done == tc.exit_at_step);
-        if (ckpt_on && (stop || (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && bad_steps == 0))) save_checkpoint(done);
-        if (stop) {
-            printf("stopping after step %d (%s): %s\n", done,
-                   stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "--exit-at-step",
-                   ckpt_on ? ("checkpoint " + last_ckpt).c_str() : "no --ckpt-dir, so no checkpoint");
+        if (run_after_step(tc, done, loss_ok && std::isfinite(norm), &bad_steps, last_ckpt, save_checkpoint)) {
             step = done;
             break;
         }
@@ -931,6 +835,18 @@ int main(int argc, char** argv) {
     if (!tc.log_dir.empty() && !curve.train.empty()) {
         write_loss_svg(curve, tc.log_dir + "/loss.svg", "train_gpt " + tc.preset);
         printf("wrote %s/train.log and %s/loss.svg\n", tc.log_dir.c_str(), tc.log_dir.c_str());
+    }
+    if (!hf.export_hf.empty()) {
+        // the fp32 master weights, as a Hugging Face model directory
+        const double t0 = wall_seconds();
+        std::vector<float> w(model.num_params);
+        cudaCheck(cudaStreamSynchronize(model.stream));
+        cudaCheck(cudaMemcpy(w.data(), model.master, model.num_params * sizeof(float), cudaMemcpyDeviceToHost));
+        const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
+        hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos);
+        if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
+        printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %.1f s)\n", hf.export_hf.c_str(),
+               hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, wall_seconds() - t0);
     }
     if (!tc.random_data) dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);

@@ -29,6 +29,7 @@ json_int(...), ...) and json_serialize() it (compact, keys in insertion order).
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 #include "utils.h"
@@ -214,12 +215,21 @@ struct JsonParser {
             i++;
             ws();
             if (i < n && s[i] == '}') { i++; return; }
+            // duplicate keys: a scan while the object is small, a hash set once it is large
+            // (a tokenizer.json vocabulary has 150k keys)
+            std::unordered_set<std::string> keys;
             for (;;) {
                 ws();
                 const size_t key_at = i;
                 std::string key = string();
-                for (const auto& kv : v.obj)
-                    if (kv.first == key) { i = key_at; error("no duplicate keys in an object"); }
+                bool dup = false;
+                if (v.obj.size() < 16) {
+                    for (const auto& kv : v.obj) dup = dup || kv.first == key;
+                } else {
+                    if (keys.empty()) for (const auto& kv : v.obj) keys.insert(kv.first);
+                    dup = !keys.insert(key).second;
+                }
+                if (dup) { i = key_at; error("no duplicate keys in an object"); }
                 ws();
                 if (i >= n || s[i] != ':') error("':' after an object key");
                 i++;

@@ -37,31 +37,35 @@ run "dataloader" ./test/test_dataloader
 run "latent data" ./test/test_latent_data
 run "safetensors + json" ./test/test_safetensors
 run "megatron data" ./test/test_megatron_data
+run "Hugging Face import/export and tokenizer.json" ./test/test_hf
+run "tokenize_hf.py" bash test/test_tokenize_hf.sh
 run "moving shapes" ./test/test_moving_shapes
 run "gif and png writers" ./test/test_gif
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh
 run "checkpoint" ./test/test_checkpoint
 run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
 run "ZeRO partition and buckets" ./test/test_zero
-run "bad input (train_gpt)" bash test/test_bad_input.sh
+run "bad input (train_gpt, train_dit)" bash test/test_bad_input.sh
 run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
 
 # ---- GPU half
 if [ $has_gpu -eq 1 ]; then
-    make -s test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
+    make -s test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 train_dit || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
     run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
     run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
     run "dit GPU bf16 vs PyTorch" ./test/test_dit
     run "dit GPU fp32 vs PyTorch" ./test/test_dit_fp32
     run "train_gpt determinism" bash test/test_determinism.sh
     run "train_gpt resume" bash test/test_resume.sh
+    run "train_dit resume" bash test/test_resume_dit.sh
 else
     for t in "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
              "gpt_gpu_fp32 (test/test_gpt_fp32: GPU fp32 vs PyTorch reference)" \
              "dit_gpu_bf16 (test/test_dit: GPU bf16 vs PyTorch reference)" \
              "dit_gpu_fp32 (test/test_dit_fp32: GPU fp32 vs PyTorch reference)" \
              "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)" \
-             "train_gpt resume (test/test_resume.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)"; do
+             "train_gpt resume (test/test_resume.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)" \
+             "train_dit resume (test/test_resume_dit.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)"; do
         echo "SKIP $t: no GPU on this machine"
         echo "SKIP $t" >> "$LOG"
     done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Bad input to train_gpt: every case must exit non-zero with ONE line on
-# stderr that names the flag or file, and must not crash (no signal, no core).
-# All cases fail before the GPU is touched, so this runs on CPU-only machines.
+# Bad input to train_gpt (and train_dit's checkpoint flags): every case must
+# exit non-zero with ONE line on stderr that names the flag or file, and must
+# not crash (no signal, no core). All cases fail before the GPU is touched, so
+# this runs on CPU-only machines.
 set -u
 cd "$(dirname "$0")/.."
 T=test/tmp/bad_input
@@ -25,7 +26,7 @@ common="--preset tiny --tokenizer '' --steps 1 --batch-size 2 --seq-len 32 --val
 expect() {
     local name=$1 pattern=$2; shift 2
     local err="$T/$name.err"
-    eval ./train_gpt "$@" > "$T/$name.out" 2> "$err"
+    eval "${BIN:-./train_gpt}" "$@" > "$T/$name.out" 2> "$err"
     local rc=$?
     local lines; lines=$(grep -c . "$err")
     if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$err"; then
@@ -57,6 +58,44 @@ expect bad_tokenizer     "tok_bad.bin"          $common --train-data "$good" --t
 expect trunc_tokenizer   "tok_trunc.bin"        $common --train-data "$good" --tokenizer "$T/tok_trunc.bin"
 expect missing_tokenizer "nope.bin"             $common --train-data "$good" --tokenizer "$T/nope.bin"
 expect small_vocab_flag  "--vocab-size"         $common --train-data "$good" --tokenizer "$T/ok/tokenizer.bin" --vocab-size 100
+
+# --init-hf / --export-hf (llmc/hf.h): a bad model directory or flags that contradict its config.json
+hf=test/data/hf/qwen3_tiny
+mkdir -p "$T/hf_nofield" "$T/hf_lies"
+grep -v '"hidden_size"' "$hf/config.json" > "$T/hf_nofield/config.json"
+cp "$hf/config.json" "$T/hf_lies/"; head -c 300000 "$hf/model.safetensors" > "$T/hf_lies/model.safetensors"
+hf_common="--steps 0 --log-dir ''"
+expect hf_missing_dir    "$T/no_model/config.json: cannot open" $hf_common --init-hf "$T/no_model"
+expect hf_missing_field  "hf_nofield/config.json: hidden_size: missing field" $hf_common --init-hf "$T/hf_nofield"
+expect hf_header_lies    "hf_lies/model.safetensors: " $hf_common --init-hf "$T/hf_lies"
+expect hf_shape_flag     "flag --n-layer: 3 contradicts" $hf_common --init-hf "$hf" --n-layer 3
+expect hf_with_preset    "flag --preset: cannot be combined with --init-hf" $hf_common --preset tiny --init-hf "$hf"
+expect hf_needs_data     "flag --train-data: --init-hf" --init-hf "$hf" --steps 5 --log-dir "''"
+expect hf_dtype          "flag --hf-dtype" $hf_common --init-hf "$hf" --hf-dtype fp16
+expect hf_export_onto_source "flag --export-hf" $hf_common --init-hf "$hf" --export-hf "$hf"
+expect hf_eval_vocab     "llama_tiny.mgt: token id" $hf_common --init-hf "$hf" --eval-tokens test/data/hf/llama_tiny.mgt
+
+# train_dit: its checkpoint, resume and fault flags (llmc/run_control.h), on synthetic batches (no data read)
+dit() { local BIN=./train_dit; expect "$@"; }
+dit_common="--random-data 1 --preset tiny --steps 1 --batch-size 1 --frames 2 --height 4 --width 4 --text-len 4 --log-dir ''"
+if [ -x ./train_dit ]; then
+    mkdir -p "$T/dit_garbage" "$T/dit_cut"
+    printf 'garbage\n' > "$T/dit_garbage/latest"
+    head -c 100 "$good" > "$T/dit_cut/model.bin"; cp "$good" "$T/dit_cut/state.bin"
+    dit dit_unknown_flag     "--bogus"              $dit_common --bogus 1
+    dit dit_ckpt_every       "--ckpt-every"         $dit_common --ckpt-every -1
+    dit dit_max_bad_steps    "--max-bad-steps"      $dit_common --max-bad-steps -1
+    dit dit_exit_at_step     "--exit-at-step"       $dit_common --exit-at-step -3
+    dit dit_resume_no_dir    "flag --resume: needs --ckpt-dir" $dit_common --resume 1
+    dit dit_resume_twice     "flag --resume-from: cannot be combined" $dit_common --ckpt-dir "$T/dit_ck" --resume 1 --resume-from "$T/dit_ck"
+    dit dit_init_and_resume  "flag --init-from: cannot be combined" $dit_common --resume-from "$T/dit_ck" --init-from "$T/dit_ck"
+    dit dit_resume_missing   "flag --resume-from: $T/dit_nope does not exist" $dit_common --resume-from "$T/dit_nope"
+    dit dit_latest_garbage   "$T/dit_garbage/latest: expected a checkpoint name" $dit_common --ckpt-dir "$T/dit_garbage" --resume 1
+    dit dit_model_truncated  "$T/dit_cut/model.bin: file is 100 bytes" $dit_common --resume-from "$T/dit_cut"
+    dit dit_init_not_ckpt    "$T/text.txt: magic: expected 20251210" $dit_common --init-from "$T/text.txt"
+else
+    echo "SKIP bad_input/train_dit: ./train_dit is missing (make train_dit)"
+fi
 
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -28,6 +28,7 @@
 #endif
 #include "../../llmc/args.h"
 #include "../../llmc/gpt_config.h"
+#include "../../llmc/hf.h"
 #include "../../llmc/rand.h"
 #include "../../llmc/utils.h"
 
@@ -491,6 +492,17 @@ void gpt_cpu_init_params(GPTCpu* g, uint64_t seed) {
     }
 }
 
+// Builds g for batches of B x T from a Hugging Face model directory: config.json and the
+// safetensors weights, mapped to this layout by llmc/hf.h (shared with train_gpt.cu).
+void gpt_cpu_load_hf(GPTCpu* g, const std::string& dir, int B, int T, HFInfo* info_out = nullptr) {
+    HFInfo info;
+    const GPTConfig cfg = hf_load_config(dir, &info);
+    if (T > cfg.max_seq_len) fail("%s: max_position_embeddings %d is shorter than the sequence length %d", info.config_path.c_str(), cfg.max_seq_len, T);
+    gpt_cpu_build(g, cfg, B, T);
+    g->params = hf_load_weights(dir, cfg, g->layout, &info);
+    if (info_out) *info_out = info;
+}
+
 // Forward over tokens [B,T]. With targets [B,T] it also computes the
 // per-position losses and returns their mean (the backward needs this);
 // without, it returns 0 and only the logits (and probs) are valid.
@@ -685,6 +697,7 @@ float gpt_cpu_update(GPTCpu* g, float lr, float beta1, float beta2, float eps, f
 #include "../../llmc/dataloader.h"
 #include "../../llmc/dataset.h"
 #include "../../llmc/tokenizer.h"
+#include "../../llmc/hf_tokenizer.h"
 
 // Mean loss over up to n_batches batches of a loader (from its start).
 static float eval_loss(GPTCpu* g, DataLoader* dl, int n_batches) {
@@ -697,13 +710,14 @@ static float eval_loss(GPTCpu* g, DataLoader* dl, int n_batches) {
     return (float)(s / n_batches);
 }
 
-// Samples n tokens after the end-of-text token. The window (the last T
-// tokens) goes into row 0 of the batch, the whole batch is run, and the logits
-// at the window's last position give the next token (temperature 0: greedy).
-static std::string sample(GPTCpu* g, const Tokenizer* tok, int n, float temperature, Rng* rng) {
+// Samples n tokens after the start token (end-of-text, or a Hugging Face model's
+// bos); returns them without it. The window (the last T tokens) goes into row 0
+// of the batch, the whole batch is run, and the logits at the window's last
+// position give the next token (temperature 0: greedy).
+static std::vector<int> sample(GPTCpu* g, int start, int n, float temperature, Rng* rng) {
     const int T = g->T, V = g->cfg.vocab_size, Vp = g->cfg.padded_vocab_size;
-    std::vector<int> seq = {tok->eot_token};
-    std::vector<int> buf((size_t)g->B * T, tok->eot_token);
+    std::vector<int> seq = {start};
+    std::vector<int> buf((size_t)g->B * T, start);
     for (int k = 0; k < n; k++) {
         const int len = std::min((int)seq.size(), T);
         std::copy(seq.end() - len, seq.end(), buf.begin());
@@ -725,13 +739,14 @@ static std::string sample(GPTCpu* g, const Tokenizer* tok, int n, float temperat
         }
         seq.push_back(next);
     }
-    return tokenizer_decode(tok, seq.data() + 1, seq.size() - 1);
+    return std::vector<int>(seq.begin() + 1, seq.end());
 }
 
 int main(int argc, char** argv) {
     std::string data_dir = "data/shakespeare";
     int steps = 20, B = 4, T = 64, seed = 1337, val_every = 10, val_batches = 4, gen_tokens = 64;
     float lr = 1e-3f, temperature = 0.8f;
+    std::string init_hf, export_hf;
     ArgParser ap;
     ap.program = argv[0];
     ap.usage = std::string(argv[0]) + " [flags]: trains the tiny preset on the CPU (fp32 reference)";
@@ -746,6 +761,9 @@ int main(int argc, char** argv) {
     ap.add_int("--val-batches", &val_batches, "batches per val loss");
     ap.add_int("--gen-tokens", &gen_tokens, "tokens to sample at the end");
     ap.add_float("--temperature", &temperature, "sampling temperature (0: greedy)");
+    ap.add_string("--init-hf", &init_hf, "start from a Hugging Face model dir (config.json + safetensors, llmc/hf.h); --data-dir then holds "
+                  "shards made with its tokenizer (scripts/tokenize_hf.py; --steps 0 needs none); samples decode with its tokenizer.json");
+    ap.add_string("--export-hf", &export_hf, "at the end, write the weights to DIR as a Hugging Face model (F32; llmc/hf.h)");
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     if (steps < 0) fail("flag --steps: must be >= 0, got %d", steps);
     if (B <= 0) fail("flag --batch: must be > 0, got %d", B);
@@ -756,35 +774,58 @@ int main(int argc, char** argv) {
     if (!(lr > 0)) fail("flag --lr: must be > 0");
     if (temperature < 0) fail("flag --temperature: must be >= 0");
 
-    const std::string tok_path = data_dir + "/tokenizer.bin";
-    if (!file_exists(tok_path)) {
-        printf("%s missing: building the dataset from data/tinyshakespeare.txt\n", tok_path.c_str());
-        build_text_dataset("data/tinyshakespeare.txt", data_dir, 1024, 0.1);
-    }
     Tokenizer tok;
-    tokenizer_load(&tok, tok_path);
-
+    HFTokenizer hf_tok;
+    bool have_hf_tok = false;
     GPTConfig cfg;
-    gpt_preset("tiny", &cfg);
-    cfg.vocab_size = tok.vocab_size;
-    cfg.padded_vocab_size = 0;
-    if (T > cfg.max_seq_len) cfg.max_seq_len = T;
-    gpt_config_finalize(&cfg);
+    GPTCpu g;
+    int start_token = 0;
+    HFInfo info;
+    if (init_hf.empty()) {
+        const std::string tok_path = data_dir + "/tokenizer.bin";
+        if (!file_exists(tok_path)) {
+            printf("%s missing: building the dataset from data/tinyshakespeare.txt\n", tok_path.c_str());
+            build_text_dataset("data/tinyshakespeare.txt", data_dir, 1024, 0.1);
+        }
+        tokenizer_load(&tok, tok_path);
+        start_token = tok.eot_token;
+        gpt_preset("tiny", &cfg);
+        cfg.vocab_size = tok.vocab_size;
+        cfg.padded_vocab_size = 0;
+        if (T > cfg.max_seq_len) cfg.max_seq_len = T;
+        gpt_config_finalize(&cfg);
+        gpt_cpu_build(&g, cfg, B, T);
+        gpt_cpu_init_params(&g, (uint64_t)seed);
+    } else {
+        gpt_cpu_load_hf(&g, init_hf, B, T, &info);
+        cfg = g.cfg;
+        start_token = info.bos_token_id >= 0 ? info.bos_token_id : info.eos_token_id >= 0 ? info.eos_token_id : 0;
+        if (start_token >= cfg.vocab_size) fail("%s: bos_token_id %d is outside the vocabulary (%d)", info.config_path.c_str(), start_token, cfg.vocab_size);
+        const std::string tj = hf_join(init_hf, "tokenizer.json");
+        if (file_exists(tj)) { hf_tokenizer_load(&hf_tok, tj); have_hf_tok = true; }
+        printf("loaded %s (%s): %zu params\n", init_hf.c_str(), info.model_type.c_str(), g.num_params);
+    }
+    auto decode = [&](const std::vector<int>& ids) {
+        if (init_hf.empty()) return tokenizer_decode(&tok, ids.data(), ids.size());
+        if (have_hf_tok) return hf_tokenizer_decode(&hf_tok, ids.data(), ids.size());
+        std::string s;   // no tokenizer.json: the ids
+        for (int id : ids) s += std::to_string(id) + " ";
+        return s;
+    };
 
     DataLoader train_dl, val_dl;
-    dataloader_init(&train_dl, data_dir + "/train_*.bin", B, T, 0, 1, 1, (uint64_t)seed, cfg.vocab_size);
-    dataloader_init(&val_dl, data_dir + "/val_*.bin", B, T, 0, 1, 0, (uint64_t)seed, cfg.vocab_size);
-
-    GPTCpu g;
-    gpt_cpu_build(&g, cfg, B, T);
-    gpt_cpu_init_params(&g, (uint64_t)seed);
+    const bool have_data = init_hf.empty() || steps > 0;
+    if (have_data) {
+        dataloader_init(&train_dl, data_dir + "/train_*.bin", B, T, 0, 1, 1, (uint64_t)seed, cfg.vocab_size);
+        dataloader_init(&val_dl, data_dir + "/val_*.bin", B, T, 0, 1, 0, (uint64_t)seed, cfg.vocab_size);
+    }
 #ifdef _OPENMP
     const int threads = omp_get_max_threads();
 #else
     const int threads = 1;
 #endif
-    printf("tiny preset: vocab %d (padded %d), L %d, C %d, heads %d/%d, hd %d, F %d, %zu params | B %d T %d lr %g | %d threads\n",
-           cfg.vocab_size, cfg.padded_vocab_size, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim,
+    printf("%s: vocab %d (padded %d), L %d, C %d, heads %d/%d, hd %d, F %d, %zu params | B %d T %d lr %g | %d threads\n",
+           init_hf.empty() ? "tiny preset" : "model", cfg.vocab_size, cfg.padded_vocab_size, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim,
            cfg.ffn_hidden, g.num_params, B, T, lr, threads);
 
     for (int step = 1; step <= steps; step++) {
@@ -803,11 +844,18 @@ int main(int argc, char** argv) {
     if (gen_tokens > 0) {
         Rng rng;
         rng_seed(&rng, (uint64_t)seed + 1);
-        printf("---- sample (greedy):\n%s\n", sample(&g, &tok, gen_tokens, 0.0f, &rng).c_str());
-        printf("---- sample (temperature %g):\n%s\n----\n", temperature, sample(&g, &tok, gen_tokens, temperature, &rng).c_str());
+        printf("---- sample (greedy):\n%s\n", decode(sample(&g, start_token, gen_tokens, 0.0f, &rng)).c_str());
+        printf("---- sample (temperature %g):\n%s\n----\n", temperature, decode(sample(&g, start_token, gen_tokens, temperature, &rng)).c_str());
     }
-    dataloader_free(&train_dl);
-    dataloader_free(&val_dl);
+    if (!export_hf.empty()) {
+        hf_export(export_hf, cfg, g.params.data(), ST_F32, info.bos_token_id, init_hf.empty() ? tok.eot_token : info.eos_token_id);
+        if (!init_hf.empty()) hf_copy_side_files(init_hf, export_hf);
+        printf("exported the weights to %s as a Hugging Face model (%s)\n", export_hf.c_str(), hf_export_architecture(cfg));
+    }
+    if (have_data) {
+        dataloader_free(&train_dl);
+        dataloader_free(&val_dl);
+    }
     return 0;
 }
 #endif

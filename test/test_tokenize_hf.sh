@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# scripts/tokenize_hf.py with test/data/hf/llama_tiny's tokenizer.json on a small text file and a
+# JSONL file: the llm.c shards pass the C++ loader's validation (test/test_dataloader --init),
+# the Megatron .idx/.bin pass llmc/megatron_data.h's (test/test_megatron_data --open), and their
+# tokens are exactly each document's ids from the tokenizers library followed by the
+# end-of-document token; meta.txt counts match; bad input ends with exit 1 and one stderr line.
+# Prints SKIP when no python3 with numpy and tokenizers is found (CI may not have them); set
+# PYTHON to choose the interpreter.
+set -u
+cd "$(dirname "$0")/.."
+T=test/tmp/tokenize_hf
+rm -rf "$T"; mkdir -p "$T"
+
+PY=""
+for cand in ${PYTHON:-} python3 /usr/bin/python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import numpy, tokenizers" >/dev/null 2>&1; then PY=$cand; break; fi
+done
+if [ -z "$PY" ]; then
+    echo "SKIP tokenize_hf: no python3 with numpy and tokenizers (set PYTHON=...)"
+    exit 0
+fi
+for b in test/test_dataloader test/test_megatron_data; do
+    [ -x "$b" ] || { echo "FAIL tokenize_hf/setup: $b is not built (make $b)"; exit 1; }
+done
+pass=0; fail=0
+ok() { echo "PASS tokenize_hf/$1"; pass=$((pass + 1)); }
+ko() { echo "FAIL tokenize_hf/$1"; fail=$((fail + 1)); }
+TOK=test/data/hf/llama_tiny
+
+printf '{"text": "First Citizen: hello there."}\n{"id": 2, "text": "Second doc, caf\\u00e9 \\u4e2d\\u6587 \\ud83d\\ude42"}\n\n{"text": "third\\nline"}\n{"text": "fourth"}\n' > "$T/docs.jsonl"
+head -c 4000 data/tinyshakespeare.txt > "$T/plain.txt"
+
+if "$PY" scripts/tokenize_hf.py --tokenizer "$TOK" --input "$T/plain.txt" --input "$T/docs.jsonl" --out "$T/llmc" --val-fraction 0.2 \
+        --shard-tokens 700 > "$T/llmc.log" 2>&1; then ok "llmc_runs"; else ko "llmc_runs: $(tail -1 "$T/llmc.log")"; fi
+if "$PY" scripts/tokenize_hf.py --tokenizer "$TOK/tokenizer.json" --input "$T/docs.jsonl" --format megatron --out "$T/meg" \
+        --val-fraction 0.25 > "$T/meg.log" 2>&1; then ok "megatron_runs"; else ko "megatron_runs: $(tail -1 "$T/meg.log")"; fi
+./test/test_dataloader --init "$T/llmc/train_*.bin" 300 1 8 > /dev/null 2> "$T/dl.err" && ok "llmc_train_shards_load" || ko "llmc_train_shards_load: $(cat "$T/dl.err")"
+./test/test_dataloader --init "$T/llmc/val_*.bin" 300 1 4 > /dev/null 2> "$T/dl.err" && ok "llmc_val_shard_loads" || ko "llmc_val_shard_loads: $(cat "$T/dl.err")"
+./test/test_megatron_data --open "$T/meg/train_text_document" 300 > /dev/null 2> "$T/mg.err" && ok "megatron_train_opens" || ko "megatron_train_opens: $(cat "$T/mg.err")"
+./test/test_megatron_data --open "$T/meg/val_text_document" 300 > /dev/null 2> "$T/mg.err" && ok "megatron_val_opens" || ko "megatron_val_opens: $(cat "$T/mg.err")"
+
+# the contents, against the tokenizers library directly
+if "$PY" - "$T" "$TOK/tokenizer.json" > "$T/verify.log" 2>&1 <<'EOF'
+import glob, json, os, sys
+import numpy as np
+from tokenizers import Tokenizer
+d, tj = sys.argv[1], sys.argv[2]
+tok = Tokenizer.from_file(tj)
+enc = lambda s: tok.encode(s, add_special_tokens=False).ids
+docs = [json.loads(l)["text"] for l in open(d + "/docs.jsonl", encoding="utf-8") if l.strip()]
+plain = open(d + "/plain.txt", encoding="utf-8").read()
+EOD = 0  # <|endoftext|>: the tokenizer's EOS
+alld = [plain] + docs
+n_val = max(1, round(0.2 * len(alld)))
+want_train = [x for s in alld[:-n_val] for x in enc(s) + [EOD]]
+want_val = [x for s in alld[-n_val:] for x in enc(s) + [EOD]]
+def shard(p):
+    h = np.fromfile(p, dtype=np.int32, count=256)
+    assert h[0] == 20240520 and h[1] == 1, h[:3]
+    t = np.fromfile(p, dtype=np.uint16, offset=1024)
+    assert len(t) == h[2]
+    return t.tolist()
+got_train = [x for p in sorted(glob.glob(d + "/llmc/train_*.bin")) for x in shard(p)]
+assert len(glob.glob(d + "/llmc/train_*.bin")) >= 2, "expected several shards of 700 tokens"
+assert got_train == want_train, "train tokens differ"
+assert shard(d + "/llmc/val_000.bin") == want_val, "val tokens differ"
+meta = dict(l.split() for l in open(d + "/llmc/meta.txt"))
+assert int(meta["val_tokens"]) == len(want_val) - n_val and int(meta["train_tokens"]) == len(want_train) - (len(alld) - n_val), meta
+assert int(meta["val_bytes"]) == sum(len(s.encode()) for s in alld[-n_val:]), meta
+# megatron: one sequence per document, uint16
+n_mv = max(1, round(0.25 * len(docs)))
+for split, part in (("train", docs[:-n_mv]), ("val", docs[-n_mv:])):
+    idx = open(d + "/meg/%s_text_document.idx" % split, "rb").read()
+    assert idx[:9] == b"MMIDIDX\x00\x00" and idx[17] == 8, "magic / uint16 dtype code"
+    S = int(np.frombuffer(idx[18:26], dtype=np.uint64)[0])
+    lens = np.frombuffer(idx[34:34 + 4 * S], dtype=np.int32).tolist()
+    want = [enc(s) + [EOD] for s in part]
+    assert lens == [len(w) for w in want], (lens, [len(w) for w in want])
+    assert np.fromfile(d + "/meg/%s_text_document.bin" % split, dtype=np.uint16).tolist() == [x for w in want for x in w]
+print("contents ok: %d train + %d val llmc tokens, %d megatron docs" % (len(want_train), len(want_val), len(docs)))
+EOF
+then ok "contents: $(tail -1 "$T/verify.log")"; else ko "contents: $(tail -3 "$T/verify.log" | tr '\n' ' ')"; fi
+
+# bad input: exit 1, one stderr line naming the file
+expect() {  # NAME PATTERN ARGS...
+    local name=$1 pattern=$2; shift 2
+    "$PY" scripts/tokenize_hf.py "$@" > /dev/null 2> "$T/$name.err"
+    local rc=$? lines; lines=$(grep -c . "$T/$name.err")
+    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$T/$name.err"; then ok "$name: $(cat "$T/$name.err")"
+    else ko "$name: exit $rc, $lines stderr lines, expected '$pattern': $(head -2 "$T/$name.err")"; fi
+}
+printf '{"body": "x"}\n' > "$T/nofield.jsonl"
+printf '{"text": "x"\n' > "$T/badjson.jsonl"
+expect missing_input "nope.txt: no such file" --tokenizer "$TOK" --input "$T/nope.txt" --out "$T/x"
+expect missing_field "nofield.jsonl: line 1: no field 'text'" --tokenizer "$TOK" --input "$T/nofield.jsonl" --out "$T/x"
+expect bad_json "badjson.jsonl: line 1: invalid JSON" --tokenizer "$TOK" --input "$T/badjson.jsonl" --out "$T/x"
+expect bad_fraction "--val-fraction" --tokenizer "$TOK" --input "$T/plain.txt" --out "$T/x" --val-fraction 1.5
+
+echo "tokenize_hf: $pass passed, $fail failed"
+[ $fail -eq 0 ]
