@@ -2,6 +2,7 @@
 # Two train_gpt runs with the same seed must print bit-identical losses and grad norms.
 set -u
 cd "$(dirname "$0")/.."
+mkdir -p test/tmp
 args="--preset tiny --steps 12 --batch-size 8 --seq-len 64 --val-every 6 --val-batches 2 --sample-every -1 --seed 7 --log-dir test/tmp/det"
 for k in 1 2; do
     ./train_gpt $args --vocab-size 1024 > test/tmp/det_$k.txt 2>&1 || { echo "FAIL determinism: train_gpt run $k failed"; tail -3 test/tmp/det_$k.txt; exit 1; }
