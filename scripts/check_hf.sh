@@ -16,6 +16,7 @@
 # Usage, on a GPU machine with python3, torch and transformers: bash scripts/check_hf.sh
 #   OUT=DIR      logs and exports go to DIR/check_hf (default /tmp)
 #   PYTHON=...   the interpreter with transformers (default python3)
+#   FP32=0       skip the fp32 build and its runs (saves two builds of train_gpt)
 #   PHASES="gpu" on a GPU machine without transformers, then PHASES="py" with the same DIR/check_hf
 #                on a machine with transformers (default "gpu py")
 # Exits non-zero on any mismatch; the last line counts the checks.
@@ -25,6 +26,9 @@ OUT=${OUT:-/tmp}
 D="$OUT/check_hf"
 PHASES=${PHASES:-"gpu py"}
 PY=${PYTHON:-python3}
+FP32=${FP32:-1}
+RUNS="bf16run.fp32 bf16run.bf16"
+[ "$FP32" = 1 ] && RUNS="$RUNS fp32run.fp32"
 MODELS="llama_tiny qwen3_tiny qwen2_tiny"
 mkdir -p "$D"
 nfail=0
@@ -34,13 +38,16 @@ if [[ " $PHASES " == *" gpu "* ]]; then
     rm -rf "${D:?}"/*
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$D/gpu.txt" 2>&1
     echo "== build (bf16 and fp32 train_gpt, build_data)"
-    if ! make -B PRECISION=FP32 train_gpt > "$D/build_fp32.log" 2>&1 || ! mv train_gpt "$D/train_gpt_fp32"; then tail -20 "$D/build_fp32.log"; exit 1; fi
+    if [ "$FP32" = 1 ]; then
+        if ! make -B PRECISION=FP32 train_gpt > "$D/build_fp32.log" 2>&1 || ! mv train_gpt "$D/train_gpt_fp32"; then tail -20 "$D/build_fp32.log"; exit 1; fi
+    fi
     if ! make train_gpt build_data > "$D/build.log" 2>&1; then tail -20 "$D/build.log"; exit 1; fi
     for m in $MODELS; do
         common=(--init-hf "test/data/hf/$m" --steps 0 --batch-size 2 --seq-len 32 --eval-tokens "test/data/hf/$m.mgt"
                 --sample-every 0 --sample-tokens 24 --log-dir "")
         for run in "bf16run.fp32 ./train_gpt fp32" "bf16run.bf16 ./train_gpt bf16" "fp32run.fp32 $D/train_gpt_fp32 fp32"; do
             read -r tag bin dt <<< "$run"
+            [[ " $RUNS " == *" $tag "* ]] || continue
             echo "== $m: $bin --hf-dtype $dt"
             if "$bin" "${common[@]}" --export-hf "$D/$m.$tag" --hf-dtype "$dt" > "$D/$m.$tag.log" 2>&1; then
                 grep -E "^(eval:|exported)" "$D/$m.$tag.log"
@@ -48,6 +55,7 @@ if [[ " $PHASES " == *" gpu "* ]]; then
                 bad "$m/$tag: train_gpt failed: $(tail -1 "$D/$m.$tag.log")"
             fi
         done
+        [ "$FP32" = 1 ] || continue
         cmp -s "$D/$m.bf16run.fp32/model.safetensors" "$D/$m.fp32run.fp32/model.safetensors" \
             && echo "PASS check_hf/$m/exports_identical: the bf16 and fp32 builds export the same bytes" \
             || bad "$m/exports_identical: the bf16 and fp32 builds' F32 exports differ"
@@ -72,6 +80,7 @@ if [[ " $PHASES " == *" py "* ]]; then
     for m in $MODELS; do
         for run in "bf16run.fp32 1e-6 2e-2" "bf16run.bf16 5e-2 2e-2" "fp32run.fp32 1e-6 1e-4"; do
             read -r tag etol ltol <<< "$run"
+            [[ " $RUNS " == *" $tag "* ]] || continue
             [ -d "$D/$m.$tag" ] || { bad "$m/$tag: no export in $D (run the gpu phase)"; continue; }
             "$PY" dev/reference/hf_check.py --original "test/data/hf/$m" --export "$D/$m.$tag" --fixture "test/data/hf/$m.mgt" \
                 --export-tol "$etol" --train-gpt-log "$D/$m.$tag.log" --loss-tol "$ltol" 2> "$D/$m.$tag.check.err" | tee "$D/$m.$tag.check.log"
