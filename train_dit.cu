@@ -65,6 +65,7 @@ fields: llmc/checkpoint.h): a run resumed from step k continues bit-identically
 #include "llmc/plot.h"
 #include "llmc/checkpoint.h"
 #include "llmc/run_control.h"
+#include "llmc/distributed.cuh"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -256,6 +257,7 @@ struct DiT : ModelParams {
     DiTCapacity cap;
     DiTTensors<floatX> w;
     DiTTensors<float> dw;
+    std::vector<DiTTensors<float>> dw_layers;   // block l's gradient slices (dit_layer_grads)
     DiTActs act;
     cudaStream_t stream = 0;
     // the current batch (host copies of its geometry)
@@ -283,6 +285,15 @@ static DiTLayerActs dit_layer(const DiT* g, int l) {
     return r;
 }
 
+// Block l's gradient slices: l * numel / n_layer into the stacked layout on one
+// GPU; a multi-GPU run keeps the gradients per block (llmc/params.cuh params_grad_at).
+static DiTTensors<float> dit_layer_grads(const DiT* g, int l) {
+    std::vector<ParamTensor> lay = g->grad_layout;
+    for (size_t t = 0; t < lay.size(); t++)
+        if (lay[t].name.rfind("blocks.", 0) == 0) lay[t].offset = (size_t)(params_grad_at(g, (int)t, l, g->cfg.n_layer) - g->grads);
+    return dit_tensor_pointers(g->grads, lay);
+}
+
 static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     g->cfg = cfg;
     g->cap = cap;
@@ -298,7 +309,8 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
         if (p.offset % 8 != 0) fail("dit: parameter %s starts at element %zu, not 16-byte aligned", p.name.c_str(), p.offset);
     params_alloc(g, layout);
     g->w = dit_tensor_pointers(g->params, g->layout);
-    g->dw = dit_tensor_pointers(g->grads, g->layout);
+    g->dw = dit_tensor_pointers(g->grads, g->grad_layout);   // several GPUs: a block tensor's block 0 (dit_layer_grads)
+    for (int l = 0; l < cfg.n_layer; l++) g->dw_layers.push_back(dit_layer_grads(g, l));
 
     const size_t L = cfg.n_layer, B = cap.B, N = cap.N, Np = cap.Np, Nt = cap.Nt, nh = cfg.n_head;
     const size_t Cin = cfg.in_channels, P = dit_patch_size(cfg), PC = P * cfg.out_channels, Fq = cfg.freq_dim;
@@ -520,6 +532,7 @@ static void dit_forward(DiT* g) {
     const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
     const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
+    params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/distributed.cuh)
     {
         NvtxRange r("conditioning");
         // c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(SiLU(c / c0))
@@ -550,6 +563,7 @@ static void dit_forward(DiT* g) {
     }
     for (int l = 0; l < L; l++) {
         NvtxRange layer_range("block", l);
+        params_forward_wait(g, l);
         const DiTLayerActs la = dit_layer(g, l);
         const floatX* tab = w.table + (size_t)l * 6 * C;
         {
@@ -589,6 +603,7 @@ static void dit_forward(DiT* g) {
             adaln_gate_residual_forward(a.resid, la.o2, tab + 5 * C, a.mods, ms, 5 * C, a.tokrow, N, C, st);
         }
     }
+    params_forward_wait(g, ZERO_HEAD);
     {
         NvtxRange r("final layer and loss");
         // patch tokens only: LN * (1 + scale) + shift with [shift, scale] = table_f + (c or c0), then linear
@@ -645,6 +660,7 @@ static void dit_backward(DiT* g) {
     const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
     const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
+    params_backward_begin(g);   // several GPUs (llmc/distributed.cuh); a no-op on one
     cudaCheck(cudaMemsetAsync(a.dmods, 0, (size_t)2 * B * 6 * C * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(a.dcond, 0, (size_t)2 * B * C * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(a.dres, 0, (size_t)N * C * sizeof(floatX), st));
@@ -657,11 +673,13 @@ static void dit_backward(DiT* g) {
         layernorm_backward(a.dbuf2, nullptr, nullptr, a.dbuf1, a.lnf, nullptr, a.rstdf, Np, C, false, rs, st);
         patches_to_tokens(a.dres, a.dbuf2, a.patrow, Np, C, st);   // start/end rows stay 0
     }
+    params_grads_ready(g, ZERO_HEAD);   // several GPUs: the final layer's gradients can be reduced now
     for (int l = L - 1; l >= 0; l--) {
         NvtxRange layer_range("block backward", l);
         const DiTLayerActs la = dit_layer(g, l);
         const floatX* tab = w.table + (size_t)l * 6 * C;
-        float* dtab = dw.table + (size_t)l * 6 * C;
+        const DiTTensors<float>& dl = g->dw_layers[l];   // this block's gradient slices
+        float* dtab = dl.table;
         {
             NvtxRange r("mlp backward");
             // x_out = res2 + gate2 * o2
@@ -669,10 +687,10 @@ static void dit_backward(DiT* g) {
             adaln_param_grad(a.dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, a.dres, la.o2, a.tokrow, a.cu_x, B, C,
                              a.adaln_scratch, st);
             gelu_forward(a.f1g, la.f1, (size_t)N * F, st);   // recompute the fc2 input
-            linear_backward(a.dF, dw.fc2_w + (size_t)l * C * F, dw.fc2_b + (size_t)l * C, a.dbuf1, a.f1g,
+            linear_backward(a.dF, dl.fc2_w, dl.fc2_b, a.dbuf1, a.f1g,
                             w.fc2_w + (size_t)l * C * F, N, C, F, false, rs, st);
             gelu_backward(a.dF, a.dF, la.f1, (size_t)N * F, st);
-            linear_backward(a.dbuf3, dw.fc1_w + (size_t)l * F * C, dw.fc1_b + (size_t)l * F, a.dF, la.h2,
+            linear_backward(a.dbuf3, dl.fc1_w, dl.fc1_b, a.dF, la.h2,
                             w.fc1_w + (size_t)l * F * C, N, F, C, false, rs, st);
             adaln_scale_backward(a.dbuf1, a.dbuf3, tab + 4 * C, a.mods, ms, 4 * C, true, a.tokrow, N, C, st);
             adaln_param_grad(a.dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, a.dbuf3, la.xhat2, a.tokrow, a.cu_x, B,
@@ -682,20 +700,20 @@ static void dit_backward(DiT* g) {
         {
             NvtxRange r("cross-attention backward");
             // res2 = res1 + proj(catty)
-            linear_backward(a.dbuf3, dw.cproj_w + (size_t)l * C * C, dw.cproj_b + (size_t)l * C, a.dres, la.catty,
+            linear_backward(a.dbuf3, dl.cproj_w, dl.cproj_b, a.dres, la.catty,
                             w.cproj_w + (size_t)l * C * C, N, C, C, false, rs, st);
             flash_attention_varlen_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.lse_c, la.cqn, la.ckn,
                                             la.ckv + C, a.att_scratch, cross_s, st);
-            qknorm_rope3d_backward(a.dbuf2, dw.cq_norm + (size_t)l * hd, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
+            qknorm_rope3d_backward(a.dbuf2, dl.cq_norm, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
                                    w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, rs, st);
-            qknorm_rope3d_backward(a.dckv, dw.ck_norm + (size_t)l * hd, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
+            qknorm_rope3d_backward(a.dckv, dl.ck_norm, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
                                    w.ck_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, Nt, hd, a.dnw, rs, st);
             // dy sums over the blocks' kv projections
-            linear_backward(a.dy, dw.ckv_w + (size_t)l * 2 * C * C, dw.ckv_b + (size_t)l * 2 * C, a.dckv, a.y,
+            linear_backward(a.dy, dl.ckv_w, dl.ckv_b, a.dckv, a.y,
                             w.ckv_w + (size_t)l * 2 * C * C, Nt, 2 * C, C, l != L - 1, rs, st);
-            linear_backward(a.dbuf1, dw.cq_w + (size_t)l * C * C, dw.cq_b + (size_t)l * C, a.dbuf2, la.ha,
+            linear_backward(a.dbuf1, dl.cq_w, dl.cq_b, a.dbuf2, la.ha,
                             w.cq_w + (size_t)l * C * C, N, C, C, false, rs, st);
-            layernorm_backward(a.dres, dw.ca_w + (size_t)l * C, dw.ca_b + (size_t)l * C, a.dbuf1, la.xhat_a,
+            layernorm_backward(a.dres, dl.ca_w, dl.ca_b, a.dbuf1, la.xhat_a,
                                w.ca_w + (size_t)l * C, la.rstd_a, N, C, true, rs, st);
         }
         {
@@ -704,20 +722,21 @@ static void dit_backward(DiT* g) {
             adaln_scale_backward(a.dbuf1, a.dres, tab + 2 * C, a.mods, ms, 2 * C, false, a.tokrow, N, C, st);
             adaln_param_grad(a.dmods, ms, -1, 2 * C, nullptr, dtab + 2 * C, a.dres, la.o1, a.tokrow, a.cu_x, B, C,
                              a.adaln_scratch, st);
-            linear_backward(a.dbuf2, dw.proj_w + (size_t)l * C * C, dw.proj_b + (size_t)l * C, a.dbuf1, la.atty,
+            linear_backward(a.dbuf2, dl.proj_w, dl.proj_b, a.dbuf1, la.atty,
                             w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
             flash_attention_varlen_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
                                             la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st);
-            qknorm_rope3d_backward(a.dqkv, dw.q_norm + (size_t)l * hd, dw.k_norm + (size_t)l * hd, a.dqk, 2 * C, la.qkv,
+            qknorm_rope3d_backward(a.dqkv, dl.q_norm, dl.k_norm, a.dqk, 2 * C, la.qkv,
                                    3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
                                    a.rope_cs, N, hd, a.dnw, rs, st);
-            linear_backward(a.dbuf1, dw.qkv_w + (size_t)l * 3 * C * C, dw.qkv_b + (size_t)l * 3 * C, a.dqkv, la.h1,
+            linear_backward(a.dbuf1, dl.qkv_w, dl.qkv_b, a.dqkv, la.h1,
                             w.qkv_w + (size_t)l * 3 * C * C, N, 3 * C, C, false, rs, st);
             adaln_scale_backward(a.dbuf2, a.dbuf1, tab + 1 * C, a.mods, ms, 1 * C, true, a.tokrow, N, C, st);
             adaln_param_grad(a.dmods, ms, 0 * C, 1 * C, dtab + 0 * C, dtab + 1 * C, a.dbuf1, la.xhat1, a.tokrow, a.cu_x, B,
                              C, a.adaln_scratch, st);
             layernorm_backward(a.dres, nullptr, nullptr, a.dbuf2, la.xhat1, nullptr, la.rstd1, N, C, true, rs, st);
         }
+        params_grads_ready(g, l);   // several GPUs: block l's gradients can be reduced while the backward goes on
     }
     {
         NvtxRange r("embeddings backward");
@@ -741,6 +760,7 @@ static void dit_backward(DiT* g) {
         silu_backward(a.dfh, a.dfhs, a.fh, (size_t)B * C, st);
         linear_backward(nullptr, dw.f0_w, dw.f0_b, a.dfh, a.ffreq, w.f0_w, B, C, Fq, false, rs, st);
     }
+    params_grads_ready(g, ZERO_TAIL);
 }
 
 static void dit_zero_grad(DiT* g) { params_zero_grad(g, g->stream); }
@@ -1061,12 +1081,75 @@ static std::string prescan_flag(int argc, char** argv, const char* name, const s
     return v;
 }
 
+// A multi-GPU step's batch (llmc/distributed.cuh): this rank's B samples of the
+// global batch of B x world, global sample k = b * world + rank (the latent
+// loader's slicing), with exactly the random draws and noise the one-GPU run of
+// the global batch gives them: every rank draws t (and the caption-dropout and
+// image-to-video draws) for every global sample in order and keeps its own, and a
+// sample's noise is its piece of the global batch's noise (gaussian_fill_at at
+// its offset in the global packing). The loss is then the global batch's up to
+// the order of additions. Also fills act.eps (the one-GPU loop does that itself).
+static void dit_batch_of_rank(DiT* m, const TrainConfig& tc, const DiTConfig& mc, bool synthetic, LatentLoader* loader, LatentBatch* lb,
+                              Rng* t_rng, Rng* aug_rng, const std::vector<float>& null_text, std::vector<float>* text, uint64_t nseed,
+                              int rank, int world, DiTBatchHost* bt) {
+    const int B = tc.batch_size, G = B * world, Cy = mc.caption_channels;
+    std::vector<size_t> glat(G + 1, 0);   // global latent offsets (floats), as the one-GPU packing
+    if (synthetic) {
+        const size_t per = (size_t)mc.in_channels * tc.frames * tc.height * tc.width;
+        for (int k = 0; k < G; k++) glat[k + 1] = glat[k] + per;
+        for (int k = 0; k < G; k++) {
+            const float t = sample_t(t_rng, tc.t_shift, tc.frames, tc.height, tc.width);
+            if (k % world != rank) continue;
+            bt->T.push_back(tc.frames); bt->H.push_back(tc.height); bt->W.push_back(tc.width);
+            bt->text_len.push_back(tc.text_len); bt->has_mask.push_back(0); bt->fps.push_back(tc.fps);
+            bt->t.push_back(t);
+            for (int f = 0; f < tc.frames; f++) bt->frame_mask.push_back(1);
+        }
+        dit_set_batch(m, *bt);
+        const size_t tper = (size_t)tc.text_len * Cy;
+        for (int b = 0; b < B; b++) {
+            const int k = b * world + rank;
+            gaussian_fill_at(m->act.x0 + m->samples[b].lat0, glat[k + 1] - glat[k], nseed + 0, glat[k], 0.0f, 1.0f, m->stream);
+            gaussian_fill_at(m->act.text + (size_t)m->cu_t[b] * Cy, tper, nseed + 2, (size_t)k * tper, 0.0f, 1.0f, m->stream);
+        }
+    } else {
+        for (int k = 0; k < G; k++) {   // the global batch's shapes, before the loader moves on
+            const int64_t j = loader->sample + k;
+            const LatentSampleInfo& si = loader->samples[loader->order.empty() ? (size_t)j : (size_t)loader->order[j]];
+            glat[k + 1] = glat[k] + (size_t)mc.in_channels * si.T * si.H * si.W;
+        }
+        latent_loader_next(loader, lb);
+        text->clear();
+        for (int k = 0; k < G; k++) {
+            const bool drop = tc.caption_dropout > 0 && rng_uniform(aug_rng) < tc.caption_dropout;
+            const bool i2v = tc.i2v_prob > 0 && rng_uniform(aug_rng) < tc.i2v_prob;
+            if (k % world != rank) { sample_t(t_rng, tc.t_shift, 1, 1, 1); continue; }   // another rank's sample: one draw, as in its loop
+            const int b = k / world;
+            const int clean = lb->clean_frames[b] > 0 ? lb->clean_frames[b] : (i2v && lb->T[b] > 1 ? 1 : 0);
+            bt->T.push_back(lb->T[b]); bt->H.push_back(lb->H[b]); bt->W.push_back(lb->W[b]);
+            bt->text_len.push_back(drop ? 1 : lb->text_len[b]); bt->fps.push_back(lb->fps[b]);
+            bt->has_mask.push_back(clean > 0 ? 1 : 0);
+            for (int f = 0; f < lb->T[b]; f++) bt->frame_mask.push_back(f < clean ? 0 : 1);
+            bt->t.push_back(sample_t(t_rng, tc.t_shift, lb->T[b], lb->H[b], lb->W[b]));
+            if (drop) text->insert(text->end(), null_text.begin(), null_text.end());
+            else text->insert(text->end(), lb->text.begin() + (size_t)lb->text_offset[b] * lb->D, lb->text.begin() + (size_t)lb->text_offset[b + 1] * lb->D);
+        }
+        dit_set_batch(m, *bt);
+        dit_upload_batch_data(m, lb->latents.data(), nullptr, text->data());
+    }
+    for (int b = 0; b < B; b++) {
+        const int k = b * world + rank;
+        gaussian_fill_at(m->act.eps + m->samples[b].lat0, glat[k + 1] - glat[k], nseed + 1, glat[k], 0.0f, 1.0f, m->stream);
+    }
+}
+
 #ifndef TRAIN_DIT_NO_MAIN
 int main(int argc, char** argv) {
     TrainConfig tc;
     DiTConfig mc;
     OptimConfig oc = dit_optim_defaults();
     SamplerConfig sc;
+    DistFlags df;   // several GPUs (llmc/distributed.cuh)
     tc.preset = prescan_flag(argc, argv, "--preset", tc.preset);
     if (!dit_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), DIT_PRESET_NAMES);
     // the moving-shapes run (no data flags): a model, schedule and sampling that learn the
@@ -1121,6 +1204,7 @@ int main(int argc, char** argv) {
     ap.add_int("--eval-seed", &tc.eval_seed, "seed of the evaluation's captions and noise");
     ckpt_add_flags(ap, &tc);
     optim_add_flags(ap, &oc);
+    dist_add_flags(ap, &df);
     dit_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     dit_config_finalize(&mc);
@@ -1147,6 +1231,11 @@ int main(int argc, char** argv) {
     if (tc.i2v_prob > 0 && tc.random_data) fail("flag --i2v-prob: not used with --random-data 1 (synthetic batches have no frame mask)");
     if (tc.caption_dropout > 0 && tc.random_data) fail("flag --caption-dropout: not used with --random-data 1");
     ckpt_validate_flags(tc);
+    // ---- several GPUs (llmc/distributed.cuh): this process's rank and the world size from the
+    // launcher (nothing on one GPU). Every rank trains on its own B samples (the global batch
+    // is B x world), samples and evaluates alike; rank 0 writes the logs, pictures and checkpoints.
+    Dist dist = dist_launch(df);
+    if (dist.rank != 0) tc.log_dir = "";
     sc.t_shift = tc.t_shift;
     const int B = tc.batch_size;
     const bool synthetic = tc.random_data != 0;
@@ -1159,6 +1248,9 @@ int main(int argc, char** argv) {
         if (tc.ms_train_samples <= 0 || tc.ms_val_samples <= 0) fail("flag --ms-train-samples/--ms-val-samples: must be > 0");
         const std::string dir = tc.train_data.substr(0, tc.train_data.rfind('/'));
         if (!moving_shapes_dataset_ready(dir, ms, tc.ms_train_samples, tc.ms_val_samples, 1024, LATENT_DTYPE_F32)) {
+            if (dist.world > 1)
+                fail("rank %d: the moving-shapes dataset in %s is missing or was built with other flags: build it once with one process "
+                     "(./train_dit --steps 0 with the same --ms-* flags) before a multi-GPU run", dist.rank, dir.c_str());
             printf("building the moving-shapes dataset into %s (once): %lld + %lld clips of %d frames x %dx%d, %d caption channels\n",
                    dir.c_str(), tc.ms_train_samples, tc.ms_val_samples, ms.frames, ms.size, ms.size, ms.caption_channels);
             const double t0 = wall_seconds();
@@ -1172,7 +1264,7 @@ int main(int argc, char** argv) {
     if (synthetic) {
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, dit_capacity_sample(mc, tc.frames, tc.height, tc.width, tc.text_len));
     } else {
-        latent_loader_init(&loader, tc.train_data, B, 0, 1, 1, (uint64_t)tc.seed, mc.in_channels, mc.caption_channels, mc.max_text_len);
+        latent_loader_init(&loader, tc.train_data, B, dist.rank, dist.world, 1, (uint64_t)tc.seed, mc.in_channels, mc.caption_channels, mc.max_text_len);
         // room for B of the largest sample in every field
         DiTCapacity one;
         for (const LatentSampleInfo& s : loader.samples) {
@@ -1200,19 +1292,21 @@ int main(int argc, char** argv) {
             fail("%s: the data-loader position is for %lld training samples, --train-data %s has %lld (different data files?)", sp,
                  (long long)s.loader_shard, tc.train_data.c_str(), n_samples);
         if (!synthetic && !s.has_loader) printf("note: %s has no data-loader position (a --random-data run): the data starts from the beginning\n", sp);
-        if (s.total_batch_tokens != B)
-            printf("note: %s was trained with %lld samples per step, this run uses %d: not a bit-identical continuation\n", sp,
-                   (long long)s.total_batch_tokens, B);
+        if (s.total_batch_tokens != (long long)B * dist.world)
+            printf("note: %s was trained with %lld samples per step, this run uses %lld: not a bit-identical continuation\n", sp,
+                   (long long)s.total_batch_tokens, (long long)B * dist.world);
         ckpt_note_schedule(start.state, tc.steps);
     }
 
     // ---- GPU
-    cudaCheck(cudaSetDevice(0));
+    dist_start(&dist);   // this process's GPU (device 0 on one GPU); several: the NCCL communicator
     cudaDeviceProp prop = cuda_device_props();
     cublas_init();
     DiT model;
     cudaCheck(cudaStreamCreate(&model.stream));
+    dist_attach(&dist, &model, dit_param_layout(mc), zero_kinds_dit(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap);
+    dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
         params_load_weights(&model, start.model, model.stream);
         if (resuming) params_load_state(&model, start.state, model.stream);
@@ -1234,6 +1328,7 @@ int main(int argc, char** argv) {
     printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f)\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
            gib(model.act.bytes), gib(model.act.att_scratch_bytes));
+    if (dist.world > 1) printf("data parallel: %d GPUs x B %d = %d samples per step, each rank on its own samples\n", dist.world, B, B * dist.world);
     if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)
         printf("note: --cfg-scale %g with --caption-dropout 0: the model never sees the null caption, so guidance is untrained\n", sc.cfg_scale);
 
@@ -1311,7 +1406,7 @@ int main(int argc, char** argv) {
         s.adam_step = model.adam_step;
         s.bad_steps = bad_steps;
         s.seq_len = B;              // dit: samples per batch
-        s.total_batch_tokens = B;   // dit: samples per optimizer step
+        s.total_batch_tokens = (long long)B * dist.world;   // dit: samples per optimizer step (all ranks)
         s.sched_steps = tc.steps;
         if (!synthetic) {
             const LatentLoaderPosition p = latent_loader_get_position(&loader);
@@ -1330,9 +1425,10 @@ int main(int argc, char** argv) {
     const double t_start = wall_seconds();
     int step = start_step;
     bool stopped = false;  // by a stop signal or --exit-at-step: no final samples or evaluation
+    bool out_of_time = false;   // several GPUs: --max-minutes as agreed by all ranks after the last step
     install_stop_signals();
     for (;; step++) {
-        const bool timeout = tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes;
+        const bool timeout = dist.world > 1 ? out_of_time : tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes;
         const bool last = step >= tc.steps || timeout;
         if (timeout && step < tc.steps) {
             char buf[128];
@@ -1344,11 +1440,14 @@ int main(int argc, char** argv) {
         if (tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) write_samples(step);
 
         const double t0 = wall_seconds();
+        dist_step_begin(&dist, step + 1);   // several GPUs: the watchdog's deadline for this step
         // ---- the batch: geometry on the host, tensors on the device
         DiTBatchHost bt;
         bt.B = B;
         const uint64_t nseed = (uint64_t)tc.seed * 1000003ull + (uint64_t)step * 4ull;
-        if (synthetic) {
+        if (dist.world > 1) {
+            dit_batch_of_rank(&model, tc, mc, synthetic, &loader, &lb, &t_rng, &aug_rng, null_text, &text, nseed, dist.rank, dist.world, &bt);
+        } else if (synthetic) {
             for (int b = 0; b < B; b++) {
                 bt.T.push_back(tc.frames); bt.H.push_back(tc.height); bt.W.push_back(tc.width);
                 bt.text_len.push_back(tc.text_len); bt.has_mask.push_back(0); bt.fps.push_back(tc.fps);
@@ -1378,13 +1477,16 @@ int main(int argc, char** argv) {
             dit_set_batch(&model, bt);
             dit_upload_batch_data(&model, lb.latents.data(), nullptr, text.data());
         }
-        gaussian_fill(model.act.eps, model.lat_floats, nseed + 1, 0.0f, 1.0f, model.stream);
+        if (dist.world == 1) gaussian_fill(model.act.eps, model.lat_floats, nseed + 1, 0.0f, 1.0f, model.stream);   // several GPUs: dit_batch_of_rank
 
         // ---- forward, backward, update
         dit_zero_grad(&model);
         dit_forward(&model);
         dit_backward(&model);
-        const float loss = dit_loss(&model);
+        // several GPUs: the loss averaged over the ranks, and a stop signal or the time limit on any rank, before the update
+        const DistAgreed agreed = dist_step_agree(&dist, dit_loss(&model), tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        const float loss = (float)agreed.loss;
+        out_of_time = agreed.out_of_time;
         const int decay_start = tc.steps - (int)(tc.decay_frac * tc.steps);
         float lr = step < tc.warmup ? oc.lr * (step + 1) / tc.warmup : oc.lr;
         if (step >= decay_start && tc.decay_frac > 0) lr = std::min(lr, oc.lr * (float)(tc.steps - step) / (float)(tc.steps - decay_start));
@@ -1393,15 +1495,16 @@ int main(int argc, char** argv) {
         const float norm = loss_ok ? dit_update(&model, oc, lr) : NAN;
         cudaCheck(cudaStreamSynchronize(model.stream));
         const double ms_ = 1000.0 * (wall_seconds() - t0);
+        dist_step_end(&dist, ms_);
         double flops = 0;
         for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
-        const double tok_s = model.N / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / 989e12;
+        const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / 989e12;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
                loss, lr, norm, ms_, tok_s, mfu);
         if (logf) { fprintf(logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_); fflush(logf); }
         curve.train.push_back({step + 1, loss});
         step_ms.push_back(ms_);
-        step_tok.push_back(model.N);
+        step_tok.push_back((double)model.N * dist.world);   // all ranks' tokens (each rank's flops: MFU per GPU)
         last_flops = flops;
 
         // faults (max_bad_steps skipped updates in a row stop the run), checkpoints, a stop request
@@ -1439,6 +1542,7 @@ int main(int argc, char** argv) {
     dit_free(&model);
     cublas_free();
     cudaCheck(cudaStreamDestroy(model.stream));
+    dist_finish(&dist);   // several GPUs: every rank meets, the communicator is torn down
     return 0;
 }
 #endif

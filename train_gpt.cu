@@ -41,6 +41,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/plot.h"
 #include "llmc/checkpoint.h"
 #include "llmc/run_control.h"
+#include "llmc/distributed.cuh"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
@@ -123,7 +124,7 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     g->maxB = B;
     g->maxT = T;
     g->w = gpt_tensor_pointers(g->params, g->layout, cfg.tie_embeddings);
-    g->dw = gpt_tensor_pointers(g->grads, g->layout, cfg.tie_embeddings);
+    g->dw = gpt_tensor_pointers(g->grads, g->grad_layout, cfg.tie_embeddings);   // several GPUs: a layer tensor's layer 0 (gpt_layer_grads)
 
     // activations: one allocation, carved in order
     const size_t L = cfg.n_layer, C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, F = cfg.ffn_hidden;
@@ -225,10 +226,13 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
     const RopeShape rs = {B, T, nh, nkv, hd};
     const AttnShape as = {B, T, nh, nkv, hd, true};
 
+    params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/distributed.cuh)
+    params_forward_wait(g, 0);
     encoder_forward(a.encoded, a.tokens, w.wte, BT, C, st);
     rmsnorm_forward(a.ln1, a.rstd1, a.encoded, w.attn_norm, BT, C, eps, st);
     for (int l = 0; l < L; l++) {
         NvtxRange layer_range("layer", l);
+        params_forward_wait(g, l + 1 < L ? l + 1 : ZERO_HEAD);   // layer l ends with the next layer's norm (or the final norm)
         const size_t o = (size_t)l * BT;
         floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
         floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
@@ -280,6 +284,21 @@ static float gpt_mean_loss(GPT* g) {
 // layer in reverse, accumulating into the fp32 gradients (so that several
 // micro-batches add up). The residual-stream gradient lives in dresid.
 
+// Layer l's gradient slices: l * numel / n_layer into the stacked layout on one
+// GPU; a multi-GPU run keeps the gradients per layer (llmc/params.cuh params_grad_at).
+static GPTTensors<float> gpt_layer_grads(const GPT* g, int l) {
+    GPTTensors<float> d = g->dw;
+    auto at = [&](float* whole, const char* name) -> float* {
+        if (!whole) return nullptr;
+        const ParamTensor* p = gpt_find_param(g->layout, name);
+        return params_grad_at(g, (int)(p - g->layout.data()), l, g->cfg.n_layer);
+    };
+    d.attn_norm = at(d.attn_norm, "attn_norm"); d.wqkv = at(d.wqkv, "wqkv"); d.bqkv = at(d.bqkv, "bqkv");
+    d.q_norm = at(d.q_norm, "q_norm"); d.k_norm = at(d.k_norm, "k_norm"); d.wo = at(d.wo, "wo");
+    d.mlp_norm = at(d.mlp_norm, "mlp_norm"); d.wgateup = at(d.wgateup, "wgateup"); d.wdown = at(d.wdown, "wdown");
+    return d;
+}
+
 static void gpt_backward(GPT* g) {
     NvtxRange range("gpt_backward");
     const GPTConfig& c = g->cfg;
@@ -294,11 +313,14 @@ static void gpt_backward(GPT* g) {
     const AttnShape as = {B, T, nh, nkv, hd, true};
     float* scratch = a.reduce_scratch;
 
+    params_backward_begin(g);   // several GPUs (llmc/distributed.cuh); a no-op on one
     cudaCheck(cudaMemsetAsync(a.dresid, 0, (size_t)BT * C * sizeof(floatX), st));
     matmul_backward(a.dbuf, dw.lm_head, a.logits, a.lnf, w.lm_head, BT, Vp, C, false, st);
     rmsnorm_backward(a.dresid, dw.final_norm, a.dbuf, a.resid_out + (size_t)(L - 1) * BT * C, w.final_norm, a.rstdf, BT, C, scratch, st);
+    params_grads_ready(g, ZERO_HEAD);   // several GPUs: the head's gradients can be reduced now
     for (int l = L - 1; l >= 0; l--) {
         NvtxRange layer_range("layer backward", l);
+        const GPTTensors<float> dl = gpt_layer_grads(g, l);   // this layer's gradient slices
         const size_t o = (size_t)l * BT;
         floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
         floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
@@ -311,28 +333,30 @@ static void gpt_backward(GPT* g) {
             // the MLP branch's gradient: the residual gradient through the same dropout mask
             const floatX* dmlp = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st); dmlp = a.dbuf; }
-            matmul_backward(a.dswiglu, dw.wdown + (size_t)l * C * F, dmlp, swig, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
+            matmul_backward(a.dswiglu, dl.wdown, dmlp, swig, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
             swiglu_backward(a.dgateup, a.dswiglu, gateup, BT, F, st);
-            matmul_backward(a.dbuf, dw.wgateup + (size_t)l * 2 * F * C, a.dgateup, ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
-            rmsnorm_backward(a.dresid, dw.mlp_norm + (size_t)l * C, a.dbuf, resid_mid, w.mlp_norm + (size_t)l * C, a.rstd2 + o, BT, C, scratch, st);
+            matmul_backward(a.dbuf, dl.wgateup, a.dgateup, ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
+            rmsnorm_backward(a.dresid, dl.mlp_norm, a.dbuf, resid_mid, w.mlp_norm + (size_t)l * C, a.rstd2 + o, BT, C, scratch, st);
         }
         {
             NvtxRange r("attention block backward");
             const floatX* dattn = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st); dattn = a.dbuf; }
-            matmul_backward(a.datty, dw.wo + (size_t)l * C * qd, dattn, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
+            matmul_backward(a.datty, dl.wo, dattn, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
             flash_attention_backward(a.dqp, a.dkp, a.dvp, a.datty, atty, lse, qp, kp, vp, a.attn_scratch, as, st);
-            qknorm_rope_backward(a.dqkv, c.qk_norm ? dw.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? dw.k_norm + (size_t)l * hd : nullptr,
+            qknorm_rope_backward(a.dqkv, c.qk_norm ? dl.q_norm : nullptr, c.qk_norm ? dl.k_norm : nullptr,
                                  a.dqp, a.dkp, a.dvp, qkv, a.qk_rstd + o * (nh + nkv), g->rope_cs,
                                  c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
                                  rs, a.dnw_scratch, scratch, st);
-            if (c.qkv_bias) column_reduce(dw.bqkv + (size_t)l * QKV, a.dqkv, (const floatX*)nullptr, nullptr, BT, QKV, scratch, st);
-            matmul_backward(a.dbuf, dw.wqkv + (size_t)l * QKV * C, a.dqkv, ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st);
-            rmsnorm_backward(a.dresid, dw.attn_norm + (size_t)l * C, a.dbuf, x_in, w.attn_norm + (size_t)l * C, a.rstd1 + o, BT, C, scratch, st);
+            if (c.qkv_bias) column_reduce(dl.bqkv, a.dqkv, (const floatX*)nullptr, nullptr, BT, QKV, scratch, st);
+            matmul_backward(a.dbuf, dl.wqkv, a.dqkv, ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st);
+            rmsnorm_backward(a.dresid, dl.attn_norm, a.dbuf, x_in, w.attn_norm + (size_t)l * C, a.rstd1 + o, BT, C, scratch, st);
         }
+        params_grads_ready(g, l);   // several GPUs: layer l's gradients can be reduced while the backward goes on
     }
     encoder_make_buckets(&g->buckets, g->tokens_host.data(), BT, c.padded_vocab_size);
     encoder_backward(dw.wte, a.dresid, g->buckets, a.enc_ints, BT, C, st);
+    params_grads_ready(g, ZERO_TAIL);
 }
 
 static void gpt_zero_grad(GPT* g) { params_zero_grad(g, g->stream); }
@@ -460,6 +484,7 @@ int main(int argc, char** argv) {
     GPTConfig mc;
     OptimConfig oc;
     HFFlags hf;
+    DistFlags df;   // several GPUs (llmc/distributed.cuh)
     std::string eval_tokens;
     // the preset fills the model config first so that any flag given overrides it
     for (int k = 1; k + 1 < argc; k++)
@@ -503,6 +528,7 @@ int main(int argc, char** argv) {
                   "(llmc/tensorfile.h; e.g. test/data/hf/llama_tiny.mgt) and its `loss` if it has one");
     ckpt_add_flags(ap, &tc);
     hf_add_flags(ap, &hf);
+    dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     bool vocab_given = false;
@@ -528,6 +554,12 @@ int main(int argc, char** argv) {
     const int hf_dtype = hf_validate_flags(hf);
     if (!hf.export_hf.empty()) make_parent_dirs(hf_join(hf.export_hf, "x"));   // fail now, not after training
 
+    // ---- several GPUs (llmc/distributed.cuh): this process's rank and the world size from
+    // the launcher (nothing on one GPU). Every rank trains on its own samples, validates and
+    // samples alike; rank 0 writes the logs, checkpoints and exports.
+    Dist dist = dist_launch(df);
+    if (dist.rank != 0) tc.log_dir = "";
+
     // ---- --init-hf: the model config is config.json's (llmc/hf.h); without --train-data the run
     // only converts (--steps 0) and reads no data
     HFInfo hf_info;
@@ -551,6 +583,9 @@ int main(int argc, char** argv) {
     const bool default_data = tc.train_data == TrainConfig().train_data;
     if (!tc.random_data) {
         if (default_data && !file_exists(tc.tokenizer)) {
+            if (dist.world > 1)
+                fail("rank %d: %s does not exist: build the default dataset once with one process (./train_gpt --steps 0) before a multi-GPU run",
+                     dist.rank, tc.tokenizer.c_str());
             printf("building the default dataset from %s into data/shakespeare (once)\n", tc.text.c_str());
             build_text_dataset(tc.text, "data/shakespeare", DEFAULT_DATASET_VOCAB, 0.1);
         }
@@ -579,10 +614,15 @@ int main(int argc, char** argv) {
     if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
     const int B = tc.batch_size;
     const long long micro_tokens = (long long)B * T;
-    if (tc.total_batch_tokens == 0) tc.total_batch_tokens = micro_tokens;
-    if (tc.total_batch_tokens % micro_tokens != 0)
-        fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len = %lld", tc.total_batch_tokens, micro_tokens);
-    const int grad_accum = (int)(tc.total_batch_tokens / micro_tokens);
+    // several GPUs: --total-batch-tokens is the global batch, world x B x T x grad_accum
+    const long long world_tokens = micro_tokens * dist.world;
+    if (tc.total_batch_tokens == 0) tc.total_batch_tokens = world_tokens;
+    if (tc.total_batch_tokens % world_tokens != 0) {
+        if (dist.world == 1)
+            fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len = %lld", tc.total_batch_tokens, micro_tokens);
+        fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len*processes = %lld*%d", tc.total_batch_tokens, micro_tokens, dist.world);
+    }
+    const int grad_accum = (int)(tc.total_batch_tokens / world_tokens);
 
     DataLoader train_loader, val_loader;
     bool have_val = false;
@@ -595,7 +635,7 @@ int main(int argc, char** argv) {
         for (auto& x : rand_tokens) x = rng_u32(&r) % mc.vocab_size;
         for (auto& x : rand_targets) x = rng_u32(&r) % mc.vocab_size;
     } else {
-        dataloader_init(&train_loader, tc.train_data, B, T, 0, 1, tc.shuffle, tc.seed, mc.vocab_size);
+        dataloader_init(&train_loader, tc.train_data, B, T, dist.rank, dist.world, tc.shuffle, tc.seed, mc.vocab_size);   // this rank's samples
         if (!tc.val_data.empty() && tc.val_every > 0) {
             // one sample at a time, gathered into batches of up to B rows, so that every
             // validation sample counts (a B-row loader would drop the split's tail)
@@ -651,13 +691,15 @@ int main(int argc, char** argv) {
     }
 
     // ---- GPU
-    cudaCheck(cudaSetDevice(0));
+    dist_start(&dist);   // this process's GPU (device 0 on one GPU); several: the NCCL communicator
     cudaDeviceProp prop = cuda_device_props();
     cublas_init();
     GPT model;
     cudaCheck(cudaStreamCreate(&model.stream));
+    dist_attach(&dist, &model, gpt_param_layout(mc), zero_kinds_gpt(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     gpt_build(&model, mc, B, T);
     model.dropout = tc.dropout;
+    dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (!resume_dir.empty()) {
         params_load_weights(&model, ckpt_model, model.stream);
         params_load_state(&model, ckpt_state, model.stream);
@@ -680,6 +722,9 @@ int main(int argc, char** argv) {
     printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * sizeof(floatX)), gib(model.num_params * 4),
            gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes));
+    if (dist.world > 1)
+        printf("data parallel: %d GPUs x B %d x T %d x accum %d = %lld tokens per step, each rank on its own samples; dropout seeds per rank\n",
+               dist.world, B, T, grad_accum, tc.total_batch_tokens);
 
     Schedule sched;
     sched.kind = tc.schedule; sched.warmup = tc.warmup; sched.steps = tc.steps; sched.lr = oc.lr;
@@ -781,26 +826,36 @@ int main(int argc, char** argv) {
     const double t_start = wall_seconds();
     std::vector<double> step_ms;
     int step = start_step;
+    bool out_of_time = false;   // several GPUs: --max-minutes as agreed by all ranks after the last step
     install_stop_signals();
     for (;; step++) {
-        const bool last = step >= tc.steps || (tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        const bool timed_out = dist.world > 1 ? out_of_time : tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes;
+        const bool last = step >= tc.steps || timed_out;
         if (last && ckpt_on && saved_step != step) save_checkpoint(step);
         if (have_val && (step % tc.val_every == 0 || last)) run_validation(step);
         if (tc.sample_every >= 0 && ((tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) || last)) run_sample(step);
         if (last) break;
 
         const double t0 = wall_seconds();
+        dist_step_begin(&dist, step + 1);   // several GPUs: the watchdog's deadline for this step
         gpt_zero_grad(&model);
         double loss = 0;
         for (int micro = 0; micro < grad_accum; micro++) {
             const int* x = rand_tokens.data();
             const int* y = rand_targets.data();
             if (!tc.random_data) { dataloader_next_batch(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
-            model.dropout_seed = dropout_hash((uint64_t)tc.seed, (uint64_t)step * 65536 + micro);  // a function of the step: resumable
+            // a function of the step (and the rank: every rank its own masks): resumable
+            model.dropout_seed = dropout_hash((uint64_t)tc.seed, (uint64_t)step * 65536 + (uint64_t)micro * dist.world + dist.rank);
+            model.micro = micro;   // several GPUs: ZeRO 0/1 reduce the gradients after the last micro-step
+            model.micro_steps = grad_accum;
             gpt_forward(&model, x, y, B, T, true, 1.0f / (float)(micro_tokens * grad_accum));
             gpt_backward(&model);
             loss += gpt_mean_loss(&model) / grad_accum;
         }
+        // several GPUs: the loss averaged over the ranks, and a stop signal or the time limit on any rank, before the update
+        const DistAgreed agreed = dist_step_agree(&dist, loss, tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        loss = agreed.loss;
+        out_of_time = agreed.out_of_time;
         const float lr = schedule_lr(sched, step);
         // a non-finite loss or grad norm skips the update (gpt_update checks the norm)
         const bool loss_ok = std::isfinite(loss);
@@ -808,9 +863,10 @@ int main(int argc, char** argv) {
         const float norm = loss_ok ? gpt_update(&model, oc, lr) : NAN;
         cudaCheck(cudaStreamSynchronize(model.stream));
         const double ms = 1000.0 * (wall_seconds() - t0);
+        dist_step_end(&dist, ms);
         step_ms.push_back(ms);
-        const double tok_s = tc.total_batch_tokens / (ms / 1000.0);
-        const double mfu = 100.0 * flops_per_token * tok_s / 989e12;
+        const double tok_s = tc.total_batch_tokens / (ms / 1000.0);   // all ranks' tokens
+        const double mfu = 100.0 * flops_per_token * tok_s / (989e12 * dist.world);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps, loss,
                lr, norm, ms, tok_s, mfu);
         if (logf) { fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(logf); }
@@ -828,7 +884,7 @@ int main(int argc, char** argv) {
         std::sort(s.begin(), s.end());
         const double med = s[s.size() / 2], tok_s = tc.total_batch_tokens / (med / 1000.0);
         printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | peak memory %.2f GiB | total %.1f s\n",
-               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / 989e12,
+               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / (989e12 * dist.world),
                gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), wall_seconds() - t_start);
     }
     if (logf) fclose_or_fail(logf, log_path);
@@ -839,20 +895,21 @@ int main(int argc, char** argv) {
     if (!hf.export_hf.empty()) {
         // the fp32 master weights, as a Hugging Face model directory
         const double t0 = wall_seconds();
-        std::vector<float> w(model.num_params);
-        cudaCheck(cudaStreamSynchronize(model.stream));
-        cudaCheck(cudaMemcpy(w.data(), model.master, model.num_params * sizeof(float), cudaMemcpyDeviceToHost));
-        const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
-        hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos);
-        if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
-        printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %.1f s)\n", hf.export_hf.c_str(),
-               hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, wall_seconds() - t0);
+        std::vector<float> w;
+        if (params_master_to_host(&model, &w, model.stream)) {   // several GPUs: gathered to rank 0, which writes
+            const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
+            hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos);
+            if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
+            printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %.1f s)\n", hf.export_hf.c_str(),
+                   hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, wall_seconds() - t0);
+        }
     }
     if (!tc.random_data) dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);
     gpt_free(&model);
     cublas_free();
     cudaCheck(cudaStreamDestroy(model.stream));
+    dist_finish(&dist);   // several GPUs: every rank meets, the communicator is torn down
     return 0;
 }
 #endif

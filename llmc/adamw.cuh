@@ -46,3 +46,55 @@ static void adamw_update(floatX* params, float* master, const float* grads, floa
                                                                     bc1, bc2, eps, wd, grad_scale);
     cudaLaunchCheck();
 }
+
+// ----------------------------------------------------------------------------
+// AdamW over a list of pieces in one launch (multi-GPU runs, llmc/params.cuh):
+// piece k updates n elements: gradient at grads[g..], master/m/v at [s..], the
+// compute weight at params[p..], with weight decay wd * decay. The same
+// arithmetic as adamw_kernel, per element, without its 16-byte alignment needs
+// (a ZeRO shard starts and ends anywhere inside a tensor). Elements of the
+// pieces are numbered consecutively (work = the first one's number); a thread
+// finds its piece by binary search (a few hundred pieces, cached).
+struct AdamWPiece {
+    size_t g, s, p, n, work;
+    float decay;   // 1: weight decay applies, 0: not
+    float pad;
+};
+
+__global__ static void adamw_pieces_kernel(floatX* params, float* master, const float* grads, float* m, float* v,
+                                           const AdamWPiece* pieces, int n_pieces, size_t total, float lr, float beta1,
+                                           float beta2, float bc1, float bc2, float eps, float wd, float grad_scale) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int a = 0, b = n_pieces - 1;
+        while (a < b) {  // the last piece whose work start is <= i
+            const int mid = (a + b + 1) / 2;
+            if (pieces[mid].work <= i) a = mid; else b = mid - 1;
+        }
+        const AdamWPiece pc = pieces[a];
+        const size_t k = i - pc.work;
+        const size_t gi = pc.g + k, si = pc.s + k;
+        const float gk = grads[gi] * grad_scale;
+        const float mk = beta1 * m[si] + (1.0f - beta1) * gk;
+        const float vk = beta2 * v[si] + (1.0f - beta2) * gk * gk;
+        float w = master[si];
+        w -= lr * (wd * pc.decay) * w;
+        w -= lr * (mk / bc1) / (sqrtf(vk / bc2) + eps);
+        m[si] = mk;
+        v[si] = vk;
+        master[si] = w;
+        params[pc.p + k] = (floatX)w;
+    }
+}
+
+// One AdamW step over the pieces (device array, `total` elements in all); step is 1-based.
+static void adamw_pieces_update(floatX* params, float* master, const float* grads, float* m, float* v, const AdamWPiece* pieces,
+                                int n_pieces, size_t total, float lr, float beta1, float beta2, float eps, float wd, float grad_scale,
+                                int step, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    if (total == 0 || n_pieces == 0) return;
+    const float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
+    const int blocks = (int)std::min<size_t>((total + 255) / 256, 132 * 16);
+    adamw_pieces_kernel<<<blocks, 256, 0, stream>>>(params, master, grads, m, v, pieces, n_pieces, total, lr, beta1, beta2,
+                                                    bc1, bc2, eps, wd, grad_scale);
+    cudaLaunchCheck();
+}

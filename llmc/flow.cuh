@@ -76,3 +76,22 @@ static void gaussian_fill(T* out, size_t n, uint64_t seed, float mean, float std
     gaussian_fill_kernel<T><<<ceil_div(n, 256), 256, 0, stream>>>(out, n, seed, mean, std);
     cudaLaunchCheck();
 }
+
+// out[i] = what gaussian_fill(seed) gives element index0 + i: one sample's piece
+// of a larger batch's noise (a multi-GPU run draws, per rank, the noise its samples
+// have in the one-GPU run of the whole batch).
+template <typename T>
+__global__ void gaussian_fill_at_kernel(T* out, size_t n, uint64_t seed, size_t index0, float mean, float std) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const uint64_t h = splitmix64(splitmix64(seed) ^ (uint64_t)(index0 + i));
+    const float u1 = ((uint32_t)(h >> 40) + 1) * (1.0f / 16777217.0f);   // (0, 1]
+    const float u2 = (uint32_t)(h & 0xFFFFFF) * (1.0f / 16777216.0f);    // [0, 1)
+    out[i] = (T)(mean + std * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2));
+}
+template <typename T>
+static void gaussian_fill_at(T* out, size_t n, uint64_t seed, size_t index0, float mean, float std, cudaStream_t stream) {
+    if (n == 0) return;
+    gaussian_fill_at_kernel<T><<<ceil_div(n, 256), 256, 0, stream>>>(out, n, seed, index0, mean, std);
+    cudaLaunchCheck();
+}

@@ -359,6 +359,17 @@ static void params_load_state(ModelParams* p, const CkptStateHeader& s, cudaStre
     p->adam_step = (int)s.st.adam_step;
 }
 
+// The fp32 master weights as a full host array (exports). A multi-GPU run: every
+// rank calls it; ZeRO 1/2 gather the shards; true on rank 0 only, which has them.
+static bool params_master_to_host(ModelParams* p, std::vector<float>* out, cudaStream_t stream) {
+    cudaCheck(cudaStreamSynchronize(stream));
+    if (params_sharded(p)) return p->comm->gather_state(p, out, nullptr, nullptr);
+    if (p->comm && p->comm->rank != 0) return false;
+    out->resize(p->num_params);
+    cudaCheck(cudaMemcpy(out->data(), p->master, p->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+    return true;
+}
+
 // ----------------------------------------------------------------------------
 // One device allocation for all activations, carved into 256-byte aligned slots.
 struct ActivationSlot {

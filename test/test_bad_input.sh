@@ -75,6 +75,15 @@ expect hf_dtype          "flag --hf-dtype" $hf_common --init-hf "$hf" --hf-dtype
 expect hf_export_onto_source "flag --export-hf" $hf_common --init-hf "$hf" --export-hf "$hf"
 expect hf_eval_vocab     "llama_tiny.mgt: token id" $hf_common --init-hf "$hf" --eval-tokens test/data/hf/llama_tiny.mgt
 
+# several GPUs (llmc/distributed.cuh): bad flags and launch variables fail before any GPU or network use
+expect dist_zero         "flag --zero: expected 0, 1 or 2"  $common --zero 3
+expect dist_timeout      "flag --dist-timeout"  $common --dist-timeout 0
+expect dist_bucket       "flag --bucket-mb"     $common --bucket-mb 0
+WORLD_SIZE=2 RANK=1 expect dist_no_master "environment variable MASTER_ADDR: not set" $common --train-data "$good" --vocab-size 300
+WORLD_SIZE=2 RANK=2 expect dist_bad_rank "environment variable RANK: must be in .0, WORLD_SIZE=2), got 2" $common --train-data "$good" --vocab-size 300
+WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 expect dist_accum "total-batch-tokens: 64 is not a multiple of batch-size\*seq-len\*processes\\|this build has no NCCL" \
+    $common --train-data "$good" --vocab-size 300 --total-batch-tokens 64
+
 # train_dit: its checkpoint, resume and fault flags (llmc/run_control.h), on synthetic batches (no data read)
 dit() { local BIN=./train_dit; expect "$@"; }
 dit_common="--random-data 1 --preset tiny --steps 1 --batch-size 1 --frames 2 --height 4 --width 4 --text-len 4 --log-dir ''"
@@ -93,6 +102,8 @@ if [ -x ./train_dit ]; then
     dit dit_latest_garbage   "$T/dit_garbage/latest: expected a checkpoint name" $dit_common --ckpt-dir "$T/dit_garbage" --resume 1
     dit dit_model_truncated  "$T/dit_cut/model.bin: file is 100 bytes" $dit_common --resume-from "$T/dit_cut"
     dit dit_init_not_ckpt    "$T/text.txt: magic: expected 20251210" $dit_common --init-from "$T/text.txt"
+    dit dit_zero             "flag --zero: expected 0, 1 or 2" $dit_common --zero 5
+    WORLD_SIZE=2 RANK=0 dit dit_no_master "environment variable MASTER_ADDR: not set" $dit_common
 else
     echo "SKIP bad_input/train_dit: ./train_dit is missing (make train_dit)"
 fi

@@ -10,9 +10,20 @@ exactly one bucket, reverse layout order, size limit kept, padding to
 W*align, contiguous communication offsets, pieces cover every element once;
 one big bucket equals the flat partition. Then the real presets (tensor-level
 coverage) and bad arguments (exit 1, one line; child process).
+The layer-ordered gradient layout of the multi-GPU runs (zero_grad_layout,
+llmc/distributed.cuh): random layouts of head / per-layer / tail tensors, 1..5
+layers, world sizes 1..8, alignments 1/4/16, bucket sizes 4 B..1 GiB, every
+layer its own slot or two slots reused (ZeRO-2): every element in exactly one
+rank's piece, at the logical place its bucket slice says; segments aligned and
+disjoint; buckets contiguous, in completion order (head, layers from the last,
+tail), padded, under the size limit; the physical offsets of a ring of slots;
+the trainers' presets with their stage kinds (and the stacked-layout strides the
+trainers' backward uses); the memory arithmetic; the flags --zero,
+--dist-timeout, --bucket-mb (bad values: one line, exit 1).
 
   make test/test_zero && ./test/test_zero
   child mode: --plan WORLD ALIGN MAX_BYTES   plan the tiny model
+              --flags ARGS...                parse and validate the data-parallel flags
 */
 #include <algorithm>
 #include <ctime>
@@ -22,6 +33,7 @@ coverage) and bad arguments (exit 1, one line; child process).
 #include "test_util.h"
 #include "../llmc/rand.h"
 #include "../llmc/zero.h"
+#include "../llmc/dit_config.h"
 
 static const std::string DIR = "test/tmp/zero";
 static std::string str(long long x) { return std::to_string(x); }
@@ -83,7 +95,17 @@ int main(int argc, char** argv) {
         printf("%zu %zu\n", p.shard, b.shard);
         return 0;
     }
-    if (argc != 1) fail("usage: %s [--plan WORLD ALIGN MAX_BYTES]", argv[0]);
+    if (argc >= 2 && std::string(argv[1]) == "--flags") {
+        DistFlags f;
+        ArgParser ap;
+        ap.program = "test_zero";
+        dist_add_flags(ap, &f);
+        ap.parse(argc - 1, argv + 1);
+        dist_validate_flags(f);
+        printf("%d %g %s %d\n", f.zero, f.timeout, f.rendezvous_file.c_str(), f.bucket_mb);
+        return 0;
+    }
+    if (argc != 1) fail("usage: %s [--plan WORLD ALIGN MAX_BYTES | --flags ARGS...]", argv[0]);
     make_parent_dirs(DIR + "/x");
     const double t0 = wall_seconds();
     Rng rng;
@@ -230,6 +252,195 @@ int main(int argc, char** argv) {
                    m2 = zero_memory_per_rank(1000, 1024, 128, 2, 2, 256);
         check(m0.total() == 1000 * 18 && m1.total() == 1024 * 2 + 128 * 12 + 1024 * 4 && m2.total() == 1024 * 2 + 128 * 12 + 128 * 4 + 256,
               "memory_per_rank", "stage 0: 18 B/param; stage 1: bf16 + fp32 grads full, master + moments sharded; stage 2: grads sharded too");
+    }
+    // ---- the layer-ordered gradient layout (multi-GPU runs)
+    {
+        long long n_layouts = 0, n_ring = 0;
+        std::string err;
+        for (int trial = 0; trial < 400 && err.empty(); trial++) {
+            const int L = 1 + (int)(rng_u32(&rng) % 5);
+            const int nt = 1 + (int)(rng_u32(&rng) % 7);
+            std::vector<ParamTensor> lay;
+            std::vector<int> kinds;
+            size_t off = 0;
+            for (int t = 0; t < nt; t++) {
+                const int kd = (int)(rng_u32(&rng) % 3);
+                const size_t numel = kd == ZERO_KIND_LAYER ? (size_t)L * (1 + rng_u32(&rng) % 9) : 1 + rng_u32(&rng) % 40;
+                lay.push_back({"t" + str(t), {(int)numel}, numel, off, (rng_u32(&rng) & 1) != 0});
+                kinds.push_back(kd);
+                off += numel;
+            }
+            const size_t n = off;
+            for (int W = 1; W <= 8 && err.empty(); W++)
+                for (size_t a : aligns)
+                    for (size_t mb : {(size_t)4, (size_t)64, (size_t)400, (size_t)1 << 30})
+                        for (int slots : {0, 2}) {
+                            if (!err.empty()) break;
+                            const ZeroGradLayout g = zero_grad_layout(lay, kinds, L, W, a, mb, slots);
+                            n_layouts++;
+                            n_ring += g.slots < L;
+                            const std::string where = "trial " + str(trial) + " L=" + str(L) + " W=" + str(W) + " align=" + str((long long)a) +
+                                                      " max_bytes=" + str((long long)mb) + " slots=" + str(slots);
+                            std::string e;
+                            size_t gg = (size_t)W * a, gb = g.seg_align;
+                            while (gb) { const size_t t = gg % gb; gg = gb; gb = t; }
+                            const size_t unit = (size_t)W * a / gg * g.seg_align;
+                            // segments: aligned, disjoint, inside their region, one per tensor / layer slice
+                            std::vector<size_t> seg_elems(nt, 0);
+                            for (size_t k = 0; k < g.segments.size() && e.empty(); k++) {
+                                const ZeroSegment& sg = g.segments[k];
+                                if (sg.grad % g.seg_align != 0) e = "segment not aligned";
+                                else if (k > 0 && sg.grad < g.segments[k - 1].grad + g.segments[k - 1].count) e = "segments overlap or out of order";
+                                else if (sg.grad + sg.count > g.total) e = "segment past the buffer";
+                                else if (kinds[sg.tensor] == ZERO_KIND_HEAD && !(sg.stage == ZERO_HEAD && sg.grad + sg.count <= g.head_size)) e = "head segment outside the head";
+                                else if (kinds[sg.tensor] == ZERO_KIND_TAIL && !(sg.stage == ZERO_TAIL && sg.grad >= g.tail_begin)) e = "tail segment outside the tail";
+                                else if (kinds[sg.tensor] == ZERO_KIND_LAYER &&
+                                         !(sg.stage >= 0 && sg.grad >= g.slot_begin + (size_t)sg.stage * g.slot_size &&
+                                           sg.grad + sg.count <= g.slot_begin + (size_t)(sg.stage + 1) * g.slot_size &&
+                                           sg.tensor_offset == (size_t)sg.stage * (lay[sg.tensor].numel / L)))
+                                    e = "layer segment outside its slot";
+                                seg_elems[sg.tensor] += sg.count;
+                            }
+                            for (int t = 0; t < nt && e.empty(); t++)
+                                if (seg_elems[t] != lay[t].numel) e = "tensor " + str(t) + " not covered by its segments";
+                            if (e.empty() && (g.head_size % unit || g.slot_size % unit || g.tail_size % unit || g.slot_begin != g.head_size ||
+                                              g.tail_begin != g.slot_begin + (size_t)L * g.slot_size || g.total != g.tail_begin + g.tail_size))
+                                e = "regions not padded to lcm(W*align, seg_align) or not contiguous";
+                            // buckets: in completion order, tiling [0, total) (layer slots lie in layer order)
+                            size_t pos = 0, sh = 0;
+                            std::vector<std::pair<size_t, size_t>> tiles;
+                            int prev_rank = -1;   // order: head 0, layer l -> 1 + (L-1-l), tail L+1
+                            const size_t max_chunk = mb / 4 >= unit ? mb / 4 / unit * unit : unit;
+                            for (size_t k = 0; k < g.buckets.size() && e.empty(); k++) {
+                                const ZeroCommBucket& b = g.buckets[k];
+                                const int rk = b.stage == ZERO_HEAD ? 0 : b.stage == ZERO_TAIL ? L + 1 : 1 + (L - 1 - b.stage);
+                                tiles.push_back({b.begin, b.size});
+                                if (k > 0 && b.stage == g.buckets[k - 1].stage && b.begin != g.buckets[k - 1].begin + g.buckets[k - 1].size)
+                                    e = "a stage's buckets not contiguous";
+                                else if (b.size == 0 || b.size % unit || b.size > max_chunk) e = "bucket size not a multiple of the unit under the limit";
+                                else if (rk < prev_rank) e = "buckets not in completion order";
+                                else if (b.shard_offset != sh) e = "shard offsets not cumulative";
+                                else if (b.phys != zero_phys(g, b.begin) || b.phys + b.size > g.phys_total) e = "bad physical offset";
+                                else if (b.stage >= 0 && !(b.begin >= g.slot_begin + (size_t)b.stage * g.slot_size &&
+                                                           b.begin + b.size <= g.slot_begin + (size_t)(b.stage + 1) * g.slot_size)) e = "layer bucket outside its slot";
+                                prev_rank = rk;
+                                pos += b.size;
+                                sh += b.size / W;
+                            }
+                            std::sort(tiles.begin(), tiles.end());
+                            size_t at = 0;
+                            for (const auto& tl : tiles) { if (tl.first != at && e.empty()) e = "buckets do not tile the buffer"; at = tl.first + tl.second; }
+                            if (e.empty() && (pos != g.total || at != g.total || sh != g.shard || g.shard * W != g.total)) e = "buckets do not cover the buffer";
+                            if (e.empty() && slots == 0 && g.phys_total != g.total) e = "every layer its own slot, yet phys != logical";
+                            if (e.empty() && g.slots != (slots == 0 || slots > L ? L : slots)) e = "slot count";
+                            // every element once, at the logical place of its bucket slice; decay flags via the tensor index
+                            std::vector<std::vector<int>> cover(nt);
+                            for (int t = 0; t < nt; t++) cover[t].assign(lay[t].numel, 0);
+                            for (int r = 0; r < W && e.empty(); r++) {
+                                size_t prev_end = 0;
+                                for (const ZeroPiece& q : g.pieces[r]) {
+                                    if (q.count == 0 || q.tensor_offset + q.count > lay[q.tensor].numel || q.shard_offset + q.count > g.shard ||
+                                        q.shard_offset < prev_end) { e = "bad piece of rank " + str(r); break; }
+                                    prev_end = q.shard_offset + q.count;
+                                    const ZeroCommBucket* bk = nullptr;
+                                    for (const ZeroCommBucket& b : g.buckets)
+                                        if (q.shard_offset >= b.shard_offset && q.shard_offset < b.shard_offset + b.size / W) bk = &b;
+                                    if (!bk || q.shard_offset + q.count > bk->shard_offset + bk->size / W) { e = "piece crosses a bucket slice"; break; }
+                                    const size_t x = bk->begin + (size_t)r * (bk->size / W) + (q.shard_offset - bk->shard_offset);  // logical
+                                    const ZeroSegment* sgp = nullptr;
+                                    for (const ZeroSegment& sg : g.segments)
+                                        if (x >= sg.grad && x < sg.grad + sg.count) sgp = &sg;
+                                    if (!sgp || sgp->tensor != q.tensor || sgp->tensor_offset + (x - sgp->grad) != q.tensor_offset ||
+                                        x + q.count > sgp->grad + sgp->count) { e = "piece not where its bucket slice is"; break; }
+                                    // the trainer's pointer for this element (physical) matches the bucket's physical place
+                                    const int lyr = sgp->stage;
+                                    const size_t ptr = g.off[q.tensor] + (lyr >= 0 ? (size_t)(lyr % g.slots) * g.slot_size : 0) +
+                                                       (q.tensor_offset - (lyr >= 0 ? (size_t)lyr * (lay[q.tensor].numel / L) : 0));
+                                    if (ptr != zero_phys(g, x) || ptr != bk->phys + (x - bk->begin)) { e = "physical pointer mismatch"; break; }
+                                    for (size_t k = 0; k < q.count; k++) cover[q.tensor][q.tensor_offset + k]++;
+                                }
+                            }
+                            for (int t = 0; t < nt && e.empty(); t++)
+                                for (size_t k = 0; k < lay[t].numel && e.empty(); k++)
+                                    if (cover[t][k] != 1) e = "tensor " + str(t) + " element " + str((long long)k) + " covered " + str(cover[t][k]) + " times";
+                            (void)n;
+                            if (!e.empty()) err = where + ": " + e;
+                        }
+        }
+        check(err.empty(), "grad_layout_random", err.empty() ? str(n_layouts) + " plans (" + str(n_ring) + " with a ring of slots): every element in one rank's piece at its bucket slice, aligned disjoint segments, contiguous padded buckets in completion order, physical slots" : err);
+    }
+    // the trainers' presets: kinds by name, per-layer strides, tensor-level coverage
+    {
+        std::string err;
+        long long n_plans = 0;
+        auto run = [&](const std::string& name, const std::vector<ParamTensor>& L, const std::vector<int>& kinds, int nl,
+                       const std::vector<std::pair<std::string, size_t>>& strides) {
+            for (const auto& st : strides) {
+                const ParamTensor* t = nullptr;
+                for (const ParamTensor& x : L) if (x.name == st.first) t = &x;
+                if (t && t->numel / nl != st.second && err.empty()) err = name + ": " + st.first + " stride " + str((long long)st.second) + " != numel / n_layer";
+            }
+            for (size_t i = 0; i < L.size(); i++)
+                if (kinds[i] == ZERO_KIND_LAYER && L[i].shape[0] != nl && err.empty()) err = name + ": " + L[i].name + " is not stacked per layer";
+            for (int W : {2, 3, 8})
+                for (int z2 : {0, 2}) {
+                    const ZeroGradLayout g = zero_grad_layout(L, kinds, nl, W, 16, 25u << 20, z2);
+                    n_plans++;
+                    std::vector<size_t> got(L.size(), 0);
+                    for (int r = 0; r < W; r++)
+                        for (const ZeroPiece& q : g.pieces[r]) got[q.tensor] += q.count;
+                    for (size_t t = 0; t < L.size(); t++)
+                        if (got[t] != L[t].numel && err.empty()) err = name + " W" + str(W) + ": tensor " + L[t].name + " not covered once";
+                    for (size_t t = 0; t < L.size(); t++)
+                        if (g.off[t] % 16 != 0 && err.empty()) err = name + ": gradient of " + L[t].name + " not 64-byte aligned";
+                }
+        };
+        for (const char* name : {"tiny", "shakespeare", "gpt-1b", "qwen3-0.6b"}) {
+            GPTConfig c;
+            gpt_preset(name, &c);
+            gpt_config_finalize(&c);
+            const size_t C = c.d_model, F = c.ffn_hidden, hd = c.head_dim, qd = (size_t)c.n_head * hd, QKV = qd + 2 * (size_t)c.n_kv_head * hd;
+            // the strides gpt_backward used before the layer-grads accessor (dw.X + l * stride)
+            run(name, gpt_param_layout(c), zero_kinds_gpt(gpt_param_layout(c)), c.n_layer,
+                {{"attn_norm", C}, {"wqkv", QKV * C}, {"bqkv", QKV}, {"q_norm", hd}, {"k_norm", hd}, {"wo", C * qd}, {"mlp_norm", C},
+                 {"wgateup", 2 * F * C}, {"wdown", C * F}});
+        }
+        for (const char* name : {"tiny", "debug", "1B"}) {
+            DiTConfig c;
+            dit_preset(name, &c);
+            dit_config_finalize(&c);
+            const size_t C = c.d_model, F = c.ffn_hidden, hd = c.head_dim;
+            run(std::string("dit-") + name, dit_param_layout(c), zero_kinds_dit(dit_param_layout(c)), c.n_layer,
+                {{"blocks.scale_shift_table", 6 * C}, {"blocks.attn.qkv.weight", 3 * C * C}, {"blocks.attn.qkv.bias", 3 * C},
+                 {"blocks.attn.q_norm.weight", hd}, {"blocks.mlp.fc1.weight", F * C}, {"blocks.mlp.fc2.weight", C * F},
+                 {"blocks.cross_attn.kv_linear.weight", 2 * C * C}, {"blocks.cross_attn.kv_linear.bias", 2 * C}});
+        }
+        check(err.empty(), "grad_layout_presets", err.empty() ? str(n_plans) + " plans of the GPT and DiT presets: kinds by name, per-layer tensors stacked with the backward's strides, every tensor covered once, gradients 64-byte aligned" : err);
+    }
+    {
+        GPTConfig c;
+        gpt_preset("gpt-1b", &c);
+        gpt_config_finalize(&c);
+        const std::vector<ParamTensor> L = gpt_param_layout(c);
+        const size_t n = gpt_num_params(L);
+        const ZeroGradLayout g1 = zero_grad_layout(L, zero_kinds_gpt(L), c.n_layer, 2, 16, 25u << 20, 0);
+        const ZeroGradLayout g2 = zero_grad_layout(L, zero_kinds_gpt(L), c.n_layer, 2, 16, 25u << 20, 2);
+        const ZeroMemory m0 = zero_grad_layout_memory(g1, n, 0, 2), m1 = zero_grad_layout_memory(g1, n, 1, 2), m2 = zero_grad_layout_memory(g2, n, 2, 2);
+        const bool ok = m0.total() > m1.total() && m1.total() > m2.total() && m1.master * 2 >= n * 4 && m1.master * 2 < n * 4 + 4096 * 64 &&
+                        m2.grads < m1.grads && g2.phys_total < g1.total;
+        check(ok, "grad_layout_memory", "gpt-1b on 2 GPUs: ZeRO-0 " + std::to_string(m0.total() >> 20) + " MiB, ZeRO-1 " + std::to_string(m1.total() >> 20) +
+              " MiB, ZeRO-2 " + std::to_string(m2.total() >> 20) + " MiB per rank (weights, grads, master, AdamW)");
+    }
+    // ---- the data-parallel flags
+    {
+        child_err_path = DIR + "/flags.err";
+        Child c = run_child({"--flags", "--zero", "2", "--dist-timeout", "30", "--bucket-mb", "8", "--rendezvous-file", "/tmp/x"});
+        check(c.exited && c.code == 0, "dist_flags_ok", "--zero 2 --dist-timeout 30 --bucket-mb 8 --rendezvous-file parse and validate");
+        check_fails_one_line("dist_flags_zero", {"--flags", "--zero", "3"}, "flag --zero: expected 0, 1 or 2, got 3");
+        check_fails_one_line("dist_flags_timeout", {"--flags", "--dist-timeout", "0"}, "flag --dist-timeout: must be in [1, 86400] seconds");
+        check_fails_one_line("dist_flags_bucket", {"--flags", "--bucket-mb", "0"}, "flag --bucket-mb: must be in [1, 16384]");
+        check_fails_one_line("dist_flags_value", {"--flags", "--zero", "one"}, "flag --zero: expected an integer");
+        child_err_path = DIR + "/child.err";
     }
     // ---- bad arguments: one line, exit 1
     check_fails_one_line("bad_world", {"--plan", "0", "16", "1000"}, "zero_partition: world size must be >= 1, got 0");
