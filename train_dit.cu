@@ -1045,6 +1045,7 @@ struct TrainConfig : CkptFlags {
     int warmup = 0;
     float decay_frac = 0.0f;        // the last decay_frac of the steps decay the lr linearly to 0
     float max_minutes = 0.0f;       // stop training after this long (0: no limit)
+    float ema_decay = 0.0f;         // EMA of the weights (MUG-V: 0.9999); 0: none
     int seed = 1337;
     // synthetic batches: every sample T x H x W latent, text_len tokens
     int frames = 8, height = 32, width = 32, text_len = 300;
@@ -1184,6 +1185,7 @@ int main(int argc, char** argv) {
     ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
     ap.add_float("--caption-dropout", &tc.caption_dropout, "probability a caption is replaced by the null caption (classifier-free guidance)");
     ap.add_float("--i2v-prob", &tc.i2v_prob, "probability a sample without clean frames gets frame 0 as clean conditioning (image-to-video)");
+    ap.add_float("--ema-decay", &tc.ema_decay, "keep an EMA of the weights with this decay (MUG-V: 0.9999; 0: none); samples and the evaluation then use it; saved in checkpoints");
     ap.section("synthetic batches (--random-data 1)");
     ap.add_int("--frames", &tc.frames, "latent frames T per sample");
     ap.add_int("--height", &tc.height, "latent height H per sample");
@@ -1216,6 +1218,7 @@ int main(int argc, char** argv) {
     optim_validate(oc);
     if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
     if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
+    if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) fail("flag --ema-decay: must be in [0, 1), got %g", tc.ema_decay);
     if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);
     if (tc.frames <= 0 || tc.height <= 0 || tc.width <= 0) fail("flag --frames/--height/--width: must be > 0");
     if (tc.text_len <= 0 || tc.text_len > mc.max_text_len) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
@@ -1287,7 +1290,7 @@ int main(int argc, char** argv) {
         const char* sp = start.state.path.c_str();
         const long long n_samples = synthetic ? 0 : (long long)latent_loader_num_samples(&loader);
         if (s.rngs.size() != 2) fail("%s: n_rng is %zu, a train_dit state has 2 (t_rng, aug_rng)", sp, s.rngs.size());
-        if (start.state.n_extra != 0) fail("%s: n_extra is %d, a train_dit state has 0 (train_dit keeps no EMA weights)", sp, start.state.n_extra);
+        if (start.state.n_extra > 1) fail("%s: n_extra is %d, a train_dit state has 0 or 1 (the EMA weights)", sp, start.state.n_extra);
         if (!synthetic && s.has_loader && s.loader_shard != n_samples)
             fail("%s: the data-loader position is for %lld training samples, --train-data %s has %lld (different data files?)", sp,
                  (long long)s.loader_shard, tc.train_data.c_str(), n_samples);
@@ -1309,11 +1312,12 @@ int main(int argc, char** argv) {
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
         params_load_weights(&model, start.model, model.stream);
-        if (resuming) params_load_state(&model, start.state, model.stream);
     } else {
         std::vector<float> init = dit_init_params(mc, model.layout, (uint64_t)tc.seed);
         dit_set_params(&model, init.data());
     }
+    if (tc.ema_decay > 0) params_ema_enable(&model, tc.ema_decay, model.stream);   // a copy of the weights, or the state's EMA below
+    if (resuming) params_load_state(&model, start.state, model.stream);
     printf("mega.c train_dit | %s | %s (%d SMs) | preset %s\n", PRECISION_NAME, prop.name, prop.multiProcessorCount, tc.preset.c_str());
     printf("model: C %d | layers %d | heads %d x %d | ffn %d | Cin %d Cout %d Cy %d | patch %dx%dx%d | params %.2fM\n",
            mc.d_model, mc.n_layer, mc.n_head, mc.head_dim, mc.ffn_hidden, mc.in_channels, mc.out_channels,
@@ -1341,7 +1345,7 @@ int main(int argc, char** argv) {
     };
     // samples during training: moving shapes is scored as the evaluation is (text-to-video);
     // other data samples the captions (and shapes) of its first training samples
-    auto write_samples = [&](int step) {
+    auto write_samples_now = [&](int step) {
         char sub[64];
         snprintf(sub, sizeof sub, "/samples/step_%06d", step);
         const std::string dir = tc.log_dir.empty() ? "" : tc.log_dir + sub;
@@ -1369,6 +1373,12 @@ int main(int argc, char** argv) {
         snprintf(buf, sizeof buf, "samples step %d: %d clips in %.1f s%s%s", step, n, wall_seconds() - t0, dir.empty() ? "" : " | ",
                  dir.empty() ? "" : (dir + "/grid.png").c_str());
         log_line(buf);
+    };
+    // with --ema-decay the samples come from the EMA weights (swapped into the compute copy)
+    auto write_samples = [&](int step) {
+        if (model.ema) params_use_ema_weights(&model, model.stream);
+        write_samples_now(step);
+        if (model.ema) params_refresh_weights(&model, model.stream);
     };
 
     Rng t_rng, aug_rng;
@@ -1530,6 +1540,10 @@ int main(int argc, char** argv) {
     if (tc.sample_every > 0 && !synthetic && !stopped) write_samples(step);
     if (tc.eval_samples > 0 && !stopped) {
         const std::string dir = tc.log_dir.empty() ? "" : tc.log_dir + "/eval";
+        if (model.ema) {
+            params_use_ema_weights(&model, model.stream);
+            log_line("evaluating the EMA weights (--ema-decay " + std::to_string(tc.ema_decay) + ")");
+        }
         const MsEval t2v = moving_shapes_evaluate(&model, ms, tc.eval_samples, false, sc, (uint64_t)tc.eval_seed, dir.empty() ? "" : dir + "/t2v");
         log_line(ms_eval_line("eval text-to-video", t2v) + (dir.empty() ? "" : " | " + dir + "/t2v/grid.png"));
         const MsEval i2v = moving_shapes_evaluate(&model, ms, tc.eval_samples, true, sc, (uint64_t)tc.eval_seed, dir.empty() ? "" : dir + "/i2v");

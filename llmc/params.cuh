@@ -15,6 +15,7 @@
 #include "gpt_config.h"  // ParamTensor
 #include "reduce.cuh"
 #include "adamw.cuh"
+#include "ema.cuh"
 #include "zero.h"     // a multi-GPU run's gradient layout and shards
 
 struct OptimConfig {
@@ -47,6 +48,8 @@ struct ModelParams {
     floatX* params = nullptr;
     float *master = nullptr, *grads = nullptr, *adam_m = nullptr, *adam_v = nullptr;
     int adam_step = 0;                               // AdamW steps taken (bias correction)
+    float* ema = nullptr;                            // optional EMA of the master weights (params_ema_enable)
+    float ema_decay = 0.0f;
     float *norm_scratch = nullptr, *norm_out = nullptr;  // global grad norm reduction
     // ---- a multi-GPU run (llmc/distributed.cuh sets comm and zl before params_alloc)
     ParamsComm* comm = nullptr;
@@ -116,6 +119,7 @@ static void params_free(ModelParams* p) {
     if (p->params_shard) cudaCheck(cudaFree(p->params_shard));
     if (p->grad_shard) cudaCheck(cudaFree(p->grad_shard));
     if (p->pieces) cudaCheck(cudaFree(p->pieces));
+    if (p->ema) cudaCheck(cudaFree(p->ema));
 }
 
 // A multi-GPU run's extra buffers and the AdamW pieces: ZeRO 0 updates every
@@ -239,6 +243,7 @@ static float params_update_dist(ModelParams* p, const OptimConfig& o, float lr, 
     adamw_pieces_update(sh ? p->params_shard : p->params, p->master, sh ? p->grad_shard : p->grads, p->adam_m, p->adam_v, p->pieces,
                         p->n_pieces, p->piece_total, lr, o.beta1, o.beta2, o.eps, o.weight_decay, scale, p->adam_step, stream);
     if (sh) p->comm->gather_params(p);
+    if (p->ema) ema_update(p->ema, p->master, p->state_elems, p->ema_decay, stream);
     return norm;
 }
 
@@ -258,6 +263,7 @@ static float params_update(ModelParams* p, const OptimConfig& o, float lr, cudaS
         adamw_update(p->params + t.offset, p->master + t.offset, p->grads + t.offset, p->adam_m + t.offset,
                      p->adam_v + t.offset, t.numel, lr, o.beta1, o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, scale,
                      p->adam_step, stream);
+    if (p->ema) ema_update(p->ema, p->master, p->num_params, p->ema_decay, stream);
     return norm;
 }
 
@@ -321,6 +327,7 @@ static std::string params_save_checkpoint(ModelParams* p, const CkptModelInfo& i
     w.state = st;
     w.m = hmm.empty() ? device_source(p->adam_m) : host_source(hmm);
     w.v = hv.empty() ? device_source(p->adam_v) : host_source(hv);
+    if (p->ema) w.extra.push_back(device_source(p->ema));   // n_extra = 1 (the EMA needs the full master: never sharded)
     w.keep_last = keep_last;
     w.keep_every = keep_every;
     std::vector<int64_t> removed;
@@ -353,10 +360,32 @@ static void params_load_weights(ModelParams* p, const CkptModelHeader& h, cudaSt
 static void params_load_state(ModelParams* p, const CkptStateHeader& s, cudaStream_t stream) {
     std::vector<CkptSink> sinks = {params_sink(p, p->adam_m), params_sink(p, p->adam_v)};
     if (s.has_master) sinks.push_back(params_sink(p, p->master));
+    if (p->ema && s.n_extra >= 1) sinks.push_back(device_sink(p->ema));
+    if (p->ema && s.n_extra < 1) printf("note: %s has no EMA weights: the EMA starts from the resumed weights\n", s.path.c_str());
+    if (!p->ema && s.n_extra >= 1) printf("note: %s holds EMA weights; this run keeps none (--ema-decay 0)\n", s.path.c_str());
     ckpt_read_state_arrays_or_fail(s, sinks);
     if (s.has_master) params_refresh_weights(p, stream);
     cudaCheck(cudaStreamSynchronize(stream));
     p->adam_step = (int)s.st.adam_step;
+}
+
+// The optional exponential moving average of the weights (llmc/ema.cuh), updated
+// after every AdamW step, saved as the state's extra array, and swapped into the
+// compute weights for sampling. It starts as a copy of the master weights: call
+// after they are set or loaded (params_load_state then overwrites it from a
+// checkpoint that has one). Kept next to the full master weights, so one GPU or
+// ZeRO 0 only.
+static void params_ema_enable(ModelParams* p, float decay, cudaStream_t stream) {
+    if (!(decay > 0.0f && decay < 1.0f)) fail("flag --ema-decay: must be in (0, 1) to keep an EMA, got %g", decay);
+    if (params_sharded(p)) fail("flag --ema-decay: needs --zero 0 on several GPUs (the EMA is kept next to the full master weights)");
+    p->ema_decay = decay;
+    p->ema = (float*)cuda_malloc_or_fail(p->num_params * sizeof(float), "EMA weights");
+    cudaCheck(cudaMemcpyAsync(p->ema, p->master, p->num_params * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+}
+// The compute (bf16) weights from the EMA, for sampling; params_refresh_weights goes back.
+static void params_use_ema_weights(ModelParams* p, cudaStream_t stream) {
+    copy_f32_to_floatX(p->params, p->ema, p->num_params, stream);
 }
 
 // The fp32 master weights as a full host array (exports). A multi-GPU run: every

@@ -18,6 +18,7 @@
 #   mismatch    resuming with another model config fails with one line naming the field
 #   wrong_kind  a train_gpt checkpoint given to train_dit and a train_dit one to train_gpt
 #               fail with one line naming both kinds
+#   ema         --ema-decay: 10 steps + resume 10 = 20 straight, samples from the EMA weights
 #   nan         a diverging run (lr 1e30) skips non-finite steps and stops after
 #               --max-bad-steps with one line naming the step and the last good checkpoint
 # Needs ./train_dit and ./moving_shapes (and ./train_gpt for wrong_kind):
@@ -80,6 +81,26 @@ if [ $rc2 -eq 0 ] && cmp -s <(logbody $T/a/train.log) <(logbody $T/b/train.log);
     ok straight_log "train.log of the resumed run = the uninterrupted run's ($(wc -l < $T/b/train.log) lines)"
 else
     bad straight_log "train.log differs: $(diff <(logbody $T/a/train.log) <(logbody $T/b/train.log) | head -4 | tr '\n' ' ')"
+fi
+
+# ---- ema: with --ema-decay the samples come from the EMA weights and state.bin carries them
+# (n_extra 1): 20 straight = 10 + resume 10 only if the EMA is saved and restored exactly
+args=("${common[@]}" --steps 20 --sample-every 5 --ema-decay 0.9)
+./train_dit "${args[@]}" --log-dir $T/m --ckpt-dir $T/m/ckpt > $T/m.txt 2> $T/m.err || bad ema "the uninterrupted EMA run failed: $(tail -2 $T/m.err)"
+./train_dit "${args[@]}" --log-dir $T/n --ckpt-dir $T/n/ckpt --exit-at-step 10 > $T/n1.txt 2> $T/n1.err
+rc1=$?
+./train_dit "${args[@]}" --log-dir $T/n --ckpt-dir $T/n/ckpt --resume 1 > $T/n2.txt 2> $T/n2.err
+rc2=$?
+losses $T/m.txt > $T/m.loss
+cat <(losses $T/n1.txt) <(losses $T/n2.txt) > $T/n.loss
+sa=$(stat -c %s $T/a/ckpt/step_00000020/state.bin 2>/dev/null || echo 0)
+sm=$(stat -c %s $T/m/ckpt/step_00000020/state.bin 2>/dev/null || echo 0)
+if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ "$(grep -c '^step' $T/m.loss)" -eq 20 ] && cmp -s $T/m.loss $T/n.loss &&
+   diff -r -q $T/m/samples $T/n/samples > /dev/null && same_ckpt $T/m/ckpt/step_00000020 $T/n/ckpt/step_00000020 &&
+   ! diff -r -q $T/a/samples/step_000020 $T/m/samples/step_000020 > /dev/null && [ "$sm" -gt "$sa" ]; then
+    ok ema "--ema-decay 0.9: 10 steps + resume 10 = 20 straight (losses, EMA samples, checkpoints); the EMA samples differ from the plain run's; state.bin $sa -> $sm bytes"
+else
+    bad ema "exit codes $rc1/$rc2, state.bin $sa / $sm bytes; $(diff $T/m.loss $T/n.loss | head -4 | tr '\n' ' ') $(diff -r -q $T/m/samples $T/n/samples 2>&1 | head -2 | tr '\n' ' ') $(tail -1 $T/n2.err)"
 fi
 
 # ---- sigterm: the reference for this and the next case is a 1000-step run (42 epochs of the data)
