@@ -80,19 +80,20 @@ steps_of() { grep -cE '^step +[0-9]+/[0-9]+ \| loss' "$OUT/$1.log"; }
 compare() {
     local name=$1 ref=$2 test=$3
     local res
-    res=$(awk -v t1="$4" -v tl="$5" -v tn="$6" '
+    res=$(awk -v t1="$4" -v tl="$5" -v tn="$6" -v nn="${7:-1000000}" '
         FNR == 1 { f++ }
         /^step +[0-9]+\/[0-9]+ \| loss / {
             split($0, a, / \| /); n = a[1]; sub(/^step +/, "", n); sub(/\/.*/, "", n); n += 0
             l = a[2]; sub(/^loss /, "", l); m = a[4]; sub(/^norm /, "", m)
-            if (f == 1) { L1[n] = l + 0; N1[n] = m + 0; c1++; if (first == 0 || n < first) first = n }
+            if (f == 1) { L1[n] = l + 0; N1[n] = m + 0; c1++; if (first == 0 || n < first) first = n; if (n > last) last = n }
             else { L2[n] = l + 0; N2[n] = m + 0; c2++ }
         }
         function ad(x) { return x < 0 ? -x : x }
         END {
             if (c1 == 0 || c1 != c2) { printf "BAD %d vs %d step lines", c1, c2; exit }
             ml = 0; mn = 0; bad = ""; same = 1
-            for (n in L1) {
+            for (n = first; n <= last; n++) {   # in step order: the first step out of tolerance is reported
+                if (!(n in L1)) continue
                 if (!(n in L2)) { printf "BAD step %d missing", n; exit }
                 dl = ad(L2[n] - L1[n]); dn = ad(N2[n] - N1[n])
                 if (L2[n] != L1[n] || N2[n] != N1[n]) same = 0
@@ -100,9 +101,10 @@ compare() {
                 if (rl > ml) ml = rl; if (rn > mn) mn = rn
                 tol_l = (n == first ? t1 : tl); tol_n = (n == first ? t1 : tn)
                 if (dl > tol_l * ad(L1[n]) + 1e-4 && bad == "") bad = sprintf("step %d loss %.6f vs %.6f", n, L2[n], L1[n])
-                if (dn > tol_n * ad(N1[n]) + 1e-3 && bad == "") bad = sprintf("step %d norm %.4f vs %.4f", n, N2[n], N1[n])
+                if (n <= nn && dn > tol_n * ad(N1[n]) + 1e-3 && bad == "") bad = sprintf("step %d norm %.4f vs %.4f", n, N2[n], N1[n])
             }
-            printf "%s %d steps, max rel diff loss %.2e norm %.2e, step %d loss %.6f vs %.6f%s%s", (bad == "" ? "OK" : "BAD"), c1, ml, mn,
+            printf "%s %d steps, max rel diff loss %.2e norm %.2e%s, step %d loss %.6f vs %.6f%s%s", (bad == "" ? "OK" : "BAD"), c1, ml, mn,
+                   (nn < c1 ? sprintf(" (norms checked over steps 1-%d)", nn) : ""),
                    first, L2[first], L1[first], (same ? ", bit-identical" : ""), (bad == "" ? "" : "; first out of tolerance: " bad)
         }' "$OUT/$ref.log" "$OUT/$test.log")
     case $res in
@@ -112,6 +114,12 @@ compare() {
 }
 
 # ---------------------------------------------------------------- train_gpt: equality
+# Norms are compared over the first 10 steps only: from step ~14 this run's gradient norm is
+# chaotic. Measured on one H200 (2026-11-29), ONE GPU, the same 8192-token steps as B8 x 4
+# micro-steps, B16 x 2 and B32 x 1 (only the order of fp32 additions differs): the same loss to
+# 5e-3 at step 15, but grad norms 0.449 / 0.703 / 1.252 at step 15, and 0.557 / 1.708 / 54.65 at
+# step 14. The losses stay within tolerance over all 20 steps.
+GPT_NORM_STEPS=10
 GPT=(--preset shakespeare --batch-size 8 --seq-len 256 --total-batch-tokens 8192 --steps 20 --warmup 2 --lr 1e-3 --dropout 0
      --val-every 0 --sample-every -1 --log-dir "")
 if [ ! -f data/shakespeare/tokenizer.bin ]; then   # the default dataset is built by one process, once
@@ -123,14 +131,14 @@ if [ "$(steps_of gpt_single)" -ne 20 ]; then
 fi
 launcher=$([ $mpi_ok = 1 ] && echo mpirun || echo "environment variables (no mpirun)")
 dp gpt_dp_z1 ./train_gpt "${GPT[@]}" --zero 1 || true
-compare "gpt_dp_vs_single (DP=2 by $launcher, ZeRO-1)" gpt_single gpt_dp_z1 1e-3 2e-2 5e-2
+compare "gpt_dp_vs_single (DP=2 by $launcher, ZeRO-1)" gpt_single gpt_dp_z1 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
 dp gpt_dp_z0 ./train_gpt "${GPT[@]}" --zero 0 || true
-compare "gpt_zero0 (ZeRO-0 all-reduce vs ZeRO-1)" gpt_dp_z1 gpt_dp_z0 1e-3 2e-2 5e-2
+compare "gpt_zero0 (ZeRO-0 all-reduce vs ZeRO-1)" gpt_dp_z1 gpt_dp_z0 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
 dp gpt_dp_z2 ./train_gpt "${GPT[@]}" --zero 2 || true
-compare "gpt_zero2 (ZeRO-2 vs ZeRO-1)" gpt_dp_z1 gpt_dp_z2 1e-3 2e-2 5e-2
+compare "gpt_zero2 (ZeRO-2 vs ZeRO-1)" gpt_dp_z1 gpt_dp_z2 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
 envrun gpt_env_z1 ./train_gpt "${GPT[@]}" --zero 1 || true
 if [ $mpi_ok = 1 ]; then
-    compare "gpt_env_vs_mpirun (env-var launch vs mpirun, ZeRO-1)" gpt_dp_z1 gpt_env_z1 1e-3 2e-2 5e-2
+    compare "gpt_env_vs_mpirun (env-var launch vs mpirun, ZeRO-1)" gpt_dp_z1 gpt_env_z1 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
 else
     failc gpt_env_vs_mpirun "no Open MPI mpirun on this machine: only the environment-variable launch ran"
 fi
