@@ -100,18 +100,8 @@ NOT_INFERRED = {"max_text_len": 300, "norm_eps": 1e-6, "rope_theta": 10000.0, "r
                 "freq_max_period": 10000.0}
 
 np = None  # numpy, imported by main() so that --help works without it
-_open_tmp = []  # temporary output files to remove when a run fails
-
-
-def fail(msg):
-    for t in _open_tmp:
-        try:
-            os.remove(t)
-        except OSError:
-            pass
-    sys.stdout.flush()
-    sys.stderr.write("error: " + str(msg).replace("\n", " ") + "\n")
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from script_util import fail, open_tmp as _open_tmp  # noqa: E402  (one error line, temp files removed)
 
 
 def f32(x):

@@ -43,18 +43,8 @@ DTYPES = {"f32": 0, "bf16": 1}
 SOURCES = {"generated": 0, "real": 1}
 
 
-_open_tmp = []  # temporary shard files to remove when a run fails
-
-
-def fail(msg):
-    for t in _open_tmp:
-        try:
-            os.remove(t)
-        except OSError:
-            pass
-    sys.stdout.flush()
-    sys.stderr.write("error: " + msg.replace("\n", " ") + "\n")
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from script_util import fail, open_tmp as _open_tmp  # noqa: E402  (one error line, temp files removed)
 
 
 np = None  # numpy, imported by main() so that --help works without it

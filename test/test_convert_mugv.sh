@@ -17,14 +17,8 @@ cd "$(dirname "$0")/.."
 T=test/tmp/convert_mugv
 rm -rf "$T"; mkdir -p "$T"
 
-PY=""
-for cand in ${PYTHON:-python3 /usr/bin/python3}; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import torch, numpy" >/dev/null 2>&1; then PY=$cand; break; fi
-done
-if [ -z "$PY" ]; then
-    echo "SKIP convert_mugv: no python3 with torch and numpy (set PYTHON=...)"
-    exit 0
-fi
+. test/test_lib.sh
+test_python convert_mugv "torch, numpy"   # sets PY, or SKIP
 if [ ! -x test/test_convert_mugv ]; then
     echo "FAIL convert_mugv/setup: test/test_convert_mugv is not built (make test/test_convert_mugv)"
     exit 1

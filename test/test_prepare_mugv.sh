@@ -12,14 +12,8 @@ cd "$(dirname "$0")/.."
 T=test/tmp/prepare_mugv
 rm -rf "$T"; mkdir -p "$T"
 
-PY=""
-for cand in ${PYTHON:-} python3 /usr/bin/python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import torch, numpy" >/dev/null 2>&1; then PY=$cand; break; fi
-done
-if [ -z "$PY" ]; then
-    echo "SKIP prepare_mugv: no python3 with torch and numpy (set PYTHON=...)"
-    exit 0
-fi
+. test/test_lib.sh
+test_python prepare_mugv "torch, numpy"   # sets PY, or SKIP
 if [ ! -x test/test_latent_data ]; then
     echo "FAIL prepare_mugv/setup: test/test_latent_data is not built (make test/test_latent_data)"
     exit 1

@@ -15,6 +15,7 @@
 #                --max-bad-steps with one line naming the step and the last good checkpoint
 set -u
 cd "$(dirname "$0")/.."
+. test/test_lib.sh   # latest_step, wait_line
 T=test/tmp/resume
 rm -rf "$T"; mkdir -p "$T"
 pass=0; fail=0
@@ -29,17 +30,8 @@ losses() {
 }
 # train.log without the timing column
 logbody() { sed -E 's/ ms [0-9.]+$//' "$1"; }
-latest_step() { local n; n=$(cat "$1/latest" 2>/dev/null) || { echo -1; return; }; echo $((10#${n#step_})); }
 # wait_step LOG N PID: until train.log has step N (or the process is gone, or 120 s)
-wait_step() {
-    local i
-    for i in $(seq 2400); do
-        grep -q "^step $2 train_loss" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+wait_step() { wait_line "$1" "^step $2 train_loss" "$3"; }
 
 # ---- straight: 20 steps vs 10 + 10
 args="$common --steps 20 --val-every 5 --sample-every 5"

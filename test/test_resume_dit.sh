@@ -25,6 +25,7 @@
 #   make train_dit moving_shapes train_gpt && bash test/test_resume_dit.sh
 set -u
 cd "$(dirname "$0")/.."
+. test/test_lib.sh   # latest_step, wait_line
 T=test/tmp/resume_dit
 rm -rf "$T"; mkdir -p "$T"
 pass=0; fail=0
@@ -46,17 +47,8 @@ losses() { grep -E '^(step|samples step) ' "$1" | sed -E -e 's/\| [0-9.]+ ms.*//
 logbody() { sed -E -e 's/ ms [0-9.]+$//' -e 's/ in [0-9.]+ s( \|.*)?$//' -e '/^summary:/d' "$1"; }
 # the final checkpoints of two runs: model.bin and state.bin byte for byte
 same_ckpt() { cmp -s "$1/model.bin" "$2/model.bin" && cmp -s "$1/state.bin" "$2/state.bin"; }
-latest_step() { local n; n=$(cat "$1/latest" 2>/dev/null) || { echo -1; return; }; echo $((10#${n#step_})); }
 # wait_step LOG N PID: until train.log has step N (or the process is gone, or 120 s)
-wait_step() {
-    local i
-    for i in $(seq 2400); do
-        grep -q "^step $2 loss" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+wait_step() { wait_line "$1" "^step $2 loss" "$3"; }
 
 # ---- straight: 20 steps vs 10 + 10, samples every 5 steps
 args=("${common[@]}" --steps 20 --sample-every 5)

@@ -11,14 +11,8 @@ cd "$(dirname "$0")/.."
 T=test/tmp/tokenize_hf
 rm -rf "$T"; mkdir -p "$T"
 
-PY=""
-for cand in ${PYTHON:-} python3 /usr/bin/python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import numpy, tokenizers" >/dev/null 2>&1; then PY=$cand; break; fi
-done
-if [ -z "$PY" ]; then
-    echo "SKIP tokenize_hf: no python3 with numpy and tokenizers (set PYTHON=...)"
-    exit 0
-fi
+. test/test_lib.sh
+test_python tokenize_hf "numpy, tokenizers"   # sets PY, or SKIP
 for b in test/test_dataloader test/test_megatron_data; do
     [ -x "$b" ] || { echo "FAIL tokenize_hf/setup: $b is not built (make $b)"; exit 1; }
 done

@@ -1,0 +1,29 @@
+# Helpers shared by the shell tests (sourced, not run).
+
+# test_python NAME IMPORTS: sets PY to the first interpreter among $PYTHON (alone when set),
+# python3 and /usr/bin/python3 that can `import IMPORTS`; without one, prints
+# "SKIP NAME: ..." and exits 0 (CI machines may lack torch, tokenizers, ...).
+test_python() {
+    local cand cands="${PYTHON:-python3 /usr/bin/python3}"
+    PY=""
+    for cand in $cands; do
+        if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import $2" >/dev/null 2>&1; then PY=$cand; return 0; fi
+    done
+    echo "SKIP $1: no python3 with $2 (set PYTHON=...)"
+    exit 0
+}
+
+# latest_step CKPT_DIR: the step the `latest` marker names (-1 if there is none)
+latest_step() { local n; n=$(cat "$1/latest" 2>/dev/null) || { echo -1; return; }; echo $((10#${n#step_})); }
+
+# wait_line LOG REGEX PID: until LOG has a line matching REGEX (0), or the process
+# is gone or 120 s passed (1)
+wait_line() {
+    local i
+    for i in $(seq 2400); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
