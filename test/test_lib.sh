@@ -27,3 +27,15 @@ wait_line() {
     done
     return 1
 }
+
+# nan_verdict RC OUT ERR CKPT_DIR: a run made to diverge (--lr 1e30 --max-bad-steps 3) must skip
+# updates and stop with exit 1 and one line naming the last good checkpoint (ok/bad: the caller's)
+nan_verdict() {
+    if [ "$1" -eq 1 ] && [ "$(grep -c . "$3")" -eq 1 ] &&
+       grep -q "3 steps in a row had a non-finite loss or gradient norm (updates skipped); stopping. last good checkpoint: $4/step_" "$3" &&
+       grep -q "skipping" "$2"; then
+        ok nan "$(cat "$3")"
+    else
+        bad nan "exit $1: $(head -3 "$3" | tr '\n' ' ') $(grep -m2 -E 'warning|skipping' "$2" | tr '\n' ' ')"
+    fi
+}

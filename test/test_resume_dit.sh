@@ -178,13 +178,7 @@ fi
 
 # ---- nan: a learning rate of 1e30 blows the weights up; updates are skipped, 3 in a row stop the run
 ./train_dit "${common[@]}" --steps 50 --lr 1e30 --warmup 0 --max-bad-steps 3 --log-dir '' --ckpt-dir $T/h/ckpt --ckpt-every 1 > $T/h.out 2> $T/h.err
-rc=$?
-if [ $rc -eq 1 ] && [ "$(grep -c . $T/h.err)" -eq 1 ] && grep -q "3 steps in a row had a non-finite loss or gradient norm (updates skipped); stopping. last good checkpoint: $T/h/ckpt/step_" $T/h.err &&
-   grep -q "skipping" $T/h.out; then
-    ok nan "$(cat $T/h.err)"
-else
-    bad nan "exit $rc: $(head -3 $T/h.err | tr '\n' ' ') $(grep -m2 -E 'warning|skipping' $T/h.out | tr '\n' ' ')"
-fi
+nan_verdict $? $T/h.out $T/h.err $T/h/ckpt
 
 echo "resume_dit: $pass passed, $fail failed"
 [ $fail -eq 0 ]
