@@ -37,7 +37,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/hf.h"
 #include "llmc/tensorfile.h"
 #include "llmc/dataset.h"
-#include "llmc/dataloader.h"
+#include "llmc/token_data.h"   // llm.c shards or Megatron indexed datasets
 #include "llmc/plot.h"
 #include "llmc/checkpoint.h"
 #include "llmc/run_control.h"
@@ -496,8 +496,8 @@ int main(int argc, char** argv) {
     ap.usage = "./train_gpt [--preset NAME] [flags]   (no flags: train the shakespeare preset on data/tinyshakespeare.txt)";
     ap.section("run");
     ap.add_string("--preset", &tc.preset, (std::string("model preset: ") + GPT_PRESET_NAMES).c_str());
-    ap.add_string("--train-data", &tc.train_data, "training shards (llm.c .bin, glob)");
-    ap.add_string("--val-data", &tc.val_data, "validation shards (glob; \"\" for none)");
+    ap.add_string("--train-data", &tc.train_data, "training data: llm.c shards (glob of .bin), or \"megatron:[W1] P1 [W2 P2 ...]\" (Megatron .idx/.bin prefixes, blended)");
+    ap.add_string("--val-data", &tc.val_data, "validation data, as --train-data (\"\" for none)");
     ap.add_string("--tokenizer", &tc.tokenizer, "tokenizer file (for decoding samples; \"\" for none)");
     ap.add_string("--text", &tc.text, "text the default dataset is built from when data/shakespeare is missing");
     ap.add_bool("--random-data", &tc.random_data, "train on random tokens (benchmarks; no files read)");
@@ -624,7 +624,7 @@ int main(int argc, char** argv) {
     }
     const int grad_accum = (int)(tc.total_batch_tokens / world_tokens);
 
-    DataLoader train_loader, val_loader;
+    TokenData train_loader, val_loader;
     bool have_val = false;
     std::vector<int> rand_tokens, rand_targets;
     if (tc.random_data) {
@@ -635,18 +635,18 @@ int main(int argc, char** argv) {
         for (auto& x : rand_tokens) x = rng_u32(&r) % mc.vocab_size;
         for (auto& x : rand_targets) x = rng_u32(&r) % mc.vocab_size;
     } else {
-        dataloader_init(&train_loader, tc.train_data, B, T, dist.rank, dist.world, tc.shuffle, tc.seed, mc.vocab_size);   // this rank's samples
+        token_data_init(&train_loader, tc.train_data, B, T, dist.rank, dist.world, tc.shuffle, tc.seed, mc.vocab_size);   // this rank's samples
         if (!tc.val_data.empty() && tc.val_every > 0) {
             // one sample at a time, gathered into batches of up to B rows, so that every
             // validation sample counts (a B-row loader would drop the split's tail)
-            dataloader_init(&val_loader, tc.val_data, 1, T, 0, 1, 0, 0, mc.vocab_size);
+            token_data_init(&val_loader, tc.val_data, 1, T, 0, 1, 0, 0, mc.vocab_size);
             have_val = true;
         }
     }
     DatasetMeta meta;
     // meta.txt beside the validation shards (written by build_data) gives bytes per token
     const std::string val_dir = tc.val_data.substr(0, tc.val_data.find_last_of('/') == std::string::npos ? 0 : tc.val_data.find_last_of('/'));
-    const bool have_meta = have_val && !val_dir.empty() && read_dataset_meta(val_dir, &meta) && meta.val_tokens > 0;
+    const bool have_meta = have_val && !val_loader.megatron && !val_dir.empty() && read_dataset_meta(val_dir, &meta) && meta.val_tokens > 0;
 
     // ---- the checkpoint to resume from, or the weights to start from: every
     // header checked against this run's model and data before the GPU is touched
@@ -659,9 +659,9 @@ int main(int argc, char** argv) {
         const char* sp = ckpt_state.path.c_str();
         if (s.seq_len != T) fail("%s: seq_len is %d, this run has --seq-len %d (the data position counts samples of T tokens)", sp, s.seq_len, T);
         if (s.rngs.size() != 1) fail("%s: n_rng is %zu, a train_gpt state has 1 (the sampling RNG)", sp, s.rngs.size());
-        if (!tc.random_data && s.has_loader && s.loader_shard >= (int64_t)train_loader.shards.size())
+        if (!tc.random_data && s.has_loader && !train_loader.megatron && s.loader_shard >= (int64_t)train_loader.dl.shards.size())
             fail("%s: loader shard is %lld, --train-data %s has %zu shards (different data files?)", sp, (long long)s.loader_shard,
-                 tc.train_data.c_str(), train_loader.shards.size());
+                 tc.train_data.c_str(), train_loader.dl.shards.size());
         if (!tc.random_data && !s.has_loader) printf("note: %s has no data-loader position (a --random-data run): the data starts from the beginning\n", sp);
         if (s.total_batch_tokens != tc.total_batch_tokens)
             printf("note: %s was trained with %lld tokens per step, this run uses %lld: not a bit-identical continuation\n", sp,
@@ -744,7 +744,7 @@ int main(int argc, char** argv) {
         if (!tc.random_data && s.has_loader) {
             DataLoaderPosition p;
             p.epoch = s.loader_epoch; p.shard = s.loader_shard; p.sample = s.loader_sample; p.rng_state = s.loader_rng;
-            dataloader_set_position(&train_loader, p);
+            token_data_set_position(&train_loader, p);
         }
         sample_rng.state = s.rngs[0];
         start_step = (int)s.step;
@@ -775,14 +775,14 @@ int main(int argc, char** argv) {
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
     auto run_validation = [&](int step) {
-        dataloader_reset(&val_loader);
-        const long long avail = dataloader_num_batches(&val_loader);
+        token_data_reset(&val_loader);
+        const long long avail = token_data_num_batches(&val_loader);
         const long long n = tc.val_batches > 0 ? std::min<long long>((long long)tc.val_batches * B, avail) : avail;
         double s = 0;
         for (long long done = 0; done < n;) {
             const int rows = (int)std::min<long long>(B, n - done);
             for (int r = 0; r < rows; r++) {
-                dataloader_next_batch(&val_loader);
+                token_data_next(&val_loader);
                 std::copy(val_loader.inputs, val_loader.inputs + T, val_x.begin() + (size_t)r * T);
                 std::copy(val_loader.targets, val_loader.targets + T, val_y.begin() + (size_t)r * T);
             }
@@ -814,7 +814,7 @@ int main(int argc, char** argv) {
         s.total_batch_tokens = tc.total_batch_tokens;
         s.sched_steps = tc.steps;
         if (!tc.random_data) {
-            const DataLoaderPosition p = dataloader_get_position(&train_loader);
+            const DataLoaderPosition p = token_data_get_position(&train_loader);
             s.has_loader = 1;
             s.loader_epoch = p.epoch; s.loader_shard = p.shard; s.loader_sample = p.sample; s.loader_rng = p.rng_state;
         }
@@ -843,7 +843,7 @@ int main(int argc, char** argv) {
         for (int micro = 0; micro < grad_accum; micro++) {
             const int* x = rand_tokens.data();
             const int* y = rand_targets.data();
-            if (!tc.random_data) { dataloader_next_batch(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
+            if (!tc.random_data) { token_data_next(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
             // a function of the step (and the rank: every rank its own masks): resumable
             model.dropout_seed = dropout_hash((uint64_t)tc.seed, (uint64_t)step * 65536 + (uint64_t)micro * dist.world + dist.rank);
             model.micro = micro;   // several GPUs: ZeRO 0/1 reduce the gradients after the last micro-step
@@ -904,8 +904,8 @@ int main(int argc, char** argv) {
                    hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, wall_seconds() - t0);
         }
     }
-    if (!tc.random_data) dataloader_free(&train_loader);
-    if (have_val) dataloader_free(&val_loader);
+    if (!tc.random_data) token_data_free(&train_loader);
+    if (have_val) token_data_free(&val_loader);
     gpt_free(&model);
     cublas_free();
     cudaCheck(cudaStreamDestroy(model.stream));

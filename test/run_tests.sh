@@ -37,6 +37,7 @@ run "dataloader" ./test/test_dataloader
 run "latent data" ./test/test_latent_data
 run "safetensors + json" ./test/test_safetensors
 run "megatron data" ./test/test_megatron_data
+run "token data (llm.c shards and Megatron through one interface)" ./test/test_token_data
 run "Hugging Face import/export and tokenizer.json" ./test/test_hf
 run "tokenize_hf.py" bash test/test_tokenize_hf.sh
 run "moving shapes" ./test/test_moving_shapes

@@ -49,6 +49,8 @@ expect seq_too_long      "--seq-len"            $common --seq-len 100000
 expect accum_mismatch    "--total-batch-tokens" $common --total-batch-tokens 100
 expect negative_batch    "--batch-size"         $common --batch-size -4
 expect missing_data      "$T/none_"             $common --train-data "$T/none_*.bin"
+expect missing_megatron  "$T/none_mg.idx"       $common --train-data "megatron:$T/none_mg"
+expect megatron_vocab    "dtype8_uint16"        $common --train-data "megatron:test/data/megatron/dtype8_uint16" --vocab-size 200
 expect wrong_magic       "magic.bin"            $common --train-data "$T/magic.bin" --vocab-size 300
 expect wrong_version     "version.bin"          $common --train-data "$T/version.bin" --vocab-size 300
 expect truncated_body    "trunc.bin"            $common --train-data "$T/trunc.bin" --vocab-size 300

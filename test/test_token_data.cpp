@@ -1,0 +1,140 @@
+/*
+Tests of llmc/token_data.h, the GPT trainer's one interface over llm.c shards
+and Megatron indexed datasets (--train-data "megatron:SPEC"):
+  - a Megatron spec reads the stream windows of test/data/megatron's uint16
+    fixture (token i = (37 i + 88) mod 65536), batch after batch
+  - an llm.c shard written here reads its windows the same way
+  - both formats: a saved position resumes the same batches (also into a new
+    reader), reset starts over, batches per pass
+  - a blended spec gives the same batches as llmc/megatron_data.h itself
+  - a position of one format given to the other exits 1 with one stderr line
+
+  make test/test_token_data && ./test/test_token_data
+  ./test/test_token_data --cross SPEC_SAVE SPEC_LOAD   (child mode: a position from one into the other)
+*/
+#include <string>
+#include <vector>
+#include "../llmc/utils.h"
+#include "test_util.h"
+#include "../llmc/token_data.h"
+#include "../llmc/dataset.h"
+
+static const std::string DIR = "test/tmp/token_data";
+static const std::string MEG = "test/data/megatron/dtype8_uint16";   // 75 tokens, uint16
+static const int VOCAB = 65536, B = 2, T = 4;
+
+static int64_t meg_token(int64_t i) { return (37 * i + 11 * 8) % 65536; }
+
+// an llm.c shard of n tokens, token i = (13 i + 5) mod 1000 (llmc/dataset.h's writer)
+static std::string write_llmc_shard(int64_t n) {
+    std::vector<int> tok((size_t)n);
+    for (int64_t i = 0; i < n; i++) tok[(size_t)i] = (int)((13 * i + 5) % 1000);
+    const std::string path = DIR + "/shard_000.bin";
+    write_token_shard(path, tok, 1000);
+    return path;
+}
+
+// rows of the next batch as one vector (inputs then targets)
+static std::vector<int32_t> next_rows(TokenData* td) {
+    token_data_next(td);
+    std::vector<int32_t> v(td->inputs, td->inputs + B * T);
+    v.insert(v.end(), td->targets, td->targets + B * T);
+    return v;
+}
+
+// the stream windows `token` gives for batches k0.. of an unshuffled single-process reader
+static bool windows_ok(TokenData* td, int nbatches, int64_t (*token)(int64_t)) {
+    for (int k = 0; k < nbatches; k++) {
+        token_data_next(td);
+        for (int b = 0; b < B; b++) {
+            const int64_t s = (int64_t)(k * B + b) * T;   // sample (k*B + b) starts at token s
+            for (int t = 0; t < T; t++)
+                if (td->inputs[b * T + t] != token(s + t) || td->targets[b * T + t] != token(s + t + 1)) return false;
+        }
+    }
+    return true;
+}
+
+static int64_t llmc_token(int64_t i) { return (13 * i + 5) % 1000; }
+
+// save after 2 batches, read 3 more; a new reader set to the saved position must give the same 3
+static bool resumes(const std::string& spec, int shuffle, std::string* detail) {
+    TokenData a, b;
+    token_data_init(&a, spec, B, T, 0, 1, shuffle, 7, VOCAB);
+    next_rows(&a); next_rows(&a);
+    const DataLoaderPosition p = token_data_get_position(&a);
+    std::vector<std::vector<int32_t>> want;
+    for (int k = 0; k < 3; k++) want.push_back(next_rows(&a));
+    token_data_init(&b, spec, B, T, 0, 1, shuffle, 7, VOCAB);
+    token_data_set_position(&b, p);
+    bool ok = true;
+    for (int k = 0; k < 3; k++) ok = ok && next_rows(&b) == want[k];
+    // reset: the first batch again
+    token_data_reset(&a);
+    TokenData c;
+    token_data_init(&c, spec, B, T, 0, 1, shuffle, 7, VOCAB);
+    ok = ok && next_rows(&a) == next_rows(&c);
+    *detail = "position (shard " + std::to_string(p.shard) + ", sample " + std::to_string(p.sample) + ")";
+    token_data_free(&a); token_data_free(&b); token_data_free(&c);
+    return ok;
+}
+
+int main(int argc, char** argv) {
+    child_err_path = DIR + "/child.err";
+    if (argc == 4 && std::string(argv[1]) == "--cross") {
+        TokenData a, b;
+        token_data_init(&a, argv[2], B, T, 0, 1, 0, 7, VOCAB);
+        next_rows(&a);
+        token_data_init(&b, argv[3], B, T, 0, 1, 0, 7, VOCAB);
+        token_data_set_position(&b, token_data_get_position(&a));
+        return 0;
+    }
+    if (argc != 1) fail("usage: %s [--cross SPEC_SAVE SPEC_LOAD]", argv[0]);
+    make_parent_dirs(DIR + "/x");
+    const std::string meg = "megatron:" + MEG;
+    const std::string shard = write_llmc_shard(4001);
+
+    {
+        TokenData td;
+        token_data_init(&td, meg, B, T, 0, 1, 0, 0, VOCAB);
+        const bool ok = td.megatron && windows_ok(&td, 9, meg_token) && token_data_num_batches(&td) == (75 - 1) / T / B;
+        check(ok, "megatron_windows", "9 batches of 2 x 4 from " + MEG + ", every input and target; 9 batches per pass");
+        token_data_free(&td);
+    }
+    {
+        TokenData td;
+        token_data_init(&td, shard, B, T, 0, 1, 0, 0, VOCAB);
+        const bool ok = !td.megatron && windows_ok(&td, 20, llmc_token) && token_data_num_batches(&td) == 4000 / T / B;
+        check(ok, "llmc_windows", "20 batches of 2 x 4 from an llm.c shard of 4001 tokens; 500 batches per pass");
+        token_data_free(&td);
+    }
+    for (int shuffle = 0; shuffle <= 1; shuffle++) {
+        std::string d;
+        bool ok = resumes(meg, shuffle, &d);
+        check(ok, std::string("megatron_resume") + (shuffle ? "_shuffled" : ""), "3 batches after a saved " + d + " identical in a new reader; reset = first batch");
+        ok = resumes(shard, shuffle, &d);
+        check(ok, std::string("llmc_resume") + (shuffle ? "_shuffled" : ""), "3 batches after a saved " + d + " identical in a new reader; reset = first batch");
+    }
+    {
+        // a blend through the prefix = llmc/megatron_data.h itself
+        const std::string spec = "0.5 test/data/megatron/blend_a 0.3 test/data/megatron/blend_b 0.2 test/data/megatron/blend_c";
+        TokenData td;
+        MegatronBlend mb;
+        token_data_init(&td, "megatron:" + spec, B, T, 0, 1, 1, 3, VOCAB);
+        megatron_blend_init(&mb, spec, B, T, 0, 1, 1, 3, VOCAB);
+        bool ok = true;
+        for (int k = 0; k < 50 && ok; k++) {
+            token_data_next(&td);
+            megatron_next_batch(&mb);
+            for (int i = 0; i < B * T; i++) ok = ok && td.inputs[i] == mb.inputs[i] && td.targets[i] == mb.targets[i];
+        }
+        check(ok, "megatron_blend", "50 shuffled batches of \"0.5 a 0.3 b 0.2 c\" equal to megatron_next_batch's");
+        token_data_free(&td);
+        megatron_blend_free(&mb);
+    }
+    check_fails_one_line("position_megatron_into_llmc", {"--cross", meg, shard}, "checkpoint was taken reading Megatron data");
+    check_fails_one_line("position_llmc_into_megatron", {"--cross", shard, meg}, "checkpoint was taken reading llm.c shards");
+    check_fails_one_line("megatron_missing", {"--cross", "megatron:" + DIR + "/nope", shard}, DIR + "/nope");
+    printf("token_data: %s\n", n_failed ? "FAILED" : "all passed");
+    return n_failed ? 1 : 0;
+}
