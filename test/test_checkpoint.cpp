@@ -11,7 +11,9 @@ binary in a child mode), `latest` resolution, keep-last-K / keep-every-M
 deletion, and a full disk: a write cut short by RLIMIT_FSIZE (always) and by a
 small tmpfs (where this process may mount one, i.e. as root) must fail with one
 line naming the file and the error, and leave `latest` and the previous
-checkpoint loadable.
+checkpoint loadable; and kill -9 at random moments (12 trials, most of them
+inside a write) of a child that saves back to back, continuing from `latest`
+each time: `latest` must always load whole with exactly its step's contents.
 
   make test/test_checkpoint && ./test/test_checkpoint
   child modes:
@@ -20,8 +22,10 @@ checkpoint loadable.
     --load-dit, --load-model-dit the same for the test dit model
     --config-gpt PATH, --config-dit PATH   rebuild a config from a model.bin (gpt/dit_config_from_ckpt)
     --save DIR STEP FSIZE        save the test checkpoint STEP into DIR (FSIZE > 0: RLIMIT_FSIZE bytes, SIGXFSZ ignored)
+    --save-loop DIR              save steps latest+1, +2, ... into DIR until killed (keep the last 2)
 */
 #include <csignal>
+#include <dirent.h>
 #include <ctime>
 #include <string>
 #include <sys/mount.h>
@@ -41,6 +45,15 @@ static GPTConfig test_config(int n_layer) {
     GPTConfig c;
     c.vocab_size = 100; c.max_seq_len = 16; c.n_layer = n_layer; c.n_head = 2; c.n_kv_head = 1;
     c.d_model = 16; c.head_dim = 0; c.ffn_hidden = 32; c.padded_vocab_size = 0;
+    gpt_config_finalize(&c);
+    return c;
+}
+
+// a larger gpt for the kill test (~0.9M parameters: 3.6 MB model.bin + 7 MB state.bin per save,
+// so that a kill often lands inside a write, not only between saves)
+static GPTConfig kill_test_config() {
+    GPTConfig c = test_config(2);
+    c.vocab_size = 2048; c.d_model = 128; c.n_head = 4; c.n_kv_head = 2; c.ffn_hidden = 344; c.padded_vocab_size = 0;
     gpt_config_finalize(&c);
     return c;
 }
@@ -72,6 +85,17 @@ static Arrays make_arrays(size_t n, uint64_t seed) {
     }
     // bit patterns that must survive: -0, a denormal, the largest float, an infinity in a moment
     a.p[0] = -0.0f; a.p[1] = 1e-40f; a.p[2] = 3.4028235e38f; a.m[3] = INFINITY;
+    return a;
+}
+
+// the kill test's contents for a step: cheap to make (the saves, not the making, should take
+// the child's time, so that kills land inside writes), different for every step
+static Arrays kill_arrays(size_t n, int64_t step) {
+    static Arrays base;
+    if (base.p.size() != n) base = make_arrays(n, 1);
+    Arrays a = base;
+    const float k = (float)step;
+    for (size_t i = 0; i < n; i++) { a.p[i] += k; a.m[i] -= k; a.v[i] += 2.0f * k; }
     return a;
 }
 
@@ -225,6 +249,18 @@ int main(int argc, char** argv) {
         const Arrays a = make_arrays((size_t)info.n_params, (uint64_t)step);
         ckpt_save_or_fail(make_write(argv[2], step, info, a, 3, 0));
         return 0;
+    }
+    if (argc == 3 && std::string(argv[1]) == "--save-loop") {
+        // saves forever, as a training run that checkpoints every step would: it continues
+        // from DIR's latest checkpoint (as --resume 1 does), keeps the last 2; killed from outside
+        const CkptModelInfo info = gpt_ckpt_info(kill_test_config());
+        std::string sd, err;
+        int64_t step = ckpt_find_latest(argv[2], &sd, &err) ? ckpt_parse_step_name(sd.substr(sd.rfind('/') + 1)) : 0;
+        for (;;) {
+            step++;
+            const Arrays a = kill_arrays((size_t)info.n_params, step);
+            ckpt_save_or_fail(make_write(argv[2], step, info, a, 2, 0));
+        }
     }
     if (argc != 1)
         fail("usage: %s [--load[-dit] PATH N_LAYER | --load-model[-dit] PATH N_LAYER | --config-gpt/--config-dit PATH | --save DIR STEP FSIZE]", argv[0]);
@@ -666,6 +702,65 @@ int main(int argc, char** argv) {
             check_intact("enospc_child", d, 10, 20, info);
             if (umount2(d.c_str(), 0) != 0) printf("info: umount %s failed (%s)\n", d.c_str(), strerror(errno));
         }
+    }
+
+    // ---- kill -9 at random moments of a run that saves all the time (several trials): every
+    // time, `latest` names a checkpoint that loads whole with exactly that step's contents, and
+    // the next run continues from it (leftovers of the interrupted write are cleaned up)
+    {
+        const std::string d = ROOT + "/kill";
+        make_parent_dirs(d + "/x");
+        const CkptModelInfo info = gpt_ckpt_info(kill_test_config());
+        Rng r;
+        rng_seed(&r, (uint64_t)time(nullptr));   // random moments: a new draw every run
+        int trials = 0, mid_write = 0, whole = 0, none_yet = 0;
+        int64_t last_step = 0;
+        std::string bad;
+        for (int t = 0; t < 12; t++) {
+            fflush(stdout);
+            const pid_t pid = fork();
+            if (pid < 0) fail("fork failed (%s)", strerror(errno));
+            if (pid == 0) {
+                int nul = open("/dev/null", O_WRONLY);
+                if (nul >= 0) { dup2(nul, 1); dup2(nul, 2); }
+                execl("/proc/self/exe", "child", "--save-loop", d.c_str(), (char*)nullptr);
+                _exit(127);
+            }
+            const long us = 100000 + (long)(rng_uniform(&r) * 500000);   // 100-600 ms
+            usleep((useconds_t)us);
+            kill(pid, SIGKILL);
+            int status = 0;
+            waitpid(pid, &status, 0);
+            trials++;
+            std::string sd, err;
+            if (!ckpt_find_latest(d, &sd, &err)) {
+                if (err.empty() && last_step == 0) { none_yet++; continue; }   // killed before the first save completed
+                if (bad.empty()) bad = "trial " + str(t) + ": no latest checkpoint: " + err;
+                continue;
+            }
+            const int64_t step = ckpt_parse_step_name(sd.substr(sd.rfind('/') + 1));
+            // an interrupted write: .tmp files, or a step directory newer than latest
+            const std::string ls = "ls -a '" + d + "' '" + sd + "' | grep -q '\\.tmp$'";
+            bool partial = system(ls.c_str()) == 0;
+            if (DIR* dp = opendir(d.c_str())) {   // any step directory, complete or not
+                while (struct dirent* e = readdir(dp)) partial = partial || ckpt_parse_step_name(e->d_name) > step;
+                closedir(dp);
+            }
+            mid_write += partial;
+            Arrays got;
+            CkptState st;
+            const Arrays want = kill_arrays((size_t)info.n_params, step);
+            if (load_all(sd, info, &got, &st, nullptr, &err) && st.step == step && same_bits(got.p, want.p) && same_bits(got.m, want.m) &&
+                same_bits(got.v, want.v) && step >= last_step)
+                whole++;
+            else if (bad.empty())
+                bad = "trial " + str(t) + ": " + sd + " (step " + str(step) + ", previous " + str(last_step) + "): " + (err.empty() ? "contents differ" : err);
+            last_step = step;
+        }
+        check(whole == trials - none_yet && whole >= 8 && mid_write > 0, "kill_during_saves",
+              str(trials) + " runs killed -9 after 100-600 ms of back-to-back saves (continuing from latest each time, up to step " +
+                  str(last_step) + "); " + str(mid_write) + " killed mid-write; latest loaded whole with its step's exact contents " +
+                  str(whole) + " times" + (none_yet ? " (" + str(none_yet) + " killed before the first save completed)" : "") + (bad.empty() ? "" : "; " + bad));
     }
 
     printf("%s\n", n_failed ? "some checkpoint tests FAILED" : "all checkpoint tests passed");
