@@ -14,18 +14,14 @@
 # PYTHON=a-python-without-torch shows the SKIP).
 set -u
 cd "$(dirname "$0")/.."
-T=test/tmp/convert_mugv
-rm -rf "$T"; mkdir -p "$T"
 
-. test/test_lib.sh
+. test/test_lib.sh   # test_begin, ok/bad, test_python, latest_step, wait_line
+test_begin convert_mugv
 test_python convert_mugv "torch, numpy"   # sets PY, or SKIP
 if [ ! -x test/test_convert_mugv ]; then
     echo "FAIL convert_mugv/setup: test/test_convert_mugv is not built (make test/test_convert_mugv)"
     exit 1
 fi
-pass=0; fail=0
-ok() { echo "PASS convert_mugv/$1"; pass=$((pass + 1)); }
-ko() { echo "FAIL convert_mugv/$1"; fail=$((fail + 1)); }
 CONV="scripts/convert_mugv.py"
 
 # ---- the MUG-V state dict, the inputs and dit.py's outputs, the bad variants

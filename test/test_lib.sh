@@ -39,3 +39,15 @@ nan_verdict() {
         bad nan "exit $1: $(head -3 "$3" | tr '\n' ' ') $(grep -m2 -E 'warning|skipping' "$2" | tr '\n' ' ')"
     fi
 }
+
+# test_begin SUITE: a fresh test/tmp/SUITE as $T, pass/fail counters, and the PASS/FAIL
+# line writers ok/bad (ko: the same as bad) taking a check name and an optional detail
+test_begin() {
+    SUITE=$1
+    T=test/tmp/$SUITE
+    rm -rf "$T"; mkdir -p "$T"
+    pass=0; fail=0
+}
+ok()  { echo "PASS $SUITE/$1${2:+: $2}"; pass=$((pass + 1)); }
+bad() { echo "FAIL $SUITE/$1${2:+: $2}"; fail=$((fail + 1)); }
+ko()  { bad "$@"; }

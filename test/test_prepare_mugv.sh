@@ -9,18 +9,14 @@
 # choose the interpreter.
 set -u
 cd "$(dirname "$0")/.."
-T=test/tmp/prepare_mugv
-rm -rf "$T"; mkdir -p "$T"
 
-. test/test_lib.sh
+. test/test_lib.sh   # test_begin, ok/bad, test_python, latest_step, wait_line
+test_begin prepare_mugv
 test_python prepare_mugv "torch, numpy"   # sets PY, or SKIP
 if [ ! -x test/test_latent_data ]; then
     echo "FAIL prepare_mugv/setup: test/test_latent_data is not built (make test/test_latent_data)"
     exit 1
 fi
-pass=0; fail=0
-ok() { echo "PASS prepare_mugv/$1"; pass=$((pass + 1)); }
-ko() { echo "FAIL prepare_mugv/$1"; fail=$((fail + 1)); }
 
 # ---- the fake MUG-V directory and the values the loader must produce
 "$PY" - "$T" <<'EOF' || { echo "FAIL prepare_mugv/setup: making the fake MUG-V directory failed"; exit 1; }

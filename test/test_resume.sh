@@ -15,12 +15,8 @@
 #                --max-bad-steps with one line naming the step and the last good checkpoint
 set -u
 cd "$(dirname "$0")/.."
-. test/test_lib.sh   # latest_step, wait_line
-T=test/tmp/resume
-rm -rf "$T"; mkdir -p "$T"
-pass=0; fail=0
-ok()  { echo "PASS resume/$1: $2"; pass=$((pass + 1)); }
-bad() { echo "FAIL resume/$1: $2"; fail=$((fail + 1)); }
+. test/test_lib.sh   # test_begin, ok/bad, test_python, latest_step, wait_line
+test_begin resume
 
 common="--preset tiny --vocab-size 1024 --batch-size 8 --seq-len 64 --seed 7 --val-batches 2 --sample-tokens 16"
 # the lines that must match: step lines without their timing, validation lines, sample blocks

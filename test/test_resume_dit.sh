@@ -25,12 +25,8 @@
 #   make train_dit moving_shapes train_gpt && bash test/test_resume_dit.sh
 set -u
 cd "$(dirname "$0")/.."
-. test/test_lib.sh   # latest_step, wait_line
-T=test/tmp/resume_dit
-rm -rf "$T"; mkdir -p "$T"
-pass=0; fail=0
-ok()  { echo "PASS resume_dit/$1: $2"; pass=$((pass + 1)); }
-bad() { echo "FAIL resume_dit/$1: $2"; fail=$((fail + 1)); }
+. test/test_lib.sh   # test_begin, ok/bad, test_python, latest_step, wait_line
+test_begin resume_dit
 
 for b in train_dit moving_shapes; do
     [ -x ./$b ] || { echo "FAIL resume_dit/setup: ./$b is missing (make $b)"; exit 1; }

@@ -8,17 +8,13 @@
 # PYTHON to choose the interpreter.
 set -u
 cd "$(dirname "$0")/.."
-T=test/tmp/tokenize_hf
-rm -rf "$T"; mkdir -p "$T"
 
-. test/test_lib.sh
+. test/test_lib.sh   # test_begin, ok/bad, test_python, latest_step, wait_line
+test_begin tokenize_hf
 test_python tokenize_hf "numpy, tokenizers"   # sets PY, or SKIP
 for b in test/test_dataloader test/test_megatron_data; do
     [ -x "$b" ] || { echo "FAIL tokenize_hf/setup: $b is not built (make $b)"; exit 1; }
 done
-pass=0; fail=0
-ok() { echo "PASS tokenize_hf/$1"; pass=$((pass + 1)); }
-ko() { echo "FAIL tokenize_hf/$1"; fail=$((fail + 1)); }
 TOK=test/data/hf/llama_tiny
 
 printf '{"text": "First Citizen: hello there."}\n{"id": 2, "text": "Second doc, caf\\u00e9 \\u4e2d\\u6587 \\ud83d\\ude42"}\n\n{"text": "third\\nline"}\n{"text": "fourth"}\n' > "$T/docs.jsonl"
