@@ -15,6 +15,7 @@ Built and run by fuzz/run_fuzzers.sh (a normal build: no sanitizers, no MEGA_FUZ
 #include "../llmc/latent_data.h"
 #include "../llmc/checkpoint.h"
 #include "../llmc/tensorfile.h"
+#include "../llmc/safetensors.h"
 #include "fuzz_seeds.h"
 
 static std::string OUT;
@@ -149,6 +150,29 @@ static void dataset_meta_seeds(const std::string& tmp) {
     put("fuzz_dataset_meta", "extra_key.txt", read_file_or_fail(tmp + "/meta/meta.txt") + "future_key 7\n\n");
 }
 
+static void safetensors_seeds(const std::string& tmp) {
+    std::vector<float> a(24), b(6), c(1);
+    for (size_t i = 0; i < a.size(); i++) a[i] = 0.25f * (float)i - 2.0f;
+    for (size_t i = 0; i < b.size(); i++) b[i] = -1.5f + (float)i;
+    c[0] = 3.0f;
+    const std::string p = tmp + "/model.safetensors";
+    safetensors_write(p, {{"model.embed_tokens.weight", ST_F32, {4, 6}, a.data()}, {"model.norm.weight", ST_BF16, {6}, b.data()},
+                          {"lm_head.bias", ST_F32, {1}, c.data()}},
+                      {{"format", "pt"}});
+    put("fuzz_safetensors", "three_tensors.safetensors", read_file_or_fail(p));
+    safetensors_write(p, {});
+    put("fuzz_safetensors", "empty.safetensors", read_file_or_fail(p));
+}
+
+// the committed Hugging Face fixtures (test/data/hf) and Megatron fixtures (test/data/megatron)
+static void hf_and_megatron_seeds() {
+    for (const char* m : {"llama_tiny", "qwen2_tiny", "qwen3_tiny"})
+        put("fuzz_hf_config", std::string(m) + "_config.json", read_file_or_fail(std::string("test/data/hf/") + m + "/config.json"));
+    put("fuzz_hf_config", "tokenizer.json", read_file_or_fail("test/data/hf/qwen3_tiny/tokenizer.json"));
+    for (const char* d : {"dtype1_uint8", "dtype4_int32", "dtype8_uint16", "blend_a"})
+        put("fuzz_megatron_idx", std::string(d) + ".idx", read_file_or_fail(std::string("test/data/megatron/") + d + ".idx"));
+}
+
 // Inputs that once found a bug (fixed since), kept in the corpora so that
 // every run checks them again; each must now fail with one line.
 static void regression_seeds() {
@@ -192,6 +216,8 @@ int main(int argc, char** argv) {
     checkpoint_seeds(tmp);
     tensorfile_seeds();
     dataset_meta_seeds(tmp);
+    safetensors_seeds(tmp);
+    hf_and_megatron_seeds();
     regression_seeds();
     printf("make_seeds: wrote the seed corpora under %s\n", OUT.c_str());
     return 0;
