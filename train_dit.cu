@@ -1082,14 +1082,14 @@ static std::string prescan_flag(int argc, char** argv, const char* name, const s
     return v;
 }
 
-// A multi-GPU step's batch (llmc/distributed.cuh): this rank's B samples of the
-// global batch of B x world, global sample k = b * world + rank (the latent
-// loader's slicing), with exactly the random draws and noise the one-GPU run of
-// the global batch gives them: every rank draws t (and the caption-dropout and
-// image-to-video draws) for every global sample in order and keeps its own, and a
-// sample's noise is its piece of the global batch's noise (gaussian_fill_at at
-// its offset in the global packing). The loss is then the global batch's up to
-// the order of additions. Also fills act.eps (the one-GPU loop does that itself).
+// A step's batch: this rank's B samples of the global batch of B x world (one
+// GPU: rank 0 of 1, the whole batch), global sample k = b * world + rank (the
+// latent loader's slicing), with exactly the random draws and noise the one-GPU
+// run of the global batch gives them: every rank draws t (and the caption-dropout
+// and image-to-video draws) for every global sample in order and keeps its own,
+// and a sample's noise is its piece of the global batch's noise (gaussian_fill_at
+// at its offset in the global packing). The loss is then the global batch's up to
+// the order of additions. Fills x0 (synthetic), text and eps on the device.
 static void dit_batch_of_rank(DiT* m, const TrainConfig& tc, const DiTConfig& mc, bool synthetic, LatentLoader* loader, LatentBatch* lb,
                               Rng* t_rng, Rng* aug_rng, const std::vector<float>& null_text, std::vector<float>* text, uint64_t nseed,
                               int rank, int world, DiTBatchHost* bt) {
@@ -1455,39 +1455,8 @@ int main(int argc, char** argv) {
         DiTBatchHost bt;
         bt.B = B;
         const uint64_t nseed = (uint64_t)tc.seed * 1000003ull + (uint64_t)step * 4ull;
-        if (dist.world > 1) {
-            dit_batch_of_rank(&model, tc, mc, synthetic, &loader, &lb, &t_rng, &aug_rng, null_text, &text, nseed, dist.rank, dist.world, &bt);
-        } else if (synthetic) {
-            for (int b = 0; b < B; b++) {
-                bt.T.push_back(tc.frames); bt.H.push_back(tc.height); bt.W.push_back(tc.width);
-                bt.text_len.push_back(tc.text_len); bt.has_mask.push_back(0); bt.fps.push_back(tc.fps);
-                bt.t.push_back(sample_t(&t_rng, tc.t_shift, tc.frames, tc.height, tc.width));
-                for (int f = 0; f < tc.frames; f++) bt.frame_mask.push_back(1);
-            }
-            dit_set_batch(&model, bt);
-            gaussian_fill(model.act.x0, model.lat_floats, nseed + 0, 0.0f, 1.0f, model.stream);
-            gaussian_fill(model.act.text, (size_t)model.Nt * mc.caption_channels, nseed + 2, 0.0f, 1.0f, model.stream);
-        } else {
-            latent_loader_next(&loader, &lb);
-            text.clear();
-            for (int b = 0; b < B; b++) {
-                // caption dropout (the null caption) and image-to-video (frame 0 clean) draws,
-                // in a fixed order from their own RNG
-                const bool drop = tc.caption_dropout > 0 && rng_uniform(&aug_rng) < tc.caption_dropout;
-                const bool i2v = tc.i2v_prob > 0 && rng_uniform(&aug_rng) < tc.i2v_prob;
-                const int clean = lb.clean_frames[b] > 0 ? lb.clean_frames[b] : (i2v && lb.T[b] > 1 ? 1 : 0);
-                bt.T.push_back(lb.T[b]); bt.H.push_back(lb.H[b]); bt.W.push_back(lb.W[b]);
-                bt.text_len.push_back(drop ? 1 : lb.text_len[b]); bt.fps.push_back(lb.fps[b]);
-                bt.has_mask.push_back(clean > 0 ? 1 : 0);
-                for (int f = 0; f < lb.T[b]; f++) bt.frame_mask.push_back(f < clean ? 0 : 1);
-                bt.t.push_back(sample_t(&t_rng, tc.t_shift, lb.T[b], lb.H[b], lb.W[b]));
-                if (drop) text.insert(text.end(), null_text.begin(), null_text.end());
-                else text.insert(text.end(), lb.text.begin() + (size_t)lb.text_offset[b] * lb.D, lb.text.begin() + (size_t)lb.text_offset[b + 1] * lb.D);
-            }
-            dit_set_batch(&model, bt);
-            dit_upload_batch_data(&model, lb.latents.data(), nullptr, text.data());
-        }
-        if (dist.world == 1) gaussian_fill(model.act.eps, model.lat_floats, nseed + 1, 0.0f, 1.0f, model.stream);   // several GPUs: dit_batch_of_rank
+        // this rank's samples of the global batch (one GPU: the whole batch), with their noise
+        dit_batch_of_rank(&model, tc, mc, synthetic, &loader, &lb, &t_rng, &aug_rng, null_text, &text, nseed, dist.rank, dist.world, &bt);
 
         // ---- forward, backward, update
         dit_zero_grad(&model);

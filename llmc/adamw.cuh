@@ -5,6 +5,17 @@
 #pragma once
 #include "cuda_common.h"
 
+// One element's step, shared by both kernels below: updates the moments m, v in
+// place and returns the new master weight (g already scaled by the clip factor;
+// bc1, bc2 the bias corrections; wd the decay of this element's tensor).
+__device__ __forceinline__ float adamw_element(float g, float& m, float& v, float w, float lr, float beta1, float beta2, float bc1,
+                                               float bc2, float eps, float wd) {
+    m = beta1 * m + (1.0f - beta1) * g;
+    v = beta2 * v + (1.0f - beta2) * g * g;
+    w -= lr * wd * w;
+    return w - lr * (m / bc1) / (sqrtf(v / bc2) + eps);
+}
+
 __global__ static void adamw_kernel(floatX* params, float* master, const float* grads, float* m, float* v, size_t n,
                                     float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
                                     float grad_scale) {
@@ -15,11 +26,7 @@ __global__ static void adamw_kernel(floatX* params, float* master, const float* 
         float4 vv = *reinterpret_cast<float4*>(v + i), p = *reinterpret_cast<float4*>(master + i);
         float* gp = &g.x; float* mp = &mm.x; float* vp = &vv.x; float* pp = &p.x;
         for (int k = 0; k < 4; k++) {
-            float gk = gp[k] * grad_scale;
-            mp[k] = beta1 * mp[k] + (1.0f - beta1) * gk;
-            vp[k] = beta2 * vp[k] + (1.0f - beta2) * gk * gk;
-            pp[k] -= lr * wd * pp[k];
-            pp[k] -= lr * (mp[k] / bc1) / (sqrtf(vp[k] / bc2) + eps);
+            pp[k] = adamw_element(gp[k] * grad_scale, mp[k], vp[k], pp[k], lr, beta1, beta2, bc1, bc2, eps, wd);
             params[i + k] = (floatX)pp[k];
         }
         *reinterpret_cast<float4*>(m + i) = mm;
@@ -27,11 +34,7 @@ __global__ static void adamw_kernel(floatX* params, float* master, const float* 
         *reinterpret_cast<float4*>(master + i) = p;
     } else {
         for (size_t k = i; k < n; k++) {
-            float gk = grads[k] * grad_scale;
-            m[k] = beta1 * m[k] + (1.0f - beta1) * gk;
-            v[k] = beta2 * v[k] + (1.0f - beta2) * gk * gk;
-            master[k] -= lr * wd * master[k];
-            master[k] -= lr * (m[k] / bc1) / (sqrtf(v[k] / bc2) + eps);
+            master[k] = adamw_element(grads[k] * grad_scale, m[k], v[k], master[k], lr, beta1, beta2, bc1, bc2, eps, wd);
             params[k] = (floatX)master[k];
         }
     }
@@ -50,8 +53,8 @@ static void adamw_update(floatX* params, float* master, const float* grads, floa
 // ----------------------------------------------------------------------------
 // AdamW over a list of pieces in one launch (multi-GPU runs, llmc/params.cuh):
 // piece k updates n elements: gradient at grads[g..], master/m/v at [s..], the
-// compute weight at params[p..], with weight decay wd * decay. The same
-// arithmetic as adamw_kernel, per element, without its 16-byte alignment needs
+// compute weight at params[p..], with weight decay wd * decay. adamw_element per
+// element, as adamw_kernel, without its 16-byte alignment needs
 // (a ZeRO shard starts and ends anywhere inside a tensor). Elements of the
 // pieces are numbered consecutively (work = the first one's number); a thread
 // finds its piece by binary search (a few hundred pieces, cached).
@@ -73,12 +76,8 @@ __global__ static void adamw_pieces_kernel(floatX* params, float* master, const 
         const AdamWPiece pc = pieces[a];
         const size_t k = i - pc.work;
         const size_t gi = pc.g + k, si = pc.s + k;
-        const float gk = grads[gi] * grad_scale;
-        const float mk = beta1 * m[si] + (1.0f - beta1) * gk;
-        const float vk = beta2 * v[si] + (1.0f - beta2) * gk * gk;
-        float w = master[si];
-        w -= lr * (wd * pc.decay) * w;
-        w -= lr * (mk / bc1) / (sqrtf(vk / bc2) + eps);
+        float mk = m[si], vk = v[si];
+        const float w = adamw_element(grads[gi] * grad_scale, mk, vk, master[si], lr, beta1, beta2, bc1, bc2, eps, wd * pc.decay);
         m[si] = mk;
         v[si] = vk;
         master[si] = w;

@@ -6,7 +6,7 @@
 //   token writes d loss / d out for all its P*Cout values (0 for channels >=
 //   Cin, padding and clean frames) and the token's sum of squares; the host adds
 //   the per-token sums per sample in double (deterministic, no atomics).
-// - gaussian_fill: N(0, 1) values from a counter-based hash of (seed, index)
+// - gaussian_fill_at: N(0, 1) values from a counter-based hash of (seed, index)
 //   (splitmix64 -> Box-Muller), so a batch's noise depends only on the seed.
 #pragma once
 #include <cstdint>
@@ -59,27 +59,9 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-template <typename T>
-__global__ void gaussian_fill_kernel(T* out, size_t n, uint64_t seed, float mean, float std) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const uint64_t h = splitmix64(splitmix64(seed) ^ (uint64_t)i);
-    const float u1 = ((uint32_t)(h >> 40) + 1) * (1.0f / 16777217.0f);   // (0, 1]
-    const float u2 = (uint32_t)(h & 0xFFFFFF) * (1.0f / 16777216.0f);    // [0, 1)
-    out[i] = (T)(mean + std * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2));
-}
-
-// out[i] = mean + std * N(0, 1), a function of (seed, i) only.
-template <typename T>
-static void gaussian_fill(T* out, size_t n, uint64_t seed, float mean, float std, cudaStream_t stream) {
-    if (n == 0) return;
-    gaussian_fill_kernel<T><<<ceil_div(n, 256), 256, 0, stream>>>(out, n, seed, mean, std);
-    cudaLaunchCheck();
-}
-
-// out[i] = what gaussian_fill(seed) gives element index0 + i: one sample's piece
-// of a larger batch's noise (a multi-GPU run draws, per rank, the noise its samples
-// have in the one-GPU run of the whole batch).
+// out[i] = mean + std * N(0, 1), a function of (seed, index0 + i) only: a sample's
+// noise is its piece (index0: its offset) of the whole batch's noise, so every
+// rank of a multi-GPU run draws what its samples get in the one-GPU run.
 template <typename T>
 __global__ void gaussian_fill_at_kernel(T* out, size_t n, uint64_t seed, size_t index0, float mean, float std) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

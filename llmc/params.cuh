@@ -215,6 +215,17 @@ static float params_grad_norm(ModelParams* p, cudaStream_t stream) {
     return sqrtf(sq);
 }
 
+// The gradient scale of global-norm clipping for this norm; false (with a warning)
+// for a non-finite norm: the step is skipped instead of poisoning the weights.
+static bool params_clip_scale(float norm, const OptimConfig& o, float* scale) {
+    if (!std::isfinite(norm)) {
+        printf("warning: gradient norm is %f; skipping this update\n", norm);
+        return false;
+    }
+    *scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
+    return true;
+}
+
 // One optimizer step of a multi-GPU run: the gradients reduced by the comm
 // (ZeRO 0: all-reduced in place; 1/2: this rank's shard), the global norm (ZeRO
 // 1/2: the sum of every shard's squares, all-reduced; the padding is zero),
@@ -234,11 +245,8 @@ static float params_update_dist(ModelParams* p, const OptimConfig& o, float lr, 
         cudaCheck(cudaStreamSynchronize(stream));
     }
     const float norm = sqrtf(sq);
-    if (!std::isfinite(norm)) {
-        printf("warning: gradient norm is %f; skipping this update\n", norm);
-        return norm;
-    }
-    const float scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
+    float scale;
+    if (!params_clip_scale(norm, o, &scale)) return norm;
     p->adam_step++;
     adamw_pieces_update(sh ? p->params_shard : p->params, p->master, sh ? p->grad_shard : p->grads, p->adam_m, p->adam_v, p->pieces,
                         p->n_pieces, p->piece_total, lr, o.beta1, o.beta2, o.eps, o.weight_decay, scale, p->adam_step, stream);
@@ -253,11 +261,8 @@ static float params_update(ModelParams* p, const OptimConfig& o, float lr, cudaS
     if (p->comm) return params_update_dist(p, o, lr, stream);
     NvtxRange range("params_update");
     const float norm = params_grad_norm(p, stream);
-    if (!std::isfinite(norm)) {
-        printf("warning: gradient norm is %f; skipping this update\n", norm);
-        return norm;
-    }
-    const float scale = (o.grad_clip > 0 && norm > 0) ? std::min(1.0f, o.grad_clip / (norm + 1e-6f)) : 1.0f;
+    float scale;
+    if (!params_clip_scale(norm, o, &scale)) return norm;
     p->adam_step++;
     for (const ParamTensor& t : p->layout)
         adamw_update(p->params + t.offset, p->master + t.offset, p->grads + t.offset, p->adam_m + t.offset,

@@ -51,3 +51,13 @@ test_begin() {
 ok()  { echo "PASS $SUITE/$1${2:+: $2}"; pass=$((pass + 1)); }
 bad() { echo "FAIL $SUITE/$1${2:+: $2}"; fail=$((fail + 1)); }
 ko()  { bad "$@"; }
+
+# straight_log_verdict RC REF_LOG RUN_LOG: the train.log a resumed run (exit RC) leaves must
+# read as the uninterrupted run's, timing aside (logbody: the caller's filter)
+straight_log_verdict() {
+    if [ "$1" -eq 0 ] && cmp -s <(logbody "$2") <(logbody "$3"); then
+        ok straight_log "train.log of the resumed run = the uninterrupted run's ($(wc -l < "$3") lines)"
+    else
+        bad straight_log "train.log differs: $(diff <(logbody "$2") <(logbody "$3") | head -4 | tr '\n' ' ')"
+    fi
+}

@@ -44,11 +44,7 @@ if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ "$n" -eq 20 ] && grep -q "resumed from 
 else
     bad straight "exit codes $rc1/$rc2, $n step lines; $(diff $T/a.loss $T/b.loss | head -4 | tr '\n' ' ') $(tail -1 $T/b2.err)"
 fi
-if [ $rc2 -eq 0 ] && cmp -s <(logbody $T/a/train.log) <(logbody $T/b/train.log); then
-    ok straight_log "train.log of the resumed run = the uninterrupted run's ($(wc -l < $T/b/train.log) lines)"
-else
-    bad straight_log "train.log differs: $(diff <(logbody $T/a/train.log) <(logbody $T/b/train.log) | head -4 | tr '\n' ' ')"
-fi
+straight_log_verdict $rc2 $T/a/train.log $T/b/train.log
 
 # ---- sigterm: the reference for this and the next case is a 3000-step run
 args="$common --steps 3000 --val-every 1000 --sample-every -1"

@@ -65,11 +65,7 @@ if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ "$n" -eq 20 ] && [ "$ns" -eq 4 ] && gre
 else
     bad straight "exit codes $rc1/$rc2, $n step lines, $ns sample dirs; $(diff $T/a.loss $T/b.loss | head -4 | tr '\n' ' ') $(diff -r -q $T/a/samples $T/b/samples 2>&1 | head -2 | tr '\n' ' ') $(same_ckpt $T/a/ckpt/step_00000020 $T/b/ckpt/step_00000020 || echo 'final checkpoints differ') $(tail -1 $T/b2.err)"
 fi
-if [ $rc2 -eq 0 ] && cmp -s <(logbody $T/a/train.log) <(logbody $T/b/train.log); then
-    ok straight_log "train.log of the resumed run = the uninterrupted run's ($(wc -l < $T/b/train.log) lines)"
-else
-    bad straight_log "train.log differs: $(diff <(logbody $T/a/train.log) <(logbody $T/b/train.log) | head -4 | tr '\n' ' ')"
-fi
+straight_log_verdict $rc2 $T/a/train.log $T/b/train.log
 
 # ---- ema: with --ema-decay the samples come from the EMA weights and state.bin carries them
 # (n_extra 1): 20 straight = 10 + resume 10 only if the EMA is saved and restored exactly

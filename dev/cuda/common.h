@@ -106,6 +106,22 @@ static void fill_random(T* d, size_t n, Rng* rng, float scale, float shift = 0.0
 // value rounded to floatX and back (what a kernel stores)
 static inline double round_x(double v) { return (double)(float)(floatX)(float)v; }
 
+// CPU reference of the RMSNorm backward of one row of n values (double), y = x * rstd * w:
+// given g = dL/dy, dw += g * xhat and dx = rstd * (w g - xhat * mean(w g xhat)), xhat = x * rstd.
+static void rmsnorm_row_backward_cpu(double* dx, double* dw, const float* x, const double* g, const float* w, int n, double eps) {
+    double ss = 0.0;
+    for (int e = 0; e < n; e++) ss += (double)x[e] * x[e];
+    const double r = 1.0 / sqrt(ss / n + eps);
+    double dot = 0.0;
+    for (int e = 0; e < n; e++) {
+        const double xhat = x[e] * r;
+        dw[e] += g[e] * xhat;
+        dot += w[e] * g[e] * xhat;
+    }
+    dot /= n;
+    for (int e = 0; e < n; e++) dx[e] = r * (w[e] * g[e] - x[e] * r * dot);
+}
+
 // ----------------------------------------------------------------------------
 // checks
 

@@ -135,7 +135,7 @@ static void run_case(const RopeCase& s, bool qknorm, Rng* rng) {
     {
         const std::vector<float> dq = download(dqp, nq), dk = download(dkp, nk), dv = download(dvp, nk);
         std::vector<double> rdx(n), rdqn(dqn0.begin(), dqn0.end()), rdkn(dkn0.begin(), dkn0.end());
-        std::vector<double> dn(hd), xhat(hd);
+        std::vector<double> dn(hd);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) {
                 const size_t bt = (size_t)b * T + t;
@@ -161,17 +161,7 @@ static void run_case(const RopeCase& s, bool qknorm, Rng* rng) {
                     // n = xhat * w, xhat = x * rstd: dw += dn * xhat; dx = rstd * (g - xhat * mean(g * xhat)), g = dn * w
                     const float* wgt = h < nh ? qnh.data() : knh.data();
                     double* dw = h < nh ? rdqn.data() : rdkn.data();
-                    double ss = 0.0;
-                    for (int i = 0; i < hd; i++) ss += (double)xr[i] * xr[i];
-                    const double rsd = 1.0 / sqrt(ss / hd + eps);
-                    double dot = 0.0;
-                    for (int i = 0; i < hd; i++) {
-                        xhat[i] = xr[i] * rsd;
-                        dw[i] += dn[i] * xhat[i];
-                        dot += dn[i] * wgt[i] * xhat[i];
-                    }
-                    dot /= hd;
-                    for (int i = 0; i < hd; i++) dx[i] = rsd * (dn[i] * wgt[i] - xhat[i] * dot);
+                    rmsnorm_row_backward_cpu(dx, dw, xr, dn.data(), wgt, hd, eps);
                 }
             }
         check("qknorm_rope_backward", "dqkv", shape, download(dqkv, n), rdx, TOL_X);

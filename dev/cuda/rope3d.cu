@@ -125,7 +125,7 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
                                dnw, red, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> rdx((size_t)N * hc), rda(dwa0.begin(), dwa0.end()), rdb(dwb0.begin(), dwb0.end());
-        std::vector<double> gg(hd), xhat(hd);
+        std::vector<double> gg(hd);
         for (int i = 0; i < N; i++)
             for (int j = 0; j < nheads; j++) {
                 const float* x = &xh[(size_t)i * v.in_stride + (size_t)j * hd];
@@ -138,18 +138,7 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
                     gg[2 * s] = dy[2 * s] * c + dy[2 * s + 1] * sn;
                     gg[2 * s + 1] = dy[2 * s + 1] * c - dy[2 * s] * sn;
                 }
-                double ss = 0.0;
-                for (int e = 0; e < hd; e++) ss += (double)x[e] * x[e];
-                const double r = 1.0 / sqrt(ss / hd + eps);
-                double dot = 0.0;
-                for (int e = 0; e < hd; e++) {
-                    xhat[e] = x[e] * r;
-                    dw[e] += gg[e] * xhat[e];
-                    dot += w[e] * gg[e] * xhat[e];
-                }
-                dot /= hd;
-                double* dx = &rdx[((size_t)i * nheads + j) * hd];
-                for (int e = 0; e < hd; e++) dx[e] = r * (w[e] * gg[e] - xhat[e] * dot);
+                rmsnorm_row_backward_cpu(&rdx[((size_t)i * nheads + j) * hd], dw, x, gg.data(), w, hd, eps);
             }
         const std::vector<float> got = download(dinp, nin);
         std::vector<float> heads, rest;
