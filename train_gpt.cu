@@ -464,6 +464,7 @@ struct TrainConfig : CkptFlags {
     float temperature = 1.0f;
     float dropout = 0.1f;  // tuned for the default shakespeare run (scripts/sweep_shakespeare.sh round 3)
     int seed = 1337;
+    int deterministic = 1;          // attention backward: bit-identical (split) or fp32 dQ atomics
     int shuffle = 1;
     float max_minutes = 0;
 };
@@ -503,6 +504,7 @@ int main(int argc, char** argv) {
     ap.add_bool("--random-data", &tc.random_data, "train on random tokens (benchmarks; no files read)");
     ap.add_string("--log-dir", &tc.log_dir, "where train.log and loss.svg go (\"\" for none)");
     ap.add_int("--seed", &tc.seed, "seed for init, shuffling and sampling");
+    ap.add_bool("--deterministic", &tc.deterministic, "attention backward: 1 bit-identical run to run (exact resume), 0 dQ by fp32 atomics (faster; llmc/flash_attention.cuh)");
     ap.add_bool("--shuffle", &tc.shuffle, "shuffle training samples each epoch");
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "micro-batch B (sequences per forward)");
@@ -531,6 +533,7 @@ int main(int argc, char** argv) {
     dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    flash_bwd_mode = tc.deterministic ? FLASH_BWD_SPLIT : FLASH_BWD_ATOMIC;
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];
@@ -804,7 +807,7 @@ int main(int argc, char** argv) {
         printf("---- sample at step %d ----\n%s\n---------------------------\n", step, s.c_str());
     };
 
-    int saved_step = resume_dir.empty() ? -1 : start_step;
+    int saved_step = ckpt_saved_step_at_start(tc, resume_dir, start_step);
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
         CkptState s;
         s.step = done;
@@ -898,10 +901,12 @@ int main(int argc, char** argv) {
         std::vector<float> w;
         if (params_master_to_host(&model, &w, model.stream)) {   // several GPUs: gathered to rank 0, which writes
             const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
-            hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos);
+            const int nfiles = hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos,
+                                         hf_shard_bytes(hf));
             if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
-            printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %.1f s)\n", hf.export_hf.c_str(),
-                   hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, wall_seconds() - t0);
+            printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %d safetensors file%s, %.1f s)\n",
+                   hf.export_hf.c_str(), hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, nfiles,
+                   nfiles == 1 ? "" : "s", wall_seconds() - t0);
         }
     }
     if (!tc.random_data) token_data_free(&train_loader);

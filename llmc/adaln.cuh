@@ -14,8 +14,9 @@
 // tokens of dout (-> shift) and dout * xhat (-> scale) or dout * o (-> gate),
 // added to dmods (fp32 [R, ms]) and, summed over all rows, to the table row's
 // gradient. The sums are deterministic: the tokens of sample b (rows cu[b] ..
-// cu[b+1]) are cut into ADALN_SPLITS fixed slices, each block adds its slice in
-// a fixed order, and a second kernel adds the slices and the rows in order.
+// cu[b+1]) are cut into adaln_splits(B) fixed slices, each block adds its slice
+// in a fixed order, a second kernel adds the slices of each row in order (all
+// rows and columns in parallel) and a third the rows of the table gradient.
 #pragma once
 #include "cuda_common.h"
 #include "reduce.cuh"
@@ -98,19 +99,30 @@ static void adaln_scale_backward(floatX* dx, const floatX* dout, const floatX* t
 }
 
 // ---- parameter gradients: per conditioning row sums of a and a*b
-static const int ADALN_SPLITS = 32;  // token slices per sample (fixed: results do not depend on the GPU)
+static const int ADALN_SPLITS = 32;  // least token slices per sample (fixed: results do not depend on the GPU)
 
-// floats of scratch adaln_param_grad needs for B samples of width C
-static size_t adaln_scratch_floats(int B, int C) { return (size_t)B * ADALN_SPLITS * 4 * C; }
+// Token slices per sample for B samples: at least ADALN_SPLITS, and at least 256
+// slices in all (one sample of 13442 tokens would otherwise give 32 blocks per
+// column block, too few to keep the H200's loads in flight). B * adaln_splits(B)
+// <= max(32 B, 256), so the scratch for the capacity B covers every smaller B.
+static inline int adaln_splits(int B) { return std::max(ADALN_SPLITS, 256 / std::max(B, 1)); }
 
-// Block (x: 32 groups of 8 columns, y: 8 token lanes) = one slice of one sample.
+// floats of scratch adaln_param_grad needs for B samples of width C: the slice
+// partials (4 per column per slice) and the per-row sums (2 per column per row)
+static size_t adaln_scratch_floats(int B, int C) {
+    return ((size_t)std::max(32 * B, 256) * 4 + (size_t)2 * B * 2) * C;
+}
+
+// Block (x: 32 groups of 8 columns, y: 8 token lanes) = one slice of one sample
+// (S = gridDim.y / B slices per sample). Each thread keeps 4 x 8 fp32 sums over
+// its rows in order; the 8 lanes are added in order in shared memory.
 // partial[(b*S + s)*4 + q][c], q = 2*which + {0: sum a, 1: sum a*b}, which = rows[i] - 2b.
 __global__ static void adaln_reduce_partial_kernel(float* __restrict__ partial, const floatX* __restrict__ a,
                                                    const floatX* __restrict__ bm, const int* __restrict__ rows,
-                                                   const int* __restrict__ cu, int C) {
-    const int sample = blockIdx.y / ADALN_SPLITS, split = blockIdx.y % ADALN_SPLITS;
+                                                   const int* __restrict__ cu, int S, int C) {
+    const int sample = blockIdx.y / S, split = blockIdx.y % S;
     const int t0 = cu[sample], L = cu[sample + 1] - t0;
-    const int per = ceil_div(L, ADALN_SPLITS);
+    const int per = ceil_div(L, S);
     const int r_begin = t0 + split * per, r_end = min(t0 + L, r_begin + per);
     const int c0 = (blockIdx.x * 32 + threadIdx.x) * 8;
     float acc[4][8];
@@ -144,25 +156,51 @@ __global__ static void adaln_reduce_partial_kernel(float* __restrict__ partial, 
     }
 }
 
-// One thread per column: adds the slices of every row in order, then the rows.
-__global__ static void adaln_reduce_final_kernel(float* __restrict__ dmods, int ms, int off_a, int off_b,
-                                                 float* __restrict__ dtab_a, float* __restrict__ dtab_b,
-                                                 const float* __restrict__ partial, int B, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float ta = 0.0f, tb = 0.0f;
-    for (int r = 0; r < 2 * B; r++) {
-        const int sample = r / 2, which = r % 2;
-        float sa = 0.0f, sb = 0.0f;
-        for (int s = 0; s < ADALN_SPLITS; s++) {
-            const size_t base = ((size_t)(sample * ADALN_SPLITS + s) * 4 + 2 * which) * C + c;
+// Block (x: 32 columns, y: 32 slice lanes) = 32 columns of one conditioning row r
+// (grid y = 2B rows, so every (row, column) pair is summed in parallel instead of
+// one thread per column walking all rows): lane y adds slices y, y+32, ... in
+// order (one slice at dit-s, 8 for one sample of 256 slices), the lanes are added in order in shared memory, and lane 0 adds the row's
+// two sums to dmods and stores them in rowsum[(r*2 + {0: a, 1: a*b})][c] for the
+// table pass.
+__global__ static void adaln_reduce_rows_kernel(float* __restrict__ dmods, int ms, int off_a, int off_b,
+                                                float* __restrict__ rowsum, const float* __restrict__ partial, int S,
+                                                int C) {
+    const int c = blockIdx.x * 32 + threadIdx.x, r = blockIdx.y;
+    const int sample = r / 2, which = r % 2;
+    float sa = 0.0f, sb = 0.0f;
+    if (c < C) {
+        #pragma unroll 4
+        for (int s = threadIdx.y; s < S; s += blockDim.y) {
+            const size_t base = ((size_t)(sample * S + s) * 4 + 2 * which) * C + c;
             sa += partial[base];
             sb += partial[base + C];
         }
-        if (off_a >= 0) dmods[(size_t)r * ms + off_a + c] += sa;
-        if (off_b >= 0) dmods[(size_t)r * ms + off_b + c] += sb;
-        ta += sa;
-        tb += sb;
+    }
+    __shared__ float sh[2][32][33];
+    sh[0][threadIdx.y][threadIdx.x] = sa;
+    sh[1][threadIdx.y][threadIdx.x] = sb;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= C) return;
+    float ta = 0.0f, tb = 0.0f;
+    for (int y = 0; y < (int)blockDim.y; y++) {
+        ta += sh[0][y][threadIdx.x];
+        tb += sh[1][y][threadIdx.x];
+    }
+    if (off_a >= 0) dmods[(size_t)r * ms + off_a + c] += ta;
+    if (off_b >= 0) dmods[(size_t)r * ms + off_b + c] += tb;
+    rowsum[(size_t)(2 * r) * C + c] = ta;
+    rowsum[(size_t)(2 * r + 1) * C + c] = tb;
+}
+
+// One thread per column: the table gradients, the 2B row sums added in row order.
+__global__ static void adaln_reduce_table_kernel(float* __restrict__ dtab_a, float* __restrict__ dtab_b,
+                                                 const float* __restrict__ rowsum, int R, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float ta = 0.0f, tb = 0.0f;
+    for (int r = 0; r < R; r++) {
+        ta += rowsum[(size_t)(2 * r) * C + c];
+        tb += rowsum[(size_t)(2 * r + 1) * C + c];
     }
     if (dtab_a) dtab_a[c] += ta;
     if (dtab_b) dtab_b[c] += tb;
@@ -173,13 +211,23 @@ __global__ static void adaln_reduce_final_kernel(float* __restrict__ dmods, int 
 //   dmods[r*ms + off_b + c] += sum_{i: rows[i]=r} a[i,c] * b[i,c]  (when off_b >= 0; b may be null when off_b < 0)
 //   dtab_a[c] += the first sums over all rows, dtab_b[c] += the second (when not null).
 // a, b [N, C] floatX; cu device [B+1] token offsets of the samples; partial: adaln_scratch_floats(B, C).
+// Three passes, each in a fixed order: slices of each sample, slices into rows, rows into the table.
 static void adaln_param_grad(float* dmods, int ms, int off_a, int off_b, float* dtab_a, float* dtab_b, const floatX* a,
                              const floatX* b, const int* rows, const int* cu, int B, int C, float* partial,
                              cudaStream_t stream) {
     NVTX_RANGE_FN();
-    dim3 grid(ceil_div(C, 32 * 8), B * ADALN_SPLITS), block(32, 8);
-    adaln_reduce_partial_kernel<<<grid, block, 0, stream>>>(partial, a, b, rows, cu, C);
+    if (C % 8 != 0) fail("adaln: C = %d must be a multiple of 8", C);
+    if (B == 0) return;
+    const int S = adaln_splits(B);
+    float* rowsum = partial + (size_t)B * S * 4 * C;
+    dim3 grid(ceil_div(C, 32 * 8), B * S), block(32, 8);
+    adaln_reduce_partial_kernel<<<grid, block, 0, stream>>>(partial, a, b, rows, cu, S, C);
     cudaLaunchCheck();
-    adaln_reduce_final_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dmods, ms, off_a, off_b, dtab_a, dtab_b, partial, B, C);
+    adaln_reduce_rows_kernel<<<dim3(ceil_div(C, 32), 2 * B), dim3(32, 32), 0, stream>>>(dmods, ms, off_a, off_b, rowsum,
+                                                                                      partial, S, C);
     cudaLaunchCheck();
+    if (dtab_a || dtab_b) {
+        adaln_reduce_table_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dtab_a, dtab_b, rowsum, 2 * B, C);
+        cudaLaunchCheck();
+    }
 }

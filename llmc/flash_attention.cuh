@@ -19,14 +19,17 @@
 // up to 128 are padded with zeros to a multiple of 16 inside shared memory
 // (72 -> 80); T may be any length (ragged tiles are masked).
 //   forward   one CTA per (query tile, group): S = Q K^T, online softmax, O = P V.
-//   backward  deterministic (bit-identical run to run), no floating-point atomics:
+//   backward  deterministic (bit-identical run to run), no floating-point atomics, except
+//             the opt-in atomic mode:
 //     1. prep:  D = rowsum(dO * O) and lse * log2(e), both in the packed row order
-//     2. fused (opt-in, flash_bwd_fused = true; slower as written, see there): one CTA
+//     2. fused (opt-in, flash_bwd_mode = FLASH_BWD_ORDERED; slower as written): one CTA
 //               per (K/V tile, group), looping over every query tile of the group's r
 //               heads: dV += P^T dO, dK += dS^T Q in registers, and
 //               dQ += dS K added to an fp32 accumulator in a fixed order (K/V tile 0,
 //               1, 2, ... per query tile, ordered by integer counters; the last one
 //               writes bf16 dq). S, P, dP are computed once: 5 matrix products.
+//     or the same fused kernel with dQ added by fp32 atomics, then converted to bf16
+//        (flash_bwd_mode = FLASH_BWD_ATOMIC; the one NON-deterministic mode),
 //     or (the default) the split form, no inter-CTA ordering at all:
 //     2. dK/dV: as above without dQ
 //     3. dQ:    one CTA per (query tile, group), looping over K/V tiles; dQ += dS K
@@ -40,12 +43,15 @@
 
 // Bytes of scratch the backward needs: D and lse*log2(e) (one float per query row each),
 // plus the fp32 dQ accumulator of the opt-in fused backward ([B, nkv, T*r, hd]) and its
-// counters (one int per group and 16 query rows, at most), so that either path fits.
+// counters (one int per group and 16 query rows, at most), so that every path fits; 16 bytes
+// more for the accumulator's alignment (flash_dq_acc_offset).
 static size_t flash_attention_scratch_bytes(const AttnShape& s) {
     const size_t nrows = (size_t)s.B * s.nh * s.T;
     const size_t counters = (size_t)s.B * s.nkv * ceil_div((long long)s.T * (s.nh / s.nkv), 16);
-    return (2 + (size_t)s.hd) * nrows * sizeof(float) + counters * sizeof(int);
+    return (2 + (size_t)s.hd) * nrows * sizeof(float) + 16 + counters * sizeof(int);
 }
+// floats before the fp32 dQ accumulator in the scratch (after L and D): 16-byte aligned (float4 reads)
+static size_t flash_dq_acc_offset(size_t nrows) { return (2 * nrows + 3) & ~(size_t)3; }
 
 static void flash_attention_check_shape(const AttnShape& s) {
     if (s.hd % 8 != 0 || s.hd < 8 || s.hd > 128) fail("flash attention: head dim %d must be a multiple of 8 in [8, 128]", s.hd);
@@ -139,8 +145,12 @@ static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
     return p;
 }
 
-// Bytes of scratch the varlen backward needs: D and lse*log2(e), one float per (head, query token) each.
-static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh) { return 2 * Nq * (size_t)nh * sizeof(float); }
+// Bytes of scratch the varlen backward needs: D and lse*log2(e), one float per (head, query token)
+// each; with hd > 0 also the fp32 dQ accumulator of FLASH_BWD_ATOMIC ([nh, Nq, hd]; without it
+// that mode falls back to the split backward).
+static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh, int hd = 0) {
+    return (2 + (size_t)std::max(hd, 0)) * Nq * (size_t)nh * sizeof(float) + (hd > 0 ? 16 : 0);
+}
 
 // One group (sample b, K/V head gk): Tq query positions x r heads = `rows` query rows
 // (row i: position i / r, head gk*r + i % r), Tk keys; element offsets of its row 0 in
@@ -207,11 +217,24 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
     Lp[packed] = lse[li] * 1.4426950408889634f;
 }
 
-// The backward's structure (bf16 kernels): false (default) = separate dK/dV and dQ
-// kernels (S and dP computed twice, no inter-CTA ordering at all); true = the fused
-// dK/dV/dQ kernel with the ordered fp32 dQ accumulation (fewer FLOPs, but its per-tile
-// ordered read-modify-write made it ~1.8x SLOWER on an H200 as written). Both deterministic.
-static bool flash_bwd_fused = false;
+// The backward's structure (bf16 kernels), set at run time (flash_bwd_mode):
+//   FLASH_BWD_SPLIT   (default) separate dK/dV and dQ kernels (S and dP computed twice,
+//                     no inter-CTA ordering at all). Deterministic.
+//   FLASH_BWD_ORDERED the fused dK/dV/dQ kernel with the ordered fp32 dQ accumulation
+//                     (fewer FLOPs, but its per-tile ordered read-modify-write made it
+//                     ~1.8x SLOWER on an H200 as written). Deterministic. Fixed layout
+//                     only (varlen falls back to SPLIT).
+//   FLASH_BWD_ATOMIC  the fused kernel adding its dQ partials to the fp32 accumulator with
+//                     vector atomic adds (red.global.add.v2.f32), then a conversion pass
+//                     to bf16: FlashAttention-2's backward. NOT deterministic (the order of
+//                     the fp32 additions varies run to run). Varlen too, when the scratch
+//                     has room for the accumulator (flash_attention_varlen_scratch_bytes
+//                     with hd; otherwise it falls back to SPLIT).
+enum FlashBwdMode { FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2 };
+static int flash_bwd_mode = FLASH_BWD_SPLIT;
+static const char* flash_bwd_mode_name(int m) {
+    return m == FLASH_BWD_ORDERED ? "ordered" : m == FLASH_BWD_ATOMIC ? "atomic" : "split";
+}
 
 // Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
 // for head dims 64, 80 and 128 of the bf16 kernels. Only built with FLASH_TUNE defined;
@@ -1003,7 +1026,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
 }
 
 // ---------------------------------------------------------------------------
-// Backward, fused variant of steps 2 + 3 (the default): the dK/dV kernel above also
+// Backward, fused variant of steps 2 + 3 (opt-in, flash_bwd_mode): the dK/dV kernel above also
 // computes dQ. Each CTA (BN keys of one group) turns its dS^T tile into a dQ partial
 // (dQ_i += dS_ij K_j, via dS^T in shared memory) and adds it to an fp32 accumulator in
 // global memory, in a FIXED order: the K/V tiles of a group add to a query tile one after
@@ -1020,13 +1043,35 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
 // the synchronous fp32 read-modify-write per tile), not the wait chain. Kept, opt-in, as
 // the starting point for a faster deterministic design (e.g. the RMW handed to a
 // producer/consumer warp so it overlaps the next tile's products).
+//
+// MODE FUSED_ATOMIC (flash_bwd_mode = FLASH_BWD_ATOMIC) is FlashAttention-2's backward:
+// the same CTA per (K/V tile, group) adds its dQ partial to the fp32 accumulator with
+// vector reductions (red.global.add.v2.f32: two adjacent columns per instruction, no
+// return value, resolved in L2), no counters and no waiting; the accumulator is zeroed
+// before the launch and flash_bwd_dq_convert_kernel writes bf16 dq (times the softmax
+// scale) after it. Not deterministic: the fp32 sum order of dQ varies run to run (dK, dV
+// are still bit-identical). Each CTA walks the query tiles starting at a different tile
+// (rotated by its K/V tile index) so that the CTAs of a group do not all add to the same
+// rows at the same time. This mode knows the varlen layout too (all addressing through
+// flash_group); the accumulator is in the packed L/D row order ([B, nkv, T*r, hd] =
+// dq's own layout for the fixed layout, [nh, Nq, hd] for varlen).
 __device__ __forceinline__ int ld_acquire(const int* p) {
     int v;
     asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
     return v;
 }
+// addr[0] += a, addr[1] += b (8-byte aligned fp32 pair in global memory), no return value
+__device__ __forceinline__ void red_add_f32x2(float* addr, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.relaxed.gpu.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+#else
+    atomicAdd(addr, a);
+    atomicAdd(addr + 1, b);
+#endif
+}
 
-template <int HD, int BN, int BQ, bool KV_REGS, bool ORDERED = true>  // ORDERED = false: timing diagnostic only (races)
+enum { FUSED_ORDERED = 0, FUSED_RACY = 1, FUSED_ATOMIC = 2 };  // FUSED_RACY: timing diagnostic only (races)
+template <int HD, int BN, int BQ, bool KV_REGS, int MODE = FUSED_ORDERED>
 __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restrict__ dqp, bf16* __restrict__ dkp,
                                                                  bf16* __restrict__ dvp, float* __restrict__ dq_acc,
                                                                  int* __restrict__ locks, const bf16* __restrict__ qp,
@@ -1048,21 +1093,22 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
     float* sD = sL + 2 * BQ;                               // [2][BQ]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int grp = blockIdx.y, jt = blockIdx.x, n0 = jt * BN, nkvt = gridDim.x;
-    const int b = grp / p.nkv, gk = grp % p.nkv;
-    const int hd = p.hd, T = p.T, rows = p.rows, r = p.r;
-    const bf16* Q = qp + (size_t)grp * rows * hd;
-    const bf16* K = kp + (size_t)grp * T * hd;
-    const bf16* V = vp + (size_t)grp * T * hd;
-    const float* L = Lp + (size_t)grp * rows;
-    const float* Dg = Dp + (size_t)grp * rows;
-    float* acc_g = dq_acc + (size_t)grp * rows * hd;
-    bf16* dq_g = dqp + (size_t)grp * rows * hd;
+    const FlashGroup G = flash_group(p, grp);
+    if (n0 >= G.Tk) return;  // varlen: this sample has fewer keys than the longest (whole CTA)
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const float* L = Lp + G.ld0;
+    const float* Dg = Dp + G.ld0;
+    float* acc_g = dq_acc + G.ld0 * hd;  // packed rows of hd floats (fixed layout: = dq's layout)
+    bf16* dq_g = dqp + G.q0;             // ORDERED / RACY only (fixed layout: q_rs = hd)
     const int nit = ceil_div(rows, BQ);
-    int* lock_g = locks + (size_t)grp * nit;
-    auto qrow = [&](int i) { return Q + (size_t)i * hd; };
-    auto orow = [&](int i) { return dout + (((size_t)b * T + i / r) * p.nh + gk * r + i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * hd; };
-    auto vrow = [&](int i) { return V + (size_t)i * hd; };
+    int* lock_g = locks + (size_t)grp * nit;  // ORDERED / RACY only
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
     auto load_q_tile = [&](int it, int st) {
         const int m0 = it * BQ;
         load_tile<BQ, HD, NT>(sQ + st * BQ * LD, m0, rows, hd, qrow);
@@ -1073,11 +1119,13 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
             cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
         }
     };
-    // query tiles from last to first; causal: down to the first with positions >= n0
-    const int it_lo = p.causal ? (n0 * r) / BQ : 0;
+    // query tiles from last to first; causal: down to the first with positions >= n0.
+    // ATOMIC: the same tiles, rotated by jt (any order is fine without the chain)
+    const int it_lo = p.causal ? (n0 * r) / BQ : 0, ntiles = nit - it_lo;
+    auto tile_of = [&](int step) { return MODE == FUSED_ATOMIC ? it_lo + (step + jt) % ntiles : nit - 1 - step; };
     load_tile<BN, HD, NT>(sK, n0, T, hd, krow);
     load_tile<BN, HD, NT>(sV, n0, T, hd, vrow);
-    load_q_tile(nit - 1, 0);
+    load_q_tile(tile_of(0), 0);
     cp_async_commit();
 
     const int keyA = n0 + warp * 16 + g, keyB = keyA + 8;
@@ -1089,10 +1137,10 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
         for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
     uint32_t kf[KV_REGS ? KS : 1][4], vf[KV_REGS ? KS : 1][4];
 
-    for (int it = nit - 1, step = 0; it >= it_lo; it--, step++) {
-        const int st = step & 1, m0 = it * BQ;
-        if (it - 1 >= it_lo) {
-            load_q_tile(it - 1, st ^ 1);
+    for (int step = 0; step < ntiles; step++) {
+        const int it = tile_of(step), st = step & 1, m0 = it * BQ;
+        if (step + 1 < ntiles) {
+            load_q_tile(tile_of(step + 1), st ^ 1);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -1214,9 +1262,28 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
                 }
             }
         }
+        const int rA = m0 + mt * 16 + g, rB = rA + 8;
+        if constexpr (MODE == FUSED_ATOMIC) {
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int col16 = c * NPART + part;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int col = col16 * 16 + h * 8 + 2 * tq;
+                    if (col16 < KS && col < hd) {
+                        if (rA < rows) red_add_f32x2(acc_g + (size_t)rA * hd + col, acc[c][h][0], acc[c][h][1]);
+                        if (rB < rows) red_add_f32x2(acc_g + (size_t)rB * hd + col, acc[c][h][2], acc[c][h][3]);
+                    }
+                }
+            }
+            // no barrier here: the next step's prefetch overwrites the Q/dO/L/D buffers of the
+            // step before this one (every warp finished those reads before this step's dS^T
+            // barrier), and sdS is rewritten only after the barrier at the top of the loop
+            continue;
+        }
         // wait for K/V tile jt - 1 to have added its part to this query tile
         int* lock = lock_g + it;
-        if constexpr (ORDERED) {
+        if constexpr (MODE == FUSED_ORDERED) {
             if (threadIdx.x == 0) {
                 while (ld_acquire(lock) != jt) __nanosleep(64);
             }
@@ -1224,7 +1291,6 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
         }
         const int last_row = min(m0 + BQ, rows) - 1;
         const int j_last = p.causal ? min(last_row / r / BN, nkvt - 1) : nkvt - 1;
-        const int rA = m0 + mt * 16 + g, rB = rA + 8;
 #pragma unroll
         for (int c = 0; c < NC; c++) {
             const int col16 = c * NPART + part;
@@ -1254,7 +1320,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
                 }
             }
         }
-        if constexpr (ORDERED) {
+        if constexpr (MODE == FUSED_ORDERED) {
             __threadfence();
             __syncthreads();
             if (threadIdx.x == 0) atomicAdd(lock, 1);  // release: tile jt + 1 may add now
@@ -1267,8 +1333,30 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
     bf16* sOv = sV + warp * 16 * LD;
     store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
     store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
-    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + ((size_t)grp * T + i) * hd; });
-    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + ((size_t)grp * T + i) * hd; });
+    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + G.k0 + (size_t)i * p.k_rs; });
+    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
+}
+
+// After FUSED_ATOMIC: dq = scale * the fp32 accumulator, in bf16, 8 elements (16 bytes
+// out) per thread. The accumulator is in the packed L/D row order (row `row` of hd
+// floats); the fixed layout's dq has the same order, varlen's dq is token-major with
+// row stride q_rs (row = head * Nq + token).
+__global__ static void flash_bwd_dq_convert_kernel(bf16* __restrict__ dqp, const float* __restrict__ dq_acc,
+                                                   size_t nrows, const FlashParams p) {
+    const int CH = p.hd / 8;
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= nrows * CH) return;
+    const size_t row = idx / CH;
+    const int c = (int)(idx % CH);
+    const float4* src = reinterpret_cast<const float4*>(dq_acc + row * p.hd + c * 8);
+    const float4 a = __ldcs(src), b = __ldcs(src + 1);
+    bf16* dst = p.varlen ? dqp + (row % p.Nq) * p.q_rs + (row / p.Nq) * p.hd + c * 8 : dqp + row * p.hd + c * 8;
+    uint4 o;
+    o.x = pack_bf16(a.x * p.scale, a.y * p.scale);
+    o.y = pack_bf16(a.z * p.scale, a.w * p.scale);
+    o.z = pack_bf16(b.x * p.scale, b.y * p.scale);
+    o.w = pack_bf16(b.z * p.scale, b.w * p.scale);
+    *reinterpret_cast<uint4*>(dst) = o;
 }
 
 // ---------------------------------------------------------------------------
@@ -1309,20 +1397,32 @@ static void dq_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, con
     cudaLaunchCheck();
 }
 
-template <int HD, int BN, int BQ, bool KV_REGS, bool ORDERED = true>
+// MODE FUSED_ORDERED / FUSED_RACY: fixed layout only; FUSED_ATOMIC: both layouts, dq_acc
+// holds Nq * nh * hd floats (zeroed here, then converted to bf16 dq here).
+template <int HD, int BN, int BQ, bool KV_REGS, int MODE = FUSED_ORDERED>
 static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
                          const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
                          cudaStream_t stream) {
     constexpr size_t smem = (size_t)(2 * BN + 4 * BQ) * (HD + 8) * sizeof(bf16) + (size_t)BN * (BQ + 8) * sizeof(bf16) +
                             4 * BQ * sizeof(float);
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, ORDERED>, smem); init = true; }
-    // one counter per (group, query tile), zero at the start of every backward
-    cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
-    dim3 grid(ceil_div(p.T, BN), p.B * p.nkv);
-    flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, ORDERED><<<grid, BN * 2, smem, stream>>>(dq, dk, dv, dq_acc, locks, q, k,
-                                                                                        v, dout, L, D, p);
+    if (!init) { set_smem(flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, MODE>, smem); init = true; }
+    const size_t nrows = (size_t)p.Nq * p.nh;  // query rows of all groups (packed L/D order)
+    if constexpr (MODE == FUSED_ATOMIC) {
+        cudaCheck(cudaMemsetAsync(dq_acc, 0, nrows * p.hd * sizeof(float), stream));
+    } else {
+        // one counter per (group, query tile), zero at the start of every backward
+        cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
+    }
+    dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
+    flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, MODE><<<grid, BN * 2, smem, stream>>>(dq, dk, dv, dq_acc, locks, q, k,
+                                                                                     v, dout, L, D, p);
     cudaLaunchCheck();
+    if constexpr (MODE == FUSED_ATOMIC) {
+        const size_t n = nrows * (p.hd / 8);
+        flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p);
+        cudaLaunchCheck();
+    }
 }
 
 }  // namespace flash
@@ -1350,19 +1450,35 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                          const floatX* v, const floatX* dout, const float* L, const float* D, const FlashParams& p,
                          cudaStream_t st) {
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
-    if (flash_bwd_fused && !p.varlen) {  // the fused kernel knows only the fixed layout
+    // ordered: the fixed layout only (locks); atomic: needs the accumulator (dq_acc != nullptr)
+    if (flash_bwd_mode == FLASH_BWD_ORDERED && !p.varlen) {
 #if defined(FLASH_TUNE)
         if constexpr (FLASH_TUNED(HD)) {
             switch (flash_config.dkdv) {
                 case 1: flash::fused_launch<HD, 64, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
                 case 2: flash::fused_launch<HD, 128, 32, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
                 case 3: flash::fused_launch<HD, 128, 64, !SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-                case 4: flash::fused_launch<HD, 128, 64, SMALL, false>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 4: flash::fused_launch<HD, 128, 64, SMALL, flash::FUSED_RACY>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
                 default: break;
             }
         }
 #endif
         flash::fused_launch<HD, 128, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+        return;
+    }
+    if (flash_bwd_mode == FLASH_BWD_ATOMIC && dq_acc) {
+        constexpr int A = flash::FUSED_ATOMIC;
+#if defined(FLASH_TUNE)
+        if constexpr (FLASH_TUNED(HD)) {
+            switch (flash_config.dkdv) {
+                case 1: flash::fused_launch<HD, 64, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 2: flash::fused_launch<HD, 128, 32, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 3: flash::fused_launch<HD, 128, 64, !SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                default: break;
+            }
+        }
+#endif
+        flash::fused_launch<HD, 128, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
         return;
     }
     bool done = false;
@@ -1430,7 +1546,8 @@ static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, c
 }
 
 // dqp/dkp/dvp in the layouts of qp/kp/vp (what rope's backward reads), fully
-// overwritten; scratch: flash_attention_scratch_bytes(s) bytes. Deterministic.
+// overwritten; scratch: flash_attention_scratch_bytes(s) bytes. Deterministic except
+// flash_bwd_mode = FLASH_BWD_ATOMIC (dq's fp32 sum order varies run to run).
 static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
                                      const float* lse, const floatX* qp, const floatX* kp, const floatX* vp, float* scratch,
                                      const AttnShape& s, cudaStream_t stream) {
@@ -1440,7 +1557,7 @@ static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, cons
     const size_t nrows = (size_t)s.B * s.nh * s.T;
     float* Lp = scratch;
     float* Dp = scratch + nrows;
-    float* dq_acc = scratch + 2 * nrows;
+    float* dq_acc = scratch + flash_dq_acc_offset(nrows);
     int* locks = reinterpret_cast<int*>(dq_acc + nrows * s.hd);
     flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
@@ -1457,18 +1574,29 @@ static void flash_attention_varlen_forward(floatX* out, float* lse, const floatX
 }
 
 // dq/dk/dv written (not accumulated) with the strides of q/k/v; scratch:
-// flash_attention_varlen_scratch_bytes(Nq, nh) bytes. Deterministic.
+// flash_attention_varlen_scratch_bytes(Nq, nh) bytes, or (scratch_bytes given, at least)
+// flash_attention_varlen_scratch_bytes(Nq, nh, hd) bytes for FLASH_BWD_ATOMIC (with less,
+// that mode falls back to the split backward). Deterministic except FLASH_BWD_ATOMIC.
 static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
                                             const float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
-                                            float* scratch, const VarlenAttnShape& s, cudaStream_t stream) {
+                                            float* scratch, const VarlenAttnShape& s, cudaStream_t stream,
+                                            size_t scratch_bytes = 0) {
     NVTX_RANGE_FN();
     flash_attention_varlen_check(s);
     const FlashParams p = flash_params_varlen(s);
     const size_t nrows = (size_t)p.Nq * s.nh;
     float* Lp = scratch;
     float* Dp = scratch + nrows;
+    const bool has_acc = scratch_bytes >= flash_attention_varlen_scratch_bytes(p.Nq, s.nh, s.hd);
+    float* dq_acc = has_acc ? scratch + flash_dq_acc_offset(nrows) : nullptr;
+    static bool warned = false;
+    if (flash_bwd_mode == FLASH_BWD_ATOMIC && !has_acc && !warned) {
+        warned = true;
+        fprintf(stderr, "flash attention: the atomic varlen backward needs scratch_bytes >= "
+                        "flash_attention_varlen_scratch_bytes(Nq, nh, hd); using the split backward\n");
+    }
     flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
-    flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, nullptr, nullptr, p, stream);
+    flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, nullptr, p, stream);
 }
 

@@ -57,9 +57,12 @@ the padded vocabulary (padded_vocab_size > vocab_size) are zero.
   lm_head.weight [V, C] (no prefix)                 lm_head rows 0..V-1 (untied)
 RoPE needs no permutation: transformers' rotate_half is mega.c's half rotation (pairs i, i+hd/2).
 
-Export (hf_export): DIR/model.safetensors (F32 or BF16, "format": "pt" metadata) then
-DIR/config.json, each written to a temporary name, fsync'ed and renamed (config.json last: a
-directory with a config.json is complete). The family follows the config: qk_norm ->
+Export (hf_export): DIR/model.safetensors (F32 or BF16, "format": "pt" metadata), or, past
+max_shard_bytes of tensor data (train_gpt's --export-hf-shard-mb), shards
+DIR/model-00001-of-0000N.safetensors ... and DIR/model.safetensors.index.json
+(safetensors_write_dir: split in order as save_pretrained does), then DIR/config.json, each
+written to a temporary name, fsync'ed and renamed (the index after its shards, config.json
+last: a directory with a config.json is complete). The family follows the config: qk_norm ->
 Qwen3ForCausalLM (with qkv_bias: attention_bias true and zero o_proj biases), qkv_bias ->
 Qwen2ForCausalLM, else LlamaForCausalLM (an imported Emu3 leaves as Llama: the same tensors).
 The vocabulary is unpadded. Floats are written in the shortest form that reads back as the same
@@ -480,16 +483,13 @@ static inline JsonValue hf_export_config(const GPTConfig& c, int dtype, int bos_
     return j;
 }
 
-// Writes dir/model.safetensors (dtype ST_F32 or ST_BF16) and dir/config.json from mega.c
-// parameters laid out as gpt_param_layout(cfg).
-static inline void hf_export(const std::string& dir, const GPTConfig& cfg, const float* params, int dtype, int bos_token_id = -1,
-                             int eos_token_id = -1) {
+// Writes dir/model.safetensors (dtype ST_F32 or ST_BF16; sharded with an index past
+// max_shard_bytes of tensor data, <= 0: never) and dir/config.json from mega.c parameters laid
+// out as gpt_param_layout(cfg). Returns the number of safetensors files.
+static inline int hf_export(const std::string& dir, const GPTConfig& cfg, const float* params, int dtype, int bos_token_id = -1,
+                            int eos_token_id = -1, int64_t max_shard_bytes = 0) {
     if (dtype != ST_F32 && dtype != ST_BF16) fail("hf_export %s: dtype must be F32 or BF16", dir.c_str());
     make_parent_dirs(hf_join(dir, "x"));
-    struct stat sb;
-    if (stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) fail("%s: not a directory", dir.c_str());
-    if (file_exists(hf_join(dir, "model.safetensors.index.json")))
-        fail("%s: holds model.safetensors.index.json (a sharded model): export into a new or empty directory", dir.c_str());
     const std::vector<ParamTensor> layout = gpt_param_layout(cfg);
     const std::vector<HFTensor> map = hf_tensor_map(cfg, layout);
     std::vector<SafeTensorWrite> w;
@@ -501,8 +501,10 @@ static inline void hf_export(const std::string& dir, const GPTConfig& cfg, const
         for (int l = 0; l < cfg.n_layer; l++)
             w.push_back({"model.layers." + std::to_string(l) + ".self_attn.o_proj.bias", dtype, {(int64_t)cfg.d_model}, zeros.data()});
     }
-    safetensors_write(hf_join(dir, "model.safetensors"), w, {{"format", "pt"}});
+    // (fails before writing on a directory holding the other form: an index, or model.safetensors)
+    const std::vector<std::string> files = safetensors_write_dir(dir, w, max_shard_bytes, {{"format", "pt"}});
     hf_write_file_atomic(hf_join(dir, "config.json"), json_serialize(hf_export_config(cfg, dtype, bos_token_id, eos_token_id)) + "\n");
+    return files.size() == 1 ? 1 : (int)files.size() - 1;
 }
 
 // Copies the tokenizer and generation files of a Hugging Face directory (those that exist) into
@@ -524,6 +526,7 @@ struct HFFlags {
     std::string init_hf = "";        // a Hugging Face model directory to start from
     std::string export_hf = "";      // write the final weights there as a Hugging Face model
     std::string hf_dtype = "fp32";   // dtype of the export: fp32 or bf16
+    float export_shard_mb = 5000;    // shards of at most this many MB (10^6 bytes) of weights; 0: one file
 };
 
 static inline void hf_add_flags(ArgParser& ap, HFFlags* f) {
@@ -531,14 +534,23 @@ static inline void hf_add_flags(ArgParser& ap, HFFlags* f) {
     ap.add_string("--init-hf", &f->init_hf,
                   "start from a Hugging Face model dir (config.json + safetensors; Llama, Qwen2, Qwen3, Emu3): model flags may restate its "
                   "config, not change it; samples decode with its tokenizer.json");
-    ap.add_string("--export-hf", &f->export_hf, "at the end, write the weights to DIR as a Hugging Face model (config.json + model.safetensors; "
-                                                 "--steps 0: convert only)");
+    ap.add_string("--export-hf", &f->export_hf, "at the end, write the weights to DIR as a Hugging Face model (config.json + model.safetensors, "
+                                                 "sharded past --export-hf-shard-mb; --steps 0: convert only)");
     ap.add_string("--hf-dtype", &f->hf_dtype, "dtype of the --export-hf weights: fp32 or bf16");
+    ap.add_float("--export-hf-shard-mb", &f->export_shard_mb, "--export-hf weights past X MB (10^6 bytes) go into shards of at most X MB "
+                                                              "+ model.safetensors.index.json, as save_pretrained's 5GB; 0: one file");
+}
+
+// --export-hf-shard-mb in bytes (0: one file), for hf_export's max_shard_bytes.
+static inline int64_t hf_shard_bytes(const HFFlags& f) {
+    return f.export_shard_mb > 0 ? std::max((int64_t)1, (int64_t)llround((double)f.export_shard_mb * 1e6)) : 0;
 }
 
 // Checks the flags; returns the export dtype (ST_F32 or ST_BF16).
 static inline int hf_validate_flags(const HFFlags& f) {
     if (f.hf_dtype != "fp32" && f.hf_dtype != "bf16") fail("flag --hf-dtype: expected fp32 or bf16, got '%s'", f.hf_dtype.c_str());
+    if (!(f.export_shard_mb >= 0 && f.export_shard_mb <= 1e9f))
+        fail("flag --export-hf-shard-mb: expected 0 (one file) or a size in MB up to 1e9, got %g", (double)f.export_shard_mb);
     if (!f.export_hf.empty() && !f.init_hf.empty() && hf_join(f.export_hf, "") == hf_join(f.init_hf, ""))
         fail("flag --export-hf: %s is the --init-hf directory: export into another one", f.export_hf.c_str());
     return f.hf_dtype == "bf16" ? ST_BF16 : ST_F32;

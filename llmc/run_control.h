@@ -116,6 +116,22 @@ static void ckpt_note_schedule(const CkptStateHeader& s, int steps) {
 }
 
 // The line a run with --ckpt-dir prints at the start.
+// The step of the checkpoint a run starts with in its own --ckpt-dir (-1: none).
+// A run resumed from a checkpoint elsewhere (--resume-from another directory) saves
+// its final one into --ckpt-dir even when it does no step: resuming a 2-GPU run on 4
+// GPUs with --steps at the checkpoint's step re-shards and writes the state back,
+// which must be the same bytes (scripts/multi_gpu_check.sh compares them).
+static int ckpt_saved_step_at_start(const CkptFlags& f, const std::string& resume_dir, int start_step) {
+    if (resume_dir.empty() || f.ckpt_dir.empty()) return -1;
+    char a[PATH_MAX], b[PATH_MAX];
+    std::string dir = resume_dir;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    const size_t slash = dir.find_last_of('/');
+    const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+    if (!realpath(parent.c_str(), a) || !realpath(f.ckpt_dir.c_str(), b)) return -1;
+    return strcmp(a, b) == 0 ? start_step : -1;
+}
+
 static void ckpt_print_plan(const CkptFlags& f) {
     if (f.ckpt_dir.empty()) return;
     printf("checkpoints: %s | every %d steps (0: only at the end) | keep the newest %d (0: all)%s%s\n", f.ckpt_dir.c_str(), f.ckpt_every,

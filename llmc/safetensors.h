@@ -19,9 +19,13 @@ weight_map entry present in the shard it names (and no tensor in two shards).
     std::vector<float> w = safetensors_read_f32(&st, "model.norm.weight");  // converts BF16/F16
     safetensors_close(&st);
 
-Writing (F32 or BF16 from fp32 host data, with __metadata__) is atomic:
+Writing (F32, F16 or BF16 from fp32 host data, with __metadata__) is atomic:
 PATH.tmp is written, flushed, fsync'ed and renamed over PATH; the directory is
-fsync'ed.
+fsync'ed. safetensors_write_dir(dir, tensors, max_shard_bytes, metadata) writes a
+model directory as Hugging Face's save_pretrained does: tensors split in order
+into shards of at most max_shard_bytes of data (a larger tensor alone in its
+shard), model-00001-of-0000N.safetensors ... then model.safetensors.index.json,
+renamed into place last; one shard is a plain model.safetensors with no index.
 */
 #pragma once
 #include <algorithm>
@@ -304,10 +308,32 @@ static inline void safetensors_close(SafeTensors* st) {
 
 struct SafeTensorWrite {
     std::string name;
-    int dtype;                    // ST_F32 or ST_BF16
+    int dtype;                    // ST_F32, ST_F16 or ST_BF16
     std::vector<int64_t> shape;
-    const float* data;            // numel floats
+    const float* data;            // numel floats (converted on the way out)
 };
+
+// round to nearest even; overflow (>= 65520) to inf, underflow to subnormals and +-0; NaN stays NaN (quiet)
+static inline uint16_t st_f32_to_f16(float f) {
+    uint32_t b; memcpy(&b, &f, 4);
+    const uint16_t sign = (uint16_t)((b >> 16) & 0x8000u);
+    const uint32_t a = b & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return sign | 0x7E00u | (uint16_t)((a >> 13) & 0x3FFu);   // nan
+    if (a >= 0x477FF000u) return sign | 0x7C00u;                                    // inf, or rounds to it
+    if (a >= 0x38800000u) {                                                         // normal: >= 2^-14
+        uint32_t r = a - ((uint32_t)(127 - 15) << 23);
+        r += 0xFFFu + ((r >> 13) & 1u);
+        return sign | (uint16_t)(r >> 13);
+    }
+    const int e = (int)(a >> 23);                                                   // subnormal in units of 2^-24
+    if (e < 102) return sign;                                                       // < 2^-25: rounds to 0
+    const uint32_t m = (a & 0x7FFFFFu) | 0x800000u;
+    const int shift = 126 - e;                                                      // 14..24
+    uint32_t q = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;                               // may carry into the smallest normal
+    return sign | (uint16_t)q;
+}
 
 static inline void st_fsync_parent_dir(const std::string& path) {
     const size_t slash = path.rfind('/');
@@ -318,8 +344,29 @@ static inline void st_fsync_parent_dir(const std::string& path) {
     close(fd);
 }
 
-static inline void safetensors_write(const std::string& path, const std::vector<SafeTensorWrite>& tensors,
-                                     const std::map<std::string, std::string>& metadata = {}) {
+// Checks what is about to be written (before any byte is); returns each tensor's data bytes.
+static inline std::vector<int64_t> st_check_writes(const std::string& where, const std::vector<SafeTensorWrite>& tensors) {
+    std::vector<int64_t> bytes;
+    std::map<std::string, int> seen;
+    for (const SafeTensorWrite& t : tensors) {
+        if (t.dtype != ST_F32 && t.dtype != ST_F16 && t.dtype != ST_BF16)
+            fail("%s: tensor %s: the writer supports F32, F16 and BF16 only", where.c_str(), t.name.c_str());
+        if (t.name == "__metadata__" || t.name.empty()) fail("%s: tensor name '%s' is reserved", where.c_str(), t.name.c_str());
+        if (seen[t.name]++) fail("%s: tensor %s is written twice", where.c_str(), t.name.c_str());
+        int64_t numel = 1;
+        for (int64_t d : t.shape) {
+            if (d < 0) fail("%s: tensor %s: negative dimension %lld", where.c_str(), t.name.c_str(), (long long)d);
+            numel *= d;
+        }
+        bytes.push_back(numel * st_dtype_size(t.dtype));
+    }
+    return bytes;
+}
+
+// Writes tensors[first, first + count) as one safetensors file to tmp: header, data, flushed,
+// fsync'ed and closed (the caller renames it into place).
+static inline void st_write_tmp(const std::string& tmp, const std::vector<SafeTensorWrite>& tensors, size_t first, size_t count,
+                                const std::vector<int64_t>& bytes, const std::map<std::string, std::string>& metadata) {
     JsonValue hdr = json_object();
     if (!metadata.empty()) {
         JsonValue m = json_object();
@@ -327,47 +374,161 @@ static inline void safetensors_write(const std::string& path, const std::vector<
         hdr.set("__metadata__", m);
     }
     int64_t off = 0;
-    std::vector<int64_t> numels;
-    for (const SafeTensorWrite& t : tensors) {
-        if (t.dtype != ST_F32 && t.dtype != ST_BF16) fail("%s: tensor %s: the writer supports F32 and BF16 only", path.c_str(), t.name.c_str());
-        if (t.name == "__metadata__" || t.name.empty()) fail("%s: tensor name '%s' is reserved", path.c_str(), t.name.c_str());
-        if (hdr.find(t.name)) fail("%s: tensor %s is written twice", path.c_str(), t.name.c_str());
-        int64_t numel = 1;
+    for (size_t k = first; k < first + count; k++) {
+        const SafeTensorWrite& t = tensors[k];
         JsonValue shape = json_array();
-        for (int64_t d : t.shape) {
-            if (d < 0) fail("%s: tensor %s: negative dimension %lld", path.c_str(), t.name.c_str(), (long long)d);
-            numel *= d;
-            shape.push(json_int(d));
-        }
-        numels.push_back(numel);
-        const int64_t bytes = numel * st_dtype_size(t.dtype);
+        for (int64_t d : t.shape) shape.push(json_int(d));
         JsonValue e = json_object();
         e.set("dtype", json_string(st_dtype_name(t.dtype)));
         e.set("shape", shape);
         JsonValue o = json_array();
-        o.push(json_int(off)).push(json_int(off + bytes));
+        o.push(json_int(off)).push(json_int(off + bytes[k]));
         e.set("data_offsets", o);
-        hdr.set(t.name, e);
-        off += bytes;
+        hdr.obj.emplace_back(t.name, e);   // names were checked unique by st_check_writes
+        off += bytes[k];
     }
     std::string text = json_serialize(hdr);
     while (text.size() % 8) text += ' ';  // data section 8-byte aligned, as the HF writer does
-    const std::string tmp = path + ".tmp";
     FILE* f = fopen_or_fail(tmp, "wb");
     const uint64_t n = text.size();
     fwrite_exact(&n, 8, f, tmp);
     fwrite_exact(text.data(), text.size(), f, tmp);
     std::vector<uint16_t> buf;
-    for (size_t k = 0; k < tensors.size(); k++) {
+    for (size_t k = first; k < first + count; k++) {
         const SafeTensorWrite& t = tensors[k];
-        if (t.dtype == ST_F32) { fwrite_exact(t.data, (size_t)numels[k] * 4, f, tmp); continue; }
-        buf.resize((size_t)numels[k]);
-        for (int64_t i = 0; i < numels[k]; i++) buf[i] = st_f32_to_bf16(t.data[i]);
+        if (t.dtype == ST_F32) { fwrite_exact(t.data, (size_t)bytes[k], f, tmp); continue; }
+        buf.resize((size_t)bytes[k] / 2);
+        if (t.dtype == ST_BF16) for (size_t i = 0; i < buf.size(); i++) buf[i] = st_f32_to_bf16(t.data[i]);
+        else for (size_t i = 0; i < buf.size(); i++) buf[i] = st_f32_to_f16(t.data[i]);
         fwrite_exact(buf.data(), buf.size() * 2, f, tmp);
     }
     if (fflush(f) != 0) fail("%s: flush failed (%s)", tmp.c_str(), strerror(errno));
     if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", tmp.c_str(), strerror(errno));
     fclose_or_fail(f, tmp);
+}
+
+static inline void st_rename(const std::string& tmp, const std::string& path) {
     if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: cannot rename %s over it (%s)", path.c_str(), tmp.c_str(), strerror(errno));
+}
+
+// One file (F32, F16 or BF16 from fp32 host data): PATH.tmp, fsync, rename over PATH, fsync of the directory.
+static inline void safetensors_write(const std::string& path, const std::vector<SafeTensorWrite>& tensors,
+                                     const std::map<std::string, std::string>& metadata = {}) {
+    const std::vector<int64_t> bytes = st_check_writes(path, tensors);
+    st_write_tmp(path + ".tmp", tensors, 0, tensors.size(), bytes, metadata);
+    st_rename(path + ".tmp", path);
     st_fsync_parent_dir(path);
+}
+
+// ---- a sharded model directory, as Hugging Face's save_pretrained writes it
+
+// Splits tensors, in order, into shards of at most max_bytes of tensor data each (headers not
+// counted, as in Hugging Face's splitter); a tensor larger than max_bytes gets a shard to itself.
+// max_bytes <= 0: one shard. Returns each shard's [first, first + count) as (first, count).
+static inline std::vector<std::pair<size_t, size_t>> safetensors_plan_shards(const std::vector<int64_t>& bytes, int64_t max_bytes) {
+    std::vector<std::pair<size_t, size_t>> shards;
+    size_t first = 0;
+    int64_t cur = 0;
+    for (size_t k = 0; k < bytes.size(); k++) {
+        if (max_bytes > 0 && k > first && cur + bytes[k] > max_bytes) { shards.push_back({first, k - first}); first = k; cur = 0; }
+        cur += bytes[k];
+    }
+    if (bytes.size() > first || shards.empty()) shards.push_back({first, bytes.size() - first});
+    return shards;
+}
+
+static inline std::string safetensors_shard_name(size_t k, size_t n) {  // k 0-based: model-00001-of-00003.safetensors
+    char buf[64];
+    snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", k + 1, n);
+    return buf;
+}
+
+// Writes tensors into the directory dir (which must exist) as a Hugging Face model's weights:
+// one shard (everything fits in max_shard_bytes, or max_shard_bytes <= 0) is dir/model.safetensors
+// with no index; more are dir/model-00001-of-0000N.safetensors ... and then
+// dir/model.safetensors.index.json ({"metadata": {"total_parameters", "total_size": tensor
+// data bytes}, "weight_map": {name: file}}, names sorted, as save_pretrained writes it).
+// Every file is written to NAME.tmp and fsync'ed; the shards are renamed into place, the directory
+// fsync'ed, and only then is the index renamed into place (a reader never sees an index naming a
+// missing shard). Shards the previous index named (model-DDDDD-of-DDDDD.safetensors) that the
+// new one does not are then removed, as save_pretrained removes stale shards. A directory holding
+// the other form is refused before anything is written: model.safetensors.index.json when writing
+// one file (readers would take the index), model.safetensors when writing shards (transformers
+// would take model.safetensors). Every shard carries metadata. Returns the file names written.
+static inline std::vector<std::string> safetensors_write_dir(const std::string& dir, const std::vector<SafeTensorWrite>& tensors,
+                                                             int64_t max_shard_bytes, const std::map<std::string, std::string>& metadata = {}) {
+    const std::string d = st_ends_with(dir, "/") ? dir : dir + "/";
+    struct stat sb;
+    if (stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) fail("%s: not a directory", dir.c_str());
+    const std::vector<int64_t> bytes = st_check_writes(dir, tensors);
+    const std::vector<std::pair<size_t, size_t>> plan = safetensors_plan_shards(bytes, max_shard_bytes);
+    const std::string index = d + "model.safetensors.index.json";
+    if (plan.size() == 1) {
+        if (file_exists(index))
+            fail("%s: holds model.safetensors.index.json (a sharded model): write into a new or empty directory", dir.c_str());
+        st_write_tmp(d + "model.safetensors.tmp", tensors, 0, tensors.size(), bytes, metadata);
+        st_rename(d + "model.safetensors.tmp", d + "model.safetensors");
+        st_fsync_parent_dir(d + "model.safetensors");
+        return {"model.safetensors"};
+    }
+    if (plan.size() > 99999) fail("%s: %zu shards is more than 99999: raise the shard size", dir.c_str(), plan.size());
+    if (file_exists(d + "model.safetensors"))
+        fail("%s: holds model.safetensors, which transformers would load instead of the shards: write into a new or empty directory",
+             dir.c_str());
+    // the shard names of an earlier sharded write (model-DDDDD-of-DDDDD.safetensors in its index's text)
+    std::vector<std::string> stale;
+    if (file_exists(index)) {
+        const std::string old = read_file_or_fail(index);
+        for (size_t p = old.find("model-"); p != std::string::npos; p = old.find("model-", p + 1)) {
+            if (old.size() - p < 33) break;
+            const std::string n = old.substr(p, 32);
+            bool shard = p > 0 && old[p - 1] == '"' && old[p + 32] == '"' && n.compare(11, 4, "-of-") == 0 && st_ends_with(n, ".safetensors");
+            for (int i : {6, 7, 8, 9, 10, 15, 16, 17, 18, 19}) shard = shard && n[i] >= '0' && n[i] <= '9';
+            if (shard && std::find(stale.begin(), stale.end(), n) == stale.end()) stale.push_back(n);
+        }
+    }
+    std::vector<std::string> names;
+    for (size_t s = 0; s < plan.size(); s++) {
+        names.push_back(safetensors_shard_name(s, plan.size()));
+        st_write_tmp(d + names[s] + ".tmp", tensors, plan[s].first, plan[s].second, bytes, metadata);
+    }
+    for (const std::string& n : names) st_rename(d + n + ".tmp", d + n);
+    st_fsync_parent_dir(d + names[0]);
+    // the index, as json.dumps(index, indent=2, sort_keys=True) + "\n"
+    std::map<std::string, std::string> wm;
+    int64_t total_size = 0, total_params = 0;
+    for (size_t s = 0; s < plan.size(); s++)
+        for (size_t k = plan[s].first; k < plan[s].first + plan[s].second; k++) {
+            wm[tensors[k].name] = names[s];
+            total_size += bytes[k];
+            total_params += bytes[k] / st_dtype_size(tensors[k].dtype);
+        }
+    std::string text = "{\n  \"metadata\": {\n    \"total_parameters\": " + std::to_string(total_params) + ",\n    \"total_size\": " +
+                       std::to_string(total_size) + "\n  },\n  \"weight_map\": {\n";
+    size_t k = 0;
+    for (const auto& kv : wm) {
+        text += "    ";
+        json_escape_to(text, kv.first);
+        text += ": ";
+        json_escape_to(text, kv.second);
+        text += ++k < wm.size() ? ",\n" : "\n";
+    }
+    text += "  }\n}\n";
+    FILE* f = fopen_or_fail(index + ".tmp", "wb");
+    fwrite_exact(text.data(), text.size(), f, index + ".tmp");
+    if (fflush(f) != 0) fail("%s: flush failed (%s)", (index + ".tmp").c_str(), strerror(errno));
+    if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", (index + ".tmp").c_str(), strerror(errno));
+    fclose_or_fail(f, index + ".tmp");
+    st_rename(index + ".tmp", index);
+    st_fsync_parent_dir(index);
+    // shards the previous index named that the new one does not
+    bool removed = false;
+    for (const std::string& n : stale) {
+        if (std::find(names.begin(), names.end(), n) != names.end() || !file_exists(d + n)) continue;
+        if (unlink((d + n).c_str()) != 0) fail("%s: cannot remove the stale shard (%s)", (d + n).c_str(), strerror(errno));
+        removed = true;
+    }
+    if (removed) st_fsync_parent_dir(index);
+    names.push_back("model.safetensors.index.json");
+    return names;
 }

@@ -4,13 +4,16 @@
 #   gpu phase: builds train_gpt (bf16) and an fp32 train_gpt; for each tiny model runs
 #     ./train_gpt --init-hf test/data/hf/M --export-hf DIR --steps 0 --eval-tokens test/data/hf/M.mgt
 #     (its loss on the fixture's tokens, a sample decoded with tokenizer.json) with F32 and BF16
-#     exports, and the fp32 build with an F32 export (byte-identical to the bf16 build's: both are
-#     the imported weights); then a 30-step fine-tune of qwen3_tiny on build_data token ids,
-#     exported at the end
+#     exports, an F32 export sharded at 20 KB (--export-hf-shard-mb 0.02: several shards and an
+#     index; the embeddings, larger, alone in theirs), and the fp32 build with an F32 export
+#     (byte-identical to the bf16 build's: both are the imported weights); then a 30-step
+#     fine-tune of qwen3_tiny on build_data token ids, exported at the end
 #   py phase: dev/reference/hf_check.py loads every export with transformers (no missing or
 #     unexpected tensors, same config, tokenizer.json copied), compares its logits on the fixed
 #     tokens with the original's (F32 export: rel err <= 1e-6; BF16: <= 5e-2), train_gpt's loss on
-#     them with transformers' (bf16 build: 2e-2 relative, fp32 build: 1e-4), and for the fine-tune:
+#     them with transformers' (bf16 build: 2e-2 relative, fp32 build: 1e-4), the sharded export's
+#     index and shards (--sharded) and its weights bit-identical to the single-file F32 export's
+#     (--same-as), and for the fine-tune:
 #     the export's loss on the validation sequences is train_gpt's last val loss (2e-2) and at least
 #     0.05 below the original's
 # Usage, on a GPU machine with python3, torch and transformers: bash scripts/check_hf.sh
@@ -27,7 +30,7 @@ D="$OUT/check_hf"
 PHASES=${PHASES:-"gpu py"}
 PY=${PYTHON:-python3}
 FP32=${FP32:-1}
-RUNS="bf16run.fp32 bf16run.bf16"
+RUNS="bf16run.fp32 bf16run.bf16 bf16run.shard"
 [ "$FP32" = 1 ] && RUNS="$RUNS fp32run.fp32"
 MODELS="llama_tiny qwen3_tiny qwen2_tiny"
 mkdir -p "$D"
@@ -45,11 +48,12 @@ if [[ " $PHASES " == *" gpu "* ]]; then
     for m in $MODELS; do
         common=(--init-hf "test/data/hf/$m" --steps 0 --batch-size 2 --seq-len 32 --eval-tokens "test/data/hf/$m.mgt"
                 --sample-every 0 --sample-tokens 24 --log-dir "")
-        for run in "bf16run.fp32 ./train_gpt fp32" "bf16run.bf16 ./train_gpt bf16" "fp32run.fp32 $D/train_gpt_fp32 fp32"; do
-            read -r tag bin dt <<< "$run"
+        for run in "bf16run.fp32 ./train_gpt fp32 0" "bf16run.bf16 ./train_gpt bf16 0" "fp32run.fp32 $D/train_gpt_fp32 fp32 0" \
+                   "bf16run.shard ./train_gpt fp32 0.02"; do
+            read -r tag bin dt shard_mb <<< "$run"
             [[ " $RUNS " == *" $tag "* ]] || continue
-            echo "== $m: $bin --hf-dtype $dt"
-            if "$bin" "${common[@]}" --export-hf "$D/$m.$tag" --hf-dtype "$dt" > "$D/$m.$tag.log" 2>&1; then
+            echo "== $m: $bin --hf-dtype $dt --export-hf-shard-mb $shard_mb"
+            if "$bin" "${common[@]}" --export-hf "$D/$m.$tag" --hf-dtype "$dt" --export-hf-shard-mb "$shard_mb" > "$D/$m.$tag.log" 2>&1; then
                 grep -E "^(eval:|exported)" "$D/$m.$tag.log"
             else
                 bad "$m/$tag: train_gpt failed: $(tail -1 "$D/$m.$tag.log")"
@@ -78,12 +82,15 @@ if [[ " $PHASES " == *" py "* ]]; then
         exit 1
     fi
     for m in $MODELS; do
-        for run in "bf16run.fp32 1e-6 2e-2" "bf16run.bf16 5e-2 2e-2" "fp32run.fp32 1e-6 1e-4"; do
+        for run in "bf16run.fp32 1e-6 2e-2" "bf16run.bf16 5e-2 2e-2" "fp32run.fp32 1e-6 1e-4" "bf16run.shard 1e-6 2e-2"; do
             read -r tag etol ltol <<< "$run"
             [[ " $RUNS " == *" $tag "* ]] || continue
             [ -d "$D/$m.$tag" ] || { bad "$m/$tag: no export in $D (run the gpu phase)"; continue; }
+            sharded=()
+            [ "$tag" = bf16run.shard ] && sharded=(--sharded --same-as "$D/$m.bf16run.fp32")
             "$PY" dev/reference/hf_check.py --original "test/data/hf/$m" --export "$D/$m.$tag" --fixture "test/data/hf/$m.mgt" \
-                --export-tol "$etol" --train-gpt-log "$D/$m.$tag.log" --loss-tol "$ltol" 2> "$D/$m.$tag.check.err" | tee "$D/$m.$tag.check.log"
+                --export-tol "$etol" --train-gpt-log "$D/$m.$tag.log" --loss-tol "$ltol" ${sharded[@]+"${sharded[@]}"} \
+                2> "$D/$m.$tag.check.err" | tee "$D/$m.$tag.check.log"
             [ "${PIPESTATUS[0]}" -eq 0 ] || bad "$m/$tag: hf_check.py failed ($(grep -c '^FAIL' "$D/$m.$tag.check.log") checks; $D/$m.$tag.check.err)"
         done
     done

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# The multi-GPU check, for a machine with (at least) 2 GPUs; about 4-5 minutes on
-# 2 H200s. Builds train_gpt and train_dit, then checks (one PASS/FAIL line each):
-#   gpt_dp_vs_single     DP=2 by mpirun (ZeRO-1) = one GPU with gradient accumulation to
+# The multi-GPU check, for a machine with 2 or more GPUs (DP=4 parts need 4); about
+# 8 minutes on 4 H200s after the build. Builds train_gpt and train_dit, then checks
+# (one PASS/FAIL line each), for each data-parallel size N in 2 and 4 (4 when present):
+#   gpt_dpN_vs_single    DP=N by mpirun (ZeRO-1) = one GPU with gradient accumulation to
 #                        the same global batch (shakespeare preset, B8 T256, 8192 tokens/step, 20 steps)
-#   gpt_zero0 / gpt_zero2  DP=2 with --zero 0 and --zero 2 = --zero 1
-#   gpt_env_vs_mpirun    two processes launched with WORLD_SIZE/RANK/LOCAL_RANK/MASTER_ADDR/
+#   gpt_dpN_zero0 / _zero2  DP=N with --zero 0 and --zero 2 = --zero 1
+#   gpt_dpN_env_vs_mpirun   N processes launched with WORLD_SIZE/RANK/LOCAL_RANK/MASTER_ADDR/
 #                        MASTER_PORT = the mpirun launch
-#   gpt_kill_rank1       kill -9 of rank 1 mid-run: rank 0 exits non-zero (not by a signal)
-#                        within 60 s, with an "error: rank 0: ..." line (--dist-timeout 15)
+#   dit_dpN_vs_single_z1 / _z2  train_dit DP=N (4/N samples per GPU, ZeRO-1 and ZeRO-2) = one
+#                        GPU with B4 (tiny preset on random synthetic batches, 20 steps)
+# and once:
+#   gpt_kill_rank1       kill -9 of rank 1 of N mid-run: every other rank exits non-zero (not by a
+#                        signal) within 60 s, rank 0 with an "error: rank 0: ..." line (--dist-timeout 15)
 #   gpt_hang_rank1       the same with rank 1 stopped (SIGSTOP: a hang)
-#   dit_dp_vs_single_z1 / _z2  train_dit DP=2 (B2 per GPU, ZeRO-1 and ZeRO-2) = one GPU with B4
-#                        (tiny preset on random synthetic batches, 20 steps)
-#   gpt1b_tokens_per_s   gpt-1b B8 T2048 random tokens: tokens/s on 1 GPU and on 2 (ZeRO-1),
-#                        the ratio (>= 1.5 to pass)
-#   gpt1b_memory         gpt-1b per-rank memory lines of ZeRO 0/1/2 (2 GPUs): the per-rank
+#   resume_2to1 / resume_2toN  a 2-GPU ZeRO-1 checkpoint (step 10) loaded on 1 GPU and on N GPUs
+#                        (ZeRO-2) and saved again at once: model.bin and the state payload (AdamW
+#                        moments, master weights) byte-identical; then resumed there to step 20:
+#                        losses and norms as the 2-GPU run that resumed (tolerances below)
+#   gpt1b_scaling / dit1b_scaling  tokens/s on 1, 2 and N GPUs with a fixed per-GPU batch
+#                        (gpt-1b B8 T2048 random tokens; the 1B DiT, 28 layers, 14x48x80 latents,
+#                        B1), ZeRO-1; PASS at >= 95% of N x the one-GPU figure (issue 5's bar)
+#   gpt1b_memory         gpt-1b per-rank memory lines of ZeRO 0/1/2 on N GPUs: the per-rank
 #                        total must fall with the stage
 # Tolerances (bf16 weights and activations, fp32 gradients and optimizer): both runs start
 # from the same weights and see the same samples per step, so step 1 differs only by the
@@ -21,8 +28,9 @@
 # carry those differences through bf16 weight updates: every one of the 20 steps within
 # 2e-2 |b| (loss) and 5e-2 |b| (norm). Every comparison also allows the printing
 # resolution (loss %.4f / %.6f, norm %.3f / %.4f).
-# QUICK=1: the equality checks only (no kill/hang, no gpt-1b): about a minute after the build.
-# Logs under ${OUT:-log/multi_gpu}; the last line is "N passed, M failed" (exit 1 on a failure).
+# QUICK=1: the equality checks only (no kill/hang, resume, scaling): a few minutes after the build.
+# MAXGPU=N: use at most N GPUs. Logs under ${OUT:-log/multi_gpu}; a table of the scaling runs in
+# $OUT/scaling.txt; the last line is "N passed, M failed" (exit 1 on a failure).
 # NCCL_NVLS_ENABLE=0 is exported for every run (NVLink multicast off on these machines).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +47,11 @@ now_ms() { date +%s%3N; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+[ -n "${MAXGPU:-}" ] && [ "$ngpu" -gt "$MAXGPU" ] && ngpu=$MAXGPU
 echo "GPUs: $ngpu ($(head -1 "$OUT/gpu.txt"))"
 if [ "$ngpu" -lt 2 ]; then failc gpus "this check needs 2 GPUs, found $ngpu"; finish; fi
+NMAX=$([ "$ngpu" -ge 4 ] && echo 4 || echo 2)
+DPS=$([ "$NMAX" = 4 ] && echo "2 4" || echo "2")
 if ! make -j train_gpt train_dit > "$OUT/build.log" 2>&1; then
     tail -20 "$OUT/build.log"; failc build "make -j train_gpt train_dit failed (see $OUT/build.log)"; finish
 fi
@@ -49,25 +60,25 @@ mpi_ok=0
 if command -v mpirun > /dev/null 2>&1 && mpirun --version 2>&1 | grep -q "Open MPI"; then mpi_ok=1; fi
 echo "mpirun: $([ $mpi_ok = 1 ] && mpirun --version 2>&1 | head -1 || echo 'no Open MPI mpirun: the DP runs use the environment-variable launch')"
 
-# mpi NAME BIN ARGS...: 2 processes by mpirun; the output (rank 0's, plus each rank's memory line) in $OUT/NAME.log.
+# mpi NP NAME BIN ARGS...: NP processes by mpirun; the output (rank 0's, plus each rank's memory line) in $OUT/NAME.log.
 # MASTER_ADDR/MASTER_PORT let a build without MPI (no mpi.h) use the TCP rendezvous under mpirun.
 mpi() {
-    local name=$1 bin=$2; shift 2
-    timeout 600 mpirun --allow-run-as-root -np 2 --bind-to none -x NCCL_NVLS_ENABLE -x MASTER_ADDR=127.0.0.1 -x MASTER_PORT="$(port)" \
+    local np=$1 name=$2 bin=$3; shift 3
+    timeout 600 mpirun --allow-run-as-root -np "$np" --bind-to none -x NCCL_NVLS_ENABLE -x MASTER_ADDR=127.0.0.1 -x MASTER_PORT="$(port)" \
         "$bin" "$@" > "$OUT/$name.log" 2>&1
 }
-# envrun NAME BIN ARGS...: 2 processes with WORLD_SIZE/RANK/LOCAL_RANK/MASTER_ADDR/MASTER_PORT;
-# rank 0's output in $OUT/NAME.log, rank 1's in $OUT/NAME.rank1.log
+# envrun NP NAME BIN ARGS...: NP processes with WORLD_SIZE/RANK/LOCAL_RANK/MASTER_ADDR/MASTER_PORT;
+# rank 0's output in $OUT/NAME.log, rank r's in $OUT/NAME.rankR.log
 envrun() {
-    local name=$1 bin=$2; shift 2
-    local p; p=$(port)
-    WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p timeout 600 "$bin" "$@" > "$OUT/$name.rank1.log" 2>&1 &
-    local pid1=$!
-    WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p timeout 600 "$bin" "$@" > "$OUT/$name.log" 2>&1
-    local rc0=$?
-    wait $pid1
-    local rc1=$?
-    [ $rc0 -eq 0 ] && [ $rc1 -eq 0 ]
+    local np=$1 name=$2 bin=$3; shift 3
+    local p r rc=0 pids=(); p=$(port)
+    for r in $(seq 1 $((np - 1))); do
+        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p timeout 600 "$bin" "$@" > "$OUT/$name.rank$r.log" 2>&1 &
+        pids+=($!)
+    done
+    WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p timeout 600 "$bin" "$@" > "$OUT/$name.log" 2>&1 || rc=1
+    for r in "${pids[@]}"; do wait "$r" || rc=1; done
+    return $rc
 }
 dp() { if [ $mpi_ok = 1 ]; then mpi "$@"; else envrun "$@"; fi; }
 single() {  # single NAME BIN ARGS...: one process on GPU 0
@@ -104,7 +115,7 @@ compare() {
                 if (n <= nn && dn > tol_n * ad(N1[n]) + 1e-3 && bad == "") bad = sprintf("step %d norm %.4f vs %.4f", n, N2[n], N1[n])
             }
             printf "%s %d steps, max rel diff loss %.2e norm %.2e%s, step %d loss %.6f vs %.6f%s%s", (bad == "" ? "OK" : "BAD"), c1, ml, mn,
-                   (nn < c1 ? sprintf(" (norms checked over steps 1-%d)", nn) : ""),
+                   (nn < last ? sprintf(" (norms checked over steps %d-%d)", first, nn) : ""),
                    first, L2[first], L1[first], (same ? ", bit-identical" : ""), (bad == "" ? "" : "; first out of tolerance: " bad)
         }' "$OUT/$ref.log" "$OUT/$test.log")
     case $res in
@@ -130,34 +141,49 @@ if [ "$(steps_of gpt_single)" -ne 20 ]; then
     failc gpt_single "the one-GPU reference did not run 20 steps (see $OUT/gpt_single.log: $(tail -1 "$OUT/gpt_single.log"))"
 fi
 launcher=$([ $mpi_ok = 1 ] && echo mpirun || echo "environment variables (no mpirun)")
-dp gpt_dp_z1 ./train_gpt "${GPT[@]}" --zero 1 || true
-compare "gpt_dp_vs_single (DP=2 by $launcher, ZeRO-1)" gpt_single gpt_dp_z1 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
-dp gpt_dp_z0 ./train_gpt "${GPT[@]}" --zero 0 || true
-compare "gpt_zero0 (ZeRO-0 all-reduce vs ZeRO-1)" gpt_dp_z1 gpt_dp_z0 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
-dp gpt_dp_z2 ./train_gpt "${GPT[@]}" --zero 2 || true
-compare "gpt_zero2 (ZeRO-2 vs ZeRO-1)" gpt_dp_z1 gpt_dp_z2 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
-envrun gpt_env_z1 ./train_gpt "${GPT[@]}" --zero 1 || true
-if [ $mpi_ok = 1 ]; then
-    compare "gpt_env_vs_mpirun (env-var launch vs mpirun, ZeRO-1)" gpt_dp_z1 gpt_env_z1 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
-else
-    failc gpt_env_vs_mpirun "no Open MPI mpirun on this machine: only the environment-variable launch ran"
-fi
-: > "$OUT/memory_small.txt"
-for z in 0 1 2; do grep -m1 "^memory rank 1" "$OUT/gpt_dp_z$z.log" "$OUT/gpt_dp_z$z.rank1.log" 2>/dev/null | sed 's/^[^:]*://' >> "$OUT/memory_small.txt"; done
+for n in $DPS; do
+    dp "$n" gpt_dp${n}_z1 ./train_gpt "${GPT[@]}" --zero 1 || true
+    compare "gpt_dp${n}_vs_single (DP=$n by $launcher, ZeRO-1)" gpt_single gpt_dp${n}_z1 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
+    dp "$n" gpt_dp${n}_z0 ./train_gpt "${GPT[@]}" --zero 0 || true
+    compare "gpt_dp${n}_zero0 (ZeRO-0 all-reduce vs ZeRO-1)" gpt_dp${n}_z1 gpt_dp${n}_z0 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
+    dp "$n" gpt_dp${n}_z2 ./train_gpt "${GPT[@]}" --zero 2 || true
+    compare "gpt_dp${n}_zero2 (ZeRO-2 vs ZeRO-1)" gpt_dp${n}_z1 gpt_dp${n}_z2 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
+    envrun "$n" gpt_env${n}_z1 ./train_gpt "${GPT[@]}" --zero 1 || true
+    if [ $mpi_ok = 1 ]; then
+        compare "gpt_dp${n}_env_vs_mpirun (env-var launch vs mpirun, ZeRO-1)" gpt_dp${n}_z1 gpt_env${n}_z1 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
+    else
+        failc gpt_dp${n}_env_vs_mpirun "no Open MPI mpirun on this machine: only the environment-variable launch ran"
+    fi
+done
+
+# ---------------------------------------------------------------- train_dit: equality
+DIT=(--preset tiny --random-data 1 --frames 2 --height 16 --width 16 --text-len 16 --caption-channels 64 --in-channels 4
+     --out-channels 8 --steps 20 --lr 3e-4 --log-dir "")
+single dit_single ./train_dit "${DIT[@]}" --batch-size 4 || true
+if [ "$(steps_of dit_single)" -ne 20 ]; then failc dit_single "the one-GPU reference did not run 20 steps (see $OUT/dit_single.log)"; fi
+for n in $DPS; do
+    for z in 1 2; do
+        dp "$n" dit_dp${n}_z$z ./train_dit "${DIT[@]}" --batch-size $((4 / n)) --zero $z || true
+        compare "dit_dp${n}_vs_single_z$z (DP=$n x B$((4 / n)) vs one GPU B4, ZeRO-$z)" dit_single dit_dp${n}_z$z 1e-3 2e-2 5e-2
+    done
+done
+[ "${QUICK:-0}" = 1 ] && finish
 
 # ---------------------------------------------------------------- train_gpt: a rank dies or hangs
-# kill_test NAME SIGNAL: two env-launched processes; after rank 0 logged step 10, SIGNAL to rank 1;
-# rank 0 must exit non-zero (not by a signal) within 60 s with one "error: rank 0: ..." line.
+# kill_test NAME SIGNAL: NMAX env-launched processes; after rank 0 logged step 10, SIGNAL to rank 1;
+# every other rank must exit non-zero (not by a signal) within 60 s, rank 0 with one "error: rank 0: ..." line.
 kill_test() {
-    local name=$1 sig=$2 d="$OUT/$1.train"
+    local name=$1 sig=$2 d="$OUT/$1.train" np=$NMAX
     rm -rf "$d"
-    local p; p=$(port)
+    local p r; p=$(port)
     local args=(--preset shakespeare --batch-size 8 --seq-len 256 --steps 100000 --warmup 2 --dropout 0 --val-every 0 --sample-every -1 --dist-timeout 15)
-    WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "" > "$OUT/$name.rank1.log" 2>&1 &
-    local pid1=$!
-    WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "$d" > "$OUT/$name.log" 2>&1 &
-    local pid0=$!
-    local i
+    local pids=()
+    for r in $(seq 1 $((np - 1))); do
+        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "" > "$OUT/$name.rank$r.log" 2>&1 &
+        pids+=($!)
+    done
+    WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "$d" > "$OUT/$name.log" 2>&1 &
+    local pid0=$! victim=${pids[0]} i
     for i in $(seq 1 180); do
         grep -q '^step 10 ' "$d/train.log" 2>/dev/null && break
         kill -0 $pid0 2>/dev/null || break
@@ -165,81 +191,125 @@ kill_test() {
     done
     if ! grep -q '^step 10 ' "$d/train.log" 2>/dev/null; then
         failc "$name" "rank 0 never logged step 10 (see $OUT/$name.log: $(tail -1 "$OUT/$name.log"))"
-        kill -9 $pid0 $pid1 2>/dev/null; wait $pid0 $pid1 2>/dev/null; return
+        kill -9 $pid0 "${pids[@]}" 2>/dev/null; wait $pid0 "${pids[@]}" 2>/dev/null; return
     fi
-    kill -"$sig" $pid1
+    kill -"$sig" "$victim"
     local t0; t0=$(now_ms)
-    for i in $(seq 1 180); do kill -0 $pid0 2>/dev/null || break; sleep 0.25; done
-    local alive=0
-    kill -0 $pid0 2>/dev/null && { alive=1; kill -9 $pid0; }
-    wait $pid0
-    local rc0=$? t1; t1=$(now_ms)
-    kill -9 $pid1 2>/dev/null; wait $pid1 2>/dev/null
+    local survivors=($pid0 "${pids[@]:1}")
+    for i in $(seq 1 240); do
+        local any=0 q
+        for q in "${survivors[@]}"; do kill -0 "$q" 2>/dev/null && any=1; done
+        [ $any = 0 ] && break
+        sleep 0.25
+    done
+    local t1; t1=$(now_ms)
+    local alive=0 codes="" rc0=0 allbad=1 q
+    for q in "${survivors[@]}"; do
+        kill -0 "$q" 2>/dev/null && { alive=$((alive + 1)); kill -9 "$q"; }
+        wait "$q"; local rc=$?
+        [ "$q" = "$pid0" ] && rc0=$rc
+        codes="$codes $rc"
+        { [ $rc -eq 0 ] || [ $rc -ge 128 ]; } && allbad=0
+    done
+    kill -9 "$victim" 2>/dev/null; wait "$victim" 2>/dev/null
     local secs; secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
     local msg; msg=$(grep -m1 '^error: rank 0' "$OUT/$name.log")
     local steps; steps=$(grep -c '^step ' "$d/train.log")
-    if [ $alive = 0 ] && [ $rc0 -ne 0 ] && [ $rc0 -lt 128 ] && [ -n "$msg" ] && awk -v s="$secs" 'BEGIN { exit !(s <= 60) }'; then
-        pass "$name" "rank 0 exited $rc0 after ${secs} s (rank 1 got SIG$sig after step 10; rank 0 logged $steps steps): $msg"
+    if [ $alive = 0 ] && [ $allbad = 1 ] && [ -n "$msg" ] && awk -v s="$secs" 'BEGIN { exit !(s <= 60) }'; then
+        pass "$name" "all $((np - 1)) other ranks exited non-zero (codes$codes) within ${secs} s of SIG$sig to rank 1 of $np after step 10 (rank 0 logged $steps steps): $msg"
     else
-        failc "$name" "rank 0: alive=$alive exit $rc0 after ${secs} s, message '${msg:-none}' (see $OUT/$name.log)"
+        failc "$name" "$alive of $((np - 1)) other ranks still alive after ${secs} s, exit codes$codes (rank 0: $rc0), rank 0's message '${msg:-none}' (see $OUT/$name.log)"
     fi
 }
-if [ "${QUICK:-0}" != 1 ]; then
-    kill_test gpt_kill_rank1 KILL
-    kill_test gpt_hang_rank1 STOP
-fi
+kill_test gpt_kill_rank1 KILL
+kill_test gpt_hang_rank1 STOP
 
-# ---------------------------------------------------------------- train_dit: equality
-DIT=(--preset tiny --random-data 1 --frames 2 --height 16 --width 16 --text-len 16 --caption-channels 64 --in-channels 4
-     --out-channels 8 --steps 20 --lr 3e-4 --log-dir "")
-single dit_single ./train_dit "${DIT[@]}" --batch-size 4 || true
-if [ "$(steps_of dit_single)" -ne 20 ]; then failc dit_single "the one-GPU reference did not run 20 steps (see $OUT/dit_single.log)"; fi
-dp dit_dp_z1 ./train_dit "${DIT[@]}" --batch-size 2 --zero 1 || true
-compare "dit_dp_vs_single_z1 (DP=2 x B2 vs one GPU B4, ZeRO-1)" dit_single dit_dp_z1 1e-3 2e-2 5e-2
-dp dit_dp_z2 ./train_dit "${DIT[@]}" --batch-size 2 --zero 2 || true
-compare "dit_dp_vs_single_z2 (DP=2 x B2 vs one GPU B4, ZeRO-2)" dit_single dit_dp_z2 1e-3 2e-2 5e-2
-
-# ---------------------------------------------------------------- gpt-1b: throughput and memory
-[ "${QUICK:-0}" = 1 ] && finish
-G1B=(--preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 8 --warmup 2 --val-every 0 --sample-every -1 --log-dir "")
-toks() { grep '^summary' "$OUT/$1.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/'; }
-single gpt1b_1gpu ./train_gpt "${G1B[@]}" || true
-dp gpt1b_2gpu_z1 ./train_gpt "${G1B[@]}" --zero 1 || true
-t1=$(toks gpt1b_1gpu); t2=$(toks gpt1b_2gpu_z1)
-if [ -n "$t1" ] && [ -n "$t2" ]; then
-    ratio=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b / a }')
-    line="1 GPU $t1 tok/s, 2 GPUs (ZeRO-1) $t2 tok/s, ratio $ratio (global batch 16384 / 32768 tokens per step)"
-    if awk -v r="$ratio" 'BEGIN { exit !(r >= 1.5) }'; then pass gpt1b_tokens_per_s "$line"; else failc gpt1b_tokens_per_s "$line: below 1.5"; fi
+# ---------------------------------------------------------------- checkpoints across GPU counts
+# A 2-GPU ZeRO-1 run saves at step 10 (--exit-at-step); loaded on 1 GPU and on NMAX GPUs with
+# ZeRO-2 and --steps 10 into another --ckpt-dir, it is saved again at once (the shards gathered
+# from the new partition): model.bin identical, state.bin's payload (m, v) identical (its header
+# differs in sched_steps only). Then each resumes from step 10 to 20 and is compared with the
+# 2-GPU run's own resume.
+R="$OUT/resume.train"; rm -rf "$R"; mkdir -p "$R"
+RES=(--preset shakespeare --batch-size 8 --seq-len 256 --total-batch-tokens 8192 --warmup 2 --lr 1e-3 --dropout 0
+     --val-every 0 --sample-every -1 --log-dir "")
+dp 2 resume_save2 ./train_gpt "${RES[@]}" --steps 20 --zero 1 --ckpt-dir "$R/two" --exit-at-step 10 || true
+c10="$R/two/step_00000010"
+if [ ! -f "$c10/state.bin" ]; then
+    failc resume "the 2-GPU run wrote no checkpoint at step 10 (see $OUT/resume_save2.log: $(tail -1 "$OUT/resume_save2.log"))"
 else
-    failc gpt1b_tokens_per_s "no summary line (1 GPU: '${t1:-none}', 2 GPUs: '${t2:-none}'; see $OUT/gpt1b_1gpu.log, $OUT/gpt1b_2gpu_z1.log)"
+    dp 2 resume_ref2 ./train_gpt "${RES[@]}" --steps 20 --zero 1 --resume-from "$c10" || true
+    for n in 1 $NMAX; do
+        if [ "$n" = 1 ]; then run1() { single "$@"; }; else run1() { local nm=$1; shift; dp "$n" "$nm" "$@"; }; fi
+        run1 resume_load$n ./train_gpt "${RES[@]}" --steps 10 --zero 2 --resume-from "$c10" --ckpt-dir "$R/n$n" || true
+        c="$R/n$n/step_00000010"
+        if [ -f "$c/state.bin" ] && cmp -s "$c10/model.bin" "$c/model.bin" && cmp -s -i 1024 "$c10/state.bin" "$c/state.bin"; then
+            same="model.bin and state.bin's payload byte-identical after loading and saving on $n GPU(s)"; sok=1
+        else
+            same="re-saved on $n GPU(s): $( [ -f "$c/state.bin" ] || echo 'no checkpoint;') model.bin $(cmp "$c10/model.bin" "$c/model.bin" 2>&1 | head -1 || true); state payload $(cmp -i 1024 "$c10/state.bin" "$c/state.bin" 2>&1 | head -1 || true) (see $OUT/resume_load$n.log)"; sok=0
+        fi
+        run1 resume_cont$n ./train_gpt "${RES[@]}" --steps 20 --zero 2 --resume-from "$c10" || true
+        res=$(compare "x" resume_ref2 resume_cont$n 1e-3 2e-2 5e-2 13)   # norms over steps 11-13 (see GPT_NORM_STEPS)
+        if [ $sok = 1 ] && [[ $res == PASS* ]]; then pass "resume_2to$n" "$same; steps 11-20 on $n GPU(s) vs 2: ${res#PASS x: }"
+        else failc "resume_2to$n" "$same; steps 11-20: ${res#* x: }"; fi
+    done
 fi
-# ZeRO 0 and 2: start 2 processes, keep their memory lines (printed before the weights are
-# initialized), then stop them: the init of 1.5B weights on the CPU is what takes time
+
+# ---------------------------------------------------------------- scaling: gpt-1b and the 1B DiT
+G1B=(--preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 8 --warmup 2 --val-every 0 --sample-every -1 --log-dir "")
+D1B=(--preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 --steps 8 --log-dir "")
+toks() { grep '^summary' "$OUT/$1.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/'; }
+: > "$OUT/scaling.txt"
+scaling() {   # scaling NAME BIN ARGS...: one line of the table, PASS at >= 0.95 N x on every N
+    local name=$1 bin=$2; shift 2
+    single "${name}_1gpu" "$bin" "$@" --zero 1 || true
+    local t1 n tn line="" ok=1
+    t1=$(toks "${name}_1gpu")
+    [ -z "$t1" ] && { failc "${name}_scaling" "no summary line on 1 GPU (see $OUT/${name}_1gpu.log: $(tail -1 "$OUT/${name}_1gpu.log"))"; return; }
+    line="1 GPU $t1 tok/s"
+    for n in $DPS; do
+        dp "$n" "${name}_${n}gpu" "$bin" "$@" --zero 1 || true
+        tn=$(toks "${name}_${n}gpu")
+        if [ -z "$tn" ]; then line="$line; $n GPUs: no summary ($OUT/${name}_${n}gpu.log)"; ok=0; continue; fi
+        local eff; eff=$(awk -v a="$t1" -v b="$tn" -v n="$n" 'BEGIN { printf "%.3f", b / (n * a) }')
+        line="$line; $n GPUs $tn tok/s = $eff of ${n}x"
+        awk -v e="$eff" 'BEGIN { exit !(e >= 0.95) }' || ok=0
+    done
+    echo "$name: $line" >> "$OUT/scaling.txt"
+    if [ $ok = 1 ]; then pass "${name}_scaling" "$line (fixed per-GPU batch, ZeRO-1)"; else failc "${name}_scaling" "$line: below 0.95 of N x"; fi
+}
+scaling gpt1b ./train_gpt "${G1B[@]}"
+scaling dit1b ./train_dit "${D1B[@]}"
+
+# ---------------------------------------------------------------- gpt-1b: per-rank memory, ZeRO 0/1/2
+# Start NMAX processes, keep their memory lines (printed before the weights are initialized),
+# then stop them: the init of 1.5B weights on the CPU is what takes time
 mem_only() {
-    local z=$1 name="gpt1b_mem_z$1"
-    local p; p=$(port)
-    WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${G1B[@]}" --zero "$z" > "$OUT/$name.rank1.log" 2>&1 &
-    local pid1=$!
-    WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${G1B[@]}" --zero "$z" > "$OUT/$name.log" 2>&1 &
-    local pid0=$! i
+    local z=$1 name="gpt1b_mem_z$1" np=$NMAX
+    local p r pids=() i; p=$(port)
+    for r in $(seq 1 $((np - 1))); do
+        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${G1B[@]}" --zero "$z" > "$OUT/$name.rank$r.log" 2>&1 &
+        pids+=($!)
+    done
+    WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${G1B[@]}" --zero "$z" > "$OUT/$name.log" 2>&1 &
+    local pid0=$!
     for i in $(seq 1 240); do
         grep -q '^memory rank' "$OUT/$name.log" && grep -q '^memory rank' "$OUT/$name.rank1.log" && break
         kill -0 $pid0 2>/dev/null || break
         sleep 0.25
     done
-    kill -9 $pid0 $pid1 2>/dev/null; wait $pid0 $pid1 2>/dev/null
+    kill -9 $pid0 "${pids[@]}" 2>/dev/null; wait $pid0 "${pids[@]}" 2>/dev/null
 }
-mem_only 0
-mem_only 2
+for z in 0 1 2; do mem_only $z; done
 : > "$OUT/memory_gpt1b.txt"
-tot() { grep -h -m1 "^memory rank $2" "$OUT/$1.log" "$OUT/$1.rank1.log" 2>/dev/null | head -1 | sed -E 's/.*\| total ([0-9.]+) GiB.*/\1/'; }
-for n in gpt1b_mem_z0 gpt1b_2gpu_z1 gpt1b_mem_z2; do grep -h '^memory rank' "$OUT/$n.log" "$OUT/$n.rank1.log" 2>/dev/null >> "$OUT/memory_gpt1b.txt"; done
-m0=$(tot gpt1b_mem_z0 0); m1=$(tot gpt1b_2gpu_z1 0); m2=$(tot gpt1b_mem_z2 0)
-n_lines=$(grep -c '^memory rank' "$OUT/memory_gpt1b.txt")
-if [ -n "$m0" ] && [ -n "$m1" ] && [ -n "$m2" ] && [ "$n_lines" -eq 6 ] && awk -v a="$m0" -v b="$m1" -v c="$m2" 'BEGIN { exit !(a > b && b > c) }'; then
-    pass gpt1b_memory "rank 0 total per rank: ZeRO-0 $m0 GiB > ZeRO-1 $m1 GiB > ZeRO-2 $m2 GiB (6 lines in $OUT/memory_gpt1b.txt)"
+tot() { grep -h -m1 "^memory rank 0" "$OUT/$1.log" 2>/dev/null | head -1 | sed -E 's/.*\| total ([0-9.]+) GiB.*/\1/'; }
+for z in 0 1 2; do grep -h '^memory rank' "$OUT/gpt1b_mem_z$z.log" "$OUT"/gpt1b_mem_z$z.rank*.log 2>/dev/null | sort -u >> "$OUT/memory_gpt1b.txt"; done
+grep -h '^memory rank' "$OUT/gpt1b_1gpu.log" >> "$OUT/memory_gpt1b.txt" 2>/dev/null
+m0=$(tot gpt1b_mem_z0); m1=$(tot gpt1b_mem_z1); m2=$(tot gpt1b_mem_z2)
+if [ -n "$m0" ] && [ -n "$m1" ] && [ -n "$m2" ] && awk -v a="$m0" -v b="$m1" -v c="$m2" 'BEGIN { exit !(a > b && b > c) }'; then
+    pass gpt1b_memory "rank 0 of $NMAX, total per rank: ZeRO-0 $m0 GiB > ZeRO-1 $m1 GiB > ZeRO-2 $m2 GiB ($OUT/memory_gpt1b.txt)"
 else
-    failc gpt1b_memory "ZeRO-0 '${m0:-?}' ZeRO-1 '${m1:-?}' ZeRO-2 '${m2:-?}' GiB, $n_lines of 6 memory lines (see $OUT/memory_gpt1b.txt)"
+    failc gpt1b_memory "ZeRO-0 '${m0:-?}' ZeRO-1 '${m1:-?}' ZeRO-2 '${m2:-?}' GiB (see $OUT/memory_gpt1b.txt)"
 fi
-cat "$OUT/memory_gpt1b.txt"
+cat "$OUT/scaling.txt" "$OUT/memory_gpt1b.txt"
 finish

@@ -39,6 +39,7 @@ run "safetensors + json" ./test/test_safetensors
 run "megatron data" ./test/test_megatron_data
 run "token data (llm.c shards and Megatron through one interface)" ./test/test_token_data
 run "Hugging Face import/export and tokenizer.json" ./test/test_hf
+run "tokenizer.json encoding vs the tokenizers library" ./test/test_hf_tokenizer
 run "tokenize_hf.py" bash test/test_tokenize_hf.sh
 run "moving shapes" ./test/test_moving_shapes
 run "gif and png writers" ./test/test_gif

@@ -33,6 +33,7 @@ each time: `latest` must always load whole with exactly its step's contents.
 #include <vector>
 #include "../llmc/utils.h"
 #include "test_util.h"
+#include "../llmc/run_control.h"
 #include "../llmc/rand.h"
 #include "../llmc/checkpoint.h"
 
@@ -320,6 +321,19 @@ int main(int argc, char** argv) {
         const bool saved = ckpt_save(make_write(rt, 10, info, a10), &sd, &err);
         check(saved && sd == rt + "/step_00000010", "save", saved ? sd : err);
         check(ckpt_read_latest_name(rt) == "step_00000010", "latest_written", "latest = '" + ckpt_read_latest_name(rt) + "'");
+        // a run resumed from its own --ckpt-dir has this checkpoint already; one resumed into
+        // another directory (re-sharding on another GPU count) saves there even with no step
+        CkptFlags f;
+        f.ckpt_dir = rt;
+        const bool own = ckpt_saved_step_at_start(f, rt + "/step_00000010", 10) == 10 && ckpt_saved_step_at_start(f, rt + "/step_00000010/", 10) == 10;
+        f.ckpt_dir = rt + "/../rt";
+        const bool own2 = ckpt_saved_step_at_start(f, rt + "/step_00000010", 10) == 10;
+        f.ckpt_dir = rt + "_other";
+        const bool other = ckpt_saved_step_at_start(f, rt + "/step_00000010", 10) == -1;
+        f.ckpt_dir = "";
+        const bool none = ckpt_saved_step_at_start(f, rt + "/step_00000010", 10) == -1 && ckpt_saved_step_at_start(f, "", 0) == -1;
+        check(own && own2 && other && none, "saved_step_at_start",
+              "resumed in its own --ckpt-dir (also through ../ and a trailing /): saved at that step; elsewhere or no --ckpt-dir: not yet");
         Arrays got;
         CkptState st;
         CkptModelHeader mh;

@@ -7,6 +7,8 @@
 #   sigterm      SIGTERM mid-run: exit 0 with a checkpoint; --resume 1 continues identically
 #   kill9        kill -9 mid-run (checkpoints every 20, keep 2): `latest` names a
 #                complete checkpoint, which resumes identically
+#   kill9_random 6 kill -9s at random moments of a run saving every 3 steps (some inside
+#                a save): each resumes from `latest` identically for 20 steps
 #   two_signals  a second SIGINT exits at once (exit 1, no checkpoint)
 #   init_from    --init-from a checkpoint's model.bin: its validation loss at step 0 is
 #                the one the saving run measured with those weights
@@ -84,6 +86,37 @@ if [ $rc1 -eq 137 ] && [ "$k" -ge 100 ] && [ $((k % 20)) -eq 0 ] && [ "$ndirs" -
     ok kill9 "killed -9 after step 100: latest = step $k ($ndirs step dirs kept); resumed from it, $m lines and train.log identical to the uninterrupted run"
 else
     bad kill9 "kill exit $rc1, latest step $k, $ndirs step dirs, resume exit $rc2, first step $first; $(diff <(tail -n "$m" $T/c.loss) $T/e.loss | head -4 | tr '\n' ' ') $(tail -1 $T/e2.err)"
+fi
+
+# ---- kill9_random: 6 trials of kill -9 at a random moment (a random step in 20..300, then a
+# random 0-40 ms) of a run that saves every 3 steps (keep 2), so some kills land inside a save;
+# each resumes from `latest` for 20 steps, which must be the uninterrupted run's steps
+RANDOM=12345   # the same moments every run of the test
+in_save=0; trials=0; kbad=""
+for i in 1 2 3 4 5 6; do
+    d=$T/r$i; s=$((20 + RANDOM % 281)); ms=$((RANDOM % 41))
+    ./train_gpt $args --log-dir $d --ckpt-dir $d/ckpt --ckpt-every 3 --ckpt-keep 2 > $d.1.txt 2> $d.1.err &
+    pid=$!
+    if wait_step $d/train.log $s $pid; then sleep "0.0$(printf %02d $ms)"; kill -9 $pid; fi
+    wait $pid 2>/dev/null
+    rc1=$?
+    ls $d/ckpt/step_*/*.tmp $d/ckpt/latest.tmp > /dev/null 2>&1 && in_save=$((in_save + 1))
+    k=$(latest_step $d/ckpt)
+    ./train_gpt $args --log-dir '' --ckpt-dir $d/ckpt --ckpt-every 3 --ckpt-keep 2 --resume 1 --exit-at-step $((k + 20)) > $d.2.txt 2> $d.2.err
+    rc2=$?
+    losses $d.2.txt | grep '^step' > $d.loss
+    first=$(head -1 $d.loss | awk '{print $2}')
+    if [ $rc1 -eq 137 ] && [ "$k" -ge 3 ] && [ $rc2 -eq 0 ] && [ "$(wc -l < $d.loss)" -eq 20 ] && [ "$first" = "$((k + 1))/3000" ] &&
+       cmp -s <(grep '^step' $T/c.loss | sed -n "$((k + 1)),$((k + 20))p") $d.loss; then
+        trials=$((trials + 1))
+    else
+        kbad="$kbad trial $i (step $s + $ms ms: kill exit $rc1, latest $k, resume exit $rc2, first step $first: $(tail -1 $d.2.err))"
+    fi
+done
+if [ -z "$kbad" ]; then
+    ok kill9_random "$trials of 6 random kill -9 moments (${in_save} inside a save, .tmp files left) resumed from latest: 20 steps each identical to the uninterrupted run"
+else
+    bad kill9_random "$kbad"
 fi
 
 # ---- two_signals: 64 micro-batches per step, so both signals land in one step

@@ -2,7 +2,12 @@
 Tests of llmc/safetensors.h (and llmc/json.h) on files written into
 test/tmp/safetensors/: write/read round trip (F32 and BF16, __metadata__,
 sharded with model.safetensors.index.json), exact BF16/F16 conversions over
-all 65536 bit patterns, a hand-built file in the layout other writers produce,
+all 65536 bit patterns (and fp32 -> F16 rounding at every F16 midpoint), the
+sharded directory writer (split in order by size, a tensor larger than the
+limit alone, the index last and sorted, one shard = no index, stale shards
+removed, the other form refused; F32/F16/BF16 read back bit-identical through
+the index and the directory; hf_export of test/data/hf/llama_tiny sharded and
+re-imported bit-identical, as --export-hf-shard-mb does), a hand-built file in the layout other writers produce,
 JSON lookups and JSON errors, and every bad case exiting 1 with one stderr
 line naming the file (checked on a child process: this binary in a child mode).
 
@@ -10,6 +15,8 @@ line naming the file (checked on a child process: this binary in a child mode).
   ./test/test_safetensors --open PATH      (child mode: open and read every tensor)
   ./test/test_safetensors --json PATH      (child mode: parse a JSON file)
   ./test/test_safetensors --config PATH    (child mode: read config fields)
+  ./test/test_safetensors --write-dir DIR MAXBYTES [dup]   (child mode: safetensors_write_dir of 3 tensors)
+  ./test/test_safetensors --hf-export DIR  (child mode: hf_export of llama_tiny, one file)
 */
 #include <cmath>
 #include <string>
@@ -18,6 +25,7 @@ line naming the file (checked on a child process: this binary in a child mode).
 #include "test_util.h"
 #include "../llmc/json.h"
 #include "../llmc/safetensors.h"
+#include "../llmc/hf.h"
 
 static const std::string DIR = "test/tmp/safetensors";
 
@@ -74,7 +82,20 @@ int main(int argc, char** argv) {
         (void)r["rope_scaling"]["factor"].as_double();
         return 0;
     }
-    if (argc != 1) fail("usage: %s [--open PATH | --json PATH | --config PATH]", argv[0]);
+    if ((argc == 4 || argc == 5) && std::string(argv[1]) == "--write-dir") {
+        const float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        const bool dup = argc == 5 && std::string(argv[4]) == "dup";
+        safetensors_write_dir(argv[2], {{"a", ST_F32, {8}, v}, {"b", ST_BF16, {8}, v}, {dup ? "a" : "c", ST_F16, {8}, v}},
+                              parse_int_or_fail(argv[3], "MAXBYTES"));
+        return 0;
+    }
+    if (argc == 3 && std::string(argv[1]) == "--hf-export") {
+        const GPTConfig cfg = hf_load_config("test/data/hf/llama_tiny");
+        const std::vector<float> params = hf_load_weights("test/data/hf/llama_tiny", cfg, gpt_param_layout(cfg));
+        hf_export(argv[2], cfg, params.data(), ST_F32);
+        return 0;
+    }
+    if (argc != 1) fail("usage: %s [--open PATH | --json PATH | --config PATH | --write-dir DIR MAXBYTES [dup] | --hf-export DIR]", argv[0]);
     make_parent_dirs(DIR + "/x");
 
     // ---- conversions
@@ -105,6 +126,31 @@ int main(int argc, char** argv) {
                          st_f32_to_bf16(f_of(b1 + 0x7FFF)) == 0x3F80 &&     // below halfway: down
                          st_f32_to_bf16(f_of(0x7F7FFFFFu)) == 0x7F80;        // FLT_MAX rounds to inf
         check(rne, "f32_to_bf16_rne", "round to nearest even at and around halfway points");
+        // fp32 -> F16: the identity on F16 values, and at every midpoint between neighbouring finite
+        // F16 values (exact in fp32) ties go to the even pattern, one fp32 ulp either side to the nearer
+        ok = true; bad = -1;
+        for (uint32_t h = 0; h < 65536 && ok; h++) {
+            const float f = st_f16_to_f32((uint16_t)h);
+            if (std::isnan(f) ? !std::isnan(st_f16_to_f32(st_f32_to_f16(f))) : st_f32_to_f16(f) != h) { ok = false; bad = (int)h; }
+        }
+        for (uint32_t h = 0; h < 0x7BFF && ok; h++) {
+            const float lo = st_f16_to_f32((uint16_t)h), hi = st_f16_to_f32((uint16_t)(h + 1));
+            const float mid = (float)(((double)lo + (double)hi) / 2);
+            const uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
+            for (int s = 0; s < 2 && ok; s++) {
+                const uint16_t sg = s ? 0x8000 : 0;
+                const float m = s ? -mid : mid;
+                if (st_f32_to_f16(m) != (even | sg) || st_f32_to_f16(nextafterf(m, 0.0f)) != (h | sg) ||
+                    st_f32_to_f16(nextafterf(m, s ? -INFINITY : INFINITY)) != ((h + 1) | sg)) { ok = false; bad = (int)h; }
+            }
+        }
+        const bool edges = st_f32_to_f16(65519.99f) == 0x7BFF && st_f32_to_f16(65520.0f) == 0x7C00 && st_f32_to_f16(1e30f) == 0x7C00 &&
+                           st_f32_to_f16(-INFINITY) == 0xFC00 && st_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000 &&
+                           st_f32_to_f16(nextafterf(ldexpf(1.0f, -25), 1.0f)) == 0x0001 && st_f32_to_f16(-1e-30f) == 0x8000 &&
+                           std::isnan(st_f16_to_f32(st_f32_to_f16(NAN)));
+        check(ok && edges, "f32_to_f16_rne", ok ? "identity on all 65536 F16 patterns; ties to even at all 2x31743 midpoints, nearer "
+                                                  "one ulp off; 65520 -> inf, 2^-25 -> 0, NaN stays NaN"
+                                                : "pattern " + std::to_string(bad));
     }
 
     // ---- round trip
@@ -177,6 +223,182 @@ int main(int argc, char** argv) {
         for (size_t i = 0; ok && i < 7; i++) ok = same_float(ry[i], b[i]);
         check(ok, "sharded_read", "directory with model.safetensors.index.json: 2 shards, 3 tensors read back");
         safetensors_close(&st);
+    }
+
+    // ---- sharded writer (safetensors_write_dir)
+    {
+        // F32, F16 and BF16 tensors; values exact in their dtype, so the read back is bit-identical
+        std::vector<std::vector<float>> vals;
+        const std::vector<std::pair<int, std::vector<int64_t>>> spec = {
+            {ST_F32, {4, 2}}, {ST_BF16, {8}}, {ST_F16, {3, 3}}, {ST_F32, {40}}, {ST_F32, {0, 3}}, {ST_F16, {10}}, {ST_BF16, {2, 5}}};
+        std::vector<SafeTensorWrite> w;
+        const char* names[] = {"model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.0.self_attn.q_norm.weight",
+                               "lm_head.weight", "empty", "model.norm.weight", "model.layers.1.mlp.down_proj.weight"};
+        for (size_t k = 0; k < spec.size(); k++) {
+            int64_t n = 1;
+            for (int64_t d : spec[k].second) n *= d;
+            std::vector<float> v((size_t)n);
+            for (int64_t i = 0; i < n; i++) {
+                const float x = (0.37f * (float)(i + 1) - 2.1f) * (float)(k + 1) + (i == 3 ? 1e-6f : 0.0f);  // one F16 subnormal
+                v[(size_t)i] = spec[k].first == ST_BF16 ? st_bf16_to_f32(st_f32_to_bf16(x))
+                             : spec[k].first == ST_F16 ? st_f16_to_f32(st_f32_to_f16(x)) : x;
+            }
+            vals.push_back(v);
+        }
+        for (size_t k = 0; k < spec.size(); k++) w.push_back({names[k], spec[k].first, spec[k].second, vals[k].data()});
+        // data bytes 32, 16, 18, 160, 0, 20, 20: at 64 bytes -> {32+16}, {18}, {160 alone}, {0+20+20}
+        const std::vector<std::pair<size_t, size_t>> plan = safetensors_plan_shards({32, 16, 18, 160, 0, 20, 20}, 64);
+        const std::vector<std::pair<size_t, size_t>> want_plan = {{0, 2}, {2, 1}, {3, 1}, {4, 3}};
+        const bool plan_ok = plan == want_plan && safetensors_plan_shards({32, 16}, 0).size() == 1 && safetensors_plan_shards({}, 64).size() == 1 &&
+                             safetensors_plan_shards({64, 64}, 64).size() == 2 && safetensors_plan_shards({100, 1, 100}, 64).size() == 3;
+        check(plan_ok, "shard_plan", "in order, at most the limit per shard, a larger tensor alone, 0 = one shard");
+
+        const std::string wd = DIR + "/written";
+        if (file_exists(wd)) for (const char* n : {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
+                                                   "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors",
+                                                   "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                                   "model-00003-of-00003.safetensors", "model.safetensors.index.json", "model.safetensors"})
+            unlink((wd + "/" + n).c_str());
+        make_parent_dirs(wd + "/x");
+        const std::map<std::string, std::string> meta = {{"format", "pt"}};
+        std::vector<std::string> files = safetensors_write_dir(wd, w, 64, meta);
+        const std::vector<std::string> want_files = {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
+                                                     "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors",
+                                                     "model.safetensors.index.json"};
+        bool ok = files == want_files && !file_exists(wd + "/model.safetensors");
+        for (const std::string& f : files) ok = ok && file_exists(wd + "/" + f) && !file_exists(wd + "/" + f + ".tmp");
+        check(ok, "sharded_write_files", "4 shards named model-0000k-of-00004.safetensors, the index, no model.safetensors, no .tmp left");
+
+        auto read_back = [&](const std::string& path, const std::string& name, size_t n_files, int64_t limit) {
+            SafeTensors st;
+            safetensors_open(&st, path);
+            bool good = st.files.size() == n_files && st.tensors.size() == w.size() && st.metadata == meta;
+            for (size_t k = 0; good && k < w.size(); k++) {
+                const SafeTensorInfo& t = safetensors_get(&st, w[k].name);
+                std::vector<float> r = safetensors_read_f32(&st, w[k].name);
+                good = t.dtype == w[k].dtype && t.shape == w[k].shape && r.size() == vals[k].size();
+                for (size_t i = 0; good && i < r.size(); i++) good = same_float(r[i], vals[k][i]);
+            }
+            // every file holds at most 64 data bytes, or exactly one tensor
+            std::vector<int64_t> fbytes(st.files.size(), 0);
+            std::vector<int> fcount(st.files.size(), 0);
+            for (const SafeTensorInfo& t : st.tensors) { fbytes[t.file] += t.end - t.begin; fcount[t.file]++; }
+            for (size_t f = 0; good && f < fbytes.size() && n_files > 1; f++) good = fbytes[f] <= limit || fcount[f] == 1;
+            check(good, name, path + ": " + std::to_string(st.files.size()) + " file(s), F32/F16/BF16 values, dtypes, shapes and metadata "
+                                     "bit-identical" + (n_files > 1 ? "; each shard <= " + std::to_string(limit) + " data bytes or one tensor" : ""));
+            safetensors_close(&st);
+        };
+        read_back(wd + "/model.safetensors.index.json", "sharded_write_read_index", 4, 64);
+        read_back(wd, "sharded_write_read_dir", 4, 64);
+        {
+            SafeTensors st;
+            safetensors_open(&st, wd + "/model-00003-of-00004.safetensors");
+            check(st.tensors.size() == 1 && st.tensors[0].name == "lm_head.weight", "sharded_write_big_tensor_alone",
+                  "lm_head.weight (160 bytes > 64) is the only tensor of model-00003-of-00004");
+            safetensors_close(&st);
+        }
+        {
+            const std::string text = read_file_or_fail(wd + "/model.safetensors.index.json");
+            JsonDoc d = json_parse(text, "index");
+            JsonRef wm = d.root()["weight_map"];
+            std::map<std::string, int> count;
+            bool good = wm.size() == w.size() && d.root()["metadata"]["total_size"].as_int64() == 32 + 16 + 18 + 160 + 0 + 20 + 20 &&
+                        d.root()["metadata"]["total_parameters"].as_int64() == 8 + 8 + 9 + 40 + 0 + 10 + 10 &&
+                        text.compare(0, 18, "{\n  \"metadata\": {\n") == 0 && text.back() == '\n';
+            for (size_t k = 0; k < wm.size(); k++) {
+                count[wm.key_at(k)]++;
+                if (k) good = good && wm.key_at(k - 1) < wm.key_at(k);
+            }
+            for (size_t k = 0; k < w.size(); k++) good = good && count[w[k].name] == 1;
+            good = good && wm["lm_head.weight"].as_string() == "model-00003-of-00004.safetensors" &&
+                   wm["empty"].as_string() == "model-00004-of-00004.safetensors" &&
+                   wm["model.embed_tokens.weight"].as_string() == "model-00001-of-00004.safetensors";
+            check(good, "sharded_write_index", "weight_map names every tensor once, sorted, with its shard; total_size 266, "
+                                               "total_parameters 85; laid out as save_pretrained's json.dumps(indent=2)");
+        }
+        // rewritten with another limit: 3 shards; the old of-00004 shards are gone
+        files = safetensors_write_dir(wd, w, 100, meta);
+        ok = files.size() == 4 && files[0] == "model-00001-of-00003.safetensors" && !file_exists(wd + "/model-00001-of-00004.safetensors") &&
+             !file_exists(wd + "/model-00004-of-00004.safetensors") && file_exists(wd + "/model-00003-of-00003.safetensors");
+        check(ok, "sharded_rewrite_removes_stale", "a rewrite into 3 shards removes the 4 stale ones after its index");
+        read_back(wd, "sharded_rewrite_read", 3, 100);
+        // the other form is refused before anything is written
+        check_fails_one_line("sharded_dir_refuses_one_file", {"--write-dir", wd, "0"}, wd + ": holds model.safetensors.index.json");
+        check(!file_exists(wd + "/model.safetensors") && !file_exists(wd + "/model.safetensors.tmp"), "sharded_dir_untouched",
+              "nothing written by the refused one-file write");
+        // one shard: plain model.safetensors, no index (limit 0, or a limit everything fits in)
+        for (int64_t lim : {(int64_t)0, (int64_t)1000}) {
+            const std::string od = DIR + "/written_one_" + std::to_string(lim);
+            make_parent_dirs(od + "/x");
+            unlink((od + "/model.safetensors").c_str());
+            files = safetensors_write_dir(od, w, lim, meta);
+            check(files == std::vector<std::string>{"model.safetensors"} && !file_exists(od + "/model.safetensors.index.json") &&
+                  !file_exists(od + "/model-00001-of-00001.safetensors"), "one_shard_no_index_" + std::to_string(lim),
+                  "limit " + std::to_string(lim) + ": model.safetensors only");
+            read_back(od, "one_shard_read_" + std::to_string(lim), 1, lim);
+            if (lim == 0) {
+                check_fails_one_line("one_file_dir_refuses_shards", {"--write-dir", od, "8"}, od + ": holds model.safetensors, which transformers");
+                check(!file_exists(od + "/model-00001-of-00003.safetensors") && !file_exists(od + "/model-00001-of-00003.safetensors.tmp"),
+                      "one_file_dir_untouched", "no shard written by the refused sharded write");
+            }
+        }
+        const std::string dd = DIR + "/written_dup";
+        make_parent_dirs(dd + "/x");
+        check_fails_one_line("sharded_write_duplicate", {"--write-dir", dd, "8", "dup"}, dd + ": tensor a is written twice");
+        check(!file_exists(dd + "/model-00001-of-00003.safetensors.tmp") && !file_exists(dd + "/model-00001-of-00003.safetensors"),
+              "sharded_write_duplicate_untouched", "a name in two shards is refused before any file is written");
+        check_fails_one_line("write_dir_not_a_directory", {"--write-dir", DIR + "/none/such", "8"}, DIR + "/none/such: not a directory");
+        // what the reader rejects in a written directory: a missing shard, an index naming the wrong shard
+        const std::string ix = wd + "/model.safetensors.index.json";
+        std::string text = read_file_or_fail(ix);
+        const size_t p = text.find("\"lm_head.weight\": \"model-00002-of-00003");
+        if (p != std::string::npos) {
+            std::string t2 = text;
+            t2.replace(p + strlen("\"lm_head.weight\": \"model-0000"), 1, "1");
+            write_raw(wd + "/wrong.index.json", t2);
+            check_fails_one_line("written_index_wrong_shard", {"--open", wd + "/wrong.index.json"},
+                                 "weight_map.lm_head.weight: tensor is not in " + wd + "/model-00001-of-00003.safetensors");
+        } else {
+            check(false, "written_index_wrong_shard", "lm_head.weight is not in model-00002-of-00003 in " + ix);
+        }
+        if (rename((wd + "/model-00002-of-00003.safetensors").c_str(), (wd + "/moved.safetensors").c_str()) != 0) fail("rename failed");
+        check_fails_one_line("written_missing_shard", {"--open", wd}, ix + ": shard " + wd + "/model-00002-of-00003.safetensors named in weight_map does not exist");
+    }
+
+    // ---- hf_export sharded (train_gpt --export-hf-shard-mb): llama_tiny (bf16 weights) as F32, import gives the same bits
+    {
+        HFInfo info;
+        const GPTConfig cfg = hf_load_config("test/data/hf/llama_tiny", &info);
+        const std::vector<float> params = hf_load_weights("test/data/hf/llama_tiny", cfg, gpt_param_layout(cfg), &info);
+        HFFlags fl;
+        fl.export_shard_mb = 0.02f;
+        const int64_t lim = hf_shard_bytes(fl);
+        fl.export_shard_mb = 1e-9f;
+        const int64_t tiny = hf_shard_bytes(fl);
+        fl.export_shard_mb = 0;
+        check(lim == 20000 && tiny == 1 && hf_shard_bytes(fl) == 0 && hf_shard_bytes(HFFlags()) == 5000000000LL, "hf_shard_bytes",
+              "--export-hf-shard-mb 0.02 -> 20000 bytes, 1e-9 -> 1, 0 -> one file, default 5000 MB");
+        for (const char* sub : {"hf_sharded", "hf_single"}) {
+            const std::string od = DIR + "/" + sub;
+            make_parent_dirs(od + "/x");
+            for (const char* n : {"model.safetensors", "model.safetensors.index.json", "config.json"}) unlink((od + "/" + n).c_str());
+            const bool sharded = std::string(sub) == "hf_sharded";
+            const int nfiles = hf_export(od, cfg, params.data(), ST_F32, info.bos_token_id, info.eos_token_id, sharded ? lim : 0);
+            HFInfo info2;
+            const GPTConfig c2 = hf_load_config(od, &info2);
+            const std::vector<float> p2 = hf_load_weights(od, c2, gpt_param_layout(c2), &info2);
+            bool same = p2.size() == params.size() && memcmp(p2.data(), params.data(), p2.size() * 4) == 0 &&
+                        file_exists(od + "/model.safetensors.index.json") == sharded && file_exists(od + "/model.safetensors") == !sharded;
+            SafeTensors st;
+            safetensors_open(&st, od);
+            same = same && (int)st.files.size() == nfiles && (sharded ? nfiles > 5 : nfiles == 1) && st.metadata.at("format") == "pt";
+            safetensors_close(&st);
+            check(same, std::string("hf_export_") + (sharded ? "sharded" : "single"),
+                  std::to_string(nfiles) + " safetensors file(s)" + (sharded ? " + index" : ", no index") +
+                      "; re-import gives all " + std::to_string(params.size()) + " parameters bit-identical");
+        }
+        // a one-file export into the sharded directory is refused (readers would take the index)
+        check_fails_one_line("hf_export_onto_sharded", {"--hf-export", DIR + "/hf_sharded"}, DIR + "/hf_sharded: holds model.safetensors.index.json");
     }
 
     // ---- JSON reader

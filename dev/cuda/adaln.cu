@@ -12,13 +12,60 @@ offsets 0, rows per patch token, cu = patch offsets). The rows are built as
 dit_set_batch builds them (start/end and clean-frame tokens of an image-to-video
 sample take row 2b+1). Validated (every element) at small packed batches of
 samples of different shapes (some shorter than ADALN_SPLITS tokens) and at the
-dit-s / 1B shapes; timed at the last two.
+dit-s / 1B shapes; timed at the last two. adaln_param_grad has two versions,
+both checked and timed ("v1": one thread per column for the final sums, kept
+here; "v2": the trainer's, rows and columns in parallel), and v2 is checked
+bit-identical run to run.
 
   make dev/cuda/adaln && ./dev/cuda/adaln
 */
 #include "common.h"
 #include "../../llmc/dit_config.h"
 #include "../../llmc/adaln.cuh"
+
+// ---- adaln_param_grad version 1 (the trainer's until 2026-11-29), kept for comparison:
+// the same slice partials (always ADALN_SPLITS slices per sample), then one thread
+// per column adds the slices of every row and the rows in order (latency-bound:
+// C threads, 2B x 32 x 2 dependent loads each).
+static size_t adaln_scratch_floats_v1(int B, int C) { return (size_t)B * ADALN_SPLITS * 4 * C; }
+
+__global__ static void adaln_reduce_final_kernel_v1(float* __restrict__ dmods, int ms, int off_a, int off_b,
+                                                    float* __restrict__ dtab_a, float* __restrict__ dtab_b,
+                                                    const float* __restrict__ partial, int B, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float ta = 0.0f, tb = 0.0f;
+    for (int r = 0; r < 2 * B; r++) {
+        const int sample = r / 2, which = r % 2;
+        float sa = 0.0f, sb = 0.0f;
+        for (int s = 0; s < ADALN_SPLITS; s++) {
+            const size_t base = ((size_t)(sample * ADALN_SPLITS + s) * 4 + 2 * which) * C + c;
+            sa += partial[base];
+            sb += partial[base + C];
+        }
+        if (off_a >= 0) dmods[(size_t)r * ms + off_a + c] += sa;
+        if (off_b >= 0) dmods[(size_t)r * ms + off_b + c] += sb;
+        ta += sa;
+        tb += sb;
+    }
+    if (dtab_a) dtab_a[c] += ta;
+    if (dtab_b) dtab_b[c] += tb;
+}
+
+static void adaln_param_grad_v1(float* dmods, int ms, int off_a, int off_b, float* dtab_a, float* dtab_b, const floatX* a,
+                                const floatX* b, const int* rows, const int* cu, int B, int C, float* partial,
+                                cudaStream_t stream) {
+    dim3 grid(ceil_div(C, 32 * 8), B * ADALN_SPLITS), block(32, 8);
+    adaln_reduce_partial_kernel<<<grid, block, 0, stream>>>(partial, a, b, rows, cu, ADALN_SPLITS, C);
+    cudaLaunchCheck();
+    adaln_reduce_final_kernel_v1<<<ceil_div(C, 128), 128, 0, stream>>>(dmods, ms, off_a, off_b, dtab_a, dtab_b, partial, B, C);
+    cudaLaunchCheck();
+}
+
+// version 1: adaln_param_grad_v1 above; version 2: adaln_param_grad of llmc/adaln.cuh (the trainer's)
+typedef void (*ParamGradFn)(float*, int, int, int, float*, float*, const floatX*, const floatX*, const int*, const int*, int,
+                            int, float*, cudaStream_t);
+static const ParamGradFn PARAM_GRAD_VERSIONS[2] = {adaln_param_grad_v1, adaln_param_grad};
 
 struct SampleShape {
     int T, H, W;
@@ -77,7 +124,7 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
     floatX *out = dev_alloc<floatX>(n), *resid = dev_alloc<floatX>(n), *dx = dev_alloc<floatX>(n);
     floatX *tab = dev_alloc<floatX>(6 * C), *ftab = dev_alloc<floatX>(2 * C), *mods = dev_alloc<floatX>(nm), *cond = dev_alloc<floatX>(nc);
     float *dmods = dev_alloc<float>(nm), *dcond = dev_alloc<float>(nc), *dtab = dev_alloc<float>(6 * C), *dftab = dev_alloc<float>(2 * C);
-    const size_t npart = adaln_scratch_floats(B, C);
+    const size_t npart = std::max(adaln_scratch_floats(B, C), adaln_scratch_floats_v1(B, C));
     float* partial = dev_alloc<float>(npart);
     fill_random(xhat, n, rng, 1.0f);
     fill_random(o, n, rng, 1.0f);
@@ -164,7 +211,7 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
 
     // ---- adaln_param_grad. dm/dt start random (they accumulate); all of dm and dt are
     // checked, so columns the call must not touch are checked to keep their values.
-    auto param_grad_case = [&](const char* kname, const std::string& shp, float* dm, int mstride, int rows_m, int off_a,
+    auto param_grad_case = [&](int version, const char* kbase, const std::string& shp, float* dm, int mstride, int rows_m, int off_a,
                                int off_b, float* dt, int tcols, int ta_off, int tb_off, const floatX* a_d, const std::vector<float>& a,
                                const floatX* b_d, const std::vector<float>& bv, const std::vector<int>& rows, const int* rows_d,
                                const int* cu_d, int M) {
@@ -172,8 +219,10 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         fill_random(dm, nmm, rng, 1.0f);
         fill_random(dt, tcols, rng, 1.0f);
         const std::vector<float> dm0 = download(dm, nmm), dt0 = download(dt, tcols);
+        const std::string kn = strf("%s v%d", kbase, version);
+        const char* kname = kn.c_str();
         poison(partial, npart);
-        adaln_param_grad(dm, mstride, off_a, off_b, ta_off >= 0 ? dt + ta_off : nullptr, tb_off >= 0 ? dt + tb_off : nullptr,
+        PARAM_GRAD_VERSIONS[version - 1](dm, mstride, off_a, off_b, ta_off >= 0 ? dt + ta_off : nullptr, tb_off >= 0 ? dt + tb_off : nullptr,
                          a_d, b_d, rows_d, cu_d, B, C, partial, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> rm(dm0.begin(), dm0.end()), rt(dt0.begin(), dt0.end());
@@ -191,15 +240,37 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         check(kname, "dmods", shp, download(dm, nmm), rm, TOL_F32);
         check(kname, "dtab", shp, download(dt, tcols), rt, TOL_F32);
     };
-    // shift2/scale2 of a block: a = dout of the modulation, b = xhat
-    param_grad_case("adaln_param_grad(shift,scale)", shape, dmods, ms, 2 * B, 3 * C, 4 * C, dtab, 6 * C, 3 * C, 4 * C, dout, dh,
-                    xhat, xh, g.tokrow, tokrow, cu_x, N);
-    // gate2 of a block: no shift part, a = dresid, b = o
-    param_grad_case("adaln_param_grad(gate)", shape, dmods, ms, 2 * B, -1, 5 * C, dtab, 6 * C, -1, 5 * C, dout, dh, o, oh, g.tokrow,
-                    tokrow, cu_x, N);
-    // final layer: both sums into the same cond column, table rows shift, scale
-    param_grad_case("adaln_param_grad(final)", fshape, dcond, C, 2 * B, 0, 0, dftab, 2 * C, 0, C, dout, dh, xhat, xh, g.patrow,
-                    patrow, cu_p, Np);
+    for (int v = 1; v <= 2; v++) {
+        // shift2/scale2 of a block: a = dout of the modulation, b = xhat
+        param_grad_case(v, "adaln_param_grad(shift,scale)", shape, dmods, ms, 2 * B, 3 * C, 4 * C, dtab, 6 * C, 3 * C, 4 * C,
+                        dout, dh, xhat, xh, g.tokrow, tokrow, cu_x, N);
+        // gate2 of a block: no shift part, a = dresid, b = o
+        param_grad_case(v, "adaln_param_grad(gate)", shape, dmods, ms, 2 * B, -1, 5 * C, dtab, 6 * C, -1, 5 * C, dout, dh, o,
+                        oh, g.tokrow, tokrow, cu_x, N);
+        // final layer: both sums into the same cond column, table rows shift, scale
+        param_grad_case(v, "adaln_param_grad(final)", fshape, dcond, C, 2 * B, 0, 0, dftab, 2 * C, 0, C, dout, dh, xhat, xh,
+                        g.patrow, patrow, cu_p, Np);
+    }
+    // version 2 bit-identical run to run (the trainer's determinism): same inputs and start values twice
+    {
+        fill_random(dmods, nm, rng, 1.0f);
+        fill_random(dtab, 6 * C, rng, 1.0f);
+        const std::vector<float> dm0 = download(dmods, nm), dt0 = download(dtab, 6 * C);
+        std::vector<float> runs[2][2];
+        for (int k = 0; k < 2; k++) {
+            upload(dmods, dm0.data(), nm);
+            upload(dtab, dt0.data(), 6 * C);
+            poison(partial, npart);
+            adaln_param_grad(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, C, partial, 0);
+            cudaCheck(cudaDeviceSynchronize());
+            runs[k][0] = download(dmods, nm);
+            runs[k][1] = download(dtab, 6 * C);
+        }
+        g_checks++;
+        const bool same = runs[0][0] == runs[1][0] && runs[0][1] == runs[1][1];
+        printf("%s adaln_param_grad v2 bit-identical run to run shape=%s\n", same ? "PASS" : "FAIL", shape.c_str());
+        if (!same) g_failed++;
+    }
 
     if (timed) {
         const double sx = sizeof(floatX), nb = (double)n * sx, ib = (double)N * sizeof(int);
@@ -212,12 +283,13 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         report_bw("adaln_scale_backward", shape, us, 2.0 * nb + C * sx + mod1 + ib);
         // a and b read; two fp32 columns of dmods (every row) and of the table read + written
         const double g1 = 2.0 * ((double)2 * B * C + C) * sizeof(float);
-        us = time_us([&] {
-            adaln_param_grad(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, C, partial, 0);
-        });
-        report_bw("adaln_param_grad (shift, scale)", shape, us, 2.0 * nb + ib + 2.0 * g1);
-        us = time_us([&] { adaln_param_grad(dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, dout, o, tokrow, cu_x, B, C, partial, 0); });
-        report_bw("adaln_param_grad (gate)", shape, us, 2.0 * nb + ib + g1);
+        for (int v = 1; v <= 2; v++) {
+            const ParamGradFn fn = PARAM_GRAD_VERSIONS[v - 1];
+            us = time_us([&] { fn(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, C, partial, 0); });
+            report_bw(strf("adaln_param_grad (shift, scale) v%d", v), shape, us, 2.0 * nb + ib + 2.0 * g1);
+            us = time_us([&] { fn(dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, dout, o, tokrow, cu_x, B, C, partial, 0); });
+            report_bw(strf("adaln_param_grad (gate) v%d", v), shape, us, 2.0 * nb + ib + g1);
+        }
     }
     cudaCheck(cudaFree(tokrow)); cudaCheck(cudaFree(patrow)); cudaCheck(cudaFree(cu_x)); cudaCheck(cudaFree(cu_p));
     cudaCheck(cudaFree(xhat)); cudaCheck(cudaFree(o)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(out));

@@ -3,8 +3,9 @@ Check and benchmark of the two attention implementations (same math, same layout
   1. llmc/attention.cuh (grouped-query attention as batched GEMMs plus a row softmax;
      the [T, T] probabilities are materialized)
   2. llmc/flash_attention.cuh (fused FlashAttention-2-style tensor-core kernels,
-     online softmax, saves only the logsumexp; deterministic backward, in its default
-     split form and the opt-in fused form, both checked; the fused one is also timed)
+     online softmax, saves only the logsumexp; three backward modes (flash_bwd_mode),
+     all checked and timed side by side: split (the default, deterministic), ordered
+     (fused, deterministic) and atomic (fused, dQ by fp32 atomics, NOT deterministic))
   forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
             causal mask (key c <= query t) or full, P = softmax(S),
             y = P v, out [B, T, nh*hd] (heads concatenated); flash also lse [B, nh, T]
@@ -16,8 +17,10 @@ att [B, nkv, T*r, T] (row t*r + j = query head g*r + j at position t).
 Validated against a CPU reference (double) at small shapes (GQA, MQA, MHA, causal
 and full, hd 8..128 including 72, T not a multiple of the tiles), on fresh random
 inputs, outputs poisoned first; the flash backward is also checked bit-identical
-run to run. At the four attention shapes of ../shared/spec/perf.md the flash
-version is checked on a subset of rows (query rows: out, lse, dq from scratch;
+run to run (atomic mode: dk, dv bit-identical, dq run to run within the bf16
+tolerance). Varlen: split and atomic (ordered falls back to split there). At the
+four attention shapes of ../shared/spec/perf.md the flash version (split and
+atomic backward) is checked on a subset of rows (query rows: out, lse, dq from scratch;
 key rows: dk, dv over all their query rows, with the GPU's lse and out for the
 softmax statistics), then timed. TFLOP/s count like ../shared/bench/torch_attn.py:
 forward 4*B*nh*T*T*hd (causal: half), backward 2.5x that.
@@ -156,13 +159,42 @@ static void flash_run(AttnBuffers& b, const AttnShape& s) {
     cudaCheck(cudaDeviceSynchronize());
 }
 
-// backward again into fresh buffers: must be bit-identical
+// run-to-run agreement of a non-deterministic output (the atomic backward's dq): relative
+// L2 difference within tol; elements bit-identical in both runs (e.g. the poison of columns
+// that belong to other tensors) are skipped, a non-finite value in only one run fails
+static bool check_close(const char* kernel, const char* output, const std::string& shape, const floatX* a, const floatX* b,
+                        size_t n, double tol) {
+    const std::vector<float> ha = download(a, n), hb = download(b, n);
+    double num = 0.0, den = 0.0;
+    size_t diff = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&ha[i], &hb[i], sizeof(float)) == 0) {
+            if (std::isfinite(ha[i])) den += (double)ha[i] * ha[i];
+            continue;
+        }
+        diff++;
+        if (!std::isfinite(ha[i]) || !std::isfinite(hb[i])) { bad++; continue; }
+        const double d = (double)ha[i] - hb[i];
+        num += d * d;
+        den += (double)ha[i] * ha[i];
+    }
+    const double err = den > 0.0 ? sqrt(num / den) : sqrt(num);
+    g_checks++;
+    const bool ok = bad == 0 && err <= tol;
+    printf("%s %s/%s run to run (non-deterministic): rel_diff=%.3e tol=%.0e, %zu of %zu elements differ%s shape=%s\n",
+           ok ? "PASS" : "FAIL", kernel, output, err, tol, diff, n, bad ? " (NONFINITE in one run)" : "", shape.c_str());
+    if (!ok) g_failed++;
+    return ok;
+}
+
+// backward again into fresh buffers: must be bit-identical (atomic mode: dq close, dk/dv bit-identical)
 static void flash_determinism(AttnBuffers& b, const AttnShape& s, const std::string& shape) {
     floatX *dq2 = dev_alloc<floatX>(b.nq), *dk2 = dev_alloc<floatX>(b.nkv), *dv2 = dev_alloc<floatX>(b.nkv);
     poison(dq2, b.nq); poison(dk2, b.nkv); poison(dv2, b.nkv); poison(b.scratch, b.nscratch);
     flash_attention_backward(dq2, dk2, dv2, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
     cudaCheck(cudaDeviceSynchronize());
-    check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
+    if (flash_bwd_mode == FLASH_BWD_ATOMIC) check_close("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq, TOL_X);
+    else check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
     check_identical("flash_attention_backward", "dk", shape, b.dk, dk2, b.nkv);
     check_identical("flash_attention_backward", "dv", shape, b.dv, dv2, b.nkv);
     cudaCheck(cudaFree(dq2)); cudaCheck(cudaFree(dk2)); cudaCheck(cudaFree(dv2));
@@ -194,17 +226,20 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         check("attention_backward", "dv", shape, download(b.dv, b.nkv), dv, TOL_GRAD);
     }
 
-    // the split backward (default) and the fused one; with tuning, every tile variant
-    struct Cfg { bool fused; FlashConfig c; bool bwd; };
-    std::vector<Cfg> cfgs = {{false, {0, 0, 0}, true}, {true, {0, 0, 0}, true}};
+    // every backward mode (split = default, ordered, atomic); with tuning, every tile variant
+    struct Cfg { int mode; FlashConfig c; };
+    const int modes[] = {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC};
+    std::vector<Cfg> cfgs;
+    for (int m : modes) cfgs.push_back({m, {0, 0, 0}});
     if (nvariants > 1) {
-        for (int v = 1; v < 4; v++) { cfgs.push_back({false, {v, v, v}, true}); cfgs.push_back({true, {v, v, v}, true}); }
-        for (int v = 4; v < 6; v++) { cfgs.push_back({false, {v, 0, v}, true}); }
+        for (int v = 1; v < 4; v++)
+            for (int m : modes) cfgs.push_back({m, {v, v, v}});
+        for (int v = 4; v < 6; v++) { cfgs.push_back({FLASH_BWD_SPLIT, {v, 0, v}}); }
     }
     for (const Cfg& c : cfgs) {
-        flash_bwd_fused = c.fused;
+        flash_bwd_mode = c.mode;
         flash_config = c.c;
-        std::string sh = shape + (c.fused ? " [fused bwd]" : "");
+        std::string sh = shape + (c.mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(c.mode)) : "");
         if (c.c.fwd || c.c.dkdv || c.c.dq) sh += strf(" [cfg fwd=%d dkdv=%d dq=%d]", c.c.fwd, c.c.dkdv, c.c.dq);
         flash_run(b, s);
         check("flash_attention_forward", "out", sh, download(b.out, b.nq), out, TOL_X);
@@ -214,7 +249,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         check("flash_attention_backward", "dv", sh, download(b.dv, b.nkv), dv, TOL_GRAD);
         if (c.c.fwd == 0 && c.c.dkdv == 0 && c.c.dq == 0) flash_determinism(b, s, sh);
     }
-    flash_bwd_fused = false;
+    flash_bwd_mode = FLASH_BWD_SPLIT;
     flash_config = {0, 0, 0};
     attn_free(b);
 }
@@ -224,7 +259,8 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
 // and dv summed over all query rows of the group, with P from the GPU's lse and
 // D = dout . out from the GPU's out (both checked on the query rows).
 static void validate_large(const AttnShape& s, Rng* rng, AttnBuffers& b) {
-    const std::string shape = attn_shape_str(s) + " (row subset)";
+    const std::string mode = flash_bwd_mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(flash_bwd_mode)) : "";
+    const std::string shape = attn_shape_str(s) + " (row subset)" + mode;
     flash_run(b, s);
     const std::vector<float> q = download(b.q, b.nq), k = download(b.k, b.nkv), v = download(b.v, b.nkv),
                              dout = download(b.dout, b.nq), gout = download(b.out, b.nq), glse = download(b.lse, b.nlse),
@@ -298,7 +334,7 @@ static void validate_large(const AttnShape& s, Rng* rng, AttnBuffers& b) {
     check("flash_attention_backward", "dq", shape, g_dq, r_dq, TOL_GRAD);
     check("flash_attention_backward", "dk", shape, g_dk, r_dk, TOL_GRAD);
     check("flash_attention_backward", "dv", shape, g_dv, r_dv, TOL_GRAD);
-    flash_determinism(b, s, attn_shape_str(s));
+    flash_determinism(b, s, attn_shape_str(s) + mode);
 }
 
 static double attn_flops(const AttnShape& s) {
@@ -342,7 +378,9 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     floatX *dqk = dev_alloc<floatX>(nqb), *dkv = dev_alloc<floatX>(nkb);      // gradients, same shapes
     floatX *out = dev_alloc<floatX>((size_t)Nq * C), *dout = dev_alloc<floatX>((size_t)Nq * C);
     float* lse = dev_alloc<float>((size_t)nh * Nq);
-    float* scratch = dev_alloc<float>(flash_attention_varlen_scratch_bytes(Nq, nh) / sizeof(float));
+    // room for the atomic backward's fp32 dQ accumulator too (hd given)
+    const size_t scratch_bytes = flash_attention_varlen_scratch_bytes(Nq, nh, hd), nscratch = scratch_bytes / sizeof(float);
+    float* scratch = dev_alloc<float>(nscratch);
     int *cq = dev_alloc<int>(B + 1), *ck = dev_alloc<int>(B + 1);
     upload_ints(cq, cu_q);
     upload_ints(ck, cu_k);
@@ -356,11 +394,6 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     floatX* dk = self ? dqk + C : dkv;
     floatX* dv = self ? dkv + 2 * C : dkv + C;
     const VarlenAttnShape vs_ = {B, nh, hd, cu_q.data(), cu_k.data(), qs, ks, vs, cq, ck};
-    poison(out, (size_t)Nq * C); poison(lse, (size_t)nh * Nq);
-    poison(dqk, nqb); poison(dkv, nkb);
-    flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0);
-    flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0);
-    cudaCheck(cudaDeviceSynchronize());
     // CPU reference in double, row by row (timed shapes: a subset of query rows and
     // every key of the samples those rows belong to would still be O(N^2); at those
     // shapes only the forward and dq are checked on a row subset)
@@ -419,66 +452,83 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
             }
         }
     }
-    // the GPU's values in the same order: row n, head h, then e (lse: row n, head h)
-    const std::vector<float> g_outall = download(out, (size_t)Nq * C), g_lseall = download(lse, (size_t)nh * Nq);
-    const std::vector<float> g_dqk = download(dqk, nqb), g_dkv = download(dkv, nkb);
-    std::vector<float> g_out, g_lse, g_dq;
-    for (size_t n : rows)
-        for (int h = 0; h < nh; h++) {
-            g_lse.push_back(g_lseall[(size_t)h * Nq + n]);
-            for (int e = 0; e < hd; e++) {
-                g_out.push_back(g_outall[n * C + h * hd + e]);
-                g_dq.push_back(g_dqk[n * qs + h * hd + e]);
-            }
-        }
-    check("flash_attention_varlen_forward", "out", shape, g_out, r_out, TOL_X);
-    check("flash_attention_varlen_forward", "lse", shape, g_lse, r_lse, TOL_F32);
-    check("flash_attention_varlen_backward", "dq", shape, g_dq, r_dq, TOL_GRAD);
-    if (!timed) {
-        std::vector<float> g_dk, g_dv;
-        std::vector<double> rk, rv;
-        const float* dkb = self ? &g_dqk[C] : &g_dkv[0];
-        const size_t dks = self ? qs : ks;
-        const float* dvb = self ? &g_dkv[2 * C] : &g_dkv[C];
-        for (int n = 0; n < Nk; n++)
-            for (int c = 0; c < C; c++) {
-                g_dk.push_back(dkb[(size_t)n * dks + c]);
-                g_dv.push_back(dvb[(size_t)n * vs + c]);
-                rk.push_back(r_dk[(size_t)n * C + c]);
-                rv.push_back(r_dv[(size_t)n * C + c]);
-            }
-        check("flash_attention_varlen_backward", "dk", shape, g_dk, rk, TOL_GRAD);
-        check("flash_attention_varlen_backward", "dv", shape, g_dv, rv, TOL_GRAD);
-        // self: the [Nk, 3C] qkv-gradient buffer's first two thirds belong to other kernels:
-        // still poison (never written). (The dq/dk buffers have no foreign columns.)
-        size_t touched = 0, total = 0;
-        if (self)
-            for (int n = 0; n < Nk; n++)
-                for (int c = 0; c < 2 * C; c++, total++) touched += !std::isnan(g_dkv[(size_t)n * vs + c]);
-        g_checks += self;
-        const bool ok = touched == 0;
-        if (self) printf("%s flash_attention_varlen_backward/untouched columns: %zu of %zu written shape=%s\n", ok ? "PASS" : "FAIL",
-               touched, total, shape.c_str());
-        if (!ok) g_failed++;  // (always ok when !self: nothing counted)
-        // determinism: the backward again, bit-identical
-        floatX *dqk2 = dev_alloc<floatX>(nqb), *dkv2 = dev_alloc<floatX>(nkb);
-        poison(dqk2, nqb); poison(dkv2, nkb);
-        flash_attention_varlen_backward(dqk2, self ? dqk2 + C : dkv2, self ? dkv2 + 2 * C : dkv2 + C, dout, out, lse, q, k, v,
-                                        scratch, vs_, 0);
+    // the GPU, once per backward mode: split (the default) and atomic (ordered: fixed layout
+    // only, it falls back to split here)
+    for (int mode : {FLASH_BWD_SPLIT, FLASH_BWD_ATOMIC}) {
+        flash_bwd_mode = mode;
+        const std::string sh = shape + (mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(mode)) : "");
+        poison(out, (size_t)Nq * C); poison(lse, (size_t)nh * Nq);
+        poison(dqk, nqb); poison(dkv, nkb); poison(scratch, nscratch);
+        flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0);
+        flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
         cudaCheck(cudaDeviceSynchronize());
-        check_identical("flash_attention_varlen_backward", "dq/dk", shape, dqk, dqk2, nqb);
-        check_identical("flash_attention_varlen_backward", "dv", shape, dkv, dkv2, nkb);
-        cudaCheck(cudaFree(dqk2)); cudaCheck(cudaFree(dkv2));
-    } else {
-        double fl = 0.0;
-        for (int b = 0; b < B; b++) fl += 4.0 * nh * (double)lq[b] * (cu_k[b + 1] - cu_k[b]) * hd;
-        auto run_fwd = [&] { flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0); };
-        auto run_bwd = [&] { flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0); };
-        const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
-        report_flops("flash_attention_varlen_forward", shape, us_f, fl);
-        report_flops("flash_attention_varlen_backward", shape, us_b, 2.5 * fl);
-        report_flops("flash_attention_varlen forward+backward", shape, us_f + us_b, 3.5 * fl);
+        // the GPU's values in the same order: row n, head h, then e (lse: row n, head h)
+        const std::vector<float> g_outall = download(out, (size_t)Nq * C), g_lseall = download(lse, (size_t)nh * Nq);
+        const std::vector<float> g_dqk = download(dqk, nqb), g_dkv = download(dkv, nkb);
+        std::vector<float> g_out, g_lse, g_dq;
+        for (size_t n : rows)
+            for (int h = 0; h < nh; h++) {
+                g_lse.push_back(g_lseall[(size_t)h * Nq + n]);
+                for (int e = 0; e < hd; e++) {
+                    g_out.push_back(g_outall[n * C + h * hd + e]);
+                    g_dq.push_back(g_dqk[n * qs + h * hd + e]);
+                }
+            }
+        check("flash_attention_varlen_forward", "out", sh, g_out, r_out, TOL_X);
+        check("flash_attention_varlen_forward", "lse", sh, g_lse, r_lse, TOL_F32);
+        check("flash_attention_varlen_backward", "dq", sh, g_dq, r_dq, TOL_GRAD);
+        if (!timed) {
+            std::vector<float> g_dk, g_dv;
+            std::vector<double> rk, rv;
+            const float* dkb = self ? &g_dqk[C] : &g_dkv[0];
+            const size_t dks = self ? qs : ks;
+            const float* dvb = self ? &g_dkv[2 * C] : &g_dkv[C];
+            for (int n = 0; n < Nk; n++)
+                for (int c = 0; c < C; c++) {
+                    g_dk.push_back(dkb[(size_t)n * dks + c]);
+                    g_dv.push_back(dvb[(size_t)n * vs + c]);
+                    rk.push_back(r_dk[(size_t)n * C + c]);
+                    rv.push_back(r_dv[(size_t)n * C + c]);
+                }
+            check("flash_attention_varlen_backward", "dk", sh, g_dk, rk, TOL_GRAD);
+            check("flash_attention_varlen_backward", "dv", sh, g_dv, rv, TOL_GRAD);
+            // self: the [Nk, 3C] qkv-gradient buffer's first two thirds belong to other kernels:
+            // still poison (never written). (The dq/dk buffers have no foreign columns.)
+            size_t touched = 0, total = 0;
+            if (self)
+                for (int n = 0; n < Nk; n++)
+                    for (int c = 0; c < 2 * C; c++, total++) touched += !std::isnan(g_dkv[(size_t)n * vs + c]);
+            g_checks += self;
+            const bool ok = touched == 0;
+            if (self) printf("%s flash_attention_varlen_backward/untouched columns: %zu of %zu written shape=%s\n",
+                             ok ? "PASS" : "FAIL", touched, total, sh.c_str());
+            if (!ok) g_failed++;  // (always ok when !self: nothing counted)
+            // determinism: the backward again, bit-identical (atomic: dq within the bf16
+            // tolerance; its buffer holds dk too when self, which must agree as well)
+            floatX *dqk2 = dev_alloc<floatX>(nqb), *dkv2 = dev_alloc<floatX>(nkb);
+            poison(dqk2, nqb); poison(dkv2, nkb);
+            flash_attention_varlen_backward(dqk2, self ? dqk2 + C : dkv2, self ? dkv2 + 2 * C : dkv2 + C, dout, out, lse, q,
+                                            k, v, scratch, vs_, 0, scratch_bytes);
+            cudaCheck(cudaDeviceSynchronize());
+            if (mode == FLASH_BWD_ATOMIC) check_close("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb, TOL_X);
+            else check_identical("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb);
+            check_identical("flash_attention_varlen_backward", "dv", sh, dkv, dkv2, nkb);
+            cudaCheck(cudaFree(dqk2)); cudaCheck(cudaFree(dkv2));
+        } else {
+            double fl = 0.0;
+            for (int b = 0; b < B; b++) fl += 4.0 * nh * (double)lq[b] * (cu_k[b + 1] - cu_k[b]) * hd;
+            auto run_fwd = [&] { flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0); };
+            auto run_bwd = [&] {
+                flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
+            };
+            const std::string tag = mode == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(mode));
+            const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
+            if (mode == FLASH_BWD_SPLIT) report_flops("flash_attention_varlen_forward", shape, us_f, fl);
+            report_flops("flash_attention_varlen_backward" + tag, shape, us_b, 2.5 * fl);
+            report_flops("flash_attention_varlen forward+backward" + tag, shape, us_f + us_b, 3.5 * fl);
+        }
     }
+    flash_bwd_mode = FLASH_BWD_SPLIT;
     floatX* all[] = {qk, kv, dqk, dkv, out, dout};
     for (floatX* p_ : all) cudaCheck(cudaFree(p_));
     cudaCheck(cudaFree(lse)); cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(cq)); cudaCheck(cudaFree(ck));
@@ -489,7 +539,11 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     const std::string shape = attn_shape_str(s);
     AttnBuffers b = attn_alloc(s, false);
     attn_fill(b, rng);
+    // the default (split) and the new atomic backward at the large shapes (ordered: small shapes)
     validate_large(s, rng, b);
+    flash_bwd_mode = FLASH_BWD_ATOMIC;
+    validate_large(s, rng, b);
+    flash_bwd_mode = FLASH_BWD_SPLIT;
     const double fwd = attn_flops(s);
     auto run_fwd = [&] { flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0); };
     auto run_bwd = [&] {
@@ -498,12 +552,15 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     flash_config = {0, 0, 0};
     float us_f = time_us(run_fwd);
     report_flops("flash_attention_forward", shape, us_f, fwd);
-    float us_b = time_us(run_bwd);
-    report_flops("flash_attention_backward", shape, us_b, 2.5 * fwd);
-    report_flops("flash_attention forward+backward", shape, us_f + us_b, 3.5 * fwd);
-    flash_bwd_fused = true;
-    report_flops("flash_attention_backward [fused]", shape, time_us(run_bwd), 2.5 * fwd);
-    flash_bwd_fused = false;
+    // every backward mode side by side: split (the default), ordered, atomic
+    for (int m : {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC}) {
+        flash_bwd_mode = m;
+        const std::string tag = m == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(m));
+        const float us_b = time_us(run_bwd);
+        report_flops("flash_attention_backward" + tag, shape, us_b, 2.5 * fwd);
+        report_flops("flash_attention forward+backward" + tag, shape, us_f + us_b, 3.5 * fwd);
+    }
+    flash_bwd_mode = FLASH_BWD_SPLIT;
     if (tune) {
         for (int v = 1; v < 6; v++) {
             flash_config = {v, 0, 0};
@@ -517,10 +574,15 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             flash_config = {0, 0, v};
             report_flops(strf("flash bwd [split dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
-        flash_bwd_fused = true;
+        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        for (int v = 1; v < 4; v++) {
+            flash_config = {0, v, 0};
+            report_flops(strf("flash bwd [atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+        }
+        flash_bwd_mode = FLASH_BWD_ORDERED;
         flash_config = {0, 4, 0};  // timing diagnostic: fused without the ordering (racy, not validated)
         report_flops("flash bwd [fused UNORDERED diag]", shape, time_us(run_bwd), 2.5 * fwd);
-        flash_bwd_fused = false;
+        flash_bwd_mode = FLASH_BWD_SPLIT;
         flash_config = {0, 0, 0};
     }
     attn_free(b);

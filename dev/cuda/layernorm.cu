@@ -10,12 +10,33 @@ reference uses the same values), as train_dit.cu calls it: without affine both
 written (final and caption norms) and accumulated (block norms, into the residual
 gradient); with affine accumulated, with dw and db. Validated (every element) at
 small shapes, the caption width (Cy 4096) and the dit-s / 1B shapes; timed at
-the last two.
+the last two. The affine backward (dw, db) has two versions, both checked and
+timed ("v1": the dx kernel then two column_reduce passes, kept here; "v2": the
+trainer's, the column sums fused into the row pass), and v2 is checked
+bit-identical run to run and with dw or db alone. At C 4096 (> 2048) v2 takes the
+two-pass path.
 
   make dev/cuda/layernorm && ./dev/cuda/layernorm
 */
 #include "common.h"
 #include "../../llmc/layernorm.cuh"
+
+// ---- layernorm_backward version 1 (the trainer's until 2026-11-29), kept for
+// comparison: the dx kernel (one warp per row), then dw and db each through a
+// column_reduce that reads dout (and xhat) again. Scratch COLUMN_REDUCE_SPLITS * C.
+static void layernorm_backward_v1(floatX* dinp, float* dw, float* db, const floatX* dout, const floatX* xhat, const floatX* w,
+                                  const float* rstd, int rows, int C, bool accumulate, float* scratch, cudaStream_t stream) {
+    if (rows == 0) return;
+    layernorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, xhat, w, rstd, rows, C, accumulate);
+    cudaLaunchCheck();
+    if (dw) column_reduce(dw, dout, xhat, nullptr, rows, C, scratch, stream);
+    if (db) column_reduce(db, dout, (const floatX*)nullptr, nullptr, rows, C, scratch, stream);
+}
+
+// version 1: layernorm_backward_v1 above; version 2: layernorm_backward of llmc/layernorm.cuh (the trainer's)
+typedef void (*LnBwdFn)(floatX*, float*, float*, const floatX*, const floatX*, const floatX*, const float*, int, int, bool,
+                        float*, cudaStream_t);
+static const LnBwdFn BWD_VERSIONS[2] = {layernorm_backward_v1, layernorm_backward};
 
 // CPU reference of the backward: dinp0 (accumulate) or null, w (affine) or null
 static std::vector<double> layernorm_backward_cpu(const std::vector<float>& dout, const std::vector<float>& xhat,
@@ -45,7 +66,8 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
     floatX *x = dev_alloc<floatX>(n), *w = dev_alloc<floatX>(C), *b = dev_alloc<floatX>(C);
     floatX *out = dev_alloc<floatX>(n), *xhat = dev_alloc<floatX>(n), *dout = dev_alloc<floatX>(n), *dinp = dev_alloc<floatX>(n);
     float *rstd = dev_alloc<float>(rows), *dw = dev_alloc<float>(C), *db = dev_alloc<float>(C);
-    float* scratch = dev_alloc<float>((size_t)COLUMN_REDUCE_SPLITS * C);
+    const size_t nscratch = layernorm_backward_scratch_floats(C);  // >= version 1's COLUMN_REDUCE_SPLITS * C
+    float* scratch = dev_alloc<float>(nscratch);
     fill_random(x, n, rng, 1.0f, 0.5f);  // a nonzero mean, so a missing mean subtraction shows
     fill_random(w, C, rng, 0.2f, 1.0f);
     fill_random(b, C, rng, 0.2f);
@@ -110,24 +132,52 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
               layernorm_backward_cpu(douth, xhat_h, rstd_h, nullptr, &dinp0, rows, C), TOL_X);
     }
 
-    // ---- layernorm_backward with affine, accumulated, dw and db (the cross-attention norm)
-    {
+    // ---- layernorm_backward with affine, accumulated, dw and db (the cross-attention norm), both versions
+    for (int ver = 1; ver <= 2; ver++) {
+        const std::string kn = strf("layernorm_backward(affine) v%d", ver);
         fill_random(dinp, n, rng, 1.0f);
         fill_random(dw, C, rng, 1.0f);   // the parameter gradients accumulate
         fill_random(db, C, rng, 1.0f);
         const std::vector<float> dinp0 = download(dinp, n), dw0 = download(dw, C), db0 = download(db, C);
-        poison(scratch, (size_t)COLUMN_REDUCE_SPLITS * C);
-        layernorm_backward(dinp, dw, db, dout, xhat, w, rstd, rows, C, true, scratch, 0);
+        poison(scratch, nscratch);
+        BWD_VERSIONS[ver - 1](dinp, dw, db, dout, xhat, w, rstd, rows, C, true, scratch, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> ref_dw(dw0.begin(), dw0.end()), ref_db(db0.begin(), db0.end());
         for (size_t i = 0; i < n; i++) {
             ref_dw[i % C] += (double)douth[i] * xhat_h[i];
             ref_db[i % C] += douth[i];
         }
-        check("layernorm_backward(affine)", "dinp", shape, download(dinp, n),
-              layernorm_backward_cpu(douth, xhat_h, rstd_h, wh.data(), &dinp0, rows, C), TOL_X);
-        check("layernorm_backward(affine)", "dw", shape, download(dw, C), ref_dw, TOL_F32);
-        check("layernorm_backward(affine)", "db", shape, download(db, C), ref_db, TOL_F32);
+        const std::vector<float> dx1 = download(dinp, n), dw1 = download(dw, C), db1 = download(db, C);
+        check(kn.c_str(), "dinp", shape, dx1, layernorm_backward_cpu(douth, xhat_h, rstd_h, wh.data(), &dinp0, rows, C), TOL_X);
+        check(kn.c_str(), "dw", shape, dw1, ref_dw, TOL_F32);
+        check(kn.c_str(), "db", shape, db1, ref_db, TOL_F32);
+        if (ver == 2) {  // bit-identical run to run (the trainer's determinism): again from the same start values
+            upload(dinp, dinp0.data(), n);
+            upload(dw, dw0.data(), C);
+            upload(db, db0.data(), C);
+            poison(scratch, nscratch);
+            layernorm_backward(dinp, dw, db, dout, xhat, w, rstd, rows, C, true, scratch, 0);
+            cudaCheck(cudaDeviceSynchronize());
+            const bool same = download(dinp, n) == dx1 && download(dw, C) == dw1 && download(db, C) == db1;
+            g_checks++;
+            printf("%s %s/bit_identical_run_to_run shape=%s\n", same ? "PASS" : "FAIL", kn.c_str(), shape.c_str());
+            if (!same) g_failed++;
+        }
+    }
+    // ---- version 2 with dw only and db only (either may be null), written (not accumulated)
+    for (int which = 0; which < 2; which++) {
+        const std::string kn = strf("layernorm_backward(affine, %s only) v2", which == 0 ? "dw" : "db");
+        poison(dinp, n);
+        fill_random(dw, C, rng, 1.0f);
+        const std::vector<float> g0 = download(dw, C);
+        layernorm_backward(dinp, which == 0 ? dw : nullptr, which == 1 ? dw : nullptr, dout, xhat, w, rstd, rows, C, false,
+                           scratch, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        std::vector<double> ref(g0.begin(), g0.end());
+        for (size_t i = 0; i < n; i++) ref[i % C] += which == 0 ? (double)douth[i] * xhat_h[i] : (double)douth[i];
+        check(kn.c_str(), "dinp", shape, download(dinp, n),
+              layernorm_backward_cpu(douth, xhat_h, rstd_h, wh.data(), nullptr, rows, C), TOL_X);
+        check(kn.c_str(), which == 0 ? "dw" : "db", shape, download(dw, C), ref, TOL_F32);
     }
 
     if (timed) {
@@ -140,8 +190,12 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
         report_bw("layernorm_backward", shape, us, 3.0 * nb + rowb);  // dout, xhat read, dinp written
         us = time_us([&] { layernorm_backward(dinp, nullptr, nullptr, dout, xhat, nullptr, rstd, rows, C, true, scratch, 0); });
         report_bw("layernorm_backward (accumulate)", shape, us, 4.0 * nb + rowb);  // dinp read + written
-        us = time_us([&] { layernorm_backward(dinp, dw, db, dout, xhat, w, rstd, rows, C, true, scratch, 0); });
-        report_bw("layernorm_backward (affine, dw, db)", shape, us, 4.0 * nb + C * sx + rowb + 4.0 * C * sizeof(float));
+        for (int ver = 1; ver <= 2; ver++) {
+            const LnBwdFn fn = BWD_VERSIONS[ver - 1];
+            us = time_us([&] { fn(dinp, dw, db, dout, xhat, w, rstd, rows, C, true, scratch, 0); });
+            report_bw(strf("layernorm_backward (affine, dw, db) v%d", ver), shape, us,
+                      4.0 * nb + C * sx + rowb + 4.0 * C * sizeof(float));
+        }
     }
     cudaCheck(cudaFree(x)); cudaCheck(cudaFree(w)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(out));
     cudaCheck(cudaFree(xhat)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dinp)); cudaCheck(cudaFree(rstd));

@@ -15,12 +15,106 @@ shape); the CPU reference takes cos/sin in double of angles from the positions
 rule of llmc/dit_config.h, written out here (so the table is checked too).
 Validated (every element) at small packed batches for hd 24, 48, 72, 144 (one
 with the temporal position clamped by rope_max_t) and at the dit-s / 1B shapes;
-timed at the last two.
+timed at the last two. The backward has two versions, both checked and timed
+("v1": one thread per (token, head) and a full fp32 scratch, kept here; "v2": the
+trainer's, G lanes per head and per-block weight-gradient partials), and v2 is
+checked bit-identical run to run.
 
   make dev/cuda/rope3d && ./dev/cuda/rope3d
 */
 #include "common.h"
 #include "../../llmc/rope3d.cuh"
+
+// ---- qknorm_rope3d_backward version 1 (the trainer's until 2026-11-29), kept for
+// comparison: one thread per (token, head) (a 144-byte row per lane, uncoalesced
+// across the warp), g * xhat written to a full fp32 [N, nheads*hd] scratch, then
+// column_reduce over the tokens and again over the heads.
+// Version 1 backward, one thread per (token, head): g = R^T dout (the gradient of the normed, weighted values), then the
+// RMSNorm backward dx = rstd * (w g - xhat * mean(w g xhat)), xhat = x * rstd.
+// dnw [N, nheads*hd] fp32 receives g * xhat per element for the weight gradients.
+template <int HD>
+__global__ void qknorm_rope3d_backward_kernel_v1(floatX* __restrict__ dinp, float* __restrict__ dnw,
+                                              const floatX* __restrict__ dout, int out_stride,
+                                              const floatX* __restrict__ inp, int in_stride,
+                                              const float* __restrict__ rstd, const floatX* __restrict__ w_a,
+                                              const floatX* __restrict__ w_b, int n_a, int nheads,
+                                              const float2* __restrict__ cs, int N) {
+    const size_t item = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (item >= (size_t)N * nheads) return;
+    const int i = (int)(item / nheads), j = (int)(item % nheads);
+    const floatX* w = j < n_a ? w_a : w_b;
+    float g[HD];
+    const floatX* dy = dout + (size_t)i * out_stride + (size_t)j * HD;
+    #pragma unroll
+    for (int c = 0; c < HD; c += x128::size) {
+        const x128 p = load128(dy + c);
+        for (int k = 0; k < x128::size; k++) g[c + k] = (float)p[k];
+    }
+    if (cs) {
+        const float2* t = cs + (size_t)i * (HD / 2);
+        #pragma unroll
+        for (int s = 0; s < HD / 2; s++) {
+            const float2 a = t[s];
+            const float d0 = g[2 * s], d1 = g[2 * s + 1];
+            g[2 * s] = d0 * a.x + d1 * a.y;
+            g[2 * s + 1] = d1 * a.x - d0 * a.y;
+        }
+    }
+    const float r = rstd[item];
+    const floatX* x = inp + (size_t)i * in_stride + (size_t)j * HD;
+    float* sc = dnw + item * HD;
+    float dot = 0.0f;
+    #pragma unroll
+    for (int c = 0; c < HD; c += x128::size) {
+        const x128 xv = load128(x + c), wv = load128(w + c);
+        float4 s4[x128::size / 4];
+        for (int k = 0; k < x128::size; k++) {
+            const float xh = (float)xv[k] * r;
+            (&s4[k / 4].x)[k % 4] = g[c + k] * xh;
+            dot += g[c + k] * (float)wv[k] * xh;
+        }
+        for (int k = 0; k < x128::size / 4; k++) reinterpret_cast<float4*>(sc + c)[k] = s4[k];
+    }
+    dot /= HD;
+    floatX* dx = dinp + (size_t)i * in_stride + (size_t)j * HD;
+    #pragma unroll
+    for (int c = 0; c < HD; c += x128::size) {
+        const x128 xv = load128(x + c), wv = load128(w + c);
+        x128 o;
+        for (int k = 0; k < x128::size; k++) o[k] = (floatX)(r * ((float)wv[k] * g[c + k] - (float)xv[k] * r * dot));
+        store128(dx + c, o);
+    }
+}
+
+// Version 1 launcher: dinp (the heads of each row, stride in_stride) = gradient through rotation and
+// norm (written); dw_a / dw_b [hd] += the weight gradients (heads j < n_a / the
+// others; dw_b may be null when n_a == nheads). dnw: [N, nheads*hd] fp32 scratch;
+// reduce_scratch: (COLUMN_REDUCE_SPLITS + 1) * nheads * hd floats. Deterministic.
+static void qknorm_rope3d_backward_v1(floatX* dinp, float* dw_a, float* dw_b, const floatX* dout, int out_stride,
+                                   const floatX* inp, int in_stride, const float* rstd, const floatX* w_a,
+                                   const floatX* w_b, int n_a, int nheads, const float2* cs, int N, int hd, float* dnw,
+                                   float* reduce_scratch, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    qknorm_rope3d_check(hd, in_stride, out_stride);
+    if (N == 0) return;
+    const size_t n = (size_t)N * nheads;
+    ROPE3D_DISPATCH(hd, qknorm_rope3d_backward_kernel_v1, dinp, dnw, dout, out_stride, inp, in_stride, rstd, w_a, w_b, n_a,
+                    nheads, cs, N);
+    cudaLaunchCheck();
+    // column sums of dnw viewed as [N, nheads*hd], then the heads folded per weight (fixed order)
+    const int cols = nheads * hd;
+    float* colsum = reduce_scratch;
+    float* red = reduce_scratch + cols;
+    cudaCheck(cudaMemsetAsync(colsum, 0, cols * sizeof(float), stream));
+    column_reduce(colsum, dnw, (const float*)nullptr, nullptr, N, cols, red, stream);
+    column_reduce(dw_a, colsum, (const float*)nullptr, nullptr, n_a, hd, red, stream);
+    if (n_a < nheads) column_reduce(dw_b, colsum + (size_t)n_a * hd, (const float*)nullptr, nullptr, nheads - n_a, hd, red, stream);
+}
+
+// version 1: qknorm_rope3d_backward_v1 above; version 2: qknorm_rope3d_backward of llmc/rope3d.cuh (the trainer's)
+typedef void (*Rope3dBwdFn)(floatX*, float*, float*, const floatX*, int, const floatX*, int, const float*, const floatX*,
+                            const floatX*, int, int, const float2*, int, int, float*, float*, cudaStream_t);
+static const Rope3dBwdFn BWD_VERSIONS[2] = {qknorm_rope3d_backward_v1, qknorm_rope3d_backward};
 
 struct LatentShape {
     int T, H, W;
@@ -66,7 +160,7 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
     const float eps = cfg.norm_eps;
     const bool two = v.n_a < nheads;  // a second weight (k_norm)
     const std::string shape = strf("%s N=%d heads=%d hd=%d", shape0.c_str(), N, nheads, hd);
-    const std::string fwd = strf("qknorm_rope3d_forward(%s)", v.name), bwd = strf("qknorm_rope3d_backward(%s)", v.name);
+    const std::string fwd = strf("qknorm_rope3d_forward(%s)", v.name);
     if (v.out_stride != hc) fail("rope3d bench: out_stride must equal nheads * hd (every output element is checked)");
     const size_t nin = (size_t)N * v.in_stride, nout = (size_t)N * v.out_stride, nr = (size_t)N * nheads;
     const size_t nred = (size_t)(COLUMN_REDUCE_SPLITS + 1) * hc;
@@ -109,9 +203,10 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
         check(fwd.c_str(), "rstd", shape, download(rstd, nr), rr, TOL_F32);
     }
 
-    // ---- backward (rstd from the forward above). dinp: the heads poisoned, the
-    // other columns (v of qkv, the v half of kv) random and checked unchanged.
-    {
+    // ---- backward (rstd from the forward above), both versions. dinp: the heads poisoned,
+    // the other columns (v of qkv, the v half of kv) random and checked unchanged.
+    for (int ver = 1; ver <= 2; ver++) {
+        const std::string bwd = strf("qknorm_rope3d_backward(%s) v%d", v.name, ver);
         std::vector<float> d0(nin);
         for (size_t k = 0; k < nin; k++) d0[k] = (k % v.in_stride) < (size_t)hc ? NAN : rng_normal(rng);
         upload(dinp, d0.data(), nin);
@@ -121,8 +216,8 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
         const std::vector<float> dwa0 = download(dw_a, hd), dwb0 = two ? download(dw_b, hd) : dwa0;
         poison(dnw, nr * hd);
         poison(red, nred);
-        qknorm_rope3d_backward(dinp, dw_a, dw_b, dout, v.out_stride, inp, v.in_stride, rstd, w_a, w_b, v.n_a, nheads, cs, N, hd,
-                               dnw, red, 0);
+        BWD_VERSIONS[ver - 1](dinp, dw_a, dw_b, dout, v.out_stride, inp, v.in_stride, rstd, w_a, w_b, v.n_a, nheads, cs, N, hd,
+                              dnw, red, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> rdx((size_t)N * hc), rda(dwa0.begin(), dwa0.end()), rdb(dwb0.begin(), dwb0.end());
         std::vector<double> gg(hd);
@@ -152,6 +247,20 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
         if (!rest.empty()) check(bwd.c_str(), "dinp_other_columns_unchanged", shape, rest, rest_ref, 0.0);
         check(bwd.c_str(), "dw_a", shape, download(dw_a, hd), rda, TOL_F32);
         if (two) check(bwd.c_str(), "dw_b", shape, download(dw_b, hd), rdb, TOL_F32);
+        if (ver == 2) {  // bit-identical run to run (the trainer's determinism): again from the same start values
+            const std::vector<float> dx1 = got, dwa1 = download(dw_a, hd), dwb1 = two ? download(dw_b, hd) : dwa1;
+            upload(dinp, d0.data(), nin);  // heads NaN again
+            upload(dw_a, dwa0.data(), hd);
+            if (two) upload(dw_b, dwb0.data(), hd);
+            poison(dnw, nr * hd);
+            qknorm_rope3d_backward(dinp, dw_a, dw_b, dout, v.out_stride, inp, v.in_stride, rstd, w_a, w_b, v.n_a, nheads, cs, N,
+                                   hd, dnw, red, 0);
+            cudaCheck(cudaDeviceSynchronize());
+            const bool same = download(dinp, nin) == dx1 && download(dw_a, hd) == dwa1 && (!two || download(dw_b, hd) == dwb1);
+            g_checks++;
+            printf("%s %s/bit_identical_run_to_run shape=%s\n", same ? "PASS" : "FAIL", bwd.c_str(), shape.c_str());
+            if (!same) g_failed++;
+        }
     }
 
     if (timed) {
@@ -163,11 +272,14 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
         });
         report_bw(fwd, shape, us, 2.0 * hb + rb + tab + wb);
         // dout and the input heads read, dinp heads written, rstd, table, weights read, dw read + written
-        us = time_us([&] {
-            qknorm_rope3d_backward(dinp, dw_a, dw_b, dout, v.out_stride, inp, v.in_stride, rstd, w_a, w_b, v.n_a, nheads, cs, N,
-                                   hd, dnw, red, 0);
-        });
-        report_bw(bwd, shape, us, 3.0 * hb + rb + tab + wb + (two ? 4.0 : 2.0) * hd * sizeof(float));
+        for (int ver = 1; ver <= 2; ver++) {
+            const Rope3dBwdFn fn = BWD_VERSIONS[ver - 1];
+            us = time_us([&] {
+                fn(dinp, dw_a, dw_b, dout, v.out_stride, inp, v.in_stride, rstd, w_a, w_b, v.n_a, nheads, cs, N, hd, dnw, red, 0);
+            });
+            report_bw(strf("qknorm_rope3d_backward(%s) v%d", v.name, ver), shape, us,
+                      3.0 * hb + rb + tab + wb + (two ? 4.0 : 2.0) * hd * sizeof(float));
+        }
     }
     cudaCheck(cudaFree(inp)); cudaCheck(cudaFree(out)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dinp));
     cudaCheck(cudaFree(w_a)); cudaCheck(cudaFree(rstd)); cudaCheck(cudaFree(dw_a)); cudaCheck(cudaFree(dnw)); cudaCheck(cudaFree(red));

@@ -9,6 +9,10 @@
       fp32 export of the same weights, a few 1e-2 for bf16); the original still gives the
       fixture's logits (this transformers vs the one that made them); and train_gpt's
       `eval: loss` (--eval-tokens) on those tokens matches transformers' loss (--loss-tol)
+      [--sharded] the export is sharded as save_pretrained shards: model.safetensors.index.json
+      and no model.safetensors; shards model-0000k-of-0000N.safetensors (N > 1), each holding
+      exactly the tensors weight_map gives it, "format": "pt"; total_size the sum of their bytes
+      [--same-as DIR] the export's weights equal DIR's (another export) bit for bit
   hf_check.py --original DIR --export DIR --val-shard FILE.bin --seq-len T --n-seqs N
               --train-gpt-log LOG --loss-tol X --min-gain G
       after a fine-tune: transformers' loss of the export on the first N sequences of the llm.c
@@ -17,6 +21,7 @@
 Prints PASS/FAIL lines; exits 1 if anything failed.
 """
 import argparse
+import json
 import os
 import re
 import struct
@@ -87,6 +92,8 @@ def main():
     ap.add_argument("--seq-len", type=int, default=32)
     ap.add_argument("--n-seqs", type=int, default=16)
     ap.add_argument("--min-gain", type=float, default=0.05)
+    ap.add_argument("--sharded", action="store_true")
+    ap.add_argument("--same-as")
     a = ap.parse_args()
     tag = os.path.basename(os.path.normpath(a.export))
 
@@ -112,6 +119,37 @@ def main():
         return out
     check(not diff and rp(co) == rp(ce_), tag + "/config", "export config matches the original (%s, rope %s)%s" %
           (", ".join(keys), rp(ce_), "" if not diff else ": differs in %s" % diff))
+    if a.sharded:
+        from safetensors import safe_open
+        ix = os.path.join(a.export, "model.safetensors.index.json")
+        why, wm, total = "", {}, 0
+        if not os.path.exists(ix) or os.path.exists(os.path.join(a.export, "model.safetensors")):
+            why = "expected model.safetensors.index.json and no model.safetensors"
+        else:
+            index = json.load(open(ix))
+            wm = index["weight_map"]
+            n = len(set(wm.values()))
+            names = ["model-%05d-of-%05d.safetensors" % (k + 1, n) for k in range(n)]
+            if n < 2 or sorted(set(wm.values())) != names:
+                why = "weight_map names %s" % sorted(set(wm.values()))
+            for fn in [] if why else names:
+                with safe_open(os.path.join(a.export, fn), framework="pt") as sf:
+                    keys = set(sf.keys())
+                    if keys != {k for k, v in wm.items() if v == fn} or (sf.metadata() or {}).get("format") != "pt":
+                        why = why or "%s holds %s, metadata %s" % (fn, sorted(keys), sf.metadata())
+                    for k in keys:
+                        t = sf.get_tensor(k)
+                        total += t.numel() * t.element_size()
+            if not why and index["metadata"]["total_size"] != total:
+                why = "total_size %s, the shards hold %d bytes" % (index["metadata"]["total_size"], total)
+        check(not why, tag + "/sharded", "%d shards + model.safetensors.index.json, each of %d tensors in the shard it names, "
+              "total_size %d%s" % (len(set(wm.values())), len(wm), total, "" if not why else ": " + why))
+    if a.same_as:
+        ref, _ = load(a.same_as)
+        sd, rd = exp.state_dict(), ref.state_dict()
+        diff = sorted(set(sd) ^ set(rd)) + [k for k in sd if k in rd and not torch.equal(sd[k], rd[k])]
+        check(not diff, tag + "/same_weights", "every tensor bit-identical to %s's%s" %
+              (os.path.basename(os.path.normpath(a.same_as)), "" if not diff else ": differ in %s" % diff[:5]))
     tj = os.path.join(a.original, "tokenizer.json")
     if os.path.exists(tj):
         same = os.path.exists(os.path.join(a.export, "tokenizer.json")) and \
