@@ -317,7 +317,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     const size_t Cy = cfg.caption_channels, X = sizeof(floatX), Fl = sizeof(float), Cs = C, Fs = F;
     const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
     DiTActs& a = g->act;
-    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, cfg.head_dim);  // with the fp32 dQ of --deterministic 0
+    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head);
     a.bytes = carve_activations({
         {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},
         {(void**)&a.qkr, L * N * 2 * Cs * X}, {(void**)&a.atty, L * N * Cs * X}, {(void**)&a.o1, L * N * Cs * X},
@@ -704,7 +704,7 @@ static void dit_backward(DiT* g) {
             linear_backward(a.dbuf3, dl.cproj_w, dl.cproj_b, a.dres, la.catty,
                             w.cproj_w + (size_t)l * C * C, N, C, C, false, rs, st);
             flash_attention_varlen_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.lse_c, la.cqn, la.ckn,
-                                            la.ckv + C, a.att_scratch, cross_s, st, a.att_scratch_bytes);
+                                            la.ckv + C, a.att_scratch, cross_s, st);
             qknorm_rope3d_backward(a.dbuf2, dl.cq_norm, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
                                    w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, rs, st);
             qknorm_rope3d_backward(a.dckv, dl.ck_norm, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
@@ -726,7 +726,7 @@ static void dit_backward(DiT* g) {
             linear_backward(a.dbuf2, dl.proj_w, dl.proj_b, a.dbuf1, la.atty,
                             w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
             flash_attention_varlen_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
-                                            la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st, a.att_scratch_bytes);
+                                            la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st);
             qknorm_rope3d_backward(a.dqkv, dl.q_norm, dl.k_norm, a.dqk, 2 * C, la.qkv,
                                    3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
                                    a.rope_cs, N, hd, a.dnw, rs, st);
@@ -1048,7 +1048,6 @@ struct TrainConfig : CkptFlags {
     float max_minutes = 0.0f;       // stop training after this long (0: no limit)
     float ema_decay = 0.0f;         // EMA of the weights (MUG-V: 0.9999); 0: none
     int seed = 1337;
-    int deterministic = 1;          // attention backward: bit-identical (split) or fp32 dQ atomics
     // synthetic batches: every sample T x H x W latent, text_len tokens
     int frames = 8, height = 32, width = 32, text_len = 300;
     float fps = 24.0f;
@@ -1177,7 +1176,6 @@ int main(int argc, char** argv) {
     ap.add_bool("--random-data", &tc.random_data, "train on random synthetic batches (benchmarks; no files read)");
     ap.add_string("--log-dir", &tc.log_dir, "where train.log, loss.svg, samples/ and eval/ go (\"\" for none)");
     ap.add_int("--seed", &tc.seed, "seed for init, noise and t");
-    ap.add_bool("--deterministic", &tc.deterministic, "attention backward: 1 bit-identical run to run (exact resume), 0 dQ by fp32 atomics (faster; llmc/flash_attention.cuh)");
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "samples per step");
     ap.add_int("--steps", &tc.steps, "optimizer steps");
@@ -1212,7 +1210,6 @@ int main(int argc, char** argv) {
     dist_add_flags(ap, &df);
     dit_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_bwd_mode = tc.deterministic ? FLASH_BWD_SPLIT : FLASH_BWD_ATOMIC;
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);

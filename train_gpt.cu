@@ -464,7 +464,6 @@ struct TrainConfig : CkptFlags {
     float temperature = 1.0f;
     float dropout = 0.1f;  // tuned for the default shakespeare run (scripts/sweep_shakespeare.sh round 3)
     int seed = 1337;
-    int deterministic = 1;          // attention backward: bit-identical (split) or fp32 dQ atomics
     int shuffle = 1;
     float max_minutes = 0;
 };
@@ -504,7 +503,6 @@ int main(int argc, char** argv) {
     ap.add_bool("--random-data", &tc.random_data, "train on random tokens (benchmarks; no files read)");
     ap.add_string("--log-dir", &tc.log_dir, "where train.log and loss.svg go (\"\" for none)");
     ap.add_int("--seed", &tc.seed, "seed for init, shuffling and sampling");
-    ap.add_bool("--deterministic", &tc.deterministic, "attention backward: 1 bit-identical run to run (exact resume), 0 dQ by fp32 atomics (faster; llmc/flash_attention.cuh)");
     ap.add_bool("--shuffle", &tc.shuffle, "shuffle training samples each epoch");
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "micro-batch B (sequences per forward)");
@@ -533,7 +531,6 @@ int main(int argc, char** argv) {
     dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_bwd_mode = tc.deterministic ? FLASH_BWD_SPLIT : FLASH_BWD_ATOMIC;
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];

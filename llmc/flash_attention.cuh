@@ -29,7 +29,8 @@
 //               1, 2, ... per query tile, ordered by integer counters; the last one
 //               writes bf16 dq). S, P, dP are computed once: 5 matrix products.
 //     or the same fused kernel with dQ added by fp32 atomics, then converted to bf16
-//        (flash_bwd_mode = FLASH_BWD_ATOMIC; the one NON-deterministic mode),
+//        (flash_bwd_mode = FLASH_BWD_ATOMIC; the one NON-deterministic mode; slower than
+//        the split form as written, see below),
 //     or (the default) the split form, no inter-CTA ordering at all:
 //     2. dK/dV: as above without dQ
 //     3. dQ:    one CTA per (query tile, group), looping over K/V tiles; dQ += dS K
@@ -229,7 +230,11 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
 //                     to bf16: FlashAttention-2's backward. NOT deterministic (the order of
 //                     the fp32 additions varies run to run). Varlen too, when the scratch
 //                     has room for the accumulator (flash_attention_varlen_scratch_bytes
-//                     with hd; otherwise it falls back to SPLIT).
+//                     with hd; otherwise it falls back to SPLIT). Measured on an H200
+//                     (2026-11-29, ./dev/cuda/attention): 8-17% SLOWER than SPLIT at every
+//                     perf.md shape (e.g. hd64 causal backward 126 vs 151 TFLOP/s): 255
+//                     registers x 256 threads leave one CTA per SM, and the dS^T round trip
+//                     through shared memory stays. Not used by the trainers.
 enum FlashBwdMode { FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2 };
 static int flash_bwd_mode = FLASH_BWD_SPLIT;
 static const char* flash_bwd_mode_name(int m) {
