@@ -599,7 +599,7 @@ int main(int argc, char** argv) {
             fail("flag --tokenizer: %s does not exist", tc.tokenizer.c_str());
         }
     }
-    // a Hugging Face model's own tokenizer.json decodes the samples (llmc/hf_tokenizer.h: decoding only)
+    // a Hugging Face model's own tokenizer.json decodes the samples (llmc/hf_tokenizer.h)
     HFTokenizer hf_tok;
     bool have_hf_tok = false;
     int start_token = have_tok ? tok.eot_token : 0;

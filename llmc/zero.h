@@ -198,7 +198,10 @@ struct DistFlags {
     int zero = 1;                   // 0: all-reduce (plain DDP); 1: optimizer state sharded; 2: gradients sharded too
     float timeout = 60.0f;          // --dist-timeout: rendezvous, communicator setup, and the watchdog of every step
     std::string rendezvous_file;    // "": TCP on MASTER_ADDR:MASTER_PORT (launches without MPI)
-    int bucket_mb = 25;             // gradient buckets of at most this many MiB of fp32
+    // gradient buckets of at most this many MiB of fp32. 200: gpt-1b on 2 H200s (2026-11-29,
+    // scripts/multi_gpu_sweep.sh) scaled 0.907-0.916 of 2x at 25, 0.938 at 100, 0.951-0.954 at
+    // 200, 0.955 at 400 (fewer NCCL calls to enqueue; a layer is still 1-2 buckets)
+    int bucket_mb = 200;
 };
 
 static inline void dist_add_flags(ArgParser& ap, DistFlags* f) {

@@ -111,5 +111,15 @@ else
     echo "SKIP bad_input/train_dit: ./train_dit is missing (make train_dit)"
 fi
 
+# build_data --hf-tokenizer (a Hugging Face tokenizer.json encodes the text)
+bd() { local BIN=./build_data; expect "$@"; }
+sed 's/<|endoftext|>/<|eos|>/g' test/data/hf_encode/gpt2.json > "$T/tok_no_eot.json"
+printf 'ok \377 bad byte\nmore text here for the split\n' > "$T/bad_utf8.txt"
+bd build_data_eot_alone   "flag --eot: only with --hf-tokenizer" --input "$T/text.txt" --out-dir "$T/bd" --eot x
+bd build_data_no_tokenizer "$T/none.json"        --input "$T/text.txt" --out-dir "$T/bd" --hf-tokenizer "$T/none.json"
+bd build_data_unknown_eot "no token '<|nope|>'"  --input "$T/text.txt" --out-dir "$T/bd" --hf-tokenizer test/data/hf_encode/gpt2.json --eot "'<|nope|>'"
+bd build_data_no_eot      "name one with --eot"  --input "$T/text.txt" --out-dir "$T/bd" --hf-tokenizer "$T/tok_no_eot.json"
+bd build_data_bad_utf8    "not valid UTF-8"      --input "$T/bad_utf8.txt" --out-dir "$T/bd" --hf-tokenizer test/data/hf_encode/gpt2.json --val-fraction 0.5
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -26,6 +26,7 @@ byte-level BPE tokenizers configured as GPT-2's, Llama 3's and Qwen2's tokenizer
 #include "test_util.h"
 #include "../llmc/hf_tokenizer.h"
 #include "../llmc/tensorfile.h"
+#include "../llmc/dataset.h"
 
 static const std::string DATA = "test/data/hf_encode";
 static const std::string TMP = "test/tmp/hf_tokenizer";
@@ -286,6 +287,37 @@ int main(int argc, char** argv) {
     }
     check_fails_one_line("hf_encode/reject_dropout", {"--encode", variant("gpt2", "\"dropout\":null", "\"dropout\":0.1", "tok_dropout.json"), "6869"},
                          "tok_dropout.json: model.dropout");
+
+    {
+        // build_data --hf-tokenizer (llmc/dataset.h): each shard holds the end-of-text id, then
+        // exactly the encoding of its split; the end-of-text token as tokenize_hf.py picks it
+        HFTokenizer& t = tok["llama3"];
+        const int eot = hf_end_of_text_id(t, "");
+        const std::string dir = TMP + "/build_data", input = "data/tinyshakespeare.txt";
+        build_text_dataset_hf(input, dir, t, eot, 0.1);
+        std::string tr, va;
+        read_train_val_split(input, 0.1, &tr, &va);
+        auto shard = [](const std::string& path) {
+            const std::string b = read_file_or_fail(path);
+            std::vector<int> ids;
+            int32_t h[SHARD_HEADER_INTS];
+            if (b.size() < sizeof h) return ids;
+            memcpy(h, b.data(), sizeof h);
+            if (h[0] != SHARD_MAGIC_U16 || b.size() != sizeof h + 2 * (size_t)h[2]) return ids;
+            for (int i = 0; i < h[2]; i++) { uint16_t v; memcpy(&v, b.data() + sizeof h + 2 * (size_t)i, 2); ids.push_back(v); }
+            return ids;
+        };
+        std::vector<int> want_tr = hf_tokenizer_encode(&t, tr, false), want_va = hf_tokenizer_encode(&t, va, false);
+        want_tr.insert(want_tr.begin(), eot);
+        want_va.insert(want_va.begin(), eot);
+        const bool same = shard(dir + "/train_000.bin") == want_tr && shard(dir + "/val_000.bin") == want_va;
+        check(same && t.pieces[eot] == "<|end_of_text|>" && file_exists(dir + "/meta.txt") && !file_exists(dir + "/tokenizer.bin"),
+              "hf_encode/build_data_shards",
+              std::to_string(want_tr.size()) + " + " + std::to_string(want_va.size()) + " ids (uint16 shards) = end-of-text " + t.pieces[eot] +
+                  " + the encoding of each split of " + input);
+        check(tok["gpt2"].pieces[hf_end_of_text_id(tok["gpt2"], "")] == "<|endoftext|>",
+              "hf_encode/end_of_text_gpt2", "<|endoftext|> when no tokenizer_config.json names one");
+    }
 
     printf("%s\n", n_failed ? "some hf_tokenizer tests FAILED" : "all hf_tokenizer tests passed");
     return n_failed ? 1 : 0;
