@@ -354,7 +354,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
         {(void**)&a.dfemb, B * Cs * X}, {(void**)&a.dths, 2 * B * Cs * X}, {(void**)&a.dth, 2 * B * Cs * X},
         {(void**)&a.dfhs, B * Cs * X}, {(void**)&a.dfh, B * Cs * X},
         {(void**)&a.dmods, 2 * B * 6 * Cs * Fl}, {(void**)&a.dcond, 2 * B * Cs * Fl},
-        {(void**)&a.dnw, N * 2 * Cs * Fl},
+        {(void**)&a.dnw, qknorm_rope3d_backward_scratch_floats(hd) * Fl},
         {(void**)&a.reduce_scratch, std::max((COLUMN_REDUCE_SPLITS + 2) * max_cols, layernorm_backward_scratch_floats(C)) * Fl},
         {(void**)&a.adaln_scratch, adaln_scratch_floats((int)B, C) * Fl},
         {(void**)&a.att_scratch, a.att_scratch_bytes},
@@ -706,9 +706,9 @@ static void dit_backward(DiT* g) {
             flash_attention_varlen_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.lse_c, la.cqn, la.ckn,
                                             la.ckv + C, a.att_scratch, cross_s, st);
             qknorm_rope3d_backward(a.dbuf2, dl.cq_norm, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
-                                   w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, rs, st);
+                                   w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, st);
             qknorm_rope3d_backward(a.dckv, dl.ck_norm, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
-                                   w.ck_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, Nt, hd, a.dnw, rs, st);
+                                   w.ck_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, Nt, hd, a.dnw, st);
             // dy sums over the blocks' kv projections
             linear_backward(a.dy, dl.ckv_w, dl.ckv_b, a.dckv, a.y,
                             w.ckv_w + (size_t)l * 2 * C * C, Nt, 2 * C, C, l != L - 1, rs, st);
@@ -729,7 +729,7 @@ static void dit_backward(DiT* g) {
                                             la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st);
             qknorm_rope3d_backward(a.dqkv, dl.q_norm, dl.k_norm, a.dqk, 2 * C, la.qkv,
                                    3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
-                                   a.rope_cs, N, hd, a.dnw, rs, st);
+                                   a.rope_cs, N, hd, a.dnw, st);
             linear_backward(a.dbuf1, dl.qkv_w, dl.qkv_b, a.dqkv, la.h1,
                             w.qkv_w + (size_t)l * 3 * C * C, N, 3 * C, C, false, rs, st);
             adaln_scale_backward(a.dbuf2, a.dbuf1, tab + 1 * C, a.mods, ms, 1 * C, true, a.tokrow, N, C, st);
@@ -1439,7 +1439,7 @@ int main(int argc, char** argv) {
     bool out_of_time = false;   // several GPUs: --max-minutes as agreed by all ranks after the last step
     install_stop_signals();
     for (;; step++) {
-        const bool timeout = dist.world > 1 ? out_of_time : tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes;
+        const bool timeout = dist.world > 1 ? out_of_time : run_out_of_time(tc.max_minutes, t_start);
         const bool last = step >= tc.steps || timeout;
         if (timeout && step < tc.steps) {
             char buf[128];
@@ -1464,7 +1464,7 @@ int main(int argc, char** argv) {
         dit_forward(&model);
         dit_backward(&model);
         // several GPUs: the loss averaged over the ranks, and a stop signal or the time limit on any rank, before the update
-        const DistAgreed agreed = dist_step_agree(&dist, dit_loss(&model), tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        const DistAgreed agreed = dist_step_agree(&dist, dit_loss(&model), run_out_of_time(tc.max_minutes, t_start));
         const float loss = (float)agreed.loss;
         out_of_time = agreed.out_of_time;
         const int decay_start = tc.steps - (int)(tc.decay_frac * tc.steps);

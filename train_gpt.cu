@@ -107,6 +107,7 @@ struct GPT : ModelParams {
     int B = 0, T = 0;         // shape of the last forward
     GPTTensors<floatX> w;
     GPTTensors<float> dw;
+    std::vector<GPTTensors<float>> dw_layers;   // layer l's gradient slices (gpt_layer_grads)
     GPTActivations act;
     float2* rope_cs = nullptr;
     EncoderBuckets buckets;
@@ -118,6 +119,21 @@ struct GPT : ModelParams {
     bool dropout_active = false;   // whether the last forward applied dropout
 };
 
+// Layer l's gradient slices: l * numel / n_layer into the stacked layout on one
+// GPU; a multi-GPU run keeps the gradients per layer (llmc/params.cuh params_grad_at).
+static GPTTensors<float> gpt_layer_grads(const GPT* g, int l) {
+    GPTTensors<float> d = g->dw;
+    auto at = [&](float* whole, const char* name) -> float* {
+        if (!whole) return nullptr;
+        const ParamTensor* p = gpt_find_param(g->layout, name);
+        return params_grad_at(g, (int)(p - g->layout.data()), l, g->cfg.n_layer);
+    };
+    d.attn_norm = at(d.attn_norm, "attn_norm"); d.wqkv = at(d.wqkv, "wqkv"); d.bqkv = at(d.bqkv, "bqkv");
+    d.q_norm = at(d.q_norm, "q_norm"); d.k_norm = at(d.k_norm, "k_norm"); d.wo = at(d.wo, "wo");
+    d.mlp_norm = at(d.mlp_norm, "mlp_norm"); d.wgateup = at(d.wgateup, "wgateup"); d.wdown = at(d.wdown, "wdown");
+    return d;
+}
+
 static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     g->cfg = cfg;
     params_alloc(g, gpt_param_layout(cfg));
@@ -125,6 +141,7 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     g->maxT = T;
     g->w = gpt_tensor_pointers(g->params, g->layout, cfg.tie_embeddings);
     g->dw = gpt_tensor_pointers(g->grads, g->grad_layout, cfg.tie_embeddings);   // several GPUs: a layer tensor's layer 0 (gpt_layer_grads)
+    for (int l = 0; l < cfg.n_layer; l++) g->dw_layers.push_back(gpt_layer_grads(g, l));
 
     // activations: one allocation, carved in order
     const size_t L = cfg.n_layer, C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, F = cfg.ffn_hidden;
@@ -284,20 +301,6 @@ static float gpt_mean_loss(GPT* g) {
 // layer in reverse, accumulating into the fp32 gradients (so that several
 // micro-batches add up). The residual-stream gradient lives in dresid.
 
-// Layer l's gradient slices: l * numel / n_layer into the stacked layout on one
-// GPU; a multi-GPU run keeps the gradients per layer (llmc/params.cuh params_grad_at).
-static GPTTensors<float> gpt_layer_grads(const GPT* g, int l) {
-    GPTTensors<float> d = g->dw;
-    auto at = [&](float* whole, const char* name) -> float* {
-        if (!whole) return nullptr;
-        const ParamTensor* p = gpt_find_param(g->layout, name);
-        return params_grad_at(g, (int)(p - g->layout.data()), l, g->cfg.n_layer);
-    };
-    d.attn_norm = at(d.attn_norm, "attn_norm"); d.wqkv = at(d.wqkv, "wqkv"); d.bqkv = at(d.bqkv, "bqkv");
-    d.q_norm = at(d.q_norm, "q_norm"); d.k_norm = at(d.k_norm, "k_norm"); d.wo = at(d.wo, "wo");
-    d.mlp_norm = at(d.mlp_norm, "mlp_norm"); d.wgateup = at(d.wgateup, "wgateup"); d.wdown = at(d.wdown, "wdown");
-    return d;
-}
 
 static void gpt_backward(GPT* g) {
     NvtxRange range("gpt_backward");
@@ -320,7 +323,7 @@ static void gpt_backward(GPT* g) {
     params_grads_ready(g, ZERO_HEAD);   // several GPUs: the head's gradients can be reduced now
     for (int l = L - 1; l >= 0; l--) {
         NvtxRange layer_range("layer backward", l);
-        const GPTTensors<float> dl = gpt_layer_grads(g, l);   // this layer's gradient slices
+        const GPTTensors<float>& dl = g->dw_layers[l];   // this layer's gradient slices
         const size_t o = (size_t)l * BT;
         floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
         floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
@@ -829,7 +832,7 @@ int main(int argc, char** argv) {
     bool out_of_time = false;   // several GPUs: --max-minutes as agreed by all ranks after the last step
     install_stop_signals();
     for (;; step++) {
-        const bool timed_out = dist.world > 1 ? out_of_time : tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes;
+        const bool timed_out = dist.world > 1 ? out_of_time : run_out_of_time(tc.max_minutes, t_start);
         const bool last = step >= tc.steps || timed_out;
         if (last && ckpt_on && saved_step != step) save_checkpoint(step);
         if (have_val && (step % tc.val_every == 0 || last)) run_validation(step);
@@ -853,7 +856,7 @@ int main(int argc, char** argv) {
             loss += gpt_mean_loss(&model) / grad_accum;
         }
         // several GPUs: the loss averaged over the ranks, and a stop signal or the time limit on any rank, before the update
-        const DistAgreed agreed = dist_step_agree(&dist, loss, tc.max_minutes > 0 && wall_seconds() - t_start > 60.0 * tc.max_minutes);
+        const DistAgreed agreed = dist_step_agree(&dist, loss, run_out_of_time(tc.max_minutes, t_start));
         loss = agreed.loss;
         out_of_time = agreed.out_of_time;
         const float lr = schedule_lr(sched, step);

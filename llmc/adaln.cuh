@@ -99,18 +99,19 @@ static void adaln_scale_backward(floatX* dx, const floatX* dout, const floatX* t
 }
 
 // ---- parameter gradients: per conditioning row sums of a and a*b
-static const int ADALN_SPLITS = 32;  // least token slices per sample (fixed: results do not depend on the GPU)
+static const int ADALN_SPLITS = 32;       // least token slices per sample (fixed: results do not depend on the GPU)
+static const int ADALN_MIN_SLICES = 256;  // least token slices of a batch
 
 // Token slices per sample for B samples: at least ADALN_SPLITS, and at least 256
 // slices in all (one sample of 13442 tokens would otherwise give 32 blocks per
 // column block, too few to keep the H200's loads in flight). B * adaln_splits(B)
 // <= max(32 B, 256), so the scratch for the capacity B covers every smaller B.
-static inline int adaln_splits(int B) { return std::max(ADALN_SPLITS, 256 / std::max(B, 1)); }
+static inline int adaln_splits(int B) { return std::max(ADALN_SPLITS, ADALN_MIN_SLICES / std::max(B, 1)); }
 
 // floats of scratch adaln_param_grad needs for B samples of width C: the slice
 // partials (4 per column per slice) and the per-row sums (2 per column per row)
 static size_t adaln_scratch_floats(int B, int C) {
-    return ((size_t)std::max(32 * B, 256) * 4 + (size_t)2 * B * 2) * C;
+    return ((size_t)std::max(ADALN_SPLITS * B, ADALN_MIN_SLICES) * 4 + (size_t)2 * B * 2) * C;
 }
 
 // Block (x: 32 groups of 8 columns, y: 8 token lanes) = one slice of one sample

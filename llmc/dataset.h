@@ -29,7 +29,6 @@ else magic 20240801 / version 7 with uint32 tokens.
 #include <vector>
 #include "utils.h"
 #include "tokenizer.h"
-#include "hf_tokenizer.h"
 
 #define SHARD_MAGIC_U16 20240520
 #define SHARD_VERSION_U16 1
@@ -130,6 +129,7 @@ static inline double dataset_bytes_per_token(const std::string& dir) {
 // Reads a text file and splits it at a byte position, moved forward to just after the
 // next newline so that no line is cut in two (nanoGPT's tinyshakespeare split is 90/10 by bytes).
 static inline void read_train_val_split(const std::string& text_path, double val_fraction, std::string* train_text, std::string* val_text) {
+    if (!(val_fraction > 0.0 && val_fraction < 1.0)) fail("build_text_dataset: val_fraction must be in (0, 1), got %g", val_fraction);
     require_regular_file(text_path);
     const std::string text = read_file_or_fail(text_path);
     const size_t n = text.size();
@@ -142,9 +142,27 @@ static inline void read_train_val_split(const std::string& text_path, double val
     *val_text = text.substr(split);
 }
 
+// Both builders' output: the splits' ids (each split starting with the end-of-text id `eot`,
+// like llm.c's document-delimited shards) in train_000.bin / val_000.bin, and meta.txt.
+// `encoded_by` names the tokenizer in the log line ("" for the trained one).
+static inline void write_text_dataset(const std::string& out_dir, const std::string& encoded_by, size_t train_bytes, size_t val_bytes,
+                                      std::vector<int> train_ids, std::vector<int> val_ids, int eot, int vocab_size, double encode_seconds) {
+    DatasetMeta m;
+    m.vocab_size = vocab_size;
+    m.train_bytes = (long long)train_bytes; m.train_tokens = (long long)train_ids.size();
+    m.val_bytes = (long long)val_bytes; m.val_tokens = (long long)val_ids.size();
+    printf("build_data: encoded%s train %lld bytes -> %lld tokens (%.3f bytes/token), val %lld bytes -> %lld tokens (%.3f bytes/token) in %.2f s\n",
+           encoded_by.empty() ? "" : (" with " + encoded_by + ":").c_str(), m.train_bytes, m.train_tokens, (double)m.train_bytes / m.train_tokens,
+           m.val_bytes, m.val_tokens, (double)m.val_bytes / m.val_tokens, encode_seconds);
+    train_ids.insert(train_ids.begin(), eot);
+    val_ids.insert(val_ids.begin(), eot);
+    write_token_shard(out_dir + "/train_000.bin", train_ids, vocab_size);
+    write_token_shard(out_dir + "/val_000.bin", val_ids, vocab_size);
+    write_dataset_meta(out_dir, m);
+}
+
 static inline void build_text_dataset(const std::string& text_path, const std::string& out_dir, int vocab_size, double val_fraction) {
     if (vocab_size < 257) fail("build_text_dataset: vocab_size must be >= 257 (256 bytes + end-of-text), got %d", vocab_size);
-    if (!(val_fraction > 0.0 && val_fraction < 1.0)) fail("build_text_dataset: val_fraction must be in (0, 1), got %g", val_fraction);
     if (out_dir.empty()) fail("build_text_dataset: empty output directory");
     double t0 = wall_seconds();
     std::string train_text, val_text;
@@ -158,83 +176,8 @@ static inline void build_text_dataset(const std::string& text_path, const std::s
     std::vector<int> train_ids = tokenizer_encode(&tok, train_text);
     std::vector<int> val_ids = tokenizer_encode(&tok, val_text);
     double t2 = wall_seconds();
-    DatasetMeta m;
-    m.vocab_size = vocab_size;
-    m.train_bytes = (long long)train_text.size(); m.train_tokens = (long long)train_ids.size();
-    m.val_bytes = (long long)val_text.size(); m.val_tokens = (long long)val_ids.size();
-    printf("build_data: encoded train %lld bytes -> %lld tokens (%.3f bytes/token), val %lld bytes -> %lld tokens (%.3f bytes/token) in %.2f s\n",
-           m.train_bytes, m.train_tokens, (double)m.train_bytes / m.train_tokens, m.val_bytes, m.val_tokens,
-           (double)m.val_bytes / m.val_tokens, t2 - t1);
-
-    // every split starts with eot, like llm.c's document-delimited shards
-    train_ids.insert(train_ids.begin(), tok.eot_token);
-    val_ids.insert(val_ids.begin(), tok.eot_token);
-    write_token_shard(out_dir + "/train_000.bin", train_ids, vocab_size);
-    write_token_shard(out_dir + "/val_000.bin", val_ids, vocab_size);
-    write_dataset_meta(out_dir, m);
+    write_text_dataset(out_dir, "", train_text.size(), val_text.size(), std::move(train_ids), std::move(val_ids), tok.eot_token, vocab_size, t2 - t1);
     tokenizer_save(&tok, out_dir + "/tokenizer.bin");
     double t3 = wall_seconds();
     printf("build_data: wrote %s/{train_000.bin,val_000.bin,meta.txt,tokenizer.bin} in %.2f s\n", out_dir.c_str(), t3 - t2);
-}
-
-// The same splits encoded with a Hugging Face tokenizer.json (llmc/hf_tokenizer.h: exact for
-// the GPT-2, Llama 3 and Qwen2 families): train_000.bin and val_000.bin (uint16 ids when the
-// vocabulary fits, else uint32), each starting with the end-of-text id `eot` like the shards
-// above, and meta.txt; no tokenizer.bin (samples decode with the tokenizer.json).
-static inline void build_text_dataset_hf(const std::string& text_path, const std::string& out_dir, const HFTokenizer& tok, int eot,
-                                         double val_fraction) {
-    if (!(val_fraction > 0.0 && val_fraction < 1.0)) fail("build_text_dataset: val_fraction must be in (0, 1), got %g", val_fraction);
-    if (out_dir.empty()) fail("build_text_dataset: empty output directory");
-    if (eot < 0 || eot >= tok.size()) fail("%s: end-of-text id %d is not in the vocabulary (%d ids)", tok.path.c_str(), eot, tok.size());
-    const double t0 = wall_seconds();
-    std::string train_text, val_text;
-    read_train_val_split(text_path, val_fraction, &train_text, &val_text);
-    std::vector<int> train_ids = hf_tokenizer_encode(&tok, train_text, false);
-    std::vector<int> val_ids = hf_tokenizer_encode(&tok, val_text, false);
-    DatasetMeta m;
-    m.vocab_size = tok.size();
-    m.train_bytes = (long long)train_text.size(); m.train_tokens = (long long)train_ids.size();
-    m.val_bytes = (long long)val_text.size(); m.val_tokens = (long long)val_ids.size();
-    printf("build_data: encoded with %s: train %lld bytes -> %lld tokens (%.3f bytes/token), val %lld bytes -> %lld tokens (%.3f bytes/token) in %.2f s\n",
-           tok.path.c_str(), m.train_bytes, m.train_tokens, (double)m.train_bytes / m.train_tokens, m.val_bytes, m.val_tokens,
-           (double)m.val_bytes / m.val_tokens, wall_seconds() - t0);
-    train_ids.insert(train_ids.begin(), eot);
-    val_ids.insert(val_ids.begin(), eot);
-    write_token_shard(out_dir + "/train_000.bin", train_ids, tok.size());
-    write_token_shard(out_dir + "/val_000.bin", val_ids, tok.size());
-    write_dataset_meta(out_dir, m);
-    printf("build_data: wrote %s/{train_000.bin,val_000.bin,meta.txt} (vocab %d, end-of-text id %d)\n", out_dir.c_str(), tok.size(), eot);
-}
-
-// The end-of-text id of a tokenizer.json, as scripts/tokenize_hf.py picks it: the eos_token of
-// the tokenizer_config.json beside it, else <|endoftext|> or <|end_of_text|>; `name` (non-empty)
-// overrides them.
-static inline int hf_end_of_text_id(const HFTokenizer& tok, const std::string& name) {
-    auto id_of = [&](const std::string& piece) {
-        for (int i = 0; i < tok.size(); i++) if (tok.has[i] && tok.pieces[i] == piece) return i;
-        return -1;
-    };
-    if (!name.empty()) {
-        const int id = id_of(name);
-        if (id < 0) fail("%s: no token '%s' (the end-of-text token asked for)", tok.path.c_str(), name.c_str());
-        return id;
-    }
-    const size_t slash = tok.path.find_last_of('/');
-    const std::string cfg = (slash == std::string::npos ? std::string() : tok.path.substr(0, slash + 1)) + "tokenizer_config.json";
-    if (file_exists(cfg)) {
-        const JsonDoc d = json_parse_file(cfg);
-        const JsonValue* e = d.value.type == JSON_OBJECT ? d.value.find("eos_token") : nullptr;
-        if (e && e->type == JSON_OBJECT) e = e->find("content");
-        if (e && e->type == JSON_STRING) {
-            const int id = id_of(e->str);
-            if (id < 0) fail("%s: eos_token '%s' is not a token of %s", cfg.c_str(), e->str.c_str(), tok.path.c_str());
-            return id;
-        }
-    }
-    for (const char* p : {"<|endoftext|>", "<|end_of_text|>"}) {   // GPT-2 / Qwen, Llama 3
-        const int id = id_of(p);
-        if (id >= 0) return id;
-    }
-    fail("%s: no end-of-text token (no tokenizer_config.json eos_token beside it, no <|endoftext|> or <|end_of_text|>): name one with --eot",
-         tok.path.c_str());
 }

@@ -175,7 +175,6 @@ struct DistComm : ParamsComm {
     cudaStream_t comm_stream = nullptr, compute = nullptr;
     double timeout = 60;
     int n_layer = 0;
-    const ZeroGradLayout* zl = nullptr;
     std::vector<std::vector<int>> stage_buckets;     // by zero_stage_index: the buckets of that stage
     std::vector<std::vector<DistCopy>> copies;       // per bucket: its segments' runs
     cudaEvent_t ev_compute = nullptr;                // compute -> comm (re-recorded for each handoff)
@@ -252,11 +251,8 @@ struct DistComm : ParamsComm {
         if (zero != 2) return;
         // the previous micro-step's reductions read these buffers: wait, then zero what this backward accumulates into
         cudaCheck(cudaStreamWaitEvent(compute, ev_reduced, 0));
-        const ZeroGradLayout& z = p->zl;
-        if (z.head_size) cudaCheck(cudaMemsetAsync(p->grads, 0, z.head_size * sizeof(float), compute));
-        cudaCheck(cudaMemsetAsync(p->grads + z.slot_begin, 0, (size_t)z.slots * z.slot_size * sizeof(float), compute));
-        const size_t tail_phys = z.slot_begin + (size_t)z.slots * z.slot_size;
-        if (z.tail_size) cudaCheck(cudaMemsetAsync(p->grads + tail_phys, 0, z.tail_size * sizeof(float), compute));
+        // head, the layer slots and tail are back to back: the whole buffer (zero_grad_layout's phys_total)
+        cudaCheck(cudaMemsetAsync(p->grads, 0, p->grad_elems * sizeof(float), compute));
     }
 
     void grads_ready(ModelParams* p, int stage) override {
@@ -480,7 +476,6 @@ static void dist_attach(Dist* d, ModelParams* p, const std::vector<ParamTensor>&
     p->comm = c;
     c->compute = compute;
     c->n_layer = n_layer;
-    c->zl = &p->zl;
     const ZeroGradLayout& z = p->zl;
     c->stage_buckets.assign(n_layer + 2, {});
     c->copies.assign(z.buckets.size(), {});

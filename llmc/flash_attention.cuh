@@ -54,8 +54,12 @@ static size_t flash_attention_scratch_bytes(const AttnShape& s) {
 // floats before the fp32 dQ accumulator in the scratch (after L and D): 16-byte aligned (float4 reads)
 static size_t flash_dq_acc_offset(size_t nrows) { return (2 * nrows + 3) & ~(size_t)3; }
 
+static void flash_check_hd(int hd) {
+    if (hd % 8 != 0 || hd < 8 || hd > 128) fail("flash attention: head dim %d must be a multiple of 8 in [8, 128]", hd);
+}
+
 static void flash_attention_check_shape(const AttnShape& s) {
-    if (s.hd % 8 != 0 || s.hd < 8 || s.hd > 128) fail("flash attention: head dim %d must be a multiple of 8 in [8, 128]", s.hd);
+    flash_check_hd(s.hd);
     if (s.nkv <= 0 || s.nh % s.nkv != 0) fail("flash attention: %d query heads not a multiple of %d kv heads", s.nh, s.nkv);
     if (s.T <= 0 || s.B <= 0) fail("flash attention: empty shape B=%d T=%d", s.B, s.T);
 }
@@ -112,7 +116,7 @@ struct VarlenAttnShape {
 };
 
 static void flash_attention_varlen_check(const VarlenAttnShape& s) {
-    if (s.hd % 8 != 0 || s.hd < 8 || s.hd > 128) fail("flash attention: head dim %d must be a multiple of 8 in [8, 128]", s.hd);
+    flash_check_hd(s.hd);
     if (s.B <= 0 || s.nh <= 0) fail("flash attention: empty varlen shape B=%d nh=%d", s.B, s.nh);
     if (s.q_stride % 8 || s.k_stride % 8 || s.v_stride % 8 || s.q_stride < s.nh * s.hd || s.k_stride < s.nh * s.hd ||
         s.v_stride < s.nh * s.hd)

@@ -357,7 +357,7 @@ static inline std::vector<float> hf_load_weights(const std::string& dir, const G
                  st_shape_str(t.shape).c_str(), hf_family_name(info.family));
         safetensors_read_expect(&st, t.name, t.shape, params.data() + t.offset);
     }
-    const int64_t C = cfg.d_model, qd = (int64_t)cfg.n_head * cfg.head_dim;
+    const int64_t C = cfg.d_model;
     // o_proj biases of attention_bias models: mega.c has none, so they must be zero
     if (info.o_bias) {
         for (int l = 0; l < cfg.n_layer; l++) {
@@ -373,7 +373,6 @@ static inline std::vector<float> hf_load_weights(const std::string& dir, const G
                          n.c_str(), (long long)k, b[k]);
         }
     }
-    (void)qd;
     // a tied model may still carry lm_head.weight: only as a copy of the embeddings
     if (cfg.tie_embeddings) {
         if (const SafeTensorInfo* ti = safetensors_find(&st, lm_head)) {
@@ -418,18 +417,6 @@ static inline JsonValue hf_json_float(float x) {
     v.type = JSON_NUMBER;
     v.str = s;
     return v;
-}
-
-// Writes text to path atomically: path.tmp, flush, fsync, rename, fsync of the directory.
-static inline void hf_write_file_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    FILE* f = fopen_or_fail(tmp, "wb");
-    fwrite_exact(text.data(), text.size(), f, tmp);
-    if (fflush(f) != 0) fail("%s: flush failed (%s)", tmp.c_str(), strerror(errno));
-    if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", tmp.c_str(), strerror(errno));
-    fclose_or_fail(f, tmp);
-    if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: cannot rename %s over it (%s)", path.c_str(), tmp.c_str(), strerror(errno));
-    st_fsync_parent_dir(path);
 }
 
 // The family of an export: qk_norm -> Qwen3, qkv_bias -> Qwen2, else Llama.
@@ -503,7 +490,7 @@ static inline int hf_export(const std::string& dir, const GPTConfig& cfg, const 
     }
     // (fails before writing on a directory holding the other form: an index, or model.safetensors)
     const std::vector<std::string> files = safetensors_write_dir(dir, w, max_shard_bytes, {{"format", "pt"}});
-    hf_write_file_atomic(hf_join(dir, "config.json"), json_serialize(hf_export_config(cfg, dtype, bos_token_id, eos_token_id)) + "\n");
+    st_write_file_atomic(hf_join(dir, "config.json"), json_serialize(hf_export_config(cfg, dtype, bos_token_id, eos_token_id)) + "\n");
     return files.size() == 1 ? 1 : (int)files.size() - 1;
 }
 
@@ -515,7 +502,7 @@ static inline void hf_copy_side_files(const std::string& src_dir, const std::str
         if (!file_exists(s)) continue;
         struct stat a, b;
         if (stat(s.c_str(), &a) == 0 && stat(d.c_str(), &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) continue;  // same file
-        hf_write_file_atomic(d, read_file_or_fail(s));
+        st_write_file_atomic(d, read_file_or_fail(s));
     }
 }
 

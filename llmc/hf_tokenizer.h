@@ -118,14 +118,28 @@ static inline void hf_byte_tables(int cp_of_byte[256], int byte_of_cp[324]) {
     }
 }
 
-// decodes one UTF-8 code point at s[i] (the JSON parser has validated the UTF-8)
-static inline uint32_t hf_utf8_next(const std::string& s, size_t* i) {
+// decodes one UTF-8 code point at s[i] (valid UTF-8: the JSON parser or encode's check validated it), advancing i
+static inline uint32_t hf_utf8_next(std::string_view s, size_t* i) {
     const unsigned char c = (unsigned char)s[*i];
     int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
     uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
     for (int k = 1; k < len && *i + k < s.size(); k++) cp = (cp << 6) | ((unsigned char)s[*i + k] & 0x3F);
     *i += len;
     return cp;
+}
+
+// The bytes a byte-level string (a vocabulary entry, a merge side) stands for, into *out;
+// -1, or the first code point outside the byte-level alphabet (then *out is partial).
+static inline int64_t hf_bytelevel_to_bytes(std::string_view s, std::string* out) {
+    struct Tables { int cp_of_byte[256], byte_of_cp[324]; };
+    static const Tables tab = [] { Tables t; hf_byte_tables(t.cp_of_byte, t.byte_of_cp); return t; }();
+    out->clear();
+    for (size_t i = 0; i < s.size();) {
+        const uint32_t cp = hf_utf8_next(s, &i);
+        if (cp >= 324 || tab.byte_of_cp[cp] < 0) return cp;
+        *out += (char)tab.byte_of_cp[cp];
+    }
+    return -1;
 }
 
 // true if the decoder (or a step of a Sequence decoder) is ByteLevel
@@ -301,16 +315,8 @@ static inline void hf_encode_config(JsonRef root, HFTokenizer* t) {
         auto it = t->vocab.end();
         if (u.is_string()) {
             // the unk token is written as a byte-level string: map it to bytes like the vocabulary
-            int cp_of_byte[256], byte_of_cp[324];
-            hf_byte_tables(cp_of_byte, byte_of_cp);
             std::string bytes;
-            bool ok = true;
-            for (size_t i = 0; i < u.as_string().size();) {
-                const uint32_t cp = hf_utf8_next(u.as_string(), &i);
-                if (cp >= 324 || byte_of_cp[cp] < 0) { ok = false; break; }
-                bytes += (char)byte_of_cp[cp];
-            }
-            if (ok) it = t->vocab.find(bytes);
+            if (hf_bytelevel_to_bytes(u.as_string(), &bytes) < 0) it = t->vocab.find(bytes);
         }
         if (it == t->vocab.end()) refuse("model.unk_token: '%s' is not in model.vocab", u.is_string() ? hf_printable(u.as_string()) : "?");
         else t->unk_id = it->second;
@@ -318,17 +324,7 @@ static inline void hf_encode_config(JsonRef root, HFTokenizer* t) {
     if (!model.has("merges") || !model["merges"].is_array()) refuse("model.merges: %s", "missing or not an array");
     else {
         JsonRef m = model["merges"];
-        int cp_of_byte[256], byte_of_cp[324];
-        hf_byte_tables(cp_of_byte, byte_of_cp);
-        auto to_bytes = [&](const std::string& tok, std::string* out) {
-            out->clear();
-            for (size_t i = 0; i < tok.size();) {
-                const uint32_t cp = hf_utf8_next(tok, &i);
-                if (cp >= 324 || byte_of_cp[cp] < 0) return false;
-                *out += (char)byte_of_cp[cp];
-            }
-            return true;
-        };
+        auto to_bytes = [&](const std::string& tok, std::string* out) { return hf_bytelevel_to_bytes(tok, out) < 0; };
         std::string a, b, l, r;
         t->merges.reserve(m.size() * 2);
         for (size_t k = 0; k < m.size(); k++) {
@@ -503,9 +499,6 @@ static inline void hf_tokenizer_load(HFTokenizer* out, const std::string& path) 
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
         if (model.has(k) && !model[k].is_null() && !model[k].as_string().empty())
             fail("%s: model.%s: '%s' is not supported (not a byte-level BPE)", p, k, model[k].as_string().c_str());
-    int cp_of_byte[256], byte_of_cp[324];
-    hf_byte_tables(cp_of_byte, byte_of_cp);
-
     HFTokenizer t;
     t.path = path;
     auto ensure = [&](int id) {
@@ -523,12 +516,9 @@ static inline void hf_tokenizer_load(HFTokenizer* out, const std::string& path) 
         ensure(id);
         if (t.has[id]) fail("%s: model.vocab: id %d is given to two tokens", p, id);
         std::string bytes;
-        for (size_t i = 0; i < tok.size();) {
-            const uint32_t cp = hf_utf8_next(tok, &i);
-            if (cp >= 324 || byte_of_cp[cp] < 0)
-                fail("%s: model.vocab: token %d has the character U+%04X, outside the byte-level alphabet (not a byte-level BPE)", p, id, cp);
-            bytes += (char)byte_of_cp[cp];
-        }
+        const int64_t bad = hf_bytelevel_to_bytes(tok, &bytes);
+        if (bad >= 0)
+            fail("%s: model.vocab: token %d has the character U+%04X, outside the byte-level alphabet (not a byte-level BPE)", p, id, (unsigned)bad);
         t.pieces[id] = bytes;
         t.has[id] = 1;
         t.vocab[bytes] = id;
@@ -559,12 +549,14 @@ static inline std::string hf_tokenizer_decode(const HFTokenizer* t, const int* i
     return s;
 }
 
-// The id of an added token with this content (e.g. "<|endoftext|>"), or -1.
-static inline int hf_tokenizer_special_id(const HFTokenizer* t, const std::string& content) {
+// The id of the token with this content, or -1 (special_only: among the added tokens marked special).
+static inline int hf_tokenizer_find(const HFTokenizer* t, const std::string& content, bool special_only) {
     for (int id = 0; id < t->size(); id++)
-        if (t->special[id] && t->pieces[id] == content) return id;
+        if ((special_only ? t->special[id] : t->has[id]) && t->pieces[id] == content) return id;
     return -1;
 }
+// The id of an added token with this content (e.g. "<|endoftext|>"), or -1.
+static inline int hf_tokenizer_special_id(const HFTokenizer* t, const std::string& content) { return hf_tokenizer_find(t, content, true); }
 
 // ---- encoding
 
@@ -757,21 +749,12 @@ static inline void hf_bpe(const HFTokenizer* t, const std::string& w, std::vecto
     t->cache.emplace(w, std::move(ids));
 }
 
-// the code point at s[i] (valid UTF-8), advancing i
-static inline uint32_t hf_utf8_at(std::string_view s, size_t* i) {
-    const unsigned char c = (unsigned char)s[*i];
-    const int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int k = 1; k < len && *i + k < s.size(); k++) cp = (cp << 6) | ((unsigned char)s[*i + k] & 0x3F);
-    *i += len;
-    return cp;
-}
 // White_Space at the start of s (its byte length), and where the White_Space at its end starts
 static inline size_t hf_ws_prefix(std::string_view s) {
     size_t i = 0;
     while (i < s.size()) {
         size_t j = i;
-        if (!(hf_class(hf_utf8_at(s, &j)) & HF_CL_WS)) break;
+        if (!(hf_class(hf_utf8_next(s, &j)) & HF_CL_WS)) break;
         i = j;
     }
     return i;
@@ -782,7 +765,7 @@ static inline size_t hf_ws_suffix_start(std::string_view s) {
         size_t b = e - 1;
         while (b > 0 && ((unsigned char)s[b] & 0xC0) == 0x80) b--;
         size_t j = b;
-        if (!(hf_class(hf_utf8_at(s, &j)) & HF_CL_WS)) break;
+        if (!(hf_class(hf_utf8_next(s, &j)) & HF_CL_WS)) break;
         e = b;
     }
     return e;

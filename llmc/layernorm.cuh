@@ -109,7 +109,7 @@ __global__ static void layernorm_backward_dx_kernel(floatX* __restrict__ dinp, c
 // H200's 132 SMs, 3 per SM up to C 768 (CH 3: ~150 registers, <= 170 fit 3
 // blocks), 2 per SM above (CH 4, 5: ~190, ~225; CH 6-8 spill a little).
 static const int LN_BWD_BLOCKS = 396;  // the most blocks (the scratch's size)
-static inline int layernorm_backward_blocks(int C) { return ceil_div(C, 256) <= 3 ? 396 : 264; }
+static inline int layernorm_backward_blocks(int C) { return ceil_div(C, 256) <= 3 ? LN_BWD_BLOCKS : 264; }
 static const int LN_BWD_MAX_CH = 8;    // C <= 2048 fused; wider rows with affine take the two-pass path
 
 template <int CH>

@@ -77,13 +77,16 @@ __global__ void qknorm_rope3d_forward_kernel(floatX* __restrict__ out, int out_s
 // loop, and each block adds its groups in order into partial[block][nw * HD]
 // (nw = 1 or 2 weights); qknorm_rope3d_dw_kernel adds the blocks in order.
 // The loop's trip count is uniform per warp (shuffles with a full mask).
+// Lanes per (token, head) of the backward for a head of nch 16-byte chunks (kernel and grid).
+__host__ __device__ constexpr int rope3d_bwd_lanes(int nch) { return nch <= 4 ? 4 : nch <= 8 ? 8 : nch <= 16 ? 16 : 32; }
+
 template <int HD>
 __global__ void __launch_bounds__(256) qknorm_rope3d_backward_vec_kernel(
     floatX* __restrict__ dinp, float* __restrict__ partial, const floatX* __restrict__ dout, int out_stride,
     const floatX* __restrict__ inp, int in_stride, const float* __restrict__ rstd, const floatX* __restrict__ w_a,
     const floatX* __restrict__ w_b, int n_a, int nheads, const float2* __restrict__ cs, int N) {
     constexpr int VS = x128::size, NCH = HD / VS;
-    constexpr int G = NCH <= 4 ? 4 : NCH <= 8 ? 8 : NCH <= 16 ? 16 : 32;
+    constexpr int G = rope3d_bwd_lanes(NCH);
     constexpr int CPL = (NCH + G - 1) / G;  // chunks per lane (2 only for fp32 at hd 144)
     constexpr int GPB = 256 / G, GPW = 32 / G;  // groups per block, per warp
     const int lane = threadIdx.x % G, grp = threadIdx.x / G;
@@ -194,15 +197,19 @@ __global__ static void qknorm_rope3d_dw_kernel(float* __restrict__ dw_a, float* 
 // 1056 = 8 x 132: two full waves on an H200 at 4 resident blocks per SM (the
 // kernel uses ~64 registers).
 static const int ROPE3D_BWD_BLOCKS = 1056;
+// floats of the dnw scratch qknorm_rope3d_backward needs: the blocks' partials
+// [blocks <= ROPE3D_BWD_BLOCKS][nw <= 2][hd]
+static inline size_t qknorm_rope3d_backward_scratch_floats(int hd) { return (size_t)2 * ROPE3D_BWD_BLOCKS * hd; }
 
-#define ROPE3D_DISPATCH(hd, KERNEL, ...)                                                        \
+// KERNEL<hd><<<GRID, BLOCK, 0, stream>>>(...) for the supported head dims
+#define ROPE3D_DISPATCH(hd, KERNEL, GRID, BLOCK, ...)                                           \
     switch (hd) {                                                                               \
-        case 24: KERNEL<24><<<ceil_div(n, 128), 128, 0, stream>>>(__VA_ARGS__); break;           \
-        case 48: KERNEL<48><<<ceil_div(n, 128), 128, 0, stream>>>(__VA_ARGS__); break;           \
-        case 72: KERNEL<72><<<ceil_div(n, 128), 128, 0, stream>>>(__VA_ARGS__); break;           \
-        case 96: KERNEL<96><<<ceil_div(n, 128), 128, 0, stream>>>(__VA_ARGS__); break;           \
-        case 120: KERNEL<120><<<ceil_div(n, 128), 128, 0, stream>>>(__VA_ARGS__); break;         \
-        case 144: KERNEL<144><<<ceil_div(n, 128), 128, 0, stream>>>(__VA_ARGS__); break;         \
+        case 24: KERNEL<24><<<GRID, BLOCK, 0, stream>>>(__VA_ARGS__); break;                     \
+        case 48: KERNEL<48><<<GRID, BLOCK, 0, stream>>>(__VA_ARGS__); break;                     \
+        case 72: KERNEL<72><<<GRID, BLOCK, 0, stream>>>(__VA_ARGS__); break;                     \
+        case 96: KERNEL<96><<<GRID, BLOCK, 0, stream>>>(__VA_ARGS__); break;                     \
+        case 120: KERNEL<120><<<GRID, BLOCK, 0, stream>>>(__VA_ARGS__); break;                   \
+        case 144: KERNEL<144><<<GRID, BLOCK, 0, stream>>>(__VA_ARGS__); break;                   \
         default: fail("qknorm_rope3d: head_dim %d not supported (a multiple of 24 up to 144)", hd); \
     }
 
@@ -220,42 +227,29 @@ static void qknorm_rope3d_forward(floatX* out, int out_stride, float* rstd, cons
     qknorm_rope3d_check(hd, in_stride, out_stride);
     if (N == 0) return;
     const size_t n = (size_t)N * nheads;
-    ROPE3D_DISPATCH(hd, qknorm_rope3d_forward_kernel, out, out_stride, rstd, inp, in_stride, w_a, w_b, n_a, nheads, cs, N, eps);
+    ROPE3D_DISPATCH(hd, qknorm_rope3d_forward_kernel, ceil_div(n, 128), 128, out, out_stride, rstd, inp, in_stride, w_a, w_b, n_a, nheads, cs, N, eps);
     cudaLaunchCheck();
 }
 
 // dinp (the heads of each row, stride in_stride) = gradient through rotation and
 // norm (written); dw_a / dw_b [hd] += the weight gradients (heads j < n_a / the
-// others; dw_b may be null when n_a == nheads). dnw: fp32 scratch of N*nheads*hd
-// floats (of which the blocks' partials use at most 2 * ROPE3D_BWD_BLOCKS * hd,
-// and never more than N*nheads*hd); reduce_scratch: unused (kept so that the
-// callers' scratch stays valid for the earlier version). Deterministic.
+// others; dw_b may be null when n_a == nheads). dnw: fp32 scratch of
+// qknorm_rope3d_backward_scratch_floats(hd) floats. Deterministic.
 static void qknorm_rope3d_backward(floatX* dinp, float* dw_a, float* dw_b, const floatX* dout, int out_stride,
                                    const floatX* inp, int in_stride, const float* rstd, const floatX* w_a,
                                    const floatX* w_b, int n_a, int nheads, const float2* cs, int N, int hd, float* dnw,
-                                   float* reduce_scratch, cudaStream_t stream) {
+                                   cudaStream_t stream) {
     NVTX_RANGE_FN();
-    (void)reduce_scratch;
     qknorm_rope3d_check(hd, in_stride, out_stride);
     if (N == 0) return;
     if (n_a < nheads && !dw_b) fail("qknorm_rope3d_backward: heads past n_a need dw_b");
     const size_t items = (size_t)N * nheads;
     const int nw = n_a < nheads ? 2 : 1;
     const int vs = x128::size, nch = hd / vs;
-    const int G = nch <= 4 ? 4 : nch <= 8 ? 8 : nch <= 16 ? 16 : 32;
-    // blocks * nw <= items (the partials fit in dnw): blocks <= items / 8 + 1 and nw <= nheads
+    const int G = rope3d_bwd_lanes(nch);
     const int blocks = (int)std::min<size_t>(ROPE3D_BWD_BLOCKS, ceil_div(items, (size_t)(256 / G)));
-    switch (hd) {
-#define ROPE3D_BWD_CASE(HD)                                                                                            \
-    case HD:                                                                                                           \
-        qknorm_rope3d_backward_vec_kernel<HD><<<blocks, 256, 0, stream>>>(dinp, dnw, dout, out_stride, inp, in_stride, \
-                                                                          rstd, w_a, w_b, n_a, nheads, cs, N);         \
-        break;
-        ROPE3D_BWD_CASE(24) ROPE3D_BWD_CASE(48) ROPE3D_BWD_CASE(72) ROPE3D_BWD_CASE(96) ROPE3D_BWD_CASE(120)
-        ROPE3D_BWD_CASE(144)
-#undef ROPE3D_BWD_CASE
-        default: fail("qknorm_rope3d: head_dim %d not supported (a multiple of 24 up to 144)", hd);
-    }
+    ROPE3D_DISPATCH(hd, qknorm_rope3d_backward_vec_kernel, blocks, 256, dinp, dnw, dout, out_stride, inp, in_stride, rstd, w_a, w_b,
+                    n_a, nheads, cs, N);
     cudaLaunchCheck();
     qknorm_rope3d_dw_kernel<<<nw * hd, 256, 0, stream>>>(dw_a, dw_b, dnw, blocks, hd, nw);
     cudaLaunchCheck();

@@ -115,7 +115,6 @@ static void ckpt_note_schedule(const CkptStateHeader& s, int steps) {
                s.st.sched_steps, steps);
 }
 
-// The line a run with --ckpt-dir prints at the start.
 // The step of the checkpoint a run starts with in its own --ckpt-dir (-1: none).
 // A run resumed from a checkpoint elsewhere (--resume-from another directory) saves
 // its final one into --ckpt-dir even when it does no step: resuming a 2-GPU run on 4
@@ -132,6 +131,12 @@ static int ckpt_saved_step_at_start(const CkptFlags& f, const std::string& resum
     return strcmp(a, b) == 0 ? start_step : -1;
 }
 
+// Whether --max-minutes (0: none) have passed since t_start (wall_seconds()).
+static inline bool run_out_of_time(float max_minutes, double t_start) {
+    return max_minutes > 0 && wall_seconds() - t_start > 60.0 * max_minutes;
+}
+
+// The line a run with --ckpt-dir prints at the start.
 static void ckpt_print_plan(const CkptFlags& f) {
     if (f.ckpt_dir.empty()) return;
     printf("checkpoints: %s | every %d steps (0: only at the end) | keep the newest %d (0: all)%s%s\n", f.ckpt_dir.c_str(), f.ckpt_every,

@@ -411,6 +411,18 @@ static inline void st_rename(const std::string& tmp, const std::string& path) {
     if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: cannot rename %s over it (%s)", path.c_str(), tmp.c_str(), strerror(errno));
 }
 
+// Writes text to path atomically: path.tmp, flush, fsync, rename, fsync of the directory.
+static inline void st_write_file_atomic(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    FILE* f = fopen_or_fail(tmp, "wb");
+    fwrite_exact(text.data(), text.size(), f, tmp);
+    if (fflush(f) != 0) fail("%s: flush failed (%s)", tmp.c_str(), strerror(errno));
+    if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", tmp.c_str(), strerror(errno));
+    fclose_or_fail(f, tmp);
+    st_rename(tmp, path);
+    st_fsync_parent_dir(path);
+}
+
 // One file (F32, F16 or BF16 from fp32 host data): PATH.tmp, fsync, rename over PATH, fsync of the directory.
 static inline void safetensors_write(const std::string& path, const std::vector<SafeTensorWrite>& tensors,
                                      const std::map<std::string, std::string>& metadata = {}) {
@@ -514,13 +526,7 @@ static inline std::vector<std::string> safetensors_write_dir(const std::string& 
         text += ++k < wm.size() ? ",\n" : "\n";
     }
     text += "  }\n}\n";
-    FILE* f = fopen_or_fail(index + ".tmp", "wb");
-    fwrite_exact(text.data(), text.size(), f, index + ".tmp");
-    if (fflush(f) != 0) fail("%s: flush failed (%s)", (index + ".tmp").c_str(), strerror(errno));
-    if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", (index + ".tmp").c_str(), strerror(errno));
-    fclose_or_fail(f, index + ".tmp");
-    st_rename(index + ".tmp", index);
-    st_fsync_parent_dir(index);
+    st_write_file_atomic(index, text);
     // shards the previous index named that the new one does not
     bool removed = false;
     for (const std::string& n : stale) {

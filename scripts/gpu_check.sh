@@ -37,7 +37,7 @@ part_bench() {
     done
     echo "$nfail" > "$OUT/bench_kernels.nfail"
     # the attention peer on the same GPU, right after ./dev/cuda/attention (issue 4's side-by-side table)
-    if [ -f .peer/torch_attn.py ] || cp -r ../shared/bench .peer 2>/dev/null; then
+    if [ -f .peer/torch_attn.py ]; then
         timeout 300 python3 .peer/torch_attn.py > "$OUT/torch_attn.log" 2>&1
     fi
     # the attention kernels under compute-sanitizer (small shapes): races and out-of-bounds accesses
@@ -54,12 +54,13 @@ part_bench() {
     fi
 }
 part_peers() {
-    [ -d .peer ] || cp -r ../shared/bench .peer 2>/dev/null || echo "PEERS: no .peer/ and no ../shared/bench to copy"
     OUT="$OUT" bash scripts/bench_gpt.sh > "$OUT/bench_gpt.out" 2>&1
     OUT="$OUT" bash scripts/bench_dit.sh > "$OUT/bench_dit.out" 2>&1
 }
 part_hf() { FP32=0 OUT="$OUT" bash scripts/check_hf.sh > "$OUT/check_hf.out" 2>&1; }
 
+# the PyTorch peers (../shared/bench) as .peer/, once, before the parts that read it run at the same time
+[ -d .peer ] || cp -r ../shared/bench .peer 2>/dev/null || echo "no .peer/ and no ../shared/bench to copy: no peer timings"
 parts=(tests)
 [ "${BENCH:-1}" = 1 ] && parts+=(bench)
 [ "${HF:-0}" = 1 ] && parts+=(hf)

@@ -67,17 +67,25 @@ mpi() {
     timeout 600 mpirun --allow-run-as-root -np "$np" --bind-to none -x NCCL_NVLS_ENABLE -x MASTER_ADDR=127.0.0.1 -x MASTER_PORT="$(port)" \
         "$bin" "$@" > "$OUT/$name.log" 2>&1
 }
+# start_ranks NP PORT NAME CMD...: ranks 1..NP-1 of an environment-variable launch of CMD in the
+# background (output in $OUT/NAME.rankR.log), their pids in RANK_PIDS; the `&` is on CMD itself,
+# so a pid is the process (a signal to it reaches CMD). The caller starts rank 0.
+start_ranks() {
+    local np=$1 p=$2 name=$3 r; shift 3
+    RANK_PIDS=()
+    for r in $(seq 1 $((np - 1))); do
+        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p "$@" > "$OUT/$name.rank$r.log" 2>&1 &
+        RANK_PIDS+=($!)
+    done
+}
 # envrun NP NAME BIN ARGS...: NP processes with WORLD_SIZE/RANK/LOCAL_RANK/MASTER_ADDR/MASTER_PORT;
 # rank 0's output in $OUT/NAME.log, rank r's in $OUT/NAME.rankR.log
 envrun() {
     local np=$1 name=$2 bin=$3; shift 3
-    local p r rc=0 pids=(); p=$(port)
-    for r in $(seq 1 $((np - 1))); do
-        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p timeout 600 "$bin" "$@" > "$OUT/$name.rank$r.log" 2>&1 &
-        pids+=($!)
-    done
+    local p r rc=0; p=$(port)
+    start_ranks "$np" "$p" "$name" timeout 600 "$bin" "$@"
     WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p timeout 600 "$bin" "$@" > "$OUT/$name.log" 2>&1 || rc=1
-    for r in "${pids[@]}"; do wait "$r" || rc=1; done
+    for r in "${RANK_PIDS[@]}"; do wait "$r" || rc=1; done
     return $rc
 }
 dp() { if [ $mpi_ok = 1 ]; then mpi "$@"; else envrun "$@"; fi; }
@@ -146,11 +154,8 @@ kill_test() {
     rm -rf "$d"
     local p r; p=$(port)
     local args=(--preset shakespeare --batch-size 8 --seq-len 256 --steps 100000 --warmup 2 --dropout 0 --val-every 0 --sample-every -1 --dist-timeout 15)
-    local pids=()
-    for r in $(seq 1 $((np - 1))); do
-        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "" > "$OUT/$name.rank$r.log" 2>&1 &
-        pids+=($!)
-    done
+    start_ranks "$np" "$p" "$name" ./train_gpt "${args[@]}" --log-dir ""
+    local pids=("${RANK_PIDS[@]}")
     WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "$d" > "$OUT/$name.log" 2>&1 &
     local pid0=$! victim=${pids[0]} i
     for i in $(seq 1 180); do
@@ -255,11 +260,9 @@ scaling dit1b ./train_dit "${D1B[@]}"
 # then stop them: the init of 1.5B weights on the CPU is what takes time
 mem_only() {
     local z=$1 name="gpt1b_mem_z$1" np=$NMAX
-    local p r pids=() i; p=$(port)
-    for r in $(seq 1 $((np - 1))); do
-        WORLD_SIZE=$np RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${G1B[@]}" --zero "$z" > "$OUT/$name.rank$r.log" 2>&1 &
-        pids+=($!)
-    done
+    local p i; p=$(port)
+    start_ranks "$np" "$p" "$name" ./train_gpt "${G1B[@]}" --zero "$z"
+    local pids=("${RANK_PIDS[@]}")
     WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${G1B[@]}" --zero "$z" > "$OUT/$name.log" 2>&1 &
     local pid0=$!
     for i in $(seq 1 240); do

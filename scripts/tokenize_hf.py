@@ -40,14 +40,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_megatron_fixture import write_indexed_dataset  # noqa: E402
+from script_util import fail  # noqa: E402  (one "error: ..." line, exit 1)
 
 SHARD_MAGIC_U16, SHARD_VERSION_U16 = 20240520, 1
 SHARD_MAGIC_U32, SHARD_VERSION_U32 = 20240801, 7
-
-
-def die(msg):
-    sys.stderr.write("error: " + msg + "\n")
-    sys.exit(1)
 
 
 class HFTok:
@@ -68,7 +64,7 @@ class HFTok:
             try:
                 t = AutoTokenizer.from_pretrained(name)
             except Exception as e:  # noqa: BLE001
-                die("%s: cannot load the tokenizer (%s)" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                fail("%s: cannot load the tokenizer (%s)" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
             self.encode = lambda s: t.encode(s, add_special_tokens=False)
             self.vocab_size = len(t)
             self.eos = t.eos_token_id
@@ -77,13 +73,13 @@ class HFTok:
             try:
                 from tokenizers import Tokenizer
             except ImportError:
-                die("%s: neither transformers nor tokenizers is installed (pip install tokenizers)" % name)
+                fail("%s: neither transformers nor tokenizers is installed (pip install tokenizers)" % name)
             if not os.path.isfile(path):
-                die("%s: no tokenizer.json there (a hub name needs transformers)" % path)
+                fail("%s: no tokenizer.json there (a hub name needs transformers)" % path)
             try:
                 t = Tokenizer.from_file(path)
             except Exception as e:  # noqa: BLE001
-                die("%s: cannot load the tokenizer (%s)" % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                fail("%s: cannot load the tokenizer (%s)" % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
             self.encode = lambda s: t.encode(s, add_special_tokens=False).ids
             self.vocab_size = t.get_vocab_size(with_added_tokens=True)
             self.eos = None
@@ -104,7 +100,7 @@ def read_documents(inputs, field):
     docs = []
     for path in inputs:
         if not os.path.isfile(path):
-            die("%s: no such file" % path)
+            fail("%s: no such file" % path)
         try:
             if path.endswith(".jsonl"):
                 with open(path, encoding="utf-8") as f:
@@ -114,19 +110,19 @@ def read_documents(inputs, field):
                         try:
                             obj = json.loads(line)
                         except json.JSONDecodeError as e:
-                            die("%s: line %d: invalid JSON (%s)" % (path, n, e.msg))
+                            fail("%s: line %d: invalid JSON (%s)" % (path, n, e.msg))
                         if not isinstance(obj, dict) or field not in obj:
-                            die("%s: line %d: no field '%s' (set --field)" % (path, n, field))
+                            fail("%s: line %d: no field '%s' (set --field)" % (path, n, field))
                         if not isinstance(obj[field], str):
-                            die("%s: line %d: field '%s' is not a string" % (path, n, field))
+                            fail("%s: line %d: field '%s' is not a string" % (path, n, field))
                         docs.append(obj[field])
             else:
                 with open(path, encoding="utf-8") as f:
                     docs.append(f.read())
         except UnicodeDecodeError as e:
-            die("%s: not UTF-8 text (byte %d)" % (path, e.start))
+            fail("%s: not UTF-8 text (byte %d)" % (path, e.start))
     if not docs:
-        die("%s: no documents" % ", ".join(inputs))
+        fail("%s: no documents" % ", ".join(inputs))
     return docs
 
 
@@ -157,16 +153,16 @@ def main():
     ap.add_argument("--shard-tokens", type=int, default=100_000_000, help="llmc: tokens per shard at most (default 1e8)")
     args = ap.parse_args()
     if not 0.0 <= args.val_fraction < 1.0:
-        die("--val-fraction: must be in [0, 1), got %g" % args.val_fraction)
+        fail("--val-fraction: must be in [0, 1), got %g" % args.val_fraction)
     if args.shard_tokens < 1:
-        die("--shard-tokens: must be >= 1")
+        fail("--shard-tokens: must be >= 1")
 
     tok = HFTok(args.tokenizer)
     eod = args.eod_id if args.eod_id is not None else tok.eos
     if eod is None:
-        die("%s: the tokenizer has no EOS token: give --eod-id" % args.tokenizer)
+        fail("%s: the tokenizer has no EOS token: give --eod-id" % args.tokenizer)
     if not 0 <= eod < tok.vocab_size:
-        die("--eod-id: %d is outside the tokenizer's %d ids" % (eod, tok.vocab_size))
+        fail("--eod-id: %d is outside the tokenizer's %d ids" % (eod, tok.vocab_size))
     texts = read_documents(args.input, args.field)
     docs = [list(tok.encode(t)) for t in texts]
     nbytes = [len(t.encode("utf-8")) for t in texts]
@@ -181,7 +177,7 @@ def main():
         d = docs[0]
         cut = len(d) - max(1, round(args.val_fraction * len(d)))
         if cut < 1:
-            die("%s: too few tokens (%d) to split off a validation part" % (args.input[0], len(d)))
+            fail("%s: too few tokens (%d) to split off a validation part" % (args.input[0], len(d)))
         train, val = [d[:cut]], [d[cut:]]
         # bytes of each part, by decoding is not possible without the tokenizer's decode: share by tokens
         train_bytes = round(nbytes[0] * cut / len(d))
@@ -192,7 +188,7 @@ def main():
         for d in part:
             for x in d:
                 if not 0 <= x < tok.vocab_size:
-                    die("%s: the tokenizer produced id %d outside its %d ids" % (args.tokenizer, x, tok.vocab_size))
+                    fail("%s: the tokenizer produced id %d outside its %d ids" % (args.tokenizer, x, tok.vocab_size))
     train = [d + [eod] for d in train]
     val = [d + [eod] for d in val]
     os.makedirs(args.out, exist_ok=True)

@@ -216,14 +216,7 @@ else
 fi
 
 # ---- bad inputs: exit 1, one line
-expect() {  # expect NAME "PATTERN in the message" ARGS...
-    local name=$1 pattern=$2; shift 2
-    "$PY" $CONV "$@" > "$T/$name.out" 2> "$T/$name.err"
-    local rc=$?
-    local lines; lines=$(grep -c . "$T/$name.err")
-    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$T/$name.err"; then ok "bad_$name: $(cut -c1-200 "$T/$name.err")"
-    else ko "bad_$name: exit $rc, $lines stderr lines, expected '$pattern': $(head -3 "$T/$name.err")"; fi
-}
+expect() { local name=$1 pattern=$2; shift 2; expect_one_line "bad_$name" "$pattern" "$PY" $CONV "$@"; }   # NAME PATTERN ARGS...
 expect missing_tensor "missing tensor blocks.1.cross_attn.k_norm.weight \[72\]" to-mega "$T/missing.pt" "$T/bad/model.bin"
 expect wrong_shape "tensor blocks.0.mlp.fc2.bias has shape \[145\], expected \[144\]" to-mega "$T/shape.pt" "$T/bad/model.bin"
 expect extra_tensor "unexpected tensor blocks.0.attn.rope_freqs" to-mega "$T/extra.pt" "$T/bad/model.bin"

@@ -26,7 +26,7 @@ byte-level BPE tokenizers configured as GPT-2's, Llama 3's and Qwen2's tokenizer
 #include "test_util.h"
 #include "../llmc/hf_tokenizer.h"
 #include "../llmc/tensorfile.h"
-#include "../llmc/dataset.h"
+#include "../llmc/dataset_hf.h"
 
 static const std::string DATA = "test/data/hf_encode";
 static const std::string TMP = "test/tmp/hf_tokenizer";
@@ -289,7 +289,7 @@ int main(int argc, char** argv) {
                          "tok_dropout.json: model.dropout");
 
     {
-        // build_data --hf-tokenizer (llmc/dataset.h): each shard holds the end-of-text id, then
+        // build_data --hf-tokenizer (llmc/dataset_hf.h): each shard holds the end-of-text id, then
         // exactly the encoding of its split; the end-of-text token as tokenize_hf.py picks it
         HFTokenizer& t = tok["llama3"];
         const int eot = hf_end_of_text_id(t, "");

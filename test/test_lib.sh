@@ -61,3 +61,13 @@ straight_log_verdict() {
         bad straight_log "train.log differs: $(diff <(logbody "$2") <(logbody "$3") | head -4 | tr '\n' ' ')"
     fi
 }
+
+# expect_one_line NAME PATTERN CMD...: bad input must make CMD exit 1 with exactly one stderr line
+# containing PATTERN (ok/ko NAME with that line; outputs in $T/NAME.out and $T/NAME.err)
+expect_one_line() {
+    local name=$1 pattern=$2; shift 2
+    "$@" > "$T/$name.out" 2> "$T/$name.err"
+    local rc=$? lines; lines=$(grep -c . "$T/$name.err")
+    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$T/$name.err"; then ok "$name" "$(cut -c1-200 "$T/$name.err")"
+    else ko "$name" "exit $rc, $lines stderr lines, expected '$pattern': $(head -3 "$T/$name.err")"; fi
+}

@@ -117,14 +117,7 @@ rc=$?
     || ko "loader_max_text_len: exit $rc: $(cat "$T/maxlen.err")"
 
 # ---- bad inputs: exit 1, one line
-expect() {  # expect NAME "PATTERN in the message" ARGS...
-    local name=$1 pattern=$2; shift 2
-    "$PY" scripts/prepare_mugv.py "$@" > "$T/$name.out" 2> "$T/$name.err"
-    local rc=$?
-    local lines; lines=$(grep -c . "$T/$name.err")
-    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$T/$name.err"; then ok "bad_$name: $(cat "$T/$name.err")"
-    else ko "bad_$name: exit $rc, $lines stderr lines, expected '$pattern': $(head -3 "$T/$name.err")"; fi
-}
+expect() { local name=$1 pattern=$2; shift 2; expect_one_line "bad_$name" "$pattern" "$PY" scripts/prepare_mugv.py "$@"; }   # NAME PATTERN ARGS...
 csv="$T/mugv/train.csv"
 expect no_stats_for_real "give the VAE's per-channel" --csv "$csv" --out-dir "$T/bad"
 expect stats_wrong_channels "24" --csv "$csv" --out-dir "$T/bad" --vae-mean 0,0 --vae-std 1,1

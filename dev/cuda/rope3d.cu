@@ -98,7 +98,7 @@ static void qknorm_rope3d_backward_v1(floatX* dinp, float* dw_a, float* dw_b, co
     qknorm_rope3d_check(hd, in_stride, out_stride);
     if (N == 0) return;
     const size_t n = (size_t)N * nheads;
-    ROPE3D_DISPATCH(hd, qknorm_rope3d_backward_kernel_v1, dinp, dnw, dout, out_stride, inp, in_stride, rstd, w_a, w_b, n_a,
+    ROPE3D_DISPATCH(hd, qknorm_rope3d_backward_kernel_v1, ceil_div(n, 128), 128, dinp, dnw, dout, out_stride, inp, in_stride, rstd, w_a, w_b, n_a,
                     nheads, cs, N);
     cudaLaunchCheck();
     // column sums of dnw viewed as [N, nheads*hd], then the heads folded per weight (fixed order)
@@ -114,7 +114,14 @@ static void qknorm_rope3d_backward_v1(floatX* dinp, float* dw_a, float* dw_b, co
 // version 1: qknorm_rope3d_backward_v1 above; version 2: qknorm_rope3d_backward of llmc/rope3d.cuh (the trainer's)
 typedef void (*Rope3dBwdFn)(floatX*, float*, float*, const floatX*, int, const floatX*, int, const float*, const floatX*,
                             const floatX*, int, int, const float2*, int, int, float*, float*, cudaStream_t);
-static const Rope3dBwdFn BWD_VERSIONS[2] = {qknorm_rope3d_backward_v1, qknorm_rope3d_backward};
+// version 2 takes no reduce scratch (its weight-gradient partials live in dnw)
+static void qknorm_rope3d_backward_v2(floatX* dinp, float* dw_a, float* dw_b, const floatX* dout, int out_stride,
+                                      const floatX* inp, int in_stride, const float* rstd, const floatX* w_a,
+                                      const floatX* w_b, int n_a, int nheads, const float2* cs, int N, int hd, float* dnw,
+                                      float*, cudaStream_t stream) {
+    qknorm_rope3d_backward(dinp, dw_a, dw_b, dout, out_stride, inp, in_stride, rstd, w_a, w_b, n_a, nheads, cs, N, hd, dnw, stream);
+}
+static const Rope3dBwdFn BWD_VERSIONS[2] = {qknorm_rope3d_backward_v1, qknorm_rope3d_backward_v2};
 
 struct LatentShape {
     int T, H, W;
@@ -254,7 +261,7 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
             if (two) upload(dw_b, dwb0.data(), hd);
             poison(dnw, nr * hd);
             qknorm_rope3d_backward(dinp, dw_a, dw_b, dout, v.out_stride, inp, v.in_stride, rstd, w_a, w_b, v.n_a, nheads, cs, N,
-                                   hd, dnw, red, 0);
+                                   hd, dnw, 0);
             cudaCheck(cudaDeviceSynchronize());
             const bool same = download(dinp, nin) == dx1 && download(dw_a, hd) == dwa1 && (!two || download(dw_b, hd) == dwb1);
             g_checks++;

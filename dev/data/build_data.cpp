@@ -20,7 +20,7 @@ or <|end_of_text|>, or --eot), so data for fine-tuning a Hugging Face model need
 #include <string>
 #include "../../llmc/utils.h"
 #include "../../llmc/args.h"
-#include "../../llmc/dataset.h"
+#include "../../llmc/dataset_hf.h"
 
 int main(int argc, char** argv) {
     std::string input, out_dir;
