@@ -1,13 +1,17 @@
 # mega.c build. `make` builds the trainers, tests and kernel benchmarks for
-# sm_90 (H100/H200); `make test` builds and runs the tests (GPU tests only
-# where a GPU is present). Override GPU_ARCH=80 etc. for other GPUs.
+# sm_90a (H100/H200: the Hopper-only instructions, wgmma, of the attention kernels);
+# `make test` builds and runs the tests (GPU tests only where a GPU is present).
+# Override GPU_ARCH=90 (no wgmma), 80 etc. for other GPUs: the portable mma.sync path.
 CXX        ?= g++
 NVCC       ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
-GPU_ARCH   ?= 90
+GPU_ARCH   ?= 90a
 PRECISION  ?= BF16
 CXXFLAGS   ?= -O2 -std=c++17 -Wall -Wno-unused-function -Wno-unused-result
 NVCC_ARCH  := -gencode=arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH)
 NVCC_FLAGS ?= -O3 -std=c++17 $(NVCC_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-function,-Wno-unused-result
+ifeq ($(GPU_ARCH),90a)
+  NVCC_FLAGS += -DMEGA_SM90A
+endif
 NVCC_LIBS  := -lcublasLt -lcublas
 CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 

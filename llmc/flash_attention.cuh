@@ -39,6 +39,7 @@
 // API, for the tight fp32 tests; not fast.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include "cuda_common.h"
 #include "attention.cuh"  // AttnShape
 
@@ -1434,8 +1435,43 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
     }
 }
 
+#include "flash_attention_sm90.cuh"
 }  // namespace flash
 
+// The Hopper kernels (llmc/flash_attention_sm90.cuh) can run where the binary has sm_90a
+// code (make GPU_ARCH=90a, the default) and the GPU is compute capability 9.0. They run
+// where they were measured faster than the mma.sync kernels (H200, ./dev/cuda/attention,
+// 2026-11-29): the forward at padded head dim 80 (hd 72, the DiT: 263 vs 257 TFLOP/s at
+// L13442, varlen dit-s 217 vs 192), the backward at 80 and 128 (hd72: 202 vs 175; hd128
+// causal: 194 vs 179). At hd 64 (causal) and the hd 128 forward the mma.sync kernels are
+// faster as the sm90 ones are written (no softmax/MMA overlap inside a warpgroup yet), and
+// the other head dims were not measured: mma.sync there.
+// flash_sm90: 1 = that choice (default), 0 = mma.sync everywhere, 2 = sm90 everywhere it
+// can run (dev/cuda/attention.cu checks and times 0 and 2 side by side). The environment
+// variable MEGA_FLASH_SM90 (0, 1 or 2) sets it in any program (e.g. a trainer's speed with
+// either family, scripts/bench_attention_families.sh).
+static int flash_sm90 = 1;
+static bool flash_sm90_active() {
+#if defined(MEGA_SM90A)
+    static int cc = -1;
+    if (cc < 0) {
+        const char* env = getenv("MEGA_FLASH_SM90");
+        if (env) {
+            if (strcmp(env, "0") && strcmp(env, "1") && strcmp(env, "2"))
+                fail("MEGA_FLASH_SM90=%s: expected 0 (mma.sync attention kernels), 1 (default) or 2 (sm90 kernels)", env);
+            flash_sm90 = atoi(env);
+        }
+        int dev = 0, major = 0, minor = 0;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+        cc = major * 10 + minor;
+    }
+    return flash_sm90 != 0 && cc == 90;
+#else
+    return false;
+#endif
+}
 
 // Tile sizes per padded head dim, from timings on an H200 (dev/cuda/attention.cu, FLASH_TUNE=1).
 template <int HD>
@@ -1450,6 +1486,25 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
         if (flash_config.fwd == 5) { flash::fwd_launch<HD, 128, 32, 2, HD <= 80>(out, lse, q, k, v, p, st); return; }
     }
 #endif
+    if (flash_sm90_active()) {
+        constexpr bool SM90_DEFAULT = HD == 80;
+#if defined(FLASH_TUNE)
+        if constexpr (FLASH_TUNED(HD)) {
+            switch (flash_config.fwd) {
+                case 11: flash::fwd_sm90_launch<HD, 1, 64>(out, lse, q, k, v, p, st); return;
+                case 12: flash::fwd_sm90_launch<HD, 2, 128>(out, lse, q, k, v, p, st); return;
+                case 13: flash::fwd_sm90_launch<HD, 1, 128>(out, lse, q, k, v, p, st); return;
+                case 14: flash::fwd_sm90_launch<HD, 2, 64, true>(out, lse, q, k, v, p, st); return;
+                case 15: flash::fwd_sm90_launch<HD, 1, 64, true>(out, lse, q, k, v, p, st); return;
+                default: break;
+            }
+        }
+#endif
+        if (SM90_DEFAULT || flash_sm90 == 2) {
+            flash::fwd_sm90_launch<HD, 2, 64>(out, lse, q, k, v, p, st);
+            return;
+        }
+    }
     // two m16 tiles per warp; Q fragments in registers up to hd 64, K/V tiles of 32 keys for the large head dims
     if constexpr (HD <= 80) flash::fwd_launch<HD, 128, 64, 2, HD <= 64>(out, lse, q, k, v, p, st);
     else flash::fwd_launch<HD, 128, 32, 2, false>(out, lse, q, k, v, p, st);
@@ -1488,6 +1543,40 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
         }
 #endif
         flash::fused_launch<HD, 128, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+        return;
+    }
+    constexpr bool SM90_BWD_DEFAULT = HD == 80 || HD == 128;
+    if (flash_sm90_active() && (SM90_BWD_DEFAULT || flash_sm90 == 2)) {
+        bool done = false;
+#if defined(FLASH_TUNE)
+        if constexpr (FLASH_TUNED(HD)) {
+            done = true;
+            switch (flash_config.dkdv) {
+                case 11: flash::dkdv_sm90_launch<HD, 1, 64>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 12: flash::dkdv_sm90_launch<HD, 2, 32>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 13: flash::dkdv_sm90_launch<HD, 1, 128>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 14: flash::dkdv_sm90_launch<HD, 2, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 15: flash::dkdv_sm90_launch<HD, 1, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                default: done = false;
+            }
+        }
+#endif
+        if (!done) flash::dkdv_sm90_launch<HD, 2, 64>(dk, dv, q, k, v, dout, L, D, p, st);
+        done = false;
+#if defined(FLASH_TUNE)
+        if constexpr (FLASH_TUNED(HD)) {
+            done = true;
+            switch (flash_config.dq) {
+                case 11: flash::dq_sm90_launch<HD, 1, 64>(dq, q, k, v, dout, L, D, p, st); break;
+                case 12: flash::dq_sm90_launch<HD, 2, 128>(dq, q, k, v, dout, L, D, p, st); break;
+                case 13: flash::dq_sm90_launch<HD, 1, 128>(dq, q, k, v, dout, L, D, p, st); break;
+                case 14: flash::dq_sm90_launch<HD, 2, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
+                case 15: flash::dq_sm90_launch<HD, 1, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
+                default: done = false;
+            }
+        }
+#endif
+        if (!done) flash::dq_sm90_launch<HD, 2, 64>(dq, q, k, v, dout, L, D, p, st);
         return;
     }
     bool done = false;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: builds everything for sm_90, runs the whole test suite (GPU
+# The GPU check: builds everything for sm_90a, runs the whole test suite (GPU
 # half included) and the kernel benchmarks, writing logs to $OUT (or log/gpu_check).
 # Usage (on a GPU machine): bash scripts/gpu_check.sh
 # Optional parts (environment variables, each 0 by default unless noted):

@@ -54,7 +54,8 @@ run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
 
 # ---- GPU half
 if [ $has_gpu -eq 1 ]; then
-    make -s test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 train_dit || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
+    make -s test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 train_dit dev/cuda/wgmma || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
+    run "wgmma operand layouts of the sm90 attention kernels" ./dev/cuda/wgmma
     run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
     run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
     run "dit GPU bf16 vs PyTorch" ./test/test_dit
@@ -63,7 +64,8 @@ if [ $has_gpu -eq 1 ]; then
     run "train_gpt resume" bash test/test_resume.sh
     run "train_dit resume" bash test/test_resume_dit.sh
 else
-    for t in "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
+    for t in "wgmma (dev/cuda/wgmma: the wgmma operand layouts of the sm90 attention kernels)" \
+             "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
              "gpt_gpu_fp32 (test/test_gpt_fp32: GPU fp32 vs PyTorch reference)" \
              "dit_gpu_bf16 (test/test_dit: GPU bf16 vs PyTorch reference)" \
              "dit_gpu_fp32 (test/test_dit_fp32: GPU fp32 vs PyTorch reference)" \

@@ -5,7 +5,10 @@ Check and benchmark of the two attention implementations (same math, same layout
   2. llmc/flash_attention.cuh (fused FlashAttention-2-style tensor-core kernels,
      online softmax, saves only the logsumexp; three backward modes (flash_bwd_mode),
      all checked and timed side by side: split (the default, deterministic), ordered
-     (fused, deterministic) and atomic (fused, dQ by fp32 atomics, NOT deterministic))
+     (fused, deterministic) and atomic (fused, dQ by fp32 atomics, NOT deterministic)),
+     in two kernel families where the build and GPU allow: the Hopper wgmma kernels
+     (llmc/flash_attention_sm90.cuh, "[sm90]", split backward) and the mma.sync ones
+     ("[mma.sync]"); the default ("[default]") picks per head dim the faster of the two
   forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
             causal mask (key c <= query t) or full, P = softmax(S),
             y = P v, out [B, T, nh*hd] (heads concatenated); flash also lse [B, nh, T]
@@ -25,7 +28,8 @@ key rows: dk, dv over all their query rows, with the GPU's lse and out for the
 softmax statistics), then timed. TFLOP/s count like ../shared/bench/torch_attn.py:
 forward 4*B*nh*T*T*hd (causal: half), backward 2.5x that.
 With the environment variable FLASH_TUNE=1 the flash tile variants
-(llmc/flash_attention.cuh, FlashConfig) are validated and timed too; with
+(llmc/flash_attention.cuh, FlashConfig) are validated and timed too (FLASH_TUNE=2: only
+the sm90 kernels' variants); with
 ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer).
 
   make dev/cuda/attention && ./dev/cuda/attention
@@ -35,6 +39,23 @@ ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer).
 #include <cstring>
 #include "../../llmc/attention.cuh"
 #include "../../llmc/flash_attention.cuh"
+
+static bool g_tune_mma = false;  // FLASH_TUNE=1: the mma.sync tile variants too (FLASH_TUNE=2: the sm90 ones only)
+
+// Whether the Hopper (wgmma) kernels run here (sm_90a build, compute capability 9.0), and
+// the tag that names the kernel family of a check or timing row where both exist.
+// (flash_sm90: 2 = the sm90 kernels everywhere, 0 = mma.sync everywhere, 1 = the default mix)
+static bool sm90_available() {
+    const int saved = flash_sm90;
+    flash_sm90 = 1;
+    const bool on = flash_sm90_active();
+    flash_sm90 = saved;
+    return on;
+}
+static std::string path_tag() {
+    if (!sm90_available()) return "";
+    return flash_sm90 == 2 ? " [sm90]" : flash_sm90 == 0 ? " [mma.sync]" : " [default]";
+}
 
 struct AttnBuffers {
     floatX *q, *k, *v, *out, *att, *yp, *dout, *dq, *dk, *dv, *dyp, *dp;
@@ -226,20 +247,27 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         check("attention_backward", "dv", shape, download(b.dv, b.nkv), dv, TOL_GRAD);
     }
 
-    // every backward mode (split = default, ordered, atomic); with tuning, every tile variant
-    struct Cfg { int mode; FlashConfig c; };
+    // the Hopper kernels (where this build and GPU have them: the default there), then every
+    // mma.sync backward mode (split, ordered, atomic); with tuning, every tile variant
+    struct Cfg { int mode; FlashConfig c; int sm90; };
     const int modes[] = {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC};
     std::vector<Cfg> cfgs;
-    for (int m : modes) cfgs.push_back({m, {0, 0, 0}});
-    if (nvariants > 1) {
+    if (sm90_available()) {
+        cfgs.push_back({FLASH_BWD_SPLIT, {0, 0, 0}, 2});
+        if (nvariants > 1)
+            for (int v = 11; v < 16; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
+    }
+    for (int m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
+    if (nvariants > 1 && g_tune_mma) {
         for (int v = 1; v < 4; v++)
-            for (int m : modes) cfgs.push_back({m, {v, v, v}});
-        for (int v = 4; v < 6; v++) { cfgs.push_back({FLASH_BWD_SPLIT, {v, 0, v}}); }
+            for (int m : modes) cfgs.push_back({m, {v, v, v}, 0});
+        for (int v = 4; v < 6; v++) { cfgs.push_back({FLASH_BWD_SPLIT, {v, 0, v}, 0}); }
     }
     for (const Cfg& c : cfgs) {
         flash_bwd_mode = c.mode;
         flash_config = c.c;
-        std::string sh = shape + (c.mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(c.mode)) : "");
+        flash_sm90 = c.sm90;
+        std::string sh = shape + path_tag() + (c.mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(c.mode)) : "");
         if (c.c.fwd || c.c.dkdv || c.c.dq) sh += strf(" [cfg fwd=%d dkdv=%d dq=%d]", c.c.fwd, c.c.dkdv, c.c.dq);
         flash_run(b, s);
         check("flash_attention_forward", "out", sh, download(b.out, b.nq), out, TOL_X);
@@ -251,6 +279,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
     }
     flash_bwd_mode = FLASH_BWD_SPLIT;
     flash_config = {0, 0, 0};
+    flash_sm90 = 1;
     attn_free(b);
 }
 
@@ -259,7 +288,8 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
 // and dv summed over all query rows of the group, with P from the GPU's lse and
 // D = dout . out from the GPU's out (both checked on the query rows).
 static void validate_large(const AttnShape& s, Rng* rng, AttnBuffers& b) {
-    const std::string mode = flash_bwd_mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(flash_bwd_mode)) : "";
+    const std::string mode =
+        path_tag() + (flash_bwd_mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(flash_bwd_mode)) : "");
     const std::string shape = attn_shape_str(s) + " (row subset)" + mode;
     flash_run(b, s);
     const std::vector<float> q = download(b.q, b.nq), k = download(b.k, b.nkv), v = download(b.v, b.nkv),
@@ -454,9 +484,16 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     }
     // the GPU, once per backward mode: split (the default) and atomic (ordered: fixed layout
     // only, it falls back to split here)
-    for (int mode : {FLASH_BWD_SPLIT, FLASH_BWD_ATOMIC}) {
+    struct VCfg { int mode, sm90; };
+    std::vector<VCfg> vcfgs;
+    if (sm90_available()) vcfgs.push_back({FLASH_BWD_SPLIT, 2});
+    vcfgs.push_back({FLASH_BWD_SPLIT, 0});
+    vcfgs.push_back({FLASH_BWD_ATOMIC, 0});
+    for (const VCfg& vc : vcfgs) {
+        const int mode = vc.mode;
         flash_bwd_mode = mode;
-        const std::string sh = shape + (mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(mode)) : "");
+        flash_sm90 = vc.sm90;
+        const std::string sh = shape + path_tag() + (mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(mode)) : "");
         poison(out, (size_t)Nq * C); poison(lse, (size_t)nh * Nq);
         poison(dqk, nqb); poison(dkv, nkb); poison(scratch, nscratch);
         flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0);
@@ -521,14 +558,15 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
             auto run_bwd = [&] {
                 flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
             };
-            const std::string tag = mode == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(mode));
+            const std::string tag = path_tag() + (mode == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(mode)));
             const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
-            if (mode == FLASH_BWD_SPLIT) report_flops("flash_attention_varlen_forward", shape, us_f, fl);
+            if (mode == FLASH_BWD_SPLIT) report_flops("flash_attention_varlen_forward" + path_tag(), shape, us_f, fl);
             report_flops("flash_attention_varlen_backward" + tag, shape, us_b, 2.5 * fl);
             report_flops("flash_attention_varlen forward+backward" + tag, shape, us_f + us_b, 3.5 * fl);
         }
     }
     flash_bwd_mode = FLASH_BWD_SPLIT;
+    flash_sm90 = 1;
     floatX* all[] = {qk, kv, dqk, dkv, out, dout};
     for (floatX* p_ : all) cudaCheck(cudaFree(p_));
     cudaCheck(cudaFree(lse)); cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(cq)); cudaCheck(cudaFree(ck));
@@ -539,7 +577,12 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     const std::string shape = attn_shape_str(s);
     AttnBuffers b = attn_alloc(s, false);
     attn_fill(b, rng);
-    // the default (split) and the new atomic backward at the large shapes (ordered: small shapes)
+    // the sm90 kernels (where available), the mma.sync split and the atomic backward at the
+    // large shapes (ordered: small shapes); the default mixes the first two
+    const bool sm90 = sm90_available();
+    flash_sm90 = 2;
+    if (sm90) validate_large(s, rng, b);
+    flash_sm90 = 0;
     validate_large(s, rng, b);
     flash_bwd_mode = FLASH_BWD_ATOMIC;
     validate_large(s, rng, b);
@@ -550,18 +593,42 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         flash_attention_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
     };
     flash_config = {0, 0, 0};
-    float us_f = time_us(run_fwd);
-    report_flops("flash_attention_forward", shape, us_f, fwd);
-    // every backward mode side by side: split (the default), ordered, atomic
-    for (int m : {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC}) {
-        flash_bwd_mode = m;
-        const std::string tag = m == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(m));
-        const float us_b = time_us(run_bwd);
-        report_flops("flash_attention_backward" + tag, shape, us_b, 2.5 * fwd);
-        report_flops("flash_attention forward+backward" + tag, shape, us_f + us_b, 3.5 * fwd);
+    // sm90 (the default where available), then mma.sync: every backward mode side by side
+    for (int k90 : {2, 0}) {
+        if (k90 && !sm90) continue;
+        flash_sm90 = k90;
+        const std::string fam = path_tag();
+        float us_f = time_us(run_fwd);
+        report_flops("flash_attention_forward" + fam, shape, us_f, fwd);
+        for (int m : {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC}) {
+            if (k90 && m != FLASH_BWD_SPLIT) continue;  // the fused modes are mma.sync only
+            flash_bwd_mode = m;
+            const std::string tag = fam + (m == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(m)));
+            const float us_b = time_us(run_bwd);
+            report_flops("flash_attention_backward" + tag, shape, us_b, 2.5 * fwd);
+            report_flops("flash_attention forward+backward" + tag, shape, us_f + us_b, 3.5 * fwd);
+        }
+        flash_bwd_mode = FLASH_BWD_SPLIT;
     }
-    flash_bwd_mode = FLASH_BWD_SPLIT;
-    if (tune) {
+    if (sm90) {  // the default: per head dim, the faster family (llmc/flash_attention.cuh)
+        flash_sm90 = 1;
+        const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
+        report_flops("flash_attention forward+backward" + path_tag(), shape, us_f + us_b, 3.5 * fwd);
+    }
+    if (tune && sm90) {
+        flash_sm90 = 2;
+        for (int v = 11; v < 16; v++) {
+            flash_config = {v, 0, 0};
+            report_flops(strf("flash fwd [sm90 cfg fwd=%d]", v), shape, time_us(run_fwd), fwd);
+            flash_config = {0, v, 0};
+            report_flops(strf("flash bwd [sm90 dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+            flash_config = {0, 0, v};
+            report_flops(strf("flash bwd [sm90 dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+        }
+        flash_config = {0, 0, 0};
+    }
+    flash_sm90 = 0;  // the tile variants below are the mma.sync ones
+    if (tune && g_tune_mma) {
         for (int v = 1; v < 6; v++) {
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [cfg fwd=%d]", v), shape, time_us(run_fwd), fwd);
@@ -585,6 +652,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         flash_bwd_mode = FLASH_BWD_SPLIT;
         flash_config = {0, 0, 0};
     }
+    flash_sm90 = 1;
     attn_free(b);
 }
 
@@ -595,6 +663,7 @@ int main() {
     rng_seed(&rng, 1234);
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;
+    g_tune_mma = tune && atoi(tune_env) == 1;
     const AttnShape small[] = {
         // B, T, nh, nkv, hd, causal
         {2, 64, 4, 2, 64, true},     // GQA r = 2

@@ -1,0 +1,142 @@
+/*
+Check of the Hopper wgmma building blocks in llmc/wgmma.cuh that the sm_90a attention
+kernels use: one warpgroup computes D[64 x N] = A[64 x K] B[K x N] (bf16 in, fp32 out)
+with the operands in the core-matrix tile layout, against a CPU product of the same
+bf16 values. Cases (N and K as the attention kernels use them, including the padded
+head dim 80 of hd 72):
+  ss K-major   A and B from shared memory, both K-major (S = Q K^T: K tile stored [N][K])
+  rs MN-major  A from registers (the m16n8k16 A fragments), B MN-major (O = P V: V stored [K][N])
+  ss MN-major  A K-major, B MN-major from shared memory
+The MN-major descriptor follows CUTLASS's no-swizzle convention (LBO along K, SBO along MN);
+SWAP = 1 exchanges them (an info line, not a check: kept for diagnosing a descriptor
+change; on an H200 the swapped one reads out of bounds, so it is not run by default).
+Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 9.0 GPU.
+
+  make dev/cuda/wgmma && ./dev/cuda/wgmma
+*/
+#include "common.h"
+#include "../../llmc/wgmma.cuh"
+
+typedef __nv_bfloat16 bf16;
+static __device__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// MODE 0: ss, B K-major (stored [N][K]); 1: rs, B MN-major (stored [K][N]); 2: ss, B MN-major.
+// SWAP: exchange LBO and SBO of the MN-major descriptor (diagnostic).
+template <int N, int K, int MODE, int SWAP>
+__global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A, const bf16* B) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ __align__(128) bf16 sA[64 * K];
+    __shared__ __align__(128) bf16 sB[N * K];
+    const int t = threadIdx.x;
+    // A [64][K] row-major in global -> core-matrix tile with K columns
+    for (int idx = t; idx < 64 * K / 8; idx += 128) {
+        const int r = wgmma_chunk_row(idx, K), c = wgmma_chunk_col(idx, K);
+        *reinterpret_cast<int4*>(sA + idx * 8) = *reinterpret_cast<const int4*>(A + r * K + c * 8);
+    }
+    // B: [N][K] (MODE 0) or [K][N] row-major in global -> tile with the same rows/columns
+    constexpr int BC = MODE == 0 ? K : N, BR = MODE == 0 ? N : K;
+    for (int idx = t; idx < BR * BC / 8; idx += 128) {
+        const int r = wgmma_chunk_row(idx, BC), c = wgmma_chunk_col(idx, BC);
+        *reinterpret_cast<int4*>(sB + idx * 8) = *reinterpret_cast<const int4*>(B + r * BC + c * 8);
+    }
+    fence_proxy_async();
+    __syncthreads();
+    float d[N / 8][4];
+#pragma unroll
+    for (int j = 0; j < N / 8; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.0f;
+    const int warp = t / 32, lane = t % 32, g = lane / 4, tq = lane % 4;
+    const uint64_t da = wgmma_desc_kmajor(smem_addr(sA), K);
+    uint64_t db;
+    if (MODE == 0) db = wgmma_desc_kmajor(smem_addr(sB), K);
+    else db = SWAP ? wgmma_desc(smem_addr(sB), 128, N * 16) : wgmma_desc_mnmajor(smem_addr(sB), N);
+    uint32_t a[K / 16][4];
+    if (MODE == 1) {
+        auto ld = [&](int r, int c) {
+            __nv_bfloat162 v;
+            v.x = A[r * K + c];
+            v.y = A[r * K + c + 1];
+            return *reinterpret_cast<uint32_t*>(&v);
+        };
+        const int r0 = warp * 16 + g;
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++) {
+            a[kk][0] = ld(r0, kk * 16 + 2 * tq);
+            a[kk][1] = ld(r0 + 8, kk * 16 + 2 * tq);
+            a[kk][2] = ld(r0, kk * 16 + 8 + 2 * tq);
+            a[kk][3] = ld(r0 + 8, kk * 16 + 8 + 2 * tq);
+        }
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) {
+        if constexpr (MODE == 0) Wgmma<N>::template ss<0, 0>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_kmajor(kk), 1);
+        else if constexpr (MODE == 1) Wgmma<N>::template rs<1>(d, a[kk], db + wgmma_kstep_mnmajor(kk, N), 1);
+        else Wgmma<N>::template ss<0, 1>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_mnmajor(kk, N), 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(d);
+#pragma unroll
+    for (int j = 0; j < N / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) D[(warp * 16 + g + (e >= 2 ? 8 : 0)) * N + j * 8 + 2 * tq + (e & 1)] = d[j][e];
+#endif
+}
+
+template <int N, int K, int MODE, int SWAP>
+static void run_case(const char* name, Rng* rng, bool must_pass) {
+    std::vector<float> hA(64 * K), hB(N * K);
+    for (float& x : hA) x = (float)(bf16)(rng_normal(rng));
+    for (float& x : hB) x = (float)(bf16)(rng_normal(rng));
+    bf16* A = dev_alloc<bf16>(hA.size());
+    bf16* B = dev_alloc<bf16>(hB.size());
+    float* D = dev_alloc<float>(64 * N);
+    upload(A, hA.data(), hA.size());
+    upload(B, hB.data(), hB.size());
+    poison(D, 64 * N);
+    wgmma_test_kernel<N, K, MODE, SWAP><<<1, 128>>>(D, A, B);
+    cudaLaunchCheck();
+    cudaCheck(cudaDeviceSynchronize());
+    std::vector<double> ref(64 * N, 0.0);
+    for (int m = 0; m < 64; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++) s += (double)hA[m * K + k] * (MODE == 0 ? hB[n * K + k] : hB[k * N + n]);
+            ref[m * N + n] = s;
+        }
+    const std::string shape = strf("m64 n%d k%d%s", N, K, SWAP ? " [LBO/SBO swapped, diagnostic]" : "");
+    if (must_pass) {
+        check("wgmma", name, shape, download(D, 64 * N), ref, 1e-5);
+    } else {  // diagnostic: an "info" line, not a check
+        const std::vector<float> got = download(D, 64 * N);
+        double num = 0.0, den = 0.0;
+        for (size_t i = 0; i < ref.size(); i++) { num += (got[i] - ref[i]) * (got[i] - ref[i]); den += ref[i] * ref[i]; }
+        printf("info wgmma/%s rel_err=%.3e (the convention in use must pass above; this one should not) shape=%s\n", name,
+               sqrt(num / den), shape.c_str());
+    }
+    cudaCheck(cudaFree(A)); cudaCheck(cudaFree(B)); cudaCheck(cudaFree(D));
+}
+
+int main() {
+    print_banner("wgmma");
+    const cudaDeviceProp p = cuda_device_props();
+#if !defined(MEGA_SM90A)
+    printf("wgmma: not an sm_90a build (GPU_ARCH=90a): nothing to check\n");
+    return 0;
+#endif
+    if (p.major != 9 || p.minor != 0) {
+        printf("wgmma: needs compute capability 9.0, this GPU is %d.%d: nothing to check\n", p.major, p.minor);
+        return 0;
+    }
+    Rng rng;
+    rng_seed(&rng, 7);
+    run_case<64, 64, 0, 0>("ss K-major", &rng, true);
+    run_case<64, 80, 0, 0>("ss K-major", &rng, true);
+    run_case<128, 128, 0, 0>("ss K-major", &rng, true);
+    run_case<80, 64, 1, 0>("rs MN-major", &rng, true);
+    run_case<128, 64, 1, 0>("rs MN-major", &rng, true);
+    run_case<64, 128, 1, 0>("rs MN-major", &rng, true);
+    run_case<80, 64, 2, 0>("ss MN-major", &rng, true);
+    run_case<128, 64, 2, 0>("ss MN-major", &rng, true);
+    return finish("wgmma");
+}

@@ -1,0 +1,506 @@
+// Hopper (sm_90a) versions of the flash attention kernels: the same tiles, masks, online
+// softmax and split backward as the mma.sync kernels of llmc/flash_attention.cuh (included
+// from there, inside namespace flash), with every matrix product on wgmma.
+// Why: mma.sync moves each operand fragment through registers with ldmatrix and issues
+// 16x8x16 products per warp; wgmma reads both operands of a 64 x N x 16 product per
+// warpgroup straight from shared memory (or A from registers: P and dS, which the softmax
+// just produced there), so the register file holds only the accumulators and the issue
+// slots are free for the softmax. Tiles are stored in the core-matrix layout of
+// llmc/wgmma.cuh, which serves both orientations: K and V tiles are K-major in S = Q K^T
+// and MN-major (transposed by the descriptor) in O = P V and dQ = dS K; no transposes.
+// A CTA is NWG warpgroups of 4 warps; warpgroup w owns 64 rows of the output tile (warp
+// q of it 16 rows, the same rows an mma.sync warp owns, so the fragment math is shared).
+// Loads: cp.async, double-buffered, by all threads (as the mma.sync kernels).
+// Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
+#pragma once
+#include "wgmma.cuh"
+
+// ROWS rows of hd-element rows into a core-matrix tile with HD columns (zero-filled past
+// nrows and hd, like load_tile)
+template <int ROWS, int HD, int NT, class RowPtr>
+__device__ __forceinline__ void load_tile_cm(bf16* s, int row0, int nrows, int hd, RowPtr rowptr) {
+    constexpr int N = ROWS * HD / 8;
+    const uint32_t base = smem_u32(s);
+#pragma unroll
+    for (int k = 0; k < (N + NT - 1) / NT; k++) {
+        const int idx = threadIdx.x + k * NT;
+        if (N % NT != 0 && idx >= N) break;
+        const int rr = wgmma_chunk_row(idx, HD), c = wgmma_chunk_col(idx, HD), row = row0 + rr;
+        const bool ok = row < nrows && c * 8 < hd;
+        cp_async16(base + idx * 16, ok ? rowptr(row) + c * 8 : rowptr(0), ok);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Forward: CTA = BM = 64 NWG query rows of one group; loops over BN-key tiles.
+// Per tile: S = Q K^T (wgmma from shared memory), online softmax in registers,
+// O += P V (P from registers, V MN-major).
+// PIPE: O += P V is left running while the next tile's barrier, loads and S = Q K^T are
+// issued (waited just before the softmax rescales O); three K/V stages, so the tile it reads
+// is never the one being loaded.
+template <int HD, int NWG, int BN, bool PIPE>
+__global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restrict__ out, float* __restrict__ lse,
+                                                                   const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                   const bf16* __restrict__ vp, const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
+    bf16* sK = sQ + BM * HD;                         // [NS][BN][HD]
+    bf16* sV = sK + NS * BN * HD;                    // [NS][BN][HD]
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int grp = blockIdx.y, m0 = qt * BM;
+    const FlashGroup G = flash_group(p, grp);
+    if (m0 >= G.rows) return;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const int hd = p.hd, T = G.Tk, rows = G.rows;
+    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / p.r + 1 : T;
+    const int ntiles = ceil_div(kv_end, BN);
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
+    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, krow);
+    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, vrow);
+    cp_async_commit();
+
+    const int rowA = m0 + warp * 16 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r, pos_lo = m0 / p.r;
+    // the warpgroup's 64 query rows of sQ, K-major
+    const uint64_t dq_ = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
+    float o[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+
+    for (int j = 0; j < ntiles; j++) {
+        const int st = j % NS, n0 = j * BN;
+        if (j + 1 < ntiles) {
+            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, krow);
+            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, vrow);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        // accumulators are not zeroed: the first k step overwrites them (accumulate = 0), and
+        // no ordinary instruction writes a register that an in-flight wgmma uses
+        float s[NB][4];
+        const uint64_t dk = wgmma_desc_kmajor(smem_u32(sK + st * BN * HD), HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, dq_ + wgmma_kstep_kmajor(kk), dk + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+        wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(o);
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = n0 + nb * 8 + 2 * tq + (e & 1);
+                    const int pos = e < 2 ? posA : posB;
+                    if (key >= T || (p.causal && key > pos)) s[nb][e] = -INFINITY;
+                }
+        }
+        float xA = -INFINITY, xB = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            xA = fmaxf(xA, fmaxf(s[nb][0], s[nb][1]));
+            xB = fmaxf(xB, fmaxf(s[nb][2], s[nb][3]));
+        }
+        xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 1));
+        xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
+        xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
+        xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
+        const float nA = fmaxf(mA, xA * p.scale_log2), nB = fmaxf(mB, xB * p.scale_log2);
+        const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;
+        const float cA = exp2_approx(mA - uA), cB = exp2_approx(mB - uB);
+        mA = nA; mB = nB;
+        lA *= cA; lB *= cB;
+#pragma unroll
+        for (int d = 0; d < DB; d++) { o[d][0] *= cA; o[d][1] *= cA; o[d][2] *= cB; o[d][3] *= cB; }
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            s[nb][0] = exp2_approx(fmaf(s[nb][0], p.scale_log2, -uA));
+            s[nb][1] = exp2_approx(fmaf(s[nb][1], p.scale_log2, -uA));
+            s[nb][2] = exp2_approx(fmaf(s[nb][2], p.scale_log2, -uB));
+            s[nb][3] = exp2_approx(fmaf(s[nb][3], p.scale_log2, -uB));
+            lA += s[nb][0] + s[nb][1];
+            lB += s[nb][2] + s[nb][3];
+        }
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            pa[kc][0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
+            pa[kc][1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
+            pa[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+            pa[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+        }
+        const uint64_t dv = wgmma_desc_mnmajor(smem_u32(sV + st * BN * HD), HD);
+        wgmma_fence_operand(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], dv + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        if constexpr (!PIPE) {
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+        }
+        wgmma_fence_operand(pa);
+        // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one after
+        // overwrites the previous tile's, whose O += P V every warpgroup has waited for above
+        __syncthreads();
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(o);
+    // O / l out through padded [16][LD] rows per warp at the start of shared memory (all
+    // warps are past the last barrier of the loop, so the tiles are free)
+    lA += __shfl_xor_sync(0xffffffff, lA, 1);
+    lA += __shfl_xor_sync(0xffffffff, lA, 2);
+    lB += __shfl_xor_sync(0xffffffff, lB, 1);
+    lB += __shfl_xor_sync(0xffffffff, lB, 2);
+    const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+    if (tq == 0) {
+        const float LN2 = 0.6931471805599453f;
+        if (rowA < rows) lse[G.lse0 + (size_t)(rowA % p.r) * G.lse_hs + posA] = mA * LN2 + logf(lA);
+        if (rowA + 8 < rows) lse[G.lse0 + (size_t)((rowA + 8) % p.r) * G.lse_hs + posB] = mB * LN2 + logf(lB);
+    }
+    bf16* sO = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
+    store_rows<HD>(sO, o, iA, iB, lane);
+    copy_rows_out<HD>(sO, m0 + warp * 16, rows, hd, lane,
+                      [&](int i) { return out + G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * hd; });
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Backward step 2 (dK, dV): CTA = BN = 64 NWG keys of one group; loops over BQ-row query
+// tiles. Per tile, transposed as in flash_bwd_dkdv_kernel:
+//   S^T = K Q^T and dP^T = V dO^T (both from shared memory, issued back to back: the
+//   exponentials of P^T overlap the dP^T product), P^T, dS^T = P^T (dP^T - D),
+//   dV += P^T dO, dK += dS^T Q (A from registers, dO and Q MN-major).
+// PIPE: dV/dK products left running into the next tile (waited with its S^T); 3 stages.
+template <int HD, int NWG, int BQ, bool PIPE>
+__global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
+                                                                        const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                        const bf16* __restrict__ vp, const bf16* __restrict__ dout,
+                                                                        const float* __restrict__ Lp, const float* __restrict__ Dp,
+                                                                        const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BN = 64 * NWG, NT = NWG * 128, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][HD] core-matrix tiles
+    bf16* sV = sK + BN * HD;                         // [BN][HD]
+    bf16* sQ = sV + BN * HD;                         // [NS][BQ][HD]
+    bf16* sdO = sQ + NS * BQ * HD;                   // [NS][BQ][HD]
+    float* sL = reinterpret_cast<float*>(sdO + NS * BQ * HD);  // [NS][BQ]
+    float* sD = sL + NS * BQ;                                  // [NS][BQ]
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, tq = lane % 4;
+    const int grp = blockIdx.y, n0 = blockIdx.x * BN;
+    const FlashGroup G = flash_group(p, grp);
+    if (n0 >= G.Tk) return;
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const float* L = Lp + G.ld0;
+    const float* Dg = Dp + G.ld0;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    auto load_q_tile = [&](int it, int st) {
+        const int m0 = it * BQ;
+        load_tile_cm<BQ, HD, NT>(sQ + st * BQ * HD, m0, rows, hd, qrow);
+        load_tile_cm<BQ, HD, NT>(sdO + st * BQ * HD, m0, rows, hd, orow);
+        for (int i = threadIdx.x; i < BQ; i += NT) {
+            const bool ok = m0 + i < rows;
+            cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+            cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+        }
+    };
+    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ);
+    load_tile_cm<BN, HD, NT>(sK, n0, T, hd, krow);
+    load_tile_cm<BN, HD, NT>(sV, n0, T, hd, vrow);
+    load_q_tile(it0, 0);
+    cp_async_commit();
+
+    const int keyA = n0 + warp * 16 + lane / 4, keyB = keyA + 8;
+    const uint64_t dK_ = wgmma_desc_kmajor(smem_u32(sK + wg * 64 * HD), HD);
+    const uint64_t dV_ = wgmma_desc_kmajor(smem_u32(sV + wg * 64 * HD), HD);
+    float dk[DB][4], dv[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+
+    for (int it = it0; it < nit; it++) {
+        const int st = (it - it0) % NS, m0 = it * BQ;
+        if (it + 1 < nit) {
+            load_q_tile(it + 1, (it + 1 - it0) % NS);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t sQs = smem_u32(sQ + st * BQ * HD), sdOs = smem_u32(sdO + st * BQ * HD);
+        const float* sLs = sL + st * BQ;
+        const float* sDs = sD + st * BQ;
+        float s[NQ][4], dp[NQ][4];  // not zeroed: the first k step overwrites (see the forward)
+        const uint64_t dQk = wgmma_desc_kmajor(sQs, HD), dOk = wgmma_desc_kmajor(sdOs, HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BQ>::template ss<0, 0>(s, dK_ + wgmma_kstep_kmajor(kk), dQk + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BQ>::template ss<0, 0>(dp, dV_ + wgmma_kstep_kmajor(kk), dOk + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+        wgmma_wait<1>();  // PIPE: the previous tile's dV/dK products too
+        wgmma_fence_operand(s);
+        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) {
+#pragma unroll
+            for (int nq = 0; nq < NQ; nq++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int m = m0 + nq * 8 + 2 * tq + (e & 1);
+                    const int key = e < 2 ? keyA : keyB;
+                    if (m >= rows || (p.causal && m / r < key)) s[nq][e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
+            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
+            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
+            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
+            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+        uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
+            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
+            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
+            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+        }
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) {
+            ap[kc][0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
+            ap[kc][1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
+            ap[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+            ap[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+            ads[kc][0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
+            ads[kc][1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
+            ads[kc][2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
+            ads[kc][3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+        }
+        const uint64_t dOm = wgmma_desc_mnmajor(sdOs, HD), dQm = wgmma_desc_mnmajor(sQs, HD);
+        wgmma_fence_operand(dv);
+        wgmma_fence_operand(dk);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], dOm + wgmma_kstep_mnmajor(kc, HD), 1);
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], dQm + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        if constexpr (!PIPE) {
+            wgmma_wait<0>();
+            wgmma_fence_operand(dv);
+            wgmma_fence_operand(dk);
+        }
+        wgmma_fence_operand(ap);
+        wgmma_fence_operand(ads);
+        __syncthreads();
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dv);
+    wgmma_fence_operand(dk);
+    // out through padded rows per warp: dK rows at the start of shared memory, dV after BN rows
+    bf16* sOk = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
+    bf16* sOv = reinterpret_cast<bf16*>(flash_smem) + (BN + warp * 16) * LD;
+    store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
+    store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
+    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + G.k0 + (size_t)i * p.k_rs; });
+    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Backward step 3 (dQ): CTA = BM = 64 NWG query rows of one group; loops over BN-key
+// tiles: S = Q K^T and dP = dO V^T (shared memory, back to back), P, dS = P (dP - D),
+// dQ += dS K (dS from registers, K MN-major).
+// PIPE: dQ += dS K left running into the next tile (waited with its S); 3 stages.
+template <int HD, int NWG, int BN, bool PIPE>
+__global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __restrict__ dqp, const bf16* __restrict__ qp,
+                                                                      const bf16* __restrict__ kp, const bf16* __restrict__ vp,
+                                                                      const bf16* __restrict__ dout, const float* __restrict__ Lp,
+                                                                      const float* __restrict__ Dp, const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
+    bf16* sdO = sQ + BM * HD;                        // [BM][HD]
+    bf16* sK = sdO + BM * HD;                        // [NS][BN][HD]
+    bf16* sV = sK + NS * BN * HD;                    // [NS][BN][HD]
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int grp = blockIdx.y, m0 = qt * BM;
+    const FlashGroup G = flash_group(p, grp);
+    if (m0 >= G.rows) return;
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / r + 1 : T;
+    const int ntiles = ceil_div(kv_end, BN);
+    load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
+    load_tile_cm<BM, HD, NT>(sdO, m0, rows, hd, orow);
+    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, krow);
+    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, vrow);
+    cp_async_commit();
+
+    const int rowA = m0 + warp * 16 + g, rowB = rowA + 8, posA = rowA / r, posB = rowB / r, pos_lo = m0 / r;
+    const float LA = rowA < rows ? Lp[G.ld0 + rowA] : 0.0f, LB = rowB < rows ? Lp[G.ld0 + rowB] : 0.0f;
+    const float DA = rowA < rows ? Dp[G.ld0 + rowA] : 0.0f, DBv = rowB < rows ? Dp[G.ld0 + rowB] : 0.0f;
+    const uint64_t dQ_ = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
+    const uint64_t dO_ = wgmma_desc_kmajor(smem_u32(sdO + wg * 64 * HD), HD);
+    float dq[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
+
+    for (int j = 0; j < ntiles; j++) {
+        const int st = j % NS, n0 = j * BN;
+        if (j + 1 < ntiles) {
+            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, krow);
+            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, vrow);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t sKs = smem_u32(sK + st * BN * HD), sVs = smem_u32(sV + st * BN * HD);
+        float s[NB][4], dp[NB][4];  // not zeroed: the first k step overwrites (see the forward)
+        const uint64_t dKk = wgmma_desc_kmajor(sKs, HD), dVk = wgmma_desc_kmajor(sVs, HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, dQ_ + wgmma_kstep_kmajor(kk), dKk + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(dp, dO_ + wgmma_kstep_kmajor(kk), dVk + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+        wgmma_wait<1>();  // PIPE: the previous tile's dQ product too
+        wgmma_fence_operand(s);
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = n0 + nb * 8 + 2 * tq + (e & 1);
+                    const int pos = e < 2 ? posA : posB;
+                    if (key >= T || (p.causal && key > pos)) s[nb][e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            s[nb][0] = exp2_approx(fmaf(s[nb][0], p.scale_log2, -LA));
+            s[nb][1] = exp2_approx(fmaf(s[nb][1], p.scale_log2, -LA));
+            s[nb][2] = exp2_approx(fmaf(s[nb][2], p.scale_log2, -LB));
+            s[nb][3] = exp2_approx(fmaf(s[nb][3], p.scale_log2, -LB));
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+        uint32_t a[BN / 16][4];
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            dp[nb][0] = s[nb][0] * (dp[nb][0] - DA);
+            dp[nb][1] = s[nb][1] * (dp[nb][1] - DA);
+            dp[nb][2] = s[nb][2] * (dp[nb][2] - DBv);
+            dp[nb][3] = s[nb][3] * (dp[nb][3] - DBv);
+        }
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            a[kc][0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
+            a[kc][1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
+            a[kc][2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
+            a[kc][3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+        }
+        const uint64_t dKm = wgmma_desc_mnmajor(sKs, HD);
+        wgmma_fence_operand(dq);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(dq, a[kc], dKm + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        if constexpr (!PIPE) {
+            wgmma_wait<0>();
+            wgmma_fence_operand(dq);
+        }
+        wgmma_fence_operand(a);
+        __syncthreads();
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dq);
+    bf16* sO = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
+    store_rows<HD>(sO, dq, p.scale, p.scale, lane);
+    copy_rows_out<HD>(sO, m0 + warp * 16, rows, hd, lane, [&](int i) { return dqp + G.q0 + (size_t)i * p.q_rs; });
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Launchers (shared memory: the core-matrix tiles; the epilogues' padded rows fit inside)
+template <int HD, int NWG, int BN, bool PIPE = false>
+static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
+                            cudaStream_t stream) {
+    constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
+    constexpr size_t smem = (size_t)(BM + 2 * NS * BN) * HD * sizeof(bf16);
+    static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static bool init = false;
+    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, PIPE>, smem); init = true; }
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    flash_fwd_sm90_kernel<HD, NWG, BN, PIPE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
+    cudaLaunchCheck();
+}
+template <int HD, int NWG, int BQ, bool PIPE = false>
+static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
+                             const float* D, const FlashParams& p, cudaStream_t stream) {
+    constexpr int BN = 64 * NWG, NS = PIPE ? 3 : 2;
+    constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float);
+    static_assert((size_t)2 * BN * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE>, smem); init = true; }
+    dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
+    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE><<<grid, NWG * 128, smem, stream>>>(dk, dv, q, k, v, dout, L, D, p);
+    cudaLaunchCheck();
+}
+template <int HD, int NWG, int BN, bool PIPE = false>
+static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
+                           const float* D, const FlashParams& p, cudaStream_t stream) {
+    constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
+    constexpr size_t smem = (size_t)(2 * BM + 2 * NS * BN) * HD * sizeof(bf16);
+    static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_dq_sm90_kernel<HD, NWG, BN, PIPE>, smem); init = true; }
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    flash_bwd_dq_sm90_kernel<HD, NWG, BN, PIPE><<<grid, NWG * 128, smem, stream>>>(dq, q, k, v, dout, L, D, p);
+    cudaLaunchCheck();
+}
