@@ -1210,6 +1210,7 @@ int main(int argc, char** argv) {
     dist_add_flags(ap, &df);
     dit_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    flash_sm90_from_env();  // MEGA_FLASH_SM90: which attention kernels (llmc/flash_attention.cuh)
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);

@@ -534,6 +534,7 @@ int main(int argc, char** argv) {
     dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    flash_sm90_from_env();  // MEGA_FLASH_SM90: which attention kernels (llmc/flash_attention.cuh)
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];

@@ -1451,16 +1451,20 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
 // variable MEGA_FLASH_SM90 (0, 1 or 2) sets it in any program (e.g. a trainer's speed with
 // either family, scripts/bench_attention_families.sh).
 static int flash_sm90 = 1;
+// MEGA_FLASH_SM90 into flash_sm90; any other value is refused with one line. The trainers call
+// it with their flags (before the GPU is touched), flash_sm90_active() at its first use.
+static void flash_sm90_from_env() {
+    const char* env = getenv("MEGA_FLASH_SM90");
+    if (!env) return;
+    if (strcmp(env, "0") && strcmp(env, "1") && strcmp(env, "2"))
+        fail("environment variable MEGA_FLASH_SM90=%s: expected 0 (mma.sync attention kernels), 1 (default) or 2 (sm90 kernels)", env);
+    flash_sm90 = atoi(env);
+}
 static bool flash_sm90_active() {
 #if defined(MEGA_SM90A)
     static int cc = -1;
     if (cc < 0) {
-        const char* env = getenv("MEGA_FLASH_SM90");
-        if (env) {
-            if (strcmp(env, "0") && strcmp(env, "1") && strcmp(env, "2"))
-                fail("MEGA_FLASH_SM90=%s: expected 0 (mma.sync attention kernels), 1 (default) or 2 (sm90 kernels)", env);
-            flash_sm90 = atoi(env);
-        }
+        flash_sm90_from_env();
         int dev = 0, major = 0, minor = 0;
         cudaCheck(cudaGetDevice(&dev));
         cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
@@ -1494,8 +1498,9 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 11: flash::fwd_sm90_launch<HD, 1, 64>(out, lse, q, k, v, p, st); return;
                 case 12: flash::fwd_sm90_launch<HD, 2, 128>(out, lse, q, k, v, p, st); return;
                 case 13: flash::fwd_sm90_launch<HD, 1, 128>(out, lse, q, k, v, p, st); return;
-                case 14: flash::fwd_sm90_launch<HD, 2, 64, true>(out, lse, q, k, v, p, st); return;
-                case 15: flash::fwd_sm90_launch<HD, 1, 64, true>(out, lse, q, k, v, p, st); return;
+                case 14: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_PIPE>(out, lse, q, k, v, p, st); return;
+                case 15: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
+                case 16: flash::fwd_sm90_launch<HD, 2, 128, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
                 default: break;
             }
         }
@@ -1557,6 +1562,7 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 13: flash::dkdv_sm90_launch<HD, 1, 128>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 case 14: flash::dkdv_sm90_launch<HD, 2, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 case 15: flash::dkdv_sm90_launch<HD, 1, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 16: flash::dkdv_sm90_launch<HD, 2, 32, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 default: done = false;
             }
         }
@@ -1572,6 +1578,7 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 13: flash::dq_sm90_launch<HD, 1, 128>(dq, q, k, v, dout, L, D, p, st); break;
                 case 14: flash::dq_sm90_launch<HD, 2, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
                 case 15: flash::dq_sm90_launch<HD, 1, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
+                case 16: flash::dq_sm90_launch<HD, 2, 128, true>(dq, q, k, v, dout, L, D, p, st); break;
                 default: done = false;
             }
         }
