@@ -1498,9 +1498,8 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 11: flash::fwd_sm90_launch<HD, 1, 64>(out, lse, q, k, v, p, st); return;
                 case 12: flash::fwd_sm90_launch<HD, 2, 128>(out, lse, q, k, v, p, st); return;
                 case 13: flash::fwd_sm90_launch<HD, 1, 128>(out, lse, q, k, v, p, st); return;
-                case 14: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_PIPE>(out, lse, q, k, v, p, st); return;
-                case 15: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
-                case 16: flash::fwd_sm90_launch<HD, 2, 128, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
+                case 14: flash::fwd_sm90_launch<HD, 2, 64, true>(out, lse, q, k, v, p, st); return;
+                case 15: flash::fwd_sm90_launch<HD, 1, 64, true>(out, lse, q, k, v, p, st); return;
                 default: break;
             }
         }
@@ -1562,7 +1561,6 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 13: flash::dkdv_sm90_launch<HD, 1, 128>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 case 14: flash::dkdv_sm90_launch<HD, 2, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 case 15: flash::dkdv_sm90_launch<HD, 1, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
-                case 16: flash::dkdv_sm90_launch<HD, 2, 32, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 default: done = false;
             }
         }
@@ -1578,7 +1576,6 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 13: flash::dq_sm90_launch<HD, 1, 128>(dq, q, k, v, dout, L, D, p, st); break;
                 case 14: flash::dq_sm90_launch<HD, 2, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
                 case 15: flash::dq_sm90_launch<HD, 1, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
-                case 16: flash::dq_sm90_launch<HD, 2, 128, true>(dq, q, k, v, dout, L, D, p, st); break;
                 default: done = false;
             }
         }

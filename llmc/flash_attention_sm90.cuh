@@ -34,22 +34,16 @@ __device__ __forceinline__ void load_tile_cm(bf16* s, int row0, int nrows, int h
 // ---------------------------------------------------------------------------
 // Forward: CTA = BM = 64 NWG query rows of one group; loops over BN-key tiles.
 // Per tile: S = Q K^T (wgmma from shared memory), online softmax in registers,
-// O += P V (P from registers, V MN-major). MODE:
-//   FWD_PLAIN    S, wait, softmax, P V, wait; two K/V stages.
-//   FWD_PIPE     P V is left running while the next tile's barrier, loads and S = Q K^T are
-//                issued (waited just before the softmax rescales O); three stages, so the
-//                tile it reads is never the one being loaded.
-//   FWD_OVERLAP  S of the next tile is issued before the softmax of this one, so the tensor
-//                cores compute it while the warpgroup does the exponentials (FlashAttention-3's
-//                intra-warpgroup overlap); three stages, loads two tiles ahead.
-enum { FWD_PLAIN = 0, FWD_PIPE = 1, FWD_OVERLAP = 2 };
-template <int HD, int NWG, int BN, int MODE>
+// O += P V (P from registers, V MN-major).
+// PIPE: O += P V is left running while the next tile's barrier, loads and S = Q K^T are
+// issued (waited just before the softmax rescales O); three K/V stages, so the tile it reads
+// is never the one being loaded.
+template <int HD, int NWG, int BN, bool PIPE>
 __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8;
-    constexpr int NS = MODE == FWD_PLAIN ? 2 : 3;
+    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
     bf16* sK = sQ + BM * HD;                         // [NS][BN][HD]
@@ -68,12 +62,9 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
     auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
     auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
-    auto load_kv = [&](int j) {
-        load_tile_cm<BN, HD, NT>(sK + (j % NS) * BN * HD, j * BN, T, hd, krow);
-        load_tile_cm<BN, HD, NT>(sV + (j % NS) * BN * HD, j * BN, T, hd, vrow);
-    };
     load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
-    load_kv(0);
+    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, krow);
+    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, vrow);
     cp_async_commit();
 
     const int rowA = m0 + warp * 16 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r, pos_lo = m0 / p.r;
@@ -82,24 +73,32 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     float o[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-    wgmma_fence_operand(o);  // written here (see the dK/dV kernel)
     float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
 
-    // S = Q K^T of tile j into s (issued, committed, not waited). The accumulators are not
-    // zeroed: the first k step overwrites them (accumulate = 0), so no ordinary instruction
-    // writes a register that an in-flight wgmma uses.
-    auto issue_s = [&](float (&s)[NB][4], int j) {
-        const uint64_t dk = wgmma_desc_kmajor(smem_u32(sK + (j % NS) * BN * HD), HD);
+    for (int j = 0; j < ntiles; j++) {
+        const int st = j % NS, n0 = j * BN;
+        if (j + 1 < ntiles) {
+            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, krow);
+            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, vrow);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        // accumulators are not zeroed: the first k step overwrites them (accumulate = 0), and
+        // no ordinary instruction writes a register that an in-flight wgmma uses
+        float s[NB][4];
+        const uint64_t dk = wgmma_desc_kmajor(smem_u32(sK + st * BN * HD), HD);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
             Wgmma<BN>::template ss<0, 0>(s, dq_ + wgmma_kstep_kmajor(kk), dk + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
-    };
-    // mask, online softmax of tile j's raw scores s (o rescaled; o must not be in flight),
-    // then O += P V issued and committed (not waited)
-    auto softmax_pv = [&](float (&s)[NB][4], int j) {
-        const int n0 = j * BN;
+        wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(o);
         if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
 #pragma unroll
             for (int nb = 0; nb < NB; nb++)
@@ -144,83 +143,25 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
             pa[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
             pa[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
         }
-        const uint64_t dv = wgmma_desc_mnmajor(smem_u32(sV + (j % NS) * BN * HD), HD);
+        const uint64_t dv = wgmma_desc_mnmajor(smem_u32(sV + st * BN * HD), HD);
         wgmma_fence_operand(o);
         wgmma_fence();
 #pragma unroll
         for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], dv + wgmma_kstep_mnmajor(kc, HD), 1);
         wgmma_commit();
+        if constexpr (!PIPE) {
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+        }
         wgmma_fence_operand(pa);
-    };
-
-    if constexpr (MODE != FWD_OVERLAP) {
-        for (int j = 0; j < ntiles; j++) {
-            if (j + 1 < ntiles) {
-                load_kv(j + 1);
-                cp_async_commit();
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            fence_proxy_async();
-            __syncthreads();
-            float s[NB][4];
-            issue_s(s, j);
-            wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
-            wgmma_fence_operand(s);
-            wgmma_fence_operand(o);
-            softmax_pv(s, j);
-            if constexpr (MODE == FWD_PLAIN) {
-                wgmma_wait<0>();
-                wgmma_fence_operand(o);
-            }
-            // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one
-            // after overwrites the previous tile's, whose O += P V every warpgroup waited for above
-            __syncthreads();
-        }
-    } else {
-        if (ntiles > 1) {
-            load_kv(1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        fence_proxy_async();
+        // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one after
+        // overwrites the previous tile's, whose O += P V every warpgroup has waited for above
         __syncthreads();
-        float s[NB][4];
-        issue_s(s, 0);
-        wgmma_wait<0>();
-        wgmma_fence_operand(s);
-        for (int j = 0; j < ntiles; j++) {
-            float sn[NB][4];
-            if (j + 1 < ntiles) {
-                cp_async_wait<0>();  // tile j + 1 (loaded one iteration ago)
-                fence_proxy_async();
-                // every warpgroup has waited for O += P V of tile j - 1: its stage, (j + 2) % 3, is free
-                __syncthreads();
-                if (j + 2 < ntiles) {
-                    load_kv(j + 2);
-                    cp_async_commit();
-                }
-                issue_s(sn, j + 1);  // runs on the tensor cores during the softmax below
-            }
-            softmax_pv(s, j);
-            wgmma_wait<0>();  // S of tile j + 1 and O += P V of tile j
-            wgmma_fence_operand(o);
-            if (j + 1 < ntiles) {
-                wgmma_fence_operand(sn);
-#pragma unroll
-                for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) s[nb][e] = sn[nb][e];
-            }
-        }
     }
     wgmma_wait<0>();
     wgmma_fence_operand(o);
-    __syncthreads();  // (OVERLAP: no barrier after the last tile) the tiles are free for the epilogue
-    // O / l out through padded [16][LD] rows per warp at the start of shared memory
+    // O / l out through padded [16][LD] rows per warp at the start of shared memory (all
+    // warps are past the last barrier of the loop, so the tiles are free)
     lA += __shfl_xor_sync(0xffffffff, lA, 1);
     lA += __shfl_xor_sync(0xffffffff, lA, 2);
     lB += __shfl_xor_sync(0xffffffff, lB, 1);
@@ -298,10 +239,6 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     for (int d = 0; d < DB; d++)
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
-    // the zeros are written here, not sunk past the first wgmma of the loop (which would make
-    // ptxas serialize the products that are in flight while they are written)
-    wgmma_fence_operand(dk);
-    wgmma_fence_operand(dv);
 
     for (int it = it0; it < nit; it++) {
         const int st = (it - it0) % NS, m0 = it * BQ;
@@ -447,7 +384,6 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
     float dq[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
-    wgmma_fence_operand(dq);  // written here (see the dK/dV kernel)
 
     for (int j = 0; j < ntiles; j++) {
         const int st = j % NS, n0 = j * BN;
@@ -532,16 +468,17 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
 
 // ---------------------------------------------------------------------------
 // Launchers (shared memory: the core-matrix tiles; the epilogues' padded rows fit inside)
-template <int HD, int NWG, int BN, int MODE = FWD_PLAIN>
+template <int HD, int NWG, int BN, bool PIPE = false>
 static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                             cudaStream_t stream) {
-    constexpr int BM = 64 * NWG, NS = MODE == FWD_PLAIN ? 2 : 3;
+    constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
     constexpr size_t smem = (size_t)(BM + 2 * NS * BN) * HD * sizeof(bf16);
     static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, MODE>, smem); init = true; }
+    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, PIPE>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_fwd_sm90_kernel<HD, NWG, BN, MODE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
+    flash_fwd_sm90_kernel<HD, NWG, BN, PIPE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
     cudaLaunchCheck();
 }
 template <int HD, int NWG, int BQ, bool PIPE = false>
@@ -550,6 +487,7 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
     constexpr int BN = 64 * NWG, NS = PIPE ? 3 : 2;
     constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float);
     static_assert((size_t)2 * BN * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE>, smem); init = true; }
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
@@ -562,6 +500,7 @@ static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v
     constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
     constexpr size_t smem = (size_t)(2 * BM + 2 * NS * BN) * HD * sizeof(bf16);
     static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dq_sm90_kernel<HD, NWG, BN, PIPE>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);

@@ -255,7 +255,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
     if (sm90_available()) {
         cfgs.push_back({FLASH_BWD_SPLIT, {0, 0, 0}, 2});
         if (nvariants > 1)
-            for (int v = 11; v < 17; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
+            for (int v = 11; v < 16; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
     }
     for (int m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
     if (nvariants > 1 && g_tune_mma) {
@@ -617,7 +617,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     }
     if (tune && sm90) {
         flash_sm90 = 2;
-        for (int v = 11; v < 17; v++) {
+        for (int v = 11; v < 16; v++) {
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]", v), shape, time_us(run_fwd), fwd);
             flash_config = {0, v, 0};
