@@ -18,6 +18,9 @@
 // keys (dK/dV) of the output tile. Head dims that are multiples of 8
 // up to 128 are padded with zeros to a multiple of 16 inside shared memory
 // (72 -> 80); T may be any length (ragged tiles are masked).
+// On Hopper (sm_90a builds) the same forward and split backward also exist on wgmma
+// (llmc/flash_attention_sm90.cuh, same tiles and math); flash_sm90 below says which family
+// runs for which head dim.
 //   forward   one CTA per (query tile, group): S = Q K^T, online softmax, O = P V.
 //   backward  deterministic (bit-identical run to run), no floating-point atomics, except
 //             the opt-in atomic mode:
