@@ -250,13 +250,49 @@ static const char* flash_bwd_mode_name(int m) {
 }
 
 // Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
-// for head dims 64, 80 and 128 of the bf16 kernels. Only built with FLASH_TUNE defined;
-// trainers get the defaults.
+// for head dims 64, 80 and 128 of the bf16 kernels: 1-5 the mma.sync kernels', 11-15 the
+// sm90 kernels'. Only built with FLASH_TUNE defined; trainers get the defaults.
 #if defined(FLASH_TUNE)
 struct FlashConfig { int fwd, dkdv, dq; };  // dkdv: variants of the fused kernel too
 static FlashConfig flash_config = {0, 0, 0};
 #define FLASH_TUNED(HD) (HD == 64 || HD == 80 || HD == 128)
 #endif
+
+// The Hopper kernels (llmc/flash_attention_sm90.cuh) can run where the binary has sm_90a
+// code (make GPU_ARCH=90a, the default) and the GPU is compute capability 9.0. They run
+// where they were measured faster than the mma.sync kernels (H200, ./dev/cuda/attention,
+// 2026-11-29, docs/results.md): the forward at padded head dim 80 (hd 72, the DiT: 262.7 vs
+// 257.0 TFLOP/s at L13442), the backward at 80 and 128 (hd72: 200.0 vs 175.5; hd128 causal:
+// 192.8 vs 178.4). At hd 64 (causal) and the hd 128 forward the mma.sync kernels are faster
+// as the sm90 ones are written (no softmax/MMA overlap inside a warpgroup yet), and the other
+// head dims were not measured: mma.sync there. fp32 builds (ENABLE_FP32) have only the scalar
+// kernels: flash_sm90_active() is false there.
+// flash_sm90: 1 = that choice (default), 0 = mma.sync everywhere, 2 = sm90 everywhere it
+// can run (dev/cuda/attention.cu checks and times 0 and 2 side by side). The trainers take
+// it from the environment variable MEGA_FLASH_SM90 (0, 1 or 2; flash_sm90_from_env), e.g.
+// to compare their speed with either family (scripts/bench_attention_families.sh).
+static int flash_sm90 = 1;
+// MEGA_FLASH_SM90 into flash_sm90; any other value is refused with one line. The trainers call
+// it with their flags (before the GPU is touched).
+static void flash_sm90_from_env() {
+    const char* env = getenv("MEGA_FLASH_SM90");
+    if (!env) return;
+    if (strcmp(env, "0") && strcmp(env, "1") && strcmp(env, "2"))
+        fail("environment variable MEGA_FLASH_SM90=%s: expected 0 (mma.sync attention kernels), 1 (default) or 2 (sm90 kernels)", env);
+    flash_sm90 = atoi(env);
+}
+static bool flash_sm90_active() {
+#if defined(MEGA_SM90A) && !defined(ENABLE_FP32)
+    static int cc = -1;
+    if (cc < 0) {
+        const cudaDeviceProp prop = cuda_device_props();
+        cc = prop.major * 10 + prop.minor;
+    }
+    return flash_sm90 != 0 && cc == 90;
+#else
+    return false;
+#endif
+}
 
 #if defined(ENABLE_FP32)
 // ============================================================================
@@ -1440,45 +1476,6 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
 
 #include "flash_attention_sm90.cuh"
 }  // namespace flash
-
-// The Hopper kernels (llmc/flash_attention_sm90.cuh) can run where the binary has sm_90a
-// code (make GPU_ARCH=90a, the default) and the GPU is compute capability 9.0. They run
-// where they were measured faster than the mma.sync kernels (H200, ./dev/cuda/attention,
-// 2026-11-29): the forward at padded head dim 80 (hd 72, the DiT: 263 vs 257 TFLOP/s at
-// L13442, varlen dit-s 217 vs 192), the backward at 80 and 128 (hd72: 202 vs 175; hd128
-// causal: 194 vs 179). At hd 64 (causal) and the hd 128 forward the mma.sync kernels are
-// faster as the sm90 ones are written (no softmax/MMA overlap inside a warpgroup yet), and
-// the other head dims were not measured: mma.sync there.
-// flash_sm90: 1 = that choice (default), 0 = mma.sync everywhere, 2 = sm90 everywhere it
-// can run (dev/cuda/attention.cu checks and times 0 and 2 side by side). The environment
-// variable MEGA_FLASH_SM90 (0, 1 or 2) sets it in any program (e.g. a trainer's speed with
-// either family, scripts/bench_attention_families.sh).
-static int flash_sm90 = 1;
-// MEGA_FLASH_SM90 into flash_sm90; any other value is refused with one line. The trainers call
-// it with their flags (before the GPU is touched), flash_sm90_active() at its first use.
-static void flash_sm90_from_env() {
-    const char* env = getenv("MEGA_FLASH_SM90");
-    if (!env) return;
-    if (strcmp(env, "0") && strcmp(env, "1") && strcmp(env, "2"))
-        fail("environment variable MEGA_FLASH_SM90=%s: expected 0 (mma.sync attention kernels), 1 (default) or 2 (sm90 kernels)", env);
-    flash_sm90 = atoi(env);
-}
-static bool flash_sm90_active() {
-#if defined(MEGA_SM90A)
-    static int cc = -1;
-    if (cc < 0) {
-        flash_sm90_from_env();
-        int dev = 0, major = 0, minor = 0;
-        cudaCheck(cudaGetDevice(&dev));
-        cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-        cc = major * 10 + minor;
-    }
-    return flash_sm90 != 0 && cc == 90;
-#else
-    return false;
-#endif
-}
 
 // Tile sizes per padded head dim, from timings on an H200 (dev/cuda/attention.cu, FLASH_TUNE=1).
 template <int HD>

@@ -9,8 +9,9 @@
 // llmc/wgmma.cuh, which serves both orientations: K and V tiles are K-major in S = Q K^T
 // and MN-major (transposed by the descriptor) in O = P V and dQ = dS K; no transposes.
 // A CTA is NWG warpgroups of 4 warps; warpgroup w owns 64 rows of the output tile (warp
-// q of it 16 rows, the same rows an mma.sync warp owns, so the fragment math is shared).
-// Loads: cp.async, double-buffered, by all threads (as the mma.sync kernels).
+// q of it 16 rows, the same rows and fragment layout an mma.sync warp has, so the mask,
+// softmax and epilogue code is that of the mma.sync kernels, written again here per kernel).
+// Loads: cp.async by all threads, double-buffered (the PIPE variants: three stages).
 // Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
 #pragma once
 #include "wgmma.cuh"
@@ -69,7 +70,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 
     const int rowA = m0 + warp * 16 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r, pos_lo = m0 / p.r;
     // the warpgroup's 64 query rows of sQ, K-major
-    const uint64_t dq_ = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
+    const uint64_t desc_q = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
     float o[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
@@ -90,11 +91,11 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
         // accumulators are not zeroed: the first k step overwrites them (accumulate = 0), and
         // no ordinary instruction writes a register that an in-flight wgmma uses
         float s[NB][4];
-        const uint64_t dk = wgmma_desc_kmajor(smem_u32(sK + st * BN * HD), HD);
+        const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + st * BN * HD), HD);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
-            Wgmma<BN>::template ss<0, 0>(s, dq_ + wgmma_kstep_kmajor(kk), dk + wgmma_kstep_kmajor(kk), kk > 0);
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + wgmma_kstep_kmajor(kk), desc_k + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
         wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
         wgmma_fence_operand(s);
@@ -143,11 +144,11 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
             pa[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
             pa[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
         }
-        const uint64_t dv = wgmma_desc_mnmajor(smem_u32(sV + st * BN * HD), HD);
+        const uint64_t desc_v = wgmma_desc_mnmajor(smem_u32(sV + st * BN * HD), HD);
         wgmma_fence_operand(o);
         wgmma_fence();
 #pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], dv + wgmma_kstep_mnmajor(kc, HD), 1);
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + wgmma_kstep_mnmajor(kc, HD), 1);
         wgmma_commit();
         if constexpr (!PIPE) {
             wgmma_wait<0>();
@@ -160,8 +161,9 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     }
     wgmma_wait<0>();
     wgmma_fence_operand(o);
-    // O / l out through padded [16][LD] rows per warp at the start of shared memory (all
-    // warps are past the last barrier of the loop, so the tiles are free)
+    // O / l out through padded [16][LD] rows per warp at the start of shared memory: sQ and
+    // the start of sK, free after the loop's last barrier (PIPE: another warpgroup's last
+    // O += P V may still be running, but it reads only sV)
     lA += __shfl_xor_sync(0xffffffff, lA, 1);
     lA += __shfl_xor_sync(0xffffffff, lA, 2);
     lB += __shfl_xor_sync(0xffffffff, lB, 1);
@@ -176,6 +178,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     store_rows<HD>(sO, o, iA, iB, lane);
     copy_rows_out<HD>(sO, m0 + warp * 16, rows, hd, lane,
                       [&](int i) { return out + G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * hd; });
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
 #endif
 }
 
@@ -186,6 +190,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   exponentials of P^T overlap the dP^T product), P^T, dS^T = P^T (dP^T - D),
 //   dV += P^T dO, dK += dS^T Q (A from registers, dO and Q MN-major).
 // PIPE: dV/dK products left running into the next tile (waited with its S^T); 3 stages.
+// (As written, ptxas serializes them anyway (C7515): the zeros of dK/dV are sunk into the
+// loop. A tuning variant only; the fix is on branch sm90-overlap, not yet measured.)
 template <int HD, int NWG, int BQ, bool PIPE>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                         const bf16* __restrict__ qp, const bf16* __restrict__ kp,
@@ -232,8 +238,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     cp_async_commit();
 
     const int keyA = n0 + warp * 16 + lane / 4, keyB = keyA + 8;
-    const uint64_t dK_ = wgmma_desc_kmajor(smem_u32(sK + wg * 64 * HD), HD);
-    const uint64_t dV_ = wgmma_desc_kmajor(smem_u32(sV + wg * 64 * HD), HD);
+    const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + wg * 64 * HD), HD);
+    const uint64_t desc_v = wgmma_desc_kmajor(smem_u32(sV + wg * 64 * HD), HD);
     float dk[DB][4], dv[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++)
@@ -255,15 +261,15 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         const float* sLs = sL + st * BQ;
         const float* sDs = sD + st * BQ;
         float s[NQ][4], dp[NQ][4];  // not zeroed: the first k step overwrites (see the forward)
-        const uint64_t dQk = wgmma_desc_kmajor(sQs, HD), dOk = wgmma_desc_kmajor(sdOs, HD);
+        const uint64_t desc_q = wgmma_desc_kmajor(sQs, HD), desc_do = wgmma_desc_kmajor(sdOs, HD);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
-            Wgmma<BQ>::template ss<0, 0>(s, dK_ + wgmma_kstep_kmajor(kk), dQk + wgmma_kstep_kmajor(kk), kk > 0);
+            Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
-            Wgmma<BQ>::template ss<0, 0>(dp, dV_ + wgmma_kstep_kmajor(kk), dOk + wgmma_kstep_kmajor(kk), kk > 0);
+            Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
         wgmma_wait<1>();  // PIPE: the previous tile's dV/dK products too
         wgmma_fence_operand(s);
@@ -307,14 +313,14 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
             ads[kc][2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
             ads[kc][3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
         }
-        const uint64_t dOm = wgmma_desc_mnmajor(sdOs, HD), dQm = wgmma_desc_mnmajor(sQs, HD);
+        const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
         wgmma_fence();
 #pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], dOm + wgmma_kstep_mnmajor(kc, HD), 1);
+        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
 #pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], dQm + wgmma_kstep_mnmajor(kc, HD), 1);
+        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
         wgmma_commit();
         if constexpr (!PIPE) {
             wgmma_wait<0>();
@@ -328,6 +334,9 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     wgmma_wait<0>();
     wgmma_fence_operand(dv);
     wgmma_fence_operand(dk);
+    // PIPE: the other warpgroup's last dK += dS^T Q may still read sQ, which the padded dV rows
+    // below reach into (2 BN (HD + 8) > 2 BN HD elements)
+    if constexpr (PIPE && NWG > 1) __syncthreads();
     // out through padded rows per warp: dK rows at the start of shared memory, dV after BN rows
     bf16* sOk = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
     bf16* sOv = reinterpret_cast<bf16*>(flash_smem) + (BN + warp * 16) * LD;
@@ -335,6 +344,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
     copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + G.k0 + (size_t)i * p.k_rs; });
     copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
 #endif
 }
 
@@ -342,7 +353,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
 // Backward step 3 (dQ): CTA = BM = 64 NWG query rows of one group; loops over BN-key
 // tiles: S = Q K^T and dP = dO V^T (shared memory, back to back), P, dS = P (dP - D),
 // dQ += dS K (dS from registers, K MN-major).
-// PIPE: dQ += dS K left running into the next tile (waited with its S); 3 stages.
+// PIPE: dQ += dS K left running into the next tile (waited with its S); 3 stages
+// (serialized by ptxas as written, see the dK/dV kernel).
 template <int HD, int NWG, int BN, bool PIPE>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __restrict__ dqp, const bf16* __restrict__ qp,
                                                                       const bf16* __restrict__ kp, const bf16* __restrict__ vp,
@@ -379,8 +391,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
     const int rowA = m0 + warp * 16 + g, rowB = rowA + 8, posA = rowA / r, posB = rowB / r, pos_lo = m0 / r;
     const float LA = rowA < rows ? Lp[G.ld0 + rowA] : 0.0f, LB = rowB < rows ? Lp[G.ld0 + rowB] : 0.0f;
     const float DA = rowA < rows ? Dp[G.ld0 + rowA] : 0.0f, DBv = rowB < rows ? Dp[G.ld0 + rowB] : 0.0f;
-    const uint64_t dQ_ = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
-    const uint64_t dO_ = wgmma_desc_kmajor(smem_u32(sdO + wg * 64 * HD), HD);
+    const uint64_t desc_q = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
+    const uint64_t desc_do = wgmma_desc_kmajor(smem_u32(sdO + wg * 64 * HD), HD);
     float dq[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
@@ -399,15 +411,15 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
         __syncthreads();
         const uint32_t sKs = smem_u32(sK + st * BN * HD), sVs = smem_u32(sV + st * BN * HD);
         float s[NB][4], dp[NB][4];  // not zeroed: the first k step overwrites (see the forward)
-        const uint64_t dKk = wgmma_desc_kmajor(sKs, HD), dVk = wgmma_desc_kmajor(sVs, HD);
+        const uint64_t desc_k = wgmma_desc_kmajor(sKs, HD), desc_v = wgmma_desc_kmajor(sVs, HD);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
-            Wgmma<BN>::template ss<0, 0>(s, dQ_ + wgmma_kstep_kmajor(kk), dKk + wgmma_kstep_kmajor(kk), kk > 0);
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + wgmma_kstep_kmajor(kk), desc_k + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
-            Wgmma<BN>::template ss<0, 0>(dp, dO_ + wgmma_kstep_kmajor(kk), dVk + wgmma_kstep_kmajor(kk), kk > 0);
+            Wgmma<BN>::template ss<0, 0>(dp, desc_do + wgmma_kstep_kmajor(kk), desc_v + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
         wgmma_wait<1>();  // PIPE: the previous tile's dQ product too
         wgmma_fence_operand(s);
@@ -445,11 +457,11 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
             a[kc][2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
             a[kc][3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
         }
-        const uint64_t dKm = wgmma_desc_mnmajor(sKs, HD);
+        const uint64_t desc_k_mn = wgmma_desc_mnmajor(sKs, HD);
         wgmma_fence_operand(dq);
         wgmma_fence();
 #pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(dq, a[kc], dKm + wgmma_kstep_mnmajor(kc, HD), 1);
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(dq, a[kc], desc_k_mn + wgmma_kstep_mnmajor(kc, HD), 1);
         wgmma_commit();
         if constexpr (!PIPE) {
             wgmma_wait<0>();
@@ -463,6 +475,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
     bf16* sO = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
     store_rows<HD>(sO, dq, p.scale, p.scale, lane);
     copy_rows_out<HD>(sO, m0 + warp * 16, rows, hd, lane, [&](int i) { return dqp + G.q0 + (size_t)i * p.q_rs; });
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
 #endif
 }
 
