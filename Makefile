@@ -37,7 +37,7 @@ CPU_TESTS    := test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/tes
 GPU_TESTS    := test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32
 
 .PHONY: all test cpu gpu benches clean
-all: train_gpt train_dit dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+all: train_gpt train_dit train_gpt_fp32 train_dit_fp32 dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
 cpu: dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS)
 gpu: train_gpt train_dit $(GPU_TESTS)
 benches: $(CUDA_BENCHES)
@@ -53,6 +53,13 @@ test/test_gpt_fp32: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HE
 
 train_dit: train_dit.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+
+# the all-fp32 trainers (what `make PRECISION=FP32 train_gpt` builds), under their own names so
+# that `make` (and CI) keeps them compiling
+train_gpt_fp32: train_gpt.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
+train_dit_fp32: train_dit.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
 
 # the GPU test includes train_dit.cu (its main() disabled) and checks it against test/data/dit_tiny.mgt;
 # it reads the file with dev/cpu/dit.cpp's readers (built without OpenMP: its pragmas are not used)
