@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   dV += P^T dO, dK += dS^T Q (A from registers, dO and Q MN-major).
 // PIPE: dV/dK products left running into the next tile (waited with its S^T); 3 stages.
 // (As written, ptxas serializes them anyway (C7515): the zeros of dK/dV are sunk into the
-// loop. A tuning variant only; the fix is on branch sm90-overlap, not yet measured.)
+// loop. A tuning variant only; the fix is on branch sm90-overlap-2, not yet measured.)
 template <int HD, int NWG, int BQ, bool PIPE>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                         const bf16* __restrict__ qp, const bf16* __restrict__ kp,
