@@ -281,18 +281,20 @@ static void flash_sm90_from_env() {
         fail("environment variable MEGA_FLASH_SM90=%s: expected 0 (mma.sync attention kernels), 1 (default) or 2 (sm90 kernels)", env);
     flash_sm90 = atoi(env);
 }
-static bool flash_sm90_active() {
+// Whether this build and GPU have the sm90 kernels at all (sm_90a code, compute capability 9.0)
+static bool flash_sm90_available() {
 #if defined(MEGA_SM90A) && !defined(ENABLE_FP32)
     static int cc = -1;
     if (cc < 0) {
         const cudaDeviceProp prop = cuda_device_props();
         cc = prop.major * 10 + prop.minor;
     }
-    return flash_sm90 != 0 && cc == 90;
+    return cc == 90;
 #else
     return false;
 #endif
 }
+static bool flash_sm90_active() { return flash_sm90 != 0 && flash_sm90_available(); }
 
 #if defined(ENABLE_FP32)
 // ============================================================================
@@ -539,6 +541,103 @@ __device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int n
 }
 
 // ---------------------------------------------------------------------------
+// Per-tile math shared by the mma.sync and the sm90 kernels: both hold a 16-row tile of scores
+// or gradients per warp in the m16n8 accumulator layout (rows g and g + 8, columns 2 tq, +1 of
+// every n8 block), so masks, softmax, fragment packing and the forward's epilogue are one code.
+
+// Scores of a 16-row tile whose rows sit at positions posA (c0, c1) and posB (c2, c3) against
+// the NB * 8 keys from n0: keys past T, and (causal) keys after the row's position, to -inf.
+template <int NB>
+__device__ __forceinline__ void mask_keys(float (&s)[NB][4], int n0, int T, int posA, int posB, int causal, int tq) {
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = n0 + nb * 8 + 2 * tq + (e & 1);
+            const int pos = e < 2 ? posA : posB;
+            if (key >= T || (causal && key > pos)) s[nb][e] = -INFINITY;
+        }
+}
+// Transposed (dK/dV): rows are keys keyA (c0, c1) and keyB (c2, c3), columns the NQ * 8 query
+// rows from m0 (position m / r): rows past the group's end, and (causal) queries before the key.
+template <int NQ>
+__device__ __forceinline__ void mask_queries(float (&s)[NQ][4], int m0, int rows, int r, int keyA, int keyB, int causal,
+                                             int tq) {
+#pragma unroll
+    for (int nq = 0; nq < NQ; nq++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int m = m0 + nq * 8 + 2 * tq + (e & 1);
+            const int key = e < 2 ? keyA : keyB;
+            if (m >= rows || (causal && m / r < key)) s[nq][e] = -INFINITY;
+        }
+}
+// Online softmax step of a 16-row tile of raw scores: new running maxima mA/mB (base-2 units,
+// over the lane quad), old sums lA/lB and outputs o rescaled, s -> 2^(s scale_log2 - max) added
+// to the sums. A row fully masked so far keeps max -inf and exponentials of 0.
+template <int NB, int DB>
+__device__ __forceinline__ void online_softmax(float (&s)[NB][4], float (&o)[DB][4], float& mA, float& mB, float& lA,
+                                               float& lB, float scale_log2) {
+    float xA = -INFINITY, xB = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++) {
+        xA = fmaxf(xA, fmaxf(s[nb][0], s[nb][1]));
+        xB = fmaxf(xB, fmaxf(s[nb][2], s[nb][3]));
+    }
+    xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 1));
+    xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
+    xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
+    xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
+    const float nA = fmaxf(mA, xA * scale_log2), nB = fmaxf(mB, xB * scale_log2);
+    const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;  // fully masked row so far
+    const float cA = exp2_approx(mA - uA), cB = exp2_approx(mB - uB);
+    mA = nA; mB = nB;
+    lA *= cA; lB *= cB;
+#pragma unroll
+    for (int d = 0; d < DB; d++) { o[d][0] *= cA; o[d][1] *= cA; o[d][2] *= cB; o[d][3] *= cB; }
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++) {
+        s[nb][0] = exp2_approx(fmaf(s[nb][0], scale_log2, -uA));
+        s[nb][1] = exp2_approx(fmaf(s[nb][1], scale_log2, -uA));
+        s[nb][2] = exp2_approx(fmaf(s[nb][2], scale_log2, -uB));
+        s[nb][3] = exp2_approx(fmaf(s[nb][3], scale_log2, -uB));
+        lA += s[nb][0] + s[nb][1];
+        lB += s[nb][2] + s[nb][3];
+    }
+}
+// Two adjacent n8 accumulator blocks (16 columns) as the bf16 A fragment of a k16 step: the
+// C layout of m16n8 is the A layout of m16n8k16 (and of a wgmma A operand from registers).
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+    a[0] = pack_bf16(c0[0], c0[1]);
+    a[1] = pack_bf16(c0[2], c0[3]);
+    a[2] = pack_bf16(c1[0], c1[1]);
+    a[3] = pack_bf16(c1[2], c1[3]);
+}
+// Forward epilogue of one 16-row tile starting at group row row0: the row sums reduced over
+// the lane quad, lse = max ln 2 + ln(sum) per row, O / sum out through the warp's own padded
+// rows s_own of shared memory.
+template <int HD>
+__device__ __forceinline__ void fwd_write_rows(bf16* s_own, const float (&o)[HD / 8][4], float mA, float mB, float lA,
+                                               float lB, int row0, const FlashParams& p, const FlashGroup& G,
+                                               float* __restrict__ lse, bf16* __restrict__ out, int lane) {
+    const int g = lane / 4, tq = lane % 4, rows = G.rows, hd = p.hd;
+    lA += __shfl_xor_sync(0xffffffff, lA, 1);
+    lA += __shfl_xor_sync(0xffffffff, lA, 2);
+    lB += __shfl_xor_sync(0xffffffff, lB, 1);
+    lB += __shfl_xor_sync(0xffffffff, lB, 2);
+    const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+    const int rowA = row0 + g;
+    if (tq == 0) {
+        const float LN2 = 0.6931471805599453f;
+        if (rowA < rows) lse[G.lse0 + (size_t)(rowA % p.r) * G.lse_hs + rowA / p.r] = mA * LN2 + logf(lA);
+        if (rowA + 8 < rows) lse[G.lse0 + (size_t)((rowA + 8) % p.r) * G.lse_hs + (rowA + 8) / p.r] = mB * LN2 + logf(lB);
+    }
+    store_rows<HD>(s_own, o, iA, iB, lane);
+    copy_rows_out<HD>(s_own, row0, rows, hd, lane,
+                      [&](int i) { return out + G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * hd; });
+}
+
+// ---------------------------------------------------------------------------
 // Forward. CTA: BM query rows of one group, BM / (16 MW) warps, each owning MW m16 tiles
 // (MW = 2 shares every K/V fragment between two tiles: half the shared-memory reads per
 // MMA); loops over BN-key tiles. Q_REGS: Q fragments stay in registers (else re-read
@@ -644,58 +743,17 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
         // mask keys past T and (causal) keys after the query position; only boundary tiles pay for it
         if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
 #pragma unroll
-            for (int mi = 0; mi < MW; mi++)
-#pragma unroll
-                for (int nb = 0; nb < NB; nb++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int key = n0 + nb * 8 + 2 * tq + (e & 1);
-                        const int pos = e < 2 ? posA[mi] : posB[mi];
-                        if (key >= T || (p.causal && key > pos)) s[mi][nb][e] = -INFINITY;
-                    }
-                }
+            for (int mi = 0; mi < MW; mi++) mask_keys(s[mi], n0, T, posA[mi], posB[mi], p.causal, tq);
         }
         // online softmax: new running max, rescale the old sums and outputs
 #pragma unroll
-        for (int mi = 0; mi < MW; mi++) {
-            float xA = -INFINITY, xB = -INFINITY;
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++) {
-                xA = fmaxf(xA, fmaxf(s[mi][nb][0], s[mi][nb][1]));
-                xB = fmaxf(xB, fmaxf(s[mi][nb][2], s[mi][nb][3]));
-            }
-            xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 1));
-            xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
-            xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
-            xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
-            const float nA = fmaxf(mA[mi], xA * p.scale_log2), nB = fmaxf(mB[mi], xB * p.scale_log2);
-            const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;  // fully masked row so far
-            const float cA = exp2_approx(mA[mi] - uA), cB = exp2_approx(mB[mi] - uB);
-            mA[mi] = nA; mB[mi] = nB;
-            lA[mi] *= cA; lB[mi] *= cB;
-#pragma unroll
-            for (int d = 0; d < DB; d++) { o[mi][d][0] *= cA; o[mi][d][1] *= cA; o[mi][d][2] *= cB; o[mi][d][3] *= cB; }
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++) {
-                s[mi][nb][0] = exp2_approx(fmaf(s[mi][nb][0], p.scale_log2, -uA));
-                s[mi][nb][1] = exp2_approx(fmaf(s[mi][nb][1], p.scale_log2, -uA));
-                s[mi][nb][2] = exp2_approx(fmaf(s[mi][nb][2], p.scale_log2, -uB));
-                s[mi][nb][3] = exp2_approx(fmaf(s[mi][nb][3], p.scale_log2, -uB));
-                lA[mi] += s[mi][nb][0] + s[mi][nb][1];
-                lB[mi] += s[mi][nb][2] + s[mi][nb][3];
-            }
-        }
+        for (int mi = 0; mi < MW; mi++) online_softmax(s[mi], o[mi], mA[mi], mB[mi], lA[mi], lB[mi], p.scale_log2);
         // O += P V: the S accumulators of two adjacent n8 blocks are the A fragment of a k16 step
 #pragma unroll
         for (int kc = 0; kc < BN / 16; kc++) {
             uint32_t a[MW][4];
 #pragma unroll
-            for (int mi = 0; mi < MW; mi++) {
-                a[mi][0] = pack_bf16(s[mi][2 * kc][0], s[mi][2 * kc][1]);
-                a[mi][1] = pack_bf16(s[mi][2 * kc][2], s[mi][2 * kc][3]);
-                a[mi][2] = pack_bf16(s[mi][2 * kc + 1][0], s[mi][2 * kc + 1][1]);
-                a[mi][3] = pack_bf16(s[mi][2 * kc + 1][2], s[mi][2 * kc + 1][3]);
-            }
+            for (int mi = 0; mi < MW; mi++) acc_to_a(a[mi], s[mi][2 * kc], s[mi][2 * kc + 1]);
 #pragma unroll
             for (int d2 = 0; d2 < DB / 2; d2++) {
                 uint32_t bv[4];
@@ -711,25 +769,9 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
     }
     // O / l out through this warp's own rows of sQ (only this warp ever read them)
 #pragma unroll
-    for (int mi = 0; mi < MW; mi++) {
-        float la = lA[mi], lb = lB[mi];
-        la += __shfl_xor_sync(0xffffffff, la, 1);
-        la += __shfl_xor_sync(0xffffffff, la, 2);
-        lb += __shfl_xor_sync(0xffffffff, lb, 1);
-        lb += __shfl_xor_sync(0xffffffff, lb, 2);
-        const float iA = la > 0.0f ? 1.0f / la : 0.0f, iB = lb > 0.0f ? 1.0f / lb : 0.0f;
-        const int rowA = wrow0 + mi * 16 + g;
-        if (tq == 0) {
-            const float LN2 = 0.6931471805599453f;
-            if (rowA < rows) lse[G.lse0 + (size_t)(rowA % p.r) * G.lse_hs + posA[mi]] = mA[mi] * LN2 + logf(la);
-            if (rowA + 8 < rows) lse[G.lse0 + (size_t)((rowA + 8) % p.r) * G.lse_hs + posB[mi]] = mB[mi] * LN2 + logf(lb);
-        }
-        bf16* sO = sQ + (warp * WR + mi * 16) * LD;
-        store_rows<HD>(sO, o[mi], iA, iB, lane);
-        copy_rows_out<HD>(sO, wrow0 + mi * 16, rows, hd, lane, [&](int i) {
-            return out + G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * hd;
-        });
-    }
+    for (int mi = 0; mi < MW; mi++)
+        fwd_write_rows<HD>(sQ + (warp * WR + mi * 16) * LD, o[mi], mA[mi], mB[mi], lA[mi], lB[mi], wrow0 + mi * 16, p, G, lse,
+                           out, lane);
 }
 
 // ---------------------------------------------------------------------------
@@ -841,17 +883,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
             }
         }
         // mask: query rows past the end, and (causal) queries before the key
-        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) {
-#pragma unroll
-            for (int nq = 0; nq < NQ; nq++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int m = m0 + nq * 8 + 2 * tq + (e & 1);
-                    const int key = e < 2 ? keyA : keyB;
-                    if (m >= rows || (p.causal && m / r < key)) s[nq][e] = -INFINITY;
-                }
-            }
-        }
+        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
         // P^T and dS^T (columns are query rows: their L and D come from shared memory)
 #pragma unroll
         for (int nq = 0; nq < NQ; nq++) {
@@ -870,14 +902,8 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
 #pragma unroll
         for (int kc = 0; kc < BQ / 16; kc++) {
             uint32_t ap[4], ads[4];
-            ap[0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
-            ap[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-            ap[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-            ap[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-            ads[0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
-            ads[1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
-            ads[2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
-            ads[3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+            acc_to_a(ap, s[2 * kc], s[2 * kc + 1]);
+            acc_to_a(ads, dp[2 * kc], dp[2 * kc + 1]);
 #pragma unroll
             for (int d2 = 0; d2 < DB / 2; d2++) {
                 uint32_t bo[4], bq[4];
@@ -1018,16 +1044,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
         }
         if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
 #pragma unroll
-            for (int mi = 0; mi < MW; mi++)
-#pragma unroll
-                for (int nb = 0; nb < NB; nb++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int key = n0 + nb * 8 + 2 * tq + (e & 1);
-                        const int pos = e < 2 ? posA[mi] : posB[mi];
-                        if (key >= T || (p.causal && key > pos)) s[mi][nb][e] = -INFINITY;
-                    }
-                }
+            for (int mi = 0; mi < MW; mi++) mask_keys(s[mi], n0, T, posA[mi], posB[mi], p.causal, tq);
         }
 #pragma unroll
         for (int mi = 0; mi < MW; mi++)
@@ -1047,12 +1064,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
         for (int kc = 0; kc < BN / 16; kc++) {
             uint32_t a[MW][4];
 #pragma unroll
-            for (int mi = 0; mi < MW; mi++) {
-                a[mi][0] = pack_bf16(dp[mi][2 * kc][0], dp[mi][2 * kc][1]);
-                a[mi][1] = pack_bf16(dp[mi][2 * kc][2], dp[mi][2 * kc][3]);
-                a[mi][2] = pack_bf16(dp[mi][2 * kc + 1][0], dp[mi][2 * kc + 1][1]);
-                a[mi][3] = pack_bf16(dp[mi][2 * kc + 1][2], dp[mi][2 * kc + 1][3]);
-            }
+            for (int mi = 0; mi < MW; mi++) acc_to_a(a[mi], dp[mi][2 * kc], dp[mi][2 * kc + 1]);
 #pragma unroll
             for (int d2 = 0; d2 < DB / 2; d2++) {
                 uint32_t bk[4];
@@ -1236,17 +1248,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
                     mma16816(dp[2 * n2 + 1], av, bo[2], bo[3]);
                 }
             }
-            if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) {
-#pragma unroll
-                for (int nq = 0; nq < NQ; nq++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int m = m0 + nq * 8 + 2 * tq + (e & 1);
-                        const int key = e < 2 ? keyA : keyB;
-                        if (m >= rows || (p.causal && m / r < key)) s[nq][e] = -INFINITY;
-                    }
-                }
-            }
+            if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
 #pragma unroll
             for (int nq = 0; nq < NQ; nq++) {
                 const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
@@ -1264,14 +1266,8 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
 #pragma unroll
             for (int kc = 0; kc < BQ / 16; kc++) {
                 uint32_t ap[4], ads[4];
-                ap[0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
-                ap[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-                ap[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-                ap[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-                ads[0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
-                ads[1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
-                ads[2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
-                ads[3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+                acc_to_a(ap, s[2 * kc], s[2 * kc + 1]);
+                acc_to_a(ads, dp[2 * kc], dp[2 * kc + 1]);
                 // dS^T rows (keys) of this warp, for the dQ product after the barrier
                 *reinterpret_cast<uint32_t*>(sdS_own + g * LDS + kc * 16 + 2 * tq) = ads[0];
                 *reinterpret_cast<uint32_t*>(sdS_own + (g + 8) * LDS + kc * 16 + 2 * tq) = ads[1];

@@ -100,50 +100,11 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
         wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
         wgmma_fence_operand(s);
         wgmma_fence_operand(o);
-        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = n0 + nb * 8 + 2 * tq + (e & 1);
-                    const int pos = e < 2 ? posA : posB;
-                    if (key >= T || (p.causal && key > pos)) s[nb][e] = -INFINITY;
-                }
-        }
-        float xA = -INFINITY, xB = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) {
-            xA = fmaxf(xA, fmaxf(s[nb][0], s[nb][1]));
-            xB = fmaxf(xB, fmaxf(s[nb][2], s[nb][3]));
-        }
-        xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 1));
-        xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
-        xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
-        xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
-        const float nA = fmaxf(mA, xA * p.scale_log2), nB = fmaxf(mB, xB * p.scale_log2);
-        const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;
-        const float cA = exp2_approx(mA - uA), cB = exp2_approx(mB - uB);
-        mA = nA; mB = nB;
-        lA *= cA; lB *= cB;
-#pragma unroll
-        for (int d = 0; d < DB; d++) { o[d][0] *= cA; o[d][1] *= cA; o[d][2] *= cB; o[d][3] *= cB; }
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+        online_softmax(s, o, mA, mB, lA, lB, p.scale_log2);
         uint32_t pa[BN / 16][4];
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) {
-            s[nb][0] = exp2_approx(fmaf(s[nb][0], p.scale_log2, -uA));
-            s[nb][1] = exp2_approx(fmaf(s[nb][1], p.scale_log2, -uA));
-            s[nb][2] = exp2_approx(fmaf(s[nb][2], p.scale_log2, -uB));
-            s[nb][3] = exp2_approx(fmaf(s[nb][3], p.scale_log2, -uB));
-            lA += s[nb][0] + s[nb][1];
-            lB += s[nb][2] + s[nb][3];
-        }
-#pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) {
-            pa[kc][0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
-            pa[kc][1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-            pa[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-            pa[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-        }
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
         const uint64_t desc_v = wgmma_desc_mnmajor(smem_u32(sV + st * BN * HD), HD);
         wgmma_fence_operand(o);
         wgmma_fence();
@@ -164,20 +125,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     // O / l out through padded [16][LD] rows per warp at the start of shared memory: sQ and
     // the start of sK, free after the loop's last barrier (PIPE: another warpgroup's last
     // O += P V may still be running, but it reads only sV)
-    lA += __shfl_xor_sync(0xffffffff, lA, 1);
-    lA += __shfl_xor_sync(0xffffffff, lA, 2);
-    lB += __shfl_xor_sync(0xffffffff, lB, 1);
-    lB += __shfl_xor_sync(0xffffffff, lB, 2);
-    const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
-    if (tq == 0) {
-        const float LN2 = 0.6931471805599453f;
-        if (rowA < rows) lse[G.lse0 + (size_t)(rowA % p.r) * G.lse_hs + posA] = mA * LN2 + logf(lA);
-        if (rowA + 8 < rows) lse[G.lse0 + (size_t)((rowA + 8) % p.r) * G.lse_hs + posB] = mB * LN2 + logf(lB);
-    }
-    bf16* sO = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
-    store_rows<HD>(sO, o, iA, iB, lane);
-    copy_rows_out<HD>(sO, m0 + warp * 16, rows, hd, lane,
-                      [&](int i) { return out + G.o0 + (size_t)(i / p.r) * p.o_ts + (size_t)(i % p.r) * hd; });
+    fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD, o, mA, mB, lA, lB, m0 + warp * 16, p, G, lse, out,
+                       lane);
 #elif defined(__CUDA_ARCH__)
     __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
 #endif
@@ -273,16 +222,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         wgmma_commit();
         wgmma_wait<1>();  // PIPE: the previous tile's dV/dK products too
         wgmma_fence_operand(s);
-        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) {
-#pragma unroll
-            for (int nq = 0; nq < NQ; nq++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int m = m0 + nq * 8 + 2 * tq + (e & 1);
-                    const int key = e < 2 ? keyA : keyB;
-                    if (m >= rows || (p.causal && m / r < key)) s[nq][e] = -INFINITY;
-                }
-        }
+        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
 #pragma unroll
         for (int nq = 0; nq < NQ; nq++) {
             const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
@@ -304,14 +244,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         }
 #pragma unroll
         for (int kc = 0; kc < BQ / 16; kc++) {
-            ap[kc][0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
-            ap[kc][1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-            ap[kc][2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-            ap[kc][3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-            ads[kc][0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
-            ads[kc][1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
-            ads[kc][2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
-            ads[kc][3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
+            acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
+            acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
         }
         const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
         wgmma_fence_operand(dv);
@@ -423,16 +357,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
         wgmma_commit();
         wgmma_wait<1>();  // PIPE: the previous tile's dQ product too
         wgmma_fence_operand(s);
-        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) {
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = n0 + nb * 8 + 2 * tq + (e & 1);
-                    const int pos = e < 2 ? posA : posB;
-                    if (key >= T || (p.causal && key > pos)) s[nb][e] = -INFINITY;
-                }
-        }
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
 #pragma unroll
         for (int nb = 0; nb < NB; nb++) {
             s[nb][0] = exp2_approx(fmaf(s[nb][0], p.scale_log2, -LA));
@@ -451,12 +376,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
             dp[nb][3] = s[nb][3] * (dp[nb][3] - DBv);
         }
 #pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) {
-            a[kc][0] = pack_bf16(dp[2 * kc][0], dp[2 * kc][1]);
-            a[kc][1] = pack_bf16(dp[2 * kc][2], dp[2 * kc][3]);
-            a[kc][2] = pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]);
-            a[kc][3] = pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3]);
-        }
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(a[kc], dp[2 * kc], dp[2 * kc + 1]);
         const uint64_t desc_k_mn = wgmma_desc_mnmajor(sKs, HD);
         wgmma_fence_operand(dq);
         wgmma_fence();

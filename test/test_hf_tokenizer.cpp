@@ -54,6 +54,19 @@ static std::string ids_str(const std::vector<int>& v, size_t n = 24) {
     if (v.size() > n) s += " ...";
     return "[" + s + "]";
 }
+// the non-empty lines of a text file
+static std::vector<std::string> read_lines(const std::string& path) {
+    std::vector<std::string> v;
+    const std::string all = read_file_or_fail(path);
+    size_t i = 0;
+    while (i < all.size()) {
+        size_t j = all.find('\n', i);
+        if (j == std::string::npos) j = all.size();
+        if (j > i) v.push_back(all.substr(i, j - i));
+        i = j + 1;
+    }
+    return v;
+}
 static std::vector<std::string> split_tab(const std::string& line) {
     std::vector<std::string> f;
     size_t i = 0;
@@ -113,18 +126,7 @@ int main(int argc, char** argv) {
     {
         std::map<std::string, int> n_ok, n_all, n_rt, n_rt_all, n_pre;
         std::string first_bad, first_rt_bad, first_pre_bad;
-        for (const std::string& line : [&] {
-                 std::vector<std::string> v;
-                 const std::string all = read_file_or_fail(DATA + "/cases.txt");
-                 size_t i = 0;
-                 while (i < all.size()) {
-                     size_t j = all.find('\n', i);
-                     if (j == std::string::npos) j = all.size();
-                     if (j > i) v.push_back(all.substr(i, j - i));
-                     i = j + 1;
-                 }
-                 return v;
-             }()) {
+        for (const std::string& line : read_lines(DATA + "/cases.txt")) {
             const std::vector<std::string> f = split_tab(line);
             if (f.size() != 6 || !tok.count(f[0])) fail("%s/cases.txt: bad line '%s'", DATA.c_str(), line.c_str());
             const HFTokenizer& t = tok[f[0]];
@@ -166,15 +168,10 @@ int main(int argc, char** argv) {
 
     // ---- NFC against Python's unicodedata (Unicode 14.0, as the tables)
     {
-        const std::string all = read_file_or_fail(DATA + "/nfc.txt");
         int ok = 0, total = 0, changed = 0;
         std::string first;
-        size_t i = 0;
-        while (i < all.size()) {
-            size_t j = all.find('\n', i);
-            if (j == std::string::npos) j = all.size();
-            const std::vector<std::string> f = split_tab(all.substr(i, j - i));
-            i = j + 1;
+        for (const std::string& line : read_lines(DATA + "/nfc.txt")) {
+            const std::vector<std::string> f = split_tab(line);
             if (f.size() != 2) continue;
             const std::string in = unhex(f[0]), want = unhex(f[1]), got = hf_nfc(in);
             total++;
@@ -190,13 +187,8 @@ int main(int argc, char** argv) {
     // ---- all of tinyshakespeare: count and hash of the ids, round trip, speed
     {
         const std::string text = read_file_or_fail("data/tinyshakespeare.txt");
-        const std::string all = read_file_or_fail(DATA + "/long.txt");
-        size_t i = 0;
-        while (i < all.size()) {
-            size_t j = all.find('\n', i);
-            if (j == std::string::npos) j = all.size();
-            const std::vector<std::string> f = split_tab(all.substr(i, j - i));
-            i = j + 1;
+        for (const std::string& line : read_lines(DATA + "/long.txt")) {
+            const std::vector<std::string> f = split_tab(line);
             if (f.size() != 3) continue;
             HFTokenizer& t = tok[f[0]];
             t.cache.clear();

@@ -42,18 +42,10 @@ ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer).
 
 static bool g_tune_mma = false;  // FLASH_TUNE=1: the mma.sync tile variants too (FLASH_TUNE=2: the sm90 ones only)
 
-// Whether the Hopper (wgmma) kernels run here (sm_90a build, compute capability 9.0), and
-// the tag that names the kernel family of a check or timing row where both exist.
+// The tag that names the kernel family of a check or timing row where both exist
 // (flash_sm90: 2 = the sm90 kernels everywhere, 0 = mma.sync everywhere, 1 = the default mix)
-static bool sm90_available() {
-    const int saved = flash_sm90;
-    flash_sm90 = 1;
-    const bool on = flash_sm90_active();
-    flash_sm90 = saved;
-    return on;
-}
 static std::string path_tag() {
-    if (!sm90_available()) return "";
+    if (!flash_sm90_available()) return "";
     return flash_sm90 == 2 ? " [sm90]" : flash_sm90 == 0 ? " [mma.sync]" : " [default]";
 }
 
@@ -252,7 +244,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
     struct Cfg { int mode; FlashConfig c; int sm90; };
     const int modes[] = {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC};
     std::vector<Cfg> cfgs;
-    if (sm90_available()) {
+    if (flash_sm90_available()) {
         cfgs.push_back({FLASH_BWD_SPLIT, {0, 0, 0}, 2});
         if (nvariants > 1)
             for (int v = 11; v < 16; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
@@ -486,7 +478,7 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     // only, it falls back to split here)
     struct VCfg { int mode, sm90; };
     std::vector<VCfg> vcfgs;
-    if (sm90_available()) vcfgs.push_back({FLASH_BWD_SPLIT, 2});
+    if (flash_sm90_available()) vcfgs.push_back({FLASH_BWD_SPLIT, 2});
     vcfgs.push_back({FLASH_BWD_SPLIT, 0});
     vcfgs.push_back({FLASH_BWD_ATOMIC, 0});
     for (const VCfg& vc : vcfgs) {
@@ -579,7 +571,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     attn_fill(b, rng);
     // the sm90 kernels (where available), the mma.sync split and the atomic backward at the
     // large shapes (ordered: small shapes); the default mixes the first two
-    const bool sm90 = sm90_available();
+    const bool sm90 = flash_sm90_available();
     flash_sm90 = 2;
     if (sm90) validate_large(s, rng, b);
     flash_sm90 = 0;
