@@ -246,7 +246,7 @@ struct DiTActs {
     floatX *dmods_x, *dconds, *dtemb, *dfemb, *dths, *dth, *dfhs, *dfh;   // cond gradients
     float *dmods, *dcond;                                     // [2B,6C], [2B,C] fp32
     float *dnw, *reduce_scratch, *adaln_scratch;
-    float* att_scratch;                                       // the attention backward's L and D rows
+    float* att_scratch;                                       // the attention backward's L and D rows (and fast mode's dQ sums)
     size_t att_scratch_bytes;
     size_t bytes;
 };
@@ -317,7 +317,8 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     const size_t Cy = cfg.caption_channels, X = sizeof(floatX), Fl = sizeof(float), Cs = C, Fs = F;
     const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
     DiTActs& a = g->act;
-    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head);
+    // with room for the fp32 dQ accumulator of --attn-backward fast (N x C floats)
+    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd);
     a.bytes = carve_activations({
         {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},
         {(void**)&a.qkr, L * N * 2 * Cs * X}, {(void**)&a.atty, L * N * Cs * X}, {(void**)&a.o1, L * N * Cs * X},
@@ -704,7 +705,7 @@ static void dit_backward(DiT* g) {
             linear_backward(a.dbuf3, dl.cproj_w, dl.cproj_b, a.dres, la.catty,
                             w.cproj_w + (size_t)l * C * C, N, C, C, false, rs, st);
             flash_attention_varlen_backward(a.dbuf1, a.dck, a.dckv + C, a.dbuf3, la.catty, la.lse_c, la.cqn, la.ckn,
-                                            la.ckv + C, a.att_scratch, cross_s, st);
+                                            la.ckv + C, a.att_scratch, cross_s, st, a.att_scratch_bytes);
             qknorm_rope3d_backward(a.dbuf2, dl.cq_norm, nullptr, a.dbuf1, C, la.cq, C, la.cq_rstd,
                                    w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N, hd, a.dnw, st);
             qknorm_rope3d_backward(a.dckv, dl.ck_norm, nullptr, a.dck, C, la.ckv, 2 * C, la.ck_rstd,
@@ -726,7 +727,7 @@ static void dit_backward(DiT* g) {
             linear_backward(a.dbuf2, dl.proj_w, dl.proj_b, a.dbuf1, la.atty,
                             w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
             flash_attention_varlen_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
-                                            la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st);
+                                            la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st, a.att_scratch_bytes);
             qknorm_rope3d_backward(a.dqkv, dl.q_norm, dl.k_norm, a.dqk, 2 * C, la.qkv,
                                    3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
                                    a.rope_cs, N, hd, a.dnw, st);
@@ -1209,7 +1210,10 @@ int main(int argc, char** argv) {
     optim_add_flags(ap, &oc);
     dist_add_flags(ap, &df);
     dit_config_add_flags(ap, &mc);
+    std::string attn_backward = "deterministic";
+    flash_add_flags(ap, &attn_backward);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    flash_set_backward(attn_backward);
     flash_sm90_from_env();  // MEGA_FLASH_SM90: which attention kernels (llmc/flash_attention.cuh)
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
@@ -1334,6 +1338,7 @@ int main(int argc, char** argv) {
     printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f)\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
            gib(model.act.bytes), gib(model.act.att_scratch_bytes));
+    flash_print_config();
     if (dist.world > 1) printf("data parallel: %d GPUs x B %d = %d samples per step, each rank on its own samples\n", dist.world, B, B * dist.world);
     if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)
         printf("note: --cfg-scale %g with --caption-dropout 0: the model never sees the null caption, so guidance is untrained\n", sc.cfg_scale);

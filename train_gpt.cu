@@ -533,7 +533,10 @@ int main(int argc, char** argv) {
     hf_add_flags(ap, &hf);
     dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
+    std::string attn_backward = "deterministic";
+    flash_add_flags(ap, &attn_backward);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
+    flash_set_backward(attn_backward);
     flash_sm90_from_env();  // MEGA_FLASH_SM90: which attention kernels (llmc/flash_attention.cuh)
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
@@ -726,6 +729,7 @@ int main(int argc, char** argv) {
     printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * sizeof(floatX)), gib(model.num_params * 4),
            gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes));
+    flash_print_config();
     if (dist.world > 1)
         printf("data parallel: %d GPUs x B %d x T %d x accum %d = %lld tokens per step, each rank on its own samples; dropout seeds per rank\n",
                dist.world, B, T, grad_accum, tc.total_batch_tokens);

@@ -32,8 +32,8 @@
 //               1, 2, ... per query tile, ordered by integer counters; the last one
 //               writes bf16 dq). S, P, dP are computed once: 5 matrix products.
 //     or the same fused kernel with dQ added by fp32 atomics, then converted to bf16
-//        (flash_bwd_mode = FLASH_BWD_ATOMIC; the one NON-deterministic mode; slower than
-//        the split form as written, see below),
+//        (flash_bwd_mode = FLASH_BWD_ATOMIC / FAST, the trainers' --attn-backward fast; the
+//        one NON-deterministic mode; on Hopper the fastest backward, see below),
 //     or (the default) the split form, no inter-CTA ordering at all:
 //     2. dK/dV: as above without dQ
 //     3. dQ:    one CTA per (query tile, group), looping over K/V tiles; dQ += dS K
@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <cstring>
 #include "cuda_common.h"
+#include "args.h"
 #include "attention.cuh"  // AttnShape
 
 // Bytes of scratch the backward needs: D and lse*log2(e) (one float per query row each),
@@ -199,21 +200,34 @@ __device__ __forceinline__ FlashGroup flash_group(const FlashParams& p, int grp)
 
 // Backward step 1: D = rowsum(dO * O) per query row and lse in base 2, both written
 // in the packed row order of the group (fixed: [B, nkv, T*r]; varlen: [nh, Nq]) so
-// steps 2 and 3 read them contiguously. One thread per (token, head) row of out
-// ([Nq, nh*hd] in both layouts): it is a small memory-bound pass.
+// steps 2 and 3 read them contiguously. G lanes (flash_prep_lanes: the 16-byte chunks of a
+// row, rounded up to a power of two) per (token, head) row of out ([Nq, nh*hd] in both
+// layouts), so a warp's loads are contiguous; the dot reduced with shuffles. Memory-bound.
+static __host__ __device__ int flash_prep_lanes(int hd) {
+    int g = 1;
+    while (g < hd / (int)x128::size && g < 32) g *= 2;
+    return g;
+}
 __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __restrict__ Dp, const floatX* __restrict__ out,
                                              const floatX* __restrict__ dout, const float* __restrict__ lse, FlashParams p) {
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // token-major row (n, h)
-    if (idx >= (size_t)p.Nq * p.nh) return;
+    const int G = flash_prep_lanes(p.hd), CH = p.hd / x128::size;
+    const size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t idx = tid / G;  // token-major row (n, h)
+    const int sub = (int)(tid % G);
+    const bool valid = idx < (size_t)p.Nq * p.nh;
+    float sum = 0.0f;
+    if (valid) {
+        const floatX* o = out + idx * p.hd;
+        const floatX* d = dout + idx * p.hd;
+        for (int c = sub; c < CH; c += G) {
+            const x128 ov = load128cs(o + c * x128::size), dv = load128cs(d + c * x128::size);
+            for (int k = 0; k < x128::size; k++) sum += (float)ov[k] * (float)dv[k];
+        }
+    }
+    for (int off = G / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffff, sum, off);
+    if (!valid || sub != 0) return;
     const int h = (int)(idx % p.nh);
     const size_t n = idx / p.nh;
-    const floatX* o = out + idx * p.hd;
-    const floatX* d = dout + idx * p.hd;
-    float sum = 0.0f;
-    for (int c = 0; c < p.hd; c += x128::size) {
-        const x128 ov = load128cs(o + c), dv = load128cs(d + c);
-        for (int k = 0; k < x128::size; k++) sum += (float)ov[k] * (float)dv[k];
-    }
     size_t packed, li;
     if (!p.varlen) {
         const int t = (int)(n % p.T), b = (int)(n / p.T), g = h / p.r, j = h % p.r;
@@ -234,23 +248,34 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
 //                     ~1.8x SLOWER on an H200 as written). Deterministic. Fixed layout
 //                     only (varlen falls back to SPLIT).
 //   FLASH_BWD_ATOMIC  the fused kernel adding its dQ partials to the fp32 accumulator with
-//                     vector atomic adds (red.global.add.v2.f32), then a conversion pass
-//                     to bf16: FlashAttention-2's backward. NOT deterministic (the order of
-//                     the fp32 additions varies run to run). Varlen too, when the scratch
-//                     has room for the accumulator (flash_attention_varlen_scratch_bytes
-//                     with hd; otherwise it falls back to SPLIT). Measured on an H200
-//                     (2026-11-29, ./dev/cuda/attention): 8-17% SLOWER than SPLIT at every
-//                     perf.md shape (e.g. hd64 causal backward 126 vs 151 TFLOP/s): 255
-//                     registers x 256 threads leave one CTA per SM, and the dS^T round trip
-//                     through shared memory stays. Not used by the trainers.
-enum FlashBwdMode { FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2 };
+//                     vector atomic adds (red.global.add), then a conversion pass to bf16:
+//                     FlashAttention-2/3's backward, 5 matrix products instead of 7. NOT
+//                     deterministic (the order of the fp32 additions varies run to run).
+//                     Varlen too, when the scratch has room for the accumulator
+//                     (flash_attention_varlen_scratch_bytes with hd; otherwise it falls back
+//                     to SPLIT). On Hopper (flash_sm90_active) the wgmma kernel of
+//                     llmc/flash_attention_sm90.cuh (DQ_PIPE): on an H200 (2026-11-30,
+//                     ./dev/cuda/attention) 18-40% faster than SPLIT at every perf.md shape.
+//                     Elsewhere the mma.sync fused kernel: 8-17% SLOWER than SPLIT (255
+//                     registers x 256 threads, one CTA per SM).
+//                     The trainers' --attn-backward fast (flash_set_backward).
+//   FLASH_BWD_FAST    ATOMIC where the sm90 kernels run, SPLIT elsewhere (--attn-backward fast).
+enum FlashBwdMode { FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2, FLASH_BWD_FAST = 3 };
 static int flash_bwd_mode = FLASH_BWD_SPLIT;
 static const char* flash_bwd_mode_name(int m) {
-    return m == FLASH_BWD_ORDERED ? "ordered" : m == FLASH_BWD_ATOMIC ? "atomic" : "split";
+    return m == FLASH_BWD_ORDERED ? "ordered" : m == FLASH_BWD_ATOMIC ? "atomic" : m == FLASH_BWD_FAST ? "fast" : "split";
+}
+// The trainers' choice (--attn-backward, flash_set_backward): "deterministic" (SPLIT:
+// bit-identical gradients run to run, what exact resume and the determinism tests rely on) or
+// "fast" (FLASH_BWD_FAST: dq's fp32 sum order varies run to run, as in PyTorch's SDPA backends).
+static void flash_add_flags(ArgParser& ap, std::string* mode) {
+    ap.section("attention");
+    ap.add_string("--attn-backward", mode, "deterministic (bit-identical run to run) or fast (Hopper: the fused "
+                                            "backward with fp32 atomic dQ sums, ~20-40% faster attention backward)");
 }
 
 // Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
-// for head dims 64, 80 and 128 of the bf16 kernels: 1-5 the mma.sync kernels', 11-15 the
+// for head dims 64, 80 and 128 of the bf16 kernels: 1-5 the mma.sync kernels', 11-16 the
 // sm90 kernels'. Only built with FLASH_TUNE defined; trainers get the defaults.
 #if defined(FLASH_TUNE)
 struct FlashConfig { int fwd, dkdv, dq; };  // dkdv: variants of the fused kernel too
@@ -295,6 +320,27 @@ static bool flash_sm90_available() {
 #endif
 }
 static bool flash_sm90_active() { return flash_sm90 != 0 && flash_sm90_available(); }
+// --attn-backward's value into flash_bwd_mode (checked with the flags, before the GPU is touched)
+static void flash_set_backward(const std::string& mode) {
+    if (mode == "deterministic") flash_bwd_mode = FLASH_BWD_SPLIT;
+    else if (mode == "fast") flash_bwd_mode = FLASH_BWD_FAST;
+    else fail("flag --attn-backward: expected deterministic or fast, got '%s'", mode.c_str());
+}
+// the backward structure that runs now (FLASH_BWD_FAST resolved)
+static int flash_bwd_mode_now() {
+    if (flash_bwd_mode != FLASH_BWD_FAST) return flash_bwd_mode;
+    return flash_sm90_active() ? FLASH_BWD_ATOMIC : FLASH_BWD_SPLIT;
+}
+// One line for the trainers' start-up report: which kernels and which backward run.
+static void flash_print_config() {
+    const int now = flash_bwd_mode_now();
+    printf("attention: %s kernels | backward %s\n",
+           !flash_sm90_available() ? "mma.sync" : flash_sm90 == 0 ? "mma.sync (MEGA_FLASH_SM90=0)"
+                                                 : flash_sm90 == 2 ? "sm90 (MEGA_FLASH_SM90=2)" : "sm90 + mma.sync per head dim",
+           now == FLASH_BWD_ATOMIC ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run)"
+           : flash_bwd_mode == FLASH_BWD_FAST ? "deterministic (fast needs the sm90 kernels)"
+                                               : "deterministic (bit-identical run to run)");
+}
 
 #if defined(ENABLE_FP32)
 // ============================================================================
@@ -1121,6 +1167,18 @@ __device__ __forceinline__ int ld_acquire(const int* p) {
     asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
     return v;
 }
+// addr[0..3] += a, b, c, d (16-byte aligned, sm_90: one vector reduction), no return value
+__device__ __forceinline__ void red_add_f32x4(float* addr, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(addr), "f"(a), "f"(b), "f"(c), "f"(d)
+                 : "memory");
+#else
+    atomicAdd(addr, a);
+    atomicAdd(addr + 1, b);
+    atomicAdd(addr + 2, c);
+    atomicAdd(addr + 3, d);
+#endif
+}
 // addr[0] += a, addr[1] += b (8-byte aligned fp32 pair in global memory), no return value
 __device__ __forceinline__ void red_add_f32x2(float* addr, float a, float b) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -1494,8 +1552,9 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 11: flash::fwd_sm90_launch<HD, 1, 64>(out, lse, q, k, v, p, st); return;
                 case 12: flash::fwd_sm90_launch<HD, 2, 128>(out, lse, q, k, v, p, st); return;
                 case 13: flash::fwd_sm90_launch<HD, 1, 128>(out, lse, q, k, v, p, st); return;
-                case 14: flash::fwd_sm90_launch<HD, 2, 64, true>(out, lse, q, k, v, p, st); return;
-                case 15: flash::fwd_sm90_launch<HD, 1, 64, true>(out, lse, q, k, v, p, st); return;
+                case 14: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_PIPE>(out, lse, q, k, v, p, st); return;
+                case 15: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
+                case 16: flash::fwd_sm90_launch<HD, 2, 128, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
                 default: break;
             }
         }
@@ -1514,8 +1573,9 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                          const floatX* v, const floatX* dout, const float* L, const float* D, const FlashParams& p,
                          cudaStream_t st) {
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
+    const int mode = flash_bwd_mode_now();
     // ordered: the fixed layout only (locks); atomic: needs the accumulator (dq_acc != nullptr)
-    if (flash_bwd_mode == FLASH_BWD_ORDERED && !p.varlen) {
+    if (mode == FLASH_BWD_ORDERED && !p.varlen) {
 #if defined(FLASH_TUNE)
         if constexpr (FLASH_TUNED(HD)) {
             switch (flash_config.dkdv) {
@@ -1530,7 +1590,45 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
         flash::fused_launch<HD, 128, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
         return;
     }
-    if (flash_bwd_mode == FLASH_BWD_ATOMIC && dq_acc) {
+    if (mode == FLASH_BWD_ATOMIC && dq_acc && flash_sm90_active()) {
+        // the 5-product backward on wgmma (the dK/dV kernel adding the dQ partials)
+#if defined(FLASH_TUNE)
+        if constexpr (FLASH_TUNED(HD)) {
+            switch (flash_config.dkdv) {
+                case 11: flash::dkdv_sm90_launch<HD, 1, 64, false, flash::DQ_SYNC>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
+                case 12: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_SYNC>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
+                case 13: flash::dkdv_sm90_launch<HD, 1, 64, false, flash::DQ_PIPE>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
+                case 14:  // 128 query rows per tile: registers for it up to hd 80
+                    if constexpr (HD <= 80) {
+                        flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+                        return;
+                    }
+                    break;
+                case 15: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE, flash::DQ_RED4>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
+                case 16: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
+                case 17: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
+                case 18:
+                case 19:
+                    if constexpr (HD <= 80) {
+                        if (flash_config.dkdv == 18) flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+                        else flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_RED4>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+                        return;
+                    }
+                    break;
+                default: break;
+            }
+        }
+#endif
+        // measured fastest (H200, FLASH_TUNE=2, 2026-11-30): up to hd 80, 128 query rows per
+        // tile, four-column reductions and three stages (hd64 causal 184.9 TFLOP/s, hd72 281.5);
+        // at hd 128 (registers) 64 rows, the plain reductions and two stages (236.8)
+        if constexpr (HD <= 80)
+            flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+        else
+            flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+        return;
+    }
+    if (mode == FLASH_BWD_ATOMIC && dq_acc) {
         constexpr int A = flash::FUSED_ATOMIC;
 #if defined(FLASH_TUNE)
         if constexpr (FLASH_TUNED(HD)) {
@@ -1557,6 +1655,7 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 13: flash::dkdv_sm90_launch<HD, 1, 128>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 case 14: flash::dkdv_sm90_launch<HD, 2, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 case 15: flash::dkdv_sm90_launch<HD, 1, 64, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 16: flash::dkdv_sm90_launch<HD, 2, 32, true>(dk, dv, q, k, v, dout, L, D, p, st); break;
                 default: done = false;
             }
         }
@@ -1572,6 +1671,7 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 13: flash::dq_sm90_launch<HD, 1, 128>(dq, q, k, v, dout, L, D, p, st); break;
                 case 14: flash::dq_sm90_launch<HD, 2, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
                 case 15: flash::dq_sm90_launch<HD, 1, 64, true>(dq, q, k, v, dout, L, D, p, st); break;
+                case 16: flash::dq_sm90_launch<HD, 1, 128, true>(dq, q, k, v, dout, L, D, p, st); break;
                 default: done = false;
             }
         }
@@ -1657,7 +1757,7 @@ static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, cons
     float* Dp = scratch + nrows;
     float* dq_acc = scratch + flash_dq_acc_offset(nrows);
     int* locks = reinterpret_cast<int*>(dq_acc + nrows * s.hd);
-    flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+    flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
     flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, locks, p, stream);
 }
@@ -1688,12 +1788,12 @@ static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dv
     const bool has_acc = scratch_bytes >= flash_attention_varlen_scratch_bytes(p.Nq, s.nh, s.hd);
     float* dq_acc = has_acc ? scratch + flash_dq_acc_offset(nrows) : nullptr;
     static bool warned = false;
-    if (flash_bwd_mode == FLASH_BWD_ATOMIC && !has_acc && !warned) {
+    if (flash_bwd_mode_now() == FLASH_BWD_ATOMIC && !has_acc && !warned) {
         warned = true;
         fprintf(stderr, "flash attention: the atomic varlen backward needs scratch_bytes >= "
                         "flash_attention_varlen_scratch_bytes(Nq, nh, hd); using the split backward\n");
     }
-    flash_bwd_prep_kernel<<<ceil_div(nrows, 256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+    flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
     flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, nullptr, p, stream);
 }

@@ -1,6 +1,7 @@
 // Hopper (sm_90a) versions of the flash attention kernels: the same tiles, masks, online
 // softmax and split backward as the mma.sync kernels of llmc/flash_attention.cuh (included
-// from there, inside namespace flash), with every matrix product on wgmma.
+// from there, inside namespace flash), with every matrix product on wgmma, plus the fused
+// backward with fp32 atomic dQ sums (the dK/dV kernel with DQ; --attn-backward fast).
 // Why: mma.sync moves each operand fragment through registers with ldmatrix and issues
 // 16x8x16 products per warp; wgmma reads both operands of a 64 x N x 16 product per
 // warpgroup straight from shared memory (or A from registers: P and dS, which the softmax
@@ -10,7 +11,7 @@
 // and MN-major (transposed by the descriptor) in O = P V and dQ = dS K; no transposes.
 // A CTA is NWG warpgroups of 4 warps; warpgroup w owns 64 rows of the output tile (warp
 // q of it 16 rows, the same rows and fragment layout an mma.sync warp has, so the mask,
-// softmax and epilogue code is that of the mma.sync kernels, written again here per kernel).
+// softmax and epilogue code is that of the mma.sync kernels: mask_keys, online_softmax, ...).
 // Loads: cp.async by all threads, double-buffered (the PIPE variants: three stages).
 // Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
 #pragma once
@@ -35,16 +36,22 @@ __device__ __forceinline__ void load_tile_cm(bf16* s, int row0, int nrows, int h
 // ---------------------------------------------------------------------------
 // Forward: CTA = BM = 64 NWG query rows of one group; loops over BN-key tiles.
 // Per tile: S = Q K^T (wgmma from shared memory), online softmax in registers,
-// O += P V (P from registers, V MN-major).
-// PIPE: O += P V is left running while the next tile's barrier, loads and S = Q K^T are
-// issued (waited just before the softmax rescales O); three K/V stages, so the tile it reads
-// is never the one being loaded.
-template <int HD, int NWG, int BN, bool PIPE>
+// O += P V (P from registers, V MN-major). MODE:
+//   FWD_PLAIN    S, wait, softmax, P V, wait; two K/V stages.
+//   FWD_PIPE     P V is left running while the next tile's barrier, loads and S = Q K^T are
+//                issued (waited just before the softmax rescales O); three stages, so the
+//                tile it reads is never the one being loaded.
+//   FWD_OVERLAP  S of the next tile is issued before the softmax of this one, so the tensor
+//                cores compute it while the warpgroup does the exponentials (FlashAttention-3's
+//                intra-warpgroup overlap); three stages, loads two tiles ahead.
+enum { FWD_PLAIN = 0, FWD_PIPE = 1, FWD_OVERLAP = 2 };
+template <int HD, int NWG, int BN, int MODE>
 __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
+    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8;
+    constexpr int NS = MODE == FWD_PLAIN ? 2 : 3;
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
     bf16* sK = sQ + BM * HD;                         // [NS][BN][HD]
@@ -63,9 +70,12 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
     auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
     auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    auto load_kv = [&](int j) {
+        load_tile_cm<BN, HD, NT>(sK + (j % NS) * BN * HD, j * BN, T, hd, krow);
+        load_tile_cm<BN, HD, NT>(sV + (j % NS) * BN * HD, j * BN, T, hd, vrow);
+    };
     load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
-    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, krow);
-    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, vrow);
+    load_kv(0);
     cp_async_commit();
 
     const int rowA = m0 + warp * 16 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r, pos_lo = m0 / p.r;
@@ -74,13 +84,68 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     float o[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    // the zeros are written here, not sunk past the first wgmma of the loop (which would make
+    // ptxas serialize the products that are in flight while they are written: warning C7515)
+    wgmma_fence_operand(o);
     float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
 
-    for (int j = 0; j < ntiles; j++) {
-        const int st = j % NS, n0 = j * BN;
-        if (j + 1 < ntiles) {
-            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, krow);
-            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, vrow);
+    // S = Q K^T of tile j into s (issued, committed, not waited). The accumulators are not
+    // zeroed: the first k step overwrites them (accumulate = 0), so no ordinary instruction
+    // writes a register that an in-flight wgmma uses.
+    auto issue_s = [&](float (&s)[NB][4], int j) {
+        const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + (j % NS) * BN * HD), HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + wgmma_kstep_kmajor(kk), desc_k + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+    };
+    // mask and online softmax of tile j's raw scores s (rescales o, which must not be in
+    // flight), then O += P V issued and committed (not waited)
+    auto softmax_pv = [&](float (&s)[NB][4], int j) {
+        const int n0 = j * BN;
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+        online_softmax(s, o, mA, mB, lA, lB, p.scale_log2);
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
+        const uint64_t desc_v = wgmma_desc_mnmajor(smem_u32(sV + (j % NS) * BN * HD), HD);
+        wgmma_fence_operand(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        wgmma_fence_operand(pa);
+    };
+
+    if constexpr (MODE != FWD_OVERLAP) {
+        for (int j = 0; j < ntiles; j++) {
+            if (j + 1 < ntiles) {
+                load_kv(j + 1);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            fence_proxy_async();
+            __syncthreads();
+            float s[NB][4];
+            issue_s(s, j);
+            wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
+            wgmma_fence_operand(s);
+            wgmma_fence_operand(o);
+            softmax_pv(s, j);
+            if constexpr (MODE == FWD_PLAIN) {
+                wgmma_wait<0>();
+                wgmma_fence_operand(o);
+            }
+            // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one
+            // after overwrites the previous tile's, whose O += P V every warpgroup waited for above
+            __syncthreads();
+        }
+    } else {
+        if (ntiles > 1) {
+            load_kv(1);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -88,43 +153,39 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
         }
         fence_proxy_async();
         __syncthreads();
-        // accumulators are not zeroed: the first k step overwrites them (accumulate = 0), and
-        // no ordinary instruction writes a register that an in-flight wgmma uses
         float s[NB][4];
-        const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + st * BN * HD), HD);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++)
-            Wgmma<BN>::template ss<0, 0>(s, desc_q + wgmma_kstep_kmajor(kk), desc_k + wgmma_kstep_kmajor(kk), kk > 0);
-        wgmma_commit();
-        wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
+        issue_s(s, 0);
+        wgmma_wait<0>();
         wgmma_fence_operand(s);
-        wgmma_fence_operand(o);
-        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
-        online_softmax(s, o, mA, mB, lA, lB, p.scale_log2);
-        uint32_t pa[BN / 16][4];
-#pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
-        const uint64_t desc_v = wgmma_desc_mnmajor(smem_u32(sV + st * BN * HD), HD);
-        wgmma_fence_operand(o);
-        wgmma_fence();
-#pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + wgmma_kstep_mnmajor(kc, HD), 1);
-        wgmma_commit();
-        if constexpr (!PIPE) {
-            wgmma_wait<0>();
+        for (int j = 0; j < ntiles; j++) {
+            float sn[NB][4];
+            if (j + 1 < ntiles) {
+                cp_async_wait<0>();  // tile j + 1 (loaded one iteration ago)
+                fence_proxy_async();
+                // every warpgroup has waited for O += P V of tile j - 1: its stage, (j + 2) % 3, is free
+                __syncthreads();
+                if (j + 2 < ntiles) {
+                    load_kv(j + 2);
+                    cp_async_commit();
+                }
+                issue_s(sn, j + 1);  // runs on the tensor cores during the softmax below
+            }
+            softmax_pv(s, j);
+            wgmma_wait<0>();  // S of tile j + 1 and O += P V of tile j
             wgmma_fence_operand(o);
+            if (j + 1 < ntiles) {
+                wgmma_fence_operand(sn);
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[nb][e] = sn[nb][e];
+            }
         }
-        wgmma_fence_operand(pa);
-        // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one after
-        // overwrites the previous tile's, whose O += P V every warpgroup has waited for above
-        __syncthreads();
     }
     wgmma_wait<0>();
     wgmma_fence_operand(o);
-    // O / l out through padded [16][LD] rows per warp at the start of shared memory: sQ and
-    // the start of sK, free after the loop's last barrier (PIPE: another warpgroup's last
-    // O += P V may still be running, but it reads only sV)
+    __syncthreads();  // (OVERLAP: no barrier after the last tile) the tiles are free for the epilogue
+    // O / l out through padded [16][LD] rows per warp at the start of shared memory
     fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD, o, mA, mB, lA, lB, m0 + warp * 16, p, G, lse, out,
                        lane);
 #elif defined(__CUDA_ARCH__)
@@ -139,16 +200,38 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   exponentials of P^T overlap the dP^T product), P^T, dS^T = P^T (dP^T - D),
 //   dV += P^T dO, dK += dS^T Q (A from registers, dO and Q MN-major).
 // PIPE: dV/dK products left running into the next tile (waited with its S^T); 3 stages.
-// (As written, ptxas serializes them anyway (C7515): the zeros of dK/dV are sunk into the
-// loop. A tuning variant only; the fix is on branch sm90-overlap-2, not yet measured.)
-template <int HD, int NWG, int BQ, bool PIPE>
+// DQ (flash_bwd_mode = FLASH_BWD_ATOMIC, FlashAttention-2/3's backward: 5 products, not 7):
+//   the CTA also turns its dS^T tile into the dQ partial of the query tile,
+//   dQ[BQ x HD] += dS[BQ x BN] K[BN x HD]: dS^T goes to shared memory (core-matrix tile, read
+//   back MN-major as the A operand, so no transpose), each warpgroup computes HD / NWG columns
+//   of it over all BN keys, and adds them to the fp32 accumulator dq_acc with vector
+//   reductions (red.global.add.v2.f32). Not deterministic (dQ's fp32 sum order);
+//   flash_bwd_dq_convert_kernel writes bf16 dq after it.
+//   DQ_PIPE issues dV, (barrier), dQ, dK and adds dQ while dK runs on the tensor cores;
+//   DQ_SYNC issues dV and dK, then dQ, and waits for all three before adding.
+//   (Leaving dQ in flight into the next tile, under its S^T, made ptxas serialize every
+//   wgmma of the kernel (C7514): it loses track of the commit groups across the back edge.)
+//   OPT (DQ only, tuning): bit 0 (DQ_RED4) adds four columns per reduction (lane pairs swap
+//   halves with a shuffle: half the red instructions); bit 1 (DQ_NS3) three Q/dO stages, so
+//   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
+//   it - 2, which every warpgroup finished reading before the barrier of it - 1).
+enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2 };
+enum { DQ_RED4 = 1, DQ_NS3 = 2 };
+template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
+                                                                        float* __restrict__ dq_acc,
                                                                         const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                         const bf16* __restrict__ vp, const bf16* __restrict__ dout,
                                                                         const float* __restrict__ Lp, const float* __restrict__ Dp,
                                                                         const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int BN = 64 * NWG, NT = NWG * 128, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
+    constexpr int BN = 64 * NWG, NT = NWG * 128, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8;
+    constexpr int NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
+    // DQ: BQ = 64: warpgroup w computes the DQN = HD / NWG columns from w DQN of the 64 query
+    // rows; BQ = 128 (two warpgroups, MSPLIT): the 64 query rows from 64 w, every column
+    constexpr bool MSPLIT = BQ == 128 && NWG == 2;
+    constexpr int DQN = MSPLIT ? HD : HD / NWG;
+    static_assert(!DQ || (!PIPE && (BQ == 64 || MSPLIT) && DQN % 8 == 0), "fused dQ: m64 blocks of query rows, no PIPE");
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][HD] core-matrix tiles
     bf16* sV = sK + BN * HD;                         // [BN][HD]
@@ -156,7 +239,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     bf16* sdO = sQ + NS * BQ * HD;                   // [NS][BQ][HD]
     float* sL = reinterpret_cast<float*>(sdO + NS * BQ * HD);  // [NS][BQ]
     float* sD = sL + NS * BQ;                                  // [NS][BQ]
-    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, tq = lane % 4;
+    bf16* sdS = reinterpret_cast<bf16*>(sD + NS * BQ);         // DQ: [BN][BQ] core-matrix tile of dS^T
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int grp = blockIdx.y, n0 = blockIdx.x * BN;
     const FlashGroup G = flash_group(p, grp);
     if (n0 >= G.Tk) return;
@@ -166,6 +250,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     const bf16* V = vp + G.v0;
     const float* L = Lp + G.ld0;
     const float* Dg = Dp + G.ld0;
+    float* acc_g = DQ ? dq_acc + G.ld0 * hd : nullptr;  // the group's packed rows of hd floats
     auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
     auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
     auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
@@ -194,6 +279,32 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     for (int d = 0; d < DB; d++)
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+    wgmma_fence_operand(dk);  // zeros written here (see the forward)
+    wgmma_fence_operand(dv);
+    // DQ: this warpgroup's columns of the query tile's dQ partial, added to the accumulator
+    // rows from mq0 by add_dq
+    float dq[DQN / 8][4];
+    auto add_dq = [&](int mq0) {
+        const int rA = mq0 + (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g, rB = rA + 8;
+#pragma unroll
+        for (int nb = 0; nb < DQN / 8; nb++) {
+            const int col = (MSPLIT ? 0 : wg * DQN) + nb * 8 + 2 * tq;
+            if constexpr (OPT & DQ_RED4) {
+                // even tq: row A, columns 2 tq .. + 3 (its pair and the odd partner's); odd tq: row B
+                const bool odd = tq & 1;
+                const float sx = odd ? dq[nb][0] : dq[nb][2], sy = odd ? dq[nb][1] : dq[nb][3];
+                const float rx = __shfl_xor_sync(0xffffffff, sx, 1), ry = __shfl_xor_sync(0xffffffff, sy, 1);
+                const int row = odd ? rB : rA, c4 = col - (odd ? 2 : 0);
+                if (c4 < hd && row < rows) {
+                    if (odd) red_add_f32x4(acc_g + (size_t)row * hd + c4, rx, ry, dq[nb][2], dq[nb][3]);
+                    else red_add_f32x4(acc_g + (size_t)row * hd + c4, dq[nb][0], dq[nb][1], rx, ry);
+                }
+            } else if (col < hd) {
+                if (rA < rows) red_add_f32x2(acc_g + (size_t)rA * hd + col, dq[nb][0], dq[nb][1]);
+                if (rB < rows) red_add_f32x2(acc_g + (size_t)rB * hd + col, dq[nb][2], dq[nb][3]);
+            }
+        }
+    };
 
     for (int it = it0; it < nit; it++) {
         const int st = (it - it0) % NS, m0 = it * BQ;
@@ -247,30 +358,80 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
             acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
             acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
         }
+        if constexpr (DQ) {
+            // dS^T rows keyA - n0 (a[0], a[2]) and + 8 (a[1], a[3]), query columns 16 kc + 2 tq
+            // (a[0], a[1]) and + 8 (a[2], a[3]): a warp's store fills whole 128-byte core matrices
+            const int kr = warp * 16 + g;
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = kr + (e & 1) * 8, col = kc * 16 + (e >> 1) * 8 + 2 * tq;
+                    *reinterpret_cast<uint32_t*>(sdS + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) =
+                        ads[kc][e];
+                }
+            fence_proxy_async();
+        }
         const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
+        auto issue_dv = [&] {
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        };
+        auto issue_dk = [&] {
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        };
+        // dQ (this warpgroup's block) = dS K: A = the dS^T tile read MN-major (its rows, the keys,
+        // are the contraction) from query column 64 wg (MSPLIT), B = the K tile MN-major from
+        // column wg * DQN (else)
+        auto issue_dq = [&] {
+            const uint64_t desc_ds = wgmma_desc_mnmajor(smem_u32(sdS) + (MSPLIT ? wg * 8 * 128 : 0), BQ);
+            const uint64_t desc_kn = wgmma_desc_mnmajor(smem_u32(sK) + (MSPLIT ? 0 : wg * (DQN / 8) * 128), HD);
+#pragma unroll
+            for (int kc = 0; kc < BN / 16; kc++)
+                Wgmma<DQN>::template ss<1, 1>(dq, desc_ds + wgmma_kstep_mnmajor(kc, BQ), desc_kn + wgmma_kstep_mnmajor(kc, HD),
+                                              kc > 0);
+        };
         wgmma_fence();
-#pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
-#pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        issue_dv();
+        if constexpr (DQ != DQ_PIPE) issue_dk();
         wgmma_commit();
-        if constexpr (!PIPE) {
+        if constexpr (DQ) {
+            __syncthreads();  // every warpgroup's rows of dS^T are in sdS
+            wgmma_fence();
+            issue_dq();
+            wgmma_commit();
+            if constexpr (DQ == DQ_PIPE) {
+                issue_dk();
+                wgmma_commit();
+                wgmma_wait<1>();  // dV and dQ; dK runs under the reductions
+                wgmma_fence_operand(dq);
+                add_dq(m0);
+                wgmma_wait<0>();
+            } else {
+                wgmma_wait<0>();
+                wgmma_fence_operand(dq);
+                add_dq(m0);
+            }
+            wgmma_fence_operand(dv);
+            wgmma_fence_operand(dk);
+        } else if constexpr (!PIPE) {
             wgmma_wait<0>();
             wgmma_fence_operand(dv);
             wgmma_fence_operand(dk);
         }
         wgmma_fence_operand(ap);
         wgmma_fence_operand(ads);
-        __syncthreads();
+        if constexpr (!(OPT & DQ_NS3)) __syncthreads();
     }
     wgmma_wait<0>();
     wgmma_fence_operand(dv);
     wgmma_fence_operand(dk);
     // PIPE: the other warpgroup's last dK += dS^T Q may still read sQ, which the padded dV rows
-    // below reach into (2 BN (HD + 8) > 2 BN HD elements)
-    if constexpr (PIPE && NWG > 1) __syncthreads();
+    // below reach into (2 BN (HD + 8) > 2 BN HD elements); DQ_NS3: no barrier after the last tile
+    if constexpr ((PIPE || (OPT & DQ_NS3)) && NWG > 1) __syncthreads();
     // out through padded rows per warp: dK rows at the start of shared memory, dV after BN rows
     bf16* sOk = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
     bf16* sOv = reinterpret_cast<bf16*>(flash_smem) + (BN + warp * 16) * LD;
@@ -287,8 +448,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
 // Backward step 3 (dQ): CTA = BM = 64 NWG query rows of one group; loops over BN-key
 // tiles: S = Q K^T and dP = dO V^T (shared memory, back to back), P, dS = P (dP - D),
 // dQ += dS K (dS from registers, K MN-major).
-// PIPE: dQ += dS K left running into the next tile (waited with its S); 3 stages
-// (serialized by ptxas as written, see the dK/dV kernel).
+// PIPE: dQ += dS K left running into the next tile (waited with its S); 3 stages.
 template <int HD, int NWG, int BN, bool PIPE>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __restrict__ dqp, const bf16* __restrict__ qp,
                                                                       const bf16* __restrict__ kp, const bf16* __restrict__ vp,
@@ -330,6 +490,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
     float dq[DB][4];
 #pragma unroll
     for (int d = 0; d < DB; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
+    wgmma_fence_operand(dq);  // zeros written here (see the forward)
 
     for (int j = 0; j < ntiles; j++) {
         const int st = j % NS, n0 = j * BN;
@@ -402,31 +563,41 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
 
 // ---------------------------------------------------------------------------
 // Launchers (shared memory: the core-matrix tiles; the epilogues' padded rows fit inside)
-template <int HD, int NWG, int BN, bool PIPE = false>
+template <int HD, int NWG, int BN, int MODE = FWD_PLAIN>
 static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                             cudaStream_t stream) {
-    constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
+    constexpr int BM = 64 * NWG, NS = MODE == FWD_PLAIN ? 2 : 3;
     constexpr size_t smem = (size_t)(BM + 2 * NS * BN) * HD * sizeof(bf16);
     static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, PIPE>, smem); init = true; }
+    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, MODE>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_fwd_sm90_kernel<HD, NWG, BN, PIPE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
+    flash_fwd_sm90_kernel<HD, NWG, BN, MODE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
     cudaLaunchCheck();
 }
-template <int HD, int NWG, int BQ, bool PIPE = false>
+// DQ: also dq through the fp32 accumulator dq_acc (zeroed here, converted to bf16 dq here)
+template <int HD, int NWG, int BQ, bool PIPE = false, int DQ = DQ_NONE, int OPT = 0>
 static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
-                             const float* D, const FlashParams& p, cudaStream_t stream) {
-    constexpr int BN = 64 * NWG, NS = PIPE ? 3 : 2;
-    constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float);
+                             const float* D, const FlashParams& p, cudaStream_t stream, bf16* dq = nullptr,
+                             float* dq_acc = nullptr) {
+    constexpr int BN = 64 * NWG, NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
+    constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float) +
+                            (size_t)(DQ ? 1 : 0) * BN * BQ * sizeof(bf16);
     static_assert((size_t)2 * BN * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE>, smem); init = true; }
+    if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
+    const size_t nrows = (size_t)p.Nq * p.nh;  // query rows of all groups (packed L/D order)
+    if constexpr (DQ) cudaCheck(cudaMemsetAsync(dq_acc, 0, nrows * p.hd * sizeof(float), stream));
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
-    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE><<<grid, NWG * 128, smem, stream>>>(dk, dv, q, k, v, dout, L, D, p);
+    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
+    if constexpr (DQ) {
+        const size_t n = nrows * (p.hd / 8);
+        flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p);
+        cudaLaunchCheck();
+    }
 }
 template <int HD, int NWG, int BN, bool PIPE = false>
 static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,

@@ -5,7 +5,7 @@ attention kernels use. Each wrapper spells out N/2 accumulator registers, which 
 preprocessor cannot generate; run `python3 scripts/gen_wgmma.py` after changing NS."""
 import os
 
-NS = [32, 48, 64, 80, 96, 128]
+NS = [16, 24, 32, 40, 48, 64, 80, 96, 128]
 
 def ss(n):
     nr = n // 2

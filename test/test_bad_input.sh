@@ -39,6 +39,8 @@ expect() {
 expect unknown_flag      "--bogus"              --bogus 1
 MEGA_FLASH_SM90=3 expect bad_sm90_env "MEGA_FLASH_SM90" $common
 MEGA_FLASH_SM90=1x BIN=./train_dit expect bad_sm90_env_dit "MEGA_FLASH_SM90" --steps 1
+expect bad_attn_backward "--attn-backward"     $common --attn-backward fastest
+BIN=./train_dit expect bad_attn_backward_dit "--attn-backward" --steps 1 --attn-backward atomic
 expect non_numeric       "--batch-size"         $common --batch-size abc
 expect trailing_garbage  "--lr"                 $common --lr 1e-3x
 expect missing_value     "--steps"              $common --steps

@@ -7,8 +7,9 @@ Check and benchmark of the two attention implementations (same math, same layout
      all checked and timed side by side: split (the default, deterministic), ordered
      (fused, deterministic) and atomic (fused, dQ by fp32 atomics, NOT deterministic)),
      in two kernel families where the build and GPU allow: the Hopper wgmma kernels
-     (llmc/flash_attention_sm90.cuh, "[sm90]", split backward) and the mma.sync ones
-     ("[mma.sync]"); the default ("[default]") picks per head dim the faster of the two
+     (llmc/flash_attention_sm90.cuh, "[sm90]": split and atomic backward, the atomic one
+     is the trainers' --attn-backward fast) and the mma.sync ones ("[mma.sync]"); the
+     default ("[default]") picks per head dim the faster of the two (split backward)
   forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
             causal mask (key c <= query t) or full, P = softmax(S),
             y = P v, out [B, T, nh*hd] (heads concatenated); flash also lse [B, nh, T]
@@ -246,8 +247,11 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
     std::vector<Cfg> cfgs;
     if (flash_sm90_available()) {
         cfgs.push_back({FLASH_BWD_SPLIT, {0, 0, 0}, 2});
-        if (nvariants > 1)
-            for (int v = 11; v < 16; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
+        cfgs.push_back({FLASH_BWD_ATOMIC, {0, 0, 0}, 2});
+        if (nvariants > 1) {
+            for (int v = 11; v < 17; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
+            for (int v = 11; v < 20; v++) cfgs.push_back({FLASH_BWD_ATOMIC, {0, v, 0}, 2});
+        }
     }
     for (int m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
     if (nvariants > 1 && g_tune_mma) {
@@ -478,7 +482,10 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     // only, it falls back to split here)
     struct VCfg { int mode, sm90; };
     std::vector<VCfg> vcfgs;
-    if (flash_sm90_available()) vcfgs.push_back({FLASH_BWD_SPLIT, 2});
+    if (flash_sm90_available()) {
+        vcfgs.push_back({FLASH_BWD_SPLIT, 2});
+        vcfgs.push_back({FLASH_BWD_ATOMIC, 2});
+    }
     vcfgs.push_back({FLASH_BWD_SPLIT, 0});
     vcfgs.push_back({FLASH_BWD_ATOMIC, 0});
     for (const VCfg& vc : vcfgs) {
@@ -573,7 +580,12 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     // large shapes (ordered: small shapes); the default mixes the first two
     const bool sm90 = flash_sm90_available();
     flash_sm90 = 2;
-    if (sm90) validate_large(s, rng, b);
+    if (sm90) {
+        validate_large(s, rng, b);
+        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        validate_large(s, rng, b);
+        flash_bwd_mode = FLASH_BWD_SPLIT;
+    }
     flash_sm90 = 0;
     validate_large(s, rng, b);
     flash_bwd_mode = FLASH_BWD_ATOMIC;
@@ -593,7 +605,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         float us_f = time_us(run_fwd);
         report_flops("flash_attention_forward" + fam, shape, us_f, fwd);
         for (int m : {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC}) {
-            if (k90 && m != FLASH_BWD_SPLIT) continue;  // the fused modes are mma.sync only
+            if (k90 && m == FLASH_BWD_ORDERED) continue;  // mma.sync only
             flash_bwd_mode = m;
             const std::string tag = fam + (m == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(m)));
             const float us_b = time_us(run_bwd);
@@ -606,10 +618,16 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         flash_sm90 = 1;
         const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
         report_flops("flash_attention forward+backward" + path_tag(), shape, us_f + us_b, 3.5 * fwd);
+        // what the trainers run with --attn-backward fast: the default forward, the atomic backward
+        flash_bwd_mode = FLASH_BWD_FAST;
+        const float us_bf = time_us(run_bwd);
+        report_flops("flash_attention_backward" + path_tag() + " [fast]", shape, us_bf, 2.5 * fwd);
+        report_flops("flash_attention forward+backward" + path_tag() + " [fast]", shape, us_f + us_bf, 3.5 * fwd);
+        flash_bwd_mode = FLASH_BWD_SPLIT;
     }
     if (tune && sm90) {
         flash_sm90 = 2;
-        for (int v = 11; v < 16; v++) {
+        for (int v = 11; v < 17; v++) {
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]", v), shape, time_us(run_fwd), fwd);
             flash_config = {0, v, 0};
@@ -617,6 +635,12 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             flash_config = {0, 0, v};
             report_flops(strf("flash bwd [sm90 dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
+        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        for (int v = 11; v < 20; v++) {
+            flash_config = {0, v, 0};
+            report_flops(strf("flash bwd [sm90 atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+        }
+        flash_bwd_mode = FLASH_BWD_SPLIT;
         flash_config = {0, 0, 0};
     }
     flash_sm90 = 0;  // the tile variants below are the mma.sync ones

@@ -6,8 +6,9 @@ bf16 values. Cases (N and K as the attention kernels use them, including the pad
 head dim 80 of hd 72):
   ss K-major   A and B from shared memory, both K-major (S = Q K^T: K tile stored [N][K])
   rs MN-major  A from registers (the m16n8k16 A fragments), B MN-major (O = P V: V stored [K][N])
-  ss MN-major  A K-major, B MN-major from shared memory (not used by the kernels today; the
-               form a dS-from-shared-memory backward would use)
+  ss MN-major  A K-major, B MN-major from shared memory
+  ss A,B MN-major  both transposed: dQ = dS K of the fused backward (dS^T stored [K][64],
+               the K tile stored [K][N]; N = hd / 2, one warpgroup's half of the columns)
 The MN-major descriptor follows CUTLASS's no-swizzle convention (LBO along K, SBO along MN);
 on an H200 the swapped assignment reads out of bounds (tried once, 2026-11-29).
 Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 9.0 GPU.
@@ -20,17 +21,19 @@ Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 
 typedef __nv_bfloat16 bf16;
 static __device__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
-// MODE 0: ss, B K-major (stored [N][K]); 1: rs, B MN-major (stored [K][N]); 2: ss, B MN-major.
+// MODE 0: ss, B K-major (stored [N][K]); 1: rs, B MN-major (stored [K][N]); 2: ss, B MN-major;
+// 3: ss, A MN-major (stored [K][64]) and B MN-major.
 template <int N, int K, int MODE>
 __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A, const bf16* B) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ __align__(128) bf16 sA[64 * K];
     __shared__ __align__(128) bf16 sB[N * K];
     const int t = threadIdx.x;
-    // A [64][K] row-major in global -> core-matrix tile with K columns
+    // A [64][K] (MODE 3: [K][64]) row-major in global -> core-matrix tile with the same rows/columns
+    constexpr int AC = MODE == 3 ? 64 : K;
     for (int idx = t; idx < 64 * K / 8; idx += 128) {
-        const int r = wgmma_chunk_row(idx, K), c = wgmma_chunk_col(idx, K);
-        *reinterpret_cast<int4*>(sA + idx * 8) = *reinterpret_cast<const int4*>(A + r * K + c * 8);
+        const int r = wgmma_chunk_row(idx, AC), c = wgmma_chunk_col(idx, AC);
+        *reinterpret_cast<int4*>(sA + idx * 8) = *reinterpret_cast<const int4*>(A + r * AC + c * 8);
     }
     // B: [N][K] (MODE 0) or [K][N] row-major in global -> tile with the same rows/columns
     constexpr int BC = MODE == 0 ? K : N, BR = MODE == 0 ? N : K;
@@ -44,7 +47,7 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
 #pragma unroll
     for (int j = 0; j < N / 8; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.0f;
     const int warp = t / 32, lane = t % 32, g = lane / 4, tq = lane % 4;
-    const uint64_t da = wgmma_desc_kmajor(smem_addr(sA), K);
+    const uint64_t da = MODE == 3 ? wgmma_desc_mnmajor(smem_addr(sA), 64) : wgmma_desc_kmajor(smem_addr(sA), K);
     uint64_t db;
     if (MODE == 0) db = wgmma_desc_kmajor(smem_addr(sB), K);
     else db = wgmma_desc_mnmajor(smem_addr(sB), N);
@@ -70,7 +73,8 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
     for (int kk = 0; kk < K / 16; kk++) {
         if constexpr (MODE == 0) Wgmma<N>::template ss<0, 0>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_kmajor(kk), 1);
         else if constexpr (MODE == 1) Wgmma<N>::template rs<1>(d, a[kk], db + wgmma_kstep_mnmajor(kk, N), 1);
-        else Wgmma<N>::template ss<0, 1>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_mnmajor(kk, N), 1);
+        else if constexpr (MODE == 2) Wgmma<N>::template ss<0, 1>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_mnmajor(kk, N), 1);
+        else Wgmma<N>::template ss<1, 1>(d, da + wgmma_kstep_mnmajor(kk, 64), db + wgmma_kstep_mnmajor(kk, N), 1);
     }
     wgmma_commit();
     wgmma_wait<0>();
@@ -100,7 +104,8 @@ static void run_case(const char* name, Rng* rng) {
     for (int m = 0; m < 64; m++)
         for (int n = 0; n < N; n++) {
             double s = 0.0;
-            for (int k = 0; k < K; k++) s += (double)hA[m * K + k] * (MODE == 0 ? hB[n * K + k] : hB[k * N + n]);
+            for (int k = 0; k < K; k++)
+                s += (double)(MODE == 3 ? hA[k * 64 + m] : hA[m * K + k]) * (MODE == 0 ? hB[n * K + k] : hB[k * N + n]);
             ref[m * N + n] = s;
         }
     check("wgmma", name, strf("m64 n%d k%d", N, K), download(D, 64 * N), ref, 1e-5);
@@ -128,5 +133,8 @@ int main() {
     run_case<64, 128, 1>("rs MN-major", &rng);
     run_case<80, 64, 2>("ss MN-major", &rng);
     run_case<128, 64, 2>("ss MN-major", &rng);
+    run_case<64, 128, 3>("ss A,B MN-major", &rng);
+    run_case<40, 128, 3>("ss A,B MN-major", &rng);
+    run_case<32, 64, 3>("ss A,B MN-major", &rng);
     return finish("wgmma");
 }
