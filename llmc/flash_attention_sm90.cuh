@@ -118,17 +118,21 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
         wgmma_fence_operand(pa);
     };
 
+    // tile `next` loads (if there is one) while the one before it is waited for and published
+    auto prefetch_and_wait = [&](int next) {
+        if (next < ntiles) {
+            load_kv(next);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+    };
     if constexpr (MODE != FWD_OVERLAP) {
         for (int j = 0; j < ntiles; j++) {
-            if (j + 1 < ntiles) {
-                load_kv(j + 1);
-                cp_async_commit();
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            fence_proxy_async();
-            __syncthreads();
+            prefetch_and_wait(j + 1);
             float s[NB][4];
             issue_s(s, j);
             wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
@@ -144,15 +148,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
             __syncthreads();
         }
     } else {
-        if (ntiles > 1) {
-            load_kv(1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        fence_proxy_async();
-        __syncthreads();
+        prefetch_and_wait(1);
         float s[NB][4];
         issue_s(s, 0);
         wgmma_wait<0>();

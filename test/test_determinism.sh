@@ -27,7 +27,7 @@ worst=$(awk 'BEGIN { w = 0; n = 0 } { n++; d = ($1 - $2) / $1; if (d < 0) d = -d
 # which backward ran (Hopper: the fused atomic one; elsewhere fast falls back to deterministic)
 ran=$(grep -m1 '^attention:' test/tmp/det_fast.txt | sed 's/.*| backward //')
 if [ "$worst" != short ] && awk -v w="$worst" 'BEGIN { exit !(w < 2e-2) }' && [ -n "$ran" ]; then
-    echo "PASS determinism/fast: --attn-backward fast ($ran) follows the deterministic run, worst step-loss relative difference $worst over 12 steps (bound 2e-2)"
+    echo "PASS determinism/fast: --attn-backward fast (backward: $ran) follows the deterministic run, worst step-loss relative difference $worst over 12 steps (bound 2e-2)"
 else
     echo "FAIL determinism/fast: step losses differ by $worst (bound 2e-2)"; head -12 test/tmp/det_fast.pairs; exit 1
 fi
