@@ -4,6 +4,7 @@
 # per sample, 128 text tokens) and dit-1b (28 layers of the 1B shape, B1,
 # 14x48x80 latents = 13,442 tokens, 300 text tokens), random data, side by side.
 # Peer script from $PEER (default .peer/, a copy of ../shared/bench).
+# EXTRA: more train_dit flags (e.g. EXTRA="--attn-backward fast").
 # Usage: bash scripts/bench_dit.sh [dit-s] [dit-1b]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ for c in $configs; do
         dit-1b) args="--preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300";;
         *) echo "unknown config $c (expected dit-s or dit-1b)"; exit 1;;
     esac
-    ./train_dit $args --random-data 1 --steps $STEPS --log-dir "" > "$OUT/mega_$c.log" 2>&1
+    ./train_dit $args ${EXTRA:-} --random-data 1 --steps $STEPS --log-dir "" > "$OUT/mega_$c.log" 2>&1
     ours=$(grep '^summary' "$OUT/mega_$c.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/')
     python3 "$PEER/torch_dit.py" $c --compile --steps $STEPS > "$OUT/torch_$c.log" 2>&1
     peer=$(grep -o 'tok/s=[0-9]*' "$OUT/torch_$c.log" | cut -d= -f2)
