@@ -199,15 +199,15 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 // DQ (flash_bwd_mode = FLASH_BWD_ATOMIC, FlashAttention-2/3's backward: 5 products, not 7):
 //   the CTA also turns its dS^T tile into the dQ partial of the query tile,
 //   dQ[BQ x HD] += dS[BQ x BN] K[BN x HD]: dS^T goes to shared memory (core-matrix tile, read
-//   back MN-major as the A operand, so no transpose), each warpgroup computes HD / NWG columns
-//   of it over all BN keys, and adds them to the fp32 accumulator dq_acc with vector
-//   reductions (red.global.add.v2.f32). Not deterministic (dQ's fp32 sum order);
-//   flash_bwd_dq_convert_kernel writes bf16 dq after it.
+//   back MN-major as the A operand, so no transpose), each warpgroup computes its block of it
+//   (BQ = 64: HD / NWG columns; BQ = 128: 64 query rows) over all BN keys, and adds it to the
+//   fp32 accumulator dq_acc with vector reductions (red.global.add.v2/.v4.f32). Not
+//   deterministic (dQ's fp32 sum order); flash_bwd_dq_convert_kernel writes bf16 dq after it.
 //   DQ_PIPE issues dV, (barrier), dQ, dK and adds dQ while dK runs on the tensor cores;
 //   DQ_SYNC issues dV and dK, then dQ, and waits for all three before adding.
 //   (Leaving dQ in flight into the next tile, under its S^T, made ptxas serialize every
 //   wgmma of the kernel (C7514): it loses track of the commit groups across the back edge.)
-//   OPT (DQ only, tuning): bit 0 (DQ_RED4) adds four columns per reduction (lane pairs swap
+//   OPT (DQ only; the default up to hd 80 sets both): bit 0 (DQ_RED4) adds four columns per reduction (lane pairs swap
 //   halves with a shuffle: half the red instructions); bit 1 (DQ_NS3) three Q/dO stages, so
 //   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
 //   it - 2, which every warpgroup finished reading before the barrier of it - 1).
