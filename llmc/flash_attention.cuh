@@ -1626,8 +1626,9 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
         }
 #endif
         // measured fastest (H200, FLASH_TUNE=2, 2026-11-30): up to hd 80, 128 query rows per
-        // tile, four-column reductions and three stages (hd64 causal 184.9 TFLOP/s, hd72 281.5);
-        // at hd 128 (registers) 64 rows, the plain reductions and two stages (236.8)
+        // tile, four-column reductions and three stages; at hd 128 (registers) 64 rows, the
+        // plain reductions and two stages. Backward 191.8 / 282.7 / 243.4 TFLOP/s at hd64
+        // causal / hd72 L13442 / hd128 causal (docs/results.md, 2026-11-30)
         if constexpr (HD <= 80)
             flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
         else
