@@ -1210,11 +1210,10 @@ int main(int argc, char** argv) {
     optim_add_flags(ap, &oc);
     dist_add_flags(ap, &df);
     dit_config_add_flags(ap, &mc);
-    std::string attn_backward = "deterministic";
-    flash_add_flags(ap, &attn_backward);
+    FlashFlags ff;
+    flash_add_flags(ap, &ff);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_set_backward(attn_backward);
-    flash_sm90_from_env();  // MEGA_FLASH_SM90: which attention kernels (llmc/flash_attention.cuh)
+    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/flash_attention.cuh)
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);

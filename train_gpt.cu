@@ -533,11 +533,10 @@ int main(int argc, char** argv) {
     hf_add_flags(ap, &hf);
     dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
-    std::string attn_backward = "deterministic";
-    flash_add_flags(ap, &attn_backward);
+    FlashFlags ff;
+    flash_add_flags(ap, &ff);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_set_backward(attn_backward);
-    flash_sm90_from_env();  // MEGA_FLASH_SM90: which attention kernels (llmc/flash_attention.cuh)
+    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/flash_attention.cuh)
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];

@@ -258,20 +258,24 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
 //                     ./dev/cuda/attention) 18-40% faster than SPLIT at every perf.md shape.
 //                     Elsewhere the mma.sync fused kernel: 8-17% SLOWER than SPLIT (255
 //                     registers x 256 threads, one CTA per SM).
-//                     The trainers' --attn-backward fast (flash_set_backward).
+//                     The trainers' --attn-backward fast (flash_apply_flags).
 //   FLASH_BWD_FAST    ATOMIC where the sm90 kernels run, SPLIT elsewhere (--attn-backward fast).
 enum FlashBwdMode { FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2, FLASH_BWD_FAST = 3 };
 static int flash_bwd_mode = FLASH_BWD_SPLIT;
 static const char* flash_bwd_mode_name(int m) {
     return m == FLASH_BWD_ORDERED ? "ordered" : m == FLASH_BWD_ATOMIC ? "atomic" : m == FLASH_BWD_FAST ? "fast" : "split";
 }
-// The trainers' choice (--attn-backward, flash_set_backward): "deterministic" (SPLIT:
-// bit-identical gradients run to run, what exact resume and the determinism tests rely on) or
-// "fast" (FLASH_BWD_FAST: dq's fp32 sum order varies run to run, as in PyTorch's SDPA backends).
-static void flash_add_flags(ArgParser& ap, std::string* mode) {
+// The trainers' attention settings: --attn-backward "deterministic" (SPLIT: bit-identical
+// gradients run to run, what exact resume and the determinism tests rely on) or "fast"
+// (FLASH_BWD_FAST: dq's fp32 sum order varies run to run, as in PyTorch's SDPA backends);
+// flash_apply_flags also reads MEGA_FLASH_SM90 (flash_sm90_from_env).
+struct FlashFlags {
+    std::string backward = "deterministic";
+};
+static void flash_add_flags(ArgParser& ap, FlashFlags* f) {
     ap.section("attention");
-    ap.add_string("--attn-backward", mode, "deterministic (bit-identical run to run) or fast (Hopper: the fused "
-                                            "backward with fp32 atomic dQ sums, ~20-40% faster attention backward)");
+    ap.add_string("--attn-backward", &f->backward, "deterministic (bit-identical run to run) or fast (Hopper: the fused "
+                                                    "backward with fp32 atomic dQ sums, ~20-40% faster attention backward)");
 }
 
 // Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
@@ -295,11 +299,10 @@ static FlashConfig flash_config = {0, 0, 0};
 // the scalar kernels: flash_sm90_active() is false there.
 // flash_sm90: 1 = that choice (default), 0 = mma.sync everywhere, 2 = sm90 everywhere it
 // can run (dev/cuda/attention.cu checks and times 0 and 2 side by side). The trainers take
-// it from the environment variable MEGA_FLASH_SM90 (0, 1 or 2; flash_sm90_from_env), e.g.
+// it from the environment variable MEGA_FLASH_SM90 (0, 1 or 2; flash_apply_flags), e.g.
 // to compare their speed with either family (scripts/bench_attention_families.sh).
 static int flash_sm90 = 1;
-// MEGA_FLASH_SM90 into flash_sm90; any other value is refused with one line. The trainers call
-// it with their flags (before the GPU is touched).
+// MEGA_FLASH_SM90 into flash_sm90; any other value is refused with one line (flash_apply_flags).
 static void flash_sm90_from_env() {
     const char* env = getenv("MEGA_FLASH_SM90");
     if (!env) return;
@@ -321,11 +324,13 @@ static bool flash_sm90_available() {
 #endif
 }
 static bool flash_sm90_active() { return flash_sm90 != 0 && flash_sm90_available(); }
-// --attn-backward's value into flash_bwd_mode (checked with the flags, before the GPU is touched)
-static void flash_set_backward(const std::string& mode) {
-    if (mode == "deterministic") flash_bwd_mode = FLASH_BWD_SPLIT;
-    else if (mode == "fast") flash_bwd_mode = FLASH_BWD_FAST;
-    else fail("flag --attn-backward: expected deterministic or fast, got '%s'", mode.c_str());
+// The flags (and MEGA_FLASH_SM90) into flash_bwd_mode and flash_sm90, checked with the other
+// flags, before the GPU is touched: a bad value is one line and a non-zero exit.
+static void flash_apply_flags(const FlashFlags& f) {
+    if (f.backward == "deterministic") flash_bwd_mode = FLASH_BWD_SPLIT;
+    else if (f.backward == "fast") flash_bwd_mode = FLASH_BWD_FAST;
+    else fail("flag --attn-backward: expected deterministic or fast, got '%s'", f.backward.c_str());
+    flash_sm90_from_env();
 }
 // the backward structure that runs now (FLASH_BWD_FAST resolved)
 static int flash_bwd_mode_now() {
@@ -1467,6 +1472,16 @@ __global__ static void flash_bwd_dq_convert_kernel(bf16* __restrict__ dqp, const
     o.w = pack_bf16(b.z * p.scale, b.w * p.scale);
     *reinterpret_cast<uint4*>(dst) = o;
 }
+// Around a kernel that adds dQ partials with atomics (the mma.sync FUSED_ATOMIC one and the sm90
+// DQ one): the accumulator (Nq * nh rows of hd floats) zeroed before, bf16 dq written after.
+static void flash_dq_acc_zero(float* dq_acc, const FlashParams& p, cudaStream_t stream) {
+    cudaCheck(cudaMemsetAsync(dq_acc, 0, (size_t)p.Nq * p.nh * p.hd * sizeof(float), stream));
+}
+static void flash_dq_acc_to_bf16(bf16* dq, const float* dq_acc, const FlashParams& p, cudaStream_t stream) {
+    const size_t nrows = (size_t)p.Nq * p.nh, n = nrows * (p.hd / 8);  // query rows of all groups (packed L/D order)
+    flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p);
+    cudaLaunchCheck();
+}
 
 // ---------------------------------------------------------------------------
 // Launchers: tile sizes per padded head dim; the dynamic shared memory limit is raised once.
@@ -1516,9 +1531,8 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
                             4 * BQ * sizeof(float);
     static bool init = false;
     if (!init) { set_smem(flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, MODE>, smem); init = true; }
-    const size_t nrows = (size_t)p.Nq * p.nh;  // query rows of all groups (packed L/D order)
     if constexpr (MODE == FUSED_ATOMIC) {
-        cudaCheck(cudaMemsetAsync(dq_acc, 0, nrows * p.hd * sizeof(float), stream));
+        flash_dq_acc_zero(dq_acc, p, stream);
     } else {
         // one counter per (group, query tile), zero at the start of every backward
         cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
@@ -1527,11 +1541,7 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
     flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, MODE><<<grid, BN * 2, smem, stream>>>(dq, dk, dv, dq_acc, locks, q, k,
                                                                                      v, dout, L, D, p);
     cudaLaunchCheck();
-    if constexpr (MODE == FUSED_ATOMIC) {
-        const size_t n = nrows * (p.hd / 8);
-        flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p);
-        cudaLaunchCheck();
-    }
+    if constexpr (MODE == FUSED_ATOMIC) flash_dq_acc_to_bf16(dq, dq_acc, p, stream);
 }
 
 #include "flash_attention_sm90.cuh"
@@ -1614,10 +1624,14 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                 case 16: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 case 17: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 case 18:
+                    if constexpr (HD <= 80) {
+                        flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+                        return;
+                    }
+                    break;
                 case 19:
                     if constexpr (HD <= 80) {
-                        if (flash_config.dkdv == 18) flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
-                        else flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_RED4>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+                        flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, flash::DQ_RED4>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
                         return;
                     }
                     break;

@@ -584,16 +584,11 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
-    const size_t nrows = (size_t)p.Nq * p.nh;  // query rows of all groups (packed L/D order)
-    if constexpr (DQ) cudaCheck(cudaMemsetAsync(dq_acc, 0, nrows * p.hd * sizeof(float), stream));
+    if constexpr (DQ) flash_dq_acc_zero(dq_acc, p, stream);
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
     flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
-    if constexpr (DQ) {
-        const size_t n = nrows * (p.hd / 8);
-        flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p);
-        cudaLaunchCheck();
-    }
+    if constexpr (DQ) flash_dq_acc_to_bf16(dq, dq_acc, p, stream);
 }
 template <int HD, int NWG, int BN, bool PIPE = false>
 static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
