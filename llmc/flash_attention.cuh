@@ -1591,6 +1591,14 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
     const int mode = flash_bwd_mode_now();
     // ordered: the fixed layout only (locks); atomic: needs the accumulator (dq_acc != nullptr)
+    if (mode == FLASH_BWD_ORDERED && !p.varlen && flash_sm90_active()) {
+        // the fused sm90 kernel with the ordered dQ sums (DQ_ORDERED; tiles as the atomic one)
+        if constexpr (HD <= 80)
+            flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_ORDERED, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc, locks);
+        else
+            flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_ORDERED>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc, locks);
+        return;
+    }
     if (mode == FLASH_BWD_ORDERED && !p.varlen) {
 #if defined(FLASH_TUNE)
         if constexpr (FLASH_TUNED(HD)) {

@@ -211,11 +211,18 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   halves with a shuffle: half the red instructions); bit 1 (DQ_NS3) three Q/dO stages, so
 //   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
 //   it - 2, which every warpgroup finished reading before the barrier of it - 1).
-enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2 };
+//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED, fixed layout): deterministic. The query
+//   tiles run last to first; at each, the CTA of K/V tile j waits until the tile's counter
+//   says j (tiles 0 .. j - 1 have added), then adds its partial with plain loads and stores
+//   (j = 0 stores, the last K/V tile of the query tile writes bf16 dq): a fixed order of
+//   fp32 additions, no zeroing and no conversion pass. Needs the CTAs of a group dispatched
+//   in K/V-tile order (as the mma.sync ordered kernel; FA3's deterministic mode does the same).
+enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2, DQ_ORDERED = 3 };
 enum { DQ_RED4 = 1, DQ_NS3 = 2 };
 template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
-                                                                        float* __restrict__ dq_acc,
+                                                                        float* __restrict__ dq_acc, bf16* __restrict__ dqp,
+                                                                        int* __restrict__ locks,
                                                                         const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                         const bf16* __restrict__ vp, const bf16* __restrict__ dout,
                                                                         const float* __restrict__ Lp, const float* __restrict__ Dp,
@@ -261,10 +268,13 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
             cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
         }
     };
-    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ);
+    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ), nsteps = nit - it0;
+    // the query tile of loop step `step` (DQ_ORDERED: last to first, so that the chain of K/V
+    // tiles adding to one query tile lags by one addition per K/V tile, not by whole loops)
+    auto tile_of = [&](int step) { return DQ == DQ_ORDERED ? nit - 1 - step : it0 + step; };
     load_tile_cm<BN, HD, NT>(sK, n0, T, hd, krow);
     load_tile_cm<BN, HD, NT>(sV, n0, T, hd, vrow);
-    load_q_tile(it0, 0);
+    load_q_tile(tile_of(0), 0);
     cp_async_commit();
 
     const int keyA = n0 + warp * 16 + lane / 4, keyB = keyA + 8;
@@ -280,12 +290,39 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     // DQ: this warpgroup's columns of the query tile's dQ partial, added to the accumulator
     // rows from mq0 by add_dq
     float dq[DQN / 8][4];
+    // DQ_ORDERED: the last K/V tile adding to query tile it (causal: the one holding the
+    // position of the tile's last row), and the wait for / release of this CTA's turn
+    const int nkvt = ceil_div(T, BN);
+    auto dq_last_tile = [&](int it) {
+        return p.causal ? min((min((it + 1) * BQ, rows) - 1) / r / BN, nkvt - 1) : nkvt - 1;
+    };
+    int* lock_g = DQ == DQ_ORDERED ? locks + (size_t)grp * ceil_div(rows, BQ) : nullptr;
     auto add_dq = [&](int mq0) {
         const int rA = mq0 + (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g, rB = rA + 8;
 #pragma unroll
         for (int nb = 0; nb < DQN / 8; nb++) {
             const int col = (MSPLIT ? 0 : wg * DQN) + nb * 8 + 2 * tq;
-            if constexpr (OPT & DQ_RED4) {
+            if constexpr (DQ == DQ_ORDERED) {
+                // this CTA's turn (see ordered_turn): plain read-add-write in the fixed order
+                const int jt = blockIdx.x, jlast = dq_last_tile(mq0 / BQ);
+                if (col < hd) {
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int row = h ? rB : rA;
+                        if (row >= rows) continue;
+                        float2 v = make_float2(dq[nb][2 * h], dq[nb][2 * h + 1]);
+                        float2* a = reinterpret_cast<float2*>(acc_g + (size_t)row * hd + col);
+                        if (jt > 0) {
+                            const float2 o = __ldcg(a);
+                            v.x = o.x + v.x;
+                            v.y = o.y + v.y;
+                        }
+                        if (jt == jlast) *reinterpret_cast<uint32_t*>(dqp + G.q0 + (size_t)row * p.q_rs + col) =
+                                             pack_bf16(v.x * p.scale, v.y * p.scale);
+                        else __stcg(a, v);
+                    }
+                }
+            } else if constexpr (OPT & DQ_RED4) {
                 // even tq: row A, columns 2 tq .. + 3 (its pair and the odd partner's); odd tq: row B
                 const bool odd = tq & 1;
                 const float sx = odd ? dq[nb][0] : dq[nb][2], sy = odd ? dq[nb][1] : dq[nb][3];
@@ -302,10 +339,10 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         }
     };
 
-    for (int it = it0; it < nit; it++) {
-        const int st = (it - it0) % NS, m0 = it * BQ;
-        if (it + 1 < nit) {
-            load_q_tile(it + 1, (it + 1 - it0) % NS);
+    for (int step = 0; step < nsteps; step++) {
+        const int it = tile_of(step), st = step % NS, m0 = it * BQ;
+        if (step + 1 < nsteps) {
+            load_q_tile(tile_of(step + 1), (step + 1) % NS);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -406,6 +443,17 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
                 wgmma_fence_operand(dq);
                 add_dq(m0);
                 wgmma_wait<0>();
+            } else if constexpr (DQ == DQ_ORDERED) {
+                wgmma_wait<0>();
+                wgmma_fence_operand(dq);
+                // wait for K/V tiles 0 .. jt - 1 to have added to this query tile, add, release
+                if (threadIdx.x == 0)
+                    while (ld_acquire(lock_g + it) != (int)blockIdx.x) __nanosleep(32);
+                __syncthreads();
+                add_dq(m0);
+                __threadfence();
+                __syncthreads();
+                if (threadIdx.x == 0) atomicAdd(lock_g + it, 1);
             } else {
                 wgmma_wait<0>();
                 wgmma_fence_operand(dq);
@@ -576,7 +624,7 @@ static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k,
 template <int HD, int NWG, int BQ, bool PIPE = false, int DQ = DQ_NONE, int OPT = 0>
 static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
                              const float* D, const FlashParams& p, cudaStream_t stream, bf16* dq = nullptr,
-                             float* dq_acc = nullptr) {
+                             float* dq_acc = nullptr, int* locks = nullptr) {
     constexpr int BN = 64 * NWG, NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
     constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float) +
                             (size_t)(DQ ? 1 : 0) * BN * BQ * sizeof(bf16);
@@ -584,11 +632,16 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
-    if constexpr (DQ) flash_dq_acc_zero(dq_acc, p, stream);
+    if constexpr (DQ == DQ_ORDERED) {  // one counter per (group, query tile); no zeroing of dq_acc
+        cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
+    } else if constexpr (DQ) {
+        flash_dq_acc_zero(dq_acc, p, stream);
+    }
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
-    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, q, k, v, dout, L, D, p);
+    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, dq, locks, q, k, v,
+                                                                                             dout, L, D, p);
     cudaLaunchCheck();
-    if constexpr (DQ) flash_dq_acc_to_bf16(dq, dq_acc, p, stream);
+    if constexpr (DQ && DQ != DQ_ORDERED) flash_dq_acc_to_bf16(dq, dq_acc, p, stream);
 }
 template <int HD, int NWG, int BN, bool PIPE = false>
 static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,

@@ -248,6 +248,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
     if (flash_sm90_available()) {
         cfgs.push_back({FLASH_BWD_SPLIT, {0, 0, 0}, 2});
         cfgs.push_back({FLASH_BWD_ATOMIC, {0, 0, 0}, 2});
+        cfgs.push_back({FLASH_BWD_ORDERED, {0, 0, 0}, 2});
         if (nvariants > 1) {
             for (int v = 11; v < 17; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
             for (int v = 11; v < 20; v++) cfgs.push_back({FLASH_BWD_ATOMIC, {0, v, 0}, 2});
@@ -584,6 +585,8 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         validate_large(s, rng, b);
         flash_bwd_mode = FLASH_BWD_ATOMIC;
         validate_large(s, rng, b);
+        flash_bwd_mode = FLASH_BWD_ORDERED;
+        validate_large(s, rng, b);
         flash_bwd_mode = FLASH_BWD_SPLIT;
     }
     flash_sm90 = 0;
@@ -605,7 +608,6 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         float us_f = time_us(run_fwd);
         report_flops("flash_attention_forward" + fam, shape, us_f, fwd);
         for (int m : {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC}) {
-            if (k90 && m == FLASH_BWD_ORDERED) continue;  // mma.sync only
             flash_bwd_mode = m;
             const std::string tag = fam + (m == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(m)));
             const float us_b = time_us(run_bwd);
