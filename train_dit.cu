@@ -318,7 +318,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
     DiTActs& a = g->act;
     // with room for the fp32 dQ accumulator of --attn-backward fast (N x C floats)
-    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd);
+    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd, (int)B);
     a.bytes = carve_activations({
         {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},
         {(void**)&a.qkr, L * N * 2 * Cs * X}, {(void**)&a.atty, L * N * Cs * X}, {(void**)&a.o1, L * N * Cs * X},

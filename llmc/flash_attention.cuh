@@ -157,9 +157,12 @@ static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
 
 // Bytes of scratch the varlen backward needs: D and lse*log2(e), one float per (head, query token)
 // each; with hd > 0 also the fp32 dQ accumulator of FLASH_BWD_ATOMIC ([nh, Nq, hd]; without it
-// that mode falls back to the split backward).
-static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh, int hd = 0) {
-    return (2 + (size_t)std::max(hd, 0)) * Nq * (size_t)nh * sizeof(float) + (hd > 0 ? 16 : 0);
+// that mode falls back to the split backward); with B > 0 (the number of samples) also the
+// counters of the ordered fused backward (FLASH_BWD_ORDERED on Hopper; flash_varlen_locks).
+static size_t flash_varlen_locks(size_t Nq, int nh, int B) { return (size_t)nh * (Nq / 64 + B + 1); }
+static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh, int hd = 0, int B = 0) {
+    return (2 + (size_t)std::max(hd, 0)) * Nq * (size_t)nh * sizeof(float) + (hd > 0 ? 16 : 0) +
+           (hd > 0 && B > 0 ? flash_varlen_locks(Nq, nh, B) * sizeof(int) : 0);
 }
 
 // One group (sample b, K/V head gk): Tq query positions x r heads = `rows` query rows
@@ -1591,7 +1594,7 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
     const int mode = flash_bwd_mode_now();
     // ordered: the fixed layout only (locks); atomic: needs the accumulator (dq_acc != nullptr)
-    if (mode == FLASH_BWD_ORDERED && !p.varlen && flash_sm90_active()) {
+    if (mode == FLASH_BWD_ORDERED && locks && flash_sm90_active()) {
         // the fused sm90 kernel with the ordered dQ sums (DQ_ORDERED; tiles as the atomic one)
         if constexpr (HD <= 80)
             flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_ORDERED, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc, locks);
@@ -1816,6 +1819,8 @@ static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dv
     float* Dp = scratch + nrows;
     const bool has_acc = scratch_bytes >= flash_attention_varlen_scratch_bytes(p.Nq, s.nh, s.hd);
     float* dq_acc = has_acc ? scratch + flash_dq_acc_offset(nrows) : nullptr;
+    const bool has_locks = scratch_bytes >= flash_attention_varlen_scratch_bytes(p.Nq, s.nh, s.hd, s.B);
+    int* locks = has_locks ? reinterpret_cast<int*>(dq_acc + nrows * s.hd) : nullptr;
     static bool warned = false;
     if (flash_bwd_mode_now() == FLASH_BWD_ATOMIC && !has_acc && !warned) {
         warned = true;
@@ -1824,6 +1829,6 @@ static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dv
     }
     flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
-    flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, nullptr, p, stream);
+    flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, locks, p, stream);
 }
 

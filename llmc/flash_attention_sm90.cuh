@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   halves with a shuffle: half the red instructions); bit 1 (DQ_NS3) three Q/dO stages, so
 //   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
 //   it - 2, which every warpgroup finished reading before the barrier of it - 1).
-//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED, fixed layout): deterministic. The query
+//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED; varlen with the counters in the scratch): deterministic. The query
 //   tiles run last to first; at each, the CTA of K/V tile j waits until the tile's counter
 //   says j (tiles 0 .. j - 1 have added), then adds its partial with plain loads and stores
 //   (j = 0 stores, the last K/V tile of the query tile writes bf16 dq): a fixed order of
@@ -296,7 +296,13 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     auto dq_last_tile = [&](int it) {
         return p.causal ? min((min((it + 1) * BQ, rows) - 1) / r / BN, nkvt - 1) : nkvt - 1;
     };
-    int* lock_g = DQ == DQ_ORDERED ? locks + (size_t)grp * ceil_div(rows, BQ) : nullptr;
+    // the group's counters, one per query tile (varlen: per head, sample b's tiles start at
+    // cu_q[b] / BQ + b, which leaves room for its ceil(len / BQ) tiles; flash_varlen_locks)
+    // (computed where thread 0 needs it: no registers held across the loop)
+    auto lock_of = [&](int it) {
+        const int b = grp / p.nkv, gk = grp % p.nkv;
+        return locks + (p.varlen ? (size_t)gk * (p.Nq / 64 + p.B + 1) + p.cu_q[b] / BQ + b : (size_t)grp * ceil_div(rows, BQ)) + it;
+    };
     auto add_dq = [&](int mq0) {
         const int rA = mq0 + (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g, rB = rA + 8;
 #pragma unroll
@@ -448,12 +454,12 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
                 wgmma_fence_operand(dq);
                 // wait for K/V tiles 0 .. jt - 1 to have added to this query tile, add, release
                 if (threadIdx.x == 0)
-                    while (ld_acquire(lock_g + it) != (int)blockIdx.x) __nanosleep(32);
+                    while (ld_acquire(lock_of(it)) != (int)blockIdx.x) __nanosleep(32);
                 __syncthreads();
                 add_dq(m0);
                 __threadfence();
                 __syncthreads();
-                if (threadIdx.x == 0) atomicAdd(lock_g + it, 1);
+                if (threadIdx.x == 0) atomicAdd(lock_of(it), 1);
             } else {
                 wgmma_wait<0>();
                 wgmma_fence_operand(dq);
@@ -633,7 +639,8 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
     if constexpr (DQ == DQ_ORDERED) {  // one counter per (group, query tile); no zeroing of dq_acc
-        cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
+        const size_t nlocks = p.varlen ? flash_varlen_locks(p.Nq, p.nh, p.B) : (size_t)p.B * p.nkv * ceil_div(p.rows, BQ);
+        cudaCheck(cudaMemsetAsync(locks, 0, nlocks * sizeof(int), stream));
     } else if constexpr (DQ) {
         flash_dq_acc_zero(dq_acc, p, stream);
     }

@@ -405,8 +405,8 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     floatX *dqk = dev_alloc<floatX>(nqb), *dkv = dev_alloc<floatX>(nkb);      // gradients, same shapes
     floatX *out = dev_alloc<floatX>((size_t)Nq * C), *dout = dev_alloc<floatX>((size_t)Nq * C);
     float* lse = dev_alloc<float>((size_t)nh * Nq);
-    // room for the atomic backward's fp32 dQ accumulator too (hd given)
-    const size_t scratch_bytes = flash_attention_varlen_scratch_bytes(Nq, nh, hd), nscratch = scratch_bytes / sizeof(float);
+    // room for the atomic backward's fp32 dQ accumulator (hd given) and the ordered one's counters (B)
+    const size_t scratch_bytes = flash_attention_varlen_scratch_bytes(Nq, nh, hd, B), nscratch = scratch_bytes / sizeof(float) + 1;
     float* scratch = dev_alloc<float>(nscratch);
     int *cq = dev_alloc<int>(B + 1), *ck = dev_alloc<int>(B + 1);
     upload_ints(cq, cu_q);
@@ -486,6 +486,7 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     if (flash_sm90_available()) {
         vcfgs.push_back({FLASH_BWD_SPLIT, 2});
         vcfgs.push_back({FLASH_BWD_ATOMIC, 2});
+        vcfgs.push_back({FLASH_BWD_ORDERED, 2});
     }
     vcfgs.push_back({FLASH_BWD_SPLIT, 0});
     vcfgs.push_back({FLASH_BWD_ATOMIC, 0});
