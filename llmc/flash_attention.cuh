@@ -25,16 +25,17 @@
 //   backward  deterministic (bit-identical run to run), no floating-point atomics, except
 //             the opt-in atomic mode:
 //     1. prep:  D = rowsum(dO * O) and lse * log2(e), both in the packed row order
-//     2. fused (opt-in, flash_bwd_mode = FLASH_BWD_ORDERED; slower as written): one CTA
+//     2. fused (flash_bwd_mode = FLASH_BWD_ORDERED; on Hopper the trainers' default): one CTA
 //               per (K/V tile, group), looping over every query tile of the group's r
 //               heads: dV += P^T dO, dK += dS^T Q in registers, and
 //               dQ += dS K added to an fp32 accumulator in a fixed order (K/V tile 0,
-//               1, 2, ... per query tile, ordered by integer counters; the last one
-//               writes bf16 dq). S, P, dP are computed once: 5 matrix products.
+//               1, 2, ... per query tile, ordered by integer counters), then converted
+//               to bf16 (mma.sync: the last one writes bf16 dq). S, P, dP are computed
+//               once: 5 matrix products.
 //     or the same fused kernel with dQ added by fp32 atomics, then converted to bf16
 //        (flash_bwd_mode = FLASH_BWD_ATOMIC / FAST, the trainers' --attn-backward fast; the
 //        one NON-deterministic mode; on Hopper the fastest backward, see below),
-//     or (the default) the split form, no inter-CTA ordering at all:
+//     or (the default off Hopper) the split form, no inter-CTA ordering at all:
 //     2. dK/dV: as above without dQ
 //     3. dQ:    one CTA per (query tile, group), looping over K/V tiles; dQ += dS K
 //               (S and dP computed a second time: 7 matrix products).
@@ -246,10 +247,14 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
 // The backward's structure (bf16 kernels), set at run time (flash_bwd_mode):
 //   FLASH_BWD_SPLIT   (default) separate dK/dV and dQ kernels (S and dP computed twice,
 //                     no inter-CTA ordering at all). Deterministic.
-//   FLASH_BWD_ORDERED the fused dK/dV/dQ kernel with the ordered fp32 dQ accumulation
-//                     (fewer FLOPs, but its per-tile ordered read-modify-write made it
-//                     ~1.8x SLOWER on an H200 as written). Deterministic. Fixed layout
-//                     only (varlen falls back to SPLIT).
+//   FLASH_BWD_ORDERED the fused dK/dV/dQ kernel with the ordered fp32 dQ accumulation.
+//                     Deterministic. On Hopper the wgmma kernel (DQ_ORDERED: the partials
+//                     go out by ordered bulk reductions, FA3's deterministic scheme): on an
+//                     H200 (2026-11-30) 10-25% faster than SPLIT at every perf.md shape;
+//                     varlen too when the scratch has room for the counters
+//                     (flash_attention_varlen_scratch_bytes with B). Elsewhere the mma.sync
+//                     kernel (an ordered read-modify-write per tile: ~1.8x SLOWER than
+//                     SPLIT; fixed layout only, varlen falls back to SPLIT).
 //   FLASH_BWD_ATOMIC  the fused kernel adding its dQ partials to the fp32 accumulator with
 //                     vector atomic adds (red.global.add), then a conversion pass to bf16:
 //                     FlashAttention-2/3's backward, 5 matrix products instead of 7. NOT
@@ -263,13 +268,18 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
 //                     registers x 256 threads, one CTA per SM).
 //                     The trainers' --attn-backward fast (flash_apply_flags).
 //   FLASH_BWD_FAST    ATOMIC where the sm90 kernels run, SPLIT elsewhere (--attn-backward fast).
-enum FlashBwdMode { FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2, FLASH_BWD_FAST = 3 };
-static int flash_bwd_mode = FLASH_BWD_SPLIT;
+//   FLASH_BWD_DETERMINISTIC (the default) ORDERED where the sm90 kernels run, SPLIT elsewhere
+//                     (--attn-backward deterministic): the fastest bit-reproducible backward.
+enum FlashBwdMode {
+    FLASH_BWD_SPLIT = 0, FLASH_BWD_ORDERED = 1, FLASH_BWD_ATOMIC = 2, FLASH_BWD_FAST = 3, FLASH_BWD_DETERMINISTIC = 4
+};
+static int flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
 static const char* flash_bwd_mode_name(int m) {
-    return m == FLASH_BWD_ORDERED ? "ordered" : m == FLASH_BWD_ATOMIC ? "atomic" : m == FLASH_BWD_FAST ? "fast" : "split";
+    return m == FLASH_BWD_ORDERED ? "ordered" : m == FLASH_BWD_ATOMIC ? "atomic" : m == FLASH_BWD_FAST ? "fast"
+           : m == FLASH_BWD_DETERMINISTIC ? "deterministic" : "split";
 }
-// The trainers' attention settings: --attn-backward "deterministic" (SPLIT: bit-identical
-// gradients run to run, what exact resume and the determinism tests rely on) or "fast"
+// The trainers' attention settings: --attn-backward "deterministic" (FLASH_BWD_DETERMINISTIC:
+// bit-identical gradients run to run, what exact resume and the determinism tests rely on) or "fast"
 // (FLASH_BWD_FAST: dq's fp32 sum order varies run to run, as in PyTorch's SDPA backends);
 // flash_apply_flags also reads MEGA_FLASH_SM90 (flash_sm90_from_env).
 struct FlashFlags {
@@ -330,15 +340,16 @@ static bool flash_sm90_active() { return flash_sm90 != 0 && flash_sm90_available
 // The flags (and MEGA_FLASH_SM90) into flash_bwd_mode and flash_sm90, checked with the other
 // flags, before the GPU is touched: a bad value is one line and a non-zero exit.
 static void flash_apply_flags(const FlashFlags& f) {
-    if (f.backward == "deterministic") flash_bwd_mode = FLASH_BWD_SPLIT;
+    if (f.backward == "deterministic") flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
     else if (f.backward == "fast") flash_bwd_mode = FLASH_BWD_FAST;
     else fail("flag --attn-backward: expected deterministic or fast, got '%s'", f.backward.c_str());
     flash_sm90_from_env();
 }
-// the backward structure that runs now (FLASH_BWD_FAST resolved)
+// the backward structure that runs now (FLASH_BWD_FAST and _DETERMINISTIC resolved)
 static int flash_bwd_mode_now() {
-    if (flash_bwd_mode != FLASH_BWD_FAST) return flash_bwd_mode;
-    return flash_sm90_active() ? FLASH_BWD_ATOMIC : FLASH_BWD_SPLIT;
+    if (flash_bwd_mode == FLASH_BWD_FAST) return flash_sm90_active() ? FLASH_BWD_ATOMIC : FLASH_BWD_SPLIT;
+    if (flash_bwd_mode == FLASH_BWD_DETERMINISTIC) return flash_sm90_active() ? FLASH_BWD_ORDERED : FLASH_BWD_SPLIT;
+    return flash_bwd_mode;
 }
 // One line for the trainers' start-up report: which kernels and which backward run.
 static void flash_print_config() {
@@ -351,9 +362,10 @@ static void flash_print_config() {
     printf("attention: %s kernels | backward %s\n",
            fp32 ? "fp32 scalar" : !flash_sm90_available() ? "mma.sync" : flash_sm90 == 0 ? "mma.sync (MEGA_FLASH_SM90=0)"
                                                  : flash_sm90 == 2 ? "sm90 (MEGA_FLASH_SM90=2)" : "sm90 + mma.sync per head dim",
-           now == FLASH_BWD_ATOMIC ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run)"
-           : flash_bwd_mode == FLASH_BWD_FAST ? "deterministic (fast needs the sm90 kernels)"
-                                               : "deterministic (bit-identical run to run)");
+           now == FLASH_BWD_ATOMIC    ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run)"
+           : flash_bwd_mode == FLASH_BWD_FAST ? "deterministic (fast needs the sm90 kernels; split)"
+           : now == FLASH_BWD_ORDERED ? "deterministic (fused, ordered dQ sums: bit-identical run to run)"
+                                      : "deterministic (split: bit-identical run to run)");
 }
 
 #if defined(ENABLE_FP32)
@@ -1454,18 +1466,26 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
     copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
 }
 
+// The fp32 dQ accumulator as the sm90 bulk-copy backward (DQ_BULK, DQ_ORDERED) writes it:
+// row `row` keeps its 8-float chunks in the order c ^ dq_chunk_swizzle(row, hd), so that
+// the fragments' float2 stores of 4 consecutive rows into the unpadded shared-memory tile
+// (row stride hd floats) hit 32 different banks and the tile goes out in one bulk copy.
+__host__ __device__ __forceinline__ int dq_chunk_swizzle(size_t row, int hd) {
+    return hd % 32 == 0 ? (int)(row & 3) : hd % 32 == 16 ? (int)((row >> 1) & 1) : 0;
+}
 // After FUSED_ATOMIC: dq = scale * the fp32 accumulator, in bf16, 8 elements (16 bytes
 // out) per thread. The accumulator is in the packed L/D row order (row `row` of hd
-// floats); the fixed layout's dq has the same order, varlen's dq is token-major with
-// row stride q_rs (row = head * Nq + token).
+// floats; swizzled: see dq_chunk_swizzle); the fixed layout's dq has the same order,
+// varlen's dq is token-major with row stride q_rs (row = head * Nq + token).
 __global__ static void flash_bwd_dq_convert_kernel(bf16* __restrict__ dqp, const float* __restrict__ dq_acc,
-                                                   size_t nrows, const FlashParams p) {
+                                                   size_t nrows, const FlashParams p, bool swizzled) {
     const int CH = p.hd / 8;
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= nrows * CH) return;
     const size_t row = idx / CH;
     const int c = (int)(idx % CH);
-    const float4* src = reinterpret_cast<const float4*>(dq_acc + row * p.hd + c * 8);
+    const int cs = swizzled ? c ^ dq_chunk_swizzle(row, p.hd) : c;
+    const float4* src = reinterpret_cast<const float4*>(dq_acc + row * p.hd + cs * 8);
     const float4 a = __ldcs(src), b = __ldcs(src + 1);
     bf16* dst = p.varlen ? dqp + (row % p.Nq) * p.q_rs + (row / p.Nq) * p.hd + c * 8 : dqp + row * p.hd + c * 8;
     uint4 o;
@@ -1480,9 +1500,10 @@ __global__ static void flash_bwd_dq_convert_kernel(bf16* __restrict__ dqp, const
 static void flash_dq_acc_zero(float* dq_acc, const FlashParams& p, cudaStream_t stream) {
     cudaCheck(cudaMemsetAsync(dq_acc, 0, (size_t)p.Nq * p.nh * p.hd * sizeof(float), stream));
 }
-static void flash_dq_acc_to_bf16(bf16* dq, const float* dq_acc, const FlashParams& p, cudaStream_t stream) {
+static void flash_dq_acc_to_bf16(bf16* dq, const float* dq_acc, const FlashParams& p, cudaStream_t stream,
+                                 bool swizzled = false) {
     const size_t nrows = (size_t)p.Nq * p.nh, n = nrows * (p.hd / 8);  // query rows of all groups (packed L/D order)
-    flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p);
+    flash_bwd_dq_convert_kernel<<<ceil_div(n, (size_t)256), 256, 0, stream>>>(dq, dq_acc, nrows, p, swizzled);
     cudaLaunchCheck();
 }
 
@@ -1594,10 +1615,12 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
     const int mode = flash_bwd_mode_now();
     // ordered: the fixed layout only (locks); atomic: needs the accumulator (dq_acc != nullptr)
-    if (mode == FLASH_BWD_ORDERED && locks && flash_sm90_active()) {
-        // the fused sm90 kernel with the ordered dQ sums (DQ_ORDERED; tiles as the atomic one)
+    if (mode == FLASH_BWD_ORDERED && locks && dq_acc && flash_sm90_active()) {
+        // the fused sm90 kernel with the ordered dQ sums (DQ_ORDERED; tiles as the atomic one;
+        // at HD 80 the fp32 dQ tile leaves no room for a third Q/dO stage)
+        constexpr int O = HD <= 64 ? flash::DQ_NS3 : 0;
         if constexpr (HD <= 80)
-            flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_ORDERED, flash::DQ_NS3>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc, locks);
+            flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_ORDERED, O>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc, locks);
         else
             flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_ORDERED>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc, locks);
         return;
@@ -1646,6 +1669,14 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                         return;
                     }
                     break;
+                case 20:  // the partials through shared memory and bulk reductions (DQ_BULK)
+                    if constexpr (HD <= 80) {
+                        constexpr int O = flash::DQ_BULK | (HD <= 64 ? flash::DQ_NS3 : 0);
+                        flash::dkdv_sm90_launch<HD, 2, 128, false, flash::DQ_PIPE, O>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+                        return;
+                    }
+                    break;
+                case 21: flash::dkdv_sm90_launch<HD, 2, 64, false, flash::DQ_PIPE, flash::DQ_BULK>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 default: break;
             }
         }

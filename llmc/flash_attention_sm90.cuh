@@ -211,18 +211,24 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   halves with a shuffle: half the red instructions); bit 1 (DQ_NS3) three Q/dO stages, so
 //   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
 //   it - 2, which every warpgroup finished reading before the barrier of it - 1).
-//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED; varlen with the counters in the scratch): deterministic. The query
-//   tiles run last to first; at each, the CTA of K/V tile j waits until the tile's counter
-//   says j (tiles 0 .. j - 1 have added), then adds its partial with plain loads and stores
-//   (j = 0 stores, the last K/V tile of the query tile writes bf16 dq): a fixed order of
-//   fp32 additions, no zeroing and no conversion pass. Needs the CTAs of a group dispatched
-//   in K/V-tile order (as the mma.sync ordered kernel; FA3's deterministic mode does the same).
+//   bit 2 (DQ_BULK) the partial goes out as DQ_ORDERED's does, with bulk reductions.
+//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED; varlen with the counters in the scratch):
+//   deterministic, FA3's scheme. The partial goes to shared memory (sdq: the tile's rows of hd
+//   floats as in the accumulator, 8-float chunks swizzled by dq_chunk_swizzle so the
+//   fragments' float2 stores are conflict-free), and one thread of the last warp hands the
+//   whole tile to the bulk-copy engine, one cp.reduce.async.bulk .add.f32 (K/V tile 0: a
+//   plain bulk copy, so no zeroing), in a fixed order: the CTA of K/V tile j waits until the
+//   query tile's counter says j. The warp does not wait for its copies: it releases the
+//   counter (copies complete, fence, increment) early in the next tile, while the tensor
+//   cores run its first two products (so does its first look at the next turn), so a K/V
+//   tile lags its predecessor by a fraction of a tile, and the other warps never wait. Query tiles run last to first (causal: every K/V tile starts on
+//   the last one, which all of them touch). Needs the CTAs of a group dispatched in K/V-tile
+//   order (a CTA waits only for lower block indices: no deadlock however few are resident).
 enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2, DQ_ORDERED = 3 };
-enum { DQ_RED4 = 1, DQ_NS3 = 2 };
+enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
 template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
-                                                                        float* __restrict__ dq_acc, bf16* __restrict__ dqp,
-                                                                        int* __restrict__ locks,
+                                                                        float* __restrict__ dq_acc, int* __restrict__ locks,
                                                                         const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                         const bf16* __restrict__ vp, const bf16* __restrict__ dout,
                                                                         const float* __restrict__ Lp, const float* __restrict__ Dp,
@@ -235,6 +241,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     constexpr bool MSPLIT = BQ == 128 && NWG == 2;
     constexpr int DQN = MSPLIT ? HD : HD / NWG;
     static_assert(!DQ || (!PIPE && (BQ == 64 || MSPLIT) && DQN % 8 == 0), "fused dQ: m64 blocks of query rows, no PIPE");
+    constexpr bool BULK = DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK));
+    constexpr int DQW = NT / 32 - 1;  // BULK: the warp that issues the bulk copies
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][HD] core-matrix tiles
     bf16* sV = sK + BN * HD;                         // [BN][HD]
@@ -243,17 +251,23 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     float* sL = reinterpret_cast<float*>(sdO + NS * BQ * HD);  // [NS][BQ]
     float* sD = sL + NS * BQ;                                  // [NS][BQ]
     bf16* sdS = reinterpret_cast<bf16*>(sD + NS * BQ);         // DQ: [BN][BQ] core-matrix tile of dS^T
+    float* sdq = reinterpret_cast<float*>(sdS + BN * BQ);      // BULK: [BQ][hd] the dQ partial (swizzled)
     const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int grp = blockIdx.y, n0 = blockIdx.x * BN;
     const FlashGroup G = flash_group(p, grp);
-    if (n0 >= G.Tk) return;
+    float* acc_g = DQ ? dq_acc + G.ld0 * p.hd : nullptr;  // the group's packed rows of hd floats
+    if (n0 >= G.Tk) {
+        // DQ_ORDERED: K/V tile 0 stores the sums' first term; with no keys (varlen) dQ is 0
+        if (DQ == DQ_ORDERED && blockIdx.x == 0)
+            for (int i = threadIdx.x; i < G.rows * p.hd; i += NT) acc_g[i] = 0.0f;
+        return;
+    }
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
     const bf16* Q = qp + G.q0;
     const bf16* K = kp + G.k0;
     const bf16* V = vp + G.v0;
     const float* L = Lp + G.ld0;
     const float* Dg = Dp + G.ld0;
-    float* acc_g = DQ ? dq_acc + G.ld0 * hd : nullptr;  // the group's packed rows of hd floats
     auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
     auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
     auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
@@ -290,12 +304,6 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     // DQ: this warpgroup's columns of the query tile's dQ partial, added to the accumulator
     // rows from mq0 by add_dq
     float dq[DQN / 8][4];
-    // DQ_ORDERED: the last K/V tile adding to query tile it (causal: the one holding the
-    // position of the tile's last row), and the wait for / release of this CTA's turn
-    const int nkvt = ceil_div(T, BN);
-    auto dq_last_tile = [&](int it) {
-        return p.causal ? min((min((it + 1) * BQ, rows) - 1) / r / BN, nkvt - 1) : nkvt - 1;
-    };
     // the group's counters, one per query tile (varlen: per head, sample b's tiles start at
     // cu_q[b] / BQ + b, which leaves room for its ceil(len / BQ) tiles; flash_varlen_locks)
     // (computed where thread 0 needs it: no registers held across the loop)
@@ -308,27 +316,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
 #pragma unroll
         for (int nb = 0; nb < DQN / 8; nb++) {
             const int col = (MSPLIT ? 0 : wg * DQN) + nb * 8 + 2 * tq;
-            if constexpr (DQ == DQ_ORDERED) {
-                // this CTA's turn (see ordered_turn): plain read-add-write in the fixed order
-                const int jt = blockIdx.x, jlast = dq_last_tile(mq0 / BQ);
-                if (col < hd) {
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        const int row = h ? rB : rA;
-                        if (row >= rows) continue;
-                        float2 v = make_float2(dq[nb][2 * h], dq[nb][2 * h + 1]);
-                        float2* a = reinterpret_cast<float2*>(acc_g + (size_t)row * hd + col);
-                        if (jt > 0) {
-                            const float2 o = __ldcg(a);
-                            v.x = o.x + v.x;
-                            v.y = o.y + v.y;
-                        }
-                        if (jt == jlast) *reinterpret_cast<uint32_t*>(dqp + G.q0 + (size_t)row * p.q_rs + col) =
-                                             pack_bf16(v.x * p.scale, v.y * p.scale);
-                        else __stcg(a, v);
-                    }
-                }
-            } else if constexpr (OPT & DQ_RED4) {
+            if constexpr (OPT & DQ_RED4) {
                 // even tq: row A, columns 2 tq .. + 3 (its pair and the odd partner's); odd tq: row B
                 const bool odd = tq & 1;
                 const float sx = odd ? dq[nb][0] : dq[nb][2], sy = odd ? dq[nb][1] : dq[nb][3];
@@ -342,6 +330,42 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
                 if (rA < rows) red_add_f32x2(acc_g + (size_t)rA * hd + col, dq[nb][0], dq[nb][1]);
                 if (rB < rows) red_add_f32x2(acc_g + (size_t)rB * hd + col, dq[nb][2], dq[nb][3]);
             }
+        }
+    };
+    // BULK: the partial to sdq (every warp), then out by warp DQW (dq_bulk_issue) and, a tile
+    // later, the copies' completion (dq_bulk_release: sdq free, DQ_ORDERED: the next K/V tile's turn)
+    auto dq_to_smem = [&](int mq0) {
+        const int rA = (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g;
+        const int swA = dq_chunk_swizzle(G.ld0 + mq0 + rA, hd), swB = dq_chunk_swizzle(G.ld0 + mq0 + rA + 8, hd);
+#pragma unroll
+        for (int nb = 0; nb < DQN / 8; nb++) {
+            const int c = (MSPLIT ? 0 : wg * (DQN / 8)) + nb;
+            if (c * 8 < hd) {
+                *reinterpret_cast<float2*>(sdq + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
+                *reinterpret_cast<float2*>(sdq + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
+            }
+        }
+    };
+    // (lane 0 of warp DQW: it commits and waits for its own bulk groups; `turn`: the counter
+    // already said so when it was first read, in the shadow of the tile's first products)
+    bool turn = false;
+    auto dq_bulk_issue = [&](int it) {
+        const int m0 = it * BQ, nvalid = min(BQ, rows - m0);
+        if constexpr (DQ == DQ_ORDERED) {
+            if (!turn)
+                while (ld_acquire(lock_of(it)) != (int)blockIdx.x) __nanosleep(20);
+            fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
+        }
+        const uint32_t bytes = (uint32_t)nvalid * hd * 4;
+        if (DQ == DQ_ORDERED && blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq), bytes);
+        else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq), bytes);
+        bulk_commit();
+    };
+    auto dq_bulk_release = [&](int it) {
+        bulk_wait_all();
+        if constexpr (DQ == DQ_ORDERED) {
+            __threadfence();
+            atomicAdd(lock_of(it), 1);
         }
     };
 
@@ -370,6 +394,16 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         for (int kk = 0; kk < KS; kk++)
             Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
         wgmma_commit();
+        if constexpr (BULK) {
+            // warp DQW, while the tensor cores run these two products (its warpgroup would wait
+            // for them anyway): the previous tile's copies complete (sdq free before the dS^T
+            // barrier below; DQ_ORDERED: the next K/V tile's turn), and a first look at this one's
+            if (warp == DQW && lane == 0) {
+                if (step > 0) dq_bulk_release(tile_of(step - 1));
+                if constexpr (DQ == DQ_ORDERED) turn = ld_acquire(lock_of(it)) == (int)blockIdx.x;
+            }
+            __syncwarp();
+        }
         wgmma_wait<1>();  // PIPE: the previous tile's dV/dK products too
         wgmma_fence_operand(s);
         if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
@@ -435,31 +469,33 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         };
         wgmma_fence();
         issue_dv();
-        if constexpr (DQ != DQ_PIPE) issue_dk();
+        if constexpr (DQ != DQ_PIPE && DQ != DQ_ORDERED) issue_dk();
         wgmma_commit();
         if constexpr (DQ) {
             __syncthreads();  // every warpgroup's rows of dS^T are in sdS
             wgmma_fence();
             issue_dq();
             wgmma_commit();
-            if constexpr (DQ == DQ_PIPE) {
+            if constexpr (DQ == DQ_PIPE || DQ == DQ_ORDERED) {
                 issue_dk();
                 wgmma_commit();
                 wgmma_wait<1>();  // dV and dQ; dK runs under the reductions
                 wgmma_fence_operand(dq);
-                add_dq(m0);
+                if constexpr (BULK) {
+                    dq_to_smem(m0);
+                    fence_proxy_async();
+                    // the other warps only arrive: they go on while warp DQW waits for its turn
+                    if (warp == DQW) {
+                        named_barrier_sync(1, NT);
+                        if (lane == 0) dq_bulk_issue(it);
+                        __syncwarp();  // converged again for the .aligned wgmma wait
+                    } else {
+                        named_barrier_arrive(1, NT);
+                    }
+                } else {
+                    add_dq(m0);
+                }
                 wgmma_wait<0>();
-            } else if constexpr (DQ == DQ_ORDERED) {
-                wgmma_wait<0>();
-                wgmma_fence_operand(dq);
-                // wait for K/V tiles 0 .. jt - 1 to have added to this query tile, add, release
-                if (threadIdx.x == 0)
-                    while (ld_acquire(lock_of(it)) != (int)blockIdx.x) __nanosleep(32);
-                __syncthreads();
-                add_dq(m0);
-                __threadfence();
-                __syncthreads();
-                if (threadIdx.x == 0) atomicAdd(lock_of(it), 1);
             } else {
                 wgmma_wait<0>();
                 wgmma_fence_operand(dq);
@@ -475,6 +511,10 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         wgmma_fence_operand(ap);
         wgmma_fence_operand(ads);
         if constexpr (!(OPT & DQ_NS3)) __syncthreads();
+    }
+    if constexpr (BULK) {  // the last tile's copies: the next K/V tile's turn now, not after the
+        if (warp == DQW && lane == 0 && nsteps > 0) dq_bulk_release(tile_of(nsteps - 1));  // epilogue
+        __syncwarp();  // (and sdq read before the CTA's shared memory goes)
     }
     wgmma_wait<0>();
     wgmma_fence_operand(dv);
@@ -632,23 +672,24 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
                              const float* D, const FlashParams& p, cudaStream_t stream, bf16* dq = nullptr,
                              float* dq_acc = nullptr, int* locks = nullptr) {
     constexpr int BN = 64 * NWG, NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
+    constexpr bool BULK = DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK));
     constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float) +
-                            (size_t)(DQ ? 1 : 0) * BN * BQ * sizeof(bf16);
+                            (size_t)(DQ ? 1 : 0) * BN * BQ * sizeof(bf16) + (size_t)(BULK ? 1 : 0) * BQ * HD * sizeof(float);
     static_assert((size_t)2 * BN * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
-    if constexpr (DQ == DQ_ORDERED) {  // one counter per (group, query tile); no zeroing of dq_acc
+    if constexpr (DQ == DQ_ORDERED) {  // one counter per (group, query tile); K/V tile 0 stores (no zeroing)
         const size_t nlocks = p.varlen ? flash_varlen_locks(p.Nq, p.nh, p.B) : (size_t)p.B * p.nkv * ceil_div(p.rows, BQ);
         cudaCheck(cudaMemsetAsync(locks, 0, nlocks * sizeof(int), stream));
     } else if constexpr (DQ) {
         flash_dq_acc_zero(dq_acc, p, stream);
     }
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
-    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, dq, locks, q, k, v,
-                                                                                             dout, L, D, p);
+    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout,
+                                                                                             L, D, p);
     cudaLaunchCheck();
-    if constexpr (DQ && DQ != DQ_ORDERED) flash_dq_acc_to_bf16(dq, dq_acc, p, stream);
+    if constexpr (DQ) flash_dq_acc_to_bf16(dq, dq_acc, p, stream, BULK);
 }
 template <int HD, int NWG, int BN, bool PIPE = false>
 static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,

@@ -64,3 +64,31 @@ __device__ __forceinline__ void wgmma_fence_operand(uint32_t (&d)[A][4]) {
 // Shared memory written by ordinary (generic-proxy) stores or cp.async and read next by
 // wgmma (the async proxy): each writing thread fences before the barrier that publishes it.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Global memory seen through the generic proxy (a counter read with acquire) and accessed
+// next by the bulk-copy engine (the async proxy).
+__device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
+
+// Named barriers (ids 1..15; __syncthreads is 0): `count` threads, a multiple of 32. A
+// producer arrives (no wait, its earlier shared-memory writes released), the consumer syncs.
+__device__ __forceinline__ void named_barrier_sync(int id, int count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int count) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+// Bulk copies by the TMA engine without a tensor map (sm_90): `bytes` (a multiple of 16, both
+// addresses 16-byte aligned) from shared to global memory, stored or added element-wise
+// (fp32, in L2: one addition per element, so a fixed order of such copies sums
+// deterministically). The issuing thread commits them as a group and waits for its own
+// groups: bulk_wait_all returns once they are complete (their writes performed, followed by
+// an implicit generic-async proxy fence) and the shared memory they read is free.
+__device__ __forceinline__ void bulk_copy_s2g(void* gdst, uint32_t ssrc, uint32_t bytes) {
+    asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(gdst), "r"(ssrc), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, uint32_t ssrc, uint32_t bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(gdst), "r"(ssrc), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }

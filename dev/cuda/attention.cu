@@ -251,7 +251,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         cfgs.push_back({FLASH_BWD_ORDERED, {0, 0, 0}, 2});
         if (nvariants > 1) {
             for (int v = 11; v < 17; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
-            for (int v = 11; v < 20; v++) cfgs.push_back({FLASH_BWD_ATOMIC, {0, v, 0}, 2});
+            for (int v = 11; v < 22; v++) cfgs.push_back({FLASH_BWD_ATOMIC, {0, v, 0}, 2});
         }
     }
     for (int m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
@@ -617,9 +617,11 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         }
         flash_bwd_mode = FLASH_BWD_SPLIT;
     }
-    if (sm90) {  // the default: per head dim, the faster family (llmc/flash_attention.cuh)
-        flash_sm90 = 1;
+    if (sm90) {  // the default: per head dim, the faster family (llmc/flash_attention.cuh), and
+        flash_sm90 = 1;  // the trainers' default (deterministic) backward
+        flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
         const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
+        report_flops("flash_attention_backward" + path_tag(), shape, us_b, 2.5 * fwd);
         report_flops("flash_attention forward+backward" + path_tag(), shape, us_f + us_b, 3.5 * fwd);
         // what the trainers run with --attn-backward fast: the default forward, the atomic backward
         flash_bwd_mode = FLASH_BWD_FAST;
@@ -639,7 +641,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             report_flops(strf("flash bwd [sm90 dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
         flash_bwd_mode = FLASH_BWD_ATOMIC;
-        for (int v = 11; v < 20; v++) {
+        for (int v = 11; v < 22; v++) {
             flash_config = {0, v, 0};
             report_flops(strf("flash bwd [sm90 atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
