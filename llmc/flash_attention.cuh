@@ -287,8 +287,8 @@ struct FlashFlags {
 };
 static void flash_add_flags(ArgParser& ap, FlashFlags* f) {
     ap.section("attention");
-    ap.add_string("--attn-backward", &f->backward, "deterministic (bit-identical run to run) or fast (Hopper: the fused "
-                                                    "backward with fp32 atomic dQ sums, ~20-40% faster attention backward)");
+    ap.add_string("--attn-backward", &f->backward, "deterministic (bit-identical run to run) or fast (Hopper: fp32 atomic "
+                                                    "dQ sums, not bit-identical; attention backward ~7-11% faster)");
 }
 
 // Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
