@@ -221,9 +221,10 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   query tile's counter says j. The warp does not wait for its copies: it releases the
 //   counter (copies complete, fence, increment) early in the next tile, while the tensor
 //   cores run its first two products (so does its first look at the next turn), so a K/V
-//   tile lags its predecessor by a fraction of a tile, and the other warps never wait. Query tiles run last to first (causal: every K/V tile starts on
-//   the last one, which all of them touch). Needs the CTAs of a group dispatched in K/V-tile
-//   order (a CTA waits only for lower block indices: no deadlock however few are resident).
+//   tile lags its predecessor by a fraction of a tile, and the other warps never wait. Query
+//   tiles run last to first (causal: every K/V tile starts on the last one, which all of them
+//   touch). Needs the CTAs of a group dispatched in K/V-tile order (a CTA waits only for
+//   lower block indices: no deadlock however few are resident).
 enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2, DQ_ORDERED = 3 };
 enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
 template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
