@@ -307,9 +307,11 @@ static FlashConfig flash_config = {0, 0, 0};
 // 257.0 TFLOP/s at L13442), the backward at 80 and 128 (hd72: 200.0 vs 175.5; hd128 causal:
 // 192.8 vs 178.4). At hd 64 (causal) and the hd 128 forward the mma.sync kernels are faster
 // as the sm90 ones are written (no softmax/MMA overlap inside a warpgroup yet), and the other
-// head dims were not measured: mma.sync there. The fused backward (FLASH_BWD_ATOMIC / FAST) runs
-// the sm90 kernel at every head dim where flash_sm90_active(). fp32 builds (ENABLE_FP32) have only
-// the scalar kernels: flash_sm90_active() is false there.
+// head dims were not measured: mma.sync there. The fused backward (FLASH_BWD_ATOMIC / FAST, and
+// FLASH_BWD_ORDERED / DETERMINISTIC, the default) runs the sm90 kernel at every head dim where
+// flash_sm90_active(): the backward choice above matters only for FLASH_BWD_SPLIT set
+// explicitly. fp32 builds (ENABLE_FP32) have only the scalar kernels: flash_sm90_active() is
+// false there.
 // flash_sm90: 1 = that choice (default), 0 = mma.sync everywhere, 2 = sm90 everywhere it
 // can run (dev/cuda/attention.cu checks and times 0 and 2 side by side). The trainers take
 // it from the environment variable MEGA_FLASH_SM90 (0, 1 or 2; flash_apply_flags), e.g.
