@@ -246,7 +246,7 @@ struct DiTActs {
     floatX *dmods_x, *dconds, *dtemb, *dfemb, *dths, *dth, *dfhs, *dfh;   // cond gradients
     float *dmods, *dcond;                                     // [2B,6C], [2B,C] fp32
     float *dnw, *reduce_scratch, *adaln_scratch;
-    float* att_scratch;                                       // the attention backward's L and D rows (and fast mode's dQ sums)
+    float* att_scratch;                                       // the attention backward's L and D rows, fp32 dQ sums and counters
     size_t att_scratch_bytes;
     size_t bytes;
 };
@@ -317,7 +317,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     const size_t Cy = cfg.caption_channels, X = sizeof(floatX), Fl = sizeof(float), Cs = C, Fs = F;
     const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
     DiTActs& a = g->act;
-    // with room for the fp32 dQ accumulator of --attn-backward fast (N x C floats)
+    // with room for the fused backwards' fp32 dQ accumulator (N x C floats) and the ordered one's counters
     a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd, (int)B);
     a.bytes = carve_activations({
         {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},

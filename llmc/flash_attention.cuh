@@ -160,7 +160,11 @@ static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
 // each; with hd > 0 also the fp32 dQ accumulator of FLASH_BWD_ATOMIC ([nh, Nq, hd]; without it
 // that mode falls back to the split backward); with B > 0 (the number of samples) also the
 // counters of the ordered fused backward (FLASH_BWD_ORDERED on Hopper; flash_varlen_locks).
-static size_t flash_varlen_locks(size_t Nq, int nh, int B) { return (size_t)nh * (Nq / 64 + B + 1); }
+// Varlen counters, per head: sample b's query tiles (of 64 or more rows) start at
+// cu_q[b] / BQ + b, which leaves room for its ceil(len / BQ) tiles.
+// (Nq: FlashParams.Nq, an int)
+__host__ __device__ __forceinline__ int flash_varlen_lock_stride(int Nq, int B) { return Nq / 64 + B + 1; }
+static size_t flash_varlen_locks(size_t Nq, int nh, int B) { return (size_t)nh * flash_varlen_lock_stride((int)Nq, B); }
 static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh, int hd = 0, int B = 0) {
     return (2 + (size_t)std::max(hd, 0)) * Nq * (size_t)nh * sizeof(float) + (hd > 0 ? 16 : 0) +
            (hd > 0 && B > 0 ? flash_varlen_locks(Nq, nh, B) * sizeof(int) : 0);
@@ -243,9 +247,15 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
     Dp[packed] = sum;
     Lp[packed] = lse[li] * 1.4426950408889634f;
 }
+static void flash_bwd_prep(float* Lp, float* Dp, const floatX* out, const floatX* dout, const float* lse, const FlashParams& p,
+                           cudaStream_t stream) {
+    const size_t nrows = (size_t)p.Nq * p.nh;
+    flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
+    cudaLaunchCheck();
+}
 
 // The backward's structure (bf16 kernels), set at run time (flash_bwd_mode):
-//   FLASH_BWD_SPLIT   (default) separate dK/dV and dQ kernels (S and dP computed twice,
+//   FLASH_BWD_SPLIT   (the default off Hopper) separate dK/dV and dQ kernels (S and dP computed twice,
 //                     no inter-CTA ordering at all). Deterministic.
 //   FLASH_BWD_ORDERED the fused dK/dV/dQ kernel with the ordered fp32 dQ accumulation.
 //                     Deterministic. On Hopper the wgmma kernel (DQ_ORDERED: the partials
@@ -1497,6 +1507,12 @@ __global__ static void flash_bwd_dq_convert_kernel(bf16* __restrict__ dqp, const
     o.w = pack_bf16(b.z * p.scale, b.w * p.scale);
     *reinterpret_cast<uint4*>(dst) = o;
 }
+// The ordered fused backward's counters (one per group and BQ-row query tile; varlen: per head,
+// flash_varlen_locks), zeroed before every backward.
+static void flash_locks_zero(int* locks, const FlashParams& p, int BQ, cudaStream_t stream) {
+    const size_t n = p.varlen ? flash_varlen_locks(p.Nq, p.nh, p.B) : (size_t)p.B * p.nkv * ceil_div(p.rows, BQ);
+    cudaCheck(cudaMemsetAsync(locks, 0, n * sizeof(int), stream));
+}
 // Around a kernel that adds dQ partials with atomics (the mma.sync FUSED_ATOMIC one and the sm90
 // DQ one): the accumulator (Nq * nh rows of hd floats) zeroed before, bf16 dq written after.
 static void flash_dq_acc_zero(float* dq_acc, const FlashParams& p, cudaStream_t stream) {
@@ -1560,8 +1576,7 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
     if constexpr (MODE == FUSED_ATOMIC) {
         flash_dq_acc_zero(dq_acc, p, stream);
     } else {
-        // one counter per (group, query tile), zero at the start of every backward
-        cudaCheck(cudaMemsetAsync(locks, 0, (size_t)p.B * p.nkv * ceil_div(p.rows, BQ) * sizeof(int), stream));
+        flash_locks_zero(locks, p, BQ, stream);  // (fixed layout only)
     }
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
     flash_bwd_fused_kernel<HD, BN, BQ, KV_REGS, MODE><<<grid, BN * 2, smem, stream>>>(dq, dk, dv, dq_acc, locks, q, k,
@@ -1822,8 +1837,7 @@ static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, cons
     float* Dp = scratch + nrows;
     float* dq_acc = scratch + flash_dq_acc_offset(nrows);
     int* locks = reinterpret_cast<int*>(dq_acc + nrows * s.hd);
-    flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
-    cudaLaunchCheck();
+    flash_bwd_prep(Lp, Dp, out, dout, lse, p, stream);
     flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, locks, p, stream);
 }
 
@@ -1838,8 +1852,10 @@ static void flash_attention_varlen_forward(floatX* out, float* lse, const floatX
 
 // dq/dk/dv written (not accumulated) with the strides of q/k/v; scratch:
 // flash_attention_varlen_scratch_bytes(Nq, nh) bytes, or (scratch_bytes given, at least)
-// flash_attention_varlen_scratch_bytes(Nq, nh, hd) bytes for FLASH_BWD_ATOMIC (with less,
-// that mode falls back to the split backward). Deterministic except FLASH_BWD_ATOMIC.
+// flash_attention_varlen_scratch_bytes(Nq, nh, hd) bytes for FLASH_BWD_ATOMIC and
+// flash_attention_varlen_scratch_bytes(Nq, nh, hd, B) for the Hopper FLASH_BWD_ORDERED (the
+// default's backward there; with less, both fall back to the split backward).
+// Deterministic except FLASH_BWD_ATOMIC.
 static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
                                             const float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
                                             float* scratch, const VarlenAttnShape& s, cudaStream_t stream,
@@ -1860,8 +1876,7 @@ static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dv
         fprintf(stderr, "flash attention: the atomic varlen backward needs scratch_bytes >= "
                         "flash_attention_varlen_scratch_bytes(Nq, nh, hd); using the split backward\n");
     }
-    flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
-    cudaLaunchCheck();
+    flash_bwd_prep(Lp, Dp, out, dout, lse, p, stream);
     flash_bwd_launch(dqp, dkp, dvp, dout, qp, kp, vp, Lp, Dp, dq_acc, locks, p, stream);
 }
 

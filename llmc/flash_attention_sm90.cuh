@@ -227,6 +227,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //   lower block indices: no deadlock however few are resident).
 enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2, DQ_ORDERED = 3 };
 enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
+// whether the dQ partials go out through shared memory and bulk copies (sdq, DQW)
+__host__ __device__ constexpr bool dq_bulk(int DQ, int OPT) { return DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK)); }
 template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
 __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                         float* __restrict__ dq_acc, int* __restrict__ locks,
@@ -242,7 +244,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     constexpr bool MSPLIT = BQ == 128 && NWG == 2;
     constexpr int DQN = MSPLIT ? HD : HD / NWG;
     static_assert(!DQ || (!PIPE && (BQ == 64 || MSPLIT) && DQN % 8 == 0), "fused dQ: m64 blocks of query rows, no PIPE");
-    constexpr bool BULK = DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK));
+    constexpr bool BULK = dq_bulk(DQ, OPT);
     constexpr int DQW = NT / 32 - 1;  // BULK: the warp that issues the bulk copies
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][HD] core-matrix tiles
@@ -305,12 +307,12 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     // DQ: this warpgroup's columns of the query tile's dQ partial, added to the accumulator
     // rows from mq0 by add_dq
     float dq[DQN / 8][4];
-    // the group's counters, one per query tile (varlen: per head, sample b's tiles start at
-    // cu_q[b] / BQ + b, which leaves room for its ceil(len / BQ) tiles; flash_varlen_locks)
+    // the group's counters, one per query tile (varlen: per head, flash_varlen_lock_stride)
     // (computed where thread 0 needs it: no registers held across the loop)
     auto lock_of = [&](int it) {
         const int b = grp / p.nkv, gk = grp % p.nkv;
-        return locks + (p.varlen ? (size_t)gk * (p.Nq / 64 + p.B + 1) + p.cu_q[b] / BQ + b : (size_t)grp * ceil_div(rows, BQ)) + it;
+        return locks + (p.varlen ? (size_t)gk * flash_varlen_lock_stride(p.Nq, p.B) + p.cu_q[b] / BQ + b
+                                 : (size_t)grp * ceil_div(rows, BQ)) + it;
     };
     auto add_dq = [&](int mq0) {
         const int rA = mq0 + (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g, rB = rA + 8;
@@ -673,16 +675,15 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
                              const float* D, const FlashParams& p, cudaStream_t stream, bf16* dq = nullptr,
                              float* dq_acc = nullptr, int* locks = nullptr) {
     constexpr int BN = 64 * NWG, NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
-    constexpr bool BULK = DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK));
+    constexpr bool BULK = dq_bulk(DQ, OPT);
     constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float) +
                             (size_t)(DQ ? 1 : 0) * BN * BQ * sizeof(bf16) + (size_t)(BULK ? 1 : 0) * BQ * HD * sizeof(float);
     static_assert((size_t)2 * BN * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
-    if constexpr (DQ == DQ_ORDERED) {  // one counter per (group, query tile); K/V tile 0 stores (no zeroing)
-        const size_t nlocks = p.varlen ? flash_varlen_locks(p.Nq, p.nh, p.B) : (size_t)p.B * p.nkv * ceil_div(p.rows, BQ);
-        cudaCheck(cudaMemsetAsync(locks, 0, nlocks * sizeof(int), stream));
+    if constexpr (DQ == DQ_ORDERED) {  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
+        flash_locks_zero(locks, p, BQ, stream);
     } else if constexpr (DQ) {
         flash_dq_acc_zero(dq_acc, p, stream);
     }
