@@ -657,11 +657,13 @@ __device__ __forceinline__ void mask_queries(float (&s)[NQ][4], int m0, int rows
         }
 }
 // Online softmax step of a 16-row tile of raw scores: new running maxima mA/mB (base-2 units,
-// over the lane quad), old sums lA/lB and outputs o rescaled, s -> 2^(s scale_log2 - max) added
-// to the sums. A row fully masked so far keeps max -inf and exponentials of 0.
-template <int NB, int DB>
-__device__ __forceinline__ void online_softmax(float (&s)[NB][4], float (&o)[DB][4], float& mA, float& mB, float& lA,
-                                               float& lB, float scale_log2) {
+// over the lane quad), old sums lA/lB rescaled, s -> 2^(s scale_log2 - max) added to the sums;
+// cA/cB: what the running outputs must be multiplied by (left to the caller, so that a kernel
+// whose outputs are still being accumulated by the tensor cores can do it after its wait).
+// A row fully masked so far keeps max -inf and exponentials of 0.
+template <int NB>
+__device__ __forceinline__ void online_softmax_scores(float (&s)[NB][4], float& mA, float& mB, float& lA, float& lB,
+                                                      float scale_log2, float& cA, float& cB) {
     float xA = -INFINITY, xB = -INFINITY;
 #pragma unroll
     for (int nb = 0; nb < NB; nb++) {
@@ -674,11 +676,10 @@ __device__ __forceinline__ void online_softmax(float (&s)[NB][4], float (&o)[DB]
     xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
     const float nA = fmaxf(mA, xA * scale_log2), nB = fmaxf(mB, xB * scale_log2);
     const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;  // fully masked row so far
-    const float cA = exp2_approx(mA - uA), cB = exp2_approx(mB - uB);
+    cA = exp2_approx(mA - uA);
+    cB = exp2_approx(mB - uB);
     mA = nA; mB = nB;
     lA *= cA; lB *= cB;
-#pragma unroll
-    for (int d = 0; d < DB; d++) { o[d][0] *= cA; o[d][1] *= cA; o[d][2] *= cB; o[d][3] *= cB; }
 #pragma unroll
     for (int nb = 0; nb < NB; nb++) {
         s[nb][0] = exp2_approx(fmaf(s[nb][0], scale_log2, -uA));
@@ -688,6 +689,19 @@ __device__ __forceinline__ void online_softmax(float (&s)[NB][4], float (&o)[DB]
         lA += s[nb][0] + s[nb][1];
         lB += s[nb][2] + s[nb][3];
     }
+}
+template <int DB>
+__device__ __forceinline__ void rescale_rows(float (&o)[DB][4], float cA, float cB) {
+#pragma unroll
+    for (int d = 0; d < DB; d++) { o[d][0] *= cA; o[d][1] *= cA; o[d][2] *= cB; o[d][3] *= cB; }
+}
+// ... and the outputs o rescaled right away
+template <int NB, int DB>
+__device__ __forceinline__ void online_softmax(float (&s)[NB][4], float (&o)[DB][4], float& mA, float& mB, float& lA,
+                                               float& lB, float scale_log2) {
+    float cA, cB;
+    online_softmax_scores(s, mA, mB, lA, lB, scale_log2, cA, cB);
+    rescale_rows(o, cA, cB);
 }
 // Two adjacent n8 accumulator blocks (16 columns) as the bf16 A fragment of a k16 step: the
 // C layout of m16n8 is the A layout of m16n8k16 (and of a wgmma A operand from registers).
@@ -1612,11 +1626,40 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 14: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_PIPE>(out, lse, q, k, v, p, st); return;
                 case 15: flash::fwd_sm90_launch<HD, 2, 64, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
                 case 16: flash::fwd_sm90_launch<HD, 2, 128, flash::FWD_OVERLAP>(out, lse, q, k, v, p, st); return;
+                case 17: flash::fwd_sm90_ws_launch<HD, 128, 2>(out, lse, q, k, v, p, st); return;
+                case 18: flash::fwd_sm90_ws_launch<HD, 64, HD <= 80 ? 4 : 3>(out, lse, q, k, v, p, st); return;
+                case 19: flash::fwd_sm90_ws_launch<HD, 128, HD <= 80 ? 3 : 2>(out, lse, q, k, v, p, st); return;
+                case 20: flash::fwd_sm90_ws_launch<HD, 128, HD <= 80 ? 3 : 2, flash::WS_NO_PINGPONG>(out, lse, q, k, v, p, st); return;
+                case 21: flash::fwd_sm90_ws_launch<HD, HD <= 80 ? 128 : 96, HD <= 80 ? 4 : 3>(out, lse, q, k, v, p, st); return;
+                case 22: flash::fwd_sm90_ws_launch<HD, 128, HD <= 80 ? 3 : 2, flash::WS_NO_LOADS>(out, lse, q, k, v, p, st); return;
+                case 23: flash::fwd_sm90_ws_launch<HD, 64, HD <= 80 ? 4 : 3, flash::WS_NO_LOADS>(out, lse, q, k, v, p, st); return;
+                case 24:
+                case 25:
+                    if constexpr (HD % 64 == 0) {
+                        if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
+                            if (flash_config.fwd == 24) flash::fwd_sm90_ws_launch<HD, 128, HD == 64 ? 4 : 2, flash::WS_TMA>(out, lse, q, k, v, p, st);
+                            else flash::fwd_sm90_ws_launch<HD, HD == 64 ? 128 : 96, 3, flash::WS_TMA>(out, lse, q, k, v, p, st);
+                            return;
+                        }
+                    }
+                    break;
                 default: break;
             }
         }
 #endif
-        if (SM90_DEFAULT || flash_sm90 == 2) {
+        // the warp-specialized kernel (measured fastest, H200, FLASH_TUNE=2, 2026-11-30: hd 64 / 128
+        // with TMA 317 / 592 TFLOP/s vs mma.sync 266 / 295; hd 72 with cp.async 310 / 316 vs 264 / 292)
+        if constexpr (HD % 64 == 0) {
+            if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
+                flash::fwd_sm90_ws_launch<HD, 128, HD == 64 ? 4 : 2, flash::WS_TMA>(out, lse, q, k, v, p, st);
+                return;
+            }
+        }
+        if constexpr (SM90_DEFAULT) {
+            flash::fwd_sm90_ws_launch<HD, 128, 3>(out, lse, q, k, v, p, st);
+            return;
+        }
+        if (flash_sm90 == 2) {
             flash::fwd_sm90_launch<HD, 2, 64>(out, lse, q, k, v, p, st);
             return;
         }

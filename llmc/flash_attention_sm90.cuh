@@ -12,18 +12,23 @@
 // A CTA is NWG warpgroups of 4 warps; warpgroup w owns 64 rows of the output tile (warp
 // q of it 16 rows, the same rows and fragment layout an mma.sync warp has, so the mask,
 // softmax and epilogue code is that of the mma.sync kernels: mask_keys, online_softmax, ...).
-// Loads: cp.async by all threads, double-buffered (the PIPE variants: three stages).
+// Loads: cp.async by all threads, double-buffered (the PIPE variants: three stages); the
+// forward's default is the warp-specialized kernel (flash_fwd_sm90_ws_kernel: a producer
+// warpgroup loads, with the tensor copy engine (TMA) where the layout allows, two consumer
+// warpgroups compute).
 // Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
 #pragma once
+#include <cuda.h>  // CUtensorMap (the tensor copy engine's descriptors; no libcuda link: see tma_encode)
 #include "wgmma.cuh"
 
 // ROWS rows of hd-element rows into a core-matrix tile with HD columns (zero-filled past
-// nrows and hd, like load_tile)
-template <int ROWS, int HD, int NT, class RowPtr>
+// nrows and hd, like load_tile). UNROLL: copies whose addresses are computed ahead (all of
+// them by default; the warp-specialized producer, short of registers, takes a few at a time)
+template <int ROWS, int HD, int NT, class RowPtr, int UNROLL = (ROWS * HD / 8 + NT - 1) / NT>
 __device__ __forceinline__ void load_tile_cm(bf16* s, int row0, int nrows, int hd, RowPtr rowptr) {
     constexpr int N = ROWS * HD / 8;
     const uint32_t base = smem_u32(s);
-#pragma unroll
+#pragma unroll UNROLL
     for (int k = 0; k < (N + NT - 1) / NT; k++) {
         const int idx = threadIdx.x + k * NT;
         if (N % NT != 0 && idx >= N) break;
@@ -183,6 +188,238 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     __syncthreads();  // (OVERLAP: no barrier after the last tile) the tiles are free for the epilogue
     // O / l out through padded [16][LD] rows per warp at the start of shared memory
     fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD, o, mA, mB, lA, lB, m0 + warp * 16, p, G, lse, out,
+                       lane);
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Forward, warp-specialized (FlashAttention-3's structure): CTA = 3 warpgroups, BM = 128 query
+// rows of one group. Warpgroup 0 only loads: Q once, then every K/V tile into NS stages with
+// cp.async, each tile's arrival signalled on an mbarrier (K full / V full: the copies have
+// landed) and a stage reused once both consumers have released it (K free: its S product is
+// done; V free: its O += P V is done; K and V apart, so the next K loads while the previous
+// tile's P V still runs: with one release for both, the loads had half a tile of lead and the
+// kernel waited for them). It gives its
+// registers back (setmaxnreg), so the two consumer warpgroups (64 query rows each) hold
+// S, P and O for BN = 128 keys at hd 128. Consumers never meet at a CTA barrier:
+//   - within a warpgroup, S of tile j and O += P V of tile j - 1 are issued together and the
+//     softmax of tile j runs while O += P V is still on the tensor cores (O is rescaled after
+//     it is waited for: online_softmax_scores, then rescale_rows);
+//   - between the two, a ping-pong of named barriers lets one warpgroup issue its products
+//     while the other does its softmax (warpgroup 1 issues first; each issue turn ends with an
+//     arrive on the other's barrier; the counts match: warpgroup 2 skips its last arrive).
+// Why: in flash_fwd_sm90_kernel all 256 threads load, then meet at __syncthreads every tile,
+// so the tensor cores idle during both warpgroups' softmax (hd 128: 208 TFLOP/s).
+template <int HD, int BN, int NS>
+struct FwdWsSmem {
+    static constexpr int BM = 128, LD = HD + 8;
+    static constexpr size_t q = 0, k = q + (size_t)BM * HD * 2, v = k + (size_t)NS * BN * HD * 2,
+                            epi = v + (size_t)NS * BN * HD * 2,          // [8 warps][16][LD]
+        bars = epi + (size_t)8 * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS]
+        bytes = bars + (size_t)(1 + 4 * NS) * 8;
+};
+// OPT bits: WS_TMA loads with the tensor copy engine (fixed layout, hd 64 / 128: one producer
+// thread, 128-byte swizzled tiles) instead of cp.async by the producer warpgroup (any layout,
+// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns; WS_NO_LOADS (timing
+// diagnostic only, wrong results) signals the stages without copying anything
+enum { WS_NO_PINGPONG = 1, WS_NO_LOADS = 2, WS_TMA = 4 };
+constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
+// The three tensor maps of the TMA variant (fixed layout: [groups][rows][hd] tensors, boxes of
+// 64 columns x BM or BN rows, 128-byte swizzle)
+struct FwdTmaMaps {
+    CUtensorMap q, k, v;
+};
+template <int HD, int BN, int NS, int OPT>
+__global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restrict__ out, float* __restrict__ lse,
+                                                                   const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                   const bf16* __restrict__ vp, const FlashParams p,
+                                                                   const __grid_constant__ FwdTmaMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using L = FwdWsSmem<HD, BN, NS>;
+    constexpr int BM = L::BM, LD = L::LD, KS = HD / 16, NB = BN / 8, DB = HD / 8;
+    constexpr bool TMA = OPT & WS_TMA;
+    static_assert(!TMA || HD % 64 == 0, "the TMA variant takes head dims of whole 64-column blocks");
+    extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
+    // the swizzled tiles repeat every 1024 bytes: their base is 1024-aligned (launcher adds the slack)
+    unsigned char* flash_smem = flash_smem_raw + ((1024 - (smem_u32(flash_smem_raw) & 1023)) & 1023);
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem + L::q);
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem + L::k);
+    bf16* sV = reinterpret_cast<bf16*>(flash_smem + L::v);
+    const uint32_t bar_q = smem_u32(flash_smem + L::bars);
+    auto bar_k = [&](int s) { return bar_q + 8 * (1 + s); };
+    auto bar_v = [&](int s) { return bar_q + 8 * (1 + NS + s); };
+    auto bar_free_k = [&](int s) { return bar_q + 8 * (1 + 2 * NS + s); };
+    auto bar_free_v = [&](int s) { return bar_q + 8 * (1 + 3 * NS + s); };
+    // warpgroup and warp indices through a shuffle: ptxas then knows they are warp-uniform, so the
+    // wgmmas behind the role branch are not on a divergent path (which would serialize them: C7520)
+    const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
+    const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int grp = blockIdx.y, m0 = qt * BM;
+    const FlashGroup G = flash_group(p, grp);
+    if (m0 >= G.rows) return;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const int hd = p.hd, T = G.Tk, rows = G.rows;
+    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / p.r + 1 : T;
+    const int ntiles = ceil_div(kv_end, BN);
+    if (threadIdx.x == 0) {
+        constexpr int FILLS = TMA ? 1 : 128;  // TMA: one arrive.expect_tx; cp.async: one arrival per producer thread
+        mbarrier_init(bar_q, FILLS);
+        for (int s = 0; s < NS; s++) {
+            mbarrier_init(bar_k(s), FILLS);
+            mbarrier_init(bar_v(s), FILLS);
+            mbarrier_init(bar_free_k(s), 8);  // one arrival per consumer warp
+            mbarrier_init(bar_free_v(s), 8);
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+
+    if (wg == 0 && TMA) {  // producer: one thread hands every tile to the tensor copy engine
+        setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
+        if (threadIdx.x == 0) {
+            constexpr uint32_t QB = BM * HD * 2, KB = BN * HD * 2;
+            mbarrier_arrive_expect_tx(bar_q, QB);
+            for (int h = 0; h < HD / 64; h++) tma_load_3d(smem_u32(sQ) + h * BM * 128, &maps.q, bar_q, h * 64, m0, grp);
+            for (int j = 0; j < ntiles; j++) {
+                const int s = j % NS;
+                if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
+                mbarrier_arrive_expect_tx(bar_k(s), KB);
+                for (int h = 0; h < HD / 64; h++)
+                    tma_load_3d(smem_u32(sK + s * BN * HD) + h * BN * 128, &maps.k, bar_k(s), h * 64, j * BN, grp);
+                if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
+                mbarrier_arrive_expect_tx(bar_v(s), KB);
+                for (int h = 0; h < HD / 64; h++)
+                    tma_load_3d(smem_u32(sV + s * BN * HD) + h * BN * 128, &maps.v, bar_v(s), h * 64, j * BN, grp);
+            }
+        }
+        return;
+    }
+    if (wg == 0) {  // producer
+        setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
+        auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+        auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+        auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+        load_tile_cm<BM, HD, 128, decltype(qrow), 2>(sQ, m0, rows, hd, qrow);
+        cp_async_mbarrier_arrive(bar_q);
+        for (int j = 0; j < ntiles; j++) {
+            const int s = j % NS;
+            if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
+            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_k(s));
+            else {
+                load_tile_cm<BN, HD, 128, decltype(krow), 2>(sK + s * BN * HD, j * BN, T, hd, krow);
+                cp_async_mbarrier_arrive(bar_k(s));
+            }
+            if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
+            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_v(s));
+            else {
+                load_tile_cm<BN, HD, 128, decltype(vrow), 2>(sV + s * BN * HD, j * BN, T, hd, vrow);
+                cp_async_mbarrier_arrive(bar_v(s));
+            }
+        }
+        cp_async_wait<0>();
+        return;
+    }
+
+    setmaxnreg_inc<FWD_WS_CONSUMER_REGS>();
+    const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0/1; warp 0..7 of the consumers
+    const int row0 = m0 + cwarp * 16, rowA = row0 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r;
+    const int pos_lo = (m0 + cw * 64) / p.r;
+    // operand descriptors: core-matrix tiles (cp.async) or 128-byte swizzled blocks of 64 columns (TMA)
+    const uint64_t desc_q = TMA ? wgmma_desc_sw128(smem_u32(sQ) + cw * 64 * 128, 16, 1024)
+                                : wgmma_desc_kmajor(smem_u32(sQ + cw * 64 * HD), HD);
+    auto kstep_k = [&](int kk, int R) -> uint64_t {  // k16 step kk of a K-major tile of R rows
+        return TMA ? (uint64_t)(((kk / 4) * R * 128 + (kk % 4) * 32) >> 4) : wgmma_kstep_kmajor(kk);
+    };
+    float o[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    wgmma_fence_operand(o);
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+    float s[NB][4];
+    uint32_t pa[BN / 16][4];
+    auto issue_pv = [&](int j) {
+        const uint32_t v0 = smem_u32(sV + (j % NS) * BN * HD);
+        const uint64_t desc_v = TMA ? wgmma_desc_sw128(v0, BN * 128, 1024) : wgmma_desc_mnmajor(v0, HD);
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++)
+            Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + (TMA ? (uint64_t)(kc * 2048 >> 4) : wgmma_kstep_mnmajor(kc, HD)), 1);
+        wgmma_commit();
+    };
+    auto issue_s = [&](int j) {
+        const uint32_t k0 = smem_u32(sK + (j % NS) * BN * HD);
+        const uint64_t desc_k = TMA ? wgmma_desc_sw128(k0, 16, 1024) : wgmma_desc_kmajor(k0, HD);
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + kstep_k(kk, BM), desc_k + kstep_k(kk, BN), kk > 0);
+        wgmma_commit();
+    };
+    // mask and softmax of tile j's scores (O not touched: cA, cB rescale it later)
+    auto softmax_scores = [&](int j, float& cA, float& cB) {
+        wgmma_fence_operand(s);
+        const int n0 = j * BN;
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+        online_softmax_scores(s, mA, mB, lA, lB, p.scale_log2, cA, cB);
+    };
+    auto scores_to_p = [&] {
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
+    };
+    // after each wait, a proxy fence: the tiles were written by cp.async (generic proxy) and are
+    // read by wgmma (async proxy)
+    mbarrier_wait(bar_q, 0);
+    fence_proxy_async();
+    constexpr bool PP = !(OPT & WS_NO_PINGPONG);
+    if (PP && cw == 1) named_barrier_arrive(1, 256);  // consumer 0 takes the first turn
+    {  // tile 0: S only (O is zero)
+        mbarrier_wait(bar_k(0), 0);
+        fence_proxy_async();
+        if (PP) named_barrier_sync(1 + cw, 256);
+        wgmma_fence();
+        issue_s(0);
+        if (PP && (cw == 0 || ntiles > 1)) named_barrier_arrive(2 - cw, 256);
+        wgmma_wait<0>();
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free_k(0));
+        float cA, cB;
+        softmax_scores(0, cA, cB);
+        scores_to_p();
+    }
+    for (int j = 1; j < ntiles; j++) {
+        mbarrier_wait(bar_k(j % NS), (j / NS) & 1);
+        mbarrier_wait(bar_v((j - 1) % NS), ((j - 1) / NS) & 1);
+        fence_proxy_async();
+        if (PP) named_barrier_sync(1 + cw, 256);  // this warpgroup's turn on the tensor cores
+        wgmma_fence();
+        issue_s(j);
+        issue_pv(j - 1);
+        if (PP && (cw == 0 || j + 1 < ntiles)) named_barrier_arrive(2 - cw, 256);  // the other's turn
+        wgmma_wait<1>();  // S of tile j: its K stage is free
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free_k(j % NS));
+        float cA, cB;
+        softmax_scores(j, cA, cB);
+        wgmma_wait<0>();  // O += P V of tile j - 1: its V stage is free, O and P may be touched
+        wgmma_fence_operand(o);
+        wgmma_fence_operand(pa);
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free_v((j - 1) % NS));
+        rescale_rows(o, cA, cB);
+        scores_to_p();
+    }
+    mbarrier_wait(bar_v((ntiles - 1) % NS), ((ntiles - 1) / NS) & 1);
+    fence_proxy_async();
+    wgmma_fence_operand(o);
+    wgmma_fence();
+    issue_pv(ntiles - 1);
+    wgmma_wait<0>();
+    wgmma_fence_operand(o);
+    wgmma_fence_operand(pa);
+    fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem + L::epi) + cwarp * 16 * LD, o, mA, mB, lA, lB, row0, p, G, lse, out,
                        lane);
 #elif defined(__CUDA_ARCH__)
     __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
@@ -667,6 +904,59 @@ static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k,
     if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, MODE>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
     flash_fwd_sm90_kernel<HD, NWG, BN, MODE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
+    cudaLaunchCheck();
+}
+// cuTensorMapEncodeTiled, a driver function, through the runtime's entry-point query (so the
+// build links no libcuda)
+typedef CUresult (*TmaEncodeFn)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                                const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static TmaEncodeFn tma_encode() {
+    static TmaEncodeFn fn = nullptr;
+    if (!fn) {
+        void* f = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !f) fail("flash attention: the driver has no cuTensorMapEncodeTiled");
+        fn = reinterpret_cast<TmaEncodeFn>(f);
+    }
+    return fn;
+}
+// [groups][rows][hd] bf16, rows of hd elements back to back: boxes of 64 columns x box_rows rows,
+// 128-byte swizzle; rows past `rows` read as zeros
+static CUtensorMap tma_map_rows(const bf16* base, int hd, int rows, int groups, int box_rows) {
+    CUtensorMap m;
+    const cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)rows, (cuuint64_t)groups};
+    const cuuint64_t strides[2] = {(cuuint64_t)hd * 2, (cuuint64_t)rows * hd * 2};
+    const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
+    const CUresult r = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<bf16*>(base), dims, strides, box, es,
+                                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for a [%d][%d][%d] tensor", (int)r, groups, rows, hd);
+    return m;
+}
+// whether the TMA forward can take this call: fixed layout, hd exactly HD (64 or 128), 16-byte aligned bases
+template <int HD>
+static bool fwd_tma_ok(const bf16* q, const bf16* k, const bf16* v, const FlashParams& p) {
+    return HD % 64 == 0 && !p.varlen && p.hd == HD && ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0;
+}
+template <int HD, int BN, int NS, int OPT = 0>
+static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
+                               cudaStream_t stream) {
+    constexpr size_t smem = FwdWsSmem<HD, BN, NS>::bytes + 1024;  // + the slack that aligns the base
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
+    static bool init = false;
+    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT>, smem); init = true; }
+    constexpr int BM = FwdWsSmem<HD, BN, NS>::BM;
+    FwdTmaMaps maps;
+    memset(&maps, 0, sizeof(maps));
+    if constexpr ((OPT & WS_TMA) != 0) {
+        maps.q = tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, BM);
+        maps.k = tma_map_rows(k, p.hd, p.T, p.B * p.nkv, BN);
+        maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, BN);
+    }
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }
 // DQ: also dq through the fp32 accumulator dq_acc (zeroed here, converted to bf16 dq here)

@@ -92,3 +92,62 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, uint32_t ssrc, 
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
+// mbarriers (shared-memory transaction counters) for producer/consumer pipelines inside a CTA.
+// A phase completes when `count` arrivals have landed; waiters poll the phase's parity.
+// cp_async_mbarrier_arrive: the arrival fires once all of this thread's earlier cp.async copies
+// have landed (noinc: it is one of the `count` arrivals the barrier was initialized with).
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+    asm volatile(
+        "{\n.reg .pred P;\nWAIT:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n"
+        "@!P bra WAIT;\n}\n" ::"r"(bar),
+        "r"(parity)
+        : "memory");
+}
+__device__ __forceinline__ void cp_async_mbarrier_arrive(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// Warp specialization: a warpgroup gives registers back (the producer) or takes them (the
+// consumers); every warp of the warpgroup executes it.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+
+// 128-byte swizzled tiles (what the tensor copy engine writes with CU_TENSOR_MAP_SWIZZLE_128B):
+// a [R][64] bf16 block of 128-byte rows, groups of 8 rows (1024 bytes, 1024-aligned) in which
+// the 16-byte chunk c of row r sits at chunk c ^ (r % 8). A tile with more than 64 columns is
+// several such blocks, one per 64 columns ("halves" at hd 128). Descriptors (layout type 1):
+//   K-major (rows M/N, columns K): SBO = 1024 (the next 8 rows); one k16 step inside a block is
+//     +32 bytes of start address (the swizzle is applied to the final address bits), the next
+//     64 columns the next block;
+//   MN-major (rows K, columns N): LBO = the next 64 columns (block size), SBO = 1024 (the next 8
+//     rows along K); one k16 step is +2048 bytes.
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+    return wgmma_desc(smem_addr, lbo_bytes, sbo_bytes) | (1ull << 62);
+}
+// element (r, c) of a swizzled tile of R rows (byte offset; blocks of 64 columns)
+__host__ __device__ __forceinline__ uint32_t sw128_offset(int r, int c, int R) {
+    return (uint32_t)((c / 64) * R * 128 + r * 128 + ((((c % 64) / 8) ^ (r % 8)) * 16) + (c % 8) * 2);
+}
+
+// Tensor copies (TMA) into shared memory, completing on an mbarrier: the producer announces the
+// bytes (arrive.expect_tx), the copy engine counts them down. The tensor map is a kernel
+// parameter (__grid_constant__).
+__device__ __forceinline__ void fence_mbarrier_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, int c2) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(dst),
+        "l"(map), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+        : "memory");
+}

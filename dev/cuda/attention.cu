@@ -31,7 +31,9 @@ forward 4*B*nh*T*T*hd (causal: half), backward 2.5x that.
 With the environment variable FLASH_TUNE=1 the flash tile variants
 (llmc/flash_attention.cuh, FlashConfig) are validated and timed too (FLASH_TUNE=2: only
 the sm90 kernels' variants); with
-ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer).
+ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_NOCHECK=1 only
+the perf-shape timings (tuning runs; nothing checked); ATTN_PROFILE=shape[,fwd variant] makes
+three calls at one perf shape for a profiler (see main).
 
   make dev/cuda/attention && ./dev/cuda/attention
 */
@@ -41,6 +43,7 @@ ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer).
 #include "../../llmc/attention.cuh"
 #include "../../llmc/flash_attention.cuh"
 
+static bool g_nocheck = false;  // ATTN_NOCHECK=1: the perf-shape timings only (for tuning runs), nothing checked
 static bool g_tune_mma = false;  // FLASH_TUNE=1: the mma.sync tile variants too (FLASH_TUNE=2: the sm90 ones only)
 
 // The tag that names the kernel family of a check or timing row where both exist
@@ -251,6 +254,8 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         cfgs.push_back({FLASH_BWD_ORDERED, {0, 0, 0}, 2});
         if (nvariants > 1) {
             for (int v = 11; v < 17; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
+            for (int v = 17; v < 26; v++)  // warp-specialized forward (22, 23: timing diagnostics)
+                if (v != 22 && v != 23) cfgs.push_back({FLASH_BWD_SPLIT, {v, 0, 0}, 2});
             for (int v = 11; v < 22; v++) cfgs.push_back({FLASH_BWD_ATOMIC, {0, v, 0}, 2});
         }
     }
@@ -582,7 +587,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     // large shapes (ordered: small shapes); the default mixes the first two
     const bool sm90 = flash_sm90_available();
     flash_sm90 = 2;
-    if (sm90) {
+    if (sm90 && !g_nocheck) {
         validate_large(s, rng, b);
         flash_bwd_mode = FLASH_BWD_ATOMIC;
         validate_large(s, rng, b);
@@ -591,10 +596,12 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         flash_bwd_mode = FLASH_BWD_SPLIT;
     }
     flash_sm90 = 0;
-    validate_large(s, rng, b);
-    flash_bwd_mode = FLASH_BWD_ATOMIC;
-    validate_large(s, rng, b);
-    flash_bwd_mode = FLASH_BWD_SPLIT;
+    if (!g_nocheck) {
+        validate_large(s, rng, b);
+        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        validate_large(s, rng, b);
+        flash_bwd_mode = FLASH_BWD_SPLIT;
+    }
     const double fwd = attn_flops(s);
     auto run_fwd = [&] { flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0); };
     auto run_bwd = [&] {
@@ -632,6 +639,10 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     }
     if (tune && sm90) {
         flash_sm90 = 2;
+        for (int v = 17; v < 26; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
+            flash_config = {v, 0, 0};
+            report_flops(strf("flash fwd [sm90 cfg fwd=%d]%s", v, v == 22 || v == 23 ? " DIAG no loads" : ""), shape, time_us(run_fwd), fwd);
+        }
         for (int v = 11; v < 17; v++) {
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]", v), shape, time_us(run_fwd), fwd);
@@ -685,6 +696,33 @@ int main() {
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;
     g_tune_mma = tune && atoi(tune_env) == 1;
+    const AttnShape perf_shapes[] = {
+        {8, 2048, 32, 8, 64, true},     // gpt-1b
+        {4, 4096, 32, 8, 128, true},    // llama-style
+        {1, 13442, 16, 16, 72, false},  // dit-1b (any T: no rounding to 8)
+        {1, 50402, 4, 4, 72, false},    // dit-10b, 4 heads
+    };
+    // ATTN_PROFILE=shape[,fwd variant]: only three forward+backward calls at perf shape `shape`
+    // (0..3, below) with the default kernels or forward variant `fwd` (FLASH_TUNE numbering),
+    // nothing checked: for a profiler, e.g.
+    //   ATTN_PROFILE=1,17 ncu -k regex:flash_fwd --launch-skip 1 -c 1 ./dev/cuda/attention
+    if (const char* prof = getenv("ATTN_PROFILE")) {
+        int si = 0, fv = 0;
+        sscanf(prof, "%d,%d", &si, &fv);
+        if (si < 0 || si > 3) fail("ATTN_PROFILE=%s: the shape index must be 0..3", prof);
+        const AttnShape& s = perf_shapes[si];
+        AttnBuffers b = attn_alloc(s, false);
+        attn_fill(b, &rng);
+        flash_config = {fv, 0, 0};
+        if (fv > 10) flash_sm90 = 2;
+        flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
+        for (int i = 0; i < 3; i++) flash_run(b, s);
+        cudaCheck(cudaDeviceSynchronize());
+        printf("profiled %s fwd variant %d\n", attn_shape_str(s).c_str(), fv);
+        attn_free(b);
+        cublas_free();
+        return 0;
+    }
     const AttnShape small[] = {
         // B, T, nh, nkv, hd, causal
         {2, 64, 4, 2, 64, true},     // GQA r = 2
@@ -703,6 +741,14 @@ int main() {
         {2, 264, 16, 16, 96, true},  // hd 96, MHA
         {1, 300, 4, 4, 72, false},   // hd 72 full, T = 300
     };
+    const char* nocheck = getenv("ATTN_NOCHECK");
+    g_nocheck = nocheck && atoi(nocheck) != 0;
+    if (g_nocheck) {
+        for (const AttnShape& s : perf_shapes) timing_flash(s, &rng, tune);
+        cublas_free();
+        printf("attention: ATTN_NOCHECK=1, timings only, nothing checked\n");
+        return finish("attention");
+    }
     for (const AttnShape& s : small) validate(s, &rng, tune ? 4 : 1);
     // packed variable-length samples: lengths 1, odd, not multiples of the tiles (64/128), one long
     validate_varlen("self", 4, 72, {1, 130, 67, 3, 255}, {}, true, &rng);
@@ -720,12 +766,6 @@ int main() {
         {4, 4096, 32, 8, 128, true},  // perf.md: B4 H32 KV8 T4096 hd128 causal
     };
     for (const AttnShape& s : cublas_shapes) timing_cublas(s, &rng);
-    const AttnShape perf_shapes[] = {
-        {8, 2048, 32, 8, 64, true},     // gpt-1b
-        {4, 4096, 32, 8, 128, true},    // llama-style
-        {1, 13442, 16, 16, 72, false},  // dit-1b (any T: no rounding to 8)
-        {1, 50402, 4, 4, 72, false},    // dit-10b, 4 heads
-    };
     for (const AttnShape& s : perf_shapes) timing_flash(s, &rng, tune);
     // the DiT's packed batches: dit-s (B8 x 2050 tokens, 8 heads; cross to 300 text tokens) and dit-1b (13442 tokens, 16 heads)
     validate_varlen("self", 8, 72, std::vector<int>(8, 2050), {}, true, &rng, true);

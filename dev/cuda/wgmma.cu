@@ -86,6 +86,136 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
 #endif
 }
 
+// The 128-byte swizzled layout (sw128_offset, wgmma_desc_sw128): MODE 4: ss, A [64][K] and
+// B [N][K] K-major (S = Q K^T as the TMA forward stores Q and K); MODE 5: rs, B [K][N] MN-major
+// (O = P V, V stored [keys][hd]). K and N multiples of 64.
+template <int N, int K, int MODE>
+__global__ void __launch_bounds__(128) wgmma_sw128_kernel(float* D, const bf16* A, const bf16* B) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ __align__(1024) bf16 sA[64 * K];
+    __shared__ __align__(1024) bf16 sB[N * K];
+    const int t = threadIdx.x;
+    for (int i = t; i < 64 * K; i += 128) {
+        const int r = i / K, c = i % K;
+        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sA) + sw128_offset(r, c, 64)) = A[i];
+    }
+    constexpr int BR = MODE == 4 ? N : K, BC = MODE == 4 ? K : N;
+    for (int i = t; i < N * K; i += 128) {
+        const int r = i / BC, c = i % BC;
+        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sB) + sw128_offset(r, c, BR)) = B[i];
+    }
+    fence_proxy_async();
+    __syncthreads();
+    float d[N / 8][4];
+#pragma unroll
+    for (int j = 0; j < N / 8; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.0f;
+    const int warp = t / 32, lane = t % 32, g = lane / 4, tq = lane % 4;
+    const uint32_t a0 = smem_addr(sA), b0 = smem_addr(sB);
+    uint32_t a[K / 16][4];
+    if (MODE == 5) {
+        auto ld = [&](int r, int c) {
+            __nv_bfloat162 v;
+            v.x = A[r * K + c];
+            v.y = A[r * K + c + 1];
+            return *reinterpret_cast<uint32_t*>(&v);
+        };
+        const int r0 = warp * 16 + g;
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++) {
+            a[kk][0] = ld(r0, kk * 16 + 2 * tq);
+            a[kk][1] = ld(r0 + 8, kk * 16 + 2 * tq);
+            a[kk][2] = ld(r0, kk * 16 + 8 + 2 * tq);
+            a[kk][3] = ld(r0 + 8, kk * 16 + 8 + 2 * tq);
+        }
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) {
+        if constexpr (MODE == 4) {
+            const uint32_t koff = (kk / 4) * 0 + (kk % 4) * 32;
+            const uint64_t da = wgmma_desc_sw128(a0 + (kk / 4) * 64 * 128 + koff, 16, 1024);
+            const uint64_t db = wgmma_desc_sw128(b0 + (kk / 4) * N * 128 + koff, 16, 1024);
+            Wgmma<N>::template ss<0, 0>(d, da, db, 1);
+        } else {
+            const uint64_t db = wgmma_desc_sw128(b0 + kk * 2048, K * 128, 1024);
+            Wgmma<N>::template rs<1>(d, a[kk], db, 1);
+        }
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(d);
+#pragma unroll
+    for (int j = 0; j < N / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) D[(warp * 16 + g + (e >= 2 ? 8 : 0)) * N + j * 8 + 2 * tq + (e & 1)] = d[j][e];
+#endif
+}
+
+// Throughput of back-to-back products in the core-matrix (no-swizzle) layout: NWG warpgroups per
+// CTA each issue D[64 x N] += A[64 x 64] B[64 x N] (4 k16 steps, one commit group) ITER times,
+// one group left in flight. What the attention kernels' tensor-core ceiling is with this layout.
+// MODE 0: ss (both K-major: S = Q K^T); 1: rs, B MN-major (O = P V).
+template <int N, int MODE, int NWG>
+__global__ void __launch_bounds__(NWG * 128) wgmma_rate_kernel(float* out, int iters) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ __align__(128) bf16 sA[NWG * 64 * 64];
+    __shared__ __align__(128) bf16 sB[N * 64];
+    for (int i = threadIdx.x; i < NWG * 64 * 64; i += blockDim.x) sA[i] = __float2bfloat16(0.001f * (i % 13));
+    for (int i = threadIdx.x; i < N * 64; i += blockDim.x) sB[i] = __float2bfloat16(0.001f * (i % 7));
+    fence_proxy_async();
+    __syncthreads();
+    const int wg = threadIdx.x / 128;
+    const uint64_t da = wgmma_desc_kmajor(smem_addr(sA + wg * 64 * 64), 64);
+    const uint64_t db = MODE == 0 ? wgmma_desc_kmajor(smem_addr(sB), 64) : wgmma_desc_mnmajor(smem_addr(sB), N);
+    uint32_t a[4][4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) a[k][0] = a[k][1] = a[k][2] = a[k][3] = 0x3c003c00u + threadIdx.x;
+    float d[N / 8][4];
+#pragma unroll
+    for (int j = 0; j < N / 8; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.0f;
+    wgmma_fence_operand(d);
+    for (int it = 0; it < iters; it++) {
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            if constexpr (MODE == 0) Wgmma<N>::template ss<0, 0>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_kmajor(kk), 1);
+            else Wgmma<N>::template rs<1>(d, a[kk], db + wgmma_kstep_mnmajor(kk, N), 1);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+    }
+    wgmma_fence_operand(d);
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N / 8; j++) s += d[j][0] + d[j][1] + d[j][2] + d[j][3];
+    if (s == 12345.0f) out[threadIdx.x] = s;  // keeps the products alive
+#endif
+}
+template <int N, int MODE, int NWG>
+static void time_rate(const char* name, int ctas_per_sm) {
+    const cudaDeviceProp p = cuda_device_props();
+    float* out = dev_alloc<float>(1024);
+    const int iters = 4096, ctas = p.multiProcessorCount * ctas_per_sm;
+    cudaEvent_t e0, e1;
+    cudaCheck(cudaEventCreate(&e0));
+    cudaCheck(cudaEventCreate(&e1));
+    wgmma_rate_kernel<N, MODE, NWG><<<ctas, NWG * 128>>>(out, 64);
+    cudaLaunchCheck();
+    cudaCheck(cudaEventRecord(e0));
+    wgmma_rate_kernel<N, MODE, NWG><<<ctas, NWG * 128>>>(out, iters);
+    cudaLaunchCheck();
+    cudaCheck(cudaEventRecord(e1));
+    cudaCheck(cudaEventSynchronize(e1));
+    float ms = 0.0f;
+    cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
+    const double flops = 2.0 * 64 * N * 64 * (double)iters * NWG * ctas;
+    printf("wgmma rate %-12s N %3d, %d warpgroups x %d CTAs/SM: %7.1f TFLOP/s\n", name, N, NWG, ctas_per_sm,
+           flops / (ms * 1e-3) / 1e12);
+    cudaCheck(cudaEventDestroy(e0));
+    cudaCheck(cudaEventDestroy(e1));
+    cudaCheck(cudaFree(out));
+}
+
 template <int N, int K, int MODE>
 static void run_case(const char* name, Rng* rng) {
     std::vector<float> hA(64 * K), hB(N * K);
@@ -97,7 +227,8 @@ static void run_case(const char* name, Rng* rng) {
     upload(A, hA.data(), hA.size());
     upload(B, hB.data(), hB.size());
     poison(D, 64 * N);
-    wgmma_test_kernel<N, K, MODE><<<1, 128>>>(D, A, B);
+    if constexpr (MODE >= 4) wgmma_sw128_kernel<N, K, MODE><<<1, 128>>>(D, A, B);
+    else wgmma_test_kernel<N, K, MODE><<<1, 128>>>(D, A, B);
     cudaLaunchCheck();
     cudaCheck(cudaDeviceSynchronize());
     std::vector<double> ref(64 * N, 0.0);
@@ -105,7 +236,8 @@ static void run_case(const char* name, Rng* rng) {
         for (int n = 0; n < N; n++) {
             double s = 0.0;
             for (int k = 0; k < K; k++)
-                s += (double)(MODE == 3 ? hA[k * 64 + m] : hA[m * K + k]) * (MODE == 0 ? hB[n * K + k] : hB[k * N + n]);
+                s += (double)(MODE == 3 ? hA[k * 64 + m] : hA[m * K + k]) *
+                     (MODE == 0 || MODE == 4 ? hB[n * K + k] : hB[k * N + n]);
             ref[m * N + n] = s;
         }
     check("wgmma", name, strf("m64 n%d k%d", N, K), download(D, 64 * N), ref, 1e-5);
@@ -136,5 +268,19 @@ int main() {
     run_case<64, 128, 3>("ss A,B MN-major", &rng);
     run_case<40, 128, 3>("ss A,B MN-major", &rng);
     run_case<32, 64, 3>("ss A,B MN-major", &rng);
+    run_case<128, 128, 4>("ss K-major sw128", &rng);
+    run_case<64, 64, 4>("ss K-major sw128", &rng);
+    run_case<96, 128, 4>("ss K-major sw128", &rng);
+    run_case<128, 128, 5>("rs MN-major sw128", &rng);
+    run_case<64, 128, 5>("rs MN-major sw128", &rng);
+    run_case<128, 64, 5>("rs MN-major sw128", &rng);
+    if (getenv("WGMMA_RATE")) {  // timings, not checks
+        time_rate<128, 0, 2>("ss K-major", 1);
+        time_rate<128, 0, 2>("ss K-major", 2);
+        time_rate<64, 0, 2>("ss K-major", 2);
+        time_rate<128, 1, 2>("rs MN-major", 1);
+        time_rate<128, 1, 2>("rs MN-major", 2);
+        time_rate<64, 1, 2>("rs MN-major", 2);
+    }
     return finish("wgmma");
 }
