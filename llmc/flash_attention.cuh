@@ -206,6 +206,7 @@ __device__ __forceinline__ FlashGroup flash_group(const FlashParams& p, int grp)
     return G;
 }
 
+
 // Backward step 1: D = rowsum(dO * O) per query row and lse in base 2, both written
 // in the packed row order of the group (fixed: [B, nkv, T*r]; varlen: [nh, Nq]) so
 // steps 2 and 3 read them contiguously. G lanes (flash_prep_lanes: the 16-byte chunks of a
@@ -624,6 +625,29 @@ __device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int n
     }
 }
 
+// A forward CTA's share of the work: query tile qt of BM rows of group blockIdx.y (causal: the
+// heaviest tiles, the last rows, first, so the short ones fill the tail), the group's rows of
+// q, k, v, and how many BN-key tiles it visits. False: no rows (varlen: this sample is shorter
+// than the longest).
+struct FwdTile {
+    FlashGroup G;
+    const bf16 *Q, *K, *V;
+    int m0, ntiles;
+};
+template <int BM, int BN>
+__device__ __forceinline__ bool fwd_tile(FwdTile& t, const FlashParams& p, const bf16* qp, const bf16* kp, const bf16* vp) {
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    t.m0 = qt * BM;
+    t.G = flash_group(p, blockIdx.y);
+    if (t.m0 >= t.G.rows) return false;
+    t.Q = qp + t.G.q0;
+    t.K = kp + t.G.k0;
+    t.V = vp + t.G.v0;
+    const int kv_end = p.causal ? (min(t.m0 + BM, t.G.rows) - 1) / p.r + 1 : t.G.Tk;
+    t.ntiles = ceil_div(kv_end, BN);
+    return true;
+}
+
 // ---------------------------------------------------------------------------
 // Per-tile math shared by the mma.sync and the sm90 kernels: both hold a 16-row tile of scores
 // or gradients per warp in the m16n8 accumulator layout (rows g and g + 8, columns 2 tq, +1 of
@@ -750,17 +774,11 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
     bf16* sK = sQ + BM * LD;      // [2][BN][LD]
     bf16* sV = sK + 2 * BN * LD;  // [2][BN][LD]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    // causal: the heaviest tiles (last rows) first, so the short ones fill the tail
-    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-    const int grp = blockIdx.y, m0 = qt * BM;
-    const FlashGroup G = flash_group(p, grp);
-    if (m0 >= G.rows) return;  // varlen: this sample is shorter than the longest
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
-    const int hd = p.hd, T = G.Tk, rows = G.rows;
-    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / p.r + 1 : T;
-    const int ntiles = ceil_div(kv_end, BN);
+    FwdTile tile;
+    if (!fwd_tile<BM, BN>(tile, p, qp, kp, vp)) return;
+    const FlashGroup& G = tile.G;
+    const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
+    const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
     auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
     auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
     auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };

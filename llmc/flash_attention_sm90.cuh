@@ -62,16 +62,11 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
     bf16* sK = sQ + BM * HD;                         // [NS][BN][HD]
     bf16* sV = sK + NS * BN * HD;                    // [NS][BN][HD]
     const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-    const int grp = blockIdx.y, m0 = qt * BM;
-    const FlashGroup G = flash_group(p, grp);
-    if (m0 >= G.rows) return;
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
-    const int hd = p.hd, T = G.Tk, rows = G.rows;
-    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / p.r + 1 : T;
-    const int ntiles = ceil_div(kv_end, BN);
+    FwdTile tile;
+    if (!fwd_tile<BM, BN>(tile, p, qp, kp, vp)) return;
+    const FlashGroup& G = tile.G;
+    const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
+    const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
     auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
     auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
     auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
@@ -256,16 +251,12 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     // wgmmas behind the role branch are not on a divergent path (which would serialize them: C7520)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-    const int grp = blockIdx.y, m0 = qt * BM;
-    const FlashGroup G = flash_group(p, grp);
-    if (m0 >= G.rows) return;
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
-    const int hd = p.hd, T = G.Tk, rows = G.rows;
-    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / p.r + 1 : T;
-    const int ntiles = ceil_div(kv_end, BN);
+    FwdTile tile;
+    if (!fwd_tile<BM, BN>(tile, p, qp, kp, vp)) return;
+    const FlashGroup& G = tile.G;
+    const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
+    const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
+    const int grp = blockIdx.y;
     if (threadIdx.x == 0) {
         constexpr int FILLS = TMA ? 1 : 128;  // TMA: one arrive.expect_tx; cp.async: one arrival per producer thread
         mbarrier_init(bar_q, FILLS);

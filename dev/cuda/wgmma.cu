@@ -21,25 +21,77 @@ Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 
 typedef __nv_bfloat16 bf16;
 static __device__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
+// the m16n8k16 A fragments of warp `warp`'s 16 rows of a row-major [64][K] A (the rs operand)
+template <int K>
+__device__ __forceinline__ void load_a_fragments(uint32_t (&a)[K / 16][4], const bf16* A, int warp, int g, int tq) {
+    auto ld = [&](int r, int c) {
+        __nv_bfloat162 v;
+        v.x = A[r * K + c];
+        v.y = A[r * K + c + 1];
+        return *reinterpret_cast<uint32_t*>(&v);
+    };
+    const int r0 = warp * 16 + g;
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) {
+        a[kk][0] = ld(r0, kk * 16 + 2 * tq);
+        a[kk][1] = ld(r0 + 8, kk * 16 + 2 * tq);
+        a[kk][2] = ld(r0, kk * 16 + 8 + 2 * tq);
+        a[kk][3] = ld(r0 + 8, kk * 16 + 8 + 2 * tq);
+    }
+}
+
+// closes the issued products, waits for them and writes D [64][N] (fp32, row-major)
+template <int N>
+__device__ __forceinline__ void commit_and_store(float (&d)[N / 8][4], float* D, int warp, int g, int tq) {
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(d);
+#pragma unroll
+    for (int j = 0; j < N / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) D[(warp * 16 + g + (e >= 2 ? 8 : 0)) * N + j * 8 + 2 * tq + (e & 1)] = d[j][e];
+}
+
+// modes 4 and 5 of wgmma_test_kernel (below): A [64][K] and B ([N][K] for 4, [K][N] for 5)
+// row-major in global -> 128-byte swizzled tiles with the same rows/columns
+template <int N, int K, int MODE>
+__device__ __forceinline__ void fill_sw128(bf16* sA, bf16* sB, const bf16* A, const bf16* B) {
+    for (int i = threadIdx.x; i < 64 * K; i += 128) {
+        const int r = i / K, c = i % K;
+        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sA) + sw128_offset(r, c, 64)) = A[i];
+    }
+    constexpr int BR = MODE == 4 ? N : K, BC = MODE == 4 ? K : N;
+    for (int i = threadIdx.x; i < N * K; i += 128) {
+        const int r = i / BC, c = i % BC;
+        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sB) + sw128_offset(r, c, BR)) = B[i];
+    }
+}
+
 // MODE 0: ss, B K-major (stored [N][K]); 1: rs, B MN-major (stored [K][N]); 2: ss, B MN-major;
-// 3: ss, A MN-major (stored [K][64]) and B MN-major.
+// 3: ss, A MN-major (stored [K][64]) and B MN-major. The 128-byte swizzled layout (sw128_offset,
+// wgmma_desc_sw128; K and N multiples of 64): 4: ss, A [64][K] and B [N][K] K-major (S = Q K^T as
+// the TMA forward stores Q and K); 5: rs, B [K][N] MN-major (O = P V, V stored [keys][hd]).
 template <int N, int K, int MODE>
 __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A, const bf16* B) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    __shared__ __align__(128) bf16 sA[64 * K];
-    __shared__ __align__(128) bf16 sB[N * K];
+    __shared__ __align__(1024) bf16 sA[64 * K];
+    __shared__ __align__(1024) bf16 sB[N * K];
     const int t = threadIdx.x;
-    // A [64][K] (MODE 3: [K][64]) row-major in global -> core-matrix tile with the same rows/columns
-    constexpr int AC = MODE == 3 ? 64 : K;
-    for (int idx = t; idx < 64 * K / 8; idx += 128) {
-        const int r = wgmma_chunk_row(idx, AC), c = wgmma_chunk_col(idx, AC);
-        *reinterpret_cast<int4*>(sA + idx * 8) = *reinterpret_cast<const int4*>(A + r * AC + c * 8);
-    }
-    // B: [N][K] (MODE 0) or [K][N] row-major in global -> tile with the same rows/columns
-    constexpr int BC = MODE == 0 ? K : N, BR = MODE == 0 ? N : K;
-    for (int idx = t; idx < BR * BC / 8; idx += 128) {
-        const int r = wgmma_chunk_row(idx, BC), c = wgmma_chunk_col(idx, BC);
-        *reinterpret_cast<int4*>(sB + idx * 8) = *reinterpret_cast<const int4*>(B + r * BC + c * 8);
+    if constexpr (MODE >= 4) {
+        fill_sw128<N, K, MODE>(sA, sB, A, B);
+    } else {
+        // A [64][K] (MODE 3: [K][64]) row-major in global -> core-matrix tile with the same rows/columns
+        constexpr int AC = MODE == 3 ? 64 : K;
+        for (int idx = t; idx < 64 * K / 8; idx += 128) {
+            const int r = wgmma_chunk_row(idx, AC), c = wgmma_chunk_col(idx, AC);
+            *reinterpret_cast<int4*>(sA + idx * 8) = *reinterpret_cast<const int4*>(A + r * AC + c * 8);
+        }
+        // B: [N][K] (MODE 0) or [K][N] row-major in global -> tile with the same rows/columns
+        constexpr int BC = MODE == 0 ? K : N, BR = MODE == 0 ? N : K;
+        for (int idx = t; idx < BR * BC / 8; idx += 128) {
+            const int r = wgmma_chunk_row(idx, BC), c = wgmma_chunk_col(idx, BC);
+            *reinterpret_cast<int4*>(sB + idx * 8) = *reinterpret_cast<const int4*>(B + r * BC + c * 8);
+        }
     }
     fence_proxy_async();
     __syncthreads();
@@ -51,109 +103,32 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
     uint64_t db;
     if (MODE == 0) db = wgmma_desc_kmajor(smem_addr(sB), K);
     else db = wgmma_desc_mnmajor(smem_addr(sB), N);
+    const uint32_t a0 = smem_addr(sA), b0 = smem_addr(sB);
     uint32_t a[K / 16][4];
-    if (MODE == 1) {
-        auto ld = [&](int r, int c) {
-            __nv_bfloat162 v;
-            v.x = A[r * K + c];
-            v.y = A[r * K + c + 1];
-            return *reinterpret_cast<uint32_t*>(&v);
-        };
-        const int r0 = warp * 16 + g;
-#pragma unroll
-        for (int kk = 0; kk < K / 16; kk++) {
-            a[kk][0] = ld(r0, kk * 16 + 2 * tq);
-            a[kk][1] = ld(r0 + 8, kk * 16 + 2 * tq);
-            a[kk][2] = ld(r0, kk * 16 + 8 + 2 * tq);
-            a[kk][3] = ld(r0 + 8, kk * 16 + 8 + 2 * tq);
-        }
-    }
+    if (MODE == 1 || MODE == 5) load_a_fragments<K>(a, A, warp, g, tq);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
         if constexpr (MODE == 0) Wgmma<N>::template ss<0, 0>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_kmajor(kk), 1);
         else if constexpr (MODE == 1) Wgmma<N>::template rs<1>(d, a[kk], db + wgmma_kstep_mnmajor(kk, N), 1);
         else if constexpr (MODE == 2) Wgmma<N>::template ss<0, 1>(d, da + wgmma_kstep_kmajor(kk), db + wgmma_kstep_mnmajor(kk, N), 1);
-        else Wgmma<N>::template ss<1, 1>(d, da + wgmma_kstep_mnmajor(kk, 64), db + wgmma_kstep_mnmajor(kk, N), 1);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_operand(d);
-#pragma unroll
-    for (int j = 0; j < N / 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) D[(warp * 16 + g + (e >= 2 ? 8 : 0)) * N + j * 8 + 2 * tq + (e & 1)] = d[j][e];
-#endif
-}
-
-// The 128-byte swizzled layout (sw128_offset, wgmma_desc_sw128): MODE 4: ss, A [64][K] and
-// B [N][K] K-major (S = Q K^T as the TMA forward stores Q and K); MODE 5: rs, B [K][N] MN-major
-// (O = P V, V stored [keys][hd]). K and N multiples of 64.
-template <int N, int K, int MODE>
-__global__ void __launch_bounds__(128) wgmma_sw128_kernel(float* D, const bf16* A, const bf16* B) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    __shared__ __align__(1024) bf16 sA[64 * K];
-    __shared__ __align__(1024) bf16 sB[N * K];
-    const int t = threadIdx.x;
-    for (int i = t; i < 64 * K; i += 128) {
-        const int r = i / K, c = i % K;
-        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sA) + sw128_offset(r, c, 64)) = A[i];
-    }
-    constexpr int BR = MODE == 4 ? N : K, BC = MODE == 4 ? K : N;
-    for (int i = t; i < N * K; i += 128) {
-        const int r = i / BC, c = i % BC;
-        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sB) + sw128_offset(r, c, BR)) = B[i];
-    }
-    fence_proxy_async();
-    __syncthreads();
-    float d[N / 8][4];
-#pragma unroll
-    for (int j = 0; j < N / 8; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.0f;
-    const int warp = t / 32, lane = t % 32, g = lane / 4, tq = lane % 4;
-    const uint32_t a0 = smem_addr(sA), b0 = smem_addr(sB);
-    uint32_t a[K / 16][4];
-    if (MODE == 5) {
-        auto ld = [&](int r, int c) {
-            __nv_bfloat162 v;
-            v.x = A[r * K + c];
-            v.y = A[r * K + c + 1];
-            return *reinterpret_cast<uint32_t*>(&v);
-        };
-        const int r0 = warp * 16 + g;
-#pragma unroll
-        for (int kk = 0; kk < K / 16; kk++) {
-            a[kk][0] = ld(r0, kk * 16 + 2 * tq);
-            a[kk][1] = ld(r0 + 8, kk * 16 + 2 * tq);
-            a[kk][2] = ld(r0, kk * 16 + 8 + 2 * tq);
-            a[kk][3] = ld(r0 + 8, kk * 16 + 8 + 2 * tq);
-        }
-    }
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < K / 16; kk++) {
-        if constexpr (MODE == 4) {
-            const uint32_t koff = (kk / 4) * 0 + (kk % 4) * 32;
-            const uint64_t da = wgmma_desc_sw128(a0 + (kk / 4) * 64 * 128 + koff, 16, 1024);
-            const uint64_t db = wgmma_desc_sw128(b0 + (kk / 4) * N * 128 + koff, 16, 1024);
-            Wgmma<N>::template ss<0, 0>(d, da, db, 1);
+        else if constexpr (MODE == 3) Wgmma<N>::template ss<1, 1>(d, da + wgmma_kstep_mnmajor(kk, 64), db + wgmma_kstep_mnmajor(kk, N), 1);
+        else if constexpr (MODE == 4) {
+            const uint32_t koff = (kk % 4) * 32;  // k16 step inside a 64-column block
+            Wgmma<N>::template ss<0, 0>(d, wgmma_desc_sw128(a0 + (kk / 4) * 64 * 128 + koff, 16, 1024),
+                                        wgmma_desc_sw128(b0 + (kk / 4) * N * 128 + koff, 16, 1024), 1);
         } else {
-            const uint64_t db = wgmma_desc_sw128(b0 + kk * 2048, K * 128, 1024);
-            Wgmma<N>::template rs<1>(d, a[kk], db, 1);
+            Wgmma<N>::template rs<1>(d, a[kk], wgmma_desc_sw128(b0 + kk * 2048, K * 128, 1024), 1);
         }
     }
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_operand(d);
-#pragma unroll
-    for (int j = 0; j < N / 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) D[(warp * 16 + g + (e >= 2 ? 8 : 0)) * N + j * 8 + 2 * tq + (e & 1)] = d[j][e];
+    commit_and_store<N>(d, D, warp, g, tq);
 #endif
 }
 
 // Throughput of back-to-back products in the core-matrix (no-swizzle) layout: NWG warpgroups per
-// CTA each issue D[64 x N] += A[64 x 64] B[64 x N] (4 k16 steps, one commit group) ITER times,
-// one group left in flight. What the attention kernels' tensor-core ceiling is with this layout.
+// CTA each issue D[64 x N] += A[64 x 64] B[64 x N] (4 k16 steps, one commit group, waited) ITER
+// times; the warpgroups and CTAs keep the tensor cores busy. What the attention kernels'
+// tensor-core ceiling is with this layout.
 // MODE 0: ss (both K-major: S = Q K^T); 1: rs, B MN-major (O = P V).
 template <int N, int MODE, int NWG>
 __global__ void __launch_bounds__(NWG * 128) wgmma_rate_kernel(float* out, int iters) {
@@ -227,8 +202,7 @@ static void run_case(const char* name, Rng* rng) {
     upload(A, hA.data(), hA.size());
     upload(B, hB.data(), hB.size());
     poison(D, 64 * N);
-    if constexpr (MODE >= 4) wgmma_sw128_kernel<N, K, MODE><<<1, 128>>>(D, A, B);
-    else wgmma_test_kernel<N, K, MODE><<<1, 128>>>(D, A, B);
+    wgmma_test_kernel<N, K, MODE><<<1, 128>>>(D, A, B);
     cudaLaunchCheck();
     cudaCheck(cudaDeviceSynchronize());
     std::vector<double> ref(64 * N, 0.0);
