@@ -206,7 +206,6 @@ __device__ __forceinline__ FlashGroup flash_group(const FlashParams& p, int grp)
     return G;
 }
 
-
 // Backward step 1: D = rowsum(dO * O) per query row and lse in base 2, both written
 // in the packed row order of the group (fixed: [B, nkv, T*r]; varlen: [nh, Nq]) so
 // steps 2 and 3 read them contiguously. G lanes (flash_prep_lanes: the 16-byte chunks of a
@@ -299,7 +298,7 @@ struct FlashFlags {
 static void flash_add_flags(ArgParser& ap, FlashFlags* f) {
     ap.section("attention");
     ap.add_string("--attn-backward", &f->backward, "deterministic (bit-identical run to run) or fast (Hopper: fp32 atomic "
-                                                    "dQ sums, not bit-identical; attention backward ~7-11% faster)");
+                                                    "dQ sums, not bit-identical; attention backward ~6-11% faster)");
 }
 
 // Tile variants, selected by dev/cuda/attention.cu to compare tilings (0 = the default),
@@ -314,11 +313,11 @@ static FlashConfig flash_config = {0, 0, 0};
 // The Hopper kernels (llmc/flash_attention_sm90.cuh) can run where the binary has sm_90a
 // code (make GPU_ARCH=90a, the default) and the GPU is compute capability 9.0. They run
 // where they were measured faster than the mma.sync kernels (H200, ./dev/cuda/attention,
-// 2026-11-29, docs/results.md): the forward at padded head dim 80 (hd 72, the DiT: 262.7 vs
-// 257.0 TFLOP/s at L13442), the backward at 80 and 128 (hd72: 200.0 vs 175.5; hd128 causal:
-// 192.8 vs 178.4). At hd 64 (causal) and the hd 128 forward the mma.sync kernels are faster
-// as the sm90 ones are written (no softmax/MMA overlap inside a warpgroup yet), and the other
-// head dims were not measured: mma.sync there. The fused backward (FLASH_BWD_ATOMIC / FAST, and
+// docs/results.md): the forward at head dims 64 and 128 (the warp-specialized kernel with TMA,
+// fixed layout: 315 / 594 vs 265 / 297 TFLOP/s, 2026-11-30) and at padded head dim 80 (hd 72,
+// the DiT; the warp-specialized kernel with cp.async: 321 vs 262 at L13442), the split
+// backward at 80 and 128 (2026-11-29: hd72 200.0 vs 175.5; hd128 causal 192.8 vs 178.4).
+// Other head dims were not measured: mma.sync there. The fused backward (FLASH_BWD_ATOMIC / FAST, and
 // FLASH_BWD_ORDERED / DETERMINISTIC, the default) runs the sm90 kernel at every head dim where
 // flash_sm90_active(): the backward choice above matters only for FLASH_BWD_SPLIT set
 // explicitly. fp32 builds (ENABLE_FP32) have only the scalar kernels: flash_sm90_active() is
@@ -1692,7 +1691,8 @@ static void flash_bwd_hd(floatX* dq, floatX* dk, floatX* dv, float* dq_acc, int*
                          cudaStream_t st) {
     constexpr bool SMALL = HD <= 80;  // fragments of the resident tiles fit in registers
     const int mode = flash_bwd_mode_now();
-    // ordered: the fixed layout only (locks); atomic: needs the accumulator (dq_acc != nullptr)
+    // ordered: needs the counters and the accumulator (varlen: a scratch sized with B); atomic:
+    // needs the accumulator (dq_acc != nullptr)
     if (mode == FLASH_BWD_ORDERED && locks && dq_acc && flash_sm90_active()) {
         // the fused sm90 kernel with the ordered dQ sums (DQ_ORDERED; tiles as the atomic one;
         // at HD 80 the fp32 dQ tile leaves no room for a third Q/dO stage)

@@ -487,12 +487,9 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     const int grp = blockIdx.y, n0 = blockIdx.x * BN;
     const FlashGroup G = flash_group(p, grp);
     float* acc_g = DQ ? dq_acc + G.ld0 * p.hd : nullptr;  // the group's packed rows of hd floats
-    if (n0 >= G.Tk) {
-        // DQ_ORDERED: K/V tile 0 stores the sums' first term; with no keys (varlen) dQ is 0
-        if (DQ == DQ_ORDERED && blockIdx.x == 0)
-            for (int i = threadIdx.x; i < G.rows * p.hd; i += NT) acc_g[i] = 0.0f;
-        return;
-    }
+    // (every group has keys, flash_attention_varlen_check: K/V tile 0, which stores the
+    // DQ_ORDERED sums' first term, always runs)
+    if (n0 >= G.Tk) return;
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
     const bf16* Q = qp + G.q0;
     const bf16* K = kp + G.k0;
