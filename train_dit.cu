@@ -6,7 +6,7 @@ Reads top to bottom: parameters, the packed batch, activations, forward,
 backward, update, training configuration and main loop. The math of every
 layer, forward and backward, is that of the fp32 CPU reference dev/cpu/dit.cpp
 (contract: dev/DESIGN.md "DiT"; layout, token order and RoPE positions:
-llmc/dit_config.h). Layers are hand-written kernels in llmc/ (LayerNorm, adaLN
+llmc/model/dit_config.h). Layers are hand-written kernels in llmc/ (LayerNorm, adaLN
 modulation and gated residuals, QK-norm + 3D RoPE, variable-length attention,
 GELU/SiLU, patchify/tokens/unpatchify, the flow loss); matrix products go
 through cuBLASLt. Weights are bf16 for compute with fp32 master copies;
@@ -19,15 +19,15 @@ gradient runs in a fixed order (no atomics): two runs give bit-identical results
 
 After the training loop's pieces come the sampler (Euler, classifier-free
 guidance with the null caption, text-to-video and image-to-video with frame 0
-pinned; pictures through llmc/gif.h) and the moving-shapes evaluation (samples
+pinned; pictures through llmc/train/gif.h) and the moving-shapes evaluation (samples
 for random captions scored by moving_shapes_classify). With no flags the
 trainer runs the built-in moving-shapes dataset end to end: builds
 data/moving_shapes once, trains a small model (3600 steps, ~11 minutes on an H200), writes
 samples every 500 steps and evaluates at the end, all under log/dit/.
 
 Checkpoints, exact resume, SIGTERM/SIGINT and non-finite steps work as in
-train_gpt.cu, with the same flags (llmc/run_control.h; format and the dit
-fields: llmc/checkpoint.h): a run resumed from step k continues bit-identically
+train_gpt.cu, with the same flags (llmc/train/run_control.h; format and the dit
+fields: llmc/train/checkpoint.h): a run resumed from step k continues bit-identically
 (weights, AdamW, the t and augmentation RNGs, the latent loader's position).
 
   make train_dit
@@ -43,29 +43,29 @@ fields: llmc/checkpoint.h): a run resumed from step k continues bit-identically
 #include <cmath>
 #include <string>
 #include <vector>
-#include "llmc/utils.h"
-#include "llmc/args.h"
-#include "llmc/rand.h"
-#include "llmc/dit_config.h"
-#include "llmc/cuda_common.h"
-#include "llmc/cublas_common.h"
-#include "llmc/reduce.cuh"
-#include "llmc/params.cuh"
-#include "llmc/layernorm.cuh"
-#include "llmc/adaln.cuh"
-#include "llmc/rope3d.cuh"
-#include "llmc/gelu.cuh"
-#include "llmc/timestep.cuh"
-#include "llmc/patchify.cuh"
-#include "llmc/flow.cuh"
-#include "llmc/flash_attention.cuh"
-#include "llmc/latent_data.h"
-#include "llmc/moving_shapes.h"
-#include "llmc/gif.h"
-#include "llmc/plot.h"
-#include "llmc/checkpoint.h"
-#include "llmc/run_control.h"
-#include "llmc/distributed.cuh"
+#include "llmc/core/utils.h"
+#include "llmc/core/args.h"
+#include "llmc/core/rand.h"
+#include "llmc/model/dit_config.h"
+#include "llmc/core/cuda_common.h"
+#include "llmc/core/cublas_common.h"
+#include "llmc/core/reduce.cuh"
+#include "llmc/model/params.cuh"
+#include "llmc/kernels/layernorm.cuh"
+#include "llmc/kernels/adaln.cuh"
+#include "llmc/kernels/rope3d.cuh"
+#include "llmc/kernels/gelu.cuh"
+#include "llmc/kernels/timestep.cuh"
+#include "llmc/kernels/patchify.cuh"
+#include "llmc/kernels/flow.cuh"
+#include "llmc/attention/flash_attention.cuh"
+#include "llmc/data/latent_data.h"
+#include "llmc/data/moving_shapes.h"
+#include "llmc/train/gif.h"
+#include "llmc/train/plot.h"
+#include "llmc/train/checkpoint.h"
+#include "llmc/train/run_control.h"
+#include "llmc/dist/distributed.cuh"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -251,7 +251,7 @@ struct DiTActs {
     size_t bytes;
 };
 
-// params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/params.cuh
+// params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/model/params.cuh
 struct DiT : ModelParams {
     DiTConfig cfg;
     DiTCapacity cap;
@@ -286,7 +286,7 @@ static DiTLayerActs dit_layer(const DiT* g, int l) {
 }
 
 // Block l's gradient slices: l * numel / n_layer into the stacked layout on one
-// GPU; a multi-GPU run keeps the gradients per block (llmc/params.cuh params_grad_at).
+// GPU; a multi-GPU run keeps the gradients per block (llmc/model/params.cuh params_grad_at).
 static DiTTensors<float> dit_layer_grads(const DiT* g, int l) {
     std::vector<ParamTensor> lay = g->grad_layout;
     for (size_t t = 0; t < lay.size(); t++)
@@ -534,7 +534,7 @@ static void dit_forward(DiT* g) {
     const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
     const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
-    params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/distributed.cuh)
+    params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
     {
         NvtxRange r("conditioning");
         // c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(SiLU(c / c0))
@@ -662,7 +662,7 @@ static void dit_backward(DiT* g) {
     const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
     const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
-    params_backward_begin(g);   // several GPUs (llmc/distributed.cuh); a no-op on one
+    params_backward_begin(g);   // several GPUs (llmc/dist/distributed.cuh); a no-op on one
     cudaCheck(cudaMemsetAsync(a.dmods, 0, (size_t)2 * B * 6 * C * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(a.dcond, 0, (size_t)2 * B * C * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(a.dres, 0, (size_t)N * C * sizeof(floatX), st));
@@ -769,7 +769,7 @@ static void dit_zero_grad(DiT* g) { params_zero_grad(g, g->stream); }
 
 // ----------------------------------------------------------------------------
 // Update: global grad norm (deterministic), clip, AdamW per tensor
-// (llmc/params.cuh). Returns the norm before clipping; a non-finite norm skips the step.
+// (llmc/model/params.cuh). Returns the norm before clipping; a non-finite norm skips the step.
 
 // the MUG-V fine-tuning recipe (../shared/spec/dit.md)
 static OptimConfig dit_optim_defaults() {
@@ -817,7 +817,7 @@ static double dit_shift_ratio(float t_shift, int T, int H, int W) {
 static double dit_shift_t(double r, double u) { return r * u / (1.0 + (r - 1.0) * u); }
 
 // The null caption of classifier-free guidance: one token, the fixed "<null>" word
-// vector (llmc/moving_shapes.h); the trainer's caption dropout uses the same.
+// vector (llmc/data/moving_shapes.h); the trainer's caption dropout uses the same.
 static std::vector<float> dit_null_caption(int Cy) { return moving_shapes_null_features(Cy); }
 
 static bool dit_capacity_fits(const DiTCapacity& need, const DiTCapacity& cap) {
@@ -1034,11 +1034,11 @@ static MsEval moving_shapes_evaluate(DiT* g, const MovingShapesConfig& ms, int n
 // ----------------------------------------------------------------------------
 // Training configuration and main loop.
 
-// checkpoint, resume and fault flags (ckpt_dir, resume, max_bad_steps, ...): CkptFlags, llmc/run_control.h
+// checkpoint, resume and fault flags (ckpt_dir, resume, max_bad_steps, ...): CkptFlags, llmc/train/run_control.h
 struct TrainConfig : CkptFlags {
     std::string preset = "debug";
-    // the built-in moving-shapes data (llmc/moving_shapes.h), made on first use; any
-    // other glob: latent shards (llmc/latent_data.h)
+    // the built-in moving-shapes data (llmc/data/moving_shapes.h), made on first use; any
+    // other glob: latent shards (llmc/data/latent_data.h)
     std::string train_data = "data/moving_shapes/train_*.lat";
     int random_data = 0;            // synthetic batches of random latents and text (benchmarks; no files)
     std::string log_dir = "log/dit";
@@ -1152,7 +1152,7 @@ int main(int argc, char** argv) {
     DiTConfig mc;
     OptimConfig oc = dit_optim_defaults();
     SamplerConfig sc;
-    DistFlags df;   // several GPUs (llmc/distributed.cuh)
+    DistFlags df;   // several GPUs (llmc/dist/distributed.cuh)
     tc.preset = prescan_flag(argc, argv, "--preset", tc.preset);
     if (!dit_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), DIT_PRESET_NAMES);
     // the moving-shapes run (no data flags): a model, schedule and sampling that learn the
@@ -1173,7 +1173,7 @@ int main(int argc, char** argv) {
     ap.usage = "./train_dit [--preset NAME] [flags]   (no flags: train on the built-in moving-shapes data, sample, evaluate)";
     ap.section("run");
     ap.add_string("--preset", &tc.preset, (std::string("model preset: ") + DIT_PRESET_NAMES).c_str());
-    ap.add_string("--train-data", &tc.train_data, "latent shards (glob, llmc/latent_data.h); the default is the moving-shapes data, built on first use");
+    ap.add_string("--train-data", &tc.train_data, "latent shards (glob, llmc/data/latent_data.h); the default is the moving-shapes data, built on first use");
     ap.add_bool("--random-data", &tc.random_data, "train on random synthetic batches (benchmarks; no files read)");
     ap.add_string("--log-dir", &tc.log_dir, "where train.log, loss.svg, samples/ and eval/ go (\"\" for none)");
     ap.add_int("--seed", &tc.seed, "seed for init, noise and t");
@@ -1213,7 +1213,7 @@ int main(int argc, char** argv) {
     FlashFlags ff;
     flash_add_flags(ap, &ff);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/flash_attention.cuh)
+    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/attention/flash_attention.cuh)
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
@@ -1239,7 +1239,7 @@ int main(int argc, char** argv) {
     if (tc.i2v_prob > 0 && tc.random_data) fail("flag --i2v-prob: not used with --random-data 1 (synthetic batches have no frame mask)");
     if (tc.caption_dropout > 0 && tc.random_data) fail("flag --caption-dropout: not used with --random-data 1");
     ckpt_validate_flags(tc);
-    // ---- several GPUs (llmc/distributed.cuh): this process's rank and the world size from the
+    // ---- several GPUs (llmc/dist/distributed.cuh): this process's rank and the world size from the
     // launcher (nothing on one GPU). Every rank trains on its own B samples (the global batch
     // is B x world), samples and evaluates alike; rank 0 writes the logs, pictures and checkpoints.
     Dist dist = dist_launch(df);

@@ -17,36 +17,36 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include <cmath>
 #include <string>
 #include <vector>
-#include "llmc/utils.h"
-#include "llmc/args.h"
-#include "llmc/rand.h"
-#include "llmc/gpt_config.h"
-#include "llmc/cuda_common.h"
-#include "llmc/cublas_common.h"
-#include "llmc/reduce.cuh"
-#include "llmc/encoder.cuh"
-#include "llmc/rmsnorm.cuh"
-#include "llmc/rope.cuh"
-#include "llmc/flash_attention.cuh"
-#include "llmc/swiglu.cuh"
-#include "llmc/classifier.cuh"
-#include "llmc/params.cuh"
-#include "llmc/dropout.cuh"
-#include "llmc/tokenizer.h"
-#include "llmc/hf_tokenizer.h"
-#include "llmc/hf.h"
-#include "llmc/tensorfile.h"
-#include "llmc/dataset.h"
-#include "llmc/token_data.h"   // llm.c shards or Megatron indexed datasets
-#include "llmc/plot.h"
-#include "llmc/checkpoint.h"
-#include "llmc/run_control.h"
-#include "llmc/distributed.cuh"
+#include "llmc/core/utils.h"
+#include "llmc/core/args.h"
+#include "llmc/core/rand.h"
+#include "llmc/model/gpt_config.h"
+#include "llmc/core/cuda_common.h"
+#include "llmc/core/cublas_common.h"
+#include "llmc/core/reduce.cuh"
+#include "llmc/kernels/encoder.cuh"
+#include "llmc/kernels/rmsnorm.cuh"
+#include "llmc/kernels/rope.cuh"
+#include "llmc/attention/flash_attention.cuh"
+#include "llmc/kernels/swiglu.cuh"
+#include "llmc/kernels/classifier.cuh"
+#include "llmc/model/params.cuh"
+#include "llmc/kernels/dropout.cuh"
+#include "llmc/formats/tokenizer.h"
+#include "llmc/formats/hf_tokenizer.h"
+#include "llmc/formats/hf.h"
+#include "llmc/formats/tensorfile.h"
+#include "llmc/data/dataset.h"
+#include "llmc/data/token_data.h"   // llm.c shards or Megatron indexed datasets
+#include "llmc/train/plot.h"
+#include "llmc/train/checkpoint.h"
+#include "llmc/train/run_control.h"
+#include "llmc/dist/distributed.cuh"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
 // master weights, fp32 gradients, fp32 Adam moments), tensors at the offsets
-// of gpt_param_layout (llmc/gpt_config.h). Per-layer tensors are stacked
+// of gpt_param_layout (llmc/model/gpt_config.h). Per-layer tensors are stacked
 // [L, ...]; layer l of tensor X starts at X + l * (numel / L).
 
 template <typename T>
@@ -100,7 +100,7 @@ struct GPTActivations {
     size_t bytes;
 };
 
-// params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/params.cuh
+// params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/model/params.cuh
 struct GPT : ModelParams {
     GPTConfig cfg;
     int maxB = 0, maxT = 0;   // activations are sized for these
@@ -120,7 +120,7 @@ struct GPT : ModelParams {
 };
 
 // Layer l's gradient slices: l * numel / n_layer into the stacked layout on one
-// GPU; a multi-GPU run keeps the gradients per layer (llmc/params.cuh params_grad_at).
+// GPU; a multi-GPU run keeps the gradients per layer (llmc/model/params.cuh params_grad_at).
 static GPTTensors<float> gpt_layer_grads(const GPT* g, int l) {
     GPTTensors<float> d = g->dw;
     auto at = [&](float* whole, const char* name) -> float* {
@@ -243,7 +243,7 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
     const RopeShape rs = {B, T, nh, nkv, hd};
     const AttnShape as = {B, T, nh, nkv, hd, true};
 
-    params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/distributed.cuh)
+    params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
     params_forward_wait(g, 0);
     encoder_forward(a.encoded, a.tokens, w.wte, BT, C, st);
     rmsnorm_forward(a.ln1, a.rstd1, a.encoded, w.attn_norm, BT, C, eps, st);
@@ -316,7 +316,7 @@ static void gpt_backward(GPT* g) {
     const AttnShape as = {B, T, nh, nkv, hd, true};
     float* scratch = a.reduce_scratch;
 
-    params_backward_begin(g);   // several GPUs (llmc/distributed.cuh); a no-op on one
+    params_backward_begin(g);   // several GPUs (llmc/dist/distributed.cuh); a no-op on one
     cudaCheck(cudaMemsetAsync(a.dresid, 0, (size_t)BT * C * sizeof(floatX), st));
     matmul_backward(a.dbuf, dw.lm_head, a.logits, a.lnf, w.lm_head, BT, Vp, C, false, st);
     rmsnorm_backward(a.dresid, dw.final_norm, a.dbuf, a.resid_out + (size_t)(L - 1) * BT * C, w.final_norm, a.rstdf, BT, C, scratch, st);
@@ -366,7 +366,7 @@ static void gpt_zero_grad(GPT* g) { params_zero_grad(g, g->stream); }
 
 // ----------------------------------------------------------------------------
 // Update: global grad norm (deterministic), clip, AdamW per tensor with weight
-// decay only on the matrices marked in the layout (llmc/params.cuh). Returns
+// decay only on the matrices marked in the layout (llmc/model/params.cuh). Returns
 // the norm before clipping; a non-finite norm skips the step.
 
 static float gpt_update(GPT* g, const OptimConfig& o, float lr) { return params_update(g, o, lr, g->stream); }
@@ -446,7 +446,7 @@ static std::vector<int> gpt_sample(GPT* g, int start_token, int n_tokens, float 
 // vocabulary of the embedded default dataset's tokenizer (data/shakespeare)
 #define DEFAULT_DATASET_VOCAB 1024
 
-// checkpoint, resume and fault flags (ckpt_dir, resume, max_bad_steps, ...): CkptFlags, llmc/run_control.h
+// checkpoint, resume and fault flags (ckpt_dir, resume, max_bad_steps, ...): CkptFlags, llmc/train/run_control.h
 struct TrainConfig : CkptFlags {
     std::string preset = "shakespeare";
     std::string train_data = "data/shakespeare/train_*.bin";
@@ -472,9 +472,9 @@ struct TrainConfig : CkptFlags {
 };
 
 // ----------------------------------------------------------------------------
-// Checkpoints (format: llmc/checkpoint.h; saving and loading the parameter
-// buffers: llmc/params.cuh; flags, stop signals, bad steps and train.log on
-// resume: llmc/run_control.h). model.bin holds the fp32 master weights. state.bin
+// Checkpoints (format: llmc/train/checkpoint.h; saving and loading the parameter
+// buffers: llmc/model/params.cuh; flags, stop signals, bad steps and train.log on
+// resume: llmc/train/run_control.h). model.bin holds the fp32 master weights. state.bin
 // holds the AdamW moments and step count, the schedule position (steps done),
 // the train loader's position and the sampling RNG. Everything else a run
 // depends on is a flag or is reset anyway (the validation loader), so a run
@@ -487,7 +487,7 @@ int main(int argc, char** argv) {
     GPTConfig mc;
     OptimConfig oc;
     HFFlags hf;
-    DistFlags df;   // several GPUs (llmc/distributed.cuh)
+    DistFlags df;   // several GPUs (llmc/dist/distributed.cuh)
     std::string eval_tokens;
     // the preset fills the model config first so that any flag given overrides it
     for (int k = 1; k + 1 < argc; k++)
@@ -528,7 +528,7 @@ int main(int argc, char** argv) {
     ap.add_float("--temperature", &tc.temperature, "sampling temperature (0: greedy)");
     ap.add_int("--top-k", &tc.top_k, "sample from the k most likely tokens (0: all)");
     ap.add_string("--eval-tokens", &eval_tokens, "before training, print the mean loss on the tokens/targets [B,T] of a .mgt file "
-                  "(llmc/tensorfile.h; e.g. test/data/hf/llama_tiny.mgt) and its `loss` if it has one");
+                  "(llmc/formats/tensorfile.h; e.g. test/data/hf/llama_tiny.mgt) and its `loss` if it has one");
     ckpt_add_flags(ap, &tc);
     hf_add_flags(ap, &hf);
     dist_add_flags(ap, &df);
@@ -536,7 +536,7 @@ int main(int argc, char** argv) {
     FlashFlags ff;
     flash_add_flags(ap, &ff);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/flash_attention.cuh)
+    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/attention/flash_attention.cuh)
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];
@@ -560,13 +560,13 @@ int main(int argc, char** argv) {
     const int hf_dtype = hf_validate_flags(hf);
     if (!hf.export_hf.empty()) make_parent_dirs(hf_join(hf.export_hf, "x"));   // fail now, not after training
 
-    // ---- several GPUs (llmc/distributed.cuh): this process's rank and the world size from
+    // ---- several GPUs (llmc/dist/distributed.cuh): this process's rank and the world size from
     // the launcher (nothing on one GPU). Every rank trains on its own samples, validates and
     // samples alike; rank 0 writes the logs, checkpoints and exports.
     Dist dist = dist_launch(df);
     if (dist.rank != 0) tc.log_dir = "";
 
-    // ---- --init-hf: the model config is config.json's (llmc/hf.h); without --train-data the run
+    // ---- --init-hf: the model config is config.json's (llmc/formats/hf.h); without --train-data the run
     // only converts (--steps 0) and reads no data
     HFInfo hf_info;
     const bool hf_in = !hf.init_hf.empty();
@@ -605,7 +605,7 @@ int main(int argc, char** argv) {
             fail("flag --tokenizer: %s does not exist", tc.tokenizer.c_str());
         }
     }
-    // a Hugging Face model's own tokenizer.json decodes the samples (llmc/hf_tokenizer.h)
+    // a Hugging Face model's own tokenizer.json decodes the samples (llmc/formats/hf_tokenizer.h)
     HFTokenizer hf_tok;
     bool have_hf_tok = false;
     int start_token = have_tok ? tok.eot_token : 0;

@@ -1,4 +1,4 @@
-// libFuzzer target: the checkpoint readers (llmc/checkpoint.h).
+// libFuzzer target: the checkpoint readers (llmc/train/checkpoint.h).
 // Input byte 0 says what the rest is (fuzz_seeds.h): a model.bin, a state.bin
 // or the text of DIR/latest; and whether to fix up the XXH64 header and
 // payload checksums before writing the file, so that mutations reach the
@@ -6,7 +6,7 @@
 // Then what train_gpt does on --resume / --init-from: read and check the
 // headers against a model, stream the payload, resolve DIR/latest.
 #include "fuzz_common.h"
-#include "../llmc/checkpoint.h"
+#include "../llmc/train/checkpoint.h"
 #include "fuzz_seeds.h"
 
 static void fix_checksums(std::vector<uint8_t>& b, int flags) {

@@ -4,7 +4,7 @@
 // - The parsers take paths, so every input is written to a file in a
 //   per-process temporary directory (under $FUZZ_TMPDIR, else /tmp), removed
 //   at exit.
-// - With -DMEGA_FUZZ, fail() throws MegaFailure (llmc/utils.h) instead of
+// - With -DMEGA_FUZZ, fail() throws MegaFailure (llmc/core/utils.h) instead of
 //   exit(1): a rejected input is the expected outcome and fuzz_run() catches
 //   it. Any other exception (std::bad_alloc from a size taken on trust, ...)
 //   escapes and aborts: a finding, like a crash, a sanitizer report, a leak or
@@ -62,7 +62,7 @@ static inline int fuzz_fclose(FILE* f) {
 #define fopen fuzz_fopen
 #define fclose fuzz_fclose
 
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 
 // A hard check inside a target: a broken invariant is a finding (abort -> crash report).
 #define FUZZ_CHECK(cond)                                                                   \

@@ -1,6 +1,6 @@
-// libFuzzer target: read_dataset_meta (llmc/dataset.h) on arbitrary bytes as DIR/meta.txt.
+// libFuzzer target: read_dataset_meta (llmc/data/dataset.h) on arbitrary bytes as DIR/meta.txt.
 #include "fuzz_common.h"
-#include "../llmc/dataset.h"
+#include "../llmc/data/dataset.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return fuzz_run([&] {

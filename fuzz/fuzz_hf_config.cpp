@@ -1,13 +1,13 @@
-// libFuzzer target: hf_load_config (llmc/hf.h) on arbitrary bytes as DIR/config.json,
-// then hf_tokenizer_load (llmc/hf_tokenizer.h) on the same bytes as a tokenizer.json
+// libFuzzer target: hf_load_config (llmc/formats/hf.h) on arbitrary bytes as DIR/config.json,
+// then hf_tokenizer_load (llmc/formats/hf_tokenizer.h) on the same bytes as a tokenizer.json
 // and a decode of every id it accepts (and an encode where it can encode). Both must reject bad
 // JSON, missing or unsupported fields and absurd sizes with one line. Then the bytes as text for
 // hf_tokenizer_encode with test/data/hf_encode/llama3.json: valid UTF-8 round-trips through
 // encode and decode, invalid UTF-8 is refused; with test/data/hf_encode/qwen2.json (NFC) it
 // comes back as NFC(x), and NFC(NFC(x)) == NFC(x).
 #include "fuzz_common.h"
-#include "../llmc/hf.h"
-#include "../llmc/hf_tokenizer.h"
+#include "../llmc/formats/hf.h"
+#include "../llmc/formats/hf_tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     int rc = fuzz_run([&] {

@@ -1,8 +1,8 @@
 // libFuzzer target: latent shard validation and the latent loader
-// (llmc/latent_data.h) on arbitrary bytes as one .lat shard. A shard it
+// (llmc/data/latent_data.h) on arbitrary bytes as one .lat shard. A shard it
 // accepts must read back every sample with finite values and consistent shapes.
 #include "fuzz_common.h"
-#include "../llmc/latent_data.h"
+#include "../llmc/data/latent_data.h"
 #include "fuzz_seeds.h"
 
 // frees the loader also when a rejected input unwinds through it (before

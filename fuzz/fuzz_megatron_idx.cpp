@@ -1,9 +1,9 @@
-// libFuzzer target: megatron_open (llmc/megatron_data.h) on arbitrary bytes as P.idx,
+// libFuzzer target: megatron_open (llmc/data/megatron_data.h) on arbitrary bytes as P.idx,
 // beside a fixed valid P.bin of 4096 uint16-sized tokens; every sequence it accepts
 // is read back, so lengths, pointers and document indices that lie about the .bin
 // must be caught at open.
 #include "fuzz_common.h"
-#include "../llmc/megatron_data.h"
+#include "../llmc/data/megatron_data.h"
 
 // (a rejected input's streams are closed by fuzz_run: close only after a clean pass)
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

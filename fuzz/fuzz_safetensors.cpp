@@ -1,9 +1,9 @@
-// libFuzzer target: safetensors_open (llmc/safetensors.h, with its JSON header parser
-// llmc/json.h) on arbitrary bytes as one model.safetensors; every tensor it accepts
+// libFuzzer target: safetensors_open (llmc/formats/safetensors.h, with its JSON header parser
+// llmc/formats/json.h) on arbitrary bytes as one model.safetensors; every tensor it accepts
 // is then read (converted to fp32), so a header that lies about offsets, shapes or
 // dtypes must be caught before any read.
 #include "fuzz_common.h"
-#include "../llmc/safetensors.h"
+#include "../llmc/formats/safetensors.h"
 
 // (a rejected input's streams are closed by fuzz_run: close only after a clean pass)
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

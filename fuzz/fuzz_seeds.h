@@ -2,7 +2,7 @@
 // the small gpt whose checkpoints seed fuzz_checkpoint, the vocabulary the
 // token shards are checked against, the latent loader's max text length.
 #pragma once
-#include "../llmc/gpt_config.h"
+#include "../llmc/model/gpt_config.h"
 
 #define FUZZ_SHARD_VOCAB 50000   // token shards: ids < 50000 are valid (uint16 ids can exceed it)
 #define FUZZ_MAX_TEXT_LEN 8      // latent shards: text_len in [1, 8]

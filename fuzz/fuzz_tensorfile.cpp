@@ -1,6 +1,6 @@
-// libFuzzer target: tensorfile_read (llmc/tensorfile.h) on arbitrary bytes as a .mgt file.
+// libFuzzer target: tensorfile_read (llmc/formats/tensorfile.h) on arbitrary bytes as a .mgt file.
 #include "fuzz_common.h"
-#include "../llmc/tensorfile.h"
+#include "../llmc/formats/tensorfile.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return fuzz_run([&] {

@@ -1,9 +1,9 @@
 // libFuzzer target: token shard validation and the data loader
-// (llmc/dataloader.h) on arbitrary bytes as one llm.c .bin shard. A shard it
+// (llmc/data/dataloader.h) on arbitrary bytes as one llm.c .bin shard. A shard it
 // accepts must stream batches of in-range ids, and a saved position must
 // resume the same stream.
 #include "fuzz_common.h"
-#include "../llmc/dataloader.h"
+#include "../llmc/data/dataloader.h"
 #include "fuzz_seeds.h"
 
 // frees the loader also when a rejected input unwinds through it (before

@@ -1,8 +1,8 @@
-// libFuzzer target: tokenizer_load (llmc/tokenizer.h) on arbitrary bytes.
+// libFuzzer target: tokenizer_load (llmc/formats/tokenizer.h) on arbitrary bytes.
 // A file it accepts must give a working tokenizer: encode/decode round-trips
 // any text, and save + load reproduces the same merges.
 #include "fuzz_common.h"
-#include "../llmc/tokenizer.h"
+#include "../llmc/formats/tokenizer.h"
 
 static const std::string SAMPLE =
     "First Citizen:\nBefore we proceed, hear me speak.\n  All:\tSpeak, speak! 12345 caf\xc3\xa9 \xe2\x82\xac\r\n"

@@ -9,13 +9,13 @@ Built and run by fuzz/run_fuzzers.sh (a normal build: no sanitizers, no MEGA_FUZ
 #include <cmath>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
-#include "../llmc/tokenizer.h"
-#include "../llmc/dataset.h"
-#include "../llmc/latent_data.h"
-#include "../llmc/checkpoint.h"
-#include "../llmc/tensorfile.h"
-#include "../llmc/safetensors.h"
+#include "../llmc/core/utils.h"
+#include "../llmc/formats/tokenizer.h"
+#include "../llmc/data/dataset.h"
+#include "../llmc/data/latent_data.h"
+#include "../llmc/train/checkpoint.h"
+#include "../llmc/formats/tensorfile.h"
+#include "../llmc/formats/safetensors.h"
 #include "fuzz_seeds.h"
 
 static std::string OUT;

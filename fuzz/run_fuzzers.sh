@@ -44,7 +44,7 @@ trap 'rm -rf "$probe" "$FUZZ_TMPDIR"' EXIT
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 # ---- build (only what is older than its sources)
-deps="fuzz/fuzz_common.h fuzz/fuzz_seeds.h llmc/*.h"
+deps="fuzz/fuzz_common.h fuzz/fuzz_seeds.h llmc/*/*.h"
 stale() {  # stale BIN SRC: does BIN need a rebuild?
     [ -x "$1" ] || return 0
     [ -n "$(find $2 $deps -newer "$1" 2>/dev/null | head -1)" ]
@@ -115,6 +115,6 @@ for tm in $TARGETS; do
     [ $rc -eq 124 ] || [ $rc -eq 137 ] && what="did not finish within $((secs + 120)) s ($what)"
     echo "FAIL fuzz/$t: $what; input ${input:-none written}; log $log"
     # the first frames of the report, for the CI log
-    grep -E '^ *#[0-9]+ .* in .*(llmc|fuzz)/[A-Za-z_]+\.(h|cpp):' "$log" | head -5
+    grep -E '^ *#[0-9]+ .* in .*(llmc/[a-z]+|fuzz)/[A-Za-z_]+\.(h|cpp):' "$log" | head -5
 done
 exit $(( findings > 0 ? 1 : 0 ))

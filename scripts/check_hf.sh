@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of train_gpt's Hugging Face import/export (llmc/hf.h) against transformers, on the
+# GPU check of train_gpt's Hugging Face import/export (llmc/formats/hf.h) against transformers, on the
 # tiny models of test/data/hf (dev/reference/hf_tiny.py):
 #   gpu phase: builds train_gpt (bf16) and an fp32 train_gpt; for each tiny model runs
 #     ./train_gpt --init-hf test/data/hf/M --export-hf DIR --steps 0 --eval-tokens test/data/hf/M.mgt

@@ -13,7 +13,7 @@ for torch.load; a dict holding it under 'state_dict', 'model' or 'module' and
 with MUG-V's names (what to-safetensors writes), infers the model config from
 the tensor shapes (table below), checks that every tensor of that model is
 there with its shape and that there is nothing else, and writes a mega.c
-model.bin (format: llmc/checkpoint.h; kind 2 = dit, the 19 DiTConfig fields,
+model.bin (format: llmc/train/checkpoint.h; kind 2 = dit, the 19 DiTConfig fields,
 XXH64 checksums, tensors in dit_param_layout order). --dtype auto (default)
 writes bfloat16 when every input tensor is bfloat16, else float32; bf16 values
 are rounded to nearest even (exact when the input is bf16). to-safetensors
@@ -89,7 +89,7 @@ CONFIG_AT = 16
 DTYPE_CODES = {"fp32": 0, "bf16": 1}
 CHUNK = 1 << 24  # bytes per streamed chunk
 
-# the 19 dit config fields of a model.bin, in header order (llmc/checkpoint.h); True: float
+# the 19 dit config fields of a model.bin, in header order (llmc/train/checkpoint.h); True: float
 CONFIG_FIELDS = [("d_model", False), ("n_layer", False), ("n_head", False), ("head_dim", False), ("mlp_ratio", True),
                  ("ffn_hidden", False), ("in_channels", False), ("out_channels", False), ("caption_channels", False),
                  ("patch_t", False), ("patch_h", False), ("patch_w", False), ("max_text_len", False), ("norm_eps", True),
@@ -127,7 +127,7 @@ def _round(acc, x):
 
 
 class PyXXH64:
-    """Streaming XXH64 with seed 0, the same as llmc/checkpoint.h's Xxh64."""
+    """Streaming XXH64 with seed 0, the same as llmc/train/checkpoint.h's Xxh64."""
 
     def __init__(self):
         self.v = [(P1 + P2) & M64, P2, 0, (-P1) & M64]
@@ -201,7 +201,7 @@ def xxh64(data, pure=False):
 
 
 # ----------------------------------------------------------------------------
-# the parameter layout (llmc/dit_config.h dit_param_layout) and MUG-V's names
+# the parameter layout (llmc/model/dit_config.h dit_param_layout) and MUG-V's names
 
 def mega_layout(c):
     """[(name, shape)] in model.bin order."""
@@ -364,7 +364,7 @@ ST_SIZES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 
 def read_safetensors(path):
-    """Pure-Python safetensors reader (validates the header like llmc/safetensors.h); data memory-mapped."""
+    """Pure-Python safetensors reader (validates the header like llmc/formats/safetensors.h); data memory-mapped."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -512,7 +512,7 @@ def validate(refs, c, path):
 # model.bin
 
 def bf16_bits(a):
-    """float32 -> bfloat16 bits, round to nearest even, NaN stays NaN (llmc/checkpoint.h ckpt_f32_to_bf16)."""
+    """float32 -> bfloat16 bits, round to nearest even, NaN stays NaN (llmc/train/checkpoint.h ckpt_f32_to_bf16)."""
     u = np.ascontiguousarray(a, dtype=np.float32).reshape(-1).view(np.uint32)
     r = ((u.astype(np.uint64) + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     nan = (u & 0x7FFFFFFF) > 0x7F800000
@@ -593,7 +593,7 @@ def write_model_bin(path, c, dtype, tensors, pure=False):
 
 
 def read_model_header(path, pure=False):
-    """Validates a model.bin header as llmc/checkpoint.h does; returns (config, dtype, payload_sum)."""
+    """Validates a model.bin header as llmc/train/checkpoint.h does; returns (config, dtype, payload_sum)."""
     if not os.path.isfile(path):
         fail("%s: does not exist (or is not a file)" % path)
     size = os.path.getsize(path)

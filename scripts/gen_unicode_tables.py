@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes llmc/unicode_tables.h: the Unicode properties llmc/hf_tokenizer.h needs to encode text
+"""Writes llmc/formats/unicode_tables.h: the Unicode properties llmc/formats/hf_tokenizer.h needs to encode text
 exactly as the tokenizers library does, as sorted code point ranges [lo, hi] (inclusive):
 
   unicode_L     General_Category L* (Lu Ll Lt Lm Lo): the regexes' \\p{L}
@@ -11,7 +11,7 @@ exactly as the tokenizers library does, as sorted code point ranges [lo, hi] (in
   unicode_decomp  canonical decompositions, one level (cp -> a b, b 0 for a singleton), from
                 UnicodeData.txt through unicodedata.decomposition; Hangul syllables are
                 algorithmic and not listed. With unicode_nfc_no (Full_Composition_Exclusion)
-                and unicode_ccc this is all NFC needs: llmc/hf_tokenizer.h's hf_nfc.
+                and unicode_ccc this is all NFC needs: llmc/formats/hf_tokenizer.h's hf_nfc.
 
 From Python's unicodedata (its Unicode version is written into the header). The tokenizers
 library's regex engine (Oniguruma 6.9.8, through the onig crate) is on Unicode 14.0; make the
@@ -27,7 +27,7 @@ computed from these tables alone (hf_nfc's algorithm) must equal unicodedata.nor
 for every code point and for 200000 random strings of decomposable characters, combining
 marks and Hangul jamo.
 
-    python3 scripts/gen_unicode_tables.py            (writes llmc/unicode_tables.h)
+    python3 scripts/gen_unicode_tables.py            (writes llmc/formats/unicode_tables.h)
 """
 import os
 import sys
@@ -206,7 +206,7 @@ def main():
     items = [f"{{0x{cp:X},0x{a:X},0x{b:X}}}" for cp, (a, b) in sorted(decomp.items())]
     out.append("static const UnicodeDecomp unicode_decomp[] = {\n" +
                "\n".join("    " + ",".join(items[i:i + 6]) + "," for i in range(0, len(items), 6)) + "\n};\n")
-    path = os.path.join(ROOT, "llmc", "unicode_tables.h")
+    path = os.path.join(ROOT, "llmc", "formats", "unicode_tables.h")
     with open(path, "w") as f:
         f.write("\n".join(out))
     print(f"{path}: Unicode {ver}: L {len(L)} ranges, N {len(N)}, WS {len(WHITE_SPACE)}, NFC_QC No {len(nfc_no)} cps, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 prepare_mugv.py: turns a MUG-V training set into the latent shards the DiT
-trainer reads (format: llmc/latent_data.h). Needs numpy and PyTorch (only to
+trainer reads (format: llmc/data/latent_data.h). Needs numpy and PyTorch (only to
 torch.load the .pt files); run it where those are installed.
 
 MUG-V layout:
@@ -59,7 +59,7 @@ def import_torch():
 
 
 def to_bf16_bits(x):
-    """float32 array -> uint16 bf16 bits, round to nearest even (as llmc/latent_data.h)."""
+    """float32 array -> uint16 bf16 bits, round to nearest even (as llmc/data/latent_data.h)."""
     u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
     u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
     return u.astype(np.uint16)
@@ -187,7 +187,7 @@ def read_text(torch, path, row, max_text_len):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="MUG-V train.csv + .pt latents/text features -> latent shards (llmc/latent_data.h)")
+    ap = argparse.ArgumentParser(description="MUG-V train.csv + .pt latents/text features -> latent shards (llmc/data/latent_data.h)")
     ap.add_argument("--csv", required=True, help="MUG-V train.csv")
     ap.add_argument("--root", default=None, help="folder the csv's relative paths start from (default: the csv's folder)")
     ap.add_argument("--out-dir", required=True, help="where NAME_000.lat ... and NAME_samples.tsv go")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Launching train_gpt / train_dit on several GPUs (llmc/distributed.cuh; README
+# Launching train_gpt / train_dit on several GPUs (llmc/dist/distributed.cuh; README
 # "Several GPUs"): one process per GPU, data parallel, ZeRO-0/1/2. Examples:
 #
 #   bash scripts/run_multi_gpu.sh mpirun 8 ./train_gpt --preset gpt-s --zero 1          # one node, Open MPI
@@ -47,7 +47,7 @@ env)
     ;;
 slurm)
     # inside an sbatch allocation: srun starts one task per GPU (SLURM_PROCID, SLURM_NTASKS,
-    # SLURM_LOCALID are read by llmc/rendezvous.h); rank 0 runs on the first host, which
+    # SLURM_LOCALID are read by llmc/dist/rendezvous.h); rank 0 runs on the first host, which
     # listens for the NCCL id. The port is derived from the job id so that jobs sharing
     # a node do not collide.
     shift

@@ -2,7 +2,7 @@
 """
 Text or JSONL -> token data for train_gpt, with any Hugging Face tokenizer (the model's own, so
 that the ids are exactly what transformers gives; mega.c decodes tokenizer.json but does not
-encode with it: llmc/hf_tokenizer.h).
+encode with it: llmc/formats/hf_tokenizer.h).
 
     python3 scripts/tokenize_hf.py --tokenizer path/to/hf_model --input corpus.jsonl --field text \\
         --format llmc --out data/mine --val-fraction 0.01
@@ -21,12 +21,12 @@ more) go to the validation split; a single document is split by tokens instead.
 
 Outputs (--out is a directory):
   --format llmc      OUT/train_000.bin, train_001.bin, ... and OUT/val_000.bin: llm.c shards
-                     (llmc/dataset.h: 256 int32 header, magic 20240520 version 1 with uint16 tokens
+                     (llmc/data/dataset.h: 256 int32 header, magic 20240520 version 1 with uint16 tokens
                      when the tokenizer has <= 65536 ids, else magic 20240801 version 7 with uint32),
                      at most --shard-tokens tokens each; and OUT/meta.txt (vocab_size, train/val bytes
                      and tokens, the token counts without the end-of-document tokens) for nats/byte
   --format megatron  OUT/train_text_document.{idx,bin} and OUT/val_text_document.{idx,bin}: Megatron
-                     indexed datasets (llmc/megatron_data.h; written by scripts/write_megatron_fixture.py's
+                     indexed datasets (llmc/data/megatron_data.h; written by scripts/write_megatron_fixture.py's
                      writer), one sequence per document, uint16 when the vocabulary is < 65500 ids,
                      else int32 (Megatron's DType.optimal_dtype)
 Errors end with one line naming the file and what was wrong, exit 1.

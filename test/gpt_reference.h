@@ -1,8 +1,8 @@
 // Reading the GPT reference files of dev/reference/gpt.py (test/data/gpt_*.mgt):
 // the config they were made with. Shared by the CPU and GPU tests.
 #pragma once
-#include "../llmc/gpt_config.h"
-#include "../llmc/tensorfile.h"
+#include "../llmc/model/gpt_config.h"
+#include "../llmc/formats/tensorfile.h"
 
 static GPTConfig gpt_config_from_reference(const TensorFile& tf) {
     const std::vector<int32_t>& ci = tf.i32("config");

@@ -65,7 +65,7 @@ expect trunc_tokenizer   "tok_trunc.bin"        $common --train-data "$good" --t
 expect missing_tokenizer "nope.bin"             $common --train-data "$good" --tokenizer "$T/nope.bin"
 expect small_vocab_flag  "--vocab-size"         $common --train-data "$good" --tokenizer "$T/ok/tokenizer.bin" --vocab-size 100
 
-# --init-hf / --export-hf (llmc/hf.h): a bad model directory or flags that contradict its config.json
+# --init-hf / --export-hf (llmc/formats/hf.h): a bad model directory or flags that contradict its config.json
 hf=test/data/hf/qwen3_tiny
 mkdir -p "$T/hf_nofield" "$T/hf_lies"
 grep -v '"hidden_size"' "$hf/config.json" > "$T/hf_nofield/config.json"
@@ -81,7 +81,7 @@ expect hf_dtype          "flag --hf-dtype" $hf_common --init-hf "$hf" --hf-dtype
 expect hf_export_onto_source "flag --export-hf" $hf_common --init-hf "$hf" --export-hf "$hf"
 expect hf_eval_vocab     "llama_tiny.mgt: token id" $hf_common --init-hf "$hf" --eval-tokens test/data/hf/llama_tiny.mgt
 
-# several GPUs (llmc/distributed.cuh): bad flags and launch variables fail before any GPU or network use
+# several GPUs (llmc/dist/distributed.cuh): bad flags and launch variables fail before any GPU or network use
 expect dist_zero         "flag --zero: expected 0, 1 or 2"  $common --zero 3
 expect dist_timeout      "flag --dist-timeout"  $common --dist-timeout 0
 expect dist_bucket       "flag --bucket-mb"     $common --bucket-mb 0
@@ -90,7 +90,7 @@ WORLD_SIZE=2 RANK=2 expect dist_bad_rank "environment variable RANK: must be in 
 WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 expect dist_accum "total-batch-tokens: 64 is not a multiple of batch-size\*seq-len\*processes\\|this build has no NCCL" \
     $common --train-data "$good" --vocab-size 300 --total-batch-tokens 64
 
-# train_dit: its checkpoint, resume and fault flags (llmc/run_control.h), on synthetic batches (no data read)
+# train_dit: its checkpoint, resume and fault flags (llmc/train/run_control.h), on synthetic batches (no data read)
 dit() { local BIN=./train_dit; expect "$@"; }
 dit_common="--random-data 1 --preset tiny --steps 1 --batch-size 1 --frames 2 --height 4 --width 4 --text-len 4 --log-dir ''"
 if [ -x ./train_dit ]; then

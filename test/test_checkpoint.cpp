@@ -1,5 +1,5 @@
 /*
-Tests of llmc/checkpoint.h (the checkpoint format, its atomic writer and its
+Tests of llmc/train/checkpoint.h (the checkpoint format, its atomic writer and its
 validating readers) on small checkpoints written into test/tmp/checkpoint/:
 XXH64 against published vectors, bf16 rounding, round trips (float32 and
 bfloat16 model files, master and extra arrays, every state field), the header
@@ -31,11 +31,11 @@ each time: `latest` must always load whole with exactly its step's contents.
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/run_control.h"
-#include "../llmc/rand.h"
-#include "../llmc/checkpoint.h"
+#include "../llmc/train/run_control.h"
+#include "../llmc/core/rand.h"
+#include "../llmc/train/checkpoint.h"
 
 static const std::string ROOT = "test/tmp/checkpoint";
 
@@ -503,7 +503,7 @@ int main(int argc, char** argv) {
                                   !strcmp(names[i], "freq_max_period");
             names_ok = !strcmp(dinfo.config[i].name, names[i]) && dinfo.config[i].is_float == is_float;
         }
-        check(names_ok, "dit_config_fields", "19 fields in the order llmc/checkpoint.h documents, 4 of them float");
+        check(names_ok, "dit_config_fields", "19 fields in the order llmc/train/checkpoint.h documents, 4 of them float");
 
         // round trip: a dit model and training state (B 4, a latent-loader position over 96 samples, t_rng and aug_rng)
         const std::string d = ROOT + "/dit";

@@ -1,19 +1,19 @@
 // The C++ half of test/test_convert_mugv.sh (scripts/convert_mugv.py): reads
 // the model.bin that the converter made from a MUG-V-named state dict through
-// llmc/checkpoint.h's readers (header checksum, config fields, payload
+// llmc/train/checkpoint.h's readers (header checksum, config fields, payload
 // checksum), runs the fp32 CPU reference dev/cpu/dit.cpp on the inputs of a
 // tensor file written by the test's Python step, and compares v_pred and the
 // loss with dev/reference/dit.py's (float64) evaluation of the same state dict.
 // With a .safetensors (convert_mugv.py to-safetensors) it also checks, through
-// llmc/safetensors.h, that every tensor is there under its MUG-V name and
+// llmc/formats/safetensors.h, that every tensor is there under its MUG-V name and
 // shape, holding exactly the model.bin's values.
 //
 //   ./test/test_convert_mugv MODEL.bin REF.mgt [MUGV.safetensors]
 //   ./test/test_convert_mugv --xxh64 FILE N...   prints the XXH64 of the first N bytes (one line per N)
 #define DIT_CPU_NO_MAIN
 #include "../dev/cpu/dit.cpp"
-#include "../llmc/checkpoint.h"
-#include "../llmc/safetensors.h"
+#include "../llmc/train/checkpoint.h"
+#include "../llmc/formats/safetensors.h"
 
 // ||cpu - ref|| / ||ref||: the CPU model is fp32, the reference float64 (as in test_dit_cpu)
 static const double TOL = 1e-5;
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     dit_cpu_build(&g, cfg);
     ckpt_read_model_params_or_fail(mh, ckpt_sink_to(g.params.data()));   // checks the payload checksum
     check(true, "model_bin_read", std::to_string(g.num_params) + " params, " + (mh.dtype == CKPT_BF16 ? "bf16" : "fp32") +
-                                      ", header and payload XXH64 verified by llmc/checkpoint.h");
+                                      ", header and payload XXH64 verified by llmc/train/checkpoint.h");
 
     // forward on the reference inputs
     const DiTBatch bt = dit_batch_from_reference(tf, cfg);
@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
             bad = std::to_string(st.tensors.size()) + " tensors, expected " + std::to_string(expected);
         if (bad.empty() && !st.metadata.count("config")) bad = "no 'config' in the metadata";
         check(bad.empty(), "safetensors_mugv_names",
-              bad.empty() ? std::to_string(expected) + " tensors read by llmc/safetensors.h under MUG-V's names and shapes, "
+              bad.empty() ? std::to_string(expected) + " tensors read by llmc/formats/safetensors.h under MUG-V's names and shapes, "
                                                        "values bit-identical to model.bin, config in the metadata"
                           : stp + ": " + bad);
         safetensors_close(&st);

@@ -3,11 +3,11 @@
 # names (the tiny config of test/data/dit_tiny.mgt; made here by a skeleton of
 # MUG-V's module tree, so the names are the ones PyTorch gives MUGDiT's
 # modules): to-mega, then test/test_convert_mugv reads the model.bin through
-# llmc/checkpoint.h and the fp32 CPU reference dev/cpu/dit.cpp must give the
+# llmc/train/checkpoint.h and the fp32 CPU reference dev/cpu/dit.cpp must give the
 # v_pred and loss that dev/reference/dit.py computes (float64) from the state
 # dict on fixed inputs (rel. error <= 1e-5). Then model.bin -> safetensors
 # (MUG-V names) -> model.bin is bit-identical (fp32 and bf16), the pure-Python
-# XXH64 agrees with llmc/checkpoint.h's, and a missing, mis-shaped or extra
+# XXH64 agrees with llmc/train/checkpoint.h's, and a missing, mis-shaped or extra
 # tensor (and a corrupted model.bin) ends with exit 1 and one stderr line.
 # Prints SKIP when no python3 with torch and numpy is found (CI may not have
 # them); PYTHON=... selects the interpreter (then only that one is tried:
@@ -140,7 +140,7 @@ bad = dict(sd); bad["blocks.0.mlp.fc2.bias"] = torch.zeros(C + 1); torch.save(ba
 bad = dict(sd); bad["blocks.0.attn.rope_freqs"] = torch.zeros(36); torch.save(bad, d + "/extra.pt")
 bad = dict(sd); bad["epoch"] = 3; torch.save(bad, d + "/notensor.pt")
 torch.save({"model": {"module." + k: v.to(torch.bfloat16) for k, v in sd.items()}}, d + "/wrapped_bf16.pt")
-# bytes for the XXH64 comparison with llmc/checkpoint.h
+# bytes for the XXH64 comparison with llmc/train/checkpoint.h
 open(d + "/bytes.bin", "wb").write(np.random.RandomState(5).randint(0, 256, 4099).astype(np.uint8).tobytes())
 EOF
 ok "setup: $(tail -1 "$T/setup.log")"
@@ -205,7 +205,7 @@ for n in map(int, sys.argv[2:]):
     assert h.intdigest() == cm.xxh64(data[:n], pure=True)
     print("%d %016x" % (n, h.intdigest()))
 EOF
-    ok "pure_python_xxh64: equals llmc/checkpoint.h's xxh64 on $(echo $lens | wc -w) lengths 0..4099 (streamed in pieces)"
+    ok "pure_python_xxh64: equals llmc/train/checkpoint.h's xxh64 on $(echo $lens | wc -w) lengths 0..4099 (streamed in pieces)"
 else
     ko "pure_python_xxh64: $(diff "$T/xxh_c.txt" "$T/xxh_py.txt" | head -3)"
 fi

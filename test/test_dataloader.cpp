@@ -1,5 +1,5 @@
 /*
-Tests of llmc/dataloader.h (and write_token_shard of llmc/dataset.h) on small
+Tests of llmc/data/dataloader.h (and write_token_shard of llmc/data/dataset.h) on small
 shards written into test/tmp/dataloader/. Token values encode their position
 (shard * 1000 + index), so every batch can be checked against the exact tokens
 it must hold. Bad shards must end the program with exit code 1 and one stderr
@@ -15,10 +15,10 @@ line naming the file (checked on a child process: this binary in a child mode).
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/dataset.h"
-#include "../llmc/dataloader.h"
+#include "../llmc/data/dataset.h"
+#include "../llmc/data/dataloader.h"
 
 static const std::string DIR = "test/tmp/dataloader";
 

@@ -1,5 +1,5 @@
 /*
-Tests of llmc/gif.h: GIFs and PNGs are decoded back by decoders written here
+Tests of llmc/train/gif.h: GIFs and PNGs are decoded back by decoders written here
 (LZW for the GIF; inflate of stored and fixed-Huffman blocks and the five row
 filters for the PNG), independent of the writers' code, and compared pixel for
 pixel. Output under test/tmp/gif/.
@@ -11,11 +11,11 @@ pixel. Output under test/tmp/gif/.
 #include <set>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/rand.h"
-#include "../llmc/gif.h"
-#include "../llmc/moving_shapes.h"
+#include "../llmc/core/rand.h"
+#include "../llmc/train/gif.h"
+#include "../llmc/data/moving_shapes.h"
 
 static const std::string DIR = "test/tmp/gif";
 static std::string str(long long x) { return std::to_string(x); }

@@ -1,5 +1,5 @@
 /*
-Tests of Hugging Face import/export (llmc/hf.h) and tokenizer.json decoding (llmc/hf_tokenizer.h),
+Tests of Hugging Face import/export (llmc/formats/hf.h) and tokenizer.json decoding (llmc/formats/hf_tokenizer.h),
 on the CPU, against the tiny models transformers made (dev/reference/hf_tiny.py, test/data/hf/):
   - import: llama_tiny (sharded bf16, llama3 rope scaling, GQA, untied), qwen3_tiny (fp32,
     qk-norm, tied, head_dim != hidden/heads, padded vocabulary) and qwen2_tiny (bf16, q/k/v bias,
@@ -19,8 +19,8 @@ on the CPU, against the tiny models transformers made (dev/reference/hf_tiny.py,
 #include <functional>
 #define GPT_CPU_NO_MAIN
 #include "../dev/cpu/gpt.cpp"
-#include "../llmc/hf_tokenizer.h"
-#include "../llmc/tensorfile.h"
+#include "../llmc/formats/hf_tokenizer.h"
+#include "../llmc/formats/tensorfile.h"
 #include "test_util.h"
 
 static const std::string DATA = "test/data/hf";

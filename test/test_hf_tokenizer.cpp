@@ -1,5 +1,5 @@
 /*
-Tests of tokenizer.json ENCODING (llmc/hf_tokenizer.h: hf_tokenizer_encode) against the tokenizers
+Tests of tokenizer.json ENCODING (llmc/formats/hf_tokenizer.h: hf_tokenizer_encode) against the tokenizers
 library, with the fixtures of dev/reference/hf_tokenizer_encode.py in test/data/hf_encode/ (tiny
 byte-level BPE tokenizers configured as GPT-2's, Llama 3's and Qwen2's tokenizer.json files):
   - the pre-tokens (the regex split) and every id of every case (cases.txt: ASCII, contractions in all cases, digits, whitespace runs
@@ -24,9 +24,9 @@ byte-level BPE tokenizers configured as GPT-2's, Llama 3's and Qwen2's tokenizer
 #include <map>
 #include <random>
 #include "test_util.h"
-#include "../llmc/hf_tokenizer.h"
-#include "../llmc/tensorfile.h"
-#include "../llmc/dataset_hf.h"
+#include "../llmc/formats/hf_tokenizer.h"
+#include "../llmc/formats/tensorfile.h"
+#include "../dev/data/dataset_hf.h"
 
 static const std::string DATA = "test/data/hf_encode";
 static const std::string TMP = "test/tmp/hf_tokenizer";
@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
                          "tok_dropout.json: model.dropout");
 
     {
-        // build_data --hf-tokenizer (llmc/dataset_hf.h): each shard holds the end-of-text id, then
+        // build_data --hf-tokenizer (dev/data/dataset_hf.h): each shard holds the end-of-text id, then
         // exactly the encoding of its split; the end-of-text token as tokenize_hf.py picks it
         HFTokenizer& t = tok["llama3"];
         const int eot = hf_end_of_text_id(t, "");

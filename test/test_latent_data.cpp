@@ -1,5 +1,5 @@
 /*
-Tests of llmc/latent_data.h (latent shard writer and loader) on small shards
+Tests of llmc/data/latent_data.h (latent shard writer and loader) on small shards
 written into test/tmp/latent_data/. Every value written is a function of the
 sample's global index and its position, so every batch can be checked against
 exactly what it must hold. Bad shards must end the program with exit code 1 and
@@ -15,10 +15,10 @@ child mode).
 #include <set>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/rand.h"
-#include "../llmc/latent_data.h"
+#include "../llmc/core/rand.h"
+#include "../llmc/data/latent_data.h"
 
 static const std::string DIR = "test/tmp/latent_data";
 static const int C = 3, D = 5;

@@ -1,5 +1,5 @@
 /*
-Tests of llmc/megatron_data.h on the committed fixtures of test/data/megatron/
+Tests of llmc/data/megatron_data.h on the committed fixtures of test/data/megatron/
 (written by scripts/write_megatron_fixture.py, which follows Megatron-LM's
 IndexedDatasetBuilder) and on bad files written into test/tmp/megatron/.
   - every dtype code 1..8 read back token for token (sequences, documents, the stream)
@@ -18,9 +18,9 @@ IndexedDatasetBuilder) and on bad files written into test/tmp/megatron/.
 #include <set>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/megatron_data.h"
+#include "../llmc/data/megatron_data.h"
 
 static const std::string FIX = "test/data/megatron";
 static const std::string DIR = "test/tmp/megatron";

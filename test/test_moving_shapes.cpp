@@ -1,5 +1,5 @@
 /*
-Tests of llmc/moving_shapes.h and the moving_shapes CLI: generator determinism
+Tests of llmc/data/moving_shapes.h and the moving_shapes CLI: generator determinism
 and coverage, clip geometry, captions <-> attributes <-> text features, the
 classifier on clean and noisy clips, and a small dataset written and read back
 through the latent loader. Output under test/tmp/moving_shapes/.
@@ -12,11 +12,11 @@ through the latent loader. Output under test/tmp/moving_shapes/.
 #include <set>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/rand.h"
-#include "../llmc/latent_data.h"
-#include "../llmc/moving_shapes.h"
+#include "../llmc/core/rand.h"
+#include "../llmc/data/latent_data.h"
+#include "../llmc/data/moving_shapes.h"
 
 static const std::string DIR = "test/tmp/moving_shapes";
 static std::string str(long long x) { return std::to_string(x); }

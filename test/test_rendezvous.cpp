@@ -1,5 +1,5 @@
 /*
-Tests of llmc/rendezvous.h: the launch environment (torchrun, Open MPI and
+Tests of llmc/dist/rendezvous.h: the launch environment (torchrun, Open MPI and
 Slurm variables; every bad value ends a child process with exit 1 and one
 stderr line naming the variable) and the blob broadcast over TCP and through a
 file, with fork()ed processes on 127.0.0.1 only (the port is found by binding
@@ -18,9 +18,9 @@ line within the timeout. Every child has an alarm() so nothing can hang.
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/rendezvous.h"
+#include "../llmc/dist/rendezvous.h"
 
 static const std::string DIR = "test/tmp/rendezvous";
 static const size_t BLOB = 128;  // sizeof(ncclUniqueId)

@@ -1,5 +1,5 @@
 /*
-Tests of llmc/safetensors.h (and llmc/json.h) on files written into
+Tests of llmc/formats/safetensors.h (and llmc/formats/json.h) on files written into
 test/tmp/safetensors/: write/read round trip (F32 and BF16, __metadata__,
 sharded with model.safetensors.index.json), exact BF16/F16 conversions over
 all 65536 bit patterns (and fp32 -> F16 rounding at every F16 midpoint), the
@@ -21,11 +21,11 @@ line naming the file (checked on a child process: this binary in a child mode).
 #include <cmath>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/json.h"
-#include "../llmc/safetensors.h"
-#include "../llmc/hf.h"
+#include "../llmc/formats/json.h"
+#include "../llmc/formats/safetensors.h"
+#include "../llmc/formats/hf.h"
 
 static const std::string DIR = "test/tmp/safetensors";
 

@@ -1,12 +1,12 @@
 /*
-Tests of llmc/token_data.h, the GPT trainer's one interface over llm.c shards
+Tests of llmc/data/token_data.h, the GPT trainer's one interface over llm.c shards
 and Megatron indexed datasets (--train-data "megatron:SPEC"):
   - a Megatron spec reads the stream windows of test/data/megatron's uint16
     fixture (token i = (37 i + 88) mod 65536), batch after batch
   - an llm.c shard written here reads its windows the same way
   - both formats: a saved position resumes the same batches (also into a new
     reader), reset starts over, batches per pass
-  - a blended spec gives the same batches as llmc/megatron_data.h itself
+  - a blended spec gives the same batches as llmc/data/megatron_data.h itself
   - a position of one format given to the other exits 1 with one stderr line
 
   make test/test_token_data && ./test/test_token_data
@@ -14,10 +14,10 @@ and Megatron indexed datasets (--train-data "megatron:SPEC"):
 */
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/token_data.h"
-#include "../llmc/dataset.h"
+#include "../llmc/data/token_data.h"
+#include "../llmc/data/dataset.h"
 
 static const std::string DIR = "test/tmp/token_data";
 static const std::string MEG = "test/data/megatron/dtype8_uint16";   // 75 tokens, uint16
@@ -25,7 +25,7 @@ static const int VOCAB = 65536, B = 2, T = 4;
 
 static int64_t meg_token(int64_t i) { return (37 * i + 11 * 8) % 65536; }
 
-// an llm.c shard of n tokens, token i = (13 i + 5) mod 1000 (llmc/dataset.h's writer)
+// an llm.c shard of n tokens, token i = (13 i + 5) mod 1000 (llmc/data/dataset.h's writer)
 static std::string write_llmc_shard(int64_t n) {
     std::vector<int> tok((size_t)n);
     for (int64_t i = 0; i < n; i++) tok[(size_t)i] = (int)((13 * i + 5) % 1000);
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
         check(ok, std::string("llmc_resume") + (shuffle ? "_shuffled" : ""), "3 batches after a saved " + d + " identical in a new reader; reset = first batch");
     }
     {
-        // a blend through the prefix = llmc/megatron_data.h itself
+        // a blend through the prefix = llmc/data/megatron_data.h itself
         const std::string spec = "0.5 test/data/megatron/blend_a 0.3 test/data/megatron/blend_b 0.2 test/data/megatron/blend_c";
         TokenData td;
         MegatronBlend mb;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/tokenize_hf.py with test/data/hf/llama_tiny's tokenizer.json on a small text file and a
 # JSONL file: the llm.c shards pass the C++ loader's validation (test/test_dataloader --init),
-# the Megatron .idx/.bin pass llmc/megatron_data.h's (test/test_megatron_data --open), and their
+# the Megatron .idx/.bin pass llmc/data/megatron_data.h's (test/test_megatron_data --open), and their
 # tokens are exactly each document's ids from the tokenizers library followed by the
 # end-of-document token; meta.txt counts match; bad input ends with exit 1 and one stderr line.
 # Prints SKIP when no python3 with numpy and tokenizers is found (CI may not have them); set

@@ -1,5 +1,5 @@
 /*
-Tests of llmc/tokenizer.h: round trips (shakespeare, arbitrary bytes), training
+Tests of llmc/formats/tokenizer.h: round trips (shakespeare, arbitrary bytes), training
 against a slow reference BPE, determinism, compression, save/load, and bad
 tokenizer files, which must end the program with exit code 1 and one stderr
 line naming the file (checked on a child process: this binary in a child mode).
@@ -15,10 +15,10 @@ line naming the file (checked on a child process: this binary in a child mode).
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/rand.h"
-#include "../llmc/tokenizer.h"
+#include "../llmc/core/rand.h"
+#include "../llmc/formats/tokenizer.h"
 
 
 static void write_bytes(const std::string& path, const std::string& bytes) {

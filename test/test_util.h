@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 
 static int n_failed = 0;
 // where a child's stderr is kept; each test sets it to a file under its own test/tmp/ folder

@@ -1,5 +1,5 @@
 /*
-Tests of llmc/zero.h (ZeRO partition and bucket planning), exhaustively on
+Tests of llmc/dist/zero.h (ZeRO partition and bucket planning), exhaustively on
 small cases: every n from 1 to 200 (random layouts of 1..7 tensors summing to
 n, some with empty-range ranks), world sizes 1..8, alignments 1, 4 and 16.
 Flat partition: equal shards that are multiples of the alignment, padding
@@ -11,7 +11,7 @@ W*align, contiguous communication offsets, pieces cover every element once;
 one big bucket equals the flat partition. Then the real presets (tensor-level
 coverage) and bad arguments (exit 1, one line; child process).
 The layer-ordered gradient layout of the multi-GPU runs (zero_grad_layout,
-llmc/distributed.cuh): random layouts of head / per-layer / tail tensors, 1..5
+llmc/dist/distributed.cuh): random layouts of head / per-layer / tail tensors, 1..5
 layers, world sizes 1..8, alignments 1/4/16, bucket sizes 4 B..1 GiB, every
 layer its own slot or two slots reused (ZeRO-2): every element in exactly one
 rank's piece, at the logical place its bucket slice says; segments aligned and
@@ -29,11 +29,11 @@ trainers' backward uses); the memory arithmetic; the flags --zero,
 #include <ctime>
 #include <string>
 #include <vector>
-#include "../llmc/utils.h"
+#include "../llmc/core/utils.h"
 #include "test_util.h"
-#include "../llmc/rand.h"
-#include "../llmc/zero.h"
-#include "../llmc/dit_config.h"
+#include "../llmc/core/rand.h"
+#include "../llmc/dist/zero.h"
+#include "../llmc/model/dit_config.h"
 
 static const std::string DIR = "test/tmp/zero";
 static std::string str(long long x) { return std::to_string(x); }

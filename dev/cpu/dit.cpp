@@ -2,7 +2,7 @@
 // rectified flow): forward, backward and AdamW, written to be read, in the
 // style of llm.c's train_gpt2.c. The model: ../shared/spec/dit.md and
 // dev/DESIGN.md (section "DiT"); parameter layout, token order and RoPE
-// positions: llmc/dit_config.h. Checked against the PyTorch reference
+// positions: llmc/model/dit_config.h. Checked against the PyTorch reference
 // (dev/reference/dit.py) by test/test_dit_cpu.cpp, which includes this file
 // with DIT_CPU_NO_MAIN defined.
 //
@@ -24,17 +24,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>   // clock_gettime in llmc/utils.h
+#include <ctime>   // clock_gettime in llmc/core/utils.h
 #include <string>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "../../llmc/args.h"
-#include "../../llmc/dit_config.h"
-#include "../../llmc/rand.h"
-#include "../../llmc/tensorfile.h"
-#include "../../llmc/utils.h"
+#include "../../llmc/core/args.h"
+#include "../../llmc/model/dit_config.h"
+#include "../../llmc/core/rand.h"
+#include "../../llmc/formats/tensorfile.h"
+#include "../../llmc/core/utils.h"
 
 // ----------------------------------------------------------------------------
 // layers: forward and backward. Backward functions ADD into the gradients of

@@ -1,7 +1,7 @@
 // fp32 CPU reference of the mega.c GPT (Llama-family decoder): forward,
 // backward and AdamW, written to be read, in the style of llm.c's train_gpt2.c.
 // The model: ../shared/spec/gpt.md and dev/DESIGN.md; parameter layout and
-// RoPE frequencies: llmc/gpt_config.h. Checked against the PyTorch reference
+// RoPE frequencies: llmc/model/gpt_config.h. Checked against the PyTorch reference
 // (dev/reference/gpt.py) by test/test_gpt_cpu.cpp, which includes this file
 // with GPT_CPU_NO_MAIN defined.
 //
@@ -20,17 +20,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>   // clock_gettime in llmc/utils.h
+#include <ctime>   // clock_gettime in llmc/core/utils.h
 #include <string>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "../../llmc/args.h"
-#include "../../llmc/gpt_config.h"
-#include "../../llmc/hf.h"
-#include "../../llmc/rand.h"
-#include "../../llmc/utils.h"
+#include "../../llmc/core/args.h"
+#include "../../llmc/model/gpt_config.h"
+#include "../../llmc/formats/hf.h"
+#include "../../llmc/core/rand.h"
+#include "../../llmc/core/utils.h"
 
 // ----------------------------------------------------------------------------
 // layers: forward and backward. Backward functions ADD into the gradients of
@@ -493,7 +493,7 @@ void gpt_cpu_init_params(GPTCpu* g, uint64_t seed) {
 }
 
 // Builds g for batches of B x T from a Hugging Face model directory: config.json and the
-// safetensors weights, mapped to this layout by llmc/hf.h (shared with train_gpt.cu).
+// safetensors weights, mapped to this layout by llmc/formats/hf.h (shared with train_gpt.cu).
 void gpt_cpu_load_hf(GPTCpu* g, const std::string& dir, int B, int T, HFInfo* info_out = nullptr) {
     HFInfo info;
     const GPTConfig cfg = hf_load_config(dir, &info);
@@ -694,10 +694,10 @@ float gpt_cpu_update(GPTCpu* g, float lr, float beta1, float beta2, float eps, f
 // ----------------------------------------------------------------------------
 // training the tiny preset on text data
 
-#include "../../llmc/dataloader.h"
-#include "../../llmc/dataset.h"
-#include "../../llmc/tokenizer.h"
-#include "../../llmc/hf_tokenizer.h"
+#include "../../llmc/data/dataloader.h"
+#include "../../llmc/data/dataset.h"
+#include "../../llmc/formats/tokenizer.h"
+#include "../../llmc/formats/hf_tokenizer.h"
 
 // Mean loss over up to n_batches batches of a loader (from its start).
 static float eval_loss(GPTCpu* g, DataLoader* dl, int n_batches) {
@@ -761,9 +761,9 @@ int main(int argc, char** argv) {
     ap.add_int("--val-batches", &val_batches, "batches per val loss");
     ap.add_int("--gen-tokens", &gen_tokens, "tokens to sample at the end");
     ap.add_float("--temperature", &temperature, "sampling temperature (0: greedy)");
-    ap.add_string("--init-hf", &init_hf, "start from a Hugging Face model dir (config.json + safetensors, llmc/hf.h); --data-dir then holds "
+    ap.add_string("--init-hf", &init_hf, "start from a Hugging Face model dir (config.json + safetensors, llmc/formats/hf.h); --data-dir then holds "
                   "shards made with its tokenizer (scripts/tokenize_hf.py; --steps 0 needs none); samples decode with its tokenizer.json");
-    ap.add_string("--export-hf", &export_hf, "at the end, write the weights to DIR as a Hugging Face model (F32; llmc/hf.h)");
+    ap.add_string("--export-hf", &export_hf, "at the end, write the weights to DIR as a Hugging Face model (F32; llmc/formats/hf.h)");
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     if (steps < 0) fail("flag --steps: must be >= 0, got %d", steps);
     if (B <= 0) fail("flag --batch: must be > 0, got %d", B);

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/adaln.cuh, the adaLN modulation of the DiT. Token i
+Check and benchmark of llmc/kernels/adaln.cuh, the adaLN modulation of the DiT. Token i
 uses conditioning row r = rows[i] (2b: sample b's t, 2b+1: its t0) of mods [2B, ms]:
   adaln_modulate_forward:      out = xhat * (1 + tscale + mods[r, scale_off]) + tshift + mods[r, shift_off]
   adaln_gate_residual_forward: resid += (tgate + mods[r, off]) * o       (in place)
@@ -20,8 +20,8 @@ bit-identical run to run.
   make dev/cuda/adaln && ./dev/cuda/adaln
 */
 #include "common.h"
-#include "../../llmc/dit_config.h"
-#include "../../llmc/adaln.cuh"
+#include "../../llmc/model/dit_config.h"
+#include "../../llmc/kernels/adaln.cuh"
 
 // ---- adaln_param_grad version 1 (the trainer's until 2026-11-29), kept for comparison:
 // the same slice partials (always ADALN_SPLITS slices per sample), then one thread
@@ -62,7 +62,7 @@ static void adaln_param_grad_v1(float* dmods, int ms, int off_a, int off_b, floa
     cudaLaunchCheck();
 }
 
-// version 1: adaln_param_grad_v1 above; version 2: adaln_param_grad of llmc/adaln.cuh (the trainer's)
+// version 1: adaln_param_grad_v1 above; version 2: adaln_param_grad of llmc/kernels/adaln.cuh (the trainer's)
 typedef void (*ParamGradFn)(float*, int, int, int, float*, float*, const floatX*, const floatX*, const int*, const int*, int,
                             int, float*, cudaStream_t);
 static const ParamGradFn PARAM_GRAD_VERSIONS[2] = {adaln_param_grad_v1, adaln_param_grad};

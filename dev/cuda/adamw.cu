@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/adamw.cuh and the global norm of llmc/reduce.cuh:
+Check and benchmark of llmc/model/adamw.cuh and the global norm of llmc/core/reduce.cuh:
   adamw_update (torch.optim.AdamW semantics, step t 1-based, gradient scaled by the clip factor s):
       g = grad * s; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
       p -= lr wd p; p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps); params = floatX(p)
@@ -13,9 +13,9 @@ as one call and per tensor of the gpt-1b layout (as train_gpt calls it).
   make dev/cuda/adamw && ./dev/cuda/adamw
 */
 #include "common.h"
-#include "../../llmc/gpt_config.h"
-#include "../../llmc/reduce.cuh"
-#include "../../llmc/adamw.cuh"
+#include "../../llmc/model/gpt_config.h"
+#include "../../llmc/core/reduce.cuh"
+#include "../../llmc/model/adamw.cuh"
 
 struct AdamHyper {
     float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f, grad_scale = 0.8f;

@@ -1,13 +1,13 @@
 /*
 Check and benchmark of the two attention implementations (same math, same layouts):
-  1. llmc/attention.cuh (grouped-query attention as batched GEMMs plus a row softmax;
+  1. llmc/attention/attention.cuh (grouped-query attention as batched GEMMs plus a row softmax;
      the [T, T] probabilities are materialized)
-  2. llmc/flash_attention.cuh (fused FlashAttention-2-style tensor-core kernels,
+  2. llmc/attention/flash_attention.cuh (fused FlashAttention-2-style tensor-core kernels,
      online softmax, saves only the logsumexp; three backward modes (flash_bwd_mode),
      all checked and timed side by side: split (the default, deterministic), ordered
      (fused, deterministic) and atomic (fused, dQ by fp32 atomics, NOT deterministic)),
      in two kernel families where the build and GPU allow: the Hopper wgmma kernels
-     (llmc/flash_attention_sm90.cuh, "[sm90]": split and atomic backward, the atomic one
+     (llmc/attention/flash_sm90.cuh, "[sm90]": split and atomic backward, the atomic one
      is the trainers' --attn-backward fast) and the mma.sync ones ("[mma.sync]"); the
      default ("[default]") picks per head dim the faster of the two (split backward)
   forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
@@ -29,7 +29,7 @@ key rows: dk, dv over all their query rows, with the GPU's lse and out for the
 softmax statistics), then timed. TFLOP/s count like ../shared/bench/torch_attn.py:
 forward 4*B*nh*T*T*hd (causal: half), backward 2.5x that.
 With the environment variable FLASH_TUNE=1 the flash tile variants
-(llmc/flash_attention.cuh, FlashConfig) are validated and timed too (FLASH_TUNE=2: only
+(llmc/attention/flash_attention.cuh, FlashConfig) are validated and timed too (FLASH_TUNE=2: only
 the sm90 kernels' variants); with
 ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_NOCHECK=1 only
 the perf-shape timings (tuning runs; nothing checked); ATTN_PROFILE=shape[,fwd variant] makes
@@ -40,8 +40,8 @@ three calls at one perf shape for a profiler (see main).
 #define FLASH_TUNE  // build the flash tile variants (selected at run time, default 0)
 #include "common.h"
 #include <cstring>
-#include "../../llmc/attention.cuh"
-#include "../../llmc/flash_attention.cuh"
+#include "../../llmc/attention/attention.cuh"
+#include "../../llmc/attention/flash_attention.cuh"
 
 static bool g_nocheck = false;  // ATTN_NOCHECK=1: the perf-shape timings only (for tuning runs), nothing checked
 static bool g_tune_mma = false;  // FLASH_TUNE=1: the mma.sync tile variants too (FLASH_TUNE=2: the sm90 ones only)
@@ -624,7 +624,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
         }
         flash_bwd_mode = FLASH_BWD_SPLIT;
     }
-    if (sm90) {  // the default: per head dim, the faster family (llmc/flash_attention.cuh), and
+    if (sm90) {  // the default: per head dim, the faster family (llmc/attention/flash_attention.cuh), and
         flash_sm90 = 1;  // the trainers' default (deterministic) backward
         flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
         const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);

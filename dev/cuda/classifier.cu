@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/classifier.cuh, fused softmax + cross-entropy (+ dlogits):
+Check and benchmark of llmc/kernels/classifier.cuh, fused softmax + cross-entropy (+ dlogits):
   fused_classifier: per row of logits [rows, Vp], softmax over the first V columns only,
                     losses[row] = logsumexp(z[:V]) - z[target];
                     with write_dlogits, logits become (softmax - onehot(target)) * dloss in place,
@@ -12,7 +12,7 @@ zeros, so that a kernel that lets them into the softmax fails.
   make dev/cuda/classifier && ./dev/cuda/classifier
 */
 #include "common.h"
-#include "../../llmc/classifier.cuh"
+#include "../../llmc/kernels/classifier.cuh"
 
 static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng) {
     const std::string shape = strf("rows=%d V=%d Vp=%d", rows, V, Vp);

@@ -1,5 +1,5 @@
 // Helpers shared by the kernel benchmarks in dev/cuda/ (no kernel under test
-// lives here: those come from llmc/). Random inputs from llmc/rand.h, poisoned
+// lives here: those come from llmc/). Random inputs from llmc/core/rand.h, poisoned
 // outputs, PASS/FAIL relative-error checks against CPU references, cudaEvent
 // timing (warm-up, L2 flushed before every repetition, median), and the table
 // every benchmark prints at the end.
@@ -10,8 +10,8 @@
 #include <cstdio>
 #include <string>
 #include <vector>
-#include "../../llmc/cuda_common.h"
-#include "../../llmc/rand.h"
+#include "../../llmc/core/cuda_common.h"
+#include "../../llmc/core/rand.h"
 
 // Ceilings measured on one H200 (../shared/spec/perf.md)
 static const double COPY_CEILING_GBS = 4300.0;       // device-to-device copy, bytes read + written
@@ -89,7 +89,7 @@ static std::vector<size_t> row_subset(size_t rows, size_t step) {
 }
 
 // Fills d[0, n) with shift + scale * N(0, 1) (or shift + scale * U[0, 1) when
-// uniform), drawn with llmc/rand.h. Buffers longer than FILL_PERIOD values (the
+// uniform), drawn with llmc/core/rand.h. Buffers longer than FILL_PERIOD values (the
 // large timing shapes only) repeat the first FILL_PERIOD values on the device;
 // the period is odd so that rows of a matrix do not line up with it.
 static const size_t FILL_PERIOD = (1u << 22) + 15;

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/ema.cuh:
+Check and benchmark of llmc/model/ema.cuh:
   ema_update: ema = ema + (1 - decay) * (master - ema)   (fp32, in place)
 Validated against a CPU reference (double) at small sizes (every element; sizes
 not a multiple of 4 take the tail path), over several steps in a row (the
@@ -9,7 +9,7 @@ parameters, every 4099th element); timed there.
   make dev/cuda/ema && ./dev/cuda/ema
 */
 #include "common.h"
-#include "../../llmc/ema.cuh"
+#include "../../llmc/model/ema.cuh"
 
 static void run_case(size_t n, int steps, bool timed, Rng* rng) {
     const std::string shape = strf("n=%zu steps=%d", n, steps);

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/encoder.cuh, the token embedding:
+Check and benchmark of llmc/kernels/encoder.cuh, the token embedding:
   encoder_forward:  out[bt, :] = wte[tokens[bt], :]
   encoder_backward: dwte[v, :] += sum of dout[bt, :] over the positions bt with tokens[bt] == v
                     (host buckets from encoder_make_buckets, one block per distinct token)
@@ -10,7 +10,7 @@ tokens (a few tokens repeated hundreds of times, as in text).
   make dev/cuda/encoder && ./dev/cuda/encoder
 */
 #include "common.h"
-#include "../../llmc/encoder.cuh"
+#include "../../llmc/kernels/encoder.cuh"
 
 // zipf = 0: uniform over [0, V); zipf = 1: p(v) ~ 1/(v+1) (token 0 takes ~6% of a batch at V = 128k)
 static std::vector<int> make_tokens(int BT, int V, int zipf, Rng* rng) {

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/gelu.cuh, the DiT's pointwise activations (fp32 math):
+Check and benchmark of llmc/kernels/gelu.cuh, the DiT's pointwise activations (fp32 math):
   gelu_forward:  out = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)   (tanh approximation)
   gelu_backward: dinp = dout * (0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))
   silu_forward:  out = x * sigmoid(x)
@@ -12,7 +12,7 @@ timed at the last two.
   make dev/cuda/gelu && ./dev/cuda/gelu
 */
 #include "common.h"
-#include "../../llmc/gelu.cuh"
+#include "../../llmc/kernels/gelu.cuh"
 
 static double gelu_cpu(double x) { return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
 static double gelu_grad_cpu(double x) {

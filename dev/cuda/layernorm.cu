@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/layernorm.cuh (LayerNorm over rows of C, statistics in fp32):
+Check and benchmark of llmc/kernels/layernorm.cuh (LayerNorm over rows of C, statistics in fp32):
   layernorm_forward:  xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased variance; saved per row);
                       out = xhat (no affine: the DiT's block, caption and final norms), or
                       out = xhat * w + b with xhat saved separately (the cross-attention norm)
@@ -19,7 +19,7 @@ two-pass path.
   make dev/cuda/layernorm && ./dev/cuda/layernorm
 */
 #include "common.h"
-#include "../../llmc/layernorm.cuh"
+#include "../../llmc/kernels/layernorm.cuh"
 
 // ---- layernorm_backward version 1 (the trainer's until 2026-11-29), kept for
 // comparison: the dx kernel (one warp per row), then dw and db each through a
@@ -33,7 +33,7 @@ static void layernorm_backward_v1(floatX* dinp, float* dw, float* db, const floa
     if (db) column_reduce(db, dout, (const floatX*)nullptr, nullptr, rows, C, scratch, stream);
 }
 
-// version 1: layernorm_backward_v1 above; version 2: layernorm_backward of llmc/layernorm.cuh (the trainer's)
+// version 1: layernorm_backward_v1 above; version 2: layernorm_backward of llmc/kernels/layernorm.cuh (the trainer's)
 typedef void (*LnBwdFn)(floatX*, float*, float*, const floatX*, const floatX*, const floatX*, const float*, int, int, bool,
                         float*, cudaStream_t);
 static const LnBwdFn BWD_VERSIONS[2] = {layernorm_backward_v1, layernorm_backward};

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/patchify.cuh, patches and tokens of the DiT's packed batches:
+Check and benchmark of llmc/kernels/patchify.cuh, patches and tokens of the DiT's packed batches:
   patchify_forward:          latent x0 [Cin, T, H, W] per sample (fp32) -> patches [Np, Cin*P] (floatX):
                              element ((ci*pt + a)*ph + hh)*pw + ww of patch (i, r, c) (t-major, then h, w) is
                              frame i*pt + a, row r*ph + hh, column c*pw + ww, 0 past the end of an axis;
@@ -21,8 +21,8 @@ dit-s / 1B shapes; timed at the last two. Copies are checked bit-exact.
   make dev/cuda/patchify && ./dev/cuda/patchify
 */
 #include "common.h"
-#include "../../llmc/dit_config.h"
-#include "../../llmc/patchify.cuh"
+#include "../../llmc/model/dit_config.h"
+#include "../../llmc/kernels/patchify.cuh"
 
 struct SampleSpec {
     int T, H, W;

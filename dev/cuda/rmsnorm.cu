@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/rmsnorm.cuh (RMSNorm over rows of C, statistics in fp32):
+Check and benchmark of llmc/kernels/rmsnorm.cuh (RMSNorm over rows of C, statistics in fp32):
   rmsnorm_forward:                out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) (saved per row)
   fused_residual_rmsnorm_forward: residual = a + b; out = RMSNorm(residual) * w
   rmsnorm_backward:               dinp += rstd * (g - xhat * mean(g * xhat)), g = dout * w, xhat = x * rstd;
@@ -10,7 +10,7 @@ gpt-s shapes (every row); timed at the large shapes.
   make dev/cuda/rmsnorm && ./dev/cuda/rmsnorm
 */
 #include "common.h"
-#include "../../llmc/rmsnorm.cuh"
+#include "../../llmc/kernels/rmsnorm.cuh"
 
 // CPU reference of the forward of one row: returns rstd, fills out
 static double rmsnorm_row_cpu(double* out, const double* x, const float* w, int C, double eps) {

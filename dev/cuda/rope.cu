@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/rope.cuh, QK-norm + RoPE fused with the layout change:
+Check and benchmark of llmc/kernels/rope.cuh, QK-norm + RoPE fused with the layout change:
   qknorm_rope_forward:  qkv rows [q heads | k heads | v heads] (per token) ->
                         q [B, nkv, T, r, hd] (r = nh/nkv), k, v [B, nkv, T, hd];
                         q/k heads optionally RMS-normed over hd with weights q_norm/k_norm [hd]
@@ -16,8 +16,8 @@ qk-norm weights; timed at the gpt-1b shape.
   make dev/cuda/rope && ./dev/cuda/rope
 */
 #include "common.h"
-#include "../../llmc/gpt_config.h"
-#include "../../llmc/rope.cuh"
+#include "../../llmc/model/gpt_config.h"
+#include "../../llmc/kernels/rope.cuh"
 
 struct RopeCase {
     int B, T, nh, nkv, hd;

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/rope3d.cuh, the DiT's QK RMSNorm + interleaved 3D RoPE:
+Check and benchmark of llmc/kernels/rope3d.cuh, the DiT's QK RMSNorm + interleaved 3D RoPE:
   qknorm_rope3d_forward:  per (token i, head j < nheads) of the input rows (stride in_stride):
                           y = x / sqrt(mean(x^2) + eps) * w (w = w_a for j < n_a, else w_b; rstd saved),
                           then with a table the pairs (y[2s], y[2s+1]) rotated by the token's angle a_s:
@@ -12,7 +12,7 @@ The three calls of train_dit.cu: self-attention (q and k heads of qkv [N, 3C] ->
 no table) and cross-attention k (the k half of kv [Nt, 2C] -> [Nt, C], no table).
 The table is rope3d_table(cfg, grids) of packed samples (dit_grid of each latent
 shape); the CPU reference takes cos/sin in double of angles from the positions
-rule of llmc/dit_config.h, written out here (so the table is checked too).
+rule of llmc/model/dit_config.h, written out here (so the table is checked too).
 Validated (every element) at small packed batches for hd 24, 48, 72, 144 (one
 with the temporal position clamped by rope_max_t) and at the dit-s / 1B shapes;
 timed at the last two. The backward has two versions, both checked and timed
@@ -23,7 +23,7 @@ checked bit-identical run to run.
   make dev/cuda/rope3d && ./dev/cuda/rope3d
 */
 #include "common.h"
-#include "../../llmc/rope3d.cuh"
+#include "../../llmc/kernels/rope3d.cuh"
 
 // ---- qknorm_rope3d_backward version 1 (the trainer's until 2026-11-29), kept for
 // comparison: one thread per (token, head) (a 144-byte row per lane, uncoalesced
@@ -111,7 +111,7 @@ static void qknorm_rope3d_backward_v1(floatX* dinp, float* dw_a, float* dw_b, co
     if (n_a < nheads) column_reduce(dw_b, colsum + (size_t)n_a * hd, (const float*)nullptr, nullptr, nheads - n_a, hd, red, stream);
 }
 
-// version 1: qknorm_rope3d_backward_v1 above; version 2: qknorm_rope3d_backward of llmc/rope3d.cuh (the trainer's)
+// version 1: qknorm_rope3d_backward_v1 above; version 2: qknorm_rope3d_backward of llmc/kernels/rope3d.cuh (the trainer's)
 typedef void (*Rope3dBwdFn)(floatX*, float*, float*, const floatX*, int, const floatX*, int, const float*, const floatX*,
                             const floatX*, int, int, const float2*, int, int, float*, float*, cudaStream_t);
 // version 2 takes no reduce scratch (its weight-gradient partials live in dnw)

@@ -1,5 +1,5 @@
 /*
-Check and benchmark of llmc/swiglu.cuh (gu = [gate | up], rows of 2F):
+Check and benchmark of llmc/kernels/swiglu.cuh (gu = [gate | up], rows of 2F):
   swiglu_forward:  out[r, f] = silu(g) * u, g = gu[r, f], u = gu[r, F + f], silu(g) = g * sigmoid(g)
   swiglu_backward: dgu[r, f] = dout * u * sigmoid(g) * (1 + g * (1 - sigmoid(g))), dgu[r, F + f] = dout * silu(g)
 Validated against a CPU reference (double) at small shapes (every row) and at
@@ -8,7 +8,7 @@ the gpt-1b / gpt-s MLP shapes (a subset of rows); timed at the large shapes.
   make dev/cuda/swiglu && ./dev/cuda/swiglu
 */
 #include "common.h"
-#include "../../llmc/swiglu.cuh"
+#include "../../llmc/kernels/swiglu.cuh"
 
 static void run_case(int rows, int F, size_t step, bool timed, Rng* rng) {
     const std::string shape = strf("rows=%d F=%d", rows, F);

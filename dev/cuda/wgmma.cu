@@ -1,5 +1,5 @@
 /*
-Check of the Hopper wgmma building blocks in llmc/wgmma.cuh that the sm_90a attention
+Check of the Hopper wgmma building blocks in llmc/attention/wgmma.cuh that the sm_90a attention
 kernels use: one warpgroup computes D[64 x N] = A[64 x K] B[K x N] (bf16 in, fp32 out)
 with the operands in the core-matrix tile layout, against a CPU product of the same
 bf16 values. Cases (N and K as the attention kernels use them, including the padded
@@ -16,7 +16,7 @@ Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 
   make dev/cuda/wgmma && ./dev/cuda/wgmma
 */
 #include "common.h"
-#include "../../llmc/wgmma.cuh"
+#include "../../llmc/attention/wgmma.cuh"
 
 typedef __nv_bfloat16 bf16;
 static __device__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }

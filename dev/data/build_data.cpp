@@ -2,7 +2,7 @@
 build_data: turns any text file into a dataset the trainers read: a byte-level
 BPE tokenizer trained on the train split, llm.c token shards for the train and
 validation splits, and meta.txt with their byte and token counts
-(llmc/dataset.h has the details).
+(llmc/data/dataset.h has the details).
 
   make build_data
   ./build_data --input data/tinyshakespeare.txt --out-dir data/shakespeare --vocab-size 1024 --val-fraction 0.1
@@ -10,7 +10,7 @@ validation splits, and meta.txt with their byte and token counts
 
 With --hf-tokenizer a model's tokenizer.json encodes the text instead (exactly as the
 Hugging Face tokenizers library does, for the GPT-2, Llama 3 and Qwen2 families;
-llmc/hf_tokenizer.h), no tokenizer is trained, and each split starts with the model's
+llmc/formats/hf_tokenizer.h), no tokenizer is trained, and each split starts with the model's
 end-of-text id (the eos_token of tokenizer_config.json beside it, else <|endoftext|>
 or <|end_of_text|>, or --eot), so data for fine-tuning a Hugging Face model needs no Python:
   ./build_data --input text.txt --out-dir data/mine --hf-tokenizer MODEL/tokenizer.json
@@ -18,9 +18,9 @@ or <|end_of_text|>, or --eot), so data for fine-tuning a Hugging Face model need
 */
 #include <ctime>
 #include <string>
-#include "../../llmc/utils.h"
-#include "../../llmc/args.h"
-#include "../../llmc/dataset_hf.h"
+#include "../../llmc/core/utils.h"
+#include "../../llmc/core/args.h"
+#include "dataset_hf.h"
 
 int main(int argc, char** argv) {
     std::string input, out_dir;

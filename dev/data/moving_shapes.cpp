@@ -1,6 +1,6 @@
 /*
 moving_shapes: writes the built-in "moving shapes" text-to-video dataset
-(llmc/moving_shapes.h has the details) as latent shards the DiT trainer reads,
+(llmc/data/moving_shapes.h has the details) as latent shards the DiT trainer reads,
 and/or a quick-look picture of some clips.
 
   make moving_shapes
@@ -11,9 +11,9 @@ and/or a quick-look picture of some clips.
 #include <ctime>
 #include <string>
 #include <vector>
-#include "../../llmc/utils.h"
-#include "../../llmc/args.h"
-#include "../../llmc/moving_shapes.h"
+#include "../../llmc/core/utils.h"
+#include "../../llmc/core/args.h"
+#include "../../llmc/data/moving_shapes.h"
 
 int main(int argc, char** argv) {
     std::string out_dir, preview, dtype_name = "f32";

@@ -3,7 +3,7 @@
 writes test/data/dit_tiny.mgt.
 
 The model spec in code: ../shared/spec/dit.md, dev/DESIGN.md (section "DiT"),
-llmc/dit_config.h. All math is float64 on the CPU; tensors are stored as
+llmc/model/dit_config.h. All math is float64 on the CPU; tensors are stored as
 float32 (int32 for shapes, lengths and masks). Only torch 1.13-era APIs are
 used (Debian python3-torch), and every piece of the model (LayerNorm without
 affine, RMSNorm QK-norm, interleaved 3D RoPE, attention over packed
@@ -500,7 +500,7 @@ def check_packing(c, P, batch):
 # output
 
 def write_mgt(path, tensors):
-    """llmc/tensorfile.h format; tensors: list of (name, array) with float or int data."""
+    """llmc/formats/tensorfile.h format; tensors: list of (name, array) with float or int data."""
     with open(path, "wb") as f:
         f.write(struct.pack("<iii", 20251121, 1, len(tensors)))
         for name, a in tensors:

@@ -41,7 +41,7 @@ def check(ok, name, detail):
 
 
 def read_mgt(path):
-    """llmc/tensorfile.h"""
+    """llmc/formats/tensorfile.h"""
     out = {}
     with open(path, "rb") as f:
         magic, version, n = struct.unpack("<iii", f.read(12))

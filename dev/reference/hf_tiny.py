@@ -13,7 +13,7 @@ Writes, under test/data/hf/:
   each with config.json (+ generation_config.json) written by save_pretrained, plus the
   transformers 4 RoPE keys (legacy_rope_keys), and llama_tiny and qwen3_tiny with the tokenizer
   below as tokenizer.json
-  llama_tiny.mgt, qwen3_tiny.mgt, qwen2_tiny.mgt   (llmc/tensorfile.h) tokens int32 [2, T], targets
+  llama_tiny.mgt, qwen3_tiny.mgt, qwen2_tiny.mgt   (llmc/formats/tensorfile.h) tokens int32 [2, T], targets
                 int32 [2, T] (the next tokens; T 32, 16 for qwen2), logits float32 [2, T, V] and loss
                 float32 [1]: what
                 transformers computes in fp32 (eager attention) from the saved files
@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(REPO, "test", "data", "hf")
 sys.path.insert(0, HERE)
-from gpt import write_mgt  # noqa: E402  (llmc/tensorfile.h writer)
+from gpt import write_mgt  # noqa: E402  (llmc/formats/tensorfile.h writer)
 
 B = 2
 LLAMA3_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fixtures for the tokenizer.json ENCODING test (test/test_hf_tokenizer.cpp, llmc/hf_tokenizer.h).
+"""Fixtures for the tokenizer.json ENCODING test (test/test_hf_tokenizer.cpp, llmc/formats/hf_tokenizer.h).
 
 Trains tiny byte-level BPE tokenizers with the tokenizers library on data/tinyshakespeare.txt plus
 the multilingual lines below, configured as the real model families' tokenizer.json files are, and
@@ -28,7 +28,7 @@ writes under test/data/hf_encode/:
                     POOL (not for gpt2_prefix), and for qwen2 150 random strings over NFC_POOL
   nfc.txt           hex(text) <tab> hex(unicodedata.normalize("NFC", text)) for 600 random strings
                     over NFC_POOL (combining marks in every order, Hangul jamo, exclusions,
-                    singletons) (Python's Unicode 14.0, as llmc/unicode_tables.h)
+                    singletons) (Python's Unicode 14.0, as llmc/formats/unicode_tables.h)
   long.txt          NAME <tab> number of ids <tab> FNV-1a 64 of the ids (as uint32 little-endian
                     bytes), for the whole of data/tinyshakespeare.txt
 

@@ -1,0 +1,986 @@
+// Hopper (sm_90a) versions of the flash attention kernels: the same tiles, masks, online
+// softmax and split backward as the mma.sync kernels of llmc/attention/flash_attention.cuh (included
+// from there, inside namespace flash), with every matrix product on wgmma, plus the fused
+// backward with fp32 atomic dQ sums (the dK/dV kernel with DQ; --attn-backward fast).
+// Why: mma.sync moves each operand fragment through registers with ldmatrix and issues
+// 16x8x16 products per warp; wgmma reads both operands of a 64 x N x 16 product per
+// warpgroup straight from shared memory (or A from registers: P and dS, which the softmax
+// just produced there), so the register file holds only the accumulators and the issue
+// slots are free for the softmax. Tiles are stored in the core-matrix layout of
+// llmc/attention/wgmma.cuh, which serves both orientations: K and V tiles are K-major in S = Q K^T
+// and MN-major (transposed by the descriptor) in O = P V and dQ = dS K; no transposes.
+// A CTA is NWG warpgroups of 4 warps; warpgroup w owns 64 rows of the output tile (warp
+// q of it 16 rows, the same rows and fragment layout an mma.sync warp has, so the mask,
+// softmax and epilogue code is that of the mma.sync kernels: mask_keys, online_softmax, ...).
+// Loads: cp.async by all threads, double-buffered (the PIPE variants: three stages); the
+// forward's default is the warp-specialized kernel (flash_fwd_sm90_ws_kernel: a producer
+// warpgroup loads, with the tensor copy engine (TMA) where the layout allows, two consumer
+// warpgroups compute).
+// Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
+#pragma once
+#include <cuda.h>  // CUtensorMap (the tensor copy engine's descriptors; no libcuda link: see tma_encode)
+#include "wgmma.cuh"
+
+// ROWS rows of hd-element rows into a core-matrix tile with HD columns (zero-filled past
+// nrows and hd, like load_tile). UNROLL: copies whose addresses are computed ahead (all of
+// them by default; the warp-specialized producer, short of registers, takes a few at a time)
+template <int ROWS, int HD, int NT, class RowPtr, int UNROLL = (ROWS * HD / 8 + NT - 1) / NT>
+__device__ __forceinline__ void load_tile_cm(bf16* s, int row0, int nrows, int hd, RowPtr rowptr) {
+    constexpr int N = ROWS * HD / 8;
+    const uint32_t base = smem_u32(s);
+#pragma unroll UNROLL
+    for (int k = 0; k < (N + NT - 1) / NT; k++) {
+        const int idx = threadIdx.x + k * NT;
+        if (N % NT != 0 && idx >= N) break;
+        const int rr = wgmma_chunk_row(idx, HD), c = wgmma_chunk_col(idx, HD), row = row0 + rr;
+        const bool ok = row < nrows && c * 8 < hd;
+        cp_async16(base + idx * 16, ok ? rowptr(row) + c * 8 : rowptr(0), ok);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Forward: CTA = BM = 64 NWG query rows of one group; loops over BN-key tiles.
+// Per tile: S = Q K^T (wgmma from shared memory), online softmax in registers,
+// O += P V (P from registers, V MN-major). MODE:
+//   FWD_PLAIN    S, wait, softmax, P V, wait; two K/V stages.
+//   FWD_PIPE     P V is left running while the next tile's barrier, loads and S = Q K^T are
+//                issued (waited just before the softmax rescales O); three stages, so the
+//                tile it reads is never the one being loaded.
+//   FWD_OVERLAP  S of the next tile is issued before the softmax of this one, so the tensor
+//                cores compute it while the warpgroup does the exponentials (FlashAttention-3's
+//                intra-warpgroup overlap); three stages, loads two tiles ahead.
+enum { FWD_PLAIN = 0, FWD_PIPE = 1, FWD_OVERLAP = 2 };
+template <int HD, int NWG, int BN, int MODE>
+__global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restrict__ out, float* __restrict__ lse,
+                                                                   const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                   const bf16* __restrict__ vp, const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8;
+    constexpr int NS = MODE == FWD_PLAIN ? 2 : 3;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
+    bf16* sK = sQ + BM * HD;                         // [NS][BN][HD]
+    bf16* sV = sK + NS * BN * HD;                    // [NS][BN][HD]
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    FwdTile tile;
+    if (!fwd_tile<BM, BN>(tile, p, qp, kp, vp)) return;
+    const FlashGroup& G = tile.G;
+    const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
+    const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    auto load_kv = [&](int j) {
+        load_tile_cm<BN, HD, NT>(sK + (j % NS) * BN * HD, j * BN, T, hd, krow);
+        load_tile_cm<BN, HD, NT>(sV + (j % NS) * BN * HD, j * BN, T, hd, vrow);
+    };
+    load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
+    load_kv(0);
+    cp_async_commit();
+
+    const int rowA = m0 + warp * 16 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r, pos_lo = m0 / p.r;
+    // the warpgroup's 64 query rows of sQ, K-major
+    const uint64_t desc_q = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
+    float o[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    // the zeros are written here, not sunk past the first wgmma of the loop (which would make
+    // ptxas serialize the products that are in flight while they are written: warning C7515)
+    wgmma_fence_operand(o);
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+
+    // S = Q K^T of tile j into s (issued, committed, not waited). The accumulators are not
+    // zeroed: the first k step overwrites them (accumulate = 0), so no ordinary instruction
+    // writes a register that an in-flight wgmma uses.
+    auto issue_s = [&](float (&s)[NB][4], int j) {
+        const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + (j % NS) * BN * HD), HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + wgmma_kstep_kmajor(kk), desc_k + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+    };
+    // mask and online softmax of tile j's raw scores s (rescales o, which must not be in
+    // flight), then O += P V issued and committed (not waited)
+    auto softmax_pv = [&](float (&s)[NB][4], int j) {
+        const int n0 = j * BN;
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+        online_softmax(s, o, mA, mB, lA, lB, p.scale_log2);
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
+        const uint64_t desc_v = wgmma_desc_mnmajor(smem_u32(sV + (j % NS) * BN * HD), HD);
+        wgmma_fence_operand(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        wgmma_fence_operand(pa);
+    };
+
+    // tile `next` loads (if there is one) while the one before it is waited for and published
+    auto prefetch_and_wait = [&](int next) {
+        if (next < ntiles) {
+            load_kv(next);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+    };
+    if constexpr (MODE != FWD_OVERLAP) {
+        for (int j = 0; j < ntiles; j++) {
+            prefetch_and_wait(j + 1);
+            float s[NB][4];
+            issue_s(s, j);
+            wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
+            wgmma_fence_operand(s);
+            wgmma_fence_operand(o);
+            softmax_pv(s, j);
+            if constexpr (MODE == FWD_PLAIN) {
+                wgmma_wait<0>();
+                wgmma_fence_operand(o);
+            }
+            // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one
+            // after overwrites the previous tile's, whose O += P V every warpgroup waited for above
+            __syncthreads();
+        }
+    } else {
+        prefetch_and_wait(1);
+        float s[NB][4];
+        issue_s(s, 0);
+        wgmma_wait<0>();
+        wgmma_fence_operand(s);
+        for (int j = 0; j < ntiles; j++) {
+            float sn[NB][4];
+            if (j + 1 < ntiles) {
+                cp_async_wait<0>();  // tile j + 1 (loaded one iteration ago)
+                fence_proxy_async();
+                // every warpgroup has waited for O += P V of tile j - 1: its stage, (j + 2) % 3, is free
+                __syncthreads();
+                if (j + 2 < ntiles) {
+                    load_kv(j + 2);
+                    cp_async_commit();
+                }
+                issue_s(sn, j + 1);  // runs on the tensor cores during the softmax below
+            }
+            softmax_pv(s, j);
+            wgmma_wait<0>();  // S of tile j + 1 and O += P V of tile j
+            wgmma_fence_operand(o);
+            if (j + 1 < ntiles) {
+                wgmma_fence_operand(sn);
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[nb][e] = sn[nb][e];
+            }
+        }
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(o);
+    __syncthreads();  // (OVERLAP: no barrier after the last tile) the tiles are free for the epilogue
+    // O / l out through padded [16][LD] rows per warp at the start of shared memory
+    fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD, o, mA, mB, lA, lB, m0 + warp * 16, p, G, lse, out,
+                       lane);
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Forward, warp-specialized (FlashAttention-3's structure): CTA = 3 warpgroups, BM = 128 query
+// rows of one group. Warpgroup 0 only loads: Q once, then every K/V tile into NS stages with
+// cp.async, each tile's arrival signalled on an mbarrier (K full / V full: the copies have
+// landed) and a stage reused once both consumers have released it (K free: its S product is
+// done; V free: its O += P V is done; K and V apart, so the next K loads while the previous
+// tile's P V still runs: with one release for both, the loads had half a tile of lead and the
+// kernel waited for them). It gives its
+// registers back (setmaxnreg), so the two consumer warpgroups (64 query rows each) hold
+// S, P and O for BN = 128 keys at hd 128. Consumers never meet at a CTA barrier:
+//   - within a warpgroup, S of tile j and O += P V of tile j - 1 are issued together and the
+//     softmax of tile j runs while O += P V is still on the tensor cores (O is rescaled after
+//     it is waited for: online_softmax_scores, then rescale_rows);
+//   - between the two, a ping-pong of named barriers lets one warpgroup issue its products
+//     while the other does its softmax (warpgroup 1 issues first; each issue turn ends with an
+//     arrive on the other's barrier; the counts match: warpgroup 2 skips its last arrive).
+// Why: in flash_fwd_sm90_kernel all 256 threads load, then meet at __syncthreads every tile,
+// so the tensor cores idle during both warpgroups' softmax (hd 128: 208 TFLOP/s).
+template <int HD, int BN, int NS>
+struct FwdWsSmem {
+    static constexpr int BM = 128, LD = HD + 8;
+    static constexpr size_t q = 0, k = q + (size_t)BM * HD * 2, v = k + (size_t)NS * BN * HD * 2,
+                            epi = v + (size_t)NS * BN * HD * 2,          // [8 warps][16][LD]
+        bars = epi + (size_t)8 * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS]
+        bytes = bars + (size_t)(1 + 4 * NS) * 8;
+};
+// OPT bits: WS_TMA loads with the tensor copy engine (fixed layout, hd 64 / 128: one producer
+// thread, 128-byte swizzled tiles) instead of cp.async by the producer warpgroup (any layout,
+// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns; WS_NO_LOADS (timing
+// diagnostic only, wrong results) signals the stages without copying anything
+enum { WS_NO_PINGPONG = 1, WS_NO_LOADS = 2, WS_TMA = 4 };
+constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
+// The three tensor maps of the TMA variant (fixed layout: [groups][rows][hd] tensors, boxes of
+// 64 columns x BM or BN rows, 128-byte swizzle)
+struct FwdTmaMaps {
+    CUtensorMap q, k, v;
+};
+template <int HD, int BN, int NS, int OPT>
+__global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restrict__ out, float* __restrict__ lse,
+                                                                   const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                   const bf16* __restrict__ vp, const FlashParams p,
+                                                                   const __grid_constant__ FwdTmaMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using L = FwdWsSmem<HD, BN, NS>;
+    constexpr int BM = L::BM, LD = L::LD, KS = HD / 16, NB = BN / 8, DB = HD / 8;
+    constexpr bool TMA = OPT & WS_TMA;
+    static_assert(!TMA || HD % 64 == 0, "the TMA variant takes head dims of whole 64-column blocks");
+    extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
+    // the swizzled tiles repeat every 1024 bytes: their base is 1024-aligned (launcher adds the slack)
+    unsigned char* flash_smem = flash_smem_raw + ((1024 - (smem_u32(flash_smem_raw) & 1023)) & 1023);
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem + L::q);
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem + L::k);
+    bf16* sV = reinterpret_cast<bf16*>(flash_smem + L::v);
+    const uint32_t bar_q = smem_u32(flash_smem + L::bars);
+    auto bar_k = [&](int s) { return bar_q + 8 * (1 + s); };
+    auto bar_v = [&](int s) { return bar_q + 8 * (1 + NS + s); };
+    auto bar_free_k = [&](int s) { return bar_q + 8 * (1 + 2 * NS + s); };
+    auto bar_free_v = [&](int s) { return bar_q + 8 * (1 + 3 * NS + s); };
+    // warpgroup and warp indices through a shuffle: ptxas then knows they are warp-uniform, so the
+    // wgmmas behind the role branch are not on a divergent path (which would serialize them: C7520)
+    const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
+    const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    FwdTile tile;
+    if (!fwd_tile<BM, BN>(tile, p, qp, kp, vp)) return;
+    const FlashGroup& G = tile.G;
+    const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
+    const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
+    const int grp = blockIdx.y;
+    if (threadIdx.x == 0) {
+        constexpr int FILLS = TMA ? 1 : 128;  // TMA: one arrive.expect_tx; cp.async: one arrival per producer thread
+        mbarrier_init(bar_q, FILLS);
+        for (int s = 0; s < NS; s++) {
+            mbarrier_init(bar_k(s), FILLS);
+            mbarrier_init(bar_v(s), FILLS);
+            mbarrier_init(bar_free_k(s), 8);  // one arrival per consumer warp
+            mbarrier_init(bar_free_v(s), 8);
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+
+    if (wg == 0 && TMA) {  // producer: one thread hands every tile to the tensor copy engine
+        setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
+        if (threadIdx.x == 0) {
+            constexpr uint32_t QB = BM * HD * 2, KB = BN * HD * 2;
+            mbarrier_arrive_expect_tx(bar_q, QB);
+            for (int h = 0; h < HD / 64; h++) tma_load_3d(smem_u32(sQ) + h * BM * 128, &maps.q, bar_q, h * 64, m0, grp);
+            for (int j = 0; j < ntiles; j++) {
+                const int s = j % NS;
+                if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
+                mbarrier_arrive_expect_tx(bar_k(s), KB);
+                for (int h = 0; h < HD / 64; h++)
+                    tma_load_3d(smem_u32(sK + s * BN * HD) + h * BN * 128, &maps.k, bar_k(s), h * 64, j * BN, grp);
+                if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
+                mbarrier_arrive_expect_tx(bar_v(s), KB);
+                for (int h = 0; h < HD / 64; h++)
+                    tma_load_3d(smem_u32(sV + s * BN * HD) + h * BN * 128, &maps.v, bar_v(s), h * 64, j * BN, grp);
+            }
+        }
+        return;
+    }
+    if (wg == 0) {  // producer
+        setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
+        auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+        auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+        auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+        load_tile_cm<BM, HD, 128, decltype(qrow), 2>(sQ, m0, rows, hd, qrow);
+        cp_async_mbarrier_arrive(bar_q);
+        for (int j = 0; j < ntiles; j++) {
+            const int s = j % NS;
+            if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
+            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_k(s));
+            else {
+                load_tile_cm<BN, HD, 128, decltype(krow), 2>(sK + s * BN * HD, j * BN, T, hd, krow);
+                cp_async_mbarrier_arrive(bar_k(s));
+            }
+            if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
+            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_v(s));
+            else {
+                load_tile_cm<BN, HD, 128, decltype(vrow), 2>(sV + s * BN * HD, j * BN, T, hd, vrow);
+                cp_async_mbarrier_arrive(bar_v(s));
+            }
+        }
+        cp_async_wait<0>();
+        return;
+    }
+
+    setmaxnreg_inc<FWD_WS_CONSUMER_REGS>();
+    const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0/1; warp 0..7 of the consumers
+    const int row0 = m0 + cwarp * 16, rowA = row0 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r;
+    const int pos_lo = (m0 + cw * 64) / p.r;
+    // operand descriptors: core-matrix tiles (cp.async) or 128-byte swizzled blocks of 64 columns (TMA)
+    const uint64_t desc_q = TMA ? wgmma_desc_sw128(smem_u32(sQ) + cw * 64 * 128, 16, 1024)
+                                : wgmma_desc_kmajor(smem_u32(sQ + cw * 64 * HD), HD);
+    auto kstep_k = [&](int kk, int R) -> uint64_t {  // k16 step kk of a K-major tile of R rows
+        return TMA ? (uint64_t)(((kk / 4) * R * 128 + (kk % 4) * 32) >> 4) : wgmma_kstep_kmajor(kk);
+    };
+    float o[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    wgmma_fence_operand(o);
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+    float s[NB][4];
+    uint32_t pa[BN / 16][4];
+    auto issue_pv = [&](int j) {
+        const uint32_t v0 = smem_u32(sV + (j % NS) * BN * HD);
+        const uint64_t desc_v = TMA ? wgmma_desc_sw128(v0, BN * 128, 1024) : wgmma_desc_mnmajor(v0, HD);
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++)
+            Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + (TMA ? (uint64_t)(kc * 2048 >> 4) : wgmma_kstep_mnmajor(kc, HD)), 1);
+        wgmma_commit();
+    };
+    auto issue_s = [&](int j) {
+        const uint32_t k0 = smem_u32(sK + (j % NS) * BN * HD);
+        const uint64_t desc_k = TMA ? wgmma_desc_sw128(k0, 16, 1024) : wgmma_desc_kmajor(k0, HD);
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + kstep_k(kk, BM), desc_k + kstep_k(kk, BN), kk > 0);
+        wgmma_commit();
+    };
+    // mask and softmax of tile j's scores (O not touched: cA, cB rescale it later)
+    auto softmax_scores = [&](int j, float& cA, float& cB) {
+        wgmma_fence_operand(s);
+        const int n0 = j * BN;
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+        online_softmax_scores(s, mA, mB, lA, lB, p.scale_log2, cA, cB);
+    };
+    auto scores_to_p = [&] {
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
+    };
+    // after each wait, a proxy fence: the tiles were written by cp.async (generic proxy) and are
+    // read by wgmma (async proxy)
+    mbarrier_wait(bar_q, 0);
+    fence_proxy_async();
+    constexpr bool PP = !(OPT & WS_NO_PINGPONG);
+    if (PP && cw == 1) named_barrier_arrive(1, 256);  // consumer 0 takes the first turn
+    {  // tile 0: S only (O is zero)
+        mbarrier_wait(bar_k(0), 0);
+        fence_proxy_async();
+        if (PP) named_barrier_sync(1 + cw, 256);
+        wgmma_fence();
+        issue_s(0);
+        if (PP && (cw == 0 || ntiles > 1)) named_barrier_arrive(2 - cw, 256);
+        wgmma_wait<0>();
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free_k(0));
+        float cA, cB;
+        softmax_scores(0, cA, cB);
+        scores_to_p();
+    }
+    for (int j = 1; j < ntiles; j++) {
+        mbarrier_wait(bar_k(j % NS), (j / NS) & 1);
+        mbarrier_wait(bar_v((j - 1) % NS), ((j - 1) / NS) & 1);
+        fence_proxy_async();
+        if (PP) named_barrier_sync(1 + cw, 256);  // this warpgroup's turn on the tensor cores
+        wgmma_fence();
+        issue_s(j);
+        issue_pv(j - 1);
+        if (PP && (cw == 0 || j + 1 < ntiles)) named_barrier_arrive(2 - cw, 256);  // the other's turn
+        wgmma_wait<1>();  // S of tile j: its K stage is free
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free_k(j % NS));
+        float cA, cB;
+        softmax_scores(j, cA, cB);
+        wgmma_wait<0>();  // O += P V of tile j - 1: its V stage is free, O and P may be touched
+        wgmma_fence_operand(o);
+        wgmma_fence_operand(pa);
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free_v((j - 1) % NS));
+        rescale_rows(o, cA, cB);
+        scores_to_p();
+    }
+    mbarrier_wait(bar_v((ntiles - 1) % NS), ((ntiles - 1) / NS) & 1);
+    fence_proxy_async();
+    wgmma_fence_operand(o);
+    wgmma_fence();
+    issue_pv(ntiles - 1);
+    wgmma_wait<0>();
+    wgmma_fence_operand(o);
+    wgmma_fence_operand(pa);
+    fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem + L::epi) + cwarp * 16 * LD, o, mA, mB, lA, lB, row0, p, G, lse, out,
+                       lane);
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Backward step 2 (dK, dV): CTA = BN = 64 NWG keys of one group; loops over BQ-row query
+// tiles. Per tile, transposed as in flash_bwd_dkdv_kernel:
+//   S^T = K Q^T and dP^T = V dO^T (both from shared memory, issued back to back: the
+//   exponentials of P^T overlap the dP^T product), P^T, dS^T = P^T (dP^T - D),
+//   dV += P^T dO, dK += dS^T Q (A from registers, dO and Q MN-major).
+// PIPE: dV/dK products left running into the next tile (waited with its S^T); 3 stages.
+// DQ (flash_bwd_mode = FLASH_BWD_ATOMIC, FlashAttention-2/3's backward: 5 products, not 7):
+//   the CTA also turns its dS^T tile into the dQ partial of the query tile,
+//   dQ[BQ x HD] += dS[BQ x BN] K[BN x HD]: dS^T goes to shared memory (core-matrix tile, read
+//   back MN-major as the A operand, so no transpose), each warpgroup computes its block of it
+//   (BQ = 64: HD / NWG columns; BQ = 128: 64 query rows) over all BN keys, and adds it to the
+//   fp32 accumulator dq_acc with vector reductions (red.global.add.v2/.v4.f32). Not
+//   deterministic (dQ's fp32 sum order); flash_bwd_dq_convert_kernel writes bf16 dq after it.
+//   DQ_PIPE issues dV, (barrier), dQ, dK and adds dQ while dK runs on the tensor cores;
+//   DQ_SYNC issues dV and dK, then dQ, and waits for all three before adding.
+//   (Leaving dQ in flight into the next tile, under its S^T, made ptxas serialize every
+//   wgmma of the kernel (C7514): it loses track of the commit groups across the back edge.)
+//   OPT (DQ only; the default up to hd 80 sets both): bit 0 (DQ_RED4) adds four columns per reduction (lane pairs swap
+//   halves with a shuffle: half the red instructions); bit 1 (DQ_NS3) three Q/dO stages, so
+//   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
+//   it - 2, which every warpgroup finished reading before the barrier of it - 1).
+//   bit 2 (DQ_BULK) the partial goes out as DQ_ORDERED's does, with bulk reductions.
+//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED; varlen with the counters in the scratch):
+//   deterministic, FA3's scheme. The partial goes to shared memory (sdq: the tile's rows of hd
+//   floats as in the accumulator, 8-float chunks swizzled by dq_chunk_swizzle so the
+//   fragments' float2 stores are conflict-free), and one thread of the last warp hands the
+//   whole tile to the bulk-copy engine, one cp.reduce.async.bulk .add.f32 (K/V tile 0: a
+//   plain bulk copy, so no zeroing), in a fixed order: the CTA of K/V tile j waits until the
+//   query tile's counter says j. The warp does not wait for its copies: it releases the
+//   counter (copies complete, fence, increment) early in the next tile, while the tensor
+//   cores run its first two products (so does its first look at the next turn), so a K/V
+//   tile lags its predecessor by a fraction of a tile, and the other warps never wait. Query
+//   tiles run last to first (causal: every K/V tile starts on the last one, which all of them
+//   touch). Needs the CTAs of a group dispatched in K/V-tile order (a CTA waits only for
+//   lower block indices: no deadlock however few are resident).
+enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2, DQ_ORDERED = 3 };
+enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
+// whether the dQ partials go out through shared memory and bulk copies (sdq, DQW)
+__host__ __device__ constexpr bool dq_bulk(int DQ, int OPT) { return DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK)); }
+template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
+__global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
+                                                                        float* __restrict__ dq_acc, int* __restrict__ locks,
+                                                                        const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                        const bf16* __restrict__ vp, const bf16* __restrict__ dout,
+                                                                        const float* __restrict__ Lp, const float* __restrict__ Dp,
+                                                                        const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BN = 64 * NWG, NT = NWG * 128, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8;
+    constexpr int NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
+    // DQ: BQ = 64: warpgroup w computes the DQN = HD / NWG columns from w DQN of the 64 query
+    // rows; BQ = 128 (two warpgroups, MSPLIT): the 64 query rows from 64 w, every column
+    constexpr bool MSPLIT = BQ == 128 && NWG == 2;
+    constexpr int DQN = MSPLIT ? HD : HD / NWG;
+    static_assert(!DQ || (!PIPE && (BQ == 64 || MSPLIT) && DQN % 8 == 0), "fused dQ: m64 blocks of query rows, no PIPE");
+    constexpr bool BULK = dq_bulk(DQ, OPT);
+    constexpr int DQW = NT / 32 - 1;  // BULK: the warp that issues the bulk copies
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem);  // [BN][HD] core-matrix tiles
+    bf16* sV = sK + BN * HD;                         // [BN][HD]
+    bf16* sQ = sV + BN * HD;                         // [NS][BQ][HD]
+    bf16* sdO = sQ + NS * BQ * HD;                   // [NS][BQ][HD]
+    float* sL = reinterpret_cast<float*>(sdO + NS * BQ * HD);  // [NS][BQ]
+    float* sD = sL + NS * BQ;                                  // [NS][BQ]
+    bf16* sdS = reinterpret_cast<bf16*>(sD + NS * BQ);         // DQ: [BN][BQ] core-matrix tile of dS^T
+    float* sdq = reinterpret_cast<float*>(sdS + BN * BQ);      // BULK: [BQ][hd] the dQ partial (swizzled)
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int grp = blockIdx.y, n0 = blockIdx.x * BN;
+    const FlashGroup G = flash_group(p, grp);
+    float* acc_g = DQ ? dq_acc + G.ld0 * p.hd : nullptr;  // the group's packed rows of hd floats
+    // (every group has keys, flash_attention_varlen_check: K/V tile 0, which stores the
+    // DQ_ORDERED sums' first term, always runs)
+    if (n0 >= G.Tk) return;
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    const float* L = Lp + G.ld0;
+    const float* Dg = Dp + G.ld0;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    auto load_q_tile = [&](int it, int st) {
+        const int m0 = it * BQ;
+        load_tile_cm<BQ, HD, NT>(sQ + st * BQ * HD, m0, rows, hd, qrow);
+        load_tile_cm<BQ, HD, NT>(sdO + st * BQ * HD, m0, rows, hd, orow);
+        for (int i = threadIdx.x; i < BQ; i += NT) {
+            const bool ok = m0 + i < rows;
+            cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+            cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+        }
+    };
+    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ), nsteps = nit - it0;
+    // the query tile of loop step `step` (DQ_ORDERED: last to first, so that the chain of K/V
+    // tiles adding to one query tile lags by one addition per K/V tile, not by whole loops)
+    auto tile_of = [&](int step) { return DQ == DQ_ORDERED ? nit - 1 - step : it0 + step; };
+    load_tile_cm<BN, HD, NT>(sK, n0, T, hd, krow);
+    load_tile_cm<BN, HD, NT>(sV, n0, T, hd, vrow);
+    load_q_tile(tile_of(0), 0);
+    cp_async_commit();
+
+    const int keyA = n0 + warp * 16 + lane / 4, keyB = keyA + 8;
+    const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + wg * 64 * HD), HD);
+    const uint64_t desc_v = wgmma_desc_kmajor(smem_u32(sV + wg * 64 * HD), HD);
+    float dk[DB][4], dv[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+    wgmma_fence_operand(dk);  // zeros written here (see the forward)
+    wgmma_fence_operand(dv);
+    // DQ: this warpgroup's columns of the query tile's dQ partial, added to the accumulator
+    // rows from mq0 by add_dq
+    float dq[DQN / 8][4];
+    // the group's counters, one per query tile (varlen: per head, flash_varlen_lock_stride)
+    // (computed where thread 0 needs it: no registers held across the loop)
+    auto lock_of = [&](int it) {
+        const int b = grp / p.nkv, gk = grp % p.nkv;
+        return locks + (p.varlen ? (size_t)gk * flash_varlen_lock_stride(p.Nq, p.B) + p.cu_q[b] / BQ + b
+                                 : (size_t)grp * ceil_div(rows, BQ)) + it;
+    };
+    auto add_dq = [&](int mq0) {
+        const int rA = mq0 + (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g, rB = rA + 8;
+#pragma unroll
+        for (int nb = 0; nb < DQN / 8; nb++) {
+            const int col = (MSPLIT ? 0 : wg * DQN) + nb * 8 + 2 * tq;
+            if constexpr (OPT & DQ_RED4) {
+                // even tq: row A, columns 2 tq .. + 3 (its pair and the odd partner's); odd tq: row B
+                const bool odd = tq & 1;
+                const float sx = odd ? dq[nb][0] : dq[nb][2], sy = odd ? dq[nb][1] : dq[nb][3];
+                const float rx = __shfl_xor_sync(0xffffffff, sx, 1), ry = __shfl_xor_sync(0xffffffff, sy, 1);
+                const int row = odd ? rB : rA, c4 = col - (odd ? 2 : 0);
+                if (c4 < hd && row < rows) {
+                    if (odd) red_add_f32x4(acc_g + (size_t)row * hd + c4, rx, ry, dq[nb][2], dq[nb][3]);
+                    else red_add_f32x4(acc_g + (size_t)row * hd + c4, dq[nb][0], dq[nb][1], rx, ry);
+                }
+            } else if (col < hd) {
+                if (rA < rows) red_add_f32x2(acc_g + (size_t)rA * hd + col, dq[nb][0], dq[nb][1]);
+                if (rB < rows) red_add_f32x2(acc_g + (size_t)rB * hd + col, dq[nb][2], dq[nb][3]);
+            }
+        }
+    };
+    // BULK: the partial to sdq (every warp), then out by warp DQW (dq_bulk_issue) and, a tile
+    // later, the copies' completion (dq_bulk_release: sdq free, DQ_ORDERED: the next K/V tile's turn)
+    auto dq_to_smem = [&](int mq0) {
+        const int rA = (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g;
+        const int swA = dq_chunk_swizzle(G.ld0 + mq0 + rA, hd), swB = dq_chunk_swizzle(G.ld0 + mq0 + rA + 8, hd);
+#pragma unroll
+        for (int nb = 0; nb < DQN / 8; nb++) {
+            const int c = (MSPLIT ? 0 : wg * (DQN / 8)) + nb;
+            if (c * 8 < hd) {
+                *reinterpret_cast<float2*>(sdq + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
+                *reinterpret_cast<float2*>(sdq + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
+            }
+        }
+    };
+    // (lane 0 of warp DQW: it commits and waits for its own bulk groups; `turn`: the counter
+    // already said so when it was first read, in the shadow of the tile's first products)
+    bool turn = false;
+    auto dq_bulk_issue = [&](int it) {
+        const int m0 = it * BQ, nvalid = min(BQ, rows - m0);
+        if constexpr (DQ == DQ_ORDERED) {
+            if (!turn)
+                while (ld_acquire(lock_of(it)) != (int)blockIdx.x) __nanosleep(20);
+            fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
+        }
+        const uint32_t bytes = (uint32_t)nvalid * hd * 4;
+        if (DQ == DQ_ORDERED && blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq), bytes);
+        else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq), bytes);
+        bulk_commit();
+    };
+    auto dq_bulk_release = [&](int it) {
+        bulk_wait_all();
+        if constexpr (DQ == DQ_ORDERED) {
+            __threadfence();
+            atomicAdd(lock_of(it), 1);
+        }
+    };
+
+    for (int step = 0; step < nsteps; step++) {
+        const int it = tile_of(step), st = step % NS, m0 = it * BQ;
+        if (step + 1 < nsteps) {
+            load_q_tile(tile_of(step + 1), (step + 1) % NS);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t sQs = smem_u32(sQ + st * BQ * HD), sdOs = smem_u32(sdO + st * BQ * HD);
+        const float* sLs = sL + st * BQ;
+        const float* sDs = sD + st * BQ;
+        float s[NQ][4], dp[NQ][4];  // not zeroed: the first k step overwrites (see the forward)
+        const uint64_t desc_q = wgmma_desc_kmajor(sQs, HD), desc_do = wgmma_desc_kmajor(sdOs, HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+        if constexpr (BULK) {
+            // warp DQW, while the tensor cores run these two products (its warpgroup would wait
+            // for them anyway): the previous tile's copies complete (sdq free before the dS^T
+            // barrier below; DQ_ORDERED: the next K/V tile's turn), and a first look at this one's
+            if (warp == DQW && lane == 0) {
+                if (step > 0) dq_bulk_release(tile_of(step - 1));
+                if constexpr (DQ == DQ_ORDERED) turn = ld_acquire(lock_of(it)) == (int)blockIdx.x;
+            }
+            __syncwarp();
+        }
+        wgmma_wait<1>();  // PIPE: the previous tile's dV/dK products too
+        wgmma_fence_operand(s);
+        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
+            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
+            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
+            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
+            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+        uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
+            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
+            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
+            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+        }
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) {
+            acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
+            acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
+        }
+        if constexpr (DQ) {
+            // dS^T rows keyA - n0 (a[0], a[2]) and + 8 (a[1], a[3]), query columns 16 kc + 2 tq
+            // (a[0], a[1]) and + 8 (a[2], a[3]): a warp's store fills whole 128-byte core matrices
+            const int kr = warp * 16 + g;
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = kr + (e & 1) * 8, col = kc * 16 + (e >> 1) * 8 + 2 * tq;
+                    *reinterpret_cast<uint32_t*>(sdS + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) =
+                        ads[kc][e];
+                }
+            fence_proxy_async();
+        }
+        const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
+        wgmma_fence_operand(dv);
+        wgmma_fence_operand(dk);
+        auto issue_dv = [&] {
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        };
+        auto issue_dk = [&] {
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        };
+        // dQ (this warpgroup's block) = dS K: A = the dS^T tile read MN-major (its rows, the keys,
+        // are the contraction) from query column 64 wg (MSPLIT), B = the K tile MN-major from
+        // column wg * DQN (else)
+        auto issue_dq = [&] {
+            const uint64_t desc_ds = wgmma_desc_mnmajor(smem_u32(sdS) + (MSPLIT ? wg * 8 * 128 : 0), BQ);
+            const uint64_t desc_kn = wgmma_desc_mnmajor(smem_u32(sK) + (MSPLIT ? 0 : wg * (DQN / 8) * 128), HD);
+#pragma unroll
+            for (int kc = 0; kc < BN / 16; kc++)
+                Wgmma<DQN>::template ss<1, 1>(dq, desc_ds + wgmma_kstep_mnmajor(kc, BQ), desc_kn + wgmma_kstep_mnmajor(kc, HD),
+                                              kc > 0);
+        };
+        wgmma_fence();
+        issue_dv();
+        if constexpr (DQ != DQ_PIPE && DQ != DQ_ORDERED) issue_dk();
+        wgmma_commit();
+        if constexpr (DQ) {
+            __syncthreads();  // every warpgroup's rows of dS^T are in sdS
+            wgmma_fence();
+            issue_dq();
+            wgmma_commit();
+            if constexpr (DQ == DQ_PIPE || DQ == DQ_ORDERED) {
+                issue_dk();
+                wgmma_commit();
+                wgmma_wait<1>();  // dV and dQ; dK runs under the reductions
+                wgmma_fence_operand(dq);
+                if constexpr (BULK) {
+                    dq_to_smem(m0);
+                    fence_proxy_async();
+                    // the other warps only arrive: they go on while warp DQW waits for its turn
+                    if (warp == DQW) {
+                        named_barrier_sync(1, NT);
+                        if (lane == 0) dq_bulk_issue(it);
+                        __syncwarp();  // converged again for the .aligned wgmma wait
+                    } else {
+                        named_barrier_arrive(1, NT);
+                    }
+                } else {
+                    add_dq(m0);
+                }
+                wgmma_wait<0>();
+            } else {
+                wgmma_wait<0>();
+                wgmma_fence_operand(dq);
+                add_dq(m0);
+            }
+            wgmma_fence_operand(dv);
+            wgmma_fence_operand(dk);
+        } else if constexpr (!PIPE) {
+            wgmma_wait<0>();
+            wgmma_fence_operand(dv);
+            wgmma_fence_operand(dk);
+        }
+        wgmma_fence_operand(ap);
+        wgmma_fence_operand(ads);
+        if constexpr (!(OPT & DQ_NS3)) __syncthreads();
+    }
+    if constexpr (BULK) {  // the last tile's copies: the next K/V tile's turn now, not after the
+        if (warp == DQW && lane == 0 && nsteps > 0) dq_bulk_release(tile_of(nsteps - 1));  // epilogue
+        __syncwarp();  // (and sdq read before the CTA's shared memory goes)
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dv);
+    wgmma_fence_operand(dk);
+    // PIPE: the other warpgroup's last dK += dS^T Q may still read sQ, which the padded dV rows
+    // below reach into (2 BN (HD + 8) > 2 BN HD elements); DQ_NS3: no barrier after the last tile
+    if constexpr ((PIPE || (OPT & DQ_NS3)) && NWG > 1) __syncthreads();
+    // out through padded rows per warp: dK rows at the start of shared memory, dV after BN rows
+    bf16* sOk = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
+    bf16* sOv = reinterpret_cast<bf16*>(flash_smem) + (BN + warp * 16) * LD;
+    store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
+    store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
+    copy_rows_out<HD>(sOk, n0 + warp * 16, T, hd, lane, [&](int i) { return dkp + G.k0 + (size_t)i * p.k_rs; });
+    copy_rows_out<HD>(sOv, n0 + warp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Backward step 3 (dQ): CTA = BM = 64 NWG query rows of one group; loops over BN-key
+// tiles: S = Q K^T and dP = dO V^T (shared memory, back to back), P, dS = P (dP - D),
+// dQ += dS K (dS from registers, K MN-major).
+// PIPE: dQ += dS K left running into the next tile (waited with its S); 3 stages.
+template <int HD, int NWG, int BN, bool PIPE>
+__global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __restrict__ dqp, const bf16* __restrict__ qp,
+                                                                      const bf16* __restrict__ kp, const bf16* __restrict__ vp,
+                                                                      const bf16* __restrict__ dout, const float* __restrict__ Lp,
+                                                                      const float* __restrict__ Dp, const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8, NS = PIPE ? 3 : 2;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
+    bf16* sdO = sQ + BM * HD;                        // [BM][HD]
+    bf16* sK = sdO + BM * HD;                        // [NS][BN][HD]
+    bf16* sV = sK + NS * BN * HD;                    // [NS][BN][HD]
+    const int wg = threadIdx.x / 128, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int grp = blockIdx.y, m0 = qt * BM;
+    const FlashGroup G = flash_group(p, grp);
+    if (m0 >= G.rows) return;
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const bf16* Q = qp + G.q0;
+    const bf16* K = kp + G.k0;
+    const bf16* V = vp + G.v0;
+    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / r + 1 : T;
+    const int ntiles = ceil_div(kv_end, BN);
+    load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
+    load_tile_cm<BM, HD, NT>(sdO, m0, rows, hd, orow);
+    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, krow);
+    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, vrow);
+    cp_async_commit();
+
+    const int rowA = m0 + warp * 16 + g, rowB = rowA + 8, posA = rowA / r, posB = rowB / r, pos_lo = m0 / r;
+    const float LA = rowA < rows ? Lp[G.ld0 + rowA] : 0.0f, LB = rowB < rows ? Lp[G.ld0 + rowB] : 0.0f;
+    const float DA = rowA < rows ? Dp[G.ld0 + rowA] : 0.0f, DBv = rowB < rows ? Dp[G.ld0 + rowB] : 0.0f;
+    const uint64_t desc_q = wgmma_desc_kmajor(smem_u32(sQ + wg * 64 * HD), HD);
+    const uint64_t desc_do = wgmma_desc_kmajor(smem_u32(sdO + wg * 64 * HD), HD);
+    float dq[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
+    wgmma_fence_operand(dq);  // zeros written here (see the forward)
+
+    for (int j = 0; j < ntiles; j++) {
+        const int st = j % NS, n0 = j * BN;
+        if (j + 1 < ntiles) {
+            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, krow);
+            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, vrow);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t sKs = smem_u32(sK + st * BN * HD), sVs = smem_u32(sV + st * BN * HD);
+        float s[NB][4], dp[NB][4];  // not zeroed: the first k step overwrites (see the forward)
+        const uint64_t desc_k = wgmma_desc_kmajor(sKs, HD), desc_v = wgmma_desc_kmajor(sVs, HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(s, desc_q + wgmma_kstep_kmajor(kk), desc_k + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BN>::template ss<0, 0>(dp, desc_do + wgmma_kstep_kmajor(kk), desc_v + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+        wgmma_wait<1>();  // PIPE: the previous tile's dQ product too
+        wgmma_fence_operand(s);
+        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            s[nb][0] = exp2_approx(fmaf(s[nb][0], p.scale_log2, -LA));
+            s[nb][1] = exp2_approx(fmaf(s[nb][1], p.scale_log2, -LA));
+            s[nb][2] = exp2_approx(fmaf(s[nb][2], p.scale_log2, -LB));
+            s[nb][3] = exp2_approx(fmaf(s[nb][3], p.scale_log2, -LB));
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+        uint32_t a[BN / 16][4];
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            dp[nb][0] = s[nb][0] * (dp[nb][0] - DA);
+            dp[nb][1] = s[nb][1] * (dp[nb][1] - DA);
+            dp[nb][2] = s[nb][2] * (dp[nb][2] - DBv);
+            dp[nb][3] = s[nb][3] * (dp[nb][3] - DBv);
+        }
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(a[kc], dp[2 * kc], dp[2 * kc + 1]);
+        const uint64_t desc_k_mn = wgmma_desc_mnmajor(sKs, HD);
+        wgmma_fence_operand(dq);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) Wgmma<HD>::template rs<1>(dq, a[kc], desc_k_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        if constexpr (!PIPE) {
+            wgmma_wait<0>();
+            wgmma_fence_operand(dq);
+        }
+        wgmma_fence_operand(a);
+        __syncthreads();
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dq);
+    bf16* sO = reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD;
+    store_rows<HD>(sO, dq, p.scale, p.scale, lane);
+    copy_rows_out<HD>(sO, m0 + warp * 16, rows, hd, lane, [&](int i) { return dqp + G.q0 + (size_t)i * p.q_rs; });
+#elif defined(__CUDA_ARCH__)
+    __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Launchers (shared memory: the core-matrix tiles; the epilogues' padded rows fit inside)
+template <int HD, int NWG, int BN, int MODE = FWD_PLAIN>
+static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
+                            cudaStream_t stream) {
+    constexpr int BM = 64 * NWG, NS = MODE == FWD_PLAIN ? 2 : 3;
+    constexpr size_t smem = (size_t)(BM + 2 * NS * BN) * HD * sizeof(bf16);
+    static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
+    static bool init = false;
+    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, MODE>, smem); init = true; }
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    flash_fwd_sm90_kernel<HD, NWG, BN, MODE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
+    cudaLaunchCheck();
+}
+// cuTensorMapEncodeTiled, a driver function, through the runtime's entry-point query (so the
+// build links no libcuda)
+typedef CUresult (*TmaEncodeFn)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                                const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static TmaEncodeFn tma_encode() {
+    static TmaEncodeFn fn = nullptr;
+    if (!fn) {
+        void* f = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !f) fail("flash attention: the driver has no cuTensorMapEncodeTiled");
+        fn = reinterpret_cast<TmaEncodeFn>(f);
+    }
+    return fn;
+}
+// [groups][rows][hd] bf16, rows of hd elements back to back: boxes of 64 columns x box_rows rows,
+// 128-byte swizzle; rows past `rows` read as zeros
+static CUtensorMap tma_map_rows(const bf16* base, int hd, int rows, int groups, int box_rows) {
+    CUtensorMap m;
+    const cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)rows, (cuuint64_t)groups};
+    const cuuint64_t strides[2] = {(cuuint64_t)hd * 2, (cuuint64_t)rows * hd * 2};
+    const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
+    const CUresult r = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<bf16*>(base), dims, strides, box, es,
+                                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for a [%d][%d][%d] tensor", (int)r, groups, rows, hd);
+    return m;
+}
+// whether the TMA forward can take this call: fixed layout, hd exactly HD (64 or 128), 16-byte aligned bases
+template <int HD>
+static bool fwd_tma_ok(const bf16* q, const bf16* k, const bf16* v, const FlashParams& p) {
+    return HD % 64 == 0 && !p.varlen && p.hd == HD && ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0;
+}
+template <int HD, int BN, int NS, int OPT = 0>
+static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
+                               cudaStream_t stream) {
+    constexpr size_t smem = FwdWsSmem<HD, BN, NS>::bytes + 1024;  // + the slack that aligns the base
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
+    static bool init = false;
+    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT>, smem); init = true; }
+    constexpr int BM = FwdWsSmem<HD, BN, NS>::BM;
+    FwdTmaMaps maps;
+    memset(&maps, 0, sizeof(maps));
+    if constexpr ((OPT & WS_TMA) != 0) {
+        maps.q = tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, BM);
+        maps.k = tma_map_rows(k, p.hd, p.T, p.B * p.nkv, BN);
+        maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, BN);
+    }
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
+    cudaLaunchCheck();
+}
+// DQ: also dq through the fp32 accumulator dq_acc (zeroed here, converted to bf16 dq here)
+template <int HD, int NWG, int BQ, bool PIPE = false, int DQ = DQ_NONE, int OPT = 0>
+static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
+                             const float* D, const FlashParams& p, cudaStream_t stream, bf16* dq = nullptr,
+                             float* dq_acc = nullptr, int* locks = nullptr) {
+    constexpr int BN = 64 * NWG, NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
+    constexpr bool BULK = dq_bulk(DQ, OPT);
+    constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float) +
+                            (size_t)(DQ ? 1 : 0) * BN * BQ * sizeof(bf16) + (size_t)(BULK ? 1 : 0) * BQ * HD * sizeof(float);
+    static_assert((size_t)2 * BN * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT>, smem); init = true; }
+    if constexpr (DQ == DQ_ORDERED) {  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
+        flash_locks_zero(locks, p, BQ, stream);
+    } else if constexpr (DQ) {
+        flash_dq_acc_zero(dq_acc, p, stream);
+    }
+    dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
+    flash_bwd_dkdv_sm90_kernel<HD, NWG, BQ, PIPE, DQ, OPT><<<grid, NWG * 128, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout,
+                                                                                             L, D, p);
+    cudaLaunchCheck();
+    if constexpr (DQ) flash_dq_acc_to_bf16(dq, dq_acc, p, stream, BULK);
+}
+template <int HD, int NWG, int BN, bool PIPE = false>
+static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
+                           const float* D, const FlashParams& p, cudaStream_t stream) {
+    constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
+    constexpr size_t smem = (size_t)(2 * BM + 2 * NS * BN) * HD * sizeof(bf16);
+    static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_dq_sm90_kernel<HD, NWG, BN, PIPE>, smem); init = true; }
+    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    flash_bwd_dq_sm90_kernel<HD, NWG, BN, PIPE><<<grid, NWG * 128, smem, stream>>>(dq, q, k, v, dout, L, D, p);
+    cudaLaunchCheck();
+}

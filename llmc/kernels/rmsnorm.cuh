@@ -1,0 +1,93 @@
+// RMSNorm: y = x / sqrt(mean(x^2) + eps) * w, statistics in fp32.
+// One warp per row: a row of C values is read with 16-byte loads, reduced with
+// shuffles, and written once. The forward saves 1/rms per row (rstd) so that the
+// backward does not recompute it. The fused variant adds the residual branch
+// first (x = a + b, written out as the new residual stream) so the stream is
+// read and written once per sub-layer instead of twice.
+#pragma once
+#include "../core/cuda_common.h"
+#include "../core/reduce.cuh"
+
+// rows of C; residual may be nullptr (plain norm of inp1) or gets inp1 + inp2.
+__global__ static void rmsnorm_forward_kernel(floatX* out, float* rstd, floatX* residual, const floatX* inp1,
+                                              const floatX* inp2, const floatX* weight, int rows, int C, float eps) {
+    const int lane = threadIdx.x % 32;
+    const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    const floatX* x1 = inp1 + (size_t)row * C;
+    const floatX* x2 = inp2 ? inp2 + (size_t)row * C : nullptr;
+    floatX* res = residual ? residual + (size_t)row * C : nullptr;
+    float ss = 0.0f;
+    for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+        x128 v = load128(x1 + c);
+        if (x2) {
+            x128 w = load128(x2 + c);
+            for (int k = 0; k < x128::size; k++) v[k] = (floatX)((float)v[k] + (float)w[k]);
+            store128(res + c, v);
+        }
+        for (int k = 0; k < x128::size; k++) ss += (float)v[k] * (float)v[k];
+    }
+    ss = warp_reduce_sum(ss);
+    const float s = rsqrtf(ss / C + eps);
+    if (lane == 0 && rstd) rstd[row] = s;
+    const floatX* xs = x2 ? res : x1;  // re-read the (just written, L1/L2-hot) row
+    for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+        x128 v = load128(xs + c), w = load128(weight + c), o;
+        for (int k = 0; k < x128::size; k++) o[k] = (floatX)((float)v[k] * s * (float)w[k]);
+        store128(out + (size_t)row * C + c, o);
+    }
+}
+
+static void rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floatX* weight, int rows, int C,
+                            float eps, cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    rmsnorm_forward_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(out, rstd, nullptr, inp, nullptr, weight, rows, C, eps);
+    cudaLaunchCheck();
+}
+
+// residual = inp1 + inp2; out = RMSNorm(residual) * weight
+static void fused_residual_rmsnorm_forward(floatX* residual, floatX* out, float* rstd, const floatX* inp1,
+                                           const floatX* inp2, const floatX* weight, int rows, int C, float eps,
+                                           cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    rmsnorm_forward_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(out, rstd, residual, inp1, inp2, weight, rows, C, eps);
+    cudaLaunchCheck();
+}
+
+// dinp += rstd * (g - xhat * mean(g * xhat)), g = dout * w, xhat = x * rstd.
+// One warp per row, 16-byte loads; the row is read twice (second time from L1/L2).
+__global__ static void rmsnorm_backward_dx_kernel(floatX* dinp, const floatX* dout, const floatX* inp,
+                                                  const floatX* weight, const float* rstd, int rows, int C) {
+    const int lane = threadIdx.x % 32;
+    const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    const floatX* dy = dout + (size_t)row * C;
+    const floatX* x = inp + (size_t)row * C;
+    floatX* dx = dinp + (size_t)row * C;
+    const float s = rstd[row];
+    float dot = 0.0f;
+    for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+        x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
+        for (int k = 0; k < x128::size; k++) dot += (float)g[k] * (float)w[k] * (float)xv[k];
+    }
+    dot = warp_reduce_sum(dot) * s / C;
+    for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+        x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c), d = load128(dx + c);
+        for (int k = 0; k < x128::size; k++) {
+            float gk = (float)g[k] * (float)w[k];
+            d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[k] * s * dot));
+        }
+        store128(dx + c, d);
+    }
+}
+
+// Backward of y = RMSNorm(x) * w: dinp += dx (residual gradient accumulates),
+// dweight += sum over rows of dout * xhat (deterministic column reduction).
+static void rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
+                             const floatX* weight, const float* rstd, int rows, int C, float* scratch,
+                             cudaStream_t stream) {
+    NVTX_RANGE_FN();
+    rmsnorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C);
+    cudaLaunchCheck();
+    column_reduce(dweight, dout, inp, rstd, rows, C, scratch, stream);
+}
