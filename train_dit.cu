@@ -376,7 +376,7 @@ static void dit_set_params(DiT* g, const float* host) { params_set(g, host, g->s
 // dit_cpu_init_params for the same seed: linear weights N(0, 0.02), biases 0,
 // norm weights 1, tables N(0,1)/sqrt(C), start/end tokens N(0, 0.02).
 static std::vector<float> dit_init_params(const DiTConfig& cfg, const std::vector<ParamTensor>& layout, uint64_t seed) {
-    std::vector<float> p(dit_num_params(layout), 0.0f);
+    std::vector<float> p(layout_numel(layout), 0.0f);
     Rng rng;
     rng_seed(&rng, seed);
     const float inv_sqrt_c = 1.0f / sqrtf((float)cfg.d_model);

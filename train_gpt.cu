@@ -194,7 +194,7 @@ static void gpt_set_params(GPT* g, const float* host) { params_set(g, host, g->s
 // GPT-2/Llama-style init: N(0, 0.02) matrices, output projections of the
 // residual branches scaled by 1/sqrt(2L), norms 1, biases 0, padded rows 0.
 static std::vector<float> gpt_init_params(const GPTConfig& cfg, const std::vector<ParamTensor>& layout, uint64_t seed) {
-    std::vector<float> p(gpt_num_params(layout), 0.0f);
+    std::vector<float> p(layout_numel(layout), 0.0f);
     Rng rng;
     rng_seed(&rng, seed);
     for (const ParamTensor& t : layout) {

@@ -490,7 +490,7 @@ int main(int argc, char** argv) {
         const CkptModelInfo dinfo = dit_ckpt_info(dc);
         const size_t dn = (size_t)dinfo.n_params;
         const std::vector<ParamTensor> dlayout = dit_param_layout(dc);
-        check(dinfo.kind == CKPT_KIND_DIT && dinfo.n_params == (int64_t)dit_num_params(dlayout) && dinfo.n_tensors == 42 && dlayout.size() == 42,
+        check(dinfo.kind == CKPT_KIND_DIT && dinfo.n_params == (int64_t)layout_numel(dlayout) && dinfo.n_tensors == 42 && dlayout.size() == 42,
               "dit_test_model", str(dinfo.n_params) + " parameters, 42 tensors");
         // the documented field list, in order
         const char* names[] = {"d_model", "n_layer", "n_head", "head_dim", "mlp_ratio", "ffn_hidden", "in_channels", "out_channels",

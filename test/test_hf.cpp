@@ -307,7 +307,7 @@ int main(int argc, char** argv) {
             c.padded_vocab_size = 0;
             gpt_config_finalize(&c);
             const std::vector<ParamTensor> layout = gpt_param_layout(c);
-            std::vector<float> p(gpt_num_params(layout), 0.0f);
+            std::vector<float> p(layout_numel(layout), 0.0f);
             for (const ParamTensor& t : layout) {
                 const std::vector<ParamTensor> src_layout = gpt_param_layout(qkn ? qc : lc);
                 const ParamTensor* s = gpt_find_param(src_layout, t.name.c_str());
@@ -451,7 +451,7 @@ int main(int argc, char** argv) {
         GPTConfig c = qc;
         c.qkv_bias = 1;
         const std::vector<ParamTensor> layout = gpt_param_layout(c);
-        std::vector<float> p(gpt_num_params(layout), 0.01f);
+        std::vector<float> p(layout_numel(layout), 0.01f);
         const std::string dir = TMP + "/bad_o_bias";
         hf_export(dir, c, p.data(), ST_F32);
         std::vector<SafeTensorWrite> w;

@@ -33,6 +33,7 @@ trainers' backward uses); the memory arithmetic; the flags --zero,
 #include "test_util.h"
 #include "../llmc/core/rand.h"
 #include "../llmc/dist/zero.h"
+#include "../llmc/model/gpt_config.h"
 #include "../llmc/model/dit_config.h"
 
 static const std::string DIR = "test/tmp/zero";
@@ -230,7 +231,7 @@ int main(int argc, char** argv) {
         gpt_preset(name, &c);
         gpt_config_finalize(&c);
         std::vector<ParamTensor> L = gpt_param_layout(c);
-        const size_t n = gpt_num_params(L);
+        const size_t n = layout_numel(L);
         for (int W : {3, 8}) {
             ZeroPartition p = zero_partition(L, W, 16);
             ZeroBucketPlan b = zero_bucket_plan(L, W, 16, 25u << 20, 4);
@@ -422,7 +423,7 @@ int main(int argc, char** argv) {
         gpt_preset("gpt-1b", &c);
         gpt_config_finalize(&c);
         const std::vector<ParamTensor> L = gpt_param_layout(c);
-        const size_t n = gpt_num_params(L);
+        const size_t n = layout_numel(L);
         const ZeroGradLayout g1 = zero_grad_layout(L, zero_kinds_gpt(L), c.n_layer, 2, 16, 25u << 20, 0);
         const ZeroGradLayout g2 = zero_grad_layout(L, zero_kinds_gpt(L), c.n_layer, 2, 16, 25u << 20, 2);
         const ZeroMemory m0 = zero_grad_layout_memory(g1, n, 0, 2), m1 = zero_grad_layout_memory(g1, n, 1, 2), m2 = zero_grad_layout_memory(g2, n, 2, 2);

@@ -534,7 +534,7 @@ static inline float* dit_grad(DiTCpu* g, const char* name) {
 void dit_cpu_build(DiTCpu* g, const DiTConfig& cfg) {
     g->cfg = cfg;
     g->layout = dit_param_layout(cfg);
-    g->num_params = dit_num_params(g->layout);
+    g->num_params = layout_numel(g->layout);
     g->params.assign(g->num_params, 0.0f);
     g->grads.assign(g->num_params, 0.0f);
     g->m.assign(g->num_params, 0.0f);

@@ -419,7 +419,7 @@ void gpt_cpu_build(GPTCpu* g, const GPTConfig& cfg, int B, int T) {
     g->B = B;
     g->T = T;
     g->layout = gpt_param_layout(c);
-    g->num_params = gpt_num_params(g->layout);
+    g->num_params = layout_numel(g->layout);
     g->params.assign(g->num_params, 0.0f);
     g->grads.assign(g->num_params, 0.0f);
     g->m.assign(g->num_params, 0.0f);

@@ -124,6 +124,6 @@ int main() {
     gpt_preset("gpt-1b", &cfg);
     gpt_config_finalize(&cfg);
     const std::vector<ParamTensor> layout = gpt_param_layout(cfg);
-    run_case(gpt_num_params(layout), " (gpt-1b)", 32, 4096, true, &layout, &rng);
+    run_case(layout_numel(layout), " (gpt-1b)", 32, 4096, true, &layout, &rng);
     return finish("adamw");
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 #include <sys/stat.h>
+#include <unistd.h>  // fsync
 
 #ifdef MEGA_FUZZ
 #include <stdexcept>
@@ -76,6 +77,22 @@ static inline void fwrite_exact(const void* src, size_t n, FILE* f, const std::s
 
 static inline void fclose_or_fail(FILE* f, const std::string& path) {
     if (fclose(f) != 0) fail("%s: close failed (%s)", path.c_str(), strerror(errno));
+}
+
+// Finishes an atomic write: flush, fsync, close the temporary file, then rename it
+// over the final name, so a reader never sees a half-written file.
+static inline void finish_atomic_write(FILE* f, const std::string& tmp, const std::string& path) {
+    if (fflush(f) != 0) fail("%s: write failed (%s)", tmp.c_str(), strerror(errno));
+    if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", tmp.c_str(), strerror(errno));
+    fclose_or_fail(f, tmp);
+    if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: rename from %s failed (%s)", path.c_str(), tmp.c_str(), strerror(errno));
+}
+
+// fopen() happily opens a directory, whose "size" is garbage: name the real problem
+static inline void require_regular_file(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) fail("%s: cannot open (%s)", path.c_str(), strerror(errno));
+    if (!S_ISREG(st.st_mode)) fail("%s: not a regular file", path.c_str());
 }
 
 // Whole-file read, for small inputs (tokenizer, text corpus).

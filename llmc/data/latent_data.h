@@ -103,7 +103,6 @@ features in float32 packed back to back with cu_seqlens-style text_offset[B+1]
 #include <vector>
 #include "../core/utils.h"
 #include "../core/rand.h"
-#include "../formats/tokenizer.h"  // finish_atomic_write, require_regular_file
 
 #define LATENT_MAGIC 20251205
 #define LATENT_VERSION 1

@@ -38,7 +38,8 @@ this costs. With one bucket this is exactly the flat partition.
 #include <string>
 #include <vector>
 #include "../core/utils.h"
-#include "../model/gpt_config.h"  // ParamTensor
+#include "../core/args.h"
+#include "../model/param_tensor.h"
 
 struct ZeroPiece {
     int tensor;            // index into the layout
@@ -111,7 +112,7 @@ static inline ZeroPartition zero_partition_flat(size_t n, int world, size_t alig
 // The flat partition of a layout's buffer, with each rank's tensor pieces.
 static inline ZeroPartition zero_partition(const std::vector<ParamTensor>& layout, int world, size_t align) {
     zero_check_layout(layout, "zero_partition");
-    ZeroPartition p = zero_partition_flat(gpt_num_params(layout), world, align);
+    ZeroPartition p = zero_partition_flat(layout_numel(layout), world, align);
     for (int r = 0; r < world; r++) zero_add_pieces(layout, p.begin[r], p.end[r], 0, &p.pieces[r]);
     return p;
 }

@@ -347,7 +347,7 @@ static inline std::vector<float> hf_load_weights(const std::string& dir, const G
         }
     }
     const std::vector<HFTensor> map = hf_tensor_map(cfg, layout, prefix, lm_head);
-    std::vector<float> params(gpt_num_params(layout), 0.0f);
+    std::vector<float> params(layout_numel(layout), 0.0f);
     std::map<std::string, int> expected;
     for (const HFTensor& t : map) {
         expected[t.name] = 1;

@@ -56,22 +56,6 @@ struct Tokenizer {
 
 static inline uint64_t tok_pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
 
-// Finishes an atomic write: flush, fsync, close the temporary file, then rename it
-// over the final name, so a reader never sees a half-written file.
-static inline void finish_atomic_write(FILE* f, const std::string& tmp, const std::string& path) {
-    if (fflush(f) != 0) fail("%s: write failed (%s)", tmp.c_str(), strerror(errno));
-    if (fsync(fileno(f)) != 0) fail("%s: fsync failed (%s)", tmp.c_str(), strerror(errno));
-    fclose_or_fail(f, tmp);
-    if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: rename from %s failed (%s)", path.c_str(), tmp.c_str(), strerror(errno));
-}
-
-// fopen() happily opens a directory, whose "size" is garbage: name the real problem
-static inline void require_regular_file(const std::string& path) {
-    struct stat st;
-    if (stat(path.c_str(), &st) != 0) fail("%s: cannot open (%s)", path.c_str(), strerror(errno));
-    if (!S_ISREG(st.st_mode)) fail("%s: not a regular file", path.c_str());
-}
-
 // ----------------------------------------------------------------------------
 // Pre-tokenization
 

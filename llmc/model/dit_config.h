@@ -67,7 +67,7 @@
 #include <string>
 #include <vector>
 #include "../core/args.h"
-#include "gpt_config.h"   // ParamTensor
+#include "param_tensor.h"
 #include "../core/utils.h"
 
 struct DiTConfig {
@@ -224,10 +224,6 @@ static inline std::vector<ParamTensor> dit_param_layout(const DiTConfig& c) {
     add("final_layer.linear.weight", {P * c.out_channels, C}, true);
     add("final_layer.linear.bias", {P * c.out_channels}, false);
     return t;
-}
-
-static inline size_t dit_num_params(const std::vector<ParamTensor>& t) {
-    return t.empty() ? 0 : t.back().offset + t.back().numel;
 }
 
 static inline const ParamTensor* dit_find_param(const std::vector<ParamTensor>& t, const std::string& name) {

@@ -24,6 +24,7 @@
 #include <vector>
 #include "../core/args.h"
 #include "../core/utils.h"
+#include "param_tensor.h"
 
 struct GPTConfig {
     int vocab_size = 512;
@@ -133,14 +134,6 @@ static inline void gpt_config_finalize(GPTConfig* c) {
     }
 }
 
-struct ParamTensor {
-    std::string name;
-    std::vector<int> shape;
-    size_t numel;
-    size_t offset;   // in elements, into one contiguous buffer of all parameters
-    bool decay;      // weight decay applies
-};
-
 static inline std::vector<ParamTensor> gpt_param_layout(const GPTConfig& c) {
     const int L = c.n_layer, C = c.d_model, hd = c.head_dim, F = c.ffn_hidden, Vp = c.padded_vocab_size;
     const int qd = c.n_head * hd, QKV = qd + 2 * c.n_kv_head * hd;
@@ -163,10 +156,6 @@ static inline std::vector<ParamTensor> gpt_param_layout(const GPTConfig& c) {
     add("final_norm", {C}, false);
     if (!c.tie_embeddings) add("lm_head", {Vp, C}, true);
     return t;
-}
-
-static inline size_t gpt_num_params(const std::vector<ParamTensor>& t) {
-    return t.empty() ? 0 : t.back().offset + t.back().numel;
 }
 
 static inline const ParamTensor* gpt_find_param(const std::vector<ParamTensor>& t, const char* name) {

@@ -1,7 +1,7 @@
 // A model's trainable state, shared by both trainers: bf16 compute weights,
 // fp32 master weights, fp32 gradients and fp32 AdamW moments, one contiguous
 // buffer each with the tensors at the offsets of the model's layout
-// (ParamTensor, llmc/model/gpt_config.h); and the optimizer step on them: global
+// (ParamTensor, llmc/model/param_tensor.h); and the optimizer step on them: global
 // grad norm (deterministic), clipping, AdamW per tensor with weight decay only
 // where the layout says. A trainer's model struct derives from ModelParams.
 // Also: saving them to and loading them from a checkpoint (llmc/train/checkpoint.h),
@@ -12,7 +12,7 @@
 #include "../core/args.h"
 #include "../train/checkpoint.h"
 #include "../core/cuda_common.h"
-#include "gpt_config.h"  // ParamTensor
+#include "param_tensor.h"
 #include "../core/reduce.cuh"
 #include "adamw.cuh"
 #include "ema.cuh"
@@ -93,7 +93,7 @@ static void params_setup_dist(ModelParams* p);
 static void params_alloc(ModelParams* p, const std::vector<ParamTensor>& layout) {
     p->layout = layout;
     p->grad_layout = layout;
-    p->num_params = gpt_num_params(layout);
+    p->num_params = layout_numel(layout);
     const size_t n = p->num_params;
     p->grad_elems = p->comm ? p->zl.phys_total : n;
     p->state_elems = params_sharded(p) ? p->zl.shard : n;

@@ -354,7 +354,7 @@ static inline CkptModelInfo gpt_ckpt_info(const GPTConfig& c) {
         ckpt_int_field("qkv_bias", c.qkv_bias),
     };
     const std::vector<ParamTensor> layout = gpt_param_layout(c);
-    m.n_params = (int64_t)gpt_num_params(layout);
+    m.n_params = (int64_t)layout_numel(layout);
     m.n_tensors = (int)layout.size();
     return m;
 }
@@ -374,7 +374,7 @@ static inline CkptModelInfo dit_ckpt_info(const DiTConfig& c) {
         ckpt_float_field("freq_max_period", c.freq_max_period),
     };
     const std::vector<ParamTensor> layout = dit_param_layout(c);
-    m.n_params = (int64_t)dit_num_params(layout);
+    m.n_params = (int64_t)layout_numel(layout);
     m.n_tensors = (int)layout.size();
     return m;
 }

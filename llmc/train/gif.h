@@ -55,7 +55,6 @@ them and around, like moving_shapes_write_ppm.
 #include <unordered_map>
 #include <vector>
 #include "../core/utils.h"
-#include "../formats/tokenizer.h"  // finish_atomic_write
 
 enum { GIF_PALETTE_AUTO = 0, GIF_PALETTE_FIXED = 1 };
 

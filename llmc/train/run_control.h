@@ -28,7 +28,6 @@ loop does at the top of step k, which a run resumed from it does again.
 #include "../core/utils.h"
 #include "../core/args.h"
 #include "plot.h"
-#include "../formats/tokenizer.h"  // finish_atomic_write
 #include "checkpoint.h"
 
 // ----------------------------------------------------------------------------
