@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Speed against the PyTorch peer, same GPU, same run (../shared/spec/perf.md):
+# Speed against the PyTorch peer, same GPU, same run (docs/perf.md):
 # train_dit and torch_dit.py --compile on dit-s (B8, 8x32x32 latents = 2050 tokens
 # per sample, 128 text tokens) and dit-1b (28 layers of the 1B shape, B1,
 # 14x48x80 latents = 13,442 tokens, 300 text tokens), random data, side by side.
-# Peer script from $PEER (default .peer/, a copy of ../shared/bench).
+# Peer script from the folder $PEER (default .peer/, a local copy of the PyTorch peers).
 # EXTRA: more train_dit flags (e.g. EXTRA="--attn-backward fast").
 # Usage: bash scripts/bench_dit.sh [dit-s] [dit-1b]
 set -uo pipefail

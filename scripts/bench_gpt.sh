@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Speed against the PyTorch peer, same GPU, same run (../shared/spec/perf.md):
+# Speed against the PyTorch peer, same GPU, same run (docs/perf.md):
 # train_gpt and torch_gpt.py --compile on gpt-s (B32 T1024) and gpt-1b (B8 T2048),
-# random tokens, side by side. Peer script from $PEER (default .peer/, a copy of
-# ../shared/bench). Usage: bash scripts/bench_gpt.sh [configs...]
+# random tokens, side by side. Peer script from the folder $PEER (default .peer/,
+# a local copy of the PyTorch peers). Usage: bash scripts/bench_gpt.sh [configs...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PEER=${PEER:-.peer}

@@ -57,7 +57,7 @@ Config inferred from the shapes:
   caption_channels Cy                       y_embedder.y_proj.fc1.weight [C, Cy]
   freq_dim Fq                               t_embedder.mlp.0.weight [C, Fq]
   out_channels Cout                         final_layer.linear.weight [P*Cout, C], P = pt*ph*pw
-Not in the weights (flags; the defaults are MUG-V's, ../shared/spec/dit.md):
+Not in the weights (flags; the defaults are MUG-V's, docs/dit.md):
   --max-text-len 300, --norm-eps 1e-6, --rope-theta 10000, --rope-max-t 480,
   --rope-max-hw 384, --freq-max-period 10000; --mlp-ratio overrides F / C.
 From a .safetensors written by to-safetensors these come from its metadata.

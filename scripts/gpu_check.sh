@@ -5,7 +5,9 @@
 # Optional parts (environment variables, each 0 by default unless noted):
 #   BENCH=1 (default)  every dev/cuda benchmark (checks + timings)
 #   PEERS=1            scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch
-#                      peers (../shared/bench copied to .peer/; several minutes)
+#                      peers (several minutes)
+#   PEER=DIR           where the peers are (default .peer/); when DIR does not exist it is
+#                      first copied from the folder PEER_SRC (its default is set below)
 #   HF=1               scripts/check_hf.sh FP32=0 (needs python3 with torch + transformers)
 #   MULTI=1            QUICK=1 scripts/multi_gpu_check.sh when 2 or more GPUs are present;
 #   MULTI=full         the whole scripts/multi_gpu_check.sh (kill/hang, resume across GPU
@@ -20,6 +22,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/gpu_check}; mkdir -p "$OUT"
+PEER=${PEER:-.peer}
+PEER_SRC=${PEER_SRC:-../shared/bench}
 export NCCL_NVLS_ENABLE=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 ngpu=$(nvidia-smi -L | grep -c '^GPU')
@@ -37,8 +41,8 @@ part_bench() {
     done
     echo "$nfail" > "$OUT/bench_kernels.nfail"
     # the attention peer on the same GPU, right after ./dev/cuda/attention (issue 4's side-by-side table)
-    if [ -f .peer/torch_attn.py ]; then
-        timeout 300 python3 .peer/torch_attn.py > "$OUT/torch_attn.log" 2>&1
+    if [ -f "$PEER/torch_attn.py" ]; then
+        timeout 300 python3 "$PEER/torch_attn.py" > "$OUT/torch_attn.log" 2>&1
     fi
     # the attention kernels under compute-sanitizer (small shapes): races and out-of-bounds accesses
     if [ "${SANITIZE:-1}" = 1 ] && command -v compute-sanitizer > /dev/null; then
@@ -54,13 +58,13 @@ part_bench() {
     fi
 }
 part_peers() {
-    OUT="$OUT" bash scripts/bench_gpt.sh > "$OUT/bench_gpt.out" 2>&1
-    OUT="$OUT" bash scripts/bench_dit.sh > "$OUT/bench_dit.out" 2>&1
+    PEER="$PEER" OUT="$OUT" bash scripts/bench_gpt.sh > "$OUT/bench_gpt.out" 2>&1
+    PEER="$PEER" OUT="$OUT" bash scripts/bench_dit.sh > "$OUT/bench_dit.out" 2>&1
 }
 part_hf() { FP32=0 OUT="$OUT" bash scripts/check_hf.sh > "$OUT/check_hf.out" 2>&1; }
 
-# the PyTorch peers (../shared/bench) as .peer/, once, before the parts that read it run at the same time
-[ -d .peer ] || cp -r ../shared/bench .peer 2>/dev/null || echo "no .peer/ and no ../shared/bench to copy: no peer timings"
+# the PyTorch peers as $PEER, once, before the parts that read it run at the same time
+[ -d "$PEER" ] || cp -r "$PEER_SRC" "$PEER" 2>/dev/null || echo "no $PEER and no $PEER_SRC to copy: no peer timings"
 parts=(tests)
 [ "${BENCH:-1}" = 1 ] && parts+=(bench)
 [ "${HF:-0}" = 1 ] && parts+=(hf)

@@ -2,7 +2,7 @@
 """Reference for the mega.c video DiT (MUG-V 10B architecture, rectified flow):
 writes test/data/dit_tiny.mgt.
 
-The model spec in code: ../shared/spec/dit.md, dev/DESIGN.md (section "DiT"),
+The model spec in code: docs/dit.md, dev/DESIGN.md (section "DiT"),
 llmc/model/dit_config.h. All math is float64 on the CPU; tensors are stored as
 float32 (int32 for shapes, lengths and masks). Only torch 1.13-era APIs are
 used (Debian python3-torch), and every piece of the model (LayerNorm without

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Reference for the mega.c GPT (Llama-family decoder): writes test/data/gpt_*.mgt.
 
-The model spec in code: ../shared/spec/gpt.md, dev/DESIGN.md, llmc/model/gpt_config.h.
+The model spec in code: docs/gpt.md, dev/DESIGN.md, llmc/model/gpt_config.h.
 All math is float64 on the CPU; tensors are stored as float32 (int32 for ids).
 Only torch 1.13-era APIs are used (Debian python3-torch), and every piece of
 the model (RMSNorm, RoPE, QK-norm, GQA attention, SwiGLU, padded-vocab masked
