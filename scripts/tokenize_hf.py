@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """
 Text or JSONL -> token data for train_gpt, with any Hugging Face tokenizer (the model's own, so
-that the ids are exactly what transformers gives; mega.c decodes tokenizer.json but does not
-encode with it: llmc/formats/hf_tokenizer.h).
+that the ids are exactly what transformers gives). For one plain text file and a byte-level BPE
+tokenizer.json, ./build_data --hf-tokenizer does the same without Python
+(llmc/formats/hf_tokenizer.h); this script also reads JSONL and other tokenizers and writes Megatron data.
 
     python3 scripts/tokenize_hf.py --tokenizer path/to/hf_model --input corpus.jsonl --field text \\
         --format llmc --out data/mine --val-fraction 0.01
@@ -21,7 +22,7 @@ more) go to the validation split; a single document is split by tokens instead.
 
 Outputs (--out is a directory):
   --format llmc      OUT/train_000.bin, train_001.bin, ... and OUT/val_000.bin: llm.c shards
-                     (llmc/data/dataset.h: 256 int32 header, magic 20240520 version 1 with uint16 tokens
+                     (llmc/data/token_shard.h: 256 int32 header, magic 20240520 version 1 with uint16 tokens
                      when the tokenizer has <= 65536 ids, else magic 20240801 version 7 with uint32),
                      at most --shard-tokens tokens each; and OUT/meta.txt (vocab_size, train/val bytes
                      and tokens, the token counts without the end-of-document tokens) for nats/byte

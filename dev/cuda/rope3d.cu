@@ -23,6 +23,7 @@ checked bit-identical run to run.
   make dev/cuda/rope3d && ./dev/cuda/rope3d
 */
 #include "common.h"
+#include "../../llmc/core/reduce.cuh"
 #include "../../llmc/kernels/rope3d.cuh"
 
 // ---- qknorm_rope3d_backward version 1 (the trainer's until 2026-11-29), kept for

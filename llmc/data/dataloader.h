@@ -1,7 +1,7 @@
 /*
 Token-shard data loader in the style of llm.c, for one process of a data-parallel run.
 
-Shards are llm.c .bin files (llmc/data/dataset.h): a 256-int32 header then uint16
+Shards are llm.c .bin files (llmc/data/token_shard.h): a 256-int32 header then uint16
 (magic 20240520, version 1) or uint32 (magic 20240801, version 7) tokens.
 Every shard is validated at init (header, length, every token id < vocab_size),
 so a bad file fails before any training starts, not hours into a run.
@@ -30,14 +30,13 @@ global).
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <ctime>  // utils.h uses clock_gettime
 #include <glob.h>
 #include <string>
 #include <sys/types.h>
 #include <vector>
 #include "../core/utils.h"
 #include "../core/rand.h"
-#include "dataset.h"
+#include "token_shard.h"
 
 struct DataLoaderShard {
     std::string path;

@@ -95,7 +95,6 @@ features in float32 packed back to back with cu_seqlens-style text_offset[B+1]
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <ctime>  // utils.h uses clock_gettime
 #include <glob.h>
 #include <string>
 #include <sys/types.h>

@@ -29,7 +29,6 @@ The file length must be exactly 20 + 8 * n_merges bytes.
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <ctime>  // utils.h uses clock_gettime
 #include <queue>
 #include <string>
 #include <string_view>

@@ -103,8 +103,8 @@ __global__ static void layernorm_backward_dx_kernel(floatX* __restrict__ dinp, c
 // once. Each lane keeps fp32 column sums of dout * xhat (dw) and dout (db) for its
 // columns over its rows; at the end the block adds its 4 warps in order into
 // partial[(block * 2 + {0: dw, 1: db}) * C + c], and layernorm_dwdb_kernel adds
-// the blocks in order. (The earlier version read dout and xhat again in two
-// column_reduce calls: 5 launches and twice the reads.)
+// the blocks in order. (Two column_reduce calls would read dout and xhat a
+// second time, in more launches.)
 // Blocks (fixed per C, so results do not depend on the GPU): one full wave on an
 // H200's 132 SMs, 3 per SM up to C 768 (CH 3: ~150 registers, <= 170 fit 3
 // blocks), 2 per SM above (CH 4, 5: ~190, ~225; CH 6-8 spill a little).

@@ -18,7 +18,7 @@
 #pragma once
 #include <vector>
 #include "../core/cuda_common.h"
-#include "../core/reduce.cuh"
+// the position rules and frequencies rope3d_table turns into a table
 #include "../model/dit_config.h"
 
 template <int HD>
