@@ -1,6 +1,6 @@
 // fp32 CPU reference of the mega.c video DiT (MUG-V 10B architecture,
 // rectified flow): forward, backward and AdamW, written to be read, in the
-// style of llm.c's train_gpt2.c. The model: ../shared/spec/dit.md and
+// style of llm.c's train_gpt2.c. The model: docs/dit.md and
 // dev/DESIGN.md (section "DiT"); parameter layout, token order and RoPE
 // positions: llmc/model/dit_config.h. Checked against the PyTorch reference
 // (dev/reference/dit.py) by test/test_dit_cpu.cpp, which includes this file
@@ -39,6 +39,10 @@
 // ----------------------------------------------------------------------------
 // layers: forward and backward. Backward functions ADD into the gradients of
 // their inputs and parameters (+=), as in llm.c, unless stated otherwise.
+// Each has the name of the GPU launcher it is the reference of (llmc/kernels/,
+// checked by dev/cuda/; matmuls: llmc/core/cublas_common.h); a fused kernel is
+// written as its parts, e.g. qknorm_rope3d_forward as qknorm_forward then
+// rope3d_forward.
 
 // out [N,OC] = inp [N,IC] @ w[OC,IC]^T (+ bias[OC])
 void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC) {
@@ -147,8 +151,8 @@ void layernorm_affine_backward(float* dinp, float* dw, float* db, float* scratch
 // adaLN modulation of a normalized row: out = xhat * (1 + scale) + shift, where
 // for row i shift[c] = tshift[c] + mods[rows[i]*ms + shift_off + c] and scale
 // likewise (a learned table row plus the row's conditioning vector).
-void modulate_forward(float* out, const float* xhat, const float* tshift, const float* tscale, const float* mods, int ms,
-                      int shift_off, int scale_off, const int* rows, int N, int C) {
+void adaln_modulate_forward(float* out, const float* xhat, const float* tshift, const float* tscale, const float* mods, int ms,
+                            int shift_off, int scale_off, const int* rows, int N, int C) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float* m = mods + (size_t)rows[i] * ms;
@@ -160,9 +164,9 @@ void modulate_forward(float* out, const float* xhat, const float* tshift, const 
 
 // dxhat = (not +=) dout * (1 + scale); dtshift, dtscale, dmods +=. Parallel
 // over columns: a thread owns column c of the tables and of every mods row.
-void modulate_backward(float* dxhat, float* dtshift, float* dtscale, float* dmods, const float* dout, const float* xhat,
-                       const float* tscale, const float* mods, int ms, int shift_off, int scale_off, const int* rows,
-                       int N, int C) {
+void adaln_modulate_backward(float* dxhat, float* dtshift, float* dtscale, float* dmods, const float* dout, const float* xhat,
+                             const float* tscale, const float* mods, int ms, int shift_off, int scale_off, const int* rows,
+                             int N, int C) {
     #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         float ssh = 0.0f, ssc = 0.0f;
@@ -182,8 +186,8 @@ void modulate_backward(float* dxhat, float* dtshift, float* dtscale, float* dmod
 }
 
 // Gated residual: out = x + gate * o, gate[c] = tgate[c] + mods[rows[i]*ms + off + c].
-void gate_residual_forward(float* out, const float* x, const float* o, const float* tgate, const float* mods, int ms,
-                           int off, const int* rows, int N, int C) {
+void adaln_gate_residual_forward(float* out, const float* x, const float* o, const float* tgate, const float* mods, int ms,
+                                 int off, const int* rows, int N, int C) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float* m = mods + (size_t)rows[i] * ms + off;
@@ -195,8 +199,8 @@ void gate_residual_forward(float* out, const float* x, const float* o, const flo
 }
 
 // dO = (not +=) dout * gate; dtgate, dmods += dout * o. (dx = dout is the caller's.)
-void gate_residual_backward(float* dO, float* dtgate, float* dmods, const float* dout, const float* o, const float* tgate,
-                            const float* mods, int ms, int off, const int* rows, int N, int C) {
+void adaln_gate_residual_backward(float* dO, float* dtgate, float* dmods, const float* dout, const float* o, const float* tgate,
+                                  const float* mods, int ms, int off, const int* rows, int N, int C) {
     #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         float sg = 0.0f;
@@ -231,8 +235,8 @@ static inline void rmsnorm_row_backward(float* dx, const float* dy, const float*
 // QK-norm: RMSNorm over each of the nheads heads (hd values each) at the start
 // of every row (row stride rs), weight w [hd] shared by the heads. out has the
 // layout of inp; only the heads are written. rstd [N, nheads].
-void headnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int rs, int nheads, int hd,
-                      float eps) {
+void qknorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int rs, int nheads, int hd,
+                    float eps) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++)
         for (int j = 0; j < nheads; j++)
@@ -241,8 +245,8 @@ void headnorm_forward(float* out, float* rstd, const float* inp, const float* w,
 }
 
 // dinp = (not +=) the gradient through the norm (heads only); dw +=.
-void headnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
-                       int N, int rs, int nheads, int hd) {
+void qknorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                     int N, int rs, int nheads, int hd) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++)
         for (int j = 0; j < nheads; j++) {
@@ -264,7 +268,7 @@ void headnorm_backward(float* dinp, float* dw, const float* dout, const float* i
 // 3D RoPE, interleaved pairs, in place on the nheads heads at the start of
 // every row (stride rs): x'[2s] = x[2s] cos - x[2s+1] sin, x'[2s+1] =
 // x[2s+1] cos + x[2s] sin; cos, sin [N, hd/2] per row (token).
-void rope_forward(float* x, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
+void rope3d_forward(float* x, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
     const int half = hd / 2;
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
@@ -282,7 +286,7 @@ void rope_forward(float* x, const float* cosb, const float* sinb, int N, int rs,
 }
 
 // The transpose of the rotation, in place on dx.
-void rope_backward(float* dx, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
+void rope3d_backward(float* dx, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
     const int half = hd / 2;
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
@@ -413,7 +417,7 @@ void silu_backward(float* dinp, const float* dout, const float* inp, size_t n) {
 }
 
 // Sinusoidal embeddings of scalars s[n] (double): out [n, 2*half] = [cos(s f), sin(s f)].
-void freq_embedding(float* out, const double* s, int n, const std::vector<double>& f) {
+void timestep_embedding(float* out, const double* s, int n, const std::vector<double>& f) {
     const int half = (int)f.size();
     for (int i = 0; i < n; i++)
         for (int k = 0; k < half; k++) {
@@ -666,8 +670,8 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
     // conditioning: c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(c / c0)
     std::vector<double> ts(2 * B), fs(B);
     for (int b = 0; b < B; b++) { ts[2 * b] = 1000.0 * (double)bt.t[b]; ts[2 * b + 1] = 0.0; fs[b] = bt.fps[b]; }
-    freq_embedding(g->tfreq.data(), ts.data(), 2 * B, g->emb_f);
-    freq_embedding(g->ffreq.data(), fs.data(), B, g->emb_f);
+    timestep_embedding(g->tfreq.data(), ts.data(), 2 * B, g->emb_f);
+    timestep_embedding(g->ffreq.data(), fs.data(), B, g->emb_f);
     matmul_forward(g->th.data(), g->tfreq.data(), dit_param(g, "t_embedder.mlp.0.weight"), dit_param(g, "t_embedder.mlp.0.bias"), 2 * B, Fq, C);
     silu_forward(g->ths.data(), g->th.data(), g->th.size());
     matmul_forward(g->temb.data(), g->ths.data(), dit_param(g, "t_embedder.mlp.2.weight"), dit_param(g, "t_embedder.mlp.2.bias"), 2 * B, C, C);
@@ -753,23 +757,23 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
 
         // self-attention: x += gate1 * proj(attn(rope(qknorm(qkv(LN(x)*(1+scale1)+shift1)))))
         layernorm_forward(ln1, ln1r, x, N, C, eps);
-        modulate_forward(h1, ln1, tab + 0 * C, tab + 1 * C, g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
+        adaln_modulate_forward(h1, ln1, tab + 0 * C, tab + 1 * C, g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
         matmul_forward(qkv, h1, P_("blocks.attn.qkv.weight", 3 * C * C), P_("blocks.attn.qkv.bias", 3 * C), N, C, 3 * C);
-        headnorm_forward(qkvr, g->qr.data() + (size_t)l * N * nh, qkv, P_("blocks.attn.q_norm.weight", hd), N, 3 * C, nh, hd, eps);
-        headnorm_forward(qkvr + C, g->kr.data() + (size_t)l * N * nh, qkv + C, P_("blocks.attn.k_norm.weight", hd), N, 3 * C, nh, hd, eps);
+        qknorm_forward(qkvr, g->qr.data() + (size_t)l * N * nh, qkv, P_("blocks.attn.q_norm.weight", hd), N, 3 * C, nh, hd, eps);
+        qknorm_forward(qkvr + C, g->kr.data() + (size_t)l * N * nh, qkv + C, P_("blocks.attn.k_norm.weight", hd), N, 3 * C, nh, hd, eps);
         for (int i = 0; i < N; i++) memcpy(qkvr + (size_t)i * 3 * C + 2 * C, qkv + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
-        rope_forward(qkvr, g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);   // q heads then k heads
+        rope3d_forward(qkvr, g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);   // q heads then k heads
         attention_forward(atty, att, qkvr, 3 * C, qkvr + C, qkvr + 2 * C, 3 * C, g->cu_x.data(), g->cu_x.data(),
                           g->att_off.data(), B, nh, hd);
         matmul_forward(o1, atty, P_("blocks.attn.proj.weight", C * C), P_("blocks.attn.proj.bias", C), N, C, C);
-        gate_residual_forward(res1, x, o1, tab + 2 * C, g->mods.data(), ms, 2 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_forward(res1, x, o1, tab + 2 * C, g->mods.data(), ms, 2 * C, g->tokrow.data(), N, C);
 
         // cross-attention: x += proj(attn(qnorm(q_linear(LNa(x))), knorm(kv_linear(y))))
         layernorm_affine_forward(ha, lna, lnar, res1, P_("blocks.cross_attn_norm.weight", C), P_("blocks.cross_attn_norm.bias", C), N, C, eps);
         matmul_forward(cq, ha, P_("blocks.cross_attn.q_linear.weight", C * C), P_("blocks.cross_attn.q_linear.bias", C), N, C, C);
-        headnorm_forward(cqn, g->cqr.data() + (size_t)l * N * nh, cq, P_("blocks.cross_attn.q_norm.weight", hd), N, C, nh, hd, eps);
+        qknorm_forward(cqn, g->cqr.data() + (size_t)l * N * nh, cq, P_("blocks.cross_attn.q_norm.weight", hd), N, C, nh, hd, eps);
         matmul_forward(ckv, g->y.data(), P_("blocks.cross_attn.kv_linear.weight", 2 * C * C), P_("blocks.cross_attn.kv_linear.bias", 2 * C), Nt, C, 2 * C);
-        headnorm_forward(ckvn, g->ckr.data() + (size_t)l * Nt * nh, ckv, P_("blocks.cross_attn.k_norm.weight", hd), Nt, 2 * C, nh, hd, eps);
+        qknorm_forward(ckvn, g->ckr.data() + (size_t)l * Nt * nh, ckv, P_("blocks.cross_attn.k_norm.weight", hd), Nt, 2 * C, nh, hd, eps);
         for (int i = 0; i < Nt; i++) memcpy(ckvn + (size_t)i * 2 * C + C, ckv + (size_t)i * 2 * C + C, C * sizeof(float));
         attention_forward(catty, catt, cqn, C, ckvn, ckvn + C, 2 * C, g->cu_x.data(), g->cu_t.data(), g->catt_off.data(), B, nh, hd);
         matmul_forward(res2, catty, P_("blocks.cross_attn.proj.weight", C * C), P_("blocks.cross_attn.proj.bias", C), N, C, C);
@@ -777,11 +781,11 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
 
         // MLP: x += gate2 * fc2(gelu(fc1(LN(x)*(1+scale2)+shift2)))
         layernorm_forward(ln2, ln2r, res2, N, C, eps);
-        modulate_forward(h2, ln2, tab + 3 * C, tab + 4 * C, g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
+        adaln_modulate_forward(h2, ln2, tab + 3 * C, tab + 4 * C, g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
         matmul_forward(f1, h2, P_("blocks.mlp.fc1.weight", (size_t)F * C), P_("blocks.mlp.fc1.bias", F), N, C, F);
         gelu_forward(f1g, f1, (size_t)N * F);
         matmul_forward(o2, f1g, P_("blocks.mlp.fc2.weight", (size_t)C * F), P_("blocks.mlp.fc2.bias", C), N, F, C);
-        gate_residual_forward(xout, res2, o2, tab + 5 * C, g->mods.data(), ms, 5 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_forward(xout, res2, o2, tab + 5 * C, g->mods.data(), ms, 5 * C, g->tokrow.data(), N, C);
     }
 
     // final layer on the patch tokens: LN * (1 + scale) + shift with [shift, scale] = table_f + (c or c0)
@@ -791,7 +795,7 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
                (size_t)g->grids[b].n_patch * C * sizeof(float));
     const float* tf = dit_param(g, "final_layer.scale_shift_table");
     layernorm_forward(g->lnf.data(), g->lnfr.data(), g->xf.data(), Np, C, eps);
-    modulate_forward(g->hf.data(), g->lnf.data(), tf, tf + C, g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
+    adaln_modulate_forward(g->hf.data(), g->lnf.data(), tf, tf + C, g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
     matmul_forward(g->out.data(), g->hf.data(), dit_param(g, "final_layer.linear.weight"), dit_param(g, "final_layer.linear.bias"), Np, C, P * Cout);
 
     // unpatchify (patch feature ((tp*ph + hp)*pw + wp)*Cout + co), crop, loss on the noisy frames
@@ -880,8 +884,8 @@ void dit_cpu_backward(DiTCpu* g) {
                     g->dout.data(), g->hf.data(), dit_param(g, "final_layer.linear.weight"), Np, C, P * Cout);
     const float* tf = dit_param(g, "final_layer.scale_shift_table");
     float* dtf = dit_grad(g, "final_layer.scale_shift_table");
-    modulate_backward(g->dln.data(), dtf, dtf + C, g->dcond.data(), g->dhf.data(), g->lnf.data(), tf + C,
-                      g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
+    adaln_modulate_backward(g->dln.data(), dtf, dtf + C, g->dcond.data(), g->dhf.data(), g->lnf.data(), tf + C,
+                            g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
     zero(g->dxf);
     layernorm_backward(g->dxf.data(), g->dln.data(), g->lnf.data(), g->lnfr.data(), Np, C);
     zero(g->dres);   // gradient of the residual stream, carried down through the layers
@@ -925,8 +929,8 @@ void dit_cpu_backward(DiTCpu* g) {
         const float* o2 = g->o2.data() + (size_t)l * N * C;
 
         // MLP branch: xout = res2 + gate2 * o2; dres = d xout
-        gate_residual_backward(g->dO.data(), dtab + 5 * C, g->dmods.data(), dres, o2, tab + 5 * C, g->mods.data(), ms,
-                               5 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_backward(g->dO.data(), dtab + 5 * C, g->dmods.data(), dres, o2, tab + 5 * C, g->mods.data(), ms,
+                                     5 * C, g->tokrow.data(), N, C);
         zero(g->df1g);
         matmul_backward(g->df1g.data(), G_("blocks.mlp.fc2.weight", (size_t)C * F), G_("blocks.mlp.fc2.bias", C),
                         g->dO.data(), f1g, P_("blocks.mlp.fc2.weight", (size_t)C * F), N, F, C);
@@ -934,8 +938,8 @@ void dit_cpu_backward(DiTCpu* g) {
         zero(g->dh);
         matmul_backward(g->dh.data(), G_("blocks.mlp.fc1.weight", (size_t)F * C), G_("blocks.mlp.fc1.bias", F),
                         g->df1.data(), h2, P_("blocks.mlp.fc1.weight", (size_t)F * C), N, C, F);
-        modulate_backward(g->dln.data(), dtab + 3 * C, dtab + 4 * C, g->dmods.data(), g->dh.data(), ln2, tab + 4 * C,
-                          g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
+        adaln_modulate_backward(g->dln.data(), dtab + 3 * C, dtab + 4 * C, g->dmods.data(), g->dh.data(), ln2, tab + 4 * C,
+                                g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
         layernorm_backward(dres, g->dln.data(), ln2, ln2r, N, C);
         // now dres = d res2. Cross-attention branch: res2 = res1 + proj(catty)
         zero(g->datty);
@@ -945,10 +949,10 @@ void dit_cpu_backward(DiTCpu* g) {
         zero(g->dckvn);
         attention_backward(g->dcqn.data(), g->dckvn.data(), g->dckvn.data() + C, g->datty.data(), cqn, C, ckvn,
                            ckvn + C, 2 * C, catt, g->cu_x.data(), g->cu_t.data(), g->catt_off.data(), B, nh, hd);
-        headnorm_backward(g->dcq.data(), G_("blocks.cross_attn.q_norm.weight", hd), g->dcqn.data(), cq,
-                          P_("blocks.cross_attn.q_norm.weight", hd), g->cqr.data() + (size_t)l * N * nh, N, C, nh, hd);
-        headnorm_backward(g->dckv.data(), G_("blocks.cross_attn.k_norm.weight", hd), g->dckvn.data(), ckv,
-                          P_("blocks.cross_attn.k_norm.weight", hd), g->ckr.data() + (size_t)l * Nt * nh, Nt, 2 * C, nh, hd);
+        qknorm_backward(g->dcq.data(), G_("blocks.cross_attn.q_norm.weight", hd), g->dcqn.data(), cq,
+                        P_("blocks.cross_attn.q_norm.weight", hd), g->cqr.data() + (size_t)l * N * nh, N, C, nh, hd);
+        qknorm_backward(g->dckv.data(), G_("blocks.cross_attn.k_norm.weight", hd), g->dckvn.data(), ckv,
+                        P_("blocks.cross_attn.k_norm.weight", hd), g->ckr.data() + (size_t)l * Nt * nh, Nt, 2 * C, nh, hd);
         for (int i = 0; i < Nt; i++)
             memcpy(g->dckv.data() + (size_t)i * 2 * C + C, g->dckvn.data() + (size_t)i * 2 * C + C, C * sizeof(float));
         matmul_backward(g->dy.data(), G_("blocks.cross_attn.kv_linear.weight", 2 * C * C),
@@ -960,26 +964,26 @@ void dit_cpu_backward(DiTCpu* g) {
         layernorm_affine_backward(dres, G_("blocks.cross_attn_norm.weight", C), G_("blocks.cross_attn_norm.bias", C),
                                   g->dln.data(), g->dh.data(), lna, P_("blocks.cross_attn_norm.weight", C), lnar, N, C);
         // now dres = d res1. Self-attention branch: res1 = x + gate1 * o1
-        gate_residual_backward(g->dO.data(), dtab + 2 * C, g->dmods.data(), dres, o1, tab + 2 * C, g->mods.data(), ms,
-                               2 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_backward(g->dO.data(), dtab + 2 * C, g->dmods.data(), dres, o1, tab + 2 * C, g->mods.data(), ms,
+                                     2 * C, g->tokrow.data(), N, C);
         zero(g->datty);
         matmul_backward(g->datty.data(), G_("blocks.attn.proj.weight", C * C), G_("blocks.attn.proj.bias", C),
                         g->dO.data(), atty, P_("blocks.attn.proj.weight", C * C), N, C, C);
         zero(g->dqkvr);
         attention_backward(g->dqkvr.data(), g->dqkvr.data() + C, g->dqkvr.data() + 2 * C, g->datty.data(), qkvr, 3 * C,
                            qkvr + C, qkvr + 2 * C, 3 * C, att, g->cu_x.data(), g->cu_x.data(), g->att_off.data(), B, nh, hd);
-        rope_backward(g->dqkvr.data(), g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);
-        headnorm_backward(g->dqkv.data(), G_("blocks.attn.q_norm.weight", hd), g->dqkvr.data(), qkv,
-                          P_("blocks.attn.q_norm.weight", hd), g->qr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
-        headnorm_backward(g->dqkv.data() + C, G_("blocks.attn.k_norm.weight", hd), g->dqkvr.data() + C, qkv + C,
-                          P_("blocks.attn.k_norm.weight", hd), g->kr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
+        rope3d_backward(g->dqkvr.data(), g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);
+        qknorm_backward(g->dqkv.data(), G_("blocks.attn.q_norm.weight", hd), g->dqkvr.data(), qkv,
+                        P_("blocks.attn.q_norm.weight", hd), g->qr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
+        qknorm_backward(g->dqkv.data() + C, G_("blocks.attn.k_norm.weight", hd), g->dqkvr.data() + C, qkv + C,
+                        P_("blocks.attn.k_norm.weight", hd), g->kr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
         for (int i = 0; i < N; i++)
             memcpy(g->dqkv.data() + (size_t)i * 3 * C + 2 * C, g->dqkvr.data() + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
         zero(g->dh);
         matmul_backward(g->dh.data(), G_("blocks.attn.qkv.weight", 3 * C * C), G_("blocks.attn.qkv.bias", 3 * C),
                         g->dqkv.data(), h1, P_("blocks.attn.qkv.weight", 3 * C * C), N, C, 3 * C);
-        modulate_backward(g->dln.data(), dtab + 0 * C, dtab + 1 * C, g->dmods.data(), g->dh.data(), ln1, tab + 1 * C,
-                          g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
+        adaln_modulate_backward(g->dln.data(), dtab + 0 * C, dtab + 1 * C, g->dmods.data(), g->dh.data(), ln1, tab + 1 * C,
+                                g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
         layernorm_backward(dres, g->dln.data(), ln1, ln1r, N, C);
         // now dres = d x, the gradient entering layer l
         (void)x; (void)res1; (void)res2;
