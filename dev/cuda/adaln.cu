@@ -23,7 +23,7 @@ bit-identical run to run.
 #include "../../llmc/model/dit_config.h"
 #include "../../llmc/kernels/adaln.cuh"
 
-// ---- adaln_param_grad version 1 (the trainer's until 2026-11-29), kept for comparison:
+// ---- adaln_param_grad version 1 (the trainer's earlier kernel), kept for comparison:
 // the same slice partials (always ADALN_SPLITS slices per sample), then one thread
 // per column adds the slices of every row and the rows in order (latency-bound:
 // C threads, 2B x 32 x 2 dependent loads each).

@@ -21,7 +21,7 @@ two-pass path.
 #include "common.h"
 #include "../../llmc/kernels/layernorm.cuh"
 
-// ---- layernorm_backward version 1 (the trainer's until 2026-11-29), kept for
+// ---- layernorm_backward version 1 (the trainer's earlier kernel), kept for
 // comparison: the dx kernel (one warp per row), then dw and db each through a
 // column_reduce that reads dout (and xhat) again. Scratch COLUMN_REDUCE_SPLITS * C.
 static void layernorm_backward_v1(floatX* dinp, float* dw, float* db, const floatX* dout, const floatX* xhat, const floatX* w,

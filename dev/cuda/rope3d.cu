@@ -25,7 +25,7 @@ checked bit-identical run to run.
 #include "common.h"
 #include "../../llmc/kernels/rope3d.cuh"
 
-// ---- qknorm_rope3d_backward version 1 (the trainer's until 2026-11-29), kept for
+// ---- qknorm_rope3d_backward version 1 (the trainer's earlier kernel), kept for
 // comparison: one thread per (token, head) (a 144-byte row per lane, uncoalesced
 // across the warp), g * xhat written to a full fp32 [N, nheads*hd] scratch, then
 // column_reduce over the tokens and again over the heads.
