@@ -266,10 +266,8 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
             runs[k][0] = download(dmods, nm);
             runs[k][1] = download(dtab, 6 * C);
         }
-        g_checks++;
         const bool same = runs[0][0] == runs[1][0] && runs[0][1] == runs[1][1];
-        printf("%s adaln_param_grad v2 bit-identical run to run shape=%s\n", same ? "PASS" : "FAIL", shape.c_str());
-        if (!same) g_failed++;
+        check_true(same, "adaln_param_grad v2 bit-identical run to run shape=%s", shape.c_str());
     }
 
     if (timed) {

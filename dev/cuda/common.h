@@ -164,6 +164,21 @@ static bool check(const char* kernel, const char* output, const std::string& sha
     return ok;
 }
 
+// One PASS/FAIL line for a yes/no check (bit-identical repeats, exact masks, statistics):
+// "PASS " or "FAIL " and then the printf-formatted description.
+static bool check_true(bool ok, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool check_true(bool ok, const char* fmt, ...) {
+    g_checks++;
+    if (!ok) g_failed++;
+    printf("%s ", ok ? "PASS" : "FAIL");
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    return ok;
+}
+
 // ----------------------------------------------------------------------------
 // timing
 

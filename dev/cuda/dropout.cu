@@ -29,28 +29,22 @@ static std::vector<double> dropout_cpu(const std::vector<float>& x, float p, uin
 
 // PASS when the GPU drops exactly the elements the reference drops
 static void check_mask(const std::string& shape, const std::vector<float>& gpu, const std::vector<double>& ref) {
-    g_checks++;
     size_t differ = 0, dropped = 0;
     for (size_t i = 0; i < gpu.size(); i++) {
         differ += (gpu[i] == 0.0f) != (ref[i] == 0.0);
         dropped += ref[i] == 0.0;
     }
-    const bool ok = differ == 0;
-    printf("%s dropout_apply/mask %zu of %zu elements differ (%zu dropped) shape=%s\n", ok ? "PASS" : "FAIL", differ,
-           gpu.size(), dropped, shape.c_str());
-    if (!ok) g_failed++;
+    check_true(differ == 0, "dropout_apply/mask %zu of %zu elements differ (%zu dropped) shape=%s", differ, gpu.size(),
+               dropped, shape.c_str());
 }
 
 // the kept fraction of n elements is 1 - p within 5 standard deviations of a binomial
 static void check_kept_fraction(const std::string& shape, const std::vector<float>& gpu, float p) {
-    g_checks++;
     size_t kept = 0;
     for (float v : gpu) kept += v != 0.0f;
     const double n = (double)gpu.size(), expect = n * (1.0 - p), sd = sqrt(n * p * (1.0 - p));
-    const bool ok = fabs(kept - expect) <= 5.0 * sd + 1.0;
-    printf("%s dropout_apply/kept_fraction %.5f expected %.5f shape=%s\n", ok ? "PASS" : "FAIL", kept / n, 1.0 - p,
-           shape.c_str());
-    if (!ok) g_failed++;
+    check_true(fabs(kept - expect) <= 5.0 * sd + 1.0, "dropout_apply/kept_fraction %.5f expected %.5f shape=%s", kept / n,
+               1.0 - p, shape.c_str());
 }
 
 static void run_case(size_t n, float p, bool timed, Rng* rng) {
@@ -85,11 +79,8 @@ static void run_case(size_t n, float p, bool timed, Rng* rng) {
         const std::vector<float> other = download(out, n);
         size_t differ = 0;
         for (size_t i = 0; i < n; i++) differ += (other[i] == 0.0f) != (got[i] == 0.0f);
-        g_checks++;
-        const bool ok = differ > 0;
-        printf("%s dropout_apply/seed+1 draws another mask (%zu of %zu elements differ) shape=%s\n", ok ? "PASS" : "FAIL",
-               differ, n, shape.c_str());
-        if (!ok) g_failed++;
+        check_true(differ > 0, "dropout_apply/seed+1 draws another mask (%zu of %zu elements differ) shape=%s", differ, n,
+                   shape.c_str());
     }
 
     if (timed) {

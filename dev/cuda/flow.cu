@@ -103,16 +103,14 @@ static double gaussian_at_cpu(uint64_t seed, size_t i, double mean, double std) 
 
 // |mean - m| and |var - s^2| within 5 standard errors of n normal draws
 static void check_moments(const char* kernel, const std::string& shape, const std::vector<float>& v, double m, double s) {
-    g_checks++;
     double sum = 0.0, sq = 0.0;
     for (float x : v) sum += x;
     const double n = (double)v.size(), mu = sum / n;
     for (float x : v) sq += (x - mu) * (x - mu);
     const double var = sq / n;
     const bool ok = fabs(mu - m) <= 5.0 * s / sqrt(n) && fabs(var - s * s) <= 5.0 * s * s * sqrt(2.0 / n);
-    printf("%s %s/moments mean=%.5f (expected %.2f) var=%.5f (expected %.2f) shape=%s\n", ok ? "PASS" : "FAIL", kernel, mu, m,
-           var, s * s, shape.c_str());
-    if (!ok) g_failed++;
+    check_true(ok, "%s/moments mean=%.5f (expected %.2f) var=%.5f (expected %.2f) shape=%s", kernel, mu, m, var, s * s,
+               shape.c_str());
 }
 
 template <typename T>

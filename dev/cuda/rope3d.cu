@@ -264,9 +264,7 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
                                    hd, dnw, 0);
             cudaCheck(cudaDeviceSynchronize());
             const bool same = download(dinp, nin) == dx1 && download(dw_a, hd) == dwa1 && (!two || download(dw_b, hd) == dwb1);
-            g_checks++;
-            printf("%s %s/bit_identical_run_to_run shape=%s\n", same ? "PASS" : "FAIL", bwd.c_str(), shape.c_str());
-            if (!same) g_failed++;
+            check_true(same, "%s/bit_identical_run_to_run shape=%s", bwd.c_str(), shape.c_str());
         }
     }
 
