@@ -98,7 +98,8 @@ test/test_%: test/test_%.cpp $(LLMC_HEADERS)
 test: train_gpt train_dit build_data moving_shapes $(CPU_TESTS)
 	@bash test/run_tests.sh
 
-# everything `all` builds, and the tests' scratch folder
+# everything `all` builds, the tests' scratch folder and the fuzzers' binaries (fuzz/out keeps
+# its corpus, which later runs start from)
 clean:
 	rm -f $(ALL)
-	rm -rf test/tmp
+	rm -rf test/tmp fuzz/out/bin
