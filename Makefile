@@ -1,6 +1,7 @@
 # mega.c build. `make` builds the trainers, tests and kernel benchmarks for
 # sm_90a (H100/H200: the Hopper-only instructions, wgmma, of the attention kernels);
-# `make test` builds and runs the tests (GPU tests only where a GPU is present).
+# `make test` builds and runs the tests (GPU tests and the dev/cuda checks only where a GPU
+# is present).
 # Override GPU_ARCH=90 (no wgmma), 80 etc. for other GPUs: the portable mma.sync path.
 CXX        ?= g++
 NVCC       ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
@@ -37,7 +38,8 @@ CPU_TESTS    := test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/tes
 GPU_TESTS    := test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32
 
 .PHONY: all test cpu gpu benches clean
-all: train_gpt train_dit train_gpt_fp32 train_dit_fp32 dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+ALL := train_gpt train_dit train_gpt_fp32 train_dit_fp32 dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+all: $(ALL)
 cpu: dev/cpu/gpt dev/cpu/dit build_data moving_shapes $(CPU_TESTS)
 gpu: train_gpt train_dit $(GPU_TESTS)
 benches: $(CUDA_BENCHES)
@@ -68,7 +70,7 @@ test/test_dit: test/test_dit.cu train_dit.cu dev/cpu/dit.cpp $(LLMC_HEADERS)
 test/test_dit_fp32: test/test_dit.cu train_dit.cu dev/cpu/dit.cpp $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -Xcompiler -Wno-unknown-pragmas -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
 
-dev/cuda/%: dev/cuda/%.cu $(LLMC_HEADERS)
+dev/cuda/%: dev/cuda/%.cu $(wildcard dev/cuda/*.h) $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
 
 dev/cpu/gpt: dev/cpu/gpt.cpp $(LLMC_HEADERS)
@@ -92,8 +94,12 @@ test/test_convert_mugv: test/test_convert_mugv.cpp dev/cpu/dit.cpp $(LLMC_HEADER
 test/test_%: test/test_%.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) $< -o $@
 
+# on a GPU machine run_tests.sh also builds and runs the GPU tests and every dev/cuda check
 test: train_gpt train_dit build_data moving_shapes $(CPU_TESTS)
 	@bash test/run_tests.sh
 
+# everything `all` builds, the tests' scratch folder and the fuzzers' binaries (fuzz/out keeps
+# its corpus, which later runs start from)
 clean:
-	rm -f train_gpt train_dit build_data moving_shapes dev/cpu/gpt $(CPU_TESTS) $(GPU_TESTS) $(CUDA_BENCHES)
+	rm -f $(ALL)
+	rm -rf test/tmp fuzz/out/bin

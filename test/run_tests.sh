@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What `make test` runs: the CPU tests always; the GPU tests where a GPU is
-# present (otherwise each is listed as skipped). Every test program prints
-# PASS/FAIL/SKIP lines; this script counts them and ends with the summary line.
+# What `make test` runs: the CPU tests always; the GPU tests and every dev/cuda
+# kernel check where a GPU is present (otherwise each is listed as skipped).
+# Every test program prints PASS/FAIL/SKIP lines; this script counts them and
+# ends with the summary line.
 set -u
 cd "$(dirname "$0")/.."
 mkdir -p test/tmp
@@ -24,6 +25,16 @@ run() {  # run NAME CMD...: run one test program, keep its lines
             echo "$out" | tail -5
         fi
     fi
+}
+
+# The dev/cuda programs, one per kernel file: their checks against the CPU
+# references, without their timings (DEV_CUDA_CHECK_ONLY=1; attention: the small
+# shapes, ATTN_QUICK=1). Named with the llmc files their header comment names.
+DEV_CUDA_CHECKS=$(ls dev/cuda/*.cu | sed 's/\.cu$//')
+describe() {  # describe dev/cuda/X
+    local files
+    files=$(head -12 "$1.cu" | grep -o 'llmc/[A-Za-z0-9_/]*\.cuh*' | awk '!seen[$0]++' | paste -sd, - | sed 's/,/, /g')
+    echo "${files:-its kernels} against the CPU reference"
 }
 
 has_gpu=0
@@ -54,8 +65,10 @@ run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
 
 # ---- GPU half
 if [ $has_gpu -eq 1 ]; then
-    make -s test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 train_dit dev/cuda/wgmma || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
-    run "wgmma operand layouts of the sm90 attention kernels" ./dev/cuda/wgmma
+    make -s -k -j4 test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 train_dit $DEV_CUDA_CHECKS || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
+    for c in $DEV_CUDA_CHECKS; do
+        run "$c ($(describe "$c"))" env DEV_CUDA_CHECK_ONLY=1 ATTN_QUICK=1 "./$c"
+    done
     run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
     run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
     run "dit GPU bf16 vs PyTorch" ./test/test_dit
@@ -64,8 +77,11 @@ if [ $has_gpu -eq 1 ]; then
     run "train_gpt resume" bash test/test_resume.sh
     run "train_dit resume" bash test/test_resume_dit.sh
 else
-    for t in "wgmma (dev/cuda/wgmma: the wgmma operand layouts of the sm90 attention kernels)" \
-             "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
+    for c in $DEV_CUDA_CHECKS; do
+        echo "SKIP $c ($(describe "$c")): no GPU on this machine"
+        echo "SKIP $c" >> "$LOG"
+    done
+    for t in "gpt_gpu_bf16 (test/test_gpt: GPU bf16 vs PyTorch reference)" \
              "gpt_gpu_fp32 (test/test_gpt_fp32: GPU fp32 vs PyTorch reference)" \
              "dit_gpu_bf16 (test/test_dit: GPU bf16 vs PyTorch reference)" \
              "dit_gpu_fp32 (test/test_dit_fp32: GPU fp32 vs PyTorch reference)" \

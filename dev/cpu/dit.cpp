@@ -1,6 +1,6 @@
 // fp32 CPU reference of the mega.c video DiT (MUG-V 10B architecture,
 // rectified flow): forward, backward and AdamW, written to be read, in the
-// style of llm.c's train_gpt2.c. The model: ../shared/spec/dit.md and
+// style of llm.c's train_gpt2.c. The model: docs/dit.md and
 // dev/DESIGN.md (section "DiT"); parameter layout, token order and RoPE
 // positions: llmc/model/dit_config.h. Checked against the PyTorch reference
 // (dev/reference/dit.py) by test/test_dit_cpu.cpp, which includes this file
@@ -39,6 +39,10 @@
 // ----------------------------------------------------------------------------
 // layers: forward and backward. Backward functions ADD into the gradients of
 // their inputs and parameters (+=), as in llm.c, unless stated otherwise.
+// Each has the name of the GPU launcher it is the reference of (llmc/kernels/,
+// checked by dev/cuda/; matmuls: llmc/core/cublas_common.h); a fused kernel is
+// written as its parts, e.g. qknorm_rope3d_forward as qknorm_forward then
+// rope3d_forward.
 
 // out [N,OC] = inp [N,IC] @ w[OC,IC]^T (+ bias[OC])
 void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC) {
@@ -147,8 +151,8 @@ void layernorm_affine_backward(float* dinp, float* dw, float* db, float* scratch
 // adaLN modulation of a normalized row: out = xhat * (1 + scale) + shift, where
 // for row i shift[c] = tshift[c] + mods[rows[i]*ms + shift_off + c] and scale
 // likewise (a learned table row plus the row's conditioning vector).
-void modulate_forward(float* out, const float* xhat, const float* tshift, const float* tscale, const float* mods, int ms,
-                      int shift_off, int scale_off, const int* rows, int N, int C) {
+void adaln_modulate_forward(float* out, const float* xhat, const float* tshift, const float* tscale, const float* mods, int ms,
+                            int shift_off, int scale_off, const int* rows, int N, int C) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float* m = mods + (size_t)rows[i] * ms;
@@ -160,9 +164,9 @@ void modulate_forward(float* out, const float* xhat, const float* tshift, const 
 
 // dxhat = (not +=) dout * (1 + scale); dtshift, dtscale, dmods +=. Parallel
 // over columns: a thread owns column c of the tables and of every mods row.
-void modulate_backward(float* dxhat, float* dtshift, float* dtscale, float* dmods, const float* dout, const float* xhat,
-                       const float* tscale, const float* mods, int ms, int shift_off, int scale_off, const int* rows,
-                       int N, int C) {
+void adaln_modulate_backward(float* dxhat, float* dtshift, float* dtscale, float* dmods, const float* dout, const float* xhat,
+                             const float* tscale, const float* mods, int ms, int shift_off, int scale_off, const int* rows,
+                             int N, int C) {
     #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         float ssh = 0.0f, ssc = 0.0f;
@@ -182,8 +186,8 @@ void modulate_backward(float* dxhat, float* dtshift, float* dtscale, float* dmod
 }
 
 // Gated residual: out = x + gate * o, gate[c] = tgate[c] + mods[rows[i]*ms + off + c].
-void gate_residual_forward(float* out, const float* x, const float* o, const float* tgate, const float* mods, int ms,
-                           int off, const int* rows, int N, int C) {
+void adaln_gate_residual_forward(float* out, const float* x, const float* o, const float* tgate, const float* mods, int ms,
+                                 int off, const int* rows, int N, int C) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float* m = mods + (size_t)rows[i] * ms + off;
@@ -195,8 +199,8 @@ void gate_residual_forward(float* out, const float* x, const float* o, const flo
 }
 
 // dO = (not +=) dout * gate; dtgate, dmods += dout * o. (dx = dout is the caller's.)
-void gate_residual_backward(float* dO, float* dtgate, float* dmods, const float* dout, const float* o, const float* tgate,
-                            const float* mods, int ms, int off, const int* rows, int N, int C) {
+void adaln_gate_residual_backward(float* dO, float* dtgate, float* dmods, const float* dout, const float* o, const float* tgate,
+                                  const float* mods, int ms, int off, const int* rows, int N, int C) {
     #pragma omp parallel for
     for (int c = 0; c < C; c++) {
         float sg = 0.0f;
@@ -231,8 +235,8 @@ static inline void rmsnorm_row_backward(float* dx, const float* dy, const float*
 // QK-norm: RMSNorm over each of the nheads heads (hd values each) at the start
 // of every row (row stride rs), weight w [hd] shared by the heads. out has the
 // layout of inp; only the heads are written. rstd [N, nheads].
-void headnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int rs, int nheads, int hd,
-                      float eps) {
+void qknorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int rs, int nheads, int hd,
+                    float eps) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++)
         for (int j = 0; j < nheads; j++)
@@ -241,8 +245,8 @@ void headnorm_forward(float* out, float* rstd, const float* inp, const float* w,
 }
 
 // dinp = (not +=) the gradient through the norm (heads only); dw +=.
-void headnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
-                       int N, int rs, int nheads, int hd) {
+void qknorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                     int N, int rs, int nheads, int hd) {
     #pragma omp parallel for
     for (int i = 0; i < N; i++)
         for (int j = 0; j < nheads; j++) {
@@ -264,7 +268,7 @@ void headnorm_backward(float* dinp, float* dw, const float* dout, const float* i
 // 3D RoPE, interleaved pairs, in place on the nheads heads at the start of
 // every row (stride rs): x'[2s] = x[2s] cos - x[2s+1] sin, x'[2s+1] =
 // x[2s+1] cos + x[2s] sin; cos, sin [N, hd/2] per row (token).
-void rope_forward(float* x, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
+void rope3d_forward(float* x, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
     const int half = hd / 2;
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
@@ -282,7 +286,7 @@ void rope_forward(float* x, const float* cosb, const float* sinb, int N, int rs,
 }
 
 // The transpose of the rotation, in place on dx.
-void rope_backward(float* dx, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
+void rope3d_backward(float* dx, const float* cosb, const float* sinb, int N, int rs, int nheads, int hd) {
     const int half = hd / 2;
     #pragma omp parallel for
     for (int i = 0; i < N; i++) {
@@ -413,7 +417,7 @@ void silu_backward(float* dinp, const float* dout, const float* inp, size_t n) {
 }
 
 // Sinusoidal embeddings of scalars s[n] (double): out [n, 2*half] = [cos(s f), sin(s f)].
-void freq_embedding(float* out, const double* s, int n, const std::vector<double>& f) {
+void timestep_embedding(float* out, const double* s, int n, const std::vector<double>& f) {
     const int half = (int)f.size();
     for (int i = 0; i < n; i++)
         for (int k = 0; k < half; k++) {
@@ -500,23 +504,27 @@ struct DiTCpu {
 
     // activations of the last forward
     std::vector<float> tfreq, ffreq;          // [2B, Fq] (rows 2b: 1000 t_b, 2b+1: 0), [B, Fq]
-    std::vector<float> th, ths, temb;         // [2B, C] t_embedder: mlp.0 out, SiLU, mlp.2 out
-    std::vector<float> fh, fhs, femb;         // [B, C]  fps_embedder likewise
+    std::vector<float> t_hidden, t_hidden_silu, temb;        // [2B, C] t_embedder: mlp.0 out, SiLU, mlp.2 out
+    std::vector<float> fps_hidden, fps_hidden_silu, femb;    // [B, C]  fps_embedder likewise
     std::vector<float> cond, conds, mods;     // [2B, C] c / c0 rows, their SiLU; [2B, 6C] t_block out
-    std::vector<float> ylnx, ylnr, yh, yg, yo, y, yr;   // caption: [Nt,Cy],[Nt]; [Nt,C] x3; [Nt,C],[Nt]
+    // caption: LayerNorm of the text [Nt,Cy] and its rstd [Nt]; fc1, GELU, fc2 [Nt,C] x3; y = LayerNorm(fc2) [Nt,C], rstd [Nt]
+    std::vector<float> cap_normed, cap_rstd, cap_fc1, cap_gelu, cap_fc2, y, y_rstd;
     std::vector<float> patches;               // [Np, Cin*P]
     std::vector<float> res;                   // [L+1, N, C] residual stream entering layer l
     std::vector<float> ln1, ln1r, h1, qkv, qr, kr, qkvr, att, atty, o1, res1;
     std::vector<float> lna, lnar, ha, cq, cqr, cqn, ckv, ckr, ckvn, catt, catty, res2;
     std::vector<float> ln2, ln2r, h2, f1, f1g, o2;
-    std::vector<float> xf, lnf, lnfr, hf, out;   // final layer: [Np,C] x3, [Np], [Np,C], [Np, P*Cout]
+    // patch_tokens [Np,C]: the patch embedding (x_embedder), in the final layer the residual stream's patch
+    // rows; lnf [Np,C], lnfr [Np]: their LayerNorm; final_in [Np,C]: its modulation (the final linear's input);
+    // out [Np, P*Cout]: the final linear's output
+    std::vector<float> patch_tokens, lnf, lnfr, final_in, out;
     std::vector<float> v_pred;                // packed [Cout, T, H, W] per sample
     std::vector<double> sample_loss;          // [B]
 
     // gradient scratch
     std::vector<float> dres, dln, dh, dqkv, dqkvr, datty, dO, dcq, dcqn, dckv, dckvn, df1, df1g;
-    std::vector<float> dy, dyo, dyg, dyh, dmods, dconds, dcond, dtemb, dths, dth, dfemb, dfhs, dfh;
-    std::vector<float> dxf, dhf, dout, dpatch;
+    std::vector<float> dy, dcap_fc2, dcap_gelu, dcap_fc1, dmods, dconds, dcond, dtemb, dt_hidden_silu, dt_hidden;
+    std::vector<float> dfemb, dfps_hidden_silu, dfps_hidden, dpatch_tokens, dfinal_in, dout, dpatch;
 };
 
 static inline float* dit_param(DiTCpu* g, const char* name) {
@@ -625,11 +633,11 @@ static void dit_cpu_setup(DiTCpu* g, const DiTBatch& bt) {
 
     auto sz = [](std::vector<float>& v, size_t n) { v.assign(n, 0.0f); };
     sz(g->tfreq, 2 * B * Fq); sz(g->ffreq, B * Fq);
-    sz(g->th, 2 * B * C); sz(g->ths, 2 * B * C); sz(g->temb, 2 * B * C);
-    sz(g->fh, B * C); sz(g->fhs, B * C); sz(g->femb, B * C);
+    sz(g->t_hidden, 2 * B * C); sz(g->t_hidden_silu, 2 * B * C); sz(g->temb, 2 * B * C);
+    sz(g->fps_hidden, B * C); sz(g->fps_hidden_silu, B * C); sz(g->femb, B * C);
     sz(g->cond, 2 * B * C); sz(g->conds, 2 * B * C); sz(g->mods, 2 * B * 6 * C);
-    sz(g->ylnx, Nt * Cy); sz(g->ylnr, Nt); sz(g->yh, Nt * C); sz(g->yg, Nt * C); sz(g->yo, Nt * C);
-    sz(g->y, Nt * C); sz(g->yr, Nt);
+    sz(g->cap_normed, Nt * Cy); sz(g->cap_rstd, Nt); sz(g->cap_fc1, Nt * C); sz(g->cap_gelu, Nt * C); sz(g->cap_fc2, Nt * C);
+    sz(g->y, Nt * C); sz(g->y_rstd, Nt);
     sz(g->patches, Np * c.in_channels * P);
     sz(g->res, (Ls + 1) * N * C);
     sz(g->ln1, Ls * N * C); sz(g->ln1r, Ls * N); sz(g->h1, Ls * N * C); sz(g->qkv, Ls * N * 3 * C);
@@ -640,17 +648,17 @@ static void dit_cpu_setup(DiTCpu* g, const DiTBatch& bt) {
     sz(g->ckvn, Ls * Nt * 2 * C); sz(g->catt, Ls * g->catt_off[B]); sz(g->catty, Ls * N * C); sz(g->res2, Ls * N * C);
     sz(g->ln2, Ls * N * C); sz(g->ln2r, Ls * N); sz(g->h2, Ls * N * C); sz(g->f1, Ls * N * F); sz(g->f1g, Ls * N * F);
     sz(g->o2, Ls * N * C);
-    sz(g->xf, Np * C); sz(g->lnf, Np * C); sz(g->lnfr, Np); sz(g->hf, Np * C); sz(g->out, Np * P * c.out_channels);
+    sz(g->patch_tokens, Np * C); sz(g->lnf, Np * C); sz(g->lnfr, Np); sz(g->final_in, Np * C); sz(g->out, Np * P * c.out_channels);
     sz(g->v_pred, g->cu_out[B]);
     g->sample_loss.assign(B, 0.0);
 
     sz(g->dres, N * C); sz(g->dln, N * C); sz(g->dh, N * C); sz(g->dqkv, N * 3 * C); sz(g->dqkvr, N * 3 * C);
     sz(g->datty, N * C); sz(g->dO, N * C); sz(g->dcq, N * C); sz(g->dcqn, N * C); sz(g->dckv, Nt * 2 * C);
     sz(g->dckvn, Nt * 2 * C); sz(g->df1, N * F); sz(g->df1g, N * F);
-    sz(g->dy, Nt * C); sz(g->dyo, Nt * C); sz(g->dyg, Nt * C); sz(g->dyh, Nt * C);
+    sz(g->dy, Nt * C); sz(g->dcap_fc2, Nt * C); sz(g->dcap_gelu, Nt * C); sz(g->dcap_fc1, Nt * C);
     sz(g->dmods, 2 * B * 6 * C); sz(g->dconds, 2 * B * C); sz(g->dcond, 2 * B * C); sz(g->dtemb, 2 * B * C);
-    sz(g->dths, 2 * B * C); sz(g->dth, 2 * B * C); sz(g->dfemb, B * C); sz(g->dfhs, B * C); sz(g->dfh, B * C);
-    sz(g->dxf, Np * C); sz(g->dhf, Np * C); sz(g->dout, Np * P * c.out_channels); sz(g->dpatch, Np * C);
+    sz(g->dt_hidden_silu, 2 * B * C); sz(g->dt_hidden, 2 * B * C); sz(g->dfemb, B * C); sz(g->dfps_hidden_silu, B * C); sz(g->dfps_hidden, B * C);
+    sz(g->dpatch_tokens, Np * C); sz(g->dfinal_in, Np * C); sz(g->dout, Np * P * c.out_channels); sz(g->dpatch, Np * C);
 }
 
 // Forward over a batch: x_t, the model's output v_pred and the rectified-flow
@@ -666,25 +674,25 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
     // conditioning: c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(c / c0)
     std::vector<double> ts(2 * B), fs(B);
     for (int b = 0; b < B; b++) { ts[2 * b] = 1000.0 * (double)bt.t[b]; ts[2 * b + 1] = 0.0; fs[b] = bt.fps[b]; }
-    freq_embedding(g->tfreq.data(), ts.data(), 2 * B, g->emb_f);
-    freq_embedding(g->ffreq.data(), fs.data(), B, g->emb_f);
-    matmul_forward(g->th.data(), g->tfreq.data(), dit_param(g, "t_embedder.mlp.0.weight"), dit_param(g, "t_embedder.mlp.0.bias"), 2 * B, Fq, C);
-    silu_forward(g->ths.data(), g->th.data(), g->th.size());
-    matmul_forward(g->temb.data(), g->ths.data(), dit_param(g, "t_embedder.mlp.2.weight"), dit_param(g, "t_embedder.mlp.2.bias"), 2 * B, C, C);
-    matmul_forward(g->fh.data(), g->ffreq.data(), dit_param(g, "fps_embedder.mlp.0.weight"), dit_param(g, "fps_embedder.mlp.0.bias"), B, Fq, C);
-    silu_forward(g->fhs.data(), g->fh.data(), g->fh.size());
-    matmul_forward(g->femb.data(), g->fhs.data(), dit_param(g, "fps_embedder.mlp.2.weight"), dit_param(g, "fps_embedder.mlp.2.bias"), B, C, C);
+    timestep_embedding(g->tfreq.data(), ts.data(), 2 * B, g->emb_f);
+    timestep_embedding(g->ffreq.data(), fs.data(), B, g->emb_f);
+    matmul_forward(g->t_hidden.data(), g->tfreq.data(), dit_param(g, "t_embedder.mlp.0.weight"), dit_param(g, "t_embedder.mlp.0.bias"), 2 * B, Fq, C);
+    silu_forward(g->t_hidden_silu.data(), g->t_hidden.data(), g->t_hidden.size());
+    matmul_forward(g->temb.data(), g->t_hidden_silu.data(), dit_param(g, "t_embedder.mlp.2.weight"), dit_param(g, "t_embedder.mlp.2.bias"), 2 * B, C, C);
+    matmul_forward(g->fps_hidden.data(), g->ffreq.data(), dit_param(g, "fps_embedder.mlp.0.weight"), dit_param(g, "fps_embedder.mlp.0.bias"), B, Fq, C);
+    silu_forward(g->fps_hidden_silu.data(), g->fps_hidden.data(), g->fps_hidden.size());
+    matmul_forward(g->femb.data(), g->fps_hidden_silu.data(), dit_param(g, "fps_embedder.mlp.2.weight"), dit_param(g, "fps_embedder.mlp.2.bias"), B, C, C);
     for (int r = 0; r < 2 * B; r++)
         for (int k = 0; k < C; k++) g->cond[(size_t)r * C + k] = g->temb[(size_t)r * C + k] + g->femb[(size_t)(r / 2) * C + k];
     silu_forward(g->conds.data(), g->cond.data(), g->cond.size());
     matmul_forward(g->mods.data(), g->conds.data(), dit_param(g, "t_block.1.weight"), dit_param(g, "t_block.1.bias"), 2 * B, C, 6 * C);
 
     // caption embedder over the packed valid text tokens
-    layernorm_forward(g->ylnx.data(), g->ylnr.data(), bt.text.data(), Nt, Cy, eps);
-    matmul_forward(g->yh.data(), g->ylnx.data(), dit_param(g, "y_embedder.y_proj.fc1.weight"), dit_param(g, "y_embedder.y_proj.fc1.bias"), Nt, Cy, C);
-    gelu_forward(g->yg.data(), g->yh.data(), g->yh.size());
-    matmul_forward(g->yo.data(), g->yg.data(), dit_param(g, "y_embedder.y_proj.fc2.weight"), dit_param(g, "y_embedder.y_proj.fc2.bias"), Nt, C, C);
-    layernorm_forward(g->y.data(), g->yr.data(), g->yo.data(), Nt, C, eps);
+    layernorm_forward(g->cap_normed.data(), g->cap_rstd.data(), bt.text.data(), Nt, Cy, eps);
+    matmul_forward(g->cap_fc1.data(), g->cap_normed.data(), dit_param(g, "y_embedder.y_proj.fc1.weight"), dit_param(g, "y_embedder.y_proj.fc1.bias"), Nt, Cy, C);
+    gelu_forward(g->cap_gelu.data(), g->cap_fc1.data(), g->cap_fc1.size());
+    matmul_forward(g->cap_fc2.data(), g->cap_gelu.data(), dit_param(g, "y_embedder.y_proj.fc2.weight"), dit_param(g, "y_embedder.y_proj.fc2.bias"), Nt, C, C);
+    layernorm_forward(g->y.data(), g->y_rstd.data(), g->cap_fc2.data(), Nt, C, eps);
 
     // x_t (clean frames hold x0), zero-padded patches (vector order c, tp, hp, wp), patch embedding
     for (int b = 0; b < B; b++) {
@@ -711,11 +719,11 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
                         }
         }
     }
-    matmul_forward(g->xf.data(), g->patches.data(), dit_param(g, "x_embedder.proj.weight"), dit_param(g, "x_embedder.proj.bias"), Np, Cin * P, C);
+    matmul_forward(g->patch_tokens.data(), g->patches.data(), dit_param(g, "x_embedder.proj.weight"), dit_param(g, "x_embedder.proj.bias"), Np, Cin * P, C);
     for (int b = 0; b < B; b++) {
         float* x = g->res.data() + (size_t)g->cu_x[b] * C;
         memcpy(x, dit_param(g, "start_token"), C * sizeof(float));
-        memcpy(x + C, g->xf.data() + (size_t)g->cu_p[b] * C, (size_t)g->grids[b].n_patch * C * sizeof(float));
+        memcpy(x + C, g->patch_tokens.data() + (size_t)g->cu_p[b] * C, (size_t)g->grids[b].n_patch * C * sizeof(float));
         memcpy(x + (size_t)(g->grids[b].L - 1) * C, dit_param(g, "end_token"), C * sizeof(float));
     }
 
@@ -753,23 +761,23 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
 
         // self-attention: x += gate1 * proj(attn(rope(qknorm(qkv(LN(x)*(1+scale1)+shift1)))))
         layernorm_forward(ln1, ln1r, x, N, C, eps);
-        modulate_forward(h1, ln1, tab + 0 * C, tab + 1 * C, g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
+        adaln_modulate_forward(h1, ln1, tab + 0 * C, tab + 1 * C, g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
         matmul_forward(qkv, h1, P_("blocks.attn.qkv.weight", 3 * C * C), P_("blocks.attn.qkv.bias", 3 * C), N, C, 3 * C);
-        headnorm_forward(qkvr, g->qr.data() + (size_t)l * N * nh, qkv, P_("blocks.attn.q_norm.weight", hd), N, 3 * C, nh, hd, eps);
-        headnorm_forward(qkvr + C, g->kr.data() + (size_t)l * N * nh, qkv + C, P_("blocks.attn.k_norm.weight", hd), N, 3 * C, nh, hd, eps);
+        qknorm_forward(qkvr, g->qr.data() + (size_t)l * N * nh, qkv, P_("blocks.attn.q_norm.weight", hd), N, 3 * C, nh, hd, eps);
+        qknorm_forward(qkvr + C, g->kr.data() + (size_t)l * N * nh, qkv + C, P_("blocks.attn.k_norm.weight", hd), N, 3 * C, nh, hd, eps);
         for (int i = 0; i < N; i++) memcpy(qkvr + (size_t)i * 3 * C + 2 * C, qkv + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
-        rope_forward(qkvr, g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);   // q heads then k heads
+        rope3d_forward(qkvr, g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);   // q heads then k heads
         attention_forward(atty, att, qkvr, 3 * C, qkvr + C, qkvr + 2 * C, 3 * C, g->cu_x.data(), g->cu_x.data(),
                           g->att_off.data(), B, nh, hd);
         matmul_forward(o1, atty, P_("blocks.attn.proj.weight", C * C), P_("blocks.attn.proj.bias", C), N, C, C);
-        gate_residual_forward(res1, x, o1, tab + 2 * C, g->mods.data(), ms, 2 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_forward(res1, x, o1, tab + 2 * C, g->mods.data(), ms, 2 * C, g->tokrow.data(), N, C);
 
         // cross-attention: x += proj(attn(qnorm(q_linear(LNa(x))), knorm(kv_linear(y))))
         layernorm_affine_forward(ha, lna, lnar, res1, P_("blocks.cross_attn_norm.weight", C), P_("blocks.cross_attn_norm.bias", C), N, C, eps);
         matmul_forward(cq, ha, P_("blocks.cross_attn.q_linear.weight", C * C), P_("blocks.cross_attn.q_linear.bias", C), N, C, C);
-        headnorm_forward(cqn, g->cqr.data() + (size_t)l * N * nh, cq, P_("blocks.cross_attn.q_norm.weight", hd), N, C, nh, hd, eps);
+        qknorm_forward(cqn, g->cqr.data() + (size_t)l * N * nh, cq, P_("blocks.cross_attn.q_norm.weight", hd), N, C, nh, hd, eps);
         matmul_forward(ckv, g->y.data(), P_("blocks.cross_attn.kv_linear.weight", 2 * C * C), P_("blocks.cross_attn.kv_linear.bias", 2 * C), Nt, C, 2 * C);
-        headnorm_forward(ckvn, g->ckr.data() + (size_t)l * Nt * nh, ckv, P_("blocks.cross_attn.k_norm.weight", hd), Nt, 2 * C, nh, hd, eps);
+        qknorm_forward(ckvn, g->ckr.data() + (size_t)l * Nt * nh, ckv, P_("blocks.cross_attn.k_norm.weight", hd), Nt, 2 * C, nh, hd, eps);
         for (int i = 0; i < Nt; i++) memcpy(ckvn + (size_t)i * 2 * C + C, ckv + (size_t)i * 2 * C + C, C * sizeof(float));
         attention_forward(catty, catt, cqn, C, ckvn, ckvn + C, 2 * C, g->cu_x.data(), g->cu_t.data(), g->catt_off.data(), B, nh, hd);
         matmul_forward(res2, catty, P_("blocks.cross_attn.proj.weight", C * C), P_("blocks.cross_attn.proj.bias", C), N, C, C);
@@ -777,22 +785,22 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
 
         // MLP: x += gate2 * fc2(gelu(fc1(LN(x)*(1+scale2)+shift2)))
         layernorm_forward(ln2, ln2r, res2, N, C, eps);
-        modulate_forward(h2, ln2, tab + 3 * C, tab + 4 * C, g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
+        adaln_modulate_forward(h2, ln2, tab + 3 * C, tab + 4 * C, g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
         matmul_forward(f1, h2, P_("blocks.mlp.fc1.weight", (size_t)F * C), P_("blocks.mlp.fc1.bias", F), N, C, F);
         gelu_forward(f1g, f1, (size_t)N * F);
         matmul_forward(o2, f1g, P_("blocks.mlp.fc2.weight", (size_t)C * F), P_("blocks.mlp.fc2.bias", C), N, F, C);
-        gate_residual_forward(xout, res2, o2, tab + 5 * C, g->mods.data(), ms, 5 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_forward(xout, res2, o2, tab + 5 * C, g->mods.data(), ms, 5 * C, g->tokrow.data(), N, C);
     }
 
     // final layer on the patch tokens: LN * (1 + scale) + shift with [shift, scale] = table_f + (c or c0)
     const float* xl = g->res.data() + (size_t)L * N * C;
     for (int b = 0; b < B; b++)
-        memcpy(g->xf.data() + (size_t)g->cu_p[b] * C, xl + (size_t)(g->cu_x[b] + 1) * C,
+        memcpy(g->patch_tokens.data() + (size_t)g->cu_p[b] * C, xl + (size_t)(g->cu_x[b] + 1) * C,
                (size_t)g->grids[b].n_patch * C * sizeof(float));
     const float* tf = dit_param(g, "final_layer.scale_shift_table");
-    layernorm_forward(g->lnf.data(), g->lnfr.data(), g->xf.data(), Np, C, eps);
-    modulate_forward(g->hf.data(), g->lnf.data(), tf, tf + C, g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
-    matmul_forward(g->out.data(), g->hf.data(), dit_param(g, "final_layer.linear.weight"), dit_param(g, "final_layer.linear.bias"), Np, C, P * Cout);
+    layernorm_forward(g->lnf.data(), g->lnfr.data(), g->patch_tokens.data(), Np, C, eps);
+    adaln_modulate_forward(g->final_in.data(), g->lnf.data(), tf, tf + C, g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
+    matmul_forward(g->out.data(), g->final_in.data(), dit_param(g, "final_layer.linear.weight"), dit_param(g, "final_layer.linear.bias"), Np, C, P * Cout);
 
     // unpatchify (patch feature ((tp*ph + hp)*pw + wp)*Cout + co), crop, loss on the noisy frames
     double total = 0.0;
@@ -874,19 +882,19 @@ void dit_cpu_backward(DiTCpu* g) {
     }
 
     // final layer
-    zero(g->dhf);
+    zero(g->dfinal_in);
     zero(g->dcond);
-    matmul_backward(g->dhf.data(), dit_grad(g, "final_layer.linear.weight"), dit_grad(g, "final_layer.linear.bias"),
-                    g->dout.data(), g->hf.data(), dit_param(g, "final_layer.linear.weight"), Np, C, P * Cout);
+    matmul_backward(g->dfinal_in.data(), dit_grad(g, "final_layer.linear.weight"), dit_grad(g, "final_layer.linear.bias"),
+                    g->dout.data(), g->final_in.data(), dit_param(g, "final_layer.linear.weight"), Np, C, P * Cout);
     const float* tf = dit_param(g, "final_layer.scale_shift_table");
     float* dtf = dit_grad(g, "final_layer.scale_shift_table");
-    modulate_backward(g->dln.data(), dtf, dtf + C, g->dcond.data(), g->dhf.data(), g->lnf.data(), tf + C,
-                      g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
-    zero(g->dxf);
-    layernorm_backward(g->dxf.data(), g->dln.data(), g->lnf.data(), g->lnfr.data(), Np, C);
+    adaln_modulate_backward(g->dln.data(), dtf, dtf + C, g->dcond.data(), g->dfinal_in.data(), g->lnf.data(), tf + C,
+                            g->cond.data(), C, 0, 0, g->patrow.data(), Np, C);
+    zero(g->dpatch_tokens);
+    layernorm_backward(g->dpatch_tokens.data(), g->dln.data(), g->lnf.data(), g->lnfr.data(), Np, C);
     zero(g->dres);   // gradient of the residual stream, carried down through the layers
     for (int b = 0; b < B; b++)
-        memcpy(g->dres.data() + (size_t)(g->cu_x[b] + 1) * C, g->dxf.data() + (size_t)g->cu_p[b] * C,
+        memcpy(g->dres.data() + (size_t)(g->cu_x[b] + 1) * C, g->dpatch_tokens.data() + (size_t)g->cu_p[b] * C,
                (size_t)g->grids[b].n_patch * C * sizeof(float));
 
     zero(g->dmods);
@@ -925,8 +933,8 @@ void dit_cpu_backward(DiTCpu* g) {
         const float* o2 = g->o2.data() + (size_t)l * N * C;
 
         // MLP branch: xout = res2 + gate2 * o2; dres = d xout
-        gate_residual_backward(g->dO.data(), dtab + 5 * C, g->dmods.data(), dres, o2, tab + 5 * C, g->mods.data(), ms,
-                               5 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_backward(g->dO.data(), dtab + 5 * C, g->dmods.data(), dres, o2, tab + 5 * C, g->mods.data(), ms,
+                                     5 * C, g->tokrow.data(), N, C);
         zero(g->df1g);
         matmul_backward(g->df1g.data(), G_("blocks.mlp.fc2.weight", (size_t)C * F), G_("blocks.mlp.fc2.bias", C),
                         g->dO.data(), f1g, P_("blocks.mlp.fc2.weight", (size_t)C * F), N, F, C);
@@ -934,8 +942,8 @@ void dit_cpu_backward(DiTCpu* g) {
         zero(g->dh);
         matmul_backward(g->dh.data(), G_("blocks.mlp.fc1.weight", (size_t)F * C), G_("blocks.mlp.fc1.bias", F),
                         g->df1.data(), h2, P_("blocks.mlp.fc1.weight", (size_t)F * C), N, C, F);
-        modulate_backward(g->dln.data(), dtab + 3 * C, dtab + 4 * C, g->dmods.data(), g->dh.data(), ln2, tab + 4 * C,
-                          g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
+        adaln_modulate_backward(g->dln.data(), dtab + 3 * C, dtab + 4 * C, g->dmods.data(), g->dh.data(), ln2, tab + 4 * C,
+                                g->mods.data(), ms, 3 * C, 4 * C, g->tokrow.data(), N, C);
         layernorm_backward(dres, g->dln.data(), ln2, ln2r, N, C);
         // now dres = d res2. Cross-attention branch: res2 = res1 + proj(catty)
         zero(g->datty);
@@ -945,10 +953,10 @@ void dit_cpu_backward(DiTCpu* g) {
         zero(g->dckvn);
         attention_backward(g->dcqn.data(), g->dckvn.data(), g->dckvn.data() + C, g->datty.data(), cqn, C, ckvn,
                            ckvn + C, 2 * C, catt, g->cu_x.data(), g->cu_t.data(), g->catt_off.data(), B, nh, hd);
-        headnorm_backward(g->dcq.data(), G_("blocks.cross_attn.q_norm.weight", hd), g->dcqn.data(), cq,
-                          P_("blocks.cross_attn.q_norm.weight", hd), g->cqr.data() + (size_t)l * N * nh, N, C, nh, hd);
-        headnorm_backward(g->dckv.data(), G_("blocks.cross_attn.k_norm.weight", hd), g->dckvn.data(), ckv,
-                          P_("blocks.cross_attn.k_norm.weight", hd), g->ckr.data() + (size_t)l * Nt * nh, Nt, 2 * C, nh, hd);
+        qknorm_backward(g->dcq.data(), G_("blocks.cross_attn.q_norm.weight", hd), g->dcqn.data(), cq,
+                        P_("blocks.cross_attn.q_norm.weight", hd), g->cqr.data() + (size_t)l * N * nh, N, C, nh, hd);
+        qknorm_backward(g->dckv.data(), G_("blocks.cross_attn.k_norm.weight", hd), g->dckvn.data(), ckv,
+                        P_("blocks.cross_attn.k_norm.weight", hd), g->ckr.data() + (size_t)l * Nt * nh, Nt, 2 * C, nh, hd);
         for (int i = 0; i < Nt; i++)
             memcpy(g->dckv.data() + (size_t)i * 2 * C + C, g->dckvn.data() + (size_t)i * 2 * C + C, C * sizeof(float));
         matmul_backward(g->dy.data(), G_("blocks.cross_attn.kv_linear.weight", 2 * C * C),
@@ -960,26 +968,26 @@ void dit_cpu_backward(DiTCpu* g) {
         layernorm_affine_backward(dres, G_("blocks.cross_attn_norm.weight", C), G_("blocks.cross_attn_norm.bias", C),
                                   g->dln.data(), g->dh.data(), lna, P_("blocks.cross_attn_norm.weight", C), lnar, N, C);
         // now dres = d res1. Self-attention branch: res1 = x + gate1 * o1
-        gate_residual_backward(g->dO.data(), dtab + 2 * C, g->dmods.data(), dres, o1, tab + 2 * C, g->mods.data(), ms,
-                               2 * C, g->tokrow.data(), N, C);
+        adaln_gate_residual_backward(g->dO.data(), dtab + 2 * C, g->dmods.data(), dres, o1, tab + 2 * C, g->mods.data(), ms,
+                                     2 * C, g->tokrow.data(), N, C);
         zero(g->datty);
         matmul_backward(g->datty.data(), G_("blocks.attn.proj.weight", C * C), G_("blocks.attn.proj.bias", C),
                         g->dO.data(), atty, P_("blocks.attn.proj.weight", C * C), N, C, C);
         zero(g->dqkvr);
         attention_backward(g->dqkvr.data(), g->dqkvr.data() + C, g->dqkvr.data() + 2 * C, g->datty.data(), qkvr, 3 * C,
                            qkvr + C, qkvr + 2 * C, 3 * C, att, g->cu_x.data(), g->cu_x.data(), g->att_off.data(), B, nh, hd);
-        rope_backward(g->dqkvr.data(), g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);
-        headnorm_backward(g->dqkv.data(), G_("blocks.attn.q_norm.weight", hd), g->dqkvr.data(), qkv,
-                          P_("blocks.attn.q_norm.weight", hd), g->qr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
-        headnorm_backward(g->dqkv.data() + C, G_("blocks.attn.k_norm.weight", hd), g->dqkvr.data() + C, qkv + C,
-                          P_("blocks.attn.k_norm.weight", hd), g->kr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
+        rope3d_backward(g->dqkvr.data(), g->rope_cos.data(), g->rope_sin.data(), N, 3 * C, 2 * nh, hd);
+        qknorm_backward(g->dqkv.data(), G_("blocks.attn.q_norm.weight", hd), g->dqkvr.data(), qkv,
+                        P_("blocks.attn.q_norm.weight", hd), g->qr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
+        qknorm_backward(g->dqkv.data() + C, G_("blocks.attn.k_norm.weight", hd), g->dqkvr.data() + C, qkv + C,
+                        P_("blocks.attn.k_norm.weight", hd), g->kr.data() + (size_t)l * N * nh, N, 3 * C, nh, hd);
         for (int i = 0; i < N; i++)
             memcpy(g->dqkv.data() + (size_t)i * 3 * C + 2 * C, g->dqkvr.data() + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
         zero(g->dh);
         matmul_backward(g->dh.data(), G_("blocks.attn.qkv.weight", 3 * C * C), G_("blocks.attn.qkv.bias", 3 * C),
                         g->dqkv.data(), h1, P_("blocks.attn.qkv.weight", 3 * C * C), N, C, 3 * C);
-        modulate_backward(g->dln.data(), dtab + 0 * C, dtab + 1 * C, g->dmods.data(), g->dh.data(), ln1, tab + 1 * C,
-                          g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
+        adaln_modulate_backward(g->dln.data(), dtab + 0 * C, dtab + 1 * C, g->dmods.data(), g->dh.data(), ln1, tab + 1 * C,
+                                g->mods.data(), ms, 0 * C, 1 * C, g->tokrow.data(), N, C);
         layernorm_backward(dres, g->dln.data(), ln1, ln1r, N, C);
         // now dres = d x, the gradient entering layer l
         (void)x; (void)res1; (void)res2;
@@ -998,14 +1006,14 @@ void dit_cpu_backward(DiTCpu* g) {
                     g->dpatch.data(), g->patches.data(), dit_param(g, "x_embedder.proj.weight"), Np, Cin * P, C);
 
     // caption embedder (dy summed over the layers' kv projections)
-    zero(g->dyo);
-    layernorm_backward(g->dyo.data(), g->dy.data(), g->y.data(), g->yr.data(), Nt, C);
-    zero(g->dyg);
-    matmul_backward(g->dyg.data(), dit_grad(g, "y_embedder.y_proj.fc2.weight"), dit_grad(g, "y_embedder.y_proj.fc2.bias"),
-                    g->dyo.data(), g->yg.data(), dit_param(g, "y_embedder.y_proj.fc2.weight"), Nt, C, C);
-    gelu_backward(g->dyh.data(), g->dyg.data(), g->yh.data(), (size_t)Nt * C);
+    zero(g->dcap_fc2);
+    layernorm_backward(g->dcap_fc2.data(), g->dy.data(), g->y.data(), g->y_rstd.data(), Nt, C);
+    zero(g->dcap_gelu);
+    matmul_backward(g->dcap_gelu.data(), dit_grad(g, "y_embedder.y_proj.fc2.weight"), dit_grad(g, "y_embedder.y_proj.fc2.bias"),
+                    g->dcap_fc2.data(), g->cap_gelu.data(), dit_param(g, "y_embedder.y_proj.fc2.weight"), Nt, C, C);
+    gelu_backward(g->dcap_fc1.data(), g->dcap_gelu.data(), g->cap_fc1.data(), (size_t)Nt * C);
     matmul_backward(nullptr, dit_grad(g, "y_embedder.y_proj.fc1.weight"), dit_grad(g, "y_embedder.y_proj.fc1.bias"),
-                    g->dyh.data(), g->ylnx.data(), dit_param(g, "y_embedder.y_proj.fc1.weight"), Nt, Cy, C);
+                    g->dcap_fc1.data(), g->cap_normed.data(), dit_param(g, "y_embedder.y_proj.fc1.weight"), Nt, Cy, C);
 
     // conditioning: mods = t_block(SiLU(cond)); cond rows 2b (c) and 2b+1 (c0) = temb row + femb[b]
     zero(g->dconds);
@@ -1015,20 +1023,20 @@ void dit_cpu_backward(DiTCpu* g) {
     zero(g->dfemb);
     for (int r = 0; r < 2 * B; r++)
         for (int k = 0; k < C; k++) g->dfemb[(size_t)(r / 2) * C + k] += g->dcond[(size_t)r * C + k];
-    zero(g->dths);
-    matmul_backward(g->dths.data(), dit_grad(g, "t_embedder.mlp.2.weight"), dit_grad(g, "t_embedder.mlp.2.bias"),
-                    g->dcond.data(), g->ths.data(), dit_param(g, "t_embedder.mlp.2.weight"), 2 * B, C, C);
-    zero(g->dth);
-    silu_backward(g->dth.data(), g->dths.data(), g->th.data(), g->th.size());
+    zero(g->dt_hidden_silu);
+    matmul_backward(g->dt_hidden_silu.data(), dit_grad(g, "t_embedder.mlp.2.weight"), dit_grad(g, "t_embedder.mlp.2.bias"),
+                    g->dcond.data(), g->t_hidden_silu.data(), dit_param(g, "t_embedder.mlp.2.weight"), 2 * B, C, C);
+    zero(g->dt_hidden);
+    silu_backward(g->dt_hidden.data(), g->dt_hidden_silu.data(), g->t_hidden.data(), g->t_hidden.size());
     matmul_backward(nullptr, dit_grad(g, "t_embedder.mlp.0.weight"), dit_grad(g, "t_embedder.mlp.0.bias"),
-                    g->dth.data(), g->tfreq.data(), dit_param(g, "t_embedder.mlp.0.weight"), 2 * B, Fq, C);
-    zero(g->dfhs);
-    matmul_backward(g->dfhs.data(), dit_grad(g, "fps_embedder.mlp.2.weight"), dit_grad(g, "fps_embedder.mlp.2.bias"),
-                    g->dfemb.data(), g->fhs.data(), dit_param(g, "fps_embedder.mlp.2.weight"), B, C, C);
-    zero(g->dfh);
-    silu_backward(g->dfh.data(), g->dfhs.data(), g->fh.data(), g->fh.size());
+                    g->dt_hidden.data(), g->tfreq.data(), dit_param(g, "t_embedder.mlp.0.weight"), 2 * B, Fq, C);
+    zero(g->dfps_hidden_silu);
+    matmul_backward(g->dfps_hidden_silu.data(), dit_grad(g, "fps_embedder.mlp.2.weight"), dit_grad(g, "fps_embedder.mlp.2.bias"),
+                    g->dfemb.data(), g->fps_hidden_silu.data(), dit_param(g, "fps_embedder.mlp.2.weight"), B, C, C);
+    zero(g->dfps_hidden);
+    silu_backward(g->dfps_hidden.data(), g->dfps_hidden_silu.data(), g->fps_hidden.data(), g->fps_hidden.size());
     matmul_backward(nullptr, dit_grad(g, "fps_embedder.mlp.0.weight"), dit_grad(g, "fps_embedder.mlp.0.bias"),
-                    g->dfh.data(), g->ffreq.data(), dit_param(g, "fps_embedder.mlp.0.weight"), B, Fq, C);
+                    g->dfps_hidden.data(), g->ffreq.data(), dit_param(g, "fps_embedder.mlp.0.weight"), B, Fq, C);
 }
 
 // sqrt(sum of all grad^2), summed in double.

@@ -1,6 +1,6 @@
 // fp32 CPU reference of the mega.c GPT (Llama-family decoder): forward,
 // backward and AdamW, written to be read, in the style of llm.c's train_gpt2.c.
-// The model: ../shared/spec/gpt.md and dev/DESIGN.md; parameter layout and
+// The model: docs/gpt.md and dev/DESIGN.md; parameter layout and
 // RoPE frequencies: llmc/model/gpt_config.h. Checked against the PyTorch reference
 // (dev/reference/gpt.py) by test/test_gpt_cpu.cpp, which includes this file
 // with GPT_CPU_NO_MAIN defined.
@@ -35,6 +35,10 @@
 // ----------------------------------------------------------------------------
 // layers: forward and backward. Backward functions ADD into the gradients of
 // their inputs and parameters (+=), as in llm.c, unless stated otherwise.
+// Each has the name of the GPU launcher it is the reference of (llmc/kernels/,
+// checked by dev/cuda/; matmuls: llmc/core/cublas_common.h); a fused kernel is
+// written as its parts, e.g. qknorm_rope_forward as qknorm_forward then
+// rope_forward, fused_classifier as softmax_crossentropy_forward and _backward.
 
 // x[b,t,:] = wte[tokens[b,t], :]
 void encoder_forward(float* out, const int* tokens, const float* wte, int BT, int C) {

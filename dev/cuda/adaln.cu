@@ -23,7 +23,7 @@ bit-identical run to run.
 #include "../../llmc/model/dit_config.h"
 #include "../../llmc/kernels/adaln.cuh"
 
-// ---- adaln_param_grad version 1 (the trainer's until 2026-11-29), kept for comparison:
+// ---- adaln_param_grad version 1 (the trainer's earlier kernel), kept for comparison:
 // the same slice partials (always ADALN_SPLITS slices per sample), then one thread
 // per column adds the slices of every row and the rows in order (latency-bound:
 // C threads, 2B x 32 x 2 dependent loads each).
@@ -266,10 +266,8 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
             runs[k][0] = download(dmods, nm);
             runs[k][1] = download(dtab, 6 * C);
         }
-        g_checks++;
         const bool same = runs[0][0] == runs[1][0] && runs[0][1] == runs[1][1];
-        printf("%s adaln_param_grad v2 bit-identical run to run shape=%s\n", same ? "PASS" : "FAIL", shape.c_str());
-        if (!same) g_failed++;
+        check_true(same, "adaln_param_grad v2 bit-identical run to run shape=%s", shape.c_str());
     }
 
     if (timed) {

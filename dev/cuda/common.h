@@ -2,18 +2,20 @@
 // lives here: those come from llmc/). Random inputs from llmc/core/rand.h, poisoned
 // outputs, PASS/FAIL relative-error checks against CPU references, cudaEvent
 // timing (warm-up, L2 flushed before every repetition, median), and the table
-// every benchmark prints at the end.
+// every benchmark prints at the end. DEV_CUDA_CHECK_ONLY=1 (what `make test`
+// sets) runs the checks only: time_us runs nothing and the table stays empty.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 #include "../../llmc/core/cuda_common.h"
 #include "../../llmc/core/rand.h"
 
-// Ceilings measured on one H200 (../shared/spec/perf.md)
+// Ceilings measured on one H200 (docs/perf.md)
 static const double COPY_CEILING_GBS = 4300.0;       // device-to-device copy, bytes read + written
 static const double MATMUL_CEILING_TFLOPS = 780.0;   // bf16 cuBLAS 8192^3
 
@@ -31,6 +33,14 @@ static const double TOL_F32 = 1e-4;
 
 static int g_checks = 0, g_failed = 0;
 static std::vector<std::string> g_table;   // timing rows, printed by finish()
+
+static bool check_only() {
+    static const bool on = [] {
+        const char* e = getenv("DEV_CUDA_CHECK_ONLY");
+        return e && atoi(e) != 0;
+    }();
+    return on;
+}
 
 static void print_banner(const char* name) {
     cudaDeviceProp p = cuda_device_props();
@@ -154,6 +164,21 @@ static bool check(const char* kernel, const char* output, const std::string& sha
     return ok;
 }
 
+// One PASS/FAIL line for a yes/no check (bit-identical repeats, exact masks, statistics):
+// "PASS " or "FAIL " and then the printf-formatted description.
+static bool check_true(bool ok, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool check_true(bool ok, const char* fmt, ...) {
+    g_checks++;
+    if (!ok) g_failed++;
+    printf("%s ", ok ? "PASS" : "FAIL");
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    return ok;
+}
+
 // ----------------------------------------------------------------------------
 // timing
 
@@ -170,8 +195,10 @@ static void flush_l2() {
 
 // Median time in microseconds of fn() (work on the default stream) over reps
 // repetitions after warmup calls; the L2 flush is outside the timed events.
+// Under DEV_CUDA_CHECK_ONLY fn is not called and the time is 0.
 template <class F>
 static float time_us(F fn, int warmup = 3, int reps = 21) {
+    if (check_only()) return 0.0f;
     cudaEvent_t start, stop;
     cudaCheck(cudaEventCreate(&start));
     cudaCheck(cudaEventCreate(&stop));
@@ -198,6 +225,7 @@ static float time_us(F fn, int warmup = 3, int reps = 21) {
 // A table row for a memory-bound kernel: bytes = the fewest bytes the op must
 // move (each input read once, each output written once).
 static void report_bw(const std::string& kernel, const std::string& shape, float us, double bytes) {
+    if (check_only()) return;
     const double gbs = bytes / (us * 1e-6) / 1e9;
     char line[512];
     snprintf(line, sizeof line, "%-40s %-34s %10.1f %9.1f GB/s    %5.1f%% of %.0f GB/s", kernel.c_str(), shape.c_str(), us,
@@ -206,6 +234,7 @@ static void report_bw(const std::string& kernel, const std::string& shape, float
 }
 // A table row for a compute-bound kernel (attention).
 static void report_flops(const std::string& kernel, const std::string& shape, float us, double flops) {
+    if (check_only()) return;
     const double tf = flops / (us * 1e-6) / 1e12;
     char line[512];
     snprintf(line, sizeof line, "%-40s %-34s %10.1f %9.1f TFLOP/s %5.1f%% of %.0f TFLOP/s", kernel.c_str(), shape.c_str(), us,
@@ -215,8 +244,10 @@ static void report_flops(const std::string& kernel, const std::string& shape, fl
 
 // Prints the timing table and the summary; the exit status of main.
 static int finish(const char* name) {
-    printf("\n%-40s %-34s %10s %14s    %s\n", "kernel", "shape", "time (us)", "achieved", "of ceiling");
-    for (const std::string& l : g_table) printf("%s\n", l.c_str());
+    if (!g_table.empty()) {
+        printf("\n%-40s %-34s %10s %14s    %s\n", "kernel", "shape", "time (us)", "achieved", "of ceiling");
+        for (const std::string& l : g_table) printf("%s\n", l.c_str());
+    }
     printf("\n%s: %d checks, %d failed\n", name, g_checks, g_failed);
     if (g_flush) cudaCheck(cudaFree(g_flush));
     return g_failed ? 1 : 0;

@@ -21,7 +21,7 @@ two-pass path.
 #include "common.h"
 #include "../../llmc/kernels/layernorm.cuh"
 
-// ---- layernorm_backward version 1 (the trainer's until 2026-11-29), kept for
+// ---- layernorm_backward version 1 (the trainer's earlier kernel), kept for
 // comparison: the dx kernel (one warp per row), then dw and db each through a
 // column_reduce that reads dout (and xhat) again. Scratch COLUMN_REDUCE_SPLITS * C.
 static void layernorm_backward_v1(floatX* dinp, float* dw, float* db, const floatX* dout, const floatX* xhat, const floatX* w,
@@ -159,9 +159,7 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
             layernorm_backward(dinp, dw, db, dout, xhat, w, rstd, rows, C, true, scratch, 0);
             cudaCheck(cudaDeviceSynchronize());
             const bool same = download(dinp, n) == dx1 && download(dw, C) == dw1 && download(db, C) == db1;
-            g_checks++;
-            printf("%s %s/bit_identical_run_to_run shape=%s\n", same ? "PASS" : "FAIL", kn.c_str(), shape.c_str());
-            if (!same) g_failed++;
+            check_true(same, "%s/bit_identical_run_to_run shape=%s", kn.c_str(), shape.c_str());
         }
     }
     // ---- version 2 with dw only and db only (either may be null), written (not accumulated)

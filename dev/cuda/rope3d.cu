@@ -26,7 +26,7 @@ checked bit-identical run to run.
 #include "../../llmc/core/reduce.cuh"
 #include "../../llmc/kernels/rope3d.cuh"
 
-// ---- qknorm_rope3d_backward version 1 (the trainer's until 2026-11-29), kept for
+// ---- qknorm_rope3d_backward version 1 (the trainer's earlier kernel), kept for
 // comparison: one thread per (token, head) (a 144-byte row per lane, uncoalesced
 // across the warp), g * xhat written to a full fp32 [N, nheads*hd] scratch, then
 // column_reduce over the tokens and again over the heads.
@@ -265,9 +265,7 @@ static void run_variant(const Variant& v, const DiTConfig& cfg, const float2* cs
                                    hd, dnw, 0);
             cudaCheck(cudaDeviceSynchronize());
             const bool same = download(dinp, nin) == dx1 && download(dw_a, hd) == dwa1 && (!two || download(dw_b, hd) == dwb1);
-            g_checks++;
-            printf("%s %s/bit_identical_run_to_run shape=%s\n", same ? "PASS" : "FAIL", bwd.c_str(), shape.c_str());
-            if (!same) g_failed++;
+            check_true(same, "%s/bit_identical_run_to_run shape=%s", bwd.c_str(), shape.c_str());
         }
     }
 
