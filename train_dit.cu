@@ -1049,7 +1049,8 @@ struct TrainConfig : CkptFlags {
     std::string log_dir = "log/dit";
     int batch_size = 8;
     int steps = 20;
-    Schedule sched = {"trapezoid", 0, 0, 0.0f, 0.0f, 0.0f};   // --warmup, --schedule, ... (llmc/train/schedule.h); constant lr
+    // kind, warmup, min_lr_frac, wsd_decay_frac as train_gpt's (llmc/train/schedule.h): a constant lr by default
+    Schedule sched = {"trapezoid", 0, 0, 0.0f, 0.0f, 0.0f};
     float max_minutes = 0.0f;       // stop training after this long (0: no limit)
     float ema_decay = 0.0f;         // EMA of the weights (MUG-V: 0.9999); 0: none
     int seed = 1337;

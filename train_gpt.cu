@@ -433,7 +433,8 @@ struct TrainConfig : CkptFlags {
     int seq_len = 0;
     long long total_batch_tokens = 0;
     int steps = 1200;
-    Schedule sched = {"cosine", 100, 0, 0.0f, 0.0f, 0.2f};   // --warmup, --schedule, ... (llmc/train/schedule.h); lr and steps: --lr, --steps
+    // kind, warmup, min_lr_frac, wsd_decay_frac: --schedule, --warmup, ... (llmc/train/schedule.h); steps and lr come from --steps, --lr
+    Schedule sched = {"cosine", 100, 0, 0.0f, 0.0f, 0.2f};
     int val_every = 100, val_batches = 0;
     int sample_every = 400, sample_tokens = 200, top_k = 0;
     float temperature = 1.0f;
