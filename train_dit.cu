@@ -1,5 +1,5 @@
 /*
-train_dit.cu: trains the video DiT (MUG-V 10B architecture, ../shared/spec/dit.md)
+train_dit.cu: trains the video DiT (MUG-V 10B architecture, docs/dit.md)
 with rectified flow on one GPU, in the style of llm.c and train_gpt.cu.
 
 Reads top to bottom: parameters, the packed batch, activations, forward,
@@ -22,12 +22,14 @@ guidance with the null caption, text-to-video and image-to-video with frame 0
 pinned; pictures through llmc/train/gif.h) and the moving-shapes evaluation (samples
 for random captions scored by moving_shapes_classify). With no flags the
 trainer runs the built-in moving-shapes dataset end to end: builds
-data/moving_shapes once, trains a small model (3600 steps, ~11 minutes on an H200), writes
+data/moving_shapes once, trains a small model (3600 steps, at most --max-minutes 13), writes
 samples every 500 steps and evaluates at the end, all under log/dit/.
 
 Checkpoints, exact resume, SIGTERM/SIGINT and non-finite steps work as in
-train_gpt.cu, with the same flags (llmc/train/run_control.h; format and the dit
-fields: llmc/train/checkpoint.h): a run resumed from step k continues bit-identically
+train_gpt.cu, with the same flags and the same harness (llmc/train/run.h and
+run_control.h; format: llmc/train/checkpoint.h, the dit fields: checkpoint_dit.h);
+so does the learning-rate schedule (--schedule etc., llmc/train/schedule.h; the
+default trapezoid with --wsd-decay-frac 0 is a constant lr after --warmup): a run resumed from step k continues bit-identically
 (weights, AdamW, the t and augmentation RNGs, the latent loader's position).
 
   make train_dit
@@ -63,9 +65,8 @@ fields: llmc/train/checkpoint.h): a run resumed from step k continues bit-identi
 #include "llmc/data/moving_shapes.h"
 #include "llmc/train/gif.h"
 #include "llmc/train/plot.h"
-#include "llmc/train/checkpoint.h"
-#include "llmc/train/run_control.h"
-#include "llmc/dist/distributed.cuh"
+#include "llmc/train/checkpoint_dit.h"
+#include "llmc/train/run.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -224,15 +225,18 @@ struct DiTActs {
     floatX *xhat_a, *ha, *cq, *cqn, *ckv, *ckn, *catty;  // [N,C] x4, [Nt,2C], [Nt,C], [N,C]
     floatX *xhat2, *h2, *f1, *o2;                        // [N,C] [N,C] [N,F] [N,C]
     float *rstd1, *qk_rstd, *lse_s, *rstd_a, *cq_rstd, *ck_rstd, *lse_c, *rstd2;   // [N] [N,2nh] [nh,N] [N] [N,nh] [Nt,nh] [nh,N] [N]
-    // conditioning (2B rows: t and t0 per sample; B rows for fps)
+    // conditioning (2B rows: t and t0 per sample; B rows for fps): each embedder is fc, SiLU, fc
     floatX *tfreq, *ffreq;                   // [2B, Fq], [B, Fq] sinusoidal embeddings
-    floatX *th, *ths, *temb, *fh, *fhs, *femb;   // [2B,C] x3, [B,C] x3
+    floatX *t_hidden, *t_hidden_silu, *temb;          // [2B,C] x3: t_embedder's first fc, its SiLU, the embedding
+    floatX *fps_hidden, *fps_hidden_silu, *femb;      // [B,C] x3: the same for fps_embedder
     floatX *cond, *conds, *mods;             // [2B,C], [2B,C], [2B,6C]
-    // caption
-    floatX *text, *ylnx, *yh, *yg, *yo, *y;  // [Nt,Cy] x2, [Nt,C] x4
-    float *ylr, *yr;                         // [Nt] x2
+    // caption: LN, fc1, GELU, fc2, LN gives y
+    floatX *text, *cap_normed, *cap_fc1, *cap_gelu, *cap_fc2, *y;  // [Nt,Cy] x2, [Nt,C] x4
+    float *cap_rstd, *y_rstd;                // [Nt] x2: the two LayerNorms' rstd
     // tokens and final layer
-    floatX *patches, *xf, *lnf, *hf, *out, *dout;   // [Np,Cin*P], [Np,C] x3, [Np,P*Cout] x2
+    floatX *patches;                         // [Np,Cin*P] the noisy latent's patches
+    floatX *patch_tokens;                    // [Np,C] the patch embedding; in the final layer, the residual stream's patch rows
+    floatX *lnf, *final_in, *out, *dout;     // [Np,C] x2: final LN, its modulation (the final linear's input); [Np,P*Cout] x2
     float *rstdf, *loss_tok, *v_pred;        // [Np], [Np], [out floats]
     floatX *resid, *f1g;                     // [N,C] residual stream; [N,F] GELU output (recomputed in the backward)
     // batch data and geometry
@@ -243,7 +247,8 @@ struct DiTActs {
     // gradient scratch
     floatX *dres, *dbuf1, *dbuf2, *dbuf3, *dqkv, *dqk, *dF;   // [N,C] x4, [N,3C], [N,2C], [N,F]
     floatX *dckv, *dck, *dy, *dyb1, *dyb2;                    // [Nt,2C], [Nt,C] x4
-    floatX *dmods_x, *dconds, *dtemb, *dfemb, *dths, *dth, *dfhs, *dfh;   // cond gradients
+    floatX *dmods_x, *dconds, *dtemb, *dfemb;                                  // cond gradients
+    floatX *dt_hidden_silu, *dt_hidden, *dfps_hidden_silu, *dfps_hidden;
     float *dmods, *dcond;                                     // [2B,6C], [2B,C] fp32
     float *dnw, *reduce_scratch, *adaln_scratch;
     float* att_scratch;                                       // the attention backward's L and D rows, fp32 dQ sums and counters
@@ -330,14 +335,14 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
         {(void**)&a.rstd_a, L * N * Fl}, {(void**)&a.cq_rstd, L * N * nh * Fl}, {(void**)&a.ck_rstd, L * Nt * nh * Fl},
         {(void**)&a.lse_c, L * nh * N * Fl}, {(void**)&a.rstd2, L * N * Fl},
         {(void**)&a.tfreq, 2 * B * Fq * X}, {(void**)&a.ffreq, B * Fq * X},
-        {(void**)&a.th, 2 * B * Cs * X}, {(void**)&a.ths, 2 * B * Cs * X}, {(void**)&a.temb, 2 * B * Cs * X},
-        {(void**)&a.fh, B * Cs * X}, {(void**)&a.fhs, B * Cs * X}, {(void**)&a.femb, B * Cs * X},
+        {(void**)&a.t_hidden, 2 * B * Cs * X}, {(void**)&a.t_hidden_silu, 2 * B * Cs * X}, {(void**)&a.temb, 2 * B * Cs * X},
+        {(void**)&a.fps_hidden, B * Cs * X}, {(void**)&a.fps_hidden_silu, B * Cs * X}, {(void**)&a.femb, B * Cs * X},
         {(void**)&a.cond, 2 * B * Cs * X}, {(void**)&a.conds, 2 * B * Cs * X}, {(void**)&a.mods, 2 * B * 6 * Cs * X},
-        {(void**)&a.text, Nt * Cy * X}, {(void**)&a.ylnx, Nt * Cy * X}, {(void**)&a.yh, Nt * Cs * X},
-        {(void**)&a.yg, Nt * Cs * X}, {(void**)&a.yo, Nt * Cs * X}, {(void**)&a.y, Nt * Cs * X},
-        {(void**)&a.ylr, Nt * Fl}, {(void**)&a.yr, Nt * Fl},
-        {(void**)&a.patches, Np * Cin * P * X}, {(void**)&a.xf, Np * Cs * X}, {(void**)&a.lnf, Np * Cs * X},
-        {(void**)&a.hf, Np * Cs * X}, {(void**)&a.out, Np * PC * X}, {(void**)&a.dout, Np * PC * X},
+        {(void**)&a.text, Nt * Cy * X}, {(void**)&a.cap_normed, Nt * Cy * X}, {(void**)&a.cap_fc1, Nt * Cs * X},
+        {(void**)&a.cap_gelu, Nt * Cs * X}, {(void**)&a.cap_fc2, Nt * Cs * X}, {(void**)&a.y, Nt * Cs * X},
+        {(void**)&a.cap_rstd, Nt * Fl}, {(void**)&a.y_rstd, Nt * Fl},
+        {(void**)&a.patches, Np * Cin * P * X}, {(void**)&a.patch_tokens, Np * Cs * X}, {(void**)&a.lnf, Np * Cs * X},
+        {(void**)&a.final_in, Np * Cs * X}, {(void**)&a.out, Np * PC * X}, {(void**)&a.dout, Np * PC * X},
         {(void**)&a.rstdf, Np * Fl}, {(void**)&a.loss_tok, Np * Fl}, {(void**)&a.v_pred, (size_t)cap.out * Fl},
         {(void**)&a.resid, N * Cs * X}, {(void**)&a.f1g, N * Fs * X},
         {(void**)&a.x0, (size_t)cap.lat * Fl}, {(void**)&a.eps, (size_t)cap.lat * Fl}, {(void**)&a.text_f32, Nt * Cy * Fl},
@@ -352,8 +357,8 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
         {(void**)&a.dckv, Nt * 2 * Cs * X}, {(void**)&a.dck, Nt * Cs * X}, {(void**)&a.dy, Nt * Cs * X},
         {(void**)&a.dyb1, Nt * Cs * X}, {(void**)&a.dyb2, Nt * Cs * X},
         {(void**)&a.dmods_x, 2 * B * 6 * Cs * X}, {(void**)&a.dconds, 2 * B * Cs * X}, {(void**)&a.dtemb, 2 * B * Cs * X},
-        {(void**)&a.dfemb, B * Cs * X}, {(void**)&a.dths, 2 * B * Cs * X}, {(void**)&a.dth, 2 * B * Cs * X},
-        {(void**)&a.dfhs, B * Cs * X}, {(void**)&a.dfh, B * Cs * X},
+        {(void**)&a.dfemb, B * Cs * X}, {(void**)&a.dt_hidden_silu, 2 * B * Cs * X}, {(void**)&a.dt_hidden, 2 * B * Cs * X},
+        {(void**)&a.dfps_hidden_silu, B * Cs * X}, {(void**)&a.dfps_hidden, B * Cs * X},
         {(void**)&a.dmods, 2 * B * 6 * Cs * Fl}, {(void**)&a.dcond, 2 * B * Cs * Fl},
         {(void**)&a.dnw, qknorm_rope3d_backward_scratch_floats(hd) * Fl},
         {(void**)&a.reduce_scratch, std::max((COLUMN_REDUCE_SPLITS + 2) * max_cols, layernorm_backward_scratch_floats(C)) * Fl},
@@ -538,30 +543,30 @@ static void dit_forward(DiT* g) {
     {
         NvtxRange r("conditioning");
         // c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(SiLU(c / c0))
-        matmul_forward(a.th, a.tfreq, w.t0_w, w.t0_b, 2 * B, C, Fq, st);
-        silu_forward(a.ths, a.th, (size_t)2 * B * C, st);
-        matmul_forward(a.temb, a.ths, w.t2_w, w.t2_b, 2 * B, C, C, st);
-        matmul_forward(a.fh, a.ffreq, w.f0_w, w.f0_b, B, C, Fq, st);
-        silu_forward(a.fhs, a.fh, (size_t)B * C, st);
-        matmul_forward(a.femb, a.fhs, w.f2_w, w.f2_b, B, C, C, st);
+        matmul_forward(a.t_hidden, a.tfreq, w.t0_w, w.t0_b, 2 * B, C, Fq, st);
+        silu_forward(a.t_hidden_silu, a.t_hidden, (size_t)2 * B * C, st);
+        matmul_forward(a.temb, a.t_hidden_silu, w.t2_w, w.t2_b, 2 * B, C, C, st);
+        matmul_forward(a.fps_hidden, a.ffreq, w.f0_w, w.f0_b, B, C, Fq, st);
+        silu_forward(a.fps_hidden_silu, a.fps_hidden, (size_t)B * C, st);
+        matmul_forward(a.femb, a.fps_hidden_silu, w.f2_w, w.f2_b, B, C, C, st);
         cond_combine_forward(a.cond, a.conds, a.temb, a.femb, B, C, st);
         matmul_forward(a.mods, a.conds, w.tb_w, w.tb_b, 2 * B, 6 * C, C, st);
     }
     {
         NvtxRange r("caption");
         // LN(Cy) -> fc1 -> GELU(tanh) -> fc2 -> LN(C) over the packed valid text tokens
-        layernorm_forward(a.ylnx, nullptr, a.ylr, a.text, nullptr, nullptr, Nt, Cy, eps, st);
-        matmul_forward(a.yh, a.ylnx, w.y1_w, w.y1_b, Nt, C, Cy, st);
-        gelu_forward(a.yg, a.yh, (size_t)Nt * C, st);
-        matmul_forward(a.yo, a.yg, w.y2_w, w.y2_b, Nt, C, C, st);
-        layernorm_forward(a.y, nullptr, a.yr, a.yo, nullptr, nullptr, Nt, C, eps, st);
+        layernorm_forward(a.cap_normed, nullptr, a.cap_rstd, a.text, nullptr, nullptr, Nt, Cy, eps, st);
+        matmul_forward(a.cap_fc1, a.cap_normed, w.y1_w, w.y1_b, Nt, C, Cy, st);
+        gelu_forward(a.cap_gelu, a.cap_fc1, (size_t)Nt * C, st);
+        matmul_forward(a.cap_fc2, a.cap_gelu, w.y2_w, w.y2_b, Nt, C, C, st);
+        layernorm_forward(a.y, nullptr, a.y_rstd, a.cap_fc2, nullptr, nullptr, Nt, C, eps, st);
     }
     {
         NvtxRange r("patch embedding");
         // x_t patches (clean frames keep x0), the Conv3d as a linear, [start, patches, end]
         patchify_forward(a.patches, a.x0, a.eps, a.frame_mask, a.samples, B, g->max_patch_elems, pg, st);
-        matmul_forward(a.xf, a.patches, w.x_w, w.x_b, Np, C, c.in_channels * P, st);
-        tokens_assemble_forward(a.resid, a.xf, w.start, w.end, a.tokrow, a.samples, N, C, st);
+        matmul_forward(a.patch_tokens, a.patches, w.x_w, w.x_b, Np, C, c.in_channels * P, st);
+        tokens_assemble_forward(a.resid, a.patch_tokens, w.start, w.end, a.tokrow, a.samples, N, C, st);
     }
     for (int l = 0; l < L; l++) {
         NvtxRange layer_range("block", l);
@@ -609,10 +614,10 @@ static void dit_forward(DiT* g) {
     {
         NvtxRange r("final layer and loss");
         // patch tokens only: LN * (1 + scale) + shift with [shift, scale] = table_f + (c or c0), then linear
-        tokens_to_patches(a.xf, a.resid, a.patrow, Np, C, st);
-        layernorm_forward(a.lnf, nullptr, a.rstdf, a.xf, nullptr, nullptr, Np, C, eps, st);
-        adaln_modulate_forward(a.hf, a.lnf, w.final_table, w.final_table + C, a.cond, C, 0, 0, a.patrow, Np, C, st);
-        matmul_forward(a.out, a.hf, w.final_w, w.final_b, Np, PC, C, st);
+        tokens_to_patches(a.patch_tokens, a.resid, a.patrow, Np, C, st);
+        layernorm_forward(a.lnf, nullptr, a.rstdf, a.patch_tokens, nullptr, nullptr, Np, C, eps, st);
+        adaln_modulate_forward(a.final_in, a.lnf, w.final_table, w.final_table + C, a.cond, C, 0, 0, a.patrow, Np, C, st);
+        matmul_forward(a.out, a.final_in, w.final_w, w.final_b, Np, PC, C, st);
         flow_loss(a.dout, a.loss_tok, a.out, a.x0, a.eps, a.frame_mask, a.samples, a.patrow, pg, Np, st);
         cudaCheck(cudaMemcpyAsync(g->loss_tok_host, a.loss_tok, Np * sizeof(float), cudaMemcpyDeviceToHost, st));
     }
@@ -668,7 +673,7 @@ static void dit_backward(DiT* g) {
     cudaCheck(cudaMemsetAsync(a.dres, 0, (size_t)N * C * sizeof(floatX), st));
     {
         NvtxRange r("final layer backward");
-        linear_backward(a.dbuf3, dw.final_w, dw.final_b, a.dout, a.hf, w.final_w, Np, PC, C, false, rs, st);
+        linear_backward(a.dbuf3, dw.final_w, dw.final_b, a.dout, a.final_in, w.final_w, Np, PC, C, false, rs, st);
         adaln_scale_backward(a.dbuf1, a.dbuf3, w.final_table + C, a.cond, C, 0, true, a.patrow, Np, C, st);
         adaln_param_grad(a.dcond, C, 0, 0, dw.final_table, dw.final_table + C, a.dbuf3, a.lnf, a.patrow, a.cu_p, B, C,
                          a.adaln_scratch, st);
@@ -746,21 +751,21 @@ static void dit_backward(DiT* g) {
         tokens_assemble_backward(a.dbuf1, dw.start, dw.end, a.dres, a.patrow, a.samples, B, Np, C, st);
         linear_backward(nullptr, dw.x_w, dw.x_b, a.dbuf1, a.patches, w.x_w, Np, C, c.in_channels * P, false, rs, st);
         // caption embedder
-        layernorm_backward(a.dyb1, nullptr, nullptr, a.dy, a.y, nullptr, a.yr, Nt, C, false, rs, st);
-        linear_backward(a.dyb2, dw.y2_w, dw.y2_b, a.dyb1, a.yg, w.y2_w, Nt, C, C, false, rs, st);
-        gelu_backward(a.dyb2, a.dyb2, a.yh, (size_t)Nt * C, st);
-        linear_backward(nullptr, dw.y1_w, dw.y1_b, a.dyb2, a.ylnx, w.y1_w, Nt, C, Cy, false, rs, st);
+        layernorm_backward(a.dyb1, nullptr, nullptr, a.dy, a.y, nullptr, a.y_rstd, Nt, C, false, rs, st);
+        linear_backward(a.dyb2, dw.y2_w, dw.y2_b, a.dyb1, a.cap_gelu, w.y2_w, Nt, C, C, false, rs, st);
+        gelu_backward(a.dyb2, a.dyb2, a.cap_fc1, (size_t)Nt * C, st);
+        linear_backward(nullptr, dw.y1_w, dw.y1_b, a.dyb2, a.cap_normed, w.y1_w, Nt, C, Cy, false, rs, st);
         // conditioning: mods = t_block(SiLU(cond)), cond rows 2b / 2b+1 = t_emb row + fps_emb row b
         copy_f32_to_floatX(a.dmods_x, a.dmods, (size_t)2 * B * 6 * C, st);
         linear_backward(a.dconds, dw.tb_w, nullptr, a.dmods_x, a.conds, w.tb_w, 2 * B, 6 * C, C, false, rs, st);
         column_reduce(dw.tb_b, a.dmods, (const float*)nullptr, nullptr, 2 * B, 6 * C, rs, st);
         cond_combine_backward(a.dtemb, a.dfemb, a.dcond, a.dconds, a.cond, B, C, st);
-        linear_backward(a.dths, dw.t2_w, dw.t2_b, a.dtemb, a.ths, w.t2_w, 2 * B, C, C, false, rs, st);
-        silu_backward(a.dth, a.dths, a.th, (size_t)2 * B * C, st);
-        linear_backward(nullptr, dw.t0_w, dw.t0_b, a.dth, a.tfreq, w.t0_w, 2 * B, C, Fq, false, rs, st);
-        linear_backward(a.dfhs, dw.f2_w, dw.f2_b, a.dfemb, a.fhs, w.f2_w, B, C, C, false, rs, st);
-        silu_backward(a.dfh, a.dfhs, a.fh, (size_t)B * C, st);
-        linear_backward(nullptr, dw.f0_w, dw.f0_b, a.dfh, a.ffreq, w.f0_w, B, C, Fq, false, rs, st);
+        linear_backward(a.dt_hidden_silu, dw.t2_w, dw.t2_b, a.dtemb, a.t_hidden_silu, w.t2_w, 2 * B, C, C, false, rs, st);
+        silu_backward(a.dt_hidden, a.dt_hidden_silu, a.t_hidden, (size_t)2 * B * C, st);
+        linear_backward(nullptr, dw.t0_w, dw.t0_b, a.dt_hidden, a.tfreq, w.t0_w, 2 * B, C, Fq, false, rs, st);
+        linear_backward(a.dfps_hidden_silu, dw.f2_w, dw.f2_b, a.dfemb, a.fps_hidden_silu, w.f2_w, B, C, C, false, rs, st);
+        silu_backward(a.dfps_hidden, a.dfps_hidden_silu, a.fps_hidden, (size_t)B * C, st);
+        linear_backward(nullptr, dw.f0_w, dw.f0_b, a.dfps_hidden, a.ffreq, w.f0_w, B, C, Fq, false, rs, st);
     }
     params_grads_ready(g, ZERO_TAIL);
 }
@@ -771,7 +776,7 @@ static void dit_zero_grad(DiT* g) { params_zero_grad(g, g->stream); }
 // Update: global grad norm (deterministic), clip, AdamW per tensor
 // (llmc/model/params.cuh). Returns the norm before clipping; a non-finite norm skips the step.
 
-// the MUG-V fine-tuning recipe (../shared/spec/dit.md)
+// the MUG-V fine-tuning recipe (docs/dit.md)
 static OptimConfig dit_optim_defaults() {
     OptimConfig o;
     o.lr = 1e-4f; o.beta1 = 0.9f; o.beta2 = 0.999f; o.eps = 1e-10f; o.weight_decay = 0.0f; o.grad_clip = 1.0f;
@@ -780,7 +785,7 @@ static OptimConfig dit_optim_defaults() {
 static float dit_update(DiT* g, const OptimConfig& o, float lr) { return params_update(g, o, lr, g->stream); }
 
 // ----------------------------------------------------------------------------
-// Sampling (../shared/spec/dit.md "Sampling"): the Euler ODE from pure noise at
+// Sampling (docs/dit.md "Sampling"): the Euler ODE from pure noise at
 // t = 1 to t = 0 over t_i = shift(1 - i/steps), z <- z + v (t_i - t_{i+1}), with
 // classifier-free guidance v = v_uncond + s (v_cond - v_uncond), v_uncond from
 // the null caption. Image-to-video pins frame 0 to a given clean latent: the
@@ -1044,8 +1049,8 @@ struct TrainConfig : CkptFlags {
     std::string log_dir = "log/dit";
     int batch_size = 8;
     int steps = 20;
-    int warmup = 0;
-    float decay_frac = 0.0f;        // the last decay_frac of the steps decay the lr linearly to 0
+    // kind, warmup, min_lr_frac, wsd_decay_frac as train_gpt's (llmc/train/schedule.h): a constant lr by default
+    Schedule sched = {"trapezoid", 0, 0, 0.0f, 0.0f, 0.0f};
     float max_minutes = 0.0f;       // stop training after this long (0: no limit)
     float ema_decay = 0.0f;         // EMA of the weights (MUG-V: 0.9999); 0: none
     int seed = 1337;
@@ -1162,7 +1167,7 @@ int main(int argc, char** argv) {
     if (moving_shapes) {
         mc.in_channels = 3; mc.out_channels = 6; mc.caption_channels = 64;
         if (prescan_flag(argc, argv, "--preset", "").empty()) mc.n_layer = 6;   // the debug preset's width, 6 blocks
-        tc.batch_size = 32; tc.steps = 3600; tc.warmup = 200; tc.decay_frac = 0.2f; tc.max_minutes = 13.0f;   // H200: 178 ms/step
+        tc.batch_size = 32; tc.steps = 3600; tc.sched.warmup = 200; tc.sched.wsd_decay_frac = 0.2f; tc.max_minutes = 13.0f;
         oc.lr = 3e-4f;
         tc.caption_dropout = 0.1f; tc.i2v_prob = 0.25f;
         tc.sample_every = 500; tc.eval_samples = 64;
@@ -1182,8 +1187,7 @@ int main(int argc, char** argv) {
     ap.add_int("--steps", &tc.steps, "optimizer steps");
     ap.add_float("--max-minutes", &tc.max_minutes, "stop training after this many minutes (0: no limit)");
     ap.add_float("--lr", &oc.lr, "peak learning rate");
-    ap.add_int("--warmup", &tc.warmup, "linear warmup steps");
-    ap.add_float("--decay-frac", &tc.decay_frac, "fraction of the steps, at the end, over which the lr decays linearly to 0 (0: constant)");
+    schedule_add_flags(ap, &tc.sched);
     ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
     ap.add_float("--caption-dropout", &tc.caption_dropout, "probability a caption is replaced by the null caption (classifier-free guidance)");
     ap.add_float("--i2v-prob", &tc.i2v_prob, "probability a sample without clean frames gets frame 0 as clean conditioning (image-to-video)");
@@ -1217,8 +1221,7 @@ int main(int argc, char** argv) {
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
-    if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
-    if (!(tc.decay_frac >= 0 && tc.decay_frac <= 1)) fail("flag --decay-frac: must be in [0, 1], got %g", tc.decay_frac);
+    schedule_validate(tc.sched);
     if (!(tc.max_minutes >= 0)) fail("flag --max-minutes: must be >= 0");
     optim_validate(oc);
     if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
@@ -1244,6 +1247,7 @@ int main(int argc, char** argv) {
     // is B x world), samples and evaluates alike; rank 0 writes the logs, pictures and checkpoints.
     Dist dist = dist_launch(df);
     if (dist.rank != 0) tc.log_dir = "";
+    Run run = run_init(tc, &dist, tc.sched, tc.steps, oc.lr, tc.max_minutes);   // the loop, checkpoints and teardown (llmc/train/run.h)
     sc.t_shift = tc.t_shift;
     const int B = tc.batch_size;
     const bool synthetic = tc.random_data != 0;
@@ -1296,23 +1300,20 @@ int main(int argc, char** argv) {
         const long long n_samples = synthetic ? 0 : (long long)latent_loader_num_samples(&loader);
         if (s.rngs.size() != 2) fail("%s: n_rng is %zu, a train_dit state has 2 (t_rng, aug_rng)", sp, s.rngs.size());
         if (start.state.n_extra > 1) fail("%s: n_extra is %d, a train_dit state has 0 or 1 (the EMA weights)", sp, start.state.n_extra);
-        if (!synthetic && s.has_loader && s.loader_shard != n_samples)
+        if (!synthetic && s.has_loader && s.loader_samples != n_samples)
             fail("%s: the data-loader position is for %lld training samples, --train-data %s has %lld (different data files?)", sp,
-                 (long long)s.loader_shard, tc.train_data.c_str(), n_samples);
+                 (long long)s.loader_samples, tc.train_data.c_str(), n_samples);
         if (!synthetic && !s.has_loader) printf("note: %s has no data-loader position (a --random-data run): the data starts from the beginning\n", sp);
-        if (s.total_batch_tokens != (long long)B * dist.world)
+        if (s.total_batch_samples != (long long)B * dist.world)
             printf("note: %s was trained with %lld samples per step, this run uses %lld: not a bit-identical continuation\n", sp,
-                   (long long)s.total_batch_tokens, (long long)B * dist.world);
+                   (long long)s.total_batch_samples, (long long)B * dist.world);
         ckpt_note_schedule(start.state, tc.steps);
     }
 
     // ---- GPU
-    dist_start(&dist);   // this process's GPU (device 0 on one GPU); several: the NCCL communicator
-    cudaDeviceProp prop = cuda_device_props();
-    cublas_init();
     DiT model;
-    cudaCheck(cudaStreamCreate(&model.stream));
-    dist_attach(&dist, &model, dit_param_layout(mc), zero_kinds_dit(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
+    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
+    dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap);
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
@@ -1329,10 +1330,10 @@ int main(int argc, char** argv) {
            mc.caption_channels, mc.patch_t, mc.patch_h, mc.patch_w, model.num_params / 1e6);
     if (synthetic)
         printf("batch: B %d synthetic samples of %dx%dx%d latents (%lld tokens each) + %d text tokens | steps %d | lr %g warmup %d\n",
-               B, tc.frames, tc.height, tc.width, cap.N / B, tc.text_len, tc.steps, oc.lr, tc.warmup);
+               B, tc.frames, tc.height, tc.width, cap.N / B, tc.text_len, tc.steps, oc.lr, tc.sched.warmup);
     else
         printf("batch: B %d from %s (%lld samples) | steps %d | lr %g warmup %d decay %g | caption dropout %g | i2v %g\n", B,
-               tc.train_data.c_str(), (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.warmup, tc.decay_frac,
+               tc.train_data.c_str(), (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.sched.warmup, tc.sched.wsd_decay_frac,
                tc.caption_dropout, tc.i2v_prob);
     printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f)\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
@@ -1342,12 +1343,10 @@ int main(int argc, char** argv) {
     if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)
         printf("note: --cfg-scale %g with --caption-dropout 0: the model never sees the null caption, so guidance is untrained\n", sc.cfg_scale);
 
-    LossCurve curve;
-    const std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
-    FILE* logf = open_train_log(log_path, start, &curve);
+    run_open_log(&run, tc.log_dir, start);
     auto log_line = [&](const std::string& s) {
         printf("%s\n", s.c_str());
-        if (logf) { fprintf(logf, "%s\n", s.c_str()); fflush(logf); }
+        if (run.logf) { fprintf(run.logf, "%s\n", s.c_str()); fflush(run.logf); }
     };
     // samples during training: moving shapes is scored as the evaluation is (text-to-video);
     // other data samples the captions (and shapes) of its first training samples
@@ -1394,8 +1393,6 @@ int main(int argc, char** argv) {
     // ---- where the run starts: a resumed run continues the step count, the
     // data stream and the t / augmentation RNGs of the checkpoint (the noise is
     // seeded from the step)
-    int start_step = 0, bad_steps = 0;
-    std::string last_ckpt;  // the newest checkpoint this run saved or resumed from
     if (resuming) {
         const CkptState& s = start.state.st;
         if (!synthetic && s.has_loader) {
@@ -1405,58 +1402,43 @@ int main(int argc, char** argv) {
         }
         t_rng.state = s.rngs[0];
         aug_rng.state = s.rngs[1];
-        start_step = (int)s.step;
-        bad_steps = s.bad_steps;
-        last_ckpt = start.resume_dir;
-        printf("resumed from %s: step %d, AdamW step %d, data epoch %lld sample %lld\n", start.resume_dir.c_str(), start_step,
+        run_resume(&run, start);
+        printf("resumed from %s: step %d, AdamW step %d, data epoch %lld sample %lld\n", start.resume_dir.c_str(), run.start_step,
                model.adam_step, (long long)s.loader_epoch, (long long)s.loader_sample);
     } else if (!start.init_path.empty()) {
         printf("initialized the weights from %s (step, AdamW and data start fresh)\n", start.init_path.c_str());
     }
-    const bool ckpt_on = !tc.ckpt_dir.empty();
-    ckpt_print_plan(tc);
-    int saved_step = ckpt_saved_step_at_start(tc, start.resume_dir, start_step);
+    run_ckpt_plan(&run, start);
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
         CkptState s;
-        s.step = done;
-        s.adam_step = model.adam_step;
-        s.bad_steps = bad_steps;
-        s.seq_len = B;              // dit: samples per batch
-        s.total_batch_tokens = (long long)B * dist.world;   // dit: samples per optimizer step (all ranks)
-        s.sched_steps = tc.steps;
+        s.batch_size = B;
+        s.total_batch_samples = (long long)B * dist.world;   // all ranks
         if (!synthetic) {
             const LatentLoaderPosition p = latent_loader_get_position(&loader);
             s.has_loader = 1;
-            s.loader_epoch = p.epoch; s.loader_shard = latent_loader_num_samples(&loader); s.loader_sample = p.sample; s.loader_rng = p.rng_state;
+            s.loader_epoch = p.epoch; s.loader_samples = latent_loader_num_samples(&loader); s.loader_sample = p.sample; s.loader_rng = p.rng_state;
         }
         s.rngs = {t_rng.state, aug_rng.state};
-        last_ckpt = params_save_checkpoint(&model, dit_ckpt_info(mc), s, tc.ckpt_dir, tc.ckpt_keep, tc.ckpt_keep_every, model.stream);
-        saved_step = done;
+        run_save(&run, &model, dit_ckpt_info(mc), done, s, model.stream);
     };
 
     const std::vector<float> null_text = dit_null_caption(mc.caption_channels);
     std::vector<float> text;
-    std::vector<double> step_ms, step_tok;
+    std::vector<double> step_tok;
     double last_flops = 0;
-    const double t_start = wall_seconds();
-    int step = start_step;
     bool stopped = false;  // by a stop signal or --exit-at-step: no final samples or evaluation
-    bool out_of_time = false;   // several GPUs: --max-minutes as agreed by all ranks after the last step
-    install_stop_signals();
-    for (;; step++) {
-        const bool timeout = dist.world > 1 ? out_of_time : run_out_of_time(tc.max_minutes, t_start);
-        const bool last = step >= tc.steps || timeout;
-        if (timeout && step < tc.steps) {
+    run_loop_start(&run);
+    for (;; run.step++) {
+        const int step = run.step;
+        const bool last = run_ends_here(&run, save_checkpoint, [&] {
             char buf[128];
             snprintf(buf, sizeof buf, "stopping after %d steps: --max-minutes %g reached", step, tc.max_minutes);
             log_line(buf);
-        }
-        if (last && ckpt_on && saved_step != step) save_checkpoint(step);
+        });
         if (last) break;
         if (tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) write_samples(step);
 
-        const double t0 = wall_seconds();
-        dist_step_begin(&dist, step + 1);   // several GPUs: the watchdog's deadline for this step
+        run_step_begin(&run);
         // ---- the batch: geometry on the host, tensors on the device
         DiTBatchHost bt;
         bt.B = B;
@@ -1468,39 +1450,26 @@ int main(int argc, char** argv) {
         dit_zero_grad(&model);
         dit_forward(&model);
         dit_backward(&model);
-        // several GPUs: the loss averaged over the ranks, and a stop signal or the time limit on any rank, before the update
-        const DistAgreed agreed = dist_step_agree(&dist, dit_loss(&model), run_out_of_time(tc.max_minutes, t_start));
-        const float loss = (float)agreed.loss;
-        out_of_time = agreed.out_of_time;
-        const int decay_start = tc.steps - (int)(tc.decay_frac * tc.steps);
-        float lr = step < tc.warmup ? oc.lr * (step + 1) / tc.warmup : oc.lr;
-        if (step >= decay_start && tc.decay_frac > 0) lr = std::min(lr, oc.lr * (float)(tc.steps - step) / (float)(tc.steps - decay_start));
-        const bool loss_ok = std::isfinite(loss);
-        if (!loss_ok) printf("warning: step %d: loss is %f; skipping this update\n", step + 1, loss);
-        const float norm = loss_ok ? dit_update(&model, oc, lr) : NAN;
-        cudaCheck(cudaStreamSynchronize(model.stream));
-        const double ms_ = 1000.0 * (wall_seconds() - t0);
-        dist_step_end(&dist, ms_);
+        // several GPUs: the loss averaged over the ranks; a non-finite loss or grad norm skips the update
+        const RunStep rs = run_update(&run, dit_loss(&model), model.stream, [&](float lr) { return dit_update(&model, oc, lr); });
+        const float loss = (float)rs.loss, lr = rs.lr, norm = rs.norm;
+        const double ms_ = rs.ms;
         double flops = 0;
         for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
         const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / 989e12;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
                loss, lr, norm, ms_, tok_s, mfu);
-        if (logf) { fprintf(logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_); fflush(logf); }
-        curve.train.push_back({step + 1, loss});
-        step_ms.push_back(ms_);
+        if (run.logf) { fprintf(run.logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_); fflush(run.logf); }
+        run.curve.train.push_back({step + 1, loss});
         step_tok.push_back((double)model.N * dist.world);   // all ranks' tokens (each rank's flops: MFU per GPU)
         last_flops = flops;
 
         // faults (max_bad_steps skipped updates in a row stop the run), checkpoints, a stop request
-        const int done = step + 1;
-        stopped = run_after_step(tc, done, loss_ok && std::isfinite(norm), &bad_steps, last_ckpt, save_checkpoint);
-        if (stopped) {
-            step = done;
-            break;
-        }
+        stopped = run_after(&run, rs.ok, save_checkpoint);
+        if (stopped) break;
     }
-    const double train_s = wall_seconds() - t_start;
+    const double train_s = wall_seconds() - run.t_start;
+    const std::vector<double>& step_ms = run.step_ms;
     if (step_ms.size() > 3) {
         std::vector<double> s(step_ms.begin() + 3, step_ms.end());
         std::sort(s.begin(), s.end());
@@ -1512,7 +1481,7 @@ int main(int argc, char** argv) {
         log_line(buf);
     }
     // ---- after training (not after a stop request): samples of the final model, and the moving-shapes evaluation
-    if (tc.sample_every > 0 && !synthetic && !stopped) write_samples(step);
+    if (tc.sample_every > 0 && !synthetic && !stopped) write_samples(run.step);
     if (tc.eval_samples > 0 && !stopped) {
         const std::string dir = tc.log_dir.empty() ? "" : tc.log_dir + "/eval";
         if (model.ema) {
@@ -1525,13 +1494,10 @@ int main(int argc, char** argv) {
         log_line(ms_eval_line("eval image-to-video", i2v) + (dir.empty() ? "" : " | " + dir + "/i2v/grid.png") +
                  (tc.i2v_prob > 0 ? "" : " (trained without --i2v-prob)"));
     }
-    if (logf) fclose_or_fail(logf, log_path);
-    if (!tc.log_dir.empty() && !curve.train.empty()) write_loss_svg(curve, tc.log_dir + "/loss.svg", "train_dit " + tc.preset + " (flow-matching loss)");
+    run_close_log(&run, tc.log_dir, "train_dit " + tc.preset + " (flow-matching loss)");
     if (!synthetic) latent_loader_free(&loader);
     dit_free(&model);
-    cublas_free();
-    cudaCheck(cudaStreamDestroy(model.stream));
-    dist_finish(&dist);   // several GPUs: every rank meets, the communicator is torn down
+    run_finish(&run, model.stream);
     return 0;
 }
 #endif

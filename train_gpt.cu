@@ -1,6 +1,6 @@
 /*
 train_gpt.cu: trains a Llama-family decoder (Llama 3.x, Qwen2.5/3, Mistral,
-Emu3 shapes; ../shared/spec/gpt.md) on one GPU, in the style of llm.c.
+Emu3 shapes; docs/gpt.md) on one GPU, in the style of llm.c.
 
 Reads top to bottom: configuration, parameters, activations, forward,
 backward, update, data and sampling, checkpoints, main loop. Every layer is a hand-written
@@ -39,9 +39,8 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/data/dataset.h"
 #include "llmc/data/token_data.h"   // llm.c shards or Megatron indexed datasets
 #include "llmc/train/plot.h"
-#include "llmc/train/checkpoint.h"
-#include "llmc/train/run_control.h"
-#include "llmc/dist/distributed.cuh"
+#include "llmc/train/checkpoint_gpt.h"
+#include "llmc/train/run.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
@@ -372,31 +371,6 @@ static void gpt_zero_grad(GPT* g) { params_zero_grad(g, g->stream); }
 static float gpt_update(GPT* g, const OptimConfig& o, float lr) { return params_update(g, o, lr, g->stream); }
 
 // ----------------------------------------------------------------------------
-// Learning-rate schedule: linear warmup, then cosine / linear / WSD (constant,
-// then a linear decay over the last wsd_decay_frac of the steps) / constant,
-// ending at lr * min_lr_frac.
-
-struct Schedule {
-    std::string kind = "cosine";
-    int warmup = 0, steps = 1;
-    float lr = 1e-3f, min_lr_frac = 0.1f, wsd_decay_frac = 0.2f;
-};
-
-static float schedule_lr(const Schedule& s, int step) {
-    const float lo = s.lr * s.min_lr_frac;
-    if (step < s.warmup) return s.lr * (step + 1) / s.warmup;
-    if (s.kind == "constant") return s.lr;
-    const float span = (float)std::max(1, s.steps - s.warmup);
-    const float p = std::min(1.0f, (step - s.warmup) / span);
-    if (s.kind == "cosine") return lo + 0.5f * (s.lr - lo) * (1.0f + cosf(3.14159265f * p));
-    if (s.kind == "linear") return s.lr - (s.lr - lo) * p;
-    // wsd
-    const int decay_start = s.steps - (int)(s.wsd_decay_frac * s.steps);
-    if (step < decay_start) return s.lr;
-    return s.lr - (s.lr - lo) * std::min(1.0f, (float)(step - decay_start) / std::max(1, s.steps - decay_start));
-}
-
-// ----------------------------------------------------------------------------
 // Sampling: the model runs its forward on a single row of T tokens (causal, so
 // positions after the current one do not matter) and the next token is drawn
 // on the host with temperature and top-k.
@@ -459,9 +433,8 @@ struct TrainConfig : CkptFlags {
     int seq_len = 0;
     long long total_batch_tokens = 0;
     int steps = 1200;
-    int warmup = 100;
-    std::string schedule = "cosine";
-    float min_lr_frac = 0.0f, wsd_decay_frac = 0.2f;
+    // kind, warmup, min_lr_frac, wsd_decay_frac: --schedule, --warmup, ... (llmc/train/schedule.h); steps and lr come from --steps, --lr
+    Schedule sched = {"cosine", 100, 0, 0.0f, 0.0f, 0.2f};
     int val_every = 100, val_batches = 0;
     int sample_every = 400, sample_tokens = 200, top_k = 0;
     float temperature = 1.0f;
@@ -473,8 +446,9 @@ struct TrainConfig : CkptFlags {
 
 // ----------------------------------------------------------------------------
 // Checkpoints (format: llmc/train/checkpoint.h; saving and loading the parameter
-// buffers: llmc/model/params.cuh; flags, stop signals, bad steps and train.log on
-// resume: llmc/train/run_control.h). model.bin holds the fp32 master weights. state.bin
+// buffers: llmc/train/params_checkpoint.cuh; flags, stop signals, bad steps and
+// train.log on resume: llmc/train/run_control.h; the loop around them:
+// llmc/train/run.h). model.bin holds the fp32 master weights. state.bin
 // holds the AdamW moments and step count, the schedule position (steps done),
 // the train loader's position and the sampling RNG. Everything else a run
 // depends on is a flag or is reset anyway (the validation loader), so a run
@@ -514,10 +488,7 @@ int main(int argc, char** argv) {
     ap.add_int("--steps", &tc.steps, "optimizer steps");
     ap.add_float("--max-minutes", &tc.max_minutes, "stop training after this many minutes (0: no limit)");
     ap.add_float("--lr", &oc.lr, "peak learning rate");
-    ap.add_int("--warmup", &tc.warmup, "linear warmup steps");
-    ap.add_string("--schedule", &tc.schedule, "decay after warmup: cosine, linear, wsd or constant");
-    ap.add_float("--min-lr-frac", &tc.min_lr_frac, "final lr as a fraction of the peak");
-    ap.add_float("--wsd-decay-frac", &tc.wsd_decay_frac, "wsd: fraction of steps spent decaying at the end");
+    schedule_add_flags(ap, &tc.sched);
     optim_add_flags(ap, &oc);
     ap.add_float("--dropout", &tc.dropout, "dropout on the attention and MLP outputs while training (0: off)");
     ap.section("evaluation and sampling");
@@ -546,12 +517,8 @@ int main(int argc, char** argv) {
     // ---- validate the run's flags (all on the CPU, before touching the GPU)
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
-    if (tc.warmup < 0) fail("flag --warmup: must be >= 0, got %d", tc.warmup);
+    schedule_validate(tc.sched);
     optim_validate(oc);
-    if (!(tc.min_lr_frac >= 0 && tc.min_lr_frac <= 1)) fail("flag --min-lr-frac: must be in [0, 1]");
-    if (!(tc.wsd_decay_frac >= 0 && tc.wsd_decay_frac <= 1)) fail("flag --wsd-decay-frac: must be in [0, 1]");
-    if (tc.schedule != "cosine" && tc.schedule != "linear" && tc.schedule != "wsd" && tc.schedule != "constant")
-        fail("flag --schedule: expected cosine, linear, wsd or constant, got '%s'", tc.schedule.c_str());
     if (tc.val_batches < 0) fail("flag --val-batches: must be >= 0");
     if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
     if (!(tc.temperature >= 0)) fail("flag --temperature: must be >= 0");
@@ -565,6 +532,7 @@ int main(int argc, char** argv) {
     // samples alike; rank 0 writes the logs, checkpoints and exports.
     Dist dist = dist_launch(df);
     if (dist.rank != 0) tc.log_dir = "";
+    Run run = run_init(tc, &dist, tc.sched, tc.steps, oc.lr, tc.max_minutes);   // the loop, checkpoints and teardown (llmc/train/run.h)
 
     // ---- --init-hf: the model config is config.json's (llmc/formats/hf.h); without --train-data the run
     // only converts (--steps 0) and reads no data
@@ -697,12 +665,9 @@ int main(int argc, char** argv) {
     }
 
     // ---- GPU
-    dist_start(&dist);   // this process's GPU (device 0 on one GPU); several: the NCCL communicator
-    cudaDeviceProp prop = cuda_device_props();
-    cublas_init();
     GPT model;
-    cudaCheck(cudaStreamCreate(&model.stream));
-    dist_attach(&dist, &model, gpt_param_layout(mc), zero_kinds_gpt(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
+    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
+    dist_attach(&dist, &model, gpt_param_layout(mc), gpt_param_stages(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     gpt_build(&model, mc, B, T);
     model.dropout = tc.dropout;
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
@@ -724,7 +689,7 @@ int main(int argc, char** argv) {
            mc.vocab_size, mc.padded_vocab_size, mc.n_layer, mc.d_model, mc.n_head, mc.n_kv_head, mc.head_dim, mc.ffn_hidden,
            model.num_params / 1e6, mc.tie_embeddings, mc.qk_norm, mc.qkv_bias);
     printf("batch: B %d x T %d x accum %d = %lld tokens/step | steps %d | lr %g %s warmup %d | data %s\n", B, T, grad_accum,
-           tc.total_batch_tokens, tc.steps, oc.lr, tc.schedule.c_str(), tc.warmup, tc.random_data ? "random tokens" : tc.train_data.c_str());
+           tc.total_batch_tokens, tc.steps, oc.lr, tc.sched.kind.c_str(), tc.sched.warmup, tc.random_data ? "random tokens" : tc.train_data.c_str());
     printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * sizeof(floatX)), gib(model.num_params * 4),
            gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes));
@@ -733,19 +698,12 @@ int main(int argc, char** argv) {
         printf("data parallel: %d GPUs x B %d x T %d x accum %d = %lld tokens per step, each rank on its own samples; dropout seeds per rank\n",
                dist.world, B, T, grad_accum, tc.total_batch_tokens);
 
-    Schedule sched;
-    sched.kind = tc.schedule; sched.warmup = tc.warmup; sched.steps = tc.steps; sched.lr = oc.lr;
-    sched.min_lr_frac = tc.min_lr_frac; sched.wsd_decay_frac = tc.wsd_decay_frac;
-    LossCurve curve;
-    const std::string log_path = tc.log_dir.empty() ? "" : tc.log_dir + "/train.log";
-    FILE* logf = open_train_log(log_path, start, &curve);
+    run_open_log(&run, tc.log_dir, start);
     Rng sample_rng;
     rng_seed(&sample_rng, tc.seed + 2);
 
     // ---- where the run starts: a resumed run continues the step count, the
     // data stream and the sampling RNG of the checkpoint
-    int start_step = 0, bad_steps = 0;
-    std::string last_ckpt;  // the newest checkpoint this run saved or resumed from
     if (!resume_dir.empty()) {
         const CkptState& s = ckpt_state.st;
         if (!tc.random_data && s.has_loader) {
@@ -754,10 +712,8 @@ int main(int argc, char** argv) {
             token_data_set_position(&train_loader, p);
         }
         sample_rng.state = s.rngs[0];
-        start_step = (int)s.step;
-        bad_steps = s.bad_steps;
-        last_ckpt = resume_dir;
-        printf("resumed from %s: step %d, AdamW step %d, data epoch %lld shard %lld sample %lld\n", resume_dir.c_str(), start_step,
+        run_resume(&run, start);
+        printf("resumed from %s: step %d, AdamW step %d, data epoch %lld shard %lld sample %lld\n", resume_dir.c_str(), run.start_step,
                model.adam_step, (long long)s.loader_epoch, (long long)s.loader_shard, (long long)s.loader_sample);
     } else if (!init_path.empty()) {
         printf("initialized the weights from %s (step, AdamW and data start fresh)\n", init_path.c_str());
@@ -776,8 +732,7 @@ int main(int argc, char** argv) {
             printf("eval: loss %.6f on %s (%d x %d tokens)\n", el, eval_tokens.c_str(), eval_B, eval_T);
         }
     }
-    const bool ckpt_on = !tc.ckpt_dir.empty();
-    ckpt_print_plan(tc);
+    run_ckpt_plan(&run, start);
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
@@ -800,8 +755,8 @@ int main(int argc, char** argv) {
         const float vl = (float)(s / std::max(1LL, n));
         if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld sequences)\n", vl, vl / bytes_per_token, step, n);
         else printf("val loss %.4f (step %d, %lld sequences)\n", vl, step, n);
-        if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, vl); fflush(logf); }
-        curve.val.push_back({step, vl});
+        if (run.logf) { fprintf(run.logf, "step %d val_loss %.6f\n", step, vl); fflush(run.logf); }
+        run.curve.val.push_back({step, vl});
         return vl;
     };
     auto run_sample = [&](int step) {
@@ -811,40 +766,28 @@ int main(int argc, char** argv) {
         printf("---- sample at step %d ----\n%s\n---------------------------\n", step, s.c_str());
     };
 
-    int saved_step = ckpt_saved_step_at_start(tc, resume_dir, start_step);
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
         CkptState s;
-        s.step = done;
-        s.adam_step = model.adam_step;
-        s.bad_steps = bad_steps;
         s.seq_len = T;
         s.total_batch_tokens = tc.total_batch_tokens;
-        s.sched_steps = tc.steps;
         if (!tc.random_data) {
             const DataLoaderPosition p = token_data_get_position(&train_loader);
             s.has_loader = 1;
             s.loader_epoch = p.epoch; s.loader_shard = p.shard; s.loader_sample = p.sample; s.loader_rng = p.rng_state;
         }
         s.rngs = {sample_rng.state};
-        last_ckpt = params_save_checkpoint(&model, gpt_ckpt_info(model.cfg), s, tc.ckpt_dir, tc.ckpt_keep, tc.ckpt_keep_every, model.stream);
-        saved_step = done;
+        run_save(&run, &model, gpt_ckpt_info(model.cfg), done, s, model.stream);
     };
 
-    const double t_start = wall_seconds();
-    std::vector<double> step_ms;
-    int step = start_step;
-    bool out_of_time = false;   // several GPUs: --max-minutes as agreed by all ranks after the last step
-    install_stop_signals();
-    for (;; step++) {
-        const bool timed_out = dist.world > 1 ? out_of_time : run_out_of_time(tc.max_minutes, t_start);
-        const bool last = step >= tc.steps || timed_out;
-        if (last && ckpt_on && saved_step != step) save_checkpoint(step);
+    run_loop_start(&run);
+    for (;; run.step++) {
+        const int step = run.step;
+        const bool last = run_ends_here(&run, save_checkpoint);
         if (have_val && (step % tc.val_every == 0 || last)) run_validation(step);
         if (tc.sample_every >= 0 && ((tc.sample_every > 0 && step > 0 && step % tc.sample_every == 0) || last)) run_sample(step);
         if (last) break;
 
-        const double t0 = wall_seconds();
-        dist_step_begin(&dist, step + 1);   // several GPUs: the watchdog's deadline for this step
+        run_step_begin(&run);
         gpt_zero_grad(&model);
         double loss = 0;
         for (int micro = 0; micro < grad_accum; micro++) {
@@ -859,46 +802,31 @@ int main(int argc, char** argv) {
             gpt_backward(&model);
             loss += gpt_mean_loss(&model) / grad_accum;
         }
-        // several GPUs: the loss averaged over the ranks, and a stop signal or the time limit on any rank, before the update
-        const DistAgreed agreed = dist_step_agree(&dist, loss, run_out_of_time(tc.max_minutes, t_start));
-        loss = agreed.loss;
-        out_of_time = agreed.out_of_time;
-        const float lr = schedule_lr(sched, step);
-        // a non-finite loss or grad norm skips the update (gpt_update checks the norm)
-        const bool loss_ok = std::isfinite(loss);
-        if (!loss_ok) printf("warning: step %d: loss is %f; skipping this update\n", step + 1, loss);
-        const float norm = loss_ok ? gpt_update(&model, oc, lr) : NAN;
-        cudaCheck(cudaStreamSynchronize(model.stream));
-        const double ms = 1000.0 * (wall_seconds() - t0);
-        dist_step_end(&dist, ms);
-        step_ms.push_back(ms);
+        // several GPUs: the loss averaged over the ranks; a non-finite loss or grad norm skips the update
+        const RunStep rs = run_update(&run, loss, model.stream, [&](float lr) { return gpt_update(&model, oc, lr); });
+        loss = rs.loss;
+        const float lr = rs.lr, norm = rs.norm;
+        const double ms = rs.ms;
         const double tok_s = tc.total_batch_tokens / (ms / 1000.0);   // all ranks' tokens
         const double mfu = 100.0 * flops_per_token * tok_s / (989e12 * dist.world);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps, loss,
                lr, norm, ms, tok_s, mfu);
-        if (logf) { fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(logf); }
-        curve.train.push_back({step + 1, (float)loss});
-
+        if (run.logf) { fprintf(run.logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(run.logf); }
+        run.curve.train.push_back({step + 1, (float)loss});
         // faults (max_bad_steps skipped updates in a row stop the run), checkpoints, a stop request
-        const int done = step + 1;
-        if (run_after_step(tc, done, loss_ok && std::isfinite(norm), &bad_steps, last_ckpt, save_checkpoint)) {
-            step = done;
-            break;
-        }
+        if (run_after(&run, rs.ok, save_checkpoint)) break;
     }
+    const std::vector<double>& step_ms = run.step_ms;
     if (step_ms.size() > 3) {
         std::vector<double> s(step_ms.begin() + std::min<size_t>(3, step_ms.size() - 1), step_ms.end());
         std::sort(s.begin(), s.end());
         const double med = s[s.size() / 2], tok_s = tc.total_batch_tokens / (med / 1000.0);
         printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | peak memory %.2f GiB | total %.1f s\n",
                (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / (989e12 * dist.world),
-               gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), wall_seconds() - t_start);
+               gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), wall_seconds() - run.t_start);
     }
-    if (logf) fclose_or_fail(logf, log_path);
-    if (!tc.log_dir.empty() && !curve.train.empty()) {
-        write_loss_svg(curve, tc.log_dir + "/loss.svg", "train_gpt " + tc.preset);
+    if (run_close_log(&run, tc.log_dir, "train_gpt " + tc.preset))
         printf("wrote %s/train.log and %s/loss.svg\n", tc.log_dir.c_str(), tc.log_dir.c_str());
-    }
     if (!hf.export_hf.empty()) {
         // the fp32 master weights, as a Hugging Face model directory
         const double t0 = wall_seconds();
@@ -916,9 +844,7 @@ int main(int argc, char** argv) {
     if (!tc.random_data) token_data_free(&train_loader);
     if (have_val) token_data_free(&val_loader);
     gpt_free(&model);
-    cublas_free();
-    cudaCheck(cudaStreamDestroy(model.stream));
-    dist_finish(&dist);   // several GPUs: every rank meets, the communicator is torn down
+    run_finish(&run, model.stream);
     return 0;
 }
 #endif

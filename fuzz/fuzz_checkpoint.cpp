@@ -6,7 +6,7 @@
 // Then what train_gpt does on --resume / --init-from: read and check the
 // headers against a model, stream the payload, resolve DIR/latest.
 #include "fuzz_common.h"
-#include "../llmc/train/checkpoint.h"
+#include "../llmc/train/checkpoint_gpt.h"
 #include "fuzz_seeds.h"
 
 static void fix_checksums(std::vector<uint8_t>& b, int flags) {
@@ -41,7 +41,7 @@ static void fuzz_model(const std::string& path) {
 
 static void fuzz_state(const std::string& path) {
     const CkptStateHeader s = ckpt_read_state_header_or_fail(path);
-    FUZZ_CHECK(s.n_params > 0 && s.st.step >= 0 && s.st.seq_len > 0 && s.st.rngs.size() <= CKPT_MAX_RNG);
+    FUZZ_CHECK(s.n_params > 0 && s.st.step >= 0 && (s.kind == CKPT_KIND_DIT ? s.st.batch_size : s.st.seq_len) > 0 && s.st.rngs.size() <= CKPT_MAX_RNG);
     // a model.bin this state belongs to
     CkptModelHeader m;
     m.path = fuzz_dir() + "/model.bin";

@@ -13,7 +13,7 @@ Built and run by fuzz/run_fuzzers.sh (a normal build: no sanitizers, no MEGA_FUZ
 #include "../llmc/formats/tokenizer.h"
 #include "../llmc/data/dataset.h"
 #include "../llmc/data/latent_data.h"
-#include "../llmc/train/checkpoint.h"
+#include "../llmc/train/checkpoint_gpt.h"
 #include "../llmc/formats/tensorfile.h"
 #include "../llmc/formats/safetensors.h"
 #include "fuzz_seeds.h"

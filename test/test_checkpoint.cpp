@@ -36,6 +36,8 @@ each time: `latest` must always load whole with exactly its step's contents.
 #include "../llmc/train/run_control.h"
 #include "../llmc/core/rand.h"
 #include "../llmc/train/checkpoint.h"
+#include "../llmc/train/checkpoint_gpt.h"
+#include "../llmc/train/checkpoint_dit.h"
 
 static const std::string ROOT = "test/tmp/checkpoint";
 
@@ -510,8 +512,8 @@ int main(int argc, char** argv) {
         const Arrays da = make_arrays(dn, 77);
         CkptWrite w = make_write(d, 30, dinfo, da, 2, 0);
         CkptState& ws = w.state;
-        ws.seq_len = 4; ws.total_batch_tokens = 4; ws.sched_steps = 3600;
-        ws.loader_epoch = 3; ws.loader_shard = 96; ws.loader_sample = 40; ws.loader_rng = 0x0123456789ABCDEFull;
+        ws.batch_size = 4; ws.total_batch_samples = 4; ws.sched_steps = 3600;
+        ws.loader_epoch = 3; ws.loader_samples = 96; ws.loader_sample = 40; ws.loader_rng = 0x0123456789ABCDEFull;
         ws.rngs = {0x1111222233334444ull, 0x5555666677778888ull};
         std::string sd, err;
         const bool saved = ckpt_save(w, &sd, &err);
@@ -521,10 +523,19 @@ int main(int argc, char** argv) {
         const bool ok = saved && load_all(sd, dinfo, &got, &st, &mh, &err);
         check(ok && same_bits(got.p, da.p) && same_bits(got.m, da.m) && same_bits(got.v, da.v), "dit_roundtrip_arrays",
               ok ? "dit params, m, v bit-identical" : err);
-        check(ok && st.step == 30 && st.adam_step == 29 && st.seq_len == 4 && st.total_batch_tokens == 4 && st.sched_steps == 3600 &&
-              st.has_loader == 1 && st.loader_epoch == 3 && st.loader_shard == 96 && st.loader_sample == 40 &&
+        check(ok && st.step == 30 && st.adam_step == 29 && st.batch_size == 4 && st.total_batch_samples == 4 && st.sched_steps == 3600 &&
+              st.has_loader == 1 && st.loader_epoch == 3 && st.loader_samples == 96 && st.loader_sample == 40 &&
               st.loader_rng == 0x0123456789ABCDEFull && st.rngs == ws.rngs && st.bad_steps == 1,
               "dit_roundtrip_state", "step, AdamW step, batch, schedule, latent-loader position, t_rng and aug_rng");
+        {
+            // the dit's own fields sit in the slots the gpt's seq_len, total_batch_tokens and loader shard use,
+            // where checkpoints written before they had names keep them
+            const std::string sb = ok ? read_file_or_fail(sd + "/state.bin") : std::string(1024, '\0');
+            int32_t sh[CKPT_HEADER_INTS];
+            memcpy(sh, sb.data(), 1024);
+            check(ok && sh[17] == 4 && ckpt_get64(sh, 18) == 4 && ckpt_get64(sh, 24) == 96, "dit_state_slots",
+                  "batch_size at [17], total_batch_samples at [18-19], loader samples at [24-25]");
+        }
         const std::string mb = ok ? read_file_or_fail(sd + "/model.bin") : std::string(1024, '\0');
         int32_t h[CKPT_HEADER_INTS];
         memcpy(h, mb.data(), 1024);

@@ -12,7 +12,7 @@
 //   ./test/test_convert_mugv --xxh64 FILE N...   prints the XXH64 of the first N bytes (one line per N)
 #define DIT_CPU_NO_MAIN
 #include "../dev/cpu/dit.cpp"
-#include "../llmc/train/checkpoint.h"
+#include "../llmc/train/checkpoint_dit.h"
 #include "../llmc/formats/safetensors.h"
 
 // ||cpu - ref|| / ||ref||: the CPU model is fp32, the reference float64 (as in test_dit_cpu)

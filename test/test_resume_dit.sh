@@ -35,7 +35,7 @@ done
     || { echo "FAIL resume_dit/setup: moving_shapes failed: $(tail -2 $T/data.txt)"; exit 1; }
 
 common=(--preset tiny --train-data "$T/data/train_*.lat" --in-channels 3 --out-channels 6 --caption-channels 64
-        --batch-size 4 --seed 7 --lr 1e-3 --warmup 5 --decay-frac 0.2 --caption-dropout 0.1 --i2v-prob 0.25
+        --batch-size 4 --seed 7 --lr 1e-3 --warmup 5 --wsd-decay-frac 0.2 --caption-dropout 0.1 --i2v-prob 0.25
         --sample-count 2 --sample-steps 3)
 # the stdout lines that must match: step lines without their timing, samples lines without their time and directory
 losses() { grep -E '^(step|samples step) ' "$1" | sed -E -e 's/\| [0-9.]+ ms.*//' -e 's/ in [0-9.]+ s( \|.*)?$//'; }

@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
             size_t off = 0;
             for (int t = 0; t < nt; t++) {
                 const int kd = (int)(rng_u32(&rng) % 3);
-                const size_t numel = kd == ZERO_KIND_LAYER ? (size_t)L * (1 + rng_u32(&rng) % 9) : 1 + rng_u32(&rng) % 40;
+                const size_t numel = kd == PARAM_LAYER ? (size_t)L * (1 + rng_u32(&rng) % 9) : 1 + rng_u32(&rng) % 40;
                 lay.push_back({"t" + str(t), {(int)numel}, numel, off, (rng_u32(&rng) & 1) != 0});
                 kinds.push_back(kd);
                 off += numel;
@@ -293,9 +293,9 @@ int main(int argc, char** argv) {
                                 if (sg.grad % g.seg_align != 0) e = "segment not aligned";
                                 else if (k > 0 && sg.grad < g.segments[k - 1].grad + g.segments[k - 1].count) e = "segments overlap or out of order";
                                 else if (sg.grad + sg.count > g.total) e = "segment past the buffer";
-                                else if (kinds[sg.tensor] == ZERO_KIND_HEAD && !(sg.stage == ZERO_HEAD && sg.grad + sg.count <= g.head_size)) e = "head segment outside the head";
-                                else if (kinds[sg.tensor] == ZERO_KIND_TAIL && !(sg.stage == ZERO_TAIL && sg.grad >= g.tail_begin)) e = "tail segment outside the tail";
-                                else if (kinds[sg.tensor] == ZERO_KIND_LAYER &&
+                                else if (kinds[sg.tensor] == PARAM_HEAD && !(sg.stage == ZERO_HEAD && sg.grad + sg.count <= g.head_size)) e = "head segment outside the head";
+                                else if (kinds[sg.tensor] == PARAM_TAIL && !(sg.stage == ZERO_TAIL && sg.grad >= g.tail_begin)) e = "tail segment outside the tail";
+                                else if (kinds[sg.tensor] == PARAM_LAYER &&
                                          !(sg.stage >= 0 && sg.grad >= g.slot_begin + (size_t)sg.stage * g.slot_size &&
                                            sg.grad + sg.count <= g.slot_begin + (size_t)(sg.stage + 1) * g.slot_size &&
                                            sg.tensor_offset == (size_t)sg.stage * (lay[sg.tensor].numel / L)))
@@ -382,7 +382,7 @@ int main(int argc, char** argv) {
                 if (t && t->numel / nl != st.second && err.empty()) err = name + ": " + st.first + " stride " + str((long long)st.second) + " != numel / n_layer";
             }
             for (size_t i = 0; i < L.size(); i++)
-                if (kinds[i] == ZERO_KIND_LAYER && L[i].shape[0] != nl && err.empty()) err = name + ": " + L[i].name + " is not stacked per layer";
+                if (kinds[i] == PARAM_LAYER && L[i].shape[0] != nl && err.empty()) err = name + ": " + L[i].name + " is not stacked per layer";
             for (int W : {2, 3, 8})
                 for (int z2 : {0, 2}) {
                     const ZeroGradLayout g = zero_grad_layout(L, kinds, nl, W, 16, 25u << 20, z2);
@@ -402,7 +402,7 @@ int main(int argc, char** argv) {
             gpt_config_finalize(&c);
             const size_t C = c.d_model, F = c.ffn_hidden, hd = c.head_dim, qd = (size_t)c.n_head * hd, QKV = qd + 2 * (size_t)c.n_kv_head * hd;
             // the strides gpt_backward used before the layer-grads accessor (dw.X + l * stride)
-            run(name, gpt_param_layout(c), zero_kinds_gpt(gpt_param_layout(c)), c.n_layer,
+            run(name, gpt_param_layout(c), gpt_param_stages(gpt_param_layout(c)), c.n_layer,
                 {{"attn_norm", C}, {"wqkv", QKV * C}, {"bqkv", QKV}, {"q_norm", hd}, {"k_norm", hd}, {"wo", C * qd}, {"mlp_norm", C},
                  {"wgateup", 2 * F * C}, {"wdown", C * F}});
         }
@@ -411,7 +411,7 @@ int main(int argc, char** argv) {
             dit_preset(name, &c);
             dit_config_finalize(&c);
             const size_t C = c.d_model, F = c.ffn_hidden, hd = c.head_dim;
-            run(std::string("dit-") + name, dit_param_layout(c), zero_kinds_dit(dit_param_layout(c)), c.n_layer,
+            run(std::string("dit-") + name, dit_param_layout(c), dit_param_stages(dit_param_layout(c)), c.n_layer,
                 {{"blocks.scale_shift_table", 6 * C}, {"blocks.attn.qkv.weight", 3 * C * C}, {"blocks.attn.qkv.bias", 3 * C},
                  {"blocks.attn.q_norm.weight", hd}, {"blocks.mlp.fc1.weight", F * C}, {"blocks.mlp.fc2.weight", C * F},
                  {"blocks.cross_attn.kv_linear.weight", 2 * C * C}, {"blocks.cross_attn.kv_linear.bias", 2 * C}});
@@ -424,8 +424,8 @@ int main(int argc, char** argv) {
         gpt_config_finalize(&c);
         const std::vector<ParamTensor> L = gpt_param_layout(c);
         const size_t n = layout_numel(L);
-        const ZeroGradLayout g1 = zero_grad_layout(L, zero_kinds_gpt(L), c.n_layer, 2, 16, 25u << 20, 0);
-        const ZeroGradLayout g2 = zero_grad_layout(L, zero_kinds_gpt(L), c.n_layer, 2, 16, 25u << 20, 2);
+        const ZeroGradLayout g1 = zero_grad_layout(L, gpt_param_stages(L), c.n_layer, 2, 16, 25u << 20, 0);
+        const ZeroGradLayout g2 = zero_grad_layout(L, gpt_param_stages(L), c.n_layer, 2, 16, 25u << 20, 2);
         const ZeroMemory m0 = zero_grad_layout_memory(g1, n, 0, 2), m1 = zero_grad_layout_memory(g1, n, 1, 2), m2 = zero_grad_layout_memory(g2, n, 2, 2);
         const bool ok = m0.total() > m1.total() && m1.total() > m2.total() && m1.master * 2 >= n * 4 && m1.master * 2 < n * 4 + 4096 * 64 &&
                         m2.grads < m1.grads && g2.phys_total < g1.total;

@@ -41,8 +41,8 @@ every rank):
             a signal and at --max-minutes together. SIGTERM/SIGINT are blocked in
             every thread of a multi-GPU process (from dist_launch on, so CUDA's,
             NCCL's and the watchdog's threads inherit it) and taken by the main
-            thread only there: a signal can never change llmc/train/run_control.h's
-            stop_signal between the agreement and the checkpoint it decides.
+            thread only there: a signal can never change the trainer's stop flag
+            (llmc/train/run_control.h stop_signal) between the agreement and the checkpoint it decides.
 
 Failure handling: the communicator is created non-blocking and its setup
 polled against --dist-timeout (as is the rendezvous). A watchdog thread polls
@@ -73,7 +73,6 @@ process then fails at once with one line.
 #include "zero.h"
 #include "../core/cuda_common.h"
 #include "../model/params.cuh"
-#include "../train/run_control.h"   // stop_signal
 #ifdef MEGA_NCCL
 #include <nccl.h>
 #endif
@@ -466,7 +465,8 @@ static void dist_start(Dist* d) {
 
 // Plans where the gradients live and how they are reduced (llmc/dist/zero.h), and
 // hooks the communicator into the model: call before the trainer's build
-// (params_alloc reads the plan). kinds: per tensor ZERO_KIND_HEAD / LAYER / TAIL.
+// (params_alloc reads the plan). kinds: per tensor its ParamStage (the model's
+// gpt_param_stages or dit_param_stages).
 static void dist_attach(Dist* d, ModelParams* p, const std::vector<ParamTensor>& layout, const std::vector<int>& kinds, int n_layer,
                         cudaStream_t compute) {
     if (d->world == 1) return;
@@ -561,16 +561,17 @@ static void dist_step_end(Dist* d, double ms) {
 
 // What every rank must agree on before the update: the mean loss over the ranks
 // (so a non-finite one skips the step everywhere), and whether any rank got a
-// stop signal (run_control.h's stop_signal: set to SIGTERM on every rank when any
-// rank got one) or reached --max-minutes. One all-reduce; the input on one GPU.
+// stop signal (*stop_signal, the flag the trainer's signal handler sets: set to
+// SIGTERM on every rank when any rank got one) or reached --max-minutes. One
+// all-reduce; the input on one GPU.
 struct DistAgreed { double loss; bool out_of_time; };
-static DistAgreed dist_step_agree(Dist* d, double loss, bool out_of_time) {
+static DistAgreed dist_step_agree(Dist* d, double loss, bool out_of_time, volatile sig_atomic_t* stop_signal) {
     DistAgreed a = {loss, out_of_time};
     if (d->world == 1) return a;
     // the one place a multi-GPU process takes a pending stop signal (see the top of this file)
     dist_block_stop_signals(false);
     dist_block_stop_signals(true);
-    const bool stop = stop_signal != 0;
+    const bool stop = *stop_signal != 0;
 #ifdef MEGA_NCCL
     DistComm* c = d->comm;
     c->set_phase("step " + std::to_string(c->step) + " (loss all-reduce)");
@@ -581,7 +582,7 @@ static DistAgreed dist_step_agree(Dist* d, double loss, bool out_of_time) {
     cudaCheck(cudaMemcpyAsync(h, c->scalars_dev, 3 * sizeof(double), cudaMemcpyDeviceToHost, c->comm_stream));
     c->sync_comm();
     a.loss = h[0] / d->world;
-    if (h[1] > 0 && !stop_signal) stop_signal = SIGTERM;
+    if (h[1] > 0 && !*stop_signal) *stop_signal = SIGTERM;
     a.out_of_time = h[2] > 0;
     c->set_phase("step " + std::to_string(c->step) + " (update)");
 #endif

@@ -199,9 +199,8 @@ struct DistFlags {
     int zero = 1;                   // 0: all-reduce (plain DDP); 1: optimizer state sharded; 2: gradients sharded too
     float timeout = 60.0f;          // --dist-timeout: rendezvous, communicator setup, and the watchdog of every step
     std::string rendezvous_file;    // "": TCP on MASTER_ADDR:MASTER_PORT (launches without MPI)
-    // gradient buckets of at most this many MiB of fp32. 200: gpt-1b on 2 H200s (2026-11-29,
-    // scripts/multi_gpu_sweep.sh) scaled 0.907-0.916 of 2x at 25, 0.938 at 100, 0.951-0.954 at
-    // 200, 0.955 at 400 (fewer NCCL calls to enqueue; a layer is still 1-2 buckets)
+    // gradient buckets of at most this many MiB of fp32: larger buckets mean fewer NCCL calls to
+    // enqueue while a layer is still 1-2 buckets (the sweep: dev/DISTRIBUTED.md "Bucket size")
     int bucket_mb = 200;
 };
 
@@ -245,7 +244,6 @@ static inline void dist_validate_flags(const DistFlags& f) {
 // l % slots), so its physical buffer is head + slots * slot + tail. The gradient
 // of layer l's slice of tensor t is at physical offset off[t] + (l % slots) * slot_size.
 
-enum ZeroKind { ZERO_KIND_HEAD = 0, ZERO_KIND_LAYER = 1, ZERO_KIND_TAIL = 2 };
 static const int ZERO_HEAD = -1;   // backward stage: the head's gradients are complete
 static const int ZERO_TAIL = -2;   // backward stage: the tail's (and so every) gradient is complete
 
@@ -294,7 +292,8 @@ static inline size_t zero_phys(const ZeroGradLayout& g, size_t x) {
     return x - g.tail_begin + g.slot_begin + (size_t)g.slots * g.slot_size;
 }
 
-// kind: per tensor of the layout; a ZERO_KIND_LAYER tensor's numel must be a multiple
+// kind: per tensor of the layout, its ParamStage (llmc/model/param_tensor.h; the
+// model's config says it); a PARAM_LAYER tensor's numel must be a multiple
 // of n_layer (its layers are stacked [n_layer, ...]). slots: 0 for every layer its
 // own slot (ZeRO 0/1), else the number of slots reused round-robin (ZeRO-2).
 static inline ZeroGradLayout zero_grad_layout(const std::vector<ParamTensor>& layout, const std::vector<int>& kind, int n_layer,
@@ -320,12 +319,12 @@ static inline ZeroGradLayout zero_grad_layout(const std::vector<ParamTensor>& la
     size_t head = 0, slot = 0, tail = 0;
     for (size_t t = 0; t < layout.size(); t++) {
         const ParamTensor& p = layout[t];
-        if (kind[t] == ZERO_KIND_LAYER) {
+        if (kind[t] == PARAM_LAYER) {
             if (p.numel % (size_t)n_layer != 0) fail("%s: tensor %s has %zu elements, not a multiple of %d layers", who, p.name.c_str(), p.numel, n_layer);
             in_region[t] = slot; slot = zero_round_up(slot + p.numel / n_layer, sa);
-        } else if (kind[t] == ZERO_KIND_HEAD) {
+        } else if (kind[t] == PARAM_HEAD) {
             in_region[t] = head; head = zero_round_up(head + p.numel, sa);
-        } else if (kind[t] == ZERO_KIND_TAIL) {
+        } else if (kind[t] == PARAM_TAIL) {
             in_region[t] = tail; tail = zero_round_up(tail + p.numel, sa);
         } else {
             fail("%s: tensor %s has kind %d (expected head 0, layer 1 or tail 2)", who, p.name.c_str(), kind[t]);
@@ -339,21 +338,21 @@ static inline ZeroGradLayout zero_grad_layout(const std::vector<ParamTensor>& la
     g.total = g.tail_begin + g.tail_size;
     g.phys_total = g.slot_begin + (size_t)g.slots * g.slot_size + g.tail_size;
     for (size_t t = 0; t < layout.size(); t++) {
-        const size_t logical = kind[t] == ZERO_KIND_HEAD ? in_region[t] : kind[t] == ZERO_KIND_LAYER ? g.slot_begin + in_region[t]
+        const size_t logical = kind[t] == PARAM_HEAD ? in_region[t] : kind[t] == PARAM_LAYER ? g.slot_begin + in_region[t]
                                                                                                      : g.tail_begin + in_region[t];
         g.off[t] = zero_phys(g, logical);
     }
     // segments, by logical offset: head tensors, then layer by layer, then tail tensors
     for (size_t t = 0; t < layout.size(); t++)
-        if (kind[t] == ZERO_KIND_HEAD && layout[t].numel > 0) g.segments.push_back({in_region[t], (int)t, 0, layout[t].numel, ZERO_HEAD});
+        if (kind[t] == PARAM_HEAD && layout[t].numel > 0) g.segments.push_back({in_region[t], (int)t, 0, layout[t].numel, ZERO_HEAD});
     for (int l = 0; l < n_layer; l++)
         for (size_t t = 0; t < layout.size(); t++)
-            if (kind[t] == ZERO_KIND_LAYER && layout[t].numel > 0) {
+            if (kind[t] == PARAM_LAYER && layout[t].numel > 0) {
                 const size_t s = layout[t].numel / n_layer;
                 g.segments.push_back({g.slot_begin + (size_t)l * g.slot_size + in_region[t], (int)t, (size_t)l * s, s, l});
             }
     for (size_t t = 0; t < layout.size(); t++)
-        if (kind[t] == ZERO_KIND_TAIL && layout[t].numel > 0) g.segments.push_back({g.tail_begin + in_region[t], (int)t, 0, layout[t].numel, ZERO_TAIL});
+        if (kind[t] == PARAM_TAIL && layout[t].numel > 0) g.segments.push_back({g.tail_begin + in_region[t], (int)t, 0, layout[t].numel, ZERO_TAIL});
     // buckets in completion order
     const size_t max_elems = max_bytes / 4;
     const size_t chunk = max_elems >= unit ? max_elems / unit * unit : unit;
@@ -410,22 +409,4 @@ static inline ZeroMemory zero_grad_layout_memory(const ZeroGradLayout& g, size_t
         m.grads = stage == 1 ? (g.total + g.shard) * 4 : (g.phys_total + g.shard + max_bucket / (size_t)g.world) * 4;
     }
     return m;
-}
-
-// Which backward stage completes each tensor's gradient, by name, for the two
-// trainers' layouts (llmc/model/gpt_config.h, llmc/model/dit_config.h): the GPT's output
-// head (final norm, untied lm_head) before the layers, its token embedding
-// (wte, tied or not) last; the DiT's final layer first, its embedders and
-// conditioning last; every other tensor is stacked per layer.
-static inline std::vector<int> zero_kinds_gpt(const std::vector<ParamTensor>& layout) {
-    std::vector<int> k;
-    for (const ParamTensor& t : layout)
-        k.push_back(t.name == "wte" ? ZERO_KIND_TAIL : (t.name == "final_norm" || t.name == "lm_head") ? ZERO_KIND_HEAD : ZERO_KIND_LAYER);
-    return k;
-}
-static inline std::vector<int> zero_kinds_dit(const std::vector<ParamTensor>& layout) {
-    std::vector<int> k;
-    for (const ParamTensor& t : layout)
-        k.push_back(t.name.rfind("blocks.", 0) == 0 ? ZERO_KIND_LAYER : t.name.rfind("final_layer.", 0) == 0 ? ZERO_KIND_HEAD : ZERO_KIND_TAIL);
-    return k;
 }

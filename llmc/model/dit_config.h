@@ -1,5 +1,5 @@
 // The video DiT's configuration, presets and parameter layout (MUG-V 10B
-// architecture, ../shared/spec/dit.md). Shared by train_dit.cu, the CPU
+// architecture, docs/dit.md). Shared by train_dit.cu, the CPU
 // reference dev/cpu/dit.cpp, the PyTorch reference dev/reference/dit.py and
 // the tests, so that all of them agree on one layout. The contract in words:
 // dev/DESIGN.md, section "DiT".
@@ -226,6 +226,15 @@ static inline std::vector<ParamTensor> dit_param_layout(const DiTConfig& c) {
     return t;
 }
 
+// The backward finishes the final layer first and the embedders and conditioning
+// last; the blocks' tensors are stacked per block.
+static inline std::vector<int> dit_param_stages(const std::vector<ParamTensor>& layout) {
+    std::vector<int> k;
+    for (const ParamTensor& t : layout)
+        k.push_back(t.name.rfind("blocks.", 0) == 0 ? PARAM_LAYER : t.name.rfind("final_layer.", 0) == 0 ? PARAM_HEAD : PARAM_TAIL);
+    return k;
+}
+
 static inline const ParamTensor* dit_find_param(const std::vector<ParamTensor>& t, const std::string& name) {
     for (const ParamTensor& p : t) if (p.name == name) return &p;
     return nullptr;
@@ -278,7 +287,7 @@ static inline void dit_rope_position(const DiTConfig& c, const DiTGrid& g, int j
 }
 
 // Model FLOPs of one training step (forward + backward = 3x forward) for one
-// sample with Lx tokens and Lt text tokens (../shared/spec/dit.md "Counting
+// sample with Lx tokens and Lt text tokens (docs/dit.md "Counting
 // FLOPs"). Per token per layer: 2*14*C^2 for the matmuls the spec lists (qkv 3,
 // proj 1, cross q 1, cross proj 1, MLP 8 C^2; the spec's "2*12*C^2" leaves out
 // the two cross-attention ones although it names them) + 4*Lx*C (self-attention

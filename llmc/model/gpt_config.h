@@ -1,5 +1,5 @@
 // The Llama-family decoder's configuration, presets and parameter layout
-// (../shared/spec/gpt.md). Shared by train_gpt.cu, the CPU reference
+// (docs/gpt.md). Shared by train_gpt.cu, the CPU reference
 // dev/cpu/gpt.cpp and the tests, so that all of them agree on one layout.
 //
 // Parameter tensors, in this fixed order (hd = head_dim, qd = n_head*hd,
@@ -156,6 +156,15 @@ static inline std::vector<ParamTensor> gpt_param_layout(const GPTConfig& c) {
     add("final_norm", {C}, false);
     if (!c.tie_embeddings) add("lm_head", {Vp, C}, true);
     return t;
+}
+
+// The backward finishes the output head (final norm, untied lm_head) first and the
+// token embedding (wte, tied or not) last; every other tensor is stacked per layer.
+static inline std::vector<int> gpt_param_stages(const std::vector<ParamTensor>& layout) {
+    std::vector<int> k;
+    for (const ParamTensor& t : layout)
+        k.push_back(t.name == "wte" ? PARAM_TAIL : (t.name == "final_norm" || t.name == "lm_head") ? PARAM_HEAD : PARAM_LAYER);
+    return k;
 }
 
 static inline const ParamTensor* gpt_find_param(const std::vector<ParamTensor>& t, const char* name) {

@@ -1,5 +1,5 @@
 /*
-Checkpoints: the project's own raw binary format (../shared/spec/formats.md),
+Checkpoints: the project's own raw binary format (docs/formats.md),
 written and read by the trainers (train_gpt.cu, train_dit.cu). Host-side
 only, no CUDA: a trainer hands in callbacks that copy its device buffers to a
 host chunk (CkptSource) or from one (CkptSink), so that a checkpoint of any
@@ -48,25 +48,26 @@ state.bin header
          training loop resumes at this step
   14-15  adam_step (int64): AdamW updates applied (steps minus skipped non-finite ones)
   16     bad_steps: consecutive non-finite steps at the save
-  17     seq_len T (the data-loader position counts samples of T+1 tokens);
-         dit: the batch size B (samples per step)
-  18-19  total_batch_tokens (int64): tokens per optimizer step; dit: samples per
-         optimizer step (= B: train_dit has no gradient accumulation)
+  17     gpt: seq_len T (the data-loader position counts samples of T+1 tokens);
+         dit: batch_size B (samples per batch on each GPU)
+  18-19  gpt: total_batch_tokens (int64), tokens per optimizer step; dit:
+         total_batch_samples, samples per optimizer step (B x GPUs: train_dit has
+         no gradient accumulation)
   20     sched_steps: the total steps (--steps) the LR schedule was built for
   21     has_loader: 1 if 22-29 hold a data-loader position (llmc/data/dataloader.h;
          dit: llmc/data/latent_data.h; 0 for runs on random/synthetic data)
-  22-23  loader epoch, 24-25 loader shard, 26-27 loader sample (int64 each)
+  22-23  loader epoch, 24-25 gpt: loader shard, 26-27 loader sample (int64 each)
   28-29  loader rng_state (uint64)
-         dit (LatentLoaderPosition): 22-23 epoch, 24-25 the number of samples in
-         the training data (a resume on data with another count fails), 26-27 sample
+         dit (LatentLoaderPosition): 22-23 epoch, 24-25 loader samples: the number
+         of samples in the training data (a resume on data with another count fails), 26-27 sample
          (where the next batch starts in the epoch's order), 28-29 the loader
          RNG state at the start of the epoch (it draws the epoch's shuffle)
   30     n_rng: RNG states at [32, 32 + 2*n_rng), at most 8 (uint64 each, llmc/core/rand.h);
          gpt: [0] the sampling RNG; dit: [0] t_rng (the timesteps t), [1] aug_rng
          (caption dropout and image-to-video draws); the noise needs none (it is
          seeded from the step)
-  31     n_extra: extra float32 arrays of n_params after the moments (a DiT's EMA
-         weights; train_dit keeps no EMA yet, so 0)
+  31     n_extra: extra float32 arrays of n_params after the moments (dit: 1, the
+         EMA weights, with --ema-decay; else 0)
   32-    the RNG states, then 0
   payload (float32): AdamW first moments m [n_params], second moments v
   [n_params], the master weights [n_params] if has_master, then the n_extra
@@ -77,13 +78,15 @@ Model kinds. gpt (1): config fields, in this order (19):
   d_model, head_dim, ffn_hidden, rope_theta (f), rope_scaling, rope_factor (f),
   rope_low_freq_factor (f), rope_high_freq_factor (f), rope_original_ctx,
   norm_eps (f), tie_embeddings, qk_norm, qkv_bias
-and tensors in gpt_param_layout order (llmc/model/gpt_config.h). dit (2): config
+and tensors in gpt_param_layout order (llmc/model/gpt_config.h; the fields:
+llmc/train/checkpoint_gpt.h). dit (2): config
 fields, in this order (19; every field of DiTConfig, llmc/model/dit_config.h):
   d_model, n_layer, n_head, head_dim, mlp_ratio (f), ffn_hidden, in_channels,
   out_channels, caption_channels, patch_t, patch_h, patch_w, max_text_len,
   norm_eps (f), rope_theta (f), rope_max_t, rope_max_hw, freq_dim,
   freq_max_period (f)
-and tensors in dit_param_layout order (llmc/model/dit_config.h). head_dim and
+and tensors in dit_param_layout order (llmc/model/dit_config.h; the fields:
+llmc/train/checkpoint_dit.h). head_dim and
 ffn_hidden are stored as derived (never 0).
 
 Writing (ckpt_save) is atomic at every instant:
@@ -123,8 +126,6 @@ payload checksum.
 #include <unistd.h>
 #include <vector>
 #include "../core/utils.h"
-#include "../model/gpt_config.h"
-#include "../model/dit_config.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint.h reads and writes little-endian files on a little-endian host only"
@@ -336,49 +337,6 @@ struct CkptModelInfo {
     int n_tensors = 0;
 };
 
-// gpt: the 19 fields of GPTConfig in the documented order
-static inline CkptModelInfo gpt_ckpt_info(const GPTConfig& c) {
-    CkptModelInfo m;
-    m.kind = CKPT_KIND_GPT;
-    m.config = {
-        ckpt_int_field("vocab_size", c.vocab_size), ckpt_int_field("padded_vocab_size", c.padded_vocab_size),
-        ckpt_int_field("max_seq_len", c.max_seq_len), ckpt_int_field("n_layer", c.n_layer),
-        ckpt_int_field("n_head", c.n_head), ckpt_int_field("n_kv_head", c.n_kv_head),
-        ckpt_int_field("d_model", c.d_model), ckpt_int_field("head_dim", c.head_dim),
-        ckpt_int_field("ffn_hidden", c.ffn_hidden), ckpt_float_field("rope_theta", c.rope_theta),
-        ckpt_int_field("rope_scaling", c.rope_scaling), ckpt_float_field("rope_factor", c.rope_factor),
-        ckpt_float_field("rope_low_freq_factor", c.rope_low_freq_factor),
-        ckpt_float_field("rope_high_freq_factor", c.rope_high_freq_factor),
-        ckpt_int_field("rope_original_ctx", c.rope_original_ctx), ckpt_float_field("norm_eps", c.norm_eps),
-        ckpt_int_field("tie_embeddings", c.tie_embeddings), ckpt_int_field("qk_norm", c.qk_norm),
-        ckpt_int_field("qkv_bias", c.qkv_bias),
-    };
-    const std::vector<ParamTensor> layout = gpt_param_layout(c);
-    m.n_params = (int64_t)layout_numel(layout);
-    m.n_tensors = (int)layout.size();
-    return m;
-}
-
-// dit: the 19 fields of DiTConfig in the documented order
-static inline CkptModelInfo dit_ckpt_info(const DiTConfig& c) {
-    CkptModelInfo m;
-    m.kind = CKPT_KIND_DIT;
-    m.config = {
-        ckpt_int_field("d_model", c.d_model), ckpt_int_field("n_layer", c.n_layer), ckpt_int_field("n_head", c.n_head),
-        ckpt_int_field("head_dim", c.head_dim), ckpt_float_field("mlp_ratio", c.mlp_ratio), ckpt_int_field("ffn_hidden", c.ffn_hidden),
-        ckpt_int_field("in_channels", c.in_channels), ckpt_int_field("out_channels", c.out_channels),
-        ckpt_int_field("caption_channels", c.caption_channels), ckpt_int_field("patch_t", c.patch_t),
-        ckpt_int_field("patch_h", c.patch_h), ckpt_int_field("patch_w", c.patch_w), ckpt_int_field("max_text_len", c.max_text_len),
-        ckpt_float_field("norm_eps", c.norm_eps), ckpt_float_field("rope_theta", c.rope_theta), ckpt_int_field("rope_max_t", c.rope_max_t),
-        ckpt_int_field("rope_max_hw", c.rope_max_hw), ckpt_int_field("freq_dim", c.freq_dim),
-        ckpt_float_field("freq_max_period", c.freq_max_period),
-    };
-    const std::vector<ParamTensor> layout = dit_param_layout(c);
-    m.n_params = (int64_t)layout_numel(layout);
-    m.n_tensors = (int)layout.size();
-    return m;
-}
-
 // ----------------------------------------------------------------------------
 // Streaming: a source fills dst with elements [offset, offset + n) of one
 // array; a sink receives them. Both see consecutive chunks in order.
@@ -393,14 +351,21 @@ static inline CkptSink ckpt_sink_to(float* p) {
     return [p](size_t off, size_t n, const float* src) { memcpy(p + off, src, n * sizeof(float)); };
 }
 
-// Training state besides the arrays (see the header layout above).
+// Training state besides the arrays (see the header layout above). Three header
+// slots hold what the model kind's trainer counts its batches and data in: each
+// kind has its own fields for them, and only its kind's are written and read.
 struct CkptState {
     int64_t step = 0, adam_step = 0;
-    int bad_steps = 0, seq_len = 0;
-    int64_t total_batch_tokens = 0;
+    int bad_steps = 0;
     int sched_steps = 0;
+    int seq_len = 0;                    // gpt [17]: tokens per sample T
+    int64_t total_batch_tokens = 0;     // gpt [18-19]: tokens per optimizer step
+    int batch_size = 0;                 // dit [17]: samples per batch B
+    int64_t total_batch_samples = 0;    // dit [18-19]: samples per optimizer step
     int has_loader = 0;
-    int64_t loader_epoch = 0, loader_shard = 0, loader_sample = 0;
+    int64_t loader_epoch = 0, loader_sample = 0;
+    int64_t loader_shard = 0;           // gpt [24-25]: the data shard
+    int64_t loader_samples = 0;         // dit [24-25]: samples in the training data
     uint64_t loader_rng = 0;
     std::vector<uint64_t> rngs;
 };
@@ -618,11 +583,12 @@ static inline bool ckpt_save(const CkptWrite& w, std::string* saved_dir, std::st
     ckpt_put64(sh, 6, model_sum);
     ckpt_put64(sh, 12, (uint64_t)st.step);
     ckpt_put64(sh, 14, (uint64_t)st.adam_step);
-    sh[16] = st.bad_steps; sh[17] = st.seq_len;
-    ckpt_put64(sh, 18, (uint64_t)st.total_batch_tokens);
+    const bool dit = w.info.kind == CKPT_KIND_DIT;
+    sh[16] = st.bad_steps; sh[17] = dit ? st.batch_size : st.seq_len;
+    ckpt_put64(sh, 18, (uint64_t)(dit ? st.total_batch_samples : st.total_batch_tokens));
     sh[20] = st.sched_steps; sh[21] = st.has_loader ? 1 : 0;
     ckpt_put64(sh, 22, (uint64_t)st.loader_epoch);
-    ckpt_put64(sh, 24, (uint64_t)st.loader_shard);
+    ckpt_put64(sh, 24, (uint64_t)(dit ? st.loader_samples : st.loader_shard));
     ckpt_put64(sh, 26, (uint64_t)st.loader_sample);
     ckpt_put64(sh, 28, st.loader_rng);
     sh[30] = (int32_t)st.rngs.size(); sh[31] = (int32_t)w.extra.size();
@@ -812,26 +778,30 @@ static inline bool ckpt_read_state_header(const std::string& path, CkptStateHead
     CkptState& st = s.st;
     st.step = (int64_t)ckpt_get64(h, 12);
     st.adam_step = (int64_t)ckpt_get64(h, 14);
+    const bool dit = s.kind == CKPT_KIND_DIT;
+    const int batch = h[17];
+    const int64_t total_batch = (int64_t)ckpt_get64(h, 18), loader_at24 = (int64_t)ckpt_get64(h, 24);
     st.bad_steps = h[16];
-    st.seq_len = h[17];
-    st.total_batch_tokens = (int64_t)ckpt_get64(h, 18);
+    (dit ? st.batch_size : st.seq_len) = batch;
+    (dit ? st.total_batch_samples : st.total_batch_tokens) = total_batch;
     st.sched_steps = h[20];
     st.has_loader = h[21];
     st.loader_epoch = (int64_t)ckpt_get64(h, 22);
-    st.loader_shard = (int64_t)ckpt_get64(h, 24);
+    (dit ? st.loader_samples : st.loader_shard) = loader_at24;
     st.loader_sample = (int64_t)ckpt_get64(h, 26);
     st.loader_rng = ckpt_get64(h, 28);
     if (st.step < 0) return ckpt_error(err, "%s: step: expected >= 0, found %lld", p, (long long)st.step);
     if (st.adam_step < 0 || st.adam_step > st.step)
         return ckpt_error(err, "%s: adam_step: expected 0..step %lld, found %lld", p, (long long)st.step, (long long)st.adam_step);
     if (st.bad_steps < 0) return ckpt_error(err, "%s: bad_steps: expected >= 0, found %d", p, st.bad_steps);
-    if (st.seq_len <= 0) return ckpt_error(err, "%s: seq_len: expected > 0, found %d", p, st.seq_len);
-    if (st.total_batch_tokens <= 0) return ckpt_error(err, "%s: total_batch_tokens: expected > 0, found %lld", p, (long long)st.total_batch_tokens);
+    if (batch <= 0) return ckpt_error(err, "%s: %s: expected > 0, found %d", p, dit ? "batch_size" : "seq_len", batch);
+    if (total_batch <= 0)
+        return ckpt_error(err, "%s: %s: expected > 0, found %lld", p, dit ? "total_batch_samples" : "total_batch_tokens", (long long)total_batch);
     if (st.sched_steps < 0) return ckpt_error(err, "%s: sched_steps: expected >= 0, found %d", p, st.sched_steps);
     if (st.has_loader != 0 && st.has_loader != 1) return ckpt_error(err, "%s: has_loader: expected 0 or 1, found %d", p, st.has_loader);
     if (st.has_loader) {
         if (st.loader_epoch < 0) return ckpt_error(err, "%s: loader epoch: expected >= 0, found %lld", p, (long long)st.loader_epoch);
-        if (st.loader_shard < 0) return ckpt_error(err, "%s: loader shard: expected >= 0, found %lld", p, (long long)st.loader_shard);
+        if (loader_at24 < 0) return ckpt_error(err, "%s: loader %s: expected >= 0, found %lld", p, dit ? "samples" : "shard", (long long)loader_at24);
         if (st.loader_sample < 0) return ckpt_error(err, "%s: loader sample: expected >= 0, found %lld", p, (long long)st.loader_sample);
         if (st.loader_rng == 0) return ckpt_error(err, "%s: loader rng_state: expected non-zero, found 0", p);
     }
@@ -973,29 +943,3 @@ static inline const std::vector<int32_t>& ckpt_config_or_fail(const CkptModelHea
     return h.config;
 }
 static inline float ckpt_config_float(const std::vector<int32_t>& cfg, int k) { float x; memcpy(&x, &cfg[k], 4); return x; }
-
-// A gpt config from a model.bin header (a sampler needs nothing else).
-static inline GPTConfig gpt_config_from_ckpt(const CkptModelHeader& h) {
-    const std::vector<int32_t>& cf = ckpt_config_or_fail(h, CKPT_KIND_GPT, gpt_ckpt_info(GPTConfig()).config.size());
-    auto i = [&](int k) { return (int)cf[k]; };
-    auto f = [&](int k) { return ckpt_config_float(cf, k); };
-    GPTConfig c;
-    c.vocab_size = i(0); c.padded_vocab_size = i(1); c.max_seq_len = i(2); c.n_layer = i(3); c.n_head = i(4);
-    c.n_kv_head = i(5); c.d_model = i(6); c.head_dim = i(7); c.ffn_hidden = i(8); c.rope_theta = f(9);
-    c.rope_scaling = i(10); c.rope_factor = f(11); c.rope_low_freq_factor = f(12); c.rope_high_freq_factor = f(13);
-    c.rope_original_ctx = i(14); c.norm_eps = f(15); c.tie_embeddings = i(16); c.qk_norm = i(17); c.qkv_bias = i(18);
-    return c;
-}
-
-// A dit config from a model.bin header (a sampler needs nothing else).
-static inline DiTConfig dit_config_from_ckpt(const CkptModelHeader& h) {
-    const std::vector<int32_t>& cf = ckpt_config_or_fail(h, CKPT_KIND_DIT, dit_ckpt_info(DiTConfig()).config.size());
-    auto i = [&](int k) { return (int)cf[k]; };
-    auto f = [&](int k) { return ckpt_config_float(cf, k); };
-    DiTConfig c;
-    c.d_model = i(0); c.n_layer = i(1); c.n_head = i(2); c.head_dim = i(3); c.mlp_ratio = f(4); c.ffn_hidden = i(5);
-    c.in_channels = i(6); c.out_channels = i(7); c.caption_channels = i(8); c.patch_t = i(9); c.patch_h = i(10); c.patch_w = i(11);
-    c.max_text_len = i(12); c.norm_eps = f(13); c.rope_theta = f(14); c.rope_max_t = i(15); c.rope_max_hw = i(16); c.freq_dim = i(17);
-    c.freq_max_period = f(18);
-    return c;
-}

@@ -3,7 +3,8 @@ Run control shared by the trainers (train_gpt.cu, train_dit.cu): the flags of
 checkpoints, resume and numerical faults with their checks, which checkpoint a
 run starts from, SIGTERM/SIGINT, the count of bad (non-finite) steps, and
 train.log on resume. Host code: the file format is llmc/train/checkpoint.h; saving
-and loading a model's device buffers is llmc/model/params.cuh.
+and loading a model's device buffers is llmc/train/params_checkpoint.cuh; the
+harness that runs the loop below is llmc/train/run.h.
 
 The loop of both trainers, step by step (step = optimizer steps done):
   top:    last = step >= --steps (or --max-minutes); at `last` a checkpoint is

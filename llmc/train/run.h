@@ -1,0 +1,168 @@
+/*
+The run harness both trainers share (train_gpt.cu, train_dit.cu): the GPU's
+start, where a run starts (its step and bad-step count on resume), train.log
+and the loss curve, the skeleton of the training loop of llmc/train/run_control.h
+(the top of a step, the step's time, the update with the non-finite-step skip,
+what comes after it), a checkpoint with the state every run has, and the
+teardown. The trainer keeps what is its own: the model, the data, the batch and
+the lines it prints.
+*/
+#pragma once
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+#include "../core/utils.h"
+#include "../core/cuda_common.h"
+#include "../core/cublas_common.h"
+#include "../model/params.cuh"
+#include "../dist/distributed.cuh"
+#include "plot.h"
+#include "checkpoint.h"
+#include "params_checkpoint.cuh"
+#include "run_control.h"
+#include "schedule.h"
+
+struct Run {
+    const CkptFlags* flags = nullptr;
+    Dist* dist = nullptr;
+    int steps = 0;                  // --steps: the loop's end and the schedule's length
+    Schedule sched;                 // the learning rate of every step
+    float max_minutes = 0;          // --max-minutes (0: no limit)
+    int start_step = 0, step = 0;   // step: optimizer steps done
+    int bad_steps = 0;              // non-finite steps in a row
+    int saved_step = -1;            // the step of the newest checkpoint in --ckpt-dir (-1: none)
+    std::string last_ckpt;          // the newest checkpoint this run saved or resumed from
+    double t_start = 0, t_step = 0; // wall_seconds() when the loop and this step started
+    bool out_of_time = false;       // several GPUs: --max-minutes as agreed by all ranks after the last step
+    std::vector<double> step_ms;
+    std::string log_path;           // train.log ("": none)
+    FILE* logf = nullptr;
+    LossCurve curve;
+};
+
+// sched: the flags' schedule (--warmup, --schedule, ...), for `steps` steps from the peak lr
+static Run run_init(const CkptFlags& f, Dist* dist, const Schedule& sched, int steps, float lr, float max_minutes) {
+    Run r;
+    r.flags = &f;
+    r.dist = dist;
+    r.steps = steps;
+    r.sched = sched;
+    r.sched.steps = steps;
+    r.sched.lr = lr;
+    r.max_minutes = max_minutes;
+    return r;
+}
+
+// This process's GPU (several: the NCCL communicator), cuBLAS and the model's stream.
+static cudaDeviceProp run_gpu_start(Run* r, cudaStream_t* stream) {
+    dist_start(r->dist);
+    cudaDeviceProp prop = cuda_device_props();
+    cublas_init();
+    cudaCheck(cudaStreamCreate(stream));
+    return prop;
+}
+
+// train.log under log_dir ("": none): new, or on resume trimmed to the checkpoint's step.
+static void run_open_log(Run* r, const std::string& log_dir, const CkptStart& start) {
+    r->log_path = log_dir.empty() ? "" : log_dir + "/train.log";
+    r->logf = open_train_log(r->log_path, start, &r->curve);
+}
+
+// A resumed run continues the step count and the bad-step count of its checkpoint.
+static void run_resume(Run* r, const CkptStart& start) {
+    r->start_step = (int)start.state.st.step;
+    r->bad_steps = start.state.st.bad_steps;
+    r->last_ckpt = start.resume_dir;
+}
+
+// The line of the checkpoint plan, and which step --ckpt-dir already holds.
+static void run_ckpt_plan(Run* r, const CkptStart& start) {
+    ckpt_print_plan(*r->flags);
+    r->saved_step = ckpt_saved_step_at_start(*r->flags, start.resume_dir, r->start_step);
+}
+
+// Saves a checkpoint after `done` steps (the loop resumes at step `done`): s holds
+// what the trainer adds (batch, data position, RNGs), this the state every run has.
+static void run_save(Run* r, ModelParams* p, const CkptModelInfo& info, int done, CkptState s, cudaStream_t stream) {
+    s.step = done;
+    s.adam_step = p->adam_step;
+    s.bad_steps = r->bad_steps;
+    s.sched_steps = r->steps;
+    const CkptFlags& f = *r->flags;
+    r->last_ckpt = params_save_checkpoint(p, info, s, f.ckpt_dir, f.ckpt_keep, f.ckpt_keep_every, stream);
+    r->saved_step = done;
+}
+
+static void run_loop_start(Run* r) {
+    r->t_start = wall_seconds();
+    r->step = r->start_step;
+    install_stop_signals();
+}
+
+// The top of step r->step: whether the loop ends here (--steps done, or
+// --max-minutes, which on_time_limit hears of first), with the final checkpoint.
+static bool run_ends_here(Run* r, const std::function<void(int)>& save, const std::function<void()>& on_time_limit = nullptr) {
+    const bool timed_out = r->dist->world > 1 ? r->out_of_time : run_out_of_time(r->max_minutes, r->t_start);
+    const bool last = r->step >= r->steps || timed_out;
+    if (timed_out && r->step < r->steps && on_time_limit) on_time_limit();
+    if (last && !r->flags->ckpt_dir.empty() && r->saved_step != r->step) save(r->step);
+    return last;
+}
+
+static void run_step_begin(Run* r) {
+    r->t_step = wall_seconds();
+    dist_step_begin(r->dist, r->step + 1);   // several GPUs: the watchdog's deadline for this step
+}
+
+struct RunStep {
+    double loss;   // averaged over the ranks
+    float lr, norm;
+    double ms;
+    bool ok;       // a finite loss and grad norm: the update was applied
+};
+
+// After the backward: the loss, a stop signal and the time limit agreed by all
+// ranks; the update at the schedule's lr (update returns the grad norm; a
+// non-finite one skips it inside), skipped for a non-finite loss; the step's time.
+static RunStep run_update(Run* r, double loss, cudaStream_t stream, const std::function<float(float)>& update) {
+    const DistAgreed agreed = dist_step_agree(r->dist, loss, run_out_of_time(r->max_minutes, r->t_start), &stop_signal);
+    RunStep s;
+    s.loss = agreed.loss;
+    r->out_of_time = agreed.out_of_time;
+    s.lr = schedule_lr(r->sched, r->step);
+    const bool loss_ok = std::isfinite(s.loss);
+    if (!loss_ok) printf("warning: step %d: loss is %f; skipping this update\n", r->step + 1, s.loss);
+    s.norm = loss_ok ? update(s.lr) : NAN;
+    cudaCheck(cudaStreamSynchronize(stream));
+    s.ms = 1000.0 * (wall_seconds() - r->t_step);
+    dist_step_end(r->dist, s.ms);
+    r->step_ms.push_back(s.ms);
+    s.ok = loss_ok && std::isfinite(s.norm);
+    return s;
+}
+
+// After the step's update: faults, checkpoints and a stop request
+// (run_after_step). True: the loop ends, with r->step the steps done.
+static bool run_after(Run* r, bool ok, const std::function<void(int)>& save) {
+    const int done = r->step + 1;
+    if (!run_after_step(*r->flags, done, ok, &r->bad_steps, r->last_ckpt, save)) return false;
+    r->step = done;
+    return true;
+}
+
+// train.log closed; with a log directory and a loss, the curve as loss.svg (returns whether written).
+static bool run_close_log(Run* r, const std::string& log_dir, const std::string& title) {
+    if (r->logf) fclose_or_fail(r->logf, r->log_path);
+    if (log_dir.empty() || r->curve.train.empty()) return false;
+    write_loss_svg(r->curve, log_dir + "/loss.svg", title);
+    return true;
+}
+
+// After the model is freed: cuBLAS, the stream; several GPUs: every rank meets, the communicator goes.
+static void run_finish(Run* r, cudaStream_t stream) {
+    cublas_free();
+    cudaCheck(cudaStreamDestroy(stream));
+    dist_finish(r->dist);
+}
