@@ -4,7 +4,9 @@ Generates valid and corrupt files into test/tmp/safetensors_diff/ (header length
 eight, gaps, overlaps, trailing and missing bytes, offsets out of order or reversed, bad dtypes,
 shapes that disagree with the byte count, broken JSON, and random mutations of a valid file's
 header numbers), opens each with the library (safetensors.deserialize: the library's own header
-checks, no framework needed) and with ./test/test_safetensors --open (mega.c's reader, in a child).
+checks, no framework needed), with ./test/test_safetensors --open (mega.c's reader, in a child)
+and, where numpy is installed, with scripts/convert_mugv.py's own reader (read_safetensors and
+every tensor's load, in a child).
 
 The rule: whatever the library refuses, mega.c refuses (exit 1, one stderr line naming the file).
 A file the library accepts may be refused by mega.c only where mega.c is stricter on purpose: a
@@ -26,6 +28,28 @@ from safetensors import deserialize
 DIR = "test/tmp/safetensors_diff"
 BIN = "./test/test_safetensors"
 MEGA_DTYPES = {"F32", "F16", "BF16"}
+CONVERT_DTYPES = MEGA_DTYPES | {"F64"}  # convert_mugv.py reads F64 too
+# convert_mugv.py's reader on every file named on stdin, in one child: a JSON line per file with its
+# exit code (0 when every tensor loads) and what it wrote to stderr
+CONVERT = """
+import io, json, sys
+sys.path.insert(0, "scripts")
+import numpy, convert_mugv as cm
+cm.np = numpy
+for path in sys.stdin.read().split("\\n"):
+    err, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        refs, meta = cm.read_safetensors(path)
+        for r in refs.values():
+            r.load()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except Exception as e:  # a traceback in a real run
+        code, sys.stderr = 99, io.StringIO("traceback: %r" % e)
+    text, sys.stderr = sys.stderr.getvalue(), err
+    print(json.dumps([path, code, text]))
+"""
 
 
 def pack(header, data, hlen=None, pad=True):
@@ -143,35 +167,54 @@ def library_accepts(blob):
         return False, f"{type(e).__name__}: {e}"
 
 
+def verdict(path, blob, lib_ok, lib_err, r, dtypes_ok):
+    """(agrees, what happened) for one reader's run r on the file at path."""
+    err = r.stderr.strip()
+    accepts = r.returncode == 0 and not err
+    one_line = r.returncode == 1 and len(r.stderr.splitlines()) == 1 and path in err
+    if not lib_ok:
+        return one_line, f"library refuses ({lib_err}); reader: " + (err if one_line else f"exit {r.returncode}, stderr {err!r}")
+    if accepts:
+        return True, "both accept"
+    dtypes = {v.get("dtype") for k, v in json.loads(blob[8:8 + struct.unpack("<Q", blob[:8])[0]]).items() if k != "__metadata__"}
+    good = one_line and (not dtypes <= dtypes_ok or "duplicate keys" in err)
+    return good, f"library accepts; reader refuses: {err}" + ("" if good else " (only an unsupported dtype or a duplicate key may be)")
+
+
 def main():
     os.makedirs(DIR, exist_ok=True)
     if not os.access(BIN, os.X_OK):
         print(f"FAIL safetensors_diff: {BIN} is missing (make test/test_safetensors)")
         return 1
-    passed = failed = 0
+    files = []
     for name, blob in cases():
         path = f"{DIR}/{name}.safetensors"
         with open(path, "wb") as f:
             f.write(blob)
-        lib_ok, lib_err = library_accepts(blob)
-        r = subprocess.run([BIN, "--open", path], capture_output=True, text=True, errors="replace")
-        err = r.stderr.strip()
-        mega_ok = r.returncode == 0 and not err
-        one_line = r.returncode == 1 and len(r.stderr.splitlines()) == 1 and path in err
-        if not lib_ok:
-            good, what = one_line, f"library refuses ({lib_err}); mega.c: " + (err if one_line else f"exit {r.returncode}, stderr {err!r}")
-        elif mega_ok:
-            good, what = True, "both accept"
-        else:
-            dtypes = {v.get("dtype") for k, v in json.loads(blob[8:8 + struct.unpack('<Q', blob[:8])[0]]).items() if k != "__metadata__"}
-            good = one_line and (not dtypes <= MEGA_DTYPES or "duplicate keys" in err)
-            what = f"library accepts; mega.c refuses: {err}" + ("" if good else " (only an unsupported dtype or a duplicate key may be)")
-        if name.startswith("random_") and good:
-            passed += 1
-            continue  # the 150 random cases are counted, not listed, when they agree
-        print(f"{'PASS' if good else 'FAIL'} safetensors_diff/{name}: {what}")
-        passed += good
-        failed += not good
+        files.append((name, path, blob, library_accepts(blob)))
+    runs = {"mega.c": {}}
+    for name, path, _, _ in files:
+        runs["mega.c"][path] = subprocess.run([BIN, "--open", path], capture_output=True, text=True, errors="replace")
+    try:
+        import numpy  # noqa: F401
+        r = subprocess.run([sys.executable, "-c", CONVERT], input="\n".join(p for _, p, _, _ in files), capture_output=True, text=True)
+        runs["convert_mugv.py"] = {p: subprocess.CompletedProcess([], c, "", t) for p, c, t in map(json.loads, r.stdout.splitlines())}
+        if len(runs["convert_mugv.py"]) != len(files):
+            print(f"FAIL safetensors_diff/convert_mugv.py: the reader's child failed: {r.stderr.strip()[-300:]}")
+            return 1
+    except ImportError:
+        print("SKIP safetensors_diff/convert_mugv.py: no numpy (its reader needs it)")
+    passed = failed = 0
+    for reader, results in runs.items():
+        dtypes_ok = CONVERT_DTYPES if reader == "convert_mugv.py" else MEGA_DTYPES
+        for name, path, blob, (lib_ok, lib_err) in files:
+            good, what = verdict(path, blob, lib_ok, lib_err, results[path], dtypes_ok)
+            if name.startswith("random_") and good:
+                passed += 1
+                continue  # the 150 random cases are counted, not listed, when they agree
+            print(f"{'PASS' if good else 'FAIL'} safetensors_diff/{reader}/{name}: {what}")
+            passed += good
+            failed += not good
     print(f"{'PASS' if not failed else 'FAIL'} safetensors_diff/summary: {passed} cases agree, {failed} disagree")
     return 1 if failed else 0
 
