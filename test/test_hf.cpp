@@ -10,7 +10,10 @@ on the CPU, against the tiny models transformers made (dev/reference/hf_tiny.py,
   - export -> import is bit-identical (config and every parameter) in F32, BF16 rounds exactly,
     and the Qwen2 (q/k/v bias) and Qwen3-with-bias families come back the same
   - bad config.json, bad safetensors, bad tokenizer.json: exit 1 with one stderr line naming the
-    file and the field or tensor (checked on this binary in a child mode)
+    file and the field or tensor (checked on this binary in a child mode); sizes past sane
+    bounds (a million layers, a billion-token vocabulary) and sizes the weight files do not bear
+    out (layers, vocab, hidden, intermediate, heads) refused naming the field; dev/cpu/gpt (when
+    built) refusing a --batch/--seq-len it cannot hold, before allocating
   - tokenizer.json: decoding known ids gives the bytes tokenizers' decode gives
 
   make test/test_hf && ./test/test_hf
@@ -526,6 +529,25 @@ int main(int argc, char** argv) {
                              "/bad_f1m/model.safetensors has 64 rows");
     check_fails_one_line("config/heads_vs_weights", {"--config", with_weights(bad_config("h64", "num_attention_heads", "64"))},
                          "config.json: num_attention_heads: 64 heads x head_dim 32 = 2048 rows, but model.layers.0.self_attn.q_proj.weight");
+    // dev/cpu/gpt (when built): batch and sequence sizes this machine cannot hold are refused before
+    // anything is allocated, for the tiny preset and for --init-hf
+    if (file_exists("dev/cpu/gpt")) {
+        const std::string err = TMP + "/cpu_gpt.err";
+        auto cpu_gpt = [&](const std::string& name, const std::string& args, const std::string& needle) {
+            const int st = system(("./dev/cpu/gpt " + args + " > /dev/null 2> " + err).c_str());
+            const std::string e = read_file_or_fail(err);
+            const int lines = (int)std::count(e.begin(), e.end(), '\n');
+            const bool ok = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1 && lines == 1 && e.find(needle) != std::string::npos;
+            check(ok, "cpu_gpt/" + name, ok ? e.substr(0, e.size() - 1) : "expected exit 1 and one line with '" + needle + "': " + e);
+        };
+        cpu_gpt("seq_len_too_large", "--seq-len 1000000 --steps 0", "flags --batch 4 --seq-len 1000000: the CPU reference would need");
+        cpu_gpt("batch_too_large", "--init-hf " + DATA + "/llama_tiny --batch 1000000000 --seq-len 128 --steps 0",
+                "flags --batch 1000000000 --seq-len 128: the CPU reference would need");
+        cpu_gpt("hf_config_vs_weights", "--init-hf " + with_weights(bad_config("cpu_l4000", "num_hidden_layers", "4000")) + " --steps 0",
+                "config.json: num_hidden_layers: 4000, but the weights");
+    } else {
+        printf("SKIP cpu_gpt: dev/cpu/gpt is not built (make dev/cpu/gpt)\n");
+    }
     check_fails_one_line("config/kv_heads_vs_weights", {"--config", with_weights(bad_config("kv4", "num_key_value_heads", "4"))},
                          "config.json: num_key_value_heads: 4 heads x head_dim 32 = 128 rows, but model.layers.0.self_attn.k_proj.weight");
 
