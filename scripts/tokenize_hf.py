@@ -59,6 +59,9 @@ class HFTok:
         path = name
         if os.path.isdir(path):
             path = os.path.join(path, "tokenizer.json")
+        # transformers' import-time advice (e.g. "PyTorch was not found") would be a second stderr line
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
         try:
             from transformers import AutoTokenizer  # noqa: F401
             have_tf = True
