@@ -367,6 +367,19 @@ static inline HFNames hf_names(const SafeTensors* st, const HFInfo& info) {
     return n;
 }
 
+// Every tensor of map must be in st with its exact shape (src: the file or index to name).
+static inline void hf_require_tensors(const SafeTensors* st, const std::vector<HFTensor>& map, const std::string& src, const HFInfo& info) {
+    for (const HFTensor& t : map) {
+        const SafeTensorInfo* ti = safetensors_find(st, t.name);
+        if (!ti)
+            fail("%s: tensor %s is missing (expected shape %s for the %s model of config.json)", src.c_str(), t.name.c_str(),
+                 st_shape_str(t.shape).c_str(), hf_family_name(info.family));
+        if (ti->shape != t.shape)
+            fail("%s: tensor %s has shape %s, expected %s", st->files[ti->file].path.c_str(), t.name.c_str(), st_shape_str(ti->shape).c_str(),
+                 st_shape_str(t.shape).c_str());
+    }
+}
+
 // Tensor name, [rows, cols] with cols right, must have `want` rows; else fails naming config.json's
 // field `field` (what: the field's value and how it makes want). A missing tensor fails too.
 static inline void hf_check_rows(const SafeTensors* st, const HFInfo& info, const std::string& name, const char* field, int64_t want,
@@ -420,15 +433,7 @@ static inline void hf_check_weights(const std::string& dir, const GPTConfig& c, 
                   std::to_string(c.n_head) + hd + std::to_string((int64_t)c.n_head * c.head_dim) + " rows", c.d_model);
     hf_check_rows(&st, info, l0 + "self_attn.k_proj.weight", "num_key_value_heads", (int64_t)c.n_kv_head * c.head_dim,
                   std::to_string(c.n_kv_head) + hd + std::to_string((int64_t)c.n_kv_head * c.head_dim) + " rows", c.d_model);
-    for (const HFTensor& t : hf_tensor_map(c, gpt_param_layout(c), nm.prefix, nm.lm_head)) {
-        const SafeTensorInfo* ti = safetensors_find(&st, t.name);
-        if (!ti)
-            fail("%s: tensor %s is missing (expected shape %s for the %s model of config.json)", src.c_str(), t.name.c_str(),
-                 st_shape_str(t.shape).c_str(), hf_family_name(info.family));
-        if (ti->shape != t.shape)
-            fail("%s: tensor %s has shape %s, expected %s", st.files[ti->file].path.c_str(), t.name.c_str(), st_shape_str(ti->shape).c_str(),
-                 st_shape_str(t.shape).c_str());
-    }
+    hf_require_tensors(&st, hf_tensor_map(c, gpt_param_layout(c), nm.prefix, nm.lm_head), src, info);
     safetensors_close(&st);
 }
 
@@ -445,16 +450,7 @@ static inline std::vector<float> hf_load_weights(const std::string& dir, const G
     const std::string &prefix = nm.prefix, &lm_head = nm.lm_head;
     const std::vector<std::string>& skip = nm.skip;
     const std::vector<HFTensor> map = hf_tensor_map(cfg, layout, prefix, lm_head);
-    // every tensor present with its shape before the buffer is allocated
-    for (const HFTensor& t : map) {
-        const SafeTensorInfo* ti = safetensors_find(&st, t.name);
-        if (!ti)
-            fail("%s: tensor %s is missing (expected shape %s for the %s model of config.json)", src.c_str(), t.name.c_str(),
-                 st_shape_str(t.shape).c_str(), hf_family_name(info.family));
-        if (ti->shape != t.shape)
-            fail("%s: tensor %s has shape %s, expected %s", st.files[ti->file].path.c_str(), t.name.c_str(), st_shape_str(ti->shape).c_str(),
-                 st_shape_str(t.shape).c_str());
-    }
+    hf_require_tensors(&st, map, src, info);   // before the buffer is allocated
     std::vector<float> params(layout_numel(layout), 0.0f);
     std::map<std::string, int> expected;
     for (const HFTensor& t : map) {
