@@ -249,6 +249,10 @@ def main():
                 prefix = os.path.join(args.out, split + "_text_document")
                 open_tmp.extend([prefix + ".tmp.idx", prefix + ".tmp.bin"])
                 write_indexed_dataset(prefix + ".tmp", part, list(range(len(part) + 1)), dtype)
+                for ext in (".tmp.idx", ".tmp.bin"):  # the fixture writer does not fsync: durable before the rename
+                    fd = os.open(prefix + ext, os.O_RDONLY)
+                    os.fsync(fd)
+                    os.close(fd)
                 written += [(prefix + ".tmp.bin", prefix + ".bin"), (prefix + ".tmp.idx", prefix + ".idx")]
     except OSError as e:
         fail("%s: write failed (%s)" % (e.filename or args.out, e.strerror or e))
