@@ -18,6 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fuzz_write("ds.idx", data, size);
         megatron_open(&ds, fuzz_dir() + "/ds", 65536);
         FUZZ_CHECK(ds.n_tokens >= 0 && ds.cum.size() == ds.seq_lengths.size() + 1);
+        for (size_t s = 0; s < ds.seq_pointers.size(); s++)   // aligned, in file order, not overlapping
+            FUZZ_CHECK(ds.seq_pointers[s] % ds.elem_size == 0 &&
+                       (s == 0 || ds.seq_pointers[s] >= ds.seq_pointers[s - 1] + (int64_t)ds.seq_lengths[s - 1] * ds.elem_size));
         for (size_t s = 0; s < ds.seq_lengths.size() && s < 512; s++) megatron_read_sequence(&ds, (int64_t)s, 65536);
         if (ds.n_tokens > 0) {
             std::vector<int32_t> all((size_t)std::min<int64_t>(ds.n_tokens, 4096));

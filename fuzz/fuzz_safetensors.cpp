@@ -11,6 +11,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         SafeTensors st;
         const std::string path = fuzz_write("model.safetensors", data, size);
         safetensors_open(&st, path);
+        int64_t covered = 0;   // an accepted file's tensors tile its data section exactly
+        for (const SafeTensorInfo& t : st.tensors) covered += t.end - t.begin;
+        FUZZ_CHECK(covered == st.files[0].size - st.files[0].data_start);
         for (const SafeTensorInfo& t : st.tensors) {
             FUZZ_CHECK(t.begin >= 0 && t.begin <= t.end && t.numel >= 0);
             FUZZ_CHECK(safetensors_find(&st, t.name) != nullptr);

@@ -364,7 +364,8 @@ ST_SIZES = {"F32": 4, "BF16": 2, "F16": 2, "F64": 8}
 
 
 def read_safetensors(path):
-    """Pure-Python safetensors reader (validates the header like llmc/formats/safetensors.h); data memory-mapped."""
+    """Pure-Python safetensors reader (validates the header like llmc/formats/safetensors.h and the reference
+    library: the tensors tile the data section exactly); data memory-mapped."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -380,23 +381,39 @@ def read_safetensors(path):
     if not isinstance(hdr, dict):
         fail("%s: the header is not a JSON object" % path)
     meta = hdr.pop("__metadata__", {}) or {}
-    if not isinstance(meta, dict):
-        fail("%s: __metadata__ is not an object" % path)
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        fail("%s: __metadata__ is not an object of strings" % path)
     start = 8 + n
     mm = np.memmap(path, dtype=np.uint8, mode="r") if size > start else np.zeros(0, np.uint8)
-    refs = {}
+    refs, spans = {}, []
     for name, e in hdr.items():
         try:
-            dt, shape, (b, en) = e["dtype"], [int(d) for d in e["shape"]], [int(x) for x in e["data_offsets"]]
+            dt, shape, (b, en) = e["dtype"], list(e["shape"]), list(e["data_offsets"])
         except (TypeError, KeyError, ValueError):
             fail("%s: tensor %s: expected {dtype, shape, data_offsets: [begin, end]}" % (path, name))
-        if dt not in ST_SIZES:
+        if not all(type(x) is int and x >= 0 for x in shape + [b, en]):
+            fail("%s: tensor %s: shape %s and data_offsets [%s, %s] must be non-negative integers" % (path, name, shape, b, en))
+        if not isinstance(dt, str) or dt not in ST_SIZES:
             fail("%s: tensor %s: dtype %s, expected a floating-point dtype (F32, BF16, F16, F64)" % (path, name, dt))
         k = 1
         for d in shape:
             k *= d
-        if min(shape + [0]) < 0 or not 0 <= b <= en <= size - start or en - b != k * ST_SIZES[dt]:
+        if not b <= en <= size - start or en - b != k * ST_SIZES[dt]:
             fail("%s: tensor %s: data_offsets [%d, %d] do not hold %s %s inside the data section" % (path, name, b, en, dt, shape))
+        spans.append((b, en, name))
+    # the tensors, in offset order, tile the data section exactly (the reference library's rule): a
+    # header length off by a byte, a gap, an overlap or trailing bytes would read tensors shifted
+    covered = 0
+    for b, en, name in sorted(spans):
+        if b != covered:
+            fail("%s: tensor %s: data_offsets begin at %d, expected %d (%s)" %
+                 (path, name, b, covered, "overlaps the tensor before it" if b < covered else "a gap no tensor owns"))
+        covered = en
+    if covered != size - start:
+        fail("%s: the tensors cover %d bytes of data, but %d follow the %d-byte header (header length or data size wrong)" %
+             (path, covered, size - start, n))
+    for name, e in hdr.items():
+        dt, shape, (b, en) = e["dtype"], list(e["shape"]), list(e["data_offsets"])
 
         def load(b=b, en=en, dt=dt, shape=shape):
             raw = mm[start + b:start + en]

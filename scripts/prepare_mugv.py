@@ -24,8 +24,11 @@ them. 'generated' latents are already normalized and stored as they are.
   ./train_dit --train-data "data/mugv/train_*.lat" ...
 
 Every bad input ends with one line 'error: ...' on stderr naming the file or
-the csv row, and exit code 1. Shards are written to NAME.tmp, fsync'ed and
-renamed, so an interrupted run leaves no half-written shard behind.
+the csv row (a repeated or empty sample_id too), and exit code 1. --out-dir is
+checked first: it must be (or become) a folder without NAME_*.lat or
+NAME_samples.tsv from an earlier run (the training glob would mix them). Shards
+and the .tsv are written to NAME.tmp, fsync'ed, and renamed into place only when
+all are whole, so a failed or interrupted run leaves no shard behind.
 """
 import argparse
 import csv
@@ -44,7 +47,7 @@ SOURCES = {"generated": 0, "real": 1}
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from script_util import fail, open_tmp as _open_tmp  # noqa: E402  (one error line, temp files removed)
+from script_util import fail, open_tmp as _open_tmp, out_dir_ready, commit_tmp  # noqa: E402  (one error line, temp files removed)
 
 
 np = None  # numpy, imported by main() so that --help works without it
@@ -120,6 +123,7 @@ class ShardWriter:
         self.entries.append(struct.pack("<qqqiiiiifiiq", lat_off, txt_off, cap_off, len(cap), T, H, W, text.shape[0], fps, source, clean_frames, 0))
 
     def close(self):
+        """Completes and fsyncs NAME.tmp; main renames every shard into place once all are whole."""
         if len(self.entries) != self.n:
             fail("%s: %d samples added, %d announced" % (self.path, len(self.entries), self.n))
         try:
@@ -128,10 +132,8 @@ class ShardWriter:
             self.f.flush()
             os.fsync(self.f.fileno())
             self.f.close()
-            os.replace(self.tmp, self.path)
-            _open_tmp.remove(self.tmp)
         except OSError as e:
-            fail("%s: write failed (%s)" % (self.path, e))
+            fail("%s: write failed (%s)" % (self.tmp, e))
 
 
 def load_pt(torch, path, what, row):
@@ -208,12 +210,18 @@ def main():
     except ImportError:
         fail("prepare_mugv.py needs numpy (pip install numpy)")
 
+    if args.limit < 0:
+        fail("--limit: must be >= 0 (0: all rows), got %d" % args.limit)
     if args.shard_samples <= 0:
         fail("--shard-samples: must be > 0, got %d" % args.shard_samples)
     if args.max_text_len <= 0:
         fail("--max-text-len: must be > 0, got %d" % args.max_text_len)
     if not (args.fps > 0 and math.isfinite(args.fps)):
         fail("--fps: must be > 0, got %g" % args.fps)
+    if not args.name or os.sep in args.name or any(ch in args.name for ch in "*?["):
+        fail("--name: '%s' must be a plain file-name prefix" % args.name)
+    # NAME_*.lat is the training glob: an earlier run's shards there would be mixed with these
+    out_dir_ready(args.out_dir, "--out-dir", ["%s_*.lat" % args.name, "%s_*.lat.tmp" % args.name, "%s_samples.tsv" % args.name])
     latent_dtype = DTYPES[args.dtype]
     text_dtype = DTYPES[args.text_dtype or args.dtype]
 
@@ -258,7 +266,14 @@ def main():
         fail("%s: no samples" % args.csv)
     caption_col = "caption" if "caption" in cols else "text" if "text" in cols else None
     n_real = 0
+    line_of = {}  # sample_id -> its csv line: ids name the samples in NAME_samples.tsv, so they are unique
     for r in rows:
+        sid = (r["sample_id"] or "").strip()
+        if not sid:
+            fail("%s line %d: sample_id is empty" % (args.csv, r["_line"]))
+        if sid in line_of:
+            fail("%s line %d: sample_id '%s' repeats line %d (expected unique ids)" % (args.csv, r["_line"], sid, line_of[sid]))
+        line_of[sid] = r["_line"]
         src = (r["source"] or "").strip().lower()
         if src not in SOURCES:
             fail("%s line %d: source: expected 'real' or 'generated', found '%s'" % (args.csv, r["_line"], r["source"]))
@@ -282,13 +297,13 @@ def main():
         fail("%s: %d samples have source 'real' (raw VAE latents): give the VAE's per-channel --vae-mean and --vae-std (or --vae-stats)" %
              (args.csv, n_real))
 
-    # ---- convert, shard by shard
+    # ---- convert, shard by shard, into NAME_*.tmp files renamed into place once all are whole
     torch = import_torch()
-    os.makedirs(args.out_dir, exist_ok=True)
     C = D = None
     n_tokens = 0
     tsv = ["# index\tsample_id\tsource\tcaption"]
     n_shards = (len(rows) + args.shard_samples - 1) // args.shard_samples
+    written = []  # (tmp, path)
     for s in range(n_shards):
         part = rows[s * args.shard_samples:(s + 1) * args.shard_samples]
         path = os.path.join(args.out_dir, "%s_%03d.lat" % (args.name, s))
@@ -312,13 +327,19 @@ def main():
             tsv.append("%d\t%s\t%s\t%s" % (index, r["sample_id"], r["source"].strip().lower(), caption.replace("\t", " ").replace("\n", " ")))
             n_tokens += txt.shape[0]
         w.close()
-        print("prepare_mugv: wrote %s (%d samples)" % (path, len(part)), flush=True)
+        written.append((w.tmp, path))
+        print("prepare_mugv: wrote %s (%d samples)" % (w.tmp, len(part)), flush=True)
     tsv_path = os.path.join(args.out_dir, "%s_samples.tsv" % args.name)
-    with open(tsv_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(tsv) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tsv_path + ".tmp", tsv_path)
+    try:
+        _open_tmp.append(tsv_path + ".tmp")
+        with open(tsv_path + ".tmp", "w", encoding="utf-8") as f:
+            f.write("\n".join(tsv) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        fail("%s: write failed (%s)" % (tsv_path + ".tmp", e))
+    commit_tmp(written + [(tsv_path + ".tmp", tsv_path)])
+    print("prepare_mugv: renamed the %d shards and %s into place" % (n_shards, tsv_path))
     print("prepare_mugv: %d samples (%d real, %d generated), C %d, text channels %d, %.1f valid text tokens per sample, %d shards, %s latents, %s text" %
           (len(rows), n_real, len(rows) - n_real, C, D, n_tokens / len(rows), n_shards, args.dtype, args.text_dtype or args.dtype))
 

@@ -30,18 +30,23 @@ Outputs (--out is a directory):
                      indexed datasets (llmc/data/megatron_data.h; written by scripts/write_megatron_fixture.py's
                      writer), one sequence per document, uint16 when the vocabulary is < 65500 ids,
                      else int32 (Megatron's DType.optimal_dtype)
-Errors end with one line naming the file and what was wrong, exit 1.
+Errors end with one line naming the file and what was wrong, exit 1, and leave no output: --out
+is made (or must be a folder without an earlier run's outputs, which a training glob would mix
+with the new ones) before the work, and every file is written as NAME.tmp and renamed into
+place once all are whole. Documents without a token are skipped (an input without text is an
+error).
 """
 import argparse
 import json
 import os
+import re
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_megatron_fixture import write_indexed_dataset  # noqa: E402
-from script_util import fail  # noqa: E402  (one "error: ..." line, exit 1)
+from script_util import fail, open_tmp, out_dir_ready, commit_tmp  # noqa: E402  (one "error: ..." line, exit 1)
 
 SHARD_MAGIC_U16, SHARD_VERSION_U16 = 20240520, 1
 SHARD_MAGIC_U32, SHARD_VERSION_U32 = 20240801, 7
@@ -55,17 +60,26 @@ class HFTok:
         path = name
         if os.path.isdir(path):
             path = os.path.join(path, "tokenizer.json")
+        # transformers' import-time advice (e.g. "PyTorch was not found") would be a second stderr line
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
         try:
             from transformers import AutoTokenizer  # noqa: F401
             have_tf = True
         except ImportError:
             have_tf = False
+        # a hub name is "repo" or "namespace/repo"; anything else that does not exist is a missing path
+        hub_like = re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) is not None and not name.endswith(".json")
+        if not os.path.exists(name) and not (have_tf and hub_like):
+            fail("%s: no such folder or file (expected a model folder with tokenizer.json, a tokenizer.json%s)" %
+                 (name, ", or a hub name" if have_tf else "; a hub name needs transformers"))
         if have_tf and os.path.isdir(name) or have_tf and not os.path.exists(name):
             from transformers import AutoTokenizer
             try:
                 t = AutoTokenizer.from_pretrained(name)
             except Exception as e:  # noqa: BLE001
-                fail("%s: cannot load the tokenizer (%s)" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                fail("%s: cannot load the tokenizer%s (%s)" % (name, "" if os.path.exists(name) else ": no such folder, nor a hub name it can load",
+                                                                str(e).splitlines()[0] if str(e) else type(e).__name__))
             self.encode = lambda s: t.encode(s, add_special_tokens=False)
             self.vocab_size = len(t)
             self.eos = t.eos_token_id
@@ -127,19 +141,23 @@ def read_documents(inputs, field):
     return docs
 
 
-def write_llmc_shard(path, tokens, vocab_size):
+def write_llmc_shard(tmp, tokens, vocab_size):
+    """Writes one shard to tmp (renamed into place with the others by commit_tmp)."""
     u16 = vocab_size <= 65536
     hdr = np.zeros(256, dtype=np.int32)
     hdr[0] = SHARD_MAGIC_U16 if u16 else SHARD_MAGIC_U32
     hdr[1] = SHARD_VERSION_U16 if u16 else SHARD_VERSION_U32
     hdr[2] = len(tokens)
-    tmp = path + ".tmp"
+    open_tmp.append(tmp)
     with open(tmp, "wb") as f:
         f.write(hdr.tobytes())
         f.write(np.asarray(tokens, dtype=np.uint16 if u16 else np.uint32).tobytes())
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+# every file name either format writes: a folder holding one already holds an earlier run's outputs
+OUTPUTS = ["train_*.bin", "val_*.bin", "meta.txt", "train_text_document.*", "val_text_document.*", "*.tmp"]
 
 
 def main():
@@ -158,6 +176,7 @@ def main():
     if args.shard_tokens < 1:
         fail("--shard-tokens: must be >= 1")
 
+    out_dir_ready(args.out, "--out", OUTPUTS)
     tok = HFTok(args.tokenizer)
     eod = args.eod_id if args.eod_id is not None else tok.eos
     if eod is None:
@@ -166,6 +185,13 @@ def main():
         fail("--eod-id: %d is outside the tokenizer's %d ids" % (eod, tok.vocab_size))
     texts = read_documents(args.input, args.field)
     docs = [list(tok.encode(t)) for t in texts]
+    # a document without a token would be a lone end-of-document token
+    keep = [k for k, d in enumerate(docs) if d]
+    if not keep:
+        fail("%s: no text to tokenize (every document is empty)" % ", ".join(args.input))
+    if len(keep) < len(docs):
+        print("note: %d empty documents skipped" % (len(docs) - len(keep)))
+    texts, docs = [texts[k] for k in keep], [docs[k] for k in keep]
     nbytes = [len(t.encode("utf-8")) for t in texts]
 
     # the split: the last documents, or the tail of a single document's tokens
@@ -192,33 +218,47 @@ def main():
                     fail("%s: the tokenizer produced id %d outside its %d ids" % (args.tokenizer, x, tok.vocab_size))
     train = [d + [eod] for d in train]
     val = [d + [eod] for d in val]
-    os.makedirs(args.out, exist_ok=True)
 
+    # every output is written as NAME.tmp and renamed into place once all are whole
     n_train = sum(len(d) for d in train)
     n_val_tok = sum(len(d) for d in val)
-    if args.format == "llmc":
-        stream = [x for d in train for x in d]
-        names = []
-        for k, i in enumerate(range(0, len(stream), args.shard_tokens)):
-            p = os.path.join(args.out, "train_%03d.bin" % k)
-            write_llmc_shard(p, stream[i:i + args.shard_tokens], tok.vocab_size)
-            names.append(p)
-        if val:
-            p = os.path.join(args.out, "val_000.bin")
-            write_llmc_shard(p, [x for d in val for x in d], tok.vocab_size)
-            names.append(p)
-        with open(os.path.join(args.out, "meta.txt"), "w") as f:
-            f.write("vocab_size %d\ntrain_bytes %d\ntrain_tokens %d\nval_bytes %d\nval_tokens %d\n" %
-                    (tok.vocab_size, train_bytes, n_train - len(train), val_bytes, n_val_tok - len(val)))
-    else:
-        dtype = np.uint16 if tok.vocab_size < 65500 else np.int32
-        names = []
-        for split, part in (("train", train), ("val", val)):
-            if not part:
-                continue
-            prefix = os.path.join(args.out, split + "_text_document")
-            write_indexed_dataset(prefix, part, list(range(len(part) + 1)), dtype)
-            names += [prefix + ".idx", prefix + ".bin"]
+    written = []  # (tmp, path)
+    try:
+        if args.format == "llmc":
+            stream = [x for d in train for x in d]
+            for k, i in enumerate(range(0, len(stream), args.shard_tokens)):
+                p = os.path.join(args.out, "train_%03d.bin" % k)
+                write_llmc_shard(p + ".tmp", stream[i:i + args.shard_tokens], tok.vocab_size)
+                written.append((p + ".tmp", p))
+            if val:
+                p = os.path.join(args.out, "val_000.bin")
+                write_llmc_shard(p + ".tmp", [x for d in val for x in d], tok.vocab_size)
+                written.append((p + ".tmp", p))
+            p = os.path.join(args.out, "meta.txt")
+            open_tmp.append(p + ".tmp")
+            with open(p + ".tmp", "w") as f:
+                f.write("vocab_size %d\ntrain_bytes %d\ntrain_tokens %d\nval_bytes %d\nval_tokens %d\n" %
+                        (tok.vocab_size, train_bytes, n_train - len(train), val_bytes, n_val_tok - len(val)))
+                f.flush()
+                os.fsync(f.fileno())
+            written.append((p + ".tmp", p))
+        else:
+            dtype = np.uint16 if tok.vocab_size < 65500 else np.int32
+            for split, part in (("train", train), ("val", val)):
+                if not part:
+                    continue
+                prefix = os.path.join(args.out, split + "_text_document")
+                open_tmp.extend([prefix + ".tmp.idx", prefix + ".tmp.bin"])
+                write_indexed_dataset(prefix + ".tmp", part, list(range(len(part) + 1)), dtype)
+                for ext in (".tmp.idx", ".tmp.bin"):  # the fixture writer does not fsync: durable before the rename
+                    fd = os.open(prefix + ext, os.O_RDONLY)
+                    os.fsync(fd)
+                    os.close(fd)
+                written += [(prefix + ".tmp.bin", prefix + ".bin"), (prefix + ".tmp.idx", prefix + ".idx")]
+    except OSError as e:
+        fail("%s: write failed (%s)" % (e.filename or args.out, e.strerror or e))
+    commit_tmp(written)
+    names = [p for _, p in written]
     print("%s: %d documents -> %d train tokens (%d docs), %d val tokens (%d docs), eod %d, vocab %d" %
           (args.tokenizer, len(docs), n_train, len(train), n_val_tok, len(val), eod, tok.vocab_size))
     for p in names:

@@ -8,7 +8,8 @@
 # dict on fixed inputs (rel. error <= 1e-5). Then model.bin -> safetensors
 # (MUG-V names) -> model.bin is bit-identical (fp32 and bf16), the pure-Python
 # XXH64 agrees with llmc/train/checkpoint.h's, and a missing, mis-shaped or extra
-# tensor (and a corrupted model.bin) ends with exit 1 and one stderr line.
+# tensor, a corrupted model.bin and a safetensors file whose header length is one
+# byte short or that has trailing bytes end with exit 1 and one stderr line.
 # Prints SKIP when no python3 with torch and numpy is found (CI may not have
 # them); PYTHON=... selects the interpreter (then only that one is tried:
 # PYTHON=a-python-without-torch shows the SKIP).
@@ -224,6 +225,17 @@ expect not_a_tensor "entry 'epoch' of type int" to-mega "$T/notensor.pt" "$T/bad
 expect missing_file "does not exist" to-mega "$T/nope.pt" "$T/bad/model.bin"
 expect config_flag "config rope_max_t: must be > 0" to-mega "$T/mugv_tiny.pt" "$T/bad/model.bin" --rope-max-t 0
 expect check_missing "missing tensor" check "$T/missing.pt"
+# safetensors whose header does not tile the data exactly (the reference library refuses them too)
+"$PY" - "$T" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+b = open(d + "/mugv.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+open(d + "/st_trailing.safetensors", "wb").write(b + b"\0")
+open(d + "/st_hlen_short.safetensors", "wb").write(struct.pack("<Q", n - 1) + b[8:])
+EOF
+expect st_trailing_bytes "the tensors cover [0-9]* bytes of data, but [0-9]* follow" check "$T/st_trailing.safetensors"
+expect st_header_len_short "st_hlen_short.safetensors: the tensors cover [0-9]* bytes of data, but [0-9]* follow the" to-mega "$T/st_hlen_short.safetensors" "$T/bad/model.bin"
 cp "$T/mega/model.bin" "$T/corrupt.bin"
 printf '\x01' | dd of="$T/corrupt.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
 expect corrupt_payload "payload checksum" to-safetensors "$T/corrupt.bin" "$T/bad/x.safetensors"

@@ -10,7 +10,10 @@ on the CPU, against the tiny models transformers made (dev/reference/hf_tiny.py,
   - export -> import is bit-identical (config and every parameter) in F32, BF16 rounds exactly,
     and the Qwen2 (q/k/v bias) and Qwen3-with-bias families come back the same
   - bad config.json, bad safetensors, bad tokenizer.json: exit 1 with one stderr line naming the
-    file and the field or tensor (checked on this binary in a child mode)
+    file and the field or tensor (checked on this binary in a child mode); sizes past sane
+    bounds (a million layers, a billion-token vocabulary) and sizes the weight files do not bear
+    out (layers, vocab, hidden, intermediate, heads) refused naming the field; dev/cpu/gpt (when
+    built) refusing a --batch/--seq-len it cannot hold, before allocating
   - tokenizer.json: decoding known ids gives the bytes tokenizers' decode gives
 
   make test/test_hf && ./test/test_hf
@@ -430,9 +433,13 @@ int main(int argc, char** argv) {
                                                 })},
                          "tensor model.layers.0.self_attn.k_norm.weight has shape [16], expected [32]");
     check_fails_one_line("weights/extra_tensor", {"--load", bad_weights("extra", qc, qp, [&](std::vector<SafeTensorWrite>& w) {
-                                                     w.push_back({"model.layers.2.mlp.up_proj.weight", ST_F32, {64, 64}, big.data()});
+                                                     w.push_back({"model.layers.1.mlp.extra.weight", ST_F32, {64, 64}, big.data()});
                                                  })},
-                         "unexpected tensor model.layers.2.mlp.up_proj.weight");
+                         "unexpected tensor model.layers.1.mlp.extra.weight");
+    check_fails_one_line("weights/extra_layer", {"--load", bad_weights("extra_layer", qc, qp, [&](std::vector<SafeTensorWrite>& w) {
+                                                    w.push_back({"model.layers.2.mlp.up_proj.weight", ST_F32, {64, 64}, big.data()});
+                                                })},
+                         "config.json: num_hidden_layers: 2, but the weights in " + TMP + "/bad_extra_layer/model.safetensors hold 3 layers");
     check_fails_one_line("weights/tied_head_differs", {"--load", bad_weights("tied_head", qc, qp, [&](std::vector<SafeTensorWrite>& w) {
                                                           static std::vector<float> h(300 * 64, 0.25f);
                                                           w.push_back({"lm_head.weight", ST_F32, {300, 64}, h.data()});
@@ -490,7 +497,59 @@ int main(int argc, char** argv) {
                                                          write_text(d + "/model.safetensors", raw);
                                                          return d;
                                                      }()},
-                         "tensor model.layers.2.input_layernorm.weight is missing");
+                         "config.json: num_hidden_layers: 3, but the weights in " + TMP + "/bad_l3/model.safetensors hold 2 layers");
+
+    // ---- sizes: past sane bounds refused from config.json alone; within them, checked against the
+    // weight files' headers before anything is allocated (one line naming the field, no bad_alloc)
+    check_fails_one_line("config/huge_layers", {"--config", bad_config("huge_layers", "num_hidden_layers", "1000000")},
+                         "config.json: num_hidden_layers: integer 1000000 is out of range [1, 4096]");
+    check_fails_one_line("config/huge_vocab", {"--config", bad_config("huge_vocab", "vocab_size", "1000000000")},
+                         "config.json: vocab_size: integer 1000000000 is out of range [1, 16777216]");
+    check_fails_one_line("config/huge_intermediate", {"--config", bad_config("huge_ffn", "intermediate_size", "1000000000")},
+                         "config.json: intermediate_size: integer 1000000000 is out of range [1, 1048576]");
+    check_fails_one_line("config/huge_hidden", {"--config", bad_config("huge_hidden", "hidden_size", "1000000000")},
+                         "config.json: hidden_size: integer 1000000000 is out of range [1, 65536]");
+    check_fails_one_line("config/huge_heads", {"--config", bad_config("huge_heads", "num_attention_heads", "1000000")},
+                         "config.json: num_attention_heads: integer 1000000 is out of range [1, 4096]");
+    check_fails_one_line("config/huge_positions", {"--config", bad_config("huge_pos", "max_position_embeddings", "1000000000")},
+                         "config.json: max_position_embeddings: integer 1000000000 is out of range [1, 16777216]");
+    auto with_weights = [&](const std::string& d) {
+        write_text(d + "/model.safetensors", read_file_or_fail(DATA + "/qwen3_tiny/model.safetensors"));
+        return d;
+    };
+    // --config: hf_load_config alone already checks against the weights beside config.json
+    check_fails_one_line("config/layers_vs_weights", {"--config", with_weights(bad_config("l4000", "num_hidden_layers", "4000"))},
+                         "config.json: num_hidden_layers: 4000, but the weights in " + TMP + "/bad_l4000/model.safetensors hold 2 layers");
+    check_fails_one_line("config/vocab_vs_weights", {"--config", with_weights(bad_config("v16m", "vocab_size", "16000000"))},
+                         "config.json: vocab_size: 16000000, but model.embed_tokens.weight in " + TMP + "/bad_v16m/model.safetensors has 300 rows");
+    check_fails_one_line("config/hidden_vs_weights", {"--config", with_weights(bad_config("c64k", "hidden_size", "65536"))},
+                         "config.json: hidden_size: 65536, but model.embed_tokens.weight in " + TMP + "/bad_c64k/model.safetensors has shape [300, 64]");
+    check_fails_one_line("config/intermediate_vs_weights", {"--config", with_weights(bad_config("f1m", "intermediate_size", "1048576"))},
+                         "config.json: intermediate_size: 1048576, but model.layers.0.mlp.gate_proj.weight in " + TMP +
+                             "/bad_f1m/model.safetensors has 64 rows");
+    check_fails_one_line("config/heads_vs_weights", {"--config", with_weights(bad_config("h64", "num_attention_heads", "64"))},
+                         "config.json: num_attention_heads: 64 heads x head_dim 32 = 2048 rows, but model.layers.0.self_attn.q_proj.weight");
+    // dev/cpu/gpt (when built): batch and sequence sizes this machine cannot hold are refused before
+    // anything is allocated, for the tiny preset and for --init-hf
+    if (file_exists("dev/cpu/gpt")) {
+        const std::string err = TMP + "/cpu_gpt.err";
+        auto cpu_gpt = [&](const std::string& name, const std::string& args, const std::string& needle) {
+            const int st = system(("./dev/cpu/gpt " + args + " > /dev/null 2> " + err).c_str());
+            const std::string e = read_file_or_fail(err);
+            const int lines = (int)std::count(e.begin(), e.end(), '\n');
+            const bool ok = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1 && lines == 1 && e.find(needle) != std::string::npos;
+            check(ok, "cpu_gpt/" + name, ok ? e.substr(0, e.size() - 1) : "expected exit 1 and one line with '" + needle + "': " + e);
+        };
+        cpu_gpt("seq_len_too_large", "--seq-len 1000000 --steps 0", "flags --batch 4 --seq-len 1000000: the CPU reference would need");
+        cpu_gpt("batch_too_large", "--init-hf " + DATA + "/llama_tiny --batch 1000000000 --seq-len 128 --steps 0",
+                "flags --batch 1000000000 --seq-len 128: the CPU reference would need");
+        cpu_gpt("hf_config_vs_weights", "--init-hf " + with_weights(bad_config("cpu_l4000", "num_hidden_layers", "4000")) + " --steps 0",
+                "config.json: num_hidden_layers: 4000, but the weights");
+    } else {
+        printf("SKIP cpu_gpt: dev/cpu/gpt is not built (make dev/cpu/gpt)\n");
+    }
+    check_fails_one_line("config/kv_heads_vs_weights", {"--config", with_weights(bad_config("kv4", "num_key_value_heads", "4"))},
+                         "config.json: num_key_value_heads: 4 heads x head_dim 32 = 128 rows, but model.layers.0.self_attn.k_proj.weight");
 
     // ---- tokenizer.json
     {

@@ -8,7 +8,8 @@ IndexedDatasetBuilder) and on bad files written into test/tmp/megatron/.
     a batch like a single process, a saved position resumes the same stream,
     shuffle visits every sample once per epoch
   - blending "0.5 a 0.3 b 0.2 c": realised fractions within 1% over 10,000 samples
-  - bad input exits 1 with one stderr line naming the file (child process)
+  - bad input exits 1 with one stderr line naming the file (child process), among it
+    sequence pointers misaligned, overlapping, out of order or past the .bin's end
 
   make test/test_megatron_data && ./test/test_megatron_data
   ./test/test_megatron_data --open PREFIX VOCAB   (child mode: megatron_open)
@@ -271,6 +272,14 @@ int main(int argc, char** argv) {
         int64_t ptr = (int64_t)gbin.size() - 4;
         bad("pointer_past_end", patched(34 + 8 * 4 + 7 * 8, &ptr, 8), gbin, P + "pointer_past_end.idx: sequence_pointers[7]");
     }
+    // sequence 3 (9 int32 tokens at byte 100, after sequence 2's 3 tokens at byte 88) moved: by one
+    // byte, into sequence 2, before it
+    { int64_t v = 101; bad("pointer_misaligned", patched(34 + 8 * 4 + 3 * 8, &v, 8), gbin,
+                          P + "pointer_misaligned.idx: sequence_pointers[3]: byte 101 is not a multiple of the int32 size 4 (misaligned)"); }
+    { int64_t v = 96; bad("pointer_overlap", patched(34 + 8 * 4 + 3 * 8, &v, 8), gbin,
+                         P + "pointer_overlap.idx: sequence_pointers[3]: byte 96, expected at least 100, the end of sequence 2 (sequences overlap)"); }
+    { int64_t v = 0; bad("pointer_out_of_order", patched(34 + 8 * 4 + 3 * 8, &v, 8), gbin,
+                        P + "pointer_out_of_order.idx: sequence_pointers[3]: byte 0, expected at least 100, the end of sequence 2 (sequences out of file order)"); }
     bad("bin_truncated", gidx, gbin.substr(0, gbin.size() - 1), P + "bin_truncated.idx: sequence_pointers[7]");
     { int32_t z = 0; bad("zero_length", patched(34 + 4 * 2, &z, 4), gbin, P + "zero_length.idx: sequence_lengths[2]: expected > 0"); }
     { int64_t v = 1; bad("doc_first", patched(34 + 12 * 8, &v, 8), gbin, P + "doc_first.idx: document_indices[0]: expected 0"); }

@@ -4,7 +4,10 @@
 # shards back (test/test_latent_data --dump) and every sample's shapes, fps,
 # source, caption and value sums must match what the .pt files hold (real
 # latents normalized with the given VAE statistics, only mask == 1 tokens).
-# Bad inputs must end with exit 1 and one stderr line. Prints SKIP when no
+# Bad inputs (among them --limit -3, a repeated or empty sample_id, --out-dir a
+# file, under a file or in /proc, a folder holding an earlier run's shards) must
+# end with exit 1 and one stderr line, leaving no shard behind (also when a later
+# shard fails). Prints SKIP when no
 # python3 with torch and numpy is found (CI may not have them); set PYTHON to
 # choose the interpreter.
 set -u
@@ -133,6 +136,29 @@ expect missing_latent "missing.pt" --csv "$T/mugv/missing.csv" --out-dir "$T/bad
 "$PY" -c "import torch; torch.save({'y': torch.zeros(1,1,5,64), 'mask': torch.ones(1,4)}, '$T/mugv/badmask.pt')"
 sed 's|'"$(cd "$T" && pwd)"'/mugv/text/s0.pt|text/../badmask.pt|' "$csv" > "$T/mugv/badmask.csv"
 expect mask_length "mask" --csv "$T/mugv/badmask.csv" --out-dir "$T/bad" --vae-stats "$T/vae_stats.json"
+# a sample of the third shard missing: the two shards written before it are not left behind either
+sed 's|latents/s6.pt|latents/missing6.pt|' "$csv" > "$T/mugv/missing_late.csv"
+expect missing_latent_late_shard "missing6.pt" --csv "$T/mugv/missing_late.csv" --out-dir "$T/bad" --vae-stats "$T/vae_stats.json" --shard-samples 3
+expect negative_limit "--limit: must be >= 0" --csv "$csv" --out-dir "$T/bad" --vae-stats "$T/vae_stats.json" --limit -3
+sed 's/^vid0003,/vid0001,/' "$csv" > "$T/mugv/dup.csv"
+expect duplicate_sample_id "dup.csv line 5: sample_id 'vid0001' repeats line 3" --csv "$T/mugv/dup.csv" --out-dir "$T/bad" --vae-stats "$T/vae_stats.json"
+sed 's/^vid0002,/,/' "$csv" > "$T/mugv/noid.csv"
+expect empty_sample_id "noid.csv line 4: sample_id is empty" --csv "$T/mugv/noid.csv" --out-dir "$T/bad" --vae-stats "$T/vae_stats.json"
+: > "$T/afile"
+expect out_dir_is_file "--out-dir $T/afile: is a file, expected a folder" --csv "$csv" --out-dir "$T/afile" --vae-stats "$T/vae_stats.json"
+expect out_dir_under_file "--out-dir $T/afile/x: cannot make the folder" --csv "$csv" --out-dir "$T/afile/x" --vae-stats "$T/vae_stats.json"
+expect out_dir_in_proc "--out-dir /proc/x/y: cannot make the folder" --csv "$csv" --out-dir /proc/x/y --vae-stats "$T/vae_stats.json"
+sum_before=$(cat "$T"/out_f32/* | md5sum)
+expect rerun_same_out_dir "--out-dir $T/out_f32: already holds train_000.lat, train_001.lat, train_002.lat and 1 more" \
+    --csv "$csv" --out-dir "$T/out_f32" --vae-stats "$T/vae_stats.json" --limit 2
+[ "$(cat "$T"/out_f32/* | md5sum)" = "$sum_before" ] && ok "rerun_untouched: the first run's shards are unchanged" || ko "rerun_untouched: $(ls "$T/out_f32")"
+# another --name beside them is fine (train and val shards share a folder)
+if "$PY" scripts/prepare_mugv.py --csv "$csv" --out-dir "$T/out_f32" --name val --vae-stats "$T/vae_stats.json" --limit 2 > "$T/val.log" 2>&1 &&
+   [ -f "$T/out_f32/val_000.lat" ] && [ -f "$T/out_f32/val_samples.tsv" ]; then
+    ok "second_name_same_folder: --name val writes val_000.lat beside the train shards"
+else
+    ko "second_name_same_folder: $(tail -2 "$T/val.log")"
+fi
 [ ! -e "$T/bad" ] || [ -z "$(ls -A "$T/bad")" ] && ok "no_partial_shards: failed runs left no file behind (no .lat, no .tmp)" \
     || ko "no_partial_shards: $(ls -A "$T/bad")"
 

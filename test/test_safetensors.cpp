@@ -8,7 +8,8 @@ limit alone, the index last and sorted, one shard = no index, stale shards
 removed, the other form refused; F32/F16/BF16 read back bit-identical through
 the index and the directory; hf_export of test/data/hf/llama_tiny sharded and
 re-imported bit-identical, as --export-hf-shard-mb does), a hand-built file in the layout other writers produce,
-JSON lookups and JSON errors, and every bad case exiting 1 with one stderr
+JSON lookups and JSON errors, the tensors tiling the data section exactly
+(gaps, overlaps, trailing bytes, header length off by one), and every bad case exiting 1 with one stderr
 line naming the file (checked on a child process: this binary in a child mode).
 
   make test/test_safetensors && ./test/test_safetensors
@@ -478,6 +479,34 @@ int main(int argc, char** argv) {
     st_bad("negative_dim", "{\"t\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}", f4, ": t.shape[0]: integer -4 is out of range");
     st_bad("metadata_not_string", "{\"__metadata__\":{\"a\":1},\"t\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", f4,
            ": __metadata__.a: expected a string");
+    // the tensors must tile the data section exactly (the reference library's rule)
+    st_bad("gap", "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"u\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+           f4, ": u.data_offsets: begins at 8, expected 4 (bytes [4, 8) of the data belong to no tensor)");
+    st_bad("leading_gap", "{\"t\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]}}", f4, ": t.data_offsets: begins at 4, expected 0");
+    st_bad("trailing_bytes", ok_hdr, f4 + "xyz", ": the tensors cover 16 bytes of data, but 19 follow the 55-byte header");
+    st_bad("header_one_short", ok_hdr + "  ", f4, ": the tensors cover 16 bytes of data, but 17 follow the 56-byte header", (int64_t)ok_hdr.size() + 1);
+    st_bad("header_one_long", ok_hdr, " " + f4.substr(1), ": t.data_offsets: end 16 is past the end of the data section (15 bytes)", (int64_t)ok_hdr.size() + 1);
+    st_bad("empty_tensor_outside", ok_hdr.substr(0, ok_hdr.size() - 1) + ",\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[20,20]}}", f4 + f4,
+           ": e.data_offsets: begins at 20, expected 16");
+    st_bad("empty_tensor_inside", ok_hdr.substr(0, ok_hdr.size() - 1) + ",\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", f4,
+           ": tensors t [0, 16) and e [4, 4) overlap");
+    st_bad("no_tensors_with_data", "{}", f4, ": the tensors cover 0 bytes of data, but 16 follow");
+    {   // tensors listed out of offset order, empty tensors at the seams, no data at all: all fine
+        const std::string p = DIR + "/unordered.safetensors";
+        write_st_raw(p, "{\"u\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},\"e\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                        "\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,16]}}", f4);
+        SafeTensors st;
+        safetensors_open(&st, p);
+        const bool ok = safetensors_read_f32(&st, "u") == std::vector<float>(a.begin() + 2, a.begin() + 4) &&
+                        safetensors_read_f32(&st, "t") == std::vector<float>(a.begin(), a.begin() + 2);
+        safetensors_close(&st);
+        const std::string q = DIR + "/no_data.safetensors";
+        write_st_raw(q, "{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]}}", "");
+        safetensors_open(&st, q);
+        const bool ok2 = st.tensors.size() == 1 && st.tensors[0].numel == 0;
+        safetensors_close(&st);
+        check(ok && ok2, "coverage_accepts", "tensors listed out of offset order, empty tensors at the seams and a file of empty tensors are read");
+    }
     {
         const std::string p = DIR + "/missing.safetensors";
         check_fails_one_line("missing_file", {"--open", p}, p + ": cannot open");

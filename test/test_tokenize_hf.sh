@@ -3,7 +3,9 @@
 # JSONL file: the llm.c shards pass the C++ loader's validation (test/test_dataloader --init),
 # the Megatron .idx/.bin pass llmc/data/megatron_data.h's (test/test_megatron_data --open), and their
 # tokens are exactly each document's ids from the tokenizers library followed by the
-# end-of-document token; meta.txt counts match; bad input ends with exit 1 and one stderr line.
+# end-of-document token; meta.txt counts match; bad input ends with exit 1 and one stderr line
+# and leaves no output (--out a file, under a file or in /proc, a missing tokenizer folder, an
+# empty input); a second run into a folder holding a first run's outputs is refused.
 # Prints SKIP when no python3 with numpy and tokenizers is found (CI may not have them); set
 # PYTHON to choose the interpreter.
 set -u
@@ -79,6 +81,28 @@ expect missing_input "nope.txt: no such file" --tokenizer "$TOK" --input "$T/nop
 expect missing_field "nofield.jsonl: line 1: no field 'text'" --tokenizer "$TOK" --input "$T/nofield.jsonl" --out "$T/x"
 expect bad_json "badjson.jsonl: line 1: invalid JSON" --tokenizer "$TOK" --input "$T/badjson.jsonl" --out "$T/x"
 expect bad_fraction "--val-fraction" --tokenizer "$TOK" --input "$T/plain.txt" --out "$T/x" --val-fraction 1.5
+: > "$T/afile"; : > "$T/empty.txt"; printf '{"text": ""}\n{"text": ""}\n' > "$T/empty.jsonl"
+expect out_is_file "--out $T/afile: is a file, expected a folder" --tokenizer "$TOK" --input "$T/plain.txt" --out "$T/afile"
+expect out_under_file "--out $T/afile/sub: cannot make the folder (Not a directory)" --tokenizer "$TOK" --input "$T/plain.txt" --out "$T/afile/sub"
+expect out_in_proc "--out /proc/x/y: cannot make the folder" --tokenizer "$TOK" --input "$T/plain.txt" --out /proc/x/y
+expect missing_tokenizer_dir "$T/no_model/x: no such folder or file" --tokenizer "$T/no_model/x" --input "$T/plain.txt" --out "$T/x"
+expect empty_input "empty.txt: no text to tokenize (every document is empty)" --tokenizer "$TOK" --input "$T/empty.txt" --out "$T/x"
+expect empty_documents "empty.jsonl: no text to tokenize" --tokenizer "$TOK" --input "$T/empty.jsonl" --out "$T/x" --format megatron
+[ ! -e "$T/x" ] && ok "no_partial_output: the failed runs left no --out folder behind" || ko "no_partial_output: $(ls -A "$T/x")"
+# a second run into a folder holding the first run's shards is refused, the shards untouched (the
+# training glob would otherwise mix old train_001... with the new train_000)
+sum_before=$(cat "$T"/llmc/* | md5sum)
+expect rerun_same_out "--out $T/llmc: already holds meta.txt, train_000.bin, train_001.bin and" --tokenizer "$TOK" --input "$T/docs.jsonl" --out "$T/llmc"
+expect rerun_other_format "--out $T/meg: already holds train_text_document.bin" --tokenizer "$TOK" --input "$T/docs.jsonl" --out "$T/meg"
+[ "$(cat "$T"/llmc/* | md5sum)" = "$sum_before" ] && ok "rerun_untouched: the first run's files are unchanged" || ko "rerun_untouched: $(ls "$T/llmc")"
+# an empty document among others is skipped (no lone end-of-document token)
+if "$PY" scripts/tokenize_hf.py --tokenizer "$TOK" --input "$T/empty.txt" --input "$T/plain.txt" --out "$T/skip" > "$T/skip.log" 2>&1 &&
+   grep -q "note: 1 empty documents skipped" "$T/skip.log" && cmp -s "$T/skip/train_000.bin" <("$PY" scripts/tokenize_hf.py --tokenizer "$TOK" \
+        --input "$T/plain.txt" --out "$T/noskip" > /dev/null 2>&1; cat "$T/noskip/train_000.bin"); then
+    ok "empty_document_skipped: the shard equals the one without the empty file"
+else
+    ko "empty_document_skipped: $(tail -2 "$T/skip.log")"
+fi
 
 echo "tokenize_hf: $pass passed, $fail failed"
 [ $fail -eq 0 ]

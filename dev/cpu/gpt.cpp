@@ -777,6 +777,21 @@ int main(int argc, char** argv) {
     if (gen_tokens < 0) fail("flag --gen-tokens: must be >= 0, got %d", gen_tokens);
     if (!(lr > 0)) fail("flag --lr: must be > 0");
     if (temperature < 0) fail("flag --temperature: must be >= 0");
+    // The reference keeps every layer's activations, the attention matrices (layers x B x heads x T x T)
+    // among them: sizes this machine cannot hold are refused before anything is allocated.
+    {
+        GPTConfig c;
+        if (init_hf.empty()) { gpt_preset("tiny", &c); c.max_seq_len = std::max(c.max_seq_len, T); gpt_config_finalize(&c); }
+        else c = hf_load_config(init_hf);   // checked against its weights; T > max_position_embeddings fails in gpt_cpu_load_hf
+        const double L = c.n_layer, BT = (double)B * T, C = c.d_model, F = c.ffn_hidden, qd = (double)c.n_head * c.head_dim,
+                     QKV = qd + 2.0 * c.n_kv_head * c.head_dim, Vp = c.padded_vocab_size, att = L * B * c.n_head * (double)T * T;
+        const double bytes = 4 * (4.0 * layout_numel(gpt_param_layout(c)) + att + L * BT * (5 * C + 2 * QKV + qd + 3 * F) +
+                                  BT * (3 * Vp + 4 * C + 2 * QKV + qd + 3 * F));
+        const double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+        if (bytes > have && (init_hf.empty() || T <= c.max_seq_len))
+            fail("flags --batch %d --seq-len %d: the CPU reference would need %.0f GiB (attention matrices alone: %d layers x %d x %d heads x %d x %d "
+                 "floats), more than this machine's %.0f GiB of memory", B, T, bytes / (1 << 30), c.n_layer, B, c.n_head, T, T, have / (1 << 30));
+    }
 
     Tokenizer tok;
     HFTokenizer hf_tok;

@@ -14,7 +14,8 @@ A dataset is a prefix P: P.idx + P.bin.
 megatron_open validates everything before use and fails with one line naming
 the file, the field and the expected value: magic, version, dtype code, the
 .idx length against S and D, lengths > 0, document indices, every sequence
-inside the .bin, and every token (integral, >= 0, < vocab_size).
+inside the .bin, aligned to the dtype size, in file order and not overlapping
+the one before it, and every token (integral, >= 0, < vocab_size).
 
 Sampling: the token stream of a dataset is its sequences back to back, in file
 order (documents follow each other, as in Megatron's GPTDataset; Megatron's
@@ -200,6 +201,18 @@ static inline void megatron_open(MegatronIndexed* ds, const std::string& prefix,
         if (ptr < 0 || ptr > ds->bin_size || len * ds->elem_size > ds->bin_size - ptr)
             fail("%s: sequence_pointers[%lld]: sequence at byte %lld of %lld %s tokens runs past the end of %s (%lld bytes)", ip.c_str(), (long long)i,
                  (long long)ptr, (long long)len, megatron_dtype_name(code), ds->bin_path.c_str(), (long long)ds->bin_size);
+        // Megatron's writer puts the sequences back to back in file order; one that is misaligned
+        // or starts inside the previous one would read tokens split across elements or twice
+        if (ptr % ds->elem_size != 0)
+            fail("%s: sequence_pointers[%lld]: byte %lld is not a multiple of the %s size %d (misaligned)", ip.c_str(), (long long)i,
+                 (long long)ptr, megatron_dtype_name(code), ds->elem_size);
+        if (i > 0) {
+            const int64_t prev_end = ds->seq_pointers[i - 1] + (int64_t)ds->seq_lengths[i - 1] * ds->elem_size;
+            if (ptr < prev_end)
+                fail("%s: sequence_pointers[%lld]: byte %lld, expected at least %lld, the end of sequence %lld (sequences %s)", ip.c_str(),
+                     (long long)i, (long long)ptr, (long long)prev_end, (long long)(i - 1),
+                     ptr < ds->seq_pointers[i - 1] ? "out of file order" : "overlap");
+        }
         ds->cum[i + 1] = ds->cum[i] + len;
     }
     ds->n_tokens = ds->cum[S];

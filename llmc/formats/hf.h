@@ -34,6 +34,11 @@ config.json -> GPTConfig
     than full_attention), mixture of experts (num_experts, num_local_experts, n_routed_experts),
     and shapes mega.c's kernels do not run (hidden_size, intermediate_size and head_dim multiples
     of 8, head_dim <= 128).
+  sizes: hidden_size <= 65536, intermediate_size <= 2^20, num_hidden_layers and heads <= 4096,
+    vocab_size and max_position_embeddings <= 2^24 (far past any released model; keeps the layout
+    arithmetic small); and where the directory holds weights, hf_load_config checks every size
+    against the safetensors headers (hf_check_weights) before it returns, so a caller never
+    allocates by a config.json the weights do not bear out.
   attention_bias=true (Llama, Qwen3, Emu3) puts a bias on q/k/v and on o_proj: mega.c has q/k/v
     bias (qkv_bias) but none on o_proj, so an o_proj.bias must be all zeros (else an error).
   Ignored: attention_dropout (a training-time regularizer mega.c does not have; inference is the
@@ -129,6 +134,15 @@ static inline int hf_token_id(JsonRef r, const char* key) {
     return v.as_int(0, INT32_MAX);
 }
 
+#define HF_MAX_HIDDEN (1 << 16)
+#define HF_MAX_INTERMEDIATE (1 << 20)
+#define HF_MAX_LAYERS 4096
+#define HF_MAX_HEADS 4096
+#define HF_MAX_VOCAB (1 << 24)
+#define HF_MAX_POSITIONS (1 << 24)
+
+static inline void hf_check_weights(const std::string& dir, const GPTConfig& c, const HFInfo& info);
+
 static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out = nullptr) {
     HFInfo info;
     info.dir = dir;
@@ -174,18 +188,21 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
     if (info.bos_token_id < 0) info.bos_token_id = hf_token_id(top, "bos_token_id");
     if (info.eos_token_id < 0) info.eos_token_id = hf_token_id(top, "eos_token_id");
 
-    auto req_int = [&](const char* k) { return r[k].as_int(1, 1 << 30); };
+    // Sizes past these bounds are no model mega.c can hold (each is far beyond any released model's),
+    // and refusing them here keeps the products below (layouts, buffers) from overflowing or
+    // asking for terabytes; the weight files then pin every size exactly (hf_check_weights).
+    auto req_int = [&](const char* k, int hi) { return r[k].as_int(1, hi); };
     auto where = [&](const char* k) { return r.child_path(k); };
     GPTConfig c;
-    c.d_model = req_int("hidden_size");
-    c.ffn_hidden = req_int("intermediate_size");
-    c.n_layer = req_int("num_hidden_layers");
-    c.n_head = req_int("num_attention_heads");
-    c.vocab_size = req_int("vocab_size");
-    c.max_seq_len = req_int("max_position_embeddings");
-    c.n_kv_head = (r.has("num_key_value_heads") && !r["num_key_value_heads"].is_null()) ? req_int("num_key_value_heads") : c.n_head;
+    c.d_model = req_int("hidden_size", HF_MAX_HIDDEN);
+    c.ffn_hidden = req_int("intermediate_size", HF_MAX_INTERMEDIATE);
+    c.n_layer = req_int("num_hidden_layers", HF_MAX_LAYERS);
+    c.n_head = req_int("num_attention_heads", HF_MAX_HEADS);
+    c.vocab_size = req_int("vocab_size", HF_MAX_VOCAB);
+    c.max_seq_len = req_int("max_position_embeddings", HF_MAX_POSITIONS);
+    c.n_kv_head = (r.has("num_key_value_heads") && !r["num_key_value_heads"].is_null()) ? req_int("num_key_value_heads", HF_MAX_HEADS) : c.n_head;
     const bool has_hd = r.has("head_dim") && !r["head_dim"].is_null();
-    const int head_dim = has_hd ? req_int("head_dim") : fam == HF_QWEN3 ? 128 : 0;
+    const int head_dim = has_hd ? req_int("head_dim", 1 << 16) : fam == HF_QWEN3 ? 128 : 0;
     {
         const double eps = r["rms_norm_eps"].as_double();
         if (!(eps > 0)) fail("%s: %s: must be > 0, found %g", p, where("rms_norm_eps").c_str(), eps);
@@ -270,6 +287,11 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
         fail("%s: %s: %d is not a multiple of 8 in [8, 128] (the attention kernels' range)", p, where("head_dim").c_str(), c.head_dim);
     c.padded_vocab_size = 0;
     gpt_config_finalize(&c);
+    // A directory with weights: every size is checked against them now, before any caller
+    // allocates buffers by the config (a config.json claiming a million layers names its field
+    // here, not as an allocation failure). Without weights (a config alone) the bounds above hold.
+    if (file_exists(hf_join(dir, "model.safetensors.index.json")) || file_exists(hf_join(dir, "model.safetensors")))
+        hf_check_weights(dir, c, info);
     if (info_out) *info_out = info;
     return c;
 }
@@ -327,6 +349,94 @@ static inline std::vector<HFTensor> hf_tensor_map(const GPTConfig& c, const std:
 
 static inline bool hf_str_starts(const std::string& s, const std::string& pre) { return s.compare(0, pre.size(), pre) == 0; }
 
+// Where the decoder's tensors are: the name prefix, the head's name and the prefixes of tensors that
+// are not the decoder's (Emu3 composites: two historical layouts, and the VQ-VAE).
+struct HFNames {
+    std::string prefix = "model.", lm_head = "lm_head.weight";
+    std::vector<std::string> skip;
+};
+static inline HFNames hf_names(const SafeTensors* st, const HFInfo& info) {
+    HFNames n;
+    if (info.composite) {
+        if (safetensors_find(st, "text_model.model.embed_tokens.weight")) {
+            n.prefix = "text_model.model."; n.lm_head = "text_model.lm_head.weight"; n.skip = {"vqmodel."};
+        } else {
+            n.prefix = "model.text_model."; n.skip = {"model.vqmodel."};
+        }
+    }
+    return n;
+}
+
+// Every tensor of map must be in st with its exact shape (src: the file or index to name).
+static inline void hf_require_tensors(const SafeTensors* st, const std::vector<HFTensor>& map, const std::string& src, const HFInfo& info) {
+    for (const HFTensor& t : map) {
+        const SafeTensorInfo* ti = safetensors_find(st, t.name);
+        if (!ti)
+            fail("%s: tensor %s is missing (expected shape %s for the %s model of config.json)", src.c_str(), t.name.c_str(),
+                 st_shape_str(t.shape).c_str(), hf_family_name(info.family));
+        if (ti->shape != t.shape)
+            fail("%s: tensor %s has shape %s, expected %s", st->files[ti->file].path.c_str(), t.name.c_str(), st_shape_str(ti->shape).c_str(),
+                 st_shape_str(t.shape).c_str());
+    }
+}
+
+// Tensor name, [rows, cols] with cols right, must have `want` rows; else fails naming config.json's
+// field `field` (what: the field's value and how it makes want). A missing tensor fails too.
+static inline void hf_check_rows(const SafeTensors* st, const HFInfo& info, const std::string& name, const char* field, int64_t want,
+                                 const std::string& what, int64_t cols) {
+    const SafeTensorInfo* t = safetensors_find(st, name);
+    const std::string src = st->files.size() == 1 ? st->files[0].path : hf_join(info.dir, "model.safetensors.index.json");
+    if (!t) fail("%s: tensor %s is missing (expected for the %s model of %s)", src.c_str(), name.c_str(), hf_family_name(info.family), info.config_path.c_str());
+    if (t->shape.size() == 2 && t->shape[1] == cols && t->shape[0] != want)
+        fail("%s: %s: %s, but %s in %s has %lld rows (the config does not match the weights)", info.config_path.c_str(), field,
+             what.c_str(), name.c_str(), st->files[t->file].path.c_str(), (long long)t->shape[0]);
+}
+
+// Checks the sizes config.json gives against the weight files' headers (no tensor data is read),
+// naming the config field that disagrees: hidden_size and vocab_size against embed_tokens,
+// num_hidden_layers against the layers present, intermediate_size against gate_proj, heads x
+// head_dim against q_proj and k_proj; then every tensor the config implies must exist with its
+// exact shape. After it the weights' buffers are as large as the files' tensors, no larger.
+static inline void hf_check_weights(const std::string& dir, const GPTConfig& c, const HFInfo& info) {
+    SafeTensors st;
+    safetensors_open(&st, dir);
+    const HFNames nm = hf_names(&st, info);
+    const std::string src = st.files.size() == 1 ? st.files[0].path : hf_join(dir, "model.safetensors.index.json");
+    const char* cp = info.config_path.c_str();
+    const std::string emb = nm.prefix + "embed_tokens.weight";
+    const SafeTensorInfo* e = safetensors_find(&st, emb);
+    if (!e) fail("%s: tensor %s is missing (expected shape [vocab_size, hidden_size] for the %s model of %s)", src.c_str(), emb.c_str(),
+                 hf_family_name(info.family), cp);
+    if (e->shape.size() != 2 || e->shape[1] != c.d_model)
+        fail("%s: hidden_size: %d, but %s in %s has shape %s", cp, c.d_model, emb.c_str(), st.files[e->file].path.c_str(), st_shape_str(e->shape).c_str());
+    if (e->shape[0] != c.vocab_size)
+        fail("%s: vocab_size: %d, but %s in %s has %lld rows (the config does not match the weights)", cp, c.vocab_size, emb.c_str(),
+             st.files[e->file].path.c_str(), (long long)e->shape[0]);
+    // layers present: the largest index in prefix + "layers.N." plus one
+    const std::string lp = nm.prefix + "layers.";
+    int64_t n_layers = 0;
+    for (const SafeTensorInfo& t : st.tensors) {
+        if (!hf_str_starts(t.name, lp)) continue;
+        const char* q = t.name.c_str() + lp.size();
+        int64_t k = 0;
+        int digits = 0;
+        for (; *q >= '0' && *q <= '9' && digits < 10; q++, digits++) k = k * 10 + (*q - '0');
+        if (digits > 0 && *q == '.' && k + 1 > n_layers) n_layers = k + 1;
+    }
+    if (n_layers != c.n_layer)
+        fail("%s: num_hidden_layers: %d, but the weights in %s hold %lld layers (tensors %sN.*) (the config does not match the weights)", cp,
+             c.n_layer, src.c_str(), (long long)n_layers, lp.c_str());
+    const std::string l0 = lp + "0.";
+    const std::string hd = " heads x head_dim " + std::to_string(c.head_dim) + " = ";
+    hf_check_rows(&st, info, l0 + "mlp.gate_proj.weight", "intermediate_size", c.ffn_hidden, std::to_string(c.ffn_hidden), c.d_model);
+    hf_check_rows(&st, info, l0 + "self_attn.q_proj.weight", "num_attention_heads", (int64_t)c.n_head * c.head_dim,
+                  std::to_string(c.n_head) + hd + std::to_string((int64_t)c.n_head * c.head_dim) + " rows", c.d_model);
+    hf_check_rows(&st, info, l0 + "self_attn.k_proj.weight", "num_key_value_heads", (int64_t)c.n_kv_head * c.head_dim,
+                  std::to_string(c.n_kv_head) + hd + std::to_string((int64_t)c.n_kv_head * c.head_dim) + " rows", c.d_model);
+    hf_require_tensors(&st, hf_tensor_map(c, gpt_param_layout(c), nm.prefix, nm.lm_head), src, info);
+    safetensors_close(&st);
+}
+
 // Reads the weights of the model in dir (config from hf_load_config) into mega.c's layout.
 static inline std::vector<float> hf_load_weights(const std::string& dir, const GPTConfig& cfg, const std::vector<ParamTensor>& layout,
                                                  const HFInfo* info_in = nullptr) {
@@ -336,25 +446,15 @@ static inline std::vector<float> hf_load_weights(const std::string& dir, const G
     SafeTensors st;
     safetensors_open(&st, dir);
     const std::string src = st.files.size() == 1 ? st.files[0].path : hf_join(dir, "model.safetensors.index.json");
-    // where the decoder's tensors are (Emu3 composites: two historical layouts)
-    std::string prefix = "model.", lm_head = "lm_head.weight";
-    std::vector<std::string> skip;   // prefixes of tensors that are not the decoder's
-    if (info.composite) {
-        if (safetensors_find(&st, "text_model.model.embed_tokens.weight")) {
-            prefix = "text_model.model."; lm_head = "text_model.lm_head.weight"; skip = {"vqmodel."};
-        } else {
-            prefix = "model.text_model."; skip = {"model.vqmodel."};
-        }
-    }
+    const HFNames nm = hf_names(&st, info);
+    const std::string &prefix = nm.prefix, &lm_head = nm.lm_head;
+    const std::vector<std::string>& skip = nm.skip;
     const std::vector<HFTensor> map = hf_tensor_map(cfg, layout, prefix, lm_head);
+    hf_require_tensors(&st, map, src, info);   // before the buffer is allocated
     std::vector<float> params(layout_numel(layout), 0.0f);
     std::map<std::string, int> expected;
     for (const HFTensor& t : map) {
         expected[t.name] = 1;
-        const SafeTensorInfo* ti = safetensors_find(&st, t.name);
-        if (!ti)
-            fail("%s: tensor %s is missing (expected shape %s for the %s model of config.json)", src.c_str(), t.name.c_str(),
-                 st_shape_str(t.shape).c_str(), hf_family_name(info.family));
         safetensors_read_expect(&st, t.name, t.shape, params.data() + t.offset);
     }
     const int64_t C = cfg.d_model;

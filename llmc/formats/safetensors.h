@@ -10,7 +10,8 @@ end of the header. Sharded models have model.safetensors.index.json:
 Reading validates, before any tensor is used, and fails with one line naming
 the file: header length vs file size, the JSON header, dtype in
 {BF16, F16, F32}, shape product * dtype size == data_offsets span, offsets
-inside the data section, tensors not overlapping, and for an index every
+inside the data section, and the tensors in offset order covering the data
+section exactly (no gap, no overlap, no trailing byte), and for an index every
 weight_map entry present in the shard it names (and no tensor in two shards).
 
     SafeTensors st;
@@ -185,17 +186,30 @@ static inline void safetensors_add_file(SafeTensors* st, const std::string& path
         mine.push_back(st->tensors.size());
         st->tensors.push_back(info);
     }
-    // no two tensors share bytes (empty tensors share none)
-    std::vector<size_t> order;
-    for (size_t k : mine) if (st->tensors[k].end > st->tensors[k].begin) order.push_back(k);
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return st->tensors[a].begin < st->tensors[b].begin; });
-    for (size_t k = 1; k < order.size(); k++) {
-        const SafeTensorInfo& a = st->tensors[order[k - 1]];
-        const SafeTensorInfo& b = st->tensors[order[k]];
-        if (b.begin < a.end)
-            fail("%s: tensors %s [%lld, %lld) and %s [%lld, %lld) overlap", path.c_str(), a.name.c_str(), (long long)a.begin, (long long)a.end,
-                 b.name.c_str(), (long long)b.begin, (long long)b.end);
+    // The tensors, in offset order, tile the data section exactly, as the reference library
+    // requires: a header length off by a byte, a gap, an overlap or trailing bytes would
+    // otherwise read every tensor shifted or leave bytes no tensor owns.
+    std::vector<size_t> order = mine;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        const SafeTensorInfo &x = st->tensors[a], &y = st->tensors[b];
+        return x.begin != y.begin ? x.begin < y.begin : x.end < y.end;
+    });
+    int64_t covered = 0;
+    const SafeTensorInfo* prev = nullptr;
+    for (size_t k : order) {
+        const SafeTensorInfo& t = st->tensors[k];
+        if (t.begin < covered)
+            fail("%s: tensors %s [%lld, %lld) and %s [%lld, %lld) overlap", path.c_str(), prev->name.c_str(), (long long)prev->begin,
+                 (long long)prev->end, t.name.c_str(), (long long)t.begin, (long long)t.end);
+        if (t.begin > covered)
+            fail("%s: %s.data_offsets: begins at %lld, expected %lld (bytes [%lld, %lld) of the data belong to no tensor)", path.c_str(),
+                 t.name.c_str(), (long long)t.begin, (long long)covered, (long long)covered, (long long)t.begin);
+        covered = t.end;
+        prev = &t;
     }
+    if (covered != data_size)
+        fail("%s: the tensors cover %lld bytes of data, but %lld follow the %llu-byte header (header length or data size wrong)",
+             path.c_str(), (long long)covered, (long long)data_size, (unsigned long long)n);
 }
 
 static inline void safetensors_open_index(SafeTensors* st, const std::string& index_path) {
