@@ -95,7 +95,7 @@ test/test_%: test/test_%.cpp $(LLMC_HEADERS)
 	$(CXX) $(CXXFLAGS) $< -o $@
 
 # on a GPU machine run_tests.sh also builds and runs the GPU tests and every dev/cuda check
-test: train_gpt train_dit build_data moving_shapes $(CPU_TESTS)
+test: train_gpt train_dit build_data moving_shapes dev/cpu/gpt $(CPU_TESTS)
 	@bash test/run_tests.sh
 
 # everything `all` builds, the tests' scratch folder and the fuzzers' binaries (fuzz/out keeps

@@ -47,6 +47,7 @@ run "tokenizer" ./test/test_tokenizer
 run "dataloader" ./test/test_dataloader
 run "latent data" ./test/test_latent_data
 run "safetensors + json" ./test/test_safetensors
+run "safetensors vs the reference safetensors library (differential)" bash test/test_safetensors_diff.sh
 run "megatron data" ./test/test_megatron_data
 run "token data (llm.c shards and Megatron through one interface)" ./test/test_token_data
 run "Hugging Face import/export and tokenizer.json" ./test/test_hf
