@@ -67,6 +67,7 @@ default trapezoid with --wsd-decay-frac 0 is a constant lr after --warmup): a ru
 #include "llmc/train/plot.h"
 #include "llmc/train/checkpoint_dit.h"
 #include "llmc/train/run.h"
+#include "llmc/train/memory_plan.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -1216,6 +1217,9 @@ int main(int argc, char** argv) {
     dit_config_add_flags(ap, &mc);
     FlashFlags ff;
     flash_add_flags(ap, &ff);
+    PlanFlags pf;
+    plan_add_flags(ap, &pf);
+    plan_bare_flag(argc, argv);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/attention/flash_attention.cuh)
     dit_config_finalize(&mc);
@@ -1289,6 +1293,11 @@ int main(int argc, char** argv) {
         one.B = 1;
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, one);
     }
+    // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
+    const int plan_world = plan_validate_flags(pf, dist.world);
+    const MemoryPlan plan = dit_memory_plan(mc, {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, pf.plan ? plan_world : dist.world,
+                                            df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, pf.gpu_gib);
+    memory_plan_apply(plan, pf.plan);
 
     // ---- the checkpoint to resume from, or the weights to start from: every
     // header checked against this run's model and data before the GPU is touched
@@ -1315,6 +1324,7 @@ int main(int argc, char** argv) {
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap);
+    memory_plan_check_activations(plan, model.act.bytes);
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
         params_load_weights(&model, start.model, model.stream);

@@ -41,6 +41,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/train/plot.h"
 #include "llmc/train/checkpoint_gpt.h"
 #include "llmc/train/run.h"
+#include "llmc/train/memory_plan.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32
@@ -506,6 +507,9 @@ int main(int argc, char** argv) {
     gpt_config_add_flags(ap, &mc);
     FlashFlags ff;
     flash_add_flags(ap, &ff);
+    PlanFlags pf;
+    plan_add_flags(ap, &pf);
+    plan_bare_flag(argc, argv);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/attention/flash_attention.cuh)
     bool vocab_given = false;
@@ -597,6 +601,10 @@ int main(int argc, char** argv) {
         fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len*processes = %lld*%d", tc.total_batch_tokens, micro_tokens, dist.world);
     }
     const int grad_accum = (int)(tc.total_batch_tokens / world_tokens);
+    // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
+    const int plan_world = plan_validate_flags(pf, dist.world);
+    const MemoryPlan plan = gpt_memory_plan(mc, B, T, pf.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX), pf.gpu_gib);
+    memory_plan_apply(plan, pf.plan);
 
     TokenData train_loader, val_loader;
     bool have_val = false;
@@ -669,6 +677,7 @@ int main(int argc, char** argv) {
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
     dist_attach(&dist, &model, gpt_param_layout(mc), gpt_param_stages(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     gpt_build(&model, mc, B, T);
+    memory_plan_check_activations(plan, model.act.bytes);
     model.dropout = tc.dropout;
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (!resume_dir.empty()) {

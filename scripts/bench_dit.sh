@@ -8,7 +8,7 @@
 # Usage: bash scripts/bench_dit.sh [dit-s] [dit-1b]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PEER=${PEER:-.peer}
+PEER=${PEER:-.peer}   # PEER=none: mega.c alone (e.g. before/after a change, no peer runs)
 OUT=${OUT:-log/bench}; mkdir -p "$OUT"
 STEPS=${STEPS:-20}
 [ -x train_dit ] || make train_dit > /dev/null
@@ -21,6 +21,7 @@ for c in $configs; do
     esac
     ./train_dit $args ${EXTRA:-} --random-data 1 --steps $STEPS --log-dir "" > "$OUT/mega_$c.log" 2>&1
     ours=$(grep '^summary' "$OUT/mega_$c.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/')
+    if [ "$PEER" = none ]; then grep -E '^(memory|summary)' "$OUT/mega_$c.log"; continue; fi
     python3 "$PEER/torch_dit.py" $c --compile --steps $STEPS > "$OUT/torch_$c.log" 2>&1
     peer=$(grep -o 'tok/s=[0-9]*' "$OUT/torch_$c.log" | cut -d= -f2)
     ratio=$(python3 -c "print(f'{$ours/$peer:.3f}')" 2>/dev/null || echo "?")

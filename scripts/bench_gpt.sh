@@ -5,7 +5,7 @@
 # a local copy of the PyTorch peers). Usage: bash scripts/bench_gpt.sh [configs...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PEER=${PEER:-.peer}
+PEER=${PEER:-.peer}   # PEER=none: mega.c alone (e.g. before/after a change, no peer runs)
 OUT=${OUT:-log/bench}; mkdir -p "$OUT"
 STEPS=${STEPS:-30}
 [ -x train_gpt ] || make train_gpt > /dev/null
@@ -15,6 +15,7 @@ for c in $configs; do
     ./train_gpt --preset $c --random-data 1 --batch-size $B --seq-len $T --steps $STEPS --warmup 5 \
         --val-every 0 --sample-every -1 --log-dir "" > "$OUT/mega_$c.log" 2>&1
     ours=$(grep '^summary' "$OUT/mega_$c.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/')
+    if [ "$PEER" = none ]; then grep -E '^(memory|summary)' "$OUT/mega_$c.log"; continue; fi
     python3 "$PEER/torch_gpt.py" $c --compile --steps $STEPS > "$OUT/torch_$c.log" 2>&1
     peer=$(grep -o 'tok/s=[0-9]*' "$OUT/torch_$c.log" | cut -d= -f2)
     ratio=$(python3 -c "print(f'{$ours/$peer:.3f}')" 2>/dev/null || echo "?")

@@ -60,6 +60,7 @@ run "convert_mugv.py (MUG-V DiT weights <-> model.bin)" bash test/test_convert_m
 run "checkpoint" ./test/test_checkpoint
 run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
 run "ZeRO partition and buckets" ./test/test_zero
+run "memory plan (--plan) against byte counts by hand" ./test/test_memory_plan
 run "step-log comparison of the multi-GPU check (scripts/compare_steps.sh)" bash test/test_compare_steps.sh
 run "bad input (train_gpt, train_dit)" bash test/test_bad_input.sh
 run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}

@@ -125,5 +125,16 @@ bd build_data_unknown_eot "no token '<|nope|>'"  --input "$T/text.txt" --out-dir
 bd build_data_no_eot      "name one with --eot"  --input "$T/text.txt" --out-dir "$T/bd" --hf-tokenizer "$T/tok_no_eot.json"
 bd build_data_bad_utf8    "not valid UTF-8"      --input "$T/bad_utf8.txt" --out-dir "$T/bd" --hf-tokenizer test/data/hf_encode/gpt2.json --val-fraction 0.5
 
+# the memory plan (llmc/train/memory_plan.h): its flags, and a run or --plan that does not fit
+expect plan_gpus         "flag --plan-gpus"     $common --plan --plan-gpus 0
+expect plan_gpu_mem      "flag --plan-gpu-mem"  $common --plan --plan-gpu-mem 0
+expect plan_gpu_mem_huge "flag --plan-gpu-mem"  $common --plan-gpu-mem 1e9
+expect plan_no_fit       "does not fit in 0.50 GiB" $common --plan --plan-gpu-mem 0.5
+expect run_no_fit        "the largest consumer is" $common --plan-gpu-mem 0.5
+if [ -x ./train_dit ]; then
+    dit dit_plan_gpus    "flag --plan-gpus"     $dit_common --plan --plan-gpus -5
+    dit dit_plan_no_fit  "the largest consumer is" $dit_common --plan --plan-gpu-mem 0.5
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
