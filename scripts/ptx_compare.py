@@ -21,13 +21,17 @@ LABEL = re.compile(r"\$L__BB\d+_")  # branch labels carry the function's index i
 
 
 def functions(path):
-    """{name: (kind, normalized text)} of every .entry / .func definition in a PTX file"""
-    out = {}
+    """{name: (kind, normalized text)} of every .entry / .func definition in a PTX file, and
+    under the key None the file's other lines (globals, constants, declarations), sorted"""
+    out, rest = {}, []
     lines = open(path).read().split("\n")
     i = 0
     while i < len(lines):
         m = HEAD.match(lines[i])
         if not m:
+            line = lines[i].split("//")[0].strip()
+            if line:
+                rest.append(line)
             i += 1
             continue
         kind, name = m.group(1), m.group(2)
@@ -48,6 +52,7 @@ def functions(path):
         text = SYMBOL.sub(lambda s: names.setdefault(s.group(0), "SYM%d" % len(names)), "\n".join(body))
         text = LABEL.sub("$L__BB_", text)
         out[name] = (kind, text)
+    out[None] = ("rest", "\n".join(sorted(SYMBOL.sub("SYM", r) for r in rest)))
     return out
 
 
@@ -55,6 +60,7 @@ def main():
     if len(sys.argv) != 3:
         sys.exit("usage: ptx_compare.py OLD.ptx NEW.ptx")
     old, new = functions(sys.argv[1]), functions(sys.argv[2])
+    rest_same = old.pop(None)[1] == new.pop(None)[1]
     digest = lambda t: hashlib.sha1(t.encode()).hexdigest()
     same, differ, renamed = [], [], []
     for name in sorted(set(old) & set(new)):
@@ -81,13 +87,14 @@ def main():
     for n in gone_old:
         print("OLD ONLY %s %s" % (old[n][0], n))
     count = lambda names, d, kind: sum(1 for n in names if d[n][0] == kind)
+    print("declarations outside the functions: %s" % ("identical" if rest_same else "DIFFER"))
     print("%s -> %s: entries %d old / %d new; identical by name %d, identical renamed %d, differing %d, "
           "only in new %d, only in old %d (funcs: %d identical, %d differing)"
           % (sys.argv[1], sys.argv[2], count(old, old, "entry"), count(new, new, "entry"),
              count(same, new, "entry"), sum(1 for _, b in renamed if new[b][0] == "entry"), count(differ, new, "entry"),
              count(missing_new, new, "entry"), count(gone_old, old, "entry"), count(same, new, "func"),
              count(differ, new, "func")))
-    sys.exit(1 if differ or missing_new else 0)
+    sys.exit(1 if differ or missing_new or not rest_same else 0)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 //     diagnostic that races), slower than the split backward (dev/cuda/NOTES.md);
 //   - the tile variants the dispatch table (FlashTiles, llmc/attention/flash_attention.cuh) was
 //     chosen from, selected at run time by flash_config (FLASH_TUNE numbering, below), among
-//     them the warp-specialized forward without loads (WS_NO_LOADS: a timing diagnostic,
+//     them the warp-specialized forward without loads (WsSignalOnly: a timing diagnostic,
 //     wrong results);
 //   - entry points like the API's (lab_forward, lab_backward, lab_varlen_*) that run the
 //     variant selected, a backward mechanism chosen directly (set_algo) or, as the trainers do,
@@ -176,6 +176,13 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_modes_kernel(bf16* _
     __trap();  // no sm_90a code in this build: never launched there
 #endif
 }
+
+// The warp-specialized forward without loads (variants 22, 23; a timing diagnostic, wrong
+// results): the producer signals every K/V stage without copying anything
+struct WsSignalOnly {
+    template <int BN, int HD, class RowPtr, class Bar>
+    static __device__ __forceinline__ void fill(bf16*, int, int, int, RowPtr, Bar bar) { mbarrier_arrive(bar); }
+};
 
 struct Sm90FwdModesConfig {
     int nwg, bn, mode;
@@ -519,8 +526,8 @@ struct TileVariants {
                                             fwd19 = {128, HD <= 80 ? 3 : 2, 0},
                                             fwd20 = {128, HD <= 80 ? 3 : 2, flash::WS_NO_PINGPONG},
                                             fwd21 = {HD <= 80 ? 128 : 96, HD <= 80 ? 4 : 3, 0},
-                                            fwd22 = {128, HD <= 80 ? 3 : 2, flash::WS_NO_LOADS},
-                                            fwd23 = {64, HD <= 80 ? 4 : 3, flash::WS_NO_LOADS},
+                                            fwd22 = {128, HD <= 80 ? 3 : 2, 0},  // with WsSignalOnly
+                                            fwd23 = {64, HD <= 80 ? 4 : 3, 0},   // with WsSignalOnly
                                             fwd24 = {128, HD == 64 ? 4 : 2, flash::WS_TMA},
                                             fwd25 = {HD == 64 ? 128 : 96, 3, flash::WS_TMA};
     // mma.sync split backward
@@ -574,8 +581,8 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 19: flash::fwd_sm90_ws_launch<HD, V::fwd19>(out, lse, q, k, v, p, st); return;
                 case 20: flash::fwd_sm90_ws_launch<HD, V::fwd20>(out, lse, q, k, v, p, st); return;
                 case 21: flash::fwd_sm90_ws_launch<HD, V::fwd21>(out, lse, q, k, v, p, st); return;
-                case 22: flash::fwd_sm90_ws_launch<HD, V::fwd22>(out, lse, q, k, v, p, st); return;
-                case 23: flash::fwd_sm90_ws_launch<HD, V::fwd23>(out, lse, q, k, v, p, st); return;
+                case 22: flash::fwd_sm90_ws_launch<HD, V::fwd22, flash::WsSignalOnly>(out, lse, q, k, v, p, st); return;
+                case 23: flash::fwd_sm90_ws_launch<HD, V::fwd23, flash::WsSignalOnly>(out, lse, q, k, v, p, st); return;
                 case 24:
                 case 25:
                     if constexpr (HD % 64 == 0) {

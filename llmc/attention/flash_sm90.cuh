@@ -19,8 +19,8 @@
 // warpgroups compute).
 // Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
 // Template options that only dev/cuda/attention.cu's tuning instantiates (WS_NO_PINGPONG,
-// WS_NO_LOADS, PIPE, DQ_SYNC, DQ_BULK) stay in the kernels: they are branches of the same
-// code, compiled out of the kernels the trainers run.
+// PIPE, DQ_SYNC, DQ_BULK: tile and pipeline variants that compute the same results) stay in the
+// kernels: they are branches of the same code, compiled out of the kernels the trainers run.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the tensor copy engine's descriptors; no libcuda link: see tma_encode)
 #include "flash_tiles.cuh"
@@ -183,16 +183,25 @@ struct FwdWsSmem {
 };
 // OPT bits: WS_TMA loads with the tensor copy engine (fixed layout, hd 64 / 128: one producer
 // thread, 128-byte swizzled tiles) instead of cp.async by the producer warpgroup (any layout,
-// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns; WS_NO_LOADS (timing
-// diagnostic only, wrong results) signals the stages without copying anything
-enum { WS_NO_PINGPONG = 1, WS_NO_LOADS = 2, WS_TMA = 4 };
+// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns
+enum { WS_NO_PINGPONG = 1, WS_TMA = 4 };
+// How the cp.async producer fills a K or V stage: its 128 threads copy the tile and each one
+// signals the stage's mbarrier when its copies have landed. (dev/cuda/attention_variants.cuh
+// times the kernel with a fill that only signals: the forward without loads.)
+struct WsCopyStage {
+    template <int BN, int HD, class RowPtr, class Bar>
+    static __device__ __forceinline__ void fill(bf16* s, int row0, int nrows, int hd, RowPtr rowptr, Bar bar) {
+        load_tile_cm<BN, HD, 128, RowPtr, 2>(s, row0, nrows, hd, rowptr);
+        cp_async_mbarrier_arrive(bar);
+    }
+};
 constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
 // The three tensor maps of the TMA variant (fixed layout: [groups][rows][hd] tensors, boxes of
 // 64 columns x BM or BN rows, 128-byte swizzle)
 struct FwdTmaMaps {
     CUtensorMap q, k, v;
 };
-template <int HD, int BN, int NS, int OPT>
+template <int HD, int BN, int NS, int OPT, class Fill = WsCopyStage>
 __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const FlashParams p,
@@ -266,17 +275,9 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
         for (int j = 0; j < ntiles; j++) {
             const int s = j % NS;
             if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
-            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_k(s));
-            else {
-                load_tile_cm<BN, HD, 128, decltype(krow), 2>(sK + s * BN * HD, j * BN, T, hd, krow);
-                cp_async_mbarrier_arrive(bar_k(s));
-            }
+            Fill::template fill<BN, HD>(sK + s * BN * HD, j * BN, T, hd, krow, bar_k(s));
             if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
-            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_v(s));
-            else {
-                load_tile_cm<BN, HD, 128, decltype(vrow), 2>(sV + s * BN * HD, j * BN, T, hd, vrow);
-                cp_async_mbarrier_arrive(bar_v(s));
-            }
+            Fill::template fill<BN, HD>(sV + s * BN * HD, j * BN, T, hd, vrow, bar_v(s));
         }
         cp_async_wait<0>();
         return;
@@ -914,14 +915,14 @@ template <int HD>
 static bool fwd_tma_ok(const bf16* q, const bf16* k, const bf16* v, const FlashParams& p) {
     return HD % 64 == 0 && !p.varlen && p.hd == HD && ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0;
 }
-template <int HD, const Sm90FwdWsConfig& C>
+template <int HD, const Sm90FwdWsConfig& C, class Fill = WsCopyStage>
 static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                                cudaStream_t stream) {
     constexpr int BN = C.bn, NS = C.ns, OPT = C.opt;
     constexpr size_t smem = FwdWsSmem<HD, BN, NS>::bytes + 1024;  // + the slack that aligns the base
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT>, smem); init = true; }
+    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill>, smem); init = true; }
     constexpr int BM = FwdWsSmem<HD, BN, NS>::BM;
     FwdTmaMaps maps;
     memset(&maps, 0, sizeof(maps));
@@ -931,7 +932,7 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
         maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, BN);
     }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
+    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }
 // DQ: also dq through the fp32 accumulator dq_acc (zeroed here, converted to bf16 dq here)
