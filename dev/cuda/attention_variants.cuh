@@ -611,20 +611,25 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     float* dq_acc = w.dq_acc;
     int* locks = w.locks;
     const bool sm90 = flash_sm90_active();
-    const int dkdv = TUNED ? flash_config.dkdv : 0, dqv = TUNED ? flash_config.dq : 0;
+    const int dkdv = flash_config.dkdv, dqv = flash_config.dq;
+    // (the variants are instantiated only at the tuned head dims: if constexpr (TUNED))
     if (algo == FlashBwdAlgo::ordered && sm90) {  // the table's fused sm90 kernel (no variants)
         flash_bwd_hd<HD>(algo, dq, dk, dv, w, q, k, v, dout, p, st);
         return;
     }
     if (algo == FlashBwdAlgo::ordered && !p.varlen) {  // the fused mma.sync kernel, fixed layout only
         using namespace flash;
-        switch (dkdv) {
-            case 1: fused_launch<HD, 64, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            case 2: fused_launch<HD, 128, 32, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            case 3: fused_launch<HD, 128, 64, !SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            case 4: fused_launch<HD, 128, 64, SMALL, FUSED_RACY>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            default: fused_launch<HD, 128, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+        if constexpr (TUNED) {
+            switch (dkdv) {
+                case 1: fused_launch<HD, 64, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 2: fused_launch<HD, 128, 32, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 3: fused_launch<HD, 128, 64, !SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 4: fused_launch<HD, 128, 64, SMALL, FUSED_RACY>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                default: break;
+            }
         }
+        fused_launch<HD, 128, 64, SMALL>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+        return;
     }
     if (algo == FlashBwdAlgo::atomic && sm90) {
         if constexpr (TUNED) {
@@ -654,49 +659,73 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     if (algo == FlashBwdAlgo::atomic) {  // the fused mma.sync kernel, both layouts
         using namespace flash;
         constexpr int A = FUSED_ATOMIC;
-        switch (dkdv) {
-            case 1: fused_launch<HD, 64, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            case 2: fused_launch<HD, 128, 32, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            case 3: fused_launch<HD, 128, 64, !SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
-            default: fused_launch<HD, 128, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+        if constexpr (TUNED) {
+            switch (dkdv) {
+                case 1: fused_launch<HD, 64, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 2: fused_launch<HD, 128, 32, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                case 3: fused_launch<HD, 128, 64, !SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st); return;
+                default: break;
+            }
         }
+        fused_launch<HD, 128, 64, SMALL, A>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+        return;
     }
     // split (also ordered on mma.sync with the varlen layout: no fused mma.sync kernel for it)
     if (sm90 && (T::sm90_split || flash_settings.family == FlashFamily::sm90)) {
-        switch (TUNED ? dkdv : 0) {
-            case 11: flash::dkdv_sm90_launch<HD, V::dkdv11>(dk, dv, q, k, v, dout, L, D, p, st); break;
-            case 12: flash::dkdv_sm90_launch<HD, V::dkdv12>(dk, dv, q, k, v, dout, L, D, p, st); break;
-            case 13: flash::dkdv_sm90_launch<HD, V::dkdv13>(dk, dv, q, k, v, dout, L, D, p, st); break;
-            case 14: flash::dkdv_sm90_launch<HD, V::dkdv14>(dk, dv, q, k, v, dout, L, D, p, st); break;
-            case 15: flash::dkdv_sm90_launch<HD, V::dkdv15>(dk, dv, q, k, v, dout, L, D, p, st); break;
-            case 16: flash::dkdv_sm90_launch<HD, V::dkdv16>(dk, dv, q, k, v, dout, L, D, p, st); break;
-            default: flash::dkdv_sm90_launch<HD, T::sm90_dkdv>(dk, dv, q, k, v, dout, L, D, p, st);
+        bool done = false;
+        if constexpr (TUNED) {
+            done = true;
+            switch (dkdv) {
+                case 11: flash::dkdv_sm90_launch<HD, V::dkdv11>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 12: flash::dkdv_sm90_launch<HD, V::dkdv12>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 13: flash::dkdv_sm90_launch<HD, V::dkdv13>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 14: flash::dkdv_sm90_launch<HD, V::dkdv14>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 15: flash::dkdv_sm90_launch<HD, V::dkdv15>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                case 16: flash::dkdv_sm90_launch<HD, V::dkdv16>(dk, dv, q, k, v, dout, L, D, p, st); break;
+                default: done = false;
+            }
         }
-        switch (dqv) {
-            case 11: flash::dq_sm90_launch<HD, V::dq11>(dq, q, k, v, dout, L, D, p, st); break;
-            case 12: flash::dq_sm90_launch<HD, V::dq12>(dq, q, k, v, dout, L, D, p, st); break;
-            case 13: flash::dq_sm90_launch<HD, V::dq13>(dq, q, k, v, dout, L, D, p, st); break;
-            case 14: flash::dq_sm90_launch<HD, V::dq14>(dq, q, k, v, dout, L, D, p, st); break;
-            case 15: flash::dq_sm90_launch<HD, V::dq15>(dq, q, k, v, dout, L, D, p, st); break;
-            case 16: flash::dq_sm90_launch<HD, V::dq16>(dq, q, k, v, dout, L, D, p, st); break;
-            default: flash::dq_sm90_launch<HD, T::sm90_dq>(dq, q, k, v, dout, L, D, p, st);
+        if (!done) flash::dkdv_sm90_launch<HD, T::sm90_dkdv>(dk, dv, q, k, v, dout, L, D, p, st);
+        done = false;
+        if constexpr (TUNED) {
+            done = true;
+            switch (dqv) {
+                case 11: flash::dq_sm90_launch<HD, V::dq11>(dq, q, k, v, dout, L, D, p, st); break;
+                case 12: flash::dq_sm90_launch<HD, V::dq12>(dq, q, k, v, dout, L, D, p, st); break;
+                case 13: flash::dq_sm90_launch<HD, V::dq13>(dq, q, k, v, dout, L, D, p, st); break;
+                case 14: flash::dq_sm90_launch<HD, V::dq14>(dq, q, k, v, dout, L, D, p, st); break;
+                case 15: flash::dq_sm90_launch<HD, V::dq15>(dq, q, k, v, dout, L, D, p, st); break;
+                case 16: flash::dq_sm90_launch<HD, V::dq16>(dq, q, k, v, dout, L, D, p, st); break;
+                default: done = false;
+            }
         }
+        if (!done) flash::dq_sm90_launch<HD, T::sm90_dq>(dq, q, k, v, dout, L, D, p, st);
         return;
     }
-    switch (dkdv) {
-        case 1: flash::dkdv_launch<HD, V::dkdv1>(dk, dv, q, k, v, dout, L, D, p, st); break;
-        case 2: flash::dkdv_launch<HD, V::dkdv2>(dk, dv, q, k, v, dout, L, D, p, st); break;
-        case 3: flash::dkdv_launch<HD, V::dkdv3>(dk, dv, q, k, v, dout, L, D, p, st); break;
-        default: flash::dkdv_launch<HD, T::mma_dkdv>(dk, dv, q, k, v, dout, L, D, p, st);
+    bool done = false;
+    if constexpr (TUNED) {
+        done = true;
+        switch (dkdv) {
+            case 1: flash::dkdv_launch<HD, V::dkdv1>(dk, dv, q, k, v, dout, L, D, p, st); break;
+            case 2: flash::dkdv_launch<HD, V::dkdv2>(dk, dv, q, k, v, dout, L, D, p, st); break;
+            case 3: flash::dkdv_launch<HD, V::dkdv3>(dk, dv, q, k, v, dout, L, D, p, st); break;
+            default: done = false;
+        }
     }
-    switch (dqv) {
-        case 1: flash::dq_launch<HD, V::dq1>(dq, q, k, v, dout, L, D, p, st); break;
-        case 2: flash::dq_launch<HD, V::dq2>(dq, q, k, v, dout, L, D, p, st); break;
-        case 3: flash::dq_launch<HD, V::dq3>(dq, q, k, v, dout, L, D, p, st); break;
-        case 4: flash::dq_launch<HD, V::dq4>(dq, q, k, v, dout, L, D, p, st); break;
-        case 5: flash::dq_launch<HD, V::dq5>(dq, q, k, v, dout, L, D, p, st); break;
-        default: flash::dq_launch<HD, T::mma_dq>(dq, q, k, v, dout, L, D, p, st);
+    if (!done) flash::dkdv_launch<HD, T::mma_dkdv>(dk, dv, q, k, v, dout, L, D, p, st);
+    done = false;
+    if constexpr (TUNED) {
+        done = true;
+        switch (dqv) {
+            case 1: flash::dq_launch<HD, V::dq1>(dq, q, k, v, dout, L, D, p, st); break;
+            case 2: flash::dq_launch<HD, V::dq2>(dq, q, k, v, dout, L, D, p, st); break;
+            case 3: flash::dq_launch<HD, V::dq3>(dq, q, k, v, dout, L, D, p, st); break;
+            case 4: flash::dq_launch<HD, V::dq4>(dq, q, k, v, dout, L, D, p, st); break;
+            case 5: flash::dq_launch<HD, V::dq5>(dq, q, k, v, dout, L, D, p, st); break;
+            default: done = false;
+        }
     }
+    if (!done) flash::dq_launch<HD, T::mma_dq>(dq, q, k, v, dout, L, D, p, st);
 }
 
 // The backward a check or timing runs: a mechanism set directly (set_algo), or (set_policy) the
