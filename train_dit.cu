@@ -61,6 +61,7 @@ default trapezoid with --wsd-decay-frac 0 is a constant lr after --warmup): a ru
 #include "llmc/kernels/patchify.cuh"
 #include "llmc/kernels/flow.cuh"
 #include "llmc/attention/flash_attention.cuh"
+#include "llmc/train/attention_flags.h"  // --attn-backward, MEGA_FLASH_SM90
 #include "llmc/data/latent_data.h"
 #include "llmc/data/moving_shapes.h"
 #include "llmc/train/gif.h"
@@ -1221,7 +1222,7 @@ int main(int argc, char** argv) {
     plan_add_flags(ap, &pf);
     plan_bare_flag(argc, argv);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/attention/flash_attention.cuh)
+    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/train/attention_flags.h)
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);

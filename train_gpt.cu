@@ -28,6 +28,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/kernels/rmsnorm.cuh"
 #include "llmc/kernels/rope.cuh"
 #include "llmc/attention/flash_attention.cuh"
+#include "llmc/train/attention_flags.h"  // --attn-backward, MEGA_FLASH_SM90
 #include "llmc/kernels/swiglu.cuh"
 #include "llmc/kernels/classifier.cuh"
 #include "llmc/model/params.cuh"
@@ -511,7 +512,7 @@ int main(int argc, char** argv) {
     plan_add_flags(ap, &pf);
     plan_bare_flag(argc, argv);
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/attention/flash_attention.cuh)
+    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/train/attention_flags.h)
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];

@@ -1,15 +1,17 @@
 /*
 Check and benchmark of the two attention implementations (same math, same layouts):
-  1. llmc/attention/attention.cuh (grouped-query attention as batched GEMMs plus a row softmax;
-     the [T, T] probabilities are materialized)
+  1. dev/cuda/attention_reference.cuh (grouped-query attention as batched GEMMs plus a row
+     softmax; the [T, T] probabilities are materialized): the reference
   2. llmc/attention/flash_attention.cuh (fused FlashAttention-2-style tensor-core kernels,
-     online softmax, saves only the logsumexp; three backward modes (flash_bwd_mode),
-     all checked and timed side by side: split (the default, deterministic), ordered
-     (fused, deterministic) and atomic (fused, dQ by fp32 atomics, NOT deterministic)),
-     in two kernel families where the build and GPU allow: the Hopper wgmma kernels
-     (llmc/attention/flash_sm90.cuh, "[sm90]": split and atomic backward, the atomic one
-     is the trainers' --attn-backward fast) and the mma.sync ones ("[mma.sync]"); the
-     default ("[default]") picks per head dim the faster of the two (split backward)
+     online softmax, saves only the logsumexp), run through dev/cuda/attention_variants.cuh
+     so that every backward mechanism and tile variant can be chosen: the backward
+     mechanisms split, ordered (fused, deterministic) and atomic (fused, dQ by fp32 atomics,
+     NOT deterministic) are checked and timed side by side, in two kernel families where the
+     build and GPU allow: the Hopper wgmma kernels (llmc/attention/flash_sm90.cuh, "[sm90]")
+     and the mma.sync ones ("[mma.sync]", llmc/attention/flash_mma.cuh; their fused backward
+     lives only here); "[default]" is what the trainers run: per head dim the family of the
+     dispatch table, and the backward their policy picks (deterministic: ordered on Hopper,
+     split elsewhere; "[fast]": atomic on Hopper, split elsewhere)
   forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
             causal mask (key c <= query t) or full, P = softmax(S),
             y = P v, out [B, T, nh*hd] (heads concatenated); flash also lse [B, nh, T]
@@ -21,36 +23,34 @@ att [B, nkv, T*r, T] (row t*r + j = query head g*r + j at position t).
 Validated against a CPU reference (double) at small shapes (GQA, MQA, MHA, causal
 and full, hd 8..128 including 72, T not a multiple of the tiles), on fresh random
 inputs, outputs poisoned first; the flash backward is also checked bit-identical
-run to run (atomic mode: dk, dv bit-identical, dq run to run within the bf16
-tolerance). Varlen: split and atomic (ordered falls back to split there). At the
-four attention shapes of ../shared/spec/perf.md the flash version (split and
-atomic backward) is checked on a subset of rows (query rows: out, lse, dq from scratch;
-key rows: dk, dv over all their query rows, with the GPU's lse and out for the
-softmax statistics), then timed. TFLOP/s count like ../shared/bench/torch_attn.py:
-forward 4*B*nh*T*T*hd (causal: half), backward 2.5x that.
-With the environment variable FLASH_TUNE=1 the flash tile variants
-(llmc/attention/flash_attention.cuh, FlashConfig) are validated and timed too (FLASH_TUNE=2: only
-the sm90 kernels' variants); with
+run to run (atomic: dk, dv bit-identical, dq run to run within the bf16
+tolerance). Varlen: split, atomic and (sm90) ordered. At the four attention shapes of
+docs/perf.md the flash version (every mechanism) is checked on a subset of rows (query rows:
+out, lse, dq from scratch; key rows: dk, dv over all their query rows, with the GPU's lse and
+out for the softmax statistics), then timed. TFLOP/s count as docs/perf.md says: forward
+4*B*nh*T*T*hd (causal: half), backward 2.5x that.
+With the environment variable FLASH_TUNE=1 the flash tile variants (attention_variants.cuh,
+flash_config) are validated and timed too (FLASH_TUNE=2: only the sm90 kernels' variants); with
 ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_NOCHECK=1 only
 the perf-shape timings (tuning runs; nothing checked); ATTN_PROFILE=shape[,fwd variant] makes
 three calls at one perf shape for a profiler (see main).
 
   make dev/cuda/attention && ./dev/cuda/attention
 */
-#define FLASH_TUNE  // build the flash tile variants (selected at run time, default 0)
 #include "common.h"
 #include <cstring>
-#include "../../llmc/attention/attention.cuh"
-#include "../../llmc/attention/flash_attention.cuh"
+#include "attention_reference.cuh"
+#include "attention_variants.cuh"
 
 static bool g_nocheck = false;  // ATTN_NOCHECK=1: the perf-shape timings only (for tuning runs), nothing checked
 static bool g_tune_mma = false;  // FLASH_TUNE=1: the mma.sync tile variants too (FLASH_TUNE=2: the sm90 ones only)
 
 // The tag that names the kernel family of a check or timing row where both exist
-// (flash_sm90: 2 = the sm90 kernels everywhere, 0 = mma.sync everywhere, 1 = the default mix)
+// (flash_settings.family: the sm90 kernels everywhere, mma.sync everywhere, or the table's mix)
 static std::string path_tag() {
     if (!flash_sm90_available()) return "";
-    return flash_sm90 == 2 ? " [sm90]" : flash_sm90 == 0 ? " [mma.sync]" : " [default]";
+    const FlashFamily f = flash_settings.family;
+    return f == FlashFamily::sm90 ? " [sm90]" : f == FlashFamily::mma_sync ? " [mma.sync]" : " [default]";
 }
 
 struct AttnBuffers {
@@ -170,9 +170,9 @@ static bool check_identical(const char* kernel, const char* output, const std::s
 // flash forward + backward on the filled buffers, outputs poisoned first
 static void flash_run(AttnBuffers& b, const AttnShape& s) {
     poison(b.out, b.nq); poison(b.lse, b.nlse);
-    flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0);
+    lab_forward(b.out, b.lse, b.q, b.k, b.v, s, 0);
     poison(b.dq, b.nq); poison(b.dk, b.nkv); poison(b.dv, b.nkv); poison(b.scratch, b.nscratch);
-    flash_attention_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+    lab_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
     cudaCheck(cudaDeviceSynchronize());
 }
 
@@ -208,9 +208,9 @@ static bool check_close(const char* kernel, const char* output, const std::strin
 static void flash_determinism(AttnBuffers& b, const AttnShape& s, const std::string& shape) {
     floatX *dq2 = dev_alloc<floatX>(b.nq), *dk2 = dev_alloc<floatX>(b.nkv), *dv2 = dev_alloc<floatX>(b.nkv);
     poison(dq2, b.nq); poison(dk2, b.nkv); poison(dv2, b.nkv); poison(b.scratch, b.nscratch);
-    flash_attention_backward(dq2, dk2, dv2, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+    lab_backward(dq2, dk2, dv2, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
     cudaCheck(cudaDeviceSynchronize());
-    if (flash_bwd_mode == FLASH_BWD_ATOMIC) check_close("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq, TOL_X);
+    if (lab_algo() == FlashBwdAlgo::atomic) check_close("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq, TOL_X);
     else check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
     check_identical("flash_attention_backward", "dk", shape, b.dk, dk2, b.nkv);
     check_identical("flash_attention_backward", "dv", shape, b.dv, dv2, b.nkv);
@@ -245,31 +245,31 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
 
     // the Hopper kernels (where this build and GPU have them: the default there), then every
     // mma.sync backward mode (split, ordered, atomic); with tuning, every tile variant
-    struct Cfg { int mode; FlashConfig c; int sm90; };
-    const int modes[] = {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC};
+    struct Cfg { FlashBwdAlgo mode; FlashConfig c; int sm90; };
+    const FlashBwdAlgo modes[] = {FlashBwdAlgo::split, FlashBwdAlgo::ordered, FlashBwdAlgo::atomic};
     std::vector<Cfg> cfgs;
     if (flash_sm90_available()) {
-        cfgs.push_back({FLASH_BWD_SPLIT, {0, 0, 0}, 2});
-        cfgs.push_back({FLASH_BWD_ATOMIC, {0, 0, 0}, 2});
-        cfgs.push_back({FLASH_BWD_ORDERED, {0, 0, 0}, 2});
+        cfgs.push_back({FlashBwdAlgo::split, {0, 0, 0}, 2});
+        cfgs.push_back({FlashBwdAlgo::atomic, {0, 0, 0}, 2});
+        cfgs.push_back({FlashBwdAlgo::ordered, {0, 0, 0}, 2});
         if (nvariants > 1) {
-            for (int v = 11; v < 17; v++) cfgs.push_back({FLASH_BWD_SPLIT, {v, v, v}, 2});
+            for (int v = 11; v < 17; v++) cfgs.push_back({FlashBwdAlgo::split, {v, v, v}, 2});
             for (int v = 17; v < 26; v++)  // warp-specialized forward (22, 23: timing diagnostics)
-                if (v != 22 && v != 23) cfgs.push_back({FLASH_BWD_SPLIT, {v, 0, 0}, 2});
-            for (int v = 11; v < 22; v++) cfgs.push_back({FLASH_BWD_ATOMIC, {0, v, 0}, 2});
+                if (v != 22 && v != 23) cfgs.push_back({FlashBwdAlgo::split, {v, 0, 0}, 2});
+            for (int v = 11; v < 22; v++) cfgs.push_back({FlashBwdAlgo::atomic, {0, v, 0}, 2});
         }
     }
-    for (int m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
+    for (FlashBwdAlgo m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
     if (nvariants > 1 && g_tune_mma) {
         for (int v = 1; v < 4; v++)
-            for (int m : modes) cfgs.push_back({m, {v, v, v}, 0});
-        for (int v = 4; v < 6; v++) { cfgs.push_back({FLASH_BWD_SPLIT, {v, 0, v}, 0}); }
+            for (FlashBwdAlgo m : modes) cfgs.push_back({m, {v, v, v}, 0});
+        for (int v = 4; v < 6; v++) { cfgs.push_back({FlashBwdAlgo::split, {v, 0, v}, 0}); }
     }
     for (const Cfg& c : cfgs) {
-        flash_bwd_mode = c.mode;
+        set_algo(c.mode);
         flash_config = c.c;
-        flash_sm90 = c.sm90;
-        std::string sh = shape + path_tag() + (c.mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(c.mode)) : "");
+        set_family(c.sm90);
+        std::string sh = shape + path_tag() + (c.mode != FlashBwdAlgo::split ? strf(" [%s bwd]", flash_bwd_algo_name(c.mode)) : "");
         if (c.c.fwd || c.c.dkdv || c.c.dq) sh += strf(" [cfg fwd=%d dkdv=%d dq=%d]", c.c.fwd, c.c.dkdv, c.c.dq);
         flash_run(b, s);
         check("flash_attention_forward", "out", sh, download(b.out, b.nq), out, TOL_X);
@@ -279,9 +279,9 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         check("flash_attention_backward", "dv", sh, download(b.dv, b.nkv), dv, TOL_GRAD);
         if (c.c.fwd == 0 && c.c.dkdv == 0 && c.c.dq == 0) flash_determinism(b, s, sh);
     }
-    flash_bwd_mode = FLASH_BWD_SPLIT;
+    set_algo(FlashBwdAlgo::split);
     flash_config = {0, 0, 0};
-    flash_sm90 = 1;
+    set_family(1);
     attn_free(b);
 }
 
@@ -291,7 +291,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
 // D = dout . out from the GPU's out (both checked on the query rows).
 static void validate_large(const AttnShape& s, Rng* rng, AttnBuffers& b) {
     const std::string mode =
-        path_tag() + (flash_bwd_mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(flash_bwd_mode)) : "");
+        path_tag() + (lab_algo() != FlashBwdAlgo::split ? strf(" [%s bwd]", flash_bwd_algo_name(lab_algo())) : "");
     const std::string shape = attn_shape_str(s) + " (row subset)" + mode;
     flash_run(b, s);
     const std::vector<float> q = download(b.q, b.nq), k = download(b.k, b.nkv), v = download(b.v, b.nkv),
@@ -484,26 +484,26 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
             }
         }
     }
-    // the GPU, once per backward mode: split (the default) and atomic (ordered: fixed layout
-    // only, it falls back to split here)
-    struct VCfg { int mode, sm90; };
+    // the GPU, once per backward mechanism: split and atomic on both families, ordered on sm90
+    // (the fused mma.sync kernel knows only the fixed layout)
+    struct VCfg { FlashBwdAlgo mode; int sm90; };
     std::vector<VCfg> vcfgs;
     if (flash_sm90_available()) {
-        vcfgs.push_back({FLASH_BWD_SPLIT, 2});
-        vcfgs.push_back({FLASH_BWD_ATOMIC, 2});
-        vcfgs.push_back({FLASH_BWD_ORDERED, 2});
+        vcfgs.push_back({FlashBwdAlgo::split, 2});
+        vcfgs.push_back({FlashBwdAlgo::atomic, 2});
+        vcfgs.push_back({FlashBwdAlgo::ordered, 2});
     }
-    vcfgs.push_back({FLASH_BWD_SPLIT, 0});
-    vcfgs.push_back({FLASH_BWD_ATOMIC, 0});
+    vcfgs.push_back({FlashBwdAlgo::split, 0});
+    vcfgs.push_back({FlashBwdAlgo::atomic, 0});
     for (const VCfg& vc : vcfgs) {
-        const int mode = vc.mode;
-        flash_bwd_mode = mode;
-        flash_sm90 = vc.sm90;
-        const std::string sh = shape + path_tag() + (mode != FLASH_BWD_SPLIT ? strf(" [%s bwd]", flash_bwd_mode_name(mode)) : "");
+        const FlashBwdAlgo mode = vc.mode;
+        set_algo(mode);
+        set_family(vc.sm90);
+        const std::string sh = shape + path_tag() + (mode != FlashBwdAlgo::split ? strf(" [%s bwd]", flash_bwd_algo_name(mode)) : "");
         poison(out, (size_t)Nq * C); poison(lse, (size_t)nh * Nq);
         poison(dqk, nqb); poison(dkv, nkb); poison(scratch, nscratch);
-        flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0);
-        flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
+        lab_varlen_forward(out, lse, q, k, v, vs_, 0);
+        lab_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
         cudaCheck(cudaDeviceSynchronize());
         // the GPU's values in the same order: row n, head h, then e (lse: row n, head h)
         const std::vector<float> g_outall = download(out, (size_t)Nq * C), g_lseall = download(lse, (size_t)nh * Nq);
@@ -550,95 +550,95 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
             // tolerance; its buffer holds dk too when self, which must agree as well)
             floatX *dqk2 = dev_alloc<floatX>(nqb), *dkv2 = dev_alloc<floatX>(nkb);
             poison(dqk2, nqb); poison(dkv2, nkb);
-            flash_attention_varlen_backward(dqk2, self ? dqk2 + C : dkv2, self ? dkv2 + 2 * C : dkv2 + C, dout, out, lse, q,
+            lab_varlen_backward(dqk2, self ? dqk2 + C : dkv2, self ? dkv2 + 2 * C : dkv2 + C, dout, out, lse, q,
                                             k, v, scratch, vs_, 0, scratch_bytes);
             cudaCheck(cudaDeviceSynchronize());
-            if (mode == FLASH_BWD_ATOMIC) check_close("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb, TOL_X);
+            if (mode == FlashBwdAlgo::atomic) check_close("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb, TOL_X);
             else check_identical("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb);
             check_identical("flash_attention_varlen_backward", "dv", sh, dkv, dkv2, nkb);
             cudaCheck(cudaFree(dqk2)); cudaCheck(cudaFree(dkv2));
         } else {
             double fl = 0.0;
             for (int b = 0; b < B; b++) fl += 4.0 * nh * (double)lq[b] * (cu_k[b + 1] - cu_k[b]) * hd;
-            auto run_fwd = [&] { flash_attention_varlen_forward(out, lse, q, k, v, vs_, 0); };
+            auto run_fwd = [&] { lab_varlen_forward(out, lse, q, k, v, vs_, 0); };
             auto run_bwd = [&] {
-                flash_attention_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
+                lab_varlen_backward(dq, dk, dv, dout, out, lse, q, k, v, scratch, vs_, 0, scratch_bytes);
             };
-            const std::string tag = path_tag() + (mode == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(mode)));
+            const std::string tag = path_tag() + (mode == FlashBwdAlgo::split ? "" : strf(" [%s]", flash_bwd_algo_name(mode)));
             const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
-            if (mode == FLASH_BWD_SPLIT) report_flops("flash_attention_varlen_forward" + path_tag(), shape, us_f, fl);
+            if (mode == FlashBwdAlgo::split) report_flops("flash_attention_varlen_forward" + path_tag(), shape, us_f, fl);
             report_flops("flash_attention_varlen_backward" + tag, shape, us_b, 2.5 * fl);
             report_flops("flash_attention_varlen forward+backward" + tag, shape, us_f + us_b, 3.5 * fl);
         }
     }
-    flash_bwd_mode = FLASH_BWD_SPLIT;
-    flash_sm90 = 1;
+    set_algo(FlashBwdAlgo::split);
+    set_family(1);
     floatX* all[] = {qk, kv, dqk, dkv, out, dout};
     for (floatX* p_ : all) cudaCheck(cudaFree(p_));
     cudaCheck(cudaFree(lse)); cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(cq)); cudaCheck(cudaFree(ck));
 }
 
-// flash at a perf.md shape: row-subset check, then timings (all variants when tuning)
+// flash at a docs/perf.md shape: row-subset check, then timings (all variants when tuning)
 static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     const std::string shape = attn_shape_str(s);
     AttnBuffers b = attn_alloc(s, false);
     attn_fill(b, rng);
     // the sm90 kernels (where available), the mma.sync split and the atomic backward at the
-    // large shapes (ordered: small shapes); the default mixes the first two
+    // large shapes (ordered: small shapes); the default mixes the two families
     const bool sm90 = flash_sm90_available();
-    flash_sm90 = 2;
+    set_family(2);
     if (sm90 && !g_nocheck) {
         validate_large(s, rng, b);
-        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        set_algo(FlashBwdAlgo::atomic);
         validate_large(s, rng, b);
-        flash_bwd_mode = FLASH_BWD_ORDERED;
+        set_algo(FlashBwdAlgo::ordered);
         validate_large(s, rng, b);
-        flash_bwd_mode = FLASH_BWD_SPLIT;
+        set_algo(FlashBwdAlgo::split);
     }
-    flash_sm90 = 0;
+    set_family(0);
     if (!g_nocheck) {
         validate_large(s, rng, b);
-        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        set_algo(FlashBwdAlgo::atomic);
         validate_large(s, rng, b);
-        flash_bwd_mode = FLASH_BWD_SPLIT;
+        set_algo(FlashBwdAlgo::split);
     }
     const double fwd = attn_flops(s);
-    auto run_fwd = [&] { flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0); };
+    auto run_fwd = [&] { lab_forward(b.out, b.lse, b.q, b.k, b.v, s, 0); };
     auto run_bwd = [&] {
-        flash_attention_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+        lab_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
     };
     flash_config = {0, 0, 0};
-    // sm90 (the default where available), then mma.sync: every backward mode side by side
+    // sm90, then mma.sync: every backward mechanism side by side
     for (int k90 : {2, 0}) {
         if (k90 && !sm90) continue;
-        flash_sm90 = k90;
+        set_family(k90);
         const std::string fam = path_tag();
         float us_f = time_us(run_fwd);
         report_flops("flash_attention_forward" + fam, shape, us_f, fwd);
-        for (int m : {FLASH_BWD_SPLIT, FLASH_BWD_ORDERED, FLASH_BWD_ATOMIC}) {
-            flash_bwd_mode = m;
-            const std::string tag = fam + (m == FLASH_BWD_SPLIT ? "" : strf(" [%s]", flash_bwd_mode_name(m)));
+        for (FlashBwdAlgo m : {FlashBwdAlgo::split, FlashBwdAlgo::ordered, FlashBwdAlgo::atomic}) {
+            set_algo(m);
+            const std::string tag = fam + (m == FlashBwdAlgo::split ? "" : strf(" [%s]", flash_bwd_algo_name(m)));
             const float us_b = time_us(run_bwd);
             report_flops("flash_attention_backward" + tag, shape, us_b, 2.5 * fwd);
             report_flops("flash_attention forward+backward" + tag, shape, us_f + us_b, 3.5 * fwd);
         }
-        flash_bwd_mode = FLASH_BWD_SPLIT;
+        set_algo(FlashBwdAlgo::split);
     }
     if (sm90) {  // the default: per head dim, the faster family (llmc/attention/flash_attention.cuh), and
-        flash_sm90 = 1;  // the trainers' default (deterministic) backward
-        flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
+        set_family(1);  // the trainers' default (deterministic) backward
+        set_policy(FlashBwdPolicy::deterministic);
         const float us_f = time_us(run_fwd), us_b = time_us(run_bwd);
         report_flops("flash_attention_backward" + path_tag(), shape, us_b, 2.5 * fwd);
         report_flops("flash_attention forward+backward" + path_tag(), shape, us_f + us_b, 3.5 * fwd);
         // what the trainers run with --attn-backward fast: the default forward, the atomic backward
-        flash_bwd_mode = FLASH_BWD_FAST;
+        set_policy(FlashBwdPolicy::fast);
         const float us_bf = time_us(run_bwd);
         report_flops("flash_attention_backward" + path_tag() + " [fast]", shape, us_bf, 2.5 * fwd);
         report_flops("flash_attention forward+backward" + path_tag() + " [fast]", shape, us_f + us_bf, 3.5 * fwd);
-        flash_bwd_mode = FLASH_BWD_SPLIT;
+        set_algo(FlashBwdAlgo::split);
     }
     if (tune && sm90) {
-        flash_sm90 = 2;
+        set_family(2);
         for (int v = 17; v < 26; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]%s", v, v == 22 || v == 23 ? " DIAG no loads" : ""), shape, time_us(run_fwd), fwd);
@@ -651,15 +651,15 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             flash_config = {0, 0, v};
             report_flops(strf("flash bwd [sm90 dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
-        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        set_algo(FlashBwdAlgo::atomic);
         for (int v = 11; v < 22; v++) {
             flash_config = {0, v, 0};
             report_flops(strf("flash bwd [sm90 atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
-        flash_bwd_mode = FLASH_BWD_SPLIT;
+        set_algo(FlashBwdAlgo::split);
         flash_config = {0, 0, 0};
     }
-    flash_sm90 = 0;  // the tile variants below are the mma.sync ones
+    set_family(0);  // the tile variants below are the mma.sync ones
     if (tune && g_tune_mma) {
         for (int v = 1; v < 6; v++) {
             flash_config = {v, 0, 0};
@@ -673,18 +673,18 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             flash_config = {0, 0, v};
             report_flops(strf("flash bwd [split dq=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
-        flash_bwd_mode = FLASH_BWD_ATOMIC;
+        set_algo(FlashBwdAlgo::atomic);
         for (int v = 1; v < 4; v++) {
             flash_config = {0, v, 0};
             report_flops(strf("flash bwd [atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
-        flash_bwd_mode = FLASH_BWD_ORDERED;
+        set_algo(FlashBwdAlgo::ordered);
         flash_config = {0, 4, 0};  // timing diagnostic: fused without the ordering (racy, not validated)
         report_flops("flash bwd [fused UNORDERED diag]", shape, time_us(run_bwd), 2.5 * fwd);
-        flash_bwd_mode = FLASH_BWD_SPLIT;
+        set_algo(FlashBwdAlgo::split);
         flash_config = {0, 0, 0};
     }
-    flash_sm90 = 1;
+    set_family(1);
     attn_free(b);
 }
 
@@ -714,8 +714,8 @@ int main() {
         AttnBuffers b = attn_alloc(s, false);
         attn_fill(b, &rng);
         flash_config = {fv, 0, 0};
-        if (fv > 10) flash_sm90 = 2;
-        flash_bwd_mode = FLASH_BWD_DETERMINISTIC;
+        if (fv > 10) set_family(2);
+        set_policy(FlashBwdPolicy::deterministic);
         for (int i = 0; i < 3; i++) flash_run(b, s);
         cudaCheck(cudaDeviceSynchronize());
         printf("profiled %s fwd variant %d\n", attn_shape_str(s).c_str(), fv);

@@ -10,7 +10,7 @@ head dim 80 of hd 72):
   ss A,B MN-major  both transposed: dQ = dS K of the fused backward (dS^T stored [K][64],
                the K tile stored [K][N]; N = hd / 2, one warpgroup's half of the columns)
 The MN-major descriptor follows CUTLASS's no-swizzle convention (LBO along K, SBO along MN);
-on an H200 the swapped assignment reads out of bounds (tried once, 2026-11-29).
+the swapped assignment reads out of bounds (dev/cuda/NOTES.md).
 Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 9.0 GPU.
 
   make dev/cuda/wgmma && ./dev/cuda/wgmma

@@ -1,25 +1,32 @@
 // Hopper (sm_90a) versions of the flash attention kernels: the same tiles, masks, online
-// softmax and split backward as the mma.sync kernels of llmc/attention/flash_attention.cuh (included
-// from there, inside namespace flash), with every matrix product on wgmma, plus the fused
-// backward with fp32 atomic dQ sums (the dK/dV kernel with DQ; --attn-backward fast).
+// softmax and split backward as the mma.sync kernels of flash_mma.cuh, with every matrix
+// product on wgmma, plus the fused backward (the dK/dV kernel with DQ: dQ partials summed
+// in a fixed order (DQ_ORDERED, the deterministic default) or with fp32 atomics (DQ_PIPE,
+// --attn-backward fast)).
 // Why: mma.sync moves each operand fragment through registers with ldmatrix and issues
 // 16x8x16 products per warp; wgmma reads both operands of a 64 x N x 16 product per
 // warpgroup straight from shared memory (or A from registers: P and dS, which the softmax
 // just produced there), so the register file holds only the accumulators and the issue
 // slots are free for the softmax. Tiles are stored in the core-matrix layout of
-// llmc/attention/wgmma.cuh, which serves both orientations: K and V tiles are K-major in S = Q K^T
+// wgmma.cuh, which serves both orientations: K and V tiles are K-major in S = Q K^T
 // and MN-major (transposed by the descriptor) in O = P V and dQ = dS K; no transposes.
 // A CTA is NWG warpgroups of 4 warps; warpgroup w owns 64 rows of the output tile (warp
 // q of it 16 rows, the same rows and fragment layout an mma.sync warp has, so the mask,
-// softmax and epilogue code is that of the mma.sync kernels: mask_keys, online_softmax, ...).
+// softmax and epilogue code is that of flash_tiles.cuh: mask_keys, online_softmax, ...).
 // Loads: cp.async by all threads, double-buffered (the PIPE variants: three stages); the
 // forward's default is the warp-specialized kernel (flash_fwd_sm90_ws_kernel: a producer
 // warpgroup loads, with the tensor copy engine (TMA) where the layout allows, two consumer
 // warpgroups compute).
 // Built only for sm_90a (MEGA_SM90A); elsewhere the kernels are empty and never launched.
+// Template options that only dev/cuda/attention.cu's tuning instantiates (WS_NO_PINGPONG,
+// PIPE, DQ_SYNC, DQ_BULK: tile and pipeline variants that compute the same results) stay in the
+// kernels: they are branches of the same code, compiled out of the kernels the trainers run.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the tensor copy engine's descriptors; no libcuda link: see tma_encode)
+#include "flash_tiles.cuh"
 #include "wgmma.cuh"
+
+namespace flash {
 
 // ROWS rows of hd-element rows into a core-matrix tile with HD columns (zero-filled past
 // nrows and hd, like load_tile). UNROLL: copies whose addresses are computed ahead (all of
@@ -41,22 +48,16 @@ __device__ __forceinline__ void load_tile_cm(bf16* s, int row0, int nrows, int h
 // ---------------------------------------------------------------------------
 // Forward: CTA = BM = 64 NWG query rows of one group; loops over BN-key tiles.
 // Per tile: S = Q K^T (wgmma from shared memory), online softmax in registers,
-// O += P V (P from registers, V MN-major). MODE:
-//   FWD_PLAIN    S, wait, softmax, P V, wait; two K/V stages.
-//   FWD_PIPE     P V is left running while the next tile's barrier, loads and S = Q K^T are
-//                issued (waited just before the softmax rescales O); three stages, so the
-//                tile it reads is never the one being loaded.
-//   FWD_OVERLAP  S of the next tile is issued before the softmax of this one, so the tensor
-//                cores compute it while the warpgroup does the exponentials (FlashAttention-3's
-//                intra-warpgroup overlap); three stages, loads two tiles ahead.
-enum { FWD_PLAIN = 0, FWD_PIPE = 1, FWD_OVERLAP = 2 };
-template <int HD, int NWG, int BN, int MODE>
+// O += P V (P from registers, V MN-major): S, wait, softmax, P V, wait; two K/V stages. (Where
+// the warp-specialized kernel below does not run and FlashFamily::sm90 asks for sm90 kernels;
+// its pipelined and overlapped variants are in dev/cuda/attention_variants.cuh.)
+template <int HD, int NWG, int BN>
 __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int BM = 64 * NWG, NT = NWG * 128, KS = HD / 16, NB = BN / 8, DB = HD / 8, LD = HD + 8;
-    constexpr int NS = MODE == FWD_PLAIN ? 2 : 3;
+    constexpr int NS = 2;
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(flash_smem);  // [BM][HD] core-matrix tiles
     bf16* sK = sQ + BM * HD;                         // [NS][BN][HD]
@@ -130,57 +131,22 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
         fence_proxy_async();
         __syncthreads();
     };
-    if constexpr (MODE != FWD_OVERLAP) {
-        for (int j = 0; j < ntiles; j++) {
-            prefetch_and_wait(j + 1);
-            float s[NB][4];
-            issue_s(s, j);
-            wgmma_wait<0>();  // PIPE: the previous tile's O += P V too
-            wgmma_fence_operand(s);
-            wgmma_fence_operand(o);
-            softmax_pv(s, j);
-            if constexpr (MODE == FWD_PLAIN) {
-                wgmma_wait<0>();
-                wgmma_fence_operand(o);
-            }
-            // 2 stages: the next iteration's prefetch overwrites this stage; 3 stages: the one
-            // after overwrites the previous tile's, whose O += P V every warpgroup waited for above
-            __syncthreads();
-        }
-    } else {
-        prefetch_and_wait(1);
+    for (int j = 0; j < ntiles; j++) {
+        prefetch_and_wait(j + 1);
         float s[NB][4];
-        issue_s(s, 0);
+        issue_s(s, j);
         wgmma_wait<0>();
         wgmma_fence_operand(s);
-        for (int j = 0; j < ntiles; j++) {
-            float sn[NB][4];
-            if (j + 1 < ntiles) {
-                cp_async_wait<0>();  // tile j + 1 (loaded one iteration ago)
-                fence_proxy_async();
-                // every warpgroup has waited for O += P V of tile j - 1: its stage, (j + 2) % 3, is free
-                __syncthreads();
-                if (j + 2 < ntiles) {
-                    load_kv(j + 2);
-                    cp_async_commit();
-                }
-                issue_s(sn, j + 1);  // runs on the tensor cores during the softmax below
-            }
-            softmax_pv(s, j);
-            wgmma_wait<0>();  // S of tile j + 1 and O += P V of tile j
-            wgmma_fence_operand(o);
-            if (j + 1 < ntiles) {
-                wgmma_fence_operand(sn);
-#pragma unroll
-                for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) s[nb][e] = sn[nb][e];
-            }
-        }
+        wgmma_fence_operand(o);
+        softmax_pv(s, j);
+        wgmma_wait<0>();
+        wgmma_fence_operand(o);
+        // the next iteration's prefetch overwrites this stage
+        __syncthreads();
     }
     wgmma_wait<0>();
     wgmma_fence_operand(o);
-    __syncthreads();  // (OVERLAP: no barrier after the last tile) the tiles are free for the epilogue
+    __syncthreads();  // the tiles are free for the epilogue
     // O / l out through padded [16][LD] rows per warp at the start of shared memory
     fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem) + warp * 16 * LD, o, mA, mB, lA, lB, m0 + warp * 16, p, G, lse, out,
                        lane);
@@ -206,7 +172,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 //     while the other does its softmax (warpgroup 1 issues first; each issue turn ends with an
 //     arrive on the other's barrier; the counts match: warpgroup 2 skips its last arrive).
 // Why: in flash_fwd_sm90_kernel all 256 threads load, then meet at __syncthreads every tile,
-// so the tensor cores idle during both warpgroups' softmax (hd 128: 208 TFLOP/s).
+// so the tensor cores idle during both warpgroups' softmax.
 template <int HD, int BN, int NS>
 struct FwdWsSmem {
     static constexpr int BM = 128, LD = HD + 8;
@@ -217,16 +183,25 @@ struct FwdWsSmem {
 };
 // OPT bits: WS_TMA loads with the tensor copy engine (fixed layout, hd 64 / 128: one producer
 // thread, 128-byte swizzled tiles) instead of cp.async by the producer warpgroup (any layout,
-// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns; WS_NO_LOADS (timing
-// diagnostic only, wrong results) signals the stages without copying anything
-enum { WS_NO_PINGPONG = 1, WS_NO_LOADS = 2, WS_TMA = 4 };
+// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns
+enum { WS_NO_PINGPONG = 1, WS_TMA = 4 };
+// How the cp.async producer fills a K or V stage: its 128 threads copy the tile and each one
+// signals the stage's mbarrier when its copies have landed. (dev/cuda/attention_variants.cuh
+// times the kernel with a fill that only signals: the forward without loads.)
+struct WsCopyStage {
+    template <int BN, int HD, class RowPtr, class Bar>
+    static __device__ __forceinline__ void fill(bf16* s, int row0, int nrows, int hd, RowPtr rowptr, Bar bar) {
+        load_tile_cm<BN, HD, 128, RowPtr, 2>(s, row0, nrows, hd, rowptr);
+        cp_async_mbarrier_arrive(bar);
+    }
+};
 constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
 // The three tensor maps of the TMA variant (fixed layout: [groups][rows][hd] tensors, boxes of
 // 64 columns x BM or BN rows, 128-byte swizzle)
 struct FwdTmaMaps {
     CUtensorMap q, k, v;
 };
-template <int HD, int BN, int NS, int OPT>
+template <int HD, int BN, int NS, int OPT, class Fill = WsCopyStage>
 __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const FlashParams p,
@@ -300,17 +275,9 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
         for (int j = 0; j < ntiles; j++) {
             const int s = j % NS;
             if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
-            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_k(s));
-            else {
-                load_tile_cm<BN, HD, 128, decltype(krow), 2>(sK + s * BN * HD, j * BN, T, hd, krow);
-                cp_async_mbarrier_arrive(bar_k(s));
-            }
+            Fill::template fill<BN, HD>(sK + s * BN * HD, j * BN, T, hd, krow, bar_k(s));
             if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
-            if constexpr (OPT & WS_NO_LOADS) mbarrier_arrive(bar_v(s));
-            else {
-                load_tile_cm<BN, HD, 128, decltype(vrow), 2>(sV + s * BN * HD, j * BN, T, hd, vrow);
-                cp_async_mbarrier_arrive(bar_v(s));
-            }
+            Fill::template fill<BN, HD>(sV + s * BN * HD, j * BN, T, hd, vrow, bar_v(s));
         }
         cp_async_wait<0>();
         return;
@@ -424,7 +391,7 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
 //   exponentials of P^T overlap the dP^T product), P^T, dS^T = P^T (dP^T - D),
 //   dV += P^T dO, dK += dS^T Q (A from registers, dO and Q MN-major).
 // PIPE: dV/dK products left running into the next tile (waited with its S^T); 3 stages.
-// DQ (flash_bwd_mode = FLASH_BWD_ATOMIC, FlashAttention-2/3's backward: 5 products, not 7):
+// DQ (FlashBwdAlgo::atomic, FlashAttention-2/3's backward: 5 products, not 7):
 //   the CTA also turns its dS^T tile into the dQ partial of the query tile,
 //   dQ[BQ x HD] += dS[BQ x BN] K[BN x HD]: dS^T goes to shared memory (core-matrix tile, read
 //   back MN-major as the A operand, so no transpose), each warpgroup computes its block of it
@@ -440,7 +407,7 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
 //   no barrier at the end of a tile (the prefetch at the top of tile it writes the stage of
 //   it - 2, which every warpgroup finished reading before the barrier of it - 1).
 //   bit 2 (DQ_BULK) the partial goes out as DQ_ORDERED's does, with bulk reductions.
-//   DQ_ORDERED (flash_bwd_mode = FLASH_BWD_ORDERED; varlen with the counters in the scratch):
+//   DQ_ORDERED (FlashBwdAlgo::ordered; varlen with the counters in the scratch):
 //   deterministic, FA3's scheme. The partial goes to shared memory (sdq: the tile's rows of hd
 //   floats as in the accumulator, 8-float chunks swizzled by dq_chunk_swizzle so the
 //   fragments' float2 stores are conflict-free), and one thread of the last warp hands the
@@ -880,18 +847,38 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
 }
 
 // ---------------------------------------------------------------------------
-// Launchers (shared memory: the core-matrix tiles; the epilogues' padded rows fit inside)
-template <int HD, int NWG, int BN, int MODE = FWD_PLAIN>
+// Launchers (shared memory: the core-matrix tiles; the epilogues' padded rows fit inside).
+// The tiles of a launch, named as in the kernels' comments (the dispatch table FlashTiles in
+// flash_attention.cuh picks them per head dim):
+struct Sm90FwdConfig {
+    int nwg, bn;  // warpgroups (64 query rows each), keys per K/V tile
+};
+struct Sm90FwdWsConfig {  // the warp-specialized forward (128 query rows)
+    int bn, ns;  // keys per K/V tile, K/V stages
+    int opt;     // WS_* bits
+};
+struct Sm90DkdvConfig {
+    int nwg, bq;  // warpgroups (64 keys each), query rows per tile
+    bool pipe;    // products left running into the next tile (split backward only)
+    int dq;       // DQ_NONE (split backward), DQ_ORDERED, DQ_PIPE, DQ_SYNC: also dQ (fused backward)
+    int opt;      // DQ_RED4 | DQ_NS3 | DQ_BULK
+};
+struct Sm90DqConfig {
+    int nwg, bn;  // warpgroups (64 query rows each), keys per K/V tile
+    bool pipe;    // dQ += dS K left running into the next tile
+};
+template <int HD, const Sm90FwdConfig& C>
 static void fwd_sm90_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                             cudaStream_t stream) {
-    constexpr int BM = 64 * NWG, NS = MODE == FWD_PLAIN ? 2 : 3;
+    constexpr int NWG = C.nwg, BN = C.bn;
+    constexpr int BM = 64 * NWG, NS = 2;
     constexpr size_t smem = (size_t)(BM + 2 * NS * BN) * HD * sizeof(bf16);
     static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN, MODE>, smem); init = true; }
+    if (!init) { set_smem(flash_fwd_sm90_kernel<HD, NWG, BN>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_fwd_sm90_kernel<HD, NWG, BN, MODE><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
+    flash_fwd_sm90_kernel<HD, NWG, BN><<<grid, NWG * 128, smem, stream>>>(out, lse, q, k, v, p);
     cudaLaunchCheck();
 }
 // cuTensorMapEncodeTiled, a driver function, through the runtime's entry-point query (so the
@@ -928,13 +915,14 @@ template <int HD>
 static bool fwd_tma_ok(const bf16* q, const bf16* k, const bf16* v, const FlashParams& p) {
     return HD % 64 == 0 && !p.varlen && p.hd == HD && ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0;
 }
-template <int HD, int BN, int NS, int OPT = 0>
+template <int HD, const Sm90FwdWsConfig& C, class Fill = WsCopyStage>
 static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                                cudaStream_t stream) {
+    constexpr int BN = C.bn, NS = C.ns, OPT = C.opt;
     constexpr size_t smem = FwdWsSmem<HD, BN, NS>::bytes + 1024;  // + the slack that aligns the base
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT>, smem); init = true; }
+    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill>, smem); init = true; }
     constexpr int BM = FwdWsSmem<HD, BN, NS>::BM;
     FwdTmaMaps maps;
     memset(&maps, 0, sizeof(maps));
@@ -944,14 +932,16 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
         maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, BN);
     }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
+    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }
 // DQ: also dq through the fp32 accumulator dq_acc (zeroed here, converted to bf16 dq here)
-template <int HD, int NWG, int BQ, bool PIPE = false, int DQ = DQ_NONE, int OPT = 0>
+template <int HD, const Sm90DkdvConfig& C>
 static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
                              const float* D, const FlashParams& p, cudaStream_t stream, bf16* dq = nullptr,
                              float* dq_acc = nullptr, int* locks = nullptr) {
+    constexpr int NWG = C.nwg, BQ = C.bq, DQ = C.dq, OPT = C.opt;
+    constexpr bool PIPE = C.pipe;
     constexpr int BN = 64 * NWG, NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
     constexpr bool BULK = dq_bulk(DQ, OPT);
     constexpr size_t smem = (size_t)(2 * BN + 2 * NS * BQ) * HD * sizeof(bf16) + 2 * NS * BQ * sizeof(float) +
@@ -971,9 +961,11 @@ static void dkdv_sm90_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, c
     cudaLaunchCheck();
     if constexpr (DQ) flash_dq_acc_to_bf16(dq, dq_acc, p, stream, BULK);
 }
-template <int HD, int NWG, int BN, bool PIPE = false>
+template <int HD, const Sm90DqConfig& C>
 static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
                            const float* D, const FlashParams& p, cudaStream_t stream) {
+    constexpr int NWG = C.nwg, BN = C.bn;
+    constexpr bool PIPE = C.pipe;
     constexpr int BM = 64 * NWG, NS = PIPE ? 3 : 2;
     constexpr size_t smem = (size_t)(2 * BM + 2 * NS * BN) * HD * sizeof(bf16);
     static_assert((size_t)BM * (HD + 8) * sizeof(bf16) <= smem, "epilogue rows must fit");
@@ -984,3 +976,5 @@ static void dq_sm90_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v
     flash_bwd_dq_sm90_kernel<HD, NWG, BN, PIPE><<<grid, NWG * 128, smem, stream>>>(dq, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
 }
+
+}  // namespace flash

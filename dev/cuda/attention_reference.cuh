@@ -1,24 +1,20 @@
-// Attention with grouped-query heads, as batched GEMMs plus a row softmax.
-// (The correct-but-simple version: it materializes the [T, T] score matrix per
-// head. FlashAttention-style fused kernels replace it later.)
+// The reference attention of dev/cuda/attention.cu: grouped-query heads as batched cuBLAS
+// GEMMs plus a row softmax. The correct-but-simple version: it materializes the [T, T] score
+// matrix per head (the trainers run the fused kernels of llmc/attention/flash_attention.cuh).
 // Inputs come in the layouts rope.cuh writes: q [B, nkv, T, r, hd] with the
 // r = nh/nkv query heads of one K/V head side by side, k and v [B, nkv, T, hd].
 // For one (b, kv group) the r query heads form a [T*r, hd] matrix, so
 // S = Q K^T is ONE GEMM per group that reads the shared K/V head directly, and
 // in the backward dK = dS^T Q and dV = P^T dY sum over the r heads for free.
 #pragma once
-#include "../core/cublas_common.h"
-
-struct AttnShape {
-    int B, T, nh, nkv, hd;
-    bool causal;
-};
+#include "../../llmc/core/cublas_common.h"
+#include "../../llmc/attention/flash_common.cuh"  // AttnShape
 
 // Row softmax of S (already scaled), in place -> P. Row (group, t, j): query position t.
 // One warp per row, 16-byte loads; masked columns (c > t when causal) are written
 // as 0 without being read. __restrict__ and the vector loads let every load of a
 // pass be in flight at once (scalar loads through possibly-aliased pointers made
-// the backward 20x slower than the bandwidth allows).
+// the backward many times slower than the bandwidth allows).
 __global__ static void attention_softmax_forward_kernel(floatX* __restrict__ att, int rows, int T, int r, bool causal) {
     const int lane = threadIdx.x % 32;
     const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
