@@ -70,7 +70,7 @@ test/test_dit: test/test_dit.cu train_dit.cu dev/cpu/dit.cpp $(LLMC_HEADERS)
 test/test_dit_fp32: test/test_dit.cu train_dit.cu dev/cpu/dit.cpp $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -Xcompiler -Wno-unknown-pragmas -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
 
-dev/cuda/%: dev/cuda/%.cu $(wildcard dev/cuda/*.h) $(LLMC_HEADERS)
+dev/cuda/%: dev/cuda/%.cu $(wildcard dev/cuda/*.h dev/cuda/*.cuh) $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
 
 dev/cpu/gpt: dev/cpu/gpt.cpp $(LLMC_HEADERS)
