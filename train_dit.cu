@@ -1186,10 +1186,7 @@ int main(int argc, char** argv) {
     ap.add_int("--seed", &tc.seed, "seed for init, noise and t");
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "samples per step");
-    ap.add_int("--steps", &tc.steps, "optimizer steps");
-    ap.add_float("--max-minutes", &tc.max_minutes, "stop training after this many minutes (0: no limit)");
-    ap.add_float("--lr", &oc.lr, "peak learning rate");
-    schedule_add_flags(ap, &tc.sched);
+    run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
     ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
     ap.add_float("--caption-dropout", &tc.caption_dropout, "probability a caption is replaced by the null caption (classifier-free guidance)");
     ap.add_float("--i2v-prob", &tc.i2v_prob, "probability a sample without clean frames gets frame 0 as clean conditioning (image-to-video)");
@@ -1216,13 +1213,9 @@ int main(int argc, char** argv) {
     optim_add_flags(ap, &oc);
     dist_add_flags(ap, &df);
     dit_config_add_flags(ap, &mc);
-    FlashFlags ff;
-    flash_add_flags(ap, &ff);
-    PlanFlags pf;
-    plan_add_flags(ap, &pf);
-    plan_bare_flag(argc, argv);
-    if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/train/attention_flags.h)
+    RunFlags rf;   // --attn-backward (and MEGA_FLASH_SM90), --plan
+    run_add_flags(ap, &rf);
+    if (!run_parse_flags(ap, argc, argv, &rf)) return 0;
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
@@ -1295,10 +1288,10 @@ int main(int argc, char** argv) {
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, one);
     }
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
-    const int plan_world = plan_validate_flags(pf, dist.world);
-    const MemoryPlan plan = dit_memory_plan(mc, {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, pf.plan ? plan_world : dist.world,
-                                            df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, pf.gpu_gib);
-    memory_plan_apply(plan, pf.plan);
+    const int plan_world = plan_validate_flags(rf.plan, dist.world);
+    const MemoryPlan plan = dit_memory_plan(mc, {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, rf.plan.plan ? plan_world : dist.world,
+                                            df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, rf.plan.gpu_gib);
+    memory_plan_apply(plan, rf.plan.plan);
 
     // ---- the checkpoint to resume from, or the weights to start from: every
     // header checked against this run's model and data before the GPU is touched

@@ -487,10 +487,7 @@ int main(int argc, char** argv) {
     ap.add_int("--batch-size", &tc.batch_size, "micro-batch B (sequences per forward)");
     ap.add_int("--seq-len", &tc.seq_len, "sequence length T (0: min(max-seq-len, 2048))");
     ap.add_int64("--total-batch-tokens", &tc.total_batch_tokens, "tokens per optimizer step (0: B*T); gradient accumulation");
-    ap.add_int("--steps", &tc.steps, "optimizer steps");
-    ap.add_float("--max-minutes", &tc.max_minutes, "stop training after this many minutes (0: no limit)");
-    ap.add_float("--lr", &oc.lr, "peak learning rate");
-    schedule_add_flags(ap, &tc.sched);
+    run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
     optim_add_flags(ap, &oc);
     ap.add_float("--dropout", &tc.dropout, "dropout on the attention and MLP outputs while training (0: off)");
     ap.section("evaluation and sampling");
@@ -506,13 +503,9 @@ int main(int argc, char** argv) {
     hf_add_flags(ap, &hf);
     dist_add_flags(ap, &df);
     gpt_config_add_flags(ap, &mc);
-    FlashFlags ff;
-    flash_add_flags(ap, &ff);
-    PlanFlags pf;
-    plan_add_flags(ap, &pf);
-    plan_bare_flag(argc, argv);
-    if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
-    flash_apply_flags(ff);  // --attn-backward and MEGA_FLASH_SM90 (llmc/train/attention_flags.h)
+    RunFlags rf;   // --attn-backward (and MEGA_FLASH_SM90), --plan
+    run_add_flags(ap, &rf);
+    if (!run_parse_flags(ap, argc, argv, &rf)) return 0;
     bool vocab_given = false;
     for (int k = 1; k < argc; k++) {
         std::string a = argv[k];
@@ -603,9 +596,9 @@ int main(int argc, char** argv) {
     }
     const int grad_accum = (int)(tc.total_batch_tokens / world_tokens);
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
-    const int plan_world = plan_validate_flags(pf, dist.world);
-    const MemoryPlan plan = gpt_memory_plan(mc, B, T, pf.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX), pf.gpu_gib);
-    memory_plan_apply(plan, pf.plan);
+    const int plan_world = plan_validate_flags(rf.plan, dist.world);
+    const MemoryPlan plan = gpt_memory_plan(mc, B, T, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX), rf.plan.gpu_gib);
+    memory_plan_apply(plan, rf.plan.plan);
 
     TokenData train_loader, val_loader;
     bool have_val = false;

@@ -23,6 +23,37 @@ the lines it prints.
 #include "params_checkpoint.cuh"
 #include "run_control.h"
 #include "schedule.h"
+#include "attention_flags.h"
+#include "memory_plan.h"
+
+// The flags both trainers share beyond their model and data: the run's length and
+// learning-rate schedule (bound to the trainer's own fields), the attention's settings
+// and the memory plan.
+struct RunFlags {
+    FlashFlags flash;
+    PlanFlags plan;
+};
+
+static void run_add_schedule_flags(ArgParser& ap, int* steps, float* max_minutes, float* lr, Schedule* sched) {
+    ap.add_int("--steps", steps, "optimizer steps");
+    ap.add_float("--max-minutes", max_minutes, "stop training after this many minutes (0: no limit)");
+    ap.add_float("--lr", lr, "peak learning rate");
+    schedule_add_flags(ap, sched);
+}
+
+static void run_add_flags(ArgParser& ap, RunFlags* f) {
+    flash_add_flags(ap, &f->flash);
+    plan_add_flags(ap, &f->plan);
+}
+
+// Parses the command line; false when it asked for --help (printed). Applies the
+// attention settings, which the kernels read from then on.
+static bool run_parse_flags(ArgParser& ap, int argc, char** argv, RunFlags* f) {
+    plan_bare_flag(argc, argv);
+    if (!ap.parse(argc, argv)) { ap.print_help(); return false; }
+    flash_apply_flags(f->flash);
+    return true;
+}
 
 struct Run {
     const CkptFlags* flags = nullptr;
