@@ -68,10 +68,12 @@ else
     bad sigterm "exit $rc1 (expected 0), stopped at step $k, resume exit $rc2; $(diff $T/c.loss $T/d.loss | head -4 | tr '\n' ' ') $(tail -1 $T/d1.err)"
 fi
 
-# ---- kill9: checkpoints every 20 steps, keep 2; kill -9 somewhere after step 100
+# ---- kill9: checkpoints every 20 steps, keep 2; kill -9 somewhere after step 101 is logged. The
+# checkpoint of step 100 is written between step 100's line and step 101, so waiting for step 100's
+# line alone let the kill land inside that save on a slow disk (kill9_random covers such kills)
 ./train_gpt $args --log-dir $T/e --ckpt-dir $T/e/ckpt --ckpt-every 20 --ckpt-keep 2 > $T/e1.txt 2> $T/e1.err &
 pid=$!
-if wait_step $T/e/train.log 100 $pid; then kill -9 $pid; fi
+if wait_step $T/e/train.log 101 $pid; then kill -9 $pid; fi
 wait $pid 2>/dev/null
 rc1=$?
 k=$(latest_step $T/e/ckpt)
@@ -83,7 +85,7 @@ m=$(wc -l < $T/e.loss)
 first=$(grep -m1 '^step' $T/e.loss | awk '{print $2}')
 if [ $rc1 -eq 137 ] && [ "$k" -ge 100 ] && [ $((k % 20)) -eq 0 ] && [ "$ndirs" -le 3 ] && [ $rc2 -eq 0 ] && [ "$first" = "$((k + 1))/3000" ] &&
    cmp -s <(tail -n "$m" $T/c.loss) $T/e.loss && cmp -s <(logbody $T/c/train.log) <(logbody $T/e/train.log); then
-    ok kill9 "killed -9 after step 100: latest = step $k ($ndirs step dirs kept); resumed from it, $m lines and train.log identical to the uninterrupted run"
+    ok kill9 "killed -9 after step 101: latest = step $k ($ndirs step dirs kept); resumed from it, $m lines and train.log identical to the uninterrupted run"
 else
     bad kill9 "kill exit $rc1, latest step $k, $ndirs step dirs, resume exit $rc2, first step $first; $(diff <(tail -n "$m" $T/c.loss) $T/e.loss | head -4 | tr '\n' ' ') $(tail -1 $T/e2.err)"
 fi
