@@ -1155,6 +1155,8 @@ static void dit_batch_of_rank(DiT* m, const TrainConfig& tc, const DiTConfig& mc
 
 #ifndef TRAIN_DIT_NO_MAIN
 int main(int argc, char** argv) {
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
     TrainConfig tc;
     DiTConfig mc;
     OptimConfig oc = dit_optim_defaults();

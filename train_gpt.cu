@@ -459,6 +459,8 @@ struct TrainConfig : CkptFlags {
 
 #ifndef TRAIN_GPT_NO_MAIN
 int main(int argc, char** argv) {
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
     TrainConfig tc;
     GPTConfig mc;
     OptimConfig oc;

@@ -136,5 +136,16 @@ if [ -x ./train_dit ]; then
     dit dit_plan_no_fit  "the largest consumer is" $dit_common --plan --plan-gpu-mem 0.5
 fi
 
+# progress lines reach a redirected stdout as they are printed (setvbuf in main; the trainers do the same,
+# and they cannot run here): dev/cpu/gpt's first lines are in the file while it still runs
+if [ -x ./dev/cpu/gpt ]; then
+    ./dev/cpu/gpt --data-dir "$T/ok" --steps 100000 --val-every 0 > "$T/linebuf.out" 2>&1 &
+    lb_pid=$!
+    for _ in $(seq 300); do grep -q . "$T/linebuf.out" && break; kill -0 $lb_pid 2> /dev/null || break; sleep 0.1; done
+    if kill -0 $lb_pid 2> /dev/null && grep -q . "$T/linebuf.out"; then echo "PASS bad_input/stdout_line_buffered: $(head -1 "$T/linebuf.out")"; pass=$((pass + 1))
+    else echo "FAIL bad_input/stdout_line_buffered: nothing in the redirected stdout while running: $(head -2 "$T/linebuf.out")"; fail=$((fail + 1)); fi
+    kill $lb_pid 2> /dev/null; wait $lb_pid 2> /dev/null
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -747,7 +747,10 @@ static std::vector<int> sample(GPTCpu* g, int start, int n, float temperature, R
 }
 
 int main(int argc, char** argv) {
-    std::string data_dir = "data/shakespeare";
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const std::string default_data_dir = "data/shakespeare";
+    std::string data_dir = default_data_dir;
     int steps = 20, B = 4, T = 64, seed = 1337, val_every = 10, val_batches = 4, gen_tokens = 64;
     float lr = 1e-3f, temperature = 0.8f;
     std::string init_hf, export_hf;
