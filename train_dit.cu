@@ -1220,11 +1220,9 @@ int main(int argc, char** argv) {
     if (!run_parse_flags(ap, argc, argv, &rf)) return 0;
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
-    if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
-    schedule_validate(tc.sched);
-    if (!(tc.max_minutes >= 0)) fail("flag --max-minutes: must be >= 0");
+    run_validate_schedule_flags(tc.steps, tc.max_minutes, tc.sched);
     optim_validate(oc);
-    if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
+    if (!(tc.t_shift >= 0 && std::isfinite(tc.t_shift))) fail("flag --t-shift: must be a finite number >= 0");
     if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
     if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) fail("flag --ema-decay: must be in [0, 1), got %g", tc.ema_decay);
     if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);

@@ -147,5 +147,31 @@ if [ -x ./dev/cpu/gpt ]; then
     kill $lb_pid 2> /dev/null; wait $lb_pid 2> /dev/null
 fi
 
+# flags whose value makes no sense (issue 19 item 5): refused before the run starts
+expect neg_total_batch   "flag --total-batch-tokens: must be >= 0" $common --total-batch-tokens -64
+expect neg_seq_len       "flag --seq-len: must be >= 0" $common --seq-len -5
+expect lr_inf            "flag --lr: must be a finite number > 0" $common --lr inf
+expect lr_nan            "flag --lr"            $common --lr nan
+expect lr_zero           "flag --lr: must be a finite number > 0" $common --lr 0
+expect lr_negative       "flag --lr: must be a finite number > 0" $common --lr -1e-3
+expect neg_val_every     "flag --val-every: must be >= 0" $common --val-every -5
+expect neg_max_minutes   "flag --max-minutes: must be a finite number >= 0" $common --max-minutes -1
+expect inf_max_minutes   "flag --max-minutes: must be a finite number >= 0" $common --max-minutes inf
+expect neg_sample_tokens "flag --sample-tokens: must be > 0" $common --sample-tokens -1
+expect bad_sample_every  "flag --sample-every: must be >= -1" $common --sample-every -2
+expect inf_temperature   "flag --temperature"   $common --temperature inf
+expect inf_weight_decay  "flag --weight-decay"  $common --weight-decay inf
+expect inf_rope_theta    "flag --rope-theta"    $common --rope-theta inf
+if [ -x ./train_dit ]; then
+    dit dit_lr_inf       "flag --lr: must be a finite number > 0" $dit_common --lr inf
+    dit dit_lr_zero      "flag --lr: must be a finite number > 0" $dit_common --lr 0
+    dit dit_neg_steps    "flag --steps: must be >= 0" $dit_common --steps -5
+    dit dit_max_minutes  "flag --max-minutes: must be a finite number >= 0" $dit_common --max-minutes -1
+    dit dit_fps_inf      "flag --fps"           $dit_common --fps inf
+    dit dit_t_shift_inf  "flag --t-shift"       $dit_common --t-shift inf
+    dit dit_text_len     "flag --text-len"      $dit_common --text-len -1
+    dit dit_ms_size      "flag --ms-frames/--ms-size" --steps 1 --log-dir "''" --ms-size 0
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
