@@ -1227,8 +1227,10 @@ int main(int argc, char** argv) {
     if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) fail("flag --ema-decay: must be in [0, 1), got %g", tc.ema_decay);
     if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);
     if (tc.frames <= 0 || tc.height <= 0 || tc.width <= 0) fail("flag --frames/--height/--width: must be > 0");
-    if (tc.text_len <= 0 || tc.text_len > mc.max_text_len) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
-    if (!(tc.fps > 0)) fail("flag --fps: must be > 0");
+    // --text-len shapes only the synthetic batches; the latent loader checks the data's own lengths against --max-text-len
+    if (tc.random_data && (tc.text_len <= 0 || tc.text_len > mc.max_text_len)) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
+    if (!(tc.fps > 0 && std::isfinite(tc.fps))) fail("flag --fps: must be a finite number > 0");
+    if (tc.ms_frames <= 0 || tc.ms_size <= 0) fail("flag --ms-frames/--ms-size: must be > 0");
     if (tc.sample_every < 0) fail("flag --sample-every: must be >= 0, got %d", tc.sample_every);
     if (tc.sample_count <= 0 || tc.sample_count > 1024) fail("flag --sample-count: must be in [1, 1024], got %d", tc.sample_count);
     if (sc.steps <= 0 || sc.steps > 10000) fail("flag --sample-steps: must be in [1, 10000], got %d", sc.steps);

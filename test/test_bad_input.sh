@@ -173,5 +173,13 @@ if [ -x ./train_dit ]; then
     dit dit_ms_size      "flag --ms-frames/--ms-size" --steps 1 --log-dir "''" --ms-size 0
 fi
 
+# train_dit on latent shards whose captions are longer than --max-text-len: the error names that flag
+if [ -x ./train_dit ] && [ -x ./moving_shapes ]; then
+    ./moving_shapes --out-dir "$T/lat" --train-samples 8 --val-samples 2 --frames 2 --size 16 --caption-channels 64 > /dev/null 2>&1 \
+        || { echo "FAIL bad_input/setup: moving_shapes failed"; fail=$((fail + 1)); }
+    dit dit_max_text_len "max-text-len" --preset tiny --train-data "$T/lat/train_*.lat" --in-channels 3 --out-channels 6 \
+        --caption-channels 64 --max-text-len 2 --steps 1 --batch-size 1 --log-dir "''"
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
