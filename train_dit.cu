@@ -1241,7 +1241,7 @@ int main(int argc, char** argv) {
     if (tc.sample_every > 0 && tc.random_data) fail("flag --sample-every: random synthetic batches have nothing to sample for (no captions)");
     if (tc.i2v_prob > 0 && tc.random_data) fail("flag --i2v-prob: not used with --random-data 1 (synthetic batches have no frame mask)");
     if (tc.caption_dropout > 0 && tc.random_data) fail("flag --caption-dropout: not used with --random-data 1");
-    ckpt_validate_flags(tc);
+    ckpt_validate_flags(tc, tc.log_dir);
     // ---- several GPUs (llmc/dist/distributed.cuh): this process's rank and the world size from the
     // launcher (nothing on one GPU). Every rank trains on its own B samples (the global batch
     // is B x world), samples and evaluates alike; rank 0 writes the logs, pictures and checkpoints.

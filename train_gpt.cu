@@ -527,7 +527,7 @@ int main(int argc, char** argv) {
     if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
     if (!(tc.temperature >= 0 && std::isfinite(tc.temperature))) fail("flag --temperature: must be a finite number >= 0");
     if (!(tc.dropout >= 0 && tc.dropout < 1)) fail("flag --dropout: must be in [0, 1), got %g", tc.dropout);
-    ckpt_validate_flags(tc);
+    ckpt_validate_flags(tc, tc.log_dir);
     const int hf_dtype = hf_validate_flags(hf);
     if (!hf.export_hf.empty()) make_parent_dirs(hf_join(hf.export_hf, "x"));   // fail now, not after training
 

@@ -181,5 +181,17 @@ if [ -x ./train_dit ] && [ -x ./moving_shapes ]; then
         --caption-channels 64 --max-text-len 2 --steps 1 --batch-size 1 --log-dir "''"
 fi
 
+# --ckpt-dir and --log-dir that cannot hold the run's files: refused at start-up, not at the first save
+printf 'x' > "$T/a_file"
+expect ckpt_dir_file     "flag --ckpt-dir: $T/a_file exists and is not a directory" $common --ckpt-dir "$T/a_file"
+expect ckpt_dir_under_file "flag --ckpt-dir: $T/a_file/ck lies under $T/a_file" $common --ckpt-dir "$T/a_file/ck"
+expect ckpt_dir_proc     "flag --ckpt-dir: cannot create directory /proc/x" $common --ckpt-dir /proc/x
+expect log_dir_file      "flag --log-dir: $T/a_file exists and is not a directory" $common --log-dir "$T/a_file"
+expect log_dir_proc      "flag --log-dir: cannot create directory /proc/x" $common --log-dir /proc/x
+if [ -x ./train_dit ]; then
+    dit dit_resume_file  "flag --ckpt-dir: $T/a_file exists and is not a directory" $dit_common --ckpt-dir "$T/a_file" --resume 1
+    dit dit_log_dir_under_file "flag --log-dir: $T/a_file/log lies under $T/a_file" $dit_common --log-dir "$T/a_file/log"
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
