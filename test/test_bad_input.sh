@@ -193,5 +193,13 @@ if [ -x ./train_dit ]; then
     dit dit_log_dir_under_file "flag --log-dir: $T/a_file/log lies under $T/a_file" $dit_common --log-dir "$T/a_file/log"
 fi
 
+# dev/cpu/gpt --data-dir on a user's folder without a tokenizer: refused, nothing written into it
+if [ -x ./dev/cpu/gpt ]; then
+    mkdir -p "$T/user_dir"; printf 'mine\n' > "$T/user_dir/notes.txt"
+    BIN=./dev/cpu/gpt expect cpu_gpt_data_dir "flag --data-dir: $T/user_dir exists but has no tokenizer.bin" --data-dir "$T/user_dir"
+    if [ "$(ls -A "$T/user_dir")" = "notes.txt" ]; then echo "PASS bad_input/cpu_gpt_data_dir_untouched"; pass=$((pass + 1))
+    else echo "FAIL bad_input/cpu_gpt_data_dir_untouched: $(ls -A "$T/user_dir" | tr '\n' ' ')"; fail=$((fail + 1)); fi
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
