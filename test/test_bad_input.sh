@@ -201,5 +201,13 @@ if [ -x ./dev/cpu/gpt ]; then
     else echo "FAIL bad_input/cpu_gpt_data_dir_untouched: $(ls -A "$T/user_dir" | tr '\n' ' ')"; fail=$((fail + 1)); fi
 fi
 
+# no GPU or driver (only where there is none): one line that says so, not CUDA's "driver version is insufficient"
+if [ ! -e /dev/nvidia0 ] && [ ! -e /dev/nvidiactl ]; then
+    expect no_gpu        "no CUDA GPU found (cudaGetDeviceCount: " $common --train-data "$good" --vocab-size 300
+    if [ -x ./train_dit ]; then dit dit_no_gpu "no CUDA GPU found (cudaGetDeviceCount: " $dit_common; fi
+else
+    echo "SKIP bad_input/no_gpu: this machine has a GPU"
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
