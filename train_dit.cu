@@ -1155,6 +1155,8 @@ static void dit_batch_of_rank(DiT* m, const TrainConfig& tc, const DiTConfig& mc
 
 #ifndef TRAIN_DIT_NO_MAIN
 int main(int argc, char** argv) {
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
     TrainConfig tc;
     DiTConfig mc;
     OptimConfig oc = dit_optim_defaults();
@@ -1218,17 +1220,17 @@ int main(int argc, char** argv) {
     if (!run_parse_flags(ap, argc, argv, &rf)) return 0;
     dit_config_finalize(&mc);
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
-    if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
-    schedule_validate(tc.sched);
-    if (!(tc.max_minutes >= 0)) fail("flag --max-minutes: must be >= 0");
+    run_validate_schedule_flags(tc.steps, tc.max_minutes, tc.sched);
     optim_validate(oc);
-    if (!(tc.t_shift >= 0)) fail("flag --t-shift: must be >= 0");
+    if (!(tc.t_shift >= 0 && std::isfinite(tc.t_shift))) fail("flag --t-shift: must be a finite number >= 0");
     if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
     if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) fail("flag --ema-decay: must be in [0, 1), got %g", tc.ema_decay);
     if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);
     if (tc.frames <= 0 || tc.height <= 0 || tc.width <= 0) fail("flag --frames/--height/--width: must be > 0");
-    if (tc.text_len <= 0 || tc.text_len > mc.max_text_len) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
-    if (!(tc.fps > 0)) fail("flag --fps: must be > 0");
+    // --text-len shapes only the synthetic batches; the latent loader checks the data's own lengths against --max-text-len
+    if (tc.random_data && (tc.text_len <= 0 || tc.text_len > mc.max_text_len)) fail("flag --text-len: must be in [1, --max-text-len %d], got %d", mc.max_text_len, tc.text_len);
+    if (!(tc.fps > 0 && std::isfinite(tc.fps))) fail("flag --fps: must be a finite number > 0");
+    if (tc.ms_frames <= 0 || tc.ms_size <= 0) fail("flag --ms-frames/--ms-size: must be > 0");
     if (tc.sample_every < 0) fail("flag --sample-every: must be >= 0, got %d", tc.sample_every);
     if (tc.sample_count <= 0 || tc.sample_count > 1024) fail("flag --sample-count: must be in [1, 1024], got %d", tc.sample_count);
     if (sc.steps <= 0 || sc.steps > 10000) fail("flag --sample-steps: must be in [1, 10000], got %d", sc.steps);
@@ -1239,7 +1241,7 @@ int main(int argc, char** argv) {
     if (tc.sample_every > 0 && tc.random_data) fail("flag --sample-every: random synthetic batches have nothing to sample for (no captions)");
     if (tc.i2v_prob > 0 && tc.random_data) fail("flag --i2v-prob: not used with --random-data 1 (synthetic batches have no frame mask)");
     if (tc.caption_dropout > 0 && tc.random_data) fail("flag --caption-dropout: not used with --random-data 1");
-    ckpt_validate_flags(tc);
+    ckpt_validate_flags(tc, tc.log_dir);
     // ---- several GPUs (llmc/dist/distributed.cuh): this process's rank and the world size from the
     // launcher (nothing on one GPU). Every rank trains on its own B samples (the global batch
     // is B x world), samples and evaluates alike; rank 0 writes the logs, pictures and checkpoints.

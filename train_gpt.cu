@@ -459,6 +459,8 @@ struct TrainConfig : CkptFlags {
 
 #ifndef TRAIN_GPT_NO_MAIN
 int main(int argc, char** argv) {
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
     TrainConfig tc;
     GPTConfig mc;
     OptimConfig oc;
@@ -514,14 +516,18 @@ int main(int argc, char** argv) {
 
     // ---- validate the run's flags (all on the CPU, before touching the GPU)
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
-    if (tc.steps < 0) fail("flag --steps: must be >= 0, got %d", tc.steps);
-    schedule_validate(tc.sched);
+    if (tc.seq_len < 0) fail("flag --seq-len: must be >= 0 (0: min(max-seq-len, 2048)), got %d", tc.seq_len);
+    if (tc.total_batch_tokens < 0) fail("flag --total-batch-tokens: must be >= 0 (0: batch-size*seq-len), got %lld", tc.total_batch_tokens);
+    run_validate_schedule_flags(tc.steps, tc.max_minutes, tc.sched);
     optim_validate(oc);
+    if (tc.val_every < 0) fail("flag --val-every: must be >= 0 (0: never), got %d", tc.val_every);
     if (tc.val_batches < 0) fail("flag --val-batches: must be >= 0");
+    if (tc.sample_every < -1) fail("flag --sample-every: must be >= -1 (0: only at the end; -1: never), got %d", tc.sample_every);
+    if (tc.sample_tokens <= 0) fail("flag --sample-tokens: must be > 0 (--sample-every -1: no samples), got %d", tc.sample_tokens);
     if (tc.top_k < 0) fail("flag --top-k: must be >= 0");
-    if (!(tc.temperature >= 0)) fail("flag --temperature: must be >= 0");
+    if (!(tc.temperature >= 0 && std::isfinite(tc.temperature))) fail("flag --temperature: must be a finite number >= 0");
     if (!(tc.dropout >= 0 && tc.dropout < 1)) fail("flag --dropout: must be in [0, 1), got %g", tc.dropout);
-    ckpt_validate_flags(tc);
+    ckpt_validate_flags(tc, tc.log_dir);
     const int hf_dtype = hf_validate_flags(hf);
     if (!hf.export_hf.empty()) make_parent_dirs(hf_join(hf.export_hf, "x"));   // fail now, not after training
 

@@ -136,5 +136,78 @@ if [ -x ./train_dit ]; then
     dit dit_plan_no_fit  "the largest consumer is" $dit_common --plan --plan-gpu-mem 0.5
 fi
 
+# progress lines reach a redirected stdout as they are printed (setvbuf in main; the trainers do the same,
+# and they cannot run here): dev/cpu/gpt's first lines are in the file while it still runs
+if [ -x ./dev/cpu/gpt ]; then
+    ./dev/cpu/gpt --data-dir "$T/ok" --steps 100000 --val-every 0 > "$T/linebuf.out" 2>&1 &
+    lb_pid=$!
+    for _ in $(seq 300); do grep -q . "$T/linebuf.out" && break; kill -0 $lb_pid 2> /dev/null || break; sleep 0.1; done
+    if kill -0 $lb_pid 2> /dev/null && grep -q . "$T/linebuf.out"; then echo "PASS bad_input/stdout_line_buffered: $(head -1 "$T/linebuf.out")"; pass=$((pass + 1))
+    else echo "FAIL bad_input/stdout_line_buffered: nothing in the redirected stdout while running: $(head -2 "$T/linebuf.out")"; fail=$((fail + 1)); fi
+    kill $lb_pid 2> /dev/null; wait $lb_pid 2> /dev/null
+fi
+
+# flags whose value makes no sense (issue 19 item 5): refused before the run starts
+expect neg_total_batch   "flag --total-batch-tokens: must be >= 0" $common --total-batch-tokens -64
+expect neg_seq_len       "flag --seq-len: must be >= 0" $common --seq-len -5
+expect lr_inf            "flag --lr: must be a finite number > 0" $common --lr inf
+expect lr_nan            "flag --lr"            $common --lr nan
+expect lr_zero           "flag --lr: must be a finite number > 0" $common --lr 0
+expect lr_negative       "flag --lr: must be a finite number > 0" $common --lr -1e-3
+expect neg_val_every     "flag --val-every: must be >= 0" $common --val-every -5
+expect neg_max_minutes   "flag --max-minutes: must be a finite number >= 0" $common --max-minutes -1
+expect inf_max_minutes   "flag --max-minutes: must be a finite number >= 0" $common --max-minutes inf
+expect neg_sample_tokens "flag --sample-tokens: must be > 0" $common --sample-tokens -1
+expect bad_sample_every  "flag --sample-every: must be >= -1" $common --sample-every -2
+expect inf_temperature   "flag --temperature"   $common --temperature inf
+expect inf_weight_decay  "flag --weight-decay"  $common --weight-decay inf
+expect inf_rope_theta    "flag --rope-theta"    $common --rope-theta inf
+if [ -x ./train_dit ]; then
+    dit dit_lr_inf       "flag --lr: must be a finite number > 0" $dit_common --lr inf
+    dit dit_lr_zero      "flag --lr: must be a finite number > 0" $dit_common --lr 0
+    dit dit_neg_steps    "flag --steps: must be >= 0" $dit_common --steps -5
+    dit dit_max_minutes  "flag --max-minutes: must be a finite number >= 0" $dit_common --max-minutes -1
+    dit dit_fps_inf      "flag --fps"           $dit_common --fps inf
+    dit dit_t_shift_inf  "flag --t-shift"       $dit_common --t-shift inf
+    dit dit_text_len     "flag --text-len"      $dit_common --text-len -1
+    dit dit_ms_size      "flag --ms-frames/--ms-size" --steps 1 --log-dir "''" --ms-size 0
+fi
+
+# train_dit on latent shards whose captions are longer than --max-text-len: the error names that flag
+if [ -x ./train_dit ] && [ -x ./moving_shapes ]; then
+    ./moving_shapes --out-dir "$T/lat" --train-samples 8 --val-samples 2 --frames 2 --size 16 --caption-channels 64 > /dev/null 2>&1 \
+        || { echo "FAIL bad_input/setup: moving_shapes failed"; fail=$((fail + 1)); }
+    dit dit_max_text_len "max-text-len" --preset tiny --train-data "$T/lat/train_*.lat" --in-channels 3 --out-channels 6 \
+        --caption-channels 64 --max-text-len 2 --steps 1 --batch-size 1 --log-dir "''"
+fi
+
+# --ckpt-dir and --log-dir that cannot hold the run's files: refused at start-up, not at the first save
+printf 'x' > "$T/a_file"
+expect ckpt_dir_file     "flag --ckpt-dir: $T/a_file exists and is not a directory" $common --ckpt-dir "$T/a_file"
+expect ckpt_dir_under_file "flag --ckpt-dir: $T/a_file/ck lies under $T/a_file" $common --ckpt-dir "$T/a_file/ck"
+expect ckpt_dir_proc     "flag --ckpt-dir: cannot create directory /proc/x" $common --ckpt-dir /proc/x
+expect log_dir_file      "flag --log-dir: $T/a_file exists and is not a directory" $common --log-dir "$T/a_file"
+expect log_dir_proc      "flag --log-dir: cannot create directory /proc/x" $common --log-dir /proc/x
+if [ -x ./train_dit ]; then
+    dit dit_resume_file  "flag --ckpt-dir: $T/a_file exists and is not a directory" $dit_common --ckpt-dir "$T/a_file" --resume 1
+    dit dit_log_dir_under_file "flag --log-dir: $T/a_file/log lies under $T/a_file" $dit_common --log-dir "$T/a_file/log"
+fi
+
+# dev/cpu/gpt --data-dir on a user's folder without a tokenizer: refused, nothing written into it
+if [ -x ./dev/cpu/gpt ]; then
+    mkdir -p "$T/user_dir"; printf 'mine\n' > "$T/user_dir/notes.txt"
+    BIN=./dev/cpu/gpt expect cpu_gpt_data_dir "flag --data-dir: $T/user_dir exists but has no tokenizer.bin" --data-dir "$T/user_dir"
+    if [ "$(ls -A "$T/user_dir")" = "notes.txt" ]; then echo "PASS bad_input/cpu_gpt_data_dir_untouched"; pass=$((pass + 1))
+    else echo "FAIL bad_input/cpu_gpt_data_dir_untouched: $(ls -A "$T/user_dir" | tr '\n' ' ')"; fail=$((fail + 1)); fi
+fi
+
+# no GPU or driver (only where there is none): one line that says so, not CUDA's "driver version is insufficient"
+if [ ! -e /dev/nvidia0 ] && [ ! -e /dev/nvidiactl ]; then
+    expect no_gpu        "no CUDA GPU found (cudaGetDeviceCount: " $common --train-data "$good" --vocab-size 300
+    if [ -x ./train_dit ]; then dit dit_no_gpu "no CUDA GPU found (cudaGetDeviceCount: " $dit_common; fi
+else
+    echo "SKIP bad_input/no_gpu: this machine has a GPU"
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1124,6 +1124,8 @@ static void dit_params_from_reference(DiTCpu* g, const TensorFile& tf) {
 // a latent dataset comes with the data loader)
 
 int main(int argc, char** argv) {
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
     std::string ref = "test/data/dit_tiny.mgt";
     int steps = 10, init = 0, seed = 1337;
     float lr = 0.0f;

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <ctime>   // clock_gettime in llmc/core/utils.h
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -747,7 +748,10 @@ static std::vector<int> sample(GPTCpu* g, int start, int n, float temperature, R
 }
 
 int main(int argc, char** argv) {
-    std::string data_dir = "data/shakespeare";
+    // progress lines reach a redirected log (`> run.log`, a pipe) as they are printed, not in 4 KB blocks
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const std::string default_data_dir = "data/shakespeare";
+    std::string data_dir = default_data_dir;
     int steps = 20, B = 4, T = 64, seed = 1337, val_every = 10, val_batches = 4, gen_tokens = 64;
     float lr = 1e-3f, temperature = 0.8f;
     std::string init_hf, export_hf;
@@ -803,6 +807,11 @@ int main(int argc, char** argv) {
     if (init_hf.empty()) {
         const std::string tok_path = data_dir + "/tokenizer.bin";
         if (!file_exists(tok_path)) {
+            // the shakespeare dataset goes only into its own folder or one this run creates, never among a user's files
+            struct stat st;
+            if (data_dir != default_data_dir && stat(data_dir.c_str(), &st) == 0)
+                fail("flag --data-dir: %s exists but has no tokenizer.bin: expected a dataset made by ./build_data "
+                     "(a folder that does not exist yet gets the shakespeare dataset)", data_dir.c_str());
             printf("%s missing: building the dataset from data/tinyshakespeare.txt\n", tok_path.c_str());
             build_text_dataset("data/tinyshakespeare.txt", data_dir, 1024, 0.1);
         }

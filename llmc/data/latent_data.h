@@ -395,7 +395,7 @@ static inline void latent_check_shard(LatentLoader* ll, const std::string& path)
         if (si.H <= 0 || si.H > LATENT_MAX_DIM) fail("%s: sample %lld height H: expected in [1, %d], found %d", p, kk, LATENT_MAX_DIM, si.H);
         if (si.W <= 0 || si.W > LATENT_MAX_DIM) fail("%s: sample %lld width W: expected in [1, %d], found %d", p, kk, LATENT_MAX_DIM, si.W);
         if (si.text_len < 1 || si.text_len > ll->max_text_len)
-            fail("%s: sample %lld text length: expected in [1, %d] (max text length), found %d", p, kk, ll->max_text_len, si.text_len);
+            fail("%s: sample %lld text length: expected in [1, %d] (the model's max text length, flag --max-text-len), found %d", p, kk, ll->max_text_len, si.text_len);
         if (!std::isfinite(si.fps) || !(si.fps > 0.0f)) fail("%s: sample %lld fps: expected > 0, found %g", p, kk, si.fps);
         if (si.source != LATENT_SOURCE_GENERATED && si.source != LATENT_SOURCE_REAL)
             fail("%s: sample %lld source: expected 0 (generated) or 1 (real), found %d", p, kk, si.source);

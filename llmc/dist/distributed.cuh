@@ -396,15 +396,19 @@ struct DistComm : ParamsComm {};
 // from rank 0 over MPI, TCP or a file, then a non-blocking init polled against
 // --dist-timeout; starts the watchdog. Replaces the trainers' cudaSetDevice(0).
 static void dist_start(Dist* d) {
+    // the run's first CUDA call: without a GPU or driver, one line that says so (CUDA's own
+    // error there is "driver version is insufficient", a wrong diagnosis)
+    int n_dev = 0;
+    const cudaError_t ce = cudaGetDeviceCount(&n_dev);
+    const std::string who = d->world > 1 ? "rank " + std::to_string(d->rank) + ": " : "";
+    if (ce != cudaSuccess) fail("%sno CUDA GPU found (cudaGetDeviceCount: %s)", who.c_str(), cudaGetErrorString(ce));
+    if (n_dev == 0) fail("%sno CUDA GPU found (cudaGetDeviceCount: 0 devices)", who.c_str());
     if (d->world == 1) {
         d->device = 0;
         cudaCheck(cudaSetDevice(0));
         return;
     }
 #ifdef MEGA_NCCL
-    int n_dev = 0;
-    cudaError_t ce = cudaGetDeviceCount(&n_dev);
-    if (ce != cudaSuccess) fail("rank %d: cannot count the GPUs (%s)", d->rank, cudaGetErrorString(ce));
     d->device = launch_env_device(d->env, n_dev);
     cudaCheck(cudaSetDevice(d->device));
     const double timeout = d->flags.timeout;

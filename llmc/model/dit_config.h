@@ -163,8 +163,8 @@ static inline void dit_config_finalize(DiTConfig* c) {
     if (c->patch_h <= 0) fail("flag --patch-h: must be > 0, got %d", c->patch_h);
     if (c->patch_w <= 0) fail("flag --patch-w: must be > 0, got %d", c->patch_w);
     if (c->max_text_len <= 0) fail("flag --max-text-len: must be > 0, got %d", c->max_text_len);
-    if (!(c->norm_eps > 0)) fail("flag --norm-eps: must be > 0");
-    if (!(c->rope_theta > 0)) fail("flag --rope-theta: must be > 0");
+    if (!(c->norm_eps > 0 && std::isfinite(c->norm_eps))) fail("flag --norm-eps: must be a finite number > 0");
+    if (!(c->rope_theta > 0 && std::isfinite(c->rope_theta))) fail("flag --rope-theta: must be a finite number > 0");
     if (c->rope_max_t <= 0) fail("flag --rope-max-t: must be > 0, got %d", c->rope_max_t);
     if (c->rope_max_hw <= 0) fail("flag --rope-max-hw: must be > 0, got %d", c->rope_max_hw);
     if (c->freq_dim <= 0 || c->freq_dim % 2 != 0) fail("flag --freq-dim: must be a positive even number, got %d", c->freq_dim);

@@ -125,8 +125,8 @@ static inline void gpt_config_finalize(GPTConfig* c) {
     if (c->padded_vocab_size == 0) c->padded_vocab_size = (c->vocab_size + 127) / 128 * 128;
     if (c->padded_vocab_size < c->vocab_size || c->padded_vocab_size % 8 != 0)
         fail("flag --padded-vocab-size: must be >= --vocab-size %d and a multiple of 8, got %d", c->vocab_size, c->padded_vocab_size);
-    if (!(c->rope_theta > 0)) fail("flag --rope-theta: must be > 0");
-    if (!(c->norm_eps > 0)) fail("flag --norm-eps: must be > 0");
+    if (!(c->rope_theta > 0 && std::isfinite(c->rope_theta))) fail("flag --rope-theta: must be a finite number > 0");
+    if (!(c->norm_eps > 0 && std::isfinite(c->norm_eps))) fail("flag --norm-eps: must be a finite number > 0");
     if (c->rope_scaling) {
         if (!(c->rope_factor >= 1)) fail("flag --rope-factor: must be >= 1");
         if (!(c->rope_high_freq_factor > c->rope_low_freq_factor)) fail("flag --rope-high-freq-factor: must exceed --rope-low-freq-factor");

@@ -281,12 +281,12 @@ static void optim_add_flags(ArgParser& ap, OptimConfig* o) {
 }
 
 static void optim_validate(const OptimConfig& o) {
-    if (!(o.lr >= 0)) fail("flag --lr: must be >= 0");
+    if (!(o.lr > 0 && std::isfinite(o.lr))) fail("flag --lr: must be a finite number > 0, got %g", o.lr);
     if (!(o.beta1 >= 0 && o.beta1 < 1)) fail("flag --beta1: must be in [0, 1)");
     if (!(o.beta2 >= 0 && o.beta2 < 1)) fail("flag --beta2: must be in [0, 1)");
-    if (!(o.eps > 0)) fail("flag --adam-eps: must be > 0");
-    if (!(o.weight_decay >= 0)) fail("flag --weight-decay: must be >= 0");
-    if (!(o.grad_clip >= 0)) fail("flag --grad-clip: must be >= 0");
+    if (!(o.eps > 0 && std::isfinite(o.eps))) fail("flag --adam-eps: must be a finite number > 0");
+    if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay))) fail("flag --weight-decay: must be a finite number >= 0");
+    if (!(o.grad_clip >= 0 && std::isfinite(o.grad_clip))) fail("flag --grad-clip: must be a finite number >= 0 (0: no clipping)");
 }
 
 // The optional exponential moving average of the weights (llmc/model/ema.cuh), updated

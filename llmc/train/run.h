@@ -41,6 +41,13 @@ static void run_add_schedule_flags(ArgParser& ap, int* steps, float* max_minutes
     schedule_add_flags(ap, sched);
 }
 
+// the flags of run_add_schedule_flags (--lr is checked with the optimizer's flags)
+static void run_validate_schedule_flags(int steps, float max_minutes, const Schedule& sched) {
+    if (steps < 0) fail("flag --steps: must be >= 0, got %d", steps);
+    if (!(max_minutes >= 0 && std::isfinite(max_minutes))) fail("flag --max-minutes: must be a finite number >= 0 (0: no limit), got %g", max_minutes);
+    schedule_validate(sched);
+}
+
 static void run_add_flags(ArgParser& ap, RunFlags* f) {
     flash_add_flags(ap, &f->flash);
     plan_add_flags(ap, &f->plan);

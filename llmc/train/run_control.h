@@ -20,11 +20,14 @@ A checkpoint at step k is taken after step k's update and before anything the
 loop does at the top of step k, which a run resumed from it does again.
 */
 #pragma once
+#include <cerrno>
 #include <climits>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "../core/utils.h"
 #include "../core/args.h"
@@ -56,7 +59,30 @@ static void ckpt_add_flags(ArgParser& ap, CkptFlags* f) {
     ap.add_int("--max-bad-steps", &f->max_bad_steps, "stop after K steps in a row with a non-finite loss or grad norm (0: never)");
 }
 
-static void ckpt_validate_flags(const CkptFlags& f) {
+// A directory the run will write into (--ckpt-dir, --log-dir): made now, with its
+// parents, and a file created and removed in it, so that a path that is a regular
+// file, lies under one or cannot be written fails at start-up with one line, not
+// at the first save (by default the end of the run). A probe file, not access(),
+// because root passes access() on directories it cannot write (/proc, a read-only mount).
+static void run_dir_writable_or_fail(const std::string& dir, const char* flag) {
+    if (dir.empty()) return;
+    struct stat st;
+    if (stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) fail("flag %s: %s exists and is not a directory", flag, dir.c_str());
+    for (size_t i = 1; i <= dir.size(); i++) {
+        if (i < dir.size() && dir[i] != '/') continue;
+        const std::string d = dir.substr(0, i);
+        if (mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) fail("flag %s: cannot create directory %s (%s)", flag, d.c_str(), strerror(errno));
+        if (stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("flag %s: %s lies under %s, which is not a directory", flag, dir.c_str(), d.c_str());
+    }
+    std::string probe = dir + "/.write_probe_XXXXXX";
+    const int fd = mkstemp(&probe[0]);
+    if (fd < 0) fail("flag %s: cannot write into directory %s (%s)", flag, dir.c_str(), strerror(errno));
+    close(fd);
+    unlink(probe.c_str());
+}
+
+// log_dir: the trainer's --log-dir
+static void ckpt_validate_flags(const CkptFlags& f, const std::string& log_dir) {
     if (f.ckpt_every < 0) fail("flag --ckpt-every: must be >= 0, got %d", f.ckpt_every);
     if (f.ckpt_keep < 0) fail("flag --ckpt-keep: must be >= 0, got %d", f.ckpt_keep);
     if (f.ckpt_keep_every < 0) fail("flag --ckpt-keep-every: must be >= 0, got %d", f.ckpt_keep_every);
@@ -65,6 +91,8 @@ static void ckpt_validate_flags(const CkptFlags& f) {
     if (f.resume && f.ckpt_dir.empty()) fail("flag --resume: needs --ckpt-dir (where to look for the latest checkpoint)");
     if (f.resume && !f.resume_from.empty()) fail("flag --resume-from: cannot be combined with --resume 1 (pick one)");
     if (!f.resume_from.empty() && !f.init_from.empty()) fail("flag --init-from: cannot be combined with --resume-from (a resumed run has its weights)");
+    run_dir_writable_or_fail(f.ckpt_dir, "--ckpt-dir");
+    run_dir_writable_or_fail(log_dir, "--log-dir");
 }
 
 // ----------------------------------------------------------------------------
