@@ -672,6 +672,26 @@ int main(int argc, char** argv) {
                 if (id < 0 || id >= mc.vocab_size) fail("%s: token id %d is outside the vocabulary [0, %d)", eval_tokens.c_str(), id, mc.vocab_size);
     }
 
+    // ---- --export-hf: the fp32 weights as a Hugging Face model directory (after training, or below)
+    auto export_hf = [&](const std::vector<float>& w) {
+        const double t0 = wall_seconds();
+        const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
+        const int nfiles = hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos, hf_shard_bytes(hf));
+        if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
+        printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %d safetensors file%s, %.1f s)\n",
+               hf.export_hf.c_str(), hf_export_architecture(mc), hf.hf_dtype.c_str(), layout_numel(gpt_param_layout(mc)) / 1e6, nfiles,
+               nfiles == 1 ? "" : "s", wall_seconds() - t0);
+    };
+    // --init-hf DIR --steps 0 --export-hf OUT is a conversion: host work, no GPU needed. The weights
+    // go out as the GPU path would write them (its fp32 master copy is these floats); no validation
+    // or samples are run.
+    if (hf_in && resume_dir.empty() && init_path.empty() && tc.steps == 0 && !hf.export_hf.empty() && eval_tokens.empty() &&
+        dist.world == 1) {
+        printf("--steps 0 with --init-hf and --export-hf: converting on the host (no GPU, no validation or samples)\n");
+        export_hf(hf_params);
+        return 0;
+    }
+
     // ---- GPU
     GPT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
@@ -838,17 +858,9 @@ int main(int argc, char** argv) {
         printf("wrote %s/train.log and %s/loss.svg\n", tc.log_dir.c_str(), tc.log_dir.c_str());
     if (!hf.export_hf.empty()) {
         // the fp32 master weights, as a Hugging Face model directory
-        const double t0 = wall_seconds();
         std::vector<float> w;
-        if (params_master_to_host(&model, &w, model.stream)) {   // several GPUs: gathered to rank 0, which writes
-            const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
-            const int nfiles = hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos,
-                                         hf_shard_bytes(hf));
-            if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
-            printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %d safetensors file%s, %.1f s)\n",
-                   hf.export_hf.c_str(), hf_export_architecture(mc), hf.hf_dtype.c_str(), model.num_params / 1e6, nfiles,
-                   nfiles == 1 ? "" : "s", wall_seconds() - t0);
-        }
+        if (params_master_to_host(&model, &w, model.stream))   // several GPUs: gathered to rank 0, which writes
+            export_hf(w);
     }
     if (!tc.random_data) token_data_free(&train_loader);
     if (have_val) token_data_free(&val_loader);

@@ -209,5 +209,17 @@ else
     echo "SKIP bad_input/no_gpu: this machine has a GPU"
 fi
 
+# --init-hf DIR --steps 0 --export-hf OUT is a conversion on the host (no GPU needed, a GPU is not
+# touched): it exits 0, and exporting its export again gives the same files byte for byte
+conv() { ./train_gpt --init-hf "$1" --steps 0 --log-dir "''" --export-hf "$2" --hf-dtype bf16 > "$2.out" 2> "$2.err"; }
+rm -rf "$T/conv1" "$T/conv2"
+if conv test/data/hf/llama_tiny "$T/conv1" && conv "$T/conv1" "$T/conv2" &&
+   grep -q "converting on the host" "$T/conv1.out" && ls "$T/conv1"/*.safetensors > /dev/null 2>&1 &&
+   ( for f in "$T/conv1"/*.safetensors; do cmp -s "$f" "$T/conv2/$(basename "$f")" || exit 1; done ); then
+    echo "PASS bad_input/hf_convert_host: --init-hf llama_tiny --steps 0 --export-hf: $(tail -1 "$T/conv1.out")"; pass=$((pass + 1))
+else
+    echo "FAIL bad_input/hf_convert_host: $(tail -2 "$T/conv1.err" "$T/conv2.err" 2>/dev/null | tr '\n' ' ')"; fail=$((fail + 1))
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
