@@ -256,7 +256,6 @@ int main(int argc, char** argv) {
         PlanFlags f;
         ArgParser ap;
         plan_add_flags(ap, &f);
-        plan_bare_flag(argc - 1, argv + 1);
         ap.parse(argc - 1, argv + 1);
         const int world = plan_validate_flags(f, 1);
         if (f.plan != 1 || world != 8 || f.gpu_gib != 80.0f) fail("parsed --plan %d, world %d, %g GiB", f.plan, world, f.gpu_gib);

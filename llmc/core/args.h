@@ -68,7 +68,8 @@ struct ArgParser {
             default: *(std::string*)s.ptr = v;
         }
     }
-    // Returns false if --help was asked for. Accepts "--flag value" and "--flag=value".
+    // Returns false if --help was asked for. Accepts "--flag value" and "--flag=value", and a
+// bool flag alone (at the end, or before the next flag) as 1.
     bool parse(int argc, char** argv) const {
         for (int k = 1; k < argc; k++) {
             std::string a = argv[k];
@@ -80,8 +81,10 @@ struct ArgParser {
             const ArgSpec* s = find(name);
             if (!s) fail("unknown flag '%s' (see %s --help)", a.c_str(), program.c_str());
             if (!has_val) {
-                if (k + 1 >= argc) fail("flag %s: missing value", name.c_str());
-                val = argv[++k];
+                const bool bare = k + 1 >= argc || strncmp(argv[k + 1], "--", 2) == 0;
+                if (bare && s->type == 'b') val = "1";   // a bool flag alone means 1 (--plan)
+                else if (bare && k + 1 >= argc) fail("flag %s: missing value", name.c_str());
+                else val = argv[++k];
             }
             set(*s, val.c_str());
         }

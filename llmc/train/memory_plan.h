@@ -73,14 +73,6 @@ static inline void plan_add_flags(ArgParser& ap, PlanFlags* f) {
     ap.add_float("--plan-gpu-mem", &f->gpu_gib, "GiB of memory per GPU the plan (and the run's start-up check) fits against");
 }
 
-// `--plan` alone (last, or followed by another flag) means --plan 1: rewritten in argv
-// before parsing (ArgParser's flags all take a value).
-static inline void plan_bare_flag(int argc, char** argv) {
-    static char on[] = "--plan=1";
-    for (int k = 1; k < argc; k++)
-        if (strcmp(argv[k], "--plan") == 0 && (k + 1 >= argc || strncmp(argv[k + 1], "--", 2) == 0)) argv[k] = on;
-}
-
 // The world size of the plan: --plan-gpus, or the launcher's (launch_world, from the
 // launch environment: llmc/dist/rendezvous.h).
 static inline int plan_validate_flags(const PlanFlags& f, int launch_world) {

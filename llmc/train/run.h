@@ -56,7 +56,6 @@ static void run_add_flags(ArgParser& ap, RunFlags* f) {
 // Parses the command line; false when it asked for --help (printed). Applies the
 // attention settings, which the kernels read from then on.
 static bool run_parse_flags(ArgParser& ap, int argc, char** argv, RunFlags* f) {
-    plan_bare_flag(argc, argv);
     if (!ap.parse(argc, argv)) { ap.print_help(); return false; }
     flash_apply_flags(f->flash);
     return true;
