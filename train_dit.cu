@@ -213,12 +213,17 @@ static DiTCapacity dit_capacity_of(const DiTConfig& c, const DiTBatchHost& bt) {
 // recomputes the attention scores), and the outputs the gates multiply. The
 // residual stream itself is not saved (the norms' backward needs only xhat and
 // rstd): one buffer, updated in place. Scratch buffers are shared by all blocks.
+// Their sizes are the memory plan's (llmc/train/memory_plan.h dit_plan_slots).
+// With recompute (llmc/train/recompute.h) a per-block kind the mode drops holds
+// fewer blocks, and full recompute keeps each recomputed block's input (block_in):
+// dit_layer finds block l's.
 
 struct DiTLayerActs {
     floatX *xhat1, *h1, *qkv, *qkr, *atty, *o1;
     floatX *xhat_a, *ha, *cq, *cqn, *ckv, *ckn, *catty;
     floatX *xhat2, *h2, *f1, *o2;
     float *rstd1, *qk_rstd, *lse_s, *rstd_a, *cq_rstd, *ck_rstd, *lse_c, *rstd2;
+    floatX* block_in;   // full recompute: the residual stream at the block's start
 };
 
 struct DiTActs {
@@ -227,6 +232,7 @@ struct DiTActs {
     floatX *xhat_a, *ha, *cq, *cqn, *ckv, *ckn, *catty;  // [N,C] x4, [Nt,2C], [Nt,C], [N,C]
     floatX *xhat2, *h2, *f1, *o2;                        // [N,C] [N,C] [N,F] [N,C]
     float *rstd1, *qk_rstd, *lse_s, *rstd_a, *cq_rstd, *ck_rstd, *lse_c, *rstd2;   // [N] [N,2nh] [nh,N] [N] [N,nh] [Nt,nh] [nh,N] [N]
+    floatX* block_in;                                    // [K,N,C]: full recompute's first K blocks
     // conditioning (2B rows: t and t0 per sample; B rows for fps): each embedder is fc, SiLU, fc
     floatX *tfreq, *ffreq;                   // [2B, Fq], [B, Fq] sinusoidal embeddings
     floatX *t_hidden, *t_hidden_silu, *temb;          // [2B,C] x3: t_embedder's first fc, its SiLU, the embedding
@@ -266,6 +272,7 @@ struct DiT : ModelParams {
     DiTTensors<float> dw;
     std::vector<DiTTensors<float>> dw_layers;   // block l's gradient slices (dit_layer_grads)
     DiTActs act;
+    Recompute recompute;                     // which blocks' activations the backward rebuilds
     cudaStream_t stream = 0;
     // the current batch (host copies of its geometry)
     DiTBatchHost batch;
@@ -277,18 +284,23 @@ struct DiT : ModelParams {
     float* loss_tok_host = nullptr;          // pinned [Np]
 };
 
+// Block l's activations: at its block of each slot (Recompute::slot_index), blocks sized
+// for the capacity's N and Nt.
 static DiTLayerActs dit_layer(const DiT* g, int l) {
     const DiTActs& a = g->act;
+    const Recompute& rc = g->recompute;
     const size_t N = g->cap.N, Nt = g->cap.Nt, C = g->cfg.d_model, F = g->cfg.ffn_hidden, nh = g->cfg.n_head;
+    const size_t k = rc.slot_index(ACT_FULL_DROPS, l), m = rc.slot_index(ACT_CHEAP, l);   // layer l's block: kept / cheap kinds
     DiTLayerActs r;
-    r.xhat1 = a.xhat1 + l * N * C; r.h1 = a.h1 + l * N * C; r.qkv = a.qkv + l * N * 3 * C; r.qkr = a.qkr + l * N * 2 * C;
-    r.atty = a.atty + l * N * C; r.o1 = a.o1 + l * N * C;
-    r.xhat_a = a.xhat_a + l * N * C; r.ha = a.ha + l * N * C; r.cq = a.cq + l * N * C; r.cqn = a.cqn + l * N * C;
-    r.ckv = a.ckv + l * Nt * 2 * C; r.ckn = a.ckn + l * Nt * C; r.catty = a.catty + l * N * C;
-    r.xhat2 = a.xhat2 + l * N * C; r.h2 = a.h2 + l * N * C; r.f1 = a.f1 + l * N * F; r.o2 = a.o2 + l * N * C;
-    r.rstd1 = a.rstd1 + l * N; r.qk_rstd = a.qk_rstd + l * N * 2 * nh; r.lse_s = a.lse_s + l * nh * N;
-    r.rstd_a = a.rstd_a + l * N; r.cq_rstd = a.cq_rstd + l * N * nh; r.ck_rstd = a.ck_rstd + l * Nt * nh;
-    r.lse_c = a.lse_c + l * nh * N; r.rstd2 = a.rstd2 + l * N;
+    r.xhat1 = a.xhat1 + k * N * C; r.h1 = a.h1 + m * N * C; r.qkv = a.qkv + k * N * 3 * C; r.qkr = a.qkr + m * N * 2 * C;
+    r.atty = a.atty + k * N * C; r.o1 = a.o1 + k * N * C;
+    r.xhat_a = a.xhat_a + k * N * C; r.ha = a.ha + k * N * C; r.cq = a.cq + k * N * C; r.cqn = a.cqn + m * N * C;
+    r.ckv = a.ckv + k * Nt * 2 * C; r.ckn = a.ckn + m * Nt * C; r.catty = a.catty + k * N * C;
+    r.xhat2 = a.xhat2 + k * N * C; r.h2 = a.h2 + m * N * C; r.f1 = a.f1 + k * N * F; r.o2 = a.o2 + k * N * C;
+    r.rstd1 = a.rstd1 + k * N; r.qk_rstd = a.qk_rstd + k * N * 2 * nh; r.lse_s = a.lse_s + k * nh * N;
+    r.rstd_a = a.rstd_a + k * N; r.cq_rstd = a.cq_rstd + k * N * nh; r.ck_rstd = a.ck_rstd + k * Nt * nh;
+    r.lse_c = a.lse_c + k * nh * N; r.rstd2 = a.rstd2 + k * N;
+    r.block_in = rc.full(l) ? a.block_in + (size_t)rc.slot_index(ACT_FULL_INPUT, l) * N * C : nullptr;
     return r;
 }
 
@@ -301,7 +313,7 @@ static DiTTensors<float> dit_layer_grads(const DiT* g, int l) {
     return dit_tensor_pointers(g->grads, lay);
 }
 
-static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
+static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap, const Recompute& rc = Recompute()) {
     g->cfg = cfg;
     g->cap = cap;
     const std::vector<ParamTensor> layout = dit_param_layout(cfg);
@@ -319,60 +331,58 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap) {
     g->dw = dit_tensor_pointers(g->grads, g->grad_layout);   // several GPUs: a block tensor's block 0 (dit_layer_grads)
     for (int l = 0; l < cfg.n_layer; l++) g->dw_layers.push_back(dit_layer_grads(g, l));
 
-    const size_t L = cfg.n_layer, B = cap.B, N = cap.N, Np = cap.Np, Nt = cap.Nt, nh = cfg.n_head;
-    const size_t Cin = cfg.in_channels, P = dit_patch_size(cfg), PC = P * cfg.out_channels, Fq = cfg.freq_dim;
-    const size_t Cy = cfg.caption_channels, X = sizeof(floatX), Fl = sizeof(float), Cs = C, Fs = F;
-    const size_t max_cols = std::max({Fs, 6 * Cs, PC, 3 * Cs, (size_t)64});
+    // activations: one allocation, carved in the memory plan's order and sizes
+    g->recompute = rc;
+    const size_t B = cap.B, N = cap.N, PC = (size_t)dit_patch_size(cfg) * cfg.out_channels;
+    const size_t max_cols = std::max({(size_t)F, (size_t)6 * C, PC, (size_t)3 * C, (size_t)64});
+    const std::vector<PlanSlot> slots = dit_plan_slots(cfg, {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, sizeof(floatX), rc);
     DiTActs& a = g->act;
     // with room for the fused backwards' fp32 dQ accumulator (N x C floats) and the ordered one's counters
     a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd, (int)B);
-    a.bytes = carve_activations({
-        {(void**)&a.xhat1, L * N * Cs * X}, {(void**)&a.h1, L * N * Cs * X}, {(void**)&a.qkv, L * N * 3 * Cs * X},
-        {(void**)&a.qkr, L * N * 2 * Cs * X}, {(void**)&a.atty, L * N * Cs * X}, {(void**)&a.o1, L * N * Cs * X},
-        {(void**)&a.xhat_a, L * N * Cs * X}, {(void**)&a.ha, L * N * Cs * X}, {(void**)&a.cq, L * N * Cs * X},
-        {(void**)&a.cqn, L * N * Cs * X}, {(void**)&a.ckv, L * Nt * 2 * Cs * X}, {(void**)&a.ckn, L * Nt * Cs * X},
-        {(void**)&a.catty, L * N * Cs * X}, {(void**)&a.xhat2, L * N * Cs * X}, {(void**)&a.h2, L * N * Cs * X},
-        {(void**)&a.f1, L * N * Fs * X}, {(void**)&a.o2, L * N * Cs * X},
-        {(void**)&a.rstd1, L * N * Fl}, {(void**)&a.qk_rstd, L * N * 2 * nh * Fl}, {(void**)&a.lse_s, L * nh * N * Fl},
-        {(void**)&a.rstd_a, L * N * Fl}, {(void**)&a.cq_rstd, L * N * nh * Fl}, {(void**)&a.ck_rstd, L * Nt * nh * Fl},
-        {(void**)&a.lse_c, L * nh * N * Fl}, {(void**)&a.rstd2, L * N * Fl},
-        {(void**)&a.tfreq, 2 * B * Fq * X}, {(void**)&a.ffreq, B * Fq * X},
-        {(void**)&a.t_hidden, 2 * B * Cs * X}, {(void**)&a.t_hidden_silu, 2 * B * Cs * X}, {(void**)&a.temb, 2 * B * Cs * X},
-        {(void**)&a.fps_hidden, B * Cs * X}, {(void**)&a.fps_hidden_silu, B * Cs * X}, {(void**)&a.femb, B * Cs * X},
-        {(void**)&a.cond, 2 * B * Cs * X}, {(void**)&a.conds, 2 * B * Cs * X}, {(void**)&a.mods, 2 * B * 6 * Cs * X},
-        {(void**)&a.text, Nt * Cy * X}, {(void**)&a.cap_normed, Nt * Cy * X}, {(void**)&a.cap_fc1, Nt * Cs * X},
-        {(void**)&a.cap_gelu, Nt * Cs * X}, {(void**)&a.cap_fc2, Nt * Cs * X}, {(void**)&a.y, Nt * Cs * X},
-        {(void**)&a.cap_rstd, Nt * Fl}, {(void**)&a.y_rstd, Nt * Fl},
-        {(void**)&a.patches, Np * Cin * P * X}, {(void**)&a.patch_tokens, Np * Cs * X}, {(void**)&a.lnf, Np * Cs * X},
-        {(void**)&a.final_in, Np * Cs * X}, {(void**)&a.out, Np * PC * X}, {(void**)&a.dout, Np * PC * X},
-        {(void**)&a.rstdf, Np * Fl}, {(void**)&a.loss_tok, Np * Fl}, {(void**)&a.v_pred, (size_t)cap.out * Fl},
-        {(void**)&a.resid, N * Cs * X}, {(void**)&a.f1g, N * Fs * X},
-        {(void**)&a.x0, (size_t)cap.lat * Fl}, {(void**)&a.eps, (size_t)cap.lat * Fl}, {(void**)&a.text_f32, Nt * Cy * Fl},
-        {(void**)&a.freq_f32, 3 * B * Fq * Fl},
-        {(void**)&a.frame_mask, (size_t)cap.frames * sizeof(int)}, {(void**)&a.tokrow, N * sizeof(int)},
-        {(void**)&a.patrow, Np * sizeof(int)}, {(void**)&a.cu_x, (B + 1) * sizeof(int)}, {(void**)&a.cu_p, (B + 1) * sizeof(int)},
-        {(void**)&a.cu_t, (B + 1) * sizeof(int)},
-        {(void**)&a.samples, B * sizeof(DiTSample)}, {(void**)&a.rope_cs, N * (hd / 2) * sizeof(float2)},
-        {(void**)&a.dres, N * Cs * X}, {(void**)&a.dbuf1, N * Cs * X}, {(void**)&a.dbuf2, N * Cs * X},
-        {(void**)&a.dbuf3, N * Cs * X}, {(void**)&a.dqkv, N * 3 * Cs * X}, {(void**)&a.dqk, N * 2 * Cs * X},
-        {(void**)&a.dF, N * Fs * X},
-        {(void**)&a.dckv, Nt * 2 * Cs * X}, {(void**)&a.dck, Nt * Cs * X}, {(void**)&a.dy, Nt * Cs * X},
-        {(void**)&a.dyb1, Nt * Cs * X}, {(void**)&a.dyb2, Nt * Cs * X},
-        {(void**)&a.dmods_x, 2 * B * 6 * Cs * X}, {(void**)&a.dconds, 2 * B * Cs * X}, {(void**)&a.dtemb, 2 * B * Cs * X},
-        {(void**)&a.dfemb, B * Cs * X}, {(void**)&a.dt_hidden_silu, 2 * B * Cs * X}, {(void**)&a.dt_hidden, 2 * B * Cs * X},
-        {(void**)&a.dfps_hidden_silu, B * Cs * X}, {(void**)&a.dfps_hidden, B * Cs * X},
-        {(void**)&a.dmods, 2 * B * 6 * Cs * Fl}, {(void**)&a.dcond, 2 * B * Cs * Fl},
-        {(void**)&a.dnw, qknorm_rope3d_backward_scratch_floats(hd) * Fl},
-        {(void**)&a.reduce_scratch, std::max((COLUMN_REDUCE_SPLITS + 2) * max_cols, layernorm_backward_scratch_floats(C)) * Fl},
-        {(void**)&a.adaln_scratch, adaln_scratch_floats((int)B, C) * Fl},
-        {(void**)&a.att_scratch, a.att_scratch_bytes},
-    });
-    cudaCheck(cudaMallocHost(&g->loss_tok_host, std::max<size_t>(Np, 1) * sizeof(float)));
+    memory_plan_require(slots, "att_scratch", a.att_scratch_bytes);
+    memory_plan_require(slots, "reduce_scratch", std::max((COLUMN_REDUCE_SPLITS + 2) * max_cols, layernorm_backward_scratch_floats(C)) * sizeof(float));
+    memory_plan_require(slots, "adaln_scratch", adaln_scratch_floats((int)B, C) * sizeof(float));
+    memory_plan_require(slots, "dnw", qknorm_rope3d_backward_scratch_floats(hd) * sizeof(float));
+    memory_plan_require(slots, "samples", B * sizeof(DiTSample));
+    a.bytes = carve_activations(memory_plan_bind(slots, {
+        {"xhat1", (void**)&a.xhat1}, {"h1", (void**)&a.h1}, {"qkv", (void**)&a.qkv}, {"qkr", (void**)&a.qkr},
+        {"atty", (void**)&a.atty}, {"o1", (void**)&a.o1}, {"xhat_a", (void**)&a.xhat_a}, {"ha", (void**)&a.ha},
+        {"cq", (void**)&a.cq}, {"cqn", (void**)&a.cqn}, {"ckv", (void**)&a.ckv}, {"ckn", (void**)&a.ckn},
+        {"catty", (void**)&a.catty}, {"xhat2", (void**)&a.xhat2}, {"h2", (void**)&a.h2}, {"f1", (void**)&a.f1},
+        {"o2", (void**)&a.o2}, {"rstd1", (void**)&a.rstd1}, {"qk_rstd", (void**)&a.qk_rstd}, {"lse_s", (void**)&a.lse_s},
+        {"rstd_a", (void**)&a.rstd_a}, {"cq_rstd", (void**)&a.cq_rstd}, {"ck_rstd", (void**)&a.ck_rstd},
+        {"lse_c", (void**)&a.lse_c}, {"rstd2", (void**)&a.rstd2}, {"block_in", (void**)&a.block_in},
+        {"tfreq", (void**)&a.tfreq}, {"ffreq", (void**)&a.ffreq},
+        {"t_hidden", (void**)&a.t_hidden}, {"t_hidden_silu", (void**)&a.t_hidden_silu}, {"temb", (void**)&a.temb},
+        {"fps_hidden", (void**)&a.fps_hidden}, {"fps_hidden_silu", (void**)&a.fps_hidden_silu}, {"femb", (void**)&a.femb},
+        {"cond", (void**)&a.cond}, {"conds", (void**)&a.conds}, {"mods", (void**)&a.mods},
+        {"text", (void**)&a.text}, {"cap_normed", (void**)&a.cap_normed}, {"cap_fc1", (void**)&a.cap_fc1},
+        {"cap_gelu", (void**)&a.cap_gelu}, {"cap_fc2", (void**)&a.cap_fc2}, {"y", (void**)&a.y},
+        {"cap_rstd", (void**)&a.cap_rstd}, {"y_rstd", (void**)&a.y_rstd},
+        {"patches", (void**)&a.patches}, {"patch_tokens", (void**)&a.patch_tokens}, {"lnf", (void**)&a.lnf},
+        {"final_in", (void**)&a.final_in}, {"out", (void**)&a.out}, {"dout", (void**)&a.dout},
+        {"rstdf", (void**)&a.rstdf}, {"loss_tok", (void**)&a.loss_tok}, {"v_pred", (void**)&a.v_pred},
+        {"resid", (void**)&a.resid}, {"f1g", (void**)&a.f1g},
+        {"x0", (void**)&a.x0}, {"eps", (void**)&a.eps}, {"text_f32", (void**)&a.text_f32}, {"freq_f32", (void**)&a.freq_f32},
+        {"frame_mask", (void**)&a.frame_mask}, {"tokrow", (void**)&a.tokrow}, {"patrow", (void**)&a.patrow},
+        {"cu_x", (void**)&a.cu_x}, {"cu_p", (void**)&a.cu_p}, {"cu_t", (void**)&a.cu_t},
+        {"samples", (void**)&a.samples}, {"rope_cs", (void**)&a.rope_cs},
+        {"dres", (void**)&a.dres}, {"dbuf1", (void**)&a.dbuf1}, {"dbuf2", (void**)&a.dbuf2}, {"dbuf3", (void**)&a.dbuf3},
+        {"dqkv", (void**)&a.dqkv}, {"dqk", (void**)&a.dqk}, {"dF", (void**)&a.dF},
+        {"dckv", (void**)&a.dckv}, {"dck", (void**)&a.dck}, {"dy", (void**)&a.dy}, {"dyb1", (void**)&a.dyb1}, {"dyb2", (void**)&a.dyb2},
+        {"dmods_x", (void**)&a.dmods_x}, {"dconds", (void**)&a.dconds}, {"dtemb", (void**)&a.dtemb}, {"dfemb", (void**)&a.dfemb},
+        {"dt_hidden_silu", (void**)&a.dt_hidden_silu}, {"dt_hidden", (void**)&a.dt_hidden},
+        {"dfps_hidden_silu", (void**)&a.dfps_hidden_silu}, {"dfps_hidden", (void**)&a.dfps_hidden},
+        {"dmods", (void**)&a.dmods}, {"dcond", (void**)&a.dcond}, {"dnw", (void**)&a.dnw},
+        {"reduce_scratch", (void**)&a.reduce_scratch}, {"adaln_scratch", (void**)&a.adaln_scratch},
+        {"att_scratch", (void**)&a.att_scratch},
+    }));
+    cudaCheck(cudaMallocHost(&g->loss_tok_host, std::max<size_t>(cap.Np, 1) * sizeof(float)));
 }
 
 static void dit_free(DiT* g) {
     params_free(g);
-    cudaCheck(cudaFree(g->act.xhat1));
+    cudaCheck(cudaFree(g->act.xhat1));   // the activations' one allocation starts with its first slot
     cudaCheck(cudaFreeHost(g->loss_tok_host));
 }
 
@@ -524,22 +534,116 @@ static void linear_residual_forward(floatX* resid, const floatX* inp, const floa
 }
 
 // ----------------------------------------------------------------------------
+// A block's forward, and the pieces of it that selective recompute redoes (each
+// written once, used by both).
+
+// h = xhat * (1 + scale) + shift, the block's modulation `which` (0: self-attention, 3: MLP):
+// shift and scale are the table's and t_block's columns which and which + 1.
+static void dit_modulate(DiT* g, int l, floatX* h, const floatX* xhat, int which) {
+    const int C = g->cfg.d_model;
+    const floatX* tab = g->w.table + (size_t)l * 6 * C;
+    adaln_modulate_forward(h, xhat, tab + which * C, tab + (which + 1) * C, g->act.mods, 6 * C, which * C, (which + 1) * C,
+                           g->act.tokrow, g->N, C, g->stream);
+}
+
+// self-attention: q and k of the qkv projection, QK-normed and 3D-RoPE'd, into qkr
+static void dit_self_qk(DiT* g, int l, const DiTLayerActs& la) {
+    const DiTConfig& c = g->cfg;
+    const int C = c.d_model, hd = c.head_dim;
+    qknorm_rope3d_forward(la.qkr, 2 * C, la.qk_rstd, la.qkv, 3 * C, g->w.q_norm + (size_t)l * hd, g->w.k_norm + (size_t)l * hd,
+                          c.n_head, 2 * c.n_head, g->act.rope_cs, g->N, hd, c.norm_eps, g->stream);
+}
+
+// cross-attention: the QK-normed queries (of the N tokens) and keys (of the Nt text tokens)
+static void dit_cross_qk(DiT* g, int l, const DiTLayerActs& la, bool queries) {
+    const DiTConfig& c = g->cfg;
+    const int C = c.d_model, hd = c.head_dim, nh = c.n_head;
+    if (queries)
+        qknorm_rope3d_forward(la.cqn, C, la.cq_rstd, la.cq, C, g->w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, g->N, hd,
+                              c.norm_eps, g->stream);
+    else
+        qknorm_rope3d_forward(la.ckn, C, la.ck_rstd, la.ckv, 2 * C, g->w.ck_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, g->Nt,
+                              hd, c.norm_eps, g->stream);
+}
+
+// Block l on the residual stream act.resid (updated in place), saving into la.
+static void dit_block_forward(DiT* g, int l, const DiTLayerActs& la) {
+    const DiTConfig& c = g->cfg;
+    const int N = g->N, Nt = g->Nt, C = c.d_model, F = c.ffn_hidden, ms = 6 * C;
+    const float eps = c.norm_eps;
+    cudaStream_t st = g->stream;
+    DiTActs& a = g->act;
+    const DiTTensors<floatX>& w = g->w;
+    const VarlenAttnShape self_s = {g->B, c.n_head, c.head_dim, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
+    const VarlenAttnShape cross_s = {g->B, c.n_head, c.head_dim, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
+    const floatX* tab = w.table + (size_t)l * 6 * C;
+    {
+        NvtxRange r("self-attention");
+        // x += gate1 * proj(attn(rope(qknorm(qkv(LN(x) * (1 + scale1) + shift1)))))
+        layernorm_forward(la.xhat1, nullptr, la.rstd1, a.resid, nullptr, nullptr, N, C, eps, st);
+        dit_modulate(g, l, la.h1, la.xhat1, 0);
+        matmul_forward(la.qkv, la.h1, w.qkv_w + (size_t)l * 3 * C * C, w.qkv_b + (size_t)l * 3 * C, N, 3 * C, C, st);
+        dit_self_qk(g, l, la);
+        flash_attention_varlen_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, st);
+        matmul_forward(la.o1, la.atty, w.proj_w + (size_t)l * C * C, w.proj_b + (size_t)l * C, N, C, C, st);
+        adaln_gate_residual_forward(a.resid, la.o1, tab + 2 * C, a.mods, ms, 2 * C, a.tokrow, N, C, st);
+    }
+    {
+        NvtxRange r("cross-attention");
+        // x += proj(attn(qnorm(q_linear(LNa(x))), knorm(kv_linear(y))))
+        layernorm_forward(la.ha, la.xhat_a, la.rstd_a, a.resid, w.ca_w + (size_t)l * C, w.ca_b + (size_t)l * C, N, C, eps, st);
+        matmul_forward(la.cq, la.ha, w.cq_w + (size_t)l * C * C, w.cq_b + (size_t)l * C, N, C, C, st);
+        dit_cross_qk(g, l, la, true);
+        matmul_forward(la.ckv, a.y, w.ckv_w + (size_t)l * 2 * C * C, w.ckv_b + (size_t)l * 2 * C, Nt, 2 * C, C, st);
+        dit_cross_qk(g, l, la, false);
+        flash_attention_varlen_forward(la.catty, la.lse_c, la.cqn, la.ckn, la.ckv + C, cross_s, st);
+        linear_residual_forward(a.resid, la.catty, w.cproj_w + (size_t)l * C * C, w.cproj_b + (size_t)l * C, N, C, C, st);
+    }
+    {
+        NvtxRange r("mlp");
+        // x += gate2 * fc2(GELU(fc1(LN(x) * (1 + scale2) + shift2)))
+        layernorm_forward(la.xhat2, nullptr, la.rstd2, a.resid, nullptr, nullptr, N, C, eps, st);
+        dit_modulate(g, l, la.h2, la.xhat2, 3);
+        matmul_forward(la.f1, la.h2, w.fc1_w + (size_t)l * F * C, w.fc1_b + (size_t)l * F, N, F, C, st);
+        gelu_forward(a.f1g, la.f1, (size_t)N * F, st);
+        matmul_forward(la.o2, a.f1g, w.fc2_w + (size_t)l * C * F, w.fc2_b + (size_t)l * C, N, C, F, st);
+        adaln_gate_residual_forward(a.resid, la.o2, tab + 5 * C, a.mods, ms, 5 * C, a.tokrow, N, C, st);
+    }
+}
+
+// Block l's recompute at the top of its backward. Full: the block reruns from its saved input
+// on act.resid (free during the backward). Selective: the modulations and the QK norms (and
+// RoPE) from the normed inputs and projections the mode keeps. The same kernels on the same
+// bits: the same activations.
+static void dit_block_recompute(DiT* g, int l, const DiTLayerActs& la) {
+    if (g->recompute.full(l)) {
+        NvtxRange r("recompute (full)");
+        cudaCheck(cudaMemcpyAsync(g->act.resid, la.block_in, (size_t)g->N * g->cfg.d_model * sizeof(floatX), cudaMemcpyDeviceToDevice, g->stream));
+        dit_block_forward(g, l, la);
+    } else if (g->recompute.on(l)) {
+        NvtxRange r("recompute (selective)");
+        dit_modulate(g, l, la.h1, la.xhat1, 0);
+        dit_self_qk(g, l, la);
+        dit_cross_qk(g, l, la, true);
+        dit_cross_qk(g, l, la, false);
+        dit_modulate(g, l, la.h2, la.xhat2, 3);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // Forward of the current batch: the model's output in act.out (patch layout),
 // the loss gradient in act.dout and the per-token squared errors (dit_loss).
 
 static void dit_forward(DiT* g) {
     NvtxRange range("dit_forward");
     const DiTConfig& c = g->cfg;
-    const int B = g->B, N = g->N, Np = g->Np, Nt = g->Nt, C = c.d_model, L = c.n_layer, nh = c.n_head;
-    const int hd = c.head_dim, F = c.ffn_hidden, Fq = c.freq_dim, Cy = c.caption_channels, P = dit_patch_size(c);
-    const int PC = P * c.out_channels, ms = 6 * C;
+    const int B = g->B, N = g->N, Np = g->Np, Nt = g->Nt, C = c.d_model, L = c.n_layer;
+    const int Fq = c.freq_dim, Cy = c.caption_channels, P = dit_patch_size(c), PC = P * c.out_channels;
     const float eps = c.norm_eps;
     cudaStream_t st = g->stream;
     DiTActs& a = g->act;
     const DiTTensors<floatX>& w = g->w;
     const PatchGeom pg = {c.in_channels, c.out_channels, c.patch_t, c.patch_h, c.patch_w};
-    const VarlenAttnShape self_s = {B, nh, hd, g->cu_x.data(), g->cu_x.data(), 2 * C, 2 * C, 3 * C, a.cu_x, a.cu_x};
-    const VarlenAttnShape cross_s = {B, nh, hd, g->cu_x.data(), g->cu_t.data(), C, C, 2 * C, a.cu_x, a.cu_t};
 
     params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
     {
@@ -574,43 +678,8 @@ static void dit_forward(DiT* g) {
         NvtxRange layer_range("block", l);
         params_forward_wait(g, l);
         const DiTLayerActs la = dit_layer(g, l);
-        const floatX* tab = w.table + (size_t)l * 6 * C;
-        {
-            NvtxRange r("self-attention");
-            // x += gate1 * proj(attn(rope(qknorm(qkv(LN(x) * (1 + scale1) + shift1)))))
-            layernorm_forward(la.xhat1, nullptr, la.rstd1, a.resid, nullptr, nullptr, N, C, eps, st);
-            adaln_modulate_forward(la.h1, la.xhat1, tab + 0 * C, tab + 1 * C, a.mods, ms, 0 * C, 1 * C, a.tokrow, N, C, st);
-            matmul_forward(la.qkv, la.h1, w.qkv_w + (size_t)l * 3 * C * C, w.qkv_b + (size_t)l * 3 * C, N, 3 * C, C, st);
-            qknorm_rope3d_forward(la.qkr, 2 * C, la.qk_rstd, la.qkv, 3 * C, w.q_norm + (size_t)l * hd,
-                                  w.k_norm + (size_t)l * hd, nh, 2 * nh, a.rope_cs, N, hd, eps, st);
-            flash_attention_varlen_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, st);
-            matmul_forward(la.o1, la.atty, w.proj_w + (size_t)l * C * C, w.proj_b + (size_t)l * C, N, C, C, st);
-            adaln_gate_residual_forward(a.resid, la.o1, tab + 2 * C, a.mods, ms, 2 * C, a.tokrow, N, C, st);
-        }
-        {
-            NvtxRange r("cross-attention");
-            // x += proj(attn(qnorm(q_linear(LNa(x))), knorm(kv_linear(y))))
-            layernorm_forward(la.ha, la.xhat_a, la.rstd_a, a.resid, w.ca_w + (size_t)l * C, w.ca_b + (size_t)l * C, N, C,
-                              eps, st);
-            matmul_forward(la.cq, la.ha, w.cq_w + (size_t)l * C * C, w.cq_b + (size_t)l * C, N, C, C, st);
-            qknorm_rope3d_forward(la.cqn, C, la.cq_rstd, la.cq, C, w.cq_norm + (size_t)l * hd, nullptr, nh, nh, nullptr, N,
-                                  hd, eps, st);
-            matmul_forward(la.ckv, a.y, w.ckv_w + (size_t)l * 2 * C * C, w.ckv_b + (size_t)l * 2 * C, Nt, 2 * C, C, st);
-            qknorm_rope3d_forward(la.ckn, C, la.ck_rstd, la.ckv, 2 * C, w.ck_norm + (size_t)l * hd, nullptr, nh, nh,
-                                  nullptr, Nt, hd, eps, st);
-            flash_attention_varlen_forward(la.catty, la.lse_c, la.cqn, la.ckn, la.ckv + C, cross_s, st);
-            linear_residual_forward(a.resid, la.catty, w.cproj_w + (size_t)l * C * C, w.cproj_b + (size_t)l * C, N, C, C, st);
-        }
-        {
-            NvtxRange r("mlp");
-            // x += gate2 * fc2(GELU(fc1(LN(x) * (1 + scale2) + shift2)))
-            layernorm_forward(la.xhat2, nullptr, la.rstd2, a.resid, nullptr, nullptr, N, C, eps, st);
-            adaln_modulate_forward(la.h2, la.xhat2, tab + 3 * C, tab + 4 * C, a.mods, ms, 3 * C, 4 * C, a.tokrow, N, C, st);
-            matmul_forward(la.f1, la.h2, w.fc1_w + (size_t)l * F * C, w.fc1_b + (size_t)l * F, N, F, C, st);
-            gelu_forward(a.f1g, la.f1, (size_t)N * F, st);
-            matmul_forward(la.o2, a.f1g, w.fc2_w + (size_t)l * C * F, w.fc2_b + (size_t)l * C, N, C, F, st);
-            adaln_gate_residual_forward(a.resid, la.o2, tab + 5 * C, a.mods, ms, 5 * C, a.tokrow, N, C, st);
-        }
+        if (la.block_in) cudaCheck(cudaMemcpyAsync(la.block_in, a.resid, (size_t)N * C * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
+        dit_block_forward(g, l, la);
     }
     params_forward_wait(g, ZERO_HEAD);
     {
@@ -686,6 +755,7 @@ static void dit_backward(DiT* g) {
     for (int l = L - 1; l >= 0; l--) {
         NvtxRange layer_range("block backward", l);
         const DiTLayerActs la = dit_layer(g, l);
+        dit_block_recompute(g, l, la);
         const floatX* tab = w.table + (size_t)l * 6 * C;
         const DiTTensors<float>& dl = g->dw_layers[l];   // this block's gradient slices
         float* dtab = dl.table;
@@ -1290,9 +1360,11 @@ int main(int argc, char** argv) {
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, one);
     }
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
+    const Recompute recompute = recompute_from_flags(rf.recompute, mc.n_layer);
     const int plan_world = plan_validate_flags(rf.plan, dist.world);
-    const MemoryPlan plan = dit_memory_plan(mc, {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, rf.plan.plan ? plan_world : dist.world,
-                                            df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, rf.plan.gpu_gib);
+    const PlanDiTShape plan_shape = {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out};
+    const MemoryPlan plan = dit_memory_plan(mc, plan_shape, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX),
+                                            tc.ema_decay > 0, rf.plan.gpu_gib, recompute);
     memory_plan_apply(plan, rf.plan.plan);
 
     // ---- the checkpoint to resume from, or the weights to start from: every
@@ -1319,8 +1391,7 @@ int main(int argc, char** argv) {
     DiT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
-    dit_build(&model, mc, cap);
-    memory_plan_check_activations(plan, model.act.bytes);
+    dit_build(&model, mc, cap, recompute);
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
         params_load_weights(&model, start.model, model.stream);
@@ -1341,9 +1412,10 @@ int main(int argc, char** argv) {
         printf("batch: B %d from %s (%lld samples) | steps %d | lr %g warmup %d decay %g | caption dropout %g | i2v %g\n", B,
                tc.train_data.c_str(), (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.sched.warmup, tc.sched.wsd_decay_frac,
                tc.caption_dropout, tc.i2v_prob);
-    printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f)\n",
+    const MemoryPlan plan_none = dit_memory_plan(mc, plan_shape, dist.world, df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, rf.plan.gpu_gib);
+    printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f) %s\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
-           gib(model.act.bytes), gib(model.act.att_scratch_bytes));
+           gib(model.act.bytes), gib(model.act.att_scratch_bytes), memory_plan_recompute_note(plan, plan_none).c_str());
     flash_print_config();
     if (dist.world > 1) printf("data parallel: %d GPUs x B %d = %d samples per step, each rank on its own samples\n", dist.world, B, B * dist.world);
     if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)

@@ -73,6 +73,9 @@ static GPTTensors<T> gpt_tensor_pointers(T* base, const std::vector<ParamTensor>
 // Activations saved by the forward for the backward, per layer [L, B*T, ...],
 // and the scratch buffers both passes use. Sized for the largest (B, T) the
 // model was built for; smaller batches (sampling, B=1) reuse the same memory.
+// Their sizes are the memory plan's (llmc/train/memory_plan.h gpt_plan_slots).
+// With recompute (llmc/train/recompute.h) a per-layer kind the mode drops holds
+// fewer blocks: gpt_layer finds layer l's.
 
 struct GPTActivations {
     floatX *encoded;                // [BT, C] token embeddings (input of layer 0)
@@ -101,6 +104,12 @@ struct GPTActivations {
     size_t bytes;
 };
 
+// One layer's part of the per-layer activations.
+struct GPTLayerActs {
+    floatX *resid_mid, *resid_out, *ln1, *ln2, *qkv, *qp, *kp, *vp, *atty, *gateup, *swiglu;
+    float *rstd1, *rstd2, *qk_rstd, *lse;
+};
+
 // params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/model/params.cuh
 struct GPT : ModelParams {
     GPTConfig cfg;
@@ -110,6 +119,7 @@ struct GPT : ModelParams {
     GPTTensors<float> dw;
     std::vector<GPTTensors<float>> dw_layers;   // layer l's gradient slices (gpt_layer_grads)
     GPTActivations act;
+    Recompute recompute;           // which layers' activations the backward rebuilds
     float2* rope_cs = nullptr;
     EncoderBuckets buckets;
     std::vector<int> tokens_host;  // the micro-batch the last forward saw (for the embedding backward)
@@ -135,7 +145,28 @@ static GPTTensors<float> gpt_layer_grads(const GPT* g, int l) {
     return d;
 }
 
-static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
+// Layer l's activations for the last forward's B x T: at its block of each slot
+// (Recompute::slot_index), blocks of B*T rows.
+static GPTLayerActs gpt_layer(const GPT* g, int l) {
+    const GPTConfig& c = g->cfg;
+    const GPTActivations& a = g->act;
+    const Recompute& rc = g->recompute;
+    const size_t BT = (size_t)g->B * g->T, C = c.d_model, hd = c.head_dim, F = c.ffn_hidden, nh = c.n_head, nkv = c.n_kv_head;
+    const size_t qd = nh * hd, kvd = nkv * hd, QKV = qd + 2 * kvd;
+    auto at = [&](ActKeep k) { return (size_t)rc.slot_index(k, l) * BT; };   // first row of layer l's block
+    GPTLayerActs r;
+    r.resid_mid = a.resid_mid + at(ACT_FULL_DROPS) * C; r.resid_out = a.resid_out + at(ACT_KEPT) * C;
+    r.ln1 = a.ln1 + at(ACT_CHEAP) * C; r.ln2 = a.ln2 + at(ACT_CHEAP) * C;
+    r.rstd1 = a.rstd1 + at(ACT_KEPT); r.rstd2 = a.rstd2 + at(ACT_KEPT);
+    r.qkv = a.qkv + at(ACT_FULL_DROPS) * QKV; r.qk_rstd = a.qk_rstd + at(ACT_FULL_DROPS) * (nh + nkv);
+    r.qp = a.qp + at(ACT_CHEAP) * qd; r.kp = a.kp + at(ACT_CHEAP) * kvd; r.vp = a.vp + at(ACT_CHEAP) * kvd;
+    r.lse = a.lse + at(ACT_FULL_DROPS) * nh;   // [B, nh, T] per layer: B*T*nh floats
+    r.atty = a.atty + at(ACT_FULL_DROPS) * qd; r.gateup = a.gateup + at(ACT_FULL_DROPS) * 2 * F;
+    r.swiglu = a.swiglu + at(ACT_CHEAP) * F;
+    return r;
+}
+
+static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recompute& rc = Recompute()) {
     g->cfg = cfg;
     params_alloc(g, gpt_param_layout(cfg));
     g->maxB = B;
@@ -144,37 +175,26 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T) {
     g->dw = gpt_tensor_pointers(g->grads, g->grad_layout, cfg.tie_embeddings);   // several GPUs: a layer tensor's layer 0 (gpt_layer_grads)
     for (int l = 0; l < cfg.n_layer; l++) g->dw_layers.push_back(gpt_layer_grads(g, l));
 
-    // activations: one allocation, carved in order
-    const size_t L = cfg.n_layer, C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, F = cfg.ffn_hidden;
-    const size_t nh = cfg.n_head, nkv = cfg.n_kv_head, qd = nh * hd, kvd = nkv * hd, QKV = qd + 2 * kvd;
-    const size_t Vp = cfg.padded_vocab_size;
-    const AttnShape as = {B, T, (int)nh, (int)nkv, (int)hd, true};
-    const size_t max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
+    // activations: one allocation, carved in the memory plan's order and sizes
+    g->recompute = rc;
+    const size_t C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, nh = cfg.n_head, nkv = cfg.n_kv_head;
+    const size_t QKV = (nh + 2 * nkv) * hd, max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
+    const std::vector<PlanSlot> slots = gpt_plan_slots(cfg, B, T, sizeof(floatX), rc);
+    memory_plan_require(slots, "attn_scratch", flash_attention_scratch_bytes({B, T, (int)nh, (int)nkv, (int)hd, true}));
+    memory_plan_require(slots, "reduce_scratch", (COLUMN_REDUCE_SPLITS + 2) * max_cols * sizeof(float));
     GPTActivations& a = g->act;
-    a.bytes = carve_activations({
-        {(void**)&a.encoded, BT * C * sizeof(floatX)},
-        {(void**)&a.resid_mid, L * BT * C * sizeof(floatX)}, {(void**)&a.resid_out, L * BT * C * sizeof(floatX)},
-        {(void**)&a.ln1, L * BT * C * sizeof(floatX)}, {(void**)&a.ln2, L * BT * C * sizeof(floatX)},
-        {(void**)&a.rstd1, L * BT * sizeof(float)}, {(void**)&a.rstd2, L * BT * sizeof(float)},
-        {(void**)&a.qkv, L * BT * QKV * sizeof(floatX)}, {(void**)&a.qk_rstd, L * BT * (nh + nkv) * sizeof(float)},
-        {(void**)&a.qp, L * BT * qd * sizeof(floatX)}, {(void**)&a.kp, L * BT * kvd * sizeof(floatX)},
-        {(void**)&a.vp, L * BT * kvd * sizeof(floatX)}, {(void**)&a.lse, L * B * nh * T * sizeof(float)},
-        {(void**)&a.atty, L * BT * qd * sizeof(floatX)}, {(void**)&a.gateup, L * BT * 2 * F * sizeof(floatX)},
-        {(void**)&a.swiglu, L * BT * F * sizeof(floatX)}, {(void**)&a.lnf, BT * C * sizeof(floatX)},
-        {(void**)&a.rstdf, BT * sizeof(float)}, {(void**)&a.logits, BT * Vp * sizeof(floatX)},
-        {(void**)&a.losses, BT * sizeof(float)},
-        {(void**)&a.proj, BT * C * sizeof(floatX)},
-        {(void**)&a.dresid, BT * C * sizeof(floatX)}, {(void**)&a.dbuf, BT * C * sizeof(floatX)},
-        {(void**)&a.datty, BT * qd * sizeof(floatX)},
-        {(void**)&a.attn_scratch, flash_attention_scratch_bytes(as)},
-        {(void**)&a.dqp, BT * qd * sizeof(floatX)}, {(void**)&a.dkp, BT * kvd * sizeof(floatX)},
-        {(void**)&a.dvp, BT * kvd * sizeof(floatX)}, {(void**)&a.dqkv, BT * QKV * sizeof(floatX)},
-        {(void**)&a.dgateup, BT * 2 * F * sizeof(floatX)}, {(void**)&a.dswiglu, BT * F * sizeof(floatX)},
-        {(void**)&a.dnw_scratch, cfg.qk_norm ? BT * (nh + nkv) * hd * sizeof(float) : 16},
-        {(void**)&a.reduce_scratch, (COLUMN_REDUCE_SPLITS + 2) * max_cols * sizeof(float)},
-        {(void**)&a.tokens, BT * sizeof(int)}, {(void**)&a.targets, BT * sizeof(int)},
-        {(void**)&a.enc_ints, (3 * BT + 1) * sizeof(int)},
-    });
+    a.bytes = carve_activations(memory_plan_bind(slots, {
+        {"encoded", (void**)&a.encoded}, {"resid_mid", (void**)&a.resid_mid}, {"resid_out", (void**)&a.resid_out},
+        {"ln1", (void**)&a.ln1}, {"ln2", (void**)&a.ln2}, {"rstd1", (void**)&a.rstd1}, {"rstd2", (void**)&a.rstd2},
+        {"qkv", (void**)&a.qkv}, {"qk_rstd", (void**)&a.qk_rstd}, {"qp", (void**)&a.qp}, {"kp", (void**)&a.kp},
+        {"vp", (void**)&a.vp}, {"lse", (void**)&a.lse}, {"atty", (void**)&a.atty}, {"gateup", (void**)&a.gateup},
+        {"swiglu", (void**)&a.swiglu}, {"lnf", (void**)&a.lnf}, {"rstdf", (void**)&a.rstdf}, {"logits", (void**)&a.logits},
+        {"losses", (void**)&a.losses}, {"proj", (void**)&a.proj}, {"dresid", (void**)&a.dresid}, {"dbuf", (void**)&a.dbuf},
+        {"datty", (void**)&a.datty}, {"attn_scratch", (void**)&a.attn_scratch}, {"dqp", (void**)&a.dqp},
+        {"dkp", (void**)&a.dkp}, {"dvp", (void**)&a.dvp}, {"dqkv", (void**)&a.dqkv}, {"dgateup", (void**)&a.dgateup},
+        {"dswiglu", (void**)&a.dswiglu}, {"dnw_scratch", (void**)&a.dnw_scratch}, {"reduce_scratch", (void**)&a.reduce_scratch},
+        {"tokens", (void**)&a.tokens}, {"targets", (void**)&a.targets}, {"enc_ints", (void**)&a.enc_ints},
+    }));
 
     std::vector<float> cs = rope_table(gpt_rope_inv_freq(cfg), T);
     g->rope_cs = (float2*)cuda_malloc_or_fail(cs.size() * sizeof(float), "RoPE table");
@@ -225,13 +245,65 @@ static uint64_t gpt_dropout_seed(const GPT* g, int l, int branch) {
     return g->dropout_seed + 1000003ull * (uint64_t)(2 * l + branch + 1);
 }
 
+// QK-norm (Qwen3) and RoPE of block l's projections, into the attention's head-major layouts
+// (the forward, and selective recompute's rebuild)
+static void gpt_qk_rope(GPT* g, int l, const GPTLayerActs& la) {
+    const GPTConfig& c = g->cfg;
+    const GPTTensors<floatX>& w = g->w;
+    qknorm_rope_forward(la.qp, la.kp, la.vp, la.qk_rstd, la.qkv, g->rope_cs,
+                        c.qk_norm ? w.q_norm + (size_t)l * c.head_dim : nullptr, c.qk_norm ? w.k_norm + (size_t)l * c.head_dim : nullptr,
+                        {g->B, g->T, c.n_head, c.n_kv_head, c.head_dim}, c.norm_eps, g->stream);
+}
+
+// Block l's forward from its input x_in (the embedding or the previous block's output) into
+// its activations la. It ends with the next block's norm (or the final norm) fused into the
+// MLP's residual add. A rerun inside the backward (full recompute) starts with the block's own
+// norm instead (the previous block made it, from the same x_in: the same kernel, the same
+// bits) and stops at the SwiGLU, the last activation the backward reads.
+static void gpt_block_forward(GPT* g, int l, const GPTLayerActs& la, const floatX* x_in, bool rerun) {
+    const GPTConfig& c = g->cfg;
+    const int L = c.n_layer, C = c.d_model, B = g->B, T = g->T, BT = B * T, hd = c.head_dim, F = c.ffn_hidden;
+    const int nh = c.n_head, nkv = c.n_kv_head, qd = nh * hd, QKV = qd + 2 * nkv * hd;
+    const float eps = c.norm_eps;
+    cudaStream_t st = g->stream;
+    GPTActivations& a = g->act;
+    const GPTTensors<floatX>& w = g->w;
+    const AttnShape as = {B, T, nh, nkv, hd, true};
+    if (rerun) rmsnorm_forward(la.ln1, la.rstd1, x_in, w.attn_norm + (size_t)l * C, BT, C, eps, st);
+    {
+        NvtxRange r("attention block");
+        matmul_forward(la.qkv, la.ln1, w.wqkv + (size_t)l * QKV * C, w.bqkv ? w.bqkv + (size_t)l * QKV : nullptr, BT, QKV, C, st);
+        gpt_qk_rope(g, l, la);
+        flash_attention_forward(la.atty, la.lse, la.qp, la.kp, la.vp, as, st);
+        matmul_forward(a.proj, la.atty, w.wo + (size_t)l * C * qd, nullptr, BT, C, qd, st);
+        if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st);
+        fused_residual_rmsnorm_forward(la.resid_mid, la.ln2, la.rstd2, x_in, a.proj, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
+    }
+    {
+        NvtxRange r("mlp block");
+        matmul_forward(la.gateup, la.ln2, w.wgateup + (size_t)l * 2 * F * C, nullptr, BT, 2 * F, C, st);
+        swiglu_forward(la.swiglu, la.gateup, BT, F, st);
+        if (rerun) return;
+        matmul_forward(a.proj, la.swiglu, w.wdown + (size_t)l * C * F, nullptr, BT, C, F, st);
+        if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st);
+        if (l + 1 < L) {
+            const GPTLayerActs next = gpt_layer(g, l + 1);
+            fused_residual_rmsnorm_forward(la.resid_out, next.ln1, next.rstd1, la.resid_mid, a.proj,
+                                           w.attn_norm + (size_t)(l + 1) * C, BT, C, eps, st);
+        } else {
+            fused_residual_rmsnorm_forward(la.resid_out, a.lnf, a.rstdf, la.resid_mid, a.proj, w.final_norm, BT, C, eps, st);
+        }
+    }
+}
+
+// Block l's input: the embedding, or block l-1's output (kept in every recompute mode).
+static const floatX* gpt_block_input(const GPT* g, int l) { return l == 0 ? g->act.encoded : gpt_layer(g, l - 1).resid_out; }
+
 static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, int T, bool write_dlogits, float dloss) {
     NvtxRange range("gpt_forward");
     if (B > g->maxB || T > g->maxT) fail("gpt_forward: batch %dx%d larger than the %dx%d the model was built for", B, T, g->maxB, g->maxT);
     const GPTConfig& c = g->cfg;
-    const int L = c.n_layer, C = c.d_model, BT = B * T, hd = c.head_dim, F = c.ffn_hidden, nh = c.n_head, nkv = c.n_kv_head;
-    const int qd = nh * hd, QKV = qd + 2 * nkv * hd, Vp = c.padded_vocab_size;
-    const float eps = c.norm_eps;
+    const int L = c.n_layer, C = c.d_model, BT = B * T, Vp = c.padded_vocab_size;
     cudaStream_t st = g->stream;
     GPTActivations& a = g->act;
     const GPTTensors<floatX>& w = g->w;
@@ -241,46 +313,16 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
     std::copy(tokens, tokens + BT, g->tokens_host.begin());
     cudaCheck(cudaMemcpyAsync(a.tokens, tokens, BT * sizeof(int), cudaMemcpyHostToDevice, st));
     if (targets) cudaCheck(cudaMemcpyAsync(a.targets, targets, BT * sizeof(int), cudaMemcpyHostToDevice, st));
-    const RopeShape rs = {B, T, nh, nkv, hd};
-    const AttnShape as = {B, T, nh, nkv, hd, true};
 
     params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
     params_forward_wait(g, 0);
     encoder_forward(a.encoded, a.tokens, w.wte, BT, C, st);
-    rmsnorm_forward(a.ln1, a.rstd1, a.encoded, w.attn_norm, BT, C, eps, st);
+    const GPTLayerActs first = gpt_layer(g, 0);
+    rmsnorm_forward(first.ln1, first.rstd1, a.encoded, w.attn_norm, BT, C, c.norm_eps, st);
     for (int l = 0; l < L; l++) {
         NvtxRange layer_range("layer", l);
         params_forward_wait(g, l + 1 < L ? l + 1 : ZERO_HEAD);   // layer l ends with the next layer's norm (or the final norm)
-        const size_t o = (size_t)l * BT;
-        floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
-        floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
-        floatX *vp = a.vp + o * nkv * hd, *atty = a.atty + o * qd;
-        float* lse = a.lse + (size_t)l * B * nh * T;
-        floatX *resid_mid = a.resid_mid + o * C, *ln2 = a.ln2 + o * C, *gateup = a.gateup + o * 2 * F;
-        floatX *swig = a.swiglu + o * F, *resid_out = a.resid_out + o * C;
-        {
-            NvtxRange r("attention block");
-            matmul_forward(qkv, ln1, w.wqkv + (size_t)l * QKV * C, w.bqkv ? w.bqkv + (size_t)l * QKV : nullptr, BT, QKV, C, st);
-            qknorm_rope_forward(qp, kp, vp, a.qk_rstd + o * (nh + nkv), qkv, g->rope_cs,
-                                c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
-                                rs, eps, st);
-            flash_attention_forward(atty, lse, qp, kp, vp, as, st);
-            matmul_forward(a.proj, atty, w.wo + (size_t)l * C * qd, nullptr, BT, C, qd, st);
-            if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st);
-            fused_residual_rmsnorm_forward(resid_mid, ln2, a.rstd2 + o, x_in, a.proj, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
-        }
-        {
-            NvtxRange r("mlp block");
-            matmul_forward(gateup, ln2, w.wgateup + (size_t)l * 2 * F * C, nullptr, BT, 2 * F, C, st);
-            swiglu_forward(swig, gateup, BT, F, st);
-            matmul_forward(a.proj, swig, w.wdown + (size_t)l * C * F, nullptr, BT, C, F, st);
-            if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st);
-            if (l + 1 < L)
-                fused_residual_rmsnorm_forward(resid_out, a.ln1 + (o + BT) * C, a.rstd1 + o + BT, resid_mid, a.proj,
-                                               w.attn_norm + (size_t)(l + 1) * C, BT, C, eps, st);
-            else
-                fused_residual_rmsnorm_forward(resid_out, a.lnf, a.rstdf, resid_mid, a.proj, w.final_norm, BT, C, eps, st);
-        }
+        gpt_block_forward(g, l, gpt_layer(g, l), gpt_block_input(g, l), false);
     }
     matmul_forward(a.logits, a.lnf, w.lm_head, nullptr, BT, Vp, C, st);
     if (targets) {
@@ -303,6 +345,21 @@ static float gpt_mean_loss(GPT* g) {
 // micro-batches add up). The residual-stream gradient lives in dresid.
 
 
+// Selective recompute of block l: what its forward made cheaply from what the mode keeps
+// (the norms from the block input and the attention residual, QK-norm + RoPE from the
+// projections, SwiGLU from the gate/up projections), the same kernels on the same bits.
+static void gpt_block_rebuild(GPT* g, int l, const GPTLayerActs& la, const floatX* x_in) {
+    const GPTConfig& c = g->cfg;
+    const int C = c.d_model, BT = g->B * g->T;
+    const float eps = c.norm_eps;
+    cudaStream_t st = g->stream;
+    const GPTTensors<floatX>& w = g->w;
+    rmsnorm_forward(la.ln1, la.rstd1, x_in, w.attn_norm + (size_t)l * C, BT, C, eps, st);
+    gpt_qk_rope(g, l, la);
+    rmsnorm_forward(la.ln2, la.rstd2, la.resid_mid, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
+    swiglu_forward(la.swiglu, la.gateup, BT, c.ffn_hidden, st);
+}
+
 static void gpt_backward(GPT* g) {
     NvtxRange range("gpt_backward");
     const GPTConfig& c = g->cfg;
@@ -320,41 +377,43 @@ static void gpt_backward(GPT* g) {
     params_backward_begin(g);   // several GPUs (llmc/dist/distributed.cuh); a no-op on one
     cudaCheck(cudaMemsetAsync(a.dresid, 0, (size_t)BT * C * sizeof(floatX), st));
     matmul_backward(a.dbuf, dw.lm_head, a.logits, a.lnf, w.lm_head, BT, Vp, C, false, st);
-    rmsnorm_backward(a.dresid, dw.final_norm, a.dbuf, a.resid_out + (size_t)(L - 1) * BT * C, w.final_norm, a.rstdf, BT, C, scratch, st);
+    rmsnorm_backward(a.dresid, dw.final_norm, a.dbuf, gpt_layer(g, L - 1).resid_out, w.final_norm, a.rstdf, BT, C, scratch, st);
     params_grads_ready(g, ZERO_HEAD);   // several GPUs: the head's gradients can be reduced now
     for (int l = L - 1; l >= 0; l--) {
         NvtxRange layer_range("layer backward", l);
         const GPTTensors<float>& dl = g->dw_layers[l];   // this layer's gradient slices
-        const size_t o = (size_t)l * BT;
-        floatX* x_in = l == 0 ? a.encoded : a.resid_out + (o - BT) * C;
-        floatX *ln1 = a.ln1 + o * C, *qkv = a.qkv + o * QKV, *qp = a.qp + o * qd, *kp = a.kp + o * nkv * hd;
-        floatX *vp = a.vp + o * nkv * hd, *atty = a.atty + o * qd;
-        float* lse = a.lse + (size_t)l * B * nh * T;
-        floatX *resid_mid = a.resid_mid + o * C, *ln2 = a.ln2 + o * C, *gateup = a.gateup + o * 2 * F;
-        floatX* swig = a.swiglu + o * F;
+        const GPTLayerActs la = gpt_layer(g, l);
+        const floatX* x_in = gpt_block_input(g, l);
+        if (g->recompute.full(l)) {
+            NvtxRange r("recompute (full)");
+            gpt_block_forward(g, l, la, x_in, true);
+        } else if (g->recompute.on(l)) {
+            NvtxRange r("recompute (selective)");
+            gpt_block_rebuild(g, l, la, x_in);
+        }
         {
             NvtxRange r("mlp block backward");
             // the MLP branch's gradient: the residual gradient through the same dropout mask
             const floatX* dmlp = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st); dmlp = a.dbuf; }
-            matmul_backward(a.dswiglu, dl.wdown, dmlp, swig, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
-            swiglu_backward(a.dgateup, a.dswiglu, gateup, BT, F, st);
-            matmul_backward(a.dbuf, dl.wgateup, a.dgateup, ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
-            rmsnorm_backward(a.dresid, dl.mlp_norm, a.dbuf, resid_mid, w.mlp_norm + (size_t)l * C, a.rstd2 + o, BT, C, scratch, st);
+            matmul_backward(a.dswiglu, dl.wdown, dmlp, la.swiglu, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
+            swiglu_backward(a.dgateup, a.dswiglu, la.gateup, BT, F, st);
+            matmul_backward(a.dbuf, dl.wgateup, a.dgateup, la.ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
+            rmsnorm_backward(a.dresid, dl.mlp_norm, a.dbuf, la.resid_mid, w.mlp_norm + (size_t)l * C, la.rstd2, BT, C, scratch, st);
         }
         {
             NvtxRange r("attention block backward");
             const floatX* dattn = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st); dattn = a.dbuf; }
-            matmul_backward(a.datty, dl.wo, dattn, atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
-            flash_attention_backward(a.dqp, a.dkp, a.dvp, a.datty, atty, lse, qp, kp, vp, a.attn_scratch, as, st);
+            matmul_backward(a.datty, dl.wo, dattn, la.atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
+            flash_attention_backward(a.dqp, a.dkp, a.dvp, a.datty, la.atty, la.lse, la.qp, la.kp, la.vp, a.attn_scratch, as, st);
             qknorm_rope_backward(a.dqkv, c.qk_norm ? dl.q_norm : nullptr, c.qk_norm ? dl.k_norm : nullptr,
-                                 a.dqp, a.dkp, a.dvp, qkv, a.qk_rstd + o * (nh + nkv), g->rope_cs,
+                                 a.dqp, a.dkp, a.dvp, la.qkv, la.qk_rstd, g->rope_cs,
                                  c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
                                  rs, a.dnw_scratch, scratch, st);
             if (c.qkv_bias) column_reduce(dl.bqkv, a.dqkv, (const floatX*)nullptr, nullptr, BT, QKV, scratch, st);
-            matmul_backward(a.dbuf, dl.wqkv, a.dqkv, ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st);
-            rmsnorm_backward(a.dresid, dl.attn_norm, a.dbuf, x_in, w.attn_norm + (size_t)l * C, a.rstd1 + o, BT, C, scratch, st);
+            matmul_backward(a.dbuf, dl.wqkv, a.dqkv, la.ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st);
+            rmsnorm_backward(a.dresid, dl.attn_norm, a.dbuf, x_in, w.attn_norm + (size_t)l * C, la.rstd1, BT, C, scratch, st);
         }
         params_grads_ready(g, l);   // several GPUs: layer l's gradients can be reduced while the backward goes on
     }
@@ -602,8 +661,10 @@ int main(int argc, char** argv) {
     }
     const int grad_accum = (int)(tc.total_batch_tokens / world_tokens);
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
+    const Recompute recompute = recompute_from_flags(rf.recompute, mc.n_layer);
     const int plan_world = plan_validate_flags(rf.plan, dist.world);
-    const MemoryPlan plan = gpt_memory_plan(mc, B, T, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX), rf.plan.gpu_gib);
+    const MemoryPlan plan = gpt_memory_plan(mc, B, T, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX),
+                                            rf.plan.gpu_gib, recompute);
     memory_plan_apply(plan, rf.plan.plan);
 
     TokenData train_loader, val_loader;
@@ -696,8 +757,7 @@ int main(int argc, char** argv) {
     GPT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
     dist_attach(&dist, &model, gpt_param_layout(mc), gpt_param_stages(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
-    gpt_build(&model, mc, B, T);
-    memory_plan_check_activations(plan, model.act.bytes);
+    gpt_build(&model, mc, B, T, recompute);
     model.dropout = tc.dropout;
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (!resume_dir.empty()) {
@@ -719,9 +779,10 @@ int main(int argc, char** argv) {
            model.num_params / 1e6, mc.tie_embeddings, mc.qk_norm, mc.qkv_bias);
     printf("batch: B %d x T %d x accum %d = %lld tokens/step | steps %d | lr %g %s warmup %d | data %s\n", B, T, grad_accum,
            tc.total_batch_tokens, tc.steps, oc.lr, tc.sched.kind.c_str(), tc.sched.warmup, tc.random_data ? "random tokens" : tc.train_data.c_str());
-    printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB\n",
+    const MemoryPlan plan_none = gpt_memory_plan(mc, B, T, dist.world, df.zero, df.bucket_mb, sizeof(floatX), rf.plan.gpu_gib);
+    printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB %s\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * sizeof(floatX)), gib(model.num_params * 4),
-           gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes));
+           gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes), memory_plan_recompute_note(plan, plan_none).c_str());
     flash_print_config();
     if (dist.world > 1)
         printf("data parallel: %d GPUs x B %d x T %d x accum %d = %lld tokens per step, each rank on its own samples; dropout seeds per rank\n",

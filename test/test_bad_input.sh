@@ -135,6 +135,13 @@ if [ -x ./train_dit ]; then
     dit dit_plan_gpus    "flag --plan-gpus"     $dit_common --plan --plan-gpus -5
     dit dit_plan_no_fit  "the largest consumer is" $dit_common --plan --plan-gpu-mem 0.5
 fi
+# activation recompute (llmc/train/recompute.h): the mode, the block count against the model's
+expect recompute_mode    "flag --recompute: expected none, selective or full" $common --recompute some
+expect recompute_layers  "(the model.s blocks) or -1 for all, got 3" $common --recompute full --recompute-layers 3
+expect recompute_none_k  "flag --recompute-layers: 1 given with --recompute none" $common --recompute-layers 1
+if [ -x ./train_dit ]; then
+    dit dit_recompute_layers "flag --recompute-layers" $dit_common --recompute selective --recompute-layers -4
+fi
 
 # progress lines reach a redirected stdout as they are printed (setvbuf in main; the trainers do the same,
 # and they cannot run here): dev/cpu/gpt's first lines are in the file while it still runs

@@ -4,14 +4,17 @@ start-up check) against byte counts worked out by hand here, from the shapes:
 the parameter count, bf16 weights, fp32 master, gradients and AdamW state of the GPT
 presets tiny and gpt-1b (one GPU; 8 GPUs with ZeRO 0, 1, 2: the layer-ordered
 gradient buffer's padding by hand) and the DiT presets tiny and 1B (with the EMA);
-the activations (recompute none) of the GPT tiny and gpt-1b and of the DiT tiny and
-1B, slot by slot as the trainers carve them (each rounded up to 256 bytes); a plan
+the activations of the GPT tiny and gpt-1b and of the DiT tiny and 1B, slot by slot as
+the trainers carve them (each rounded up to 256 bytes), without recompute and with
+selective and full recompute over all or some blocks (what each mode keeps, by hand);
+recompute's slot indices; the --recompute flags; a plan
 that does not fit (exit 1 and one stderr line naming the largest consumer; exit 0
 when it fits); the plan flags (bad values: one line naming the flag, exit 1).
 
   make test/test_memory_plan && ./test/test_memory_plan
   child mode: --apply PRESET B T GIB   apply a GPT plan as --plan does
               --flags ARGS...          parse and validate the plan flags (world 1)
+              --recompute-flags MODE K ARGS...   the recompute flags parse to MODE, K (16 blocks)
 */
 #include <string>
 #include <vector>
@@ -64,26 +67,45 @@ static void test_gpt() {
     check_eq("gpt tiny param count by hand", tiny_n, 434816);
     const MemoryPlan tiny = gpt_memory_plan(gpt("tiny"), 4, 64, 1, 1, 200, 2, 139.8);
     check_one_gpu("gpt tiny 1 GPU", tiny, tiny_n, false);
-    // activations, B 4 x T 64 (BT 256), in carving order; per layer [L=2, ...]
-    const std::vector<u64> tiny_acts = {
-        256 * 128 * 2,                                                    // encoded
-        2 * 256 * 128 * 2, 2 * 256 * 128 * 2, 2 * 256 * 128 * 2, 2 * 256 * 128 * 2,   // resid_mid, resid_out, ln1, ln2
-        2 * 256 * 4, 2 * 256 * 4,                                         // rstd1, rstd2
-        2 * 256 * 256 * 2, 2 * 256 * (4 + 2) * 4,                         // qkv (QKV 256), qk_rstd
-        2 * 256 * 128 * 2, 2 * 256 * 64 * 2, 2 * 256 * 64 * 2,           // qp, kp, vp
-        2 * 4 * 4 * 64 * 4,                                               // lse [L, B, nh, T]
-        2 * 256 * 128 * 2, 2 * 256 * 704 * 2, 2 * 256 * 352 * 2,         // atty, gateup, swiglu
-        256 * 128 * 2, 256 * 4, 256 * 512 * 2, 256 * 4,                 // lnf, rstdf, logits, losses
-        256 * 128 * 2, 256 * 128 * 2, 256 * 128 * 2, 256 * 128 * 2,     // proj, dresid, dbuf, datty
-        256 * 128 * 2, 256 * 64 * 2, 256 * 64 * 2, 256 * 256 * 2,       // dqp, dkp, dvp, dqkv
-        256 * 704 * 2, 256 * 352 * 2,                                     // dgateup, dswiglu
-        16,                                                               // dnw_scratch (no qk_norm)
-        66 * 256 * 4,                                                     // reduce scratch: 66 x max(C, QKV, (nh+nkv)hd, 64)
-        256 * 4, 256 * 4, (3 * 256 + 1) * 4,                             // tokens, targets, encoder ints
+    // activations, B 4 x T 64 (BT 256), in carving order; per layer [L=2, ...]: blocks held by the
+    // kept kinds (2), the kinds full recompute drops (f) and the cheap ones selective drops too (h)
+    auto tiny_acts = [](u64 f, u64 h) -> std::vector<u64> {
+        return {
+            256 * 128 * 2,                                                    // encoded
+            f * 256 * 128 * 2, 2 * 256 * 128 * 2, h * 256 * 128 * 2, h * 256 * 128 * 2,   // resid_mid, resid_out, ln1, ln2
+            2 * 256 * 4, 2 * 256 * 4,                                         // rstd1, rstd2
+            f * 256 * 256 * 2, f * 256 * (4 + 2) * 4,                         // qkv (QKV 256), qk_rstd
+            h * 256 * 128 * 2, h * 256 * 64 * 2, h * 256 * 64 * 2,           // qp, kp, vp
+            f * 4 * 4 * 64 * 4,                                               // lse [B, nh, T] per block
+            f * 256 * 128 * 2, f * 256 * 704 * 2, h * 256 * 352 * 2,         // atty, gateup, swiglu
+            256 * 128 * 2, 256 * 4, 256 * 512 * 2, 256 * 4,                 // lnf, rstdf, logits, losses
+            256 * 128 * 2, 256 * 128 * 2, 256 * 128 * 2, 256 * 128 * 2,     // proj, dresid, dbuf, datty
+            256 * 128 * 2, 256 * 64 * 2, 256 * 64 * 2, 256 * 256 * 2,       // dqp, dkp, dvp, dqkv
+            256 * 704 * 2, 256 * 352 * 2,                                     // dgateup, dswiglu
+            16,                                                               // dnw_scratch (no qk_norm)
+            66 * 256 * 4,                                                     // reduce scratch: 66 x max(C, QKV, (nh+nkv)hd, 64)
+            256 * 4, 256 * 4, (3 * 256 + 1) * 4,                             // tokens, targets, encoder ints
+        };
     };
+    const std::vector<u64> tiny_acts_none = tiny_acts(2, 2);
+    const GPTConfig tc = gpt("tiny");
+    // selective keeps the matmul outputs for both blocks, the cheap kinds in one shared block;
+    // full keeps only the blocks' outputs (and norm statistics); --recompute-layers 1: block 0 only
+    const struct { const char* name; RecomputeMode mode; int k; u64 f, h; } modes[] = {
+        {"selective", RECOMPUTE_SELECTIVE, 2, 2, 1}, {"full", RECOMPUTE_FULL, 2, 1, 1},
+        {"selective, layers 1", RECOMPUTE_SELECTIVE, 1, 2, 2}, {"full, layers 1", RECOMPUTE_FULL, 1, 2, 2},
+        {"full, layers 0", RECOMPUTE_FULL, 0, 2, 2},
+    };
+    for (const auto& m : modes) {
+        Recompute rc;
+        rc.mode = m.mode;
+        rc.layers = m.k;
+        const MemoryPlan p = gpt_memory_plan(tc, 4, 64, 1, 1, 200, 2, 139.8, rc);
+        check_eq(std::string("gpt tiny activations B4 T64 (recompute ") + m.name + ")", p.activations, sum256(tiny_acts(m.f, m.h)));
+    }
     // attention scratch: (2 + hd) floats per query row (B nh T rows) + 16 + counters B nkv ceil(T r / 16)
     const u64 tiny_attn = (2 + 32) * 4 * 4 * 64 * 4 + 16 + 4 * 2 * 8 * 4;
-    check_eq("gpt tiny activations B4 T64 (recompute none)", tiny.activations, sum256(tiny_acts));
+    check_eq("gpt tiny activations B4 T64 (recompute none)", tiny.activations, sum256(tiny_acts_none));
     check_eq("gpt tiny attention scratch", tiny.attention, r256(tiny_attn));
     check_eq("gpt tiny workspace (cuBLASLt, RoPE table, norm scratch)", tiny.workspace, (32 << 20) + 64 * 32 * 4 + 516 * 4);
 
@@ -114,6 +136,22 @@ static void test_gpt() {
     };
     check_eq("gpt-1b activations B1 T2048 (recompute none)", one.activations, sum256(acts));
     check_eq("gpt-1b attention scratch", one.attention, r256((2 + 64) * 32 * 2048 * 4 + 16 + 8 * (2048 * 4 / 16) * 4));
+    {
+        // what one block of each kind holds per token: the cheap kinds (ln1, ln2, qp, kp, vp, swiglu)
+        // and those full drops too (resid_mid, qkv, qk_rstd, lse: 32 heads, atty, gateup)
+        const u64 cheap = 2 * C * 2 + (2048 + 512 + 512) * 2 + 8192 * 2;
+        const u64 matmul = C * 2 + 3072 * 2 + 40 * 4 + 32 * 4 + 2048 * 2 + 16384 * 2;
+        Recompute full;
+        full.mode = RECOMPUTE_FULL;
+        full.layers = 16;   // every block: one shared block instead of 16
+        check_eq("gpt-1b activations B1 T2048 (recompute full): 15 blocks of both kinds fewer",
+                 gpt_memory_plan(g1, 1, 2048, 1, 1, 200, 2, 139.8, full).activations, sum256(acts) - 15 * BT * (cheap + matmul));
+        Recompute sel;
+        sel.mode = RECOMPUTE_SELECTIVE;
+        sel.layers = 4;     // blocks 0-3 share one block: 3 fewer
+        check_eq("gpt-1b activations B1 T2048 (recompute selective, layers 4): 3 cheap blocks fewer",
+                 gpt_memory_plan(g1, 1, 2048, 1, 1, 200, 2, 139.8, sel).activations, sum256(acts) - 3 * BT * cheap);
+    }
 
     // 8 GPUs: gradients in completion order, every tensor (layer slice) at a multiple of 16
     // elements, regions padded to lcm(8 x 16, 16) = 128: head = final_norm + lm_head,
@@ -145,17 +183,23 @@ static u64 dit_params_by_hand(u64 C, u64 L, u64 hd, u64 F, u64 Cin, u64 P, u64 C
     return embed + L * block + 2 * C + P * Cout * C + P * Cout;
 }
 
-// The DiT's activations for B samples, N tokens, Np patch tokens, Nt text tokens.
+// The DiT's activations for B samples, N tokens, Np patch tokens, Nt text tokens; per block: the
+// kinds full recompute drops hold f blocks, the cheap ones h, the full recompute's inputs k.
 static u64 dit_acts_by_hand(u64 C, u64 L, u64 nh, u64 hd, u64 F, u64 Cin, u64 P, u64 Cout, u64 Cy, u64 Fq, u64 B, u64 N, u64 Np,
-                            u64 Nt, u64 frames, u64 lat, u64 out, u64* attn) {
+                            u64 Nt, u64 frames, u64 lat, u64 out, u64* attn, u64 f = 0, u64 h = 0, u64 k = 0) {
+    if (f == 0) f = h = L;   // recompute none
     const u64 PC = P * Cout;
     std::vector<u64> s;
-    for (u64 k : {1, 1, 3, 2, 1, 1, 1, 1, 1, 1}) s.push_back(L * N * k * C * 2);     // xhat1 h1 qkv qkr atty o1 xhat_a ha cq cqn
-    s.push_back(L * Nt * 2 * C * 2); s.push_back(L * Nt * C * 2);                        // ckv ckn
-    for (u64 k : {1, 1, 1}) s.push_back(L * N * k * C * 2);                              // catty xhat2 h2
-    s.push_back(L * N * F * 2); s.push_back(L * N * C * 2);                              // f1 o2
-    for (u64 k : {(u64)1, 2 * nh, nh, (u64)1, nh}) s.push_back(L * N * k * 4);                     // rstd1 qk_rstd lse_s rstd_a cq_rstd
-    s.push_back(L * Nt * nh * 4); s.push_back(L * nh * N * 4); s.push_back(L * N * 4);   // ck_rstd lse_c rstd2
+    s.push_back(f * N * C * 2); s.push_back(h * N * C * 2); s.push_back(f * N * 3 * C * 2);   // xhat1 h1 qkv
+    s.push_back(h * N * 2 * C * 2);                                                        // qkr
+    for (int i = 0; i < 4; i++) s.push_back(f * N * C * 2);                               // atty o1 xhat_a ha
+    s.push_back(f * N * C * 2); s.push_back(h * N * C * 2);                               // cq cqn
+    s.push_back(f * Nt * 2 * C * 2); s.push_back(h * Nt * C * 2);                        // ckv ckn
+    s.push_back(f * N * C * 2); s.push_back(f * N * C * 2); s.push_back(h * N * C * 2);   // catty xhat2 h2
+    s.push_back(f * N * F * 2); s.push_back(f * N * C * 2);                              // f1 o2
+    for (u64 w : {(u64)1, 2 * nh, nh, (u64)1, nh}) s.push_back(f * N * w * 4);                    // rstd1 qk_rstd lse_s rstd_a cq_rstd
+    s.push_back(f * Nt * nh * 4); s.push_back(f * nh * N * 4); s.push_back(f * N * 4);   // ck_rstd lse_c rstd2
+    s.push_back(k * N * C * 2);                                                          // block_in
     s.push_back(2 * B * Fq * 2); s.push_back(B * Fq * 2);                                // tfreq ffreq
     for (u64 k : {2, 2, 2, 1, 1, 1, 2, 2, 12}) s.push_back(k * B * C * 2);               // th ths temb fh fhs femb cond conds mods
     s.push_back(Nt * Cy * 2); s.push_back(Nt * Cy * 2);                                  // text ylnx
@@ -209,6 +253,22 @@ static void test_dit() {
     check_one_gpu("dit 1B 1 GPU with --ema-decay", big, n, true);
     const u64 big_acts = dit_acts_by_hand(1152, 56, 16, 72, 4608, 24, 4, 48, 4096, 256, 1, 13442, 13440, 300, 21, b.lat, b.out, &attn);
     check_eq("dit 1B activations, 13442 tokens (recompute none)", big.activations, big_acts);
+    {
+        // full: one shared block of every per-block kind, and the 56 blocks' inputs; selective over
+        // the first 20 blocks: the cheap kinds (h1, qkr, cqn, ckn, h2) in 56 - 20 + 1 blocks
+        Recompute full;
+        full.mode = RECOMPUTE_FULL;
+        full.layers = 56;
+        const MemoryPlan pf = dit_memory_plan(dit("1B"), b, 1, 1, 200, 2, true, 139.8, full);
+        check_eq("dit 1B activations, 13442 tokens (recompute full)", pf.activations,
+                 dit_acts_by_hand(1152, 56, 16, 72, 4608, 24, 4, 48, 4096, 256, 1, 13442, 13440, 300, 21, b.lat, b.out, &attn, 1, 1, 56));
+        Recompute sel;
+        sel.mode = RECOMPUTE_SELECTIVE;
+        sel.layers = 20;
+        const MemoryPlan ps = dit_memory_plan(dit("1B"), b, 1, 1, 200, 2, true, 139.8, sel);
+        check_eq("dit 1B activations, 13442 tokens (recompute selective, layers 20)", ps.activations,
+                 dit_acts_by_hand(1152, 56, 16, 72, 4608, 24, 4, 48, 4096, 256, 1, 13442, 13440, 300, 21, b.lat, b.out, &attn, 56, 37, 0));
+    }
     check_eq("dit 1B attention scratch", big.attention, r256(attn));
     // the total: every line plus the CUDA context allowance
     const u64 sum = 22 * n +   // 2 + 4 + 4 + 8 + 4 (EMA) bytes per parameter
@@ -243,7 +303,62 @@ static void test_flags() {
     check_fails_one_line("--plan 2", {"--flags", "--plan", "2"}, "flag --plan");
     Child c = run_child({"--flags", "--plan", "--plan-gpus", "8", "--plan-gpu-mem", "80"});
     check(c.exited && c.code == 0, "bare --plan, then --plan-gpus 8 --plan-gpu-mem 80", c.err);
+    // --recompute and --recompute-layers (a model of 16 blocks)
+    check_fails_one_line("--recompute partial", {"--recompute-flags", "x", "0", "--recompute", "partial"}, "flag --recompute: expected none, selective or full");
+    check_fails_one_line("--recompute-layers 17", {"--recompute-flags", "x", "0", "--recompute", "full", "--recompute-layers", "17"}, "flag --recompute-layers");
+    check_fails_one_line("--recompute-layers -2", {"--recompute-flags", "x", "0", "--recompute", "full", "--recompute-layers", "-2"}, "flag --recompute-layers");
+    check_fails_one_line("--recompute-layers 4 with none", {"--recompute-flags", "x", "0", "--recompute-layers", "4"}, "flag --recompute-layers");
+    const std::vector<std::vector<std::string>> ok = {
+        {"--recompute-flags", "none", "0"},
+        {"--recompute-flags", "full", "16", "--recompute", "full"},
+        {"--recompute-flags", "selective", "5", "--recompute", "selective", "--recompute-layers", "5"},
+        {"--recompute-flags", "full", "16", "--recompute", "full", "--recompute-layers", "16"},
+        {"--recompute-flags", "full", "0", "--recompute", "full", "--recompute-layers", "0"},
+    };
+    for (const auto& args : ok) {
+        Child r = run_child(args);
+        check(r.exited && r.code == 0, "recompute flags parse to " + args[1] + " " + args[2], r.err);
+    }
     child_err_path = DIR + "/child.err";
+}
+
+// Recompute's slot indices (llmc/train/recompute.h): for every mode, K and kind, each block's
+// index lies in the slot, the blocks that keep a kind have indices of their own, and the
+// recomputed blocks share index 0 (written and read inside one block's backward).
+static void test_recompute_slots() {
+    const int L = 6;
+    int bad = 0, cases = 0;
+    for (RecomputeMode mode : {RECOMPUTE_NONE, RECOMPUTE_SELECTIVE, RECOMPUTE_FULL}) {
+        for (int k = 0; k <= (mode == RECOMPUTE_NONE ? 0 : L); k++) {
+            Recompute rc;
+            rc.mode = mode;
+            rc.layers = k;
+            for (ActKeep kind : {ACT_KEPT, ACT_FULL_DROPS, ACT_CHEAP, ACT_FULL_INPUT}) {
+                cases++;
+                const int held = rc.slot_layers(kind, L);
+                std::vector<int> owner(held, -1);
+                for (int l = 0; l < L; l++) {
+                    const bool recomputed = rc.on(l), dropped = rc.drops(kind);
+                    if (kind == ACT_FULL_INPUT) {
+                        // held only by the blocks full recompute reruns
+                        if (rc.full(l) && (rc.slot_index(kind, l) != l || l >= held)) bad++;
+                        if (!rc.full(l) && l < held) bad++;
+                        continue;
+                    }
+                    const int i = rc.slot_index(kind, l);
+                    if (i < 0 || i >= held) { bad++; continue; }
+                    if (dropped && recomputed) { if (i != 0) bad++; continue; }
+                    if (owner[i] != -1 || (dropped && i == 0)) bad++;   // a kept block alone in its place
+                    owner[i] = l;
+                }
+                // what the mode drops: the cheap kinds under selective and full, the matmul outputs under full
+                const bool want_drop = k > 0 && ((kind == ACT_CHEAP && mode != RECOMPUTE_NONE) || (kind == ACT_FULL_DROPS && mode == RECOMPUTE_FULL));
+                if (rc.drops(kind) != want_drop) bad++;
+                if (kind != ACT_FULL_INPUT && held != (want_drop ? L - k + 1 : L)) bad++;
+            }
+        }
+    }
+    check(bad == 0, "recompute slot indices: " + std::to_string(cases) + " mode/K/kind cases of 6 blocks", std::to_string(bad) + " wrong");
 }
 
 int main(int argc, char** argv) {
@@ -251,6 +366,16 @@ int main(int argc, char** argv) {
         if (argc != 6) fail("usage: --apply PRESET B T GIB");
         const MemoryPlan p = gpt_memory_plan(gpt(argv[2]), atoi(argv[3]), atoi(argv[4]), 1, 1, 200, 2, atof(argv[5]));
         memory_plan_apply(p, true);
+    }
+    if (argc >= 4 && std::string(argv[1]) == "--recompute-flags") {   // MODE LAYERS ARGS: a 16-block model's flags parse to these
+        RecomputeFlags f;
+        ArgParser ap;
+        recompute_add_flags(ap, &f);
+        ap.parse(argc - 3, argv + 3);
+        const Recompute r = recompute_from_flags(f, 16);
+        if (std::string(recompute_mode_name(r.mode)) != argv[2] || r.layers != atoi(argv[3]))
+            fail("parsed --recompute %s, %d layers", recompute_mode_name(r.mode), r.layers);
+        return 0;
     }
     if (argc >= 2 && std::string(argv[1]) == "--flags") {
         PlanFlags f;
@@ -263,6 +388,7 @@ int main(int argc, char** argv) {
     }
     make_parent_dirs(DIR + "/x");
     child_err_path = DIR + "/child.err";
+    test_recompute_slots();
     test_gpt();
     test_dit();
     test_verdict();

@@ -320,15 +320,12 @@ static bool params_master_to_host(ModelParams* p, std::vector<float>* out, cudaS
 }
 
 // ----------------------------------------------------------------------------
-// One device allocation for all activations, carved into 256-byte aligned slots.
-struct ActivationSlot {
-    void** ptr;
-    size_t bytes;
-};
-static size_t carve_activations(const std::vector<ActivationSlot>& slots) {
+// One device allocation for all activations, carved into 256-byte aligned slots
+// (pointer, bytes) in order: the memory plan's slots (llmc/train/memory_plan.h memory_plan_bind).
+static size_t carve_activations(const std::vector<std::pair<void**, size_t>>& slots) {
     size_t total = 0;
-    for (const ActivationSlot& s : slots) total += (s.bytes + 255) / 256 * 256;
+    for (const auto& s : slots) total += (s.second + 255) / 256 * 256;
     char* base = (char*)cuda_malloc_or_fail(total, "activations");
-    for (const ActivationSlot& s : slots) { *s.ptr = base; base += (s.bytes + 255) / 256 * 256; }
+    for (const auto& s : slots) { *s.first = base; base += (s.second + 255) / 256 * 256; }
     return total;
 }

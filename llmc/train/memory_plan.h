@@ -21,20 +21,21 @@ Per rank, one line each:
   workspace          the cuBLASLt workspace, the GPT's RoPE table, the grad norm scratch
   CUDA context       PLAN_CUDA_CONTEXT_BYTES, an allowance: the driver's context, the
                      loaded kernels, cuBLAS handles, allocation rounding
-The activation slots are listed once here, in the order the trainers carve them; a
-trainer checks at start-up that the plan's activations equal what it allocated
-(memory_plan_check_activations), so a change to one list without the other fails on
-the first GPU run.
+The activation slots are listed once, here, with their sizes, in the order the trainers
+carve them: a trainer binds each slot by name to its pointer (memory_plan_bind) and
+allocates exactly what the plan counted. Where a slot's size mirrors a kernel's own
+formula (the scratch slots), the trainer checks at start-up that the kernel needs no
+more (memory_plan_require).
 
-Recompute: the per-layer slots ([L, ...]) carry their layer count, so a mode that keeps
-fewer layers of a slot (selective, full) becomes a table of which slots each mode
-keeps for all L layers; only `none` (every layer kept) exists now.
+Recompute (llmc/train/recompute.h): a per-layer slot has a size per block and a kind
+(ActKeep); the mode and --recompute-layers decide how many blocks it holds.
 */
 #pragma once
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 #include "../core/args.h"
 #include "../core/utils.h"
@@ -42,6 +43,7 @@ keeps for all L layers; only `none` (every layer kept) exists now.
 #include "../model/dit_config.h"
 #include "../model/gpt_config.h"
 #include "../model/param_tensor.h"
+#include "recompute.h"
 
 // Allowances for what the plan cannot count from shapes. The CUDA context's: an H200's
 // peak (nvidia-smi) less everything else the plan counts, the same for both trainers
@@ -57,8 +59,6 @@ static const double PLAN_DEFAULT_GPU_GIB = 139.8;                  // an H200
 // rope3d.cuh, adaln.cuh, patchify.cuh (sizeof(DiTSample)).
 static const size_t PLAN_COLUMN_REDUCE_SPLITS = 64, PLAN_GLOBAL_NORM_BLOCKS = 512, PLAN_LN_BWD_BLOCKS = 396;
 static const size_t PLAN_ROPE3D_BWD_BLOCKS = 1056, PLAN_ADALN_SPLITS = 32, PLAN_ADALN_MIN_SLICES = 256, PLAN_DIT_SAMPLE_BYTES = 64;
-
-enum RecomputeMode { RECOMPUTE_NONE = 0 };
 
 struct PlanFlags {
     int plan = 0;                        // --plan: print the plan, exit 0 if it fits, 1 if not
@@ -84,18 +84,24 @@ static inline int plan_validate_flags(const PlanFlags& f, int launch_world) {
 static inline size_t plan_round256(size_t b) { return (b + 255) / 256 * 256; }
 static inline double plan_gib(size_t b) { return b / 1073741824.0; }
 
-// One slot of a trainer's activation allocation: its bytes for all `layers` layers
-// (1: not per layer).
+// One slot of a trainer's activation allocation.
 struct PlanSlot {
     const char* name;
-    size_t bytes;
-    int layers;
-    bool attention;   // the attention backward's scratch
+    size_t bytes;         // the whole slot
+    size_t block_bytes;   // per-layer slots: one block's part (0: not per layer)
+    int layers;           // per-layer slots: the blocks it holds (recompute.h Recompute::slot_layers)
+    bool attention;       // the attention backward's scratch
 };
+static inline PlanSlot plan_slot(const char* name, size_t bytes) { return {name, bytes, 0, 0, false}; }
+static inline PlanSlot plan_layer_slot(const char* name, size_t block_bytes, ActKeep keep, const Recompute& rc, int n_layer) {
+    const int held = rc.slot_layers(keep, n_layer);
+    return {name, block_bytes * held, block_bytes, held, false};
+}
 
 struct MemoryPlan {
     std::string model;         // "gpt" or "dit", and the shape, for the printout
-    int world = 1, zero = 0, recompute = RECOMPUTE_NONE;
+    int world = 1, zero = 0, n_layer = 0;
+    Recompute recompute;
     double gpu_gib = PLAN_DEFAULT_GPU_GIB;
     size_t num_params = 0, shard = 0;
     size_t weights = 0, master = 0, grads = 0, adam = 0, ema = 0;
@@ -145,50 +151,56 @@ static inline void memory_plan_activations(MemoryPlan* p, const std::vector<Plan
 
 // ---------------------------------------------------------------- the GPT (train_gpt.cu gpt_build)
 // x: bytes of a compute element (floatX: bf16 2, fp32 builds 4).
-static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, int T, size_t x) {
-    const size_t L = c.n_layer, C = c.d_model, BT = (size_t)B * T, hd = c.head_dim, F = c.ffn_hidden;
+static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, int T, size_t x, const Recompute& rc) {
+    const size_t C = c.d_model, BT = (size_t)B * T, hd = c.head_dim, F = c.ffn_hidden;
     const size_t nh = c.n_head, nkv = c.n_kv_head, qd = nh * hd, kvd = nkv * hd, QKV = qd + 2 * kvd, Vp = c.padded_vocab_size;
     const size_t max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
-    const int l = (int)L;
+    const int L = c.n_layer;
+    auto layer = [&](const char* name, size_t block_bytes, ActKeep keep) { return plan_layer_slot(name, block_bytes, keep, rc, L); };
     // llmc/attention/flash_attention.cuh flash_attention_scratch_bytes: L and D rows, the fp32 dQ accumulator, counters
     const size_t counters = (size_t)B * nkv * ((T * (nh / nkv) + 15) / 16);
-    const size_t attn = (2 + hd) * (size_t)B * nh * T * 4 + 16 + counters * 4;
+    PlanSlot attn = plan_slot("attn_scratch", (2 + hd) * (size_t)B * nh * T * 4 + 16 + counters * 4);
+    attn.attention = true;
     return {
-        {"encoded", BT * C * x, 1, false},
-        {"resid_mid", L * BT * C * x, l, false}, {"resid_out", L * BT * C * x, l, false},
-        {"ln1", L * BT * C * x, l, false}, {"ln2", L * BT * C * x, l, false},
-        {"rstd1", L * BT * 4, l, false}, {"rstd2", L * BT * 4, l, false},
-        {"qkv", L * BT * QKV * x, l, false}, {"qk_rstd", L * BT * (nh + nkv) * 4, l, false},
-        {"qp", L * BT * qd * x, l, false}, {"kp", L * BT * kvd * x, l, false},
-        {"vp", L * BT * kvd * x, l, false}, {"lse", L * B * nh * T * 4, l, false},
-        {"atty", L * BT * qd * x, l, false}, {"gateup", L * BT * 2 * F * x, l, false},
-        {"swiglu", L * BT * F * x, l, false}, {"lnf", BT * C * x, 1, false},
-        {"rstdf", BT * 4, 1, false}, {"logits", BT * Vp * x, 1, false},
-        {"losses", BT * 4, 1, false},
-        {"proj", BT * C * x, 1, false},
-        {"dresid", BT * C * x, 1, false}, {"dbuf", BT * C * x, 1, false},
-        {"datty", BT * qd * x, 1, false},
-        {"attn_scratch", attn, 1, true},
-        {"dqp", BT * qd * x, 1, false}, {"dkp", BT * kvd * x, 1, false},
-        {"dvp", BT * kvd * x, 1, false}, {"dqkv", BT * QKV * x, 1, false},
-        {"dgateup", BT * 2 * F * x, 1, false}, {"dswiglu", BT * F * x, 1, false},
-        {"dnw_scratch", c.qk_norm ? BT * (nh + nkv) * hd * 4 : 16, 1, false},
-        {"reduce_scratch", (PLAN_COLUMN_REDUCE_SPLITS + 2) * max_cols * 4, 1, false},
-        {"tokens", BT * 4, 1, false}, {"targets", BT * 4, 1, false},
-        {"enc_ints", (3 * BT + 1) * 4, 1, false},
+        plan_slot("encoded", BT * C * x),
+        // per block: the residual stream after attention is rebuilt by full, after the MLP (the next
+        // block's input) always kept; the norms' statistics are kept (the rebuilt norms rewrite them)
+        layer("resid_mid", BT * C * x, ACT_FULL_DROPS), layer("resid_out", BT * C * x, ACT_KEPT),
+        layer("ln1", BT * C * x, ACT_CHEAP), layer("ln2", BT * C * x, ACT_CHEAP),
+        layer("rstd1", BT * 4, ACT_KEPT), layer("rstd2", BT * 4, ACT_KEPT),
+        layer("qkv", BT * QKV * x, ACT_FULL_DROPS), layer("qk_rstd", BT * (nh + nkv) * 4, ACT_FULL_DROPS),
+        layer("qp", BT * qd * x, ACT_CHEAP), layer("kp", BT * kvd * x, ACT_CHEAP),
+        layer("vp", BT * kvd * x, ACT_CHEAP), layer("lse", (size_t)B * nh * T * 4, ACT_FULL_DROPS),
+        layer("atty", BT * qd * x, ACT_FULL_DROPS), layer("gateup", BT * 2 * F * x, ACT_FULL_DROPS),
+        layer("swiglu", BT * F * x, ACT_CHEAP),
+        plan_slot("lnf", BT * C * x), plan_slot("rstdf", BT * 4), plan_slot("logits", BT * Vp * x), plan_slot("losses", BT * 4),
+        plan_slot("proj", BT * C * x),
+        plan_slot("dresid", BT * C * x), plan_slot("dbuf", BT * C * x),
+        plan_slot("datty", BT * qd * x),
+        attn,
+        plan_slot("dqp", BT * qd * x), plan_slot("dkp", BT * kvd * x),
+        plan_slot("dvp", BT * kvd * x), plan_slot("dqkv", BT * QKV * x),
+        plan_slot("dgateup", BT * 2 * F * x), plan_slot("dswiglu", BT * F * x),
+        plan_slot("dnw_scratch", c.qk_norm ? BT * (nh + nkv) * hd * 4 : 16),
+        plan_slot("reduce_scratch", (PLAN_COLUMN_REDUCE_SPLITS + 2) * max_cols * 4),
+        plan_slot("tokens", BT * 4), plan_slot("targets", BT * 4),
+        plan_slot("enc_ints", (3 * BT + 1) * 4),
     };
 }
 
 // c: finalized (gpt_config_finalize).
-static inline MemoryPlan gpt_memory_plan(const GPTConfig& c, int B, int T, int world, int zero, int bucket_mb, size_t x, double gpu_gib) {
+static inline MemoryPlan gpt_memory_plan(const GPTConfig& c, int B, int T, int world, int zero, int bucket_mb, size_t x, double gpu_gib,
+                                         const Recompute& rc = Recompute()) {
     MemoryPlan p;
     char d[160];
     snprintf(d, sizeof d, "gpt: %d layers, d_model %d, B %d x T %d", c.n_layer, c.d_model, B, T);
     p.model = d;
     p.gpu_gib = gpu_gib;
+    p.recompute = rc;
+    p.n_layer = c.n_layer;
     const std::vector<ParamTensor> layout = gpt_param_layout(c);
     memory_plan_params(&p, layout, gpt_param_stages(layout), c.n_layer, world, zero, bucket_mb, x, false);
-    memory_plan_activations(&p, gpt_plan_slots(c, B, T, x));
+    memory_plan_activations(&p, gpt_plan_slots(c, B, T, x, rc));
     p.workspace += (size_t)T * c.head_dim * 4;   // the RoPE table: (cos, sin) floats per position and frequency
     return p;
 }
@@ -200,69 +212,76 @@ struct PlanDiTShape {
     long long B = 0, N = 0, Np = 0, Nt = 0, frames = 0, lat = 0, out = 0;
 };
 
-static inline std::vector<PlanSlot> dit_plan_slots(const DiTConfig& c, const PlanDiTShape& s, size_t X) {
-    const size_t L = c.n_layer, B = s.B, N = s.N, Np = s.Np, Nt = s.Nt, nh = c.n_head, hd = c.head_dim, C = c.d_model, F = c.ffn_hidden;
+static inline std::vector<PlanSlot> dit_plan_slots(const DiTConfig& c, const PlanDiTShape& s, size_t X, const Recompute& rc) {
+    const size_t B = s.B, N = s.N, Np = s.Np, Nt = s.Nt, nh = c.n_head, hd = c.head_dim, C = c.d_model, F = c.ffn_hidden;
     const size_t Cin = c.in_channels, P = dit_patch_size(c), PC = P * c.out_channels, Fq = c.freq_dim, Cy = c.caption_channels, Fl = 4;
     const size_t max_cols = std::max({F, 6 * C, PC, 3 * C, (size_t)64});
-    const int l = (int)L;
+    const int L = c.n_layer;
+    auto layer = [&](const char* name, size_t block_bytes, ActKeep keep) { return plan_layer_slot(name, block_bytes, keep, rc, L); };
     // llmc/attention/flash_attention.cuh flash_attention_varlen_scratch_bytes(N, nh, hd, B): L, D, dQ accumulator, counters
-    const size_t attn = (2 + hd) * N * nh * 4 + 16 + nh * ((size_t)((int)N / 64) + B + 1) * 4;
+    PlanSlot attn = plan_slot("att_scratch", (2 + hd) * N * nh * 4 + 16 + nh * ((size_t)((int)N / 64) + B + 1) * 4);
+    attn.attention = true;
     const size_t reduce = std::max((PLAN_COLUMN_REDUCE_SPLITS + 2) * max_cols, std::max(PLAN_LN_BWD_BLOCKS * 2, PLAN_COLUMN_REDUCE_SPLITS) * C);
     const size_t adaln = (std::max(PLAN_ADALN_SPLITS * B, PLAN_ADALN_MIN_SLICES) * 4 + 2 * B * 2) * C;
     return {
-        {"xhat1", L * N * C * X, l, false}, {"h1", L * N * C * X, l, false}, {"qkv", L * N * 3 * C * X, l, false},
-        {"qkr", L * N * 2 * C * X, l, false}, {"atty", L * N * C * X, l, false}, {"o1", L * N * C * X, l, false},
-        {"xhat_a", L * N * C * X, l, false}, {"ha", L * N * C * X, l, false}, {"cq", L * N * C * X, l, false},
-        {"cqn", L * N * C * X, l, false}, {"ckv", L * Nt * 2 * C * X, l, false}, {"ckn", L * Nt * C * X, l, false},
-        {"catty", L * N * C * X, l, false}, {"xhat2", L * N * C * X, l, false}, {"h2", L * N * C * X, l, false},
-        {"f1", L * N * F * X, l, false}, {"o2", L * N * C * X, l, false},
-        {"rstd1", L * N * Fl, l, false}, {"qk_rstd", L * N * 2 * nh * Fl, l, false}, {"lse_s", L * nh * N * Fl, l, false},
-        {"rstd_a", L * N * Fl, l, false}, {"cq_rstd", L * N * nh * Fl, l, false}, {"ck_rstd", L * Nt * nh * Fl, l, false},
-        {"lse_c", L * nh * N * Fl, l, false}, {"rstd2", L * N * Fl, l, false},
-        {"tfreq", 2 * B * Fq * X, 1, false}, {"ffreq", B * Fq * X, 1, false},
-        {"th", 2 * B * C * X, 1, false}, {"ths", 2 * B * C * X, 1, false}, {"temb", 2 * B * C * X, 1, false},
-        {"fh", B * C * X, 1, false}, {"fhs", B * C * X, 1, false}, {"femb", B * C * X, 1, false},
-        {"cond", 2 * B * C * X, 1, false}, {"conds", 2 * B * C * X, 1, false}, {"mods", 2 * B * 6 * C * X, 1, false},
-        {"text", Nt * Cy * X, 1, false}, {"ylnx", Nt * Cy * X, 1, false}, {"yh", Nt * C * X, 1, false},
-        {"yg", Nt * C * X, 1, false}, {"yo", Nt * C * X, 1, false}, {"y", Nt * C * X, 1, false},
-        {"ylr", Nt * Fl, 1, false}, {"yr", Nt * Fl, 1, false},
-        {"patches", Np * Cin * P * X, 1, false}, {"xf", Np * C * X, 1, false}, {"lnf", Np * C * X, 1, false},
-        {"hf", Np * C * X, 1, false}, {"out", Np * PC * X, 1, false}, {"dout", Np * PC * X, 1, false},
-        {"rstdf", Np * Fl, 1, false}, {"loss_tok", Np * Fl, 1, false}, {"v_pred", (size_t)s.out * Fl, 1, false},
-        {"resid", N * C * X, 1, false}, {"f1g", N * F * X, 1, false},
-        {"x0", (size_t)s.lat * Fl, 1, false}, {"eps", (size_t)s.lat * Fl, 1, false}, {"text_f32", Nt * Cy * Fl, 1, false},
-        {"freq_f32", 3 * B * Fq * Fl, 1, false},
-        {"frame_mask", (size_t)s.frames * 4, 1, false}, {"tokrow", N * 4, 1, false},
-        {"patrow", Np * 4, 1, false}, {"cu_x", (B + 1) * 4, 1, false}, {"cu_p", (B + 1) * 4, 1, false},
-        {"cu_t", (B + 1) * 4, 1, false},
-        {"samples", B * PLAN_DIT_SAMPLE_BYTES, 1, false}, {"rope_cs", N * (hd / 2) * 8, 1, false},
-        {"dres", N * C * X, 1, false}, {"dbuf1", N * C * X, 1, false}, {"dbuf2", N * C * X, 1, false},
-        {"dbuf3", N * C * X, 1, false}, {"dqkv", N * 3 * C * X, 1, false}, {"dqk", N * 2 * C * X, 1, false},
-        {"dF", N * F * X, 1, false},
-        {"dckv", Nt * 2 * C * X, 1, false}, {"dck", Nt * C * X, 1, false}, {"dy", Nt * C * X, 1, false},
-        {"dyb1", Nt * C * X, 1, false}, {"dyb2", Nt * C * X, 1, false},
-        {"dmods_x", 2 * B * 6 * C * X, 1, false}, {"dconds", 2 * B * C * X, 1, false}, {"dtemb", 2 * B * C * X, 1, false},
-        {"dfemb", B * C * X, 1, false}, {"dths", 2 * B * C * X, 1, false}, {"dth", 2 * B * C * X, 1, false},
-        {"dfhs", B * C * X, 1, false}, {"dfh", B * C * X, 1, false},
-        {"dmods", 2 * B * 6 * C * Fl, 1, false}, {"dcond", 2 * B * C * Fl, 1, false},
-        {"dnw", 2 * PLAN_ROPE3D_BWD_BLOCKS * hd * Fl, 1, false},
-        {"reduce_scratch", reduce * Fl, 1, false},
-        {"adaln_scratch", adaln * Fl, 1, false},
-        {"att_scratch", attn, 1, true},
+        // per block: selective rebuilds the modulations (h1, h2) and the QK-normed (and RoPE'd)
+        // queries and keys; full reruns the block from its input (block_in, kept for those blocks only)
+        layer("xhat1", N * C * X, ACT_FULL_DROPS), layer("h1", N * C * X, ACT_CHEAP), layer("qkv", N * 3 * C * X, ACT_FULL_DROPS),
+        layer("qkr", N * 2 * C * X, ACT_CHEAP), layer("atty", N * C * X, ACT_FULL_DROPS), layer("o1", N * C * X, ACT_FULL_DROPS),
+        layer("xhat_a", N * C * X, ACT_FULL_DROPS), layer("ha", N * C * X, ACT_FULL_DROPS), layer("cq", N * C * X, ACT_FULL_DROPS),
+        layer("cqn", N * C * X, ACT_CHEAP), layer("ckv", Nt * 2 * C * X, ACT_FULL_DROPS), layer("ckn", Nt * C * X, ACT_CHEAP),
+        layer("catty", N * C * X, ACT_FULL_DROPS), layer("xhat2", N * C * X, ACT_FULL_DROPS), layer("h2", N * C * X, ACT_CHEAP),
+        layer("f1", N * F * X, ACT_FULL_DROPS), layer("o2", N * C * X, ACT_FULL_DROPS),
+        layer("rstd1", N * Fl, ACT_FULL_DROPS), layer("qk_rstd", N * 2 * nh * Fl, ACT_FULL_DROPS), layer("lse_s", nh * N * Fl, ACT_FULL_DROPS),
+        layer("rstd_a", N * Fl, ACT_FULL_DROPS), layer("cq_rstd", N * nh * Fl, ACT_FULL_DROPS), layer("ck_rstd", Nt * nh * Fl, ACT_FULL_DROPS),
+        layer("lse_c", nh * N * Fl, ACT_FULL_DROPS), layer("rstd2", N * Fl, ACT_FULL_DROPS),
+        layer("block_in", N * C * X, ACT_FULL_INPUT),
+        plan_slot("tfreq", 2 * B * Fq * X), plan_slot("ffreq", B * Fq * X),
+        plan_slot("t_hidden", 2 * B * C * X), plan_slot("t_hidden_silu", 2 * B * C * X), plan_slot("temb", 2 * B * C * X),
+        plan_slot("fps_hidden", B * C * X), plan_slot("fps_hidden_silu", B * C * X), plan_slot("femb", B * C * X),
+        plan_slot("cond", 2 * B * C * X), plan_slot("conds", 2 * B * C * X), plan_slot("mods", 2 * B * 6 * C * X),
+        plan_slot("text", Nt * Cy * X), plan_slot("cap_normed", Nt * Cy * X), plan_slot("cap_fc1", Nt * C * X),
+        plan_slot("cap_gelu", Nt * C * X), plan_slot("cap_fc2", Nt * C * X), plan_slot("y", Nt * C * X),
+        plan_slot("cap_rstd", Nt * Fl), plan_slot("y_rstd", Nt * Fl),
+        plan_slot("patches", Np * Cin * P * X), plan_slot("patch_tokens", Np * C * X), plan_slot("lnf", Np * C * X),
+        plan_slot("final_in", Np * C * X), plan_slot("out", Np * PC * X), plan_slot("dout", Np * PC * X),
+        plan_slot("rstdf", Np * Fl), plan_slot("loss_tok", Np * Fl), plan_slot("v_pred", (size_t)s.out * Fl),
+        plan_slot("resid", N * C * X), plan_slot("f1g", N * F * X),
+        plan_slot("x0", (size_t)s.lat * Fl), plan_slot("eps", (size_t)s.lat * Fl), plan_slot("text_f32", Nt * Cy * Fl),
+        plan_slot("freq_f32", 3 * B * Fq * Fl),
+        plan_slot("frame_mask", (size_t)s.frames * 4), plan_slot("tokrow", N * 4),
+        plan_slot("patrow", Np * 4), plan_slot("cu_x", (B + 1) * 4), plan_slot("cu_p", (B + 1) * 4),
+        plan_slot("cu_t", (B + 1) * 4),
+        plan_slot("samples", B * PLAN_DIT_SAMPLE_BYTES), plan_slot("rope_cs", N * (hd / 2) * 8),
+        plan_slot("dres", N * C * X), plan_slot("dbuf1", N * C * X), plan_slot("dbuf2", N * C * X),
+        plan_slot("dbuf3", N * C * X), plan_slot("dqkv", N * 3 * C * X), plan_slot("dqk", N * 2 * C * X),
+        plan_slot("dF", N * F * X),
+        plan_slot("dckv", Nt * 2 * C * X), plan_slot("dck", Nt * C * X), plan_slot("dy", Nt * C * X),
+        plan_slot("dyb1", Nt * C * X), plan_slot("dyb2", Nt * C * X),
+        plan_slot("dmods_x", 2 * B * 6 * C * X), plan_slot("dconds", 2 * B * C * X), plan_slot("dtemb", 2 * B * C * X),
+        plan_slot("dfemb", B * C * X), plan_slot("dt_hidden_silu", 2 * B * C * X), plan_slot("dt_hidden", 2 * B * C * X),
+        plan_slot("dfps_hidden_silu", B * C * X), plan_slot("dfps_hidden", B * C * X),
+        plan_slot("dmods", 2 * B * 6 * C * Fl), plan_slot("dcond", 2 * B * C * Fl),
+        plan_slot("dnw", 2 * PLAN_ROPE3D_BWD_BLOCKS * hd * Fl),
+        plan_slot("reduce_scratch", reduce * Fl),
+        plan_slot("adaln_scratch", adaln * Fl),
+        attn,
     };
 }
 
 // c: finalized (dit_config_finalize).
 static inline MemoryPlan dit_memory_plan(const DiTConfig& c, const PlanDiTShape& s, int world, int zero, int bucket_mb, size_t x,
-                                         bool ema, double gpu_gib) {
+                                         bool ema, double gpu_gib, const Recompute& rc = Recompute()) {
     MemoryPlan p;
+    p.recompute = rc;
+    p.n_layer = c.n_layer;
     char d[160];
     snprintf(d, sizeof d, "dit: %d layers, d_model %d, B %lld, %lld tokens (%lld text)", c.n_layer, c.d_model, s.B, s.N, s.Nt);
     p.model = d;
     p.gpu_gib = gpu_gib;
     const std::vector<ParamTensor> layout = dit_param_layout(c);
     memory_plan_params(&p, layout, dit_param_stages(layout), c.n_layer, world, zero, bucket_mb, x, ema);
-    memory_plan_activations(&p, dit_plan_slots(c, s, x));
+    memory_plan_activations(&p, dit_plan_slots(c, s, x, rc));
     return p;
 }
 
@@ -282,9 +301,29 @@ static inline std::string memory_plan_refusal(const MemoryPlan& p) {
     return s;
 }
 
+// "none", "full" (every block) or "selective, the first 4 of 16 blocks"
+static inline std::string memory_plan_recompute_text(const MemoryPlan& p) {
+    const Recompute& r = p.recompute;
+    std::string t = recompute_mode_name(r.mode);
+    if (r.mode != RECOMPUTE_NONE && r.layers < p.n_layer) t += ", the first " + std::to_string(r.layers) + " of " + std::to_string(p.n_layer) + " blocks";
+    return t;
+}
+
+// The start-up memory line's note on the activations: "(recompute none)", or the mode and what
+// the same run would hold without it (`none`: the same plan made with Recompute()).
+static inline std::string memory_plan_recompute_note(const MemoryPlan& p, const MemoryPlan& none) {
+    std::string t = "(recompute " + memory_plan_recompute_text(p);
+    if (p.recompute.mode != RECOMPUTE_NONE) {
+        char b[64];
+        snprintf(b, sizeof b, "; %.2f GiB without", plan_gib(none.activations + none.attention));
+        t += b;
+    }
+    return t + ")";
+}
+
 static inline void memory_plan_print(const MemoryPlan& p, FILE* f) {
-    fprintf(f, "memory plan per GPU | %s | %d GPU%s, ZeRO-%d | recompute none | params %.2fM", p.model.c_str(), p.world,
-            p.world == 1 ? "" : "s", p.zero, p.num_params / 1e6);
+    fprintf(f, "memory plan per GPU | %s | %d GPU%s, ZeRO-%d | recompute %s | params %.2fM", p.model.c_str(), p.world,
+            p.world == 1 ? "" : "s", p.zero, memory_plan_recompute_text(p).c_str(), p.num_params / 1e6);
     if (p.zero >= 1) fprintf(f, ", a shard of %zu per GPU", p.shard);
     fprintf(f, "\n");
     for (const PlanLine& l : memory_plan_lines(p)) fprintf(f, "  %-20s %10.3f GiB\n", l.name, plan_gib(l.bytes));
@@ -303,9 +342,40 @@ static inline void memory_plan_apply(const MemoryPlan& p, bool plan_only) {
     if (!p.fits()) fail("%s", memory_plan_refusal(p).c_str());
 }
 
-// After the build: the plan's activation slots are the ones the trainer carved.
-static inline void memory_plan_check_activations(const MemoryPlan& p, size_t allocated) {
-    if (p.activations + p.attention != allocated)
-        fail("memory plan: %zu bytes of activations planned, %zu allocated: llmc/train/memory_plan.h's slots are out of step with the trainer's",
-             p.activations + p.attention, allocated);
+// ---------------------------------------------------------------- the trainers' allocation
+// A trainer's pointer for a slot, by the slot's name.
+struct ActivationBind {
+    const char* name;
+    void** ptr;
+};
+
+// The plan's slots in its order, each with the trainer's pointer: every slot bound once, every
+// pointer to a slot the plan has (a typo or a slot added on one side only fails here, at start-up).
+static inline std::vector<std::pair<void**, size_t>> memory_plan_bind(const std::vector<PlanSlot>& slots, const std::vector<ActivationBind>& binds) {
+    std::vector<std::pair<void**, size_t>> out;
+    std::vector<int> used(binds.size(), 0);
+    for (const PlanSlot& s : slots) {
+        int found = -1;
+        for (size_t i = 0; i < binds.size(); i++)
+            if (strcmp(binds[i].name, s.name) == 0) { found = (int)i; break; }
+        if (found < 0) fail("memory plan: the trainer has no pointer for activation slot '%s' (llmc/train/memory_plan.h)", s.name);
+        used[found]++;
+        out.push_back({binds[found].ptr, s.bytes});
+    }
+    for (size_t i = 0; i < binds.size(); i++)
+        if (used[i] != 1) fail("memory plan: the trainer's activation '%s' is not one slot of the plan (llmc/train/memory_plan.h)", binds[i].name);
+    return out;
+}
+
+static inline const PlanSlot& memory_plan_slot(const std::vector<PlanSlot>& slots, const char* name) {
+    for (const PlanSlot& s : slots)
+        if (strcmp(s.name, name) == 0) return s;
+    fail("memory plan: no activation slot '%s'", name);
+}
+
+// A slot whose size mirrors a kernel's formula: the kernel's own count must fit in it.
+static inline void memory_plan_require(const std::vector<PlanSlot>& slots, const char* name, size_t kernel_bytes) {
+    const PlanSlot& s = memory_plan_slot(slots, name);
+    if (s.bytes < kernel_bytes)
+        fail("memory plan: slot '%s' has %zu bytes, the kernels need %zu: llmc/train/memory_plan.h is out of step with them", name, s.bytes, kernel_bytes);
 }

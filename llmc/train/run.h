@@ -27,10 +27,11 @@ the lines it prints.
 #include "memory_plan.h"
 
 // The flags both trainers share beyond their model and data: the run's length and
-// learning-rate schedule (bound to the trainer's own fields), the attention's settings
-// and the memory plan.
+// learning-rate schedule (bound to the trainer's own fields), the attention's settings,
+// activation recompute and the memory plan.
 struct RunFlags {
     FlashFlags flash;
+    RecomputeFlags recompute;
     PlanFlags plan;
 };
 
@@ -50,6 +51,7 @@ static void run_validate_schedule_flags(int steps, float max_minutes, const Sche
 
 static void run_add_flags(ArgParser& ap, RunFlags* f) {
     flash_add_flags(ap, &f->flash);
+    recompute_add_flags(ap, &f->recompute);
     plan_add_flags(ap, &f->plan);
 }
 
