@@ -135,6 +135,12 @@ if [ -x ./train_dit ]; then
     dit dit_plan_gpus    "flag --plan-gpus"     $dit_common --plan --plan-gpus -5
     dit dit_plan_no_fit  "the largest consumer is" $dit_common --plan --plan-gpu-mem 0.5
 fi
+# --profile-step: a step of this run (1..--steps) or 0 (off)
+expect profile_step_negative "flag --profile-step" $common --profile-step -1
+expect profile_step_past_end "flag --profile-step" $common --profile-step 2
+if [ -x ./train_dit ]; then
+    dit dit_profile_step_past_end "flag --profile-step" $dit_common --profile-step 5
+fi
 
 # progress lines reach a redirected stdout as they are printed (setvbuf in main; the trainers do the same,
 # and they cannot run here): dev/cpu/gpt's first lines are in the file while it still runs
