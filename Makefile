@@ -28,13 +28,23 @@ ifneq ($(MPI_INC),)
   NVCC_LIBS  += -L/usr/lib/x86_64-linux-gnu/openmpi/lib -lmpi
 endif
 
+# CUPTI (the CUDA toolkit's profiling library) for the trainers' --profile-step, where the
+# toolkit has it (its headers and library sit in include/ and lib64/, or under extras/CUPTI);
+# the rpath lets the trainers find it at run time. Without it --profile-step is refused.
+CUPTI_H   := $(firstword $(wildcard $(CUDA_HOME)/include/cupti.h $(CUDA_HOME)/extras/CUPTI/include/cupti.h $(CUDA_HOME)/targets/*/include/cupti.h))
+CUPTI_SO  := $(firstword $(wildcard $(CUDA_HOME)/lib64/libcupti.so $(CUDA_HOME)/lib/libcupti.so $(CUDA_HOME)/extras/CUPTI/lib64/libcupti.so $(CUDA_HOME)/targets/*/lib/libcupti.so))
+ifneq ($(and $(CUPTI_H),$(CUPTI_SO)),)
+  CUPTI_FLAGS := -DMEGA_CUPTI -I$(dir $(CUPTI_H))
+  CUPTI_LIBS  := -L$(dir $(CUPTI_SO)) -lcupti -Xlinker -rpath -Xlinker $(patsubst %/,%,$(dir $(CUPTI_SO)))
+endif
+
 ifeq ($(PRECISION),FP32)
   NVCC_FLAGS += -DENABLE_FP32
 endif
 
 LLMC_HEADERS := $(wildcard llmc/*/*.h llmc/*/*.cuh)
 CUDA_BENCHES := $(patsubst %.cu,%,$(wildcard dev/cuda/*.cu))
-CPU_TESTS    := test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/test_dataloader test/test_checkpoint test/test_latent_data test/test_moving_shapes test/test_gif test/test_rendezvous test/test_zero test/test_safetensors test/test_megatron_data test/test_hf test/test_hf_tokenizer test/test_convert_mugv test/test_token_data test/test_memory_plan
+CPU_TESTS    := test/test_profile test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/test_dataloader test/test_checkpoint test/test_latent_data test/test_moving_shapes test/test_gif test/test_rendezvous test/test_zero test/test_safetensors test/test_megatron_data test/test_hf test/test_hf_tokenizer test/test_convert_mugv test/test_token_data test/test_memory_plan
 GPU_TESTS    := test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32
 
 .PHONY: all test cpu gpu benches clean
@@ -45,7 +55,7 @@ gpu: train_gpt train_dit $(GPU_TESTS)
 benches: $(CUDA_BENCHES)
 
 train_gpt: train_gpt.cu $(LLMC_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(CUPTI_FLAGS) $< -o $@ $(NVCC_LIBS) $(CUPTI_LIBS)
 
 # the GPU test includes train_gpt.cu (its main() disabled) and checks it against test/data
 test/test_gpt: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HEADERS)
@@ -54,14 +64,14 @@ test/test_gpt_fp32: test/test_gpt.cu test/gpt_reference.h train_gpt.cu $(LLMC_HE
 	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
 
 train_dit: train_dit.cu $(LLMC_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(CUPTI_FLAGS) $< -o $@ $(NVCC_LIBS) $(CUPTI_LIBS)
 
 # the all-fp32 trainers (what `make PRECISION=FP32 train_gpt` builds), under their own names so
 # that `make` (and CI) keeps them compiling
 train_gpt_fp32: train_gpt.cu $(LLMC_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(CUPTI_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS) $(CUPTI_LIBS)
 train_dit_fp32: train_dit.cu $(LLMC_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(CUPTI_FLAGS) -DENABLE_FP32 $< -o $@ $(NVCC_LIBS) $(CUPTI_LIBS)
 
 # the GPU test includes train_dit.cu (its main() disabled) and checks it against test/data/dit_tiny.mgt;
 # it reads the file with dev/cpu/dit.cpp's readers (built without OpenMP: its pragmas are not used)

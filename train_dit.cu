@@ -1318,6 +1318,7 @@ int main(int argc, char** argv) {
     Dist dist = dist_launch(df);
     if (dist.rank != 0) tc.log_dir = "";
     Run run = run_init(tc, &dist, tc.sched, tc.steps, oc.lr, tc.max_minutes);   // the loop, checkpoints and teardown (llmc/train/run.h)
+    run_set_profile(&run, rf, tc.log_dir);   // --profile-step
     sc.t_shift = tc.t_shift;
     const int B = tc.batch_size;
     const bool synthetic = tc.random_data != 0;

@@ -596,6 +596,7 @@ int main(int argc, char** argv) {
     Dist dist = dist_launch(df);
     if (dist.rank != 0) tc.log_dir = "";
     Run run = run_init(tc, &dist, tc.sched, tc.steps, oc.lr, tc.max_minutes);   // the loop, checkpoints and teardown (llmc/train/run.h)
+    run_set_profile(&run, rf, tc.log_dir);   // --profile-step
 
     // ---- --init-hf: the model config is config.json's (llmc/formats/hf.h); without --train-data the run
     // only converts (--steps 0) and reads no data

@@ -61,6 +61,7 @@ run "checkpoint" ./test/test_checkpoint
 run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
 run "ZeRO partition and buckets" ./test/test_zero
 run "memory plan (--plan) against byte counts by hand" ./test/test_memory_plan
+run "--profile-step table (llmc/train/profile.h) from synthetic records" ./test/test_profile
 run "step-log comparison of the multi-GPU check (scripts/compare_steps.sh)" bash test/test_compare_steps.sh
 run "bad input (train_gpt, train_dit)" bash test/test_bad_input.sh
 run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
@@ -78,6 +79,7 @@ if [ $has_gpu -eq 1 ]; then
     run "train_gpt determinism" bash test/test_determinism.sh
     run "train_gpt resume" bash test/test_resume.sh
     run "train_dit resume" bash test/test_resume_dit.sh
+    run "--profile-step in both trainers" bash test/test_profile_step.sh
 else
     for c in $DEV_CUDA_CHECKS; do
         echo "SKIP $c ($(describe "$c")): no GPU on this machine"
@@ -89,7 +91,8 @@ else
              "dit_gpu_fp32 (test/test_dit_fp32: GPU fp32 vs PyTorch reference)" \
              "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)" \
              "train_gpt resume (test/test_resume.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)" \
-             "train_dit resume (test/test_resume_dit.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)"; do
+             "train_dit resume (test/test_resume_dit.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)" \
+             "profile_step (test/test_profile_step.sh: --profile-step 3 of both trainers: the table, its rows, shares + idle = 100%)"; do
         echo "SKIP $t: no GPU on this machine"
         echo "SKIP $t" >> "$LOG"
     done

@@ -142,6 +142,12 @@ expect recompute_none_k  "flag --recompute-layers: 1 given with --recompute none
 if [ -x ./train_dit ]; then
     dit dit_recompute_layers "flag --recompute-layers" $dit_common --recompute selective --recompute-layers -4
 fi
+# --profile-step: a step of this run (1..--steps) or 0 (off)
+expect profile_step_negative "flag --profile-step" $common --profile-step -1
+expect profile_step_past_end "flag --profile-step" $common --profile-step 2
+if [ -x ./train_dit ]; then
+    dit dit_profile_step_past_end "flag --profile-step" $dit_common --profile-step 5
+fi
 
 # progress lines reach a redirected stdout as they are printed (setvbuf in main; the trainers do the same,
 # and they cannot run here): dev/cpu/gpt's first lines are in the file while it still runs

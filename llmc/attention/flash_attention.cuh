@@ -201,6 +201,7 @@ static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, c
                                     const AttnShape& s, cudaStream_t stream) {
     NVTX_RANGE_FN();
     flash_attention_check_shape(s);
+    ProfileWork pw(flash_attention_flops(s), 0);
     flash_fwd_launch(out, lse, qp, kp, vp, flash_params(s), stream);
 }
 
@@ -217,6 +218,7 @@ static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, cons
     const FlashBwdAlgo algo = flash_bwd_algo(flash_settings.backward);
     flash_bwd_check_algo(algo);
     flash_bwd_prep(w.L, w.D, out, dout, lse, p, stream);
+    ProfileWork pw(2.5 * flash_attention_flops(s), 0);
     flash_bwd_launch(algo, dqp, dkp, dvp, dout, qp, kp, vp, w, p, stream);
 }
 
@@ -226,6 +228,7 @@ static void flash_attention_varlen_forward(floatX* out, float* lse, const floatX
                                            const VarlenAttnShape& s, cudaStream_t stream) {
     NVTX_RANGE_FN();
     flash_attention_varlen_check(s);
+    ProfileWork pw(profile_work_on() ? flash_attention_flops(s) : 0, 0);
     flash_fwd_launch(out, lse, qp, kp, vp, flash_params_varlen(s), stream);
 }
 
@@ -253,5 +256,6 @@ static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dv
              scratch_bytes);
     const FlashBwdScratch w = flash_bwd_scratch(scratch, (size_t)p.Nq * s.nh, s.hd);
     flash_bwd_prep(w.L, w.D, out, dout, lse, p, stream);
+    ProfileWork pw(profile_work_on() ? 2.5 * flash_attention_flops(s) : 0, 0);
     flash_bwd_launch(algo, dqp, dkp, dvp, dout, qp, kp, vp, w, p, stream);
 }

@@ -101,6 +101,17 @@ static void flash_attention_varlen_check(const VarlenAttnShape& s) {
     }
 }
 
+// FLOPs of the forward as the benchmarks count them (docs/perf.md): the two products,
+// 4*nh*Tq*Tk*hd per sample, causal half; the backward counts 2.5 times that.
+static double flash_attention_flops(const AttnShape& s) {
+    return 4.0 * s.B * s.nh * (double)s.T * s.T * s.hd / (s.causal ? 2.0 : 1.0);
+}
+static double flash_attention_flops(const VarlenAttnShape& s) {
+    double f = 0;
+    for (int b = 0; b < s.B; b++) f += 4.0 * s.nh * (double)(s.cu_q[b + 1] - s.cu_q[b]) * (s.cu_k[b + 1] - s.cu_k[b]) * s.hd;
+    return f;
+}
+
 static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
     FlashParams p;
     p.B = s.B; p.T = 0; p.nh = s.nh; p.nkv = s.nh; p.hd = s.hd; p.r = 1; p.rows = 0;
@@ -230,6 +241,7 @@ __global__ static void flash_bwd_prep_kernel(float* __restrict__ Lp, float* __re
 static void flash_bwd_prep(float* Lp, float* Dp, const floatX* out, const floatX* dout, const float* lse, const FlashParams& p,
                            cudaStream_t stream) {
     const size_t nrows = (size_t)p.Nq * p.nh;
+    ProfileWork pw(0, (double)nrows * (2 * p.hd * sizeof(floatX) + 3 * sizeof(float)));   // out, dout, lse; L, D
     flash_bwd_prep_kernel<<<ceil_div(nrows * flash_prep_lanes(p.hd), (size_t)256), 256, 0, stream>>>(Lp, Dp, out, dout, lse, p);
     cudaLaunchCheck();
 }

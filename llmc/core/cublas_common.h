@@ -86,6 +86,9 @@ static inline void matmul_lt(void* d, cudaDataType_t d_type, const void* a, cons
                              const void* bias, int m, int n, int k, bool trans_a, bool trans_b,
                              int lda, int ldb, int ldd, float alpha, float beta, cudaStream_t stream) {
     NVTX_RANGE_FN();
+    // --profile-step: the product's FLOPs; A and B read, D written (and read when accumulating)
+    const double ab_bytes = ab_type == CUDA_R_32F ? 4 : 2, d_bytes = d_type == CUDA_R_32F ? 4 : 2;
+    ProfileWork pw(2.0 * m * n * k, ((double)m * k + (double)k * n) * ab_bytes + (double)m * n * d_bytes * (beta != 0.0f ? 2 : 1));
     if (((uintptr_t)a % 16) || ((uintptr_t)b % 16) || ((uintptr_t)d % 16) || ((uintptr_t)bias % 16))
         fail("matmul_lt: operands must be 16-byte aligned");
     MatmulKey key;

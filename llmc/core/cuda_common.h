@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include "utils.h"
+#include "profile_work.h"   // what the launchers tell --profile-step
 
 static inline void cuda_check(cudaError_t e, const char* file, int line) {
     if (e != cudaSuccess) fail("CUDA error at %s:%d: %s", file, line, cudaGetErrorString(e));

@@ -67,6 +67,7 @@ static void column_reduce(float* out, const Ta* a, const Tb* b, const float* s, 
     int splits = std::min(COLUMN_REDUCE_SPLITS, std::max(1, rows));
     int rows_per_split = ceil_div(rows, splits);
     dim3 grid(ceil_div(cols, 32 * 8), splits), block(32, 8);
+    ProfileWork pw(0, (double)rows * cols * (sizeof(Ta) + (b ? sizeof(Tb) : 0)) + (s ? rows * 4.0 : 0.0));   // a, b, s (the partials stay in L2)
     column_reduce_partial_kernel<<<grid, block, 0, stream>>>(scratch, a, b, s, rows, cols, rows_per_split);
     cudaLaunchCheck();
     column_reduce_final_kernel<<<ceil_div(cols, 256), 256, 0, stream>>>(out, scratch, splits, cols);

@@ -46,6 +46,7 @@ static void adaln_modulate_forward(floatX* out, const floatX* xhat, const floatX
     NVTX_RANGE_FN();
     if (C % 8 != 0) fail("adaln: C = %d must be a multiple of 8", C);
     if (N == 0) return;
+    ProfileWork pw(0, (double)N * C * 2 * sizeof(floatX));   // xhat, out
     adaln_modulate_forward_kernel<<<ceil_div((size_t)N * C / x128::size, 256), 256, 0, stream>>>(
         out, xhat, tshift, tscale, mods, ms, shift_off, scale_off, rows, N, C);
     cudaLaunchCheck();
@@ -70,6 +71,7 @@ static void adaln_gate_residual_forward(floatX* resid, const floatX* o, const fl
     NVTX_RANGE_FN();
     if (C % 8 != 0) fail("adaln: C = %d must be a multiple of 8", C);
     if (N == 0) return;
+    ProfileWork pw(0, (double)N * C * 3 * sizeof(floatX));   // o, resid read and written
     adaln_gate_residual_forward_kernel<<<ceil_div((size_t)N * C / x128::size, 256), 256, 0, stream>>>(
         resid, o, tgate, mods, ms, off, rows, N, C);
     cudaLaunchCheck();
@@ -93,6 +95,7 @@ static void adaln_scale_backward(floatX* dx, const floatX* dout, const floatX* t
                                  bool add_one, const int* rows, int N, int C, cudaStream_t stream) {
     NVTX_RANGE_FN();
     if (N == 0) return;
+    ProfileWork pw(0, (double)N * C * 2 * sizeof(floatX));   // dout, dx
     adaln_scale_backward_kernel<<<ceil_div((size_t)N * C / x128::size, 256), 256, 0, stream>>>(
         dx, dout, t, mods, ms, off, add_one ? 1.0f : 0.0f, rows, N, C);
     cudaLaunchCheck();

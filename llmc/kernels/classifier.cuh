@@ -58,6 +58,7 @@ __global__ static void fused_classifier_kernel(floatX* logits, float* losses, co
 static void fused_classifier(floatX* logits, float* losses, const int* targets, float dloss, int rows, int V, int Vp,
                              bool write_dlogits, cudaStream_t stream) {
     NVTX_RANGE_FN();
+    ProfileWork pw(0, (double)rows * Vp * (write_dlogits ? 2 : 1) * sizeof(floatX));   // logits read (and dlogits written over them)
     fused_classifier_kernel<<<rows, 1024, 0, stream>>>(logits, losses, targets, dloss, V, Vp, write_dlogits);
     cudaLaunchCheck();
 }

@@ -33,6 +33,7 @@ __global__ static void dropout_kernel(floatX* x, size_t n, uint64_t seed, uint32
 static void dropout_apply(floatX* out, const floatX* x, size_t n, float p, uint64_t seed, cudaStream_t stream) {
     NVTX_RANGE_FN();
     if (out != x) cudaCheck(cudaMemcpyAsync(out, x, n * sizeof(floatX), cudaMemcpyDeviceToDevice, stream));
+    ProfileWork pw(0, (double)n * 2 * sizeof(floatX));   // out read and written (the copy from x is a memcpy row of its own)
     dropout_kernel<<<ceil_div(n / x128::size, 256), 256, 0, stream>>>(out, n, seed, dropout_threshold(p), 1.0f / (1.0f - p));
     cudaLaunchCheck();
 }

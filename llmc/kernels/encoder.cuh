@@ -18,6 +18,7 @@ __global__ static void encoder_forward_kernel(floatX* out, const int* tokens, co
 static void encoder_forward(floatX* out, const int* tokens, const floatX* wte, int BT, int C, cudaStream_t stream) {
     NVTX_RANGE_FN();
     const int n = BT * (C / x128::size);
+    ProfileWork pw(0, (double)BT * C * 2 * sizeof(floatX));   // wte rows, out
     encoder_forward_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(out, tokens, wte, BT, C);
     cudaLaunchCheck();
 }

@@ -50,6 +50,7 @@ template <int KIND>
 static void activation_forward(floatX* out, const floatX* inp, size_t n, cudaStream_t stream) {
     if (n % 8 != 0) fail("activation: %zu elements is not a multiple of 8", n);
     if (n == 0) return;
+    ProfileWork pw(0, (double)n * 2 * sizeof(floatX));   // inp, out
     activation_forward_kernel<KIND><<<ceil_div(n / x128::size, 256), 256, 0, stream>>>(out, inp, n);
     cudaLaunchCheck();
 }
@@ -57,6 +58,7 @@ template <int KIND>
 static void activation_backward(floatX* dinp, const floatX* dout, const floatX* inp, size_t n, cudaStream_t stream) {
     if (n % 8 != 0) fail("activation: %zu elements is not a multiple of 8", n);
     if (n == 0) return;
+    ProfileWork pw(0, (double)n * 3 * sizeof(floatX));   // dout, inp, dinp
     activation_backward_kernel<KIND><<<ceil_div(n / x128::size, 256), 256, 0, stream>>>(dinp, dout, inp, n);
     cudaLaunchCheck();
 }

@@ -56,6 +56,7 @@ static void layernorm_forward(floatX* out, floatX* xhat, float* rstd, const floa
     if (C % 8 != 0) fail("layernorm: C = %d must be a multiple of 8", C);
     if ((w == nullptr) != (b == nullptr) || (w && !xhat)) fail("layernorm_forward: affine needs w, b and xhat together");
     if (rows == 0) return;
+    ProfileWork pw(0, (double)rows * C * (w ? 3 : 2) * sizeof(floatX) + rows * 4.0);   // inp, out, xhat (affine), rstd
     layernorm_forward_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(out, xhat, rstd, inp, w, b, rows, C, eps);
     cudaLaunchCheck();
 }

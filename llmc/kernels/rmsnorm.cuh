@@ -41,6 +41,7 @@ __global__ static void rmsnorm_forward_kernel(floatX* out, float* rstd, floatX* 
 static void rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floatX* weight, int rows, int C,
                             float eps, cudaStream_t stream) {
     NVTX_RANGE_FN();
+    ProfileWork pw(0, (double)rows * C * 2 * sizeof(floatX) + rows * 4.0);   // inp, out, rstd
     rmsnorm_forward_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(out, rstd, nullptr, inp, nullptr, weight, rows, C, eps);
     cudaLaunchCheck();
 }
@@ -50,6 +51,7 @@ static void fused_residual_rmsnorm_forward(floatX* residual, floatX* out, float*
                                            const floatX* inp2, const floatX* weight, int rows, int C, float eps,
                                            cudaStream_t stream) {
     NVTX_RANGE_FN();
+    ProfileWork pw(0, (double)rows * C * 4 * sizeof(floatX) + rows * 4.0);   // inp1, inp2, residual, out, rstd
     rmsnorm_forward_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(out, rstd, residual, inp1, inp2, weight, rows, C, eps);
     cudaLaunchCheck();
 }
@@ -87,7 +89,10 @@ static void rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, c
                              const floatX* weight, const float* rstd, int rows, int C, float* scratch,
                              cudaStream_t stream) {
     NVTX_RANGE_FN();
-    rmsnorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C);
-    cudaLaunchCheck();
+    {
+        ProfileWork pw(0, (double)rows * C * 4 * sizeof(floatX) + rows * 4.0);   // dout, inp, dinp read and written, rstd
+        rmsnorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C);
+        cudaLaunchCheck();
+    }
     column_reduce(dweight, dout, inp, rstd, rows, C, scratch, stream);
 }

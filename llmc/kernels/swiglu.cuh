@@ -19,6 +19,7 @@ __global__ static void swiglu_forward_kernel(floatX* out, const floatX* gu, int 
 static void swiglu_forward(floatX* out, const floatX* gu, int rows, int F, cudaStream_t stream) {
     NVTX_RANGE_FN();
     const size_t n = (size_t)rows * F / x128::size;
+    ProfileWork pw(0, (double)rows * F * 3 * sizeof(floatX));   // gu [rows, 2F], out
     swiglu_forward_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(out, gu, rows, F);
     cudaLaunchCheck();
 }
@@ -42,6 +43,7 @@ __global__ static void swiglu_backward_kernel(floatX* dgu, const floatX* dout, c
 static void swiglu_backward(floatX* dgu, const floatX* dout, const floatX* gu, int rows, int F, cudaStream_t stream) {
     NVTX_RANGE_FN();
     const size_t n = (size_t)rows * F / x128::size;
+    ProfileWork pw(0, (double)rows * F * 5 * sizeof(floatX));   // dout, gu, dgu
     swiglu_backward_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(dgu, dout, gu, rows, F);
     cudaLaunchCheck();
 }

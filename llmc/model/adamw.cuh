@@ -45,6 +45,7 @@ static void adamw_update(floatX* params, float* master, const float* grads, floa
                          float beta1, float beta2, float eps, float wd, float grad_scale, int step, cudaStream_t stream) {
     NVTX_RANGE_FN();
     const float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
+    ProfileWork pw(0, (double)n * (28 + sizeof(floatX)));   // grads; master, m, v read and written; params
     adamw_kernel<<<ceil_div(ceil_div(n, 4), 256), 256, 0, stream>>>(params, master, grads, m, v, n, lr, beta1, beta2,
                                                                     bc1, bc2, eps, wd, grad_scale);
     cudaLaunchCheck();
@@ -93,6 +94,7 @@ static void adamw_pieces_update(floatX* params, float* master, const float* grad
     if (total == 0 || n_pieces == 0) return;
     const float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
     const int blocks = (int)std::min<size_t>((total + 255) / 256, 132 * 16);
+    ProfileWork pw(0, (double)total * (28 + sizeof(floatX)));   // as adamw_update
     adamw_pieces_kernel<<<blocks, 256, 0, stream>>>(params, master, grads, m, v, pieces, n_pieces, total, lr, beta1, beta2,
                                                     bc1, bc2, eps, wd, grad_scale);
     cudaLaunchCheck();

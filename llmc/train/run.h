@@ -4,8 +4,8 @@ start, where a run starts (its step and bad-step count on resume), train.log
 and the loss curve, the skeleton of the training loop of llmc/train/run_control.h
 (the top of a step, the step's time, the update with the non-finite-step skip,
 what comes after it), a checkpoint with the state every run has, and the
-teardown. The trainer keeps what is its own: the model, the data, the batch and
-the lines it prints.
+teardown, and `--profile-step` (llmc/train/profiler.cuh) around its step. The
+trainer keeps what is its own: the model, the data, the batch and the lines it prints.
 */
 #pragma once
 #include <cmath>
@@ -25,14 +25,16 @@ the lines it prints.
 #include "schedule.h"
 #include "attention_flags.h"
 #include "memory_plan.h"
+#include "profiler.cuh"
 
 // The flags both trainers share beyond their model and data: the run's length and
 // learning-rate schedule (bound to the trainer's own fields), the attention's settings,
-// activation recompute and the memory plan.
+// activation recompute, the memory plan and the kernel profile of one step.
 struct RunFlags {
     FlashFlags flash;
     RecomputeFlags recompute;
     PlanFlags plan;
+    int profile_step = 0;
 };
 
 static void run_add_schedule_flags(ArgParser& ap, int* steps, float* max_minutes, float* lr, Schedule* sched) {
@@ -53,6 +55,9 @@ static void run_add_flags(ArgParser& ap, RunFlags* f) {
     flash_add_flags(ap, &f->flash);
     recompute_add_flags(ap, &f->recompute);
     plan_add_flags(ap, &f->plan);
+    ap.add_int("--profile-step", &f->profile_step,
+               "profile step N: its kernels' time, share, TFLOP/s or GB/s against the H200's ceilings, and the GPU's idle "
+               "time, printed and written to the log dir as profile_step_N.txt (0: off)");
 }
 
 // Parses the command line; false when it asked for --help (printed). Applies the
@@ -94,6 +99,12 @@ static Run run_init(const CkptFlags& f, Dist* dist, const Schedule& sched, int s
     return r;
 }
 
+// --profile-step (rank 0 profiles its GPU; written under log_dir, "": printed only): checked
+// here, before the GPU is touched
+static void run_set_profile(Run* r, const RunFlags& f, const std::string& log_dir) {
+    profiler_configure(f.profile_step, r->steps, r->dist->rank, log_dir);
+}
+
 // This process's GPU (several: the NCCL communicator), cuBLAS and the model's stream.
 static cudaDeviceProp run_gpu_start(Run* r, cudaStream_t* stream) {
     dist_start(r->dist);
@@ -114,6 +125,8 @@ static void run_resume(Run* r, const CkptStart& start) {
     r->start_step = (int)start.state.st.step;
     r->bad_steps = start.state.st.bad_steps;
     r->last_ckpt = start.resume_dir;
+    if (profiler.step > 0 && profiler.step <= r->start_step)
+        printf("note: --profile-step %d: this run resumes after step %d, so no step is profiled\n", profiler.step, r->start_step);
 }
 
 // The line of the checkpoint plan, and which step --ckpt-dir already holds.
@@ -138,6 +151,7 @@ static void run_loop_start(Run* r) {
     r->t_start = wall_seconds();
     r->step = r->start_step;
     install_stop_signals();
+    profiler_init();
 }
 
 // The top of step r->step: whether the loop ends here (--steps done, or
@@ -153,6 +167,7 @@ static bool run_ends_here(Run* r, const std::function<void(int)>& save, const st
 static void run_step_begin(Run* r) {
     r->t_step = wall_seconds();
     dist_step_begin(r->dist, r->step + 1);   // several GPUs: the watchdog's deadline for this step
+    if (profiler.step == r->step + 1) profiler_begin();
 }
 
 struct RunStep {
@@ -176,6 +191,7 @@ static RunStep run_update(Run* r, double loss, cudaStream_t stream, const std::f
     s.norm = loss_ok ? update(s.lr) : NAN;
     cudaCheck(cudaStreamSynchronize(stream));
     s.ms = 1000.0 * (wall_seconds() - r->t_step);
+    if (profiler.active) profiler_end(s.ms, r->step_ms.empty() ? 0.0 : r->step_ms.back());
     dist_step_end(r->dist, s.ms);
     r->step_ms.push_back(s.ms);
     s.ok = loss_ok && std::isfinite(s.norm);
