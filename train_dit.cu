@@ -1317,7 +1317,7 @@ int main(int argc, char** argv) {
 
     // ---- GPU
     DiT model;
-    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
+    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap);
     memory_plan_check_activations(plan, model.act.bytes);
@@ -1414,7 +1414,7 @@ int main(int argc, char** argv) {
     } else if (!start.init_path.empty()) {
         printf("initialized the weights from %s (step, AdamW and data start fresh)\n", start.init_path.c_str());
     }
-    run_ckpt_plan(&run, start);
+    run_ckpt_plan(&run, start, &model);
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
         CkptState s;
         s.batch_size = B;
