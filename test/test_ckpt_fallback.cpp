@@ -12,6 +12,8 @@ writer (ckpt_save) into test/tmp/ckpt_fallback/:
   - no `latest`: the newest that verifies, with a note; newer step directories than the
     one latest names (another branch of the run) are not taken
   - --resume-from a corrupt checkpoint: one error line, exit 1, no fallback
+  - the trainers (./train_gpt, ./train_dit where built): --resume 1 takes the older checkpoint
+    before the GPU is touched (so this runs without one)
   - retention after a fallback: a corrupt checkpoint is neither deleted nor counted
     among the kept ones; a save of its step moves it aside (.corrupt), never over it
 
@@ -20,6 +22,7 @@ writer (ckpt_save) into test/tmp/ckpt_fallback/:
     --start-resume DIR OUT        ckpt_start_or_fail with --ckpt-dir DIR --resume 1; the chosen directory into OUT
     --start-resume-from PATH      ckpt_start_or_fail with --resume-from PATH
 */
+#include <algorithm>
 #include <string>
 #include <vector>
 #include "../llmc/core/utils.h"
@@ -210,6 +213,35 @@ int main(int argc, char** argv) {
         check_fails_one_line("resume_from_incomplete", {"--start-resume-from", sd(d, 300)}, "flag --resume-from: " + sd(d, 300) + "/state.bin is missing");
         Child g = run_child({"--start-resume-from", sd(d, 200)});
         check(g.exited && g.code == 0 && g.err.empty(), "resume_from_whole", "a whole checkpoint: exit 0, nothing on stderr");
+    }
+
+    // ---- the trainers choose before the GPU is touched (so this runs without one): --resume 1 on
+    // checkpoints of another model warns once about the corrupt step 300, takes step 200, and then
+    // stops with one line on step 200's model (a config or kind the trainer's model does not have)
+    {
+        const std::string d = fresh("trainers");
+        flip_byte(sd(d, 300) + "/state.bin", -21);
+        const std::string gpt = "--random-data 1 --steps 1 --log-dir ''";
+        const std::string dit = "--random-data 1 --preset tiny --steps 1 --batch-size 1 --frames 2 --height 4 --width 4 --text-len 4 --log-dir ''";
+        const struct { const char* bin; std::string flags, error; } runs[] = {
+            {"./train_gpt", gpt, "error: " + sd(d, 200) + "/model.bin: config vocab_size is 100, the model has "},
+            {"./train_dit", dit, "error: " + sd(d, 200) + "/model.bin: model kind is gpt (1), the model is dit (2)"},
+        };
+        for (const auto& r : runs) {
+            const std::string name = std::string("trainer_") + (r.bin + 2) + "_falls_back";
+            if (access(r.bin, X_OK) != 0) { printf("SKIP ckpt_fallback/%s: %s is not built\n", name.c_str(), r.bin); continue; }
+            const std::string out = ROOT + "/" + (r.bin + 2) + ".out", err = ROOT + "/" + (r.bin + 2) + ".err";
+            const std::string cmd = std::string(r.bin) + " " + r.flags + " --ckpt-dir " + d + " --resume 1 > " + out + " 2> " + err;
+            const int st = system(cmd.c_str());
+            const int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+            const std::string e = read_file_or_fail(err);
+            const size_t nl = e.find('\n');
+            const std::string first = e.substr(0, nl), second = nl == std::string::npos ? "" : e.substr(nl + 1);
+            check(code == 1 && first.rfind("warning: " + sd(d, 300) + "/state.bin: payload checksum", 0) == 0 &&
+                  first.find("resuming from " + sd(d, 200) + ", the newest older checkpoint that verifies") != std::string::npos &&
+                  second.rfind(r.error, 0) == 0 && std::count(second.begin(), second.end(), '\n') == 1, name,
+                  "exit " + str(code) + ": " + first.substr(0, 200) + "... | " + second.substr(0, second.empty() ? 0 : second.size() - 1));
+        }
     }
 
     // ---- retention after a fallback (--ckpt-keep): a corrupt checkpoint is neither deleted

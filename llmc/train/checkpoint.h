@@ -449,6 +449,13 @@ static inline bool ckpt_write_file(const std::string& path, int32_t* hdr, const 
     return true;
 }
 
+// Text from a file quoted in a one-line message: control bytes (a newline) as '?'.
+static inline std::string ckpt_printable(std::string s) {
+    for (char& c : s)
+        if ((unsigned char)c < 0x20 || c == 0x7f) c = '?';
+    return s;
+}
+
 // The name DIR/latest holds ("" if none or unreadable); no validation.
 static inline std::string ckpt_read_latest_name(const std::string& dir) {
     const std::string p = dir + "/latest";
@@ -884,7 +891,7 @@ static inline bool ckpt_find_latest(const std::string& dir, std::string* step_di
         if (st.st_size > 64) return ckpt_error(err, "%s: expected one line naming a checkpoint (step_XXXXXXXX), found %lld bytes", lp.c_str(), (long long)st.st_size);
         const std::string name = ckpt_read_latest_name(dir);
         if (ckpt_parse_step_name(name) < 0)
-            return ckpt_error(err, "%s: expected a checkpoint name like step_00000100, found '%s'", lp.c_str(), name.c_str());
+            return ckpt_error(err, "%s: expected a checkpoint name like step_00000100, found '%s'", lp.c_str(), ckpt_printable(name).c_str());
         const std::string sd = dir + "/" + name;
         for (const char* f : {"model.bin", "state.bin"})
             if (!ckpt_is_file(sd + "/" + f)) return ckpt_error(err, "%s: names %s, but %s/%s is missing", lp.c_str(), name.c_str(), sd.c_str(), f);
@@ -946,7 +953,7 @@ static inline bool ckpt_choose_resume(const std::string& dir, CkptResumeChoice* 
         else if (st.st_size > 64)
             failed.push_back(lp + ": expected one line naming a checkpoint (step_XXXXXXXX), found " + std::to_string((long long)st.st_size) + " bytes");
         else if (ckpt_parse_step_name(name) < 0)
-            failed.push_back(lp + ": expected a checkpoint name like step_00000100, found '" + name + "'");
+            failed.push_back(lp + ": expected a checkpoint name like step_00000100, found '" + ckpt_printable(name) + "'");
         else {
             limit = ckpt_parse_step_name(name);
             cands.push_back(limit);   // tried even if incomplete: its missing file is what the warning names
