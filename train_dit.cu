@@ -1390,7 +1390,7 @@ int main(int argc, char** argv) {
 
     // ---- GPU
     DiT model;
-    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
+    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap, recompute);
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
@@ -1487,7 +1487,7 @@ int main(int argc, char** argv) {
     } else if (!start.init_path.empty()) {
         printf("initialized the weights from %s (step, AdamW and data start fresh)\n", start.init_path.c_str());
     }
-    run_ckpt_plan(&run, start);
+    run_ckpt_plan(&run, start, &model);
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
         CkptState s;
         s.batch_size = B;

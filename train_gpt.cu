@@ -756,7 +756,7 @@ int main(int argc, char** argv) {
 
     // ---- GPU
     GPT model;
-    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream);
+    const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
     dist_attach(&dist, &model, gpt_param_layout(mc), gpt_param_stages(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     gpt_build(&model, mc, B, T, recompute);
     model.dropout = tc.dropout;
@@ -823,7 +823,7 @@ int main(int argc, char** argv) {
             printf("eval: loss %.6f on %s (%d x %d tokens)\n", el, eval_tokens.c_str(), eval_B, eval_T);
         }
     }
-    run_ckpt_plan(&run, start);
+    run_ckpt_plan(&run, start, &model);
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);

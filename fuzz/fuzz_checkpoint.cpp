@@ -4,7 +4,8 @@
 // payload checksums before writing the file, so that mutations reach the
 // field checks behind them instead of all stopping at a checksum mismatch.
 // Then what train_gpt does on --resume / --init-from: read and check the
-// headers against a model, stream the payload, resolve DIR/latest.
+// headers against a model, stream the payload, resolve DIR/latest, choose the
+// checkpoint --resume 1 takes.
 #include "fuzz_common.h"
 #include "../llmc/train/checkpoint_gpt.h"
 #include "fuzz_seeds.h"
@@ -69,6 +70,10 @@ static void fuzz_latest(const uint8_t* data, size_t size) {
     std::string sd, err, note;
     const bool found = ckpt_find_latest(dir, &sd, &err, &note);
     FUZZ_CHECK(found ? ckpt_is_dir(sd) : !err.empty());
+    // --resume 1: the one checkpoint's files are empty, so none verifies: one error line, no choice
+    CkptResumeChoice c;
+    std::string cerr;
+    FUZZ_CHECK(!ckpt_choose_resume(dir, &c, &cerr) && c.dir.empty() && !cerr.empty() && cerr.find('\n') == std::string::npos);
     const std::string resolved = ckpt_resolve_or_fail(dir, "flag --resume");
     FUZZ_CHECK(resolved == dir + "/step_00000001");
 }

@@ -58,6 +58,8 @@ run "gif and png writers" ./test/test_gif
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh
 run "convert_mugv.py (MUG-V DiT weights <-> model.bin)" bash test/test_convert_mugv.sh
 run "checkpoint" ./test/test_checkpoint
+run "resume from the newest checkpoint that verifies" ./test/test_ckpt_fallback
+run "checkpoints written in the background" ./test/test_ckpt_background
 run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
 run "ZeRO partition and buckets" ./test/test_zero
 run "memory plan (--plan) against byte counts by hand" ./test/test_memory_plan
@@ -80,6 +82,7 @@ if [ $has_gpu -eq 1 ]; then
     run "train_gpt resume" bash test/test_resume.sh
     run "train_dit resume" bash test/test_resume_dit.sh
     run "--profile-step in both trainers" bash test/test_profile_step.sh
+    run "train_gpt background checkpoints and resume fallback" bash test/test_ckpt_async.sh
 else
     for c in $DEV_CUDA_CHECKS; do
         echo "SKIP $c ($(describe "$c")): no GPU on this machine"
@@ -92,7 +95,8 @@ else
              "train_gpt determinism (test/test_determinism.sh: two same-seed runs bit-identical)" \
              "train_gpt resume (test/test_resume.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)" \
              "train_dit resume (test/test_resume_dit.sh: resumed, SIGTERM-stopped and kill -9'd runs continue bit-identically)" \
-             "profile_step (test/test_profile_step.sh: --profile-step 3 of both trainers: the table, its rows, shares + idle = 100%)"; do
+             "profile_step (test/test_profile_step.sh: --profile-step 3 of both trainers: the table, its rows, shares + idle = 100%)" \
+             "train_gpt background checkpoints (test/test_ckpt_async.sh: kill -9 around background saves, a corrupt newest checkpoint, a failed write)"; do
         echo "SKIP $t: no GPU on this machine"
         echo "SKIP $t" >> "$LOG"
     done

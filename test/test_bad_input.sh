@@ -45,6 +45,7 @@ expect non_numeric       "--batch-size"         $common --batch-size abc
 expect trailing_garbage  "--lr"                 $common --lr 1e-3x
 expect missing_value     "--steps"              $common --steps
 expect bad_bool          "--qk-norm"            $common --qk-norm 2
+expect bad_ckpt_async    "--ckpt-async"         $common --ckpt-async 2
 expect unknown_preset    "--preset"             --preset gpt-9000
 expect bad_dropout       "--dropout"            $common --dropout 1
 expect bad_schedule      "--schedule"           $common --schedule exponential

@@ -28,6 +28,16 @@ wait_line() {
     return 1
 }
 
+# gpt_losses OUT: the lines of train_gpt's output two runs must share to be the same run: step
+# lines without their timing, validation lines, sample blocks
+gpt_losses() {
+    awk '/^---- sample at step/ {s = 1} s {print} /^---------------------------$/ {s = 0; next} !s && /^(step|val) / {print}' "$1" |
+        sed -E 's/\| [0-9.]+ ms.*//'
+}
+
+# gpt_wait_step LOG N PID: until train_gpt's train.log has step N (or the process is gone, or 120 s)
+gpt_wait_step() { wait_line "$1" "^step $2 train_loss" "$3"; }
+
 # nan_verdict RC OUT ERR CKPT_DIR: a run made to diverge (--lr 1e30 --max-bad-steps 3) must skip
 # updates and stop with exit 1 and one line naming the last good checkpoint (ok/bad: the caller's)
 nan_verdict() {

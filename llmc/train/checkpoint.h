@@ -102,6 +102,12 @@ A crash at any instant leaves DIR/latest naming a complete checkpoint. A write
 error (a full disk: ENOSPC, EFBIG, EIO) removes the .tmp files and the new
 directory, leaves DIR/latest and the previous checkpoint untouched, and comes
 back as one line naming the file and the error.
+The trainers run ckpt_save on a background thread from a host copy of their
+state (llmc/train/checkpoint_async.h): the same steps in the same order, so the
+same holds for a kill -9 at any moment of a background save. A checkpoint
+found corrupt when a run resumed (CkptWrite::corrupt_steps) is neither deleted
+nor counted among the kept ones; a save of its step first renames its directory
+to step_XXXXXXXX.corrupt, which no listing takes for a checkpoint.
 
 Reading validates, in this order, each failure one line naming the file, the
 field and the expected value: the file is a regular file at least a header
@@ -111,6 +117,12 @@ n_params; the model kind and every config field against the model being built
 ("config n_layer is 4, the model has 6"); the state's model checksum against
 model.bin's (files of two different checkpoints); then, while streaming, the
 payload checksum.
+
+Resuming (ckpt_choose_resume, `--resume 1`): the checkpoint DIR/latest names
+is verified whole first (ckpt_verify: both headers, the state's link to its
+model.bin, both payload checksums); if it fails, the newest older complete
+checkpoint that verifies is taken, and one warning line names what failed.
+Nothing is deleted or changed there.
 */
 #pragma once
 #include <algorithm>
@@ -384,6 +396,9 @@ struct CkptWrite {
     CkptSource master;            // fp32 master weights: only with dtype != CKPT_F32
     std::vector<CkptSource> extra;
     int keep_last = 0, keep_every = 0;
+    // checkpoints of DIR that failed verification when the run resumed (ckpt_choose_resume):
+    // never deleted nor counted among the kept; a save of the same step moves one aside first
+    std::vector<int64_t> corrupt_steps;
 };
 
 // Writes one file: header placeholder, the arrays (n elements each, stored as
@@ -432,6 +447,13 @@ static inline bool ckpt_write_file(const std::string& path, int32_t* hdr, const 
         return ckpt_error(err, "%s: close failed (%s)", path.c_str(), strerror(e));
     }
     return true;
+}
+
+// Text from a file quoted in a one-line message: control bytes (a newline) as '?'.
+static inline std::string ckpt_printable(std::string s) {
+    for (char& c : s)
+        if ((unsigned char)c < 0x20 || c == 0x7f) c = '?';
+    return s;
 }
 
 // The name DIR/latest holds ("" if none or unreadable); no validation.
@@ -494,11 +516,15 @@ static inline std::vector<CkptEntry> ckpt_list(const std::string& dir) {
 // Which step directories to delete once `latest` is the newest checkpoint:
 // complete ones up to latest outside the newest keep_last (0: keep all) that
 // are not a multiple of keep_every (0: none kept for that), and incomplete
-// ones (leftovers of failed writes) older than latest. Newer ones stay.
-static inline std::vector<int64_t> ckpt_prune_plan(const std::vector<CkptEntry>& entries, int64_t latest, int keep_last, int keep_every) {
+// ones (leftovers of failed writes) older than latest. Newer ones stay. A step
+// in `bad` (found corrupt at resume) is neither deleted nor counted among the
+// newest keep_last, so it can never push a good checkpoint out (latest itself,
+// just written over a corrupt one moved aside, counts).
+static inline std::vector<int64_t> ckpt_prune_plan(const std::vector<CkptEntry>& entries, int64_t latest, int keep_last, int keep_every,
+                                                   const std::vector<int64_t>& bad = {}) {
     std::vector<int64_t> complete, del;
     for (const CkptEntry& e : entries) {
-        if (e.step > latest) continue;
+        if (e.step > latest || (e.step != latest && std::find(bad.begin(), bad.end(), e.step) != bad.end())) continue;
         if (e.complete) complete.push_back(e.step);
         else if (e.step < latest) del.push_back(e.step);
     }
@@ -528,8 +554,9 @@ static inline bool ckpt_remove(const std::string& dir, int64_t step, std::string
     return true;
 }
 
-static inline void ckpt_prune(const std::string& dir, int64_t latest, int keep_last, int keep_every, std::vector<int64_t>* removed) {
-    for (int64_t s : ckpt_prune_plan(ckpt_list(dir), latest, keep_last, keep_every)) {
+static inline void ckpt_prune(const std::string& dir, int64_t latest, int keep_last, int keep_every, const std::vector<int64_t>& bad,
+                              std::vector<int64_t>* removed) {
+    for (int64_t s : ckpt_prune_plan(ckpt_list(dir), latest, keep_last, keep_every, bad)) {
         std::string err;
         if (ckpt_remove(dir, s, &err)) { if (removed) removed->push_back(s); }
         else fprintf(stderr, "warning: old checkpoint not deleted: %s\n", err.c_str());
@@ -554,6 +581,14 @@ static inline bool ckpt_save(const CkptWrite& w, std::string* saved_dir, std::st
     const std::string prev = ckpt_read_latest_name(w.dir);
     const std::string kept = prev.empty() ? std::string("no earlier checkpoint") : w.dir + "/latest still names " + prev;
     const std::string name = ckpt_step_name(w.step), sdir = w.dir + "/" + name;
+    if (std::find(w.corrupt_steps.begin(), w.corrupt_steps.end(), w.step) != w.corrupt_steps.end() && ckpt_is_dir(sdir)) {
+        // the corrupt checkpoint of this step stays for a person to look at, under a name no listing takes for a checkpoint
+        std::string aside = sdir + ".corrupt";
+        for (int k = 2; access(aside.c_str(), F_OK) == 0; k++) aside = sdir + ".corrupt" + std::to_string(k);
+        if (rename(sdir.c_str(), aside.c_str()) != 0)
+            return ckpt_error(err, "%s: cannot move the corrupt checkpoint aside to %s (%s); %s", sdir.c_str(), aside.c_str(), strerror(errno), kept.c_str());
+        printf("note: %s failed verification when this run resumed: moved aside to %s\n", sdir.c_str(), aside.c_str());
+    }
     const bool created = mkdir(sdir.c_str(), 0755) == 0;
     if (!created && errno != EEXIST) return ckpt_error(err, "%s: cannot create directory (%s)", sdir.c_str(), strerror(errno));
     const std::string model_tmp = sdir + "/model.bin.tmp", state_tmp = sdir + "/state.bin.tmp";
@@ -605,7 +640,7 @@ static inline bool ckpt_save(const CkptWrite& w, std::string* saved_dir, std::st
     if (!ckpt_fsync_dir(sdir, &e) || !ckpt_fsync_dir(w.dir, &e)) return ckpt_error(err, "%s; %s", e.c_str(), kept.c_str());
     if (!ckpt_write_latest(w.dir, name, &e)) return ckpt_error(err, "%s; %s", e.c_str(), kept.c_str());
     if (saved_dir) *saved_dir = sdir;
-    ckpt_prune(w.dir, w.step, w.keep_last, w.keep_every, removed);
+    ckpt_prune(w.dir, w.step, w.keep_last, w.keep_every, w.corrupt_steps, removed);
     return true;
 }
 
@@ -856,7 +891,7 @@ static inline bool ckpt_find_latest(const std::string& dir, std::string* step_di
         if (st.st_size > 64) return ckpt_error(err, "%s: expected one line naming a checkpoint (step_XXXXXXXX), found %lld bytes", lp.c_str(), (long long)st.st_size);
         const std::string name = ckpt_read_latest_name(dir);
         if (ckpt_parse_step_name(name) < 0)
-            return ckpt_error(err, "%s: expected a checkpoint name like step_00000100, found '%s'", lp.c_str(), name.c_str());
+            return ckpt_error(err, "%s: expected a checkpoint name like step_00000100, found '%s'", lp.c_str(), ckpt_printable(name).c_str());
         const std::string sd = dir + "/" + name;
         for (const char* f : {"model.bin", "state.bin"})
             if (!ckpt_is_file(sd + "/" + f)) return ckpt_error(err, "%s: names %s, but %s/%s is missing", lp.c_str(), name.c_str(), sd.c_str(), f);
@@ -869,6 +904,86 @@ static inline bool ckpt_find_latest(const std::string& dir, std::string* step_di
     *step_dir = dir + "/" + ckpt_step_name(best);
     if (note) *note = dir + "/latest is missing: using the newest complete checkpoint " + *step_dir;
     return true;
+}
+
+// ----------------------------------------------------------------------------
+// Verifying a checkpoint, and choosing the one a run resumes from
+
+// Whether the checkpoint directory step_dir is whole, as far as the files alone
+// can tell (not whether it fits a model: ckpt_check_model does that): both
+// headers (magic, version, header checksum, field ranges, file length), the
+// state belonging to the model file, and both payload checksums, which reads
+// every byte. The first problem is one line in *err naming the file.
+static inline bool ckpt_verify(const std::string& step_dir, std::string* err) {
+    CkptModelHeader m;
+    CkptStateHeader s;
+    if (!ckpt_read_model_header(step_dir + "/model.bin", &m, err) || !ckpt_read_state_header(step_dir + "/state.bin", &s, err) ||
+        !ckpt_check_state(s, m, err))
+        return false;
+    return ckpt_read_model_params(m, CkptSink(), err) && ckpt_read_state_arrays(s, {}, err);
+}
+
+struct CkptResumeChoice {
+    std::string dir;                    // the checkpoint to resume from ("": DIR holds none: start fresh)
+    std::string warning;                // one line when what `latest` names failed and an older checkpoint is used
+    std::string note;                   // one line when DIR/latest is missing
+    std::vector<int64_t> corrupt_steps; // the checkpoints that failed ckpt_verify (left on disk)
+};
+
+// `--resume 1`: the checkpoint of DIR to resume from. The one DIR/latest names
+// if it verifies (ckpt_verify); else the newest older complete checkpoint that
+// does, with a warning that names what failed and why. Without DIR/latest (a
+// note says so), the newest complete checkpoint that verifies; with a broken
+// DIR/latest, the same with a warning. Step directories newer than the one
+// latest names (another branch of the run) are not considered. Nothing is
+// deleted or changed. Returns false with one line in *err when DIR has
+// checkpoints (or a latest) but none verifies; true with out->dir empty when DIR
+// has none.
+static inline bool ckpt_choose_resume(const std::string& dir, CkptResumeChoice* out, std::string* err) {
+    *out = CkptResumeChoice();
+    if (!ckpt_is_dir(dir)) return true;
+    const std::string lp = dir + "/latest";
+    std::vector<std::string> failed;   // one line per checkpoint (or latest) that failed, in the order tried
+    std::vector<int64_t> cands;        // newest first
+    int64_t limit = INT64_MAX;         // older candidates: complete directories with step <= limit
+    struct stat st;
+    if (stat(lp.c_str(), &st) == 0) {
+        const std::string name = ckpt_read_latest_name(dir);
+        if (!S_ISREG(st.st_mode)) failed.push_back(lp + ": not a regular file");
+        else if (st.st_size > 64)
+            failed.push_back(lp + ": expected one line naming a checkpoint (step_XXXXXXXX), found " + std::to_string((long long)st.st_size) + " bytes");
+        else if (ckpt_parse_step_name(name) < 0)
+            failed.push_back(lp + ": expected a checkpoint name like step_00000100, found '" + ckpt_printable(name) + "'");
+        else {
+            limit = ckpt_parse_step_name(name);
+            cands.push_back(limit);   // tried even if incomplete: its missing file is what the warning names
+        }
+    }
+    const bool have_latest = stat(lp.c_str(), &st) == 0;
+    std::vector<CkptEntry> entries = ckpt_list(dir);
+    for (auto e = entries.rbegin(); e != entries.rend(); ++e)
+        if (e->complete && e->step <= limit && (cands.empty() || e->step != cands[0])) cands.push_back(e->step);
+    if (!have_latest && !cands.empty()) out->note = lp + " is missing: using the newest complete checkpoint that verifies";
+    for (size_t i = 0; i < cands.size(); i++) {
+        const std::string sd = dir + "/" + ckpt_step_name(cands[i]);
+        std::string e;
+        if (ckpt_verify(sd, &e)) {
+            out->dir = sd;
+            if (!failed.empty()) {
+                std::string w = failed[0];
+                for (size_t k = 1; k < failed.size(); k++) w += "; also " + failed[k];
+                out->warning = w + "; resuming from " + sd + ", the newest " + (limit == INT64_MAX ? "" : "older ") +
+                               "checkpoint that verifies (" + (out->corrupt_steps.empty() ? "nothing was deleted" : "the failed one is kept") + ")";
+            }
+            return true;
+        }
+        failed.push_back(e);
+        out->corrupt_steps.push_back(cands[i]);
+    }
+    if (failed.empty()) return true;   // no latest, no complete checkpoint: nothing to resume from
+    std::string all = failed[0];
+    for (size_t k = 1; k < failed.size(); k++) all += "; " + failed[k];
+    return ckpt_error(err, "%s; no checkpoint in %s verifies (nothing was deleted)", all.c_str(), dir.c_str());
 }
 
 // A checkpoint directory (holding model.bin and state.bin) from what a user

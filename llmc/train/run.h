@@ -8,9 +8,11 @@ teardown, and `--profile-step` (llmc/train/profiler.cuh) around its step. The
 trainer keeps what is its own: the model, the data, the batch and the lines it prints.
 */
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 #include "../core/utils.h"
@@ -77,7 +79,9 @@ struct Run {
     int start_step = 0, step = 0;   // step: optimizer steps done
     int bad_steps = 0;              // non-finite steps in a row
     int saved_step = -1;            // the step of the newest checkpoint in --ckpt-dir (-1: none)
-    std::string last_ckpt;          // the newest checkpoint this run saved or resumed from
+    std::string last_ckpt;          // the newest checkpoint this run saved (whole on disk) or resumed from
+    std::vector<int64_t> corrupt_steps;  // checkpoints of --ckpt-dir that failed verification at resume (never deleted)
+    std::unique_ptr<CkptSaver> saver{new CkptSaver()};   // pinned host copy and background writer (llmc/train/params_checkpoint.cuh)
     double t_start = 0, t_step = 0; // wall_seconds() when the loop and this step started
     bool out_of_time = false;       // several GPUs: --max-minutes as agreed by all ranks after the last step
     std::vector<double> step_ms;
@@ -105,9 +109,36 @@ static void run_set_profile(Run* r, const RunFlags& f, const std::string& log_di
     profiler_configure(f.profile_step, r->steps, r->dist->rank, log_dir);
 }
 
-// This process's GPU (several: the NCCL communicator), cuBLAS and the model's stream.
-static cudaDeviceProp run_gpu_start(Run* r, cudaStream_t* stream) {
+// Several GPUs: every rank chose the checkpoint to resume from on its own, before
+// the GPU was touched (ckpt_start_or_fail, each verifying the files); they must have
+// chosen the same step (they read the same --ckpt-dir), or every rank stops with one
+// line. One all-reduce of (step, -step) with max; nothing on one GPU.
+static void run_agree_resume(Run* r, const CkptStart& start) {
+    if (r->dist->world == 1) return;
+#ifdef MEGA_NCCL
+    DistComm* c = r->dist->comm;
+    const double mine = start.resume_dir.empty() ? -1.0 : (double)start.state.st.step;
+    c->arm(c->timeout, "agreeing on the checkpoint to resume from");
+    double* h = c->scalars_host;
+    h[0] = mine; h[1] = -mine;
+    cudaCheck(cudaMemcpyAsync(c->scalars_dev, h, 2 * sizeof(double), cudaMemcpyHostToDevice, c->comm_stream));
+    c->ok(ncclAllReduce(c->scalars_dev, c->scalars_dev, 2, ncclFloat64, ncclMax, c->nc, c->comm_stream), "all-reduce");
+    cudaCheck(cudaMemcpyAsync(h, c->scalars_dev, 2 * sizeof(double), cudaMemcpyDeviceToHost, c->comm_stream));
+    c->sync_comm();
+    c->disarm();
+    if (h[0] != -h[1])
+        fail("rank %d: the ranks chose different checkpoints to resume from (steps %.0f to %.0f, -1: none; this rank: %s): every rank must see "
+             "the same --ckpt-dir, on a shared file system", r->dist->rank, -h[1], h[0], start.resume_dir.empty() ? "none" : start.resume_dir.c_str());
+#else
+    (void)start;
+#endif
+}
+
+// This process's GPU (several: the NCCL communicator, and the ranks agree on the
+// checkpoint they resume from), cuBLAS and the model's stream.
+static cudaDeviceProp run_gpu_start(Run* r, cudaStream_t* stream, const CkptStart& start) {
     dist_start(r->dist);
+    run_agree_resume(r, start);
     cudaDeviceProp prop = cuda_device_props();
     cublas_init();
     cudaCheck(cudaStreamCreate(stream));
@@ -127,23 +158,39 @@ static void run_resume(Run* r, const CkptStart& start) {
     r->last_ckpt = start.resume_dir;
     if (profiler.step > 0 && profiler.step <= r->start_step)
         printf("note: --profile-step %d: this run resumes after step %d, so no step is profiled\n", profiler.step, r->start_step);
+    r->corrupt_steps = start.corrupt_steps;
 }
 
-// The line of the checkpoint plan, and which step --ckpt-dir already holds.
-static void run_ckpt_plan(Run* r, const CkptStart& start) {
+// The line of the checkpoint plan, which step --ckpt-dir already holds, and (with
+// --ckpt-async 1) the host memory background saves need, allocated once now.
+static void run_ckpt_plan(Run* r, const CkptStart& start, ModelParams* p) {
     ckpt_print_plan(*r->flags);
     r->saved_step = ckpt_saved_step_at_start(*r->flags, start.resume_dir, r->start_step);
+    if (!r->flags->ckpt_dir.empty()) params_ckpt_prepare(r->saver.get(), p, r->flags->ckpt_async != 0);
+}
+
+// The background save in flight, if it finished (wait: waits for it): its line, and
+// it becomes last_ckpt; a failed write ends the run with its line.
+static void run_ckpt_collect(Run* r, bool wait) {
+    const std::string dir = params_ckpt_collect(r->saver.get(), wait);
+    if (!dir.empty()) r->last_ckpt = dir;
 }
 
 // Saves a checkpoint after `done` steps (the loop resumes at step `done`): s holds
 // what the trainer adds (batch, data position, RNGs), this the state every run has.
+// The save before it is collected first: at most one in flight.
 static void run_save(Run* r, ModelParams* p, const CkptModelInfo& info, int done, CkptState s, cudaStream_t stream) {
     s.step = done;
     s.adam_step = p->adam_step;
     s.bad_steps = r->bad_steps;
     s.sched_steps = r->steps;
     const CkptFlags& f = *r->flags;
-    r->last_ckpt = params_save_checkpoint(p, info, s, f.ckpt_dir, f.ckpt_keep, f.ckpt_keep_every, stream);
+    const double t0 = wall_seconds();
+    run_ckpt_collect(r, true);
+    const std::string dir = params_save_checkpoint(r->saver.get(), p, info, s, f.ckpt_dir, f.ckpt_keep, f.ckpt_keep_every, r->corrupt_steps, stream, t0);
+    if (!dir.empty()) r->last_ckpt = dir;
+    // a corrupt checkpoint of this step is moved aside by this save: from now on the step is a good one
+    r->corrupt_steps.erase(std::remove(r->corrupt_steps.begin(), r->corrupt_steps.end(), (int64_t)done), r->corrupt_steps.end());
     r->saved_step = done;
 }
 
@@ -154,13 +201,16 @@ static void run_loop_start(Run* r) {
     profiler_init();
 }
 
-// The top of step r->step: whether the loop ends here (--steps done, or
-// --max-minutes, which on_time_limit hears of first), with the final checkpoint.
+// The top of step r->step: a background save that failed ends the run here with its
+// line; whether the loop ends here (--steps done, or --max-minutes, which
+// on_time_limit hears of first), with the final checkpoint, waited for.
 static bool run_ends_here(Run* r, const std::function<void(int)>& save, const std::function<void()>& on_time_limit = nullptr) {
+    run_ckpt_collect(r, false);
     const bool timed_out = r->dist->world > 1 ? r->out_of_time : run_out_of_time(r->max_minutes, r->t_start);
     const bool last = r->step >= r->steps || timed_out;
     if (timed_out && r->step < r->steps && on_time_limit) on_time_limit();
     if (last && !r->flags->ckpt_dir.empty() && r->saved_step != r->step) save(r->step);
+    if (last) run_ckpt_collect(r, true);
     return last;
 }
 
@@ -202,7 +252,7 @@ static RunStep run_update(Run* r, double loss, cudaStream_t stream, const std::f
 // (run_after_step). True: the loop ends, with r->step the steps done.
 static bool run_after(Run* r, bool ok, const std::function<void(int)>& save) {
     const int done = r->step + 1;
-    if (!run_after_step(*r->flags, done, ok, &r->bad_steps, r->last_ckpt, save)) return false;
+    if (!run_after_step(*r->flags, done, ok, &r->bad_steps, r->last_ckpt, save, [r] { run_ckpt_collect(r, true); })) return false;
     r->step = done;
     return true;
 }
@@ -215,8 +265,10 @@ static bool run_close_log(Run* r, const std::string& log_dir, const std::string&
     return true;
 }
 
-// After the model is freed: cuBLAS, the stream; several GPUs: every rank meets, the communicator goes.
+// After the model is freed: a background save still in flight, cuBLAS, the stream;
+// several GPUs: every rank meets, the communicator goes.
 static void run_finish(Run* r, cudaStream_t stream) {
+    params_ckpt_finish(r->saver.get());
     cublas_free();
     cudaCheck(cudaStreamDestroy(stream));
     dist_finish(r->dist);

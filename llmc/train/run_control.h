@@ -16,6 +16,11 @@ The loop of both trainers, step by step (step = optimizer steps done):
           a row end the run with one line; a checkpoint every --ckpt-every
           steps; a stop signal or --exit-at-step saves one, prints one line,
           and the loop ends (exit 0)
+Checkpoints are written in the background by default (--ckpt-async 1,
+llmc/train/run.h run_save): a save started at one step is collected at a
+later step's top (its line printed, or a failed write ending the run), by the
+next save, or before the line of a stop or of --max-bad-steps and at the end
+of the run, which all wait for it.
 A checkpoint at step k is taken after step k's update and before anything the
 loop does at the top of step k, which a run resumed from it does again.
 */
@@ -40,6 +45,7 @@ loop does at the top of step k, which a run resumed from it does again.
 struct CkptFlags {
     std::string ckpt_dir = "";       // "": no checkpoints
     int ckpt_every = 0, ckpt_keep = 3, ckpt_keep_every = 0;
+    int ckpt_async = 1;
     int resume = 0;
     std::string resume_from = "", init_from = "";
     int exit_at_step = 0;
@@ -52,8 +58,12 @@ static void ckpt_add_flags(ArgParser& ap, CkptFlags* f) {
     ap.add_int("--ckpt-every", &f->ckpt_every, "save every N steps (0: only at the end and on SIGTERM/SIGINT)");
     ap.add_int("--ckpt-keep", &f->ckpt_keep, "keep the newest K checkpoints, delete older ones (0: keep all)");
     ap.add_int("--ckpt-keep-every", &f->ckpt_keep_every, "also keep for good every checkpoint whose step is a multiple of M (0: none)");
-    ap.add_bool("--resume", &f->resume, "resume from --ckpt-dir's latest checkpoint if it has one (else start fresh)");
-    ap.add_string("--resume-from", &f->resume_from, "resume from this checkpoint (a step_XXXXXXXX dir, its model.bin, or a --ckpt-dir)");
+    ap.add_bool("--ckpt-async", &f->ckpt_async, "write checkpoints in the background: the loop waits only for a copy to pinned host memory "
+                "(12-16 bytes per parameter, held for the run); 0: the loop writes them itself");
+    ap.add_bool("--resume", &f->resume, "resume from --ckpt-dir's latest checkpoint that verifies (an older one, with a warning, "
+                "if the latest is corrupt); none: start fresh");
+    ap.add_string("--resume-from", &f->resume_from, "resume from this checkpoint (a step_XXXXXXXX dir, its model.bin, or a --ckpt-dir); "
+                  "it must verify: no fallback");
     ap.add_string("--init-from", &f->init_from, "start from these weights (a model.bin or checkpoint dir); step, AdamW and data start fresh");
     ap.add_int("--exit-at-step", &f->exit_at_step, "stop after this step as on SIGTERM: save a checkpoint, exit 0 (0: off)");
     ap.add_int("--max-bad-steps", &f->max_bad_steps, "stop after K steps in a row with a non-finite loss or grad norm (0: never)");
@@ -104,23 +114,35 @@ static void ckpt_validate_flags(const CkptFlags& f, const std::string& log_dir) 
 struct CkptStart {
     std::string resume_dir, init_path;
     CkptModelHeader model;
-    CkptStateHeader state;  // resume only
+    CkptStateHeader state;               // resume only
+    std::vector<int64_t> corrupt_steps;  // --resume 1: checkpoints of --ckpt-dir that failed verification (kept)
 };
 
+// --resume 1 falls back to the newest older checkpoint that verifies (one warning
+// line); --resume-from PATH is verified the same way but never falls back. Either
+// reads the whole checkpoint once more than loading it does: a corrupt file is
+// found here, on the CPU, not half-way through loading the GPU's buffers.
 static CkptStart ckpt_start_or_fail(const CkptFlags& f, const CkptModelInfo& info) {
     CkptStart s;
     if (!f.resume_from.empty()) {
         s.resume_dir = ckpt_resolve_or_fail(f.resume_from, "flag --resume-from");
+        std::string err;
+        if (!ckpt_verify(s.resume_dir, &err)) fail("flag --resume-from: %s", err.c_str());
     } else if (f.resume) {
-        std::string err, note;
-        if (ckpt_find_latest(f.ckpt_dir, &s.resume_dir, &err, &note)) {
-            if (!note.empty()) printf("note: %s\n", note.c_str());
-            if (!f.init_from.empty()) printf("note: --init-from %s is not used: resuming from %s\n", f.init_from.c_str(), s.resume_dir.c_str());
-        } else if (!err.empty()) {
-            fail("%s", err.c_str());
-        } else {
-            printf("resume: no checkpoint in %s yet: starting %s\n", f.ckpt_dir.c_str(), f.init_from.empty() ? "from scratch" : "from --init-from");
+        CkptResumeChoice c;
+        std::string err;
+        if (!ckpt_choose_resume(f.ckpt_dir, &c, &err)) fail("%s", err.c_str());
+        if (!c.note.empty()) printf("note: %s\n", c.note.c_str());
+        if (!c.warning.empty()) {
+            fflush(stdout);
+            fprintf(stderr, "warning: %s\n", c.warning.c_str());
         }
+        s.resume_dir = c.dir;
+        s.corrupt_steps = c.corrupt_steps;
+        if (s.resume_dir.empty())
+            printf("resume: no checkpoint in %s yet: starting %s\n", f.ckpt_dir.c_str(), f.init_from.empty() ? "from scratch" : "from --init-from");
+        else if (!f.init_from.empty())
+            printf("note: --init-from %s is not used: resuming from %s\n", f.init_from.c_str(), s.resume_dir.c_str());
     }
     if (!s.resume_dir.empty()) {
         s.model = ckpt_read_model_header_or_fail(s.resume_dir + "/model.bin");
@@ -167,9 +189,10 @@ static inline bool run_out_of_time(float max_minutes, double t_start) {
 // The line a run with --ckpt-dir prints at the start.
 static void ckpt_print_plan(const CkptFlags& f) {
     if (f.ckpt_dir.empty()) return;
-    printf("checkpoints: %s | every %d steps (0: only at the end) | keep the newest %d (0: all)%s%s\n", f.ckpt_dir.c_str(), f.ckpt_every,
+    printf("checkpoints: %s | every %d steps (0: only at the end) | keep the newest %d (0: all)%s%s | %s\n", f.ckpt_dir.c_str(), f.ckpt_every,
            f.ckpt_keep, f.ckpt_keep_every > 0 ? " and every step multiple of " : "",
-           f.ckpt_keep_every > 0 ? std::to_string(f.ckpt_keep_every).c_str() : "");
+           f.ckpt_keep_every > 0 ? std::to_string(f.ckpt_keep_every).c_str() : "",
+           f.ckpt_async ? "written in the background (--ckpt-async 1)" : "written by the loop (--ckpt-async 0)");
 }
 
 // ----------------------------------------------------------------------------
@@ -208,20 +231,26 @@ static void install_stop_signals() {
 // line naming the step and the last good checkpoint. Checkpoints: save(done)
 // every --ckpt-every steps (not in a run of bad steps) and on a stop request
 // (a stop signal, or --exit-at-step), which also prints the line the run stops
-// with. Returns whether the loop stops. save() updates last_ckpt.
+// with. Before either line, settle() finishes a background save in flight, so
+// that the checkpoint the line names is whole on disk. Returns whether the loop
+// stops. save() and settle() update last_ckpt.
 static bool run_after_step(const CkptFlags& f, int done, bool ok, int* bad_steps, const std::string& last_ckpt,
-                           const std::function<void(int)>& save) {
+                           const std::function<void(int)>& save, const std::function<void()>& settle) {
     if (ok) *bad_steps = 0;
-    else if (++*bad_steps >= f.max_bad_steps && f.max_bad_steps > 0)
+    else if (++*bad_steps >= f.max_bad_steps && f.max_bad_steps > 0) {
+        settle();
         fail("step %d: %d steps in a row had a non-finite loss or gradient norm (updates skipped); stopping. last good checkpoint: %s",
              done, *bad_steps, last_ckpt.empty() ? "none" : last_ckpt.c_str());
+    }
     const bool ckpt_on = !f.ckpt_dir.empty();
     const bool stop = stop_signal != 0 || (f.exit_at_step > 0 && done == f.exit_at_step);
     if (ckpt_on && (stop || (f.ckpt_every > 0 && done % f.ckpt_every == 0 && *bad_steps == 0))) save(done);
-    if (stop)
+    if (stop) {
+        settle();
         printf("stopping after step %d (%s): %s\n", done,
                stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "--exit-at-step",
                ckpt_on ? ("checkpoint " + last_ckpt).c_str() : "no --ckpt-dir, so no checkpoint");
+    }
     return stop;
 }
 
