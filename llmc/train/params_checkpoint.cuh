@@ -47,8 +47,9 @@ static bool params_ckpt_writes(const ModelParams* p) { return !p->comm || p->com
 
 static double params_ckpt_mib(const ModelParams* p) { return (double)p->num_params * (12.0 + (p->ema ? 4.0 : 0.0)) / 1048576.0; }
 
-// Allocates what background saves need, once, at the start of a run with --ckpt-dir:
-// a run that cannot have it stops now with one line, not at its first save.
+// Allocates what background saves need, once, at the start of a run with --ckpt-dir.
+// Where the host cannot give it (a large model on a small host), the run says so in one
+// line and saves in the loop, as --ckpt-async 0 does: nothing is found out at the first save.
 static void params_ckpt_prepare(CkptSaver* s, ModelParams* p, bool async) {
     s->async = async;
     if (!async || !params_ckpt_writes(p)) return;
@@ -57,17 +58,23 @@ static void params_ckpt_prepare(CkptSaver* s, ModelParams* p, bool async) {
         try {
             for (std::vector<float>& g : s->gathered) g.reserve(n);   // gather_state's assign() keeps this capacity
         } catch (const std::bad_alloc&) {
-            fail("--ckpt-async 1: cannot allocate %.2f GiB of host memory for the gathered checkpoint (--ckpt-async 0 streams it instead)",
-                 3.0 * n * sizeof(float) / 1073741824.0);
+            for (std::vector<float>& g : s->gathered) std::vector<float>().swap(g);
+            printf("note: --ckpt-async 1: %.2f GiB of host memory for the gathered checkpoint cannot be had: checkpoints are saved in the loop (--ckpt-async 0)\n",
+                   3.0 * n * sizeof(float) / 1073741824.0);
+            s->async = false;
         }
         return;
     }
     s->pinned_arrays = 3 + (p->ema ? 1 : 0);
     const size_t bytes = s->pinned_arrays * n * sizeof(float);
     const cudaError_t e = cudaMallocHost((void**)&s->pinned, bytes);
-    if (e != cudaSuccess)
-        fail("--ckpt-async 1: cannot allocate %.2f GiB of pinned host memory for background checkpoint saves (%s); --ckpt-async 0 saves without it",
-             bytes / 1073741824.0, cudaGetErrorString(e));
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();   // clear the failed allocation's error
+        s->pinned = nullptr;
+        s->async = false;
+        printf("note: --ckpt-async 1: %.2f GiB of pinned host memory for background saves cannot be had (%s): checkpoints are saved in the loop (--ckpt-async 0)\n",
+               bytes / 1073741824.0, cudaGetErrorString(e));
+    }
 }
 
 // The save in flight, if it has finished (wait: waits for it): prints its line and
