@@ -80,6 +80,8 @@ expect hf_needs_data     "flag --train-data: --init-hf" --init-hf "$hf" --steps 
 expect hf_dtype          "flag --hf-dtype" $hf_common --init-hf "$hf" --hf-dtype fp16
 expect hf_export_onto_source "flag --export-hf" $hf_common --init-hf "$hf" --export-hf "$hf"
 expect hf_eval_vocab     "llama_tiny.mgt: token id" $hf_common --init-hf "$hf" --eval-tokens test/data/hf/llama_tiny.mgt
+expect hf_mistral_window "mistral_tiny/config.json: sliding_window: 32 is shorter than the sequence length 64" $hf_common \
+       --init-hf test/data/hf/mistral_tiny --seq-len 64
 
 # several GPUs (llmc/dist/distributed.cuh): bad flags and launch variables fail before any GPU or network use
 expect dist_zero         "flag --zero: expected 0, 1 or 2"  $common --zero 3

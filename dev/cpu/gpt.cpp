@@ -503,6 +503,7 @@ void gpt_cpu_load_hf(GPTCpu* g, const std::string& dir, int B, int T, HFInfo* in
     HFInfo info;
     const GPTConfig cfg = hf_load_config(dir, &info);
     if (T > cfg.max_seq_len) fail("%s: max_position_embeddings %d is shorter than the sequence length %d", info.config_path.c_str(), cfg.max_seq_len, T);
+    hf_check_seq_len(info, T);
     gpt_cpu_build(g, cfg, B, T);
     g->params = hf_load_weights(dir, cfg, g->layout, &info);
     if (info_out) *info_out = info;
@@ -876,9 +877,10 @@ int main(int argc, char** argv) {
         printf("---- sample (temperature %g):\n%s\n----\n", temperature, decode(sample(&g, start_token, gen_tokens, temperature, &rng)).c_str());
     }
     if (!export_hf.empty()) {
-        hf_export(export_hf, cfg, g.params.data(), ST_F32, info.bos_token_id, init_hf.empty() ? tok.eot_token : info.eos_token_id);
+        hf_export(export_hf, cfg, g.params.data(), ST_F32, info.bos_token_id, init_hf.empty() ? tok.eot_token : info.eos_token_id, 0,
+                  init_hf.empty() ? nullptr : &info);
         if (!init_hf.empty()) hf_copy_side_files(init_hf, export_hf);
-        printf("exported the weights to %s as a Hugging Face model (%s)\n", export_hf.c_str(), hf_export_architecture(cfg));
+        printf("exported the weights to %s as a Hugging Face model (%s)\n", export_hf.c_str(), hf_export_architecture(cfg, init_hf.empty() ? nullptr : &info));
     }
     if (have_data) {
         dataloader_free(&train_dl);
