@@ -108,7 +108,8 @@ def find_eot(tok, eot_token):
     f = render(tok, probe + [{"role": "assistant", "content": "y"}], False, "the end-of-turn probe")
     if not f.startswith(p):
         fail("the chat template: the generation prompt is not a prefix of the rendered answer: the mask cannot be placed")
-    special = set(tok.all_special_ids)
+    # the tokenizer's named special tokens, and the added tokens tokenizer.json marks special
+    special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
     ids, ends = encode(tok, f)
     for i, e in zip(ids, ends):
         if e > len(p) and i in special:
