@@ -54,6 +54,12 @@ expect accum_mismatch    "--total-batch-tokens" $common --total-batch-tokens 100
 expect negative_batch    "--batch-size"         $common --batch-size -4
 expect missing_data      "$T/none_"             $common --train-data "$T/none_*.bin"
 expect missing_megatron  "$T/none_mg.idx"       $common --train-data "megatron:$T/none_mg"
+# an SFT shard (scripts/prepare_sft.py) is not llm.c token data: train_gpt says so (test/test_sft_data writes one)
+if ./test/test_sft_data --write "$T/sft/train_000.bin" 2> "$T/sft_write.err"; then
+    expect sft_shard_as_tokens "train_000.bin: header magic: 20250312 is an SFT shard" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000
+else
+    echo "FAIL bad_input/sft_shard_as_tokens: test/test_sft_data --write failed: $(head -1 "$T/sft_write.err")"; fail=$((fail + 1))
+fi
 expect megatron_vocab    "dtype8_uint16"        $common --train-data "megatron:test/data/megatron/dtype8_uint16" --vocab-size 200
 expect wrong_magic       "magic.bin"            $common --train-data "$T/magic.bin" --vocab-size 300
 expect wrong_version     "version.bin"          $common --train-data "$T/version.bin" --vocab-size 300

@@ -18,7 +18,7 @@ Tests of llmc/data/sft_data.h, the SFT shards (conversations with a loss mask) a
   make test/test_sft_data && ./test/test_sft_data
   ./test/test_sft_data --check GLOB VOCAB T     (checks the shards, prints the conversations and
                                                   loss tokens; test/test_prepare_sft.sh uses it)
-  ./test/test_sft_data --init GLOB VOCAB T B PACK | --llmc GLOB VOCAB | --position   (child modes)
+  ./test/test_sft_data --init GLOB VOCAB T B PACK | --llmc GLOB VOCAB | --position GLOB | --write PATH   (child modes)
 */
 #include <map>
 #include <set>
@@ -126,6 +126,11 @@ int main(int argc, char** argv) {
         dataloader_init(&dl, argv[2], 1, 4, 0, 1, 0, 0, atoi(argv[3]));
         return 0;
     }
+    if (argc == 3 && std::string(argv[1]) == "--write") {   // a small valid shard (test_bad_input.sh gives it to train_gpt)
+        make_parent_dirs(argv[2]);
+        write_sft_shard(argv[2], {make_doc(0, 5).tok, make_doc(1, 6).tok}, {make_doc(0, 5).mask, make_doc(1, 6).mask}, VOCAB, 8);
+        return 0;
+    }
     if (argc == 3 && std::string(argv[1]) == "--position") {
         SftLoader sl;
         sft_init(&sl, argv[2], 1, 8, 0, 1, 0, 0, VOCAB, 0);
@@ -133,7 +138,7 @@ int main(int argc, char** argv) {
         sft_set_position(&sl, p);
         return 0;
     }
-    if (argc != 1) fail("usage: %s [--check GLOB VOCAB T | --init GLOB VOCAB T B PACK | --llmc GLOB VOCAB | --position GLOB]", argv[0]);
+    if (argc != 1) fail("usage: %s [--check GLOB VOCAB T | --init GLOB VOCAB T B PACK | --llmc GLOB VOCAB | --position GLOB | --write PATH]", argv[0]);
     make_parent_dirs(DIR + "/x");
 
     // ---- rows: 7 conversations of 3..9 tokens (2..8 positions), T 8
