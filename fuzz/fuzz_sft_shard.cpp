@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     FUZZ_CHECK(sl.positions[i] == 0 || (i % T > 0 && sl.positions[i] == sl.positions[i - 1] + 1));
                     counted += sl.targets[i] != SFT_IGNORE;
                 }
-                FUZZ_CHECK(counted == sl.n_targets && sl.cu_seqlens.front() == 0 && sl.cu_seqlens.back() == B * T);
+                FUZZ_CHECK(counted == sl.n_targets && sl.n_targets_global == sl.n_targets && sl.cu_seqlens.front() == 0 && sl.cu_seqlens.back() == B * T);
                 for (size_t k = 1; k < sl.cu_seqlens.size(); k++) FUZZ_CHECK(sl.cu_seqlens[k] > sl.cu_seqlens[k - 1]);
                 if (s >= steps / 2) { want.insert(want.end(), sl.inputs.begin(), sl.inputs.end()); want.insert(want.end(), sl.targets.begin(), sl.targets.end()); }
             }

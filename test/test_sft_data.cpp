@@ -197,9 +197,11 @@ int main(int argc, char** argv) {
         sft_init(&one, glob_a, 4, T, 0, 1, 1, 7, VOCAB, 1);
         sft_init(&r0, glob_a, 2, T, 0, 2, 1, 7, VOCAB, 1);
         sft_init(&r1, glob_a, 2, T, 1, 2, 1, 7, VOCAB, 1);
-        bool ok = true;
+        bool ok = true, counts = true;
         for (int k = 0; k < 4; k++) {
             sft_next_batch(&one); sft_next_batch(&r0); sft_next_batch(&r1);
+            counts = counts && one.n_targets_global == one.n_targets && r0.n_targets_global == one.n_targets &&
+                     r1.n_targets_global == one.n_targets && r0.n_targets + r1.n_targets == one.n_targets;
             for (int b = 0; b < 2; b++)
                 for (int r = 0; r < 2; r++) {
                     const SftLoader& rk = r ? r1 : r0;
@@ -209,6 +211,7 @@ int main(int argc, char** argv) {
                 }
         }
         check(ok, "data_parallel/rows", "4 shuffled packed batches: each rank's rows are the global batch's rows b*2 + rank");
+        check(counts, "data_parallel/global_target_count", "every rank knows the global batch's count of loss targets (the loss's divisor): the sum of the ranks' own");
         sft_free(&one); sft_free(&r0); sft_free(&r1);
     }
     {

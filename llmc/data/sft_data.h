@@ -28,6 +28,8 @@ Batches: B rows per rank; a global batch is B x world rows, rank r keeping rows 
 llmc/data/dataloader.h does. An epoch visits every document of every shard (glob order) once,
 in order or, with shuffle, in a permutation drawn per epoch from the seed; a global batch its
 remaining documents cannot fill ends the epoch.
+The loss is the mean over the global batch's targets that count: n_targets_global, known on
+every rank from per-document counts read at init (no communication), is its divisor.
 Position (DataLoaderPosition): epoch, shard = SFT_POSITION_SHARD (-2: no llm.c or Megatron
 position is mistaken for it), sample = documents consumed in the epoch's order, rng_state.
 */
@@ -55,6 +57,7 @@ struct SftShard {
     int n_docs = 0;
     int vocab_size = 0, seq_len = 0;   // from the header
     std::vector<int64_t> offsets;      // n_docs + 1
+    std::vector<int> doc_targets;      // n_docs: targets in the loss (mask 1s) of each document
 };
 
 static inline int64_t sft_tokens_at(const SftShard& s) { return (int64_t)SFT_HEADER_INTS * 4 + (int64_t)(s.n_docs + 1) * 8; }
@@ -145,6 +148,7 @@ static inline SftShard sft_check_shard(const std::string& path, int vocab_size) 
     }
     int d = 0;
     int64_t ones = 0;   // in the current document
+    s.doc_targets.assign((size_t)s.n_docs, 0);
     for (int64_t i0 = 0; i0 < s.n_tokens; i0 += chunk) {
         const int64_t n = std::min(chunk, s.n_tokens - i0);
         fread_exact(raw.data(), (size_t)n, f, path, "mask");
@@ -152,6 +156,7 @@ static inline SftShard sft_check_shard(const std::string& path, int vocab_size) 
             const int64_t t = i0 + i;
             while (t >= s.offsets[d + 1]) {
                 if (ones == 0) fail("%s: document %d has no token in the loss (mask all 0)", p, d);
+                s.doc_targets[(size_t)d] = (int)ones;
                 d++;
                 ones = 0;
             }
@@ -161,6 +166,7 @@ static inline SftShard sft_check_shard(const std::string& path, int vocab_size) 
         }
     }
     if (ones == 0) fail("%s: document %d has no token in the loss (mask all 0)", p, d);
+    s.doc_targets[(size_t)d] = (int)ones;
     fclose_or_fail(f, path);
     return s;
 }
@@ -175,6 +181,7 @@ struct SftLoader {
     std::vector<int> doc_shard;          // global document -> shard
     std::vector<int> doc_local;          // global document -> its index in the shard
     std::vector<int> doc_len;            // tokens
+    std::vector<int> doc_targets;        // targets in the loss
     std::vector<uint32_t> order;         // this epoch's document order
     int64_t epoch = 0, cursor = 0;       // documents of `order` consumed
     Rng rng;
@@ -185,6 +192,8 @@ struct SftLoader {
     std::vector<int32_t> inputs, targets, positions;   // B*T
     std::vector<int32_t> cu_seqlens;     // segment starts over the B*T tokens, then B*T (n_segments + 1)
     int64_t n_targets = 0;               // targets that count (!= SFT_IGNORE) in this rank's batch
+    int64_t n_targets_global = 0;        // ... in the global batch (all ranks' rows): the loss's divisor, known
+                                         // on every rank without communication
     std::vector<int> docs_per_row;       // documents in each of this rank's rows
 };
 
@@ -256,7 +265,7 @@ static inline void sft_init(SftLoader* sl, const std::string& glob_pattern, int 
     std::vector<std::string> paths(g.gl_pathv, g.gl_pathv + g.gl_pathc);
     globfree(&g);
     sl->shards.clear();
-    sl->doc_shard.clear(); sl->doc_local.clear(); sl->doc_len.clear();
+    sl->doc_shard.clear(); sl->doc_local.clear(); sl->doc_len.clear(); sl->doc_targets.clear();
     for (const std::string& path : paths) {
         SftShard s = sft_check_shard(path, vocab_size);
         for (int d = 0; d < s.n_docs; d++) {
@@ -267,6 +276,7 @@ static inline void sft_init(SftLoader* sl, const std::string& glob_pattern, int 
             sl->doc_shard.push_back((int)sl->shards.size());
             sl->doc_local.push_back(d);
             sl->doc_len.push_back((int)n);
+            sl->doc_targets.push_back(s.doc_targets[(size_t)d]);
         }
         if (sl->doc_len.size() > (size_t)UINT32_MAX) fail("%s: more than 2^32 documents in all", path.c_str());
         sl->shards.push_back(std::move(s));
@@ -316,6 +326,9 @@ static inline void sft_next_batch(SftLoader* sl) {
     const int T = sl->T;
     sl->cu_seqlens.assign(1, 0);
     sl->n_targets = 0;
+    sl->n_targets_global = 0;
+    for (const std::vector<uint32_t>& row : rows)
+        for (uint32_t d : row) sl->n_targets_global += sl->doc_targets[d];
     sl->docs_per_row.assign((size_t)sl->B, 0);
     std::vector<uint32_t> tok;
     std::vector<uint8_t> mask;
