@@ -650,6 +650,7 @@ int main(int argc, char** argv) {
     gpt_config_finalize(&mc);
     const int T = tc.seq_len > 0 ? tc.seq_len : std::min(mc.max_seq_len, 2048);
     if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
+    if (hf_in) hf_check_seq_len(hf_info, T);   // Mistral's sliding window must cover the sequence
     const int B = tc.batch_size;
     const long long micro_tokens = (long long)B * T;
     // several GPUs: --total-batch-tokens is the global batch, world x B x T x grad_accum
@@ -738,10 +739,11 @@ int main(int argc, char** argv) {
     auto export_hf = [&](const std::vector<float>& w) {
         const double t0 = wall_seconds();
         const int eos = hf_in ? hf_info.eos_token_id : have_tok ? tok.eot_token : -1;
-        const int nfiles = hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos, hf_shard_bytes(hf));
+        const int nfiles = hf_export(hf.export_hf, mc, w.data(), hf_dtype, hf_in ? hf_info.bos_token_id : -1, eos, hf_shard_bytes(hf),
+                                   hf_in ? &hf_info : nullptr);
         if (hf_in) hf_copy_side_files(hf.init_hf, hf.export_hf);
         printf("exported the weights to %s as a Hugging Face model (%s, %s, %.2fM params, %d safetensors file%s, %.1f s)\n",
-               hf.export_hf.c_str(), hf_export_architecture(mc), hf.hf_dtype.c_str(), layout_numel(gpt_param_layout(mc)) / 1e6, nfiles,
+               hf.export_hf.c_str(), hf_export_architecture(mc, hf_in ? &hf_info : nullptr), hf.hf_dtype.c_str(), layout_numel(gpt_param_layout(mc)) / 1e6, nfiles,
                nfiles == 1 ? "" : "s", wall_seconds() - t0);
     };
     // --init-hf DIR --steps 0 --export-hf OUT is a conversion: host work, no GPU needed. The weights

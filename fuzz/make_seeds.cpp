@@ -12,6 +12,7 @@ Built and run by fuzz/run_fuzzers.sh (a normal build: no sanitizers, no MEGA_FUZ
 #include "../llmc/core/utils.h"
 #include "../llmc/formats/tokenizer.h"
 #include "../llmc/data/dataset.h"
+#include "../llmc/data/sft_data.h"
 #include "../llmc/data/latent_data.h"
 #include "../llmc/train/checkpoint_gpt.h"
 #include "../llmc/formats/tensorfile.h"
@@ -41,6 +42,24 @@ static void tokenizer_seeds(const std::string& tmp) {
         const std::string p = tmp + "/tok_" + std::to_string(vocab) + ".bin";
         tokenizer_save(&t, p);
         put("fuzz_tokenizer", "vocab_" + std::to_string(vocab) + ".bin", read_file_or_fail(p));
+    }
+}
+
+// conversations with a loss mask on their second half, uint16 and uint32 tokens
+static void sft_shard_seeds(const std::string& tmp) {
+    for (int vocab : {300, 70000}) {
+        std::vector<std::vector<int>> docs;
+        std::vector<std::vector<uint8_t>> masks;
+        for (int n : {5, 9, 3, 4, 6}) {
+            std::vector<int> d;
+            std::vector<uint8_t> m;
+            for (int i = 0; i < n; i++) { d.push_back((7 * i + 3 * n) % 300); m.push_back(i >= n / 2); }
+            docs.push_back(d);
+            masks.push_back(m);
+        }
+        const std::string p = tmp + "/sft_" + std::to_string(vocab) + ".bin";
+        write_sft_shard(p, docs, masks, vocab, 8);
+        put("fuzz_sft_shard", "sft_" + std::to_string(vocab) + ".bin", read_file_or_fail(p));
     }
 }
 
@@ -212,6 +231,7 @@ int main(int argc, char** argv) {
     make_parent_dirs(tmp + "/x");
     tokenizer_seeds(tmp);
     token_shard_seeds(tmp);
+    sft_shard_seeds(tmp);
     latent_seeds(tmp);
     checkpoint_seeds(tmp);
     tensorfile_seeds();

@@ -22,7 +22,7 @@ case "$secs" in ''|*[!0-9]*) echo "usage: bash fuzz/run_fuzzers.sh [SECONDS]: SE
 CXX=${FUZZ_CXX:-clang++}
 FLAGS="-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DMEGA_FUZZ -Wall -Wno-unused-function"
 # target and its -max_len: a few times the largest seed, so that size-changing mutations have room
-TARGETS="fuzz_tokenizer:16384 fuzz_token_shard:8192 fuzz_latent_shard:8192 fuzz_checkpoint:16384 fuzz_tensorfile:4096 fuzz_dataset_meta:1024 fuzz_safetensors:8192 fuzz_hf_config:32768 fuzz_megatron_idx:4096"
+TARGETS="fuzz_tokenizer:16384 fuzz_token_shard:8192 fuzz_latent_shard:8192 fuzz_checkpoint:16384 fuzz_tensorfile:4096 fuzz_dataset_meta:1024 fuzz_safetensors:8192 fuzz_hf_config:32768 fuzz_megatron_idx:4096 fuzz_sft_shard:4096"
 OUT=fuzz/out
 
 # ---- is there a clang++ that links libFuzzer with ASan + UBSan?

@@ -32,7 +32,7 @@ PY=${PYTHON:-python3}
 FP32=${FP32:-1}
 RUNS="bf16run.fp32 bf16run.bf16 bf16run.shard"
 [ "$FP32" = 1 ] && RUNS="$RUNS fp32run.fp32"
-MODELS="llama_tiny qwen3_tiny qwen2_tiny"
+MODELS="llama_tiny qwen3_tiny qwen2_tiny mistral_tiny"
 mkdir -p "$D"
 nfail=0
 bad() { echo "FAIL check_hf/$1"; nfail=$((nfail + 1)); }

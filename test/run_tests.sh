@@ -53,6 +53,8 @@ run "token data (llm.c shards and Megatron through one interface)" ./test/test_t
 run "Hugging Face import/export and tokenizer.json" ./test/test_hf
 run "tokenizer.json encoding vs the tokenizers library" ./test/test_hf_tokenizer
 run "tokenize_hf.py" bash test/test_tokenize_hf.sh
+run "SFT shards and their loader (conversations, loss mask, packing)" ./test/test_sft_data
+run "prepare_sft.py (chat template, assistant-only mask)" bash test/test_prepare_sft.sh
 run "moving shapes" ./test/test_moving_shapes
 run "gif and png writers" ./test/test_gif
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh

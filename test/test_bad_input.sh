@@ -55,6 +55,12 @@ expect accum_mismatch    "--total-batch-tokens" $common --total-batch-tokens 100
 expect negative_batch    "--batch-size"         $common --batch-size -4
 expect missing_data      "$T/none_"             $common --train-data "$T/none_*.bin"
 expect missing_megatron  "$T/none_mg.idx"       $common --train-data "megatron:$T/none_mg"
+# an SFT shard (scripts/prepare_sft.py) is not llm.c token data: train_gpt says so (test/test_sft_data writes one)
+if ./test/test_sft_data --write "$T/sft/train_000.bin" 2> "$T/sft_write.err"; then
+    expect sft_shard_as_tokens "train_000.bin: header magic: 20250312 is an SFT shard" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000
+else
+    echo "FAIL bad_input/sft_shard_as_tokens: test/test_sft_data --write failed: $(head -1 "$T/sft_write.err")"; fail=$((fail + 1))
+fi
 expect megatron_vocab    "dtype8_uint16"        $common --train-data "megatron:test/data/megatron/dtype8_uint16" --vocab-size 200
 expect wrong_magic       "magic.bin"            $common --train-data "$T/magic.bin" --vocab-size 300
 expect wrong_version     "version.bin"          $common --train-data "$T/version.bin" --vocab-size 300
@@ -81,6 +87,8 @@ expect hf_needs_data     "flag --train-data: --init-hf" --init-hf "$hf" --steps 
 expect hf_dtype          "flag --hf-dtype" $hf_common --init-hf "$hf" --hf-dtype fp16
 expect hf_export_onto_source "flag --export-hf" $hf_common --init-hf "$hf" --export-hf "$hf"
 expect hf_eval_vocab     "llama_tiny.mgt: token id" $hf_common --init-hf "$hf" --eval-tokens test/data/hf/llama_tiny.mgt
+expect hf_mistral_window "mistral_tiny/config.json: sliding_window: 32 is shorter than the sequence length 64" $hf_common \
+       --init-hf test/data/hf/mistral_tiny --seq-len 64
 
 # several GPUs (llmc/dist/distributed.cuh): bad flags and launch variables fail before any GPU or network use
 expect dist_zero         "flag --zero: expected 0, 1 or 2"  $common --zero 3

@@ -3,6 +3,9 @@
 // float32): logits, loss, every parameter gradient, the grad norm, and the
 // losses of 10 clipped AdamW steps on the same batch. Also: padded vocabulary
 // rows get zero gradient, and the loss at init is near ln(vocab).
+// gpt_sft.mgt is a packed SFT batch (its `positions`: two conversations a row,
+// attention inside each, targets -100 off the loss mask and on padding, the loss the
+// mean over the targets that count), checked the same way.
 #define GPT_CPU_NO_MAIN
 #include "../dev/cpu/gpt.cpp"
 #include "gpt_reference.h"
@@ -37,6 +40,16 @@ static void run_file(const std::string& path) {
     const int* x = tf.i32("tokens").data();
     const int* y = tf.i32("targets").data();
     if (tf.i32("targets").size() != (size_t)BT) fail("%s: targets must be [B,T] like tokens", path.c_str());
+    const int* pos = nullptr;   // packed rows: positions restart at each document
+    if (tf.has("positions")) {
+        if (tf.i32("positions").size() != (size_t)BT) fail("%s: positions must be [B,T] like tokens", path.c_str());
+        pos = tf.i32("positions").data();
+        int ignored = 0, starts = 0;
+        for (int i = 0; i < BT; i++) { ignored += y[i] == GPT_IGNORE_INDEX; starts += pos[i] == 0; }
+        printf("%s gpt_cpu/%s/packed_batch: %d of %d targets ignored, %d segments\n", ignored > 0 && starts > B ? "PASS" : "FAIL",
+               name.c_str(), ignored, BT, starts);
+        (ignored > 0 && starts > B ? n_pass : n_fail)++;
+    }
 
     GPTCpu g;
     gpt_cpu_build(&g, cfg, B, T);
@@ -48,7 +61,7 @@ static void run_file(const std::string& path) {
     const std::vector<float> init = g.params;
 
     // forward: logits (the first V columns) and loss
-    const float loss = gpt_cpu_forward(&g, x, y);
+    const float loss = gpt_cpu_forward(&g, x, y, pos);
     std::vector<float> logits((size_t)BT * V);
     for (int r = 0; r < BT; r++)
         for (int c = 0; c < V; c++) logits[(size_t)r * V + c] = g.logits[(size_t)r * Vp + c];
@@ -89,7 +102,7 @@ static void run_file(const std::string& path) {
     std::fill(g.v.begin(), g.v.end(), 0.0f);
     std::vector<float> losses;
     for (size_t s = 0; s < ref_losses.size(); s++) {
-        losses.push_back(gpt_cpu_forward(&g, x, y));
+        losses.push_back(gpt_cpu_forward(&g, x, y, pos));
         gpt_cpu_zero_grad(&g);
         gpt_cpu_backward(&g);
         gpt_cpu_update(&g, tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], (int)s + 1);
@@ -105,7 +118,7 @@ static void run_file(const std::string& path) {
 }
 
 int main(int argc, char** argv) {
-    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt"};
+    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt", "test/data/gpt_sft.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     double t0 = wall_seconds();
     for (const std::string& f : files) run_file(f);

@@ -2,13 +2,15 @@
 Tests of Hugging Face import/export (llmc/formats/hf.h) and tokenizer.json decoding (llmc/formats/hf_tokenizer.h),
 on the CPU, against the tiny models transformers made (dev/reference/hf_tiny.py, test/data/hf/):
   - import: llama_tiny (sharded bf16, llama3 rope scaling, GQA, untied), qwen3_tiny (fp32,
-    qk-norm, tied, head_dim != hidden/heads, padded vocabulary) and qwen2_tiny (bf16, q/k/v bias,
-    tied): the config read, then the fp32 CPU
+    qk-norm, tied, head_dim != hidden/heads, padded vocabulary), qwen2_tiny (bf16, q/k/v bias,
+    tied) and mistral_tiny (fp32, sliding_window = the fixture's T): the config read, then the fp32 CPU
     reference's (dev/cpu/gpt.cpp) logits and loss on the fixed tokens vs transformers' fp32 ones;
     and sensitivity checks: a wrong mapping (gate/up swapped, k heads swapped, rope scaling off,
     qk-norm weights dropped, k/v biases swapped) must move the logits far past the tolerance
   - export -> import is bit-identical (config and every parameter) in F32, BF16 rounds exactly,
     and the Qwen2 (q/k/v bias) and Qwen3-with-bias families come back the same
+  - Mistral: sliding_window at least the sequence length (or null, or absent) accepted, shorter
+    refused with one line; exported from a Mistral import as MistralForCausalLM with its window
   - bad config.json, bad safetensors, bad tokenizer.json: exit 1 with one stderr line naming the
     file and the field or tensor (checked on this binary in a child mode); sizes past sane
     bounds (a million layers, a billion-token vocabulary) and sizes the weight files do not bear
@@ -17,7 +19,7 @@ on the CPU, against the tiny models transformers made (dev/reference/hf_tiny.py,
   - tokenizer.json: decoding known ids gives the bytes tokenizers' decode gives
 
   make test/test_hf && ./test/test_hf
-  ./test/test_hf --config DIR | --load DIR | --tokenizer FILE     (child modes)
+  ./test/test_hf --config DIR | --load DIR | --tokenizer FILE | --seq-len DIR T     (child modes)
 */
 #include <functional>
 #define GPT_CPU_NO_MAIN
@@ -176,10 +178,10 @@ static void check_import(const std::string& name, const std::function<bool(const
 }
 
 // export -> import: the same config and the same bits
-static void check_roundtrip(const std::string& label, const GPTConfig& cfg, const std::vector<float>& params, int dtype,
-                            const std::string& want_type) {
+static HFInfo check_roundtrip(const std::string& label, const GPTConfig& cfg, const std::vector<float>& params, int dtype,
+                              const std::string& want_type, const HFInfo* from = nullptr) {
     const std::string dir = TMP + "/export_" + label;
-    hf_export(dir, cfg, params.data(), dtype, 1, 0);
+    hf_export(dir, cfg, params.data(), dtype, 1, 0, 0, from);
     HFInfo info;
     const GPTConfig c2 = hf_load_config(dir, &info);
     const std::vector<float> p2 = hf_load_weights(dir, c2, gpt_param_layout(c2), &info);
@@ -210,6 +212,7 @@ static void check_roundtrip(const std::string& label, const GPTConfig& cfg, cons
     check(e.shape == std::vector<int64_t>{cfg.vocab_size, cfg.d_model} && e.dtype == dtype, "roundtrip/" + label + "/unpadded",
           "model.embed_tokens.weight " + st_shape_str(e.shape) + " " + st_dtype_name(e.dtype) + " (padded in memory to " + std::to_string(cfg.padded_vocab_size) + ")");
     safetensors_close(&st);
+    return info;
 }
 
 // ---- files for the bad-input cases
@@ -263,7 +266,13 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc == 3 && std::string(argv[1]) == "--tokenizer") { HFTokenizer t; hf_tokenizer_load(&t, argv[2]); return 0; }
-    if (argc != 1) fail("usage: %s [--config DIR | --load DIR | --tokenizer FILE]", argv[0]);
+    if (argc == 4 && std::string(argv[1]) == "--seq-len") {
+        HFInfo info;
+        (void)hf_load_config(argv[2], &info);
+        hf_check_seq_len(info, atoi(argv[3]));
+        return 0;
+    }
+    if (argc != 1) fail("usage: %s [--config DIR | --load DIR | --tokenizer FILE | --seq-len DIR T]", argv[0]);
     make_parent_dirs(TMP + "/x");
 
     // ---- import vs transformers
@@ -281,6 +290,12 @@ int main(int argc, char** argv) {
         return c.vocab_size == 256 && c.padded_vocab_size == 256 && c.d_model == 32 && c.n_layer == 1 && c.n_head == 2 && c.n_kv_head == 1 &&
                c.head_dim == 16 && c.ffn_hidden == 64 && c.rope_theta == 1e6f && c.tie_embeddings && !c.qk_norm && c.qkv_bias;
     }, "qwen2: vocab 256, C 32, L 1, heads 2/1, hd 16, F 64, theta 1e6, tied, q/k/v bias");
+    // its sliding_window is the fixture's T: transformers ran its window mask, which masks nothing there
+    check_import("mistral_tiny", [](const GPTConfig& c) {
+        return c.vocab_size == 300 && c.padded_vocab_size == 384 && c.d_model == 64 && c.n_layer == 2 && c.n_head == 4 && c.n_kv_head == 2 &&
+               c.head_dim == 16 && c.ffn_hidden == 128 && c.max_seq_len == 128 && c.rope_theta == 1e6f && !c.rope_scaling && c.norm_eps == 1e-5f &&
+               !c.tie_embeddings && !c.qk_norm && !c.qkv_bias;
+    }, "mistral: vocab 300 (padded 384), C 64, L 2, heads 4/2, hd 16, F 128, theta 1e6, eps 1e-5, untied, sliding_window 32 = T");
 
     // ---- export -> import
     HFInfo li, qi;
@@ -319,6 +334,53 @@ int main(int argc, char** argv) {
             }
             check_roundtrip(qkn ? "qwen3_qkv_bias" : "qwen2", c, p, ST_F32, qkn ? "qwen3" : "qwen2");
         }
+    }
+    {
+        // Mistral: Llama's math while the window covers the sequence; refused (one line) past it;
+        // exported back as Mistral with its window when the export says where it came from
+        const std::string md = DATA + "/mistral_tiny";
+        HFInfo mi;
+        const GPTConfig mc = hf_load_config(md, &mi);
+        const std::vector<float> mp = hf_load_weights(md, mc, gpt_param_layout(mc), &mi);
+        check(mi.family == HF_MISTRAL && mi.model_type == "mistral" && mi.sliding_window == 32, "mistral/info",
+              "family " + std::string(hf_family_name(mi.family)) + ", sliding_window " + std::to_string(mi.sliding_window));
+        Child ok = run_child({"--seq-len", md, "32"});
+        check(ok.exited && ok.code == 0, "mistral/window_equal_to_seq_len_accepted", "sliding_window 32, sequence 32");
+        check_fails_one_line("mistral/window_shorter_than_seq_len", {"--seq-len", md, "33"},
+                             "mistral_tiny/config.json: sliding_window: 32 is shorter than the sequence length 33");
+        auto mistral_config = [&](const std::string& name, const std::string& key, const std::string& value_json) {
+            JsonDoc d = json_parse_file(md + "/config.json");
+            JsonValue out = json_object();
+            for (const auto& kv : d.value.obj)
+                if (kv.first != key) out.set(kv.first, kv.second);
+            if (!value_json.empty()) out.set(key, json_parse(value_json, "inline").value);
+            const std::string dir = TMP + "/mistral_" + name;
+            write_text(dir + "/config.json", json_serialize(out));
+            write_text(dir + "/model.safetensors", read_file_or_fail(md + "/model.safetensors"));
+            return dir;
+        };
+        const std::string null_dir = mistral_config("window_null", "sliding_window", "null");
+        Child n = run_child({"--seq-len", null_dir, "128"});
+        check(n.exited && n.code == 0, "mistral/window_null_accepted", "sliding_window null, sequence 128 (max_position_embeddings)");
+        Child a = run_child({"--seq-len", mistral_config("window_absent", "sliding_window", ""), "128"});
+        check(a.exited && a.code == 0, "mistral/window_absent_accepted", "no sliding_window field, sequence 128");
+        // transformers' Mistral has no biases: attention_bias true changes nothing (no bias tensors expected)
+        Child b = run_child({"--load", mistral_config("attention_bias", "attention_bias", "true")});
+        check(b.exited && b.code == 0, "mistral/attention_bias_ignored", "attention_bias true: the weights (no biases) load as they are");
+        check_fails_one_line("mistral/window_zero", {"--config", mistral_config("window_zero", "sliding_window", "0")},
+                             "config.json: sliding_window: integer 0 is out of range");
+        const HFInfo back = check_roundtrip("mistral_f32", mc, mp, ST_F32, "mistral", &mi);
+        JsonDoc d = json_parse_file(TMP + "/export_mistral_f32/config.json");
+        check(back.family == HF_MISTRAL && back.sliding_window == 32 && d.root()["architectures"].at(0).as_string() == "MistralForCausalLM" &&
+                  !d.root().has("attention_bias") && !d.root().has("use_sliding_window"),
+              "mistral/export_keeps_mistral", "MistralForCausalLM, sliding_window 32, no Llama/Qwen-only fields");
+        HFInfo ni;
+        (void)hf_load_config(null_dir, &ni);
+        const HFInfo nb = check_roundtrip("mistral_null_window", mc, mp, ST_F32, "mistral", &ni);
+        JsonDoc dn = json_parse_file(TMP + "/export_mistral_null_window/config.json");
+        check(nb.sliding_window == 0 && dn.root().has("sliding_window") && dn.root()["sliding_window"].is_null(), "mistral/export_null_window",
+              "sliding_window null written back as null");
+        check_roundtrip("mistral_as_llama", mc, mp, ST_F32, "llama");   // no source given: the same tensors as Llama
     }
     {
         // an export loads again only as itself: the rotary inv_freq buffers some checkpoints carry are accepted

@@ -15,6 +15,9 @@
 //
 // Usage (trains the tiny preset on data/shakespeare):
 //   make dev/cpu/gpt && ./dev/cpu/gpt --steps 20
+// SFT of a Hugging Face model on scripts/prepare_sft.py's shards (the loss on the answers only;
+// --pack 1: several conversations a row, each attending only to itself):
+//   ./dev/cpu/gpt --init-hf DIR --sft-data OUT --pack 1 --seq-len 256 --steps 100
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +35,10 @@
 #include "../../llmc/formats/hf.h"
 #include "../../llmc/core/rand.h"
 #include "../../llmc/core/utils.h"
+
+// A target that does not count (transformers' ignore_index): prompt tokens and padding of SFT
+// rows (llmc/data/sft_data.h's SFT_IGNORE). The loss is the mean over the other targets.
+#define GPT_IGNORE_INDEX (-100)
 
 // ----------------------------------------------------------------------------
 // layers: forward and backward. Backward functions ADD into the gradients of
@@ -183,16 +190,17 @@ void qknorm_backward(float* dinp, float* dwq, float* dwk, const float* dout, con
     }
 }
 
-// RoPE, in place on the q and k heads of qkv [B,T,QKV] (half rotation, pos = t):
+// RoPE, in place on the q and k heads of qkv [B,T,QKV] (half rotation at the token's
+// position pos[b,t]: t, or its place in its document when several are packed in a row):
 // for i < hd/2: x'[i] = x[i] cos - x[i+hd/2] sin, x'[i+hd/2] = x[i+hd/2] cos + x[i] sin.
-// cos, sin [T, hd/2].
-void rope_forward(float* qkv, const float* cosb, const float* sinb, int B, int T, int nh, int nkv, int hd) {
+// cos, sin [T, hd/2] (positions are < T).
+void rope_forward(float* qkv, const float* cosb, const float* sinb, const int* pos, int B, int T, int nh, int nkv, int hd) {
     const int QKV = (nh + 2 * nkv) * hd, half = hd / 2;
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            const float* cs = cosb + (size_t)t * half;
-            const float* sn = sinb + (size_t)t * half;
+            const float* cs = cosb + (size_t)pos[b * T + t] * half;
+            const float* sn = sinb + (size_t)pos[b * T + t] * half;
             for (int j = 0; j < nh + nkv; j++) {
                 float* x = qkv + ((size_t)b * T + t) * QKV + j * hd;
                 for (int i = 0; i < half; i++) {
@@ -205,13 +213,13 @@ void rope_forward(float* qkv, const float* cosb, const float* sinb, int B, int T
 }
 
 // The transpose of the rotation, in place on dqkv (q and k heads).
-void rope_backward(float* dqkv, const float* cosb, const float* sinb, int B, int T, int nh, int nkv, int hd) {
+void rope_backward(float* dqkv, const float* cosb, const float* sinb, const int* pos, int B, int T, int nh, int nkv, int hd) {
     const int QKV = (nh + 2 * nkv) * hd, half = hd / 2;
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            const float* cs = cosb + (size_t)t * half;
-            const float* sn = sinb + (size_t)t * half;
+            const float* cs = cosb + (size_t)pos[b * T + t] * half;
+            const float* sn = sinb + (size_t)pos[b * T + t] * half;
             for (int j = 0; j < nh + nkv; j++) {
                 float* d = dqkv + ((size_t)b * T + t) * QKV + j * hd;
                 for (int i = 0; i < half; i++) {
@@ -223,23 +231,24 @@ void rope_backward(float* dqkv, const float* cosb, const float* sinb, int B, int
         }
 }
 
-// Causal attention with GQA. qkv [B,T,QKV] (after qk-norm and RoPE);
-// att [B,nh,T,T] softmax probabilities (zero above the diagonal);
-// out [B,T,qd], heads concatenated. Query head h reads kv head h/(nh/nkv)
-// straight from qkv: K/V are never copied per query head.
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int nh, int nkv, int hd) {
+// Causal attention with GQA, inside each document of a row: query t attends to keys
+// seg_start[b,t]..t (seg_start: where t's document starts in the row; 0 for one
+// document a row). qkv [B,T,QKV] (after qk-norm and RoPE); att [B,nh,T,T] softmax
+// probabilities (zero outside the keys attended to); out [B,T,qd], heads concatenated.
+// Query head h reads kv head h/(nh/nkv) straight from qkv: K/V are never copied per query head.
+void attention_forward(float* out, float* att, const float* qkv, const int* seg_start, int B, int T, int nh, int nkv, int hd) {
     const int QKV = (nh + 2 * nkv) * hd, qd = nh * hd, group = nh / nkv;
     const float scale = 1.0f / sqrtf((float)hd);
     #pragma omp parallel for collapse(3)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < nh; h++) {
-                const int kh = h / group;
+                const int kh = h / group, t0 = seg_start[b * T + t];
                 const float* q = qkv + ((size_t)b * T + t) * QKV + h * hd;
                 float* a = att + (((size_t)b * nh + h) * T + t) * T;
                 // scores and their max
                 float maxv = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
+                for (int t2 = t0; t2 <= t; t2++) {
                     const float* k = qkv + ((size_t)b * T + t2) * QKV + qd + kh * hd;
                     float s = 0.0f;
                     for (int i = 0; i < hd; i++) s += q[i] * k[i];
@@ -247,15 +256,15 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
                     a[t2] = s;
                     if (s > maxv) maxv = s;
                 }
-                // softmax over t2 <= t
+                // softmax over t0 <= t2 <= t
                 float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - maxv); sum += a[t2]; }
+                for (int t2 = t0; t2 <= t; t2++) { a[t2] = expf(a[t2] - maxv); sum += a[t2]; }
                 const float inv = 1.0f / sum;
-                for (int t2 = 0; t2 < T; t2++) a[t2] = t2 <= t ? a[t2] * inv : 0.0f;
+                for (int t2 = 0; t2 < T; t2++) a[t2] = t2 >= t0 && t2 <= t ? a[t2] * inv : 0.0f;
                 // weighted sum of values
                 float* y = out + ((size_t)b * T + t) * qd + h * hd;
                 for (int i = 0; i < hd; i++) y[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
+                for (int t2 = t0; t2 <= t; t2++) {
                     const float* v = qkv + ((size_t)b * T + t2) * QKV + qd + (nkv + kh) * hd;
                     for (int i = 0; i < hd; i++) y[i] += a[t2] * v[i];
                 }
@@ -264,7 +273,7 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
 
 // dqkv += gradient of the attention w.r.t. q, k, v. Each thread owns one
 // (batch, kv head): it writes dK/dV of that kv head and dQ of its query heads.
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, const int* seg_start,
                         int B, int T, int nh, int nkv, int hd) {
     const int QKV = (nh + 2 * nkv) * hd, qd = nh * hd, group = nh / nkv;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -274,12 +283,13 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
             std::vector<float> datt(T), dpre(T);
             for (int h = kh * group; h < (kh + 1) * group; h++)
                 for (int t = 0; t < T; t++) {
+                    const int t0 = seg_start[b * T + t];
                     const float* a = att + (((size_t)b * nh + h) * T + t) * T;
                     const float* dy = dout + ((size_t)b * T + t) * qd + h * hd;
                     const float* q = qkv + ((size_t)b * T + t) * QKV + h * hd;
                     float* dq = dqkv + ((size_t)b * T + t) * QKV + h * hd;
                     // through y = sum att * v
-                    for (int t2 = 0; t2 <= t; t2++) {
+                    for (int t2 = t0; t2 <= t; t2++) {
                         const float* v = qkv + ((size_t)b * T + t2) * QKV + qd + (nkv + kh) * hd;
                         float* dv = dqkv + ((size_t)b * T + t2) * QKV + qd + (nkv + kh) * hd;
                         float s = 0.0f;
@@ -288,10 +298,10 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                     }
                     // through the softmax: dpre = att * (datt - sum(att * datt))
                     float dot = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) dot += a[t2] * datt[t2];
-                    for (int t2 = 0; t2 <= t; t2++) dpre[t2] = a[t2] * (datt[t2] - dot) * scale;
+                    for (int t2 = t0; t2 <= t; t2++) dot += a[t2] * datt[t2];
+                    for (int t2 = t0; t2 <= t; t2++) dpre[t2] = a[t2] * (datt[t2] - dot) * scale;
                     // through the scores q . k
-                    for (int t2 = 0; t2 <= t; t2++) {
+                    for (int t2 = t0; t2 <= t; t2++) {
                         const float* k = qkv + ((size_t)b * T + t2) * QKV + qd + kh * hd;
                         float* dk = dqkv + ((size_t)b * T + t2) * QKV + qd + kh * hd;
                         for (int i = 0; i < hd; i++) { dq[i] += dpre[t2] * k[i]; dk[i] += dpre[t2] * q[i]; }
@@ -342,7 +352,7 @@ void classifier_backward(float* dinp, float* dhead, const float* dlogits, const 
 
 // Softmax over the first V of Vp columns (the padded ones never win); probs
 // [N,Vp] has zeros in the padded columns. losses[n] = -log probs[n, targets[n]]
-// when targets is not null.
+// when targets is not null, 0 where targets[n] is GPT_IGNORE_INDEX.
 void softmax_crossentropy_forward(float* probs, float* losses, const float* logits, const int* targets,
                                   int N, int V, int Vp) {
     #pragma omp parallel for
@@ -353,21 +363,23 @@ void softmax_crossentropy_forward(float* probs, float* losses, const float* logi
         for (int i = 0; i < V; i++) if (z[i] > maxv) maxv = z[i];
         float sum = 0.0f;
         for (int i = 0; i < V; i++) { p[i] = expf(z[i] - maxv); sum += p[i]; }
-        if (targets) losses[n] = logf(sum) + maxv - z[targets[n]];   // -log softmax, without log(p) underflow
+        if (targets) losses[n] = targets[n] == GPT_IGNORE_INDEX ? 0.0f : logf(sum) + maxv - z[targets[n]];   // -log softmax, without log(p) underflow
         const float inv = 1.0f / sum;
         for (int i = 0; i < V; i++) p[i] *= inv;
         for (int i = V; i < Vp; i++) p[i] = 0.0f;
     }
 }
 
-// dlogits = (not +=) dloss * (probs - onehot(target)); zero in the padded columns.
+// dlogits = (not +=) dloss * (probs - onehot(target)); zero in the padded columns,
+// and in the rows whose target is GPT_IGNORE_INDEX.
 void softmax_crossentropy_backward(float* dlogits, const float* probs, const int* targets, int N, int Vp, float dloss) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float* p = probs + (size_t)n * Vp;
         float* d = dlogits + (size_t)n * Vp;
-        for (int i = 0; i < Vp; i++) d[i] = p[i] * dloss;
-        d[targets[n]] -= dloss;
+        const bool ignored = targets[n] == GPT_IGNORE_INDEX;
+        for (int i = 0; i < Vp; i++) d[i] = ignored ? 0.0f : p[i] * dloss;
+        if (!ignored) d[targets[n]] -= dloss;
     }
 }
 
@@ -400,6 +412,8 @@ struct GPTCpu {
     std::vector<float> probs;      // [BT, Vp]
     std::vector<float> losses;     // [BT]
     std::vector<int> tokens, targets;   // of the last forward
+    std::vector<int> pos, seg_start;    // [BT] of the last forward: RoPE position, start of the token's document in its row
+    int n_targets = 0;                  // targets of the last forward that count
     bool have_targets = false;
 
     // gradient scratch, one layer at a time
@@ -464,6 +478,8 @@ void gpt_cpu_build(GPTCpu* g, const GPTConfig& cfg, int B, int T) {
     g->losses.assign(BT, 0.0f);
     g->tokens.assign(BT, 0);
     g->targets.assign(BT, 0);
+    g->pos.assign(BT, 0);
+    g->seg_start.assign(BT, 0);
     g->dres.assign(BT * C, 0.0f);
     g->dln.assign(BT * C, 0.0f);
     g->dqkvr.assign(BT * QKV, 0.0f);
@@ -503,23 +519,33 @@ void gpt_cpu_load_hf(GPTCpu* g, const std::string& dir, int B, int T, HFInfo* in
     HFInfo info;
     const GPTConfig cfg = hf_load_config(dir, &info);
     if (T > cfg.max_seq_len) fail("%s: max_position_embeddings %d is shorter than the sequence length %d", info.config_path.c_str(), cfg.max_seq_len, T);
+    hf_check_seq_len(info, T);
     gpt_cpu_build(g, cfg, B, T);
     g->params = hf_load_weights(dir, cfg, g->layout, &info);
     if (info_out) *info_out = info;
 }
 
 // Forward over tokens [B,T]. With targets [B,T] it also computes the
-// per-position losses and returns their mean (the backward needs this);
+// per-position losses and returns their mean over the targets that count (not
+// GPT_IGNORE_INDEX; 0 when none does), which the backward differentiates;
 // without, it returns 0 and only the logits (and probs) are valid.
-float gpt_cpu_forward(GPTCpu* g, const int* tokens, const int* targets) {
+// pos [B,T] (null: t): several documents packed in a row, each starting where pos
+// is 0 and counting up by one (llmc/data/sft_data.h's rows): RoPE uses pos, and
+// attention stays inside each document.
+float gpt_cpu_forward(GPTCpu* g, const int* tokens, const int* targets, const int* pos = nullptr) {
     const GPTConfig& c = g->cfg;
     const int B = g->B, T = g->T, BT = B * T, C = c.d_model, L = c.n_layer, hd = c.head_dim, F = c.ffn_hidden;
     const int nh = c.n_head, nkv = c.n_kv_head, qd = nh * hd, QKV = qd + 2 * nkv * hd, V = c.vocab_size,
               Vp = c.padded_vocab_size;
     for (int i = 0; i < BT; i++) {
         if (tokens[i] < 0 || tokens[i] >= V) fail("gpt_cpu_forward: token %d at %d outside [0, %d)", tokens[i], i, V);
-        if (targets && (targets[i] < 0 || targets[i] >= V))
-            fail("gpt_cpu_forward: target %d at %d outside [0, %d)", targets[i], i, V);
+        if (targets && targets[i] != GPT_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= V))
+            fail("gpt_cpu_forward: target %d at %d outside [0, %d) (and not the ignore index %d)", targets[i], i, V, GPT_IGNORE_INDEX);
+        const int t = i % T;
+        if (pos && !(pos[i] == 0 || (t > 0 && pos[i] == pos[i - 1] + 1)))
+            fail("gpt_cpu_forward: position %d at %d: expected 0 (a document starts) or %d (the previous + 1)", pos[i], i, t > 0 ? pos[i - 1] + 1 : 0);
+        g->pos[i] = pos ? pos[i] : t;
+        g->seg_start[i] = i % T - g->pos[i];
     }
     memcpy(g->tokens.data(), tokens, BT * sizeof(int));
     if (targets) memcpy(g->targets.data(), targets, BT * sizeof(int));
@@ -561,8 +587,8 @@ float gpt_cpu_forward(GPTCpu* g, const int* tokens, const int* targets) {
         } else {
             memcpy(qkvr, qkv, (size_t)BT * QKV * sizeof(float));
         }
-        rope_forward(qkvr, g->rope_cos.data(), g->rope_sin.data(), B, T, nh, nkv, hd);
-        attention_forward(atty, att, qkvr, B, T, nh, nkv, hd);
+        rope_forward(qkvr, g->rope_cos.data(), g->rope_sin.data(), g->pos.data(), B, T, nh, nkv, hd);
+        attention_forward(atty, att, qkvr, g->seg_start.data(), B, T, nh, nkv, hd);
         matmul_forward(g->attproj.data(), atty, wo, nullptr, BT, qd, C);
         residual_forward(xmid, x, g->attproj.data(), (size_t)BT * C);
         rmsnorm_forward(ln2, ln2_rstd, xmid, mlp_norm, BT, C, c.norm_eps);
@@ -576,9 +602,13 @@ float gpt_cpu_forward(GPTCpu* g, const int* tokens, const int* targets) {
     classifier_forward(g->logits.data(), g->lnf.data(), head, BT, C, Vp);
     softmax_crossentropy_forward(g->probs.data(), g->losses.data(), g->logits.data(), targets, BT, V, Vp);
     if (!targets) return 0.0f;
-    double sum = 0.0;   // mean over BT terms in double
-    for (int i = 0; i < BT; i++) sum += g->losses[i];
-    return (float)(sum / BT);
+    double sum = 0.0;   // mean over the targets that count, in double
+    g->n_targets = 0;
+    for (int i = 0; i < BT; i++) {
+        sum += g->losses[i];
+        g->n_targets += targets[i] != GPT_IGNORE_INDEX;
+    }
+    return g->n_targets ? (float)(sum / g->n_targets) : 0.0f;
 }
 
 void gpt_cpu_zero_grad(GPTCpu* g) { std::fill(g->grads.begin(), g->grads.end(), 0.0f); }
@@ -596,8 +626,8 @@ void gpt_cpu_backward(GPTCpu* g) {
     float* dhead = c.tie_embeddings ? dwte : gpt_cpu_grad(g, "lm_head");
     auto zero = [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); };
 
-    // loss = mean over BT positions: each position's loss has weight 1/BT
-    softmax_crossentropy_backward(g->dlogits.data(), g->probs.data(), g->targets.data(), BT, Vp, 1.0f / BT);
+    // loss = mean over the n_targets that count: each has weight 1/n_targets, the others 0
+    softmax_crossentropy_backward(g->dlogits.data(), g->probs.data(), g->targets.data(), BT, Vp, g->n_targets ? 1.0f / g->n_targets : 0.0f);
     zero(g->dln);
     classifier_backward(g->dln.data(), dhead, g->dlogits.data(), g->lnf.data(), head, BT, C, Vp);
     zero(g->dres);   // dres: gradient of the residual stream, carried down through the layers
@@ -643,8 +673,8 @@ void gpt_cpu_backward(GPTCpu* g) {
         zero(g->datty);
         matmul_backward(g->datty.data(), dwo, nullptr, g->dres.data(), atty, wo, BT, qd, C);
         zero(g->dqkvr);
-        attention_backward(g->dqkvr.data(), g->datty.data(), qkvr, att, B, T, nh, nkv, hd);
-        rope_backward(g->dqkvr.data(), g->rope_cos.data(), g->rope_sin.data(), B, T, nh, nkv, hd);
+        attention_backward(g->dqkvr.data(), g->datty.data(), qkvr, att, g->seg_start.data(), B, T, nh, nkv, hd);
+        rope_backward(g->dqkvr.data(), g->rope_cos.data(), g->rope_sin.data(), g->pos.data(), B, T, nh, nkv, hd);
         const float* dqkv = g->dqkvr.data();
         if (c.qk_norm) {
             qknorm_backward(g->dqkv.data(), gpt_cpu_grad(g, "q_norm") + (size_t)l * hd,
@@ -700,6 +730,7 @@ float gpt_cpu_update(GPTCpu* g, float lr, float beta1, float beta2, float eps, f
 // training the tiny preset on text data
 
 #include "../../llmc/data/dataloader.h"
+#include "../../llmc/data/sft_data.h"
 #include "../../llmc/data/dataset.h"
 #include "../../llmc/formats/tokenizer.h"
 #include "../../llmc/formats/hf_tokenizer.h"
@@ -713,6 +744,20 @@ static float eval_loss(GPTCpu* g, DataLoader* dl, int n_batches) {
         s += gpt_cpu_forward(g, dl->inputs, dl->targets);
     }
     return (float)(s / n_batches);
+}
+
+// SFT: the mean loss over the targets that count in up to n_batches batches (from the start):
+// every counted target weighs the same, whichever batch it is in.
+static float eval_loss_sft(GPTCpu* g, SftLoader* sl, int n_batches) {
+    sft_reset(sl);
+    double s = 0.0;
+    long long n = 0;
+    for (int i = 0; i < n_batches; i++) {
+        sft_next_batch(sl);
+        s += (double)gpt_cpu_forward(g, sl->inputs.data(), sl->targets.data(), sl->positions.data()) * g->n_targets;
+        n += g->n_targets;
+    }
+    return n ? (float)(s / n) : 0.0f;
 }
 
 // Samples n tokens after the start token (end-of-text, or a Hugging Face model's
@@ -754,7 +799,8 @@ int main(int argc, char** argv) {
     std::string data_dir = default_data_dir;
     int steps = 20, B = 4, T = 64, seed = 1337, val_every = 10, val_batches = 4, gen_tokens = 64;
     float lr = 1e-3f, temperature = 0.8f;
-    std::string init_hf, export_hf;
+    std::string init_hf, export_hf, sft_data;
+    int pack = 0;
     ArgParser ap;
     ap.program = argv[0];
     ap.usage = std::string(argv[0]) + " [flags]: trains the tiny preset on the CPU (fp32 reference)";
@@ -771,6 +817,9 @@ int main(int argc, char** argv) {
     ap.add_float("--temperature", &temperature, "sampling temperature (0: greedy)");
     ap.add_string("--init-hf", &init_hf, "start from a Hugging Face model dir (config.json + safetensors, llmc/formats/hf.h); --data-dir then holds "
                   "shards made with its tokenizer (scripts/tokenize_hf.py; --steps 0 needs none); samples decode with its tokenizer.json");
+    ap.add_string("--sft-data", &sft_data, "SFT: a folder of scripts/prepare_sft.py (train_*.bin, val_*.bin if any; llmc/data/sft_data.h) "
+                  "made with --init-hf's chat template: the loss only on the answers, instead of --data-dir");
+    ap.add_int("--pack", &pack, "SFT: 1 packs several conversations in a row (attention and positions per conversation), 0 one a row");
     ap.add_string("--export-hf", &export_hf, "at the end, write the weights to DIR as a Hugging Face model (F32; llmc/formats/hf.h)");
     if (!ap.parse(argc, argv)) { ap.print_help(); return 0; }
     if (steps < 0) fail("flag --steps: must be >= 0, got %d", steps);
@@ -781,6 +830,9 @@ int main(int argc, char** argv) {
     if (gen_tokens < 0) fail("flag --gen-tokens: must be >= 0, got %d", gen_tokens);
     if (!(lr > 0)) fail("flag --lr: must be > 0");
     if (temperature < 0) fail("flag --temperature: must be >= 0");
+    if (pack != 0 && pack != 1) fail("flag --pack: expected 0 or 1, got %d", pack);
+    if (!sft_data.empty() && init_hf.empty()) fail("flag --sft-data: needs --init-hf (the model whose tokenizer and chat template made the data)");
+    if (pack && sft_data.empty()) fail("flag --pack: only with --sft-data (conversations to pack)");
     // The reference keeps every layer's activations, the attention matrices (layers x B x heads x T x T)
     // among them: sizes this machine cannot hold are refused before anything is allocated.
     {
@@ -842,10 +894,18 @@ int main(int argc, char** argv) {
     };
 
     DataLoader train_dl, val_dl;
-    const bool have_data = init_hf.empty() || steps > 0;
+    SftLoader train_sl, val_sl;
+    const bool sft = !sft_data.empty();
+    const bool have_data = (init_hf.empty() || steps > 0) && !sft;
+    bool have_sft_val = false;
     if (have_data) {
         dataloader_init(&train_dl, data_dir + "/train_*.bin", B, T, 0, 1, 1, (uint64_t)seed, cfg.vocab_size);
         dataloader_init(&val_dl, data_dir + "/val_*.bin", B, T, 0, 1, 0, (uint64_t)seed, cfg.vocab_size);
+    }
+    if (sft) {
+        sft_init(&train_sl, sft_data + "/train_*.bin", B, T, 0, 1, 1, (uint64_t)seed, cfg.vocab_size, pack);
+        have_sft_val = file_exists(sft_data + "/val_000.bin");
+        if (have_sft_val) sft_init(&val_sl, sft_data + "/val_*.bin", B, T, 0, 1, 0, (uint64_t)seed, cfg.vocab_size, pack);
     }
 #ifdef _OPENMP
     const int threads = omp_get_max_threads();
@@ -858,16 +918,24 @@ int main(int argc, char** argv) {
 
     for (int step = 1; step <= steps; step++) {
         double t0 = wall_seconds();
-        dataloader_next_batch(&train_dl);
-        const float loss = gpt_cpu_forward(&g, train_dl.inputs, train_dl.targets);
+        float loss;
+        if (sft) {
+            sft_next_batch(&train_sl);
+            loss = gpt_cpu_forward(&g, train_sl.inputs.data(), train_sl.targets.data(), train_sl.positions.data());
+        } else {
+            dataloader_next_batch(&train_dl);
+            loss = gpt_cpu_forward(&g, train_dl.inputs, train_dl.targets);
+        }
         gpt_cpu_zero_grad(&g);
         gpt_cpu_backward(&g);
         const float norm = gpt_cpu_update(&g, lr, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, step);
         double ms = 1e3 * (wall_seconds() - t0);
         printf("step %4d/%d | train loss %.4f | grad norm %.4f | %.1f ms\n", step, steps, loss, norm, ms);
-        if (val_every > 0 && (step % val_every == 0 || step == steps))
-            printf("step %4d/%d | val loss %.4f (%d batches)\n", step, steps, eval_loss(&g, &val_dl, val_batches),
-                   val_batches);
+        if (val_every > 0 && (step % val_every == 0 || step == steps) && (!sft || have_sft_val)) {
+            const int nb = sft ? (int)std::min<long long>(val_batches, sft_num_batches(&val_sl)) : val_batches;
+            printf("step %4d/%d | val loss %.4f (%d batches%s)\n", step, steps, sft ? eval_loss_sft(&g, &val_sl, nb) : eval_loss(&g, &val_dl, nb), nb,
+                   sft ? ", answer tokens only" : "");
+        }
     }
     if (gen_tokens > 0) {
         Rng rng;
@@ -876,14 +944,17 @@ int main(int argc, char** argv) {
         printf("---- sample (temperature %g):\n%s\n----\n", temperature, decode(sample(&g, start_token, gen_tokens, temperature, &rng)).c_str());
     }
     if (!export_hf.empty()) {
-        hf_export(export_hf, cfg, g.params.data(), ST_F32, info.bos_token_id, init_hf.empty() ? tok.eot_token : info.eos_token_id);
+        hf_export(export_hf, cfg, g.params.data(), ST_F32, info.bos_token_id, init_hf.empty() ? tok.eot_token : info.eos_token_id, 0,
+                  init_hf.empty() ? nullptr : &info);
         if (!init_hf.empty()) hf_copy_side_files(init_hf, export_hf);
-        printf("exported the weights to %s as a Hugging Face model (%s)\n", export_hf.c_str(), hf_export_architecture(cfg));
+        printf("exported the weights to %s as a Hugging Face model (%s)\n", export_hf.c_str(), hf_export_architecture(cfg, init_hf.empty() ? nullptr : &info));
     }
     if (have_data) {
         dataloader_free(&train_dl);
         dataloader_free(&val_dl);
     }
+    if (sft) sft_free(&train_sl);
+    if (have_sft_val) sft_free(&val_sl);
     return 0;
 }
 #endif

@@ -1,17 +1,24 @@
 #!/usr/bin/python3
 """Reference for the mega.c GPT (Llama-family decoder): writes test/data/gpt_*.mgt.
 
+gpt_sft.mgt is a packed SFT batch (llmc/data/sft_data.h's rows): several conversations a row,
+positions restarting at each one (RoPE), attention inside each one, targets -100 (transformers'
+ignore index) off the loss mask and on padding, the loss the mean over the targets that count;
+its extra tensor is `positions` [B,T].
+
 The model spec in code: docs/gpt.md, dev/DESIGN.md, llmc/model/gpt_config.h.
 All math is float64 on the CPU; tensors are stored as float32 (int32 for ids).
 Only torch 1.13-era APIs are used (Debian python3-torch), and every piece of
 the model (RMSNorm, RoPE, QK-norm, GQA attention, SwiGLU, padded-vocab masked
 cross-entropy, clipping, AdamW) is written out by hand.
 
-Usage: /usr/bin/python3 dev/reference/gpt.py   (from anywhere; writes into test/data/)
+Usage: /usr/bin/python3 dev/reference/gpt.py [FILE ...]   (from anywhere; writes into test/data/;
+       FILE: only these, e.g. gpt_sft.mgt; default all)
 """
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -40,6 +47,13 @@ GQA = dict(vocab_size=500, padded_vocab_size=512, max_seq_len=32, n_layer=2, n_h
            n_kv_head=1, d_model=128, head_dim=48, ffn_hidden=256, rope_theta=10000.0,
            rope_scaling=1, rope_factor=4.0, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0,
            rope_original_ctx=16, norm_eps=1e-6, tie_embeddings=0, qk_norm=1, qkv_bias=1)
+
+# the packed SFT batch: padded vocabulary, GQA, qk-norm and q/k/v bias, untied
+SFT = dict(vocab_size=96, padded_vocab_size=128, max_seq_len=32, n_layer=2, n_head=4,
+           n_kv_head=2, d_model=64, head_dim=16, ffn_hidden=128, rope_theta=10000.0,
+           rope_scaling=0, rope_factor=8.0, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0,
+           rope_original_ctx=8192, norm_eps=1e-5, tie_embeddings=0, qk_norm=1, qkv_bias=1)
+IGNORE = -100
 
 TRAIN = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=1.0)
 
@@ -90,45 +104,53 @@ def rmsnorm(x, w, eps):
 
 
 def rope(x, cos, sin):
-    """Half rotation on x [..., T, hd] with cos/sin [T, hd/2]: pairs (i, i + hd/2)."""
+    """Half rotation on x [..., T, hd] with cos/sin [..., T, hd/2] (broadcast): pairs (i, i + hd/2)."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
-def attention(q, k, v):
+def attention(q, k, v, seg=None):
     """Causal GQA attention with explicit matmuls, no K/V copies.
-    q [B,nh,T,hd], k/v [B,nkv,T,hd] -> y [B,nh,T,hd]; query head h reads kv head h // (nh/nkv)."""
+    q [B,nh,T,hd], k/v [B,nkv,T,hd] -> y [B,nh,T,hd]; query head h reads kv head h // (nh/nkv).
+    seg [B,T]: each token's document number in its row; a query sees only keys of its document."""
     B, nh, T, hd = q.shape
     nkv = k.shape[1]
     g = nh // nkv
     qg = q.reshape(B, nkv, g, T, hd)                    # head h = kv * g + j
     att = qg @ k.unsqueeze(2).transpose(-1, -2) / math.sqrt(hd)   # [B,nkv,g,T,T]
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    att = att.masked_fill(~causal, float("-inf"))
+    allowed = torch.ones(T, T, dtype=torch.bool).tril().expand(B, T, T)
+    if seg is not None:
+        allowed = allowed & (seg[:, :, None] == seg[:, None, :])
+    att = att.masked_fill(~allowed[:, None, None], float("-inf"))
     att = torch.softmax(att, dim=-1)
     y = att @ v.unsqueeze(2)                            # [B,nkv,g,T,hd]
     return y.reshape(B, nh, T, hd)
 
 
 def cross_entropy(logits, targets, vocab_size):
-    """Mean CE over all (B,T); logits [B,T,Vp], columns >= vocab_size excluded from the softmax."""
+    """Mean CE over the (B,T) whose target is not IGNORE; logits [B,T,Vp], columns >= vocab_size
+    excluded from the softmax."""
     Vp = logits.shape[-1]
     pad = torch.arange(Vp) >= vocab_size
     z = logits.masked_fill(pad, float("-inf"))
     m = z.max(dim=-1, keepdim=True).values.detach()
     lse = m.squeeze(-1) + torch.log(torch.exp(z - m).sum(dim=-1))
-    zt = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (lse - zt).mean()
+    counts = targets != IGNORE
+    zt = z.gather(-1, torch.where(counts, targets, torch.zeros_like(targets)).unsqueeze(-1)).squeeze(-1)
+    return ((lse - zt) * counts).sum() / counts.sum()
 
 
-def forward(c, P, tokens, targets):
-    """Returns (logits [B,T,Vp], mean loss). P: name -> float64 tensor in gpt_param_layout."""
+def forward(c, P, tokens, targets, pos=None):
+    """Returns (logits [B,T,Vp], mean loss). P: name -> float64 tensor in gpt_param_layout.
+    pos [B,T] (None: t): documents packed in rows, each starting where pos is 0."""
     B, T = tokens.shape
     nh, nkv, hd, F, eps = c["n_head"], c["n_kv_head"], c["head_dim"], c["ffn_hidden"], f32(c["norm_eps"])
     qd, kvd = nh * hd, nkv * hd
-    ang = torch.arange(T, dtype=DT)[:, None] * rope_inv_freq(c)[None, :]     # pos = t
-    cos, sin = torch.cos(ang), torch.sin(ang)
+    seg = None if pos is None else torch.cumsum((pos == 0).long(), dim=1)  # document number in the row
+    p = torch.arange(T).expand(B, T) if pos is None else pos
+    ang = p[..., None].to(DT) * rope_inv_freq(c)                           # [B,T,hd/2]
+    cos, sin = torch.cos(ang)[:, None], torch.sin(ang)[:, None]            # [B,1,T,hd/2]
 
     x = P["wte"][tokens]                                                   # [B,T,C]
     for l in range(c["n_layer"]):
@@ -143,7 +165,7 @@ def forward(c, P, tokens, targets):
             q = rmsnorm(q, P["q_norm"][l], eps)
             k = rmsnorm(k, P["k_norm"][l], eps)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
-        y = attention(q, k, v).transpose(1, 2).reshape(B, T, qd)           # heads concatenated
+        y = attention(q, k, v, seg).transpose(1, 2).reshape(B, T, qd)      # heads concatenated
         x = x + y @ P["wo"][l].t()
         h = rmsnorm(x, P["mlp_norm"][l], eps)
         gu = h @ P["wgateup"][l].t()                                       # [B,T,2F]
@@ -177,15 +199,15 @@ def init_params(c, gen):
     return P
 
 
-def grads_of(c, P, tokens, targets):
+def grads_of(c, P, tokens, targets, pos=None):
     """(logits, loss, grads) of the mean loss by autograd."""
     leaves = {n: p.detach().clone().requires_grad_(True) for n, p in P.items()}
-    logits, loss = forward(c, leaves, tokens, targets)
+    logits, loss = forward(c, leaves, tokens, targets, pos)
     loss.backward()
     return logits.detach(), loss.detach(), {n: t.grad.detach() for n, t in leaves.items()}
 
 
-def train(c, P, tokens, targets, hp):
+def train(c, P, tokens, targets, hp, pos=None):
     """N_STEPS of clip + AdamW on the same batch. Returns (losses, grad norms before clipping)."""
     decay = {n: d for n, _, d in param_layout(c)}
     P = {n: p.clone() for n, p in P.items()}
@@ -194,7 +216,7 @@ def train(c, P, tokens, targets, hp):
     lr, b1, b2, eps, wd, clip = (hp[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"))
     losses, norms = [], []
     for t in range(1, N_STEPS + 1):
-        _, loss, G = grads_of(c, P, tokens, targets)
+        _, loss, G = grads_of(c, P, tokens, targets, pos)
         losses.append(loss.item())
         norm = math.sqrt(sum((g * g).sum().item() for g in G.values()))
         norms.append(norm)
@@ -276,6 +298,9 @@ def self_check():
     tg = torch.randint(0, 13, (2, 3), generator=g)
     ref = torch.nn.functional.cross_entropy(logits[..., :13].reshape(-1, 13), tg.reshape(-1))
     close(cross_entropy(logits, tg, 13), ref, "cross_entropy")
+    tg[0, 1] = tg[1, 2] = IGNORE
+    ref = torch.nn.functional.cross_entropy(logits[..., :13].reshape(-1, 13), tg.reshape(-1), ignore_index=IGNORE)
+    close(cross_entropy(logits, tg, 13), ref, "cross_entropy with ignored targets")
 
 
 # ----------------------------------------------------------------------------
@@ -298,15 +323,54 @@ def write_mgt(path, tensors):
             f.write(np.ascontiguousarray(a).tobytes())
 
 
-def make(fname, c, seed, B, T, hp):
+def sft_rows(c, gen, rows, T):
+    """A packed SFT batch laid out as llmc/data/sft_data.h does: rows = per row the token counts of
+    its conversations. A conversation of n tokens (random ids; loss mask 1 on its second half, the
+    "answer") gives n-1 positions: inputs tokens 0..n-2, targets 1..n-1 (IGNORE where the mask is
+    0), positions 0..n-2; the rest of a row is padding (input 0, target IGNORE, positions from 0).
+    Returns tokens, targets, positions [B,T] and the conversations (tokens, mask) for the self-check."""
+    B = len(rows)
+    x = torch.zeros(B, T, dtype=torch.long)
+    y = torch.full((B, T), IGNORE, dtype=torch.long)
+    pos = torch.zeros(B, T, dtype=torch.long)
+    convs = []
+    for b, lens in enumerate(rows):
+        t = 0
+        for n in lens:
+            tok = torch.randint(0, c["vocab_size"], (n,), generator=gen)
+            mask = torch.arange(n) >= n // 2
+            x[b, t:t + n - 1] = tok[:-1]
+            y[b, t:t + n - 1] = torch.where(mask[1:], tok[1:], torch.full_like(tok[1:], IGNORE))
+            pos[b, t:t + n - 1] = torch.arange(n - 1)
+            convs.append((b, t, n - 1))
+            t += n - 1
+        assert t <= T
+        pos[b, t:] = torch.arange(T - t)
+    return x, y, pos, convs
+
+
+def check_packing(c, P, tokens, pos, convs):
+    """Each conversation's logits in the packed batch equal its logits alone in a row of its own."""
+    logits, _ = forward(c, P, tokens, torch.zeros_like(tokens), pos)
+    for b, t, n in convs:
+        alone, _ = forward(c, P, tokens[b:b + 1, t:t + n], torch.zeros(1, n, dtype=torch.long))
+        close(logits[b:b + 1, t:t + n], alone, "packed conversation (row %d, from %d, %d positions) vs alone" % (b, t, n))
+
+
+def make(fname, c, seed, B, T, hp, packed_rows=None):
     gen = torch.Generator().manual_seed(seed)
     P = init_params(c, gen)
-    tokens = torch.randint(0, c["vocab_size"], (B, T), generator=gen)
-    targets = torch.randint(0, c["vocab_size"], (B, T), generator=gen)
+    pos = None
+    if packed_rows is None:
+        tokens = torch.randint(0, c["vocab_size"], (B, T), generator=gen)
+        targets = torch.randint(0, c["vocab_size"], (B, T), generator=gen)
+    else:
+        tokens, targets, pos, convs = sft_rows(c, gen, packed_rows, T)
+        check_packing(c, P, tokens, pos, convs)
 
-    logits, loss, G = grads_of(c, P, tokens, targets)
+    logits, loss, G = grads_of(c, P, tokens, targets, pos)
     grad_norm = math.sqrt(sum((g * g).sum().item() for g in G.values()))
-    losses, norms = train(c, P, tokens, targets, hp)
+    losses, norms = train(c, P, tokens, targets, hp, pos)
     assert losses[0] == loss.item()
     assert norms[0] > hp["grad_clip"], "grad clipping must trigger at step 0"
 
@@ -320,6 +384,8 @@ def make(fname, c, seed, B, T, hp):
     out = [("config", np.array(cfg_i, dtype=np.int32)), ("config_f", np.array(cfg_f, dtype=np.float32)),
            ("train", np.array(tr, dtype=np.float32)),
            ("tokens", tokens.numpy().astype(np.int32)), ("targets", targets.numpy().astype(np.int32))]
+    if pos is not None:
+        out.append(("positions", pos.numpy().astype(np.int32)))
     out += [(n, P[n].numpy()) for n in names]
     out += [("logits", logits[..., :c["vocab_size"]].numpy()), ("loss", np.array([loss.item()]))]
     out += [("grad." + n, G[n].numpy()) for n in names]
@@ -345,8 +411,15 @@ def main():
     print(f"self-checks passed; gqa rope: {int((inv == base).sum())} unchanged, "
           f"{int(smoothed.sum())} smoothed, {int((inv == base / GQA['rope_factor']).sum())} divided by factor")
     os.makedirs(OUT_DIR, exist_ok=True)
-    make("gpt_tiny.mgt", TINY, 1337, 2, 64, TRAIN)
-    make("gpt_gqa.mgt", GQA, 42, 2, 32, TRAIN)
+    only = set(sys.argv[1:])
+    if not only or "gpt_tiny.mgt" in only:
+        make("gpt_tiny.mgt", TINY, 1337, 2, 64, TRAIN)
+    if not only or "gpt_gqa.mgt" in only:
+        make("gpt_gqa.mgt", GQA, 42, 2, 32, TRAIN)
+    if not only or "gpt_sft.mgt" in only:
+        # row 0: conversations of 7 and 10 tokens (6 + 9 positions) and 9 of padding; row 1: 12 and 13
+        # tokens (11 + 12 positions) filling all 23 positions but the last (1 of padding)
+        make("gpt_sft.mgt", SFT, 7, 2, 24, TRAIN, packed_rows=[[7, 10], [12, 13]])
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ Writes, under test/data/hf/:
                 saved in fp32, one model.safetensors
   qwen2_tiny/   Qwen2ForCausalLM: vocab 256, hidden 32, 1 layer, 2 heads / 1 kv head, q/k/v bias, tied;
                 bf16, one model.safetensors, no tokenizer.json (kept small)
+  mistral_tiny/ MistralForCausalLM: vocab 300, hidden 64, 2 layers, 4 heads / 2 kv heads, theta 1e6,
+                untied, sliding_window 32 = the fixture's T (transformers applies its window mask,
+                which masks nothing at T = 32: checked here against T = 33, where it does); fp32
   each with config.json (+ generation_config.json) written by save_pretrained, plus the
   transformers 4 RoPE keys (legacy_rope_keys), and llama_tiny and qwen3_tiny with the tokenizer
   below as tokenizer.json
-  llama_tiny.mgt, qwen3_tiny.mgt, qwen2_tiny.mgt   (llmc/formats/tensorfile.h) tokens int32 [2, T], targets
+  llama_tiny.mgt, qwen3_tiny.mgt, qwen2_tiny.mgt, mistral_tiny.mgt   (llmc/formats/tensorfile.h) tokens int32 [2, T], targets
                 int32 [2, T] (the next tokens; T 32, 16 for qwen2), logits float32 [2, T, V] and loss
                 float32 [1]: what
                 transformers computes in fp32 (eager attention) from the saved files
@@ -31,7 +34,8 @@ weight (qk-norm included) 1 + N(0, 0.2^2), biases N(0, 0.5^2).
 Made with (CPU only): Python 3.11.7, torch 2.15.0, transformers 5.24.0, tokenizers 0.23.3,
 safetensors 0.8.0, numpy 2.4.6:
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch transformers tokenizers safetensors numpy
-    /tmp/hfenv/bin/python dev/reference/hf_tiny.py
+    /tmp/hfenv/bin/python dev/reference/hf_tiny.py [NAME ...]    (only these models; default all and the tokenizer)
+mistral_tiny was added later, made alone with Python 3.11.7, torch 2.15.0, transformers 5.25.0.
 """
 import json
 import os
@@ -41,8 +45,8 @@ import sys
 import numpy as np
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
-                          Qwen3ForCausalLM)
+from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -128,10 +132,34 @@ def save(name, model, tok, dtype, shard, seed, T=32):
     print(f"{name}: {files} ({size} bytes), loss {loss:.6f}, logits std {logits.std():.3f}")
 
 
+def mistral_window_bites(path, T):
+    """True when transformers' sliding-window mask changes the logits of a T-token sequence compared
+    with full causal attention (the same model with sliding_window None)."""
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    full = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager", sliding_window=None).eval()
+    x = torch.randint(0, m.config.vocab_size, (1, T), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return not torch.equal(m(input_ids=x).logits, full(input_ids=x).logits)
+
+
 def main():
+    only = set(sys.argv[1:])
+    want = lambda name: not only or name in only  # noqa: E731
     torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
     tok = make_tokenizer()
+    if want("mistral_tiny"):
+        mistral = MistralConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, sliding_window=32,
+                                bos_token_id=1, eos_token_id=0)
+        m = MistralForCausalLM(mistral)
+        randomize(m, 4)
+        save("mistral_tiny", m, tok, torch.float32, "10MB", 14, T=32)
+        path = os.path.join(OUT, "mistral_tiny")
+        assert not mistral_window_bites(path, 32) and mistral_window_bites(path, 33), "sliding_window 32: full attention up to T = 32 only"
+    if only:
+        return
 
     llama = LlamaConfig(vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, tie_word_embeddings=False,

@@ -87,6 +87,9 @@ static inline DataLoaderShard dataloader_check_shard(const std::string& path, in
     } else if (hdr[0] == SHARD_MAGIC_U32) {
         if (hdr[1] != SHARD_VERSION_U32) fail("%s: header version: expected %d for magic %d (uint32 tokens), found %d", path.c_str(), SHARD_VERSION_U32, SHARD_MAGIC_U32, hdr[1]);
         s.token_bytes = 4;
+    } else if (hdr[0] == SFT_SHARD_MAGIC) {
+        fail("%s: header magic: %d is an SFT shard (scripts/prepare_sft.py: conversations with a loss mask, llmc/data/sft_data.h), "
+             "not an llm.c token shard", path.c_str(), hdr[0]);
     } else {
         fail("%s: header magic: expected %d (uint16 tokens) or %d (uint32 tokens), found %d", path.c_str(), SHARD_MAGIC_U16, SHARD_MAGIC_U32, hdr[0]);
     }

@@ -17,6 +17,9 @@ trains the BPE tokenizer) so that the loader does not depend on the tokenizer.
 #define SHARD_MAGIC_U32 20240801
 #define SHARD_VERSION_U32 7
 #define SHARD_HEADER_INTS 256
+// SFT shards (llmc/data/sft_data.h) share the 256-int32 header; their magic is named here so that
+// the llm.c loader can say what such a file is
+#define SFT_SHARD_MAGIC 20250312
 
 static inline void write_token_shard(const std::string& path, const std::vector<int>& tokens, int vocab_size) {
     if (vocab_size <= 0) fail("write_token_shard %s: vocab_size must be > 0, got %d", path.c_str(), vocab_size);

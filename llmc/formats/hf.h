@@ -1,7 +1,7 @@
 /*
 Hugging Face model directories in and out (host only, no CUDA): config.json +
 safetensors (single file or sharded with model.safetensors.index.json) for the
-Llama, Qwen2, Qwen3 and Emu3 families, mapped to and from mega.c's
+Llama, Qwen2, Qwen3, Mistral and Emu3 families, mapped to and from mega.c's
 GPTConfig and parameter layout (llmc/model/gpt_config.h).
 
     HFInfo info;
@@ -16,6 +16,12 @@ config.json -> GPTConfig
     llama / LlamaForCausalLM                  Llama 2/3.x
     qwen2 / Qwen2ForCausalLM                  q/k/v bias always
     qwen3 / Qwen3ForCausalLM                  QK-norm; head_dim defaults to 128 as in transformers
+    mistral / MistralForCausalLM              Llama's math where sliding_window is null, absent, or at
+                                              least the sequence length (a window covering every
+                                              earlier position masks nothing): hf_check_seq_len
+                                              refuses a shorter window once the run's T is known.
+                                              No biases (transformers' Mistral reads neither
+                                              attention_bias nor mlp_bias)
     Emu3 / emu3 / emu3_text_model / Emu3ForCausalLM   Llama-shaped. BAAI's flat config (tensors
                                               model.*), or transformers' composite emu3 config whose
                                               text_config is read (tensors text_model.model.* or
@@ -30,8 +36,8 @@ config.json -> GPTConfig
     original_max_position_embeddings), bos_token_id, eos_token_id (an int or a list: the first)
   refused, with one line naming config.json and the field: another model_type, hidden_act other
     than silu, mlp_bias, rope types other than default/llama3, partial rotary factor, sliding-window
-    attention in use (use_sliding_window with layers >= max_window_layers, or layer_types other
-    than full_attention), mixture of experts (num_experts, num_local_experts, n_routed_experts),
+    attention in use (use_sliding_window with layers >= max_window_layers, layer_types other
+    than full_attention, Mistral's sliding_window shorter than the sequence), mixture of experts (num_experts, num_local_experts, n_routed_experts),
     and shapes mega.c's kernels do not run (hidden_size, intermediate_size and head_dim multiples
     of 8, head_dim <= 128).
   sizes: hidden_size <= 65536, intermediate_size <= 2^20, num_hidden_layers and heads <= 4096,
@@ -69,7 +75,9 @@ DIR/model-00001-of-0000N.safetensors ... and DIR/model.safetensors.index.json
 written to a temporary name, fsync'ed and renamed (the index after its shards, config.json
 last: a directory with a config.json is complete). The family follows the config: qk_norm ->
 Qwen3ForCausalLM (with qkv_bias: attention_bias true and zero o_proj biases), qkv_bias ->
-Qwen2ForCausalLM, else LlamaForCausalLM (an imported Emu3 leaves as Llama: the same tensors).
+Qwen2ForCausalLM, else LlamaForCausalLM (an imported Emu3 leaves as Llama: the same tensors),
+except that a model imported from Mistral (hf_export's `from`) leaves as MistralForCausalLM with
+its sliding_window (a fine-tune keeps the config a Mistral tool expects).
 The vocabulary is unpadded. Floats are written in the shortest form that reads back as the same
 fp32 value, so export -> import gives back the same GPTConfig and, with F32, the same bits.
 */
@@ -87,9 +95,14 @@ fp32 value, so export -> import gives back the same GPTConfig and, with F32, the
 #include "safetensors.h"
 #include "../model/gpt_config.h"
 
-enum HFFamily { HF_LLAMA = 0, HF_QWEN2 = 1, HF_QWEN3 = 2, HF_EMU3 = 3 };
+enum HFFamily { HF_LLAMA = 0, HF_QWEN2 = 1, HF_QWEN3 = 2, HF_EMU3 = 3, HF_MISTRAL = 4 };
 static inline const char* hf_family_name(int f) {
-    return f == HF_LLAMA ? "llama" : f == HF_QWEN2 ? "qwen2" : f == HF_QWEN3 ? "qwen3" : f == HF_EMU3 ? "emu3" : "?";
+    return f == HF_LLAMA     ? "llama"
+           : f == HF_QWEN2   ? "qwen2"
+           : f == HF_QWEN3   ? "qwen3"
+           : f == HF_EMU3    ? "emu3"
+           : f == HF_MISTRAL ? "mistral"
+                             : "?";
 }
 
 // What hf_load_config learned besides the GPTConfig.
@@ -101,6 +114,7 @@ struct HFInfo {
     int o_bias = 0;                  // attention_bias: o_proj has a bias (must be zero)
     int bos_token_id = -1, eos_token_id = -1;
     std::string dtype;               // torch_dtype / dtype, "" if absent
+    int64_t sliding_window = 0;      // Mistral's attention window; 0: null or absent (full causal attention)
 };
 
 // ---------------------------------------------------------------------------
@@ -115,6 +129,7 @@ static inline int hf_family_from_model_type(const std::string& mt) {
     if (mt == "llama") return HF_LLAMA;
     if (mt == "qwen2") return HF_QWEN2;
     if (mt == "qwen3") return HF_QWEN3;
+    if (mt == "mistral") return HF_MISTRAL;
     if (mt == "Emu3" || mt == "emu3" || mt == "emu3_text_model") return HF_EMU3;
     return -1;
 }
@@ -122,6 +137,7 @@ static inline int hf_family_from_architecture(const std::string& a) {
     if (a == "LlamaForCausalLM") return HF_LLAMA;
     if (a == "Qwen2ForCausalLM") return HF_QWEN2;
     if (a == "Qwen3ForCausalLM") return HF_QWEN3;
+    if (a == "MistralForCausalLM") return HF_MISTRAL;
     if (a == "Emu3ForCausalLM" || a == "Emu3ForConditionalGeneration") return HF_EMU3;
     return -1;
 }
@@ -160,7 +176,7 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
         info.model_type = top["model_type"].as_string();
         fam = hf_family_from_model_type(info.model_type);
         if (fam < 0)
-            fail("%s: model_type: '%s' is not supported (expected llama, qwen2, qwen3 or emu3%s)", p, info.model_type.c_str(),
+            fail("%s: model_type: '%s' is not supported (expected llama, qwen2, qwen3, mistral or emu3%s)", p, info.model_type.c_str(),
                  info.model_type.find("moe") != std::string::npos ? "; mixture-of-experts models are not supported" : "");
     } else if (top.has("architectures") && !top["architectures"].is_null()) {
         JsonRef a = top["architectures"];
@@ -168,7 +184,7 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
         const std::string& arch = a.at(0).as_string();
         fam = hf_family_from_architecture(arch);
         if (fam < 0)
-            fail("%s: architectures[0]: '%s' is not supported (expected LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM or Emu3ForCausalLM)", p,
+            fail("%s: architectures[0]: '%s' is not supported (expected LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM or Emu3ForCausalLM)", p,
                  arch.c_str());
         info.model_type = hf_family_name(fam);
     } else {
@@ -211,12 +227,14 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
     c.tie_embeddings = r.get_bool("tie_word_embeddings", false) ? 1 : 0;
     const std::string act = r.get_string("hidden_act", "silu");
     if (act != "silu") fail("%s: %s: '%s' is not supported (mega.c's MLP is SwiGLU: silu)", p, where("hidden_act").c_str(), act.c_str());
-    if (r.get_bool("mlp_bias", false)) fail("%s: %s: true is not supported (mega.c's MLP has no biases)", p, where("mlp_bias").c_str());
+    if (fam != HF_MISTRAL && r.get_bool("mlp_bias", false)) fail("%s: %s: true is not supported (mega.c's MLP has no biases)", p, where("mlp_bias").c_str());
     for (const char* k : {"num_experts", "num_local_experts", "n_routed_experts"})
         if (r.has(k) && !r[k].is_null() && r[k].as_int64() > 0)
             fail("%s: %s: mixture-of-experts models are not supported", p, where(k).c_str());
     if (fam == HF_QWEN2) {
         c.qkv_bias = 1;                       // Qwen2 always has q/k/v bias, never an o_proj bias
+    } else if (fam == HF_MISTRAL) {
+        c.qkv_bias = 0;                       // Mistral has no biases whatever the config says
     } else {
         const bool ab = r.get_bool("attention_bias", false);
         c.qkv_bias = ab ? 1 : 0;
@@ -230,6 +248,10 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
             fail("%s: %s: sliding-window attention (layers >= max_window_layers %lld) is not supported", p, where("use_sliding_window").c_str(),
                  (long long)mwl);
     }
+    // Mistral's window is on whenever it is not null; whether it bites depends on the run's sequence
+    // length, which hf_check_seq_len checks
+    if (fam == HF_MISTRAL && r.has("sliding_window") && !r["sliding_window"].is_null())
+        info.sliding_window = r["sliding_window"].as_int64(1, INT64_MAX);
     if (r.has("layer_types") && !r["layer_types"].is_null()) {
         JsonRef lt = r["layer_types"];
         if (!lt.is_array()) lt.type_error("an array of layer types");
@@ -294,6 +316,16 @@ static inline GPTConfig hf_load_config(const std::string& dir, HFInfo* info_out 
         hf_check_weights(dir, c, info);
     if (info_out) *info_out = info;
     return c;
+}
+
+// What of config.json depends on the run's sequence length T: Mistral's sliding window. A window
+// of at least T covers every earlier position (transformers keeps key j for query i where
+// j > i - sliding_window), so the attention is full causal attention, which mega.c runs.
+static inline void hf_check_seq_len(const HFInfo& info, int T) {
+    if (info.sliding_window > 0 && info.sliding_window < T)
+        fail("%s: sliding_window: %lld is shorter than the sequence length %d: sliding-window attention is not supported "
+             "(a window of at least the sequence length, or null, is full causal attention: --seq-len %lld or less)",
+             info.config_path.c_str(), (long long)info.sliding_window, T, (long long)info.sliding_window);
 }
 
 // ---------------------------------------------------------------------------
@@ -519,18 +551,23 @@ static inline JsonValue hf_json_float(float x) {
     return v;
 }
 
-// The family of an export: qk_norm -> Qwen3, qkv_bias -> Qwen2, else Llama.
-static inline int hf_export_family(const GPTConfig& c) { return c.qk_norm ? HF_QWEN3 : c.qkv_bias ? HF_QWEN2 : HF_LLAMA; }
-static inline const char* hf_export_architecture(const GPTConfig& c) {
-    const int fam = hf_export_family(c);
-    return fam == HF_QWEN3 ? "Qwen3ForCausalLM" : fam == HF_QWEN2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+// The family of an export: qk_norm -> Qwen3, qkv_bias -> Qwen2, else Llama, or Mistral when the
+// model was imported from a Mistral directory (from: its HFInfo, or null).
+static inline int hf_export_family(const GPTConfig& c, const HFInfo* from = nullptr) {
+    if (c.qk_norm) return HF_QWEN3;
+    if (c.qkv_bias) return HF_QWEN2;
+    return from && from->family == HF_MISTRAL ? HF_MISTRAL : HF_LLAMA;
+}
+static inline const char* hf_export_architecture(const GPTConfig& c, const HFInfo* from = nullptr) {
+    const int fam = hf_export_family(c, from);
+    return fam == HF_QWEN3 ? "Qwen3ForCausalLM" : fam == HF_QWEN2 ? "Qwen2ForCausalLM" : fam == HF_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
 }
 
 // The config.json of an export.
-static inline JsonValue hf_export_config(const GPTConfig& c, int dtype, int bos_token_id = -1, int eos_token_id = -1) {
-    const int fam = hf_export_family(c);
+static inline JsonValue hf_export_config(const GPTConfig& c, int dtype, int bos_token_id = -1, int eos_token_id = -1, const HFInfo* from = nullptr) {
+    const int fam = hf_export_family(c, from);
     JsonValue j = json_object();
-    j.set("architectures", json_array().push(json_string(hf_export_architecture(c))));
+    j.set("architectures", json_array().push(json_string(hf_export_architecture(c, from))));
     j.set("model_type", json_string(hf_family_name(fam)));
     j.set("vocab_size", json_int(c.vocab_size));
     j.set("hidden_size", json_int(c.d_model));
@@ -555,9 +592,10 @@ static inline JsonValue hf_export_config(const GPTConfig& c, int dtype, int bos_
         j.set("rope_scaling", json_null());
     }
     j.set("tie_word_embeddings", json_bool(c.tie_embeddings != 0));
-    if (fam != HF_QWEN2) j.set("attention_bias", json_bool(c.qkv_bias != 0));
+    if (fam != HF_QWEN2 && fam != HF_MISTRAL) j.set("attention_bias", json_bool(c.qkv_bias != 0));
     if (fam == HF_LLAMA) j.set("mlp_bias", json_bool(false));
-    if (fam != HF_LLAMA) {
+    if (fam == HF_MISTRAL) j.set("sliding_window", from->sliding_window > 0 ? json_int(from->sliding_window) : json_null());
+    if (fam == HF_QWEN2 || fam == HF_QWEN3) {
         j.set("use_sliding_window", json_bool(false));
         j.set("sliding_window", json_null());
         j.set("max_window_layers", json_int(c.n_layer));
@@ -572,9 +610,10 @@ static inline JsonValue hf_export_config(const GPTConfig& c, int dtype, int bos_
 
 // Writes dir/model.safetensors (dtype ST_F32 or ST_BF16; sharded with an index past
 // max_shard_bytes of tensor data, <= 0: never) and dir/config.json from mega.c parameters laid
-// out as gpt_param_layout(cfg). Returns the number of safetensors files.
+// out as gpt_param_layout(cfg); from: the imported model's HFInfo (keeps a Mistral a Mistral), or
+// null. Returns the number of safetensors files.
 static inline int hf_export(const std::string& dir, const GPTConfig& cfg, const float* params, int dtype, int bos_token_id = -1,
-                            int eos_token_id = -1, int64_t max_shard_bytes = 0) {
+                            int eos_token_id = -1, int64_t max_shard_bytes = 0, const HFInfo* from = nullptr) {
     if (dtype != ST_F32 && dtype != ST_BF16) fail("hf_export %s: dtype must be F32 or BF16", dir.c_str());
     make_parent_dirs(hf_join(dir, "x"));
     const std::vector<ParamTensor> layout = gpt_param_layout(cfg);
@@ -590,7 +629,7 @@ static inline int hf_export(const std::string& dir, const GPTConfig& cfg, const 
     }
     // (fails before writing on a directory holding the other form: an index, or model.safetensors)
     const std::vector<std::string> files = safetensors_write_dir(dir, w, max_shard_bytes, {{"format", "pt"}});
-    st_write_file_atomic(hf_join(dir, "config.json"), json_serialize(hf_export_config(cfg, dtype, bos_token_id, eos_token_id)) + "\n");
+    st_write_file_atomic(hf_join(dir, "config.json"), json_serialize(hf_export_config(cfg, dtype, bos_token_id, eos_token_id, from)) + "\n");
     return files.size() == 1 ? 1 : (int)files.size() - 1;
 }
 
@@ -619,7 +658,7 @@ struct HFFlags {
 static inline void hf_add_flags(ArgParser& ap, HFFlags* f) {
     ap.section("Hugging Face models in and out (llmc/formats/hf.h)");
     ap.add_string("--init-hf", &f->init_hf,
-                  "start from a Hugging Face model dir (config.json + safetensors; Llama, Qwen2, Qwen3, Emu3): model flags may restate its "
+                  "start from a Hugging Face model dir (config.json + safetensors; Llama, Qwen2, Qwen3, Mistral, Emu3): model flags may restate its "
                   "config, not change it; samples decode with its tokenizer.json");
     ap.add_string("--export-hf", &f->export_hf, "at the end, write the weights to DIR as a Hugging Face model (config.json + model.safetensors, "
                                                  "sharded past --export-hf-shard-mb; --steps 0: convert only)");
