@@ -331,13 +331,16 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
     }
 }
 
-// Mean loss of the last forward (waits for it). Summed in double on the host: deterministic.
-static float gpt_mean_loss(GPT* g) {
+// Sum of the last forward's per-token losses (waits for it), in double on the host:
+// deterministic. An ignored target (SFT) adds 0.
+static double gpt_loss_sum(GPT* g) {
     cudaCheck(cudaStreamSynchronize(g->stream));
     double s = 0;
     for (int i = 0; i < g->B * g->T; i++) s += g->losses_host[i];
-    return (float)(s / (g->B * g->T));
+    return s;
 }
+// Mean over every token of the last forward.
+static float gpt_mean_loss(GPT* g) { return (float)(gpt_loss_sum(g) / (g->B * g->T)); }
 
 // ----------------------------------------------------------------------------
 // Backward: from the dlogits the forward left in the logits buffer, layer by
@@ -462,17 +465,21 @@ static int sample_next(const floatX* logits_row_dev, int V, float temperature, i
     return V - 1;
 }
 
-// Returns the sampled ids after start_token (end-of-text, or a Hugging Face model's bos).
-static std::vector<int> gpt_sample(GPT* g, int start_token, int n_tokens, float temperature, int top_k, Rng* rng) {
-    const int T = g->maxT;
-    n_tokens = std::min(n_tokens, T - 1);
-    std::vector<int> seq(T, start_token);
+// Returns the ids sampled after the prompt (end-of-text, a Hugging Face model's bos, or a chat
+// prompt of scripts/prepare_sft.py --prompts): at most n_tokens, stopping after `stop` (-1: never).
+static std::vector<int> gpt_sample(GPT* g, const std::vector<int>& prompt, int n_tokens, float temperature, int top_k, int stop, Rng* rng) {
+    const int T = g->maxT, P = (int)prompt.size();
+    n_tokens = std::min(n_tokens, T - P);
+    std::vector<int> seq(T, prompt.back());
+    std::copy(prompt.begin(), prompt.end(), seq.begin());
     std::vector<float> buf;
-    for (int t = 1; t <= n_tokens; t++) {
+    int t = P;
+    while (t < P + n_tokens) {
         gpt_forward(g, seq.data(), nullptr, 1, T, false, 0.0f);
         seq[t] = sample_next(g->act.logits + (size_t)(t - 1) * g->cfg.padded_vocab_size, g->cfg.vocab_size, temperature, top_k, rng, buf);
+        if (seq[t++] == stop) break;
     }
-    return std::vector<int>(seq.begin() + 1, seq.begin() + 1 + n_tokens);
+    return std::vector<int>(seq.begin() + P, seq.begin() + t);
 }
 
 // ----------------------------------------------------------------------------
@@ -502,6 +509,7 @@ struct TrainConfig : CkptFlags {
     float dropout = 0.1f;  // tuned for the default shakespeare run (scripts/sweep_shakespeare.sh round 3)
     int seed = 1337;
     int shuffle = 1;
+    int pack = 0;          // SFT shards: conversations per row (0: one, padded)
     float max_minutes = 0;
 };
 
@@ -526,6 +534,7 @@ int main(int argc, char** argv) {
     HFFlags hf;
     DistFlags df;   // several GPUs (llmc/dist/distributed.cuh)
     std::string eval_tokens;
+    std::string chat_prompts;   // --chat-prompts
     // the preset fills the model config first so that any flag given overrides it
     for (int k = 1; k + 1 < argc; k++)
         if (std::string(argv[k]) == "--preset") tc.preset = argv[k + 1];
@@ -548,6 +557,8 @@ int main(int argc, char** argv) {
     ap.add_int("--batch-size", &tc.batch_size, "micro-batch B (sequences per forward)");
     ap.add_int("--seq-len", &tc.seq_len, "sequence length T (0: min(max-seq-len, 2048))");
     ap.add_int64("--total-batch-tokens", &tc.total_batch_tokens, "tokens per optimizer step (0: B*T); gradient accumulation");
+    ap.add_int("--pack", &tc.pack, "SFT shards (scripts/prepare_sft.py): 0 one conversation a row, padded after it (the loss counts only "
+               "the assistants' tokens, averaged over the step's)");
     run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
     optim_add_flags(ap, &oc);
     ap.add_float("--dropout", &tc.dropout, "dropout on the attention and MLP outputs while training (0: off)");
@@ -558,6 +569,8 @@ int main(int argc, char** argv) {
     ap.add_int("--sample-tokens", &tc.sample_tokens, "tokens per sample");
     ap.add_float("--temperature", &tc.temperature, "sampling temperature (0: greedy)");
     ap.add_int("--top-k", &tc.top_k, "sample from the k most likely tokens (0: all)");
+    ap.add_string("--chat-prompts", &chat_prompts, "prompts.txt of scripts/prepare_sft.py --prompts: at each sample, the model answers them "
+                  "(greedy, to the end-of-turn token), the first 4 printed, and the exact matches counted where answers are given");
     ap.add_string("--eval-tokens", &eval_tokens, "before training, print the mean loss on the tokens/targets [B,T] of a .mgt file "
                   "(llmc/formats/tensorfile.h; e.g. test/data/hf/llama_tiny.mgt) and its `loss` if it has one");
     ckpt_add_flags(ap, &tc);
@@ -577,6 +590,10 @@ int main(int argc, char** argv) {
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.seq_len < 0) fail("flag --seq-len: must be >= 0 (0: min(max-seq-len, 2048)), got %d", tc.seq_len);
     if (tc.total_batch_tokens < 0) fail("flag --total-batch-tokens: must be >= 0 (0: batch-size*seq-len), got %lld", tc.total_batch_tokens);
+    if (tc.pack == 1)
+        fail("flag --pack: 1 (several conversations a row) needs attention that stays inside each conversation, which train_gpt does not "
+             "have yet (dev/cpu/gpt --sft-data --pack 1 does); use --pack 0");
+    if (tc.pack != 0) fail("flag --pack: expected 0 (one conversation a row), got %d", tc.pack);
     run_validate_schedule_flags(tc.steps, tc.max_minutes, tc.sched);
     optim_validate(oc);
     if (tc.val_every < 0) fail("flag --val-every: must be >= 0 (0: never), got %d", tc.val_every);
@@ -651,6 +668,7 @@ int main(int argc, char** argv) {
     const int T = tc.seq_len > 0 ? tc.seq_len : std::min(mc.max_seq_len, 2048);
     if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
     if (hf_in) hf_check_seq_len(hf_info, T);   // Mistral's sliding window must cover the sequence
+    const ChatPrompts chat = chat_prompts.empty() ? ChatPrompts() : chat_prompts_read(chat_prompts, mc.vocab_size, T);
     const int B = tc.batch_size;
     const long long micro_tokens = (long long)B * T;
     // several GPUs: --total-batch-tokens is the global batch, world x B x T x grad_accum
@@ -680,11 +698,11 @@ int main(int argc, char** argv) {
         for (auto& x : rand_tokens) x = rng_u32(&r) % mc.vocab_size;
         for (auto& x : rand_targets) x = rng_u32(&r) % mc.vocab_size;
     } else {
-        token_data_init(&train_loader, tc.train_data, B, T, dist.rank, dist.world, tc.shuffle, tc.seed, mc.vocab_size);   // this rank's samples
+        token_data_init(&train_loader, tc.train_data, B, T, dist.rank, dist.world, tc.shuffle, tc.seed, mc.vocab_size, tc.pack);   // this rank's samples
         if (!tc.val_data.empty() && tc.val_every > 0) {
             // one sample at a time, gathered into batches of up to B rows, so that every
             // validation sample counts (a B-row loader would drop the split's tail)
-            token_data_init(&val_loader, tc.val_data, 1, T, 0, 1, 0, 0, mc.vocab_size);
+            token_data_init(&val_loader, tc.val_data, 1, T, 0, 1, 0, 0, mc.vocab_size, tc.pack);
             have_val = true;
         }
     }
@@ -829,11 +847,13 @@ int main(int argc, char** argv) {
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
+    std::vector<std::vector<int>> step_x(grad_accum), step_y(grad_accum);   // SFT: the step's micro-batches
     auto run_validation = [&](int step) {
         token_data_reset(&val_loader);
         const long long avail = token_data_num_batches(&val_loader);
         const long long n = tc.val_batches > 0 ? std::min<long long>((long long)tc.val_batches * B, avail) : avail;
         double s = 0;
+        long long counted = 0;   // SFT: the targets the loss counts
         for (long long done = 0; done < n;) {
             const int rows = (int)std::min<long long>(B, n - done);
             for (int r = 0; r < rows; r++) {
@@ -842,21 +862,48 @@ int main(int argc, char** argv) {
                 std::copy(val_loader.targets, val_loader.targets + T, val_y.begin() + (size_t)r * T);
             }
             gpt_forward(&model, val_x.data(), val_y.data(), rows, T, false, 0.0f);
-            s += (double)gpt_mean_loss(&model) * rows;
+            if (val_loader.sft) {
+                s += gpt_loss_sum(&model);
+                counted += std::count_if(val_y.begin(), val_y.begin() + (size_t)rows * T, [](int y) { return y >= 0; });
+            } else {
+                s += (double)gpt_mean_loss(&model) * rows;
+            }
             done += rows;
         }
-        const float vl = (float)(s / std::max(1LL, n));
+        const float vl = (float)(s / std::max(1LL, val_loader.sft ? counted : n));
         if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld sequences)\n", vl, vl / bytes_per_token, step, n);
         else printf("val loss %.4f (step %d, %lld sequences)\n", vl, step, n);
         if (run.logf) { fprintf(run.logf, "step %d val_loss %.6f\n", step, vl); fflush(run.logf); }
         run.curve.val.push_back({step, vl});
         return vl;
     };
+    auto decode = [&](const std::vector<int>& ids) {   // without a tokenizer: the ids
+        if (have_tok) return tokenizer_decode(&tok, ids.data(), ids.size());
+        if (have_hf_tok) return hf_tokenizer_decode(&hf_tok, ids.data(), ids.size());
+        std::string s;
+        for (int id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+        return s;
+    };
     auto run_sample = [&](int step) {
-        if (!have_tok && !have_hf_tok) return;
-        const std::vector<int> ids = gpt_sample(&model, start_token, tc.sample_tokens, tc.temperature, tc.top_k, &sample_rng);
-        const std::string s = have_tok ? tokenizer_decode(&tok, ids.data(), ids.size()) : hf_tokenizer_decode(&hf_tok, ids.data(), ids.size());
-        printf("---- sample at step %d ----\n%s\n---------------------------\n", step, s.c_str());
+        if (have_tok || have_hf_tok) {
+            const std::vector<int> ids = gpt_sample(&model, {start_token}, tc.sample_tokens, tc.temperature, tc.top_k, -1, &sample_rng);
+            printf("---- sample at step %d ----\n%s\n---------------------------\n", step, decode(ids).c_str());
+        }
+        // --chat-prompts: greedy answers (no RNG drawn: the samples above stay as they were)
+        int with = 0, exact = 0;
+        for (size_t k = 0; k < chat.prompts.size(); k++) {
+            const int n = std::max(tc.sample_tokens, (int)chat.answers[k].size());
+            const std::vector<int> out = gpt_sample(&model, chat.prompts[k], n, 0.0f, 0, chat.eot, &sample_rng);
+            if (!chat.answers[k].empty()) { with++; exact += out == chat.answers[k]; }
+            if (k < 4) {
+                const std::vector<int> prompt_tail(chat.prompts[k].end() - std::min<size_t>(chat.prompts[k].size(), 24), chat.prompts[k].end());
+                printf("---- chat %zu at step %d: ...%s\n%s\n", k, step, decode(prompt_tail).c_str(), decode(out).c_str());
+            }
+        }
+        if (with > 0) {
+            printf("chat eval at step %d: %d of %d answers exact (%.1f%%, greedy)\n", step, exact, with, 100.0 * exact / with);
+            if (run.logf) { fprintf(run.logf, "step %d chat_exact %.6f\n", step, (double)exact / with); fflush(run.logf); }
+        }
     };
 
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
@@ -883,17 +930,33 @@ int main(int argc, char** argv) {
         run_step_begin(&run);
         gpt_zero_grad(&model);
         double loss = 0;
+        // SFT: the loss is the mean over the step's targets that count, every rank's and every
+        // micro-batch's (n_targets), so the step's micro-batches are read before the first backward
+        long long n_targets = 0;
+        if (train_loader.sft) {
+            for (int micro = 0; micro < grad_accum; micro++) {
+                token_data_next(&train_loader);
+                step_x[micro].assign(train_loader.inputs, train_loader.inputs + micro_tokens);
+                step_y[micro].assign(train_loader.targets, train_loader.targets + micro_tokens);
+                n_targets += train_loader.sl.n_targets_global;
+            }
+            if (n_targets == 0) fail("%s: a step with no loss targets (every SFT document has one: a bad shard?)", tc.train_data.c_str());
+        }
         for (int micro = 0; micro < grad_accum; micro++) {
             const int* x = rand_tokens.data();
             const int* y = rand_targets.data();
-            if (!tc.random_data) { token_data_next(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
+            // the gradients are averaged over the ranks: each rank's loss is scaled to the global mean's share
+            float dloss = 1.0f / (float)(micro_tokens * grad_accum);
+            if (train_loader.sft) { x = step_x[micro].data(); y = step_y[micro].data(); dloss = (float)dist.world / (float)n_targets; }
+            else if (!tc.random_data) { token_data_next(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
             // a function of the step (and the rank: every rank its own masks): resumable
             model.dropout_seed = dropout_hash((uint64_t)tc.seed, (uint64_t)step * 65536 + (uint64_t)micro * dist.world + dist.rank);
             model.micro = micro;   // several GPUs: ZeRO 0/1 reduce the gradients after the last micro-step
             model.micro_steps = grad_accum;
-            gpt_forward(&model, x, y, B, T, true, 1.0f / (float)(micro_tokens * grad_accum));
+            gpt_forward(&model, x, y, B, T, true, dloss);
             gpt_backward(&model);
-            loss += gpt_mean_loss(&model) / grad_accum;
+            if (train_loader.sft) loss += gpt_loss_sum(&model) * dist.world / (double)n_targets;
+            else loss += gpt_mean_loss(&model) / grad_accum;
         }
         // several GPUs: the loss averaged over the ranks; a non-finite loss or grad norm skips the update
         const RunStep rs = run_update(&run, loss, model.stream, [&](float lr) { return gpt_update(&model, oc, lr); });

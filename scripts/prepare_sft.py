@@ -38,6 +38,15 @@ the end; a folder holding an earlier run's outputs is replaced only with --force
   OUT/train_000.bin, ...  SFT shards of at most --shard-tokens tokens (whole conversations)
   OUT/val_000.bin         the last conversations (--val-fraction, at least one when > 0)
   OUT/sft.json            the settings and the counts printed at the end
+  OUT/prompts.txt         with --prompts FILE: chat prompts for train_gpt --chat-prompts, so that a
+                          run shows the model answering (and, where a line gives the answer, counts
+                          exact matches). FILE is JSONL like --input; a conversation that ends with a
+                          user turn is a prompt alone, one that ends with an assistant turn is the
+                          prompt before it and that answer. Each prompt is rendered with
+                          add_generation_prompt=True; an answer is the tokens the loss mask gives
+                          its last assistant turn (through the end-of-turn token). Format: a line
+                          "mega.c chat prompts 1 eot=ID n=N", then per prompt its token ids, " | ",
+                          and its answer's ids (none: nothing after the bar).
 Errors end with one line "error: ..." on stderr, exit 1, and leave no output.
 """
 import argparse
@@ -53,7 +62,7 @@ from script_util import fail, out_dir_tmp, commit_dir  # noqa: E402  (one "error
 SFT_SHARD_MAGIC, SFT_SHARD_VERSION = 20250312, 1   # llmc/data/sft_data.h
 HEADER_INTS = 256
 ROLES = ("system", "user", "assistant")
-OUTPUTS = ["train_*.bin", "val_*.bin", "sft.json"]
+OUTPUTS = ["train_*.bin", "val_*.bin", "sft.json", "prompts.txt"]
 
 
 def load_tokenizer(model, template_file):
@@ -187,6 +196,33 @@ def tokenize_conversation(tok, msgs, eot, where):
     return ids, mask
 
 
+def chat_prompts(tok, eot, path, seq_len):
+    """[(prompt ids, answer ids)] of --prompts: a conversation ending with an assistant turn gives
+    the prompt before it and that turn's masked tokens as the answer; one ending with a user turn
+    the prompt alone."""
+    out = []
+    for msgs, where in read_conversations([path]):
+        prompt_msgs = msgs[:-1] if msgs[-1]["role"] == "assistant" else msgs
+        if not prompt_msgs or prompt_msgs[-1]["role"] != "user":
+            fail("%s: a prompt must end with a user turn (then, optionally, the assistant's answer)" % where)
+        if msgs[-1]["role"] == "assistant":
+            ids, mask = tokenize_conversation(tok, msgs, eot, where)
+            end = len(mask)
+            while end > 0 and not mask[end - 1]:
+                end -= 1
+            start = end
+            while start > 0 and mask[start - 1]:
+                start -= 1
+            answer = ids[start:end]
+        else:
+            answer = []
+        prompt, _ = encode(tok, render(tok, prompt_msgs, True, where))
+        if len(prompt) + max(len(answer), 1) > seq_len:
+            fail("%s: the prompt (%d tokens) and its answer (%d) do not fit --seq-len %d" % (where, len(prompt), len(answer), seq_len))
+        out.append((prompt, answer))
+    return out
+
+
 def write_shard(path, docs, vocab_size, seq_len):
     """docs: [(ids, mask)] -> one SFT shard (docs/formats.md)."""
     n_tok = sum(len(d) for d, _ in docs)
@@ -223,6 +259,7 @@ def main():
     ap.add_argument("--chat-template", default=None, help="a Jinja chat template file to use instead of the model's")
     ap.add_argument("--eot-token", default=None, help="the end-of-turn token (default: found by rendering a one-turn probe)")
     ap.add_argument("--force", action="store_true", help="replace an --out folder holding an earlier run's outputs")
+    ap.add_argument("--prompts", default=None, help="JSONL of chat prompts (and answers) for train_gpt --chat-prompts: OUT/prompts.txt")
     args = ap.parse_args()
     if args.seq_len < 1:
         fail("--seq-len: must be >= 1, got %d" % args.seq_len)
@@ -236,6 +273,7 @@ def main():
     vocab = len(tok)
     eot = find_eot(tok, args.eot_token)
     convs = read_conversations(args.input)
+    prompts = chat_prompts(tok, eot, args.prompts, args.seq_len) if args.prompts else []
 
     counts = {"conversations": len(convs), "written": 0, "no_assistant_turn": 0, "too_long_dropped": 0, "truncated": 0,
               "truncated_to_nothing": 0}
@@ -286,6 +324,12 @@ def main():
         with open(os.path.join(tmp, "sft.json"), "w") as f:
             json.dump(stats, f, indent=1)
             f.write("\n")
+        if prompts:
+            with open(os.path.join(tmp, "prompts.txt"), "w") as f:
+                f.write("mega.c chat prompts 1 eot=%d n=%d\n" % (eot, len(prompts)))
+                for prompt, answer in prompts:
+                    f.write(" ".join(map(str, prompt)) + " |" + "".join(" %d" % x for x in answer) + "\n")
+            files.append(("prompts.txt", None))
     except OSError as e:
         fail("%s: write failed (%s)" % (e.filename or args.out, e.strerror or e))
     commit_dir(tmp, args.out)

@@ -55,12 +55,19 @@ expect accum_mismatch    "--total-batch-tokens" $common --total-batch-tokens 100
 expect negative_batch    "--batch-size"         $common --batch-size -4
 expect missing_data      "$T/none_"             $common --train-data "$T/none_*.bin"
 expect missing_megatron  "$T/none_mg.idx"       $common --train-data "megatron:$T/none_mg"
-# an SFT shard (scripts/prepare_sft.py) is not llm.c token data: train_gpt says so (test/test_sft_data writes one)
+# SFT shards (scripts/prepare_sft.py; test/test_sft_data writes one of vocabulary 1000): --pack 0 only,
+# a model vocabulary that holds the shard's, chat prompts that fit the model
 if ./test/test_sft_data --write "$T/sft/train_000.bin" 2> "$T/sft_write.err"; then
-    expect sft_shard_as_tokens "train_000.bin: header magic: 20250312 is an SFT shard" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000
+    expect sft_pack_1      "flag --pack: 1 (several conversations a row)" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --pack 1
+    expect sft_pack_2      "flag --pack: expected 0"   $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --pack 2
+    expect sft_small_vocab "train_000.bin"             $common --train-data "$T/sft/train_*.bin" --vocab-size 500
 else
-    echo "FAIL bad_input/sft_shard_as_tokens: test/test_sft_data --write failed: $(head -1 "$T/sft_write.err")"; fail=$((fail + 1))
+    echo "FAIL bad_input/sft_shards: test/test_sft_data --write failed: $(head -1 "$T/sft_write.err")"; fail=$((fail + 1))
 fi
+printf 'mega.c chat prompts 1 eot=2 n=1\n5 6 | 7 2\n' > "$T/prompts_ok.txt"
+printf 'mega.c chat prompts 1 eot=2 n=1\n5 600 | 7 2\n' > "$T/prompts_vocab.txt"
+expect chat_prompts_missing "$T/none_prompts.txt: cannot open" $common --chat-prompts "$T/none_prompts.txt"
+expect chat_prompts_vocab   "token id 600 is outside the vocabulary" $common --vocab-size 512 --chat-prompts "$T/prompts_vocab.txt"
 expect megatron_vocab    "dtype8_uint16"        $common --train-data "megatron:test/data/megatron/dtype8_uint16" --vocab-size 200
 expect wrong_magic       "magic.bin"            $common --train-data "$T/magic.bin" --vocab-size 300
 expect wrong_version     "version.bin"          $common --train-data "$T/version.bin" --vocab-size 300

@@ -1,6 +1,7 @@
 // GPU test of train_gpt.cu against the PyTorch reference tensors in test/data
 // (written by dev/reference/gpt.py): logits, loss, every parameter gradient,
-// the grad norm, 10 AdamW steps, and bit-identical repeats.
+// the grad norm, 10 AdamW steps, and bit-identical repeats; an SFT batch (targets -100
+// off the loss mask: the loss is the mean over the others); activation recompute.
 // Built twice: test/test_gpt (bf16 compute, the trainer's default) and
 // test/test_gpt_fp32 (-DENABLE_FP32, everything fp32: tighter tolerances).
 #define TRAIN_GPT_NO_MAIN
@@ -25,6 +26,9 @@ static void check(const std::string& name, double err, double tol) {
 }
 
 
+// The targets the loss counts (SFT files: not -100); the loss is their mean.
+static int counted_targets(const int* y, int n) { return (int)std::count_if(y, y + n, [](int t) { return t >= 0; }); }
+
 // Runs `steps` AdamW steps from the reference init; returns the losses.
 static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, const int* x, const int* y, int B, int T,
                                       const OptimConfig& oc, int steps) {
@@ -32,9 +36,10 @@ static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, co
     std::vector<float> losses;
     for (int s = 0; s < steps; s++) {
         gpt_zero_grad(g);
-        gpt_forward(g, x, y, B, T, true, 1.0f / (B * T));
+        const int n = counted_targets(y, B * T);
+        gpt_forward(g, x, y, B, T, true, 1.0f / n);
         gpt_backward(g);
-        losses.push_back(gpt_mean_loss(g));
+        losses.push_back((float)(gpt_loss_sum(g) / n));
         gpt_update(g, oc, oc.lr);
     }
     cudaCheck(cudaStreamSynchronize(g->stream));
@@ -63,7 +68,8 @@ static void run_file(const std::string& path) {
 
     // forward only: logits and loss
     gpt_forward(&g, x, y, B, T, false, 0.0f);
-    const float loss = gpt_mean_loss(&g);
+    const int counted = counted_targets(y, BT);
+    const float loss = (float)(gpt_loss_sum(&g) / counted);
     std::vector<floatX> lx((size_t)BT * Vp);
     cudaCheck(cudaMemcpy(lx.data(), g.act.logits, lx.size() * sizeof(floatX), cudaMemcpyDeviceToHost));
     std::vector<float> logits((size_t)BT * V);
@@ -74,7 +80,7 @@ static void run_file(const std::string& path) {
 
     // forward + backward: every gradient
     gpt_zero_grad(&g);
-    gpt_forward(&g, x, y, B, T, true, 1.0f / BT);
+    gpt_forward(&g, x, y, B, T, true, 1.0f / counted);
     gpt_backward(&g);
     const float norm = params_grad_norm(&g, g.stream);
     std::vector<float> grads(g.num_params);
@@ -153,9 +159,10 @@ static std::vector<float> grads_with(const GPTConfig& cfg, const Recompute& rc, 
     g.dropout = dropout;
     g.dropout_seed = 777;
     gpt_zero_grad(&g);
-    gpt_forward(&g, x, y, B, T, true, 1.0f / (B * T));
+    const int n = counted_targets(y, B * T);
+    gpt_forward(&g, x, y, B, T, true, 1.0f / n);
     gpt_backward(&g);
-    *loss = gpt_mean_loss(&g);
+    *loss = (float)(gpt_loss_sum(&g) / n);
     std::vector<float> grads(g.num_params);
     cudaCheck(cudaMemcpy(grads.data(), g.grads, grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
     gpt_free(&g);
@@ -201,7 +208,8 @@ int main(int argc, char** argv) {
     }
     cudaCheck(cudaSetDevice(0));
     cublas_init();
-    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt"};
+    // gpt_sft_rows.mgt: SFT targets (-100 ignored) one conversation a row, as train_gpt --pack 0 trains
+    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt", "test/data/gpt_sft_rows.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     for (const std::string& f : files) run_file(f);
     for (const std::string& f : files) check_recompute(f);

@@ -5,7 +5,8 @@
 // rows get zero gradient, and the loss at init is near ln(vocab).
 // gpt_sft.mgt is a packed SFT batch (its `positions`: two conversations a row,
 // attention inside each, targets -100 off the loss mask and on padding, the loss the
-// mean over the targets that count), checked the same way.
+// mean over the targets that count), checked the same way; gpt_sft_rows.mgt the same data
+// one conversation a row (train_gpt --pack 0: no positions, plain causal attention).
 #define GPT_CPU_NO_MAIN
 #include "../dev/cpu/gpt.cpp"
 #include "gpt_reference.h"
@@ -118,7 +119,7 @@ static void run_file(const std::string& path) {
 }
 
 int main(int argc, char** argv) {
-    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt", "test/data/gpt_sft.mgt"};
+    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt", "test/data/gpt_sft.mgt", "test/data/gpt_sft_rows.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     double t0 = wall_seconds();
     for (const std::string& f : files) run_file(f);

@@ -8,7 +8,8 @@
 # (llmc/data/sft_data.h, test/test_sft_data --check) accepts the shards; bad input ends with
 # exit 1 and one stderr line and leaves no output (an unknown role, invalid JSON, a folder of
 # other files); a folder holding an earlier run's outputs is refused without --force and
-# replaced whole with it.
+# replaced whole with it; --prompts writes prompts.txt exactly (the generation prompt, the
+# answer's tokens) and the C++ reader takes it; a prompt without a user turn is refused.
 # Prints SKIP when no python3 with transformers, tokenizers and numpy is found; set PYTHON to
 # choose the interpreter.
 set -u
@@ -146,6 +147,47 @@ else
     ko "cpp_reader: expected 3 conversations and $want: $(tail -1 "$T/cpp.log")"
 fi
 
+# --prompts: OUT/prompts.txt holds each prompt rendered with the generation prompt and, where the
+# line ends with the assistant's turn, that answer's tokens through <|im_end|> (worked out here)
+cat > "$T/prompts.jsonl" <<'EOF2'
+{"prompt": "2+3?", "completion": "5"}
+{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}
+EOF2
+if run --input "$T/chats.jsonl" --prompts "$T/prompts.jsonl" --seq-len 100 --out "$T/pout" > "$T/pout.log" 2>&1; then
+    "$PY" - "$T/pout/prompts.txt" > "$T/pverify.log" 2>&1 <<'EOF2'
+import sys
+from tokenizers import pre_tokenizers
+alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+byte_id = {b: 3 + alphabet.index(chr(c)) for b, c in zip(bs, cs)}
+def text(s):
+    return [byte_id[b] for b in s.encode("utf-8")]
+def turn(role, content):
+    return [1] + text(role + "\n" + content) + [2] + text("\n")
+gen = [1] + text("assistant\n")
+want = ["mega.c chat prompts 1 eot=2 n=2",
+        " ".join(map(str, turn("user", "2+3?") + gen)) + " | " + " ".join(map(str, text("5") + [2])),
+        " ".join(map(str, turn("system", "Be brief.") + turn("user", "hi") + gen)) + " |"]
+got = open(sys.argv[1]).read().split("\n")
+ok = got[:-1] == want and got[-1] == ""
+print(("PASS" if ok else "FAIL") + " prepare_sft/prompts_file: " + ("2 prompts, the first with its answer 5<|im_end|>" if ok else "got %r, want %r" % (got, want)))
+EOF2
+    grep -E "^(PASS|FAIL)" "$T/pverify.log" || ko "prompts_file: $(tail -2 "$T/pverify.log" | tr '\n' ' ')"
+    pass=$((pass + $(grep -c "^PASS" "$T/pverify.log"))); fail=$((fail + $(grep -c "^FAIL" "$T/pverify.log")))
+    if ./test/test_sft_data --prompts "$T/pout/prompts.txt" 259 100 > "$T/pcpp.log" 2>&1 && grep -q "2 prompts (.*), 1 with answers, end-of-turn 2" "$T/pcpp.log"; then
+        ok "prompts_cpp_reader" "$(cat "$T/pcpp.log")"
+    else
+        ko "prompts_cpp_reader: $(tail -1 "$T/pcpp.log")"
+    fi
+else
+    ko "runs_prompts: $(tail -1 "$T/pout.log")"
+fi
+printf '{"messages": [{"role": "assistant", "content": "no user turn"}]}\n' > "$T/badprompt.jsonl"
+
 # bad input: one line, exit 1, no output folder
 refuse() {  # refuse NAME NEEDLE ARGS...: exit 1, one stderr line holding NEEDLE, no --out folder made
     local name=$1 needle=$2; shift 2
@@ -165,6 +207,8 @@ refuse unknown_role "role.jsonl: line 1: message 1: role 'bot' is not one of sys
     --model "$T/model" --input "$T/role.jsonl" --seq-len 64 --out "$T/bad_unknown_role"
 refuse bad_json "json.jsonl: line 1: invalid JSON" --model "$T/model" --input "$T/json.jsonl" --seq-len 64 --out "$T/bad_bad_json"
 refuse nothing_to_train "no conversation to train on" --model "$T/model" --input "$T/none.jsonl" --seq-len 64 --out "$T/bad_nothing_to_train"
+refuse prompt_no_user "badprompt.jsonl: line 1: a prompt must end with a user turn" --model "$T/model" --input "$T/chats.jsonl" \
+    --prompts "$T/badprompt.jsonl" --seq-len 64 --out "$T/bad_prompt_no_user"
 refuse no_model "--model $T/nope: no such folder" --model "$T/nope" --input "$T/chats.jsonl" --seq-len 64 --out "$T/bad_no_model"
 mkdir -p "$T/other"; echo x > "$T/other/notes.txt"
 refuse other_files "holds files that are not this script's outputs (notes.txt)" --model "$T/model" --input "$T/chats.jsonl" --seq-len 64 --out "$T/other"

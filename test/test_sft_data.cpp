@@ -14,11 +14,15 @@ Tests of llmc/data/sft_data.h, the SFT shards (conversations with a loss mask) a
     on a conversation's first token, a conversation without a loss token, one longer than
     T + 1, a --pack other than 0/1, too few conversations for a batch, an llm.c loader given
     an SFT shard, a position from llm.c shards
+  - chat prompts files (train_gpt --chat-prompts): read exactly; a bad header, end-of-turn id,
+    truncated or extra lines, a line without the bar, ids that are not numbers or past the
+    vocabulary, an empty prompt, a prompt and answer longer than T, a missing file
 
   make test/test_sft_data && ./test/test_sft_data
   ./test/test_sft_data --check GLOB VOCAB T     (checks the shards, prints the conversations and
                                                   loss tokens; test/test_prepare_sft.sh uses it)
-  ./test/test_sft_data --init GLOB VOCAB T B PACK | --llmc GLOB VOCAB | --position GLOB | --write PATH   (child modes)
+  ./test/test_sft_data --init GLOB VOCAB T B PACK | --llmc GLOB VOCAB | --position GLOB | --write PATH |
+                      --prompts FILE VOCAB T   (child modes)
 */
 #include <map>
 #include <set>
@@ -129,6 +133,13 @@ int main(int argc, char** argv) {
     if (argc == 3 && std::string(argv[1]) == "--write") {   // a small valid shard (test_bad_input.sh gives it to train_gpt)
         make_parent_dirs(argv[2]);
         write_sft_shard(argv[2], {make_doc(0, 5).tok, make_doc(1, 6).tok}, {make_doc(0, 5).mask, make_doc(1, 6).mask}, VOCAB, 8);
+        return 0;
+    }
+    if (argc == 5 && std::string(argv[1]) == "--prompts") {   // a chat prompts file: its counts
+        const ChatPrompts cp = chat_prompts_read(argv[2], atoi(argv[3]), atoi(argv[4]));
+        size_t with = 0, tokens = 0;
+        for (size_t k = 0; k < cp.prompts.size(); k++) { with += !cp.answers[k].empty(); tokens += cp.prompts[k].size(); }
+        printf("%s: %zu prompts (%zu tokens), %zu with answers, end-of-turn %d\n", argv[2], cp.prompts.size(), tokens, with, cp.eot);
         return 0;
     }
     if (argc == 3 && std::string(argv[1]) == "--position") {
@@ -280,6 +291,36 @@ int main(int argc, char** argv) {
         sft_next_batch(&sl);
         check(sl.shards[0].token_bytes == 4 && same_batch(sl, expected_rows(d2, {{0}, {1}}, T)), "read/uint32_tokens", "vocabulary past 65536: uint32 tokens");
         sft_free(&sl);
+    }
+
+    {
+        // chat prompts (train_gpt --chat-prompts): read exactly; bad files one line each
+        auto write = [&](const std::string& name, const std::string& text) {
+            const std::string path = DIR + "/" + name;
+            FILE* f = fopen(path.c_str(), "wb");
+            if (!f || fwrite(text.data(), 1, text.size(), f) != text.size() || fclose(f) != 0) fail("cannot write %s", path.c_str());
+            return path;
+        };
+        const std::string good = write("prompts.txt", "mega.c chat prompts 1 eot=2 n=3\n5 6 7 | 8 9 2\n10 11 |\n12 | 2\n");
+        const ChatPrompts cp = chat_prompts_read(good, VOCAB, 8);
+        const bool exact = cp.eot == 2 && cp.prompts == std::vector<std::vector<int>>{{5, 6, 7}, {10, 11}, {12}} &&
+                           cp.answers == std::vector<std::vector<int>>{{8, 9, 2}, {}, {2}};
+        check(exact, "prompts/read", "3 prompts, the second without an answer");
+        const struct { const char* name; const char* text; const char* needle; int T; } bad[] = {
+            {"header", "chat prompts eot=2 n=1\n5 | 6\n", "line 1: expected \"mega.c chat prompts 1 eot=ID n=N\"", 8},
+            {"eot", "mega.c chat prompts 1 eot=1000 n=1\n5 | 6\n", "end-of-turn id 1000 is outside the vocabulary", 8},
+            {"truncated", "mega.c chat prompts 1 eot=2 n=3\n5 | 6\n", "1 prompt lines, the header says 3", 8},
+            {"extra", "mega.c chat prompts 1 eot=2 n=1\n5 | 6\n7 | 8\n", "line 3: more lines than the header's n=1", 8},
+            {"no_bar", "mega.c chat prompts 1 eot=2 n=1\n5 6\n", "line 2: expected \"PROMPT IDS | ANSWER IDS\"", 8},
+            {"not_ids", "mega.c chat prompts 1 eot=2 n=1\n5 x6 | 6\n", "line 2: expected token ids", 8},
+            {"id_range", "mega.c chat prompts 1 eot=2 n=1\n5 1000 | 6\n", "line 2: token id 1000 is outside the vocabulary", 8},
+            {"empty_prompt", "mega.c chat prompts 1 eot=2 n=1\n | 6\n", "line 2: an empty prompt", 8},
+            {"too_long", "mega.c chat prompts 1 eot=2 n=1\n1 2 3 4 5 | 6 7 8 9\n", "the prompt (5 tokens) and its answer (4) do not fit --seq-len 8", 8},
+        };
+        for (const auto& b : bad)
+            check_fails_one_line(std::string("prompts/bad_") + b.name, {"--prompts", write(std::string("bad_") + b.name + ".txt", b.text), "1000", std::to_string(b.T)},
+                                 b.needle);
+        check_fails_one_line("prompts/missing", {"--prompts", DIR + "/nope.txt", "1000", "8"}, "nope.txt: cannot open");
     }
 
     printf("%s\n", n_failed ? "test_sft_data: FAILED" : "test_sft_data: all passed");

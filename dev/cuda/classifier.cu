@@ -3,11 +3,13 @@ Check and benchmark of llmc/kernels/classifier.cuh, fused softmax + cross-entrop
   fused_classifier: per row of logits [rows, Vp], softmax over the first V columns only,
                     losses[row] = logsumexp(z[:V]) - z[target];
                     with write_dlogits, logits become (softmax - onehot(target)) * dloss in place,
-                    and the padding columns V..Vp-1 become 0.
+                    and the padding columns V..Vp-1 become 0; a negative target (SFT_IGNORE,
+                    -100) gives loss 0 and a dlogits row of 0.
 Validated against a CPU reference (double) at small shapes (every row) and at
 the gpt-1b (V = Vp = 128256) and emu3 (V 184622 < Vp 184704) shapes (a subset of
 rows); timed at the large shapes. The padding columns hold random values, not
-zeros, so that a kernel that lets them into the softmax fails.
+zeros, so that a kernel that lets them into the softmax fails. About one row in five has
+the ignore target -100 (a prompt or padding token of an SFT batch).
 
   make dev/cuda/classifier && ./dev/cuda/classifier
 */
@@ -23,7 +25,7 @@ static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng)
     int* d_targets = dev_alloc<int>(rows);
     fill_random(logits_in, n, rng, 3.0f);
     std::vector<int> targets(rows);
-    for (int r = 0; r < rows; r++) targets[r] = (int)(rng_u32(rng) % (uint32_t)V);
+    for (int r = 0; r < rows; r++) targets[r] = rng_u32(rng) % 5 == 0 ? -100 : (int)(rng_u32(rng) % (uint32_t)V);
     upload_ints(d_targets, targets);
 
     // reference over a subset of rows
@@ -33,6 +35,7 @@ static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng)
     for (size_t k = 0; k < vr.size(); k++) {
         const float* zr = &z[k * Vp];
         const int tgt = targets[vr[k]];
+        if (tgt < 0) continue;   // ignored: loss 0, dlogits 0 (the zeros the vectors start with)
         double m = -INFINITY;
         for (int c = 0; c < V; c++) m = std::max(m, (double)zr[c]);
         double s = 0.0;

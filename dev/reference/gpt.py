@@ -4,7 +4,9 @@
 gpt_sft.mgt is a packed SFT batch (llmc/data/sft_data.h's rows): several conversations a row,
 positions restarting at each one (RoPE), attention inside each one, targets -100 (transformers'
 ignore index) off the loss mask and on padding, the loss the mean over the targets that count;
-its extra tensor is `positions` [B,T].
+its extra tensor is `positions` [B,T]. gpt_sft_rows.mgt is the unpacked layout (train_gpt --pack 0):
+one conversation a row, padding after it, plain causal attention and positions 0..T-1 (the padding
+is never attended to by a counted target), no `positions` tensor.
 
 The model spec in code: docs/gpt.md, dev/DESIGN.md, llmc/model/gpt_config.h.
 All math is float64 on the CPU; tensors are stored as float32 (int32 for ids).
@@ -357,7 +359,7 @@ def check_packing(c, P, tokens, pos, convs):
         close(logits[b:b + 1, t:t + n], alone, "packed conversation (row %d, from %d, %d positions) vs alone" % (b, t, n))
 
 
-def make(fname, c, seed, B, T, hp, packed_rows=None):
+def make(fname, c, seed, B, T, hp, packed_rows=None, positions=True):
     gen = torch.Generator().manual_seed(seed)
     P = init_params(c, gen)
     pos = None
@@ -366,6 +368,9 @@ def make(fname, c, seed, B, T, hp, packed_rows=None):
         targets = torch.randint(0, c["vocab_size"], (B, T), generator=gen)
     else:
         tokens, targets, pos, convs = sft_rows(c, gen, packed_rows, T)
+        if not positions:
+            assert all(t == 0 for _, t, _ in convs), "without positions: one conversation a row, at its start"
+            pos = None
         check_packing(c, P, tokens, pos, convs)
 
     logits, loss, G = grads_of(c, P, tokens, targets, pos)
@@ -420,6 +425,9 @@ def main():
         # row 0: conversations of 7 and 10 tokens (6 + 9 positions) and 9 of padding; row 1: 12 and 13
         # tokens (11 + 12 positions) filling all 23 positions but the last (1 of padding)
         make("gpt_sft.mgt", SFT, 7, 2, 24, TRAIN, packed_rows=[[7, 10], [12, 13]])
+    if not only or "gpt_sft_rows.mgt" in only:
+        # one conversation a row (--pack 0): 10 tokens (9 positions, 15 of padding) and 13 (12, 12)
+        make("gpt_sft_rows.mgt", SFT, 11, 2, 24, TRAIN, packed_rows=[[10], [13]], positions=False)
 
 
 if __name__ == "__main__":

@@ -399,3 +399,77 @@ static inline void sft_free(SftLoader* sl) {
     sl->file_shard = -1;
     sl->shards.clear();
 }
+
+// ---------------------------------------------------------------------------
+// Chat prompts (scripts/prepare_sft.py --prompts: OUT/prompts.txt; train_gpt --chat-prompts):
+// a line "mega.c chat prompts 1 eot=ID n=N", then N lines "PROMPT IDS | ANSWER IDS" (the
+// prompt rendered with the generation prompt; the answer, if given, the tokens the model
+// should write through the end-of-turn token ID).
+struct ChatPrompts {
+    int eot = -1;
+    std::vector<std::vector<int>> prompts, answers;   // answers[k] empty: none given
+};
+
+// Reads and checks a prompts file against the model's vocabulary and sequence length T (a
+// prompt and its answer, or one generated token, must fit). One line naming the file and
+// line on any fault.
+static inline ChatPrompts chat_prompts_read(const std::string& path, int vocab_size, int T) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) fail("%s: cannot open (%s)", path.c_str(), strerror(errno));
+    std::string text;
+    char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        text.append(buf, got);
+        if (text.size() > ((size_t)1 << 30)) { fclose(f); fail("%s: larger than 1 GiB: not a chat prompts file", path.c_str()); }
+    }
+    const bool read_error = ferror(f) != 0;
+    fclose(f);   // read-only
+    if (read_error) fail("%s: read error", path.c_str());
+    std::vector<std::string> lines;
+    for (size_t a = 0; a < text.size();) {
+        size_t b = text.find('\n', a);
+        if (b == std::string::npos) b = text.size();
+        lines.push_back(text.substr(a, b - a));
+        a = b + 1;
+    }
+    ChatPrompts cp;
+    long long n = -1, eot = -1;
+    char tail = 0;
+    if (lines.empty() || sscanf(lines[0].c_str(), "mega.c chat prompts 1 eot=%lld n=%lld%c", &eot, &n, &tail) != 2)
+        fail("%s: line 1: expected \"mega.c chat prompts 1 eot=ID n=N\" (written by scripts/prepare_sft.py --prompts)", path.c_str());
+    if (eot < 0 || eot >= vocab_size) fail("%s: line 1: end-of-turn id %lld is outside the vocabulary [0, %d)", path.c_str(), eot, vocab_size);
+    if (n < 1 || n > 100000) fail("%s: line 1: n=%lld prompts, expected 1 to 100000", path.c_str(), n);
+    if ((long long)lines.size() - 1 < n) fail("%s: %lld prompt lines, the header says %lld (truncated?)", path.c_str(), (long long)lines.size() - 1, n);
+    for (size_t k = (size_t)n + 1; k < lines.size(); k++)
+        if (!lines[k].empty()) fail("%s: line %zu: more lines than the header's n=%lld", path.c_str(), k + 1, n);
+    cp.eot = (int)eot;
+    for (long long k = 1; k <= n; k++) {
+        const std::string& s = lines[(size_t)k];
+        const size_t bar = s.find('|');
+        if (bar == std::string::npos) fail("%s: line %lld: expected \"PROMPT IDS | ANSWER IDS\"", path.c_str(), k + 1);
+        std::vector<int> part[2];
+        for (int h = 0; h < 2; h++) {
+            const std::string seg = h == 0 ? s.substr(0, bar) : s.substr(bar + 1);
+            const char* c = seg.c_str();
+            while (*c) {
+                if (*c == ' ' || *c == '\r') { c++; continue; }
+                char* end = nullptr;
+                errno = 0;
+                const long long id = strtoll(c, &end, 10);
+                if (end == c || errno != 0 || (*end && *end != ' ' && *end != '\r'))
+                    fail("%s: line %lld: expected token ids (decimal integers) separated by spaces", path.c_str(), k + 1);
+                if (id < 0 || id >= vocab_size) fail("%s: line %lld: token id %lld is outside the vocabulary [0, %d)", path.c_str(), k + 1, id, vocab_size);
+                part[h].push_back((int)id);
+                c = end;
+            }
+        }
+        if (part[0].empty()) fail("%s: line %lld: an empty prompt", path.c_str(), k + 1);
+        if (part[0].size() + std::max<size_t>(part[1].size(), 1) > (size_t)T)
+            fail("%s: line %lld: the prompt (%zu tokens) and its answer (%zu) do not fit --seq-len %d", path.c_str(), k + 1, part[0].size(),
+                 part[1].size(), T);
+        cp.prompts.push_back(part[0]);
+        cp.answers.push_back(part[1]);
+    }
+    return cp;
+}

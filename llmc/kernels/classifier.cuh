@@ -3,7 +3,9 @@
 // together (online softmax) over the real vocabulary; pass 2 writes
 // dlogits = (softmax - onehot) * dloss over the logits in place. No fp32
 // probability tensor ever exists. Columns >= V (vocab padding) are excluded
-// from the softmax and get zero gradient.
+// from the softmax and get zero gradient. A negative target (SFT_IGNORE, -100:
+// a prompt token, padding; transformers' ignore index) is no one's target: loss 0,
+// dlogits row 0, and the row is not read.
 #pragma once
 #include "../core/cuda_common.h"
 
@@ -17,6 +19,13 @@ __global__ static void fused_classifier_kernel(floatX* logits, float* losses, co
                                                int Vp, bool write_dlogits) {
     const size_t row = blockIdx.x;
     floatX* x = logits + row * Vp;
+    const int target = targets[row];
+    if (target < 0) {   // ignored: the same for the whole block
+        if (threadIdx.x == 0) losses[row] = 0.0f;
+        if (write_dlogits)
+            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128(x + c, x128::constant((floatX)0.0f));
+        return;
+    }
     float m = -INFINITY, s = 0.0f;
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
         x128 v = load128(x + c);
@@ -38,7 +47,6 @@ __global__ static void fused_classifier_kernel(floatX* logits, float* losses, co
     __syncthreads();
     m = -INFINITY; s = 0.0f;
     for (int w = 0; w < nwarps; w++) online_softmax_merge(m, s, sm[w], ss[w]);
-    const int target = targets[row];
     const float lse = m + logf(s);
     if (threadIdx.x == 0) losses[row] = lse - (float)x[target];
     if (!write_dlogits) return;
@@ -54,7 +62,8 @@ __global__ static void fused_classifier_kernel(floatX* logits, float* losses, co
     }
 }
 
-// losses[row] = CE(logits[row], targets[row]); with write_dlogits, logits become dlogits * dloss.
+// losses[row] = CE(logits[row], targets[row]) (0 where the target is negative); with
+// write_dlogits, logits become dlogits * dloss (0 on the ignored rows).
 static void fused_classifier(floatX* logits, float* losses, const int* targets, float dloss, int rows, int V, int Vp,
                              bool write_dlogits, cudaStream_t stream) {
     NVTX_RANGE_FN();
