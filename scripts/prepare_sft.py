@@ -27,6 +27,9 @@ an assistant's answer (probed with a one-turn conversation; --eot-token to name 
 from the start through it are 1, everything else (system, user, the assistant header, what the
 template writes between turns) is 0.
 
+--loss-on all puts every token but a conversation's first in the loss (a baseline to compare the
+mask with; the answers are still what --prompts counts).
+
 Conversations that cannot train are counted and reported, not written: no assistant turn, or
 longer than --seq-len + 1 tokens (a training row holds T inputs and their T targets) with
 --overflow drop (default); --overflow truncate keeps the first seq-len + 1 tokens (dropped
@@ -259,6 +262,8 @@ def main():
     ap.add_argument("--chat-template", default=None, help="a Jinja chat template file to use instead of the model's")
     ap.add_argument("--eot-token", default=None, help="the end-of-turn token (default: found by rendering a one-turn probe)")
     ap.add_argument("--force", action="store_true", help="replace an --out folder holding an earlier run's outputs")
+    ap.add_argument("--loss-on", choices=["assistant", "all"], default="assistant",
+                    help="which tokens the loss counts: the assistants' (default) or every token (the baseline an SFT mask is compared with)")
     ap.add_argument("--prompts", default=None, help="JSONL of chat prompts (and answers) for train_gpt --chat-prompts: OUT/prompts.txt")
     args = ap.parse_args()
     if args.seq_len < 1:
@@ -295,6 +300,8 @@ def main():
                 counts["truncated_to_nothing"] += 1
                 continue
             counts["truncated"] += 1
+        if args.loss_on == "all":
+            mask = [1] * len(ids)
         mask[0] = 0   # the first token is no one's target
         docs.append((ids, mask))
     if not docs:
@@ -317,7 +324,7 @@ def main():
             files.append(("val_000.bin", val))
         for name, part in files:
             write_shard(os.path.join(tmp, name), part, vocab, args.seq_len)
-        stats = dict(counts, model=args.model, seq_len=args.seq_len, overflow=args.overflow, eot_id=eot, vocab_size=vocab,
+        stats = dict(counts, model=args.model, seq_len=args.seq_len, overflow=args.overflow, loss_on=args.loss_on, eot_id=eot, vocab_size=vocab,
                      train_conversations=len(train), val_conversations=len(val),
                      train_tokens=sum(len(d) for d, _ in train), train_loss_tokens=sum(sum(m) for _, m in train),
                      val_tokens=sum(len(d) for d, _ in val), val_loss_tokens=sum(sum(m) for _, m in val))

@@ -147,6 +147,16 @@ else
     ko "cpp_reader: expected 3 conversations and $want: $(tail -1 "$T/cpp.log")"
 fi
 
+# --loss-on all: every token but a conversation's first is a loss target
+if run --input "$T/chats.jsonl" --seq-len 100 --out "$T/all" --loss-on all > "$T/all.log" 2>&1 &&
+   ./test/test_sft_data --check "$T/all/train_*.bin" 259 100 > "$T/allcpp.log" 2>&1; then
+    read -r nd nt nl < <(sed -nE 's/.* ([0-9]+) conversations, ([0-9]+) tokens, ([0-9]+) loss targets$/\1 \2 \3/p' "$T/allcpp.log")
+    if [ -n "${nd:-}" ] && [ "$nl" -eq $((nt - nd)) ]; then ok "loss_on_all" "$nl loss targets = $nt tokens - $nd conversations"
+    else ko "loss_on_all: $(cat "$T/allcpp.log")"; fi
+else
+    ko "loss_on_all: $(tail -1 "$T/all.log") $(tail -1 "$T/allcpp.log")"
+fi
+
 # --prompts: OUT/prompts.txt holds each prompt rendered with the generation prompt and, where the
 # line ends with the assistant's turn, that answer's tokens through <|im_end|> (worked out here)
 cat > "$T/prompts.jsonl" <<'EOF2'
