@@ -56,6 +56,7 @@ run "tokenize_hf.py" bash test/test_tokenize_hf.sh
 run "moving shapes" ./test/test_moving_shapes
 run "gif and png writers" ./test/test_gif
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh
+run "prepare_dfm.py" bash test/test_prepare_dfm.sh
 run "convert_mugv.py (MUG-V DiT weights <-> model.bin)" bash test/test_convert_mugv.sh
 run "checkpoint" ./test/test_checkpoint
 run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
