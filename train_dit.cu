@@ -1395,6 +1395,8 @@ int main(int argc, char** argv) {
         if (obj.kind != DIT_OBJECTIVE_EDM && (obj.sigma_data != d.sigma_data || obj.p_mean != d.p_mean || obj.p_std != d.p_std ||
                                              obj.sigma_min != d.sigma_min || obj.sigma_max != d.sigma_max || obj.rho != d.rho))
             fail("flag --edm-*: EDM's settings are used with --objective edm only (this run has --objective %s)", objective_name.c_str());
+        if (obj.kind == DIT_OBJECTIVE_EDM && tc.t_shift != 1.0f)
+            fail("flag --t-shift: rectified flow's timestep shift, not used with --objective edm (its noise levels: --edm-p-mean/--edm-p-std)");
     }
     if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
     if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) fail("flag --ema-decay: must be in [0, 1), got %g", tc.ema_decay);
