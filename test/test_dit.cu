@@ -30,10 +30,14 @@
 // about three times the error an H200 shows. The sample run alone is expected
 // bit-identical to its place in the batch, with a margin because another batch
 // shape may pick other GEMM kernels.
+// The EDM sampler's clips (TOL_SAMPLE): the guided denoiser D_u + s (D_c - D_u)
+// carries F's bf16 error times about 1 + 2s (s = 3 in the file), and near the end
+// of a step the clip is mostly D; a wrong term or index still errs by O(1). The
+// fp32 build checks the sampler as tightly as everything else.
 #if defined(ENABLE_FP32)
-static const double TOL_OUT = 1e-5, TOL_LOSS = 1e-5, TOL_GRAD = 1e-5, TOL_STEPS = 1e-5, TOL_PACK = 1e-5;
+static const double TOL_OUT = 1e-5, TOL_LOSS = 1e-5, TOL_GRAD = 1e-5, TOL_STEPS = 1e-5, TOL_PACK = 1e-5, TOL_SAMPLE = 1e-5;
 #else
-static const double TOL_OUT = 3e-2, TOL_LOSS = 6e-3, TOL_GRAD = 5e-2, TOL_STEPS = 5e-3, TOL_PACK = 1e-2;
+static const double TOL_OUT = 3e-2, TOL_LOSS = 6e-3, TOL_GRAD = 5e-2, TOL_STEPS = 5e-3, TOL_PACK = 1e-2, TOL_SAMPLE = 1e-1;
 #endif
 
 static int n_pass = 0, n_fail = 0;
@@ -193,7 +197,7 @@ static void run_file(const std::string& path) {
             const std::vector<std::vector<float>> z = dit_sample(&g, prompts, sc, 0);
             std::vector<float> flat;
             for (const std::vector<float>& zp : z) flat.insert(flat.end(), zp.begin(), zp.end());
-            check(name + "/sampler_step" + std::to_string(k - 1), rel_error(flat.data(), ref_z.data() + (size_t)(k - 1) * flat.size(), flat.size()), TOL_OUT);
+            check(name + "/sampler_step" + std::to_string(k - 1), rel_error(flat.data(), ref_z.data() + (size_t)(k - 1) * flat.size(), flat.size()), TOL_SAMPLE);
         }
         set_batch(&g, bt);
     }
