@@ -21,9 +21,10 @@ NAME_samples.tsv (global index, tar:key, source, caption). The text keeps its
 leading rows up to the last row that is not all zero (the caption's tokens;
 DFM's encoder zeroes the rest), or all L rows with --keep-text-padding (DFM's
 own task encoder attends to the whole padded 512). The latents are stored as
-they are (source 'generated': DFM trains on them unnormalized) unless the VAE's
-per-channel --vae-mean/--vae-std (or --vae-stats) are given: then they are
-stored raw with source 'real' and the loader normalizes them.
+they are (source 'generated'; DFM's EDM pipeline takes them as they are, times
+sigma_data) unless the VAE's per-channel --vae-mean/--vae-std (or --vae-stats)
+are given: then they are stored raw with source 'real' and the loader
+normalizes them.
 
   python3 scripts/prepare_dfm.py --input /data/butterfly_webdataset --out-dir data/dfm --shard-samples 256
   ./train_dit --train-data "data/dfm/train_*.lat" --in-channels 16 --caption-channels 1024 --max-text-len 512 ...
