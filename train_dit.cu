@@ -1333,7 +1333,11 @@ int main(int argc, char** argv) {
         oc.lr = 3e-4f;
         tc.caption_dropout = 0.1f; tc.i2v_prob = 0.25f;
         tc.sample_every = 500; tc.eval_samples = 64;
+        // EDM's sigma_data stands for the data's scale (its second moment): these pixels are mostly
+        // background at -1, so it is about 1 here, not the 0.5 of zero-centred images
+        obj.sigma_data = 1.0f;
     }
+    const DiTObjective obj_defaults = obj;   // EDM's settings before the flags (given with rf: an error)
 
     ArgParser ap;
     ap.program = "train_dit";
@@ -1349,7 +1353,7 @@ int main(int argc, char** argv) {
     run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
     ap.add_string("--objective", &objective_name, "training objective: rf (rectified flow, MUG-V) or edm (EDM, Karras et al. 2022: NVIDIA DFM's Megatron DiT); stored in checkpoints");
     ap.add_float("--t-shift", &tc.t_shift, "rf: timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
-    ap.add_float("--edm-sigma-data", &obj.sigma_data, "edm: sigma_data of the preconditioning (the data's standard deviation); stored in checkpoints");
+    ap.add_float("--edm-sigma-data", &obj.sigma_data, "edm: sigma_data of the preconditioning (the data's scale, its RMS; the moving-shapes run: 1); stored in checkpoints");
     ap.add_float("--edm-p-mean", &obj.p_mean, "edm: mean of the training ln sigma");
     ap.add_float("--edm-p-std", &obj.p_std, "edm: standard deviation of the training ln sigma");
     ap.add_float("--edm-sigma-min", &obj.sigma_min, "edm: the sampler's last noise level (and the clean frames' c_noise)");
@@ -1391,7 +1395,7 @@ int main(int argc, char** argv) {
     obj.kind = dit_objective_parse_or_fail(objective_name);
     dit_objective_check_or_fail(obj);
     {
-        const DiTObjective d;
+        const DiTObjective& d = obj_defaults;
         if (obj.kind != DIT_OBJECTIVE_EDM && (obj.sigma_data != d.sigma_data || obj.p_mean != d.p_mean || obj.p_std != d.p_std ||
                                              obj.sigma_min != d.sigma_min || obj.sigma_max != d.sigma_max || obj.rho != d.rho))
             fail("flag --edm-*: EDM's settings are used with --objective edm only (this run has --objective %s)", objective_name.c_str());
