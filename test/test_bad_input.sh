@@ -185,6 +185,7 @@ if [ -x ./train_dit ]; then
     dit dit_edm_sigma_max "flag --edm-sigma-max: must be finite and > --edm-sigma-min" $dit_common --objective edm --edm-sigma-max 0.001
     dit dit_edm_rho      "flag --edm-rho: must be > 0" $dit_common --objective edm --edm-rho 0
     dit dit_edm_flag_rf  "flag --edm-\*: EDM's settings are used with --objective edm only" $dit_common --edm-sigma-data 1
+    dit dit_edm_flag_rf_ms "flag --edm-\*: EDM's settings are used with --objective edm only" --steps 1 --log-dir "''" --edm-sigma-data 0.5
     dit dit_t_shift_edm  "flag --t-shift: rectified flow's timestep shift, not used with --objective edm" $dit_common --objective edm --t-shift 2
     # a checkpoint trained with the other objective: one line naming it and both objectives, before the GPU
     if [ -x ./test/test_checkpoint ]; then
