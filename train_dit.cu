@@ -60,6 +60,9 @@ default trapezoid with --wsd-decay-frac 0 is a constant lr after --warmup): a ru
 #include "llmc/kernels/timestep.cuh"
 #include "llmc/kernels/patchify.cuh"
 #include "llmc/kernels/flow.cuh"
+#include "llmc/kernels/edm.cuh"
+#include "llmc/model/dit_objective.h"
+#include <functional>
 #include "llmc/attention/flash_attention.cuh"
 #include "llmc/train/attention_flags.h"  // --attn-backward, MEGA_FLASH_SM90
 #include "llmc/data/latent_data.h"
@@ -135,11 +138,11 @@ struct DiTBatchHost {
     std::vector<int> text_len;       // valid text tokens per sample
     std::vector<int> has_mask;       // 1: the sample has a frame mask (image-to-video)
     std::vector<int> frame_mask;     // packed [T] per sample: 1 noisy, 0 clean (all 1 without a mask)
-    std::vector<float> t, fps;       // per sample; t in [0, 1], already sampled and shifted
+    std::vector<float> t, fps;       // per sample; rf: t in [0, 1], already sampled and shifted; edm: sigma > 0
 };
 
 // Checks a batch against the config; one line naming the field.
-static void dit_check_batch(const DiTConfig& c, const DiTBatchHost& bt, const char* who) {
+static void dit_check_batch(const DiTConfig& c, const DiTBatchHost& bt, const char* who, int objective) {
     const int B = bt.B;
     if (B <= 0) fail("%s: batch size %d must be > 0", who, B);
     if ((int)bt.T.size() != B || (int)bt.H.size() != B || (int)bt.W.size() != B || (int)bt.text_len.size() != B ||
@@ -154,7 +157,9 @@ static void dit_check_batch(const DiTConfig& c, const DiTBatchHost& bt, const ch
             fail("%s: sample %d patch grid %dx%d exceeds rope_max_hw %d", who, b, g.Hp, g.Wp, c.rope_max_hw);
         if (bt.text_len[b] <= 0 || bt.text_len[b] > c.max_text_len)
             fail("%s: sample %d text length %d outside [1, %d]", who, b, bt.text_len[b], c.max_text_len);
-        if (!(bt.t[b] >= 0.0f && bt.t[b] <= 1.0f)) fail("%s: sample %d t=%g outside [0, 1]", who, b, bt.t[b]);
+        if (objective == DIT_OBJECTIVE_EDM) {
+            if (!(bt.t[b] > 0.0f && std::isfinite(bt.t[b]))) fail("%s: sample %d sigma=%g (expected finite and > 0)", who, b, bt.t[b]);
+        } else if (!(bt.t[b] >= 0.0f && bt.t[b] <= 1.0f)) fail("%s: sample %d t=%g outside [0, 1]", who, b, bt.t[b]);
         if (!std::isfinite(bt.fps[b])) fail("%s: sample %d fps %g is not finite", who, b, bt.fps[b]);
         if (bt.has_mask[b] != 0 && bt.has_mask[b] != 1) fail("%s: sample %d has_mask must be 0 or 1", who, b);
         int noisy = 0;
@@ -267,6 +272,7 @@ struct DiTActs {
 // params, master, grads, adam_m, adam_v, layout, num_params, adam_step: llmc/model/params.cuh
 struct DiT : ModelParams {
     DiTConfig cfg;
+    DiTObjective obj;                        // rectified flow unless set after dit_build (llmc/model/dit_objective.h)
     DiTCapacity cap;
     DiTTensors<floatX> w;
     DiTTensors<float> dw;
@@ -418,7 +424,7 @@ static std::vector<float> dit_init_params(const DiTConfig& cfg, const std::vecto
 // or generated on the device) before dit_forward.
 static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     const DiTConfig& c = g->cfg;
-    dit_check_batch(c, bt, "dit batch");
+    dit_check_batch(c, bt, "dit batch", g->obj.kind);
     const DiTCapacity need = dit_capacity_of(c, bt);
     const DiTCapacity& cap = g->cap;
     if (need.B > cap.B || need.N > cap.N || need.Np > cap.Np || need.Nt > cap.Nt || need.frames > cap.frames ||
@@ -474,10 +480,14 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     }
     std::vector<float2> cs;
     rope3d_table(&cs, c, g->grids);
-    // sinusoidal embeddings: rows 2b = 1000 t_b, 2b+1 = 0; fps rows b
+    // sinusoidal embeddings: rows 2b = 1000 t_b, 2b+1 = 0 (edm: c_noise(sigma_b), c_noise(sigma_min)); fps rows b
     const std::vector<double> ef = dit_freq_embedding_freqs(c);
     std::vector<double> ts(2 * B), fs(B);
-    for (int b = 0; b < B; b++) { ts[2 * b] = 1000.0 * (double)bt.t[b]; ts[2 * b + 1] = 0.0; fs[b] = bt.fps[b]; }
+    for (int b = 0; b < B; b++) {
+        ts[2 * b] = dit_timestep_value(g->obj, bt.t[b]);
+        ts[2 * b + 1] = dit_timestep_clean(g->obj);
+        fs[b] = bt.fps[b];
+    }
     std::vector<float> tfreq((size_t)2 * B * c.freq_dim), ffreq((size_t)B * c.freq_dim);
     timestep_embedding_host(tfreq.data(), ts.data(), 2 * B, ef);
     timestep_embedding_host(ffreq.data(), fs.data(), B, ef);
@@ -644,6 +654,7 @@ static void dit_forward(DiT* g) {
     DiTActs& a = g->act;
     const DiTTensors<floatX>& w = g->w;
     const PatchGeom pg = {c.in_channels, c.out_channels, c.patch_t, c.patch_h, c.patch_w};
+    const bool edm = g->obj.kind == DIT_OBJECTIVE_EDM;
 
     params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
     {
@@ -669,8 +680,9 @@ static void dit_forward(DiT* g) {
     }
     {
         NvtxRange r("patch embedding");
-        // x_t patches (clean frames keep x0), the Conv3d as a linear, [start, patches, end]
-        patchify_forward(a.patches, a.x0, a.eps, a.frame_mask, a.samples, B, g->max_patch_elems, pg, st);
+        // x_t patches (clean frames keep x0; edm: c_in x and x0 / sigma_data), the Conv3d as a linear, [start, patches, end]
+        if (edm) patchify_forward(a.patches, a.x0, a.eps, a.frame_mask, a.samples, B, g->max_patch_elems, pg, st, g->obj.sigma_data);
+        else patchify_forward(a.patches, a.x0, a.eps, a.frame_mask, a.samples, B, g->max_patch_elems, pg, st);
         matmul_forward(a.patch_tokens, a.patches, w.x_w, w.x_b, Np, C, c.in_channels * P, st);
         tokens_assemble_forward(a.resid, a.patch_tokens, w.start, w.end, a.tokrow, a.samples, N, C, st);
     }
@@ -689,13 +701,14 @@ static void dit_forward(DiT* g) {
         layernorm_forward(a.lnf, nullptr, a.rstdf, a.patch_tokens, nullptr, nullptr, Np, C, eps, st);
         adaln_modulate_forward(a.final_in, a.lnf, w.final_table, w.final_table + C, a.cond, C, 0, 0, a.patrow, Np, C, st);
         matmul_forward(a.out, a.final_in, w.final_w, w.final_b, Np, PC, C, st);
-        flow_loss(a.dout, a.loss_tok, a.out, a.x0, a.eps, a.frame_mask, a.samples, a.patrow, pg, Np, st);
+        if (edm) edm_loss(a.dout, a.loss_tok, a.out, a.x0, a.eps, a.frame_mask, a.samples, a.patrow, pg, Np, g->obj.sigma_data, st);
+        else flow_loss(a.dout, a.loss_tok, a.out, a.x0, a.eps, a.frame_mask, a.samples, a.patrow, pg, Np, st);
         cudaCheck(cudaMemcpyAsync(g->loss_tok_host, a.loss_tok, Np * sizeof(float), cudaMemcpyDeviceToHost, st));
     }
 }
 
-// The rectified-flow loss of the last forward (waits for it): per sample the mean
-// over its noisy frames, then the mean over samples; summed in double on the host.
+// The loss of the last forward (waits for it): per sample the mean over its noisy
+// frames, then the mean over samples; summed in double on the host.
 static float dit_loss(DiT* g) {
     cudaCheck(cudaStreamSynchronize(g->stream));
     double total = 0.0;
@@ -869,6 +882,14 @@ static float dit_update(DiT* g, const OptimConfig& o, float lr) { return params_
 // with (a sample needs no more room than a training sample of its shape); the
 // Euler update runs on the host in fp32. Every prompt's noise comes from its own
 // RNG stream (seed, prompt index): a sample does not depend on the batching.
+// EDM (llmc/model/dit_objective.h): the deterministic Heun sampler (Karras et
+// al. 2022, Algorithm 1 without churn) from z = sigma_max noise over the float
+// noise levels of edm_sigma_steps: D(z; s) = c_skip z + c_out F with F the
+// network on x0 = z, eps = 0 (its input c_in z; clean frames z / sigma_data),
+// guided D = D_u + s (D_c - D_u); d = (z - D) / s_i, z' = z + (s_{i+1} - s_i) d,
+// and unless s_{i+1} = 0 the correction z <- z + (s_{i+1} - s_i) (d + d') / 2 with
+// d' at (z', s_{i+1}); frame 0 is put back after every update. 2 steps - 1
+// evaluations. dev/cpu/dit.cpp dit_cpu_edm_sample is its reference.
 
 struct DiTPrompt {
     int T = 0, H = 0, W = 0;         // latent shape
@@ -876,13 +897,16 @@ struct DiTPrompt {
     int text_len = 0;
     std::vector<float> text;         // [text_len, Cy]
     std::vector<float> first_frame;  // [Cin, H, W]: image-to-video (frame 0 pinned); empty: text-to-video
+    std::vector<float> noise;        // [Cin, T, H, W] N(0, 1) starting noise; empty: drawn from (seed, prompt index)
     std::string caption;             // for humans
 };
 
 struct SamplerConfig {
     int steps = 25;
     float cfg_scale = 4.0f;          // 1: no guidance (no uncond pass)
-    float t_shift = 1.0f;            // as the training's: 1 none, > 0 given, 0 automatic from the latent shape
+    float t_shift = 1.0f;            // rf, as the training's: 1 none, > 0 given, 0 automatic from the latent shape
+    int stop_after = 0;              // run only the first this many steps of the schedule (0: all; the tests)
+    std::vector<float> null_text;    // [Cy] the null caption of guidance; empty: dit_null_caption
 };
 
 // The resolution/length shift ratio r of t <- r t / (1 + (r - 1) t): t_shift when
@@ -908,12 +932,18 @@ static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTP
     NvtxRange range("dit_sample");
     const DiTConfig& c = g->cfg;
     const int Cin = c.in_channels, Cy = c.caption_channels, n = (int)prompts.size();
+    const bool edm = g->obj.kind == DIT_OBJECTIVE_EDM;
     if (sc.steps <= 0) fail("sampler: steps must be > 0, got %d", sc.steps);
+    if (sc.stop_after < 0 || sc.stop_after > sc.steps) fail("sampler: stop_after %d outside [0, steps %d]", sc.stop_after, sc.steps);
     if (!std::isfinite(sc.cfg_scale)) fail("sampler: guidance scale %g is not finite", sc.cfg_scale);
+    if (!sc.null_text.empty() && sc.null_text.size() != (size_t)Cy) fail("sampler: null caption has %zu floats (expected %d)", sc.null_text.size(), Cy);
     const bool guided = sc.cfg_scale != 1.0f;
-    const std::vector<float> null_text = dit_null_caption(Cy);
+    const int steps_run = sc.stop_after > 0 ? sc.stop_after : sc.steps;
+    const std::vector<float> null_text = sc.null_text.empty() ? dit_null_caption(Cy) : sc.null_text;
     std::vector<std::vector<float>> z(n), vc(n), vu(n);
     std::vector<std::vector<double>> ts(n);
+    const std::vector<double> sig_d = edm ? edm_sigma_steps(g->obj, sc.steps) : std::vector<double>();
+    const std::vector<float> sig(sig_d.begin(), sig_d.end());   // edm: the float noise levels, sigma_max .. 0
     for (int p = 0; p < n; p++) {
         const DiTPrompt& q = prompts[p];
         if (q.T <= 0 || q.H <= 0 || q.W <= 0) fail("sampler: prompt %d has shape %dx%dx%d", p, q.T, q.H, q.W);
@@ -923,21 +953,31 @@ static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTP
         if (!q.first_frame.empty() && q.first_frame.size() != (size_t)Cin * plane)
             fail("sampler: prompt %d first frame has %zu floats (expected %zu = %d x %d x %d)", p, q.first_frame.size(), (size_t)Cin * plane, Cin, q.H, q.W);
         if (!q.first_frame.empty() && q.T < 2) fail("sampler: prompt %d is image-to-video with %d frame (nothing to generate)", p, q.T);
-        Rng r;
-        rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)p);
+        if (!q.noise.empty() && q.noise.size() != (size_t)Cin * q.T * plane)
+            fail("sampler: prompt %d noise has %zu floats (expected %zu)", p, q.noise.size(), (size_t)Cin * q.T * plane);
         z[p].resize((size_t)Cin * q.T * plane);
-        for (float& x : z[p]) x = rng_normal(&r);
-        const double ratio = dit_shift_ratio(sc.t_shift, q.T, q.H, q.W);
-        for (int i = 0; i <= sc.steps; i++) ts[p].push_back(dit_shift_t(ratio, 1.0 - (double)i / sc.steps));
+        if (!q.noise.empty()) {
+            z[p] = q.noise;
+        } else {
+            Rng r;
+            rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)p);
+            for (float& x : z[p]) x = rng_normal(&r);
+        }
+        if (edm) {
+            for (float& x : z[p]) x *= sig[0];
+        } else {
+            const double ratio = dit_shift_ratio(sc.t_shift, q.T, q.H, q.W);
+            for (int i = 0; i <= sc.steps; i++) ts[p].push_back(dit_shift_t(ratio, 1.0 - (double)i / sc.steps));
+        }
     }
-    auto pin = [&](int p) {   // frame 0 of [Cin, T, H, W] <- the clean frame
+    auto pin = [&](std::vector<float>& zp, int p) {   // frame 0 of [Cin, T, H, W] <- the clean frame
         const DiTPrompt& q = prompts[p];
         if (q.first_frame.empty()) return;
         const size_t plane = (size_t)q.H * q.W;
         for (int ch = 0; ch < Cin; ch++)
-            std::copy(q.first_frame.begin() + ch * plane, q.first_frame.begin() + (ch + 1) * plane, z[p].begin() + (size_t)ch * q.T * plane);
+            std::copy(q.first_frame.begin() + ch * plane, q.first_frame.begin() + (ch + 1) * plane, zp.begin() + (size_t)ch * q.T * plane);
     };
-    for (int p = 0; p < n; p++) pin(p);
+    for (int p = 0; p < n; p++) pin(z[p], p);
     // forward items (prompt, cond or uncond), packed greedily into batches that fit
     struct Item { int p; bool cond; };
     std::vector<std::vector<Item>> batches;
@@ -958,8 +998,10 @@ static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTP
             }
         if (!cur.empty()) batches.push_back(cur);
     }
-    std::vector<float> x, text;
-    for (int i = 0; i < sc.steps; i++) {
+    // the network on every prompt's zs at time / noise level tp(p): its output's first Cin channels into
+    // vc (cond) and vu (uncond). rf: x0 = eps = z (the input mixes to z); edm: x0 = z, eps = 0 (input c_in z)
+    std::vector<float> x, e, text;
+    auto run_model = [&](const std::vector<std::vector<float>>& zs, const std::function<float(int)>& tp) {
         for (const std::vector<Item>& items : batches) {
             DiTBatchHost bt;
             bt.B = (int)items.size();
@@ -972,29 +1014,69 @@ static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTP
                 bt.text_len.push_back(it.cond ? q.text_len : 1);
                 bt.has_mask.push_back(i2v ? 1 : 0);
                 for (int f = 0; f < q.T; f++) bt.frame_mask.push_back(i2v && f == 0 ? 0 : 1);
-                bt.t.push_back((float)ts[it.p][i]);
+                bt.t.push_back(tp(it.p));
                 bt.fps.push_back(q.fps);
-                x.insert(x.end(), z[it.p].begin(), z[it.p].end());
+                x.insert(x.end(), zs[it.p].begin(), zs[it.p].end());
                 const std::vector<float>& tx = it.cond ? q.text : null_text;
                 text.insert(text.end(), tx.begin(), tx.end());
             }
             dit_set_batch(g, bt);
-            dit_upload_batch_data(g, x.data(), x.data(), text.data());
+            if (edm) e.assign(x.size(), 0.0f);
+            dit_upload_batch_data(g, x.data(), edm ? e.data() : x.data(), text.data());
             dit_forward(g);
-            const std::vector<float> v = dit_v_pred(g);   // packed [Cout, T, H, W]; velocity = the first Cin channels
+            const std::vector<float> v = dit_v_pred(g);   // packed [Cout, T, H, W]; the first Cin channels
             for (int b = 0; b < bt.B; b++) {
                 const long long o = g->samples[b].out0;
                 std::vector<float>& dst = items[b].cond ? vc[items[b].p] : vu[items[b].p];
-                dst.assign(v.begin() + o, v.begin() + o + (long long)z[items[b].p].size());
+                dst.assign(v.begin() + o, v.begin() + o + (long long)zs[items[b].p].size());
             }
         }
-        for (int p = 0; p < n; p++) {
-            const float dt = (float)(ts[p][i] - ts[p][i + 1]), s = sc.cfg_scale;
-            float* zp = z[p].data();
-            const float *c_ = vc[p].data(), *u = guided ? vu[p].data() : nullptr;
-            for (size_t k = 0; k < z[p].size(); k++) zp[k] += (guided ? u[k] + s * (c_[k] - u[k]) : c_[k]) * dt;
-            pin(p);
+    };
+    if (!edm) {
+        for (int i = 0; i < steps_run; i++) {
+            run_model(z, [&](int p) { return (float)ts[p][i]; });
+            for (int p = 0; p < n; p++) {
+                const float dt = (float)(ts[p][i] - ts[p][i + 1]), s = sc.cfg_scale;
+                float* zp = z[p].data();
+                const float *c_ = vc[p].data(), *u = guided ? vu[p].data() : nullptr;
+                for (size_t k = 0; k < z[p].size(); k++) zp[k] += (guided ? u[k] + s * (c_[k] - u[k]) : c_[k]) * dt;
+                pin(z[p], p);
+            }
         }
+        return z;
+    }
+    // edm: d = (z - D(z; sigma)) / sigma with the guided denoiser; Euler, then Heun's correction
+    std::vector<std::vector<float>> d0(n), z1(n);
+    auto slope = [&](const std::vector<std::vector<float>>& zs, float sigma, std::vector<std::vector<float>>* d) {
+        run_model(zs, [&](int) { return sigma; });
+        const EdmPrecond pre = edm_precond(sigma, g->obj.sigma_data);
+        const float c_skip = (float)pre.c_skip, c_out = (float)pre.c_out, s = sc.cfg_scale;
+        for (int p = 0; p < n; p++) {
+            (*d)[p].resize(zs[p].size());
+            for (size_t k = 0; k < zs[p].size(); k++) {
+                const float dc = c_skip * zs[p][k] + c_out * vc[p][k];
+                const float du = guided ? c_skip * zs[p][k] + c_out * vu[p][k] : 0.0f;
+                (*d)[p][k] = (zs[p][k] - (guided ? du + s * (dc - du) : dc)) / sigma;
+            }
+        }
+    };
+    std::vector<std::vector<float>> d1(n);
+    for (int i = 0; i < steps_run; i++) {
+        const float s0 = sig[i], s1 = sig[i + 1], h = s1 - s0;
+        slope(z, s0, &d0);
+        for (int p = 0; p < n; p++) {
+            z1[p].resize(z[p].size());
+            for (size_t k = 0; k < z[p].size(); k++) z1[p][k] = z[p][k] + h * d0[p][k];
+            pin(z1[p], p);
+        }
+        if (s1 > 0) {
+            slope(z1, s1, &d1);
+            for (int p = 0; p < n; p++) {
+                for (size_t k = 0; k < z[p].size(); k++) z1[p][k] = z[p][k] + h * 0.5f * (d0[p][k] + d1[p][k]);
+                pin(z1[p], p);
+            }
+        }
+        z.swap(z1);
     }
     return z;
 }
@@ -1148,6 +1230,10 @@ static float sample_t(Rng* rng, float t_shift, int T, int H, int W) {
     const double u = 1.0 / (1.0 + exp(-(double)rng_normal(rng)));
     return (float)dit_shift_t(dit_shift_ratio(t_shift, T, H, W), u);
 }
+// A training sample's t (rf) or sigma (edm: ln sigma ~ N(p_mean, p_std^2)); one normal draw either way.
+static float sample_level(Rng* rng, const DiTObjective& o, float t_shift, int T, int H, int W) {
+    return o.kind == DIT_OBJECTIVE_EDM ? edm_sample_sigma(rng, o) : sample_t(rng, t_shift, T, H, W);
+}
 
 // A flag's value before the full parse (last one wins; "--flag value" or
 // "--flag=value"): the preset and the data decide defaults that flags override.
@@ -1178,7 +1264,7 @@ static void dit_batch_of_rank(DiT* m, const TrainConfig& tc, const DiTConfig& mc
         const size_t per = (size_t)mc.in_channels * tc.frames * tc.height * tc.width;
         for (int k = 0; k < G; k++) glat[k + 1] = glat[k] + per;
         for (int k = 0; k < G; k++) {
-            const float t = sample_t(t_rng, tc.t_shift, tc.frames, tc.height, tc.width);
+            const float t = sample_level(t_rng, m->obj, tc.t_shift, tc.frames, tc.height, tc.width);
             if (k % world != rank) continue;
             bt->T.push_back(tc.frames); bt->H.push_back(tc.height); bt->W.push_back(tc.width);
             bt->text_len.push_back(tc.text_len); bt->has_mask.push_back(0); bt->fps.push_back(tc.fps);
@@ -1203,14 +1289,14 @@ static void dit_batch_of_rank(DiT* m, const TrainConfig& tc, const DiTConfig& mc
         for (int k = 0; k < G; k++) {
             const bool drop = tc.caption_dropout > 0 && rng_uniform(aug_rng) < tc.caption_dropout;
             const bool i2v = tc.i2v_prob > 0 && rng_uniform(aug_rng) < tc.i2v_prob;
-            if (k % world != rank) { sample_t(t_rng, tc.t_shift, 1, 1, 1); continue; }   // another rank's sample: one draw, as in its loop
+            if (k % world != rank) { sample_level(t_rng, m->obj, tc.t_shift, 1, 1, 1); continue; }   // another rank's sample: one draw, as in its loop
             const int b = k / world;
             const int clean = lb->clean_frames[b] > 0 ? lb->clean_frames[b] : (i2v && lb->T[b] > 1 ? 1 : 0);
             bt->T.push_back(lb->T[b]); bt->H.push_back(lb->H[b]); bt->W.push_back(lb->W[b]);
             bt->text_len.push_back(drop ? 1 : lb->text_len[b]); bt->fps.push_back(lb->fps[b]);
             bt->has_mask.push_back(clean > 0 ? 1 : 0);
             for (int f = 0; f < lb->T[b]; f++) bt->frame_mask.push_back(f < clean ? 0 : 1);
-            bt->t.push_back(sample_t(t_rng, tc.t_shift, lb->T[b], lb->H[b], lb->W[b]));
+            bt->t.push_back(sample_level(t_rng, m->obj, tc.t_shift, lb->T[b], lb->H[b], lb->W[b]));
             if (drop) text->insert(text->end(), null_text.begin(), null_text.end());
             else text->insert(text->end(), lb->text.begin() + (size_t)lb->text_offset[b] * lb->D, lb->text.begin() + (size_t)lb->text_offset[b + 1] * lb->D);
         }
@@ -1231,6 +1317,8 @@ int main(int argc, char** argv) {
     DiTConfig mc;
     OptimConfig oc = dit_optim_defaults();
     SamplerConfig sc;
+    DiTObjective obj;
+    std::string objective_name = "rf";
     DistFlags df;   // several GPUs (llmc/dist/distributed.cuh)
     tc.preset = prescan_flag(argc, argv, "--preset", tc.preset);
     if (!dit_preset(tc.preset, &mc)) fail("flag --preset: unknown preset '%s' (expected one of: %s)", tc.preset.c_str(), DIT_PRESET_NAMES);
@@ -1245,7 +1333,11 @@ int main(int argc, char** argv) {
         oc.lr = 3e-4f;
         tc.caption_dropout = 0.1f; tc.i2v_prob = 0.25f;
         tc.sample_every = 500; tc.eval_samples = 64;
+        // EDM's sigma_data stands for the data's scale (its second moment): these pixels are mostly
+        // background at -1, so it is about 1 here, not the 0.5 of zero-centred images
+        obj.sigma_data = 1.0f;
     }
+    const DiTObjective obj_defaults = obj;   // EDM's settings before the flags (given with rf: an error)
 
     ArgParser ap;
     ap.program = "train_dit";
@@ -1259,7 +1351,14 @@ int main(int argc, char** argv) {
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "samples per step");
     run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
-    ap.add_float("--t-shift", &tc.t_shift, "timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
+    ap.add_string("--objective", &objective_name, "training objective: rf (rectified flow, MUG-V) or edm (EDM, Karras et al. 2022: NVIDIA DFM's Megatron DiT); stored in checkpoints");
+    ap.add_float("--t-shift", &tc.t_shift, "rf: timestep shift ratio, training and sampling (1: none; 0: automatic from the latent shape)");
+    ap.add_float("--edm-sigma-data", &obj.sigma_data, "edm: sigma_data of the preconditioning (the data's scale, its RMS; the moving-shapes run: 1); stored in checkpoints");
+    ap.add_float("--edm-p-mean", &obj.p_mean, "edm: mean of the training ln sigma");
+    ap.add_float("--edm-p-std", &obj.p_std, "edm: standard deviation of the training ln sigma");
+    ap.add_float("--edm-sigma-min", &obj.sigma_min, "edm: the sampler's last noise level (and the clean frames' c_noise)");
+    ap.add_float("--edm-sigma-max", &obj.sigma_max, "edm: the sampler's first noise level");
+    ap.add_float("--edm-rho", &obj.rho, "edm: the sampler's schedule exponent");
     ap.add_float("--caption-dropout", &tc.caption_dropout, "probability a caption is replaced by the null caption (classifier-free guidance)");
     ap.add_float("--i2v-prob", &tc.i2v_prob, "probability a sample without clean frames gets frame 0 as clean conditioning (image-to-video)");
     ap.add_float("--ema-decay", &tc.ema_decay, "keep an EMA of the weights with this decay (MUG-V: 0.9999; 0: none); samples and the evaluation then use it; saved in checkpoints");
@@ -1274,10 +1373,10 @@ int main(int argc, char** argv) {
     ap.add_int("--ms-size", &tc.ms_size, "frame height = width in pixels");
     ap.add_int64("--ms-train-samples", &tc.ms_train_samples, "training clips");
     ap.add_int64("--ms-val-samples", &tc.ms_val_samples, "validation clips");
-    ap.section("sampling and evaluation (Euler, classifier-free guidance)");
+    ap.section("sampling and evaluation (rf: Euler; edm: Heun; classifier-free guidance)");
     ap.add_int("--sample-every", &tc.sample_every, "write samples (grid.png, GIFs) under log-dir/samples every N steps (0: never)");
     ap.add_int("--sample-count", &tc.sample_count, "clips per periodic sample");
-    ap.add_int("--sample-steps", &sc.steps, "Euler steps");
+    ap.add_int("--sample-steps", &sc.steps, "sampler steps (rf: Euler steps; edm: Heun steps, 2 x steps - 1 evaluations)");
     ap.add_float("--cfg-scale", &sc.cfg_scale, "classifier-free guidance scale (1: no guidance)");
     ap.add_int("--eval-samples", &tc.eval_samples, "moving shapes: after training, sample this many random captions (text- and image-to-video) and score them (0: none)");
     ap.add_int("--eval-seed", &tc.eval_seed, "seed of the evaluation's captions and noise");
@@ -1293,6 +1392,16 @@ int main(int argc, char** argv) {
     run_validate_schedule_flags(tc.steps, tc.max_minutes, tc.sched);
     optim_validate(oc);
     if (!(tc.t_shift >= 0 && std::isfinite(tc.t_shift))) fail("flag --t-shift: must be a finite number >= 0");
+    obj.kind = dit_objective_parse_or_fail(objective_name);
+    dit_objective_check_or_fail(obj);
+    {
+        const DiTObjective& d = obj_defaults;
+        if (obj.kind != DIT_OBJECTIVE_EDM && (obj.sigma_data != d.sigma_data || obj.p_mean != d.p_mean || obj.p_std != d.p_std ||
+                                             obj.sigma_min != d.sigma_min || obj.sigma_max != d.sigma_max || obj.rho != d.rho))
+            fail("flag --edm-*: EDM's settings are used with --objective edm only (this run has --objective %s)", objective_name.c_str());
+        if (obj.kind == DIT_OBJECTIVE_EDM && tc.t_shift != 1.0f)
+            fail("flag --t-shift: rectified flow's timestep shift, not used with --objective edm (its noise levels: --edm-p-mean/--edm-p-std)");
+    }
     if (!(tc.caption_dropout >= 0 && tc.caption_dropout <= 1)) fail("flag --caption-dropout: must be in [0, 1], got %g", tc.caption_dropout);
     if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) fail("flag --ema-decay: must be in [0, 1), got %g", tc.ema_decay);
     if (!(tc.i2v_prob >= 0 && tc.i2v_prob <= 1)) fail("flag --i2v-prob: must be in [0, 1], got %g", tc.i2v_prob);
@@ -1370,7 +1479,7 @@ int main(int argc, char** argv) {
 
     // ---- the checkpoint to resume from, or the weights to start from: every
     // header checked against this run's model and data before the GPU is touched
-    const CkptStart start = ckpt_start_or_fail(tc, dit_ckpt_info(mc));
+    const CkptStart start = ckpt_start_or_fail(tc, dit_ckpt_info(mc, obj), [&](const CkptModelHeader& h) { dit_check_ckpt_objective_or_fail(h, obj); });
     const bool resuming = !start.resume_dir.empty();
     if (resuming) {
         const CkptState& s = start.state.st;
@@ -1393,6 +1502,7 @@ int main(int argc, char** argv) {
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap, recompute);
+    model.obj = obj;
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
         params_load_weights(&model, start.model, model.stream);
@@ -1406,6 +1516,9 @@ int main(int argc, char** argv) {
     printf("model: C %d | layers %d | heads %d x %d | ffn %d | Cin %d Cout %d Cy %d | patch %dx%dx%d | params %.2fM\n",
            mc.d_model, mc.n_layer, mc.n_head, mc.head_dim, mc.ffn_hidden, mc.in_channels, mc.out_channels,
            mc.caption_channels, mc.patch_t, mc.patch_h, mc.patch_w, model.num_params / 1e6);
+    if (obj.kind == DIT_OBJECTIVE_EDM)
+        printf("objective: edm | sigma_data %g | training ln sigma ~ N(%g, %g^2) | sampler: Heun, %d steps, sigma %g .. %g, rho %g\n",
+               obj.sigma_data, obj.p_mean, obj.p_std, sc.steps, obj.sigma_max, obj.sigma_min, obj.rho);
     if (synthetic)
         printf("batch: B %d synthetic samples of %dx%dx%d latents (%lld tokens each) + %d text tokens | steps %d | lr %g warmup %d\n",
                B, tc.frames, tc.height, tc.width, cap.N / B, tc.text_len, tc.steps, oc.lr, tc.sched.warmup);
@@ -1498,7 +1611,7 @@ int main(int argc, char** argv) {
             s.loader_epoch = p.epoch; s.loader_samples = latent_loader_num_samples(&loader); s.loader_sample = p.sample; s.loader_rng = p.rng_state;
         }
         s.rngs = {t_rng.state, aug_rng.state};
-        run_save(&run, &model, dit_ckpt_info(mc), done, s, model.stream);
+        run_save(&run, &model, dit_ckpt_info(mc, obj), done, s, model.stream);
     };
 
     const std::vector<float> null_text = dit_null_caption(mc.caption_channels);

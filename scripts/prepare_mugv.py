@@ -81,6 +81,38 @@ def parse_floats(s, what):
         fail("%s: expected comma-separated numbers, got '%s'" % (what, s))
 
 
+def add_vae_flags(ap):
+    """The VAE statistics flags (prepare_mugv.py, prepare_dfm.py): read back by vae_stats."""
+    ap.add_argument("--vae-mean", default=None, help="per-channel VAE latent mean, C comma-separated numbers")
+    ap.add_argument("--vae-std", default=None, help="per-channel VAE latent std, C comma-separated numbers")
+    ap.add_argument("--vae-stats", default=None, help='JSON file {"mean": [...], "std": [...]} instead of --vae-mean/--vae-std')
+
+
+def vae_stats(args):
+    """(mean, std) lists from --vae-stats or --vae-mean/--vae-std, checked; (None, None) without them."""
+    mean = std = None
+    if args.vae_stats is not None:
+        if args.vae_mean is not None or args.vae_std is not None:
+            fail("give --vae-stats or --vae-mean/--vae-std, not both")
+        try:
+            with open(args.vae_stats) as f:
+                st = json.load(f)
+            mean, std = [float(v) for v in st["mean"]], [float(v) for v in st["std"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            fail('%s: expected JSON {"mean": [...], "std": [...]} (%s: %s)' % (args.vae_stats, type(e).__name__, e))
+    elif args.vae_mean is not None or args.vae_std is not None:
+        if args.vae_mean is None or args.vae_std is None:
+            fail("--vae-mean and --vae-std go together")
+        mean, std = parse_floats(args.vae_mean, "--vae-mean"), parse_floats(args.vae_std, "--vae-std")
+    if mean is not None:
+        if len(mean) != len(std):
+            fail("VAE statistics: %d means but %d stds" % (len(mean), len(std)))
+        for c, (m, s) in enumerate(zip(mean, std)):
+            if not math.isfinite(m) or not (math.isfinite(s) and s > 0):
+                fail("VAE statistics: channel %d mean %g std %g: expected a finite mean and std > 0" % (c, m, s))
+    return mean, std
+
+
 class ShardWriter:
     """Writes one shard: header, optional mean/std, index (filled at close), data."""
 
@@ -197,9 +229,7 @@ def main():
     ap.add_argument("--shard-samples", type=int, default=256, help="samples per shard file")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="stored dtype of the latents")
     ap.add_argument("--text-dtype", choices=sorted(DTYPES), default=None, help="stored dtype of the text features (default: --dtype)")
-    ap.add_argument("--vae-mean", default=None, help="per-channel VAE latent mean, C comma-separated numbers")
-    ap.add_argument("--vae-std", default=None, help="per-channel VAE latent std, C comma-separated numbers")
-    ap.add_argument("--vae-stats", default=None, help='JSON file {"mean": [...], "std": [...]} instead of --vae-mean/--vae-std')
+    add_vae_flags(ap)
     ap.add_argument("--fps", type=float, default=24.0, help="fps of every clip when the csv has no fps column (MUG-V trains at 24)")
     ap.add_argument("--max-text-len", type=int, default=300, help="longest text allowed (valid tokens)")
     ap.add_argument("--limit", type=int, default=0, help="convert only the first N rows (0: all)")
@@ -225,26 +255,7 @@ def main():
     latent_dtype = DTYPES[args.dtype]
     text_dtype = DTYPES[args.text_dtype or args.dtype]
 
-    mean = std = None
-    if args.vae_stats is not None:
-        if args.vae_mean is not None or args.vae_std is not None:
-            fail("give --vae-stats or --vae-mean/--vae-std, not both")
-        try:
-            with open(args.vae_stats) as f:
-                st = json.load(f)
-            mean, std = [float(v) for v in st["mean"]], [float(v) for v in st["std"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            fail('%s: expected JSON {"mean": [...], "std": [...]} (%s: %s)' % (args.vae_stats, type(e).__name__, e))
-    elif args.vae_mean is not None or args.vae_std is not None:
-        if args.vae_mean is None or args.vae_std is None:
-            fail("--vae-mean and --vae-std go together")
-        mean, std = parse_floats(args.vae_mean, "--vae-mean"), parse_floats(args.vae_std, "--vae-std")
-    if mean is not None:
-        if len(mean) != len(std):
-            fail("VAE statistics: %d means but %d stds" % (len(mean), len(std)))
-        for c, (m, s) in enumerate(zip(mean, std)):
-            if not math.isfinite(m) or not (math.isfinite(s) and s > 0):
-                fail("VAE statistics: channel %d mean %g std %g: expected a finite mean and std > 0" % (c, m, s))
+    mean, std = vae_stats(args)
 
     # ---- read and check the csv
     if not os.path.isfile(args.csv):

@@ -58,6 +58,7 @@ run "prepare_sft.py (chat template, assistant-only mask)" bash test/test_prepare
 run "moving shapes" ./test/test_moving_shapes
 run "gif and png writers" ./test/test_gif
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh
+run "prepare_dfm.py" bash test/test_prepare_dfm.sh
 run "convert_mugv.py (MUG-V DiT weights <-> model.bin)" bash test/test_convert_mugv.sh
 run "checkpoint" ./test/test_checkpoint
 run "resume from the newest checkpoint that verifies" ./test/test_ckpt_fallback

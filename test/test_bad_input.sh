@@ -199,6 +199,29 @@ if [ -x ./train_dit ]; then
     dit dit_fps_inf      "flag --fps"           $dit_common --fps inf
     dit dit_t_shift_inf  "flag --t-shift"       $dit_common --t-shift inf
     dit dit_text_len     "flag --text-len"      $dit_common --text-len -1
+    # the objective (llmc/model/dit_objective.h) and EDM's settings
+    dit dit_objective    "flag --objective: expected rf or edm, got 'ddpm'" $dit_common --objective ddpm
+    dit dit_edm_sigma_data "flag --edm-sigma-data: must be > 0" $dit_common --objective edm --edm-sigma-data 0
+    dit dit_edm_p_std    "flag --edm-p-std: must be >= 0" $dit_common --objective edm --edm-p-std -1
+    dit dit_edm_sigma_min "flag --edm-sigma-min: must be > 0" $dit_common --objective edm --edm-sigma-min 0
+    dit dit_edm_sigma_max "flag --edm-sigma-max: must be finite and > --edm-sigma-min" $dit_common --objective edm --edm-sigma-max 0.001
+    dit dit_edm_rho      "flag --edm-rho: must be > 0" $dit_common --objective edm --edm-rho 0
+    dit dit_edm_flag_rf  "flag --edm-\*: EDM's settings are used with --objective edm only" $dit_common --edm-sigma-data 1
+    dit dit_edm_flag_rf_ms "flag --edm-\*: EDM's settings are used with --objective edm only" --steps 1 --log-dir "''" --edm-sigma-data 0.5
+    dit dit_t_shift_edm  "flag --t-shift: rectified flow's timestep shift, not used with --objective edm" $dit_common --objective edm --t-shift 2
+    # a checkpoint trained with the other objective: one line naming it and both objectives, before the GPU
+    if [ -x ./test/test_checkpoint ]; then
+        ./test/test_checkpoint --save-dit "$T/dit_edm_ck" edm > /dev/null 2>&1 && ./test/test_checkpoint --save-dit "$T/dit_rf_ck" rf > /dev/null 2>&1 \
+            || { echo "FAIL bad_input/setup: test_checkpoint --save-dit failed"; fail=$((fail + 1)); }
+        dit dit_resume_edm_as_rf "$T/dit_edm_ck/step_00000001/model.bin: the weights were trained with --objective edm, this run has --objective rf" \
+            $dit_common --resume-from "$T/dit_edm_ck"
+        dit dit_init_rf_as_edm "$T/dit_rf_ck/step_00000001/model.bin: the weights were trained with --objective rf, this run has --objective edm" \
+            $dit_common --objective edm --init-from "$T/dit_rf_ck"
+        # the same objective goes on to the ordinary config check (the test checkpoint is another model)
+        dit dit_resume_edm_config "config d_model is 24, the model has" $dit_common --objective edm --resume-from "$T/dit_edm_ck"
+    else
+        echo "SKIP bad_input/dit_resume_other_objective: ./test/test_checkpoint is missing (make test/test_checkpoint)"
+    fi
     dit dit_ms_size      "flag --ms-frames/--ms-size" --steps 1 --log-dir "''" --ms-size 0
 fi
 

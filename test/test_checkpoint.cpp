@@ -22,6 +22,8 @@ each time: `latest` must always load whole with exactly its step's contents.
     --load-dit, --load-model-dit the same for the test dit model
     --config-gpt PATH, --config-dit PATH   rebuild a config from a model.bin (gpt/dit_config_from_ckpt)
     --save DIR STEP FSIZE        save the test checkpoint STEP into DIR (FSIZE > 0: RLIMIT_FSIZE bytes, SIGXFSZ ignored)
+    --save-dit DIR rf|edm        save a test dit checkpoint (step 1) trained with that objective (test_bad_input.sh uses it)
+    --objective-dit PATH rf|edm  check a model.bin's objective against a run's (dit_check_ckpt_objective_or_fail)
     --save-loop DIR              save steps latest+1, +2, ... into DIR until killed (keep the last 2)
 */
 #include <csignal>
@@ -98,6 +100,17 @@ int main(int argc, char** argv) {
         const CkptModelInfo info = gpt_ckpt_info(test_config(2));
         const Arrays a = make_arrays((size_t)info.n_params, (uint64_t)step);
         ckpt_save_or_fail(make_write(argv[2], step, info, a, 3, 0));
+        return 0;
+    }
+    if (argc == 4 && (mode == "--save-dit" || mode == "--objective-dit")) {
+        DiTObjective o;
+        o.kind = dit_objective_parse_or_fail(argv[3]);
+        if (mode == "--objective-dit") {
+            dit_check_ckpt_objective_or_fail(ckpt_read_model_header_or_fail(argv[2]), o);
+            return 0;
+        }
+        const CkptModelInfo info = dit_ckpt_info(test_dit_config(2), o);
+        ckpt_save_or_fail(make_write(argv[2], 1, info, make_arrays((size_t)info.n_params, 5), 0, 0));
         return 0;
     }
     if (argc == 3 && std::string(argv[1]) == "--save-loop") {
@@ -426,6 +439,49 @@ int main(int argc, char** argv) {
         check(named == n_fields, "dit_config_mismatch_each_field",
               first_bad.empty() ? "each of the 19 fields changed alone is named with the file's and the model's value" : first_bad);
         check_fails_one_line("dit_config_mismatch_child", {"--load-dit", sd, "3"}, sd + "/model.bin: config n_layer is 2, the model has 3");
+
+        // the objective (llmc/model/dit_objective.h): rf adds no field (this file, and every one written before
+        // EDM, reads as rf); edm adds objective = 1 and edm_sigma_data; a run with the other objective is refused
+        {
+            DiTObjective edm;
+            edm.kind = DIT_OBJECTIVE_EDM;
+            edm.sigma_data = 0.75f;
+            const CkptModelInfo einfo = dit_ckpt_info(dc, edm);
+            const size_t ne = einfo.config.size();
+            check(ne == 21 && !strcmp(einfo.config[19].name, "objective") && einfo.config[19].bits == 1 && !einfo.config[19].is_float &&
+                  !strcmp(einfo.config[20].name, "edm_sigma_data") && einfo.config[20].is_float && einfo.n_params == dinfo.n_params,
+                  "dit_edm_fields", "edm: 21 fields, objective (int, 1) and edm_sigma_data (float) after the 19");
+            const DiTObjective from_rf = ok ? dit_objective_from_ckpt(mh) : edm;
+            check(from_rf.kind == DIT_OBJECTIVE_RF, "dit_rf_file_reads_rf", "a 19-field dit model.bin is rectified flow");
+            const std::string ed = ROOT + "/dit_edm";
+            std::string esd, eerr;
+            CkptModelHeader emh;
+            Arrays eg;
+            CkptState est;
+            CkptWrite ew = make_write(ed, 5, einfo, da, 0, 0);
+            ew.state.batch_size = 4; ew.state.total_batch_samples = 4;
+            const bool eok = ckpt_save(ew, &esd, &eerr) && load_all(esd, einfo, &eg, &est, &emh, &eerr);
+            const DiTObjective back = eok ? dit_objective_from_ckpt(emh) : DiTObjective();
+            bool cfg_same = eok;
+            if (eok) {
+                const CkptModelInfo rebuilt = dit_ckpt_info(dit_config_from_ckpt(emh), back);
+                cfg_same = rebuilt.config.size() == ne;
+                for (size_t i = 0; cfg_same && i < ne; i++) cfg_same = rebuilt.config[i].bits == einfo.config[i].bits;
+            }
+            check(eok && back.kind == DIT_OBJECTIVE_EDM && back.sigma_data == 0.75f && cfg_same && same_bits(eg.p, da.p), "dit_edm_roundtrip",
+                  eok ? "an edm model.bin reads back as edm with its sigma_data, and its config rebuilds" : eerr);
+            std::string e1, e2;
+            const bool refused = eok && !ckpt_check_model(emh, dinfo, &e1) && !ckpt_check_model(mh, einfo, &e2);
+            check(refused, "dit_objective_fields_differ", "the generic check refuses either way too: '" + e1 + "'");
+            const std::string emb = esd + "/model.bin", rmb = sd + "/model.bin";
+            check_fails_one_line("dit_edm_file_rf_run", {"--objective-dit", emb, "rf"},
+                                 emb + ": the weights were trained with --objective edm, this run has --objective rf");
+            check_fails_one_line("dit_rf_file_edm_run", {"--objective-dit", rmb, "edm"},
+                                 rmb + ": the weights were trained with --objective rf, this run has --objective edm");
+            Child same_e = run_child({"--objective-dit", emb, "edm"}), same_r = run_child({"--objective-dit", rmb, "rf"});
+            check(same_e.exited && same_e.code == 0 && same_r.exited && same_r.code == 0, "dit_objective_same_passes",
+                  "each file passes with its own objective");
+        }
 
         // the wrong kind: a gpt checkpoint given to the dit loader, a dit one to the gpt loader, and to the config readers
         const std::string gsd = rt + "/step_00000010";

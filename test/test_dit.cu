@@ -1,8 +1,10 @@
 // GPU test of train_dit.cu against the PyTorch reference tensors of
-// test/data/dit_tiny.mgt (written by dev/reference/dit.py in float64, stored as
-// float32): the predicted velocity (every output channel, cropped), the
-// rectified-flow loss, every parameter gradient, the grad norm, the losses of 10
-// clipped AdamW steps on the same batch, and bit-identical repeats. Also: output
+// test/data/dit_tiny.mgt (rectified flow) and test/data/dit_tiny_edm.mgt (EDM)
+// (written by dev/reference/dit.py in float64, stored as float32): the network's
+// output (every output channel, cropped), the loss, every parameter gradient,
+// the grad norm, the losses of 10 clipped AdamW steps on the same batch, and
+// bit-identical repeats; with EDM also the first Heun steps of the sampler
+// (dit_sample with the file's noise and null caption). Also: output
 // channels >= in_channels get exactly zero gradient, and the last sample run
 // alone gives what it gives inside the packed batch.
 // Built twice: test/test_dit (bf16 compute, the trainer's default) and
@@ -28,10 +30,14 @@
 // about three times the error an H200 shows. The sample run alone is expected
 // bit-identical to its place in the batch, with a margin because another batch
 // shape may pick other GEMM kernels.
+// The EDM sampler's clips (TOL_SAMPLE): the guided denoiser D_u + s (D_c - D_u)
+// carries F's bf16 error times about 1 + 2s (s = 3 in the file), and near the end
+// of a step the clip is mostly D; a wrong term or index still errs by O(1). The
+// fp32 build checks the sampler as tightly as everything else.
 #if defined(ENABLE_FP32)
-static const double TOL_OUT = 1e-5, TOL_LOSS = 1e-5, TOL_GRAD = 1e-5, TOL_STEPS = 1e-5, TOL_PACK = 1e-5;
+static const double TOL_OUT = 1e-5, TOL_LOSS = 1e-5, TOL_GRAD = 1e-5, TOL_STEPS = 1e-5, TOL_PACK = 1e-5, TOL_SAMPLE = 1e-5;
 #else
-static const double TOL_OUT = 3e-2, TOL_LOSS = 6e-3, TOL_GRAD = 5e-2, TOL_STEPS = 5e-3, TOL_PACK = 1e-2;
+static const double TOL_OUT = 3e-2, TOL_LOSS = 6e-3, TOL_GRAD = 5e-2, TOL_STEPS = 5e-3, TOL_PACK = 1e-2, TOL_SAMPLE = 1e-1;
 #endif
 
 static int n_pass = 0, n_fail = 0;
@@ -84,6 +90,7 @@ static void run_file(const std::string& path) {
     DiT g;
     cudaCheck(cudaStreamCreate(&g.stream));
     dit_build(&g, cfg, dit_capacity_of(cfg, host_batch(bt)));
+    g.obj = dit_objective_from_reference(tf);
     std::vector<float> init(g.num_params);
     for (const ParamTensor& p : g.layout) {
         const std::vector<float>& v = tf.f32(p.name);
@@ -157,6 +164,44 @@ static void run_file(const std::string& path) {
         set_batch(&g, bt);
     }
 
+    if (g.obj.kind == DIT_OBJECTIVE_EDM) {
+        // the sampler's first steps (each run stopped after k steps of the schedule) from the reference
+        // parameters: the batch's samples as prompts (a masked sample: image-to-video with its frame 0)
+        const std::vector<float>& sp = tf.f32("sampler");
+        if (sp.size() != 3) fail("%s: sampler has %zu values (expected 3: steps, kept steps, guidance)", path.c_str(), sp.size());
+        const std::vector<float>& noise = tf.f32("sample_noise");
+        const std::vector<float>& ref_z = tf.f32("sample_z");
+        if (noise.size() != bt.x0.size() || ref_z.size() != (size_t)sp[1] * bt.x0.size())
+            fail("%s: sample_noise/sample_z have %zu/%zu values (expected %zu/%zu)", path.c_str(), noise.size(), ref_z.size(), bt.x0.size(),
+                 (size_t)sp[1] * bt.x0.size());
+        std::vector<DiTPrompt> prompts(bt.B);
+        size_t lat0 = 0, txt0 = 0;
+        for (int b = 0; b < bt.B; b++) {
+            DiTPrompt& q = prompts[b];
+            const size_t plane = (size_t)bt.H[b] * bt.W[b], lat = (size_t)cfg.in_channels * bt.T[b] * plane;
+            q.T = bt.T[b]; q.H = bt.H[b]; q.W = bt.W[b]; q.fps = bt.fps[b]; q.text_len = bt.text_len[b];
+            q.text.assign(bt.text.begin() + txt0, bt.text.begin() + txt0 + (size_t)q.text_len * cfg.caption_channels);
+            q.noise.assign(noise.begin() + lat0, noise.begin() + lat0 + lat);
+            if (bt.has_mask[b])
+                for (int ch = 0; ch < cfg.in_channels; ch++)
+                    q.first_frame.insert(q.first_frame.end(), bt.x0.begin() + lat0 + ch * q.T * plane, bt.x0.begin() + lat0 + ch * q.T * plane + plane);
+            lat0 += lat;
+            txt0 += (size_t)q.text_len * cfg.caption_channels;
+        }
+        SamplerConfig sc;
+        sc.steps = (int)sp[0];
+        sc.cfg_scale = sp[2];
+        sc.null_text = tf.f32("null_text");
+        for (int k = 1; k <= (int)sp[1]; k++) {
+            sc.stop_after = k;
+            const std::vector<std::vector<float>> z = dit_sample(&g, prompts, sc, 0);
+            std::vector<float> flat;
+            for (const std::vector<float>& zp : z) flat.insert(flat.end(), zp.begin(), zp.end());
+            check(name + "/sampler_step" + std::to_string(k - 1), rel_error(flat.data(), ref_z.data() + (size_t)(k - 1) * flat.size(), flat.size()), TOL_SAMPLE);
+        }
+        set_batch(&g, bt);
+    }
+
     // 10 clipped AdamW steps on the same batch, then the same again: bit-identical
     const std::vector<float>& tr = tf.f32("train");
     if (tr.size() != 6) fail("%s: train has %zu values (expected 6)", path.c_str(), tr.size());
@@ -188,11 +233,12 @@ static void run_file(const std::string& path) {
 
 // Activation recompute (llmc/train/recompute.h): the loss and every gradient bit-identical to
 // the run without it, in each mode, over all blocks and over the first only.
-static std::vector<float> grads_with(const DiTConfig& cfg, const DiTBatch& bt, const Recompute& rc, const std::vector<float>& init,
-                                     float* loss) {
+static std::vector<float> grads_with(const DiTConfig& cfg, const DiTObjective& obj, const DiTBatch& bt, const Recompute& rc,
+                                     const std::vector<float>& init, float* loss) {
     DiT g;
     cudaCheck(cudaStreamCreate(&g.stream));
     dit_build(&g, cfg, dit_capacity_of(cfg, host_batch(bt)), rc);
+    g.obj = obj;
     dit_set_params(&g, init.data());
     set_batch(&g, bt);
     dit_zero_grad(&g);
@@ -212,18 +258,19 @@ static void check_recompute(const std::string& path) {
     TensorFile tf = tensorfile_read(path);
     const DiTConfig cfg = dit_config_from_reference(tf);
     const DiTBatch bt = dit_batch_from_reference(tf, cfg);
+    const DiTObjective obj = dit_objective_from_reference(tf);
     const std::vector<ParamTensor> layout = dit_param_layout(cfg);
     std::vector<float> init(layout_numel(layout));
     for (const ParamTensor& p : layout) std::copy(tf.f32(p.name).begin(), tf.f32(p.name).end(), init.begin() + p.offset);
     float loss_none = 0;
-    const std::vector<float> none = grads_with(cfg, bt, Recompute(), init, &loss_none);
+    const std::vector<float> none = grads_with(cfg, obj, bt, Recompute(), init, &loss_none);
     for (RecomputeMode mode : {RECOMPUTE_SELECTIVE, RECOMPUTE_FULL}) {
         for (int k : {cfg.n_layer, 1}) {
             Recompute rc;
             rc.mode = mode;
             rc.layers = k;
             float loss = 0;
-            const std::vector<float> gr = grads_with(cfg, bt, rc, init, &loss);
+            const std::vector<float> gr = grads_with(cfg, obj, bt, rc, init, &loss);
             size_t diff = 0;
             for (size_t i = 0; i < gr.size(); i++) diff += memcmp(&gr[i], &none[i], sizeof(float)) != 0;
             const bool ok = diff == 0 && memcmp(&loss, &loss_none, sizeof(float)) == 0;
@@ -242,7 +289,7 @@ int main(int argc, char** argv) {
     }
     cudaCheck(cudaSetDevice(0));
     cublas_init();
-    std::vector<std::string> files = {"test/data/dit_tiny.mgt"};
+    std::vector<std::string> files = {"test/data/dit_tiny.mgt", "test/data/dit_tiny_edm.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     for (const std::string& f : files) run_file(f);
     for (const std::string& f : files) check_recompute(f);

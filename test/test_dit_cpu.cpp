@@ -1,10 +1,11 @@
 // CPU test of the fp32 reference dev/cpu/dit.cpp against the PyTorch reference
 // tensors in test/data (written by dev/reference/dit.py in float64, stored as
-// float32): the predicted velocity (full output), the rectified-flow loss,
-// every parameter gradient, the grad norm, and the losses of 10 clipped AdamW
-// steps on the same batch. Also: output channels >= in_channels get exactly
-// zero gradient, and a sample run alone gives what it gives inside the packed
-// batch.
+// float32): the network's output (full output), the loss, every parameter
+// gradient, the grad norm, and the losses of 10 clipped AdamW steps on the same
+// batch, for rectified flow (dit_tiny.mgt) and EDM (dit_tiny_edm.mgt, which
+// also holds the first steps of the Heun sampler with guidance, checked here).
+// Also: output channels >= in_channels get exactly zero gradient, and a sample
+// run alone gives what it gives inside the packed batch.
 #define DIT_CPU_NO_MAIN
 #include "../dev/cpu/dit.cpp"
 
@@ -33,6 +34,7 @@ static void run_file(const std::string& path) {
 
     DiTCpu g;
     dit_cpu_build(&g, cfg);
+    g.obj = dit_objective_from_reference(tf);
     dit_params_from_reference(&g, tf);
     const std::vector<float> init = g.params;
 
@@ -80,9 +82,37 @@ static void run_file(const std::string& path) {
         one.frame_mask.assign(bt.frame_mask.begin() + g.cu_f[b], bt.frame_mask.begin() + g.cu_f[b + 1]);
         DiTCpu g1;
         dit_cpu_build(&g1, cfg);
+        g1.obj = g.obj;
         g1.params = g.params;
         dit_cpu_forward(&g1, one);
         check(name + "/packing_sample_alone", rel_error(g1.v_pred.data(), v_all.data(), v_all.size()), 1e-6);
+    }
+
+    if (g.obj.kind == DIT_OBJECTIVE_EDM) {
+        // the sampler's first steps from the reference parameters: the batch's samples as prompts
+        // (a masked sample is image-to-video with its frame 0), the file's noise and null caption
+        const std::vector<float>& sp = tf.f32("sampler");
+        if (sp.size() != 3) fail("%s: sampler has %zu values (expected 3: steps, kept steps, guidance)", path.c_str(), sp.size());
+        std::vector<DiTCpuPrompt> prompts(bt.B);
+        for (int b = 0; b < bt.B; b++) {
+            DiTCpuPrompt& q = prompts[b];
+            q.T = bt.T[b]; q.H = bt.H[b]; q.W = bt.W[b]; q.fps = bt.fps[b];
+            q.text.assign(bt.text.begin() + (size_t)g.cu_t[b] * cfg.caption_channels, bt.text.begin() + (size_t)g.cu_t[b + 1] * cfg.caption_channels);
+            if (bt.has_mask[b]) {
+                const size_t plane = (size_t)q.H * q.W;
+                for (int ch = 0; ch < cfg.in_channels; ch++) {
+                    const float* f0 = bt.x0.data() + g.cu_lat[b] + (size_t)ch * q.T * plane;
+                    q.first_frame.insert(q.first_frame.end(), f0, f0 + plane);
+                }
+            }
+        }
+        const std::vector<std::vector<float>> traj = dit_cpu_edm_sample(&g, prompts, tf.f32("sample_noise"), tf.f32("null_text"),
+                                                                        (int)sp[0], sp[2], (int)sp[1]);
+        const std::vector<float>& ref_z = tf.f32("sample_z");
+        if (ref_z.size() != traj.size() * bt.x0.size()) fail("%s: sample_z has %zu values (expected %zu)", path.c_str(), ref_z.size(), traj.size() * bt.x0.size());
+        for (size_t i = 0; i < traj.size(); i++)
+            check(name + "/sampler_step" + std::to_string(i), rel_error(traj[i].data(), ref_z.data() + i * bt.x0.size(), bt.x0.size()), TOL);
+        g.params = init;
     }
 
     // 10 clipped AdamW steps on the same batch; loss measured before each update
@@ -110,7 +140,7 @@ static void run_file(const std::string& path) {
 }
 
 int main(int argc, char** argv) {
-    std::vector<std::string> files = {"test/data/dit_tiny.mgt"};
+    std::vector<std::string> files = {"test/data/dit_tiny.mgt", "test/data/dit_tiny_edm.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     double t0 = wall_seconds();
     for (const std::string& f : files) run_file(f);

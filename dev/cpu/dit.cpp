@@ -1,5 +1,6 @@
 // fp32 CPU reference of the mega.c video DiT (MUG-V 10B architecture,
-// rectified flow): forward, backward and AdamW, written to be read, in the
+// rectified flow or EDM: llmc/model/dit_objective.h): forward, backward, AdamW
+// and EDM's Heun sampler, written to be read, in the
 // style of llm.c's train_gpt2.c. The model: docs/dit.md and
 // dev/DESIGN.md (section "DiT"); parameter layout, token order and RoPE
 // positions: llmc/model/dit_config.h. Checked against the PyTorch reference
@@ -32,6 +33,7 @@
 #endif
 #include "../../llmc/core/args.h"
 #include "../../llmc/model/dit_config.h"
+#include "../../llmc/model/dit_objective.h"
 #include "../../llmc/core/rand.h"
 #include "../../llmc/formats/tensorfile.h"
 #include "../../llmc/core/utils.h"
@@ -435,14 +437,14 @@ struct DiTBatch {
     std::vector<int> T, H, W;        // latent shape per sample
     std::vector<int> text_len;       // valid text tokens per sample
     std::vector<int> has_mask;       // 1: the sample has a frame mask (image-to-video)
-    std::vector<float> t, fps;       // per sample; t in (0,1), already sampled and shifted
+    std::vector<float> t, fps;       // per sample; rf: flow time t in [0,1], sampled and shifted; edm: sigma > 0
     std::vector<float> x0, eps;      // packed [Cin, T, H, W] per sample
     std::vector<float> text;         // packed [sum text_len, Cy]
     std::vector<int> frame_mask;     // packed [T] per sample: 1 noisy, 0 clean (all 1 without a mask)
 };
 
 // Checks every field of a batch against the config; one line naming the field.
-static void dit_batch_check(const DiTConfig& c, const DiTBatch& bt, const char* who) {
+static void dit_batch_check(const DiTConfig& c, const DiTBatch& bt, const char* who, int objective) {
     const int B = bt.B;
     if (B <= 0) fail("%s: batch size %d must be > 0", who, B);
     if ((int)bt.T.size() != B || (int)bt.H.size() != B || (int)bt.W.size() != B || (int)bt.text_len.size() != B ||
@@ -457,7 +459,9 @@ static void dit_batch_check(const DiTConfig& c, const DiTBatch& bt, const char* 
             fail("%s: sample %d patch grid %dx%d exceeds rope_max_hw %d", who, b, g.Hp, g.Wp, c.rope_max_hw);
         if (bt.text_len[b] <= 0 || bt.text_len[b] > c.max_text_len)
             fail("%s: sample %d text length %d outside [1, %d]", who, b, bt.text_len[b], c.max_text_len);
-        if (!(bt.t[b] >= 0.0f && bt.t[b] <= 1.0f)) fail("%s: sample %d t=%g outside [0, 1]", who, b, bt.t[b]);
+        if (objective == DIT_OBJECTIVE_EDM) {
+            if (!(bt.t[b] > 0.0f && std::isfinite(bt.t[b]))) fail("%s: sample %d sigma=%g (expected finite and > 0)", who, b, bt.t[b]);
+        } else if (!(bt.t[b] >= 0.0f && bt.t[b] <= 1.0f)) fail("%s: sample %d t=%g outside [0, 1]", who, b, bt.t[b]);
         if (!(bt.fps[b] == bt.fps[b])) fail("%s: sample %d fps is NaN", who, b);
         if (bt.has_mask[b] != 0 && bt.has_mask[b] != 1) fail("%s: sample %d has_mask must be 0 or 1", who, b);
         lat += (size_t)c.in_channels * bt.T[b] * bt.H[b] * bt.W[b];
@@ -485,6 +489,7 @@ static void dit_batch_check(const DiTConfig& c, const DiTBatch& bt, const char* 
 
 struct DiTCpu {
     DiTConfig cfg;
+    DiTObjective obj;                         // rf unless set after dit_cpu_build
     std::vector<ParamTensor> layout;
     size_t num_params = 0;
     std::vector<float> params, grads, m, v;   // one contiguous buffer each, tensors at layout offsets
@@ -503,7 +508,7 @@ struct DiTCpu {
     std::vector<float> rope_cos, rope_sin;    // [N, hd/2]
 
     // activations of the last forward
-    std::vector<float> tfreq, ffreq;          // [2B, Fq] (rows 2b: 1000 t_b, 2b+1: 0), [B, Fq]
+    std::vector<float> tfreq, ffreq;          // [2B, Fq] (rows 2b: 1000 t_b, 2b+1: 0; edm: c_noise), [B, Fq]
     std::vector<float> t_hidden, t_hidden_silu, temb;        // [2B, C] t_embedder: mlp.0 out, SiLU, mlp.2 out
     std::vector<float> fps_hidden, fps_hidden_silu, femb;    // [B, C]  fps_embedder likewise
     std::vector<float> cond, conds, mods;     // [2B, C] c / c0 rows, their SiLU; [2B, 6C] t_block out
@@ -518,8 +523,9 @@ struct DiTCpu {
     // rows; lnf [Np,C], lnfr [Np]: their LayerNorm; final_in [Np,C]: its modulation (the final linear's input);
     // out [Np, P*Cout]: the final linear's output
     std::vector<float> patch_tokens, lnf, lnfr, final_in, out;
-    std::vector<float> v_pred;                // packed [Cout, T, H, W] per sample
+    std::vector<float> v_pred;                // packed [Cout, T, H, W] per sample (edm: the network's raw output F)
     std::vector<double> sample_loss;          // [B]
+    std::vector<EdmPrecond> pre;              // [B] edm: each sample's preconditioning
 
     // gradient scratch
     std::vector<float> dres, dln, dh, dqkv, dqkvr, datty, dO, dcq, dcqn, dckv, dckvn, df1, df1g;
@@ -574,7 +580,7 @@ void dit_cpu_init_params(DiTCpu* g, uint64_t seed) {
 // Sets up the geometry of a batch and sizes every buffer for it.
 static void dit_cpu_setup(DiTCpu* g, const DiTBatch& bt) {
     const DiTConfig& c = g->cfg;
-    dit_batch_check(c, bt, "dit_cpu_forward");
+    dit_batch_check(c, bt, "dit_cpu_forward", g->obj.kind);
     g->batch = bt;
     const int B = bt.B, C = c.d_model, L = c.n_layer, nh = c.n_head, hd = c.head_dim, F = c.ffn_hidden;
     const int P = dit_patch_size(c), Fq = c.freq_dim, Cy = c.caption_channels;
@@ -661,8 +667,21 @@ static void dit_cpu_setup(DiTCpu* g, const DiTBatch& bt) {
     sz(g->dpatch_tokens, Np * C); sz(g->dfinal_in, Np * C); sz(g->dout, Np * P * c.out_channels); sz(g->dpatch, Np * C);
 }
 
-// Forward over a batch: x_t, the model's output v_pred and the rectified-flow
-// loss (returned; per sample mean over its noisy frames, then mean over samples).
+// The loss's residual at one element of sample b: rf v_pred - (x0 - eps); edm
+// D - x0 with D = c_skip (x0 + sigma eps) + c_out v_pred (the loss weighs its
+// square by lambda).
+static inline float dit_cpu_residual(const DiTCpu* g, int b, float vp, float x0, float ep) {
+    if (g->obj.kind != DIT_OBJECTIVE_EDM) return vp - (x0 - ep);
+    const EdmPrecond& p = g->pre[b];
+    const float x = x0 + g->batch.t[b] * ep;
+    return (float)p.c_skip * x + (float)p.c_out * vp - x0;
+}
+
+// Forward over a batch: the network's input, its output v_pred and the loss
+// (returned; per sample mean over its noisy frames, then mean over samples).
+// rf: input x_t = (1 - t) x0 + t eps, loss (v_pred - (x0 - eps))^2. edm: input
+// c_in (x0 + sigma eps), loss lambda (c_skip x + c_out v_pred - x0)^2. Clean
+// frames hold x0 (edm: x0 / sigma_data).
 float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
     dit_cpu_setup(g, bt);
     const DiTConfig& c = g->cfg;
@@ -672,8 +691,15 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
     const float eps = c.norm_eps;
 
     // conditioning: c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(c / c0)
+    // (edm: c_noise(sigma) and c_noise(sigma_min) for 1000 t and 0)
     std::vector<double> ts(2 * B), fs(B);
-    for (int b = 0; b < B; b++) { ts[2 * b] = 1000.0 * (double)bt.t[b]; ts[2 * b + 1] = 0.0; fs[b] = bt.fps[b]; }
+    g->pre.assign(B, EdmPrecond{});
+    for (int b = 0; b < B; b++) {
+        ts[2 * b] = dit_timestep_value(g->obj, bt.t[b]);
+        ts[2 * b + 1] = dit_timestep_clean(g->obj);
+        fs[b] = bt.fps[b];
+        if (g->obj.kind == DIT_OBJECTIVE_EDM) g->pre[b] = edm_precond(bt.t[b], g->obj.sigma_data);
+    }
     timestep_embedding(g->tfreq.data(), ts.data(), 2 * B, g->emb_f);
     timestep_embedding(g->ffreq.data(), fs.data(), B, g->emb_f);
     matmul_forward(g->t_hidden.data(), g->tfreq.data(), dit_param(g, "t_embedder.mlp.0.weight"), dit_param(g, "t_embedder.mlp.0.bias"), 2 * B, Fq, C);
@@ -694,13 +720,14 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
     matmul_forward(g->cap_fc2.data(), g->cap_gelu.data(), dit_param(g, "y_embedder.y_proj.fc2.weight"), dit_param(g, "y_embedder.y_proj.fc2.bias"), Nt, C, C);
     layernorm_forward(g->y.data(), g->y_rstd.data(), g->cap_fc2.data(), Nt, C, eps);
 
-    // x_t (clean frames hold x0), zero-padded patches (vector order c, tp, hp, wp), patch embedding
+    // the input (noisy frames in_x0 x0 + in_eps eps, clean in_clean x0), zero-padded patches (vector
+    // order c, tp, hp, wp), patch embedding
     for (int b = 0; b < B; b++) {
         const DiTGrid& gr = g->grids[b];
         const float* x0 = bt.x0.data() + g->cu_lat[b];
         const float* ep = bt.eps.data() + g->cu_lat[b];
         const int* fm = bt.frame_mask.data() + g->cu_f[b];
-        const float tb = bt.t[b];
+        const DiTInputCoef k = dit_input_coef(g->obj, bt.t[b]);
         #pragma omp parallel for
         for (int p = 0; p < gr.n_patch; p++) {
             const int i = p / (gr.Hp * gr.Wp), r = (p / gr.Wp) % gr.Hp, cc = p % gr.Wp;
@@ -713,7 +740,7 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
                             float val = 0.0f;
                             if (tt < gr.T && y < gr.H && x < gr.W) {
                                 const size_t e = (((size_t)ci * gr.T + tt) * gr.H + y) * gr.W + x;
-                                val = fm[tt] ? (1.0f - tb) * x0[e] + tb * ep[e] : x0[e];
+                                val = fm[tt] ? k.in_x0 * x0[e] + k.in_eps * ep[e] : k.in_clean * x0[e];
                             }
                             row[((ci * pt + a) * ph + hh) * pw + ww] = val;
                         }
@@ -831,10 +858,11 @@ float dit_cpu_forward(DiTCpu* g, const DiTBatch& bt) {
             for (int ci = 0; ci < Cin; ci++)
                 for (size_t k = 0; k < hw; k++) {
                     const size_t e = ((size_t)ci * gr.T + tt) * hw + k;
-                    const float d = vp[e] - (x0[e] - ep[e]);
+                    const float d = dit_cpu_residual(g, b, vp[e], x0[e], ep[e]);
                     s += (double)d * d;
                 }
         }
+        if (g->obj.kind == DIT_OBJECTIVE_EDM) s *= g->pre[b].weight;
         g->sample_loss[b] = s / ((double)nf * Cin * hw);
         total += g->sample_loss[b];
     }
@@ -853,8 +881,8 @@ void dit_cpu_backward(DiTCpu* g) {
     const int ms = 6 * C;
     auto zero = [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); };
 
-    // d loss / d out: 2 (v_pred - v) / (noisy frames * Cin * H * W) / B on noisy frames, channels < Cin;
-    // zero elsewhere (channels >= Cin, clean frames, padding)
+    // d loss / d out: 2 (v_pred - v) / (noisy frames * Cin * H * W) / B on noisy frames, channels < Cin
+    // (edm: 2 lambda c_out (D - x0) / ...); zero elsewhere (channels >= Cin, clean frames, padding)
     zero(g->dout);
     for (int b = 0; b < B; b++) {
         const DiTGrid& gr = g->grids[b];
@@ -864,7 +892,8 @@ void dit_cpu_backward(DiTCpu* g) {
         const int* fm = bt.frame_mask.data() + g->cu_f[b];
         int nf = 0;
         for (int tt = 0; tt < gr.T; tt++) nf += fm[tt];
-        const float k = (float)(2.0 / ((double)nf * Cin * gr.H * gr.W * B));
+        const double kd = 2.0 / ((double)nf * Cin * gr.H * gr.W * B);
+        const float k = (float)(g->obj.kind == DIT_OBJECTIVE_EDM ? kd * g->pre[b].weight * g->pre[b].c_out : kd);
         for (int p = 0; p < gr.n_patch; p++) {
             const int i = p / (gr.Hp * gr.Wp), r = (p / gr.Wp) % gr.Hp, cc = p % gr.Wp;
             float* d = g->dout.data() + (size_t)(g->cu_p[b] + p) * P * Cout;
@@ -875,7 +904,7 @@ void dit_cpu_backward(DiTCpu* g) {
                         if (tt >= gr.T || y >= gr.H || x >= gr.W || !fm[tt]) continue;
                         for (int ci = 0; ci < Cin; ci++) {
                             const size_t e = (((size_t)ci * gr.T + tt) * gr.H + y) * gr.W + x;
-                            d[((a * ph + hh) * pw + ww) * Cout + ci] = k * (vp[e] - (x0[e] - ep[e]));
+                            d[((a * ph + hh) * pw + ww) * Cout + ci] = k * dit_cpu_residual(g, b, vp[e], x0[e], ep[e]);
                         }
                     }
         }
@@ -1074,6 +1103,99 @@ float dit_cpu_update(DiTCpu* g, float lr, float beta1, float beta2, float eps, f
 }
 
 // ----------------------------------------------------------------------------
+// EDM's deterministic Heun sampler (docs/dit.md "Sampling"), the reference of
+// train_dit.cu's: z = sigma_max noise on the float noise levels of
+// edm_sigma_steps; D(z; s) = c_skip z + c_out F with F the network on x0 = z,
+// eps = 0 (its input is then c_in z, clean frames z / sigma_data); guidance
+// D = D_u + cfg (D_c - D_u) with the null caption (cfg 1: no uncond pass);
+// d = (z - D) / s_i, z' = z + (s_{i+1} - s_i) d, and unless s_{i+1} = 0 the
+// correction z <- z + (s_{i+1} - s_i) (d + d') / 2; image-to-video frame 0 is put
+// back after every update. Host arithmetic in float.
+
+struct DiTCpuPrompt {
+    int T = 0, H = 0, W = 0;
+    float fps = 24.0f;
+    std::vector<float> text;          // [text_len, Cy]
+    std::vector<float> first_frame;   // [Cin, H, W]: image-to-video; empty: text-to-video
+};
+
+// The first `keep` steps of a `steps`-step schedule from the given N(0,1) noise
+// (packed [Cin, T, H, W] per prompt); returns the packed clips after each step.
+std::vector<std::vector<float>> dit_cpu_edm_sample(DiTCpu* g, const std::vector<DiTCpuPrompt>& prompts, const std::vector<float>& noise,
+                                                   const std::vector<float>& null_text, int steps, float cfg, int keep) {
+    const DiTConfig& c = g->cfg;
+    const int n = (int)prompts.size(), Cin = c.in_channels, Cy = c.caption_channels;
+    if (g->obj.kind != DIT_OBJECTIVE_EDM) fail("dit_cpu_edm_sample: the model's objective is %s", dit_objective_name(g->obj.kind));
+    if (steps <= 0 || keep < 0 || keep > steps) fail("dit_cpu_edm_sample: steps %d, keep %d (expected 0 <= keep <= steps, steps > 0)", steps, keep);
+    if (null_text.size() != (size_t)Cy) fail("dit_cpu_edm_sample: null caption has %zu floats (expected %d)", null_text.size(), Cy);
+    std::vector<size_t> off(n + 1, 0);
+    for (int k = 0; k < n; k++) off[k + 1] = off[k] + (size_t)Cin * prompts[k].T * prompts[k].H * prompts[k].W;
+    if (noise.size() != off[n]) fail("dit_cpu_edm_sample: noise has %zu floats (expected %zu)", noise.size(), off[n]);
+    const bool guided = cfg != 1.0f;
+    const std::vector<double> sd = edm_sigma_steps(g->obj, steps);
+    std::vector<float> sig(sd.begin(), sd.end());
+    auto pin = [&](std::vector<float>& z) {
+        for (int k = 0; k < n; k++) {
+            const DiTCpuPrompt& q = prompts[k];
+            if (q.first_frame.empty()) continue;
+            const size_t plane = (size_t)q.H * q.W;
+            for (int ch = 0; ch < Cin; ch++)
+                std::copy(q.first_frame.begin() + ch * plane, q.first_frame.begin() + (ch + 1) * plane, z.begin() + off[k] + (size_t)ch * q.T * plane);
+        }
+    };
+    auto denoise = [&](const std::vector<float>& z, float sigma) {
+        DiTBatch bt;
+        for (int pass = 0; pass < (guided ? 2 : 1); pass++)
+            for (int k = 0; k < n; k++) {
+                const DiTCpuPrompt& q = prompts[k];
+                const std::vector<float>& tx = pass == 0 ? q.text : null_text;
+                bt.T.push_back(q.T); bt.H.push_back(q.H); bt.W.push_back(q.W);
+                bt.text_len.push_back((int)(tx.size() / Cy)); bt.text.insert(bt.text.end(), tx.begin(), tx.end());
+                bt.has_mask.push_back(q.first_frame.empty() ? 0 : 1);
+                for (int f = 0; f < q.T; f++) bt.frame_mask.push_back(!q.first_frame.empty() && f == 0 ? 0 : 1);
+                bt.t.push_back(sigma); bt.fps.push_back(q.fps);
+                bt.x0.insert(bt.x0.end(), z.begin() + off[k], z.begin() + off[k + 1]);
+            }
+        bt.B = (int)bt.T.size();
+        bt.eps.assign(bt.x0.size(), 0.0f);
+        dit_cpu_forward(g, bt);
+        const EdmPrecond p = edm_precond(sigma, g->obj.sigma_data);
+        const float c_skip = (float)p.c_skip, c_out = (float)p.c_out;
+        std::vector<float> D(z.size());
+        for (int k = 0; k < n; k++) {
+            const float* fc = g->v_pred.data() + g->cu_out[k];   // the first Cin channels are F
+            const float* fu = guided ? g->v_pred.data() + g->cu_out[n + k] : nullptr;
+            for (size_t e = 0; e < off[k + 1] - off[k]; e++) {
+                const float zk = z[off[k] + e], dc = c_skip * zk + c_out * fc[e];
+                if (!guided) { D[off[k] + e] = dc; continue; }
+                const float du = c_skip * zk + c_out * fu[e];
+                D[off[k] + e] = du + cfg * (dc - du);
+            }
+        }
+        return D;
+    };
+    std::vector<float> z(off[n]);
+    for (size_t e = 0; e < z.size(); e++) z[e] = sig[0] * noise[e];
+    pin(z);
+    std::vector<std::vector<float>> out;
+    for (int i = 0; i < keep; i++) {
+        const float s0 = sig[i], s1 = sig[i + 1], h = s1 - s0;
+        const std::vector<float> D0 = denoise(z, s0);
+        std::vector<float> d0(z.size()), z1(z.size());
+        for (size_t e = 0; e < z.size(); e++) { d0[e] = (z[e] - D0[e]) / s0; z1[e] = z[e] + h * d0[e]; }
+        pin(z1);
+        if (s1 > 0) {
+            const std::vector<float> D1 = denoise(z1, s1);
+            for (size_t e = 0; e < z.size(); e++) z1[e] = z[e] + h * 0.5f * (d0[e] + (z1[e] - D1[e]) / s1);
+            pin(z1);
+        }
+        z = z1;
+        out.push_back(z);
+    }
+    return out;
+}
+
+// ----------------------------------------------------------------------------
 // reading the reference files of dev/reference/dit.py (test/data/dit_*.mgt)
 
 static DiTConfig dit_config_from_reference(const TensorFile& tf) {
@@ -1087,6 +1209,24 @@ static DiTConfig dit_config_from_reference(const TensorFile& tf) {
     c.mlp_ratio = cf[0]; c.norm_eps = cf[1]; c.rope_theta = cf[2]; c.freq_max_period = cf[3];
     dit_config_finalize(&c);
     return c;
+}
+
+// The objective of a reference file: rf unless it has "objective" (1: edm, with "edm" = sigma_data,
+// p_mean, p_std, sigma_min, sigma_max, rho).
+static DiTObjective dit_objective_from_reference(const TensorFile& tf) {
+    DiTObjective o;
+    if (!tf.has("objective")) return o;
+    const std::vector<int32_t>& k = tf.i32("objective");
+    if (k.size() != 1 || (k[0] != DIT_OBJECTIVE_RF && k[0] != DIT_OBJECTIVE_EDM))
+        fail("%s: objective must be one int32, 0 (rf) or 1 (edm)", tf.path.c_str());
+    o.kind = k[0];
+    if (o.kind == DIT_OBJECTIVE_EDM) {
+        const std::vector<float>& e = tf.f32("edm");
+        if (e.size() != 6) fail("%s: edm has %zu values (expected 6)", tf.path.c_str(), e.size());
+        o.sigma_data = e[0]; o.p_mean = e[1]; o.p_std = e[2]; o.sigma_min = e[3]; o.sigma_max = e[4]; o.rho = e[5];
+        dit_objective_check_or_fail(o);
+    }
+    return o;
 }
 
 static DiTBatch dit_batch_from_reference(const TensorFile& tf, const DiTConfig& c) {
@@ -1105,7 +1245,7 @@ static DiTBatch dit_batch_from_reference(const TensorFile& tf, const DiTConfig& 
     bt.x0 = tf.f32("x0");
     bt.eps = tf.f32("eps");
     bt.text = tf.f32("text");
-    dit_batch_check(c, bt, tf.path.c_str());
+    dit_batch_check(c, bt, tf.path.c_str(), dit_objective_from_reference(tf).kind);
     return bt;
 }
 
@@ -1133,7 +1273,7 @@ int main(int argc, char** argv) {
     ap.program = argv[0];
     ap.usage = std::string(argv[0]) + " [flags]: trains on a reference file's batch on the CPU (fp32 reference)";
     ap.section("training");
-    ap.add_string("--ref", &ref, "reference tensor file (config, batch, parameters)");
+    ap.add_string("--ref", &ref, "reference tensor file (config, batch, parameters; its objective: rf, or edm for test/data/dit_tiny_edm.mgt)");
     ap.add_int("--steps", &steps, "optimizer steps on the same batch");
     ap.add_float("--lr", &lr, "AdamW learning rate (0: the file's)");
     ap.add_bool("--init", &init, "1: fresh init (dit_cpu_init_params) instead of the file's parameters");
@@ -1151,6 +1291,7 @@ int main(int argc, char** argv) {
 
     DiTCpu g;
     dit_cpu_build(&g, cfg);
+    g.obj = dit_objective_from_reference(tf);
     if (init) dit_cpu_init_params(&g, (uint64_t)seed);
     else dit_params_from_reference(&g, tf);
 #ifdef _OPENMP
@@ -1158,9 +1299,9 @@ int main(int argc, char** argv) {
 #else
     const int threads = 1;
 #endif
-    printf("DiT: C %d, L %d, heads %d x %d, F %d, Cin %d, Cout %d, Cy %d, patch %dx%dx%d, %zu params | B %d | lr %g | %d threads\n",
+    printf("DiT: C %d, L %d, heads %d x %d, F %d, Cin %d, Cout %d, Cy %d, patch %dx%dx%d, %zu params | %s | B %d | lr %g | %d threads\n",
            cfg.d_model, cfg.n_layer, cfg.n_head, cfg.head_dim, cfg.ffn_hidden, cfg.in_channels, cfg.out_channels,
-           cfg.caption_channels, cfg.patch_t, cfg.patch_h, cfg.patch_w, g.num_params, bt.B, lr, threads);
+           cfg.caption_channels, cfg.patch_t, cfg.patch_h, cfg.patch_w, g.num_params, dit_objective_name(g.obj.kind), bt.B, lr, threads);
     for (int step = 1; step <= steps; step++) {
         double t0 = wall_seconds();
         const float loss = dit_cpu_forward(&g, bt);

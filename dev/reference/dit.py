@@ -1,6 +1,8 @@
 #!/usr/bin/python3
-"""Reference for the mega.c video DiT (MUG-V 10B architecture, rectified flow):
-writes test/data/dit_tiny.mgt.
+"""Reference for the mega.c video DiT (MUG-V 10B architecture): with rectified flow
+(--objective rf, the default) writes test/data/dit_tiny.mgt; with EDM (--objective edm,
+Karras et al. 2022; llmc/model/dit_objective.h) writes test/data/dit_tiny_edm.mgt on a
+smaller configuration, with the first steps of the Heun sampler.
 
 The model spec in code: docs/dit.md, dev/DESIGN.md (section "DiT"),
 llmc/model/dit_config.h. All math is float64 on the CPU; tensors are stored as
@@ -8,11 +10,13 @@ float32 (int32 for shapes, lengths and masks). Only torch 1.13-era APIs are
 used (Debian python3-torch), and every piece of the model (LayerNorm without
 affine, RMSNorm QK-norm, interleaved 3D RoPE, attention over packed
 variable-length samples and text, GELU(tanh), sinusoidal embeddings,
-patchify/unpatchify, the rectified-flow loss, clipping, AdamW) is written out
-by hand and checked against naive loops or torch's own ops in self_check().
+patchify/unpatchify, the rectified-flow and EDM losses, clipping, AdamW, the EDM
+Heun sampler) is written out by hand and checked against naive loops, torch's own ops
+or closed forms in self_check().
 
-Usage: /usr/bin/python3 dev/reference/dit.py   (from anywhere; writes into test/data/)
+Usage: /usr/bin/python3 dev/reference/dit.py [--objective rf|edm]   (from anywhere; writes into test/data/)
 """
+import argparse
 import math
 import os
 import struct
@@ -54,6 +58,27 @@ TRAIN = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-10, weight_decay=0.0, grad_
 SAMPLES = [dict(T=3, H=6, W=5, text_len=5, fps=24.0, mask=[0, 1, 1]),
            dict(T=2, H=5, W=4, text_len=9, fps=12.0, mask=None)]
 SHIFT_RATIO = 2.0   # a given shift ratio (the data side's setting) for t
+
+# EDM (DiTObjective's defaults): sigma_data, training ln sigma ~ N(p_mean, p_std^2), the sampler's
+# schedule (sigma_min, sigma_max, rho). The EDM file uses a smaller model (one head of 48) so that it
+# stays small: the architecture is the rf file's business, the objective this one's.
+EDM = dict(sigma_data=0.5, p_mean=-1.2, p_std=1.2, sigma_min=0.002, sigma_max=80.0, rho=7.0)
+EDM_TINY = dict(TINY, d_model=48, n_layer=2, n_head=1, head_dim=48, ffn_hidden=192, caption_channels=16, freq_dim=64)
+# the sampler check: a schedule of EDM_SAMPLE_STEPS steps, guidance scale EDM_CFG, the first
+# EDM_SAMPLE_KEEP steps stored (each a Heun step: two guided evaluations)
+EDM_SAMPLE_STEPS, EDM_SAMPLE_KEEP, EDM_CFG = 4, 2, 3.0
+
+
+def edm_precond(sigma, sd):
+    """(c_skip, c_out, c_in, c_noise, lambda) of EDM's Table 1 for noise level sigma (float)."""
+    s2 = sigma * sigma + sd * sd
+    return sd * sd / s2, sigma * sd / math.sqrt(s2), 1.0 / math.sqrt(s2), 0.25 * math.log(sigma), s2 / (sigma * sd) ** 2
+
+
+def edm_sigma_steps(obj, n):
+    """The sampler's n + 1 noise levels: sigma_max .. sigma_min on the rho schedule, then 0."""
+    a, b, rho = f32(obj["sigma_max"]) ** (1 / f32(obj["rho"])), f32(obj["sigma_min"]) ** (1 / f32(obj["rho"])), f32(obj["rho"])
+    return [(a + (i / (n - 1) if n > 1 else 0.0) * (b - a)) ** rho for i in range(n)] + [0.0]
 
 
 def param_layout(c):
@@ -205,18 +230,28 @@ def unpatchify(c, o, T, H, W):
     return o.reshape(Cout, Tp * pt, Hp * ph, Wp * pw)[:, :T, :H, :W]
 
 
-def forward(c, P, batch):
+def forward(c, P, batch, obj=None):
     """Returns (v_pred list of [Cout,T,H,W] per sample, loss). P: name -> float64 tensor (dit_param_layout).
     batch: dict with per-sample lists x0, eps ([Cin,T,H,W]), text ([Lt,Cy]), t, fps (float64 [B]) and
-    masks (list of bool tensors [T] (True = noisy) or None)."""
+    masks (list of bool tensors [T] (True = noisy) or None). obj: None for rectified flow (t: flow time,
+    v_pred: the velocity); an EDM dict for EDM (t: sigma, v_pred: the network's raw output F)."""
     C, nh, hd, L = c["d_model"], c["n_head"], c["head_dim"], c["n_layer"]
     eps, Cin, pt = f32(c["norm_eps"]), c["in_channels"], c["patch_t"]
     B = len(batch["x0"])
     t, fps = batch["t"], batch["fps"]
 
-    # conditioning: c = t_emb(1000 t) + fps_emb(fps); c0 with timestep 0; t_block
-    te = embed_mlp(P, "t_embedder", freq_embedding(c, 1000.0 * t))
-    te0 = embed_mlp(P, "t_embedder", freq_embedding(c, torch.zeros(B, dtype=DT)))
+    # conditioning: c = t_emb(1000 t) + fps_emb(fps); c0 with timestep 0; t_block. EDM: c_noise(sigma),
+    # and clean tokens c_noise(sigma_min)
+    if obj is None:
+        tv, tv0 = 1000.0 * t, torch.zeros(B, dtype=DT)
+        pre = None
+    else:
+        sd = f32(obj["sigma_data"])
+        pre = [edm_precond(t[b].item(), sd) for b in range(B)]
+        tv = torch.tensor([p[3] for p in pre], dtype=DT)
+        tv0 = torch.full((B,), 0.25 * math.log(f32(obj["sigma_min"])), dtype=DT)
+    te = embed_mlp(P, "t_embedder", freq_embedding(c, tv))
+    te0 = embed_mlp(P, "t_embedder", freq_embedding(c, tv0))
     fe = embed_mlp(P, "fps_embedder", freq_embedding(c, fps))
     cv, c0 = te + fe, te0 + fe
     tm, t0m = lin(silu(cv), P, "t_block.1"), lin(silu(c0), P, "t_block.1")     # [B, 6C]
@@ -236,9 +271,14 @@ def forward(c, P, batch):
         x0, ep, mask = batch["x0"][b], batch["eps"][b], batch["masks"][b]
         _, T, H, W = x0.shape
         Tp, Hp, Wp = grid(c, T, H, W)
-        xt = (1.0 - t[b]) * x0 + t[b] * ep
-        if mask is not None:
-            xt = torch.where(mask[None, :, None, None], xt, x0)          # clean frames hold x0
+        if obj is None:
+            xt = (1.0 - t[b]) * x0 + t[b] * ep
+            if mask is not None:
+                xt = torch.where(mask[None, :, None, None], xt, x0)      # clean frames hold x0
+        else:
+            xt = pre[b][2] * (x0 + t[b] * ep)                            # c_in x, x = x0 + sigma eps
+            if mask is not None:
+                xt = torch.where(mask[None, :, None, None], xt, x0 / sd)  # clean frames: c_in(0) x0
         xts.append(xt)
         tok = lin(patchify(c, xt), P, "x_embedder.proj")
         xs.append(torch.cat([P["start_token"][None], tok, P["end_token"][None]], dim=0))
@@ -299,7 +339,11 @@ def forward(c, P, batch):
         vp = unpatchify(c, o[off:off + n], T, H, W)
         off += n
         v_pred.append(vp)
-        d = (vp[:Cin] - (x0 - ep)) ** 2                                # [Cin, T, H, W]
+        if obj is None:
+            d = (vp[:Cin] - (x0 - ep)) ** 2                            # [Cin, T, H, W]
+        else:                                                          # lambda (D - x0)^2
+            c_skip, c_out, _, _, lam = pre[b]
+            d = lam * (c_skip * (x0 + t[b] * ep) + c_out * vp[:Cin] - x0) ** 2
         fm = torch.ones(T, dtype=torch.bool) if mask is None else mask
         nf = int(fm.sum())
         losses.append(d[:, fm].sum() / (nf * Cin * H * W))
@@ -331,15 +375,15 @@ def init_params(c, gen):
     return P
 
 
-def grads_of(c, P, batch):
+def grads_of(c, P, batch, obj=None):
     """(v_pred, loss, grads) of the loss by autograd."""
     leaves = {n: p.detach().clone().requires_grad_(True) for n, p in P.items()}
-    v_pred, loss = forward(c, leaves, batch)
+    v_pred, loss = forward(c, leaves, batch, obj)
     loss.backward()
     return [v.detach() for v in v_pred], loss.detach(), {n: t.grad.detach() for n, t in leaves.items()}
 
 
-def train(c, P, batch, hp):
+def train(c, P, batch, hp, obj=None):
     """N_STEPS of clip + AdamW on the same batch. Returns (losses, grad norms before clipping)."""
     decay = {n: d for n, _, d in param_layout(c)}
     P = {n: p.clone() for n, p in P.items()}
@@ -348,7 +392,7 @@ def train(c, P, batch, hp):
     lr, b1, b2, eps, wd, clip = (f32(hp[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"))
     losses, norms = [], []
     for t in range(1, N_STEPS + 1):
-        _, loss, G = grads_of(c, P, batch)
+        _, loss, G = grads_of(c, P, batch, obj)
         losses.append(loss.item())
         norm = math.sqrt(sum((g * g).sum().item() for g in G.values()))
         norms.append(norm)
@@ -365,7 +409,7 @@ def train(c, P, batch, hp):
     return losses, norms
 
 
-def train_torch(c, P, batch, hp):
+def train_torch(c, P, batch, hp, obj=None):
     """The same 10 steps with torch.optim.AdamW and clip_grad_norm_ (a self-check of train())."""
     decay = {n: d for n, _, d in param_layout(c)}
     leaves = {n: p.detach().clone().requires_grad_(True) for n, p in P.items()}
@@ -376,7 +420,7 @@ def train_torch(c, P, batch, hp):
     losses = []
     for _ in range(N_STEPS):
         opt.zero_grad()
-        _, loss = forward(c, leaves, batch)
+        _, loss = forward(c, leaves, batch, obj)
         loss.backward()
         losses.append(loss.item())
         torch.nn.utils.clip_grad_norm_(list(leaves.values()), clip)
@@ -485,15 +529,89 @@ def self_check(c):
     close(unpatchify(cc, o, 3, 5, 4), ref[:, :3, :5, :4], "unpatchify loop")
     pch = patchify(cc, x).reshape(-1, Cin, pt * ph * pw).transpose(1, 2).reshape(Tp * Hp * Wp, -1)
     close(unpatchify(cc, pch, 3, 5, 4), x, "patchify/unpatchify round trip", tol=0)
+    # EDM: the preconditioning's identities (lambda c_out^2 = 1, c_in^2 (sigma^2 + sd^2) = 1, D = x0 when F
+    # is its target), the schedule's ends, and Heun on a one-point data set (D(x) = x*, whose ODE solution
+    # x* + sigma / sigma_0 (x_0 - x*) is linear in sigma, so every Heun step is exact)
+    sd = f32(EDM["sigma_data"])
+    for sigma in (0.002, 0.3, 1.7, 80.0):
+        c_skip, c_out, c_in, c_noise, lam = edm_precond(sigma, sd)
+        assert abs(lam * c_out * c_out - 1) < 1e-12 and abs(c_in * c_in * (sigma * sigma + sd * sd) - 1) < 1e-12
+        assert abs(c_noise - math.log(sigma) / 4) < 1e-15
+        x0 = torch.randn(5, generator=g, dtype=DT)
+        x = x0 + sigma * torch.randn(5, generator=g, dtype=DT)
+        close(c_skip * x + c_out * ((x0 - c_skip * x) / c_out), x0, "edm D = x0 at F's target")
+    sig = edm_sigma_steps(EDM, 6)
+    assert len(sig) == 7 and sig[-1] == 0.0 and all(a > b for a, b in zip(sig, sig[1:]))
+    assert abs(sig[0] - f32(EDM["sigma_max"])) < 1e-12 * sig[0] and abs(sig[5] - f32(EDM["sigma_min"])) < 1e-12
+    xstar = torch.randn(7, generator=g, dtype=DT)
+    z0 = sig[0] * torch.randn(7, generator=g, dtype=DT)
+    traj = heun(lambda zs, sigma: [xstar for _ in zs], [z0], sig, lambda z, k: z, len(sig) - 1)
+    for i, zs in enumerate(traj):
+        close(zs[0], xstar + sig[i + 1] / sig[0] * (z0 - xstar), f"heun step {i} on one point", tol=1e-12)
 
 
-def check_packing(c, P, batch):
+def check_packing(c, P, batch, obj=None):
     """Packing the samples into one batch changes nothing: each sample alone gives the same v_pred."""
-    v_all, _ = forward(c, P, batch)
+    v_all, _ = forward(c, P, batch, obj)
     for b in range(len(batch["x0"])):
         one = {k: (v[b:b + 1] if torch.is_tensor(v) else v[b:b + 1]) for k, v in batch.items()}
-        v_one, _ = forward(c, P, one)
+        v_one, _ = forward(c, P, one, obj)
         close(v_one[0], v_all[b], f"packing sample {b}", tol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# the EDM sampler
+
+def heun(denoise, zs, sig, pin, keep):
+    """EDM's deterministic sampler (Algorithm 1 without churn) over noise levels sig (the last 0):
+    d = (z - D(z; s_i)) / s_i, z' = z + (s_{i+1} - s_i) d, and unless s_{i+1} = 0 the correction
+    z <- z + (s_{i+1} - s_i) (d + d') / 2 with d' at (z', s_{i+1}). denoise(zs, sigma) -> D per clip;
+    pin(z, k) puts clip k's clean frames back after every update. Returns the clips after each of the
+    first `keep` steps."""
+    out = []
+    for i in range(keep):
+        s0, s1 = sig[i], sig[i + 1]
+        d0 = [(z - d) / s0 for z, d in zip(zs, denoise(zs, s0))]
+        z1 = [pin(z + (s1 - s0) * d, k) for k, (z, d) in enumerate(zip(zs, d0))]
+        if s1 > 0:
+            d1 = [(z - d) / s1 for z, d in zip(z1, denoise(z1, s1))]
+            z1 = [pin(z + (s1 - s0) * 0.5 * (a + b), k) for k, (z, a, b) in enumerate(zip(zs, d0, d1))]
+        zs = z1
+        out.append(zs)
+    return out
+
+
+def edm_sample(c, P, obj, prompts, noise, null_text, steps, cfg, keep):
+    """The trainer's EDM sampling of prompts (dicts: text, fps, mask, first frame or None): z = sigma_max
+    noise, clean frames pinned, classifier-free guidance D = D_u + cfg (D_c - D_u) with the null caption,
+    on the float32 noise levels of edm_sigma_steps. The network runs on x0 = z, eps = 0, so its input is
+    c_in z (clean frames z / sd), and D = c_skip z + c_out F."""
+    sig = [f32(x) for x in edm_sigma_steps(obj, steps)]
+    sd, Cin = f32(obj["sigma_data"]), c["in_channels"]
+
+    def pin(z, k):
+        if prompts[k]["first"] is None:
+            return z
+        z = z.clone()
+        z[:, 0] = prompts[k]["first"]
+        return z
+
+    def run(zs, sigma, texts):
+        batch = dict(x0=zs, eps=[torch.zeros_like(z) for z in zs], text=texts, masks=[p["mask"] for p in prompts],
+                     t=torch.full((len(zs),), sigma, dtype=DT), fps=torch.tensor([p["fps"] for p in prompts], dtype=DT))
+        F, _ = forward(c, P, batch, obj)
+        c_skip, c_out = edm_precond(sigma, sd)[:2]
+        return [c_skip * z + c_out * f[:Cin] for z, f in zip(zs, F)]
+
+    def denoise(zs, sigma):
+        dc = run(zs, sigma, [p["text"] for p in prompts])
+        if cfg == 1.0:
+            return dc
+        du = run(zs, sigma, [null_text for _ in prompts])
+        return [u + cfg * (a - u) for a, u in zip(dc, du)]
+
+    zs = [pin(sig[0] * n, k) for k, n in enumerate(noise)]
+    return heun(denoise, zs, sig, pin, keep)
 
 
 # ----------------------------------------------------------------------------
@@ -521,9 +639,10 @@ def r32(x):
     return x.float().to(DT)
 
 
-def make_batch(c, gen):
+def make_batch(c, gen, obj=None):
     """The batch of SAMPLES: x0 ~ N(0,1) latents, eps ~ N(0,1), t = shift(sigmoid(N(0,1))) with the given
-    ratio, text features ~ N(0.3, 1.5^2) (a nonzero mean for the pre-norm to remove)."""
+    ratio (EDM: sigma = exp(p_mean + p_std N(0,1))), text features ~ N(0.3, 1.5^2) (a nonzero mean for the
+    pre-norm to remove)."""
     Cin, Cy = c["in_channels"], c["caption_channels"]
     batch = dict(x0=[], eps=[], text=[], masks=[])
     ts = []
@@ -532,25 +651,28 @@ def make_batch(c, gen):
         batch["eps"].append(r32(torch.randn(Cin, s["T"], s["H"], s["W"], generator=gen, dtype=DT)))
         batch["text"].append(r32(0.3 + 1.5 * torch.randn(s["text_len"], Cy, generator=gen, dtype=DT)))
         batch["masks"].append(None if s["mask"] is None else torch.tensor(s["mask"], dtype=torch.bool))
-        u = torch.sigmoid(torch.randn(1, generator=gen, dtype=DT)).item()
-        ts.append(SHIFT_RATIO * u / (1 + (SHIFT_RATIO - 1) * u))
+        if obj is None:
+            u = torch.sigmoid(torch.randn(1, generator=gen, dtype=DT)).item()
+            ts.append(SHIFT_RATIO * u / (1 + (SHIFT_RATIO - 1) * u))
+        else:
+            ts.append(math.exp(f32(obj["p_mean"]) + f32(obj["p_std"]) * torch.randn(1, generator=gen, dtype=DT).item()))
     batch["t"] = r32(torch.tensor(ts, dtype=DT))
     batch["fps"] = r32(torch.tensor([s["fps"] for s in SAMPLES], dtype=DT))
     return batch
 
 
-def make(fname, c, seed, hp):
+def make(fname, c, seed, hp, obj=None):
     gen = torch.Generator().manual_seed(seed)
     P = init_params(c, gen)
-    batch = make_batch(c, gen)
-    check_packing(c, P, batch)
+    batch = make_batch(c, gen, obj)
+    check_packing(c, P, batch, obj)
 
-    v_pred, loss, G = grads_of(c, P, batch)
+    v_pred, loss, G = grads_of(c, P, batch, obj)
     grad_norm = math.sqrt(sum((g * g).sum().item() for g in G.values()))
-    losses, norms = train(c, P, batch, hp)
+    losses, norms = train(c, P, batch, hp, obj)
     assert losses[0] == loss.item()
     assert norms[0] > hp["grad_clip"], "grad clipping must trigger at step 0"
-    lt = train_torch(c, P, batch, hp)
+    lt = train_torch(c, P, batch, hp, obj)
     assert max(abs(a - b) for a, b in zip(losses, lt)) < 1e-9 * max(losses), f"train vs torch AdamW: {losses} {lt}"
     # every parameter gets a gradient; output channels >= Cin do not (the loss reads the velocity only)
     for n, gr in G.items():
@@ -581,6 +703,21 @@ def make(fname, c, seed, hp):
     out += [("v_pred", flat(v_pred)), ("loss", np.array([loss.item()]))]
     out += [("grad." + n, G[n].numpy()) for n in names]
     out += [("grad_norm", np.array([grad_norm])), ("losses", np.array(losses))]
+    if obj is not None:
+        # the sampler from the same parameters: the batch's samples as prompts (sample 0 image-to-video with
+        # its frame 0, sample 1 text-to-video), N(0,1) starting noise and a null caption of one token
+        prompts = [dict(text=batch["text"][b], fps=batch["fps"][b].item(), mask=batch["masks"][b],
+                        first=None if batch["masks"][b] is None else batch["x0"][b][:, 0])
+                   for b in range(len(SAMPLES))]
+        noise = [r32(torch.randn(x.shape, generator=gen, dtype=DT)) for x in batch["x0"]]
+        null_text = r32(0.3 + 1.5 * torch.randn(1, c["caption_channels"], generator=gen, dtype=DT))
+        traj = edm_sample(c, P, obj, prompts, noise, null_text, EDM_SAMPLE_STEPS, EDM_CFG, EDM_SAMPLE_KEEP)
+        out += [("objective", np.array([1], dtype=np.int32)),
+                ("edm", np.array([obj[k] for k in ("sigma_data", "p_mean", "p_std", "sigma_min", "sigma_max", "rho")],
+                                 dtype=np.float32)),
+                ("sampler", np.array([EDM_SAMPLE_STEPS, EDM_SAMPLE_KEEP, EDM_CFG], dtype=np.float32)),
+                ("sample_noise", flat(noise)), ("null_text", null_text.numpy()),
+                ("sample_z", np.stack([flat(zs) for zs in traj]))]
     path = os.path.join(OUT_DIR, fname)
     write_mgt(path, out)
 
@@ -594,10 +731,17 @@ def make(fname, c, seed, hp):
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--objective", choices=("rf", "edm"), default="rf",
+                    help="rf: test/data/dit_tiny.mgt; edm: test/data/dit_tiny_edm.mgt")
+    args = ap.parse_args()
     self_check(TINY)
     print("self-checks passed")
     os.makedirs(OUT_DIR, exist_ok=True)
-    make("dit_tiny.mgt", TINY, 2024, TRAIN)
+    if args.objective == "rf":
+        make("dit_tiny.mgt", TINY, 2024, TRAIN)
+    else:
+        make("dit_tiny_edm.mgt", EDM_TINY, 2025, TRAIN, EDM)
 
 
 if __name__ == "__main__":

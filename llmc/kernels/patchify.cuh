@@ -3,8 +3,11 @@
 // - patchify: latent [Cin, T, H, W] per sample -> patch vectors [Np, Cin*P]
 //   (Conv3d weight order ((ci*pt + tp)*ph + hp)*pw + wp; tokens t-major, then h,
 //   then w; zero padding at the end of each axis up to the patch size), fused with
-//   the rectified-flow interpolation x_t = (1 - t) x0 + t eps on noisy frames
-//   (clean frames, and every frame when eps is null, take x0 as it is).
+//   the network's input: rectified flow x_t = (1 - t) x0 + t eps on noisy frames
+//   (clean frames, and every frame when eps is null, take x0 as it is); EDM
+//   (sigma_data > 0, t = sigma) c_in (x0 + sigma eps) with c_in = 1 / sqrt(sigma^2 +
+//   sigma_data^2) on noisy frames (eps null: c_in x0), x0 / sigma_data on clean
+//   frames (llmc/model/dit_objective.h).
 // - tokens: [start, patch tokens, end] per sample, assembled from the patch
 //   embeddings and the two learned vectors; backward: the patch rows' gradient
 //   and the start/end vectors' gradients (summed over samples in order).
@@ -24,7 +27,7 @@ struct DiTSample {
     int n_noisy;          // noisy frames
     long long lat0;       // offset of the sample in x0/eps (packed [Cin, T, H, W])
     long long out0;       // offset of the sample in v_pred (packed [Cout, T, H, W])
-    float t;              // flow time in [0, 1]
+    float t;              // rf: flow time in [0, 1]; edm: sigma
     float grad_scale;     // d loss / d v_pred per squared-error term: 2 / (n_noisy * Cin * H * W * B)
 };
 
@@ -32,10 +35,16 @@ struct PatchGeom {
     int Cin, Cout, pt, ph, pw;
 };
 
-// One thread per element of a patch vector; blockIdx.y = sample.
+// EDM's input scale c_in = 1 / sqrt(sigma^2 + sigma_data^2).
+__device__ __forceinline__ float edm_c_in(float sigma, float sigma_data) {
+    return 1.0f / sqrtf(sigma * sigma + sigma_data * sigma_data);
+}
+
+// One thread per element of a patch vector; blockIdx.y = sample. EDM: the EDM input (sigma_data).
+template <bool EDM>
 __global__ static void patchify_kernel(floatX* __restrict__ patches, const float* __restrict__ x0,
                                        const float* __restrict__ eps, const int* __restrict__ frame_mask,
-                                       const DiTSample* __restrict__ samples, PatchGeom pg) {
+                                       const DiTSample* __restrict__ samples, PatchGeom pg, float sigma_data) {
     const DiTSample s = samples[blockIdx.y];
     const int K = pg.Cin * pg.pt * pg.ph * pg.pw;
     const long long n = (long long)s.Tp * s.Hp * s.Wp * K;
@@ -49,18 +58,26 @@ __global__ static void patchify_kernel(floatX* __restrict__ patches, const float
     if (tt < s.T && y < s.H && x < s.W) {
         const long long l = s.lat0 + (((long long)ci * s.T + tt) * s.H + y) * s.W + x;
         val = x0[l];
-        if (eps && frame_mask[s.frame0 + tt]) val = (1.0f - s.t) * val + s.t * eps[l];
+        if (EDM) {
+            if (!frame_mask[s.frame0 + tt]) val = val / sigma_data;
+            else val = edm_c_in(s.t, sigma_data) * (eps ? val + s.t * eps[l] : val);
+        } else if (eps && frame_mask[s.frame0 + tt]) {
+            val = (1.0f - s.t) * val + s.t * eps[l];
+        }
     }
     patches[((long long)s.pat0 + p) * K + e] = (floatX)val;
 }
 
-// max_patch_elems: the largest sample's Tp*Hp*Wp*Cin*P.
+// max_patch_elems: the largest sample's Tp*Hp*Wp*Cin*P. edm_sigma_data: 0 for rectified flow, else EDM's sigma_data.
 static void patchify_forward(floatX* patches, const float* x0, const float* eps, const int* frame_mask,
                              const DiTSample* samples, int B, long long max_patch_elems, const PatchGeom& pg,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, float edm_sigma_data = 0.0f) {
     NVTX_RANGE_FN();
     dim3 grid(ceil_div(max_patch_elems, 256), B);
-    patchify_kernel<<<grid, 256, 0, stream>>>(patches, x0, eps, frame_mask, samples, pg);
+    if (edm_sigma_data > 0.0f)
+        patchify_kernel<true><<<grid, 256, 0, stream>>>(patches, x0, eps, frame_mask, samples, pg, edm_sigma_data);
+    else
+        patchify_kernel<false><<<grid, 256, 0, stream>>>(patches, x0, eps, frame_mask, samples, pg, 0.0f);
     cudaLaunchCheck();
 }
 

@@ -3,11 +3,16 @@
 #pragma once
 #include <vector>
 #include "../model/dit_config.h"
+#include "../model/dit_objective.h"
 #include "../model/param_tensor.h"
 #include "checkpoint.h"
 
-// dit: the 19 fields of DiTConfig in the documented order
-static inline CkptModelInfo dit_ckpt_info(const DiTConfig& c) {
+// dit: the 19 fields of DiTConfig in the documented order; a model trained with
+// EDM adds two, objective (1) and edm_sigma_data (the preconditioning the weights
+// were trained with). Without them (rectified flow, and every checkpoint written
+// before EDM) the objective is rf, so rf checkpoints keep their bytes.
+static const int DIT_CKPT_FIELDS = 19, DIT_CKPT_FIELDS_EDM = 21;
+static inline CkptModelInfo dit_ckpt_info(const DiTConfig& c, const DiTObjective& o = DiTObjective()) {
     CkptModelInfo m;
     m.kind = CKPT_KIND_DIT;
     m.config = {
@@ -20,15 +25,40 @@ static inline CkptModelInfo dit_ckpt_info(const DiTConfig& c) {
         ckpt_int_field("rope_max_hw", c.rope_max_hw), ckpt_int_field("freq_dim", c.freq_dim),
         ckpt_float_field("freq_max_period", c.freq_max_period),
     };
+    if (o.kind == DIT_OBJECTIVE_EDM) {
+        m.config.push_back(ckpt_int_field("objective", o.kind));
+        m.config.push_back(ckpt_float_field("edm_sigma_data", o.sigma_data));
+    }
     const std::vector<ParamTensor> layout = dit_param_layout(c);
     m.n_params = (int64_t)layout_numel(layout);
     m.n_tensors = (int)layout.size();
     return m;
 }
 
+// The objective a model.bin was trained with (rf without the EDM fields): its
+// kind and, for edm, sigma_data; the other fields keep their defaults.
+static inline DiTObjective dit_objective_from_ckpt(const CkptModelHeader& h) {
+    DiTObjective o;
+    if (h.kind != CKPT_KIND_DIT || (int)h.config.size() != DIT_CKPT_FIELDS_EDM) return o;
+    if (h.config[19] != DIT_OBJECTIVE_EDM)
+        fail("%s: config objective is %d, expected %d (edm) in a dit header of %d fields", h.path.c_str(), h.config[19], DIT_OBJECTIVE_EDM, DIT_CKPT_FIELDS_EDM);
+    o.kind = DIT_OBJECTIVE_EDM;
+    o.sigma_data = ckpt_config_float(h.config, 20);
+    return o;
+}
+
+// A run continues with its checkpoint's objective: one line when they differ.
+static inline void dit_check_ckpt_objective_or_fail(const CkptModelHeader& h, const DiTObjective& o) {
+    const DiTObjective stored = dit_objective_from_ckpt(h);
+    if (stored.kind != o.kind)
+        fail("%s: the weights were trained with --objective %s, this run has --objective %s", h.path.c_str(), dit_objective_name(stored.kind),
+             dit_objective_name(o.kind));
+}
+
 // A dit config from a model.bin header (a sampler needs nothing else).
 static inline DiTConfig dit_config_from_ckpt(const CkptModelHeader& h) {
-    const std::vector<int32_t>& cf = ckpt_config_or_fail(h, CKPT_KIND_DIT, dit_ckpt_info(DiTConfig()).config.size());
+    const bool edm = h.kind == CKPT_KIND_DIT && (int)h.config.size() == DIT_CKPT_FIELDS_EDM;
+    const std::vector<int32_t>& cf = ckpt_config_or_fail(h, CKPT_KIND_DIT, edm ? DIT_CKPT_FIELDS_EDM : DIT_CKPT_FIELDS);
     auto i = [&](int k) { return (int)cf[k]; };
     auto f = [&](int k) { return ckpt_config_float(cf, k); };
     DiTConfig c;

@@ -122,7 +122,10 @@ struct CkptStart {
 // line); --resume-from PATH is verified the same way but never falls back. Either
 // reads the whole checkpoint once more than loading it does: a corrupt file is
 // found here, on the CPU, not half-way through loading the GPU's buffers.
-static CkptStart ckpt_start_or_fail(const CkptFlags& f, const CkptModelInfo& info) {
+// precheck (optional) sees each header before the generic check, for a model's own one-line
+// errors (train_dit: the objective).
+static CkptStart ckpt_start_or_fail(const CkptFlags& f, const CkptModelInfo& info,
+                                    const std::function<void(const CkptModelHeader&)>& precheck = nullptr) {
     CkptStart s;
     if (!f.resume_from.empty()) {
         s.resume_dir = ckpt_resolve_or_fail(f.resume_from, "flag --resume-from");
@@ -146,6 +149,7 @@ static CkptStart ckpt_start_or_fail(const CkptFlags& f, const CkptModelInfo& inf
     }
     if (!s.resume_dir.empty()) {
         s.model = ckpt_read_model_header_or_fail(s.resume_dir + "/model.bin");
+        if (precheck) precheck(s.model);
         ckpt_check_model_or_fail(s.model, info);
         s.state = ckpt_read_state_header_or_fail(s.resume_dir + "/state.bin");
         ckpt_check_state_or_fail(s.state, s.model);
@@ -153,6 +157,7 @@ static CkptStart ckpt_start_or_fail(const CkptFlags& f, const CkptModelInfo& inf
     } else if (!f.init_from.empty()) {
         s.init_path = ckpt_model_path_or_fail(f.init_from, "flag --init-from");
         s.model = ckpt_read_model_header_or_fail(s.init_path);
+        if (precheck) precheck(s.model);
         ckpt_check_model_or_fail(s.model, info);
     }
     return s;
