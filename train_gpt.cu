@@ -101,6 +101,7 @@ struct GPTActivations {
     floatX *dqp, *dkp, *dvp, *dqkv, *dgateup, *dswiglu;
     float *dnw_scratch, *reduce_scratch;
     int *tokens, *targets, *enc_ints;
+    int* positions;                 // [BT] packed rows (SFT --pack 1): each token's position in its document
     size_t bytes;
 };
 
@@ -128,6 +129,7 @@ struct GPT : ModelParams {
     float dropout = 0.0f;          // residual-branch dropout probability (training forwards only)
     uint64_t dropout_seed = 0;     // set per micro-step by the trainer; the backward reuses it
     bool dropout_active = false;   // whether the last forward applied dropout
+    bool packed = false;           // whether the last forward had packed rows (positions: RoPE and attention per document)
 };
 
 // Layer l's gradient slices: l * numel / n_layer into the stacked layout on one
@@ -193,7 +195,8 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recomput
         {"datty", (void**)&a.datty}, {"attn_scratch", (void**)&a.attn_scratch}, {"dqp", (void**)&a.dqp},
         {"dkp", (void**)&a.dkp}, {"dvp", (void**)&a.dvp}, {"dqkv", (void**)&a.dqkv}, {"dgateup", (void**)&a.dgateup},
         {"dswiglu", (void**)&a.dswiglu}, {"dnw_scratch", (void**)&a.dnw_scratch}, {"reduce_scratch", (void**)&a.reduce_scratch},
-        {"tokens", (void**)&a.tokens}, {"targets", (void**)&a.targets}, {"enc_ints", (void**)&a.enc_ints},
+        {"tokens", (void**)&a.tokens}, {"targets", (void**)&a.targets}, {"positions", (void**)&a.positions},
+        {"enc_ints", (void**)&a.enc_ints},
     }));
 
     std::vector<float> cs = rope_table(gpt_rope_inv_freq(cfg), T);
@@ -245,6 +248,17 @@ static uint64_t gpt_dropout_seed(const GPT* g, int l, int branch) {
     return g->dropout_seed + 1000003ull * (uint64_t)(2 * l + branch + 1);
 }
 
+// The last forward's RoPE and attention shapes; packed rows carry each token's position in its
+// document (RoPE restarts there, attention stays inside it).
+static RopeShape gpt_rope_shape(const GPT* g) {
+    const GPTConfig& c = g->cfg;
+    return {g->B, g->T, c.n_head, c.n_kv_head, c.head_dim, g->packed ? g->act.positions : nullptr};
+}
+static AttnShape gpt_attn_shape(const GPT* g) {
+    const GPTConfig& c = g->cfg;
+    return {g->B, g->T, c.n_head, c.n_kv_head, c.head_dim, true, g->packed ? g->act.positions : nullptr};
+}
+
 // QK-norm (Qwen3) and RoPE of block l's projections, into the attention's head-major layouts
 // (the forward, and selective recompute's rebuild)
 static void gpt_qk_rope(GPT* g, int l, const GPTLayerActs& la) {
@@ -252,7 +266,7 @@ static void gpt_qk_rope(GPT* g, int l, const GPTLayerActs& la) {
     const GPTTensors<floatX>& w = g->w;
     qknorm_rope_forward(la.qp, la.kp, la.vp, la.qk_rstd, la.qkv, g->rope_cs,
                         c.qk_norm ? w.q_norm + (size_t)l * c.head_dim : nullptr, c.qk_norm ? w.k_norm + (size_t)l * c.head_dim : nullptr,
-                        {g->B, g->T, c.n_head, c.n_kv_head, c.head_dim}, c.norm_eps, g->stream);
+                        gpt_rope_shape(g), c.norm_eps, g->stream);
 }
 
 // Block l's forward from its input x_in (the embedding or the previous block's output) into
@@ -268,7 +282,7 @@ static void gpt_block_forward(GPT* g, int l, const GPTLayerActs& la, const float
     cudaStream_t st = g->stream;
     GPTActivations& a = g->act;
     const GPTTensors<floatX>& w = g->w;
-    const AttnShape as = {B, T, nh, nkv, hd, true};
+    const AttnShape as = gpt_attn_shape(g);
     if (rerun) rmsnorm_forward(la.ln1, la.rstd1, x_in, w.attn_norm + (size_t)l * C, BT, C, eps, st);
     {
         NvtxRange r("attention block");
@@ -299,7 +313,9 @@ static void gpt_block_forward(GPT* g, int l, const GPTLayerActs& la, const float
 // Block l's input: the embedding, or block l-1's output (kept in every recompute mode).
 static const floatX* gpt_block_input(const GPT* g, int l) { return l == 0 ? g->act.encoded : gpt_layer(g, l - 1).resid_out; }
 
-static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, int T, bool write_dlogits, float dloss) {
+// positions (packed rows, [B, T]: each token's position in its document; null: one sequence a row)
+static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, int T, bool write_dlogits, float dloss,
+                        const int* positions = nullptr) {
     NvtxRange range("gpt_forward");
     if (B > g->maxB || T > g->maxT) fail("gpt_forward: batch %dx%d larger than the %dx%d the model was built for", B, T, g->maxB, g->maxT);
     const GPTConfig& c = g->cfg;
@@ -313,6 +329,8 @@ static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, in
     std::copy(tokens, tokens + BT, g->tokens_host.begin());
     cudaCheck(cudaMemcpyAsync(a.tokens, tokens, BT * sizeof(int), cudaMemcpyHostToDevice, st));
     if (targets) cudaCheck(cudaMemcpyAsync(a.targets, targets, BT * sizeof(int), cudaMemcpyHostToDevice, st));
+    g->packed = positions != nullptr;
+    if (positions) cudaCheck(cudaMemcpyAsync(a.positions, positions, BT * sizeof(int), cudaMemcpyHostToDevice, st));
 
     params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
     params_forward_wait(g, 0);
@@ -373,8 +391,8 @@ static void gpt_backward(GPT* g) {
     GPTActivations& a = g->act;
     const GPTTensors<floatX>& w = g->w;
     const GPTTensors<float>& dw = g->dw;
-    const RopeShape rs = {B, T, nh, nkv, hd};
-    const AttnShape as = {B, T, nh, nkv, hd, true};
+    const RopeShape rs = gpt_rope_shape(g);
+    const AttnShape as = gpt_attn_shape(g);
     float* scratch = a.reduce_scratch;
 
     params_backward_begin(g);   // several GPUs (llmc/dist/distributed.cuh); a no-op on one
@@ -557,8 +575,8 @@ int main(int argc, char** argv) {
     ap.add_int("--batch-size", &tc.batch_size, "micro-batch B (sequences per forward)");
     ap.add_int("--seq-len", &tc.seq_len, "sequence length T (0: min(max-seq-len, 2048))");
     ap.add_int64("--total-batch-tokens", &tc.total_batch_tokens, "tokens per optimizer step (0: B*T); gradient accumulation");
-    ap.add_int("--pack", &tc.pack, "SFT shards (scripts/prepare_sft.py): 0 one conversation a row, padded after it (the loss counts only "
-               "the assistants' tokens, averaged over the step's)");
+    ap.add_int("--pack", &tc.pack, "SFT shards (scripts/prepare_sft.py): 0 one conversation a row, padded after it; 1 several a row, "
+               "each attending to itself with its own positions (the loss counts only the assistants' tokens, averaged over the step's)");
     run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
     optim_add_flags(ap, &oc);
     ap.add_float("--dropout", &tc.dropout, "dropout on the attention and MLP outputs while training (0: off)");
@@ -590,10 +608,7 @@ int main(int argc, char** argv) {
     if (tc.batch_size <= 0) fail("flag --batch-size: must be > 0, got %d", tc.batch_size);
     if (tc.seq_len < 0) fail("flag --seq-len: must be >= 0 (0: min(max-seq-len, 2048)), got %d", tc.seq_len);
     if (tc.total_batch_tokens < 0) fail("flag --total-batch-tokens: must be >= 0 (0: batch-size*seq-len), got %lld", tc.total_batch_tokens);
-    if (tc.pack == 1)
-        fail("flag --pack: 1 (several conversations a row) needs attention that stays inside each conversation, which train_gpt does not "
-             "have yet (dev/cpu/gpt --sft-data --pack 1 does); use --pack 0");
-    if (tc.pack != 0) fail("flag --pack: expected 0 (one conversation a row), got %d", tc.pack);
+    if (tc.pack != 0 && tc.pack != 1) fail("flag --pack: expected 0 (one conversation a row) or 1 (several), got %d", tc.pack);
     run_validate_schedule_flags(tc.steps, tc.max_minutes, tc.sched);
     optim_validate(oc);
     if (tc.val_every < 0) fail("flag --val-every: must be >= 0 (0: never), got %d", tc.val_every);
@@ -847,7 +862,9 @@ int main(int argc, char** argv) {
     const float bytes_per_token = have_meta ? (float)meta.val_bytes / (float)meta.val_tokens : 0.0f;
 
     std::vector<int> val_x((size_t)B * T), val_y((size_t)B * T);
-    std::vector<std::vector<int>> step_x(grad_accum), step_y(grad_accum);   // SFT: the step's micro-batches
+    std::vector<std::vector<int>> step_x(grad_accum), step_y(grad_accum), step_p(grad_accum);   // SFT: the step's micro-batches
+    std::vector<int> val_p((size_t)B * T);
+    const bool packed = tc.pack == 1;   // SFT rows of several conversations: their positions go to RoPE and attention
     auto run_validation = [&](int step) {
         token_data_reset(&val_loader);
         const long long avail = token_data_num_batches(&val_loader);
@@ -860,8 +877,9 @@ int main(int argc, char** argv) {
                 token_data_next(&val_loader);
                 std::copy(val_loader.inputs, val_loader.inputs + T, val_x.begin() + (size_t)r * T);
                 std::copy(val_loader.targets, val_loader.targets + T, val_y.begin() + (size_t)r * T);
+                if (val_loader.sft && packed) std::copy(val_loader.positions, val_loader.positions + T, val_p.begin() + (size_t)r * T);
             }
-            gpt_forward(&model, val_x.data(), val_y.data(), rows, T, false, 0.0f);
+            gpt_forward(&model, val_x.data(), val_y.data(), rows, T, false, 0.0f, val_loader.sft && packed ? val_p.data() : nullptr);
             if (val_loader.sft) {
                 s += gpt_loss_sum(&model);
                 counted += std::count_if(val_y.begin(), val_y.begin() + (size_t)rows * T, [](int y) { return y >= 0; });
@@ -938,6 +956,7 @@ int main(int argc, char** argv) {
                 token_data_next(&train_loader);
                 step_x[micro].assign(train_loader.inputs, train_loader.inputs + micro_tokens);
                 step_y[micro].assign(train_loader.targets, train_loader.targets + micro_tokens);
+                if (packed) step_p[micro].assign(train_loader.positions, train_loader.positions + micro_tokens);
                 n_targets += train_loader.sl.n_targets_global;
             }
             if (n_targets == 0) fail("%s: a step with no loss targets (every SFT document has one: a bad shard?)", tc.train_data.c_str());
@@ -953,7 +972,7 @@ int main(int argc, char** argv) {
             model.dropout_seed = dropout_hash((uint64_t)tc.seed, (uint64_t)step * 65536 + (uint64_t)micro * dist.world + dist.rank);
             model.micro = micro;   // several GPUs: ZeRO 0/1 reduce the gradients after the last micro-step
             model.micro_steps = grad_accum;
-            gpt_forward(&model, x, y, B, T, true, dloss);
+            gpt_forward(&model, x, y, B, T, true, dloss, train_loader.sft && packed ? step_p[micro].data() : nullptr);
             gpt_backward(&model);
             if (train_loader.sft) loss += gpt_loss_sum(&model) * dist.world / (double)n_targets;
             else loss += gpt_mean_loss(&model) / grad_accum;

@@ -55,11 +55,10 @@ expect accum_mismatch    "--total-batch-tokens" $common --total-batch-tokens 100
 expect negative_batch    "--batch-size"         $common --batch-size -4
 expect missing_data      "$T/none_"             $common --train-data "$T/none_*.bin"
 expect missing_megatron  "$T/none_mg.idx"       $common --train-data "megatron:$T/none_mg"
-# SFT shards (scripts/prepare_sft.py; test/test_sft_data writes one of vocabulary 1000): --pack 0 only,
+# SFT shards (scripts/prepare_sft.py; test/test_sft_data writes one of vocabulary 1000): --pack 0 or 1,
 # a model vocabulary that holds the shard's, chat prompts that fit the model
 if ./test/test_sft_data --write "$T/sft/train_000.bin" 2> "$T/sft_write.err"; then
-    expect sft_pack_1      "flag --pack: 1 (several conversations a row)" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --pack 1
-    expect sft_pack_2      "flag --pack: expected 0"   $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --pack 2
+    expect sft_pack_2      "flag --pack: expected 0 (one conversation a row) or 1" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --pack 2
     expect sft_small_vocab "train_000.bin"             $common --train-data "$T/sft/train_*.bin" --vocab-size 500
 else
     echo "FAIL bad_input/sft_shards: test/test_sft_data --write failed: $(head -1 "$T/sft_write.err")"; fail=$((fail + 1))

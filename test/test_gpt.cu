@@ -1,7 +1,8 @@
 // GPU test of train_gpt.cu against the PyTorch reference tensors in test/data
 // (written by dev/reference/gpt.py): logits, loss, every parameter gradient,
-// the grad norm, 10 AdamW steps, and bit-identical repeats; an SFT batch (targets -100
-// off the loss mask: the loss is the mean over the others); activation recompute.
+// the grad norm, 10 AdamW steps, and bit-identical repeats; SFT batches (targets -100
+// off the loss mask: the loss is the mean over the others), one conversation a row and packed
+// rows (positions: RoPE and attention per conversation); activation recompute.
 // Built twice: test/test_gpt (bf16 compute, the trainer's default) and
 // test/test_gpt_fp32 (-DENABLE_FP32, everything fp32: tighter tolerances).
 #define TRAIN_GPT_NO_MAIN
@@ -30,14 +31,14 @@ static void check(const std::string& name, double err, double tol) {
 static int counted_targets(const int* y, int n) { return (int)std::count_if(y, y + n, [](int t) { return t >= 0; }); }
 
 // Runs `steps` AdamW steps from the reference init; returns the losses.
-static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, const int* x, const int* y, int B, int T,
+static std::vector<float> train_steps(GPT* g, const std::vector<float>& init, const int* x, const int* y, const int* pos, int B, int T,
                                       const OptimConfig& oc, int steps) {
     gpt_set_params(g, init.data());
     std::vector<float> losses;
     for (int s = 0; s < steps; s++) {
         gpt_zero_grad(g);
         const int n = counted_targets(y, B * T);
-        gpt_forward(g, x, y, B, T, true, 1.0f / n);
+        gpt_forward(g, x, y, B, T, true, 1.0f / n, pos);
         gpt_backward(g);
         losses.push_back((float)(gpt_loss_sum(g) / n));
         gpt_update(g, oc, oc.lr);
@@ -54,6 +55,7 @@ static void run_file(const std::string& path) {
     const int B = tokens.shape[0], T = tokens.shape[1], BT = B * T, V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
     const int* x = tf.i32("tokens").data();
     const int* y = tf.i32("targets").data();
+    const int* pos = tf.has("positions") ? tf.i32("positions").data() : nullptr;   // packed rows (gpt_sft.mgt)
 
     GPT g;
     cudaCheck(cudaStreamCreate(&g.stream));
@@ -67,7 +69,7 @@ static void run_file(const std::string& path) {
     gpt_set_params(&g, init.data());
 
     // forward only: logits and loss
-    gpt_forward(&g, x, y, B, T, false, 0.0f);
+    gpt_forward(&g, x, y, B, T, false, 0.0f, pos);
     const int counted = counted_targets(y, BT);
     const float loss = (float)(gpt_loss_sum(&g) / counted);
     std::vector<floatX> lx((size_t)BT * Vp);
@@ -80,7 +82,7 @@ static void run_file(const std::string& path) {
 
     // forward + backward: every gradient
     gpt_zero_grad(&g);
-    gpt_forward(&g, x, y, B, T, true, 1.0f / counted);
+    gpt_forward(&g, x, y, B, T, true, 1.0f / counted, pos);
     gpt_backward(&g);
     const float norm = params_grad_norm(&g, g.stream);
     std::vector<float> grads(g.num_params);
@@ -101,9 +103,9 @@ static void run_file(const std::string& path) {
     OptimConfig oc;
     oc.lr = tr[0]; oc.beta1 = tr[1]; oc.beta2 = tr[2]; oc.eps = tr[3]; oc.weight_decay = tr[4]; oc.grad_clip = tr[5];
     const std::vector<float>& ref_losses = tf.f32("losses");
-    std::vector<float> l1 = train_steps(&g, init, x, y, B, T, oc, (int)ref_losses.size());
+    std::vector<float> l1 = train_steps(&g, init, x, y, pos, B, T, oc, (int)ref_losses.size());
     check(name + "/10_step_losses", rel_error(l1.data(), ref_losses.data(), l1.size()), TOL_STEPS);
-    std::vector<float> l2 = train_steps(&g, init, x, y, B, T, oc, (int)ref_losses.size());
+    std::vector<float> l2 = train_steps(&g, init, x, y, pos, B, T, oc, (int)ref_losses.size());
     const bool same = memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)) == 0;
     printf("%s gpt_gpu_%s/%s/bit_identical_repeat losses[9]=%.7f vs %.7f\n", same ? "PASS" : "FAIL", PRECISION_NAME,
            name.c_str(), l1.back(), l2.back());
@@ -151,7 +153,7 @@ static void check_dropout() {
 // the run without it, in each mode, over all layers and over the first only, with and without
 // residual dropout (the rerun forward must redraw the same masks).
 static std::vector<float> grads_with(const GPTConfig& cfg, const Recompute& rc, const std::vector<float>& init, const int* x,
-                                     const int* y, int B, int T, float dropout, float* loss) {
+                                     const int* y, const int* pos, int B, int T, float dropout, float* loss) {
     GPT g;
     cudaCheck(cudaStreamCreate(&g.stream));
     gpt_build(&g, cfg, B, T, rc);
@@ -160,7 +162,7 @@ static std::vector<float> grads_with(const GPTConfig& cfg, const Recompute& rc, 
     g.dropout_seed = 777;
     gpt_zero_grad(&g);
     const int n = counted_targets(y, B * T);
-    gpt_forward(&g, x, y, B, T, true, 1.0f / n);
+    gpt_forward(&g, x, y, B, T, true, 1.0f / n, pos);
     gpt_backward(&g);
     *loss = (float)(gpt_loss_sum(&g) / n);
     std::vector<float> grads(g.num_params);
@@ -176,19 +178,20 @@ static void check_recompute(const std::string& path) {
     GPTConfig cfg = gpt_config_from_reference(tf);
     const NamedTensor& tokens = tf.get("tokens");
     const int B = tokens.shape[0], T = tokens.shape[1];
+    const int* pos = tf.has("positions") ? tf.i32("positions").data() : nullptr;
     const std::vector<ParamTensor> layout = gpt_param_layout(cfg);
     std::vector<float> init(layout_numel(layout));
     for (const ParamTensor& p : layout) std::copy(tf.f32(p.name).begin(), tf.f32(p.name).end(), init.begin() + p.offset);
     for (float dropout : {0.0f, 0.1f}) {
         float loss_none = 0;
-        const std::vector<float> none = grads_with(cfg, Recompute(), init, tf.i32("tokens").data(), tf.i32("targets").data(), B, T, dropout, &loss_none);
+        const std::vector<float> none = grads_with(cfg, Recompute(), init, tf.i32("tokens").data(), tf.i32("targets").data(), pos, B, T, dropout, &loss_none);
         for (RecomputeMode mode : {RECOMPUTE_SELECTIVE, RECOMPUTE_FULL}) {
             for (int k : {cfg.n_layer, 1}) {
                 Recompute rc;
                 rc.mode = mode;
                 rc.layers = k;
                 float loss = 0;
-                const std::vector<float> gr = grads_with(cfg, rc, init, tf.i32("tokens").data(), tf.i32("targets").data(), B, T, dropout, &loss);
+                const std::vector<float> gr = grads_with(cfg, rc, init, tf.i32("tokens").data(), tf.i32("targets").data(), pos, B, T, dropout, &loss);
                 size_t diff = 0;
                 for (size_t i = 0; i < gr.size(); i++) diff += memcmp(&gr[i], &none[i], sizeof(float)) != 0;
                 const bool ok = diff == 0 && memcmp(&loss, &loss_none, sizeof(float)) == 0;
@@ -208,8 +211,10 @@ int main(int argc, char** argv) {
     }
     cudaCheck(cudaSetDevice(0));
     cublas_init();
-    // gpt_sft_rows.mgt: SFT targets (-100 ignored) one conversation a row, as train_gpt --pack 0 trains
-    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt", "test/data/gpt_sft_rows.mgt"};
+    // SFT targets (-100 ignored): gpt_sft_rows.mgt one conversation a row (train_gpt --pack 0),
+    // gpt_sft.mgt packed rows with their positions (--pack 1)
+    std::vector<std::string> files = {"test/data/gpt_tiny.mgt", "test/data/gpt_gqa.mgt", "test/data/gpt_sft_rows.mgt",
+                                      "test/data/gpt_sft.mgt"};
     if (argc > 1) files.assign(argv + 1, argv + argc);
     for (const std::string& f : files) run_file(f);
     for (const std::string& f : files) check_recompute(f);

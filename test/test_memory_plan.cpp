@@ -84,7 +84,7 @@ static void test_gpt() {
             256 * 704 * 2, 256 * 352 * 2,                                     // dgateup, dswiglu
             16,                                                               // dnw_scratch (no qk_norm)
             66 * 256 * 4,                                                     // reduce scratch: 66 x max(C, QKV, (nh+nkv)hd, 64)
-            256 * 4, 256 * 4, (3 * 256 + 1) * 4,                             // tokens, targets, encoder ints
+            256 * 4, 256 * 4, 256 * 4, (3 * 256 + 1) * 4,                   // tokens, targets, positions, encoder ints
         };
     };
     const std::vector<u64> tiny_acts_none = tiny_acts(2, 2);
@@ -132,7 +132,7 @@ static void test_gpt() {
         BT * 16384 * 2, BT * 8192 * 2,
         16,
         66 * 3072 * 4,
-        BT * 4, BT * 4, (3 * BT + 1) * 4,
+        BT * 4, BT * 4, BT * 4, (3 * BT + 1) * 4,
     };
     check_eq("gpt-1b activations B1 T2048 (recompute none)", one.activations, sum256(acts));
     check_eq("gpt-1b attention scratch", one.attention, r256((2 + 64) * 32 * 2048 * 4 + 16 + 8 * (2048 * 4 / 16) * 4));

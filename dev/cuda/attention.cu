@@ -24,7 +24,8 @@ Validated against a CPU reference (double) at small shapes (GQA, MQA, MHA, causa
 and full, hd 8..128 including 72, T not a multiple of the tiles), on fresh random
 inputs, outputs poisoned first; the flash backward is also checked bit-identical
 run to run (atomic: dk, dv bit-identical, dq run to run within the bf16
-tolerance). Varlen: split, atomic and (sm90) ordered. At the four attention shapes of
+tolerance). Packed rows (AttnShape::pos: documents of random lengths in each row, each
+query attending inside its own) against the same reference, deterministic. Varlen: split, atomic and (sm90) ordered. At the four attention shapes of
 docs/perf.md the flash version (every mechanism) is checked on a subset of rows (query rows:
 out, lse, dq from scratch; key rows: dk, dv over all their query rows, with the GPU's lse and
 out for the softmax statistics), then timed. TFLOP/s count as docs/perf.md says: forward
@@ -93,11 +94,12 @@ static std::string attn_shape_str(const AttnShape& s) {
     return strf("B%d T%d nh%d nkv%d hd%d%s", s.B, s.T, s.nh, s.nkv, s.hd, s.causal ? " causal" : "");
 }
 
-// CPU reference of the forward and backward, in double. lse [B, nh, T] (natural log).
+// CPU reference of the forward and backward, in double. lse [B, nh, T] (natural log). pos
+// (packed rows, [B, T]; null: none): query t sees keys from t - pos[b][t] on.
 static void attention_cpu(const AttnShape& s, const std::vector<float>& q, const std::vector<float>& k,
                           const std::vector<float>& v, const std::vector<float>& dout, std::vector<double>& out,
                           std::vector<double>& att, std::vector<double>& lse, std::vector<double>& dq,
-                          std::vector<double>& dk, std::vector<double>& dv) {
+                          std::vector<double>& dk, std::vector<double>& dv, const std::vector<int>* pos = nullptr) {
     const int B = s.B, T = s.T, nh = s.nh, nkv = s.nkv, hd = s.hd, r = nh / nkv;
     const double scale = 1.0 / sqrt((double)hd);
     out.assign((size_t)B * T * nh * hd, 0.0);
@@ -114,31 +116,31 @@ static void attention_cpu(const AttnShape& s, const std::vector<float>& q, const
             auto ki = [&](int c) { return (((size_t)b * nkv + g) * T + c) * hd; };
             auto yi = [&](int t) { return (((size_t)b * T + t) * nh + h) * hd; };  // out / dout, token-major
             for (int t = 0; t < T; t++) {
-                const int n = s.causal ? t + 1 : T;
+                const int n = s.causal ? t + 1 : T, c0 = pos ? t - (*pos)[(size_t)b * T + t] : 0;
                 double mx = -INFINITY;
-                for (int c = 0; c < n; c++) {
+                for (int c = c0; c < n; c++) {
                     double d = 0.0;
                     for (int e = 0; e < hd; e++) d += (double)q[qi(t) + e] * k[ki(c) + e];
                     P[c] = d * scale;
                     mx = std::max(mx, P[c]);
                 }
                 double sum = 0.0;
-                for (int c = 0; c < n; c++) { P[c] = exp(P[c] - mx); sum += P[c]; }
-                for (int c = 0; c < n; c++) P[c] /= sum;
+                for (int c = c0; c < n; c++) { P[c] = exp(P[c] - mx); sum += P[c]; }
+                for (int c = c0; c < n; c++) P[c] /= sum;
                 lse[((size_t)b * nh + h) * T + t] = mx + log(sum);
                 double* arow = &att[((((size_t)b * nkv + g) * T + t) * r + j) * T];
-                for (int c = 0; c < n; c++) arow[c] = P[c];  // masked columns stay 0
-                for (int c = 0; c < n; c++)
+                for (int c = c0; c < n; c++) arow[c] = P[c];  // masked columns stay 0
+                for (int c = c0; c < n; c++)
                     for (int e = 0; e < hd; e++) out[yi(t) + e] += P[c] * v[ki(c) + e];
                 // backward of this query row
                 double D = 0.0;
-                for (int c = 0; c < n; c++) {
+                for (int c = c0; c < n; c++) {
                     double d = 0.0;
                     for (int e = 0; e < hd; e++) d += (double)dout[yi(t) + e] * v[ki(c) + e];
                     dP[c] = d;
                     D += P[c] * d;
                 }
-                for (int c = 0; c < n; c++) {
+                for (int c = c0; c < n; c++) {
                     const double dS = P[c] * (dP[c] - D);
                     for (int e = 0; e < hd; e++) {
                         dq[qi(t) + e] += scale * dS * k[ki(c) + e];
@@ -282,6 +284,47 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
     set_algo(FlashBwdAlgo::split);
     flash_config = {0, 0, 0};
     set_family(1);
+    attn_free(b);
+}
+
+// Packed rows (AttnShape::pos, SFT --pack 1): documents of random lengths in each row, every
+// query inside its own document; the public API (the mma.sync kernels' packed variant),
+// against the CPU reference, and the backward bit-identical run to run.
+static void validate_packed(AttnShape s, Rng* rng) {
+    std::vector<int> pos((size_t)s.B * s.T);
+    for (int b = 0; b < s.B; b++)
+        for (int t = 0, start = 0; t < s.T; t++) {
+            if (t > 0 && rng_u32(rng) % 9 == 0) start = t;   // a document starts here
+            pos[(size_t)b * s.T + t] = t - start;
+        }
+    int* d_pos = dev_alloc<int>(pos.size());
+    upload_ints(d_pos, pos);
+    s.pos = d_pos;
+    const std::string shape = attn_shape_str(s) + " packed";
+    AttnBuffers b = attn_alloc(s, false);
+    attn_fill(b, rng);
+    std::vector<double> out, att, lse, dq, dk, dv;
+    attention_cpu(s, download(b.q, b.nq), download(b.k, b.nkv), download(b.v, b.nkv), download(b.dout, b.nq), out, att,
+                  lse, dq, dk, dv, &pos);
+    auto run = [&](floatX* dqb, floatX* dkb, floatX* dvb) {
+        poison(b.out, b.nq); poison(b.lse, b.nlse); poison(dqb, b.nq); poison(dkb, b.nkv); poison(dvb, b.nkv);
+        poison(b.scratch, b.nscratch);
+        flash_attention_forward(b.out, b.lse, b.q, b.k, b.v, s, 0);
+        flash_attention_backward(dqb, dkb, dvb, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+        cudaCheck(cudaDeviceSynchronize());
+    };
+    run(b.dq, b.dk, b.dv);
+    check("flash_attention_forward", "out", shape, download(b.out, b.nq), out, TOL_X);
+    check("flash_attention_forward", "lse", shape, download(b.lse, b.nlse), lse, TOL_F32);
+    check("flash_attention_backward", "dq", shape, download(b.dq, b.nq), dq, TOL_GRAD);
+    check("flash_attention_backward", "dk", shape, download(b.dk, b.nkv), dk, TOL_GRAD);
+    check("flash_attention_backward", "dv", shape, download(b.dv, b.nkv), dv, TOL_GRAD);
+    floatX *dq2 = dev_alloc<floatX>(b.nq), *dk2 = dev_alloc<floatX>(b.nkv), *dv2 = dev_alloc<floatX>(b.nkv);
+    run(dq2, dk2, dv2);
+    check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
+    check_identical("flash_attention_backward", "dk", shape, b.dk, dk2, b.nkv);
+    check_identical("flash_attention_backward", "dv", shape, b.dv, dv2, b.nkv);
+    cudaCheck(cudaFree(dq2)); cudaCheck(cudaFree(dk2)); cudaCheck(cudaFree(dv2)); cudaCheck(cudaFree(d_pos));
     attn_free(b);
 }
 
@@ -750,6 +793,10 @@ int main() {
         return finish("attention");
     }
     for (const AttnShape& s : small) validate(s, &rng, tune ? 4 : 1);
+    // packed rows (SFT --pack 1): GQA at hd 64 and 128, MHA at hd 72; rows longer than the tiles
+    validate_packed({2, 150, 4, 2, 64, true}, &rng);
+    validate_packed({1, 200, 8, 2, 128, true}, &rng);
+    validate_packed({3, 97, 2, 2, 72, true}, &rng);
     // packed variable-length samples: lengths 1, odd, not multiples of the tiles (64/128), one long
     validate_varlen("self", 4, 72, {1, 130, 67, 3, 255}, {}, true, &rng);
     validate_varlen("self", 2, 64, {200, 64, 129}, {}, true, &rng);

@@ -11,7 +11,8 @@ Check and benchmark of llmc/kernels/rope.cuh, QK-norm + RoPE fused with the layo
 The table is rope_table(gpt_rope_inv_freq(cfg), T); the CPU reference takes
 cos/sin of t * inv_freq in double. Validated (every element) at small shapes,
 one with Llama 3.1 frequency scaling, and at the gpt-1b shape, with and without
-qk-norm weights; timed at the gpt-1b shape.
+qk-norm weights, and with packed rows (positions restarting at each document of a row:
+RopeShape::pos, SFT --pack 1); timed at the gpt-1b shape.
 
   make dev/cuda/rope && ./dev/cuda/rope
 */
@@ -24,6 +25,7 @@ struct RopeCase {
     float theta;
     int scaling;  // Llama 3.1 scaling with a small original context (all three frequency bands)
     bool timed;
+    bool packed;  // positions restart at random document starts within each row
 };
 
 // element 0 of (b, t, head) in the permuted layouts documented in rope.cuh
@@ -34,13 +36,25 @@ static size_t q_index(const RopeCase& s, int b, int t, int h) {
 static size_t kv_index(const RopeCase& s, int b, int t, int g) { return (((size_t)b * s.nkv + g) * s.T + t) * s.hd; }
 
 static void run_case(const RopeCase& s, bool qknorm, Rng* rng) {
-    const std::string shape = strf("B%d T%d nh%d nkv%d hd%d%s%s", s.B, s.T, s.nh, s.nkv, s.hd, s.scaling ? " scaled" : "",
-                                   qknorm ? " qk-norm" : "");
+    const std::string shape = strf("B%d T%d nh%d nkv%d hd%d%s%s%s", s.B, s.T, s.nh, s.nkv, s.hd, s.scaling ? " scaled" : "",
+                                   qknorm ? " qk-norm" : "", s.packed ? " packed" : "");
     const float eps = 1e-6f;
     const int B = s.B, T = s.T, nh = s.nh, nkv = s.nkv, hd = s.hd, half = hd / 2, BT = B * T;
     const int nheads = nh + 2 * nkv, QKV = nheads * hd, nqk = nh + nkv;
     const size_t n = (size_t)BT * QKV, nq = (size_t)BT * nh * hd, nk = (size_t)BT * nkv * hd;
-    const RopeShape rs = {B, T, nh, nkv, hd};
+    RopeShape rs = {B, T, nh, nkv, hd};
+    std::vector<int> pos(BT);   // each token's rotation position
+    for (int b = 0; b < B; b++)
+        for (int t = 0, start = 0; t < T; t++) {
+            if (s.packed && t > 0 && rng_u32(rng) % 5 == 0) start = t;   // a document starts here
+            pos[(size_t)b * T + t] = t - start;
+        }
+    int* d_pos = nullptr;
+    if (s.packed) {
+        d_pos = dev_alloc<int>(BT);
+        upload_ints(d_pos, pos);
+        rs.pos = d_pos;
+    }
 
     GPTConfig cfg;
     cfg.head_dim = hd;
@@ -111,7 +125,7 @@ static void run_case(const RopeCase& s, bool qknorm, Rng* rng) {
                     for (int i = 0; i < hd; i++) nv[i] = xr[i] * rsd * wgt[i];
                     double* dst = h < nh ? &rq[q_index(s, b, t, h)] : &rk[kv_index(s, b, t, h - nh)];
                     for (int i = 0; i < half; i++) {
-                        const double c = cosv[(size_t)t * half + i], sn = sinv[(size_t)t * half + i];
+                        const double c = cosv[(size_t)pos[bt] * half + i], sn = sinv[(size_t)pos[bt] * half + i];
                         dst[i] = nv[i] * c - nv[i + half] * sn;
                         dst[i + half] = nv[i + half] * c + nv[i] * sn;
                     }
@@ -150,7 +164,7 @@ static void run_case(const RopeCase& s, bool qknorm, Rng* rng) {
                     const float* dy = h < nh ? &dq[q_index(s, b, t, h)] : &dk[kv_index(s, b, t, h - nh)];
                     // the rotation is orthogonal: its backward is the inverse rotation (angle -a)
                     for (int i = 0; i < half; i++) {
-                        const double c = cosv[(size_t)t * half + i], sn = sinv[(size_t)t * half + i];
+                        const double c = cosv[(size_t)pos[bt] * half + i], sn = sinv[(size_t)pos[bt] * half + i];
                         dn[i] = dy[i] * c + dy[i + half] * sn;
                         dn[i + half] = dy[i + half] * c - dy[i] * sn;
                     }
@@ -188,6 +202,7 @@ static void run_case(const RopeCase& s, bool qknorm, Rng* rng) {
         });
         report_bw(strf("qknorm_rope_backward%s", qknorm ? " (qk-norm)" : ""), shape, us, 2.0 * n * sx + tab + norm_bwd);
     }
+    if (d_pos) cudaCheck(cudaFree(d_pos));
     cudaCheck(cudaFree(rope_cs)); cudaCheck(cudaFree(qkv)); cudaCheck(cudaFree(qp)); cudaCheck(cudaFree(kp));
     cudaCheck(cudaFree(vp)); cudaCheck(cudaFree(dqp)); cudaCheck(cudaFree(dkp)); cudaCheck(cudaFree(dvp));
     cudaCheck(cudaFree(dqkv)); cudaCheck(cudaFree(qk_rstd)); cudaCheck(cudaFree(dnw_scratch)); cudaCheck(cudaFree(reduce_scratch));
@@ -201,10 +216,12 @@ int main() {
     Rng rng;
     rng_seed(&rng, 1234);
     const RopeCase cases[] = {
-        {2, 16, 4, 2, 64, 10000.0f, 0, false},
-        {1, 33, 6, 1, 48, 10000.0f, 1, false},    // hd/2 = 24 < 32 lanes; Llama 3.1 scaling
-        {2, 8, 2, 2, 128, 1000000.0f, 0, false},  // MHA, hd/2 = 64 > 32 lanes
-        {8, 2048, 32, 8, 64, 500000.0f, 0, true}, // gpt-1b
+        {2, 16, 4, 2, 64, 10000.0f, 0, false, false},
+        {1, 33, 6, 1, 48, 10000.0f, 1, false, false},    // hd/2 = 24 < 32 lanes; Llama 3.1 scaling
+        {2, 8, 2, 2, 128, 1000000.0f, 0, false, false},  // MHA, hd/2 = 64 > 32 lanes
+        {3, 40, 4, 2, 64, 10000.0f, 0, false, true},     // packed rows, the vector path
+        {2, 37, 6, 1, 48, 10000.0f, 1, false, true},     // packed rows, the scalar path
+        {8, 2048, 32, 8, 64, 500000.0f, 0, true, false}, // gpt-1b
     };
     for (const RopeCase& c : cases) {
         run_case(c, false, &rng);

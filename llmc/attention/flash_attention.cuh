@@ -125,6 +125,10 @@ template <int HD>
 static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX* k, const floatX* v, const FlashParams& p,
                          cudaStream_t st) {
     using T = FlashTiles<HD>;
+    if (p.pos) {   // packed rows: the mma.sync kernels' variant that keeps attention inside each document
+        flash::fwd_launch<HD, T::mma_fwd, true>(out, lse, q, k, v, p, st);
+        return;
+    }
     if (flash_sm90_active()) {
         if constexpr (T::sm90_fwd_tma) {
             if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
@@ -149,6 +153,11 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                          const floatX* k, const floatX* v, const floatX* dout, const FlashParams& p, cudaStream_t st) {
     using T = FlashTiles<HD>;
     const float *L = w.L, *D = w.D;
+    if (p.pos) {   // packed rows: the split mma.sync backward's variant (deterministic)
+        flash::dkdv_launch<HD, T::mma_dkdv, true>(dk, dv, q, k, v, dout, L, D, p, st);
+        flash::dq_launch<HD, T::mma_dq, true>(dq, q, k, v, dout, L, D, p, st);
+        return;
+    }
     if (algo == FlashBwdAlgo::ordered) {
         flash::dkdv_sm90_launch<HD, T::sm90_ordered>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc, w.locks);
         return;
@@ -197,6 +206,8 @@ static void flash_bwd_launch(FlashBwdAlgo algo, floatX* dqp, floatX* dkp, floatX
 // The API (both builds).
 
 // Fixed layout (the GPT): out [B, T, nh*hd]; lse [B, nh, T] fp32 (saved for the backward).
+// Packed rows (AttnShape::pos: SFT --pack 1) run the mma.sync kernels' variant that keeps each
+// query inside its document; the sm90 kernels do not have it yet.
 static void flash_attention_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
                                     const AttnShape& s, cudaStream_t stream) {
     NVTX_RANGE_FN();

@@ -7,9 +7,12 @@
 
 // Fixed layout (the GPT): B sequences of T tokens; q [B, nkv, T, r, hd] (the r = nh/nkv query
 // heads of one K/V head side by side), k, v [B, nkv, T, hd], out [B, T, nh*hd].
+// pos (packed rows, SFT --pack 1): device [B, T], each token's position in its document,
+// restarting at 0 where a document starts; attention stays inside each document (causal).
 struct AttnShape {
     int B, T, nh, nkv, hd;
     bool causal;
+    const int* pos = nullptr;
 };
 
 // Bytes of scratch the backward needs: D and lse*log2(e) (one float per query row each),
@@ -32,6 +35,7 @@ static void flash_attention_check_shape(const AttnShape& s) {
     flash_check_hd(s.hd);
     if (s.nkv <= 0 || s.nh % s.nkv != 0) fail("flash attention: %d query heads not a multiple of %d kv heads", s.nh, s.nkv);
     if (s.T <= 0 || s.B <= 0) fail("flash attention: empty shape B=%d T=%d", s.B, s.T);
+    if (s.pos && !s.causal) fail("flash attention: packed rows (positions) need causal attention");
 }
 
 // Per-launch constants shared by all kernels. Two layouts share the kernels:
@@ -51,6 +55,7 @@ struct FlashParams {
     int q_rs, k_rs, v_rs;            // elements between consecutive rows of a group in q, k, v
     int o_ts;                        // elements between tokens in out / dout (nh * hd)
     int max_rows, max_Tk;            // the largest group's query rows and keys (grid sizes)
+    const int* pos;                  // fixed layout, packed rows: AttnShape::pos (null: one document a row)
 };
 
 static FlashParams flash_params(const AttnShape& s) {
@@ -68,6 +73,7 @@ static FlashParams flash_params(const AttnShape& s) {
     p.o_ts = s.nh * s.hd;
     p.max_rows = p.rows;
     p.max_Tk = s.T;
+    p.pos = s.pos;
     return p;
 }
 
@@ -123,6 +129,7 @@ static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
     p.cu_q = s.cu_q_dev; p.cu_k = s.cu_k_dev;
     p.q_rs = s.q_stride; p.k_rs = s.k_stride; p.v_rs = s.v_stride;
     p.o_ts = s.nh * s.hd;
+    p.pos = nullptr;
     p.max_rows = p.max_Tk = 0;
     for (int b = 0; b < s.B; b++) {
         p.max_rows = std::max(p.max_rows, s.cu_q[b + 1] - s.cu_q[b]);
@@ -195,6 +202,13 @@ __device__ __forceinline__ FlashGroup flash_group(const FlashParams& p, int grp)
         G.ld0 = G.lse0;  // the packed L/D order of varlen is lse's [nh, Nq]
     }
     return G;
+}
+
+// Packed rows (FlashParams::pos): the query at position t of row b sees keys from its
+// document's start, t - pos[b][t], on. Positions past T belong to rows past the group's end
+// (masked anyway): 0.
+__device__ __forceinline__ int flash_doc_start(const FlashParams& p, int b, int t) {
+    return t < p.T ? t - p.pos[(size_t)b * p.T + t] : 0;
 }
 
 // Backward step 1: D = rowsum(dO * O) per query row and lse in base 2, both written

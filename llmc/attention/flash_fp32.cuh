@@ -1,6 +1,6 @@
 // The fp32 build's attention (-DENABLE_FP32, for the tight fp32 tests): simple scalar kernels,
 // one warp per query row, lanes splitting the head dim (hd <= 128); the math and the API of the
-// bf16 kernels, not their speed.
+// bf16 kernels (packed rows included), not their speed.
 #pragma once
 #include "flash_common.cuh"
 
@@ -26,7 +26,7 @@ __global__ static void flash_fwd_f32_kernel(float* out, float* lse, const float*
     for (int k = 0; k < 4; k++) qv[k] = lane + 32 * k < p.hd ? q[lane + 32 * k] : 0.0f;
     float m = -INFINITY, l = 0.0f;
     const int n = p.causal ? t + 1 : G.Tk;
-    for (int c = 0; c < n; c++) {
+    for (int c = p.pos ? flash_doc_start(p, grp / p.nkv, t) : 0; c < n; c++) {
         float dot = 0.0f;
         for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) dot += qv[k] * K[(size_t)c * p.k_rs + lane + 32 * k];
         const float s = warp_reduce_sum(dot) * p.scale;
@@ -60,7 +60,7 @@ __global__ static void flash_bwd_dq_f32_kernel(float* dqp, const float* qp, cons
     }
     const float L = Lp[G.ld0 + i], D = Dp[G.ld0 + i];
     const int n = p.causal ? t + 1 : G.Tk;
-    for (int c = 0; c < n; c++) {
+    for (int c = p.pos ? flash_doc_start(p, grp / p.nkv, t) : 0; c < n; c++) {
         float s = 0.0f, dp = 0.0f;
         for (int k = 0; k < 4; k++) if (lane + 32 * k < p.hd) {
             s += qv[k] * K[(size_t)c * p.k_rs + lane + 32 * k];
@@ -92,6 +92,7 @@ __global__ static void flash_bwd_dkdv_f32_kernel(float* dkp, float* dvp, const f
         vv[k] = lane + 32 * k < p.hd ? vp[vo + lane + 32 * k] : 0.0f;
     }
     for (int i = p.causal ? c * p.r : 0; i < G.rows; i++) {
+        if (p.pos && c < flash_doc_start(p, grp / p.nkv, i / p.r)) continue;   // packed rows: another document's query
         const float* q = qp + flash_q_off(p, G, i);
         const float* dy = dout + flash_o_off(p, G, i);
         float s = 0.0f, dp = 0.0f;

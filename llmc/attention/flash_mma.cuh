@@ -32,7 +32,7 @@ struct MmaDqConfig {
 // (MW = 2 shares every K/V fragment between two tiles: half the shared-memory reads per
 // MMA); loops over BN-key tiles. Q_REGS: Q fragments stay in registers (else re-read
 // from shared memory at every tile, for the large head dims).
-template <int HD, int BM, int BN, int MW, bool Q_REGS>
+template <int HD, int BM, int BN, int MW, bool Q_REGS, bool DOC = false>
 __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                 const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                 const bf16* __restrict__ vp, const FlashParams p) {
@@ -64,6 +64,14 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
         posB[mi] = (wrow0 + mi * 16 + g + 8) / p.r;
     }
     const int pos_lo = m0 / p.r;
+    [[maybe_unused]] int docA[MW], docB[MW];   // DOC: where each row's document starts
+    if constexpr (DOC) {
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++) {
+            docA[mi] = flash_doc_start(p, blockIdx.y / p.nkv, posA[mi]);
+            docB[mi] = flash_doc_start(p, blockIdx.y / p.nkv, posB[mi]);
+        }
+    }
     uint32_t qf[Q_REGS ? MW : 1][Q_REGS ? KS : 1][4];
     float o[MW][DB][4];
 #pragma unroll
@@ -129,6 +137,10 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
 #pragma unroll
             for (int mi = 0; mi < MW; mi++) mask_keys(s[mi], n0, T, posA[mi], posB[mi], p.causal, tq);
         }
+        if constexpr (DOC) {
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++) mask_keys_before(s[mi], n0, docA[mi], docB[mi], tq);
+        }
         // online softmax: new running max, rescale the old sums and outputs
 #pragma unroll
         for (int mi = 0; mi < MW; mi++) online_softmax(s[mi], o[mi], mA[mi], mB[mi], lA[mi], lB[mi], p.scale_log2);
@@ -164,7 +176,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
 //   S^T = K Q^T, P^T = 2^(S^T * scale_log2 - L), dP^T = V dO^T, dS^T = P^T (dP^T - D),
 //   dV += P^T dO, dK += dS^T Q (times scale at the end).
 // KV_REGS: keep the warp's K and V fragments in registers (small head dims).
-template <int HD, int BN, int BQ, bool KV_REGS>
+template <int HD, int BN, int BQ, bool KV_REGS, bool DOC = false>
 __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                 const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                 const bf16* __restrict__ vp, const bf16* __restrict__ dout,
@@ -268,6 +280,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
         }
         // mask: query rows past the end, and (causal) queries before the key
         if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
+        if constexpr (DOC) mask_queries_before(s, m0, rows, r, keyA, keyB, p, grp / p.nkv, tq);
         // P^T and dS^T (columns are query rows: their L and D come from shared memory)
 #pragma unroll
         for (int nq = 0; nq < NQ; nq++) {
@@ -315,7 +328,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
 // tiles each (as in the forward); loops over BN-key tiles:
 // S = Q K^T, P, dP = dO V^T, dS = P (dP - D), dQ += dS K.
 // QD_REGS: keep the warp's Q and dO fragments in registers.
-template <int HD, int BM, int BN, bool QD_REGS, int MW>
+template <int HD, int BM, int BN, bool QD_REGS, int MW, bool DOC = false>
 __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restrict__ dqp, const bf16* __restrict__ qp,
                                                                    const bf16* __restrict__ kp, const bf16* __restrict__ vp,
                                                                    const bf16* __restrict__ dout, const float* __restrict__ Lp,
@@ -360,6 +373,14 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
         LB[mi] = rowB < rows ? Lp[base + rowB] : 0.0f;
         DA[mi] = rowA < rows ? Dp[base + rowA] : 0.0f;
         DBv[mi] = rowB < rows ? Dp[base + rowB] : 0.0f;
+    }
+    [[maybe_unused]] int docA[MW], docB[MW];   // DOC: where each row's document starts
+    if constexpr (DOC) {
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++) {
+            docA[mi] = flash_doc_start(p, grp / p.nkv, posA[mi]);
+            docB[mi] = flash_doc_start(p, grp / p.nkv, posB[mi]);
+        }
     }
     float dq[MW][DB][4];
 #pragma unroll
@@ -430,6 +451,10 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
 #pragma unroll
             for (int mi = 0; mi < MW; mi++) mask_keys(s[mi], n0, T, posA[mi], posB[mi], p.causal, tq);
         }
+        if constexpr (DOC) {
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++) mask_keys_before(s[mi], n0, docA[mi], docB[mi], tq);
+        }
 #pragma unroll
         for (int mi = 0; mi < MW; mi++)
 #pragma unroll
@@ -472,40 +497,41 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
 
 // ---------------------------------------------------------------------------
 // Launchers
-template <int HD, const MmaFwdConfig& C>
+// DOC: the packed-rows variant (FlashParams::pos)
+template <int HD, const MmaFwdConfig& C, bool DOC = false>
 static void fwd_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                        cudaStream_t stream) {
     constexpr int BM = C.bm, BN = C.bn, MW = C.mw;
     constexpr bool Q_REGS = C.q_regs;
     constexpr size_t smem = (size_t)(BM + 4 * BN) * (HD + 8) * sizeof(bf16);
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_kernel<HD, BM, BN, MW, Q_REGS>, smem); init = true; }
+    if (!init) { set_smem(flash_fwd_kernel<HD, BM, BN, MW, Q_REGS, DOC>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_fwd_kernel<HD, BM, BN, MW, Q_REGS><<<grid, BM * 2 / MW, smem, stream>>>(out, lse, q, k, v, p);
+    flash_fwd_kernel<HD, BM, BN, MW, Q_REGS, DOC><<<grid, BM * 2 / MW, smem, stream>>>(out, lse, q, k, v, p);
     cudaLaunchCheck();
 }
-template <int HD, const MmaDkdvConfig& C>
+template <int HD, const MmaDkdvConfig& C, bool DOC = false>
 static void dkdv_launch(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
                         const float* D, const FlashParams& p, cudaStream_t stream) {
     constexpr int BN = C.bn, BQ = C.bq;
     constexpr bool KV_REGS = C.kv_regs;
     constexpr size_t smem = (size_t)(2 * BN + 4 * BQ) * (HD + 8) * sizeof(bf16) + 4 * BQ * sizeof(float);
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS>, smem); init = true; }
+    if (!init) { set_smem(flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS, DOC>, smem); init = true; }
     dim3 grid(ceil_div(p.max_Tk, BN), p.B * p.nkv);
-    flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS><<<grid, BN * 2, smem, stream>>>(dk, dv, q, k, v, dout, L, D, p);
+    flash_bwd_dkdv_kernel<HD, BN, BQ, KV_REGS, DOC><<<grid, BN * 2, smem, stream>>>(dk, dv, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
 }
-template <int HD, const MmaDqConfig& C>
+template <int HD, const MmaDqConfig& C, bool DOC = false>
 static void dq_launch(bf16* dq, const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* L,
                       const float* D, const FlashParams& p, cudaStream_t stream) {
     constexpr int BM = C.bm, BN = C.bn, MW = C.mw;
     constexpr bool QD_REGS = C.qd_regs;
     constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(bf16);
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW>, smem); init = true; }
+    if (!init) { set_smem(flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW, DOC>, smem); init = true; }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
-    flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW><<<grid, BM * 2 / MW, smem, stream>>>(dq, q, k, v, dout, L, D, p);
+    flash_bwd_dq_kernel<HD, BM, BN, QD_REGS, MW, DOC><<<grid, BM * 2 / MW, smem, stream>>>(dq, q, k, v, dout, L, D, p);
     cudaLaunchCheck();
 }
 

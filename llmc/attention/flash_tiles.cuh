@@ -170,6 +170,28 @@ __device__ __forceinline__ void mask_queries(float (&s)[NQ][4], int m0, int rows
             if (m >= rows || (causal && m / r < key)) s[nq][e] = -INFINITY;
         }
 }
+// Packed rows (FlashParams::pos, the mma.sync kernels' DOC variants; flash_doc_start):
+// keys before the rows' document starts docA (c0, c1) and docB (c2, c3) to -inf
+template <int NB>
+__device__ __forceinline__ void mask_keys_before(float (&s)[NB][4], int n0, int docA, int docB, int tq) {
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            if (n0 + nb * 8 + 2 * tq + (e & 1) < (e < 2 ? docA : docB)) s[nb][e] = -INFINITY;
+}
+// Transposed (dK/dV): the query rows from m0 whose document starts after the key, to -inf
+template <int NQ>
+__device__ __forceinline__ void mask_queries_before(float (&s)[NQ][4], int m0, int rows, int r, int keyA, int keyB,
+                                                    const FlashParams& p, int b, int tq) {
+#pragma unroll
+    for (int nq = 0; nq < NQ; nq++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int m = m0 + nq * 8 + 2 * tq + (e & 1);
+            if (m < rows && (e < 2 ? keyA : keyB) < flash_doc_start(p, b, m / r)) s[nq][e] = -INFINITY;
+        }
+}
 // Online softmax step of a 16-row tile of raw scores: new running maxima mA/mB (base-2 units,
 // over the lane quad), old sums lA/lB rescaled, s -> 2^(s scale_log2 - max) added to the sums;
 // cA/cB: what the running outputs must be multiplied by (left to the caller, so that a kernel

@@ -16,7 +16,11 @@
 
 struct RopeShape {
     int B, T, nh, nkv, hd;
+    const int* pos = nullptr;   // device [B, T]: packed rows' positions, restarting at each document (null: t)
 };
+
+// the position token (b, t) = row bt rotates by
+__device__ __forceinline__ int rope_position(const RopeShape& s, size_t bt, int t) { return s.pos ? s.pos[bt] : t; }
 
 // index of element 0 of (b, t, head) in the permuted q/k/v layouts
 __device__ __forceinline__ size_t rope_q_index(const RopeShape& s, int b, int t, int h) {
@@ -58,7 +62,7 @@ __global__ static void qknorm_rope_forward_kernel(floatX* qp, floatX* kp, floatX
     for (int i = lane; i < half; i += 32) {
         float x1 = (float)x[i] * rs, x2 = (float)x[i + half] * rs;
         if (nw) { x1 *= (float)nw[i]; x2 *= (float)nw[i + half]; }
-        const float2 cs = rope_cs[(size_t)t * half + i];
+        const float2 cs = rope_cs[(size_t)rope_position(s, bt, t) * half + i];
         dst[i] = (floatX)(x1 * cs.x - x2 * cs.y);
         dst[i + half] = (floatX)(x2 * cs.x + x1 * cs.y);
     }
@@ -114,7 +118,7 @@ __global__ void qknorm_rope_forward_vec_kernel(floatX* qp, floatX* kp, floatX* v
         w1 = load128(nw + i0);
         w2 = load128(nw + half + i0);
     }
-    const RopeChunk cs = rope_chunk(rope_cs, (size_t)t * half + i0);
+    const RopeChunk cs = rope_chunk(rope_cs, (size_t)rope_position(s, bt, t) * half + i0);
     x128 o1, o2;
     for (int k = 0; k < x128::size; k++) {
         float a = (float)x1[k] * rs * (float)w1[k], c = (float)x2[k] * rs * (float)w2[k];
@@ -149,7 +153,7 @@ __global__ void qknorm_rope_backward_vec_kernel(floatX* dqkv, float* dnw_scratch
     const floatX* dy = is_q ? dqp + rope_q_index(s, b, t, head) : dkp + rope_kv_index(s, b, t, head - s.nh);
     const floatX* nw = is_q ? q_norm : k_norm;
     const x128 d1 = load128cs(dy + i0), d2 = load128cs(dy + half + i0);
-    const RopeChunk cs = rope_chunk(rope_cs, (size_t)t * half + i0);
+    const RopeChunk cs = rope_chunk(rope_cs, (size_t)rope_position(s, bt, t) * half + i0);
     float n1[x128::size], n2[x128::size];  // gradient of the normed, weighted values (R^T dy)
     for (int k = 0; k < x128::size; k++) {
         n1[k] = (float)d1[k] * cs.c[k] + (float)d2[k] * cs.s[k];
@@ -241,7 +245,7 @@ __global__ static void qknorm_rope_backward_kernel(floatX* dqkv, float* dnw_scra
     const floatX* nw = is_q ? q_norm : k_norm;
     if (!nw) {
         for (int i = lane; i < half; i += 32) {
-            const float2 cs = rope_cs[(size_t)t * half + i];
+            const float2 cs = rope_cs[(size_t)rope_position(s, bt, t) * half + i];
             float d1 = (float)dy[i], d2 = (float)dy[i + half];
             dx[i] = (floatX)(d1 * cs.x + d2 * cs.y);
             dx[i + half] = (floatX)(d2 * cs.x - d1 * cs.y);
@@ -253,7 +257,7 @@ __global__ static void qknorm_rope_backward_kernel(floatX* dqkv, float* dnw_scra
     const float rs = qk_rstd[srow];
     float dot = 0.0f;
     for (int i = lane; i < half; i += 32) {
-        const float2 cs = rope_cs[(size_t)t * half + i];
+        const float2 cs = rope_cs[(size_t)rope_position(s, bt, t) * half + i];
         float d1 = (float)dy[i], d2 = (float)dy[i + half];
         float n1 = d1 * cs.x + d2 * cs.y, n2 = d2 * cs.x - d1 * cs.y;  // grad of the normed, weighted value
         float x1 = (float)x[i] * rs, x2 = (float)x[i + half] * rs;
@@ -263,7 +267,7 @@ __global__ static void qknorm_rope_backward_kernel(floatX* dqkv, float* dnw_scra
     }
     dot = warp_reduce_sum(dot) / s.hd;
     for (int i = lane; i < half; i += 32) {
-        const float2 cs = rope_cs[(size_t)t * half + i];
+        const float2 cs = rope_cs[(size_t)rope_position(s, bt, t) * half + i];
         float d1 = (float)dy[i], d2 = (float)dy[i + half];
         float g1 = (d1 * cs.x + d2 * cs.y) * (float)nw[i], g2 = (d2 * cs.x - d1 * cs.y) * (float)nw[i + half];
         float x1 = (float)x[i] * rs, x2 = (float)x[i + half] * rs;

@@ -183,7 +183,7 @@ static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, in
         plan_slot("dgateup", BT * 2 * F * x), plan_slot("dswiglu", BT * F * x),
         plan_slot("dnw_scratch", c.qk_norm ? BT * (nh + nkv) * hd * 4 : 16),
         plan_slot("reduce_scratch", (PLAN_COLUMN_REDUCE_SPLITS + 2) * max_cols * 4),
-        plan_slot("tokens", BT * 4), plan_slot("targets", BT * 4),
+        plan_slot("tokens", BT * 4), plan_slot("targets", BT * 4), plan_slot("positions", BT * 4),
         plan_slot("enc_ints", (3 * BT + 1) * 4),
     };
 }
