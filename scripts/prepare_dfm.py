@@ -47,7 +47,7 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from script_util import fail, open_tmp as _open_tmp, out_dir_ready, commit_tmp  # noqa: E402
+from script_util import fail, out_dir_ready  # noqa: E402
 import prepare_mugv as mugv  # noqa: E402  (the shard writer, dtypes, VAE statistics flags)
 
 np = None  # numpy, imported by main() so that --help works without it
@@ -218,7 +218,7 @@ def main():
     if not args.name or os.sep in args.name or any(ch in args.name for ch in "*?["):
         fail("--name: '%s' must be a plain file-name prefix" % args.name)
     mean, std = mugv.vae_stats(args)
-    source = mugv.SOURCES["real"] if mean is not None else mugv.SOURCES["generated"]
+    source = "real" if mean is not None else "generated"
     tars = input_tars(args.input)
     out_dir_ready(args.out_dir, "--out-dir", ["%s_*.lat" % args.name, "%s_*.lat.tmp" % args.name, "%s_samples.tsv" % args.name])
     latent_dtype = mugv.DTYPES[args.dtype]
@@ -235,65 +235,33 @@ def main():
 
     # ---- convert, shard by shard, into NAME_*.tmp files renamed into place once all are whole
     torch = import_torch()
-    C = D = None
-    n_tokens = 0
-    tsv = ["# index\ttar:key\tsource\tcaption"]
-    n_shards = (len(items) + args.shard_samples - 1) // args.shard_samples
-    written = []
     open_tar = [None, None]  # (path, TarFile): the tar being read
-    for s in range(n_shards):
-        part = items[s * args.shard_samples:(s + 1) * args.shard_samples]
-        path = os.path.join(args.out_dir, "%s_%03d.lat" % (args.name, s))
-        w = None
-        for tar_path, key, mem in part:
-            if open_tar[0] != tar_path:
-                if open_tar[1] is not None:
-                    open_tar[1].close()
-                try:
-                    open_tar[:] = [tar_path, tarfile.open(tar_path, "r:*")]
-                except (OSError, tarfile.TarError) as e:
-                    fail("%s: cannot read the tar file (%s)" % (tar_path, e))
-            tf = open_tar[1]
-            where = "%s: sample '%s'" % (tar_path, key)
-            lat = read_latent(torch, read_member(tf, tar_path, key, mem["pth"]), where)
-            txt = read_text(torch, read_member(tf, tar_path, key, mem["pickle"]), where, args.max_text_len, args.keep_text_padding)
-            fps = read_json(read_member(tf, tar_path, key, mem["json"]), where, args.fps)
-            caption = ""
-            if "txt" in mem:
-                try:
-                    caption = read_member(tf, tar_path, key, mem["txt"]).decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    fail("%s: .txt caption: expected UTF-8 text" % where)
-            if C is None:
-                C, D = lat.shape[0], txt.shape[1]
-                if mean is not None and len(mean) != C:
-                    fail("VAE statistics: %d channels given, the latents have %d (%s)" % (len(mean), C, where))
-            if lat.shape[0] != C:
-                fail("%s: latent channels: expected %d (as the first sample), found %d" % (where, C, lat.shape[0]))
-            if txt.shape[1] != D:
-                fail("%s: text embedding channels: expected %d (as the first sample), found %d" % (where, D, txt.shape[1]))
-            if w is None:
-                w = mugv.ShardWriter(path, C, D, latent_dtype, text_dtype, len(part), mean, std)
-            w.add(lat, txt, fps, source, caption)
-            tsv.append("%d\t%s:%s\t%s\t%s" % (len(tsv) - 1, os.path.basename(tar_path), key, "real" if mean is not None else "generated",
-                                              caption.replace("\t", " ").replace("\n", " ")))
-            n_tokens += txt.shape[0]
-        w.close()
-        written.append((w.tmp, path))
-        print("prepare_dfm: wrote %s (%d samples)" % (w.tmp, len(part)), flush=True)
+
+    def read_sample(item):
+        tar_path, key, mem = item
+        if open_tar[0] != tar_path:
+            if open_tar[1] is not None:
+                open_tar[1].close()
+            try:
+                open_tar[:] = [tar_path, tarfile.open(tar_path, "r:*")]
+            except (OSError, tarfile.TarError) as e:
+                fail("%s: cannot read the tar file (%s)" % (tar_path, e))
+        tf = open_tar[1]
+        where = "%s: sample '%s'" % (tar_path, key)
+        lat = read_latent(torch, read_member(tf, tar_path, key, mem["pth"]), where)
+        txt = read_text(torch, read_member(tf, tar_path, key, mem["pickle"]), where, args.max_text_len, args.keep_text_padding)
+        fps = read_json(read_member(tf, tar_path, key, mem["json"]), where, args.fps)
+        caption = ""
+        if "txt" in mem:
+            try:
+                caption = read_member(tf, tar_path, key, mem["txt"]).decode("utf-8").strip()
+            except UnicodeDecodeError:
+                fail("%s: .txt caption: expected UTF-8 text" % where)
+        return lat, txt, fps, source, caption, "%s:%s" % (os.path.basename(tar_path), key), where, where
+    C, D, n_tokens, n_shards, _ = mugv.write_shards(args, items, read_sample, "# index\ttar:key\tsource\tcaption", latent_dtype, text_dtype,
+                                                    mean, std, "prepare_dfm")
     if open_tar[1] is not None:
         open_tar[1].close()
-    tsv_path = os.path.join(args.out_dir, "%s_samples.tsv" % args.name)
-    try:
-        _open_tmp.append(tsv_path + ".tmp")
-        with open(tsv_path + ".tmp", "w", encoding="utf-8") as f:
-            f.write("\n".join(tsv) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        fail("%s: write failed (%s)" % (tsv_path + ".tmp", e))
-    commit_tmp(written + [(tsv_path + ".tmp", tsv_path)])
-    print("prepare_dfm: renamed the %d shards and %s into place" % (n_shards, tsv_path))
     print("prepare_dfm: %d samples from %d tar files, C %d, text channels %d, %.1f text tokens per sample, %d shards, %s latents, %s text, %s" %
           (len(items), len(tars), C, D, n_tokens / len(items), n_shards, args.dtype, args.text_dtype or args.dtype,
            "raw (normalized by the loader)" if mean is not None else "stored as they are"))

@@ -220,6 +220,53 @@ def read_text(torch, path, row, max_text_len):
     return t
 
 
+def write_shards(args, items, read_sample, tsv_header, latent_dtype, text_dtype, mean, std, tool):
+    """Converts items, --shard-samples a shard, into OUT/NAME_###.lat with OUT/NAME_samples.tsv,
+    written as .tmp files and renamed into place once all are whole (prepare_mugv.py and
+    prepare_dfm.py). read_sample(item) -> (lat [C,T,H,W], txt [L,D], fps, source, caption,
+    the sample's id in the .tsv, where its latent is, where its text is). Every sample must have
+    the first's channel counts. Returns (C, D, text tokens, shards, the .tsv's path)."""
+    C = D = None
+    n_tokens = 0
+    tsv = [tsv_header]
+    n_shards = (len(items) + args.shard_samples - 1) // args.shard_samples
+    written = []  # (tmp, path)
+    for s in range(n_shards):
+        part = items[s * args.shard_samples:(s + 1) * args.shard_samples]
+        path = os.path.join(args.out_dir, "%s_%03d.lat" % (args.name, s))
+        w = None
+        for item in part:
+            lat, txt, fps, source, caption, sample_id, lat_where, txt_where = read_sample(item)
+            if C is None:
+                C, D = lat.shape[0], txt.shape[1]
+                if mean is not None and len(mean) != C:
+                    fail("VAE statistics: %d channels given, the latents have %d (%s)" % (len(mean), C, lat_where))
+            if lat.shape[0] != C:
+                fail("%s: latent channels: expected %d (as the first sample), found %d" % (lat_where, C, lat.shape[0]))
+            if txt.shape[1] != D:
+                fail("%s: text embedding channels: expected %d (as the first sample), found %d" % (txt_where, D, txt.shape[1]))
+            if w is None:
+                w = ShardWriter(path, C, D, latent_dtype, text_dtype, len(part), mean, std)
+            w.add(lat, txt, fps, SOURCES[source], caption)
+            tsv.append("%d\t%s\t%s\t%s" % (len(tsv) - 1, sample_id, source, caption.replace("\t", " ").replace("\n", " ")))
+            n_tokens += txt.shape[0]
+        w.close()
+        written.append((w.tmp, path))
+        print("%s: wrote %s (%d samples)" % (tool, w.tmp, len(part)), flush=True)
+    tsv_path = os.path.join(args.out_dir, "%s_samples.tsv" % args.name)
+    try:
+        _open_tmp.append(tsv_path + ".tmp")
+        with open(tsv_path + ".tmp", "w", encoding="utf-8") as f:
+            f.write("\n".join(tsv) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        fail("%s: write failed (%s)" % (tsv_path + ".tmp", e))
+    commit_tmp(written + [(tsv_path + ".tmp", tsv_path)])
+    print("%s: renamed the %d shards and %s into place" % (tool, n_shards, tsv_path))
+    return C, D, n_tokens, n_shards, tsv_path
+
+
 def main():
     ap = argparse.ArgumentParser(description="MUG-V train.csv + .pt latents/text features -> latent shards (llmc/data/latent_data.h)")
     ap.add_argument("--csv", required=True, help="MUG-V train.csv")
@@ -310,47 +357,13 @@ def main():
 
     # ---- convert, shard by shard, into NAME_*.tmp files renamed into place once all are whole
     torch = import_torch()
-    C = D = None
-    n_tokens = 0
-    tsv = ["# index\tsample_id\tsource\tcaption"]
-    n_shards = (len(rows) + args.shard_samples - 1) // args.shard_samples
-    written = []  # (tmp, path)
-    for s in range(n_shards):
-        part = rows[s * args.shard_samples:(s + 1) * args.shard_samples]
-        path = os.path.join(args.out_dir, "%s_%03d.lat" % (args.name, s))
-        w = None
-        for r in part:
-            lat = read_latent(torch, r["_latent_path"], r)
-            txt = read_text(torch, r["_text_feat_path"], r, args.max_text_len)
-            if C is None:
-                C, D = lat.shape[0], txt.shape[1]
-                if mean is not None and len(mean) != C:
-                    fail("VAE statistics: %d channels given, the latents have %d (%s)" % (len(mean), C, r["_latent_path"]))
-            if lat.shape[0] != C:
-                fail("%s: latent channels: expected %d (as the first sample), found %d" % (r["_latent_path"], C, lat.shape[0]))
-            if txt.shape[1] != D:
-                fail("%s: text feature channels: expected %d (as the first sample), found %d" % (r["_text_feat_path"], D, txt.shape[1]))
-            if w is None:
-                w = ShardWriter(path, C, D, latent_dtype, text_dtype, len(part), mean, std)
-            caption = (r.get(caption_col) or "") if caption_col else ""
-            w.add(lat, txt, r["_fps"], r["_source"], caption)
-            index = len(tsv) - 1
-            tsv.append("%d\t%s\t%s\t%s" % (index, r["sample_id"], r["source"].strip().lower(), caption.replace("\t", " ").replace("\n", " ")))
-            n_tokens += txt.shape[0]
-        w.close()
-        written.append((w.tmp, path))
-        print("prepare_mugv: wrote %s (%d samples)" % (w.tmp, len(part)), flush=True)
-    tsv_path = os.path.join(args.out_dir, "%s_samples.tsv" % args.name)
-    try:
-        _open_tmp.append(tsv_path + ".tmp")
-        with open(tsv_path + ".tmp", "w", encoding="utf-8") as f:
-            f.write("\n".join(tsv) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        fail("%s: write failed (%s)" % (tsv_path + ".tmp", e))
-    commit_tmp(written + [(tsv_path + ".tmp", tsv_path)])
-    print("prepare_mugv: renamed the %d shards and %s into place" % (n_shards, tsv_path))
+
+    def read_sample(r):
+        caption = (r.get(caption_col) or "") if caption_col else ""
+        return (read_latent(torch, r["_latent_path"], r), read_text(torch, r["_text_feat_path"], r, args.max_text_len), r["_fps"],
+                r["source"].strip().lower(), caption, r["sample_id"], r["_latent_path"], r["_text_feat_path"])
+    C, D, n_tokens, n_shards, _ = write_shards(args, rows, read_sample, "# index\tsample_id\tsource\tcaption", latent_dtype, text_dtype,
+                                               mean, std, "prepare_mugv")
     print("prepare_mugv: %d samples (%d real, %d generated), C %d, text channels %d, %.1f valid text tokens per sample, %d shards, %s latents, %s text" %
           (len(rows), n_real, len(rows) - n_real, C, D, n_tokens / len(rows), n_shards, args.dtype, args.text_dtype or args.dtype))
 

@@ -18,24 +18,11 @@ make -j"$(nproc)" train_gpt > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.lo
 
 # the tokenizer (259 ids: 3 special tokens, 256 bytes) and the task's conversations
 "$PY" - "$OUT" > "$OUT/make_data.log" 2>&1 <<'EOF' || { echo "make_data failed: $(tail -2 "$OUT/make_data.log")"; exit 1; }
-import json, random, sys
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+import json, os, random, sys
+sys.path.insert(0, "scripts")
+from make_chat_tokenizer import make
 out = sys.argv[1]
-alphabet = pre_tokenizers.ByteLevel.alphabet()
-specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-vocab = {s: i for i, s in enumerate(specials)}
-for c in sorted(alphabet):
-    vocab[c] = len(vocab)
-tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-tok.decoder = decoders.ByteLevel()
-tok.add_special_tokens(specials)
-template = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{%- endfor %}"
-            "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}")
-t = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>")
-t.chat_template = template
-t.save_pretrained(out + "/tok")
+make(out + "/tok")
 rng = random.Random(1234)
 def word():
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 6)))

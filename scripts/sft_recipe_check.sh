@@ -12,21 +12,10 @@ STEPS=${STEPS:-20}
 PY=${PYTHON:-python3}
 "$PY" - "$OUT" > "$OUT/make_models.log" 2>&1 <<'PYEOF' || { echo "making the models failed: $(tail -2 "$OUT/make_models.log")"; exit 1; }
 import json, random, sys, torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+sys.path.insert(0, "scripts")
+from make_chat_tokenizer import make
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 out = sys.argv[1]
-alphabet = pre_tokenizers.ByteLevel.alphabet()
-specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-vocab = {s: i for i, s in enumerate(specials)}
-for c in sorted(alphabet):
-    vocab[c] = len(vocab)
-tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-tok.decoder = decoders.ByteLevel()
-tok.add_special_tokens(specials)
-t = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-t.chat_template = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{%- endfor %}"
-                   "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}")
 torch.manual_seed(0)
 qwen = Qwen3Config(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                    num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
@@ -39,7 +28,7 @@ llama = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
 for name, cfg, cls in (("qwen3-0.6b", qwen, Qwen3ForCausalLM), ("llama3.2-1b", llama, LlamaForCausalLM)):
     m = cls(cfg).to(torch.bfloat16)
     m.save_pretrained(out + "/" + name)
-    t.save_pretrained(out + "/" + name)
+    make(out + "/" + name)
 rng = random.Random(5)
 with open(out + "/chats.jsonl", "w") as f:
     for _ in range(4000):

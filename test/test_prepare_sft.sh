@@ -21,25 +21,7 @@ test_python prepare_sft "numpy, tokenizers, transformers, jinja2"
 [ -x test/test_sft_data ] || { echo "FAIL prepare_sft/setup: test/test_sft_data is not built (make test/test_sft_data)"; exit 1; }
 
 # the tokenizer: 256 byte tokens (ids 3..258 in byte-level alphabet order) after 3 special tokens
-"$PY" - "$T/model" > "$T/make_tok.log" 2>&1 <<'EOF' || { echo "FAIL prepare_sft/make_tokenizer: $(tail -1 "$T/make_tok.log")"; exit 1; }
-import sys
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
-alphabet = pre_tokenizers.ByteLevel.alphabet()
-specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-vocab = {s: i for i, s in enumerate(specials)}
-for c in sorted(alphabet):
-    vocab[c] = len(vocab)
-tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-tok.decoder = decoders.ByteLevel()
-tok.add_special_tokens(specials)
-template = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{%- endfor %}"
-            "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}")
-t = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-t.chat_template = template
-t.save_pretrained(sys.argv[1])
-EOF
+"$PY" scripts/make_chat_tokenizer.py "$T/model" > "$T/make_tok.log" 2>&1 || { echo "FAIL prepare_sft/make_tokenizer: $(tail -1 "$T/make_tok.log")"; exit 1; }
 
 cat > "$T/chats.jsonl" <<'EOF'
 {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+3?"}, {"role": "assistant", "content": "5"}, {"role": "user", "content": "and 4+4?"}, {"role": "assistant", "content": "8"}]}
