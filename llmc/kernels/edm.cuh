@@ -33,23 +33,11 @@ __global__ static void edm_loss_kernel(floatX* __restrict__ dout, float* __restr
     const DiTSample s = samples[patrow[p] >> 1];
     const EdmCoef k = edm_coef(s.t, sigma_data);
     const float gk = s.grad_scale * k.weight * k.c_out;
-    const int lp = p - s.pat0;
-    const int i = lp / (s.Hp * s.Wp), r = (lp / s.Wp) % s.Hp, cc = lp % s.Wp;
-    const int PC = pg.pt * pg.ph * pg.pw * pg.Cout;
-    float sq = 0.0f;
-    for (int e = lane; e < PC; e += 32) {
-        const int co = e % pg.Cout, q = e / pg.Cout;
-        const int ww = q % pg.pw, hh = (q / pg.pw) % pg.ph, a = q / (pg.pw * pg.ph);
-        const int tt = i * pg.pt + a, y = r * pg.ph + hh, x = cc * pg.pw + ww;
-        float g = 0.0f;
-        if (co < pg.Cin && tt < s.T && y < s.H && x < s.W && frame_mask[s.frame0 + tt]) {
-            const long long l = s.lat0 + (((long long)co * s.T + tt) * s.H + y) * s.W + x;
-            const float d = k.c_skip * (x0[l] + s.t * eps[l]) + k.c_out * (float)out[(size_t)p * PC + e] - x0[l];
-            sq += d * d;
-            g = gk * d;
-        }
-        dout[(size_t)p * PC + e] = (floatX)g;
-    }
+    float sq = patch_token_loss(dout, s, p, pg, frame_mask, lane, [&](size_t oi, long long l, float* g) {
+        const float d = k.c_skip * (x0[l] + s.t * eps[l]) + k.c_out * (float)out[oi] - x0[l];
+        *g = gk * d;
+        return d * d;
+    });
     sq = warp_reduce_sum(sq);
     if (lane == 0) loss_tok[p] = k.weight * sq;
 }

@@ -23,23 +23,11 @@ __global__ static void flow_loss_kernel(floatX* __restrict__ dout, float* __rest
     const int p = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (p >= Np) return;
     const DiTSample s = samples[patrow[p] >> 1];
-    const int lp = p - s.pat0;
-    const int i = lp / (s.Hp * s.Wp), r = (lp / s.Wp) % s.Hp, cc = lp % s.Wp;
-    const int PC = pg.pt * pg.ph * pg.pw * pg.Cout;
-    float sq = 0.0f;
-    for (int e = lane; e < PC; e += 32) {
-        const int co = e % pg.Cout, q = e / pg.Cout;
-        const int ww = q % pg.pw, hh = (q / pg.pw) % pg.ph, a = q / (pg.pw * pg.ph);
-        const int tt = i * pg.pt + a, y = r * pg.ph + hh, x = cc * pg.pw + ww;
-        float g = 0.0f;
-        if (co < pg.Cin && tt < s.T && y < s.H && x < s.W && frame_mask[s.frame0 + tt]) {
-            const long long l = s.lat0 + (((long long)co * s.T + tt) * s.H + y) * s.W + x;
-            const float d = (float)out[(size_t)p * PC + e] - (x0[l] - eps[l]);
-            sq += d * d;
-            g = s.grad_scale * d;
-        }
-        dout[(size_t)p * PC + e] = (floatX)g;
-    }
+    float sq = patch_token_loss(dout, s, p, pg, frame_mask, lane, [&](size_t oi, long long l, float* g) {
+        const float d = (float)out[oi] - (x0[l] - eps[l]);
+        *g = s.grad_scale * d;
+        return d * d;
+    });
     sq = warp_reduce_sum(sq);
     if (lane == 0) loss_tok[p] = sq;
 }

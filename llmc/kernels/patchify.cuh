@@ -35,6 +35,29 @@ struct PatchGeom {
     int Cin, Cout, pt, ph, pw;
 };
 
+// The losses' walk over patch token p's P*Cout output values (flow.cuh, edm.cuh), one warp per
+// token, this lane's values e: where e is a latent value (channel < Cin, inside the sample, on
+// a noisy frame, at index l of x0 / eps) err(e, l, &g) gives the value's squared error and its
+// gradient g; dout[p] is written (0 elsewhere) and the lane's sum of squared errors returned.
+template <class Err>
+__device__ __forceinline__ float patch_token_loss(floatX* __restrict__ dout, const DiTSample& s, int p, const PatchGeom& pg,
+                                                  const int* __restrict__ frame_mask, int lane, Err err) {
+    const int lp = p - s.pat0;
+    const int i = lp / (s.Hp * s.Wp), r = (lp / s.Wp) % s.Hp, cc = lp % s.Wp;
+    const int PC = pg.pt * pg.ph * pg.pw * pg.Cout;
+    float sq = 0.0f;
+    for (int e = lane; e < PC; e += 32) {
+        const int co = e % pg.Cout, q = e / pg.Cout;
+        const int ww = q % pg.pw, hh = (q / pg.pw) % pg.ph, a = q / (pg.pw * pg.ph);
+        const int tt = i * pg.pt + a, y = r * pg.ph + hh, x = cc * pg.pw + ww;
+        float g = 0.0f;
+        if (co < pg.Cin && tt < s.T && y < s.H && x < s.W && frame_mask[s.frame0 + tt])
+            sq += err((size_t)p * PC + e, s.lat0 + (((long long)co * s.T + tt) * s.H + y) * s.W + x, &g);
+        dout[(size_t)p * PC + e] = (floatX)g;
+    }
+    return sq;
+}
+
 // EDM's input scale c_in = 1 / sqrt(sigma^2 + sigma_data^2).
 __device__ __forceinline__ float edm_c_in(float sigma, float sigma_data) {
     return 1.0f / sqrtf(sigma * sigma + sigma_data * sigma_data);
