@@ -1648,7 +1648,7 @@ int main(int argc, char** argv) {
         const double ms_ = rs.ms;
         double flops = 0;
         for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
-        const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / 989e12;
+        const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / H200_BF16_DENSE_FLOPS;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
                loss, lr, norm, ms_, tok_s, mfu);
         if (run.logf) { fprintf(run.logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_); fflush(run.logf); }
@@ -1669,7 +1669,7 @@ int main(int argc, char** argv) {
         char buf[512];
         snprintf(buf, sizeof buf, "summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | memory %.2f GiB | total %.1f s",
                  (int)step_ms.size(), med, tok / (med / 1000.0), last_flops / (med / 1000.0) / 1e12,
-                 100.0 * last_flops / (med / 1000.0) / 989e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
+                 100.0 * last_flops / (med / 1000.0) / H200_BF16_DENSE_FLOPS, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
         log_line(buf);
     }
     // ---- after training (not after a stop request): samples of the final model, and the moving-shapes evaluation

@@ -983,7 +983,7 @@ int main(int argc, char** argv) {
         const float lr = rs.lr, norm = rs.norm;
         const double ms = rs.ms;
         const double tok_s = tc.total_batch_tokens / (ms / 1000.0);   // all ranks' tokens
-        const double mfu = 100.0 * flops_per_token * tok_s / (989e12 * dist.world);
+        const double mfu = 100.0 * flops_per_token * tok_s / (H200_BF16_DENSE_FLOPS * dist.world);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps, loss,
                lr, norm, ms, tok_s, mfu);
         if (run.logf) { fprintf(run.logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(run.logf); }
@@ -997,7 +997,7 @@ int main(int argc, char** argv) {
         std::sort(s.begin(), s.end());
         const double med = s[s.size() / 2], tok_s = tc.total_batch_tokens / (med / 1000.0);
         printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | peak memory %.2f GiB | total %.1f s\n",
-               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / (989e12 * dist.world),
+               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / (H200_BF16_DENSE_FLOPS * dist.world),
                gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), wall_seconds() - run.t_start);
     }
     if (run_close_log(&run, tc.log_dir, "train_gpt " + tc.preset))

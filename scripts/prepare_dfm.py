@@ -207,16 +207,7 @@ def main():
         fail("prepare_dfm.py needs numpy (pip install numpy)")
     mugv.np = np
 
-    if args.limit < 0:
-        fail("--limit: must be >= 0 (0: all samples), got %d" % args.limit)
-    if args.shard_samples <= 0:
-        fail("--shard-samples: must be > 0, got %d" % args.shard_samples)
-    if args.max_text_len <= 0:
-        fail("--max-text-len: must be > 0, got %d" % args.max_text_len)
-    if not (args.fps > 0 and math.isfinite(args.fps)):
-        fail("--fps: must be > 0, got %g" % args.fps)
-    if not args.name or os.sep in args.name or any(ch in args.name for ch in "*?["):
-        fail("--name: '%s' must be a plain file-name prefix" % args.name)
+    mugv.check_shard_flags(args, "samples")
     mean, std = mugv.vae_stats(args)
     source = "real" if mean is not None else "generated"
     tars = input_tars(args.input)

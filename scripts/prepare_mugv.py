@@ -220,6 +220,20 @@ def read_text(torch, path, row, max_text_len):
     return t
 
 
+def check_shard_flags(args, unit):
+    """The flags prepare_mugv.py and prepare_dfm.py share (unit: what --limit counts)."""
+    if args.limit < 0:
+        fail("--limit: must be >= 0 (0: all %s), got %d" % (unit, args.limit))
+    if args.shard_samples <= 0:
+        fail("--shard-samples: must be > 0, got %d" % args.shard_samples)
+    if args.max_text_len <= 0:
+        fail("--max-text-len: must be > 0, got %d" % args.max_text_len)
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        fail("--fps: must be > 0, got %g" % args.fps)
+    if not args.name or os.sep in args.name or any(ch in args.name for ch in "*?["):
+        fail("--name: '%s' must be a plain file-name prefix" % args.name)
+
+
 def write_shards(args, items, read_sample, tsv_header, latent_dtype, text_dtype, mean, std, tool):
     """Converts items, --shard-samples a shard, into OUT/NAME_###.lat with OUT/NAME_samples.tsv,
     written as .tmp files and renamed into place once all are whole (prepare_mugv.py and
@@ -287,16 +301,7 @@ def main():
     except ImportError:
         fail("prepare_mugv.py needs numpy (pip install numpy)")
 
-    if args.limit < 0:
-        fail("--limit: must be >= 0 (0: all rows), got %d" % args.limit)
-    if args.shard_samples <= 0:
-        fail("--shard-samples: must be > 0, got %d" % args.shard_samples)
-    if args.max_text_len <= 0:
-        fail("--max-text-len: must be > 0, got %d" % args.max_text_len)
-    if not (args.fps > 0 and math.isfinite(args.fps)):
-        fail("--fps: must be > 0, got %g" % args.fps)
-    if not args.name or os.sep in args.name or any(ch in args.name for ch in "*?["):
-        fail("--name: '%s' must be a plain file-name prefix" % args.name)
+    check_shard_flags(args, "rows")
     # NAME_*.lat is the training glob: an earlier run's shards there would be mixed with these
     out_dir_ready(args.out_dir, "--out-dir", ["%s_*.lat" % args.name, "%s_*.lat.tmp" % args.name, "%s_samples.tsv" % args.name])
     latent_dtype = DTYPES[args.dtype]

@@ -92,6 +92,7 @@ static CkptWrite make_write(const std::string& dir, int64_t step, const CkptMode
     w.dir = dir; w.step = step; w.info = info; w.dtype = dtype;
     w.params = ckpt_source_from(a.p.data());
     w.state = make_state(step);
+    if (info.kind == CKPT_KIND_DIT) w.state.batch_size = w.state.total_batch_samples = 2;   // a DiT state's own fields
     w.m = ckpt_source_from(a.m.data());
     w.v = ckpt_source_from(a.v.data());
     if (dtype != CKPT_F32) w.master = ckpt_source_from(a.master.data());

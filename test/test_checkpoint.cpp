@@ -110,11 +110,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         const CkptModelInfo info = dit_ckpt_info(test_dit_config(2), o);
-        const Arrays arrays = make_arrays((size_t)info.n_params, 5);   // the write reads them: alive until saved
-        CkptWrite w = make_write(argv[2], 1, info, arrays, 0, 0);
-        w.state.batch_size = 2;            // a DiT state: it verifies (a GPT one leaves these 0)
-        w.state.total_batch_samples = 2;
-        ckpt_save_or_fail(w);
+        ckpt_save_or_fail(make_write(argv[2], 1, info, make_arrays((size_t)info.n_params, 5), 0, 0));
         return 0;
     }
     if (argc == 3 && std::string(argv[1]) == "--save-loop") {

@@ -1,5 +1,5 @@
 // The DiT's packed batches for the dev/cuda checks of the kernels that read
-// them (patchify, flow): per-sample descriptors (DiTSample), frame mask and the
+// them (patchify, flow, edm): per-sample descriptors (DiTSample), frame mask and the
 // rows tokrow / patrow, as train_dit.cu's dit_set_batch sets them up.
 #pragma once
 #include <algorithm>
@@ -77,4 +77,29 @@ static DiTConfig config(int C, int Cin, int Cout, int pt, int ph, int pw) {
     c.patch_h = ph;
     c.patch_w = pw;
     return c;
+}
+
+// The losses' CPU references (flow, edm): f(s, p, e, l) for every value of the final linear's
+// patch-layout output that has a target: patch token p of sample s, its value e (in the
+// [Np, P*Cout] output), latent index l; channels >= Cin, padding and clean frames have none.
+template <class F>
+static void for_each_loss_value(const PBatch& g, const DiTConfig& c, F f) {
+    const int pt = c.patch_t, ph = c.patch_h, pw = c.patch_w, Cin = c.in_channels, Cout = c.out_channels;
+    const size_t PC = (size_t)dit_patch_size(c) * Cout;
+    for (int b = 0; b < g.B; b++) {
+        const DiTSample& s = g.s[b];
+        for (int lp = 0; lp < s.Tp * s.Hp * s.Wp; lp++) {
+            const int i = lp / (s.Hp * s.Wp), r = (lp / s.Wp) % s.Hp, cc = lp % s.Wp;
+            const size_t p = (size_t)s.pat0 + lp;
+            for (int a = 0; a < pt; a++)
+                for (int hh = 0; hh < ph; hh++)
+                    for (int ww = 0; ww < pw; ww++)
+                        for (int co = 0; co < Cin; co++) {
+                            const int tt = i * pt + a, y = r * ph + hh, x = cc * pw + ww;
+                            if (tt >= s.T || y >= s.H || x >= s.W || !g.frame_mask[s.frame0 + tt]) continue;
+                            f(s, p, p * PC + (size_t)((a * ph + hh) * pw + ww) * Cout + co,
+                              s.lat0 + (((size_t)co * s.T + tt) * s.H + y) * s.W + x);
+                        }
+        }
+    }
 }

@@ -68,28 +68,14 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
     poison(loss_tok, Np);
     edm_loss(dout, loss_tok, out, x0, eps, frame_mask, samples, patrow, pg, Np, sd, 0);
     cudaCheck(cudaDeviceSynchronize());
-    std::vector<double> rdout(npc, 0.0), rloss(Np, 0.0);
-    for (int b = 0; b < B; b++) {
-        const DiTSample& s = g.s[b];
+    std::vector<double> rdout(npc, 0.0), rloss(Np, 0.0);   // channels >= Cin, padding, clean frames: gradient 0
+    for_each_loss_value(g, cfg, [&](const DiTSample& s, size_t p, size_t e, size_t l) {
         const EdmPrecond pre = edm_precond(s.t, sd);
-        for (int lp = 0; lp < s.Tp * s.Hp * s.Wp; lp++) {
-            const int i = lp / (s.Hp * s.Wp), r = (lp / s.Wp) % s.Hp, cc = lp % s.Wp;
-            const size_t p = (size_t)s.pat0 + lp;
-            for (int a = 0; a < pt; a++)
-                for (int hh = 0; hh < ph; hh++)
-                    for (int ww = 0; ww < pw; ww++)
-                        for (int co = 0; co < Cin; co++) {  // channels >= Cin: no target, gradient 0
-                            const int tt = i * pt + a, y = r * ph + hh, x = cc * pw + ww;
-                            if (tt >= s.T || y >= s.H || x >= s.W || !g.frame_mask[s.frame0 + tt]) continue;
-                            const size_t l = s.lat0 + (((size_t)co * s.T + tt) * s.H + y) * s.W + x;
-                            const size_t e = p * PC + (size_t)((a * ph + hh) * pw + ww) * Cout + co;
-                            const double xn = (double)x0h[l] + (double)s.t * epsh[l];
-                            const double d = pre.c_skip * xn + pre.c_out * outh[e] - x0h[l];
-                            rdout[e] = (double)s.grad_scale * pre.weight * pre.c_out * d;
-                            rloss[p] += pre.weight * d * d;
-                        }
-        }
-    }
+        const double xn = (double)x0h[l] + (double)s.t * epsh[l];
+        const double d = pre.c_skip * xn + pre.c_out * outh[e] - x0h[l];
+        rdout[e] = (double)s.grad_scale * pre.weight * pre.c_out * d;
+        rloss[p] += pre.weight * d * d;
+    });
     check("edm_loss", "dout", shape, download(dout, npc), rdout, TOL_X);
     check("edm_loss", "loss_tok", shape, download(loss_tok, Np), rloss, TOL_F32);
 

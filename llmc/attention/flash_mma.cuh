@@ -65,13 +65,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
     }
     const int pos_lo = m0 / p.r;
     [[maybe_unused]] int docA[MW], docB[MW];   // DOC: where each row's document starts
-    if constexpr (DOC) {
-#pragma unroll
-        for (int mi = 0; mi < MW; mi++) {
-            docA[mi] = flash_doc_start(p, blockIdx.y / p.nkv, posA[mi]);
-            docB[mi] = flash_doc_start(p, blockIdx.y / p.nkv, posB[mi]);
-        }
-    }
+    if constexpr (DOC) doc_starts(docA, docB, posA, posB, p, blockIdx.y / p.nkv);
     uint32_t qf[Q_REGS ? MW : 1][Q_REGS ? KS : 1][4];
     float o[MW][DB][4];
 #pragma unroll
@@ -137,10 +131,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_fwd_kernel(bf16* __restrict
 #pragma unroll
             for (int mi = 0; mi < MW; mi++) mask_keys(s[mi], n0, T, posA[mi], posB[mi], p.causal, tq);
         }
-        if constexpr (DOC) {
-#pragma unroll
-            for (int mi = 0; mi < MW; mi++) mask_keys_before(s[mi], n0, docA[mi], docB[mi], tq);
-        }
+        if constexpr (DOC) mask_tiles_before(s, n0, docA, docB, tq);
         // online softmax: new running max, rescale the old sums and outputs
 #pragma unroll
         for (int mi = 0; mi < MW; mi++) online_softmax(s[mi], o[mi], mA[mi], mB[mi], lA[mi], lB[mi], p.scale_log2);
@@ -375,13 +366,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
         DBv[mi] = rowB < rows ? Dp[base + rowB] : 0.0f;
     }
     [[maybe_unused]] int docA[MW], docB[MW];   // DOC: where each row's document starts
-    if constexpr (DOC) {
-#pragma unroll
-        for (int mi = 0; mi < MW; mi++) {
-            docA[mi] = flash_doc_start(p, grp / p.nkv, posA[mi]);
-            docB[mi] = flash_doc_start(p, grp / p.nkv, posB[mi]);
-        }
-    }
+    if constexpr (DOC) doc_starts(docA, docB, posA, posB, p, grp / p.nkv);
     float dq[MW][DB][4];
 #pragma unroll
     for (int mi = 0; mi < MW; mi++)
@@ -451,10 +436,7 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
 #pragma unroll
             for (int mi = 0; mi < MW; mi++) mask_keys(s[mi], n0, T, posA[mi], posB[mi], p.causal, tq);
         }
-        if constexpr (DOC) {
-#pragma unroll
-            for (int mi = 0; mi < MW; mi++) mask_keys_before(s[mi], n0, docA[mi], docB[mi], tq);
-        }
+        if constexpr (DOC) mask_tiles_before(s, n0, docA, docB, tq);
 #pragma unroll
         for (int mi = 0; mi < MW; mi++)
 #pragma unroll

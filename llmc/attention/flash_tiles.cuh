@@ -180,6 +180,22 @@ __device__ __forceinline__ void mask_keys_before(float (&s)[NB][4], int n0, int 
         for (int e = 0; e < 4; e++)
             if (n0 + nb * 8 + 2 * tq + (e & 1) < (e < 2 ? docA : docB)) s[nb][e] = -INFINITY;
 }
+// MW 16-row tiles (the mma.sync forward's and dQ's): where each row's document starts ...
+template <int MW>
+__device__ __forceinline__ void doc_starts(int (&docA)[MW], int (&docB)[MW], const int (&posA)[MW], const int (&posB)[MW],
+                                           const FlashParams& p, int b) {
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) {
+        docA[mi] = flash_doc_start(p, b, posA[mi]);
+        docB[mi] = flash_doc_start(p, b, posB[mi]);
+    }
+}
+// ... and their keys before it to -inf
+template <int MW, int NB>
+__device__ __forceinline__ void mask_tiles_before(float (&s)[MW][NB][4], int n0, const int (&docA)[MW], const int (&docB)[MW], int tq) {
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) mask_keys_before(s[mi], n0, docA[mi], docB[mi], tq);
+}
 // Transposed (dK/dV): the query rows from m0 whose document starts after the key, to -inf
 template <int NQ>
 __device__ __forceinline__ void mask_queries_before(float (&s)[NQ][4], int m0, int rows, int r, int keyA, int keyB,

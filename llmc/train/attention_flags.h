@@ -21,7 +21,7 @@ struct FlashFlags {
 static void flash_add_flags(ArgParser& ap, FlashFlags* f) {
     ap.section("attention");
     ap.add_string("--attn-backward", &f->backward, "deterministic (bit-identical run to run) or fast (Hopper: fp32 atomic "
-                                                    "dQ sums, not bit-identical; attention backward ~6-11% faster)");
+                                                    "dQ sums, not bit-identical; faster: docs/results.md)");
 }
 // MEGA_FLASH_SM90 (unset: the default); any other value than 0, 1, 2 is refused with one line
 static FlashFamily flash_family_from_env() {

@@ -27,8 +27,9 @@ sum to more than the busy time and the table says by how much.
 #include <vector>
 #include "../core/utils.h"
 
-// The ceilings the rates are held to, from NVIDIA's H200 SXM datasheet: dense BF16 tensor
-// 989 TFLOP/s (the 1,979 quoted is with 2:4 sparsity), FP32 67 TFLOP/s, HBM3e 4.8 TB/s.
+// The ceilings the rates are held to, from NVIDIA's H200 SXM datasheet (docs/perf.md): dense
+// BF16 tensor (not the figure quoted with 2:4 sparsity), FP32, HBM3e. The trainers' MFU uses
+// the first.
 // The all-fp32 build multiplies in exact fp32 (cuBLASLt without TF32, scalar attention
 // kernels): its ceiling is the FP32 one.
 static const double H200_BF16_DENSE_FLOPS = 989e12;
