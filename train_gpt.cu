@@ -28,6 +28,7 @@ optimizer state are fp32. Build with PRECISION=FP32 for an all-fp32 variant.
 #include "llmc/kernels/rmsnorm.cuh"
 #include "llmc/kernels/rope.cuh"
 #include "llmc/attention/flash_attention.cuh"
+#include "llmc/attention/ring_attention.cuh"   // --cp: attention over a sequence split across ranks
 #include "llmc/train/attention_flags.h"  // --attn-backward, MEGA_FLASH_SM90
 #include "llmc/kernels/swiglu.cuh"
 #include "llmc/kernels/classifier.cuh"
@@ -101,7 +102,9 @@ struct GPTActivations {
     floatX *dqp, *dkp, *dvp, *dqkv, *dgateup, *dswiglu;
     float *dnw_scratch, *reduce_scratch;
     int *tokens, *targets, *enc_ints;
-    int* positions;                 // [BT] packed rows (SFT --pack 1): each token's position in its document
+    int* positions;                 // [BT] packed rows (SFT --pack 1): each token's position in its document;
+                                    // with --cp each token's position in its row (RoPE)
+    void* cp_ring;                  // --cp: the ring attention's buffers
     size_t bytes;
 };
 
@@ -130,6 +133,15 @@ struct GPT : ModelParams {
     uint64_t dropout_seed = 0;     // set per micro-step by the trainer; the backward reuses it
     bool dropout_active = false;   // whether the last forward applied dropout
     bool packed = false;           // whether the last forward had packed rows (positions: RoPE and attention per document)
+    // context parallel (--cp, llmc/dist/context_parallel.h): this process holds cp.local ranks of a
+    // group of cp.n; a forward of B x T rows runs on their tokens, chunk-major, as B, T = cp.local*2*B
+    // rows of T/(2 cp.n) tokens, and attention goes around the ring
+    CpGroup cp;
+    CpRing ring;
+    int cp_rows = 0, cp_len = 0;   // the B x T the token index below is for
+    std::vector<int> cp_index;     // local token i is global token cp_index[i] (b*T + t)
+    std::vector<int> cp_local;     // global token -> local index, -1 where another process holds it
+    std::vector<int> cp_tokens, cp_targets;   // the last forward's tokens and targets in local order
 };
 
 // Layer l's gradient slices: l * numel / n_layer into the stacked layout on one
@@ -168,7 +180,11 @@ static GPTLayerActs gpt_layer(const GPT* g, int l) {
     return r;
 }
 
-static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recompute& rc = Recompute()) {
+// B x T: the largest batch of rows a forward gets. cp: the context-parallel ranks this process
+// holds (none: CpGroup()); cp_comm their NCCL communicator (llmc/dist/distributed.cuh dist_cp_comm;
+// null when one process holds the whole group).
+static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recompute& rc = Recompute(), const CpGroup& cp = CpGroup(),
+                      void* cp_comm = nullptr) {
     g->cfg = cfg;
     params_alloc(g, gpt_param_layout(cfg));
     g->maxB = B;
@@ -179,13 +195,16 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recomput
 
     // activations: one allocation, carved in the memory plan's order and sizes
     g->recompute = rc;
-    const size_t C = cfg.d_model, BT = (size_t)B * T, hd = cfg.head_dim, nh = cfg.n_head, nkv = cfg.n_kv_head;
+    g->cp = cp;
+    // the kernels' shape: with --cp this process's tokens, chunk-major (llmc/dist/context_parallel.h)
+    const int Bk = cp.on() ? cp.local * 2 * B : B, Tk = cp.on() ? T / (2 * cp.n) : T;
+    const size_t C = cfg.d_model, BT = (size_t)Bk * Tk, hd = cfg.head_dim, nh = cfg.n_head, nkv = cfg.n_kv_head;
     const size_t QKV = (nh + 2 * nkv) * hd, max_cols = std::max({C, QKV, (nh + nkv) * hd, (size_t)64});
-    const std::vector<PlanSlot> slots = gpt_plan_slots(cfg, B, T, sizeof(floatX), rc);
-    memory_plan_require(slots, "attn_scratch", flash_attention_scratch_bytes({B, T, (int)nh, (int)nkv, (int)hd, true}));
+    const std::vector<PlanSlot> slots = gpt_plan_slots(cfg, B, T, sizeof(floatX), rc, cp);
+    memory_plan_require(slots, "attn_scratch", flash_attention_scratch_bytes({Bk, Tk, (int)nh, (int)nkv, (int)hd, true}));
     memory_plan_require(slots, "reduce_scratch", (COLUMN_REDUCE_SPLITS + 2) * max_cols * sizeof(float));
     GPTActivations& a = g->act;
-    a.bytes = carve_activations(memory_plan_bind(slots, {
+    std::vector<ActivationBind> binds = {
         {"encoded", (void**)&a.encoded}, {"resid_mid", (void**)&a.resid_mid}, {"resid_out", (void**)&a.resid_out},
         {"ln1", (void**)&a.ln1}, {"ln2", (void**)&a.ln2}, {"rstd1", (void**)&a.rstd1}, {"rstd2", (void**)&a.rstd2},
         {"qkv", (void**)&a.qkv}, {"qk_rstd", (void**)&a.qk_rstd}, {"qp", (void**)&a.qp}, {"kp", (void**)&a.kp},
@@ -197,7 +216,11 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recomput
         {"dswiglu", (void**)&a.dswiglu}, {"dnw_scratch", (void**)&a.dnw_scratch}, {"reduce_scratch", (void**)&a.reduce_scratch},
         {"tokens", (void**)&a.tokens}, {"targets", (void**)&a.targets}, {"positions", (void**)&a.positions},
         {"enc_ints", (void**)&a.enc_ints},
-    }));
+    };
+    if (cp.on()) binds.push_back({"cp_ring", (void**)&a.cp_ring});
+    a.bytes = carve_activations(memory_plan_bind(slots, binds));
+    if (cp.on())
+        cp_ring_init(&g->ring, cp, a.cp_ring, memory_plan_slot(slots, "cp_ring").bytes, (size_t)2 * B * Tk, (int)nh, (int)nkv, (int)hd, cp_comm);
 
     std::vector<float> cs = rope_table(gpt_rope_inv_freq(cfg), T);
     g->rope_cs = (float2*)cuda_malloc_or_fail(cs.size() * sizeof(float), "RoPE table");
@@ -208,6 +231,7 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recomput
 
 static void gpt_free(GPT* g) {
     params_free(g);
+    if (g->cp.on()) cp_ring_free(&g->ring);
     cudaCheck(cudaFree(g->act.encoded));
     cudaCheck(cudaFree(g->rope_cs)); cudaCheck(cudaFreeHost(g->losses_host));
 }
@@ -249,10 +273,16 @@ static uint64_t gpt_dropout_seed(const GPT* g, int l, int branch) {
 }
 
 // The last forward's RoPE and attention shapes; packed rows carry each token's position in its
-// document (RoPE restarts there, attention stays inside it).
+// document (RoPE restarts there, attention stays inside it), context parallel each token's
+// position in its row (RoPE only: the ring places the chunks).
 static RopeShape gpt_rope_shape(const GPT* g) {
     const GPTConfig& c = g->cfg;
-    return {g->B, g->T, c.n_head, c.n_kv_head, c.head_dim, g->packed ? g->act.positions : nullptr};
+    return {g->B, g->T, c.n_head, c.n_kv_head, c.head_dim, g->packed || g->cp.on() ? g->act.positions : nullptr};
+}
+// --cp: the shape of one chunk call of the ring (B rows of one chunk)
+static AttnShape gpt_cp_chunk_shape(const GPT* g) {
+    const GPTConfig& c = g->cfg;
+    return {g->B / (2 * g->cp.local), g->T, c.n_head, c.n_kv_head, c.head_dim, true};
 }
 static AttnShape gpt_attn_shape(const GPT* g) {
     const GPTConfig& c = g->cfg;
@@ -288,7 +318,8 @@ static void gpt_block_forward(GPT* g, int l, const GPTLayerActs& la, const float
         NvtxRange r("attention block");
         matmul_forward(la.qkv, la.ln1, w.wqkv + (size_t)l * QKV * C, w.bqkv ? w.bqkv + (size_t)l * QKV : nullptr, BT, QKV, C, st);
         gpt_qk_rope(g, l, la);
-        flash_attention_forward(la.atty, la.lse, la.qp, la.kp, la.vp, as, st);
+        if (g->cp.on()) ring_attention_forward(&g->ring, la.atty, la.lse, la.qp, la.kp, la.vp, gpt_cp_chunk_shape(g), st);
+        else flash_attention_forward(la.atty, la.lse, la.qp, la.kp, la.vp, as, st);
         matmul_forward(a.proj, la.atty, w.wo + (size_t)l * C * qd, nullptr, BT, C, qd, st);
         if (g->dropout_active) dropout_apply(a.proj, a.proj, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st);
         fused_residual_rmsnorm_forward(la.resid_mid, la.ln2, la.rstd2, x_in, a.proj, w.mlp_norm + (size_t)l * C, BT, C, eps, st);
@@ -313,11 +344,53 @@ static void gpt_block_forward(GPT* g, int l, const GPTLayerActs& la, const float
 // Block l's input: the embedding, or block l-1's output (kept in every recompute mode).
 static const floatX* gpt_block_input(const GPT* g, int l) { return l == 0 ? g->act.encoded : gpt_layer(g, l - 1).resid_out; }
 
+// --cp: the tokens (and targets) of B x T rows this process holds, in its local order, and each
+// one's position (RoPE); B and T become the kernels' shape (llmc/dist/context_parallel.h).
+static void gpt_cp_localize(GPT* g, const int** tokens, const int** targets, int* B, int* T) {
+    cp_check_causal(g->cp.n, *T, "--seq-len");
+    if (*B != g->cp_rows || *T != g->cp_len) {
+        std::vector<int> pos;
+        g->cp_index = cp_causal_tokens(g->cp, *B, *T, &pos);
+        g->cp_local.assign((size_t)*B * *T, -1);
+        for (size_t i = 0; i < g->cp_index.size(); i++) g->cp_local[g->cp_index[i]] = (int)i;
+        cudaCheck(cudaMemcpy(g->act.positions, pos.data(), pos.size() * sizeof(int), cudaMemcpyHostToDevice));
+        g->cp_rows = *B;
+        g->cp_len = *T;
+    }
+    const size_t n = g->cp_index.size();
+    g->cp_tokens.resize(n);
+    for (size_t i = 0; i < n; i++) g->cp_tokens[i] = (*tokens)[g->cp_index[i]];
+    *tokens = g->cp_tokens.data();
+    if (*targets) {
+        g->cp_targets.resize(n);
+        for (size_t i = 0; i < n; i++) g->cp_targets[i] = (*targets)[g->cp_index[i]];
+        *targets = g->cp_targets.data();
+    }
+    *B = g->cp.local * 2 * *B;
+    *T = *T / (2 * g->cp.n);
+}
+
+// Row b, position t of the last forward's logits (its rows as given, whatever --cp does to them);
+// null where another process of the context-parallel group holds that token.
+static const floatX* gpt_logits_at(const GPT* g, int b, int t) {
+    size_t i = (size_t)b * g->T + t;
+    if (g->cp.on()) {
+        const int local = g->cp_local[(size_t)b * g->cp_len + t];
+        if (local < 0) return nullptr;
+        i = (size_t)local;
+    }
+    return g->act.logits + i * g->cfg.padded_vocab_size;
+}
+
 // positions (packed rows, [B, T]: each token's position in its document; null: one sequence a row)
 static void gpt_forward(GPT* g, const int* tokens, const int* targets, int B, int T, bool write_dlogits, float dloss,
                         const int* positions = nullptr) {
     NvtxRange range("gpt_forward");
     if (B > g->maxB || T > g->maxT) fail("gpt_forward: batch %dx%d larger than the %dx%d the model was built for", B, T, g->maxB, g->maxT);
+    if (g->cp.on()) {
+        if (positions) fail("gpt_forward: packed rows (--pack 1) cannot be split with --cp");
+        gpt_cp_localize(g, &tokens, &targets, &B, &T);
+    }
     const GPTConfig& c = g->cfg;
     const int L = c.n_layer, C = c.d_model, BT = B * T, Vp = c.padded_vocab_size;
     cudaStream_t st = g->stream;
@@ -427,7 +500,11 @@ static void gpt_backward(GPT* g) {
             const floatX* dattn = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st); dattn = a.dbuf; }
             matmul_backward(a.datty, dl.wo, dattn, la.atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
-            flash_attention_backward(a.dqp, a.dkp, a.dvp, a.datty, la.atty, la.lse, la.qp, la.kp, la.vp, a.attn_scratch, as, st);
+            if (g->cp.on())
+                ring_attention_backward(&g->ring, a.dqp, a.dkp, a.dvp, a.datty, la.atty, la.lse, la.qp, la.kp, la.vp, a.attn_scratch,
+                                        gpt_cp_chunk_shape(g), st);
+            else
+                flash_attention_backward(a.dqp, a.dkp, a.dvp, a.datty, la.atty, la.lse, la.qp, la.kp, la.vp, a.attn_scratch, as, st);
             qknorm_rope_backward(a.dqkv, c.qk_norm ? dl.q_norm : nullptr, c.qk_norm ? dl.k_norm : nullptr,
                                  a.dqp, a.dkp, a.dvp, la.qkv, la.qk_rstd, g->rope_cs,
                                  c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
@@ -494,7 +571,9 @@ static std::vector<int> gpt_sample(GPT* g, const std::vector<int>& prompt, int n
     int t = P;
     while (t < P + n_tokens) {
         gpt_forward(g, seq.data(), nullptr, 1, T, false, 0.0f);
-        seq[t] = sample_next(g->act.logits + (size_t)(t - 1) * g->cfg.padded_vocab_size, g->cfg.vocab_size, temperature, top_k, rng, buf);
+        const floatX* row = gpt_logits_at(g, 0, t - 1);
+        if (!row) fail("gpt_sample: the logits of position %d are on another rank of the --cp group", t - 1);
+        seq[t] = sample_next(row, g->cfg.vocab_size, temperature, top_k, rng, buf);
         if (seq[t++] == stop) break;
     }
     return std::vector<int>(seq.begin() + P, seq.begin() + t);
@@ -627,6 +706,12 @@ int main(int argc, char** argv) {
     // samples alike; rank 0 writes the logs, checkpoints and exports.
     Dist dist = dist_launch(df);
     if (dist.rank != 0) tc.log_dir = "";
+    // --cp: groups of consecutive ranks share their samples' tokens (llmc/dist/context_parallel.h);
+    // the data is split over the groups (dp_rank of dp_world)
+    cp_check_world(df.cp, dist.world);
+    const CpGroup cp = cp_group(df.cp, dist.rank, dist.world);
+    const int dp_rank = cp_dp_rank(cp, dist.rank, dist.world), dp_world = cp_dp_world(cp, dist.world);
+    if (cp.on() && tc.pack) fail("flag --cp %d: packed SFT rows (--pack 1) cannot be split over ranks yet; use --pack 0 or --cp 1", cp.n);
     Run run = run_init(tc, &dist, tc.sched, tc.steps, oc.lr, tc.max_minutes);   // the loop, checkpoints and teardown (llmc/train/run.h)
     run_set_profile(&run, rf, tc.log_dir);   // --profile-step
 
@@ -684,22 +769,24 @@ int main(int argc, char** argv) {
     if (T > mc.max_seq_len) fail("flag --seq-len: %d exceeds --max-seq-len %d", T, mc.max_seq_len);
     if (hf_in) hf_check_seq_len(hf_info, T);   // Mistral's sliding window must cover the sequence
     const ChatPrompts chat = chat_prompts.empty() ? ChatPrompts() : chat_prompts_read(chat_prompts, mc.vocab_size, T);
+    cp_check_causal(cp.n, T, "--seq-len");
     const int B = tc.batch_size;
     const long long micro_tokens = (long long)B * T;
-    // several GPUs: --total-batch-tokens is the global batch, world x B x T x grad_accum
-    const long long world_tokens = micro_tokens * dist.world;
+    // several GPUs: --total-batch-tokens is the global batch, (world / cp) x B x T x grad_accum
+    const long long world_tokens = micro_tokens * dp_world;
     if (tc.total_batch_tokens == 0) tc.total_batch_tokens = world_tokens;
     if (tc.total_batch_tokens % world_tokens != 0) {
-        if (dist.world == 1)
+        if (dp_world == 1)
             fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len = %lld", tc.total_batch_tokens, micro_tokens);
-        fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len*processes = %lld*%d", tc.total_batch_tokens, micro_tokens, dist.world);
+        fail("flag --total-batch-tokens: %lld is not a multiple of batch-size*seq-len*(processes/cp) = %lld*%d", tc.total_batch_tokens, micro_tokens, dp_world);
     }
     const int grad_accum = (int)(tc.total_batch_tokens / world_tokens);
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
     const Recompute recompute = recompute_from_flags(rf.recompute, mc.n_layer);
     const int plan_world = plan_validate_flags(rf.plan, dist.world);
+    if (rf.plan.plan) cp_check_world(df.cp, plan_world);
     const MemoryPlan plan = gpt_memory_plan(mc, B, T, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX),
-                                            rf.plan.gpu_gib, recompute);
+                                            rf.plan.gpu_gib, recompute, rf.plan.plan ? cp_group(df.cp, 0, plan_world) : cp);
     memory_plan_apply(plan, rf.plan.plan);
 
     TokenData train_loader, val_loader;
@@ -713,7 +800,9 @@ int main(int argc, char** argv) {
         for (auto& x : rand_tokens) x = rng_u32(&r) % mc.vocab_size;
         for (auto& x : rand_targets) x = rng_u32(&r) % mc.vocab_size;
     } else {
-        token_data_init(&train_loader, tc.train_data, B, T, dist.rank, dist.world, tc.shuffle, tc.seed, mc.vocab_size, tc.pack);   // this rank's samples
+        token_data_init(&train_loader, tc.train_data, B, T, dp_rank, dp_world, tc.shuffle, tc.seed, mc.vocab_size, tc.pack);   // this rank's samples (its CP group's)
+        if (cp.on() && train_loader.sft)
+            fail("flag --cp %d: %s is SFT data, whose loss is over the targets that count: not split over ranks yet; use --cp 1", cp.n, tc.train_data.c_str());
         if (!tc.val_data.empty() && tc.val_every > 0) {
             // one sample at a time, gathered into batches of up to B rows, so that every
             // validation sample counts (a B-row loader would drop the split's tail)
@@ -793,7 +882,7 @@ int main(int argc, char** argv) {
     GPT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
     dist_attach(&dist, &model, gpt_param_layout(mc), gpt_param_stages(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
-    gpt_build(&model, mc, B, T, recompute);
+    gpt_build(&model, mc, B, T, recompute, cp, dist_cp_comm(&dist, cp.n));
     model.dropout = tc.dropout;
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (!resume_dir.empty()) {
@@ -815,14 +904,19 @@ int main(int argc, char** argv) {
            model.num_params / 1e6, mc.tie_embeddings, mc.qk_norm, mc.qkv_bias);
     printf("batch: B %d x T %d x accum %d = %lld tokens/step | steps %d | lr %g %s warmup %d | data %s\n", B, T, grad_accum,
            tc.total_batch_tokens, tc.steps, oc.lr, tc.sched.kind.c_str(), tc.sched.warmup, tc.random_data ? "random tokens" : tc.train_data.c_str());
-    const MemoryPlan plan_none = gpt_memory_plan(mc, B, T, dist.world, df.zero, df.bucket_mb, sizeof(floatX), rf.plan.gpu_gib);
+    const MemoryPlan plan_none = gpt_memory_plan(mc, B, T, dist.world, df.zero, df.bucket_mb, sizeof(floatX), rf.plan.gpu_gib, Recompute(), cp);
     printf("memory: weights %.2f GiB (bf16 %.2f + fp32 master %.2f) | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB %s\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * sizeof(floatX)), gib(model.num_params * 4),
            gib(model.num_params * 4), gib(model.num_params * 8), gib(model.act.bytes), memory_plan_recompute_note(plan, plan_none).c_str());
     flash_print_config();
-    if (dist.world > 1)
+    if (dist.world > 1 && !cp.on())
         printf("data parallel: %d GPUs x B %d x T %d x accum %d = %lld tokens per step, each rank on its own samples; dropout seeds per rank\n",
                dist.world, B, T, grad_accum, tc.total_batch_tokens);
+    if (cp.on())
+        printf("context parallel: groups of %d ranks%s, each rank 2 chunks of %d tokens of every row (ring attention) | %d group%s x B %d x T %d "
+               "x accum %d = %lld tokens per step%s\n", cp.n, dist.world == 1 ? " simulated on this GPU" : "", T / (2 * cp.n), dp_world,
+               dp_world == 1 ? "" : "s", B, T, grad_accum, tc.total_batch_tokens,
+               dist.world > 1 ? "; no samples are drawn (their logits are spread over the group)" : "");
 
     run_open_log(&run, tc.log_dir, start);
     Rng sample_rng;
@@ -849,7 +943,7 @@ int main(int argc, char** argv) {
     }
     if (!eval_tokens.empty()) {
         gpt_forward(&model, eval_tf.i32("tokens").data(), eval_tf.i32("targets").data(), eval_B, eval_T, false, 0.0f);
-        const float el = gpt_mean_loss(&model);
+        const float el = cp.on() ? (float)dist_mean(&dist, gpt_mean_loss(&model), "eval") : gpt_mean_loss(&model);
         if (eval_tf.has("loss") && eval_tf.f32("loss").size() == 1) {
             const float ref = eval_tf.f32("loss")[0];
             printf("eval: loss %.6f on %s (%d x %d tokens) | its loss %.6f | rel diff %.3e\n", el, eval_tokens.c_str(), eval_B, eval_T, ref,
@@ -888,7 +982,8 @@ int main(int argc, char** argv) {
             }
             done += rows;
         }
-        const float vl = (float)(s / std::max(1LL, val_loader.sft ? counted : n));
+        float vl = (float)(s / std::max(1LL, val_loader.sft ? counted : n));
+        if (cp.on()) vl = (float)dist_mean(&dist, vl, "validation");   // each rank of a CP group has its tokens' share
         if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld sequences)\n", vl, vl / bytes_per_token, step, n);
         else printf("val loss %.4f (step %d, %lld sequences)\n", vl, step, n);
         if (run.logf) { fprintf(run.logf, "step %d val_loss %.6f\n", step, vl); fflush(run.logf); }
@@ -903,6 +998,7 @@ int main(int argc, char** argv) {
         return s;
     };
     auto run_sample = [&](int step) {
+        if (cp.on() && dist.world > 1) return;   // the logits of a row are spread over the CP group
         if (have_tok || have_hf_tok) {
             const std::vector<int> ids = gpt_sample(&model, {start_token}, tc.sample_tokens, tc.temperature, tc.top_k, -1, &sample_rng);
             printf("---- sample at step %d ----\n%s\n---------------------------\n", step, decode(ids).c_str());
@@ -965,7 +1061,8 @@ int main(int argc, char** argv) {
             const int* x = rand_tokens.data();
             const int* y = rand_targets.data();
             // the gradients are averaged over the ranks: each rank's loss is scaled to the global mean's share
-            float dloss = 1.0f / (float)(micro_tokens * grad_accum);
+            // (--cp over several processes: a rank holds 1/cp of the tokens, and the average over the ranks divides by cp too)
+            float dloss = (dist.world > 1 ? (float)cp.n : 1.0f) / (float)(micro_tokens * grad_accum);
             if (train_loader.sft) { x = step_x[micro].data(); y = step_y[micro].data(); dloss = (float)dist.world / (float)n_targets; }
             else if (!tc.random_data) { token_data_next(&train_loader); x = train_loader.inputs; y = train_loader.targets; }
             // a function of the step (and the rank: every rank its own masks): resumable

@@ -467,6 +467,29 @@ static void dist_start(Dist* d) {
 #endif
 }
 
+// The communicator of this rank's context-parallel group (--cp n: ranks g*n .. g*n+n-1), split
+// from the world's, as an opaque pointer for llmc/attention/ring_attention.cuh; null on one process.
+static void* dist_cp_comm(Dist* d, int n) {
+    if (d->world == 1 || n <= 1) return nullptr;
+#ifdef MEGA_NCCL
+    DistComm* c = d->comm;
+    ncclComm_t cp = nullptr;
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    const double dl = wall_seconds() + d->flags.timeout;
+    ncclResult_t r = ncclCommSplit(c->nc, d->rank / n, d->rank % n, &cp, &cfg);
+    while (r == ncclInProgress) {
+        if (wall_seconds() > dl) fail("rank %d: the context-parallel communicator was not ready within %g s (--dist-timeout)", d->rank, d->flags.timeout);
+        usleep(10 * 1000);
+        if (ncclCommGetAsyncError(cp ? cp : c->nc, &r) != ncclSuccess) break;
+    }
+    if (r != ncclSuccess || !cp) fail("rank %d: NCCL could not make the context-parallel communicator: %s", d->rank, ncclGetErrorString(r));
+    return (void*)cp;
+#else
+    return nullptr;
+#endif
+}
+
 // Plans where the gradients live and how they are reduced (llmc/dist/zero.h), and
 // hooks the communicator into the model: call before the trainer's build
 // (params_alloc reads the plan). kinds: per tensor its ParamStage (the model's
@@ -591,6 +614,27 @@ static DistAgreed dist_step_agree(Dist* d, double loss, bool out_of_time, volati
     c->set_phase("step " + std::to_string(c->step) + " (update)");
 #endif
     return a;
+}
+
+// The mean of x over all ranks (every rank calls it at the same point): a value each rank
+// computed on its own part, e.g. a context-parallel rank's validation loss over its tokens.
+// The input on one GPU.
+static double dist_mean(Dist* d, double x, const char* what) {
+    if (d->world == 1) return x;
+#ifdef MEGA_NCCL
+    DistComm* c = d->comm;
+    c->set_phase(std::string(what) + " (all-reduce)");
+    double* h = c->scalars_host;
+    h[0] = x;
+    cudaCheck(cudaMemcpyAsync(c->scalars_dev, h, sizeof(double), cudaMemcpyHostToDevice, c->comm_stream));
+    c->ok(ncclAllReduce(c->scalars_dev, c->scalars_dev, 1, ncclFloat64, ncclSum, c->nc, c->comm_stream), "all-reduce");
+    cudaCheck(cudaMemcpyAsync(h, c->scalars_dev, sizeof(double), cudaMemcpyDeviceToHost, c->comm_stream));
+    c->sync_comm();
+    return h[0] / d->world;
+#else
+    (void)what;
+    return x;
+#endif
 }
 
 // At the end of main: every rank meets (rank 0 may still be writing files),

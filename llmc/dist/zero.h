@@ -202,6 +202,7 @@ struct DistFlags {
     // gradient buckets of at most this many MiB of fp32: larger buckets mean fewer NCCL calls to
     // enqueue while a layer is still 1-2 buckets (the sweep: dev/DISTRIBUTED.md "Bucket size")
     int bucket_mb = 200;
+    int cp = 1;                     // --cp: ranks per context-parallel group (llmc/dist/context_parallel.h)
 };
 
 static inline void dist_add_flags(ArgParser& ap, DistFlags* f) {
@@ -210,12 +211,15 @@ static inline void dist_add_flags(ArgParser& ap, DistFlags* f) {
     ap.add_float("--dist-timeout", &f->timeout, "seconds: rendezvous and NCCL setup limit; a rank that waits this long on the others exits 1 (a rank died or hangs)");
     ap.add_string("--rendezvous-file", &f->rendezvous_file, "pass the NCCL id through this new file on a file system all ranks share (\"\": TCP on MASTER_ADDR:MASTER_PORT)");
     ap.add_int("--bucket-mb", &f->bucket_mb, "gradient communication buckets of at most this many MiB (fp32)");
+    ap.add_int("--cp", &f->cp, "context parallel: split each sample's tokens over groups of this many consecutive ranks (ring attention); "
+               "with one process, all of them run on its GPU (the simulated ring: a check, no memory saved)");
 }
 
 static inline void dist_validate_flags(const DistFlags& f) {
     if (f.zero < 0 || f.zero > 2) fail("flag --zero: expected 0, 1 or 2, got %d", f.zero);
     if (!(f.timeout >= 1 && f.timeout <= 86400)) fail("flag --dist-timeout: must be in [1, 86400] seconds, got %g", f.timeout);
     if (f.bucket_mb < 1 || f.bucket_mb > 16384) fail("flag --bucket-mb: must be in [1, 16384], got %d", f.bucket_mb);
+    if (f.cp < 1 || f.cp > 1024) fail("flag --cp: must be in [1, 1024] ranks per context-parallel group, got %d", f.cp);
 }
 
 // ---------------------------------------------------------------- gradient layout by layer

@@ -15,7 +15,8 @@ Per rank, one line each:
   EMA                fp32 num_params (train_dit --ema-decay; never sharded)
   activations        the trainer's one activation allocation (gpt_build / dit_build carve
                      it into 256-byte aligned slots), less the attention scratch
-  attention scratch  the flash attention backward's scratch slot of that allocation
+  attention scratch  the flash attention backward's scratch slot of that allocation, and with
+                     --cp the ring attention's buffers (K/V and their gradients in flight)
   communication      several GPUs: the all-gather staging (ZeRO 1/2), the checkpoint
                      gather staging, and NCCL's own buffers (PLAN_NCCL_BYTES, an allowance)
   workspace          the cuBLASLt workspace, the GPT's RoPE table, the grad norm scratch
@@ -39,6 +40,7 @@ Recompute (llmc/train/recompute.h): a per-layer slot has a size per block and a 
 #include <vector>
 #include "../core/args.h"
 #include "../core/utils.h"
+#include "../dist/context_parallel.h"
 #include "../dist/zero.h"
 #include "../model/dit_config.h"
 #include "../model/gpt_config.h"
@@ -188,19 +190,33 @@ static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, in
     };
 }
 
+// A rank of a context-parallel group (cp.on(): llmc/dist/context_parallel.h) holds cp.local
+// ranks' tokens, each 2 x B rows of T / (2 cp.n) tokens: the slots of that shape, and the ring's
+// buffers (llmc/attention/ring_attention.cuh).
+static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, int T, size_t x, const Recompute& rc, const CpGroup& cp) {
+    if (!cp.on()) return gpt_plan_slots(c, B, T, x, rc);
+    const int Tc = T / (2 * cp.n);
+    std::vector<PlanSlot> s = gpt_plan_slots(c, cp.local * 2 * B, Tc, x, rc);
+    PlanSlot ring = plan_slot("cp_ring", cp_ring_bytes(cp.local, (size_t)2 * B * Tc, c.n_head, c.n_kv_head, c.head_dim, x));
+    ring.attention = true;
+    s.push_back(ring);
+    return s;
+}
+
 // c: finalized (gpt_config_finalize).
 static inline MemoryPlan gpt_memory_plan(const GPTConfig& c, int B, int T, int world, int zero, int bucket_mb, size_t x, double gpu_gib,
-                                         const Recompute& rc = Recompute()) {
+                                         const Recompute& rc = Recompute(), const CpGroup& cp = CpGroup()) {
     MemoryPlan p;
-    char d[160];
-    snprintf(d, sizeof d, "gpt: %d layers, d_model %d, B %d x T %d", c.n_layer, c.d_model, B, T);
+    char d[200];
+    snprintf(d, sizeof d, "gpt: %d layers, d_model %d, B %d x T %d%s", c.n_layer, c.d_model, B, T,
+             cp.on() ? (", context parallel " + std::to_string(cp.n) + (cp.local > 1 ? " (simulated on one GPU)" : "")).c_str() : "");
     p.model = d;
     p.gpu_gib = gpu_gib;
     p.recompute = rc;
     p.n_layer = c.n_layer;
     const std::vector<ParamTensor> layout = gpt_param_layout(c);
     memory_plan_params(&p, layout, gpt_param_stages(layout), c.n_layer, world, zero, bucket_mb, x, false);
-    memory_plan_activations(&p, gpt_plan_slots(c, B, T, x, rc));
+    memory_plan_activations(&p, gpt_plan_slots(c, B, T, x, rc, cp));
     p.workspace += (size_t)T * c.head_dim * 4;   // the RoPE table: (cos, sin) floats per position and frequency
     return p;
 }
