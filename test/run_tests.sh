@@ -66,6 +66,7 @@ run "checkpoints written in the background" ./test/test_ckpt_background
 run "rendezvous (launch env, TCP and file broadcast)" ./test/test_rendezvous
 run "ZeRO partition and buckets" ./test/test_zero
 run "memory plan (--plan) against byte counts by hand" ./test/test_memory_plan
+run "context parallelism: the split, the ring's schedule, --cp checks, ring attention vs dense (CPU reference)" ./test/test_context_parallel
 run "--profile-step table (llmc/train/profile.h) from synthetic records" ./test/test_profile
 run "step-log comparison of the multi-GPU check (scripts/compare_steps.sh)" bash test/test_compare_steps.sh
 run "bad input (train_gpt, train_dit)" bash test/test_bad_input.sh
