@@ -60,6 +60,7 @@ expect missing_megatron  "$T/none_mg.idx"       $common --train-data "megatron:$
 if ./test/test_sft_data --write "$T/sft/train_000.bin" 2> "$T/sft_write.err"; then
     expect sft_pack_2      "flag --pack: expected 0 (one conversation a row) or 1" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --pack 2
     expect sft_small_vocab "train_000.bin"             $common --train-data "$T/sft/train_*.bin" --vocab-size 500
+    expect cp_sft          "flag --cp 2: .*sft/train_000.bin is SFT data" $common --train-data "$T/sft/train_*.bin" --vocab-size 1000 --cp 2
 else
     echo "FAIL bad_input/sft_shards: test/test_sft_data --write failed: $(head -1 "$T/sft_write.err")"; fail=$((fail + 1))
 fi
@@ -100,9 +101,16 @@ expect hf_mistral_window "mistral_tiny/config.json: sliding_window: 32 is shorte
 expect dist_zero         "flag --zero: expected 0, 1 or 2"  $common --zero 3
 expect dist_timeout      "flag --dist-timeout"  $common --dist-timeout 0
 expect dist_bucket       "flag --bucket-mb"     $common --bucket-mb 0
+# context parallel (--cp, llmc/dist/context_parallel.h)
+expect cp_zero           "flag --cp: must be in \[1, 1024\]" $common --cp 0
+expect cp_seq_len        "flag --cp 3: --seq-len 32 must be a multiple of 2 x 3 = 6" $common --cp 3
+expect cp_pack           "flag --cp 2: packed SFT rows (--pack 1)" $common --cp 2 --pack 1
+expect cp_plan_world     "flag --cp 4: the 6 ranks of this launch are not a multiple of it" $common --cp 4 --plan --plan-gpus 6
+WORLD_SIZE=3 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 expect cp_world \
+    "flag --cp 2: the 3 ranks of this launch are not a multiple of it\\|this build has no NCCL" $common --cp 2
 WORLD_SIZE=2 RANK=1 expect dist_no_master "environment variable MASTER_ADDR: not set" $common --train-data "$good" --vocab-size 300
 WORLD_SIZE=2 RANK=2 expect dist_bad_rank "environment variable RANK: must be in .0, WORLD_SIZE=2), got 2" $common --train-data "$good" --vocab-size 300
-WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 expect dist_accum "total-batch-tokens: 64 is not a multiple of batch-size\*seq-len\*processes\\|this build has no NCCL" \
+WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 expect dist_accum "total-batch-tokens: 64 is not a multiple of batch-size\*seq-len\*(processes/cp)\\|this build has no NCCL" \
     $common --train-data "$good" --vocab-size 300 --total-batch-tokens 64
 
 # train_dit: its checkpoint, resume and fault flags (llmc/train/run_control.h), on synthetic batches (no data read)

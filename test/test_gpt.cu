@@ -2,7 +2,8 @@
 // (written by dev/reference/gpt.py): logits, loss, every parameter gradient,
 // the grad norm, 10 AdamW steps, and bit-identical repeats; SFT batches (targets -100
 // off the loss mask: the loss is the mean over the others), one conversation a row and packed
-// rows (positions: RoPE and attention per conversation); activation recompute.
+// rows (positions: RoPE and attention per conversation); activation recompute; context
+// parallel simulated on one GPU (--cp N with one process: the ring of llmc/attention/ring_attention.cuh).
 // Built twice: test/test_gpt (bf16 compute, the trainer's default) and
 // test/test_gpt_fp32 (-DENABLE_FP32, everything fp32: tighter tolerances).
 #define TRAIN_GPT_NO_MAIN
@@ -153,10 +154,11 @@ static void check_dropout() {
 // the run without it, in each mode, over all layers and over the first only, with and without
 // residual dropout (the rerun forward must redraw the same masks).
 static std::vector<float> grads_with(const GPTConfig& cfg, const Recompute& rc, const std::vector<float>& init, const int* x,
-                                     const int* y, const int* pos, int B, int T, float dropout, float* loss) {
+                                     const int* y, const int* pos, int B, int T, float dropout, float* loss,
+                                     const CpGroup& cp = CpGroup()) {
     GPT g;
     cudaCheck(cudaStreamCreate(&g.stream));
-    gpt_build(&g, cfg, B, T, rc);
+    gpt_build(&g, cfg, B, T, rc, cp);
     gpt_set_params(&g, init.data());
     g.dropout = dropout;
     g.dropout_seed = 777;
@@ -203,6 +205,87 @@ static void check_recompute(const std::string& path) {
     }
 }
 
+// Context parallel, the whole group simulated in one process (--cp n on one GPU: every rank's
+// tokens here, the ring's transfers as device copies): the logits (read back through
+// gpt_logits_at, which undoes the chunk order), the loss, every gradient and 10 AdamW steps
+// against the PyTorch reference with the plain run's tolerances; the gradients against the plain
+// run's (--cp 1) within the bf16 gradient tolerance (the ring adds the blocks' partial dQ/dK/dV,
+// each rounded to bf16, in fp32: not the plain run's bits); full recompute under CP bit-identical
+// to CP without it; a repeat bit-identical. Packed rows are refused with --cp (gpt_forward).
+static void check_cp(const std::string& path) {
+    const std::string name = path.substr(path.find_last_of('/') + 1);
+    TensorFile tf = tensorfile_read(path);
+    if (tf.has("positions")) return;
+    GPTConfig cfg = gpt_config_from_reference(tf);
+    const NamedTensor& tokens = tf.get("tokens");
+    const int B = tokens.shape[0], T = tokens.shape[1], V = cfg.vocab_size;
+    const int* x = tf.i32("tokens").data();
+    const int* y = tf.i32("targets").data();
+    const int counted = counted_targets(y, B * T);
+    const std::vector<ParamTensor> layout = gpt_param_layout(cfg);
+    std::vector<float> init(layout_numel(layout));
+    for (const ParamTensor& p : layout) std::copy(tf.f32(p.name).begin(), tf.f32(p.name).end(), init.begin() + p.offset);
+    float loss_plain = 0;
+    const std::vector<float> plain = grads_with(cfg, Recompute(), init, x, y, nullptr, B, T, 0.0f, &loss_plain);
+    for (int n : {2, 3, 4}) {
+        if (T % (2 * n)) continue;
+        const std::string tag = name + "/cp" + std::to_string(n);
+        const CpGroup cp = {n, 0, n};
+        GPT g;
+        cudaCheck(cudaStreamCreate(&g.stream));
+        gpt_build(&g, cfg, B, T, Recompute(), cp);
+        gpt_set_params(&g, init.data());
+        gpt_forward(&g, x, y, B, T, false, 0.0f);
+        const float loss = (float)(gpt_loss_sum(&g) / counted);
+        std::vector<float> logits((size_t)B * T * V);
+        std::vector<floatX> row(V);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                cudaCheck(cudaMemcpy(row.data(), gpt_logits_at(&g, b, t), V * sizeof(floatX), cudaMemcpyDeviceToHost));
+                for (int c = 0; c < V; c++) logits[((size_t)b * T + t) * V + c] = (float)row[c];
+            }
+        check(tag + "/logits", rel_error(logits.data(), tf.f32("logits").data(), logits.size()), TOL_LOGITS);
+        check(tag + "/loss", rel_error(&loss, tf.f32("loss").data(), 1), TOL_LOSS);
+        gpt_zero_grad(&g);
+        gpt_forward(&g, x, y, B, T, true, 1.0f / counted);
+        gpt_backward(&g);
+        std::vector<float> grads(g.num_params);
+        cudaCheck(cudaMemcpy(grads.data(), g.grads, grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        for (const ParamTensor& p : g.layout)
+            check(tag + "/grad." + p.name, rel_error(grads.data() + p.offset, tf.f32("grad." + p.name).data(), p.numel), TOL_GRAD);
+        check(tag + "/grads_vs_cp1", rel_error(grads.data(), plain.data(), grads.size()), TOL_GRAD);
+        const std::vector<float>& tr = tf.f32("train");
+        OptimConfig oc;
+        oc.lr = tr[0]; oc.beta1 = tr[1]; oc.beta2 = tr[2]; oc.eps = tr[3]; oc.weight_decay = tr[4]; oc.grad_clip = tr[5];
+        const std::vector<float>& ref_losses = tf.f32("losses");
+        const std::vector<float> l1 = train_steps(&g, init, x, y, nullptr, B, T, oc, (int)ref_losses.size());
+        check(tag + "/10_step_losses", rel_error(l1.data(), ref_losses.data(), l1.size()), TOL_STEPS);
+        gpt_free(&g);
+        cudaCheck(cudaStreamDestroy(g.stream));
+
+        float loss_a = 0, loss_b = 0, loss_full = 0;
+        const std::vector<float> a = grads_with(cfg, Recompute(), init, x, y, nullptr, B, T, 0.0f, &loss_a, cp);
+        const std::vector<float> b2 = grads_with(cfg, Recompute(), init, x, y, nullptr, B, T, 0.0f, &loss_b, cp);
+        Recompute full;
+        full.mode = RECOMPUTE_FULL;
+        full.layers = cfg.n_layer;
+        const std::vector<float> f = grads_with(cfg, full, init, x, y, nullptr, B, T, 0.0f, &loss_full, cp);
+        size_t diff_repeat = 0, diff_full = 0;
+        for (size_t i = 0; i < a.size(); i++) {
+            diff_repeat += memcmp(&a[i], &b2[i], sizeof(float)) != 0;
+            diff_full += memcmp(&a[i], &f[i], sizeof(float)) != 0;
+        }
+        const bool ok_repeat = diff_repeat == 0 && memcmp(&loss_a, &loss_b, sizeof(float)) == 0;
+        const bool ok_full = diff_full == 0 && memcmp(&loss_a, &loss_full, sizeof(float)) == 0;
+        printf("%s gpt_gpu_%s/%s/bit_identical_repeat: %zu of %zu gradients differ\n", ok_repeat ? "PASS" : "FAIL", PRECISION_NAME,
+               tag.c_str(), diff_repeat, a.size());
+        printf("%s gpt_gpu_%s/%s/recompute_full bit-identical gradients: %zu of %zu differ\n", ok_full ? "PASS" : "FAIL", PRECISION_NAME,
+               tag.c_str(), diff_full, a.size());
+        (ok_repeat ? n_pass : n_fail)++;
+        (ok_full ? n_pass : n_fail)++;
+    }
+}
+
 int main(int argc, char** argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -218,6 +301,7 @@ int main(int argc, char** argv) {
     if (argc > 1) files.assign(argv + 1, argv + argc);
     for (const std::string& f : files) run_file(f);
     for (const std::string& f : files) check_recompute(f);
+    for (const std::string& f : files) check_cp(f);
     check_dropout();
     cublas_free();
     printf("%d passed, %d failed\n", n_pass, n_fail);
