@@ -297,7 +297,7 @@ static void ring_attention_backward(CpRing* r, floatX* dq, floatX* dk, floatX* d
         floatX* cur = r->kv[step % 2];
         float* dcur = r->dkv[step % 2];
         if (step + 1 < n) cp_ring_shift(r, cur, r->kv[(step + 1) % 2], 2 * block * sizeof(floatX), r->ev_kv, st);
-        if (step > 0) cp_ring_wait(r, r->ev_dkv, st);   // the held block's dK/dV sums, from the previous rank
+        bool have_sums = step == 0;   // the held block's dK/dV sums, from the previous rank: waited for before the first add
         for (int i = 0; i < g.local; i++) {
             const int rv = g.first + i, u = cp_ring_source(rv, step, n);
             for (int a = 0; a < 2; a++)
@@ -309,6 +309,7 @@ static void ring_attention_backward(CpRing* r, floatX* dq, floatX* dk, floatX* d
                     flash_attention_backward(dq_part, dk_part, dv_part, dout + qa, out + qa, lse + (2 * i + a) * chunk_lse, q + qa,
                                              cur + kc, cur + vc, scratch, kind == CP_CAUSAL ? causal : full, st);
                     cp_add_rows(r->acc + qa, hd, dq_part, hd, (int)(chunk_q / hd), hd, st);
+                    if (!have_sums) { cp_ring_wait(r, r->ev_dkv, st); have_sums = true; }
                     cp_add_rows(dcur + kc, hd, dk_part, hd, (int)(chunk_kv / hd), hd, st);
                     cp_add_rows(dcur + vc, hd, dv_part, hd, (int)(chunk_kv / hd), hd, st);
                 }
@@ -417,7 +418,7 @@ static void ring_attention_varlen_backward(CpRing* r, floatX* dq, floatX* dk, fl
         floatX* cur = r->kv[step % 2];
         float* dcur = r->dkv[step % 2];
         if (step + 1 < n) cp_ring_shift(r, cur, r->kv[(step + 1) % 2], block * sizeof(floatX), r->ev_kv, st);
-        if (step > 0) cp_ring_wait(r, r->ev_dkv, st);
+        bool have_sums = step == 0;
         for (int i = 0; i < g.local; i++) {
             const int rv = g.first + i, u = cp_ring_source(rv, step, n), off = cp_varlen_offset(r, s, i);
             const int rows = (*s.cu_host)[rv][s.B], urows = (*s.cu_host)[u][s.B];
@@ -429,6 +430,7 @@ static void ring_attention_varlen_backward(CpRing* r, floatX* dq, floatX* dk, fl
                                             q + (size_t)off * s.q_stride, kb, kb + C, scratch, cp_varlen_call(s, rv, u, s.q_stride),
                                             st, scratch_bytes);
             cp_add_rows(r->acc + (size_t)off * C, C, dq_part, s.q_stride, rows, C, st);
+            if (!have_sums) { cp_ring_wait(r, r->ev_dkv, st); have_sums = true; }
             cp_add_rows(dcur + (size_t)i * block, 2 * C, dkv_part, 2 * C, urows, 2 * C, st);
         }
         if (step + 1 < n) cp_ring_wait(r, r->ev_kv, st);
