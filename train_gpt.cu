@@ -801,8 +801,6 @@ int main(int argc, char** argv) {
         for (auto& x : rand_targets) x = rng_u32(&r) % mc.vocab_size;
     } else {
         token_data_init(&train_loader, tc.train_data, B, T, dp_rank, dp_world, tc.shuffle, tc.seed, mc.vocab_size, tc.pack);   // this rank's samples (its CP group's)
-        if (cp.on() && train_loader.sft)
-            fail("flag --cp %d: %s is SFT data, whose loss is over the targets that count: not split over ranks yet; use --cp 1", cp.n, tc.train_data.c_str());
         if (!tc.val_data.empty() && tc.val_every > 0) {
             // one sample at a time, gathered into batches of up to B rows, so that every
             // validation sample counts (a B-row loader would drop the split's tail)
@@ -983,7 +981,8 @@ int main(int argc, char** argv) {
             done += rows;
         }
         float vl = (float)(s / std::max(1LL, val_loader.sft ? counted : n));
-        if (cp.on()) vl = (float)dist_mean(&dist, vl, "validation");   // each rank of a CP group has its tokens' share
+        // each rank of a CP group has its tokens' share: of the mean (equal shares), of the sum over the counted SFT targets
+        if (cp.on()) vl = (float)dist_mean(&dist, vl, "validation") * (val_loader.sft && dist.world > 1 ? cp.n : 1);
         if (bytes_per_token > 0) printf("val loss %.4f nats/token = %.4f nats/byte (step %d, %lld sequences)\n", vl, vl / bytes_per_token, step, n);
         else printf("val loss %.4f (step %d, %lld sequences)\n", vl, step, n);
         if (run.logf) { fprintf(run.logf, "step %d val_loss %.6f\n", step, vl); fflush(run.logf); }
