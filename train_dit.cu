@@ -1472,10 +1472,12 @@ int main(int argc, char** argv) {
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
     const Recompute recompute = recompute_from_flags(rf.recompute, mc.n_layer);
     const int plan_world = plan_validate_flags(rf.plan, dist.world);
+    if (rf.plan.plan) cp_check_world(df.cp, plan_world);
     const PlanDiTShape plan_shape = {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out};
     const MemoryPlan plan = dit_memory_plan(mc, plan_shape, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX),
-                                            tc.ema_decay > 0, rf.plan.gpu_gib, recompute);
+                                            tc.ema_decay > 0, rf.plan.gpu_gib, recompute, rf.plan.plan ? cp_group(df.cp, 0, plan_world) : CpGroup());
     memory_plan_apply(plan, rf.plan.plan);
+    if (df.cp > 1) fail("flag --cp %d: train_dit plans context parallelism (--plan) but does not train with it yet", df.cp);
 
     // ---- the checkpoint to resume from, or the weights to start from: every
     // header checked against this run's model and data before the GPU is touched
