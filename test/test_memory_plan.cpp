@@ -112,9 +112,9 @@ static void test_gpt() {
     // --cp 2, B 2 x T 64: a rank holds 2 chunks of T / 4 = 16 tokens per row (local 1: 4 rows of 16;
     // simulated, local 2: 8 rows), the slots of that shape plus the ring's buffers:
     // cp_ring_bytes(local, 64 tokens, nh 4, nkv 2, hd 32, 2): per held rank 4*64*64*2 (K/V) + 4*64*64*4
-    // (dK/dV) + 64*128*4 (output, dQ); once 64*256*2 (a call's output or dQ, dK, dV) + 2*64*4*4 (lse) + 6*256
+    // (dK/dV) + 64*128*4 (output, dQ); once 64*384*2 (a call's output or dQ of q's stride up to 2*nh*hd, dK, dV) + 2*64*4*4 (lse) + 8*256
     {
-        const u64 per_rank = 4 * 64 * 64 * 2 + 4 * 64 * 64 * 4 + 64 * 128 * 4, once = 64 * 256 * 2 + 2 * 64 * 4 * 4 + 6 * 256;
+        const u64 per_rank = 4 * 64 * 64 * 2 + 4 * 64 * 64 * 4 + 64 * 128 * 4, once = 64 * 384 * 2 + 2 * 64 * 4 * 4 + 8 * 256;
         for (int local : {1, 2}) {
             CpGroup cp;
             cp.n = 2; cp.local = local;
@@ -293,9 +293,9 @@ static void test_dit() {
     // (local 1) holds 2 pseudo-samples of 4 tokens, all patch tokens, and the 8 text tokens; simulated
     // (local 3) 6 pseudo-samples, 24 tokens, the 16 patch tokens and 3 copies of the text; both the
     // whole latents, the parts' offsets (3 x 3 ints) and cp_ring_bytes(local, 8 tokens, 2, 2, 72, 2):
-    // per held rank 4*8*144*2 + 4*8*144*4 + 8*144*4, once 8*432*2 + 2*8*2*4 + 6*256
+    // per held rank 4*8*144*2 + 4*8*144*4 + 8*144*4, once 8*576*2 + 2*8*2*4 + 8*256
     {
-        const u64 per_rank = 4 * 8 * 144 * 2 + 4 * 8 * 144 * 4 + 8 * 144 * 4, once = 8 * 432 * 2 + 2 * 8 * 2 * 4 + 6 * 256;
+        const u64 per_rank = 4 * 8 * 144 * 2 + 4 * 8 * 144 * 4 + 8 * 144 * 4, once = 8 * 576 * 2 + 2 * 8 * 2 * 4 + 8 * 256;
         for (int local : {1, 3}) {
             CpGroup cp;
             cp.n = 3; cp.local = local;
