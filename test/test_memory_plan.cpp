@@ -232,7 +232,7 @@ static u64 dit_acts_by_hand(u64 C, u64 L, u64 nh, u64 hd, u64 F, u64 Cin, u64 P,
     s.push_back(lat * 4); s.push_back(lat * 4); s.push_back(Nt * Cy * 4); s.push_back(3 * B * Fq * 4);   // x0 eps text_f32 freq_f32
     s.push_back(frames * 4); s.push_back(N * 4); s.push_back(Np * 4);                    // frame_mask tokrow patrow
     for (int k = 0; k < 3; k++) s.push_back((B + 1) * 4);                                // cu_x cu_p cu_t
-    s.push_back(B * 64);                                                                 // samples (DiTSample: 10 ints, 2 int64, 2 floats)
+    s.push_back(B * 72);                                                                 // samples (DiTSample: 10 ints, 2 int64, 2 floats, 2 ints)
     s.push_back(N * (hd / 2) * 8);                                                       // rope_cs
     for (int k = 0; k < 4; k++) s.push_back(N * C * 2);                                  // dres dbuf1-3
     s.push_back(N * 3 * C * 2); s.push_back(N * 2 * C * 2); s.push_back(N * F * 2);      // dqkv dqk dF

@@ -60,7 +60,7 @@ static const double PLAN_DEFAULT_GPU_GIB = 139.8;                  // an H200
 // CUDA; the start-up check catches a drift): llmc/core/reduce.cuh, llmc/kernels/layernorm.cuh,
 // rope3d.cuh, adaln.cuh, patchify.cuh (sizeof(DiTSample)).
 static const size_t PLAN_COLUMN_REDUCE_SPLITS = 64, PLAN_GLOBAL_NORM_BLOCKS = 512, PLAN_LN_BWD_BLOCKS = 396;
-static const size_t PLAN_ROPE3D_BWD_BLOCKS = 1056, PLAN_ADALN_SPLITS = 32, PLAN_ADALN_MIN_SLICES = 256, PLAN_DIT_SAMPLE_BYTES = 64;
+static const size_t PLAN_ROPE3D_BWD_BLOCKS = 1056, PLAN_ADALN_SPLITS = 32, PLAN_ADALN_MIN_SLICES = 256, PLAN_DIT_SAMPLE_BYTES = 72;
 
 struct PlanFlags {
     int plan = 0;                        // --plan: print the plan, exit 0 if it fits, 1 if not
