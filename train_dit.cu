@@ -64,6 +64,7 @@ default trapezoid with --wsd-decay-frac 0 is a constant lr after --warmup): a ru
 #include "llmc/model/dit_objective.h"
 #include <functional>
 #include "llmc/attention/flash_attention.cuh"
+#include "llmc/attention/ring_attention.cuh"   // --cp: self-attention over samples split across ranks
 #include "llmc/train/attention_flags.h"  // --attn-backward, MEGA_FLASH_SM90
 #include "llmc/data/latent_data.h"
 #include "llmc/data/moving_shapes.h"
@@ -288,6 +289,16 @@ struct DiT : ModelParams {
     std::vector<DiTSample> samples;
     long long lat_floats = 0, out_floats = 0, max_patch_elems = 0, max_out_elems = 0;
     float* loss_tok_host = nullptr;          // pinned [Np]
+    // context parallel (--cp, llmc/dist/context_parallel.h): the process holds cp.local ranks of a
+    // group of cp.n; a batch of B samples runs as B = cp.local x B pseudo-samples, (i, b) = held rank
+    // i's part of sample b (cp_part_tokens order), each with sample b's conditioning and text; the
+    // latents stay whole; only the self-attention sees the whole samples, around the ring
+    CpGroup cp;
+    CpRing ring;
+    void* cp_ring_buf = nullptr;
+    int* cp_cu_dev = nullptr;                // [n, B+1] every rank's parts (the ring's cu_dev)
+    std::vector<std::vector<int>> cp_cu;     // the same on the host
+    int cp_samples = 0;                      // the real samples of the batch
 };
 
 // Block l's activations: at its block of each slot (Recompute::slot_index), blocks sized
@@ -319,9 +330,22 @@ static DiTTensors<float> dit_layer_grads(const DiT* g, int l) {
     return dit_tensor_pointers(g->grads, lay);
 }
 
-static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap, const Recompute& rc = Recompute()) {
+// The capacity of a CP rank's pseudo-samples for a capacity of B samples (memory_plan.h dit_plan_cp_shape).
+static DiTCapacity dit_capacity_cp(const DiTCapacity& cap, const CpGroup& cp) {
+    const PlanDiTShape r = dit_plan_cp_shape({cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, cp);
+    DiTCapacity k = cap;
+    k.B = (int)r.B; k.N = r.N; k.Np = r.Np; k.Nt = r.Nt;
+    return k;
+}
+
+// cap: the batches of real samples; cp: the context-parallel ranks this process holds (none:
+// CpGroup()), cp_comm their NCCL communicator (null when one process holds the whole group).
+static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& real_cap, const Recompute& rc = Recompute(),
+                      const CpGroup& cp = CpGroup(), void* cp_comm = nullptr) {
     g->cfg = cfg;
-    g->cap = cap;
+    g->cp = cp;
+    g->cap = cp.on() ? dit_capacity_cp(real_cap, cp) : real_cap;
+    const DiTCapacity& cap = g->cap;
     const std::vector<ParamTensor> layout = dit_param_layout(cfg);
     const int C = cfg.d_model, hd = cfg.head_dim, F = cfg.ffn_hidden;
     // 16-byte loads and cuBLASLt need every tensor (and every block's slice) 16-byte aligned
@@ -341,7 +365,8 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap, cons
     g->recompute = rc;
     const size_t B = cap.B, N = cap.N, PC = (size_t)dit_patch_size(cfg) * cfg.out_channels;
     const size_t max_cols = std::max({(size_t)F, (size_t)6 * C, PC, (size_t)3 * C, (size_t)64});
-    const std::vector<PlanSlot> slots = dit_plan_slots(cfg, {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out}, sizeof(floatX), rc);
+    const std::vector<PlanSlot> slots = dit_plan_slots(cfg, {real_cap.B, real_cap.N, real_cap.Np, real_cap.Nt, real_cap.frames, real_cap.lat, real_cap.out},
+                                                       sizeof(floatX), rc, cp);
     DiTActs& a = g->act;
     // with room for the fused backwards' fp32 dQ accumulator (N x C floats) and the ordered one's counters
     a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd, (int)B);
@@ -350,7 +375,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap, cons
     memory_plan_require(slots, "adaln_scratch", adaln_scratch_floats((int)B, C) * sizeof(float));
     memory_plan_require(slots, "dnw", qknorm_rope3d_backward_scratch_floats(hd) * sizeof(float));
     memory_plan_require(slots, "samples", B * sizeof(DiTSample));
-    a.bytes = carve_activations(memory_plan_bind(slots, {
+    std::vector<ActivationBind> binds = {
         {"xhat1", (void**)&a.xhat1}, {"h1", (void**)&a.h1}, {"qkv", (void**)&a.qkv}, {"qkr", (void**)&a.qkr},
         {"atty", (void**)&a.atty}, {"o1", (void**)&a.o1}, {"xhat_a", (void**)&a.xhat_a}, {"ha", (void**)&a.ha},
         {"cq", (void**)&a.cq}, {"cqn", (void**)&a.cqn}, {"ckv", (void**)&a.ckv}, {"ckn", (void**)&a.ckn},
@@ -382,7 +407,15 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& cap, cons
         {"dmods", (void**)&a.dmods}, {"dcond", (void**)&a.dcond}, {"dnw", (void**)&a.dnw},
         {"reduce_scratch", (void**)&a.reduce_scratch}, {"adaln_scratch", (void**)&a.adaln_scratch},
         {"att_scratch", (void**)&a.att_scratch},
-    }));
+    };
+    if (cp.on()) {
+        binds.push_back({"cp_cu", (void**)&g->cp_cu_dev});
+        binds.push_back({"cp_ring", &g->cp_ring_buf});
+    }
+    a.bytes = carve_activations(memory_plan_bind(slots, binds));
+    if (cp.on())   // a rank holds at most B parts of ceil(L / n) tokens: the pseudo-samples' tokens per held rank
+        cp_ring_init(&g->ring, cp, g->cp_ring_buf, memory_plan_slot(slots, "cp_ring").bytes, (size_t)(cap.N / cp.local), cfg.n_head,
+                     cfg.n_head, hd, cp_comm);
     cudaCheck(cudaMallocHost(&g->loss_tok_host, std::max<size_t>(cap.Np, 1) * sizeof(float)));
 }
 
@@ -390,6 +423,7 @@ static void dit_free(DiT* g) {
     params_free(g);
     cudaCheck(cudaFree(g->act.xhat1));   // the activations' one allocation starts with its first slot
     cudaCheck(cudaFreeHost(g->loss_tok_host));
+    if (g->cp.on()) cp_ring_free(&g->ring);
 }
 
 // Sets all parameters from fp32 host values (init or loaded); resets AdamW.
@@ -422,9 +456,11 @@ static std::vector<float> dit_init_params(const DiTConfig& cfg, const std::vecto
 // sinusoidal embeddings, per-sample descriptors; uploads them. The batch's x0,
 // eps and text must then be put in act.x0 / act.eps / act.text (dit_upload_*,
 // or generated on the device) before dit_forward.
+static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt);
 static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     const DiTConfig& c = g->cfg;
     dit_check_batch(c, bt, "dit batch", g->obj.kind);
+    if (g->cp.on()) { dit_cp_set_batch(g, bt); return; }
     const DiTCapacity need = dit_capacity_of(c, bt);
     const DiTCapacity& cap = g->cap;
     if (need.B > cap.B || need.N > cap.N || need.Np > cap.Np || need.Nt > cap.Nt || need.frames > cap.frames ||
@@ -508,11 +544,123 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     copy_f32_to_floatX(a.ffreq, a.freq_f32 + tfreq.size(), ffreq.size(), st);
 }
 
+// dit_set_batch with --cp: the pseudo-samples of the held ranks (see DiT::cp). Pseudo-sample b < B
+// (held rank 0's parts) has sample b's text offset and latents: what the batch's data fills.
+static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
+    const DiTConfig& c = g->cfg;
+    const CpGroup& cp = g->cp;
+    const int Bs = bt.B, Bq = cp.local * Bs;
+    std::vector<DiTGrid> grids(Bs);
+    std::vector<DiTSample> real(Bs);
+    std::vector<int> lengths(Bs);
+    long long lat = 0, out = 0;
+    int fr = 0;
+    DiTCapacity need;
+    for (int b = 0; b < Bs; b++) {
+        const DiTGrid gr = dit_grid(c, bt.T[b], bt.H[b], bt.W[b]);
+        grids[b] = gr;
+        lengths[b] = gr.L;
+        need = dit_capacity_add(need, dit_capacity_sample(c, bt.T[b], bt.H[b], bt.W[b], bt.text_len[b]));
+        DiTSample& s = real[b];
+        s.T = bt.T[b]; s.H = bt.H[b]; s.W = bt.W[b];
+        s.Tp = gr.Tp; s.Hp = gr.Hp; s.Wp = gr.Wp;
+        s.frame0 = fr;
+        s.n_noisy = 0;
+        for (int f = 0; f < bt.T[b]; f++) s.n_noisy += bt.frame_mask[fr + f];
+        s.lat0 = lat; s.out0 = out;
+        s.t = bt.t[b];
+        // several processes: a rank holds 1/n of the sample, and the gradient average over all ranks divides by n too
+        s.grad_scale = (float)(2.0 / ((double)s.n_noisy * c.in_channels * bt.H[b] * bt.W[b] * Bs)) * (cp.local == 1 ? (float)cp.n : 1.0f);
+        lat += (long long)c.in_channels * bt.T[b] * bt.H[b] * bt.W[b];
+        out += (long long)c.out_channels * bt.T[b] * bt.H[b] * bt.W[b];
+        fr += bt.T[b];
+    }
+    cp_check_parts(cp.n, lengths);
+    g->cp_cu.assign(cp.n, {});
+    for (int v = 0; v < cp.n; v++) g->cp_cu[v] = cp_part_cu(lengths, v, cp.n);
+    g->batch = bt;
+    g->grids = grids;
+    g->B = Bq;
+    g->cp_samples = Bs;
+    g->samples.resize(Bq);
+    g->cu_x.assign(Bq + 1, 0); g->cu_p.assign(Bq + 1, 0); g->cu_t.assign(Bq + 1, 0);
+    std::vector<int> tokrow, patrow, tok_sample, tok_pos;
+    for (int i = 0; i < cp.local; i++)
+        for (int b = 0; b < Bs; b++) {
+            const int q = i * Bs + b, L = lengths[b], v = cp.first + i;
+            const int j0 = cp_part_begin(L, v, cp.n), j1 = cp_part_begin(L, v + 1, cp.n);
+            const int pb = std::max(j0, 1) - 1, pe = std::min(j1, L - 1) - 1;   // its patches [pb, pe)
+            g->cu_x[q + 1] = g->cu_x[q] + (j1 - j0);
+            g->cu_p[q + 1] = g->cu_p[q] + std::max(0, pe - pb);
+            g->cu_t[q + 1] = g->cu_t[q] + bt.text_len[b];
+            DiTSample s = real[b];
+            s.tok0 = g->cu_x[q] - j0; s.pat0 = g->cu_p[q] - pb;
+            s.j0 = j0; s.j1 = j1;
+            g->samples[q] = s;
+            const int* fm = bt.frame_mask.data() + s.frame0;
+            for (int j = j0; j < j1; j++) {
+                bool noisy;
+                if (!bt.has_mask[b]) noisy = true;
+                else if (j == 0 || j == L - 1) noisy = false;
+                else noisy = fm[((j - 1) / (s.Hp * s.Wp)) * c.patch_t] != 0;
+                tokrow.push_back(2 * q + (noisy ? 0 : 1));
+                if (j > 0 && j < L - 1) patrow.push_back(2 * q + (noisy ? 0 : 1));
+                tok_sample.push_back(b);
+                tok_pos.push_back(j);
+            }
+        }
+    g->N = g->cu_x[Bq]; g->Np = g->cu_p[Bq]; g->Nt = g->cu_t[Bq];
+    g->lat_floats = lat; g->out_floats = out;
+    g->max_patch_elems = need.max_patch_elems; g->max_out_elems = need.max_out_elems;
+    const DiTCapacity& cap = g->cap;
+    if (Bq > cap.B || g->N > cap.N || g->Np > cap.Np || g->Nt > cap.Nt || need.frames > cap.frames || lat > cap.lat || out > cap.out ||
+        need.max_patch_elems > cap.max_patch_elems || need.max_out_elems > cap.max_out_elems)
+        fail("dit batch (--cp %d): B %d, %d tokens held, %d text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
+             cp.n, Bq, g->N, g->Nt, cap.B, cap.N, cap.Nt);
+    std::vector<float2> cs;
+    rope3d_table_at(&cs, c, grids, tok_sample, tok_pos);
+    const std::vector<double> ef = dit_freq_embedding_freqs(c);
+    std::vector<double> ts(2 * Bq), fs(Bq);
+    for (int q = 0; q < Bq; q++) {
+        ts[2 * q] = dit_timestep_value(g->obj, bt.t[q % Bs]);
+        ts[2 * q + 1] = dit_timestep_clean(g->obj);
+        fs[q] = bt.fps[q % Bs];
+    }
+    std::vector<float> tfreq((size_t)2 * Bq * c.freq_dim), ffreq((size_t)Bq * c.freq_dim);
+    timestep_embedding_host(tfreq.data(), ts.data(), 2 * Bq, ef);
+    timestep_embedding_host(ffreq.data(), fs.data(), Bq, ef);
+    std::vector<int> cu_all;
+    for (int v = 0; v < cp.n; v++) cu_all.insert(cu_all.end(), g->cp_cu[v].begin(), g->cp_cu[v].end());
+
+    DiTActs& a = g->act;
+    cudaStream_t st = g->stream;
+    cudaCheck(cudaMemcpy(a.frame_mask, bt.frame_mask.data(), bt.frame_mask.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.tokrow, tokrow.data(), tokrow.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.patrow, patrow.data(), patrow.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.cu_x, g->cu_x.data(), (Bq + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.cu_p, g->cu_p.data(), (Bq + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.cu_t, g->cu_t.data(), (Bq + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.samples, g->samples.data(), Bq * sizeof(DiTSample), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(g->cp_cu_dev, cu_all.data(), cu_all.size() * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.freq_f32, tfreq.data(), tfreq.size() * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a.freq_f32 + tfreq.size(), ffreq.data(), ffreq.size() * sizeof(float), cudaMemcpyHostToDevice));
+    copy_f32_to_floatX(a.tfreq, a.freq_f32, tfreq.size(), st);
+    copy_f32_to_floatX(a.ffreq, a.freq_f32 + tfreq.size(), ffreq.size(), st);
+}
+
+// --cp: the self-attention's shape over the B real samples (llmc/attention/ring_attention.cuh)
+static CpVarlenShape dit_cp_shape(const DiT* g) {
+    const int C = g->cfg.d_model;
+    return {g->cp_samples, g->cfg.n_head, g->cfg.head_dim, &g->cp_cu, g->cp_cu_dev, 2 * C, 2 * C, 3 * C};
+}
+
 // x0 and eps (packed [Cin, T, H, W] per sample, lat_floats each; eps may be null when
 // it is generated on the device) and the text features [Nt, Cy] (fp32, converted).
+// --cp: the real samples' text (held rank 0's pseudo-samples; dit_forward copies it to the others).
 static void dit_upload_batch_data(DiT* g, const float* x0, const float* eps, const float* text) {
     DiTActs& a = g->act;
-    const size_t nt = (size_t)g->Nt * g->cfg.caption_channels;
+    const size_t nt = (size_t)(g->cp.on() ? g->cu_t[g->cp_samples] : g->Nt) * g->cfg.caption_channels;
     cudaCheck(cudaMemcpy(a.x0, x0, g->lat_floats * sizeof(float), cudaMemcpyHostToDevice));
     if (eps) cudaCheck(cudaMemcpy(a.eps, eps, g->lat_floats * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.text_f32, text, nt * sizeof(float), cudaMemcpyHostToDevice));
@@ -594,7 +742,8 @@ static void dit_block_forward(DiT* g, int l, const DiTLayerActs& la) {
         dit_modulate(g, l, la.h1, la.xhat1, 0);
         matmul_forward(la.qkv, la.h1, w.qkv_w + (size_t)l * 3 * C * C, w.qkv_b + (size_t)l * 3 * C, N, 3 * C, C, st);
         dit_self_qk(g, l, la);
-        flash_attention_varlen_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, st);
+        if (g->cp.on()) ring_attention_varlen_forward(&g->ring, la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, dit_cp_shape(g), st);
+        else flash_attention_varlen_forward(la.atty, la.lse_s, la.qkr, la.qkr + C, la.qkv + 2 * C, self_s, st);
         matmul_forward(la.o1, la.atty, w.proj_w + (size_t)l * C * C, w.proj_b + (size_t)l * C, N, C, C, st);
         adaln_gate_residual_forward(a.resid, la.o1, tab + 2 * C, a.mods, ms, 2 * C, a.tokrow, N, C, st);
     }
@@ -657,6 +806,12 @@ static void dit_forward(DiT* g) {
     const bool edm = g->obj.kind == DIT_OBJECTIVE_EDM;
 
     params_forward_wait(g, ZERO_TAIL);   // several GPUs with ZeRO 1/2: wait for the gathered weights (llmc/dist/distributed.cuh)
+    if (g->cp.on() && g->cp.local > 1) {
+        // the simulated ring: every held rank's pseudo-samples carry their samples' text (rank 0's rows, filled by the batch)
+        const size_t rows = (size_t)g->cu_t[g->cp_samples] * Cy;
+        for (int i = 1; i < g->cp.local; i++)
+            cudaCheck(cudaMemcpyAsync(a.text + i * rows, a.text, rows * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
+    }
     {
         NvtxRange r("conditioning");
         // c = t_emb(1000 t) + fps_emb(fps), c0 = t_emb(0) + fps_emb(fps); mods = t_block(SiLU(c / c0))
@@ -697,7 +852,7 @@ static void dit_forward(DiT* g) {
     {
         NvtxRange r("final layer and loss");
         // patch tokens only: LN * (1 + scale) + shift with [shift, scale] = table_f + (c or c0), then linear
-        tokens_to_patches(a.patch_tokens, a.resid, a.patrow, Np, C, st);
+        tokens_to_patches(a.patch_tokens, a.resid, a.patrow, a.samples, Np, C, st);
         layernorm_forward(a.lnf, nullptr, a.rstdf, a.patch_tokens, nullptr, nullptr, Np, C, eps, st);
         adaln_modulate_forward(a.final_in, a.lnf, w.final_table, w.final_table + C, a.cond, C, 0, 0, a.patrow, Np, C, st);
         matmul_forward(a.out, a.final_in, w.final_w, w.final_b, Np, PC, C, st);
@@ -709,6 +864,8 @@ static void dit_forward(DiT* g) {
 
 // The loss of the last forward (waits for it): per sample the mean over its noisy
 // frames, then the mean over samples; summed in double on the host.
+// --cp: the pseudo-samples' sums over the real samples; with one rank per process its share
+// times n (the step's loss is then the mean over all ranks: that of the CP groups' samples).
 static float dit_loss(DiT* g) {
     cudaCheck(cudaStreamSynchronize(g->stream));
     double total = 0.0;
@@ -718,6 +875,7 @@ static float dit_loss(DiT* g) {
         for (int p = g->cu_p[b]; p < g->cu_p[b + 1]; p++) sum += g->loss_tok_host[p];
         total += sum / ((double)s.n_noisy * g->cfg.in_channels * s.H * s.W);
     }
+    if (g->cp.on()) return (float)(total / g->cp_samples * (g->cp.local == 1 ? g->cp.n : 1));
     return (float)(total / g->B);
 }
 
@@ -762,7 +920,7 @@ static void dit_backward(DiT* g) {
         adaln_param_grad(a.dcond, C, 0, 0, dw.final_table, dw.final_table + C, a.dbuf3, a.lnf, a.patrow, a.cu_p, B, C,
                          a.adaln_scratch, st);
         layernorm_backward(a.dbuf2, nullptr, nullptr, a.dbuf1, a.lnf, nullptr, a.rstdf, Np, C, false, rs, st);
-        patches_to_tokens(a.dres, a.dbuf2, a.patrow, Np, C, st);   // start/end rows stay 0
+        patches_to_tokens(a.dres, a.dbuf2, a.patrow, a.samples, Np, C, st);   // start/end rows stay 0
     }
     params_grads_ready(g, ZERO_HEAD);   // several GPUs: the final layer's gradients can be reduced now
     for (int l = L - 1; l >= 0; l--) {
@@ -816,8 +974,12 @@ static void dit_backward(DiT* g) {
                              a.adaln_scratch, st);
             linear_backward(a.dbuf2, dl.proj_w, dl.proj_b, a.dbuf1, la.atty,
                             w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
-            flash_attention_varlen_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
-                                            la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st, a.att_scratch_bytes);
+            if (g->cp.on())
+                ring_attention_varlen_backward(&g->ring, a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
+                                               la.qkr + C, la.qkv + 2 * C, a.att_scratch, a.att_scratch_bytes, dit_cp_shape(g), st);
+            else
+                flash_attention_varlen_backward(a.dqk, a.dqk + C, a.dqkv + 2 * C, a.dbuf2, la.atty, la.lse_s, la.qkr,
+                                                la.qkr + C, la.qkv + 2 * C, a.att_scratch, self_s, st, a.att_scratch_bytes);
             qknorm_rope3d_backward(a.dqkv, dl.q_norm, dl.k_norm, a.dqk, 2 * C, la.qkv,
                                    3 * C, la.qk_rstd, w.q_norm + (size_t)l * hd, w.k_norm + (size_t)l * hd, nh, 2 * nh,
                                    a.rope_cs, N, hd, a.dnw, st);
@@ -1431,6 +1593,13 @@ int main(int argc, char** argv) {
     sc.t_shift = tc.t_shift;
     const int B = tc.batch_size;
     const bool synthetic = tc.random_data != 0;
+    // --cp: groups of consecutive ranks share their samples, each rank a part of every sample's tokens
+    // (llmc/dist/context_parallel.h); the data is split over the groups (dp_rank of dp_world)
+    cp_check_world(df.cp, dist.world);
+    const CpGroup cp = cp_group(df.cp, dist.rank, dist.world);
+    const int dp_rank = cp_dp_rank(cp, dist.rank, dist.world), dp_world = cp_dp_world(cp, dist.world);
+    if (cp.on() && (tc.sample_every > 0 || tc.eval_samples > 0))
+        fail("flag --cp %d: sampling and the evaluation (--sample-every, --eval-samples) do not run on split samples yet; set them to 0 or use --cp 1", cp.n);
 
     // ---- data: the moving-shapes data (built on first use), latent shards, or synthetic batches
     MovingShapesConfig ms;
@@ -1456,7 +1625,7 @@ int main(int argc, char** argv) {
     if (synthetic) {
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, dit_capacity_sample(mc, tc.frames, tc.height, tc.width, tc.text_len));
     } else {
-        latent_loader_init(&loader, tc.train_data, B, dist.rank, dist.world, 1, (uint64_t)tc.seed, mc.in_channels, mc.caption_channels, mc.max_text_len);
+        latent_loader_init(&loader, tc.train_data, B, dp_rank, dp_world, 1, (uint64_t)tc.seed, mc.in_channels, mc.caption_channels, mc.max_text_len);
         // room for B of the largest sample in every field
         DiTCapacity one;
         for (const LatentSampleInfo& s : loader.samples) {
@@ -1472,9 +1641,10 @@ int main(int argc, char** argv) {
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
     const Recompute recompute = recompute_from_flags(rf.recompute, mc.n_layer);
     const int plan_world = plan_validate_flags(rf.plan, dist.world);
+    if (rf.plan.plan) cp_check_world(df.cp, plan_world);
     const PlanDiTShape plan_shape = {cap.B, cap.N, cap.Np, cap.Nt, cap.frames, cap.lat, cap.out};
     const MemoryPlan plan = dit_memory_plan(mc, plan_shape, rf.plan.plan ? plan_world : dist.world, df.zero, df.bucket_mb, sizeof(floatX),
-                                            tc.ema_decay > 0, rf.plan.gpu_gib, recompute);
+                                            tc.ema_decay > 0, rf.plan.gpu_gib, recompute, rf.plan.plan ? cp_group(df.cp, 0, plan_world) : cp);
     memory_plan_apply(plan, rf.plan.plan);
 
     // ---- the checkpoint to resume from, or the weights to start from: every
@@ -1491,9 +1661,9 @@ int main(int argc, char** argv) {
             fail("%s: the data-loader position is for %lld training samples, --train-data %s has %lld (different data files?)", sp,
                  (long long)s.loader_samples, tc.train_data.c_str(), n_samples);
         if (!synthetic && !s.has_loader) printf("note: %s has no data-loader position (a --random-data run): the data starts from the beginning\n", sp);
-        if (s.total_batch_samples != (long long)B * dist.world)
+        if (s.total_batch_samples != (long long)B * dp_world)
             printf("note: %s was trained with %lld samples per step, this run uses %lld: not a bit-identical continuation\n", sp,
-                   (long long)s.total_batch_samples, (long long)B * dist.world);
+                   (long long)s.total_batch_samples, (long long)B * dp_world);
         ckpt_note_schedule(start.state, tc.steps);
     }
 
@@ -1501,7 +1671,7 @@ int main(int argc, char** argv) {
     DiT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
-    dit_build(&model, mc, cap, recompute);
+    dit_build(&model, mc, cap, recompute, cp, dist_cp_comm(&dist, cp.n));
     model.obj = obj;
     dist_memory_report(&dist, &model, model.act.bytes);   // several GPUs: one line per rank (before the weights are made); then only rank 0 prints
     if (resuming || !start.init_path.empty()) {
@@ -1526,12 +1696,16 @@ int main(int argc, char** argv) {
         printf("batch: B %d from %s (%lld samples) | steps %d | lr %g warmup %d decay %g | caption dropout %g | i2v %g\n", B,
                tc.train_data.c_str(), (long long)latent_loader_num_samples(&loader), tc.steps, oc.lr, tc.sched.warmup, tc.sched.wsd_decay_frac,
                tc.caption_dropout, tc.i2v_prob);
-    const MemoryPlan plan_none = dit_memory_plan(mc, plan_shape, dist.world, df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, rf.plan.gpu_gib);
+    const MemoryPlan plan_none = dit_memory_plan(mc, plan_shape, dist.world, df.zero, df.bucket_mb, sizeof(floatX), tc.ema_decay > 0, rf.plan.gpu_gib,
+                                                 Recompute(), cp);
     printf("memory: weights %.2f GiB | grads %.2f GiB | AdamW state %.2f GiB | activations %.2f GiB (attention scratch %.2f) %s\n",
            gib(model.num_params * (sizeof(floatX) + 4)), gib(model.num_params * 4), gib(model.num_params * 8),
            gib(model.act.bytes), gib(model.act.att_scratch_bytes), memory_plan_recompute_note(plan, plan_none).c_str());
     flash_print_config();
-    if (dist.world > 1) printf("data parallel: %d GPUs x B %d = %d samples per step, each rank on its own samples\n", dist.world, B, B * dist.world);
+    if (cp.on())
+        printf("context parallel: groups of %d ranks%s, each rank 1/%d of every sample's tokens (ring attention), the text and conditioning whole "
+               "| %d group%s x B %d samples per step\n", cp.n, dist.world == 1 ? " simulated on this GPU" : "", cp.n, dp_world, dp_world == 1 ? "" : "s", B);
+    if (dist.world > 1 && !cp.on()) printf("data parallel: %d GPUs x B %d = %d samples per step, each rank on its own samples\n", dist.world, B, B * dist.world);
     if (!synthetic && sc.cfg_scale != 1.0f && tc.caption_dropout == 0.0f)
         printf("note: --cfg-scale %g with --caption-dropout 0: the model never sees the null caption, so guidance is untrained\n", sc.cfg_scale);
 
@@ -1604,7 +1778,7 @@ int main(int argc, char** argv) {
     auto save_checkpoint = [&](int done) {  // `done` steps done; the loop resumes at step `done`
         CkptState s;
         s.batch_size = B;
-        s.total_batch_samples = (long long)B * dist.world;   // all ranks
+        s.total_batch_samples = (long long)B * dp_world;   // all ranks (CP groups share theirs)
         if (!synthetic) {
             const LatentLoaderPosition p = latent_loader_get_position(&loader);
             s.has_loader = 1;
@@ -1636,7 +1810,7 @@ int main(int argc, char** argv) {
         bt.B = B;
         const uint64_t nseed = (uint64_t)tc.seed * 1000003ull + (uint64_t)step * 4ull;
         // this rank's samples of the global batch (one GPU: the whole batch), with their noise
-        dit_batch_of_rank(&model, tc, mc, synthetic, &loader, &lb, &t_rng, &aug_rng, null_text, &text, nseed, dist.rank, dist.world, &bt);
+        dit_batch_of_rank(&model, tc, mc, synthetic, &loader, &lb, &t_rng, &aug_rng, null_text, &text, nseed, dp_rank, dp_world, &bt);
 
         // ---- forward, backward, update
         dit_zero_grad(&model);

@@ -26,6 +26,11 @@ for z in 1 2; do
 done
 plan train_dit --preset 10B --random-data 1 --batch-size 1 --frames 20 --height 100 --width 100 --recompute none --zero 2 --plan-gpus 8
 plan train_dit --preset 10B --random-data 1 --batch-size 1 --frames 20 --height 100 --width 100 --recompute full --zero 2 --plan-gpus 8 --ema-decay 0.9999
+# MUG-V 10B at 579,362 tokens per sample (71 x 136 x 240 latents: 1088 x 1920 video through an
+# 8x spatial VAE; 71 x 68 x 120 patches + 2) on 8 H200s: one GPU's share without and with --cp 8
+for c in 1 8; do
+    plan train_dit --preset 10B --random-data 1 --batch-size 1 --frames 71 --height 136 --width 240 --recompute full --zero 2 --plan-gpus 8 --cp $c
+done
 # Emu3-8B at T 9216 on 8 H200s, ZeRO-1 and ZeRO-2, each recompute mode
 for z in 1 2; do
     for m in none selective full; do

@@ -109,6 +109,25 @@ static void test_gpt() {
     check_eq("gpt tiny attention scratch", tiny.attention, r256(tiny_attn));
     check_eq("gpt tiny workspace (cuBLASLt, RoPE table, norm scratch)", tiny.workspace, (32 << 20) + 64 * 32 * 4 + 516 * 4);
 
+    // --cp 2, B 2 x T 64: a rank holds 2 chunks of T / 4 = 16 tokens per row (local 1: 4 rows of 16;
+    // simulated, local 2: 8 rows), the slots of that shape plus the ring's buffers:
+    // cp_ring_bytes(local, 64 tokens, nh 4, nkv 2, hd 32, 2): per held rank 4*64*64*2 (K/V) + 4*64*64*4
+    // (dK/dV) + 64*128*4 (output, dQ); once 64*384*2 (a call's output or dQ of q's stride up to 2*nh*hd, dK, dV) + 2*64*4*4 (lse) + 8*256
+    {
+        const u64 per_rank = 4 * 64 * 64 * 2 + 4 * 64 * 64 * 4 + 64 * 128 * 4, once = 64 * 384 * 2 + 2 * 64 * 4 * 4 + 8 * 256;
+        for (int local : {1, 2}) {
+            CpGroup cp;
+            cp.n = 2; cp.local = local;
+            const MemoryPlan p = gpt_memory_plan(tc, 2, 64, local == 1 ? 2 : 1, 1, 200, 2, 139.8, Recompute(), cp);
+            const MemoryPlan rows = gpt_memory_plan(tc, 4 * local, 16, 1, 1, 200, 2, 139.8);
+            const std::string nm = std::string("gpt tiny B2 T64 --cp 2") + (local == 1 ? " (a rank of 2)" : " (simulated)");
+            check_eq(nm + " activations: those of " + std::to_string(4 * local) + " rows of 16", p.activations, rows.activations);
+            // the flash scratch of 4 local rows x 16 (counters B nkv ceil(T r / 16)), and the ring
+            const u64 flash = (2 + 32) * 4 * 4 * local * 16 * 4 + 16 + 4 * local * 2 * 2 * 4;
+            check_eq(nm + " attention scratch and ring", p.attention, r256(flash) + r256(local * per_rank + once));
+        }
+    }
+
     // gpt-1b: vocab 128256 (a multiple of 128), L 16, C 2048, 32 heads / 8 kv of 64, F 8192, untied
     const u64 V = 128256, C = 2048, L = 16;
     const u64 per_layer = C + 3072 * C + C * 2048 + C + 2 * 8192 * C + C * 8192;   // attn_norm, wqkv, wo, mlp_norm, wgateup, wdown
@@ -213,7 +232,7 @@ static u64 dit_acts_by_hand(u64 C, u64 L, u64 nh, u64 hd, u64 F, u64 Cin, u64 P,
     s.push_back(lat * 4); s.push_back(lat * 4); s.push_back(Nt * Cy * 4); s.push_back(3 * B * Fq * 4);   // x0 eps text_f32 freq_f32
     s.push_back(frames * 4); s.push_back(N * 4); s.push_back(Np * 4);                    // frame_mask tokrow patrow
     for (int k = 0; k < 3; k++) s.push_back((B + 1) * 4);                                // cu_x cu_p cu_t
-    s.push_back(B * 64);                                                                 // samples (DiTSample: 10 ints, 2 int64, 2 floats)
+    s.push_back(B * 72);                                                                 // samples (DiTSample: 10 ints, 2 int64, 2 floats, 2 ints)
     s.push_back(N * (hd / 2) * 8);                                                       // rope_cs
     for (int k = 0; k < 4; k++) s.push_back(N * C * 2);                                  // dres dbuf1-3
     s.push_back(N * 3 * C * 2); s.push_back(N * 2 * C * 2); s.push_back(N * F * 2);      // dqkv dqk dF
@@ -270,6 +289,25 @@ static void test_dit() {
                  dit_acts_by_hand(1152, 56, 16, 72, 4608, 24, 4, 48, 4096, 256, 1, 13442, 13440, 300, 21, b.lat, b.out, &attn, 56, 37, 0));
     }
     check_eq("dit 1B attention scratch", big.attention, r256(attn));
+    // --cp 3 on the two tiny samples of 10 tokens: the largest part is ceil(10 / 3) = 4 tokens; a rank
+    // (local 1) holds 2 pseudo-samples of 4 tokens, all patch tokens, and the 8 text tokens; simulated
+    // (local 3) 6 pseudo-samples, 24 tokens, the 16 patch tokens and 3 copies of the text; both the
+    // whole latents, the parts' offsets (3 x 3 ints) and cp_ring_bytes(local, 8 tokens, 2, 2, 72, 2):
+    // per held rank 4*8*144*2 + 4*8*144*4 + 8*144*4, once 8*576*2 + 2*8*2*4 + 8*256
+    {
+        const u64 per_rank = 4 * 8 * 144 * 2 + 4 * 8 * 144 * 4 + 8 * 144 * 4, once = 8 * 576 * 2 + 2 * 8 * 2 * 4 + 8 * 256;
+        for (int local : {1, 3}) {
+            CpGroup cp;
+            cp.n = 3; cp.local = local;
+            const MemoryPlan p = dit_memory_plan(t, s, local == 1 ? 3 : 1, 1, 200, 2, false, 139.8, Recompute(), cp);
+            u64 a = 0;
+            const u64 acts = dit_acts_by_hand(144, 2, 2, 72, 576, 24, 4, 48, 4096, 256, 2 * local, 8 * local, local == 1 ? 8 : 16,
+                                              8 * local, 4, s.lat, s.out, &a);
+            const std::string nm = std::string("dit tiny 2 samples of 10 tokens --cp 3") + (local == 1 ? " (a rank of 3)" : " (simulated)");
+            check_eq(nm + " activations", p.activations, acts + r256(3 * 3 * 4));
+            check_eq(nm + " attention scratch and ring", p.attention, r256(a) + r256(local * per_rank + once));
+        }
+    }
     // the total: every line plus the CUDA context allowance
     const u64 sum = 22 * n +   // 2 + 4 + 4 + 8 + 4 (EMA) bytes per parameter
                      big_acts + r256(attn) + (32 << 20) + 516 * 4 + PLAN_CUDA_CONTEXT_BYTES;

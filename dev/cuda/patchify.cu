@@ -107,7 +107,7 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         fill_random(resid, n, rng, 1.0f);
         const std::vector<float> th = download(resid, n);
         poison(xf, np);
-        tokens_to_patches(xf, resid, patrow, Np, C, 0);
+        tokens_to_patches(xf, resid, patrow, samples, Np, C, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> ref(np);
         for (int k = 0; k < Np; k++)
@@ -125,7 +125,7 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
             for (int c = 0; c < C; c++) init[tok_of[k] * C + c] = NAN;
         upload(resid, init.data(), n);
         const std::vector<float> init_x = download(resid, n);  // as stored
-        patches_to_tokens(resid, xf, patrow, Np, C, 0);
+        patches_to_tokens(resid, xf, patrow, samples, Np, C, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> ref(init_x.begin(), init_x.end());
         for (int k = 0; k < Np; k++)
@@ -190,9 +190,9 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         report_bw("patchify_forward", pshape, us, (double)g.lat * fl + (double)g.noisy_lat * fl + (double)npk * sx);
         us = time_us([&] { tokens_assemble_forward(resid, xf, start, end, tokrow, samples, N, C, 0); });
         report_bw("tokens_assemble_forward", shape, us, pb + 2.0 * C * sx + nb + (double)N * sizeof(int));
-        us = time_us([&] { tokens_to_patches(xf, resid, patrow, Np, C, 0); });
+        us = time_us([&] { tokens_to_patches(xf, resid, patrow, samples, Np, C, 0); });
         report_bw("tokens_to_patches", shape, us, 2.0 * pb + (double)Np * sizeof(int));
-        us = time_us([&] { patches_to_tokens(resid, xf, patrow, Np, C, 0); });
+        us = time_us([&] { patches_to_tokens(resid, xf, patrow, samples, Np, C, 0); });
         report_bw("patches_to_tokens", shape, us, 2.0 * pb + (double)Np * sizeof(int));
         // every row of dresid read (patch rows and start/end rows), dxf written, dstart/dend read + written
         us = time_us([&] { tokens_assemble_backward(xf, dstart, dend, resid, patrow, samples, B, Np, C, 0); });

@@ -29,6 +29,9 @@ struct DiTSample {
     long long out0;       // offset of the sample in v_pred (packed [Cout, T, H, W])
     float t;              // rf: flow time in [0, 1]; edm: sigma
     float grad_scale;     // d loss / d v_pred per squared-error term: 2 / (n_noisy * Cin * H * W * B)
+    // context parallel (llmc/dist/context_parallel.h): the sample's tokens [j0, j1) this entry holds,
+    // tok0 and pat0 then where its token 0 and patch 0 would be; the defaults: all of them
+    int j0 = 0, j1 = 1 << 30;
 };
 
 struct PatchGeom {
@@ -74,6 +77,7 @@ __global__ static void patchify_kernel(floatX* __restrict__ patches, const float
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n) return;
     const int p = (int)(idx / K), e = (int)(idx % K);
+    if (p + 1 < s.j0 || p + 1 >= s.j1) return;   // patch p is token p + 1: another part's
     const int ww = e % pg.pw, hh = (e / pg.pw) % pg.ph, a = (e / (pg.pw * pg.ph)) % pg.pt, ci = e / (pg.pw * pg.ph * pg.pt);
     const int i = p / (s.Hp * s.Wp), r = (p / s.Wp) % s.Hp, cc = p % s.Wp;
     const int tt = i * pg.pt + a, y = r * pg.ph + hh, x = cc * pg.pw + ww;
@@ -127,26 +131,30 @@ static void tokens_assemble_forward(floatX* resid, const floatX* xf, const float
     cudaLaunchCheck();
 }
 
-// patch rows <-> token rows: patch p of sample b is token p + 2b + 1.
+// patch rows <-> token rows: patch p of sample b is token p + 2b + 1 (its patch p - pat0 is token
+// p - pat0 + tok0 + 1 of the batch, which holds for the parts of samples context parallelism makes too).
 // to_patches: dst[p] = src[token(p)]; else dst[token(p)] = src[p] (other rows untouched).
 __global__ static void patch_rows_kernel(floatX* __restrict__ dst, const floatX* __restrict__ src,
-                                         const int* __restrict__ patrow, int Np, int C, bool to_patches) {
+                                         const int* __restrict__ patrow, const DiTSample* __restrict__ samples, int Np, int C, bool to_patches) {
     const size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * x128::size;
     if (idx >= (size_t)Np * C) return;
     const int p = (int)(idx / C), c = (int)(idx % C);
-    const size_t tok = ((size_t)p + 2 * (patrow[p] >> 1) + 1) * C + c;
+    const DiTSample& s = samples[patrow[p] >> 1];
+    const size_t tok = ((size_t)(p - s.pat0 + s.tok0) + 1) * C + c;
     if (to_patches) store128(dst + idx, load128(src + tok));
     else store128(dst + tok, load128(src + idx));
 }
 
-static void tokens_to_patches(floatX* patches, const floatX* tokens, const int* patrow, int Np, int C, cudaStream_t stream) {
+static void tokens_to_patches(floatX* patches, const floatX* tokens, const int* patrow, const DiTSample* samples, int Np, int C,
+                              cudaStream_t stream) {
     NVTX_RANGE_FN();
-    patch_rows_kernel<<<ceil_div((size_t)Np * C / x128::size, 256), 256, 0, stream>>>(patches, tokens, patrow, Np, C, true);
+    patch_rows_kernel<<<ceil_div((size_t)Np * C / x128::size, 256), 256, 0, stream>>>(patches, tokens, patrow, samples, Np, C, true);
     cudaLaunchCheck();
 }
-static void patches_to_tokens(floatX* tokens, const floatX* patches, const int* patrow, int Np, int C, cudaStream_t stream) {
+static void patches_to_tokens(floatX* tokens, const floatX* patches, const int* patrow, const DiTSample* samples, int Np, int C,
+                              cudaStream_t stream) {
     NVTX_RANGE_FN();
-    patch_rows_kernel<<<ceil_div((size_t)Np * C / x128::size, 256), 256, 0, stream>>>(tokens, patches, patrow, Np, C, false);
+    patch_rows_kernel<<<ceil_div((size_t)Np * C / x128::size, 256), 256, 0, stream>>>(tokens, patches, patrow, samples, Np, C, false);
     cudaLaunchCheck();
 }
 
@@ -160,8 +168,9 @@ __global__ static void start_end_backward_kernel(float* __restrict__ dstart, flo
     for (int b = 0; b < B; b++) {
         const DiTSample& sm = samples[b];
         const int L = sm.Tp * sm.Hp * sm.Wp + 2;
-        s += (float)dresid[(size_t)sm.tok0 * C + c];
-        e += (float)dresid[((size_t)sm.tok0 + L - 1) * C + c];
+        if (sm.j0 == 0) s += (float)dresid[(size_t)sm.tok0 * C + c];              // the part that holds the start token
+        if (L - 1 < sm.j1) e += (float)dresid[((size_t)sm.tok0 + L - 1) * C + c];   // and the end token
+
     }
     dstart[c] += s;
     dend[c] += e;
@@ -171,7 +180,7 @@ __global__ static void start_end_backward_kernel(float* __restrict__ dstart, flo
 static void tokens_assemble_backward(floatX* dxf, float* dstart, float* dend, const floatX* dresid, const int* patrow,
                                      const DiTSample* samples, int B, int Np, int C, cudaStream_t stream) {
     NVTX_RANGE_FN();
-    tokens_to_patches(dxf, dresid, patrow, Np, C, stream);
+    tokens_to_patches(dxf, dresid, patrow, samples, Np, C, stream);
     start_end_backward_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dstart, dend, dresid, samples, B, C);
     cudaLaunchCheck();
 }
@@ -188,6 +197,7 @@ __global__ static void unpatchify_kernel(float* __restrict__ v_pred, const float
     const int p = ((tt / pg.pt) * s.Hp + y / pg.ph) * s.Wp + x / pg.pw;
     const int q = ((tt % pg.pt) * pg.ph + y % pg.ph) * pg.pw + x % pg.pw;
     const int PC = pg.pt * pg.ph * pg.pw * pg.Cout;
+    if (p + 1 < s.j0 || p + 1 >= s.j1) return;   // another part's patch
     v_pred[s.out0 + idx] = (float)out[((long long)s.pat0 + p) * PC + (long long)q * pg.Cout + co];
 }
 

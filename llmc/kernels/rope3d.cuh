@@ -274,3 +274,20 @@ static void rope3d_table(std::vector<float2>* out, const DiTConfig& c, const std
             }
         }
 }
+
+// Host: the table for the tokens of a context-parallel rank (llmc/dist/context_parallel.h): token i
+// is token pos[i] of the sample grids[sample[i]].
+static void rope3d_table_at(std::vector<float2>* out, const DiTConfig& c, const std::vector<DiTGrid>& grids,
+                            const std::vector<int>& sample, const std::vector<int>& pos) {
+    const int half = c.head_dim / 2, n6 = c.head_dim / 6;
+    const std::vector<double> f = dit_rope_freqs(c);
+    out->resize(pos.size() * half);
+    for (size_t i = 0; i < pos.size(); i++) {
+        int p[3];
+        dit_rope_position(c, grids[sample[i]], pos[i], &p[0], &p[1], &p[2]);
+        for (int s = 0; s < half; s++) {
+            const double a = p[s / n6] * f[s % n6];
+            (*out)[i * half + s] = make_float2((float)cos(a), (float)sin(a));
+        }
+    }
+}

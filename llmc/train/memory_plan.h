@@ -60,7 +60,7 @@ static const double PLAN_DEFAULT_GPU_GIB = 139.8;                  // an H200
 // CUDA; the start-up check catches a drift): llmc/core/reduce.cuh, llmc/kernels/layernorm.cuh,
 // rope3d.cuh, adaln.cuh, patchify.cuh (sizeof(DiTSample)).
 static const size_t PLAN_COLUMN_REDUCE_SPLITS = 64, PLAN_GLOBAL_NORM_BLOCKS = 512, PLAN_LN_BWD_BLOCKS = 396;
-static const size_t PLAN_ROPE3D_BWD_BLOCKS = 1056, PLAN_ADALN_SPLITS = 32, PLAN_ADALN_MIN_SLICES = 256, PLAN_DIT_SAMPLE_BYTES = 64;
+static const size_t PLAN_ROPE3D_BWD_BLOCKS = 1056, PLAN_ADALN_SPLITS = 32, PLAN_ADALN_MIN_SLICES = 256, PLAN_DIT_SAMPLE_BYTES = 72;
 
 struct PlanFlags {
     int plan = 0;                        // --plan: print the plan, exit 0 if it fits, 1 if not
@@ -285,19 +285,49 @@ static inline std::vector<PlanSlot> dit_plan_slots(const DiTConfig& c, const Pla
     };
 }
 
+// The shape a rank of a context-parallel group (cp.on(): llmc/dist/context_parallel.h) works on,
+// for B samples of N / B tokens each: cp.local held ranks x B pseudo-samples of the largest part,
+// ceil(N / B / n) tokens (patch tokens at most as many); every pseudo-sample carries its sample's
+// conditioning and text tokens (not split: cp.local copies), the latents (x0, eps, the frame
+// mask, v_pred) stay whole.
+static inline PlanDiTShape dit_plan_cp_shape(const PlanDiTShape& s, const CpGroup& cp) {
+    if (!cp.on() || s.B == 0) return s;
+    PlanDiTShape r = s;
+    const long long part = (s.N / s.B + cp.n - 1) / cp.n;
+    r.B = cp.local * s.B;
+    r.N = r.B * part;
+    r.Np = std::min(s.Np, r.N);
+    r.Nt = cp.local * s.Nt;
+    return r;
+}
+
+// A rank of a CP group: the slots of its pseudo-samples, the ring's buffers for the largest part
+// of B samples (llmc/attention/ring_attention.cuh) and every rank's part offsets (n x (B + 1) ints).
+static inline std::vector<PlanSlot> dit_plan_slots(const DiTConfig& c, const PlanDiTShape& s, size_t x, const Recompute& rc, const CpGroup& cp) {
+    if (!cp.on()) return dit_plan_slots(c, s, x, rc);
+    const PlanDiTShape r = dit_plan_cp_shape(s, cp);
+    std::vector<PlanSlot> v = dit_plan_slots(c, r, x, rc);
+    v.push_back(plan_slot("cp_cu", (size_t)cp.n * (s.B + 1) * 4));
+    PlanSlot ring = plan_slot("cp_ring", cp_ring_bytes(cp.local, (size_t)(r.N / cp.local), c.n_head, c.n_head, c.head_dim, x));
+    ring.attention = true;
+    v.push_back(ring);
+    return v;
+}
+
 // c: finalized (dit_config_finalize).
 static inline MemoryPlan dit_memory_plan(const DiTConfig& c, const PlanDiTShape& s, int world, int zero, int bucket_mb, size_t x,
-                                         bool ema, double gpu_gib, const Recompute& rc = Recompute()) {
+                                         bool ema, double gpu_gib, const Recompute& rc = Recompute(), const CpGroup& cp = CpGroup()) {
     MemoryPlan p;
     p.recompute = rc;
     p.n_layer = c.n_layer;
-    char d[160];
-    snprintf(d, sizeof d, "dit: %d layers, d_model %d, B %lld, %lld tokens (%lld text)", c.n_layer, c.d_model, s.B, s.N, s.Nt);
+    char d[200];
+    snprintf(d, sizeof d, "dit: %d layers, d_model %d, B %lld, %lld tokens (%lld text)%s", c.n_layer, c.d_model, s.B, s.N, s.Nt,
+             cp.on() ? (", context parallel " + std::to_string(cp.n) + (cp.local > 1 ? " (simulated on one GPU)" : "")).c_str() : "");
     p.model = d;
     p.gpu_gib = gpu_gib;
     const std::vector<ParamTensor> layout = dit_param_layout(c);
     memory_plan_params(&p, layout, dit_param_stages(layout), c.n_layer, world, zero, bucket_mb, x, ema);
-    memory_plan_activations(&p, dit_plan_slots(c, s, x, rc));
+    memory_plan_activations(&p, dit_plan_slots(c, s, x, rc, cp));
     return p;
 }
 
