@@ -149,11 +149,13 @@ static inline int cp_max_part_tokens(const std::vector<int>& lengths, int n) {
 //   K/V in flight, double-buffered                    local x 2 x 2 x tokens x nkv*hd   activations
 //   their gradients in flight (fp32), double-buffered  local x 2 x 2 x tokens x nkv*hd   floats
 //   the merged output, then dQ (fp32)                 local x tokens x nh*hd            floats
-//   one call's partial output or dQ, dK, dV             tokens x (nh + 2*nkv)*hd         activations
+//   one call's partial output or dQ, dK, dV           tokens x (2*nh + 2*nkv)*hd      activations
 //   one call's partial lse (and the lse a call reads)    2 x tokens x nh                 floats
-// (a call covers at most one rank's tokens: the largest, tokens, for the variable-length split)
+// (a call covers at most one rank's tokens: the largest, tokens, for the variable-length split;
+// the variable-length backward's dQ has q's row stride, up to 2*nh*hd, hence 2*nh) plus 256
+// bytes for each of the 8 buffers, which cp_ring_init starts on 256-byte boundaries.
 static inline size_t cp_ring_bytes(int local, size_t tokens, int nh, int nkv, int hd, size_t act_bytes) {
     const size_t kvd = (size_t)nkv * hd, qd = (size_t)nh * hd;
     const size_t per_rank = 4 * tokens * kvd * act_bytes + 4 * tokens * kvd * sizeof(float) + tokens * qd * sizeof(float);
-    return (size_t)local * per_rank + tokens * (qd + 2 * kvd) * act_bytes + 2 * tokens * nh * sizeof(float) + 6 * 256;
+    return (size_t)local * per_rank + tokens * (2 * qd + 2 * kvd) * act_bytes + 2 * tokens * nh * sizeof(float) + 8 * 256;
 }
