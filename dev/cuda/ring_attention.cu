@@ -15,7 +15,7 @@ Checked against dev/cpu/ring_attention.h: its dense attention of the un-permuted
 (double sums) is the truth; its fp32 CPU ring must agree with it (TOL_F32) and so must the GPU
 ring: out TOL_X, lse TOL_F32, dq/dk/dv TOL_RING_GRAD (below). Inputs are rounded to bf16 on
 the host first (CPU and GPU see the same values).
-Cases: causal n 2, 3, 4; B 1, 2; GQA (nh 4, nkv 2), MQA-like r 3, MHA; hd 64, 72, 80, 128;
+Cases: causal n 2, 3, 4; B 1, 2; GQA (nh 4, nkv 2), r 3 (nh 6, nkv 2), MHA; hd 64, 72, 80, 128;
 Tc 64..256 (80: ragged tiles); varlen n 2, 3 over samples {300, 517, 129}, and one sample of
 exactly n tokens (a single token a rank); hd 64, 72, 128. Each case runs under the trainers'
 settings: the default (deterministic) backward, --attn-backward fast, and the mma.sync kernels
@@ -359,8 +359,8 @@ static void check_varlen(const VarlenCase& c, Rng* rng) {
 static void report_overhead(const std::string& kernel, const std::string& shape, float us_ring, float us_flash, int blocks) {
     if (check_only()) return;
     char line[512];
-    snprintf(line, sizeof line, "%-40s %-34s %10.2f %9d blocks    ring %.1f us - flash %.1f us, over %d blocks", kernel.c_str(),
-             shape.c_str(), (us_ring - us_flash) / blocks, blocks, us_ring, us_flash, blocks);
+    snprintf(line, sizeof line, "%-40s %-34s %10.2f %9d blocks    (ring %.1f us - flash %.1f us) / blocks", kernel.c_str(),
+             shape.c_str(), (us_ring - us_flash) / blocks, blocks, us_ring, us_flash);
     g_table.push_back(line);
 }
 
