@@ -285,6 +285,7 @@ static void ring_attention_backward(CpRing* r, floatX* dq, floatX* dk, floatX* d
     const int n = g.n, B = s.B, Tc = s.T, nh = s.nh, nkv = s.nkv, hd = s.hd;
     const size_t chunk_q = (size_t)B * Tc * nh * hd, chunk_kv = (size_t)B * Tc * nkv * hd, chunk_lse = (size_t)B * nh * Tc;
     const size_t block = r->cap * nkv * hd;
+    if (2 * (size_t)B * Tc > r->cap) fail("ring attention: %d x 2 x %d tokens a rank, the ring holds %zu", B, Tc, r->cap);
     const AttnShape full = {B, Tc, nh, nkv, hd, false}, causal = {B, Tc, nh, nkv, hd, true};
     floatX *dq_part = r->part, *dk_part = r->part + chunk_q, *dv_part = dk_part + chunk_kv;
     cudaCheck(cudaMemsetAsync(r->acc, 0, (size_t)g.local * 2 * chunk_q * sizeof(float), st));
