@@ -1638,6 +1638,13 @@ int main(int argc, char** argv) {
         one.B = 1;
         for (int b = 0; b < B; b++) cap = dit_capacity_add(cap, one);
     }
+    // --cp: every sample has at least one token per rank of the group (the shapes are known here, before the GPU)
+    if (cp.on()) {
+        std::vector<int> lengths;
+        if (synthetic) lengths.push_back(dit_grid(mc, tc.frames, tc.height, tc.width).L);
+        else for (const LatentSampleInfo& s : loader.samples) lengths.push_back(dit_grid(mc, s.T, s.H, s.W).L);
+        cp_check_parts(cp.n, lengths);
+    }
     // the memory plan (llmc/train/memory_plan.h): --plan prints it and exits; a run that will not fit stops here
     const Recompute recompute = recompute_from_flags(rf.recompute, mc.n_layer);
     const int plan_world = plan_validate_flags(rf.plan, dist.world);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Context parallel on one GPU (issue 21 item 3, docs/context_parallel.md), the trainers end to end
-# (test/test_gpt.cu check_cp and dev/cuda/ring_attention.cu check the pieces):
+# (test/test_gpt.cu check_cp and dev/cuda/ring_attention.cu check the pieces), train_gpt then
+# train_dit (random latents, the debug preset):
 #   (c) --cp 1 bit-identical to a run without the flag: every step's loss and grad norm
 #   (b) the simulated ring (--cp 2, --cp 4 with one process) against --cp 1 on the same data,
 #       dropout off (its masks follow the token order): loss within 2% and grad norm within 5% at
@@ -12,17 +13,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/cp_check}; mkdir -p "$OUT"
-make -j"$(nproc)" train_gpt > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+make -j"$(nproc)" train_gpt train_dit > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 pass=0; fail=0
 ok() { if [ "$1" = 0 ]; then echo "PASS cp_check/$2"; pass=$((pass + 1)); else echo "FAIL cp_check/$2"; fail=$((fail + 1)); fi; }
 STEPS=${STEPS:-20}
 # the default shakespeare run (T 256 with the preset's defaults would do; pin it), no dropout
 BASE="--steps $STEPS --seq-len 256 --batch-size 8 --dropout 0 --val-every 0 --sample-every -1"
+TRAINER=train_gpt
 train() {   # NAME FLAGS...: each step's loss and grad norm (train.log: 6 and 4 decimals) into $OUT/NAME.steps
     local name=$1; shift
     rm -rf "$OUT/$name"
-    ./train_gpt $BASE --log-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1 || { echo "FAIL cp_check/$name: exit $?: $(tail -1 "$OUT/$name.log")"; fail=$((fail + 1)); return 1; }
-    awk '$3 == "train_loss" { print $2, $4, $8 }' "$OUT/$name/train.log" > "$OUT/$name.steps"
+    "./$TRAINER" $BASE --log-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1 || { echo "FAIL cp_check/$name: exit $?: $(tail -1 "$OUT/$name.log")"; fail=$((fail + 1)); return 1; }
+    # train_gpt: "step N train_loss L lr X norm Y ..."; train_dit: "step N loss L lr X norm Y ..."
+    awk '$1 == "step" && ($3 == "train_loss" || $3 == "loss") { print $2, $4, $8 }' "$OUT/$name/train.log" > "$OUT/$name.steps"
 }
 same() { cmp -s "$OUT/$1.steps" "$OUT/$2.steps" && [ -s "$OUT/$1.steps" ]; }
 close() {   # A B: every step's loss within 2% and norm within 5%
@@ -37,6 +40,17 @@ for n in 2 4; do
 done
 train cp2_again --cp 2 && { same cp2 cp2_again; ok $? "cp2_bit_identical_repeat"; }
 train cp2_full --cp 2 --recompute full && { same cp2 cp2_full; ok $? "cp2_recompute_full_bit_identical"; }
+
+# train_dit: random latents, two samples of 4x16x24 a batch (--random-data makes one shape; samples of
+# different lengths in one batch: dev/cuda/ring_attention's varlen cases)
+TRAINER=train_dit
+BASE="--preset debug --random-data 1 --batch-size 2 --frames 4 --height 16 --width 24 --steps $STEPS --sample-every 0 --eval-samples 0"
+train dit_plain && train dit_cp1 --cp 1 && { same dit_plain dit_cp1; ok $? "dit_cp1_bit_identical_to_plain"; }
+for n in 2 3; do
+    train dit_cp$n --cp $n && { close dit_cp1 dit_cp$n; ok $? "dit_cp${n}_close_to_cp1"; }
+done
+train dit_cp2_again --cp 2 && { same dit_cp2 dit_cp2_again; ok $? "dit_cp2_bit_identical_repeat"; }
+train dit_cp2_full --cp 2 --recompute full && { same dit_cp2 dit_cp2_full; ok $? "dit_cp2_recompute_full_bit_identical"; }
 
 echo "| command | step ms (median) | tokens/s |" | tee "$OUT/cp_timing.md"
 echo "|---|---|---|" | tee -a "$OUT/cp_timing.md"
