@@ -456,112 +456,26 @@ static std::vector<float> dit_init_params(const DiTConfig& cfg, const std::vecto
 // sinusoidal embeddings, per-sample descriptors; uploads them. The batch's x0,
 // eps and text must then be put in act.x0 / act.eps / act.text (dit_upload_*,
 // or generated on the device) before dit_forward.
-static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt);
+// --cp (see DiT::cp): the model's samples are the pseudo-samples of the held ranks, (i, b) =
+// held rank i's part [j0, j1) of sample b; without it one rank holds every sample whole
+// (j0 = 0, j1 = L), the same code. Pseudo-sample b < B (held rank 0's) has sample b's text
+// offset and latents: what the batch's data fills.
 static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     const DiTConfig& c = g->cfg;
-    dit_check_batch(c, bt, "dit batch", g->obj.kind);
-    if (g->cp.on()) { dit_cp_set_batch(g, bt); return; }
-    const DiTCapacity need = dit_capacity_of(c, bt);
-    const DiTCapacity& cap = g->cap;
-    if (need.B > cap.B || need.N > cap.N || need.Np > cap.Np || need.Nt > cap.Nt || need.frames > cap.frames ||
-        need.lat > cap.lat || need.out > cap.out || need.max_patch_elems > cap.max_patch_elems ||
-        need.max_out_elems > cap.max_out_elems)
-        fail("dit batch: B %d, %lld tokens, %lld text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
-             need.B, need.N, need.Nt, cap.B, cap.N, cap.Nt);
-    const int B = bt.B;
-    g->batch = bt;
-    g->B = B;
-    g->grids.resize(B);
-    g->cu_x.assign(B + 1, 0); g->cu_p.assign(B + 1, 0); g->cu_t.assign(B + 1, 0);
-    g->samples.resize(B);
-    long long lat = 0, out = 0;
-    int fr = 0;
-    for (int b = 0; b < B; b++) {
-        const DiTGrid gr = dit_grid(c, bt.T[b], bt.H[b], bt.W[b]);
-        g->grids[b] = gr;
-        g->cu_x[b + 1] = g->cu_x[b] + gr.L;
-        g->cu_p[b + 1] = g->cu_p[b] + gr.n_patch;
-        g->cu_t[b + 1] = g->cu_t[b] + bt.text_len[b];
-        DiTSample& s = g->samples[b];
-        s.T = bt.T[b]; s.H = bt.H[b]; s.W = bt.W[b];
-        s.Tp = gr.Tp; s.Hp = gr.Hp; s.Wp = gr.Wp;
-        s.tok0 = g->cu_x[b]; s.pat0 = g->cu_p[b]; s.frame0 = fr;
-        s.n_noisy = 0;
-        for (int f = 0; f < bt.T[b]; f++) s.n_noisy += bt.frame_mask[fr + f];
-        s.lat0 = lat; s.out0 = out;
-        s.t = bt.t[b];
-        s.grad_scale = (float)(2.0 / ((double)s.n_noisy * c.in_channels * bt.H[b] * bt.W[b] * B));
-        lat += (long long)c.in_channels * bt.T[b] * bt.H[b] * bt.W[b];
-        out += (long long)c.out_channels * bt.T[b] * bt.H[b] * bt.W[b];
-        fr += bt.T[b];
-    }
-    g->N = g->cu_x[B]; g->Np = g->cu_p[B]; g->Nt = g->cu_t[B];
-    g->lat_floats = lat; g->out_floats = out;
-    g->max_patch_elems = need.max_patch_elems; g->max_out_elems = need.max_out_elems;
-
-    // conditioning row per token: 2b (t) or 2b+1 (t0: start/end and clean-frame tokens of a masked sample)
-    std::vector<int> tokrow(g->N), patrow(g->Np);
-    for (int b = 0; b < B; b++) {
-        const DiTGrid& gr = g->grids[b];
-        const int* fm = bt.frame_mask.data() + g->samples[b].frame0;
-        for (int j = 0; j < gr.L; j++) {
-            bool noisy;
-            if (!bt.has_mask[b]) noisy = true;
-            else if (j == 0 || j == gr.L - 1) noisy = false;
-            else noisy = fm[((j - 1) / (gr.Hp * gr.Wp)) * c.patch_t] != 0;
-            const int row = 2 * b + (noisy ? 0 : 1);
-            tokrow[g->cu_x[b] + j] = row;
-            if (j > 0 && j < gr.L - 1) patrow[g->cu_p[b] + j - 1] = row;
-        }
-    }
-    std::vector<float2> cs;
-    rope3d_table(&cs, c, g->grids);
-    // sinusoidal embeddings: rows 2b = 1000 t_b, 2b+1 = 0 (edm: c_noise(sigma_b), c_noise(sigma_min)); fps rows b
-    const std::vector<double> ef = dit_freq_embedding_freqs(c);
-    std::vector<double> ts(2 * B), fs(B);
-    for (int b = 0; b < B; b++) {
-        ts[2 * b] = dit_timestep_value(g->obj, bt.t[b]);
-        ts[2 * b + 1] = dit_timestep_clean(g->obj);
-        fs[b] = bt.fps[b];
-    }
-    std::vector<float> tfreq((size_t)2 * B * c.freq_dim), ffreq((size_t)B * c.freq_dim);
-    timestep_embedding_host(tfreq.data(), ts.data(), 2 * B, ef);
-    timestep_embedding_host(ffreq.data(), fs.data(), B, ef);
-
-    DiTActs& a = g->act;
-    cudaStream_t st = g->stream;
-    cudaCheck(cudaMemcpy(a.frame_mask, bt.frame_mask.data(), bt.frame_mask.size() * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.tokrow, tokrow.data(), tokrow.size() * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.patrow, patrow.data(), patrow.size() * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.cu_x, g->cu_x.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.cu_p, g->cu_p.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.cu_t, g->cu_t.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.samples, g->samples.data(), B * sizeof(DiTSample), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.freq_f32, tfreq.data(), tfreq.size() * sizeof(float), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.freq_f32 + tfreq.size(), ffreq.data(), ffreq.size() * sizeof(float), cudaMemcpyHostToDevice));
-    copy_f32_to_floatX(a.tfreq, a.freq_f32, tfreq.size(), st);
-    copy_f32_to_floatX(a.ffreq, a.freq_f32 + tfreq.size(), ffreq.size(), st);
-}
-
-// dit_set_batch with --cp: the pseudo-samples of the held ranks (see DiT::cp). Pseudo-sample b < B
-// (held rank 0's parts) has sample b's text offset and latents: what the batch's data fills.
-static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
-    const DiTConfig& c = g->cfg;
     const CpGroup& cp = g->cp;
+    dit_check_batch(c, bt, "dit batch", g->obj.kind);
+    const DiTCapacity need = dit_capacity_of(c, bt);   // of the whole samples
     const int Bs = bt.B, Bq = cp.local * Bs;
     std::vector<DiTGrid> grids(Bs);
-    std::vector<DiTSample> real(Bs);
+    std::vector<DiTSample> whole(Bs);
     std::vector<int> lengths(Bs);
     long long lat = 0, out = 0;
     int fr = 0;
-    DiTCapacity need;
     for (int b = 0; b < Bs; b++) {
         const DiTGrid gr = dit_grid(c, bt.T[b], bt.H[b], bt.W[b]);
         grids[b] = gr;
         lengths[b] = gr.L;
-        need = dit_capacity_add(need, dit_capacity_sample(c, bt.T[b], bt.H[b], bt.W[b], bt.text_len[b]));
-        DiTSample& s = real[b];
+        DiTSample& s = whole[b];
         s.T = bt.T[b]; s.H = bt.H[b]; s.W = bt.W[b];
         s.Tp = gr.Tp; s.Hp = gr.Hp; s.Wp = gr.Wp;
         s.frame0 = fr;
@@ -569,7 +483,7 @@ static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
         for (int f = 0; f < bt.T[b]; f++) s.n_noisy += bt.frame_mask[fr + f];
         s.lat0 = lat; s.out0 = out;
         s.t = bt.t[b];
-        // several processes: a rank holds 1/n of the sample, and the gradient average over all ranks divides by n too
+        // --cp over several processes: a rank holds 1/n of the sample, and the gradient average over all ranks divides by n too
         s.grad_scale = (float)(2.0 / ((double)s.n_noisy * c.in_channels * bt.H[b] * bt.W[b] * Bs)) * (cp.local == 1 ? (float)cp.n : 1.0f);
         lat += (long long)c.in_channels * bt.T[b] * bt.H[b] * bt.W[b];
         out += (long long)c.out_channels * bt.T[b] * bt.H[b] * bt.W[b];
@@ -584,6 +498,7 @@ static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
     g->cp_samples = Bs;
     g->samples.resize(Bq);
     g->cu_x.assign(Bq + 1, 0); g->cu_p.assign(Bq + 1, 0); g->cu_t.assign(Bq + 1, 0);
+    // conditioning row per token: 2q (t) or 2q+1 (t0: start/end and clean-frame tokens of a masked sample)
     std::vector<int> tokrow, patrow, tok_sample, tok_pos;
     for (int i = 0; i < cp.local; i++)
         for (int b = 0; b < Bs; b++) {
@@ -593,7 +508,7 @@ static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
             g->cu_x[q + 1] = g->cu_x[q] + (j1 - j0);
             g->cu_p[q + 1] = g->cu_p[q] + std::max(0, pe - pb);
             g->cu_t[q + 1] = g->cu_t[q] + bt.text_len[b];
-            DiTSample s = real[b];
+            DiTSample s = whole[b];
             s.tok0 = g->cu_x[q] - j0; s.pat0 = g->cu_p[q] - pb;
             s.j0 = j0; s.j1 = j1;
             g->samples[q] = s;
@@ -615,10 +530,11 @@ static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
     const DiTCapacity& cap = g->cap;
     if (Bq > cap.B || g->N > cap.N || g->Np > cap.Np || g->Nt > cap.Nt || need.frames > cap.frames || lat > cap.lat || out > cap.out ||
         need.max_patch_elems > cap.max_patch_elems || need.max_out_elems > cap.max_out_elems)
-        fail("dit batch (--cp %d): B %d, %d tokens held, %d text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
-             cp.n, Bq, g->N, g->Nt, cap.B, cap.N, cap.Nt);
+        fail("dit batch: B %d, %d tokens (held), %d text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
+             Bq, g->N, g->Nt, cap.B, cap.N, cap.Nt);
     std::vector<float2> cs;
     rope3d_table_at(&cs, c, grids, tok_sample, tok_pos);
+    // sinusoidal embeddings: rows 2q = 1000 t_b, 2q+1 = 0 (edm: c_noise(sigma_b), c_noise(sigma_min)); fps rows q
     const std::vector<double> ef = dit_freq_embedding_freqs(c);
     std::vector<double> ts(2 * Bq), fs(Bq);
     for (int q = 0; q < Bq; q++) {
@@ -629,8 +545,6 @@ static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
     std::vector<float> tfreq((size_t)2 * Bq * c.freq_dim), ffreq((size_t)Bq * c.freq_dim);
     timestep_embedding_host(tfreq.data(), ts.data(), 2 * Bq, ef);
     timestep_embedding_host(ffreq.data(), fs.data(), Bq, ef);
-    std::vector<int> cu_all;
-    for (int v = 0; v < cp.n; v++) cu_all.insert(cu_all.end(), g->cp_cu[v].begin(), g->cp_cu[v].end());
 
     DiTActs& a = g->act;
     cudaStream_t st = g->stream;
@@ -642,7 +556,11 @@ static void dit_cp_set_batch(DiT* g, const DiTBatchHost& bt) {
     cudaCheck(cudaMemcpy(a.cu_t, g->cu_t.data(), (Bq + 1) * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.samples, g->samples.data(), Bq * sizeof(DiTSample), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(g->cp_cu_dev, cu_all.data(), cu_all.size() * sizeof(int), cudaMemcpyHostToDevice));
+    if (cp.on()) {
+        std::vector<int> cu_all;
+        for (int v = 0; v < cp.n; v++) cu_all.insert(cu_all.end(), g->cp_cu[v].begin(), g->cp_cu[v].end());
+        cudaCheck(cudaMemcpy(g->cp_cu_dev, cu_all.data(), cu_all.size() * sizeof(int), cudaMemcpyHostToDevice));
+    }
     cudaCheck(cudaMemcpy(a.freq_f32, tfreq.data(), tfreq.size() * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.freq_f32 + tfreq.size(), ffreq.data(), ffreq.size() * sizeof(float), cudaMemcpyHostToDevice));
     copy_f32_to_floatX(a.tfreq, a.freq_f32, tfreq.size(), st);
@@ -660,7 +578,7 @@ static CpVarlenShape dit_cp_shape(const DiT* g) {
 // --cp: the real samples' text (held rank 0's pseudo-samples; dit_forward copies it to the others).
 static void dit_upload_batch_data(DiT* g, const float* x0, const float* eps, const float* text) {
     DiTActs& a = g->act;
-    const size_t nt = (size_t)(g->cp.on() ? g->cu_t[g->cp_samples] : g->Nt) * g->cfg.caption_channels;
+    const size_t nt = (size_t)g->cu_t[g->cp_samples] * g->cfg.caption_channels;
     cudaCheck(cudaMemcpy(a.x0, x0, g->lat_floats * sizeof(float), cudaMemcpyHostToDevice));
     if (eps) cudaCheck(cudaMemcpy(a.eps, eps, g->lat_floats * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.text_f32, text, nt * sizeof(float), cudaMemcpyHostToDevice));
@@ -875,8 +793,7 @@ static float dit_loss(DiT* g) {
         for (int p = g->cu_p[b]; p < g->cu_p[b + 1]; p++) sum += g->loss_tok_host[p];
         total += sum / ((double)s.n_noisy * g->cfg.in_channels * s.H * s.W);
     }
-    if (g->cp.on()) return (float)(total / g->cp_samples * (g->cp.local == 1 ? g->cp.n : 1));
-    return (float)(total / g->B);
+    return (float)(total / g->cp_samples * (g->cp.local == 1 ? g->cp.n : 1));
 }
 
 // The last forward's prediction, unpatchified and cropped: packed [Cout, T, H, W] per sample.

@@ -34,23 +34,22 @@ close() {   # A B: every step's loss within 2% and norm within 5%
           if (dl > ml) ml = dl; if (dn > mn) mn = dn; n++ }
         END { printf "  %s vs %s: %d steps, max rel diff loss %.2e norm %.2e\n", a, b, n, ml, mn; exit !(n > 0 && ml <= 0.02 && mn <= 0.05) }'
 }
-train plain && train cp1 --cp 1 && { same plain cp1; ok $? "cp1_bit_identical_to_plain"; }
-for n in 2 4; do
-    train cp$n --cp $n && { close cp1 cp$n; ok $? "cp${n}_close_to_cp1"; }
-done
-train cp2_again --cp 2 && { same cp2 cp2_again; ok $? "cp2_bit_identical_repeat"; }
-train cp2_full --cp 2 --recompute full && { same cp2 cp2_full; ok $? "cp2_recompute_full_bit_identical"; }
+checks() {   # PREFIX N...: the checks above for $TRAINER with $BASE, the simulated ring at each N
+    local p=$1; shift
+    train ${p}plain && train ${p}cp1 --cp 1 && { same ${p}plain ${p}cp1; ok $? "${p}cp1_bit_identical_to_plain"; }
+    for n in "$@"; do
+        train ${p}cp$n --cp $n && { close ${p}cp1 ${p}cp$n; ok $? "${p}cp${n}_close_to_cp1"; }
+    done
+    train ${p}cp2_again --cp 2 && { same ${p}cp2 ${p}cp2_again; ok $? "${p}cp2_bit_identical_repeat"; }
+    train ${p}cp2_full --cp 2 --recompute full && { same ${p}cp2 ${p}cp2_full; ok $? "${p}cp2_recompute_full_bit_identical"; }
+}
+checks "" 2 4
 
 # train_dit: random latents, two samples of 4x16x24 a batch (--random-data makes one shape; samples of
 # different lengths in one batch: dev/cuda/ring_attention's varlen cases)
 TRAINER=train_dit
 BASE="--preset debug --random-data 1 --batch-size 2 --frames 4 --height 16 --width 24 --steps $STEPS --sample-every 0 --eval-samples 0"
-train dit_plain && train dit_cp1 --cp 1 && { same dit_plain dit_cp1; ok $? "dit_cp1_bit_identical_to_plain"; }
-for n in 2 3; do
-    train dit_cp$n --cp $n && { close dit_cp1 dit_cp$n; ok $? "dit_cp${n}_close_to_cp1"; }
-done
-train dit_cp2_again --cp 2 && { same dit_cp2 dit_cp2_again; ok $? "dit_cp2_bit_identical_repeat"; }
-train dit_cp2_full --cp 2 --recompute full && { same dit_cp2 dit_cp2_full; ok $? "dit_cp2_recompute_full_bit_identical"; }
+checks dit_ 2 3
 
 echo "| command | step ms (median) | tokens/s |" | tee "$OUT/cp_timing.md"
 echo "|---|---|---|" | tee -a "$OUT/cp_timing.md"

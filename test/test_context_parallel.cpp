@@ -25,15 +25,6 @@ negative control (a ring with a step dropped must disagree).
 static const std::string DIR = "test/tmp/context_parallel";
 static const float TOL = 1e-5f;  // ring vs dense, values of order 1, both fp32 with double sums
 
-static std::string strf(const char* fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return buf;
-}
-
 static std::vector<float> random_uniform(size_t n, Rng* rng) {  // uniform in [-1, 1)
     std::vector<float> x(n);
     for (float& f : x) f = 2.0f * rng_uniform(rng) - 1.0f;

@@ -253,12 +253,3 @@ static int finish(const char* name) {
     return g_failed ? 1 : 0;
 }
 
-static std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-static std::string strf(const char* fmt, ...) {
-    char b[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof b, fmt, ap);
-    va_end(ap);
-    return b;
-}

@@ -364,6 +364,19 @@ static void report_overhead(const std::string& kernel, const std::string& shape,
     g_table.push_back(line);
 }
 
+// Times the plain flash forward/backward over the whole sequence and the simulated ring's, and
+// reports both and the ring's overhead per block (one flash call of the ring: `blocks` of them).
+template <class F1, class F2, class F3, class F4>
+static void time_ring(const char* kind, const std::string& shape, F1 flash_f, F2 flash_b, F3 ring_f, F4 ring_b, double fl, int blocks) {
+    const float us_ff = time_us(flash_f), us_fb = time_us(flash_b), us_rf = time_us(ring_f), us_rb = time_us(ring_b);
+    report_flops(strf("flash_attention_%sforward (whole)", kind), shape, us_ff, fl);
+    report_flops(strf("ring_attention_%sforward (simulated)", kind), shape, us_rf, fl);
+    report_overhead(strf("ring %sforward: overhead per block", kind), shape, us_rf, us_ff, blocks);
+    report_flops(strf("flash_attention_%sbackward (whole)", kind), shape, us_fb, 2.5 * fl);
+    report_flops(strf("ring_attention_%sbackward (simulated)", kind), shape, us_rb, 2.5 * fl);
+    report_overhead(strf("ring %sbackward: overhead per block", kind), shape, us_rb, us_fb, blocks);
+}
+
 // Causal: the ring on the local order of the same random inputs as the whole-row flash call.
 // Before timing, the two (both GPU) must agree at this shape: out TOL_X, lse TOL_F32, gradients TOL_RING_GRAD.
 static void time_causal(int n, int B, int T, int nh, int nkv, int hd, Rng* rng) {
@@ -430,15 +443,7 @@ static void time_causal(int n, int B, int T, int nh, int nkv, int hd, Rng* rng) 
     agree("ring_attention_backward", "dk", dk[1], dk[0], nk, nkv, hd, TOL_RING_GRAD);
     agree("ring_attention_backward", "dv", dv[1], dv[0], nk, nkv, hd, TOL_RING_GRAD);
 
-    const double fl = flash_attention_flops(whole);
-    const int blocks = n * (2 * n + 1);
-    const float us_ff = time_us(flash_f), us_fb = time_us(flash_b), us_rf = time_us(ring_f), us_rb = time_us(ring_b);
-    report_flops("flash_attention_forward (whole rows)", shape, us_ff, fl);
-    report_flops("ring_attention_forward (simulated)", shape, us_rf, fl);
-    report_overhead("ring forward: overhead per block", shape, us_rf, us_ff, blocks);
-    report_flops("flash_attention_backward (whole rows)", shape, us_fb, 2.5 * fl);
-    report_flops("ring_attention_backward (simulated)", shape, us_rb, 2.5 * fl);
-    report_overhead("ring backward: overhead per block", shape, us_rb, us_fb, blocks);
+    time_ring("", shape, flash_f, flash_b, ring_f, ring_b, flash_attention_flops(whole), n * (2 * n + 1));
 
     cp_ring_free(&ring);
     for (int i = 0; i < 2; i++) {
@@ -527,15 +532,7 @@ static void time_varlen(int n, const std::vector<int>& lengths, int nh, int hd, 
     agree("ring_attention_varlen_backward", "dk", dqk[1], dqk[0], nqk, QS, C, TOL_RING_GRAD);
     agree("ring_attention_varlen_backward", "dv", dv3[1], dv3[0], nv3, VS, 2 * C, TOL_RING_GRAD);
 
-    const double fl = flash_attention_flops(whole);
-    const int blocks = n * n;
-    const float us_ff = time_us(flash_f), us_fb = time_us(flash_b), us_rf = time_us(ring_f), us_rb = time_us(ring_b);
-    report_flops("flash_attention_varlen_forward (whole)", shape, us_ff, fl);
-    report_flops("ring_attention_varlen_forward (sim.)", shape, us_rf, fl);
-    report_overhead("ring varlen fwd: overhead per block", shape, us_rf, us_ff, blocks);
-    report_flops("flash_attention_varlen_backward (whole)", shape, us_fb, 2.5 * fl);
-    report_flops("ring_attention_varlen_backward (sim.)", shape, us_rb, 2.5 * fl);
-    report_overhead("ring varlen bwd: overhead per block", shape, us_rb, us_fb, blocks);
+    time_ring("varlen ", shape, flash_f, flash_b, ring_f, ring_b, flash_attention_flops(whole), n * n);
 
     cp_ring_free(&ring);
     for (int i = 0; i < 2; i++) {

@@ -171,14 +171,22 @@ __global__ static void cp_merge_kernel(float* __restrict__ acc, float* __restric
     acc_lse[am.at(n, h, nh)] = l;
 }
 
+// The 16-byte piece of a [rows, width] block this thread handles (one a thread): row r, column c.
+__device__ __forceinline__ bool cp_row_piece(int rows, int width, int* r, int* c) {
+    const int per_row = width / x128::size;
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)rows * per_row) return false;
+    *r = (int)(idx / per_row);
+    *c = (int)(idx % per_row) * x128::size;
+    return true;
+}
+
 // acc[r * acc_stride + c] += part[r * part_stride + c], c < width (a multiple of 8): the partial
 // dQ / dK / dV of one call into the fp32 sums. Memory-bound.
 __global__ static void cp_add_rows_kernel(float* __restrict__ acc, int acc_stride, const floatX* __restrict__ part, int part_stride,
                                           int rows, int width) {
-    const int per_row = width / x128::size;
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)rows * per_row) return;
-    const int r = (int)(idx / per_row), c = (int)(idx % per_row) * x128::size;
+    int r, c;
+    if (!cp_row_piece(rows, width, &r, &c)) return;
     const x128 pv = load128(part + (size_t)r * part_stride + c);
     float* a = acc + (size_t)r * acc_stride + c;
     for (int j = 0; j < x128::size; j += f128::size) {
@@ -191,10 +199,8 @@ __global__ static void cp_add_rows_kernel(float* __restrict__ acc, int acc_strid
 // dst[r * dst_stride + c] = src[r * src_stride + c] rounded to floatX, c < width (a multiple of 8)
 __global__ static void cp_store_rows_kernel(floatX* __restrict__ dst, int dst_stride, const float* __restrict__ src, int src_stride,
                                             int rows, int width) {
-    const int per_row = width / x128::size;
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)rows * per_row) return;
-    const int r = (int)(idx / per_row), c = (int)(idx % per_row) * x128::size;
+    int r, c;
+    if (!cp_row_piece(rows, width, &r, &c)) return;
     const float* s = src + (size_t)r * src_stride + c;
     x128 o;
     for (int j = 0; j < x128::size; j += f128::size) {
@@ -216,16 +222,15 @@ static void cp_merge(float* acc, float* acc_lse, LseMap am, const floatX* part, 
     cp_merge_kernel<<<ceil_div(items, 256), 256, 0, st>>>(acc, acc_lse, am, part, part_lse, pm, tokens, nh, hd);
     cudaLaunchCheck();
 }
+static int cp_row_blocks(int rows, int width) { return ceil_div((size_t)rows * (width / x128::size), 256); }
 static void cp_add_rows(float* acc, int acc_stride, const floatX* part, int part_stride, int rows, int width, cudaStream_t st) {
-    const size_t items = (size_t)rows * (width / x128::size);
     ProfileWork pw(0, (double)rows * width * (2 * sizeof(float) + sizeof(floatX)));
-    cp_add_rows_kernel<<<ceil_div(items, 256), 256, 0, st>>>(acc, acc_stride, part, part_stride, rows, width);
+    cp_add_rows_kernel<<<cp_row_blocks(rows, width), 256, 0, st>>>(acc, acc_stride, part, part_stride, rows, width);
     cudaLaunchCheck();
 }
 static void cp_store_rows(floatX* dst, int dst_stride, const float* src, int src_stride, int rows, int width, cudaStream_t st) {
-    const size_t items = (size_t)rows * (width / x128::size);
     ProfileWork pw(0, (double)rows * width * (sizeof(float) + sizeof(floatX)));
-    cp_store_rows_kernel<<<ceil_div(items, 256), 256, 0, st>>>(dst, dst_stride, src, src_stride, rows, width);
+    cp_store_rows_kernel<<<cp_row_blocks(rows, width), 256, 0, st>>>(dst, dst_stride, src, src_stride, rows, width);
     cudaLaunchCheck();
 }
 static void cp_fill(float* x, size_t n, float value, cudaStream_t st) {

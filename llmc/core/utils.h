@@ -44,6 +44,17 @@ struct MegaFailure : std::runtime_error {
 }
 #endif
 
+// printf into a std::string (names of checks and table rows in the tests and dev/cuda)
+static inline std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline std::string strf(const char* fmt, ...) {
+    char b[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof b, fmt, ap);
+    va_end(ap);
+    return b;
+}
+
 static inline bool file_exists(const std::string& path) {
     struct stat st;
     return stat(path.c_str(), &st) == 0;

@@ -255,28 +255,9 @@ static void qknorm_rope3d_backward(floatX* dinp, float* dw_a, float* dw_b, const
     cudaLaunchCheck();
 }
 
-// Host: the per-token (cos, sin) table [N, hd/2] of a packed batch (samples'
-// grids in order), in double, rounded to float (as the CPU reference does).
-static void rope3d_table(std::vector<float2>* out, const DiTConfig& c, const std::vector<DiTGrid>& grids) {
-    const int half = c.head_dim / 2, n6 = c.head_dim / 6;
-    const std::vector<double> f = dit_rope_freqs(c);
-    size_t N = 0;
-    for (const DiTGrid& g : grids) N += g.L;
-    out->resize(N * half);
-    size_t i = 0;
-    for (const DiTGrid& g : grids)
-        for (int j = 0; j < g.L; j++, i++) {
-            int pos[3];
-            dit_rope_position(c, g, j, &pos[0], &pos[1], &pos[2]);
-            for (int s = 0; s < half; s++) {
-                const double a = pos[s / n6] * f[s % n6];
-                (*out)[i * half + s] = make_float2((float)cos(a), (float)sin(a));
-            }
-        }
-}
-
-// Host: the table for the tokens of a context-parallel rank (llmc/dist/context_parallel.h): token i
-// is token pos[i] of the sample grids[sample[i]].
+// Host: the per-token (cos, sin) table of the tokens of a batch, token i being token pos[i] of
+// the sample grids[sample[i]] (the whole samples in order, or a context-parallel rank's parts:
+// llmc/dist/context_parallel.h), in double, rounded to float (as the CPU reference does).
 static void rope3d_table_at(std::vector<float2>* out, const DiTConfig& c, const std::vector<DiTGrid>& grids,
                             const std::vector<int>& sample, const std::vector<int>& pos) {
     const int half = c.head_dim / 2, n6 = c.head_dim / 6;
@@ -290,4 +271,11 @@ static void rope3d_table_at(std::vector<float2>* out, const DiTConfig& c, const 
             (*out)[i * half + s] = make_float2((float)cos(a), (float)sin(a));
         }
     }
+}
+// The table [N, hd/2] of a packed batch of whole samples (their grids in order)
+static void rope3d_table(std::vector<float2>* out, const DiTConfig& c, const std::vector<DiTGrid>& grids) {
+    std::vector<int> sample, pos;
+    for (size_t b = 0; b < grids.size(); b++)
+        for (int j = 0; j < grids[b].L; j++) { sample.push_back((int)b); pos.push_back(j); }
+    rope3d_table_at(out, c, grids, sample, pos);
 }
