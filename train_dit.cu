@@ -299,6 +299,7 @@ struct DiT : ModelParams {
     int* cp_cu_dev = nullptr;                // [n, B+1] every rank's parts (the ring's cu_dev)
     std::vector<std::vector<int>> cp_cu;     // the same on the host
     int cp_samples = 0;                      // the real samples of the batch
+    DiTCapacity whole_cap;                   // the batches of whole samples the buffers take (the sampler packs to it)
 };
 
 // Block l's activations: at its block of each slot (Recompute::slot_index), blocks sized
@@ -345,6 +346,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& real_cap,
     g->cfg = cfg;
     g->cp = cp;
     g->cap = cp.on() ? dit_capacity_cp(real_cap, cp) : real_cap;
+    g->whole_cap = real_cap;
     const DiTCapacity& cap = g->cap;
     const std::vector<ParamTensor> layout = dit_param_layout(cfg);
     const int C = cfg.d_model, hd = cfg.head_dim, F = cfg.ffn_hidden;
@@ -797,9 +799,14 @@ static float dit_loss(DiT* g) {
 }
 
 // The last forward's prediction, unpatchified and cropped: packed [Cout, T, H, W] per sample.
+// --cp: a rank's parts write their patches only; with one rank per process the parts are summed
+// over the group (the rest is zero), so every rank gets the whole prediction.
 [[maybe_unused]] static std::vector<float> dit_v_pred(DiT* g) {
+    const bool spread = g->cp.on() && g->cp.local == 1;
+    if (spread) cudaCheck(cudaMemsetAsync(g->act.v_pred, 0, g->out_floats * sizeof(float), g->stream));
     unpatchify(g->act.v_pred, g->act.out, g->act.samples, g->B, g->max_out_elems,
                {g->cfg.in_channels, g->cfg.out_channels, g->cfg.patch_t, g->cfg.patch_h, g->cfg.patch_w}, g->stream);
+    if (spread) cp_group_sum(&g->ring, g->act.v_pred, g->out_floats, g->stream);
     std::vector<float> v(g->out_floats);
     cudaCheck(cudaMemcpyAsync(v.data(), g->act.v_pred, v.size() * sizeof(float), cudaMemcpyDeviceToHost, g->stream));
     cudaCheck(cudaStreamSynchronize(g->stream));
@@ -1068,10 +1075,10 @@ static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTP
                 const Item it = {p, k == 0};
                 const DiTPrompt& q = prompts[p];
                 const DiTCapacity one = dit_capacity_sample(c, q.T, q.H, q.W, it.cond ? q.text_len : 1);
-                if (!dit_capacity_fits(one, g->cap))
+                if (!dit_capacity_fits(one, g->whole_cap))
                     fail("sampler: prompt %d (%dx%dx%d latent, %d text tokens) is larger than the model's buffers", p, q.T, q.H, q.W, q.text_len);
                 const DiTCapacity with = dit_capacity_add(need, one);
-                if (!cur.empty() && !dit_capacity_fits(with, g->cap)) { batches.push_back(cur); cur.clear(); need = one; }
+                if (!cur.empty() && !dit_capacity_fits(with, g->whole_cap)) { batches.push_back(cur); cur.clear(); need = one; }
                 else need = with;
                 cur.push_back(it);
             }
@@ -1515,8 +1522,6 @@ int main(int argc, char** argv) {
     cp_check_world(df.cp, dist.world);
     const CpGroup cp = cp_group(df.cp, dist.rank, dist.world);
     const int dp_rank = cp_dp_rank(cp, dist.rank, dist.world), dp_world = cp_dp_world(cp, dist.world);
-    if (cp.on() && (tc.sample_every > 0 || tc.eval_samples > 0))
-        fail("flag --cp %d: sampling and the evaluation (--sample-every, --eval-samples) do not run on split samples yet; set them to 0 or use --cp 1", cp.n);
 
     // ---- data: the moving-shapes data (built on first use), latent shards, or synthetic batches
     MovingShapesConfig ms;
@@ -1746,6 +1751,7 @@ int main(int argc, char** argv) {
         const double ms_ = rs.ms;
         double flops = 0;
         for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
+        if (dist.world > 1) flops /= cp.n;   // with --cp a rank does 1/cp of its group's samples' work
         const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / H200_BF16_DENSE_FLOPS;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
                loss, lr, norm, ms_, tok_s, mfu);

@@ -105,6 +105,7 @@ struct GPTActivations {
     int* positions;                 // [BT] packed rows (SFT --pack 1): each token's position in its document;
                                     // with --cp each token's position in its row (RoPE)
     void* cp_ring;                  // --cp: the ring attention's buffers
+    float* cp_logits_row;           // --cp: one row of logits in fp32, summed over the group (sampling)
     size_t bytes;
 };
 
@@ -217,7 +218,10 @@ static void gpt_build(GPT* g, const GPTConfig& cfg, int B, int T, const Recomput
         {"tokens", (void**)&a.tokens}, {"targets", (void**)&a.targets}, {"positions", (void**)&a.positions},
         {"enc_ints", (void**)&a.enc_ints},
     };
-    if (cp.on()) binds.push_back({"cp_ring", (void**)&a.cp_ring});
+    if (cp.on()) {
+        binds.push_back({"cp_logits_row", (void**)&a.cp_logits_row});
+        binds.push_back({"cp_ring", (void**)&a.cp_ring});
+    }
     a.bytes = carve_activations(memory_plan_bind(slots, binds));
     if (cp.on())
         cp_ring_init(&g->ring, cp, a.cp_ring, memory_plan_slot(slots, "cp_ring").bytes, (size_t)2 * B * Tk, (int)nh, (int)nkv, (int)hd, cp_comm);
@@ -534,11 +538,31 @@ static float gpt_update(GPT* g, const OptimConfig& o, float lr) { return params_
 // positions after the current one do not matter) and the next token is drawn
 // on the host with temperature and top-k.
 
-static int sample_next(const floatX* logits_row_dev, int V, float temperature, int top_k, Rng* rng, std::vector<float>& buf) {
-    std::vector<floatX> raw(V);
-    cudaCheck(cudaMemcpy(raw.data(), logits_row_dev, V * sizeof(floatX), cudaMemcpyDeviceToHost));
+// Row b, position t of the last forward's logits, the first V of them, into buf (host). With --cp
+// over several processes the rank that holds the position gives it, the others zeros, and the
+// group sums (every rank of the group calls this).
+static void gpt_logits_row(GPT* g, int b, int t, int V, std::vector<float>& buf) {
+    const floatX* row = gpt_logits_at(g, b, t);
     buf.resize(V);
+    if (g->cp.on() && g->cp.local == 1) {
+        float* sum = g->act.cp_logits_row;
+        cudaCheck(cudaMemsetAsync(sum, 0, V * sizeof(float), g->stream));
+        if (row) copy_floatX_to_f32(sum, row, V, g->stream);
+        cp_group_sum(&g->ring, sum, V, g->stream);
+        cudaCheck(cudaMemcpyAsync(buf.data(), sum, V * sizeof(float), cudaMemcpyDeviceToHost, g->stream));
+        cudaCheck(cudaStreamSynchronize(g->stream));
+        return;
+    }
+    if (!row) fail("gpt_logits_row: position %d of row %d is on another rank of the --cp group", t, b);
+    std::vector<floatX> raw(V);
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    cudaCheck(cudaMemcpy(raw.data(), row, V * sizeof(floatX), cudaMemcpyDeviceToHost));
     for (int i = 0; i < V; i++) buf[i] = (float)raw[i];
+}
+
+// The next token from the logits in buf (host, fp32; overwritten): greedy (temperature 0), or
+// drawn with temperature and top-k.
+static int sample_next(int V, float temperature, int top_k, Rng* rng, std::vector<float>& buf) {
     if (temperature <= 0) return (int)(std::max_element(buf.begin(), buf.end()) - buf.begin());
     float cutoff = -INFINITY;
     if (top_k > 0 && top_k < V) {
@@ -571,9 +595,8 @@ static std::vector<int> gpt_sample(GPT* g, const std::vector<int>& prompt, int n
     int t = P;
     while (t < P + n_tokens) {
         gpt_forward(g, seq.data(), nullptr, 1, T, false, 0.0f);
-        const floatX* row = gpt_logits_at(g, 0, t - 1);
-        if (!row) fail("gpt_sample: the logits of position %d are on another rank of the --cp group", t - 1);
-        seq[t] = sample_next(row, g->cfg.vocab_size, temperature, top_k, rng, buf);
+        gpt_logits_row(g, 0, t - 1, g->cfg.vocab_size, buf);
+        seq[t] = sample_next(g->cfg.vocab_size, temperature, top_k, rng, buf);
         if (seq[t++] == stop) break;
     }
     return std::vector<int>(seq.begin() + P, seq.begin() + t);
@@ -912,9 +935,8 @@ int main(int argc, char** argv) {
                dist.world, B, T, grad_accum, tc.total_batch_tokens);
     if (cp.on())
         printf("context parallel: groups of %d ranks%s, each rank 2 chunks of %d tokens of every row (ring attention) | %d group%s x B %d x T %d "
-               "x accum %d = %lld tokens per step%s\n", cp.n, dist.world == 1 ? " simulated on this GPU" : "", T / (2 * cp.n), dp_world,
-               dp_world == 1 ? "" : "s", B, T, grad_accum, tc.total_batch_tokens,
-               dist.world > 1 ? "; no samples are drawn (their logits are spread over the group)" : "");
+               "x accum %d = %lld tokens per step\n", cp.n, dist.world == 1 ? " simulated on this GPU" : "", T / (2 * cp.n), dp_world,
+               dp_world == 1 ? "" : "s", B, T, grad_accum, tc.total_batch_tokens);
 
     run_open_log(&run, tc.log_dir, start);
     Rng sample_rng;
@@ -997,7 +1019,6 @@ int main(int argc, char** argv) {
         return s;
     };
     auto run_sample = [&](int step) {
-        if (cp.on() && dist.world > 1) return;   // the logits of a row are spread over the CP group
         if (have_tok || have_hf_tok) {
             const std::vector<int> ids = gpt_sample(&model, {start_token}, tc.sample_tokens, tc.temperature, tc.top_k, -1, &sample_rng);
             printf("---- sample at step %d ----\n%s\n---------------------------\n", step, decode(ids).c_str());

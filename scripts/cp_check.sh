@@ -7,6 +7,7 @@
 #       dropout off (its masks follow the token order): loss within 2% and grad norm within 5% at
 #       every step (bf16: the ring sums per-block partials rounded to bf16); --cp 2 bit-identical
 #       run to run; --cp 2 with full recompute bit-identical to --cp 2 without
+#   the samplers (train_gpt text, train_dit samples and evaluation) run with --cp 2
 #   timing: tokens/s of gpt-1b at T 8192 with --cp 1, 2, 4 simulated (the ring's overhead on one
 #       GPU: N ranks' work in one process, so the same FLOPs plus the merges and copies)
 # Usage (GPU machine): OUT=dir bash scripts/cp_check.sh   (default OUT=log/cp_check)
@@ -50,6 +51,12 @@ checks "" 2 4
 TRAINER=train_dit
 BASE="--preset debug --random-data 1 --batch-size 2 --frames 4 --height 16 --width 24 --steps $STEPS --sample-every 0 --eval-samples 0"
 checks dit_ 2 3
+# the samplers with the simulated ring: the moving-shapes default run's samples and evaluation (train_dit),
+# a text sample (train_gpt): they run, and the evaluation's lines are printed
+if ./train_dit --steps 10 --sample-every 5 --sample-count 2 --eval-samples 2 --cp 2 --log-dir "$OUT/dit_sampling" > "$OUT/dit_sampling.log" 2>&1 &&
+   grep -q "eval text-to-video" "$OUT/dit_sampling.log"; then ok 0 dit_cp2_sampling_and_eval; else ok 1 "dit_cp2_sampling_and_eval: $(tail -1 "$OUT/dit_sampling.log")"; fi
+if ./train_gpt --steps 10 --sample-every 5 --sample-tokens 32 --val-every 5 --cp 2 --log-dir "$OUT/gpt_sampling" > "$OUT/gpt_sampling.log" 2>&1 &&
+   grep -q -- "---- sample at step" "$OUT/gpt_sampling.log"; then ok 0 gpt_cp2_sampling; else ok 1 "gpt_cp2_sampling: $(tail -1 "$OUT/gpt_sampling.log")"; fi
 
 echo "| command | step ms (median) | tokens/s |" | tee "$OUT/cp_timing.md"
 echo "|---|---|---|" | tee -a "$OUT/cp_timing.md"

@@ -131,7 +131,6 @@ if [ -x ./train_dit ]; then
     dit dit_model_truncated  "$T/dit_cut/model.bin: file is 100 bytes" $dit_common --resume-from "$T/dit_cut"
     dit dit_init_not_ckpt    "$T/text.txt: magic: expected 20251210" $dit_common --init-from "$T/text.txt"
     dit dit_zero             "flag --zero: expected 0, 1 or 2" $dit_common --zero 5
-    dit dit_cp_sampling      "flag --cp 2: sampling and the evaluation" --steps 1 --log-dir "''" --cp 2
     dit dit_cp_short_sample  "flag --cp 16: sample 0 has 10 tokens, fewer than the 16 ranks" $dit_common --cp 16 --sample-every 0 --eval-samples 0
     dit dit_ema_decay        "flag --ema-decay: must be in" $dit_common --ema-decay 1.5
     WORLD_SIZE=2 RANK=0 dit dit_no_master "environment variable MASTER_ADDR: not set" $dit_common

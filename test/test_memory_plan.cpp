@@ -121,7 +121,8 @@ static void test_gpt() {
             const MemoryPlan p = gpt_memory_plan(tc, 2, 64, local == 1 ? 2 : 1, 1, 200, 2, 139.8, Recompute(), cp);
             const MemoryPlan rows = gpt_memory_plan(tc, 4 * local, 16, 1, 1, 200, 2, 139.8);
             const std::string nm = std::string("gpt tiny B2 T64 --cp 2") + (local == 1 ? " (a rank of 2)" : " (simulated)");
-            check_eq(nm + " activations: those of " + std::to_string(4 * local) + " rows of 16", p.activations, rows.activations);
+            check_eq(nm + " activations: those of " + std::to_string(4 * local) + " rows of 16 and a row of logits", p.activations,
+                     rows.activations + r256((u64)tc.padded_vocab_size * 4));
             // the flash scratch of 4 local rows x 16 (counters B nkv ceil(T r / 16)), and the ring
             const u64 flash = (2 + 32) * 4 * 4 * local * 16 * 4 + 16 + 4 * local * 2 * 2 * 4;
             check_eq(nm + " attention scratch and ring", p.attention, r256(flash) + r256(local * per_rank + once));

@@ -133,6 +133,19 @@ static void cp_ring_wait(CpRing* r, cudaEvent_t arrived, cudaStream_t st) {
     if (r->g.local != r->g.n) cudaCheck(cudaStreamWaitEvent(st, arrived, 0));
 }
 
+// Sums count floats of buf over the group, in place, on the compute stream (what a trainer
+// gathers from the ranks' parts: a prediction, a row of logits). Simulated: the process holds
+// every rank's part already, nothing to do.
+static void cp_group_sum(CpRing* r, float* buf, size_t count, cudaStream_t st) {
+    if (r->g.local == r->g.n) return;
+#ifdef MEGA_NCCL
+    const ncclResult_t e = ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, r->comm, st);
+    if (e != ncclSuccess) fail("context parallel: rank %d: ncclAllReduce (group sum) failed: %s", r->g.first, ncclGetErrorString(e));
+#else
+    (void)buf; (void)count; (void)st;
+#endif
+}
+
 // ------------------------------------------------------------------ kernels
 
 // Where the lse of (token n, head h) of a [tokens] slice is: base + (n / T) * nh * hs + h * hs + n % T.

@@ -191,12 +191,14 @@ static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, in
 }
 
 // A rank of a context-parallel group (cp.on(): llmc/dist/context_parallel.h) holds cp.local
-// ranks' tokens, each 2 x B rows of T / (2 cp.n) tokens: the slots of that shape, and the ring's
-// buffers (llmc/attention/ring_attention.cuh).
+// ranks' tokens, each 2 x B rows of T / (2 cp.n) tokens: the slots of that shape, a row of logits
+// in fp32 (sampling: the group's sum of the rank that holds the position), and the ring's buffers
+// (llmc/attention/ring_attention.cuh).
 static inline std::vector<PlanSlot> gpt_plan_slots(const GPTConfig& c, int B, int T, size_t x, const Recompute& rc, const CpGroup& cp) {
     if (!cp.on()) return gpt_plan_slots(c, B, T, x, rc);
     const int Tc = T / (2 * cp.n);
     std::vector<PlanSlot> s = gpt_plan_slots(c, cp.local * 2 * B, Tc, x, rc);
+    s.push_back(plan_slot("cp_logits_row", (size_t)c.padded_vocab_size * 4));
     PlanSlot ring = plan_slot("cp_ring", cp_ring_bytes(cp.local, (size_t)2 * B * Tc, c.n_head, c.n_kv_head, c.head_dim, x));
     ring.attention = true;
     s.push_back(ring);
