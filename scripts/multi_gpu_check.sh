@@ -22,6 +22,20 @@
 #                        B1), ZeRO-1; PASS at >= 95% of N x the one-GPU figure (issue 5's bar)
 #   gpt1b_memory         gpt-1b per-rank memory lines of ZeRO 0/1/2 on N GPUs: the per-rank
 #                        total must fall with the stage
+# and context parallel on 2 GPUs (issue 23, docs/context_parallel.md), the same tolerances:
+#   gpt_cp2_vs_single / dit_cp2_vs_single   --cp 2 over 2 processes (one group) = one GPU, the same
+#                        global batch, ZeRO-1, 20 steps; gpt_cp2_repeat: bit-identical run to run
+#   gpt_cp2_zero2 / gpt_cp2_full / dit_cp2_zero2 / dit_cp2_full   with ZeRO-2, with full recompute
+#   cp_resume_2to1 / cp_resume_1to2   a --cp 2 checkpoint (step 10) resumed with --cp 1 on one GPU,
+#                        and a one-GPU checkpoint resumed with --cp 2: steps 11-20 as the uninterrupted run
+#   gpt_cp_kill_rank1    kill -9 of rank 1 of a --cp 2 run mid-step: rank 0 exits non-zero within 60 s
+#                        with one "error: rank 0: ..." line, and the last checkpoint stays whole (it verifies)
+#   cp_speed_gpt / cp_speed_dit   tokens/s of one sample split over 2 GPUs >= 1.8 x one GPU's:
+#                        gpt-1b T 32768, the 1B DiT (28 layers) at 50,400 tokens (full recompute)
+#   cp_plan_memory       each rank's peak (nvidia-smi) within 5% of the memory plan's total per rank,
+#                        ZeRO 0/1/2 with --cp 2 and --cp 1 x DP 2 (gpt-1b T 32768)
+#   cp_length_dit        the longest 1B DiT sample (frames of 48 x 80 latents) --cp 2 trains against
+#                        --cp 1 (aim: 2x); a table, PASS when --cp 2 trains a longer one
 # Tolerances (bf16 weights and activations, fp32 gradients and optimizer): both runs start
 # from the same weights and see the same samples per step, so step 1 differs only by the
 # order of fp32 additions: |a - b| <= 1e-3 |b| for the loss and the grad norm. Later steps
@@ -29,6 +43,7 @@
 # 2e-2 |b| (loss) and 5e-2 |b| (norm). Every comparison also allows the printing
 # resolution (loss %.4f / %.6f, norm %.3f / %.4f).
 # QUICK=1: the equality checks only (no kill/hang, resume, scaling): a few minutes after the build.
+# CP=only: the context-parallel part alone (with QUICK=1: its equality checks only).
 # MAXGPU=N: use at most N GPUs. Logs under ${OUT:-log/multi_gpu}; a table of the scaling runs in
 # $OUT/scaling.txt; the last line is "N passed, M failed" (exit 1 on a failure).
 # NCCL_NVLS_ENABLE=0 is exported for every run (NVLink multicast off on these machines).
@@ -96,6 +111,28 @@ single() {  # single NAME BIN ARGS...: one process on GPU 0
 steps_of() { grep -cE '^step +[0-9]+/[0-9]+ \| loss' "$OUT/$1.log"; }
 
 . scripts/compare_steps.sh   # compare NAME REF TEST FIRST_TOL LOSS_TOL NORM_TOL [NORM_STEPS [CONTROL]]
+# same_steps NAME DETAIL A B: the step lines' loss, lr and norm of two logs identical (20 steps)
+same_steps() {
+    if [ "$(steps_of "$3")" -eq 20 ] && cmp -s <(grep -E '^step +[0-9]+/' "$OUT/$3.log" | cut -d'|' -f1-4) \
+                                               <(grep -E '^step +[0-9]+/' "$OUT/$4.log" | cut -d'|' -f1-4); then
+        pass "$1" "$2: 20 steps' loss, lr and norm identical"
+    else
+        failc "$1" "$2: the step lines differ (see $OUT/$3.log, $OUT/$4.log)"
+    fi
+}
+# the runs every part uses: the GPT (shakespeare, 8192 tokens a step), the DiT (tiny, random), resume, tokens/s
+GPT_NORM_STEPS=10
+GPT=(--preset shakespeare --batch-size 8 --seq-len 256 --total-batch-tokens 8192 --steps 20 --warmup 2 --lr 1e-3 --dropout 0
+     --val-every 0 --sample-every -1 --log-dir "")
+DIT=(--preset tiny --random-data 1 --frames 2 --height 16 --width 16 --text-len 16 --caption-channels 64 --in-channels 4
+     --out-channels 8 --steps 20 --lr 3e-4 --log-dir "")
+RES=(--preset shakespeare --batch-size 8 --seq-len 256 --total-batch-tokens 8192 --warmup 2 --lr 1e-3 --dropout 0
+     --val-every 0 --sample-every -1 --log-dir "")
+toks() { grep '^summary' "$OUT/$1.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/'; }
+if [ ! -f data/shakespeare/tokenizer.bin ]; then   # the default dataset is built by one process, once
+    CUDA_VISIBLE_DEVICES=0 ./train_gpt --steps 0 --val-every 0 --sample-every -1 --log-dir "" > "$OUT/build_data.log" 2>&1
+fi
+if [ "${CP:-}" != only ]; then
 
 # ---------------------------------------------------------------- train_gpt: equality
 # The GPT run's gradient norm is chaotic. Measured on one H200 (2026-11-29), ONE GPU, the same
@@ -105,12 +142,6 @@ steps_of() { grep -cE '^step +[0-9]+/[0-9]+ \| loss' "$OUT/$1.log"; }
 # B16 x 2 and B8 x 4 were 16% apart by step 10. So norms are compared over the first 10 steps,
 # and DP = one GPU is judged against the one-GPU B16 x 2 run as compare's CONTROL. The losses
 # stay within tolerance over all 20 steps.
-GPT_NORM_STEPS=10
-GPT=(--preset shakespeare --batch-size 8 --seq-len 256 --total-batch-tokens 8192 --steps 20 --warmup 2 --lr 1e-3 --dropout 0
-     --val-every 0 --sample-every -1 --log-dir "")
-if [ ! -f data/shakespeare/tokenizer.bin ]; then   # the default dataset is built by one process, once
-    CUDA_VISIBLE_DEVICES=0 ./train_gpt --steps 0 --val-every 0 --sample-every -1 --log-dir "" > "$OUT/build_data.log" 2>&1
-fi
 single gpt_single ./train_gpt "${GPT[@]}" || true
 if [ "$(steps_of gpt_single)" -ne 20 ]; then
     failc gpt_single "the one-GPU reference did not run 20 steps (see $OUT/gpt_single.log: $(tail -1 "$OUT/gpt_single.log"))"
@@ -134,8 +165,6 @@ for n in $DPS; do
 done
 
 # ---------------------------------------------------------------- train_dit: equality
-DIT=(--preset tiny --random-data 1 --frames 2 --height 16 --width 16 --text-len 16 --caption-channels 64 --in-channels 4
-     --out-channels 8 --steps 20 --lr 3e-4 --log-dir "")
 single dit_single ./train_dit "${DIT[@]}" --batch-size 4 || true
 if [ "$(steps_of dit_single)" -ne 20 ]; then failc dit_single "the one-GPU reference did not run 20 steps (see $OUT/dit_single.log)"; fi
 for n in $DPS; do
@@ -144,16 +173,17 @@ for n in $DPS; do
         compare "dit_dp${n}_vs_single_z$z (DP=$n x B$((4 / n)) vs one GPU B4, ZeRO-$z)" dit_single dit_dp${n}_z$z 1e-3 2e-2 5e-2
     done
 done
-[ "${QUICK:-0}" = 1 ] && finish
+if [ "${QUICK:-0}" != 1 ]; then   # QUICK=1: on to the context-parallel equality checks
 
 # ---------------------------------------------------------------- train_gpt: a rank dies or hangs
 # kill_test NAME SIGNAL: NMAX env-launched processes; after rank 0 logged step 10, SIGNAL to rank 1;
 # every other rank must exit non-zero (not by a signal) within 60 s, rank 0 with one "error: rank 0: ..." line.
-kill_test() {
-    local name=$1 sig=$2 d="$OUT/$1.train" np=$NMAX
+kill_test() {   # NAME SIGNAL [NP [EXTRA FLAGS...]]
+    local name=$1 sig=$2 d="$OUT/$1.train" np=${3:-$NMAX}
+    shift 2; [ $# -gt 0 ] && shift
     rm -rf "$d"
     local p r; p=$(port)
-    local args=(--preset shakespeare --batch-size 8 --seq-len 256 --steps 100000 --warmup 2 --dropout 0 --val-every 0 --sample-every -1 --dist-timeout 15)
+    local args=(--preset shakespeare --batch-size 8 --seq-len 256 --steps 100000 --warmup 2 --dropout 0 --val-every 0 --sample-every -1 --dist-timeout 15 "$@")
     start_ranks "$np" "$p" "$name" ./train_gpt "${args[@]}" --log-dir ""
     local pids=("${RANK_PIDS[@]}")
     WORLD_SIZE=$np RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p ./train_gpt "${args[@]}" --log-dir "$d" > "$OUT/$name.log" 2>&1 &
@@ -205,8 +235,6 @@ kill_test gpt_hang_rank1 STOP
 # differs in sched_steps only). Then each resumes from step 10 to 20 and is compared with the
 # 2-GPU run's own resume.
 R="$OUT/resume.train"; rm -rf "$R"; mkdir -p "$R"
-RES=(--preset shakespeare --batch-size 8 --seq-len 256 --total-batch-tokens 8192 --warmup 2 --lr 1e-3 --dropout 0
-     --val-every 0 --sample-every -1 --log-dir "")
 dp 2 resume_save2 ./train_gpt "${RES[@]}" --steps 20 --zero 1 --ckpt-dir "$R/two" --exit-at-step 10 || true
 c10="$R/two/step_00000010"
 if [ ! -f "$c10/state.bin" ]; then
@@ -232,7 +260,6 @@ fi
 # ---------------------------------------------------------------- scaling: gpt-1b and the 1B DiT
 G1B=(--preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 8 --warmup 2 --val-every 0 --sample-every -1 --log-dir "")
 D1B=(--preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 --steps 8 --log-dir "")
-toks() { grep '^summary' "$OUT/$1.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/'; }
 : > "$OUT/scaling.txt"
 scaling() {   # scaling NAME BIN ARGS...: one line of the table, PASS at >= 0.95 N x on every N
     local name=$1 bin=$2; shift 2
@@ -284,4 +311,103 @@ else
     failc gpt1b_memory "ZeRO-0 '${m0:-?}' ZeRO-1 '${m1:-?}' ZeRO-2 '${m2:-?}' GiB (see $OUT/memory_gpt1b.txt)"
 fi
 cat "$OUT/scaling.txt" "$OUT/memory_gpt1b.txt"
+fi   # QUICK != 1
+fi   # CP != only
+
+# ---------------------------------------------------------------- context parallel on 2 GPUs
+# One CP group of the 2 ranks (--cp 2, data parallel 1) against one GPU with the same global batch.
+[ -f "$OUT/gpt_single.log" ] || single gpt_single ./train_gpt "${GPT[@]}" || true   # (made above unless CP=only)
+dp 2 gpt_cp2_z1 ./train_gpt "${GPT[@]}" --cp 2 --zero 1 || true
+compare "gpt_cp2_vs_single (--cp 2 on 2 GPUs vs one GPU, ZeRO-1)" gpt_single gpt_cp2_z1 2e-3 2e-2 5e-2 $GPT_NORM_STEPS
+dp 2 gpt_cp2_z1_again ./train_gpt "${GPT[@]}" --cp 2 --zero 1 || true
+same_steps gpt_cp2_repeat "--cp 2 run to run" gpt_cp2_z1 gpt_cp2_z1_again
+dp 2 gpt_cp2_z2 ./train_gpt "${GPT[@]}" --cp 2 --zero 2 || true
+compare "gpt_cp2_zero2 (--cp 2, ZeRO-2 vs ZeRO-1)" gpt_cp2_z1 gpt_cp2_z2 1e-3 2e-2 5e-2 $GPT_NORM_STEPS
+dp 2 gpt_cp2_full ./train_gpt "${GPT[@]}" --cp 2 --zero 1 --recompute full || true
+same_steps gpt_cp2_full "--cp 2 with full recompute vs without" gpt_cp2_z1 gpt_cp2_full
+[ -f "$OUT/dit_single.log" ] || single dit_single ./train_dit "${DIT[@]}" --batch-size 4 || true
+for z in 1 2; do
+    dp 2 dit_cp2_z$z ./train_dit "${DIT[@]}" --batch-size 4 --cp 2 --zero $z || true
+    compare "dit_cp2_vs_single_z$z (--cp 2 on 2 GPUs vs one GPU, B4, ZeRO-$z)" dit_single dit_cp2_z$z 2e-3 2e-2 5e-2
+done
+dp 2 dit_cp2_full ./train_dit "${DIT[@]}" --batch-size 4 --cp 2 --zero 1 --recompute full || true
+same_steps dit_cp2_full "--cp 2 with full recompute vs without" dit_cp2_z1 dit_cp2_full
+[ "${QUICK:-0}" = 1 ] && finish
+
+# checkpoints across CP sizes: a --cp 2 run saves at step 10, a --cp 1 run (one GPU) resumes it to
+# step 20, and the reverse; each against the uninterrupted run of its resuming CP size
+R="$OUT/cp_resume.train"; rm -rf "$R"; mkdir -p "$R"
+dp 2 cp_save2 ./train_gpt "${RES[@]}" --steps 20 --cp 2 --ckpt-dir "$R/cp2" --exit-at-step 10 || true
+single cp_save1 ./train_gpt "${RES[@]}" --steps 20 --ckpt-dir "$R/cp1" --exit-at-step 10 || true
+single cp_full1 ./train_gpt "${RES[@]}" --steps 20 || true
+dp 2 cp_full2 ./train_gpt "${RES[@]}" --steps 20 --cp 2 || true
+single cp_resume_2to1 ./train_gpt "${RES[@]}" --steps 20 --resume-from "$R/cp2/step_00000010" || true
+compare "cp_resume_2to1 (a --cp 2 checkpoint resumed on one GPU vs one GPU throughout, steps 11-20)" cp_full1 cp_resume_2to1 2e-3 2e-2 5e-2 13
+dp 2 cp_resume_1to2 ./train_gpt "${RES[@]}" --steps 20 --cp 2 --resume-from "$R/cp1/step_00000010" || true
+compare "cp_resume_1to2 (a one-GPU checkpoint resumed with --cp 2 vs --cp 2 throughout, steps 11-20)" cp_full2 cp_resume_1to2 2e-3 2e-2 5e-2 13
+
+# a rank of a CP group dies mid-step: the other stops within 60 s, and the checkpoint it leaves verifies
+kill_test gpt_cp_kill_rank1 KILL 2 --cp 2 --ckpt-dir "$OUT/gpt_cp_kill_rank1.ckpt" --ckpt-every 5
+if ./train_gpt --preset shakespeare --batch-size 8 --seq-len 256 --resume-from "$OUT/gpt_cp_kill_rank1.ckpt" --steps 0 \
+       --val-every 0 --sample-every -1 --log-dir "" > "$OUT/gpt_cp_kill_verify.log" 2>&1; then
+    pass gpt_cp_kill_checkpoint "the last checkpoint of the killed --cp 2 run verifies and loads ($(grep -m1 '^resumed from' "$OUT/gpt_cp_kill_verify.log"))"
+else
+    failc gpt_cp_kill_checkpoint "the killed --cp 2 run left no checkpoint that loads: $(tail -1 "$OUT/gpt_cp_kill_verify.log")"
+fi
+
+# speed: one sample split over 2 GPUs against one GPU
+cp_speed() {   # NAME BIN ARGS...
+    local name=$1 bin=$2; shift 2
+    single "${name}_1gpu" "$bin" "$@" || true
+    dp 2 "${name}_cp2" "$bin" "$@" --cp 2 || true
+    local t1 t2; t1=$(toks "${name}_1gpu"); t2=$(toks "${name}_cp2")
+    if [ -z "$t1" ] || [ -z "$t2" ]; then failc "$name" "no summary line (one GPU: '${t1:-?}', --cp 2: '${t2:-?}'; see $OUT/${name}_*.log)"; return; fi
+    local r; r=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b / a }')
+    echo "$name: 1 GPU $t1 tok/s, --cp 2 $t2 tok/s = ${r}x" >> "$OUT/scaling.txt"
+    if awk -v r="$r" 'BEGIN { exit !(r >= 1.8) }'; then pass "$name" "--cp 2 $t2 tok/s = ${r}x one GPU's $t1"
+    else failc "$name" "--cp 2 $t2 tok/s = ${r}x one GPU's $t1 (bar 1.8x)"; fi
+}
+CPG=(--preset gpt-1b --random-data 1 --batch-size 1 --max-seq-len 32768 --seq-len 32768 --steps 8 --warmup 2 --val-every 0 --sample-every -1
+     --recompute full --log-dir "")
+CPD=(--preset 1B --n-layer 28 --batch-size 1 --frames 21 --height 96 --width 100 --text-len 300 --random-data 1 --steps 6 --recompute full --log-dir "")
+cp_speed cp_speed_gpt ./train_gpt "${CPG[@]}"
+cp_speed cp_speed_dit ./train_dit "${CPD[@]}"
+
+# the memory plan against each rank's peak: gpt-1b T 32768, --cp 2 with ZeRO 0/1/2, and DP 2 (--cp 1)
+plan_vs_peak() {   # NAME ARGS...: run on 2 GPUs with nvidia-smi sampling; each rank's peak against --plan's total
+    local name=$1; shift
+    local planned; planned=$(./train_gpt "$@" --plan --plan-gpus 2 2>&1 | awk '$1 == "total" { print $2 }')
+    nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits -lms 100 > "$OUT/$name.smi" 2>/dev/null &
+    local smi=$!
+    dp 2 "$name" ./train_gpt "$@" || true
+    kill $smi 2>/dev/null; wait $smi 2>/dev/null
+    local peaks; peaks=$(awk -F', ' '$1 < 2 { if ($2 > m[$1]) m[$1] = $2 } END { printf "%.3f %.3f", m[0] / 1024, m[1] / 1024 }' "$OUT/$name.smi")
+    echo "$name: plan ${planned:-?} GiB per rank, peaks $peaks GiB" >> "$OUT/memory_cp.txt"
+    awk -v p="${planned:-0}" -v a="${peaks% *}" -v b="${peaks#* }" 'BEGIN { d1 = (a - p) / p; d2 = (b - p) / p; if (d1 < 0) d1 = -d1; if (d2 < 0) d2 = -d2;
+                                                                          exit !(p > 0 && d1 <= 0.05 && d2 <= 0.05) }'
+}
+: > "$OUT/memory_cp.txt"
+mem_ok=1
+for z in 0 1 2; do plan_vs_peak cp_mem_cp2_z$z "${CPG[@]}" --cp 2 --zero $z || mem_ok=0; done
+plan_vs_peak cp_mem_dp2_z1 "${CPG[@]}" --batch-size 1 --zero 1 || mem_ok=0
+if [ $mem_ok = 1 ]; then pass cp_plan_memory "every rank's peak within 5% of the plan ($(tr '\n' ';' < "$OUT/memory_cp.txt"))"
+else failc cp_plan_memory "a rank's peak is more than 5% off the plan ($(tr '\n' ';' < "$OUT/memory_cp.txt"))"; fi
+
+# length: the longest 1B DiT sample (48 x 80 latents, frames growing) that trains 2 steps, --cp 1 and --cp 2
+longest() {   # CP: the most frames of the list that train
+    local cp=$1 f best=0
+    for f in 64 96 128 160 192 256 320 384; do
+        local args=(--preset 1B --n-layer 28 --batch-size 1 --frames $f --height 48 --width 80 --text-len 300 --random-data 1 --steps 2
+                    --recompute full --log-dir "")
+        if [ "$cp" = 1 ]; then single "cp_len1_f$f" ./train_dit "${args[@]}" || break
+        else dp 2 "cp_len2_f$f" ./train_dit "${args[@]}" --cp 2 || break; fi
+        best=$f
+    done
+    echo $best
+}
+l1=$(longest 1); l2=$(longest 2)
+echo "cp_length_dit: longest 1B DiT sample of 48x80 latents: --cp 1 $l1 frames ($((l1 * 960 + 2)) tokens), --cp 2 $l2 frames ($((l2 * 960 + 2)) tokens)" >> "$OUT/scaling.txt"
+if [ "$l2" -gt "$l1" ]; then pass cp_length_dit "--cp 2 trains $l2 frames ($((l2 * 960 + 2)) tokens), --cp 1 $l1 ($((l1 * 960 + 2))): $(awk -v a="$l1" -v b="$l2" 'BEGIN { printf "%.2f", a > 0 ? b / a : 0 }')x"
+else failc cp_length_dit "--cp 2 trains $l2 frames, --cp 1 $l1: not longer"; fi
+cat "$OUT/scaling.txt" "$OUT/memory_cp.txt"
 finish
