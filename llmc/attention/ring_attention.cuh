@@ -253,6 +253,15 @@ static void cp_fill(float* x, size_t n, float value, cudaStream_t st) {
 
 // ------------------------------------------------------------------ causal (GPT)
 
+// The ranks' own K and V (2 chunks of chunk_kv elements each) into ring buffer 0: [local][K, V][cap * nkv * hd]
+static void cp_causal_pack(CpRing* r, const floatX* k, const floatX* v, size_t chunk_kv, cudaStream_t st) {
+    const size_t block = r->cap * r->nkv * r->hd, bytes = 2 * chunk_kv * sizeof(floatX);
+    for (int i = 0; i < r->g.local; i++) {
+        cudaCheck(cudaMemcpyAsync(r->kv[0] + (2 * i) * block, k + i * 2 * chunk_kv, bytes, cudaMemcpyDeviceToDevice, st));
+        cudaCheck(cudaMemcpyAsync(r->kv[0] + (2 * i + 1) * block, v + i * 2 * chunk_kv, bytes, cudaMemcpyDeviceToDevice, st));
+    }
+}
+
 // The process's ranks, each [2][B][Tc] tokens (s.B = B rows, s.T = Tc, causal): q [local*2*B, nkv,
 // Tc, r, hd], k, v [local*2*B, nkv, Tc, hd], out [local*2*B*Tc, nh*hd], lse [local*2*B, nh, Tc]:
 // the flash layouts with B' = local*2*B rows of Tc tokens. r->cap >= 2*B*Tc.
@@ -268,11 +277,7 @@ static void ring_attention_forward(CpRing* r, floatX* out, float* lse, const flo
     const LseMap lm = {Tc, Tc};
     cudaCheck(cudaMemsetAsync(r->acc, 0, (size_t)g.local * 2 * chunk_q * sizeof(float), st));
     cp_fill(lse, (size_t)g.local * 2 * chunk_lse, -INFINITY, st);
-    // the ranks' own K and V into ring buffer 0: [local][K, V][cap * nkv * hd]
-    for (int i = 0; i < g.local; i++) {
-        cudaCheck(cudaMemcpyAsync(r->kv[0] + (2 * i) * block, k + i * 2 * chunk_kv, 2 * chunk_kv * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
-        cudaCheck(cudaMemcpyAsync(r->kv[0] + (2 * i + 1) * block, v + i * 2 * chunk_kv, 2 * chunk_kv * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
-    }
+    cp_causal_pack(r, k, v, chunk_kv, st);
     for (int step = 0; step < n; step++) {
         floatX* cur = r->kv[step % 2];
         if (step + 1 < n) cp_ring_shift(r, cur, r->kv[(step + 1) % 2], 2 * block * sizeof(floatX), r->ev_kv, st);
@@ -308,10 +313,7 @@ static void ring_attention_backward(CpRing* r, floatX* dq, floatX* dk, floatX* d
     floatX *dq_part = r->part, *dk_part = r->part + chunk_q, *dv_part = dk_part + chunk_kv;
     cudaCheck(cudaMemsetAsync(r->acc, 0, (size_t)g.local * 2 * chunk_q * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(r->dkv[0], 0, (size_t)g.local * 2 * block * sizeof(float), st));
-    for (int i = 0; i < g.local; i++) {
-        cudaCheck(cudaMemcpyAsync(r->kv[0] + (2 * i) * block, k + i * 2 * chunk_kv, 2 * chunk_kv * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
-        cudaCheck(cudaMemcpyAsync(r->kv[0] + (2 * i + 1) * block, v + i * 2 * chunk_kv, 2 * chunk_kv * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
-    }
+    cp_causal_pack(r, k, v, chunk_kv, st);
     for (int step = 0; step < n; step++) {
         floatX* cur = r->kv[step % 2];
         float* dcur = r->dkv[step % 2];
