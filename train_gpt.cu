@@ -873,6 +873,8 @@ int main(int argc, char** argv) {
         eval_T = xt.shape[1];
         if (eval_B < 1 || eval_B > B || eval_T < 1 || eval_T > T)
             fail("%s: tokens are [%d, %d]: expected at most --batch-size %d x --seq-len %d", eval_tokens.c_str(), eval_B, eval_T, B, T);
+        if (cp.on() && eval_T % (2 * cp.n) != 0)
+            fail("%s: tokens are [%d, %d]: with --cp %d the length must be a multiple of %d", eval_tokens.c_str(), eval_B, eval_T, cp.n, 2 * cp.n);
         for (const std::vector<int32_t>* v : {&xt.i, &yt.i})
             for (int32_t id : *v)
                 if (id < 0 || id >= mc.vocab_size) fail("%s: token id %d is outside the vocabulary [0, %d)", eval_tokens.c_str(), id, mc.vocab_size);

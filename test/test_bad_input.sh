@@ -105,6 +105,8 @@ expect cp_zero           "flag --cp: must be in \[1, 1024\]" $common --cp 0
 expect cp_seq_len        "flag --cp 3: --seq-len 32 must be a multiple of 2 x 3 = 6" $common --cp 3
 expect cp_pack           "flag --cp 2: packed SFT rows (--pack 1)" $common --cp 2 --pack 1
 expect cp_plan_world     "flag --cp 4: the 6 ranks of this launch are not a multiple of it" $common --cp 4 --plan --plan-gpus 6
+expect cp_eval_len       "gpt_gqa.mgt: tokens are \[2, 32\]: with --cp 3 the length must be a multiple of 6" $common --seq-len 48 --cp 3 --random-data 1 \
+       --eval-tokens test/data/gpt_gqa.mgt
 WORLD_SIZE=3 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 expect cp_world \
     "flag --cp 2: the 3 ranks of this launch are not a multiple of it\\|this build has no NCCL" $common --cp 2
 WORLD_SIZE=2 RANK=1 expect dist_no_master "environment variable MASTER_ADDR: not set" $common --train-data "$good" --vocab-size 300
