@@ -712,8 +712,8 @@ static void dit_block_recompute(DiT* g, int l, const DiTLayerActs& la) {
 // ----------------------------------------------------------------------------
 // Forward of the current batch: the model's output in act.out (patch layout),
 // the loss gradient in act.dout and the per-token squared errors (dit_loss).
-
-static void dit_forward(DiT* g) {
+// for_backward false (the sampler): full recompute's block inputs are not kept.
+static void dit_forward(DiT* g, bool for_backward = true) {
     NvtxRange range("dit_forward");
     const DiTConfig& c = g->cfg;
     const int B = g->B, N = g->N, Np = g->Np, Nt = g->Nt, C = c.d_model, L = c.n_layer;
@@ -765,7 +765,8 @@ static void dit_forward(DiT* g) {
         NvtxRange layer_range("block", l);
         params_forward_wait(g, l);
         const DiTLayerActs la = dit_layer(g, l);
-        if (la.block_in) cudaCheck(cudaMemcpyAsync(la.block_in, a.resid, (size_t)N * C * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
+        if (la.block_in && for_backward)
+            cudaCheck(cudaMemcpyAsync(la.block_in, a.resid, (size_t)N * C * sizeof(floatX), cudaMemcpyDeviceToDevice, st));
         dit_block_forward(g, l, la);
     }
     params_forward_wait(g, ZERO_HEAD);
@@ -1109,7 +1110,7 @@ static std::vector<std::vector<float>> dit_sample(DiT* g, const std::vector<DiTP
             dit_set_batch(g, bt);
             if (edm) e.assign(x.size(), 0.0f);
             dit_upload_batch_data(g, x.data(), edm ? e.data() : x.data(), text.data());
-            dit_forward(g);
+            dit_forward(g, false);
             const std::vector<float> v = dit_v_pred(g);   // packed [Cout, T, H, W]; the first Cin channels
             for (int b = 0; b < bt.B; b++) {
                 const long long o = g->samples[b].out0;
