@@ -31,6 +31,7 @@ per GPU (the shift is NCCL), or all N on one GPU, where the shift is a device co
 previous rank's buffer: the simulated ring, the same code with another transport.
 */
 #pragma once
+#include <sched.h>
 #include <vector>
 #include "flash_attention.cuh"
 #include "../dist/context_parallel.h"
@@ -100,6 +101,22 @@ static void cp_ring_free(CpRing* r) {
     *r = CpRing();
 }
 
+#ifdef MEGA_NCCL
+// An NCCL call on the group's communicator, which is non-blocking (as the world's,
+// llmc/dist/distributed.cuh): ncclInProgress while the call is being enqueued (a first use of a
+// connection waits for the peer) is waited for. A peer that never comes is the watchdog's to
+// report within a step; outside one this gives up after ten minutes.
+static void cp_nccl_check(const CpRing* r, ncclResult_t e, const char* what) {
+    const double t0 = wall_seconds();
+    while (e == ncclInProgress) {
+        if (wall_seconds() - t0 > 600) fail("context parallel: rank %d: %s was not enqueued within 600 s; another rank died or hangs", r->g.first, what);
+        sched_yield();
+        if (ncclCommGetAsyncError(r->comm, &e) != ncclSuccess) break;
+    }
+    if (e != ncclSuccess) fail("context parallel: rank %d: %s failed: %s (%s)", r->g.first, what, ncclGetErrorString(e), ncclGetLastError(r->comm));
+}
+#endif
+
 // The shift: every rank this process holds sends its `bytes` at send + i*bytes to the next
 // rank of the group and receives the previous rank's into recv + i*bytes. Simulated: device
 // copies on the compute stream. NCCL: on the ring's stream behind the compute stream's work
@@ -116,13 +133,10 @@ static void cp_ring_shift(CpRing* r, const void* send, void* recv, size_t bytes,
     const int v = r->g.first;
     cudaCheck(cudaEventRecord(r->ev_ready, st));
     cudaCheck(cudaStreamWaitEvent(r->comm_stream, r->ev_ready, 0));
-    auto nc = [&](ncclResult_t e, const char* what) {
-        if (e != ncclSuccess) fail("context parallel: rank %d: %s failed: %s", v, what, ncclGetErrorString(e));
-    };
-    nc(ncclGroupStart(), "ncclGroupStart");
-    nc(ncclSend(send, bytes, ncclUint8, (v + 1) % n, r->comm, r->comm_stream), "ncclSend (ring)");
-    nc(ncclRecv(recv, bytes, ncclUint8, (v + n - 1) % n, r->comm, r->comm_stream), "ncclRecv (ring)");
-    nc(ncclGroupEnd(), "ncclGroupEnd");
+    cp_nccl_check(r, ncclGroupStart(), "ncclGroupStart");
+    cp_nccl_check(r, ncclSend(send, bytes, ncclUint8, (v + 1) % n, r->comm, r->comm_stream), "ncclSend (ring)");
+    cp_nccl_check(r, ncclRecv(recv, bytes, ncclUint8, (v + n - 1) % n, r->comm, r->comm_stream), "ncclRecv (ring)");
+    cp_nccl_check(r, ncclGroupEnd(), "the ring's send/receive");
     cudaCheck(cudaEventRecord(arrived, r->comm_stream));
 #else
     (void)arrived; (void)send; (void)recv; (void)bytes; (void)st;
@@ -139,8 +153,7 @@ static void cp_ring_wait(CpRing* r, cudaEvent_t arrived, cudaStream_t st) {
 static void cp_group_sum(CpRing* r, float* buf, size_t count, cudaStream_t st) {
     if (r->g.local == r->g.n) return;
 #ifdef MEGA_NCCL
-    const ncclResult_t e = ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, r->comm, st);
-    if (e != ncclSuccess) fail("context parallel: rank %d: ncclAllReduce (group sum) failed: %s", r->g.first, ncclGetErrorString(e));
+    cp_nccl_check(r, ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, r->comm, st), "ncclAllReduce (group sum)");
 #else
     (void)buf; (void)count; (void)st;
 #endif

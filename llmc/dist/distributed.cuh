@@ -171,6 +171,7 @@ struct DistCopy { size_t staging, layout, count; };
 
 struct DistComm : ParamsComm {
     ncclComm_t nc = nullptr;
+    std::atomic<ncclComm_t> cp{nullptr};             // the context-parallel group's (--cp; dist_cp_comm), watched too
     cudaStream_t comm_stream = nullptr, compute = nullptr;
     double timeout = 60;
     int n_layer = 0;
@@ -212,6 +213,7 @@ struct DistComm : ParamsComm {
         fprintf(stderr, "error: rank %d: %s\n", rank, msg.c_str());
         fflush(stderr);
         std::thread([] { sleep(10); _exit(1); }).detach();
+        if (ncclComm_t x = cp.load()) ncclCommAbort(x);
         if (nc) ncclCommAbort(nc);
         _exit(1);
     }
@@ -369,13 +371,16 @@ struct DistComm : ParamsComm {
         while (!watchdog_stop.load()) {
             usleep(200 * 1000);
             if (watchdog_stop.load()) return;
-            ncclResult_t e = ncclSuccess;
-            ncclResult_t q = ncclCommGetAsyncError(nc, &e);
-            if (q == ncclSuccess && e != ncclSuccess && e != ncclInProgress) {
-                char buf[512];
-                snprintf(buf, sizeof buf, "NCCL reported %s during %s (%s); another rank died or the network failed", ncclGetErrorString(e),
-                         describe().c_str(), ncclGetLastError(nc));
-                die(buf);
+            for (ncclComm_t comm : {nc, cp.load()}) {
+                if (!comm) continue;
+                ncclResult_t e = ncclSuccess;
+                ncclResult_t q = ncclCommGetAsyncError(comm, &e);
+                if (q == ncclSuccess && e != ncclSuccess && e != ncclInProgress) {
+                    char buf[512];
+                    snprintf(buf, sizeof buf, "NCCL reported %s during %s (%s%s); another rank died or the network failed", ncclGetErrorString(e),
+                             describe().c_str(), comm == nc ? "" : "context-parallel group: ", ncclGetLastError(comm));
+                    die(buf);
+                }
             }
             const double dl = deadline.load();
             if (dl > 0 && wall_seconds() > dl) {
@@ -484,6 +489,7 @@ static void* dist_cp_comm(Dist* d, int n) {
         if (ncclCommGetAsyncError(cp ? cp : c->nc, &r) != ncclSuccess) break;
     }
     if (r != ncclSuccess || !cp) fail("rank %d: NCCL could not make the context-parallel communicator: %s", d->rank, ncclGetErrorString(r));
+    c->cp.store(cp);   // watched by the watchdog, closed by dist_finish
     return (void*)cp;
 #else
     return nullptr;
@@ -639,22 +645,31 @@ static double dist_mean(Dist* d, double x, const char* what) {
 
 // At the end of main: every rank meets (rank 0 may still be writing files),
 // then the communicator is torn down and MPI finalized.
+#ifdef MEGA_NCCL
+// Flushes and tears down a communicator, bounded: one that does not finish in time is aborted.
+static void dist_comm_close(ncclComm_t* nc, double timeout) {
+    if (!*nc) return;
+    ncclResult_t r = ncclCommFinalize(*nc);
+    const double dl = wall_seconds() + timeout;
+    while (r == ncclInProgress && wall_seconds() < dl) {
+        usleep(1000);
+        if (ncclCommGetAsyncError(*nc, &r) != ncclSuccess) break;
+    }
+    if (r == ncclSuccess) ncclCommDestroy(*nc);
+    else ncclCommAbort(*nc);
+    *nc = nullptr;
+}
+#endif
+
 static void dist_finish(Dist* d) {
 #ifdef MEGA_NCCL
     if (DistComm* c = d->comm) {
         c->barrier("the end of the run");
         c->watchdog_stop.store(true);
         c->watchdog.join();
-        // flush and tear down, bounded: a communicator that does not finish in time is aborted
-        ncclResult_t r = ncclCommFinalize(c->nc);
-        const double dl = wall_seconds() + c->timeout;
-        while (r == ncclInProgress && wall_seconds() < dl) {
-            usleep(1000);
-            if (ncclCommGetAsyncError(c->nc, &r) != ncclSuccess) break;
-        }
-        if (r == ncclSuccess) ncclCommDestroy(c->nc);
-        else ncclCommAbort(c->nc);
-        c->nc = nullptr;
+        ncclComm_t cp = c->cp.exchange(nullptr);
+        dist_comm_close(&cp, c->timeout);
+        dist_comm_close(&c->nc, c->timeout);
     }
 #endif
 #ifdef MEGA_MPI
