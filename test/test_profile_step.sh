@@ -19,8 +19,8 @@ for b in train_gpt train_dit; do
 done
 gpt_args=(--preset tiny --random-data 1 --tokenizer "" --steps 4 --batch-size 8 --seq-len 64 --val-every 0 --sample-every -1 --seed 7)
 dit_args=(--preset tiny --random-data 1 --steps 4 --batch-size 2 --frames 2 --height 4 --width 4 --text-len 4 --eval-samples 0 --seed 7)
-# step lines without their timing
-losses() { grep -E '^step ' "$1" | sed -E 's/\| [0-9.]+ ms.*//'; }
+# the trainers' step lines ("step     3/4 | loss ...", not the table's "step wall time" line) without their timing
+losses() { grep -E '^step +[0-9]+/' "$1" | sed -E 's/\| [0-9.]+ ms.*//'; }
 
 check_trainer() {  # check_trainer NAME ARGS...
     local name=$1; shift
