@@ -253,29 +253,23 @@ static void ring_attention_causal_forward_cpu(float* out, float* lse, const floa
     const int Tc = T / (2 * n);
     const CpChunkSizes z = cp_chunk_sizes(B, Tc, nh, nkv, hd);
     std::vector<float> out_p(z.out), lse_p(z.lse);
-    for (int v_rank = 0; v_rank < n; v_rank++) {
-        // the accumulators are the rank's out and lse: 0 and -inf
-        std::fill(out + 2 * v_rank * z.out, out + 2 * (v_rank + 1) * z.out, 0.0f);
-        std::fill(lse + 2 * v_rank * z.lse, lse + 2 * (v_rank + 1) * z.lse, -INFINITY);
-        for (int s = 0; s < steps; s++) {
-            const int u = cp_ring_source(v_rank, s, n);  // the rank whose K/V v_rank holds at step s
-            for (int a = 0; a < 2; a++)
-                for (int c = 0; c < 2; c++) {
-                    const CpBlock blk = cp_causal_block(cp_chunk(v_rank, a, n), cp_chunk(u, c, n));
-                    if (blk == CP_SKIP) continue;
-                    const CpuAttnShape cs = {B, Tc, nh, nkv, hd, blk == CP_CAUSAL};
-                    attention_forward_cpu(out_p.data(), lse_p.data(), q + (2 * v_rank + a) * z.q, k + (2 * u + c) * z.kv,
-                                          v + (2 * u + c) * z.kv, cs);
-                    float* out_acc = out + (2 * v_rank + a) * z.out;
-                    float* lse_acc = lse + (2 * v_rank + a) * z.lse;
-                    for (int b = 0; b < B; b++)
-                        for (int h = 0; h < nh; h++)
-                            for (int t = 0; t < Tc; t++)
-                                lse_merge_row(out_acc + out_index(cs, b, h, t), lse_acc + lse_index(cs, b, h, t),
-                                              out_p.data() + out_index(cs, b, h, t), lse_p[lse_index(cs, b, h, t)], hd);
-                }
-        }
-    }
+    // the accumulators are the ranks' out and lse: 0 and -inf
+    std::fill(out, out + 2 * n * z.out, 0.0f);
+    std::fill(lse, lse + 2 * n * z.lse, -INFINITY);
+    const CpGroup g = {n, 0, n};
+    for (int s = 0; s < steps; s++)
+        cp_causal_blocks(g, s, [&](int v_rank, int a, int u, int c, bool causal) {   // u: the rank whose K/V v_rank holds
+            const CpuAttnShape cs = {B, Tc, nh, nkv, hd, causal};
+            attention_forward_cpu(out_p.data(), lse_p.data(), q + (2 * v_rank + a) * z.q, k + (2 * u + c) * z.kv,
+                                  v + (2 * u + c) * z.kv, cs);
+            float* out_acc = out + (2 * v_rank + a) * z.out;
+            float* lse_acc = lse + (2 * v_rank + a) * z.lse;
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < nh; h++)
+                    for (int t = 0; t < Tc; t++)
+                        lse_merge_row(out_acc + out_index(cs, b, h, t), lse_acc + lse_index(cs, b, h, t),
+                                      out_p.data() + out_index(cs, b, h, t), lse_p[lse_index(cs, b, h, t)], hd);
+        });
 }
 
 // Causal ring backward: dq, dk, dv (local layouts of q, k, v) from dout and the merged out
@@ -290,22 +284,17 @@ static void ring_attention_causal_backward_cpu(float* dq, float* dk, float* dv, 
     std::fill(dk, dk + 2 * n * z.kv, 0.0f);
     std::fill(dv, dv + 2 * n * z.kv, 0.0f);
     std::vector<float> dq_p(z.q), dk_p(z.kv), dv_p(z.kv);
-    for (int v_rank = 0; v_rank < n; v_rank++)
-        for (int s = 0; s < n; s++) {
-            const int u = cp_ring_source(v_rank, s, n);
-            for (int a = 0; a < 2; a++)
-                for (int c = 0; c < 2; c++) {
-                    const CpBlock blk = cp_causal_block(cp_chunk(v_rank, a, n), cp_chunk(u, c, n));
-                    if (blk == CP_SKIP) continue;
-                    const CpuAttnShape cs = {B, Tc, nh, nkv, hd, blk == CP_CAUSAL};
-                    const size_t qa = (2 * v_rank + a) * z.q, kc = (2 * u + c) * z.kv;
-                    const size_t oa = (2 * v_rank + a) * z.out, la = (2 * v_rank + a) * z.lse;
-                    attention_backward_cpu(dq_p.data(), dk_p.data(), dv_p.data(), dout + oa, out + oa, lse + la, q + qa, k + kc,
-                                           v + kc, cs);
-                    for (size_t i = 0; i < z.q; i++) dq[qa + i] += dq_p[i];
-                    for (size_t i = 0; i < z.kv; i++) { dk[kc + i] += dk_p[i]; dv[kc + i] += dv_p[i]; }
-                }
-        }
+    const CpGroup g = {n, 0, n};
+    for (int s = 0; s < n; s++)
+        cp_causal_blocks(g, s, [&](int v_rank, int a, int u, int c, bool causal) {
+            const CpuAttnShape cs = {B, Tc, nh, nkv, hd, causal};
+            const size_t qa = (2 * v_rank + a) * z.q, kc = (2 * u + c) * z.kv;
+            const size_t oa = (2 * v_rank + a) * z.out, la = (2 * v_rank + a) * z.lse;
+            attention_backward_cpu(dq_p.data(), dk_p.data(), dv_p.data(), dout + oa, out + oa, lse + la, q + qa, k + kc, v + kc,
+                                   cs);
+            for (size_t i = 0; i < z.q; i++) dq[qa + i] += dq_p[i];
+            for (size_t i = 0; i < z.kv; i++) { dk[kc + i] += dk_p[i]; dv[kc + i] += dv_p[i]; }
+        });
 }
 
 // ------------------------------------------------------------------ varlen ring (DiT)

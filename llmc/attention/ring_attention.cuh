@@ -266,22 +266,6 @@ static void cp_fill(float* x, size_t n, float value, cudaStream_t st) {
 
 // ------------------------------------------------------------------ causal (GPT)
 
-// fn(i, a, c, causal) for every block a held rank computes at ring step `step`: held rank i's
-// query chunk a against key chunk c of the K/V it holds, causal on the diagonal, full below it
-// (the ones above it are skipped: cp_causal_block)
-template <class F>
-static void cp_causal_blocks(const CpRing* r, int step, F fn) {
-    const CpGroup& g = r->g;
-    for (int i = 0; i < g.local; i++) {
-        const int rv = g.first + i, u = cp_ring_source(rv, step, g.n);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 2; c++) {
-                const CpBlock kind = cp_causal_block(cp_chunk(rv, a, g.n), cp_chunk(u, c, g.n));
-                if (kind != CP_SKIP) fn(i, a, c, kind == CP_CAUSAL);
-            }
-    }
-}
-
 // The ranks' own K and V (2 chunks of chunk_kv elements each) into ring buffer 0: [local][K, V][cap * nkv * hd]
 static void cp_causal_pack(CpRing* r, const floatX* k, const floatX* v, size_t chunk_kv, cudaStream_t st) {
     const size_t block = r->cap * r->nkv * r->hd, bytes = 2 * chunk_kv * sizeof(floatX);
@@ -310,7 +294,7 @@ static void ring_attention_forward(CpRing* r, floatX* out, float* lse, const flo
     for (int step = 0; step < n; step++) {
         floatX* cur = r->kv[step % 2];
         if (step + 1 < n) cp_ring_shift(r, cur, r->kv[(step + 1) % 2], 2 * block * sizeof(floatX), r->ev_kv, st);
-        cp_causal_blocks(r, step, [&](int i, int a, int c, bool diag) {
+        cp_causal_blocks(r->g, step, [&](int i, int a, int, int c, bool diag) {
             const floatX* kc = cur + (2 * i) * block + c * chunk_kv;
             const floatX* vc = cur + (2 * i + 1) * block + c * chunk_kv;
             flash_attention_forward(r->part, r->lse_part, q + (2 * i + a) * chunk_q, kc, vc, diag ? causal : full, st);
@@ -342,7 +326,7 @@ static void ring_attention_backward(CpRing* r, floatX* dq, floatX* dk, floatX* d
         float* dcur = r->dkv[step % 2];
         if (step + 1 < n) cp_ring_shift(r, cur, r->kv[(step + 1) % 2], 2 * block * sizeof(floatX), r->ev_kv, st);
         bool have_sums = step == 0;   // the held block's dK/dV sums, from the previous rank: waited for before the first add
-        cp_causal_blocks(r, step, [&](int i, int a, int c, bool diag) {
+        cp_causal_blocks(r->g, step, [&](int i, int a, int, int c, bool diag) {
             const size_t qa = (2 * i + a) * chunk_q;
             const size_t kc = (2 * i) * block + c * chunk_kv, vc = (2 * i + 1) * block + c * chunk_kv;
             flash_attention_backward(dq_part, dk_part, dv_part, dout + qa, out + qa, lse + (2 * i + a) * chunk_lse, q + qa,

@@ -98,6 +98,21 @@ static inline CpBlock cp_causal_block(int gq, int gk) { return gk < gq ? CP_FULL
 // The rank whose K/V rank v holds at ring step s.
 static inline int cp_ring_source(int v, int s, int n) { return ((v - s) % n + n) % n; }
 
+// fn(i, a, u, c, causal) for every block the ranks of g compute at ring step `step`: held rank i's
+// (CP rank g.first + i) query chunk a against chunk c of rank u's K/V, the block it holds; causal on
+// the diagonal, full below it, the ones above it skipped (cp_causal_block).
+template <class F>
+static inline void cp_causal_blocks(const CpGroup& g, int step, F fn) {
+    for (int i = 0; i < g.local; i++) {
+        const int v = g.first + i, u = cp_ring_source(v, step, g.n);
+        for (int a = 0; a < 2; a++)
+            for (int c = 0; c < 2; c++) {
+                const CpBlock kind = cp_causal_block(cp_chunk(v, a, g.n), cp_chunk(u, c, g.n));
+                if (kind != CP_SKIP) fn(i, a, u, c, kind == CP_CAUSAL);
+            }
+    }
+}
+
 // ------------------------------------------------------------------ full attention (DiT)
 
 // Part v of n of a sample of L tokens: [cp_part_begin(L, v, n), cp_part_begin(L, v + 1, n)).
