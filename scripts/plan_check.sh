@@ -4,7 +4,7 @@
 # for each configuration, the `--plan` total (printed without touching the GPU), then a short
 # run of the same flags with the GPU's used memory polled by nvidia-smi every 50 ms; prints
 # plan, peak and their ratio. The peak includes the CUDA context, as the plan's total does.
-# Usage (GPU machine): OUT=dir bash scripts/plan_check.sh   (default OUT=log/plan_check)
+# Usage (GPU machine): OUT=dir STEPS=4 bash scripts/plan_check.sh   (default OUT=log/plan_check)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/plan_check}; mkdir -p "$OUT"
@@ -33,7 +33,7 @@ for c in "${configs[@]}"; do
     plan=$(eval ./$flags --plan 2>&1 | sed -nE 's/^  total +([0-9.]+) GiB.*/\1/p')
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$OUT/smi_$i.txt" 2>/dev/null &
     smi=$!
-    eval ./$flags --steps 4 > "$OUT/run_$i.log" 2>&1; rc=$?
+    eval ./$flags --steps "${STEPS:-4}" > "$OUT/run_$i.log" 2>&1; rc=$?
     kill $smi 2>/dev/null; wait $smi 2>/dev/null
     base=$(head -1 "$OUT/smi_$i.txt"); peak=$(sort -n "$OUT/smi_$i.txt" | tail -1)
     # MiB used by the run: the peak minus what was in use before it started
