@@ -4,7 +4,7 @@
 # for each configuration, the `--plan` total (printed without touching the GPU), then a short
 # run of the same flags with the GPU's used memory polled by nvidia-smi every 50 ms; prints
 # plan, peak and their ratio. The peak includes the CUDA context, as the plan's total does.
-# Usage (GPU machine): OUT=dir STEPS=4 bash scripts/plan_check.sh   (default OUT=log/plan_check)
+# Usage (GPU machine): OUT=dir STEPS=4 FIRST=1 bash scripts/plan_check.sh   (default OUT=log/plan_check)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/plan_check}; mkdir -p "$OUT"
@@ -29,6 +29,7 @@ printf '%-100s %10s %10s %8s\n' "config" "plan GiB" "peak GiB" "ratio" | tee "$O
 i=0
 for c in "${configs[@]}"; do
     i=$((i + 1))
+    [ "$i" -ge "${FIRST:-1}" ] || continue   # FIRST=k starts at the k-th configuration
     flags="$c --random-data 1 --log-dir \"\""
     plan=$(eval ./$flags --plan 2>&1 | sed -nE 's/^  total +([0-9.]+) GiB.*/\1/p')
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$OUT/smi_$i.txt" 2>/dev/null &

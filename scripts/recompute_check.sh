@@ -21,7 +21,8 @@ run() {   # TRAINER FLAGS...: one row
     i=$((i + 1))
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$OUT/smi_$i.txt" 2>/dev/null &
     local smi=$!
-    "./$1" "${@:2}" --random-data 1 --log-dir "" --steps "${RUN_STEPS:-$STEPS}" --val-every 0 --sample-every 0 > "$OUT/run_$i.log" 2>&1; local rc=$?
+    local quiet="--val-every 0"; [ "$1" = train_dit ] && quiet="--eval-samples 0"   # no evaluation at the end
+    "./$1" "${@:2}" --random-data 1 --log-dir "" --steps "${RUN_STEPS:-$STEPS}" $quiet --sample-every 0 > "$OUT/run_$i.log" 2>&1; local rc=$?
     kill $smi 2>/dev/null; wait $smi 2>/dev/null
     local peak; peak=$(sort -n "$OUT/smi_$i.txt" | tail -1)
     # the summary line: "summary: N steps | median step X ms | Y tok/s | ..."
