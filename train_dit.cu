@@ -287,6 +287,9 @@ struct DiT : ModelParams {
     std::vector<int> cu_x, cu_p, cu_t;       // [B+1]
     std::vector<DiTGrid> grids;
     std::vector<DiTSample> samples;
+    // what act.rope_cs was built for (each token's sample grid and position): a batch of the same
+    // geometry as the last (every step of a fixed-shape run, every step of the sampler) reuses it
+    std::vector<int> rope_key;
     long long lat_floats = 0, out_floats = 0, max_patch_elems = 0, max_out_elems = 0;
     float* loss_tok_host = nullptr;          // pinned [Np]
     // context parallel (--cp, llmc/dist/context_parallel.h): the process holds cp.local ranks of a
@@ -345,6 +348,7 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& real_cap,
                       const CpGroup& cp = CpGroup(), void* cp_comm = nullptr) {
     g->cfg = cfg;
     g->cp = cp;
+    g->rope_key.clear();
     g->cap = cp.on() ? dit_capacity_cp(real_cap, cp) : real_cap;
     g->whole_cap = real_cap;
     const DiTCapacity& cap = g->cap;
@@ -534,8 +538,13 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
         need.max_patch_elems > cap.max_patch_elems || need.max_out_elems > cap.max_out_elems)
         fail("dit batch: B %d, %d tokens (held), %d text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
              Bq, g->N, g->Nt, cap.B, cap.N, cap.Nt);
+    std::vector<int> rope_key;
+    for (const DiTGrid& gr : grids) rope_key.insert(rope_key.end(), {gr.Tp, gr.Hp, gr.Wp, gr.L});
+    rope_key.insert(rope_key.end(), tok_sample.begin(), tok_sample.end());
+    rope_key.insert(rope_key.end(), tok_pos.begin(), tok_pos.end());
     std::vector<float2> cs;
-    rope3d_table_at(&cs, c, grids, tok_sample, tok_pos);
+    const bool new_rope = rope_key != g->rope_key;
+    if (new_rope) rope3d_table_at(&cs, c, grids, tok_sample, tok_pos);
     // sinusoidal embeddings: rows 2q = 1000 t_b, 2q+1 = 0 (edm: c_noise(sigma_b), c_noise(sigma_min)); fps rows q
     const std::vector<double> ef = dit_freq_embedding_freqs(c);
     std::vector<double> ts(2 * Bq), fs(Bq);
@@ -557,7 +566,10 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
     cudaCheck(cudaMemcpy(a.cu_p, g->cu_p.data(), (Bq + 1) * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.cu_t, g->cu_t.data(), (Bq + 1) * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a.samples, g->samples.data(), Bq * sizeof(DiTSample), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
+    if (new_rope) {
+        cudaCheck(cudaMemcpy(a.rope_cs, cs.data(), cs.size() * sizeof(float2), cudaMemcpyHostToDevice));
+        g->rope_key = std::move(rope_key);
+    }
     if (cp.on()) {
         std::vector<int> cu_all;
         for (int v = 0; v < cp.n; v++) cu_all.insert(cu_all.end(), g->cp_cu[v].begin(), g->cp_cu[v].end());

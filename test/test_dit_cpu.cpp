@@ -68,6 +68,41 @@ static void run_file(const std::string& path) {
         check(name + "/extra_out_channels_zero_grad", s, 0.0, "abs_sum");
     }
     {
+        // the trainer's RoPE table (dit_rope_table_at, per axis and position) is the reference's
+        // per-entry evaluation, bit for bit: for the batch, for a rank's part of it (every third
+        // token) and for a batch of larger grids (positions up to 40 on each axis)
+        auto table_diff = [&](const DiTCpu& m, int stride) {
+            std::vector<int> sample, pos;
+            for (int b = 0; b < m.B; b++)
+                for (int j = b % stride; j < m.grids[b].L; j += stride) { sample.push_back(b); pos.push_back(j); }
+            const int half = cfg.head_dim / 2;
+            std::vector<float> t(pos.size() * half * 2);
+            dit_rope_table_at(t.data(), cfg, m.grids, sample, pos);
+            double d = 0;
+            for (size_t i = 0; i < pos.size(); i++)
+                for (int k = 0; k < half; k++) {
+                    const size_t r = ((size_t)m.cu_x[sample[i]] + pos[i]) * half + k;
+                    d += fabs((double)t[(i * half + k) * 2] - m.rope_cos[r]) + fabs((double)t[(i * half + k) * 2 + 1] - m.rope_sin[r]);
+                }
+            return d;
+        };
+        check(name + "/rope_table_as_reference", table_diff(g, 1), 0.0, "abs_sum");
+        check(name + "/rope_table_part_as_reference", table_diff(g, 3), 0.0, "abs_sum");
+        DiTBatch big;
+        big.B = 2;
+        big.T = {40, 3}; big.H = {8, 80}; big.W = {6, 82}; big.text_len = {1, 2};
+        big.has_mask = {0, 0}; big.t = {0.5f, 0.5f}; big.fps = {24.0f, 24.0f};
+        big.frame_mask.assign(43, 1);
+        big.x0.assign((size_t)cfg.in_channels * (40 * 8 * 6 + 3 * 80 * 82), 0.0f);
+        big.eps = big.x0;
+        big.text.assign((size_t)3 * cfg.caption_channels, 0.0f);
+        DiTCpu gb;
+        dit_cpu_build(&gb, cfg);
+        gb.obj = g.obj;
+        dit_cpu_setup(&gb, big);
+        check(name + "/rope_table_large_grids_as_reference", table_diff(gb, 1), 0.0, "abs_sum");
+    }
+    {
         // packing: the last sample alone gives the same output as inside the batch
         const int b = bt.B - 1;
         const std::vector<float> v_all(g.v_pred.begin() + g.cu_out[b], g.v_pred.begin() + g.cu_out[b + 1]);

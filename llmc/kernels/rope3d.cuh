@@ -255,22 +255,14 @@ static void qknorm_rope3d_backward(floatX* dinp, float* dw_a, float* dw_b, const
     cudaLaunchCheck();
 }
 
-// Host: the per-token (cos, sin) table of the tokens of a batch, token i being token pos[i] of
-// the sample grids[sample[i]] (the whole samples in order, or a context-parallel rank's parts:
-// llmc/dist/context_parallel.h), in double, rounded to float (as the CPU reference does).
+// Host: the per-token (cos, sin) table of the tokens of a batch as the kernels read it, token i
+// being token pos[i] of the sample grids[sample[i]] (the whole samples in order, or a
+// context-parallel rank's parts: llmc/dist/context_parallel.h); dit_rope_table_at says how.
 static void rope3d_table_at(std::vector<float2>* out, const DiTConfig& c, const std::vector<DiTGrid>& grids,
                             const std::vector<int>& sample, const std::vector<int>& pos) {
-    const int half = c.head_dim / 2, n6 = c.head_dim / 6;
-    const std::vector<double> f = dit_rope_freqs(c);
-    out->resize(pos.size() * half);
-    for (size_t i = 0; i < pos.size(); i++) {
-        int p[3];
-        dit_rope_position(c, grids[sample[i]], pos[i], &p[0], &p[1], &p[2]);
-        for (int s = 0; s < half; s++) {
-            const double a = p[s / n6] * f[s % n6];
-            (*out)[i * half + s] = make_float2((float)cos(a), (float)sin(a));
-        }
-    }
+    static_assert(sizeof(float2) == 2 * sizeof(float), "float2 is a (cos, sin) pair");
+    out->resize(pos.size() * (c.head_dim / 2));
+    dit_rope_table_at(reinterpret_cast<float*>(out->data()), c, grids, sample, pos);
 }
 // The table [N, hd/2] of a packed batch of whole samples (their grids in order)
 static void rope3d_table(std::vector<float2>* out, const DiTConfig& c, const std::vector<DiTGrid>& grids) {

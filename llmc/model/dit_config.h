@@ -286,6 +286,39 @@ static inline void dit_rope_position(const DiTConfig& c, const DiTGrid& g, int j
     *pt = std::min(p / (g.Hp * g.Wp) + 1, c.rope_max_t - 1);
 }
 
+// The per-token (cos, sin) table of a batch, token i being token pos[i] of the sample
+// grids[sample[i]]: out[(i hd/2 + s) 2 + {0, 1}] = cos, sin of slot s's angle, in double,
+// rounded to float (the CPU reference evaluates every entry; this gives the same bits).
+// An angle is p f_k with p a small integer position on one axis, so each (axis, position, k)
+// triple's cos and sin are computed once and each token's row gathered from them: evaluating
+// every entry is two double-precision sin/cos per entry, hundreds of thousands a batch, on the
+// host at the start of a training step while the GPU waits.
+static inline void dit_rope_table_at(float* out, const DiTConfig& c, const std::vector<DiTGrid>& grids,
+                                     const std::vector<int>& sample, const std::vector<int>& pos) {
+    const int half = c.head_dim / 2, n6 = c.head_dim / 6;   // half = 3 n6 (dit_config_finalize)
+    const std::vector<double> f = dit_rope_freqs(c);
+    std::vector<int> p(3 * pos.size());   // each token's positions (h, w, t)
+    int pmax[3] = {0, 0, 0};
+    for (size_t i = 0; i < pos.size(); i++) {
+        int* pi = &p[3 * i];
+        dit_rope_position(c, grids[sample[i]], pos[i], &pi[0], &pi[1], &pi[2]);
+        for (int a = 0; a < 3; a++) pmax[a] = std::max(pmax[a], pi[a]);
+    }
+    std::vector<float> lut[3];   // axis a: [pmax[a] + 1][n6] pairs
+    for (int a = 0; a < 3; a++) {
+        lut[a].resize((size_t)(pmax[a] + 1) * n6 * 2);
+        for (int q = 0; q <= pmax[a]; q++)
+            for (int k = 0; k < n6; k++) {
+                const double ang = q * f[k];
+                lut[a][((size_t)q * n6 + k) * 2] = (float)cos(ang);
+                lut[a][((size_t)q * n6 + k) * 2 + 1] = (float)sin(ang);
+            }
+    }
+    for (size_t i = 0; i < pos.size(); i++)
+        for (int a = 0; a < 3; a++)
+            std::copy_n(&lut[a][(size_t)p[3 * i + a] * n6 * 2], n6 * 2, out + (i * half + a * n6) * 2);
+}
+
 // Model FLOPs of one training step (forward + backward = 3x forward) for one
 // sample with Lx tokens and Lt text tokens (docs/dit.md "Counting
 // FLOPs"). Per token per layer: 2*14*C^2 for the matmuls the spec lists (qkv 3,
