@@ -304,6 +304,18 @@ static void run_case(const char* name, int nh, int hd, int rope_max_t, const std
     for (const LatentShape& s : shapes) grids.push_back(dit_grid(cfg, s.T, s.H, s.W));
     std::vector<float2> table;
     rope3d_table(&table, cfg, grids);
+    if (timed) {   // the host's share: train_dit builds the table when a batch's geometry changes
+        std::vector<double> ms;
+        for (int r = 0; r < 5; r++) {
+            std::vector<float2> t;
+            const double t0 = wall_seconds();
+            rope3d_table(&t, cfg, grids);
+            ms.push_back(1000.0 * (wall_seconds() - t0));
+        }
+        std::sort(ms.begin(), ms.end());
+        printf("host rope3d_table %s B%d: %zu pairs in %.3f ms (median of 5, this machine's CPU)\n", name, (int)shapes.size(),
+               table.size(), ms[2]);
+    }
     const int N = (int)(table.size() / (hd / 2)), C = cfg.d_model;
     float2* cs = dev_alloc<float2>(table.size());
     cudaCheck(cudaMemcpy(cs, table.data(), table.size() * sizeof(float2), cudaMemcpyHostToDevice));
