@@ -34,7 +34,10 @@ With the environment variable FLASH_TUNE=1 the flash tile variants (attention_va
 flash_config) are validated and timed too (FLASH_TUNE=2: only the sm90 kernels' variants); with
 ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_NOCHECK=1 only
 the perf-shape timings (tuning runs; nothing checked); ATTN_PROFILE=shape[,fwd variant] makes
-three calls at one perf shape for a profiler (see main).
+three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (or 31) runs every
+check and timing of the ordered (deterministic) sm90 backward on the warp-specialized variant
+(attention_variants.cuh, flash_bwd_ws_sm90_kernel; head dims up to 80), e.g.
+  ATTN_ORDERED=30 ATTN_QUICK=1 compute-sanitizer ./dev/cuda/attention
 
   make dev/cuda/attention && ./dev/cuda/attention
 */
@@ -259,6 +262,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
             for (int v = 17; v < 26; v++)  // warp-specialized forward (22, 23: timing diagnostics)
                 if (v != 22 && v != 23) cfgs.push_back({FlashBwdAlgo::split, {v, 0, 0}, 2});
             for (int v = 11; v < 22; v++) cfgs.push_back({FlashBwdAlgo::atomic, {0, v, 0}, 2});
+            for (int v = 30; v < 32; v++) cfgs.push_back({FlashBwdAlgo::ordered, {0, v, 0}, 2});  // warp-specialized
         }
     }
     for (FlashBwdAlgo m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
@@ -279,7 +283,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         check("flash_attention_backward", "dq", sh, download(b.dq, b.nq), dq, TOL_GRAD);
         check("flash_attention_backward", "dk", sh, download(b.dk, b.nkv), dk, TOL_GRAD);
         check("flash_attention_backward", "dv", sh, download(b.dv, b.nkv), dv, TOL_GRAD);
-        if (c.c.fwd == 0 && c.c.dkdv == 0 && c.c.dq == 0) flash_determinism(b, s, sh);
+        if ((c.c.fwd == 0 && c.c.dkdv == 0 && c.c.dq == 0) || c.c.dkdv >= 30) flash_determinism(b, s, sh);
     }
     set_algo(FlashBwdAlgo::split);
     flash_config = {0, 0, 0};
@@ -699,6 +703,11 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             flash_config = {0, v, 0};
             report_flops(strf("flash bwd [sm90 atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
+        set_algo(FlashBwdAlgo::ordered);
+        for (int v = 30; v < 32; v++) {  // the warp-specialized ordered backward (hd <= 80; else the table's)
+            flash_config = {0, v, 0};
+            report_flops(strf("flash bwd [sm90 ordered dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
+        }
         set_algo(FlashBwdAlgo::split);
         flash_config = {0, 0, 0};
     }
@@ -736,6 +745,11 @@ int main() {
     cublas_init();
     Rng rng;
     rng_seed(&rng, 1234);
+    if (const char* ov = getenv("ATTN_ORDERED")) {  // the deterministic backward's kernel (attention_variants.cuh)
+        flash_ordered_variant = atoi(ov);
+        printf("ATTN_ORDERED=%d: the ordered sm90 backward runs variant %d where it applies (hd <= 80, no packed rows)\n",
+               flash_ordered_variant, flash_ordered_variant);
+    }
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;
     g_tune_mma = tune && atoi(tune_env) == 1;

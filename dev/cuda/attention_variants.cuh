@@ -16,7 +16,8 @@
 //        with cp.async (20: no ping-pong); 22-23 warp-specialized without loads (diagnostic);
 //        24-25 warp-specialized with TMA (hd 64 / 128)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
-//        11-16 sm90 split; 11-21 sm90 atomic (fused)
+//        11-16 sm90 split; 11-21 sm90 atomic (fused); 30-31 sm90 ordered, warp-specialized
+//        (flash_bwd_ws_sm90_kernel, 2 / 3 Q/dO stages; hd up to 80)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -505,10 +506,296 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
     if constexpr (MODE == FUSED_ATOMIC) flash_dq_acc_to_bf16(dq, dq_acc, p, stream);
 }
 
+// ---------------------------------------------------------------------------
+// The deterministic fused backward, warp-specialized (dkdv variant 30; FlashAttention-3's
+// structure for DQ_ORDERED of flash_bwd_dkdv_sm90_kernel). CTA = 3 warpgroups, BN = 128 keys
+// of one group (K, V resident), BQ = 64 query rows per tile, query tiles last to first:
+//   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
+//     stages with cp.async, each stage's arrival signalled on an mbarrier (full), a stage
+//     reused once both consumer warpgroups have released it (free: its dV and dK products
+//     are done);
+//   - warp 3 (the dQ writer) takes each tile's dQ partial from one of two shared buffers
+//     (dq full: the consumers wrote it), waits for the query tile's turn (the counter says
+//     this K/V tile), hands it to the bulk-copy engine as one reduction (K/V tile 0: a store),
+//     waits for it, passes the turn on and frees the buffer (dq free);
+//   - warpgroups 1 and 2 (the consumers, 64 keys each) compute: S^T and dP^T, P^T and dS^T,
+//     dS^T to one of two shared buffers, a barrier of the two (dQ needs every key's rows), then
+//     dV += P^T dO, dQ = dS K (its half of the columns), dK += dS^T Q; dQ to the writer's buffer.
+// Why: in flash_bwd_dkdv_sm90_kernel every thread loads and the CTA meets at a barrier every
+// tile, and the warp that issues the dQ copies waits for the turn inside a compute warpgroup;
+// here the consumers never wait for loads that were issued in time or for another CTA's turn
+// (only when both dQ buffers are still in flight), and their two warpgroups meet once per tile.
+// The dQ partial, its swizzled rows and the fixed order of the additions are those of
+// DQ_ORDERED, so dQ is bit-identical run to run (and to that kernel's). Head dims up to 80.
+template <int HD, int BQ, int NS>
+struct BwdWsSmem {
+    static constexpr int BN = 128;
+    static constexpr size_t k = 0, v = k + (size_t)BN * HD * 2, q = v + (size_t)BN * HD * 2,  // K, V; [NS] Q tiles
+        dout = q + (size_t)NS * BQ * HD * 2,          // [NS] dO tiles
+        l = dout + (size_t)NS * BQ * HD * 2,          // [NS][BQ] L
+        d = l + (size_t)NS * BQ * 4,                  // [NS][BQ] D
+        ds = d + (size_t)NS * BQ * 4,                 // [2] dS^T tiles [BN][BQ]
+        dq = ds + (size_t)2 * BN * BQ * 2,            // [2] dQ partials [BQ][hd] fp32
+        bars = dq + (size_t)2 * BQ * HD * 4,          // K/V full, full[NS], free[NS], dq full[2], dq free[2]
+        bytes = bars + (size_t)(1 + 2 * NS + 4) * 8;
+    static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
+};
+constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
+template <int HD, int BQ, int NS>
+__global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
+                                                                   float* __restrict__ dq_acc, int* __restrict__ locks,
+                                                                   const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                   const bf16* __restrict__ vp, const bf16* __restrict__ dout,
+                                                                   const float* __restrict__ Lp, const float* __restrict__ Dp,
+                                                                   const FlashParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using S = BwdWsSmem<HD, BQ, NS>;
+    constexpr int BN = S::BN, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = HD / 2, NTP = 96;
+    static_assert(BQ == 64 && HD <= 80 && DQN % 8 == 0, "64 query rows per tile, head dims up to 80");
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
+    bf16* sV = reinterpret_cast<bf16*>(flash_smem + S::v);
+    bf16* sQ = reinterpret_cast<bf16*>(flash_smem + S::q);
+    bf16* sdO = reinterpret_cast<bf16*>(flash_smem + S::dout);
+    float* sL = reinterpret_cast<float*>(flash_smem + S::l);
+    float* sD = reinterpret_cast<float*>(flash_smem + S::d);
+    bf16* sdS = reinterpret_cast<bf16*>(flash_smem + S::ds);
+    float* sdq = reinterpret_cast<float*>(flash_smem + S::dq);
+    const uint32_t bar_kv = smem_u32(flash_smem + S::bars);
+    auto bar_full = [&](int s) { return bar_kv + 8 * (1 + s); };
+    auto bar_free = [&](int s) { return bar_kv + 8 * (1 + NS + s); };
+    auto bar_dq_full = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + b); };
+    auto bar_dq_free = [&](int b) { return bar_kv + 8 * (3 + 2 * NS + b); };
+    // warp-uniform role indices (see flash_fwd_sm90_ws_kernel)
+    const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
+    const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int grp = blockIdx.y, n0 = blockIdx.x * BN;
+    const FlashGroup G = flash_group(p, grp);
+    if (n0 >= G.Tk) return;  // (K/V tile 0, which stores the sums' first term, always runs)
+    const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
+    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ), nsteps = nit - it0;
+    auto tile_of = [&](int step) { return nit - 1 - step; };  // last to first (see DQ_ORDERED)
+    if (threadIdx.x == 0) {
+        mbarrier_init(bar_kv, NTP);
+        for (int s = 0; s < NS; s++) {
+            mbarrier_init(bar_full(s), NTP);  // one cp.async arrival per producer thread
+            mbarrier_init(bar_free(s), 8);    // one arrival per consumer warp
+        }
+        for (int b = 0; b < 2; b++) {
+            mbarrier_init(bar_dq_full(b), 256);  // every consumer thread (its own stores)
+            mbarrier_init(bar_dq_free(b), 1);    // the writer
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        setmaxnreg_dec<BWD_WS_PRODUCER_REGS>();
+        if (warp < 3) {  // the producer
+            const bf16* Q = qp + G.q0;
+            const bf16* K = kp + G.k0;
+            const bf16* V = vp + G.v0;
+            const float* L = Lp + G.ld0;
+            const float* Dg = Dp + G.ld0;
+            auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
+            auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
+            auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
+            auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+            load_tile_cm<BN, HD, NTP, decltype(krow), 2>(sK, n0, T, hd, krow);
+            load_tile_cm<BN, HD, NTP, decltype(vrow), 2>(sV, n0, T, hd, vrow);
+            cp_async_mbarrier_arrive(bar_kv);
+            for (int step = 0; step < nsteps; step++) {
+                const int st = step % NS, m0 = tile_of(step) * BQ;
+                if (step >= NS) mbarrier_wait(bar_free(st), (step / NS - 1) & 1);
+                load_tile_cm<BQ, HD, NTP, decltype(qrow), 2>(sQ + st * BQ * HD, m0, rows, hd, qrow);
+                load_tile_cm<BQ, HD, NTP, decltype(orow), 2>(sdO + st * BQ * HD, m0, rows, hd, orow);
+                for (int i = threadIdx.x; i < BQ; i += NTP) {
+                    const bool ok = m0 + i < rows;
+                    cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+                    cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+                }
+                cp_async_mbarrier_arrive(bar_full(st));
+            }
+            cp_async_wait<0>();
+        } else if (lane == 0) {  // the dQ writer
+            float* acc_g = dq_acc + G.ld0 * hd;
+            const int b_ = grp / p.nkv, gk = grp % p.nkv;
+            int* lock0 = locks + (p.varlen ? (size_t)gk * flash_varlen_lock_stride(p.Nq, p.B) + p.cu_q[b_] / BQ + b_
+                                           : (size_t)grp * nit);
+            for (int step = 0; step < nsteps; step++) {
+                const int b = step & 1, it = tile_of(step), m0 = it * BQ;
+                mbarrier_wait(bar_dq_full(b), (step >> 1) & 1);
+                while (ld_acquire(lock0 + it) != (int)blockIdx.x) __nanosleep(20);
+                fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
+                const uint32_t bytes = (uint32_t)min(BQ, rows - m0) * hd * 4;
+                if (blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                bulk_commit();
+                bulk_wait_all();
+                __threadfence();
+                atomicAdd(lock0 + it, 1);
+                mbarrier_arrive(bar_dq_free(b));
+            }
+        }
+        return;
+    }
+
+    setmaxnreg_inc<BWD_WS_CONSUMER_REGS>();
+    const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0/1 (64 keys each); warp 0..7 of them
+    const int keyA = n0 + cwarp * 16 + g, keyB = keyA + 8;
+    const uint64_t desc_k = wgmma_desc_kmajor(smem_u32(sK + cw * 64 * HD), HD);
+    const uint64_t desc_v = wgmma_desc_kmajor(smem_u32(sV + cw * 64 * HD), HD);
+    float dk[DB][4], dv[DB][4];
+#pragma unroll
+    for (int d = 0; d < DB; d++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+    wgmma_fence_operand(dk);
+    wgmma_fence_operand(dv);
+    float dq[DQN / 8][4];
+    mbarrier_wait(bar_kv, 0);
+    for (int step = 0; step < nsteps; step++) {
+        const int it = tile_of(step), st = step % NS, m0 = it * BQ, b = step & 1;
+        mbarrier_wait(bar_full(st), (step / NS) & 1);
+        fence_proxy_async();  // cp.async (generic proxy) wrote what wgmma (async proxy) reads
+        const uint32_t sQs = smem_u32(sQ + st * BQ * HD), sdOs = smem_u32(sdO + st * BQ * HD);
+        const float* sLs = sL + st * BQ;
+        const float* sDs = sD + st * BQ;
+        float s[NQ][4], dp[NQ][4];
+        const uint64_t desc_q = wgmma_desc_kmajor(sQs, HD), desc_do = wgmma_desc_kmajor(sdOs, HD);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+            Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
+        wgmma_commit();
+        wgmma_wait<1>();
+        wgmma_fence_operand(s);
+        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
+            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
+            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
+            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
+            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+        uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
+            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
+            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
+            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+        }
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) {
+            acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
+            acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
+        }
+        // dS^T rows keyA - n0 and + 8 into buffer b (as flash_bwd_dkdv_sm90_kernel's sdS); buffer b
+        // was last read by the dQ products of step - 2, which both warpgroups waited for before
+        // the barrier of step - 1
+        bf16* sdSb = sdS + b * BN * BQ;
+        {
+            const int kr = cwarp * 16 + g;
+#pragma unroll
+            for (int kc = 0; kc < BQ / 16; kc++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = kr + (e & 1) * 8, col = kc * 16 + (e >> 1) * 8 + 2 * tq;
+                    *reinterpret_cast<uint32_t*>(sdSb + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) =
+                        ads[kc][e];
+                }
+        }
+        fence_proxy_async();
+        named_barrier_sync(1, 256);  // both warpgroups' rows of dS^T are in
+        const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
+        wgmma_fence_operand(dv);
+        wgmma_fence_operand(dk);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        {  // this warpgroup's DQN columns of dQ = dS K over all BN keys (A: dS^T read MN-major)
+            const uint64_t desc_ds = wgmma_desc_mnmajor(smem_u32(sdSb), BQ);
+            const uint64_t desc_kn = wgmma_desc_mnmajor(smem_u32(sK) + cw * (DQN / 8) * 128, HD);
+#pragma unroll
+            for (int kc = 0; kc < BN / 16; kc++)
+                Wgmma<DQN>::template ss<1, 1>(dq, desc_ds + wgmma_kstep_mnmajor(kc, BQ), desc_kn + wgmma_kstep_mnmajor(kc, HD),
+                                              kc > 0);
+        }
+        wgmma_commit();
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        wgmma_commit();
+        wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
+        wgmma_fence_operand(dq);
+        if (step >= 2) mbarrier_wait(bar_dq_free(b), ((step >> 1) - 1) & 1);
+        {
+            float* sdqb = sdq + b * BQ * HD;
+            const int rA = (warp % 4) * 16 + g;
+            const int swA = dq_chunk_swizzle(G.ld0 + m0 + rA, hd), swB = dq_chunk_swizzle(G.ld0 + m0 + rA + 8, hd);
+#pragma unroll
+            for (int nb = 0; nb < DQN / 8; nb++) {
+                const int c = cw * (DQN / 8) + nb;
+                if (c * 8 < hd) {
+                    *reinterpret_cast<float2*>(sdqb + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
+                    *reinterpret_cast<float2*>(sdqb + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
+                }
+            }
+        }
+        fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
+        mbarrier_arrive(bar_dq_full(b));
+        wgmma_wait<0>();
+        wgmma_fence_operand(dv);
+        wgmma_fence_operand(dk);
+        wgmma_fence_operand(ap);
+        wgmma_fence_operand(ads);
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(bar_free(st));  // dV read dO, dK read Q: the stage is free
+    }
+    // the other warpgroup's last products may still read sK / sV / sQ, which the rows below reuse
+    named_barrier_sync(1, 256);
+    bf16* sOk = reinterpret_cast<bf16*>(flash_smem) + cwarp * 16 * LD;
+    bf16* sOv = reinterpret_cast<bf16*>(flash_smem) + (BN + cwarp * 16) * LD;
+    store_rows<HD>(sOk, dk, p.scale, p.scale, lane);
+    store_rows<HD>(sOv, dv, 1.0f, 1.0f, lane);
+    copy_rows_out<HD>(sOk, n0 + cwarp * 16, T, hd, lane, [&](int i) { return dkp + G.k0 + (size_t)i * p.k_rs; });
+    copy_rows_out<HD>(sOv, n0 + cwarp * 16, T, hd, lane, [&](int i) { return dvp + G.v0 + (size_t)i * p.v_rs; });
+#elif defined(__CUDA_ARCH__)
+    __trap();
+#endif
+}
+template <int HD, int NS>
+static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
+                               const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
+                               cudaStream_t stream) {
+    constexpr int BQ = 64;
+    constexpr size_t smem = BwdWsSmem<HD, BQ, NS>::bytes;
+    static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
+    static bool init = false;
+    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS>, smem); init = true; }
+    flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
+    dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv);
+    flash_bwd_ws_sm90_kernel<HD, BQ, NS><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p);
+    cudaLaunchCheck();
+    flash_dq_acc_to_bf16(dq, dq_acc, p, stream, true);
+}
+
 }  // namespace flash
 
 struct FlashConfig { int fwd, dkdv, dq; };  // dkdv: variants of the fused kernels too
 static FlashConfig flash_config = {0, 0, 0};
+// the ordered sm90 backward where flash_config.dkdv is 0 (dev/cuda/attention.cu: ATTN_ORDERED=30
+// runs every check and timing of the deterministic backward on variant 30)
+static int flash_ordered_variant = 0;
 #define FLASH_TUNED(HD) (HD == 64 || HD == 80 || HD == 128)
 
 // The variants' tiles (numbering above)
@@ -613,7 +900,18 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     const bool sm90 = flash_sm90_active();
     const int dkdv = flash_config.dkdv, dqv = flash_config.dq;
     // (the variants are instantiated only at the tuned head dims: if constexpr (TUNED))
-    if (algo == FlashBwdAlgo::ordered && sm90) {  // the table's fused sm90 kernel (no variants)
+    if (algo == FlashBwdAlgo::ordered && sm90) {  // the table's fused sm90 kernel, or the warp-specialized one
+        if constexpr (TUNED && HD <= 80) {
+            const int ov = dkdv ? dkdv : flash_ordered_variant;   // (packed rows: the table's mma.sync variant)
+            if (!p.pos && ov == 30) {
+                flash::bwd_ws_sm90_launch<HD, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                return;
+            }
+            if (!p.pos && ov == 31) {
+                flash::bwd_ws_sm90_launch<HD, 3>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                return;
+            }
+        }
         flash_bwd_hd<HD>(algo, dq, dk, dv, w, q, k, v, dout, p, st);
         return;
     }
