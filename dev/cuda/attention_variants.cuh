@@ -550,7 +550,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                                                                    const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using S = BwdWsSmem<HD, BQ, NS>;
-    constexpr int BN = S::BN, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = HD / 2, NTP = 96;
+    constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = HD / 2, NTP = 96;
     static_assert(BQ == 64 && HD <= 80 && DQN % 8 == 0, "64 query rows per tile, head dims up to 80");
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
@@ -662,95 +662,29 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         const float* sLs = sL + st * BQ;
         const float* sDs = sD + st * BQ;
         float s[NQ][4], dp[NQ][4];
-        const uint64_t desc_q = wgmma_desc_kmajor(sQs, HD), desc_do = wgmma_desc_kmajor(sdOs, HD);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++)
-            Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
-        wgmma_commit();
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++)
-            Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
-        wgmma_commit();
-        wgmma_wait<1>();
-        wgmma_fence_operand(s);
-        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) {
-            const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
-            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
-            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
-            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
-            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
-        }
-        wgmma_wait<0>();
-        wgmma_fence_operand(dp);
+        bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) {
-            const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
-            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
-            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
-            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
-            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
-        }
-#pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) {
-            acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
-            acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
-        }
-        // dS^T rows keyA - n0 and + 8 into buffer b (as flash_bwd_dkdv_sm90_kernel's sdS); buffer b
-        // was last read by the dQ products of step - 2, which both warpgroups waited for before
-        // the barrier of step - 1
+        bwd_p_ds<BQ, BN>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
+        // dS^T into buffer b: last read by the dQ products of step - 2, which both warpgroups
+        // waited for before the barrier of step - 1
         bf16* sdSb = sdS + b * BN * BQ;
-        {
-            const int kr = cwarp * 16 + g;
-#pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int row = kr + (e & 1) * 8, col = kc * 16 + (e >> 1) * 8 + 2 * tq;
-                    *reinterpret_cast<uint32_t*>(sdSb + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) =
-                        ads[kc][e];
-                }
-        }
+        bwd_store_ds_t<BQ>(sdSb, ads, cwarp * 16 + g, tq);
         fence_proxy_async();
         named_barrier_sync(1, 256);  // both warpgroups' rows of dS^T are in
-        const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
         wgmma_fence();
-#pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
         wgmma_commit();
-        {  // this warpgroup's DQN columns of dQ = dS K over all BN keys (A: dS^T read MN-major)
-            const uint64_t desc_ds = wgmma_desc_mnmajor(smem_u32(sdSb), BQ);
-            const uint64_t desc_kn = wgmma_desc_mnmajor(smem_u32(sK) + cw * (DQN / 8) * 128, HD);
-#pragma unroll
-            for (int kc = 0; kc < BN / 16; kc++)
-                Wgmma<DQN>::template ss<1, 1>(dq, desc_ds + wgmma_kstep_mnmajor(kc, BQ), desc_kn + wgmma_kstep_mnmajor(kc, HD),
-                                              kc > 0);
-        }
+        // this warpgroup's DQN columns of dQ over all BN keys
+        bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdSb), smem_u32(sK) + cw * (DQN / 8) * 128);
         wgmma_commit();
-#pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+        bwd_issue_rs<HD, BQ>(dk, ads, wgmma_desc_mnmajor(sQs, HD));
         wgmma_commit();
         wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
         wgmma_fence_operand(dq);
         if (step >= 2) mbarrier_wait(bar_dq_free(b), ((step >> 1) - 1) & 1);
-        {
-            float* sdqb = sdq + b * BQ * HD;
-            const int rA = (warp % 4) * 16 + g;
-            const int swA = dq_chunk_swizzle(G.ld0 + m0 + rA, hd), swB = dq_chunk_swizzle(G.ld0 + m0 + rA + 8, hd);
-#pragma unroll
-            for (int nb = 0; nb < DQN / 8; nb++) {
-                const int c = cw * (DQN / 8) + nb;
-                if (c * 8 < hd) {
-                    *reinterpret_cast<float2*>(sdqb + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
-                    *reinterpret_cast<float2*>(sdqb + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
-                }
-            }
-        }
+        bwd_dq_to_smem<DQN>(sdq + b * BQ * HD, dq, (warp % 4) * 16 + g, cw * (DQN / 8), G.ld0 + m0, hd, tq);
         fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
         mbarrier_arrive(bar_dq_full(b));
         wgmma_wait<0>();

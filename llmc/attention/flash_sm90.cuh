@@ -422,6 +422,105 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
 //   lower block indices: no deadlock however few are resident).
 enum { DQ_NONE = 0, DQ_SYNC = 1, DQ_PIPE = 2, DQ_ORDERED = 3 };
 enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
+// The backward's per-tile pieces on wgmma, shared by flash_bwd_dkdv_sm90_kernel and the
+// warp-specialized variant in dev/cuda/attention_variants.cuh. A warpgroup owns 64 keys of the
+// K/V tile; for a BQ-row query tile it works on the transposed scores (its keys are the rows).
+
+// S^T = K Q^T into s, dP^T = V dO^T into dp: two commit groups issued back to back (the
+// exponentials of P^T run while the second is on the tensor cores)
+template <int HD, int BQ>
+__device__ __forceinline__ void bwd_issue_scores_t(float (&s)[BQ / 8][4], float (&dp)[BQ / 8][4], uint64_t desc_k,
+                                                   uint64_t desc_v, uint64_t desc_q, uint64_t desc_do) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
+    wgmma_commit();
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
+    wgmma_commit();
+}
+// Once S^T has landed (wait<1>: all but the dP^T group): P^T = exp(scale S^T - L), masked;
+// once dP^T has (wait<0>): dS^T = P^T (dP^T - D); both as A operands (ap, ads) of the products
+// that follow. sLs, sDs: the query tile's L and D rows; keys n0 .. n0 + BN of the CTA.
+template <int BQ, int BN>
+__device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ / 8][4], uint32_t (&ap)[BQ / 16][4],
+                                         uint32_t (&ads)[BQ / 16][4], const float* sLs, const float* sDs, int m0, int n0,
+                                         int rows, int keyA, int keyB, const FlashParams& p, int tq) {
+    constexpr int NQ = BQ / 8;
+    wgmma_wait<1>();  // (PIPE: the previous tile's dV/dK products too)
+    wgmma_fence_operand(s);
+    if (m0 + BQ > rows || (p.causal && m0 / p.r < n0 + BN - 1)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
+#pragma unroll
+    for (int nq = 0; nq < NQ; nq++) {
+        const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
+        s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
+        s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
+        s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
+        s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dp);
+#pragma unroll
+    for (int nq = 0; nq < NQ; nq++) {
+        const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+        dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
+        dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
+        dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
+        dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+    }
+#pragma unroll
+    for (int kc = 0; kc < BQ / 16; kc++) {
+        acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
+        acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
+    }
+}
+// A warp's dS^T rows kr (= its first key - n0) and kr + 8 (a[0], a[2] and a[1], a[3]), query
+// columns 16 kc + 2 tq (a[0], a[1]) and + 8 (a[2], a[3]), into the core-matrix tile sdS
+// [BN][BQ]: a warp's store fills whole 128-byte core matrices
+template <int BQ>
+__device__ __forceinline__ void bwd_store_ds_t(bf16* sdS, const uint32_t (&ads)[BQ / 16][4], int kr, int tq) {
+#pragma unroll
+    for (int kc = 0; kc < BQ / 16; kc++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int row = kr + (e & 1) * 8, col = kc * 16 + (e >> 1) * 8 + 2 * tq;
+            *reinterpret_cast<uint32_t*>(sdS + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) = ads[kc][e];
+        }
+}
+// acc += a B over the query tile: dV += P^T dO, dK += dS^T Q (A from registers, B MN-major)
+template <int HD, int BQ>
+__device__ __forceinline__ void bwd_issue_rs(float (&acc)[HD / 8][4], const uint32_t (&a)[BQ / 16][4], uint64_t desc_mn) {
+#pragma unroll
+    for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(acc, a[kc], desc_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+}
+// A block of dQ = dS K over the BN keys: A = the dS^T tile read MN-major from ds (its rows, the
+// keys, are the contraction), B = the K tile MN-major from k (DQN columns)
+template <int HD, int BQ, int BN, int DQN>
+__device__ __forceinline__ void bwd_issue_dq(float (&dq)[DQN / 8][4], uint32_t ds, uint32_t k) {
+    const uint64_t desc_ds = wgmma_desc_mnmajor(ds, BQ), desc_kn = wgmma_desc_mnmajor(k, HD);
+#pragma unroll
+    for (int kc = 0; kc < BN / 16; kc++)
+        Wgmma<DQN>::template ss<1, 1>(dq, desc_ds + wgmma_kstep_mnmajor(kc, BQ), desc_kn + wgmma_kstep_mnmajor(kc, HD), kc > 0);
+}
+// A warpgroup's block of the dQ partial (its rows rA and rA + 8 of the tile, 8-column chunks
+// from c0) into the shared tile sdq (rows of hd floats, chunks swizzled by dq_chunk_swizzle of
+// the packed row: row0 is the tile's first)
+template <int DQN>
+__device__ __forceinline__ void bwd_dq_to_smem(float* sdq, const float (&dq)[DQN / 8][4], int rA, int c0, size_t row0, int hd,
+                                               int tq) {
+    const int swA = dq_chunk_swizzle(row0 + rA, hd), swB = dq_chunk_swizzle(row0 + rA + 8, hd);
+#pragma unroll
+    for (int nb = 0; nb < DQN / 8; nb++) {
+        const int c = c0 + nb;
+        if (c * 8 < hd) {
+            *reinterpret_cast<float2*>(sdq + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
+            *reinterpret_cast<float2*>(sdq + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
+        }
+    }
+}
+
 // whether the dQ partials go out through shared memory and bulk copies (sdq, DQW)
 __host__ __device__ constexpr bool dq_bulk(int DQ, int OPT) { return DQ == DQ_ORDERED || (DQ == DQ_PIPE && (OPT & DQ_BULK)); }
 template <int HD, int NWG, int BQ, bool PIPE, int DQ = DQ_NONE, int OPT = 0>
@@ -432,7 +531,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
                                                                         const float* __restrict__ Lp, const float* __restrict__ Dp,
                                                                         const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int BN = 64 * NWG, NT = NWG * 128, KS = HD / 16, NQ = BQ / 8, DB = HD / 8, LD = HD + 8;
+    constexpr int BN = 64 * NWG, NT = NWG * 128, NQ = BQ / 8, DB = HD / 8, LD = HD + 8;
     constexpr int NS = PIPE || (OPT & DQ_NS3) ? 3 : 2;
     // DQ: BQ = 64: warpgroup w computes the DQN = HD / NWG columns from w DQN of the 64 query
     // rows; BQ = 128 (two warpgroups, MSPLIT): the 64 query rows from 64 w, every column
@@ -530,16 +629,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     // BULK: the partial to sdq (every warp), then out by warp DQW (dq_bulk_issue) and, a tile
     // later, the copies' completion (dq_bulk_release: sdq free, DQ_ORDERED: the next K/V tile's turn)
     auto dq_to_smem = [&](int mq0) {
-        const int rA = (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g;
-        const int swA = dq_chunk_swizzle(G.ld0 + mq0 + rA, hd), swB = dq_chunk_swizzle(G.ld0 + mq0 + rA + 8, hd);
-#pragma unroll
-        for (int nb = 0; nb < DQN / 8; nb++) {
-            const int c = (MSPLIT ? 0 : wg * (DQN / 8)) + nb;
-            if (c * 8 < hd) {
-                *reinterpret_cast<float2*>(sdq + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
-                *reinterpret_cast<float2*>(sdq + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
-            }
-        }
+        bwd_dq_to_smem<DQN>(sdq, dq, (MSPLIT ? wg * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : wg * (DQN / 8), G.ld0 + mq0, hd, tq);
     };
     // (lane 0 of warp DQW: it commits and waits for its own bulk groups; `turn`: the counter
     // already said so when it was first read, in the shadow of the tile's first products)
@@ -579,16 +669,7 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
         const float* sLs = sL + st * BQ;
         const float* sDs = sD + st * BQ;
         float s[NQ][4], dp[NQ][4];  // not zeroed: the first k step overwrites (see the forward)
-        const uint64_t desc_q = wgmma_desc_kmajor(sQs, HD), desc_do = wgmma_desc_kmajor(sdOs, HD);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++)
-            Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
-        wgmma_commit();
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++)
-            Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
-        wgmma_commit();
+        bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         if constexpr (BULK) {
             // warp DQW, while the tensor cores run these two products (its warpgroup would wait
             // for them anyway): the previous tile's copies complete (sdq free before the dS^T
@@ -599,68 +680,22 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
             }
             __syncwarp();
         }
-        wgmma_wait<1>();  // PIPE: the previous tile's dV/dK products too
-        wgmma_fence_operand(s);
-        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) {
-            const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
-            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
-            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
-            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
-            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
-        }
-        wgmma_wait<0>();
-        wgmma_fence_operand(dp);
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) {
-            const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
-            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
-            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
-            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
-            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
-        }
-#pragma unroll
-        for (int kc = 0; kc < BQ / 16; kc++) {
-            acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
-            acc_to_a(ads[kc], dp[2 * kc], dp[2 * kc + 1]);
-        }
+        bwd_p_ds<BQ, BN>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
         if constexpr (DQ) {
-            // dS^T rows keyA - n0 (a[0], a[2]) and + 8 (a[1], a[3]), query columns 16 kc + 2 tq
-            // (a[0], a[1]) and + 8 (a[2], a[3]): a warp's store fills whole 128-byte core matrices
-            const int kr = warp * 16 + g;
-#pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int row = kr + (e & 1) * 8, col = kc * 16 + (e >> 1) * 8 + 2 * tq;
-                    *reinterpret_cast<uint32_t*>(sdS + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) =
-                        ads[kc][e];
-                }
+            bwd_store_ds_t<BQ>(sdS, ads, warp * 16 + g, tq);
             fence_proxy_async();
         }
         const uint64_t desc_do_mn = wgmma_desc_mnmajor(sdOs, HD), desc_q_mn = wgmma_desc_mnmajor(sQs, HD);
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
-        auto issue_dv = [&] {
-#pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dv, ap[kc], desc_do_mn + wgmma_kstep_mnmajor(kc, HD), 1);
-        };
-        auto issue_dk = [&] {
-#pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(dk, ads[kc], desc_q_mn + wgmma_kstep_mnmajor(kc, HD), 1);
-        };
-        // dQ (this warpgroup's block) = dS K: A = the dS^T tile read MN-major (its rows, the keys,
-        // are the contraction) from query column 64 wg (MSPLIT), B = the K tile MN-major from
-        // column wg * DQN (else)
+        auto issue_dv = [&] { bwd_issue_rs<HD, BQ>(dv, ap, desc_do_mn); };
+        auto issue_dk = [&] { bwd_issue_rs<HD, BQ>(dk, ads, desc_q_mn); };
+        // dQ (this warpgroup's block) = dS K: the dS^T tile from query column 64 wg (MSPLIT), the
+        // K tile from column wg * DQN (else)
         auto issue_dq = [&] {
-            const uint64_t desc_ds = wgmma_desc_mnmajor(smem_u32(sdS) + (MSPLIT ? wg * 8 * 128 : 0), BQ);
-            const uint64_t desc_kn = wgmma_desc_mnmajor(smem_u32(sK) + (MSPLIT ? 0 : wg * (DQN / 8) * 128), HD);
-#pragma unroll
-            for (int kc = 0; kc < BN / 16; kc++)
-                Wgmma<DQN>::template ss<1, 1>(dq, desc_ds + wgmma_kstep_mnmajor(kc, BQ), desc_kn + wgmma_kstep_mnmajor(kc, HD),
-                                              kc > 0);
+            bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdS) + (MSPLIT ? wg * 8 * 128 : 0),
+                                          smem_u32(sK) + (MSPLIT ? 0 : wg * (DQN / 8) * 128));
         };
         wgmma_fence();
         issue_dv();
