@@ -16,8 +16,9 @@
 //        with cp.async (20: no ping-pong); 22-23 warp-specialized without loads (diagnostic);
 //        24-25 warp-specialized with TMA (hd 64 / 128)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
-//        11-16 sm90 split; 11-21 sm90 atomic (fused); 30-31 sm90 ordered, warp-specialized
-//        (flash_bwd_ws_sm90_kernel, 2 / 3 Q/dO stages; hd up to 80)
+//        11-16 sm90 split; 11-21 sm90 atomic (fused); 30-32 sm90 ordered, warp-specialized
+//        (flash_bwd_ws_sm90_kernel: 64 query rows, 2 / 3 Q/dO stages, hd up to 80; 32: 128 query
+//        rows, 2 stages, hd up to 64)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -509,7 +510,8 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
 // ---------------------------------------------------------------------------
 // The deterministic fused backward, warp-specialized (dkdv variant 30; FlashAttention-3's
 // structure for DQ_ORDERED of flash_bwd_dkdv_sm90_kernel). CTA = 3 warpgroups, BN = 128 keys
-// of one group (K, V resident), BQ = 64 query rows per tile, query tiles last to first:
+// of one group (K, V resident), BQ = 64 query rows per tile (128 at hd <= 64: variant 32, dQ
+// split by rows as MSPLIT in that kernel), query tiles last to first:
 //   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
 //     stages with cp.async, each stage's arrival signalled on an mbarrier (full), a stage
 //     reused once both consumer warpgroups have released it (free: its dV and dK products
@@ -550,8 +552,11 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                                                                    const FlashParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using S = BwdWsSmem<HD, BQ, NS>;
-    constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = HD / 2, NTP = 96;
-    static_assert(BQ == 64 && HD <= 80 && DQN % 8 == 0, "64 query rows per tile, head dims up to 80");
+    // dQ: BQ 64: warpgroup w computes the DQN = HD / 2 columns from w DQN of the 64 query rows;
+    // BQ 128 (MSPLIT): the 64 query rows from 64 w, every column
+    constexpr bool MSPLIT = BQ == 128;
+    constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = MSPLIT ? HD : HD / 2, NTP = 96;
+    static_assert((BQ == 64 && HD <= 80) || (BQ == 128 && HD <= 64), "the shared memory of two dS^T and two dQ buffers");
     extern __shared__ __align__(128) unsigned char flash_smem[];
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
     bf16* sV = reinterpret_cast<bf16*>(flash_smem + S::v);
@@ -677,14 +682,16 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
         wgmma_commit();
         // this warpgroup's DQN columns of dQ over all BN keys
-        bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdSb), smem_u32(sK) + cw * (DQN / 8) * 128);
+        bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdSb) + (MSPLIT ? cw * 8 * 128 : 0),
+                                      smem_u32(sK) + (MSPLIT ? 0 : cw * (DQN / 8) * 128));
         wgmma_commit();
         bwd_issue_rs<HD, BQ>(dk, ads, wgmma_desc_mnmajor(sQs, HD));
         wgmma_commit();
         wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
         wgmma_fence_operand(dq);
         if (step >= 2) mbarrier_wait(bar_dq_free(b), ((step >> 1) - 1) & 1);
-        bwd_dq_to_smem<DQN>(sdq + b * BQ * HD, dq, (warp % 4) * 16 + g, cw * (DQN / 8), G.ld0 + m0, hd, tq);
+        bwd_dq_to_smem<DQN>(sdq + b * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
+                            G.ld0 + m0, hd, tq);
         fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
         mbarrier_arrive(bar_dq_full(b));
         wgmma_wait<0>();
@@ -707,11 +714,10 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     __trap();
 #endif
 }
-template <int HD, int NS>
+template <int HD, int BQ, int NS>
 static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
                                const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
                                cudaStream_t stream) {
-    constexpr int BQ = 64;
     constexpr size_t smem = BwdWsSmem<HD, BQ, NS>::bytes;
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
@@ -838,12 +844,18 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         if constexpr (TUNED && HD <= 80) {
             const int ov = dkdv ? dkdv : flash_ordered_variant;   // (packed rows: the table's mma.sync variant)
             if (!p.pos && ov == 30) {
-                flash::bwd_ws_sm90_launch<HD, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                flash::bwd_ws_sm90_launch<HD, 64, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                 return;
             }
             if (!p.pos && ov == 31) {
-                flash::bwd_ws_sm90_launch<HD, 3>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                flash::bwd_ws_sm90_launch<HD, 64, 3>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                 return;
+            }
+            if constexpr (HD <= 64) {
+                if (!p.pos && ov == 32) {
+                    flash::bwd_ws_sm90_launch<HD, 128, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                    return;
+                }
             }
         }
         flash_bwd_hd<HD>(algo, dq, dk, dv, w, q, k, v, dout, p, st);
