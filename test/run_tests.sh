@@ -69,6 +69,7 @@ run "memory plan (--plan) against byte counts by hand" ./test/test_memory_plan
 run "context parallelism: the split, the ring's schedule, --cp checks, ring attention vs dense (CPU reference)" ./test/test_context_parallel
 run "--profile-step table (llmc/train/profile.h) from synthetic records" ./test/test_profile
 run "step-log comparison of the multi-GPU check (scripts/compare_steps.sh)" bash test/test_compare_steps.sh
+run "the speed comparison with the PyTorch peers (scripts/bench_lib.sh: medians, the faster peer)" bash test/test_bench_lib.sh
 run "bad input (train_gpt, train_dit)" bash test/test_bad_input.sh
 run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
 
