@@ -287,8 +287,8 @@ struct DiT : ModelParams {
     std::vector<int> cu_x, cu_p, cu_t;       // [B+1]
     std::vector<DiTGrid> grids;
     std::vector<DiTSample> samples;
-    // what act.rope_cs was built for (each token's sample grid and position): a batch of the same
-    // geometry as the last (every step of a fixed-shape run, every step of the sampler) reuses it
+    // the latent shapes (T, H, W per sample) act.rope_cs was built for: a batch of the same shapes
+    // as the last (every step of a fixed-shape run, every step of the sampler) reuses it
     std::vector<int> rope_key;
     long long lat_floats = 0, out_floats = 0, max_patch_elems = 0, max_out_elems = 0;
     float* loss_tok_host = nullptr;          // pinned [Np]
@@ -538,10 +538,10 @@ static void dit_set_batch(DiT* g, const DiTBatchHost& bt) {
         need.max_patch_elems > cap.max_patch_elems || need.max_out_elems > cap.max_out_elems)
         fail("dit batch: B %d, %d tokens (held), %d text tokens is larger than the model was built for (B %d, %lld tokens, %lld text)",
              Bq, g->N, g->Nt, cap.B, cap.N, cap.Nt);
+    // the table is a function of the samples' latent shapes (their grids and, with --cp, the
+    // rank's parts of them, fixed by the build)
     std::vector<int> rope_key;
-    for (const DiTGrid& gr : grids) rope_key.insert(rope_key.end(), {gr.Tp, gr.Hp, gr.Wp, gr.L});
-    rope_key.insert(rope_key.end(), tok_sample.begin(), tok_sample.end());
-    rope_key.insert(rope_key.end(), tok_pos.begin(), tok_pos.end());
+    for (int b = 0; b < Bs; b++) rope_key.insert(rope_key.end(), {bt.T[b], bt.H[b], bt.W[b]});
     std::vector<float2> cs;
     const bool new_rope = rope_key != g->rope_key;
     if (new_rope) rope3d_table_at(&cs, c, grids, tok_sample, tok_pos);
