@@ -277,14 +277,8 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
         for (int nq = 0; nq < NQ; nq++) {
             const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
             const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
-            s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
-            s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
-            s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
-            s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
-            dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
-            dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
-            dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
-            dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
+            frag_p_t(s[nq], l2, p.scale_log2);
+            frag_ds_t(dp[nq], s[nq], d2);
         }
         // dV += P^T dO, dK += dS^T Q (k dim = query rows, B operands transposed from [query][hd] tiles)
 #pragma unroll

@@ -453,23 +453,11 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ /
     wgmma_fence_operand(s);
     if (m0 + BQ > rows || (p.causal && m0 / p.r < n0 + BN - 1)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
 #pragma unroll
-    for (int nq = 0; nq < NQ; nq++) {
-        const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);
-        s[nq][0] = exp2_approx(fmaf(s[nq][0], p.scale_log2, -l2.x));
-        s[nq][1] = exp2_approx(fmaf(s[nq][1], p.scale_log2, -l2.y));
-        s[nq][2] = exp2_approx(fmaf(s[nq][2], p.scale_log2, -l2.x));
-        s[nq][3] = exp2_approx(fmaf(s[nq][3], p.scale_log2, -l2.y));
-    }
+    for (int nq = 0; nq < NQ; nq++) frag_p_t(s[nq], *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq), p.scale_log2);
     wgmma_wait<0>();
     wgmma_fence_operand(dp);
 #pragma unroll
-    for (int nq = 0; nq < NQ; nq++) {
-        const float2 d2 = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
-        dp[nq][0] = s[nq][0] * (dp[nq][0] - d2.x);
-        dp[nq][1] = s[nq][1] * (dp[nq][1] - d2.y);
-        dp[nq][2] = s[nq][2] * (dp[nq][2] - d2.x);
-        dp[nq][3] = s[nq][3] * (dp[nq][3] - d2.y);
-    }
+    for (int nq = 0; nq < NQ; nq++) frag_ds_t(dp[nq], s[nq], *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq));
 #pragma unroll
     for (int kc = 0; kc < BQ / 16; kc++) {
         acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);

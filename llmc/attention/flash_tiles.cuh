@@ -50,6 +50,21 @@ __device__ __forceinline__ float exp2_approx(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
+// The transposed backward's fragments (rows: keys; elements 0, 2 in query column 2 tq and
+// 1, 3 in 2 tq + 1, whose L and D are l2.x, l2.y and d2.x, d2.y): P^T = 2^(scale_log2 S^T - L)
+// in place, then dS^T = P^T (dP^T - D) in place
+__device__ __forceinline__ void frag_p_t(float (&s)[4], float2 l2, float scale_log2) {
+    s[0] = exp2_approx(fmaf(s[0], scale_log2, -l2.x));
+    s[1] = exp2_approx(fmaf(s[1], scale_log2, -l2.y));
+    s[2] = exp2_approx(fmaf(s[2], scale_log2, -l2.x));
+    s[3] = exp2_approx(fmaf(s[3], scale_log2, -l2.y));
+}
+__device__ __forceinline__ void frag_ds_t(float (&dp)[4], const float (&s)[4], float2 d2) {
+    dp[0] = s[0] * (dp[0] - d2.x);
+    dp[1] = s[1] * (dp[1] - d2.y);
+    dp[2] = s[2] * (dp[2] - d2.x);
+    dp[3] = s[3] * (dp[3] - d2.y);
+}
 
 // Fragment addressing (m16n8k16). A tile is [rows][LD] bf16 in shared memory,
 // LD = HD + 8: the 16-byte pad puts the 8 rows of every ldmatrix in 8 different
