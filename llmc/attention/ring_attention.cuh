@@ -31,12 +31,12 @@ per GPU (the shift is NCCL), or all N on one GPU, where the shift is a device co
 previous rank's buffer: the simulated ring, the same code with another transport.
 */
 #pragma once
-#include <sched.h>
 #include <vector>
 #include "flash_attention.cuh"
 #include "../dist/context_parallel.h"
 #ifdef MEGA_NCCL
 #include <nccl.h>
+#include "../dist/nccl_wait.h"
 #endif
 
 struct CpRing {
@@ -108,11 +108,8 @@ static void cp_ring_free(CpRing* r) {
 // report within a step; outside one this gives up after ten minutes.
 static void cp_nccl_check(const CpRing* r, ncclResult_t e, const char* what) {
     const double t0 = wall_seconds();
-    while (e == ncclInProgress) {
-        if (wall_seconds() - t0 > 600) fail("context parallel: rank %d: %s was not enqueued within 600 s; another rank died or hangs", r->g.first, what);
-        sched_yield();
-        if (ncclCommGetAsyncError(r->comm, &e) != ncclSuccess) break;
-    }
+    e = nccl_wait(r->comm, e, 0, [&] { return wall_seconds() - t0 > 600; });
+    if (e == ncclInProgress) fail("context parallel: rank %d: %s was not enqueued within 600 s; another rank died or hangs", r->g.first, what);
     if (e != ncclSuccess) fail("context parallel: rank %d: %s failed: %s (%s)", r->g.first, what, ncclGetErrorString(e), ncclGetLastError(r->comm));
 }
 #endif

@@ -66,7 +66,6 @@ process then fails at once with one line.
 #include <vector>
 #include <csignal>
 #include <pthread.h>
-#include <sched.h>
 #include <unistd.h>
 #include "../core/utils.h"
 #include "rendezvous.h"
@@ -75,6 +74,7 @@ process then fails at once with one line.
 #include "../model/params.cuh"
 #ifdef MEGA_NCCL
 #include <nccl.h>
+#include "nccl_wait.h"
 #endif
 #ifdef MEGA_MPI
 #include <mpi.h>
@@ -222,15 +222,12 @@ struct DistComm : ParamsComm {
     // wait for that, bounded by the watchdog's deadline or, outside a step, by the long one.
     void ok(ncclResult_t r, const char* what) {
         const double t0 = wall_seconds();
-        while (r == ncclInProgress) {
-            if (ncclCommGetAsyncError(nc, &r) != ncclSuccess) break;
-            if (deadline.load() == 0 && wall_seconds() - t0 > long_deadline()) {
-                char buf[256];
-                snprintf(buf, sizeof buf, "NCCL %s in %s was not enqueued within %.0f s; another rank died or hangs", what, describe().c_str(),
-                         long_deadline());
-                die(buf);
-            }
-            sched_yield();
+        r = nccl_wait(nc, r, 0, [&] { return deadline.load() == 0 && wall_seconds() - t0 > long_deadline(); });
+        if (r == ncclInProgress) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "NCCL %s in %s was not enqueued within %.0f s; another rank died or hangs", what, describe().c_str(),
+                     long_deadline());
+            die(buf);
         }
         if (r != ncclSuccess) {
             char buf[512];
@@ -444,14 +441,11 @@ static void dist_start(Dist* d) {
     cfg.blocking = 0;
     const double dl = wall_seconds() + timeout;
     ncclResult_t r = ncclCommInitRankConfig(&c->nc, d->world, id, d->rank, &cfg);
-    while (r == ncclInProgress) {
-        if (wall_seconds() > dl) {
-            ncclCommAbort(c->nc);
-            fail("rank %d: the NCCL communicator of %d ranks was not ready within %g s (--dist-timeout); another rank failed or is missing",
-                 d->rank, d->world, timeout);
-        }
-        usleep(10 * 1000);
-        if (ncclCommGetAsyncError(c->nc, &r) != ncclSuccess) break;
+    r = nccl_wait(c->nc, r, 10 * 1000, [&] { return wall_seconds() > dl; });
+    if (r == ncclInProgress) {
+        ncclCommAbort(c->nc);
+        fail("rank %d: the NCCL communicator of %d ranks was not ready within %g s (--dist-timeout); another rank failed or is missing",
+             d->rank, d->world, timeout);
     }
     if (r != ncclSuccess)
         fail("rank %d: NCCL communicator setup failed: %s (%s)", d->rank, ncclGetErrorString(r), c->nc ? ncclGetLastError(c->nc) : "");
@@ -483,11 +477,8 @@ static void* dist_cp_comm(Dist* d, int n) {
     cfg.blocking = 0;
     const double dl = wall_seconds() + d->flags.timeout;
     ncclResult_t r = ncclCommSplit(c->nc, d->rank / n, d->rank % n, &cp, &cfg);
-    while (r == ncclInProgress) {
-        if (wall_seconds() > dl) fail("rank %d: the context-parallel communicator was not ready within %g s (--dist-timeout)", d->rank, d->flags.timeout);
-        usleep(10 * 1000);
-        if (ncclCommGetAsyncError(cp ? cp : c->nc, &r) != ncclSuccess) break;
-    }
+    r = nccl_wait(cp ? cp : c->nc, r, 10 * 1000, [&] { return wall_seconds() > dl; });
+    if (r == ncclInProgress) fail("rank %d: the context-parallel communicator was not ready within %g s (--dist-timeout)", d->rank, d->flags.timeout);
     if (r != ncclSuccess || !cp) fail("rank %d: NCCL could not make the context-parallel communicator: %s", d->rank, ncclGetErrorString(r));
     c->cp.store(cp);   // watched by the watchdog, closed by dist_finish
     return (void*)cp;
@@ -649,12 +640,8 @@ static double dist_mean(Dist* d, double x, const char* what) {
 // Flushes and tears down a communicator, bounded: one that does not finish in time is aborted.
 static void dist_comm_close(ncclComm_t* nc, double timeout) {
     if (!*nc) return;
-    ncclResult_t r = ncclCommFinalize(*nc);
     const double dl = wall_seconds() + timeout;
-    while (r == ncclInProgress && wall_seconds() < dl) {
-        usleep(1000);
-        if (ncclCommGetAsyncError(*nc, &r) != ncclSuccess) break;
-    }
+    const ncclResult_t r = nccl_wait(*nc, ncclCommFinalize(*nc), 1000, [&] { return wall_seconds() >= dl; });
     if (r == ncclSuccess) ncclCommDestroy(*nc);
     else ncclCommAbort(*nc);
     *nc = nullptr;
