@@ -854,8 +854,8 @@ static void dit_backward(DiT* g) {
         NvtxRange r("final layer backward");
         linear_backward(a.dbuf3, dw.final_w, dw.final_b, a.dout, a.final_in, w.final_w, Np, PC, C, false, rs, st);
         adaln_scale_backward(a.dbuf1, a.dbuf3, w.final_table + C, a.cond, C, 0, true, a.patrow, Np, C, st);
-        adaln_param_grad(a.dcond, C, 0, 0, dw.final_table, dw.final_table + C, a.dbuf3, a.lnf, a.patrow, a.cu_p, B, C,
-                         a.adaln_scratch, st);
+        adaln_param_grad(a.dcond, C, 0, 0, dw.final_table, dw.final_table + C, a.dbuf3, a.lnf, a.patrow, a.cu_p, B, Np,
+                         C, a.adaln_scratch, st);
         layernorm_backward(a.dbuf2, nullptr, nullptr, a.dbuf1, a.lnf, nullptr, a.rstdf, Np, C, false, rs, st);
         patches_to_tokens(a.dres, a.dbuf2, a.patrow, a.samples, Np, C, st);   // start/end rows stay 0
     }
@@ -871,7 +871,7 @@ static void dit_backward(DiT* g) {
             NvtxRange r("mlp backward");
             // x_out = res2 + gate2 * o2
             adaln_scale_backward(a.dbuf1, a.dres, tab + 5 * C, a.mods, ms, 5 * C, false, a.tokrow, N, C, st);
-            adaln_param_grad(a.dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, a.dres, la.o2, a.tokrow, a.cu_x, B, C,
+            adaln_param_grad(a.dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, a.dres, la.o2, a.tokrow, a.cu_x, B, N, C,
                              a.adaln_scratch, st);
             gelu_forward(a.f1g, la.f1, (size_t)N * F, st);   // recompute the fc2 input
             linear_backward(a.dF, dl.fc2_w, dl.fc2_b, a.dbuf1, a.f1g,
@@ -881,7 +881,7 @@ static void dit_backward(DiT* g) {
                             w.fc1_w + (size_t)l * F * C, N, F, C, false, rs, st);
             adaln_scale_backward(a.dbuf1, a.dbuf3, tab + 4 * C, a.mods, ms, 4 * C, true, a.tokrow, N, C, st);
             adaln_param_grad(a.dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, a.dbuf3, la.xhat2, a.tokrow, a.cu_x, B,
-                             C, a.adaln_scratch, st);
+                             N, C, a.adaln_scratch, st);
             layernorm_backward(a.dres, nullptr, nullptr, a.dbuf1, la.xhat2, nullptr, la.rstd2, N, C, true, rs, st);
         }
         {
@@ -907,7 +907,7 @@ static void dit_backward(DiT* g) {
             NvtxRange r("self-attention backward");
             // res1 = x + gate1 * o1
             adaln_scale_backward(a.dbuf1, a.dres, tab + 2 * C, a.mods, ms, 2 * C, false, a.tokrow, N, C, st);
-            adaln_param_grad(a.dmods, ms, -1, 2 * C, nullptr, dtab + 2 * C, a.dres, la.o1, a.tokrow, a.cu_x, B, C,
+            adaln_param_grad(a.dmods, ms, -1, 2 * C, nullptr, dtab + 2 * C, a.dres, la.o1, a.tokrow, a.cu_x, B, N, C,
                              a.adaln_scratch, st);
             linear_backward(a.dbuf2, dl.proj_w, dl.proj_b, a.dbuf1, la.atty,
                             w.proj_w + (size_t)l * C * C, N, C, C, false, rs, st);
@@ -924,7 +924,7 @@ static void dit_backward(DiT* g) {
                             w.qkv_w + (size_t)l * 3 * C * C, N, 3 * C, C, false, rs, st);
             adaln_scale_backward(a.dbuf2, a.dbuf1, tab + 1 * C, a.mods, ms, 1 * C, true, a.tokrow, N, C, st);
             adaln_param_grad(a.dmods, ms, 0 * C, 1 * C, dtab + 0 * C, dtab + 1 * C, a.dbuf1, la.xhat1, a.tokrow, a.cu_x, B,
-                             C, a.adaln_scratch, st);
+                             N, C, a.adaln_scratch, st);
             layernorm_backward(a.dres, nullptr, nullptr, a.dbuf2, la.xhat1, nullptr, la.rstd1, N, C, true, rs, st);
         }
         params_grads_ready(g, l);   // several GPUs: block l's gradients can be reduced while the backward goes on
@@ -1332,18 +1332,6 @@ static float sample_t(Rng* rng, float t_shift, int T, int H, int W) {
 // A training sample's t (rf) or sigma (edm: ln sigma ~ N(p_mean, p_std^2)); one normal draw either way.
 static float sample_level(Rng* rng, const DiTObjective& o, float t_shift, int T, int H, int W) {
     return o.kind == DIT_OBJECTIVE_EDM ? edm_sample_sigma(rng, o) : sample_t(rng, t_shift, T, H, W);
-}
-
-// A flag's value before the full parse (last one wins; "--flag value" or
-// "--flag=value"): the preset and the data decide defaults that flags override.
-static std::string prescan_flag(int argc, char** argv, const char* name, const std::string& dflt) {
-    std::string v = dflt;
-    const size_t n = strlen(name);
-    for (int k = 1; k < argc; k++) {
-        if (strcmp(argv[k], name) == 0 && k + 1 < argc) v = argv[++k];
-        else if (strncmp(argv[k], name, n) == 0 && argv[k][n] == '=') v = argv[k] + n + 1;
-    }
-    return v;
 }
 
 // A step's batch: this rank's B samples of the global batch of B x world (one

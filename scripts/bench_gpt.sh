@@ -15,6 +15,7 @@ STEPS=${STEPS:-30}
 configs=${*:-"gpt-s gpt-1b"}
 for c in $configs; do
     case $c in gpt-s) B=32; T=1024;; gpt-1b) B=8; T=2048;; *) echo "unknown config $c"; exit 1;; esac
+    # --dropout 0: the peers' model has none (the default of these presets too)
     bench_config $c torch_gpt.py ./train_gpt --preset $c --random-data 1 --batch-size $B --seq-len $T --steps $STEPS --warmup 5 \
-        --val-every 0 --sample-every -1 --log-dir ""
+        --dropout 0 --val-every 0 --sample-every -1 --log-dir ""
 done

@@ -71,6 +71,7 @@ run "--profile-step table (llmc/train/profile.h) from synthetic records" ./test/
 run "step-log comparison of the multi-GPU check (scripts/compare_steps.sh)" bash test/test_compare_steps.sh
 run "the speed comparison with the PyTorch peers (scripts/bench_lib.sh: medians, the faster peer)" bash test/test_bench_lib.sh
 run "bad input (train_gpt, train_dit)" bash test/test_bad_input.sh
+run "defaults a preset decides (train_gpt: dropout, --preset=NAME)" bash test/test_flag_defaults.sh
 run "fuzzers" bash fuzz/run_fuzzers.sh ${FUZZ_SECONDS:-30}
 
 # ---- GPU half

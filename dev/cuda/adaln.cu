@@ -53,7 +53,7 @@ __global__ static void adaln_reduce_final_kernel_v1(float* __restrict__ dmods, i
 }
 
 static void adaln_param_grad_v1(float* dmods, int ms, int off_a, int off_b, float* dtab_a, float* dtab_b, const floatX* a,
-                                const floatX* b, const int* rows, const int* cu, int B, int C, float* partial,
+                                const floatX* b, const int* rows, const int* cu, int B, int N, int C, float* partial,
                                 cudaStream_t stream) {
     dim3 grid(ceil_div(C, 32 * 8), B * ADALN_SPLITS), block(32, 8);
     adaln_reduce_partial_kernel<<<grid, block, 0, stream>>>(partial, a, b, rows, cu, ADALN_SPLITS, C);
@@ -64,7 +64,7 @@ static void adaln_param_grad_v1(float* dmods, int ms, int off_a, int off_b, floa
 
 // version 1: adaln_param_grad_v1 above; version 2: adaln_param_grad of llmc/kernels/adaln.cuh (the trainer's)
 typedef void (*ParamGradFn)(float*, int, int, int, float*, float*, const floatX*, const floatX*, const int*, const int*, int,
-                            int, float*, cudaStream_t);
+                            int, int, float*, cudaStream_t);
 static const ParamGradFn PARAM_GRAD_VERSIONS[2] = {adaln_param_grad_v1, adaln_param_grad};
 
 struct SampleShape {
@@ -223,7 +223,7 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         const char* kname = kn.c_str();
         poison(partial, npart);
         PARAM_GRAD_VERSIONS[version - 1](dm, mstride, off_a, off_b, ta_off >= 0 ? dt + ta_off : nullptr, tb_off >= 0 ? dt + tb_off : nullptr,
-                         a_d, b_d, rows_d, cu_d, B, C, partial, 0);
+                         a_d, b_d, rows_d, cu_d, B, M, C, partial, 0);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<double> rm(dm0.begin(), dm0.end()), rt(dt0.begin(), dt0.end());
         for (int i = 0; i < M; i++) {
@@ -261,7 +261,7 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
             upload(dmods, dm0.data(), nm);
             upload(dtab, dt0.data(), 6 * C);
             poison(partial, npart);
-            adaln_param_grad(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, C, partial, 0);
+            adaln_param_grad(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, N, C, partial, 0);
             cudaCheck(cudaDeviceSynchronize());
             runs[k][0] = download(dmods, nm);
             runs[k][1] = download(dtab, 6 * C);
@@ -283,9 +283,9 @@ static void run_case(const char* name, const DiTConfig& cfg, const std::vector<S
         const double g1 = 2.0 * ((double)2 * B * C + C) * sizeof(float);
         for (int v = 1; v <= 2; v++) {
             const ParamGradFn fn = PARAM_GRAD_VERSIONS[v - 1];
-            us = time_us([&] { fn(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, C, partial, 0); });
+            us = time_us([&] { fn(dmods, ms, 3 * C, 4 * C, dtab + 3 * C, dtab + 4 * C, dout, xhat, tokrow, cu_x, B, N, C, partial, 0); });
             report_bw(strf("adaln_param_grad (shift, scale) v%d", v), shape, us, 2.0 * nb + ib + 2.0 * g1);
-            us = time_us([&] { fn(dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, dout, o, tokrow, cu_x, B, C, partial, 0); });
+            us = time_us([&] { fn(dmods, ms, -1, 5 * C, nullptr, dtab + 5 * C, dout, o, tokrow, cu_x, B, N, C, partial, 0); });
             report_bw(strf("adaln_param_grad (gate) v%d", v), shape, us, 2.0 * nb + ib + g1);
         }
     }

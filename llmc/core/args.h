@@ -91,3 +91,16 @@ struct ArgParser {
         return true;
     }
 };
+
+// A flag's value before the full parse (last one wins; "--flag value" or
+// "--flag=value"; dflt where it is not given): the preset and the data decide
+// defaults that the flags then override.
+static std::string prescan_flag(int argc, char** argv, const char* name, const std::string& dflt) {
+    std::string v = dflt;
+    const size_t n = strlen(name);
+    for (int k = 1; k < argc; k++) {
+        if (strcmp(argv[k], name) == 0 && k + 1 < argc) v = argv[++k];
+        else if (strncmp(argv[k], name, n) == 0 && argv[k][n] == '=') v = argv[k] + n + 1;
+    }
+    return v;
+}

@@ -98,6 +98,7 @@ __global__ static void global_norm_squared_final_kernel(float* out, const float*
 }
 // out (device) = sum x^2; scratch holds GLOBAL_NORM_BLOCKS floats; x 16-byte aligned
 static void global_norm_squared(float* out, const float* x, size_t n, float* scratch, cudaStream_t stream) {
+    ProfileWork pw(0, (double)n * sizeof(float));   // x
     global_norm_squared_partial_kernel<<<GLOBAL_NORM_BLOCKS, 256, 0, stream>>>(scratch, x, n);
     cudaLaunchCheck();
     global_norm_squared_final_kernel<<<1, 1024, 0, stream>>>(out, scratch, GLOBAL_NORM_BLOCKS);

@@ -214,14 +214,15 @@ __global__ static void adaln_reduce_table_kernel(float* __restrict__ dtab_a, flo
 //   dmods[r*ms + off_a + c] += sum_{i: rows[i]=r} a[i,c]          (when off_a >= 0)
 //   dmods[r*ms + off_b + c] += sum_{i: rows[i]=r} a[i,c] * b[i,c]  (when off_b >= 0; b may be null when off_b < 0)
 //   dtab_a[c] += the first sums over all rows, dtab_b[c] += the second (when not null).
-// a, b [N, C] floatX; cu device [B+1] token offsets of the samples; partial: adaln_scratch_floats(B, C).
+// a, b [N, C] floatX; cu device [B+1] token offsets of the samples (cu[B] = N); partial: adaln_scratch_floats(B, C).
 // Three passes, each in a fixed order: slices of each sample, slices into rows, rows into the table.
 static void adaln_param_grad(float* dmods, int ms, int off_a, int off_b, float* dtab_a, float* dtab_b, const floatX* a,
-                             const floatX* b, const int* rows, const int* cu, int B, int C, float* partial,
+                             const floatX* b, const int* rows, const int* cu, int B, int N, int C, float* partial,
                              cudaStream_t stream) {
     NVTX_RANGE_FN();
     if (C % 8 != 0) fail("adaln: C = %d must be a multiple of 8", C);
     if (B == 0) return;
+    ProfileWork pw(0, (double)N * C * (b ? 2 : 1) * sizeof(floatX) + N * 4.0);   // a, b, rows (the partials stay in L2)
     const int S = adaln_splits(B);
     float* rowsum = partial + (size_t)B * S * 4 * C;
     dim3 grid(ceil_div(C, 32 * 8), B * S), block(32, 8);

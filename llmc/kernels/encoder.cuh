@@ -75,6 +75,7 @@ static void encoder_backward(float* dwte, const floatX* dout, const EncoderBucke
     // the host vectors must outlive the copies: they are pageable, so cudaMemcpyAsync
     // has staged them before returning
     const int threads = std::min(256, std::max(32, C / x128::size));
+    ProfileWork pw(0, (double)BT * C * sizeof(floatX) + (double)nb * C * 8);   // dout; the distinct tokens' dwte rows read and written
     encoder_backward_kernel<<<nb, threads, 0, stream>>>(dwte, dout, d_tok, d_start, d_pos, C);
     cudaLaunchCheck();
 }

@@ -243,7 +243,10 @@ static void layernorm_backward(floatX* dinp, float* dw, float* db, const floatX*
     if ((dw || db) && !w) fail("layernorm_backward: dw/db need the affine weight");
     if (rows == 0) return;
     const int ch = ceil_div(C, 256);
+    // dout, xhat, dinp (read too when accumulating), rstd; the dw / db partials stay in L2
+    const double bytes = (double)rows * C * (accumulate ? 4 : 3) * sizeof(floatX) + rows * 4.0;
     if ((dw || db) && ch <= LN_BWD_MAX_CH) {
+        ProfileWork pw(0, bytes);
         const int blocks = std::min(layernorm_backward_blocks(C), ceil_div(rows, 4));
         switch (ch) {
 #define LN_BWD_CASE(CH)                                                                                             \
@@ -260,8 +263,11 @@ static void layernorm_backward(floatX* dinp, float* dw, float* db, const floatX*
         cudaLaunchCheck();
         return;
     }
-    layernorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, xhat, w, rstd, rows, C, accumulate);
-    cudaLaunchCheck();
+    {
+        ProfileWork pw(0, bytes);
+        layernorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, xhat, w, rstd, rows, C, accumulate);
+        cudaLaunchCheck();
+    }
     if (dw) column_reduce(dw, dout, xhat, nullptr, rows, C, scratch, stream);
     if (db) column_reduce(db, dout, (const floatX*)nullptr, nullptr, rows, C, scratch, stream);
 }

@@ -126,6 +126,7 @@ __global__ static void tokens_assemble_kernel(floatX* __restrict__ resid, const 
 static void tokens_assemble_forward(floatX* resid, const floatX* xf, const floatX* start, const floatX* end,
                                     const int* tokrow, const DiTSample* samples, int N, int C, cudaStream_t stream) {
     NVTX_RANGE_FN();
+    ProfileWork pw(0, (double)N * C * 2 * sizeof(floatX));   // patch rows, token rows
     tokens_assemble_kernel<<<ceil_div((size_t)N * C / x128::size, 256), 256, 0, stream>>>(resid, xf, start, end, tokrow,
                                                                                            samples, N, C);
     cudaLaunchCheck();
@@ -148,12 +149,14 @@ __global__ static void patch_rows_kernel(floatX* __restrict__ dst, const floatX*
 static void tokens_to_patches(floatX* patches, const floatX* tokens, const int* patrow, const DiTSample* samples, int Np, int C,
                               cudaStream_t stream) {
     NVTX_RANGE_FN();
+    ProfileWork pw(0, (double)Np * C * 2 * sizeof(floatX));   // the rows read and written
     patch_rows_kernel<<<ceil_div((size_t)Np * C / x128::size, 256), 256, 0, stream>>>(patches, tokens, patrow, samples, Np, C, true);
     cudaLaunchCheck();
 }
 static void patches_to_tokens(floatX* tokens, const floatX* patches, const int* patrow, const DiTSample* samples, int Np, int C,
                               cudaStream_t stream) {
     NVTX_RANGE_FN();
+    ProfileWork pw(0, (double)Np * C * 2 * sizeof(floatX));   // the rows read and written
     patch_rows_kernel<<<ceil_div((size_t)Np * C / x128::size, 256), 256, 0, stream>>>(tokens, patches, patrow, samples, Np, C, false);
     cudaLaunchCheck();
 }

@@ -211,6 +211,7 @@ static void qknorm_rope_forward(floatX* qp, floatX* kp, floatX* vp, float* qk_rs
     if ((q_norm == nullptr) != (k_norm == nullptr)) fail("qknorm_rope_forward: q_norm and k_norm must be given together");
     const size_t n = (size_t)s.B * s.T * (s.nh + 2 * s.nkv);  // (token, head) items
     const int g = rope_lanes_per_head(s.hd);
+    ProfileWork pw(0, (double)n * s.hd * 2 * sizeof(floatX) + (q_norm ? (double)s.B * s.T * (s.nh + s.nkv) * 4 : 0.0));   // qkv, q/k/v, rstd
     if (g) {
         ROPE_DISPATCH(g, qknorm_rope_forward_vec_kernel, qp, kp, vp, qk_rstd, qkv, rope_cs, q_norm, k_norm, s, eps);
     } else {
@@ -285,14 +286,19 @@ static void qknorm_rope_backward(floatX* dqkv, float* dq_norm, float* dk_norm, c
     if ((q_norm == nullptr) != (k_norm == nullptr)) fail("qknorm_rope_backward: q_norm and k_norm must be given together");
     const size_t n = (size_t)s.B * s.T * (s.nh + 2 * s.nkv);
     const int g = rope_lanes_per_head(s.hd);
-    if (g) {
-        ROPE_DISPATCH(g, qknorm_rope_backward_vec_kernel, dqkv, dnw_scratch, dqp, dkp, dvp, qkv, qk_rstd, rope_cs, q_norm,
-                      k_norm, s);
-    } else {
-        qknorm_rope_backward_kernel<<<ceil_div(n, 8), 256, 0, stream>>>(dqkv, dnw_scratch, dqp, dkp, dvp, qkv, qk_rstd,
-                                                                        rope_cs, q_norm, k_norm, s);
+    {
+        // dq/dk/dv, dqkv; with the norm: the q/k rows of qkv, their rstd and the fp32 dy * xhat rows
+        const double qk = (double)s.B * s.T * (s.nh + s.nkv);
+        ProfileWork pw(0, (double)n * s.hd * 2 * sizeof(floatX) + (q_norm ? qk * (s.hd * (sizeof(floatX) + 4) + 4) : 0.0));
+        if (g) {
+            ROPE_DISPATCH(g, qknorm_rope_backward_vec_kernel, dqkv, dnw_scratch, dqp, dkp, dvp, qkv, qk_rstd, rope_cs, q_norm,
+                          k_norm, s);
+        } else {
+            qknorm_rope_backward_kernel<<<ceil_div(n, 8), 256, 0, stream>>>(dqkv, dnw_scratch, dqp, dkp, dvp, qkv, qk_rstd,
+                                                                            rope_cs, q_norm, k_norm, s);
+        }
+        cudaLaunchCheck();
     }
-    cudaLaunchCheck();
     if (q_norm) {
         // scratch rows are [bt][nh q heads | nkv k heads]: view as [BT, (nh+nkv)*hd] and reduce
         // the q and k column blocks separately, then fold the heads (fixed order).

@@ -227,6 +227,7 @@ static void qknorm_rope3d_forward(floatX* out, int out_stride, float* rstd, cons
     qknorm_rope3d_check(hd, in_stride, out_stride);
     if (N == 0) return;
     const size_t n = (size_t)N * nheads;
+    ProfileWork pw(0, (double)n * (hd * 2 * sizeof(floatX) + 4) + (cs ? (double)N * hd * 4 : 0.0));   // inp, out, rstd; cs
     ROPE3D_DISPATCH(hd, qknorm_rope3d_forward_kernel, ceil_div(n, 128), 128, out, out_stride, rstd, inp, in_stride, w_a, w_b, n_a, nheads, cs, N, eps);
     cudaLaunchCheck();
 }
@@ -248,6 +249,8 @@ static void qknorm_rope3d_backward(floatX* dinp, float* dw_a, float* dw_b, const
     const int vs = x128::size, nch = hd / vs;
     const int G = rope3d_bwd_lanes(nch);
     const int blocks = (int)std::min<size_t>(ROPE3D_BWD_BLOCKS, ceil_div(items, (size_t)(256 / G)));
+    // dout, inp, dinp, rstd; cs (the weight gradients' partials stay in L2)
+    ProfileWork pw(0, (double)items * (hd * 3 * sizeof(floatX) + 4) + (cs ? (double)N * hd * 4 : 0.0));
     ROPE3D_DISPATCH(hd, qknorm_rope3d_backward_vec_kernel, blocks, 256, dinp, dnw, dout, out_stride, inp, in_stride, rstd, w_a, w_b,
                     n_a, nheads, cs, N);
     cudaLaunchCheck();
