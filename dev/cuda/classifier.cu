@@ -66,17 +66,7 @@ __global__ static void fused_classifier_v2_kernel(floatX* logits, float* losses,
         }
         for (int k = 0; k < x128::size; k++) s += exp2f((z[k] - m) * LOG2E);
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffff, m, o), s2 = __shfl_xor_sync(0xffffffff, s, o);
-        online_softmax_merge(m, s, m2, s2);
-    }
-    __shared__ float sm[32], ss[32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
-    __syncthreads();
-    m = -INFINITY; s = 0.0f;
-    for (int w = 0; w < nwarps; w++) online_softmax_merge(m, s, sm[w], ss[w]);
-    const float lse = m + logf(s);
+    const float lse = block_logsumexp(m, s);
     if (threadIdx.x == 0) losses[row] = lse - (float)x[target];
     if (!write_dlogits) return;
     __syncthreads();

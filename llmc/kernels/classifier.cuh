@@ -15,6 +15,23 @@ __device__ __forceinline__ void online_softmax_merge(float& m, float& s, float m
     m = mn;
 }
 
+// The row's log-sum-exp from every thread's (max, sum of exp(z - max)) pair: merged
+// across the warp with shuffles, then across the warps through shared memory, in a
+// fixed order (deterministic). Every thread gets it; blockDim.x a multiple of 32.
+__device__ __forceinline__ float block_logsumexp(float m, float s) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffff, m, o), s2 = __shfl_xor_sync(0xffffffff, s, o);
+        online_softmax_merge(m, s, m2, s2);
+    }
+    __shared__ float sm[32], ss[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
+    __syncthreads();
+    m = -INFINITY; s = 0.0f;
+    for (int w = 0; w < nwarps; w++) online_softmax_merge(m, s, sm[w], ss[w]);
+    return m + logf(s);
+}
+
 __global__ static void fused_classifier_kernel(floatX* logits, float* losses, const int* targets, float dloss, int V,
                                                int Vp, bool write_dlogits) {
     const size_t row = blockIdx.x;
@@ -36,18 +53,7 @@ __global__ static void fused_classifier_kernel(floatX* logits, float* losses, co
             else s += expf(z - m);
         }
     }
-    // block-wide merge of (m, s) pairs: warp shuffles then shared memory, fixed order
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffff, m, o), s2 = __shfl_xor_sync(0xffffffff, s, o);
-        online_softmax_merge(m, s, m2, s2);
-    }
-    __shared__ float sm[32], ss[32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
-    __syncthreads();
-    m = -INFINITY; s = 0.0f;
-    for (int w = 0; w < nwarps; w++) online_softmax_merge(m, s, sm[w], ss[w]);
-    const float lse = m + logf(s);
+    const float lse = block_logsumexp(m, s);
     if (threadIdx.x == 0) losses[row] = lse - (float)x[target];
     if (!write_dlogits) return;
     __syncthreads();  // every thread has read its logits before any is overwritten
