@@ -64,7 +64,7 @@ static void test_names() {
 }
 
 // One step laid out by hand (times in ms from t0; the span is 10 ms):
-//   gemm          [1, 2] scope 0 (0.5e12 FLOPs)        [3, 4] scope 1, shared with splitk_reduce [4, 4.5] (0.3e12)
+//   gemm          [1, 2] scope 0 (0.5e12 FLOPs)        [3, 4] scope 1, shared with splitKreduce_kernel [4, 4.5] (0.3e12)
 //   other         [1.5, 2.5] on another stream, no work (overlaps gemm by 0.5)
 //   norm          [5, 5.25] scope 2, [5.25, 5.5] scope 3 (1e9 bytes each), [5.5, 6] no work; a call with scope 99 (none)
 //   memcpy HtoD   [6.5, 7] 1e7 bytes      memset [7.5, 7.6] 4e8 bytes
@@ -72,7 +72,7 @@ static void test_names() {
 static void test_hand_laid() {
     std::vector<ProfileWorkRecord> works = {{0.5e12, 1e9}, {0.3e12, 0}, {0, 1e9}, {0, 1e9}};
     std::vector<ProfileActivity> acts = {
-        kernel("gemm", 1, 2, 0),         kernel("other", 1.5, 2.5, -1), kernel("gemm", 3, 4, 1),  kernel("splitk_reduce", 4, 4.5, 1),
+        kernel("gemm", 1, 2, 0),         kernel("other", 1.5, 2.5, -1), kernel("gemm", 3, 4, 1),  kernel("splitKreduce_kernel", 4, 4.5, 1),
         kernel("norm", 5, 5.25, 2),      kernel("norm", 5.25, 5.5, 3),  kernel("norm", 5.5, 6, -1), kernel("norm", 6, 6, 99),
         copy("memcpy HtoD", 6.5, 7, 1e7, true), copy("memset", 7.5, 7.6, 4e8, false), kernel("late", 9.8, 10.3, -1),
     };
@@ -84,7 +84,7 @@ static void test_hand_laid() {
     check(close_to(t.idle_ms, 5.2), "idle = span - busy", num(t.idle_ms) + " ms, expected 5.2");
     check(close_to(t.rows_ms, 5.6), "rows sum (overlap and the late kernel's full time counted)", num(t.rows_ms) + " ms, expected 5.6");
     check(t.kernels == 9 && t.copies == 2, "kernel and copy counts", std::to_string(t.kernels) + " kernels, " + std::to_string(t.copies) + " copies");
-    const char* order[] = {"gemm", "norm", "other", "late", "memcpy HtoD", "splitk_reduce", "memset"};
+    const char* order[] = {"gemm", "norm", "other", "late", "memcpy HtoD", "splitKreduce_kernel", "memset"};
     bool order_ok = t.rows.size() == 7;
     for (size_t i = 0; order_ok && i < 7; i++) order_ok = t.rows[i].name == order[i];
     std::string got;
@@ -92,11 +92,11 @@ static void test_hand_laid() {
     check(order_ok, "rows sorted by time, ties by name", got);
 
     const ProfileRow* g = row(t, "gemm");
-    // scope 1's 0.3e12 shared by time: gemm 1 ms of 1.5 -> 0.2e12, splitk_reduce 0.1e12
+    // scope 1's 0.3e12 shared by time: gemm 1 ms of 1.5 -> 0.2e12, splitKreduce_kernel 0.1e12
     check(g && g->calls == 2 && close_to(g->ms, 2) && close_to(g->share, 0.2), "gemm: calls, ms, share", g ? num(g->ms) : "missing");
     check(g && g->compute && close_to(g->flops, 0.7e12) && close_to(g->rate, 350e12) && close_to(g->frac, 350.0 / 989.0),
           "gemm: FLOPs of its scopes, TFLOP/s, fraction of the matmul ceiling", g ? num(g->rate / 1e12) + " TFLOP/s" : "missing");
-    const ProfileRow* s = row(t, "splitk_reduce");
+    const ProfileRow* s = row(t, "splitKreduce_kernel");
     check(s && close_to(s->flops, 0.1e12) && close_to(s->rate, 200e12), "a scope's second kernel: its share of the scope's work",
           s ? num(s->rate / 1e12) + " TFLOP/s" : "missing");
     const ProfileRow* n = row(t, "norm");
@@ -111,6 +111,25 @@ static void test_hand_laid() {
     const ProfileRow* m = row(t, "memset");
     check(m && close_to(m->rate, 4e12) && close_to(m->frac, 4.0 / 4.8), "memset: GB/s against HBM", m ? num(m->rate / 1e9) : "missing");
 
+    // by kind: gemm + splitKreduce_kernel (matmuls: 0.8e12 FLOPs over 2.5 ms), norm + other + late (the rest:
+    // 2e9 bytes over norm's 0.5 rated ms), memcpy HtoD + memset (copies: over the host link, no fraction)
+    const ProfileRow* km = nullptr; const ProfileRow* kr = nullptr; const ProfileRow* kc = nullptr;
+    for (const ProfileRow& k : t.kinds) {
+        if (k.name == PROFILE_KIND_NAMES[KIND_MATMUL]) km = &k;
+        if (k.name == PROFILE_KIND_NAMES[KIND_OTHER]) kr = &k;
+        if (k.name == PROFILE_KIND_NAMES[KIND_COPY]) kc = &k;
+    }
+    check(t.kinds.size() == 3 && km && kr && kc && t.kinds[0].name == km->name, "kinds: three, matmuls first", std::to_string(t.kinds.size()));
+    check(km && km->calls == 3 && close_to(km->ms, 2.5) && close_to(km->share, 0.25) && close_to(km->rate, 320e12),
+          "kind matmuls: calls, ms, share, TFLOP/s over its rows", km ? num(km->rate / 1e12) + " TFLOP/s" : "missing");
+    check(kr && kr->calls == 6 && close_to(kr->ms, 2.5) && !kr->compute && close_to(kr->rate, 4e12) && close_to(kr->frac, 4.0 / 4.8),
+          "kind the rest: time of every row, GB/s over the rows that declared bytes", kr ? num(kr->rate / 1e9) + " GB/s" : "missing");
+    check(kc && kc->calls == 2 && close_to(kc->ms, 0.6) && close_to(kc->rate, 4.1e8 / 0.6e-3) && kc->frac < 0,
+          "kind copies: a host-link copy among them: no fraction", kc ? num(kc->rate / 1e9) + " GB/s" : "missing");
+    double kinds_ms = 0;
+    for (const ProfileRow& k : t.kinds) kinds_ms += k.ms;
+    check(close_to(kinds_ms, t.rows_ms), "kinds sum to the rows", num(kinds_ms));
+
     const std::string text = profile_format(t, 11.5, 10.25);
     bool has_rows = true;
     for (const char* r : order) has_rows = has_rows && text.find(r) != std::string::npos;
@@ -119,6 +138,9 @@ static void test_hand_laid() {
               text.find("35.4%") != std::string::npos && text.find("kernels overlapped") != std::string::npos &&
               text.find("the step before: 10.250 ms") != std::string::npos && text.find("989 TFLOP/s") != std::string::npos,
           "text: title, every row, rates, fractions, idle, overlap, the step before, the ceilings", "");
+    check(text.find("kind\n") != std::string::npos && text.find(PROFILE_KIND_NAMES[KIND_MATMUL]) < text.find(" gemm\n") &&
+              text.find("320.0 TFLOP/s") != std::string::npos,
+          "text: the kinds above the kernels", "");
     printf("%s", text.c_str());
 
     // a scope whose kernels took no measurable time: shared by count, and no rate (no NaN)
@@ -171,6 +193,36 @@ static void test_random() {
           std::to_string(bad) + " of 300 failed");
 }
 
+// The kind of the kernels the trainers launch, by name
+static void test_kinds() {
+    struct Case { const char* name; bool copy; ProfileKind want; };
+    const Case cases[] = {
+        {"nvjet_sm90_tst_192x208_64x4_1x2_h_bz_coopB_NNT", false, KIND_MATMUL},
+        {"sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", false, KIND_MATMUL},
+        {"cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm>", false, KIND_MATMUL},
+        {"splitKreduce_kernel<32, 16, int, float, __nv_bfloat16>", false, KIND_MATMUL},
+        {"flash::flash_bwd_dkdv_sm90_kernel<80, 2, 128, false, 3, 0>", false, KIND_ATTENTION},
+        {"flash_bwd_prep_kernel", false, KIND_ATTENTION},
+        {"cp_merge_kernel", false, KIND_ATTENTION},
+        {"adamw_kernel", false, KIND_OPTIMIZER},
+        {"adamw_pieces_kernel", false, KIND_OPTIMIZER},
+        {"global_norm_squared_partial_kernel", false, KIND_OPTIMIZER},
+        {"ema_update_kernel", false, KIND_OPTIMIZER},
+        {"ncclDevKernel_AllReduce_Sum_f32_RING_LL", false, KIND_COMM},
+        {"memcpy DtoD", true, KIND_COPY},
+        {"memset", true, KIND_COPY},
+        {"rmsnorm_forward_kernel", false, KIND_OTHER},
+        {"adaln_reduce_partial_kernel", false, KIND_OTHER},
+        {"fused_classifier_kernel", false, KIND_OTHER},
+        {"column_reduce_partial_kernel<__nv_bfloat16, __nv_bfloat16>", false, KIND_OTHER},
+    };
+    for (const Case& c : cases) {
+        const ProfileKind k = profile_kind(c.name, c.copy);
+        check(k == c.want, std::string("kind of ") + c.name, std::string("got '") + PROFILE_KIND_NAMES[k] + "', expected '" +
+              PROFILE_KIND_NAMES[c.want] + "'");
+    }
+}
+
 static void test_flag() {
     child_err_path = "test/tmp/profile/child.err";
     make_parent_dirs(child_err_path);
@@ -190,6 +242,7 @@ int main(int argc, char** argv) {
     }
     test_names();
     test_hand_laid();
+    test_kinds();
     test_random();
     test_flag();
     printf("%s\n", n_failed ? "FAIL test_profile" : "PASS test_profile: all checks");

@@ -14,10 +14,13 @@ belongs to (a cuBLASLt split-K reduction or the two kernels of the split attenti
 backward, alike), and the work summed over the rows is the work declared. A row's rate
 counts only its calls that carry work. Idle: the step's span minus the union of the
 kernel, copy and memset intervals. Kernels on several streams may overlap; the rows then
-sum to more than the busy time and the table says by how much.
+sum to more than the busy time and the table says by how much. Above the rows, the same
+sums by kind (profile_kind: matmuls, attention, optimizer, communication, copies, the rest),
+so that a step's before and after compare in a few lines.
 */
 #pragma once
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +66,7 @@ struct ProfileRow {
     double rate = 0;            // FLOP/s (compute) or bytes/s; 0: unknown
     double frac = -1;           // rate / ceiling (-1: none)
     bool compute = false;
+    bool copy = false;          // a copy or memset
     bool host_link = false;     // copies over the host link: no fraction of the HBM ceiling
 };
 struct ProfileTable {
@@ -71,6 +75,7 @@ struct ProfileTable {
     int kernels = 0, copies = 0;
     long long dropped = 0;      // records CUPTI could not keep: the table is incomplete
     std::vector<ProfileRow> rows;
+    std::vector<ProfileRow> kinds;   // the rows summed by kind (profile_kind), sorted by time
     ProfileCeilings ceil;
 };
 
@@ -98,6 +103,25 @@ static std::string profile_kernel_name(const char* raw) {
     return s;
 }
 
+// The kind of a row, for the table's summary by kind (by the kernel's name: cuBLASLt's own,
+// mega.c's flash and context-parallel ring kernels, the optimizer's, NCCL's).
+enum ProfileKind { KIND_MATMUL, KIND_ATTENTION, KIND_OPTIMIZER, KIND_COMM, KIND_COPY, KIND_OTHER, PROFILE_KINDS };
+static const char* const PROFILE_KIND_NAMES[PROFILE_KINDS] = {
+    "matmuls (cuBLASLt)", "attention (flash, ring merges)", "optimizer (AdamW, grad norm, EMA)", "communication (NCCL)",
+    "copies and memsets", "the rest (norms, activations, RoPE, AdaLN, embeddings, loss)"};
+static ProfileKind profile_kind(const std::string& name, bool copy) {
+    if (copy) return KIND_COPY;
+    std::string n = name;
+    for (char& c : n) c = (char)tolower((unsigned char)c);
+    auto starts = [&](const char* p) { return n.rfind(p, 0) == 0; };
+    auto has = [&](const char* p) { return n.find(p) != std::string::npos; };
+    if (starts("nvjet") || has("gemm") || has("xmma") || has("cutlass") || starts("cublas") || has("splitkreduce")) return KIND_MATMUL;
+    if (has("flash") || starts("cp_")) return KIND_ATTENTION;
+    if (starts("adamw") || starts("global_norm") || starts("ema_")) return KIND_OPTIMIZER;
+    if (starts("nccl")) return KIND_COMM;
+    return KIND_OTHER;
+}
+
 // `--profile-step`: 0 (off) or a step of this run, 1..steps (the numbers the step lines print)
 static void profile_validate_step(int n, int steps) {
     if (n < 0 || n > steps)
@@ -123,6 +147,7 @@ static ProfileTable profile_aggregate(const std::vector<ProfileActivity>& acts, 
         ProfileRow& r = rows[a.name];
         r.name = a.name;
         r.calls++;
+        r.copy = a.copy;
         r.ms += dur(a) / 1e6;
         (a.copy ? t.copies : t.kernels)++;
         if (a.copy) {
@@ -136,8 +161,7 @@ static ProfileTable profile_aggregate(const std::vector<ProfileActivity>& acts, 
             r.rated_ms += dur(a) / 1e6;
         }
     }
-    for (auto& kv : rows) {
-        ProfileRow r = kv.second;
+    auto finish_row = [&](ProfileRow& r) {
         r.share = t.span_ms > 0 ? r.ms / t.span_ms : 0.0;
         r.compute = r.flops > 0;
         if (r.rated_ms > 0 && (r.flops > 0 || r.bytes > 0)) {
@@ -145,12 +169,37 @@ static ProfileTable profile_aggregate(const std::vector<ProfileActivity>& acts, 
             const double c = r.compute ? ceil.flops : ceil.bytes;
             if (!r.host_link && c > 0) r.frac = r.rate / c;
         }
+    };
+    auto by_time = [](const ProfileRow& a, const ProfileRow& b) { return a.ms != b.ms ? a.ms > b.ms : a.name < b.name; };
+    for (auto& kv : rows) {
+        ProfileRow r = kv.second;
+        finish_row(r);
         t.rows_ms += r.ms;
         t.rows.push_back(r);
     }
-    std::sort(t.rows.begin(), t.rows.end(), [](const ProfileRow& a, const ProfileRow& b) {
-        return a.ms != b.ms ? a.ms > b.ms : a.name < b.name;
-    });
+    std::sort(t.rows.begin(), t.rows.end(), by_time);
+    // by kind: a kind that declared FLOPs shows its rate over the rows that did (the
+    // attention's small memory-bound kernels then count in its time, not in its rate)
+    std::vector<ProfileRow> kinds(PROFILE_KINDS);
+    for (const ProfileRow& r : t.rows) {
+        ProfileRow& k = kinds[profile_kind(r.name, r.copy)];
+        k.calls += r.calls;
+        k.ms += r.ms;
+        k.flops += r.flops;
+        k.host_link = k.host_link || r.host_link;
+    }
+    for (const ProfileRow& r : t.rows) {   // the rated time and bytes of the kind's rate
+        ProfileRow& k = kinds[profile_kind(r.name, r.copy)];
+        if (k.flops > 0 ? r.flops > 0 : r.bytes > 0) { k.rated_ms += r.rated_ms; if (k.flops == 0) k.bytes += r.bytes; }
+    }
+    for (int i = 0; i < PROFILE_KINDS; i++) {
+        ProfileRow k = kinds[i];
+        if (k.calls == 0) continue;
+        k.name = PROFILE_KIND_NAMES[i];
+        finish_row(k);
+        t.kinds.push_back(k);
+    }
+    std::sort(t.kinds.begin(), t.kinds.end(), by_time);
     // busy: the union of the intervals, clipped to the span
     std::vector<std::pair<uint64_t, uint64_t>> iv;
     for (const ProfileActivity& a : acts) {
@@ -191,17 +240,22 @@ static std::string profile_format(const ProfileTable& t, double step_ms, double 
     if (prev_ms > 0) snprintf(b, sizeof b, "step wall time %.3f ms with tracing on (the step before: %.3f ms)\n", step_ms, prev_ms);
     else snprintf(b, sizeof b, "step wall time %.3f ms with tracing on\n", step_ms);
     s += b;
-    snprintf(b, sizeof b, "%10s %7s %6s %15s %8s  %s\n", "ms", "share", "calls", "achieved", "of peak", "kernel");
-    s += b;
-    for (const ProfileRow& r : t.rows) {
-        char frac[16] = "-";
-        if (r.frac >= 0) snprintf(frac, sizeof frac, "%.1f%%", 100.0 * r.frac);
-        snprintf(b, sizeof b, "%10.3f %6.1f%% %6d %15s %8s  %s\n", r.ms, 100.0 * r.share, r.calls, profile_rate_str(r).c_str(), frac,
-                 r.name.c_str());
+    auto table = [&](const std::vector<ProfileRow>& rows, const char* what) {
+        snprintf(b, sizeof b, "%10s %7s %6s %15s %8s  %s\n", "ms", "share", "calls", "achieved", "of peak", what);
         s += b;
-    }
-    snprintf(b, sizeof b, "%10.3f %6.1f%% %6s %15s %8s  %s\n", t.idle_ms, pct(t.idle_ms), "-", "-", "-", "(idle: no kernel, copy or memset running)");
-    s += b;
+        for (const ProfileRow& r : rows) {
+            char frac[16] = "-";
+            if (r.frac >= 0) snprintf(frac, sizeof frac, "%.1f%%", 100.0 * r.frac);
+            snprintf(b, sizeof b, "%10.3f %6.1f%% %6d %15s %8s  %s\n", r.ms, 100.0 * r.share, r.calls, profile_rate_str(r).c_str(), frac,
+                     r.name.c_str());
+            s += b;
+        }
+        snprintf(b, sizeof b, "%10.3f %6.1f%% %6s %15s %8s  %s\n", t.idle_ms, pct(t.idle_ms), "-", "-", "-", "(idle: no kernel, copy or memset running)");
+        s += b;
+    };
+    table(t.kinds, "kind");
+    s += "\n";
+    table(t.rows, "kernel");
     if (t.rows_ms > t.busy_ms + 1e-6) {
         snprintf(b, sizeof b, "kernels overlapped (several streams): the rows sum to %.3f ms, %.3f ms more than the busy time\n",
                  t.rows_ms, t.rows_ms - t.busy_ms);
