@@ -7,9 +7,13 @@ name changed (template arguments turned into a config struct) still compares by 
 Kernels are paired by name, then the unpaired ones by body. Prints one line per kernel that
 differs, is renamed, or is only on one side, and a summary; exit status 1 if any kernel of
 the new file differs from or is missing in the old one.
+--registers also renumbers the virtual registers (%r, %rd, %f, %p, ...) by order of first
+appearance, drops their .reg declarations and the byte sizes of .param arrays: a change that
+only grows a parameter struct at its end (the kernels read the same offsets) or moves register
+numbers then compares equal, while any other instruction change still differs.
 
   nvcc -O3 -std=c++17 -arch=sm_90a -DMEGA_SM90A -DMEGA_NCCL -ptx train_gpt.cu -o new.ptx
-  python3 scripts/ptx_compare.py old.ptx new.ptx
+  python3 scripts/ptx_compare.py [--registers] old.ptx new.ptx
 """
 import hashlib
 import re
@@ -18,9 +22,26 @@ import sys
 HEAD = re.compile(r"^(?:\.visible |\.weak |\.extern )?\.(entry|func)\s+(?:\([^)]*\)\s*)?([A-Za-z0-9_$]+)")
 SYMBOL = re.compile(r"\b_Z[A-Za-z0-9_$]+")
 LABEL = re.compile(r"\$L__BB\d+_")  # branch labels carry the function's index in the file
+REGISTER = re.compile(r"%(rs|rd|r|fd|f|hh|h|p)(\d+)\b")
+PARAM_SIZE = re.compile(r"^(\s*\.param\b.*)\[\d+\]")
 
 
-def functions(path):
+def renumber_registers(text):
+    """virtual registers renamed by order of first appearance per class, .reg lines and
+    .param array sizes dropped"""
+    names, counts = {}, {}
+
+    def rename(m):
+        if m.group(0) not in names:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+            names[m.group(0)] = "%%%s#%d" % (m.group(1), counts[m.group(1)])
+        return names[m.group(0)]
+
+    lines = [line for line in text.split("\n") if not line.strip().startswith(".reg")]
+    return "\n".join(REGISTER.sub(rename, PARAM_SIZE.sub(r"\1[]", line)) for line in lines)
+
+
+def functions(path, registers=False):
     """{name: (kind, normalized text)} of every .entry / .func definition in a PTX file, and
     under the key None the file's other lines (globals, constants, declarations), sorted"""
     out, rest = {}, []
@@ -51,15 +72,17 @@ def functions(path):
         names = {}
         text = SYMBOL.sub(lambda s: names.setdefault(s.group(0), "SYM%d" % len(names)), "\n".join(body))
         text = LABEL.sub("$L__BB_", text)
-        out[name] = (kind, text)
+        out[name] = (kind, renumber_registers(text) if registers else text)
     out[None] = ("rest", "\n".join(sorted(SYMBOL.sub("SYM", r) for r in rest)))
     return out
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: ptx_compare.py OLD.ptx NEW.ptx")
-    old, new = functions(sys.argv[1]), functions(sys.argv[2])
+    args = [a for a in sys.argv[1:] if a != "--registers"]
+    registers = len(args) < len(sys.argv) - 1
+    if len(args) != 2:
+        sys.exit("usage: ptx_compare.py [--registers] OLD.ptx NEW.ptx")
+    old, new = functions(args[0], registers), functions(args[1], registers)
     rest_same = old.pop(None)[1] == new.pop(None)[1]
     digest = lambda t: hashlib.sha1(t.encode()).hexdigest()
     same, differ, renamed = [], [], []
@@ -90,7 +113,7 @@ def main():
     print("declarations outside the functions: %s" % ("identical" if rest_same else "DIFFER"))
     print("%s -> %s: entries %d old / %d new; identical by name %d, identical renamed %d, differing %d, "
           "only in new %d, only in old %d (funcs: %d identical, %d differing)"
-          % (sys.argv[1], sys.argv[2], count(old, old, "entry"), count(new, new, "entry"),
+          % (args[0], args[1], count(old, old, "entry"), count(new, new, "entry"),
              count(same, new, "entry"), sum(1 for _, b in renamed if new[b][0] == "entry"), count(differ, new, "entry"),
              count(missing_new, new, "entry"), count(gone_old, old, "entry"), count(same, new, "func"),
              count(differ, new, "func")))

@@ -38,6 +38,9 @@ three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32
 check and timing of the ordered (deterministic) sm90 backward on the warp-specialized variant
 (attention_variants.cuh, flash_bwd_ws_sm90_kernel; head dims up to 80), e.g.
   ATTN_ORDERED=30 ATTN_QUICK=1 compute-sanitizer ./dev/cuda/attention
+and ATTN_FWD=26 (27) every check and timing of the forward on the warp-specialized forward with
+TMA loads in 32-byte swizzled blocks of 16 columns, where it applies (padded hd 80: hd 72, fixed
+and varlen layouts).
 
   make dev/cuda/attention && ./dev/cuda/attention
 */
@@ -259,7 +262,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
         cfgs.push_back({FlashBwdAlgo::ordered, {0, 0, 0}, 2});
         if (nvariants > 1) {
             for (int v = 11; v < 17; v++) cfgs.push_back({FlashBwdAlgo::split, {v, v, v}, 2});
-            for (int v = 17; v < 26; v++)  // warp-specialized forward (22, 23: timing diagnostics)
+            for (int v = 17; v < 28; v++)  // warp-specialized forward (22, 23: timing diagnostics)
                 if (v != 22 && v != 23) cfgs.push_back({FlashBwdAlgo::split, {v, 0, 0}, 2});
             for (int v = 11; v < 22; v++) cfgs.push_back({FlashBwdAlgo::atomic, {0, v, 0}, 2});
             for (int v = 30; v < 33; v++) cfgs.push_back({FlashBwdAlgo::ordered, {0, v, 0}, 2});  // warp-specialized
@@ -686,7 +689,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     }
     if (tune && sm90) {
         set_family(2);
-        for (int v = 17; v < 26; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
+        for (int v = 17; v < 28; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]%s", v, v == 22 || v == 23 ? " DIAG no loads" : ""), shape, time_us(run_fwd), fwd);
         }
@@ -749,6 +752,11 @@ int main() {
         flash_ordered_variant = atoi(ov);
         printf("ATTN_ORDERED=%d: the ordered sm90 backward runs variant %d where it applies"
                " (30, 31: hd <= 80; 32: hd <= 64; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
+    }
+    if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
+        flash_fwd_variant = atoi(fv);
+        printf("ATTN_FWD=%d: the forward runs variant %d where it applies (26, 27: padded hd 80 with TMA)\n", flash_fwd_variant,
+               flash_fwd_variant);
     }
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;

@@ -14,7 +14,8 @@
 // Variants (0 = the table's), for head dims 64, 80 and 128 of the bf16 kernels:
 //   fwd  1-5 mma.sync; 11-16 sm90 (14, 15, 16: FWD_PIPE / FWD_OVERLAP); 17-21 warp-specialized
 //        with cp.async (20: no ping-pong); 22-23 warp-specialized without loads (diagnostic);
-//        24-25 warp-specialized with TMA (hd 64 / 128)
+//        24-25 warp-specialized with TMA (hd 64 / 128); 26-27 warp-specialized with TMA in 32-byte
+//        swizzled blocks of 16 columns (padded hd 80: the DiT's 72, fixed and varlen layouts; 3 / 4 stages)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 30-32 sm90 ordered, warp-specialized
 //        (flash_bwd_ws_sm90_kernel: 64 query rows, 2 / 3 Q/dO stages, hd up to 80; 32: 128 query
@@ -730,6 +731,9 @@ static FlashConfig flash_config = {0, 0, 0};
 // the ordered sm90 backward where flash_config.dkdv is 0 (dev/cuda/attention.cu: ATTN_ORDERED=30
 // runs every check and timing of the deterministic backward on variant 30)
 static int flash_ordered_variant = 0;
+// the forward's variant where flash_config.fwd is 0 (dev/cuda/attention.cu: ATTN_FWD=26 runs every
+// check and timing of the forward on variant 26 where it applies, the table's kernels elsewhere)
+static int flash_fwd_variant = 0;
 #define FLASH_TUNED(HD) (HD == 64 || HD == 80 || HD == 128)
 
 // The variants' tiles (numbering above)
@@ -750,7 +754,8 @@ struct TileVariants {
                                             fwd22 = {128, HD <= 80 ? 3 : 2, 0},  // with WsSignalOnly
                                             fwd23 = {64, HD <= 80 ? 4 : 3, 0},   // with WsSignalOnly
                                             fwd24 = {128, HD == 64 ? 4 : 2, flash::WS_TMA},
-                                            fwd25 = {HD == 64 ? 128 : 96, 3, flash::WS_TMA};
+                                            fwd25 = {HD == 64 ? 128 : 96, 3, flash::WS_TMA},
+                                            fwd26 = {128, 3, flash::WS_TMA}, fwd27 = {128, 4, flash::WS_TMA};   // HD 80
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
@@ -781,7 +786,8 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                          cudaStream_t st) {
     if constexpr (FLASH_TUNED(HD)) {
         using V = TileVariants<HD>;
-        switch (flash_config.fwd) {
+        const int fv = flash_config.fwd ? flash_config.fwd : flash_fwd_variant;
+        switch (fv) {
             case 1: flash::fwd_launch<HD, V::fwd1>(out, lse, q, k, v, p, st); return;
             case 2: flash::fwd_launch<HD, V::fwd2>(out, lse, q, k, v, p, st); return;
             case 3: flash::fwd_launch<HD, V::fwd3>(out, lse, q, k, v, p, st); return;
@@ -790,7 +796,7 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
             default: break;
         }
         if (flash_sm90_active()) {
-            switch (flash_config.fwd) {
+            switch (fv) {
                 case 11: flash::fwd_sm90_launch<HD, V::fwd11>(out, lse, q, k, v, p, st); return;
                 case 12: flash::fwd_sm90_launch<HD, V::fwd12>(out, lse, q, k, v, p, st); return;
                 case 13: flash::fwd_sm90_launch<HD, V::fwd13>(out, lse, q, k, v, p, st); return;
@@ -808,8 +814,18 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 25:
                     if constexpr (HD % 64 == 0) {
                         if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
-                            if (flash_config.fwd == 24) flash::fwd_sm90_ws_launch<HD, V::fwd24>(out, lse, q, k, v, p, st);
+                            if (fv == 24) flash::fwd_sm90_ws_launch<HD, V::fwd24>(out, lse, q, k, v, p, st);
                             else flash::fwd_sm90_ws_launch<HD, V::fwd25>(out, lse, q, k, v, p, st);
+                            return;
+                        }
+                    }
+                    break;
+                case 26:
+                case 27:
+                    if constexpr (HD == 80) {
+                        if (!p.pos && flash::fwd_tma_ok<HD>(q, k, v, p)) {
+                            if (fv == 26) flash::fwd_sm90_ws_launch<HD, V::fwd26>(out, lse, q, k, v, p, st);
+                            else flash::fwd_sm90_ws_launch<HD, V::fwd27>(out, lse, q, k, v, p, st);
                             return;
                         }
                     }

@@ -9,6 +9,8 @@ head dim 80 of hd 72):
   ss MN-major  A K-major, B MN-major from shared memory
   ss A,B MN-major  both transposed: dQ = dS K of the fused backward (dS^T stored [K][64],
                the K tile stored [K][N]; N = hd / 2, one warpgroup's half of the columns)
+  sw128, sw32  the first two again in the 128-byte and 32-byte swizzled layouts the tensor copy
+               engine writes (whole 64-column blocks; 16-column blocks for hd 80)
 The MN-major descriptor follows CUTLASS's no-swizzle convention (LBO along K, SBO along MN);
 the swapped assignment reads out of bounds (dev/cuda/NOTES.md).
 Needs an sm_90a build (make GPU_ARCH=90a, the default) and a compute capability 9.0 GPU.
@@ -52,25 +54,29 @@ __device__ __forceinline__ void commit_and_store(float (&d)[N / 8][4], float* D,
         for (int e = 0; e < 4; e++) D[(warp * 16 + g + (e >= 2 ? 8 : 0)) * N + j * 8 + 2 * tq + (e & 1)] = d[j][e];
 }
 
-// modes 4 and 5 of wgmma_test_kernel (below): A [64][K] and B ([N][K] for 4, [K][N] for 5)
-// row-major in global -> 128-byte swizzled tiles with the same rows/columns
+// modes 4 and 5 (6 and 7) of wgmma_test_kernel (below): A [64][K] and B ([N][K] for 4 and 6,
+// [K][N] for 5 and 7) row-major in global -> 128-byte (32-byte) swizzled tiles with the same
+// rows/columns
 template <int N, int K, int MODE>
-__device__ __forceinline__ void fill_sw128(bf16* sA, bf16* sB, const bf16* A, const bf16* B) {
+__device__ __forceinline__ void fill_swizzled(bf16* sA, bf16* sB, const bf16* A, const bf16* B) {
+    auto at = [](int r, int c, int R) { return MODE >= 6 ? sw32_offset(r, c, R) : sw128_offset(r, c, R); };
     for (int i = threadIdx.x; i < 64 * K; i += 128) {
         const int r = i / K, c = i % K;
-        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sA) + sw128_offset(r, c, 64)) = A[i];
+        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sA) + at(r, c, 64)) = A[i];
     }
-    constexpr int BR = MODE == 4 ? N : K, BC = MODE == 4 ? K : N;
+    constexpr bool KMAJOR = MODE == 4 || MODE == 6;
+    constexpr int BR = KMAJOR ? N : K, BC = KMAJOR ? K : N;
     for (int i = threadIdx.x; i < N * K; i += 128) {
         const int r = i / BC, c = i % BC;
-        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sB) + sw128_offset(r, c, BR)) = B[i];
+        *reinterpret_cast<bf16*>(reinterpret_cast<char*>(sB) + at(r, c, BR)) = B[i];
     }
 }
 
 // MODE 0: ss, B K-major (stored [N][K]); 1: rs, B MN-major (stored [K][N]); 2: ss, B MN-major;
 // 3: ss, A MN-major (stored [K][64]) and B MN-major. The 128-byte swizzled layout (sw128_offset,
 // wgmma_desc_sw128; K and N multiples of 64): 4: ss, A [64][K] and B [N][K] K-major (S = Q K^T as
-// the TMA forward stores Q and K); 5: rs, B [K][N] MN-major (O = P V, V stored [keys][hd]).
+// the TMA forward stores Q and K); 5: rs, B [K][N] MN-major (O = P V, V stored [keys][hd]). The
+// 32-byte swizzled layout (sw32_offset, wgmma_desc_sw32; K and N multiples of 16): 6 as 4, 7 as 5.
 template <int N, int K, int MODE>
 __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A, const bf16* B) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -78,7 +84,7 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
     __shared__ __align__(1024) bf16 sB[N * K];
     const int t = threadIdx.x;
     if constexpr (MODE >= 4) {
-        fill_sw128<N, K, MODE>(sA, sB, A, B);
+        fill_swizzled<N, K, MODE>(sA, sB, A, B);
     } else {
         // A [64][K] (MODE 3: [K][64]) row-major in global -> core-matrix tile with the same rows/columns
         constexpr int AC = MODE == 3 ? 64 : K;
@@ -105,7 +111,7 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
     else db = wgmma_desc_mnmajor(smem_addr(sB), N);
     const uint32_t a0 = smem_addr(sA), b0 = smem_addr(sB);
     uint32_t a[K / 16][4];
-    if (MODE == 1 || MODE == 5) load_a_fragments<K>(a, A, warp, g, tq);
+    if (MODE == 1 || MODE == 5 || MODE == 7) load_a_fragments<K>(a, A, warp, g, tq);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
@@ -117,8 +123,12 @@ __global__ void __launch_bounds__(128) wgmma_test_kernel(float* D, const bf16* A
             const uint32_t koff = (kk % 4) * 32;  // k16 step inside a 64-column block
             Wgmma<N>::template ss<0, 0>(d, wgmma_desc_sw128(a0 + (kk / 4) * 64 * 128 + koff, 16, 1024),
                                         wgmma_desc_sw128(b0 + (kk / 4) * N * 128 + koff, 16, 1024), 1);
-        } else {
+        } else if constexpr (MODE == 5) {
             Wgmma<N>::template rs<1>(d, a[kk], wgmma_desc_sw128(b0 + kk * 2048, K * 128, 1024), 1);
+        } else if constexpr (MODE == 6) {  // k16 step kk: the kk-th block of 16 columns
+            Wgmma<N>::template ss<0, 0>(d, wgmma_desc_sw32(a0 + kk * 64 * 32, 16, 256), wgmma_desc_sw32(b0 + kk * N * 32, 16, 256), 1);
+        } else {
+            Wgmma<N>::template rs<1>(d, a[kk], wgmma_desc_sw32(b0 + kk * 512, K * 32, 256), 1);
         }
     }
     commit_and_store<N>(d, D, warp, g, tq);
@@ -211,7 +221,7 @@ static void run_case(const char* name, Rng* rng) {
             double s = 0.0;
             for (int k = 0; k < K; k++)
                 s += (double)(MODE == 3 ? hA[k * 64 + m] : hA[m * K + k]) *
-                     (MODE == 0 || MODE == 4 ? hB[n * K + k] : hB[k * N + n]);
+                     (MODE == 0 || MODE == 4 || MODE == 6 ? hB[n * K + k] : hB[k * N + n]);
             ref[m * N + n] = s;
         }
     check("wgmma", name, strf("m64 n%d k%d", N, K), download(D, 64 * N), ref, 1e-5);
@@ -248,6 +258,13 @@ int main() {
     run_case<128, 128, 5>("rs MN-major sw128", &rng);
     run_case<64, 128, 5>("rs MN-major sw128", &rng);
     run_case<128, 64, 5>("rs MN-major sw128", &rng);
+    // the 32-byte swizzle at the padded hd 80 (S = Q K^T: K = 80; O = P V: N = 80)
+    run_case<128, 80, 6>("ss K-major sw32", &rng);
+    run_case<64, 80, 6>("ss K-major sw32", &rng);
+    run_case<64, 128, 6>("ss K-major sw32", &rng);
+    run_case<80, 64, 7>("rs MN-major sw32", &rng);
+    run_case<80, 128, 7>("rs MN-major sw32", &rng);
+    run_case<128, 64, 7>("rs MN-major sw32", &rng);
     if (getenv("WGMMA_RATE")) {  // timings, not checks
         time_rate<128, 0, 2>("ss K-major", 1);
         time_rate<128, 0, 2>("ss K-major", 2);

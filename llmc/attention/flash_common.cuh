@@ -56,6 +56,7 @@ struct FlashParams {
     int o_ts;                        // elements between tokens in out / dout (nh * hd)
     int max_rows, max_Tk;            // the largest group's query rows and keys (grid sizes)
     const int* pos;                  // fixed layout, packed rows: AttnShape::pos (null: one document a row)
+    int Nk;                          // key tokens of the whole batch (fixed: B * T; the TMA maps' extent)
 };
 
 static FlashParams flash_params(const AttnShape& s) {
@@ -74,6 +75,7 @@ static FlashParams flash_params(const AttnShape& s) {
     p.max_rows = p.rows;
     p.max_Tk = s.T;
     p.pos = s.pos;
+    p.Nk = s.B * s.T;
     return p;
 }
 
@@ -126,6 +128,7 @@ static FlashParams flash_params_varlen(const VarlenAttnShape& s) {
     p.scale_log2 = p.scale * 1.4426950408889634f;
     p.varlen = 1;
     p.Nq = s.cu_q[s.B];
+    p.Nk = s.cu_k[s.B];
     p.cu_q = s.cu_q_dev; p.cu_k = s.cu_k_dev;
     p.q_rs = s.q_stride; p.k_rs = s.k_stride; p.v_rs = s.v_stride;
     p.o_ts = s.nh * s.hd;

@@ -181,8 +181,9 @@ struct FwdWsSmem {
         bars = epi + (size_t)8 * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS]
         bytes = bars + (size_t)(1 + 4 * NS) * 8;
 };
-// OPT bits: WS_TMA loads with the tensor copy engine (fixed layout, hd 64 / 128: one producer
-// thread, 128-byte swizzled tiles) instead of cp.async by the producer warpgroup (any layout,
+// OPT bits: WS_TMA loads with the tensor copy engine (one producer thread; hd 64 / 128: 128-byte
+// swizzled blocks of 64 columns, fixed layout; hd 80 (72 padded): 32-byte swizzled blocks of 16
+// columns, fixed or varlen layout) instead of cp.async by the producer warpgroup (any layout,
 // core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns
 enum { WS_NO_PINGPONG = 1, WS_TMA = 4 };
 // How the cp.async producer fills a K or V stage: its 128 threads copy the tile and each one
@@ -196,8 +197,9 @@ struct WsCopyStage {
     }
 };
 constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
-// The three tensor maps of the TMA variant (fixed layout: [groups][rows][hd] tensors, boxes of
-// 64 columns x BM or BN rows, 128-byte swizzle)
+// The three tensor maps of the TMA variant: fixed layout [groups][rows][hd] tensors (boxes of
+// TC columns x BM or BN rows), varlen [tokens][heads][hd] (boxes of TC columns x 1 head x BM or
+// BN tokens); TC = 64 (128-byte swizzle) or 16 (32-byte swizzle)
 struct FwdTmaMaps {
     CUtensorMap q, k, v;
 };
@@ -210,7 +212,9 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     using L = FwdWsSmem<HD, BN, NS>;
     constexpr int BM = L::BM, LD = L::LD, KS = HD / 16, NB = BN / 8, DB = HD / 8;
     constexpr bool TMA = OPT & WS_TMA;
-    static_assert(!TMA || HD % 64 == 0, "the TMA variant takes head dims of whole 64-column blocks");
+    // TMA blocks: TC columns of TB-byte rows (the swizzle's span)
+    constexpr int TC = HD % 64 == 0 ? 64 : 16, TB = 2 * TC;
+    static_assert(!TMA || HD % 16 == 0, "the TMA variant takes head dims of whole 16-column blocks");
     extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
     // the swizzled tiles repeat every 1024 bytes: their base is 1024-aligned (launcher adds the slack)
     unsigned char* flash_smem = flash_smem_raw + ((1024 - (smem_u32(flash_smem_raw) & 1023)) & 1023);
@@ -248,19 +252,26 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     if (wg == 0 && TMA) {  // producer: one thread hands every tile to the tensor copy engine
         setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
         if (threadIdx.x == 0) {
-            constexpr uint32_t QB = BM * HD * 2, KB = BN * HD * 2;
+            constexpr uint32_t QB = BM * HD * 2, KB = BN * HD * 2;   // every block whole (columns past hd: zeros)
+            // a tile's coordinates past its columns: fixed (row, group); varlen (head, token; r = 1),
+            // which fwd_tma_ok lets through for the 16-column blocks only
+            const bool vl = TC == 16 && p.varlen;
+            const int b = grp / p.nkv, gk = grp % p.nkv;
+            const int q1 = vl ? gk : m0, q2 = vl ? p.cu_q[b] + m0 : grp;
+            const int k1 = vl ? gk : 0, k2 = vl ? p.cu_k[b] : grp;   // + j BN along rows / tokens
             mbarrier_arrive_expect_tx(bar_q, QB);
-            for (int h = 0; h < HD / 64; h++) tma_load_3d(smem_u32(sQ) + h * BM * 128, &maps.q, bar_q, h * 64, m0, grp);
+            for (int h = 0; h < HD / TC; h++) tma_load_3d(smem_u32(sQ) + h * BM * TB, &maps.q, bar_q, h * TC, q1, q2);
             for (int j = 0; j < ntiles; j++) {
                 const int s = j % NS;
+                const int c1 = vl ? k1 : j * BN, c2 = vl ? k2 + j * BN : k2;
                 if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
                 mbarrier_arrive_expect_tx(bar_k(s), KB);
-                for (int h = 0; h < HD / 64; h++)
-                    tma_load_3d(smem_u32(sK + s * BN * HD) + h * BN * 128, &maps.k, bar_k(s), h * 64, j * BN, grp);
+                for (int h = 0; h < HD / TC; h++)
+                    tma_load_3d(smem_u32(sK + s * BN * HD) + h * BN * TB, &maps.k, bar_k(s), h * TC, c1, c2);
                 if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
                 mbarrier_arrive_expect_tx(bar_v(s), KB);
-                for (int h = 0; h < HD / 64; h++)
-                    tma_load_3d(smem_u32(sV + s * BN * HD) + h * BN * 128, &maps.v, bar_v(s), h * 64, j * BN, grp);
+                for (int h = 0; h < HD / TC; h++)
+                    tma_load_3d(smem_u32(sV + s * BN * HD) + h * BN * TB, &maps.v, bar_v(s), h * TC, c1, c2);
             }
         }
         return;
@@ -287,11 +298,13 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0/1; warp 0..7 of the consumers
     const int row0 = m0 + cwarp * 16, rowA = row0 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r;
     const int pos_lo = (m0 + cw * 64) / p.r;
-    // operand descriptors: core-matrix tiles (cp.async) or 128-byte swizzled blocks of 64 columns (TMA)
-    const uint64_t desc_q = TMA ? wgmma_desc_sw128(smem_u32(sQ) + cw * 64 * 128, 16, 1024)
-                                : wgmma_desc_kmajor(smem_u32(sQ + cw * 64 * HD), HD);
+    // operand descriptors: core-matrix tiles (cp.async) or swizzled blocks of TC columns (TMA:
+    // 128-byte swizzle, 64 columns; 32-byte swizzle, 16 columns; llmc/attention/wgmma.cuh)
+    auto desc_tma = [](uint32_t a, uint32_t lbo) { return TC == 64 ? wgmma_desc_sw128(a, lbo, 1024) : wgmma_desc_sw32(a, lbo, 256); };
+    const uint64_t desc_q = TMA ? desc_tma(smem_u32(sQ) + cw * 64 * TB, 16) : wgmma_desc_kmajor(smem_u32(sQ + cw * 64 * HD), HD);
     auto kstep_k = [&](int kk, int R) -> uint64_t {  // k16 step kk of a K-major tile of R rows
-        return TMA ? (uint64_t)(((kk / 4) * R * 128 + (kk % 4) * 32) >> 4) : wgmma_kstep_kmajor(kk);
+        if (!TMA) return wgmma_kstep_kmajor(kk);
+        return TC == 64 ? (uint64_t)(((kk / 4) * R * 128 + (kk % 4) * 32) >> 4) : (uint64_t)((kk * R * 32) >> 4);
     };
     float o[DB][4];
 #pragma unroll
@@ -302,15 +315,15 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     uint32_t pa[BN / 16][4];
     auto issue_pv = [&](int j) {
         const uint32_t v0 = smem_u32(sV + (j % NS) * BN * HD);
-        const uint64_t desc_v = TMA ? wgmma_desc_sw128(v0, BN * 128, 1024) : wgmma_desc_mnmajor(v0, HD);
+        const uint64_t desc_v = TMA ? desc_tma(v0, BN * TB) : wgmma_desc_mnmajor(v0, HD);
 #pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++)
-            Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + (TMA ? (uint64_t)(kc * 2048 >> 4) : wgmma_kstep_mnmajor(kc, HD)), 1);
+        for (int kc = 0; kc < BN / 16; kc++)   // (TMA: a k16 step is 16 rows of TB bytes)
+            Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + (TMA ? (uint64_t)(kc * 16 * TB >> 4) : wgmma_kstep_mnmajor(kc, HD)), 1);
         wgmma_commit();
     };
     auto issue_s = [&](int j) {
         const uint32_t k0 = smem_u32(sK + (j % NS) * BN * HD);
-        const uint64_t desc_k = TMA ? wgmma_desc_sw128(k0, 16, 1024) : wgmma_desc_kmajor(k0, HD);
+        const uint64_t desc_k = TMA ? desc_tma(k0, 16) : wgmma_desc_kmajor(k0, HD);
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
             Wgmma<BN>::template ss<0, 0>(s, desc_q + kstep_k(kk, BM), desc_k + kstep_k(kk, BN), kk > 0);
@@ -920,23 +933,37 @@ static TmaEncodeFn tma_encode() {
     }
     return fn;
 }
-// [groups][rows][hd] bf16, rows of hd elements back to back: boxes of 64 columns x box_rows rows,
-// 128-byte swizzle; rows past `rows` read as zeros
-static CUtensorMap tma_map_rows(const bf16* base, int hd, int rows, int groups, int box_rows) {
+// A 3-D bf16 tensor map, dims {hd, d1, d2} (innermost first) with byte strides s1, s2: boxes of
+// box_cols columns (64: 128-byte swizzle; 16: 32-byte swizzle) x box1 x box2; whatever lies past
+// the dims (columns past hd, rows or tokens past the end) reads as zeros
+static CUtensorMap tma_map_3d(const bf16* base, int hd, int d1, int d2, size_t s1, size_t s2, int box_cols, int box1, int box2) {
     CUtensorMap m;
-    const cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)rows, (cuuint64_t)groups};
-    const cuuint64_t strides[2] = {(cuuint64_t)hd * 2, (cuuint64_t)rows * hd * 2};
-    const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, es[3] = {1, 1, 1};
+    const cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)d1, (cuuint64_t)d2};
+    const cuuint64_t strides[2] = {(cuuint64_t)s1, (cuuint64_t)s2};
+    const cuuint32_t box[3] = {(cuuint32_t)box_cols, (cuuint32_t)box1, (cuuint32_t)box2}, es[3] = {1, 1, 1};
     const CUresult r = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<bf16*>(base), dims, strides, box, es,
-                                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for a [%d][%d][%d] tensor", (int)r, groups, rows, hd);
+                                    CU_TENSOR_MAP_INTERLEAVE_NONE, box_cols == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_32B,
+                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for a [%d][%d][%d] tensor", (int)r, d2, d1, hd);
     return m;
 }
-// whether the TMA forward can take this call: fixed layout, hd exactly HD (64 or 128), 16-byte aligned bases
+// fixed layout: [groups][rows][hd], rows of hd elements back to back; boxes of box_rows rows of one group
+static CUtensorMap tma_map_rows(const bf16* base, int hd, int rows, int groups, int box_cols, int box_rows) {
+    return tma_map_3d(base, hd, rows, groups, (size_t)hd * 2, (size_t)rows * hd * 2, box_cols, box_rows, 1);
+}
+// varlen: [tokens][heads][hd], heads side by side in rows of row_elems; boxes of one head x box_rows tokens
+static CUtensorMap tma_map_tokens(const bf16* base, int hd, int heads, int tokens, int row_elems, int box_cols, int box_rows) {
+    return tma_map_3d(base, hd, heads, tokens, (size_t)hd * 2, (size_t)row_elems * 2, box_cols, 1, box_rows);
+}
+// whether the TMA forward can take this call: 16-byte aligned bases; HD 64 / 128 (64-column
+// blocks): fixed layout with hd exactly HD; other HD (16-column blocks): hd in the last block and
+// rows (and, varlen, the row strides) of whole 16 bytes, as the maps need
 template <int HD>
 static bool fwd_tma_ok(const bf16* q, const bf16* k, const bf16* v, const FlashParams& p) {
-    return HD % 64 == 0 && !p.varlen && p.hd == HD && ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0;
+    if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 != 0) return false;
+    if (HD % 64 == 0) return !p.varlen && p.hd == HD;
+    return HD % 16 == 0 && p.hd > HD - 16 && p.hd <= HD && p.hd % 8 == 0 &&
+           (!p.varlen || (p.r == 1 && p.q_rs % 8 == 0 && p.k_rs % 8 == 0 && p.v_rs % 8 == 0));
 }
 template <int HD, const Sm90FwdWsConfig& C, class Fill = WsCopyStage>
 static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
@@ -950,9 +977,16 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
     FwdTmaMaps maps;
     memset(&maps, 0, sizeof(maps));
     if constexpr ((OPT & WS_TMA) != 0) {
-        maps.q = tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, BM);
-        maps.k = tma_map_rows(k, p.hd, p.T, p.B * p.nkv, BN);
-        maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, BN);
+        constexpr int TC = HD % 64 == 0 ? 64 : 16;   // the kernel's blocks
+        if (p.varlen) {
+            maps.q = tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, TC, BM);
+            maps.k = tma_map_tokens(k, p.hd, p.nkv, p.Nk, p.k_rs, TC, BN);
+            maps.v = tma_map_tokens(v, p.hd, p.nkv, p.Nk, p.v_rs, TC, BN);
+        } else {
+            maps.q = tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, TC, BM);
+            maps.k = tma_map_rows(k, p.hd, p.T, p.B * p.nkv, TC, BN);
+            maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, TC, BN);
+        }
     }
     dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
     flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);

@@ -137,6 +137,21 @@ __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr, uint32_
 __host__ __device__ __forceinline__ uint32_t sw128_offset(int r, int c, int R) {
     return (uint32_t)((c / 64) * R * 128 + r * 128 + ((((c % 64) / 8) ^ (r % 8)) * 16) + (c % 8) * 2);
 }
+// 32-byte swizzled tiles (CU_TENSOR_MAP_SWIZZLE_32B, boxes of 16 columns): for head dims that
+// are not whole 64-column blocks (hd 72 as 80: five blocks, the last one's columns past the
+// head read as the map's zeros). A [R][16] block of 32-byte rows, groups of 8 rows (256 bytes,
+// 256-aligned) in which the rows 4..7 have their two 16-byte chunks swapped (Swizzle<1,4,3>:
+// address bit 4 ^= bit 7). Descriptors (layout type 3):
+//   K-major: one k16 step is one whole block (+R * 32 bytes), SBO = 256 (the next 8 rows);
+//   MN-major (rows K, columns N): LBO = the next 16 columns (R * 32 bytes), SBO = 256 (the next
+//     8 rows along K); one k16 step is +512 bytes.
+__device__ __forceinline__ uint64_t wgmma_desc_sw32(uint32_t smem_addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+    return wgmma_desc(smem_addr, lbo_bytes, sbo_bytes) | (3ull << 62);
+}
+// element (r, c) of a 32-byte swizzled tile of R rows (byte offset; blocks of 16 columns)
+__host__ __device__ __forceinline__ uint32_t sw32_offset(int r, int c, int R) {
+    return (uint32_t)((c / 16) * R * 32 + r * 32 + ((((c % 16) / 8) ^ ((r / 4) % 2)) * 16) + (c % 8) * 2);
+}
 
 // Tensor copies (TMA) into shared memory, completing on an mbarrier: the producer announces the
 // bytes (arrive.expect_tx), the copy engine counts them down. The tensor map is a kernel

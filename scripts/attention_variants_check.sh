@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# First GPU runs of the attention kernels that dev/cuda/attention_variants.cuh holds but no
+# trainer runs yet (dev/cuda/NOTES.md), in one bounded command on one GPU:
+#   ordered:30 31 32  the warp-specialized deterministic backward (ATTN_ORDERED=v)
+#   fwd:26 27         the warp-specialized forward with TMA in 32-byte swizzled 16-column blocks,
+#                     padded hd 80 (the DiT's 72) (ATTN_FWD=v)
+# For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
+# fixed layouts, packed rows, varlen; the determinism checks) under `timeout` (a hang is how a
+# wrong mbarrier phase shows); then the timings at the four perf shapes (ATTN_NOCHECK=1), the
+# default kernels first and each variant that passed every check; last a summary of the
+# forward and backward TFLOP/s per shape.
+# Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
+#   VARIANTS="ordered:30 ordered:31 ordered:32 fwd:26 fwd:27" (default), CHECK_S (per check run,
+#   default 150), TIME_S (per timing run, default 150)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
+VARIANTS=${VARIANTS:-"ordered:30 ordered:31 ordered:32 fwd:26 fwd:27"}
+make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
+passed=""
+for v in $VARIANTS; do
+    e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N or fwd:N"; exit 1; }
+    log="$OUT/check_${v/:/_}.log"
+    env "$e" ATTN_QUICK=1 timeout "${CHECK_S:-150}" ./dev/cuda/attention > "$log" 2>&1
+    rc=$?
+    np=$(grep -c '^PASS' "$log"); nf=$(grep -c '^FAIL' "$log")
+    case $rc in
+        0) what="exit 0" ;;
+        124) what="stopped by timeout after ${CHECK_S:-150} s (a hang: a wrong mbarrier phase, dQ turn or TMA byte count?)" ;;
+        *) what="exit $rc" ;;
+    esac
+    echo "$v ($e): $np checks passed, $nf failed, $what"
+    grep '^FAIL' "$log" | head -5
+    [ "$rc" -eq 0 ] && [ "$nf" -eq 0 ] && [ "$np" -gt 0 ] && passed="$passed $v"
+done
+ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_default.log" 2>&1 || echo "default timings: exit $?"
+for v in $passed; do
+    env "$(env_of "$v")" ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_${v/:/_}.log" 2>&1 ||
+        echo "$v timings: exit $?"
+done
+# the default forward and deterministic backward rows (no [fast] / [atomic] tag), per shape
+rows() {
+    grep -E '^flash_attention(_forward|_backward| forward\+backward)' "$1" | grep -v '\[fast\]\|\[atomic\]' |
+        sed -E 's/ +[0-9.]+% of [0-9]+ TFLOP\/s$//'
+}
+echo "== default"; rows "$OUT/time_default.log"
+for v in $passed; do echo "== $v"; rows "$OUT/time_${v/:/_}.log"; done
+[ -n "$passed" ]
