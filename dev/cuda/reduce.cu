@@ -41,24 +41,9 @@ __global__ void column_reduce_partial_v2_kernel(float* partial, const Ta* a, con
             for (int u = 0; u < 4; u++)
                 for (int k = 0; k < 8; k++) acc[k] += (b ? va[u][k] * vb[u][k] : va[u][k]) * sr[u];
         }
-        for (; r < r_end; r += dy) {
-            const float sr = s ? s[r] : 1.0f;
-            float va[8], vb[8];
-            load8_f32(a + (size_t)r * cols + c0, va);
-            if (b) load8_f32(b + (size_t)r * cols + c0, vb);
-            for (int k = 0; k < 8; k++) acc[k] += (b ? va[k] * vb[k] : va[k]) * sr;
-        }
+        for (; r < r_end; r += dy) column_reduce_add_row(acc, a, b, s, r, cols, c0);
     }
-    __shared__ float sh[8][32 * 8 + 1];
-    for (int k = 0; k < 8; k++) sh[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
-    __syncthreads();
-    if (threadIdx.y == 0 && c0 < cols) {
-        for (int k = 0; k < 8; k++) {
-            float t = 0.0f;
-            for (int y = 0; y < (int)blockDim.y; y++) t += sh[y][threadIdx.x * 8 + k];
-            partial[(size_t)blockIdx.y * cols + c0 + k] = t;
-        }
-    }
+    column_reduce_store_block(partial, acc, cols, c0);
 }
 template <typename Ta, typename Tb>
 static void column_reduce_v2(float* out, const Ta* a, const Tb* b, const float* s, int rows, int cols, float* scratch,

@@ -21,22 +21,18 @@ __device__ __forceinline__ void load8_f32(const T* p, float out[8]) {
     }
 }
 
+// acc += row r's columns c0..c0+7 of a (times b's, times s[r])
 template <typename Ta, typename Tb>
-__global__ void column_reduce_partial_kernel(float* partial, const Ta* a, const Tb* b, const float* s,
-                                             int rows, int cols, int rows_per_split) {
-    const int c0 = (blockIdx.x * 32 + threadIdx.x) * 8;
-    const int r_begin = blockIdx.y * rows_per_split;
-    const int r_end = min(rows, r_begin + rows_per_split);
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (c0 < cols) {
-        for (int r = r_begin + threadIdx.y; r < r_end; r += blockDim.y) {
-            const float sr = s ? s[r] : 1.0f;
-            float va[8], vb[8];
-            load8_f32(a + (size_t)r * cols + c0, va);
-            if (b) load8_f32(b + (size_t)r * cols + c0, vb);
-            for (int k = 0; k < 8; k++) acc[k] += (b ? va[k] * vb[k] : va[k]) * sr;
-        }
-    }
+__device__ __forceinline__ void column_reduce_add_row(float (&acc)[8], const Ta* a, const Tb* b, const float* s, int r, int cols,
+                                                      int c0) {
+    const float sr = s ? s[r] : 1.0f;
+    float va[8], vb[8];
+    load8_f32(a + (size_t)r * cols + c0, va);
+    if (b) load8_f32(b + (size_t)r * cols + c0, vb);
+    for (int k = 0; k < 8; k++) acc[k] += (b ? va[k] * vb[k] : va[k]) * sr;
+}
+// the block's row lanes' sums of columns c0..c0+7 added in lane order: partial row blockIdx.y
+__device__ __forceinline__ void column_reduce_store_block(float* partial, const float (&acc)[8], int cols, int c0) {
     __shared__ float sh[8][32 * 8 + 1];
     for (int k = 0; k < 8; k++) sh[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
     __syncthreads();
@@ -47,6 +43,17 @@ __global__ void column_reduce_partial_kernel(float* partial, const Ta* a, const 
             partial[(size_t)blockIdx.y * cols + c0 + k] = t;
         }
     }
+}
+template <typename Ta, typename Tb>
+__global__ void column_reduce_partial_kernel(float* partial, const Ta* a, const Tb* b, const float* s,
+                                             int rows, int cols, int rows_per_split) {
+    const int c0 = (blockIdx.x * 32 + threadIdx.x) * 8;
+    const int r_begin = blockIdx.y * rows_per_split;
+    const int r_end = min(rows, r_begin + rows_per_split);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (c0 < cols)
+        for (int r = r_begin + threadIdx.y; r < r_end; r += blockDim.y) column_reduce_add_row(acc, a, b, s, r, cols, c0);
+    column_reduce_store_block(partial, acc, cols, c0);
 }
 
 __global__ static void column_reduce_final_kernel(float* out, const float* partial, int splits, int cols) {
