@@ -36,7 +36,8 @@ ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_
 the perf-shape timings (tuning runs; nothing checked); ATTN_PROFILE=shape[,fwd variant] makes
 three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32) runs every
 check and timing of the ordered (deterministic) sm90 backward on the warp-specialized variant
-(attention_variants.cuh, flash_bwd_ws_sm90_kernel; head dims up to 80), e.g.
+(attention_variants.cuh, flash_bwd_ws_sm90_kernel; head dims up to 80; 33 and 34 with TMA loads
+of Q and dO at padded hd 80), e.g.
   ATTN_ORDERED=30 ATTN_QUICK=1 compute-sanitizer ./dev/cuda/attention
 and ATTN_FWD=26 (27) every check and timing of the forward on the warp-specialized forward with
 TMA loads in 32-byte swizzled blocks of 16 columns, where it applies (padded hd 80: hd 72, fixed
@@ -265,7 +266,7 @@ static void validate(const AttnShape& s, Rng* rng, int nvariants) {
             for (int v = 17; v < 28; v++)  // warp-specialized forward (22, 23: timing diagnostics)
                 if (v != 22 && v != 23) cfgs.push_back({FlashBwdAlgo::split, {v, 0, 0}, 2});
             for (int v = 11; v < 22; v++) cfgs.push_back({FlashBwdAlgo::atomic, {0, v, 0}, 2});
-            for (int v = 30; v < 33; v++) cfgs.push_back({FlashBwdAlgo::ordered, {0, v, 0}, 2});  // warp-specialized
+            for (int v = 30; v < 35; v++) cfgs.push_back({FlashBwdAlgo::ordered, {0, v, 0}, 2});  // warp-specialized
         }
     }
     for (FlashBwdAlgo m : modes) cfgs.push_back({m, {0, 0, 0}, 0});
@@ -707,7 +708,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
             report_flops(strf("flash bwd [sm90 atomic dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
         set_algo(FlashBwdAlgo::ordered);
-        for (int v = 30; v < 33; v++) {  // the warp-specialized ordered backward (where it applies; else the table's)
+        for (int v = 30; v < 35; v++) {  // the warp-specialized ordered backward (where it applies; else the table's)
             flash_config = {0, v, 0};
             report_flops(strf("flash bwd [sm90 ordered dkdv=%d]", v), shape, time_us(run_bwd), 2.5 * fwd);
         }
@@ -751,7 +752,7 @@ int main() {
     if (const char* ov = getenv("ATTN_ORDERED")) {  // the deterministic backward's kernel (attention_variants.cuh)
         flash_ordered_variant = atoi(ov);
         printf("ATTN_ORDERED=%d: the ordered sm90 backward runs variant %d where it applies"
-               " (30, 31: hd <= 80; 32: hd <= 64; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
+               " (30, 31: hd <= 80; 32: hd <= 64; 33, 34: hd 72 / 80 with TMA, one query head per group; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
     }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
         flash_fwd_variant = atoi(fv);

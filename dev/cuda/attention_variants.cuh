@@ -19,7 +19,8 @@
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 30-32 sm90 ordered, warp-specialized
 //        (flash_bwd_ws_sm90_kernel: 64 query rows, 2 / 3 Q/dO stages, hd up to 80; 32: 128 query
-//        rows, 2 stages, hd up to 64)
+//        rows, 2 stages, hd up to 64; 33-34: 30-31 with TMA Q/dO loads, padded hd 80, one query
+//        head per group)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -524,6 +525,10 @@ static void fused_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks
 // (only when both dQ buffers are still in flight), and their two warpgroups meet once per tile.
 // The dQ partial, its swizzled rows and the fixed order of the additions are those of
 // DQ_ORDERED, so dQ is bit-identical run to run (and to that kernel's). Head dims up to 80.
+// TMA (variants 33, 34; padded hd 80, one query head per group): the producer's thread 0 hands
+// each Q and dO tile to the tensor copy engine as 32-byte swizzled 16-column blocks (the
+// forward's maps, llmc/attention/flash_sm90.cuh; columns past hd read as zeros), warp 0 copies
+// L and D with cp.async; the consumers read Q and dO through 32-byte swizzle descriptors.
 template <int HD, int BQ, int NS>
 struct BwdWsSmem {
     static constexpr int BN = 128;
@@ -538,21 +543,24 @@ struct BwdWsSmem {
     static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
 };
 constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
-template <int HD, int BQ, int NS>
+template <int HD, int BQ, int NS, bool TMA = false>
 __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                    float* __restrict__ dq_acc, int* __restrict__ locks,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const bf16* __restrict__ dout,
                                                                    const float* __restrict__ Lp, const float* __restrict__ Dp,
-                                                                   const FlashParams p) {
+                                                                   const FlashParams p, const __grid_constant__ FwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using S = BwdWsSmem<HD, BQ, NS>;
+    static_assert(!TMA || (HD == 80 && BQ == 64), "the TMA variant: 16-column blocks of padded hd 80, 64 query rows");
     // dQ: BQ 64: warpgroup w computes the DQN = HD / 2 columns from w DQN of the 64 query rows;
     // BQ 128 (MSPLIT): the 64 query rows from 64 w, every column
     constexpr bool MSPLIT = BQ == 128;
     constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = MSPLIT ? HD : HD / 2, NTP = 96;
     static_assert((BQ == 64 && HD <= 80) || (BQ == 128 && HD <= 64), "the shared memory of two dS^T and two dQ buffers");
-    extern __shared__ __align__(128) unsigned char flash_smem[];
+    extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
+    // TMA: the swizzled blocks repeat every 256 bytes; the base 1024-aligned (the launcher adds the slack)
+    unsigned char* flash_smem = TMA ? flash_smem_raw + ((1024 - (smem_u32(flash_smem_raw) & 1023)) & 1023) : flash_smem_raw;
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
     bf16* sV = reinterpret_cast<bf16*>(flash_smem + S::v);
     bf16* sQ = reinterpret_cast<bf16*>(flash_smem + S::q);
@@ -578,7 +586,9 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     if (threadIdx.x == 0) {
         mbarrier_init(bar_kv, NTP);
         for (int s = 0; s < NS; s++) {
-            mbarrier_init(bar_full(s), NTP);  // one cp.async arrival per producer thread
+            // one cp.async arrival per producer thread (TMA: thread 0's arrive.expect_tx and the
+            // L / D copies' arrivals of warp 0's 32 lanes)
+            mbarrier_init(bar_full(s), TMA ? 33 : NTP);
             mbarrier_init(bar_free(s), 8);    // one arrival per consumer warp
         }
         for (int b = 0; b < 2; b++) {
@@ -604,17 +614,41 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
             load_tile_cm<BN, HD, NTP, decltype(krow), 2>(sK, n0, T, hd, krow);
             load_tile_cm<BN, HD, NTP, decltype(vrow), 2>(sV, n0, T, hd, vrow);
             cp_async_mbarrier_arrive(bar_kv);
-            for (int step = 0; step < nsteps; step++) {
-                const int st = step % NS, m0 = tile_of(step) * BQ;
-                if (step >= NS) mbarrier_wait(bar_free(st), (step / NS - 1) & 1);
-                load_tile_cm<BQ, HD, NTP, decltype(qrow), 2>(sQ + st * BQ * HD, m0, rows, hd, qrow);
-                load_tile_cm<BQ, HD, NTP, decltype(orow), 2>(sdO + st * BQ * HD, m0, rows, hd, orow);
-                for (int i = threadIdx.x; i < BQ; i += NTP) {
-                    const bool ok = m0 + i < rows;
-                    cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
-                    cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+            if constexpr (TMA) {
+                // coordinates past the columns: Q fixed (row, group) or varlen (head, token); dO
+                // (head, token) in both layouts (one query head per group: row i is token i)
+                const int b = grp / p.nkv, gk = grp % p.nkv, tok0 = p.varlen ? p.cu_q[b] : b * p.T;
+                for (int step = 0; step < nsteps && warp == 0; step++) {
+                    const int st = step % NS, m0 = tile_of(step) * BQ;
+                    if (step >= NS) mbarrier_wait(bar_free(st), (step / NS - 1) & 1);
+                    if (threadIdx.x == 0) {
+                        mbarrier_arrive_expect_tx(bar_full(st), 2 * BQ * HD * 2);
+                        for (int h = 0; h < HD / 16; h++) {
+                            tma_load_3d(smem_u32(sQ + st * BQ * HD) + h * BQ * 32, &maps.q, bar_full(st), h * 16,
+                                        p.varlen ? gk : m0, p.varlen ? tok0 + m0 : grp);
+                            tma_load_3d(smem_u32(sdO + st * BQ * HD) + h * BQ * 32, &maps.k, bar_full(st), h * 16, gk, tok0 + m0);
+                        }
+                    }
+                    for (int i = lane; i < BQ; i += 32) {
+                        const bool ok = m0 + i < rows;
+                        cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+                        cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+                    }
+                    cp_async_mbarrier_arrive(bar_full(st));
                 }
-                cp_async_mbarrier_arrive(bar_full(st));
+            } else {
+                for (int step = 0; step < nsteps; step++) {
+                    const int st = step % NS, m0 = tile_of(step) * BQ;
+                    if (step >= NS) mbarrier_wait(bar_free(st), (step / NS - 1) & 1);
+                    load_tile_cm<BQ, HD, NTP, decltype(qrow), 2>(sQ + st * BQ * HD, m0, rows, hd, qrow);
+                    load_tile_cm<BQ, HD, NTP, decltype(orow), 2>(sdO + st * BQ * HD, m0, rows, hd, orow);
+                    for (int i = threadIdx.x; i < BQ; i += NTP) {
+                        const bool ok = m0 + i < rows;
+                        cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
+                        cp_async4(smem_u32(sD + st * BQ + i), ok ? Dg + m0 + i : Dg, ok);
+                    }
+                    cp_async_mbarrier_arrive(bar_full(st));
+                }
             }
             cp_async_wait<0>();
         } else if (lane == 0) {  // the dQ writer
@@ -662,7 +696,12 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         const float* sLs = sL + st * BQ;
         const float* sDs = sD + st * BQ;
         float s[NQ][4], dp[NQ][4];
-        bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
+        // Q and dO: core-matrix tiles, or (TMA) 32-byte swizzled blocks: a k16 step is the next
+        // block (BQ rows of 32 bytes), an MN-major k16 step 16 rows (512 bytes)
+        if constexpr (TMA)
+            bwd_issue_scores_t<HD, BQ, BQ * 2>(s, dp, desc_k, desc_v, wgmma_desc_sw32(sQs, 16, 256), wgmma_desc_sw32(sdOs, 16, 256));
+        else
+            bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
         bwd_p_ds<BQ, BN>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
         // dS^T into buffer b: last read by the dQ products of step - 2, which both warpgroups
@@ -674,13 +713,15 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
         wgmma_fence();
-        bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
+        if constexpr (TMA) bwd_issue_rs<HD, BQ, 32>(dv, ap, wgmma_desc_sw32(sdOs, BQ * 32, 256));
+        else bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
         wgmma_commit();
         // this warpgroup's DQN columns of dQ over all BN keys
         bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdSb) + (MSPLIT ? cw * 8 * 128 : 0),
                                       smem_u32(sK) + (MSPLIT ? 0 : cw * (DQN / 8) * 128));
         wgmma_commit();
-        bwd_issue_rs<HD, BQ>(dk, ads, wgmma_desc_mnmajor(sQs, HD));
+        if constexpr (TMA) bwd_issue_rs<HD, BQ, 32>(dk, ads, wgmma_desc_sw32(sQs, BQ * 32, 256));
+        else bwd_issue_rs<HD, BQ>(dk, ads, wgmma_desc_mnmajor(sQs, HD));
         wgmma_commit();
         wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
         wgmma_fence_operand(dq);
@@ -709,17 +750,28 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     __trap();
 #endif
 }
-template <int HD, int BQ, int NS>
+// whether the TMA variant can take this call: padded hd 80, one query head per group, the Q and
+// dO maps' alignments (the forward's conditions, and dO's token stride)
+static bool bwd_ws_tma_ok(const bf16* q, const bf16* dout, const FlashParams& p) {
+    return p.r == 1 && fwd_tma_ok<80>(q, q, dout, p) && p.o_ts % 8 == 0;
+}
+template <int HD, int BQ, int NS, bool TMA = false>
 static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
                                const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
                                cudaStream_t stream) {
-    constexpr size_t smem = BwdWsSmem<HD, BQ, NS>::bytes;
+    constexpr size_t smem = BwdWsSmem<HD, BQ, NS>::bytes + (TMA ? 1024 : 0);   // (TMA: the base's alignment slack)
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS>, smem); init = true; }
+    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA>, smem); init = true; }
     flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
+    FwdTmaMaps maps;   // TMA: q, and dO in the slot of k
+    memset(&maps, 0, sizeof(maps));
+    if constexpr (TMA) {
+        maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
+        maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
+    }
     dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv);
-    flash_bwd_ws_sm90_kernel<HD, BQ, NS><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p);
+    flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
     cudaLaunchCheck();
     flash_dq_acc_to_bf16(dq, dq_acc, p, stream, true);
 }
@@ -864,6 +916,13 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             if constexpr (HD <= 64) {
                 if (!p.pos && ov == 32) {
                     flash::bwd_ws_sm90_launch<HD, 128, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                    return;
+                }
+            }
+            if constexpr (HD == 80) {
+                if (!p.pos && (ov == 33 || ov == 34) && flash::bwd_ws_tma_ok(q, dout, p)) {
+                    if (ov == 33) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                    else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     return;
                 }
             }

@@ -440,18 +440,19 @@ enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
 // K/V tile; for a BQ-row query tile it works on the transposed scores (its keys are the rows).
 
 // S^T = K Q^T into s, dP^T = V dO^T into dp: two commit groups issued back to back (the
-// exponentials of P^T run while the second is on the tensor cores)
-template <int HD, int BQ>
+// exponentials of P^T run while the second is on the tensor cores). QSTEP: one k16 step of the
+// Q and dO descriptors (default: the core-matrix layout's; a swizzled layout's otherwise)
+template <int HD, int BQ, uint32_t QSTEP = 16>
 __device__ __forceinline__ void bwd_issue_scores_t(float (&s)[BQ / 8][4], float (&dp)[BQ / 8][4], uint64_t desc_k,
                                                    uint64_t desc_v, uint64_t desc_q, uint64_t desc_do) {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
-        Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + wgmma_kstep_kmajor(kk), kk > 0);
+        Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + (uint64_t)(kk * QSTEP), kk > 0);
     wgmma_commit();
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
-        Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + wgmma_kstep_kmajor(kk), kk > 0);
+        Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + (uint64_t)(kk * QSTEP), kk > 0);
     wgmma_commit();
 }
 // Once S^T has landed (wait<1>: all but the dP^T group): P^T = exp(scale S^T - L), masked;
@@ -491,10 +492,11 @@ __device__ __forceinline__ void bwd_store_ds_t(bf16* sdS, const uint32_t (&ads)[
         }
 }
 // acc += a B over the query tile: dV += P^T dO, dK += dS^T Q (A from registers, B MN-major)
-template <int HD, int BQ>
+// (MNSTEP: one k16 step of desc_mn, the core-matrix layout's by default)
+template <int HD, int BQ, uint32_t MNSTEP = HD * 2>
 __device__ __forceinline__ void bwd_issue_rs(float (&acc)[HD / 8][4], const uint32_t (&a)[BQ / 16][4], uint64_t desc_mn) {
 #pragma unroll
-    for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(acc, a[kc], desc_mn + wgmma_kstep_mnmajor(kc, HD), 1);
+    for (int kc = 0; kc < BQ / 16; kc++) Wgmma<HD>::template rs<1>(acc, a[kc], desc_mn + (uint64_t)(kc * MNSTEP), 1);
 }
 // A block of dQ = dS K over the BN keys: A = the dS^T tile read MN-major from ds (its rows, the
 // keys, are the contraction), B = the K tile MN-major from k (DQN columns)
