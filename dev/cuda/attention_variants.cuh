@@ -559,8 +559,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = MSPLIT ? HD : HD / 2, NTP = 96;
     static_assert((BQ == 64 && HD <= 80) || (BQ == 128 && HD <= 64), "the shared memory of two dS^T and two dQ buffers");
     extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
-    // TMA: the swizzled blocks repeat every 256 bytes; the base 1024-aligned (the launcher adds the slack)
-    unsigned char* flash_smem = TMA ? flash_smem_raw + ((1024 - (smem_u32(flash_smem_raw) & 1023)) & 1023) : flash_smem_raw;
+    unsigned char* flash_smem = TMA ? smem_align_1024(flash_smem_raw) : flash_smem_raw;   // (TMA: swizzled tiles)
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
     bf16* sV = reinterpret_cast<bf16*>(flash_smem + S::v);
     bf16* sQ = reinterpret_cast<bf16*>(flash_smem + S::q);

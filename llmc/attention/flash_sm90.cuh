@@ -197,6 +197,12 @@ struct WsCopyStage {
     }
 };
 constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
+// The dynamic shared memory's base rounded up to 1024 bytes, where the swizzled tiles the tensor
+// copy engine writes must start (the 128-byte swizzle repeats every 1024 bytes, the 32-byte one
+// every 256): the launchers request 1024 bytes of slack for it.
+__device__ __forceinline__ unsigned char* smem_align_1024(unsigned char* raw) {
+    return raw + ((1024 - (smem_u32(raw) & 1023)) & 1023);
+}
 // The three tensor maps of the TMA variant: fixed layout [groups][rows][hd] tensors (boxes of
 // TC columns x BM or BN rows), varlen [tokens][heads][hd] (boxes of TC columns x 1 head x BM or
 // BN tokens); TC = 64 (128-byte swizzle) or 16 (32-byte swizzle)
@@ -216,8 +222,7 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     constexpr int TC = HD % 64 == 0 ? 64 : 16, TB = 2 * TC;
     static_assert(!TMA || HD % 16 == 0, "the TMA variant takes head dims of whole 16-column blocks");
     extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
-    // the swizzled tiles repeat every 1024 bytes: their base is 1024-aligned (launcher adds the slack)
-    unsigned char* flash_smem = flash_smem_raw + ((1024 - (smem_u32(flash_smem_raw) & 1023)) & 1023);
+    unsigned char* flash_smem = smem_align_1024(flash_smem_raw);
     bf16* sQ = reinterpret_cast<bf16*>(flash_smem + L::q);
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + L::k);
     bf16* sV = reinterpret_cast<bf16*>(flash_smem + L::v);
