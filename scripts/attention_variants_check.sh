@@ -11,15 +11,19 @@
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
 #   VARIANTS="ordered:30 ordered:31 ordered:32 ordered:33 ordered:34 fwd:26 fwd:27" (default), CHECK_S (per check run,
-#   default 150), TIME_S (per timing run, default 150)
+#   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
+#   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
+#   (the GPU to itself) for the variants in OUT/passed.txt; default: both
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
 VARIANTS=${VARIANTS:-"ordered:30 ordered:31 ordered:32 ordered:33 ordered:34 fwd:26 fwd:27"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
+PHASE=${PHASE:-all}
 passed=""
-for v in $VARIANTS; do
+if [ "$PHASE" = time ]; then passed=$(cat "$OUT/passed.txt" 2>/dev/null); else : > "$OUT/passed.txt"; fi
+[ "$PHASE" = time ] || for v in $VARIANTS; do
     e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N or fwd:N"; exit 1; }
     log="$OUT/check_${v/:/_}.log"
     env "$e" ATTN_QUICK=1 timeout "${CHECK_S:-150}" ./dev/cuda/attention > "$log" 2>&1
@@ -32,8 +36,9 @@ for v in $VARIANTS; do
     esac
     echo "$v ($e): $np checks passed, $nf failed, $what"
     grep '^FAIL' "$log" | head -5
-    [ "$rc" -eq 0 ] && [ "$nf" -eq 0 ] && [ "$np" -gt 0 ] && passed="$passed $v"
+    [ "$rc" -eq 0 ] && [ "$nf" -eq 0 ] && [ "$np" -gt 0 ] && { passed="$passed $v"; echo "$v" >> "$OUT/passed.txt"; }
 done
+if [ "$PHASE" = check ]; then echo "passed every check:${passed:- none}"; [ -n "$passed" ]; exit; fi
 ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_default.log" 2>&1 || echo "default timings: exit $?"
 for v in $passed; do
     env "$(env_of "$v")" ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_${v/:/_}.log" 2>&1 ||
