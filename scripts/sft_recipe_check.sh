@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-log/sft_recipe_check}; mkdir -p "$OUT"
 STEPS=${STEPS:-20}
 PY=${PYTHON:-python3}
+RECIPES="qwen3-0.6b llama3.2-1b"   # scripts/sft_<name, '-' as '_'>.sh
+for r in $RECIPES; do [ -f "scripts/sft_${r//-/_}.sh" ] || { echo "sft_recipe_check: no recipe scripts/sft_${r//-/_}.sh"; exit 1; }; done
 "$PY" - "$OUT" > "$OUT/make_models.log" 2>&1 <<'PYEOF' || { echo "making the models failed: $(tail -2 "$OUT/make_models.log")"; exit 1; }
 import json, random, sys, torch
 sys.path.insert(0, "scripts")
@@ -38,8 +40,8 @@ print("models and data written")
 PYEOF
 status=0
 printf '| recipe | first loss | last loss | export reloads |\n|---|---|---|---|\n' > "$OUT/sft_recipe_check.md"
-for r in qwen3-0.6b llama3.2-1b; do
-    script=scripts/sft_${r}.sh; [ $r = qwen3-0.6b ] && script=scripts/sft_qwen3_0.6b.sh
+for r in $RECIPES; do
+    script=scripts/sft_${r//-/_}.sh
     MODEL="$OUT/$r" DATA="$OUT/chats.jsonl" OUT="$OUT/run_$r" T=256 B=4 GBS=16 STEPS=$STEPS WARMUP=2 bash $script > "$OUT/$r.log" 2>&1 ||
         { echo "$r: the recipe failed: $(tail -2 "$OUT/$r.log")"; status=1; continue; }
     first=$(grep -m1 "^step " "$OUT/$r.log" | sed -nE 's/.*\| loss ([0-9.]+) .*/\1/p')

@@ -36,8 +36,9 @@ check_trainer() {  # check_trainer NAME ARGS...
     else
         bad "$name/table" "no 'profile of step 3' table in $file and stdout: $(head -2 "$file" | tr '\n' ' ')"
     fi
-    # the rows: between the column header (its first field "ms") and the idle line
-    awk '$1 == "ms" && $2 == "share" { on = 1; next } /\(idle: / { on = 0 } on' "$file" > "$T/$name.rows"
+    # the kernel rows: between the kernel table's column header (first field "ms", last "kernel";
+    # the table by kind above it has the same columns) and its idle line
+    awk '$1 == "ms" && $2 == "share" && $NF == "kernel" { on = 1; next } /\(idle: / { on = 0 } on' "$file" > "$T/$name.rows"
     local nrows tf gb
     nrows=$(grep -c . "$T/$name.rows")
     tf=$(awk '$5 == "TFLOP/s" && $6 ~ /%$/ { f = $6 + 0; if (f > 0 && f <= 100) n++ } END { print n + 0 }' "$T/$name.rows")
@@ -50,8 +51,8 @@ check_trainer() {  # check_trainer NAME ARGS...
     # span (the title's "N ms on the GPU"), idle (the idle line's ms and share), the rows' ms and shares
     local span idle idle_share verdict
     span=$(sed -nE '1s/^profile of step 3: ([0-9.]+) ms on the GPU.*/\1/p' "$file")
-    idle=$(awk '/\(idle: / { print $1 }' "$file")
-    idle_share=$(awk '/\(idle: / { sub(/%/, "", $2); print $2 }' "$file")
+    idle=$(awk '/\(idle: / { print $1; exit }' "$file")
+    idle_share=$(awk '/\(idle: / { sub(/%/, "", $2); print $2; exit }' "$file")
     overlap=$(grep -c '^kernels overlapped' "$file")
     verdict=$(awk -v span="$span" -v idle="$idle" -v ishare="$idle_share" -v overlap="$overlap" -v n="$nrows" '
         { ms += $1; sh += $2 + 0 }
