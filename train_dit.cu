@@ -1600,6 +1600,7 @@ int main(int argc, char** argv) {
     // ---- GPU
     DiT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
+    const GpuPeaks peaks = gpu_peaks(prop.name);   // MFU's ceiling
     dist_attach(&dist, &model, dit_param_layout(mc), dit_param_stages(dit_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     dit_build(&model, mc, cap, recompute, cp, dist_cp_comm(&dist, cp.n));
     model.obj = obj;
@@ -1753,7 +1754,7 @@ int main(int argc, char** argv) {
         double flops = 0;
         for (int b = 0; b < B; b++) flops += dit_train_flops_per_sample(mc, model.grids[b].L, bt.text_len[b]);
         if (dist.world > 1) flops /= cp.n;   // with --cp a rank does 1/cp of its group's samples' work
-        const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / H200_BF16_DENSE_FLOPS;
+        const double tok_s = (double)model.N * dist.world / (ms_ / 1000.0), mfu = 100.0 * flops / (ms_ / 1000.0) / peaks.bf16_flops;
         printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps,
                loss, lr, norm, ms_, tok_s, mfu);
         if (run.logf) { fprintf(run.logf, "step %d loss %.6f lr %.3e norm %.4f ms %.1f\n", step + 1, loss, lr, norm, ms_); fflush(run.logf); }
@@ -1772,9 +1773,9 @@ int main(int argc, char** argv) {
         std::sort(s.begin(), s.end());
         const double med = s[s.size() / 2], tok = step_tok.back();
         char buf[512];
-        snprintf(buf, sizeof buf, "summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | memory %.2f GiB | total %.1f s",
+        snprintf(buf, sizeof buf, "summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of %.0f | memory %.2f GiB | total %.1f s",
                  (int)step_ms.size(), med, tok / (med / 1000.0), last_flops / (med / 1000.0) / 1e12,
-                 100.0 * last_flops / (med / 1000.0) / H200_BF16_DENSE_FLOPS, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
+                 100.0 * last_flops / (med / 1000.0) / peaks.bf16_flops, peaks.bf16_flops / 1e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
         log_line(buf);
     }
     // ---- after training (not after a stop request): samples of the final model, and the moving-shapes evaluation

@@ -903,6 +903,7 @@ int main(int argc, char** argv) {
     // ---- GPU
     GPT model;
     const cudaDeviceProp prop = run_gpu_start(&run, &model.stream, start);
+    const GpuPeaks peaks = gpu_peaks(prop.name);   // MFU's ceiling
     dist_attach(&dist, &model, gpt_param_layout(mc), gpt_param_stages(gpt_param_layout(mc)), mc.n_layer, model.stream);   // before the build
     gpt_build(&model, mc, B, T, recompute, cp, dist_cp_comm(&dist, cp.n));
     model.dropout = tc.dropout;
@@ -1101,7 +1102,7 @@ int main(int argc, char** argv) {
         const float lr = rs.lr, norm = rs.norm;
         const double ms = rs.ms;
         const double tok_s = tc.total_batch_tokens / (ms / 1000.0);   // all ranks' tokens
-        const double mfu = 100.0 * flops_per_token * tok_s / (H200_BF16_DENSE_FLOPS * dist.world);
+        const double mfu = 100.0 * flops_per_token * tok_s / (peaks.bf16_flops * dist.world);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1, tc.steps, loss,
                lr, norm, ms, tok_s, mfu);
         if (run.logf) { fprintf(run.logf, "step %d train_loss %.6f lr %.6e norm %.4f ms %.2f\n", step + 1, loss, lr, norm, ms); fflush(run.logf); }
@@ -1114,8 +1115,8 @@ int main(int argc, char** argv) {
         std::vector<double> s(step_ms.begin() + std::min<size_t>(3, step_ms.size() - 1), step_ms.end());
         std::sort(s.begin(), s.end());
         const double med = s[s.size() / 2], tok_s = tc.total_batch_tokens / (med / 1000.0);
-        printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of 989 | peak memory %.2f GiB | total %.1f s\n",
-               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / (H200_BF16_DENSE_FLOPS * dist.world),
+        printf("summary: %d steps | median step %.2f ms | %.0f tok/s | %.1f TFLOP/s | MFU %.1f%% of %.0f | peak memory %.2f GiB | total %.1f s\n",
+               (int)step_ms.size(), med, tok_s, flops_per_token * tok_s / 1e12, 100.0 * flops_per_token * tok_s / (peaks.bf16_flops * dist.world), peaks.bf16_flops / 1e12,
                gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), wall_seconds() - run.t_start);
     }
     if (run_close_log(&run, tc.log_dir, "train_gpt " + tc.preset))

@@ -6,7 +6,7 @@ between its kernels, rates and fractions of the ceilings, copies over the host l
 without a fraction, a call without work not diluting its row's rate, overlapping streams,
 an activity past the step's end clipped from the busy time, idle time); random steps
 (the work summed over the rows is the work declared, busy + idle = span, rows sorted);
-the text. The flag's range (child mode: exit 1, one line).
+the text; the ceilings by device name. The flag's range (child mode: exit 1, one line).
 
   make test/test_profile && ./test/test_profile
   child mode: --validate N STEPS   profile_validate_step(N, STEPS)
@@ -223,6 +223,30 @@ static void test_kinds() {
     }
 }
 
+// The ceilings by the device's name (cudaDeviceProp::name as the driver reports it)
+static void test_peaks() {
+    struct Case { const char* device; const char* part; double bf16, mem; };
+    const Case cases[] = {
+        {"NVIDIA H200", "H200", 989e12, 4.8e12},
+        {"NVIDIA H100 80GB HBM3", "H100 SXM", 989e12, 3.35e12},
+        {"NVIDIA H100 PCIe", "H100 PCIe", 756e12, 2.0e12},
+        {"NVIDIA H100 NVL", "H100 NVL", 835e12, 3.9e12},
+    };
+    for (const Case& c : cases) {
+        const GpuPeaks g = gpu_peaks(c.device);
+        check(g.name == c.part && g.bf16_flops == c.bf16 && g.mem_bytes == c.mem, std::string("peaks of ") + c.device,
+              g.name + ": " + num(g.bf16_flops) + " FLOP/s, " + num(g.mem_bytes) + " B/s");
+    }
+    const GpuPeaks u = gpu_peaks("NVIDIA A100-SXM4-80GB");
+    check(u.bf16_flops == 989e12 && u.name.find("assumed") != std::string::npos && u.name.find("A100-SXM4-80GB") != std::string::npos,
+          "a GPU not in the table: the H200's figures, named as assumed", u.name);
+    const ProfileCeilings b = profile_ceilings(gpu_peaks("NVIDIA H100 80GB HBM3"), false), f = profile_ceilings(gpu_peaks("NVIDIA H200"), true);
+    check(b.flops == 989e12 && b.flops_name == "H100 SXM dense BF16" && b.bytes == 3.35e12 && b.bytes_name == "H100 SXM HBM3",
+          "ceilings of the bf16 build on an H100", b.flops_name + ", " + b.bytes_name);
+    check(f.flops == 67e12 && f.flops_name == "H200 FP32" && f.bytes_name == "H200 HBM3e", "ceilings of the fp32 build on an H200",
+          f.flops_name + ", " + f.bytes_name);
+}
+
 static void test_flag() {
     child_err_path = "test/tmp/profile/child.err";
     make_parent_dirs(child_err_path);
@@ -244,6 +268,7 @@ int main(int argc, char** argv) {
     test_hand_laid();
     test_kinds();
     test_random();
+    test_peaks();
     test_flag();
     printf("%s\n", n_failed ? "FAIL test_profile" : "PASS test_profile: all checks");
     return n_failed ? 1 : 0;

@@ -30,14 +30,28 @@ so that a step's before and after compare in a few lines.
 #include <vector>
 #include "../core/utils.h"
 
-// The ceilings the rates are held to, from NVIDIA's H200 SXM datasheet (docs/perf.md): dense
-// BF16 tensor (not the figure quoted with 2:4 sparsity), FP32, HBM3e. The trainers' MFU uses
-// the first.
-// The all-fp32 build multiplies in exact fp32 (cuBLASLt without TF32, scalar attention
-// kernels): its ceiling is the FP32 one.
-static const double H200_BF16_DENSE_FLOPS = 989e12;
-static const double H200_FP32_FLOPS = 67e12;
-static const double H200_HBM_BYTES_PER_S = 4.8e12;
+// The ceilings the rates are held to, per GPU, from NVIDIA's datasheets (docs/perf.md): dense
+// BF16 tensor (not the figure quoted with 2:4 sparsity), FP32, device memory. The trainers' MFU
+// uses the first. The all-fp32 build multiplies in exact fp32 (cuBLASLt without TF32, scalar
+// attention kernels): its ceiling is the FP32 one. A GPU not in the table is held to the H200's
+// figures, and the name says so.
+struct GpuPeaks {
+    std::string name;        // the part the figures are for
+    double bf16_flops, fp32_flops, mem_bytes;
+    std::string mem_name;
+};
+static GpuPeaks gpu_peaks(const std::string& device_name) {
+    struct Part { const char* match; const char* name; double bf16, fp32, mem; const char* mem_name; };
+    static const Part parts[] = {   // the first whose match is in the device's name
+        {"H200", "H200", 989e12, 67e12, 4.8e12, "HBM3e"},
+        {"H100 PCIe", "H100 PCIe", 756e12, 51e12, 2.0e12, "HBM2e"},
+        {"H100 NVL", "H100 NVL", 835e12, 60e12, 3.9e12, "HBM3"},
+        {"H100", "H100 SXM", 989e12, 67e12, 3.35e12, "HBM3"},
+    };
+    for (const Part& g : parts)
+        if (device_name.find(g.match) != std::string::npos) return {g.name, g.bf16, g.fp32, g.mem, g.mem_name};
+    return {"H200 (assumed for " + device_name + ")", 989e12, 67e12, 4.8e12, "HBM3e"};
+}
 
 struct ProfileCeilings {
     double flops;            // FLOP/s of the matmul units in this build's precision
@@ -45,6 +59,9 @@ struct ProfileCeilings {
     double bytes;            // bytes/s of device memory
     std::string bytes_name;
 };
+static ProfileCeilings profile_ceilings(const GpuPeaks& g, bool fp32) {
+    return {fp32 ? g.fp32_flops : g.bf16_flops, g.name + (fp32 ? " FP32" : " dense BF16"), g.mem_bytes, g.name + " " + g.mem_name};
+}
 
 // One kernel, copy or memset of the profiled step, on CUPTI's clock (ns)
 struct ProfileActivity {

@@ -27,6 +27,7 @@ defines MEGA_CUPTI where the toolkit has it) refuses the flag with one line.
 #include <string>
 #include <unordered_map>
 #include <vector>
+#include "../core/cuda_common.h"
 #include "../core/utils.h"
 #include "../core/profile_work.h"
 #include "profile.h"
@@ -51,9 +52,9 @@ static Profiler profiler;
 
 static ProfileCeilings profiler_ceilings() {
 #if defined(ENABLE_FP32)
-    return {H200_FP32_FLOPS, "H200 FP32", H200_HBM_BYTES_PER_S, "H200 HBM3e"};
+    return profile_ceilings(gpu_peaks(cuda_device_props().name), true);
 #else
-    return {H200_BF16_DENSE_FLOPS, "H200 dense BF16", H200_HBM_BYTES_PER_S, "H200 HBM3e"};
+    return profile_ceilings(gpu_peaks(cuda_device_props().name), false);
 #endif
 }
 
