@@ -19,6 +19,7 @@
 //   flash_tiles.cuh   the tile math both bf16 families share (masks, online softmax, ...)
 //   flash_mma.cuh     the mma.sync kernels (bf16, sm_80+)
 //   flash_sm90.cuh    the wgmma kernels (sm_90a), on the helpers of wgmma.cuh
+//   flash_sm90_bwd_ws.cuh  the warp-specialized deterministic backward (sm_90a)
 //   flash_fp32.cuh    the fp32 build's scalar kernels (-DENABLE_FP32: same math and API, not fast)
 //   dev/cuda/attention.cu (with dev/cuda/attention_variants.cuh) checks and times every kernel
 //   and the tile variants the table was chosen from.
@@ -42,6 +43,7 @@
 #else
 #include "flash_mma.cuh"
 #include "flash_sm90.cuh"
+#include "flash_sm90_bwd_ws.cuh"
 #endif
 
 // Which kernel family runs. The sm90 kernels need sm_90a code in the binary (make
@@ -92,7 +94,8 @@ static void flash_bwd_check_algo(FlashBwdAlgo) {}
 //   forward   sm90 (warp-specialized) at hd 64 and 128 with TMA (fixed layout, hd exactly
 //             64 / 128: fwd_tma_ok) and at padded hd 80 with cp.async; mma.sync elsewhere
 //   backward  the fused sm90 kernel at every head dim where the sm90 kernels run (ordered or
-//             atomic); split: sm90 at padded hd 80 and 128, mma.sync elsewhere
+//             atomic; ordered at hd 64, and at padded hd 80 with one query head per group, the
+//             warp-specialized one); split: sm90 at padded hd 80 and 128, mma.sync elsewhere
 // Head dims not named there were not measured: mma.sync.
 template <int HD>
 struct FlashTiles {
@@ -116,6 +119,12 @@ struct FlashTiles {
     static constexpr flash::Sm90DkdvConfig sm90_ordered =
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_ORDERED, HD <= 64 ? flash::DQ_NS3 : 0}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_ORDERED, 0};
+    // the ordered backward, warp-specialized (flash_sm90_bwd_ws.cuh), where it was measured faster
+    // than the fused kernel: hd 64 with 128 query rows per tile (two stages); padded hd 80 with
+    // TMA Q/dO loads (64 rows, three stages), which needs one query head per group (bwd_ws_tma_ok)
+    static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 80 ? 64 : 0;
+    static constexpr int sm90_ordered_ws_stages = HD == 64 ? 2 : 3;
+    static constexpr bool sm90_ordered_ws_tma = HD == 80;
     static constexpr flash::Sm90DkdvConfig sm90_atomic =
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_PIPE, 0};
@@ -159,6 +168,13 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         return;
     }
     if (algo == FlashBwdAlgo::ordered) {
+        if constexpr (T::sm90_ordered_ws_bq > 0) {
+            if (!T::sm90_ordered_ws_tma || flash::bwd_ws_tma_ok(q, dout, p)) {
+                flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, T::sm90_ordered_ws_tma>(
+                    dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
+                return;
+            }
+        }
         flash::dkdv_sm90_launch<HD, T::sm90_ordered>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc, w.locks);
         return;
     }
