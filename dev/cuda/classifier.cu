@@ -10,84 +10,59 @@ the gpt-1b (V = Vp = 128256) and emu3 (V 184622 < Vp 184704) shapes (a subset of
 rows); timed at the large shapes. The padding columns hold random values, not
 zeros, so that a kernel that lets them into the softmax fails. About one row in five has
 the ignore target -100 (a prompt or padding token of an SFT batch).
-Version 2 (this file only, not yet measured against the trainer's): the same two passes
-with the row max taken per 16-byte chunk (one rescale of the running sum per chunk instead of
-a data-dependent branch per element), exp2 of log2e-scaled differences (one multiply and the
-MUFU.EX2 where expf needs a range reduction), and L2 hints: the first pass's loads marked
-evict_last so that the second pass finds the row in L2 (a 128256-column row is 256 KB; with
-two 1024-thread blocks per SM the rows in flight exceed the L2), the second pass's loads and
-stores streaming (last use, evict first).
+Version 1 (this file only): the trainer's kernel before the current one, checked and timed beside
+it: the running max per element (a data-dependent rescale branch), expf, plain loads in both
+passes (the current kernel's header says what changed and why; dev/cuda/NOTES.md the timings).
 
   make dev/cuda/classifier && ./dev/cuda/classifier
 */
 #include "common.h"
 #include "../../llmc/kernels/classifier.cuh"
 
-// ---- version 2 (see the header)
-// 16 bytes with an L2 policy (createpolicy: evict_last over the whole access)
-__device__ __forceinline__ uint64_t l2_policy_evict_last() {
-    uint64_t pol;
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
-    return pol;
-}
-__device__ __forceinline__ x128 load128_l2_hint(const floatX* p, uint64_t pol) {
-    int4 v;
-    asm volatile("ld.global.L2::cache_hint.v4.s32 {%0, %1, %2, %3}, [%4], %5;\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p), "l"(pol));
-    return x128{v};
-}
-
-__global__ static void fused_classifier_v2_kernel(floatX* logits, float* losses, const int* targets, float dloss, int V,
+// ---- version 1 (see the header)
+__global__ static void fused_classifier_v1_kernel(floatX* logits, float* losses, const int* targets, float dloss, int V,
                                                   int Vp, bool write_dlogits) {
-    constexpr float LOG2E = 1.4426950408889634f;
     const size_t row = blockIdx.x;
     floatX* x = logits + row * Vp;
     const int target = targets[row];
-    if (target < 0) {
+    if (target < 0) {   // ignored: the same for the whole block
         if (threadIdx.x == 0) losses[row] = 0.0f;
         if (write_dlogits)
-            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128cs(x + c, x128::constant((floatX)0.0f));
+            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128(x + c, x128::constant((floatX)0.0f));
         return;
     }
-    float m = -INFINITY, s = 0.0f;   // running max and sum of exp(z - m) over this thread's columns
-    const uint64_t keep = l2_policy_evict_last();
+    float m = -INFINITY, s = 0.0f;
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
-        const x128 v = load128_l2_hint(x + c, keep);
-        float z[x128::size], cm = -INFINITY;
+        x128 v = load128(x + c);
         for (int k = 0; k < x128::size; k++) {
-            z[k] = c + k < V ? (float)v[k] : -INFINITY;
-            cm = fmaxf(cm, z[k]);
+            if (c + k >= V) break;
+            float z = (float)v[k];
+            if (z > m) { s = s * expf(m - z) + 1.0f; m = z; }
+            else s += expf(z - m);
         }
-        if (cm == -INFINITY) continue;   // padding only
-        if (cm > m) {
-            s *= exp2f((m - cm) * LOG2E);   // m = -inf: s is 0 and stays 0
-            m = cm;
-        }
-        for (int k = 0; k < x128::size; k++) s += exp2f((z[k] - m) * LOG2E);
     }
     const float lse = block_logsumexp(m, s);
     if (threadIdx.x == 0) losses[row] = lse - (float)x[target];
     if (!write_dlogits) return;
-    __syncthreads();
-    const float lse2 = lse * LOG2E;
+    __syncthreads();  // every thread has read its logits before any is overwritten
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
-        const x128 v = load128cs(x + c);
-        x128 d;
+        x128 v = load128(x + c), d;
         for (int k = 0; k < x128::size; k++) {
-            const float p = c + k < V ? exp2f(fmaf((float)v[k], LOG2E, -lse2)) : 0.0f;
-            d[k] = (floatX)((p - (c + k == target ? 1.0f : 0.0f)) * dloss);
+            float p = (c + k < V) ? expf((float)v[k] - lse) : 0.0f;
+            float ind = (c + k == target) ? 1.0f : 0.0f;
+            d[k] = (floatX)((p - ind) * dloss);
         }
-        store128cs(x + c, d);
+        store128(x + c, d);
     }
 }
-static void fused_classifier_v2(floatX* logits, float* losses, const int* targets, float dloss, int rows, int V, int Vp,
+
+static void fused_classifier_v1(floatX* logits, float* losses, const int* targets, float dloss, int rows, int V, int Vp,
                                 bool write_dlogits, cudaStream_t stream) {
-    fused_classifier_v2_kernel<<<rows, 1024, 0, stream>>>(logits, losses, targets, dloss, V, Vp, write_dlogits);
+    fused_classifier_v1_kernel<<<rows, 1024, 0, stream>>>(logits, losses, targets, dloss, V, Vp, write_dlogits);
     cudaLaunchCheck();
 }
 typedef void (*ClassifierFn)(floatX*, float*, const int*, float, int, int, int, bool, cudaStream_t);
-static const ClassifierFn CLASSIFIER_VERSIONS[2] = {fused_classifier, fused_classifier_v2};
+static const ClassifierFn CLASSIFIER_VERSIONS[2] = {fused_classifier_v1, fused_classifier};
 
 static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng) {
     const std::string shape = strf("rows=%d V=%d Vp=%d", rows, V, Vp);
@@ -125,8 +100,8 @@ static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng)
 
     for (int ver = 1; ver <= 2; ver++) {
         const ClassifierFn fn = CLASSIFIER_VERSIONS[ver - 1];
-        const std::string k1 = ver == 1 ? "fused_classifier(no dlogits)" : "fused_classifier v2(no dlogits)";
-        const std::string k2 = ver == 1 ? "fused_classifier" : "fused_classifier v2";
+        const std::string k1 = ver == 1 ? "fused_classifier v1(no dlogits)" : "fused_classifier(no dlogits)";
+        const std::string k2 = ver == 1 ? "fused_classifier v1" : "fused_classifier";
         // ---- losses only (evaluation): the logits must stay as they were
         cudaCheck(cudaMemcpy(logits, logits_in, n * sizeof(floatX), cudaMemcpyDeviceToDevice));
         poison(losses, rows);

@@ -53,6 +53,20 @@ template <class T> __device__ Packed128<T> load128(const T* p) { return Packed12
 // streaming load: the data is read once, keep it out of L1/L2 priority
 template <class T> __device__ Packed128<T> load128cs(const T* p) { return Packed128<T>{__ldcs(reinterpret_cast<const int4*>(p))}; }
 template <class T> __device__ void store128(T* p, Packed128<T> v) { *reinterpret_cast<int4*>(p) = v.get_bits(); }
+// An L2 policy that keeps what it loads (evict_last over the whole access), for data read twice
+// in a row: the plain .L2::evict_last qualifier needs 256-bit loads (sm_100), the policy form not
+__device__ __forceinline__ uint64_t l2_policy_evict_last() {
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
+    return pol;
+}
+template <class T> __device__ Packed128<T> load128_l2_policy(const T* p, uint64_t pol) {
+    int4 v;
+    asm volatile("ld.global.L2::cache_hint.v4.s32 {%0, %1, %2, %3}, [%4], %5;\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p), "l"(pol));
+    return Packed128<T>{v};
+}
 template <class T> __device__ void store128cs(T* p, Packed128<T> v) { __stcs(reinterpret_cast<int4*>(p), v.get_bits()); }
 
 __device__ __forceinline__ float warp_reduce_sum(float v) {

@@ -6,6 +6,12 @@
 // from the softmax and get zero gradient. A negative target (SFT_IGNORE, -100:
 // a prompt token, padding; transformers' ignore index) is no one's target: loss 0,
 // dlogits row 0, and the row is not read.
+// Why shaped so: the row is read twice, and a 128k-column row is 256 KB, so with two
+// 1024-thread blocks per SM the rows in flight exceed the L2: pass 1 loads under an
+// evict_last policy so that pass 2 finds the row there, and pass 2 streams (last use). The
+// running max is taken per 16-byte chunk (one rescale of the sum per chunk, not a branch per
+// element), and the exponentials are exp2 of log2(e)-scaled differences (a multiply and one
+// MUFU op, no range reduction).
 #pragma once
 #include "../core/cuda_common.h"
 
@@ -34,37 +40,45 @@ __device__ __forceinline__ float block_logsumexp(float m, float s) {
 
 __global__ static void fused_classifier_kernel(floatX* logits, float* losses, const int* targets, float dloss, int V,
                                                int Vp, bool write_dlogits) {
+    constexpr float LOG2E = 1.4426950408889634f;
     const size_t row = blockIdx.x;
     floatX* x = logits + row * Vp;
     const int target = targets[row];
     if (target < 0) {   // ignored: the same for the whole block
         if (threadIdx.x == 0) losses[row] = 0.0f;
         if (write_dlogits)
-            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128(x + c, x128::constant((floatX)0.0f));
+            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128cs(x + c, x128::constant((floatX)0.0f));
         return;
     }
-    float m = -INFINITY, s = 0.0f;
+    float m = -INFINITY, s = 0.0f;   // running max and sum of exp(z - m) over this thread's columns
+    const uint64_t keep = l2_policy_evict_last();
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
-        x128 v = load128(x + c);
+        const x128 v = load128_l2_policy(x + c, keep);
+        float z[x128::size], cm = -INFINITY;
         for (int k = 0; k < x128::size; k++) {
-            if (c + k >= V) break;
-            float z = (float)v[k];
-            if (z > m) { s = s * expf(m - z) + 1.0f; m = z; }
-            else s += expf(z - m);
+            z[k] = c + k < V ? (float)v[k] : -INFINITY;
+            cm = fmaxf(cm, z[k]);
         }
+        if (cm == -INFINITY) continue;   // padding only
+        if (cm > m) {
+            s *= exp2f((m - cm) * LOG2E);   // m = -inf: s is 0 and stays 0
+            m = cm;
+        }
+        for (int k = 0; k < x128::size; k++) s += exp2f((z[k] - m) * LOG2E);
     }
     const float lse = block_logsumexp(m, s);
     if (threadIdx.x == 0) losses[row] = lse - (float)x[target];
     if (!write_dlogits) return;
     __syncthreads();  // every thread has read its logits before any is overwritten
+    const float lse2 = lse * LOG2E;
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
-        x128 v = load128(x + c), d;
+        const x128 v = load128cs(x + c);
+        x128 d;
         for (int k = 0; k < x128::size; k++) {
-            float p = (c + k < V) ? expf((float)v[k] - lse) : 0.0f;
-            float ind = (c + k == target) ? 1.0f : 0.0f;
-            d[k] = (floatX)((p - ind) * dloss);
+            const float p = c + k < V ? exp2f(fmaf((float)v[k], LOG2E, -lse2)) : 0.0f;
+            d[k] = (floatX)((p - (c + k == target ? 1.0f : 0.0f)) * dloss);
         }
-        store128(x + c, d);
+        store128cs(x + c, d);
     }
 }
 
