@@ -23,7 +23,8 @@
 //        (flash_bwd_ws_sm90_kernel, llmc/attention/flash_sm90_bwd_ws.cuh: 30 / 31 64 query rows,
 //        2 / 3 Q/dO stages, hd up to 80; 32: 128 query rows, 2 stages, hd up to 64, the table's at
 //        hd 64; 33 / 34: 30 / 31 with TMA Q/dO loads, padded hd 80, one query head per group, 34
-//        the table's there)
+//        the table's there; 35 / 36: 30 / 31 with TMA Q/dO loads at hd 64, fixed layout, any
+//        group size dividing 64, dO through a 5-D map)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -653,8 +654,15 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                     return;
                 }
             }
+            if constexpr (HD == 64) {
+                if (!p.pos && (ov == 35 || ov == 36) && flash::bwd_ws_tma_ok<64>(q, dout, p)) {
+                    if (ov == 35) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                    else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                    return;
+                }
+            }
             if constexpr (HD == 80) {
-                if (!p.pos && (ov == 33 || ov == 34) && flash::bwd_ws_tma_ok(q, dout, p)) {
+                if (!p.pos && (ov == 33 || ov == 34) && flash::bwd_ws_tma_ok<80>(q, dout, p)) {
                     if (ov == 33) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     return;

@@ -169,7 +169,7 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     }
     if (algo == FlashBwdAlgo::ordered) {
         if constexpr (T::sm90_ordered_ws_bq > 0) {
-            if (!T::sm90_ordered_ws_tma || flash::bwd_ws_tma_ok(q, dout, p)) {
+            if (!T::sm90_ordered_ws_tma || flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
                 flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, T::sm90_ordered_ws_tma>(
                     dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
                 return;

@@ -10,7 +10,7 @@ namespace flash {
 // for the ordered dQ sums (DQ_ORDERED of flash_bwd_dkdv_sm90_kernel, flash_sm90.cuh). The
 // trainers' ordered backward at hd 64 (BQ 128) and at padded hd 80 with TMA loads (one query
 // head per group: the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention
-// times the other configurations as lab variants 30-34.
+// times the other configurations as lab variants 30-36.
 // CTA = 3 warpgroups, BN = 128 keys of one group (K, V resident), BQ = 64 query rows per tile
 // (128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
 //   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
@@ -30,10 +30,11 @@ namespace flash {
 // (only when both dQ buffers are still in flight), and their two warpgroups meet once per tile.
 // The dQ partial, its swizzled rows and the fixed order of the additions are those of
 // DQ_ORDERED, so dQ is bit-identical run to run. Head dims up to 80.
-// TMA (padded hd 80, one query head per group): the producer's thread 0 hands each Q and dO
-// tile to the tensor copy engine as 32-byte swizzled 16-column blocks (the forward's maps;
-// columns past hd read as zeros), warp 0 copies L and D with cp.async; the consumers read Q
-// and dO through 32-byte swizzle descriptors.
+// TMA: the producer's thread 0 hands each Q and dO tile to the tensor copy engine, warp 0 copies
+// L and D with cp.async; the consumers read Q and dO through swizzle descriptors. Padded hd 80
+// (one query head per group, fixed or varlen): 32-byte swizzled 16-column blocks (the forward's
+// maps; columns past hd read as zeros). hd 64 (fixed layout, any r dividing BQ): one 128-byte
+// swizzled block; dO through a 5-D map (tma_map_group_rows) whose box is the group's BQ rows.
 template <int HD, int BQ, int NS>
 struct BwdWsSmem {
     static constexpr int BN = 128;
@@ -57,7 +58,9 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                                                                    const FlashParams p, const __grid_constant__ FwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using S = BwdWsSmem<HD, BQ, NS>;
-    static_assert(!TMA || (HD == 80 && BQ == 64), "the TMA variant: 16-column blocks of padded hd 80, 64 query rows");
+    static_assert(!TMA || ((HD == 80 || HD == 64) && BQ == 64), "the TMA variant: padded hd 80 or hd 64, 64 query rows");
+    // TMA blocks: TC columns of TB-byte rows (the swizzle's span: 128 bytes at hd 64, 32 at hd 80)
+    constexpr int TC = HD % 64 == 0 ? 64 : 16, TB = 2 * TC;
     // dQ: BQ 64: warpgroup w computes the DQN = HD / 2 columns from w DQN of the 64 query rows;
     // BQ 128 (MSPLIT): the 64 query rows from 64 w, every column
     constexpr bool MSPLIT = BQ == 128;
@@ -119,18 +122,22 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
             load_tile_cm<BN, HD, NTP, decltype(vrow), 2>(sV, n0, T, hd, vrow);
             cp_async_mbarrier_arrive(bar_kv);
             if constexpr (TMA) {
-                // coordinates past the columns: Q fixed (row, group) or varlen (head, token); dO
-                // (head, token) in both layouts (one query head per group: row i is token i)
+                // coordinates past the columns: Q fixed (row, group) or varlen (head, token); dO at
+                // 16-column blocks (head, token) in both layouts (one query head per group: row i is
+                // token i), at 64-column blocks (head in group, group, token, sample)
                 const int b = grp / p.nkv, gk = grp % p.nkv, tok0 = p.varlen ? p.cu_q[b] : b * p.T;
                 for (int step = 0; step < nsteps && warp == 0; step++) {
                     const int st = step % NS, m0 = tile_of(step) * BQ;
                     if (step >= NS) mbarrier_wait(bar_free(st), (step / NS - 1) & 1);
                     if (threadIdx.x == 0) {
                         mbarrier_arrive_expect_tx(bar_full(st), 2 * BQ * HD * 2);
-                        for (int h = 0; h < HD / 16; h++) {
-                            tma_load_3d(smem_u32(sQ + st * BQ * HD) + h * BQ * 32, &maps.q, bar_full(st), h * 16,
+                        for (int h = 0; h < HD / TC; h++) {
+                            tma_load_3d(smem_u32(sQ + st * BQ * HD) + h * BQ * TB, &maps.q, bar_full(st), h * TC,
                                         p.varlen ? gk : m0, p.varlen ? tok0 + m0 : grp);
-                            tma_load_3d(smem_u32(sdO + st * BQ * HD) + h * BQ * 32, &maps.k, bar_full(st), h * 16, gk, tok0 + m0);
+                            if constexpr (TC == 16)
+                                tma_load_3d(smem_u32(sdO + st * BQ * HD) + h * BQ * TB, &maps.k, bar_full(st), h * TC, gk, tok0 + m0);
+                            else
+                                tma_load_5d(smem_u32(sdO + st * BQ * HD) + h * BQ * TB, &maps.k, bar_full(st), h * TC, 0, gk, m0 / r, b);
                         }
                     }
                     for (int i = lane; i < BQ; i += 32) {
@@ -200,10 +207,13 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         const float* sLs = sL + st * BQ;
         const float* sDs = sD + st * BQ;
         float s[NQ][4], dp[NQ][4];
-        // Q and dO: core-matrix tiles, or (TMA) 32-byte swizzled blocks: a k16 step is the next
-        // block (BQ rows of 32 bytes), an MN-major k16 step 16 rows (512 bytes)
-        if constexpr (TMA)
+        // Q and dO: core-matrix tiles, or (TMA) swizzled blocks: a K-major k16 step is the next
+        // 16-column block (BQ rows of 32 bytes) or 32 bytes further in the 128-byte rows; an
+        // MN-major k16 step is 16 rows (16 TB bytes)
+        if constexpr (TMA && TC == 16)
             bwd_issue_scores_t<HD, BQ, BQ * 2>(s, dp, desc_k, desc_v, wgmma_desc_sw32(sQs, 16, 256), wgmma_desc_sw32(sdOs, 16, 256));
+        else if constexpr (TMA)
+            bwd_issue_scores_t<HD, BQ, 2>(s, dp, desc_k, desc_v, wgmma_desc_sw128(sQs, 16, 1024), wgmma_desc_sw128(sdOs, 16, 1024));
         else
             bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
@@ -217,14 +227,16 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
         wgmma_fence();
-        if constexpr (TMA) bwd_issue_rs<HD, BQ, 32>(dv, ap, wgmma_desc_sw32(sdOs, BQ * 32, 256));
+        if constexpr (TMA && TC == 16) bwd_issue_rs<HD, BQ, 32>(dv, ap, wgmma_desc_sw32(sdOs, BQ * 32, 256));
+        else if constexpr (TMA) bwd_issue_rs<HD, BQ, 128>(dv, ap, wgmma_desc_sw128(sdOs, BQ * 128, 1024));
         else bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
         wgmma_commit();
         // this warpgroup's DQN columns of dQ over all BN keys
         bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdSb) + (MSPLIT ? cw * 8 * 128 : 0),
                                       smem_u32(sK) + (MSPLIT ? 0 : cw * (DQN / 8) * 128));
         wgmma_commit();
-        if constexpr (TMA) bwd_issue_rs<HD, BQ, 32>(dk, ads, wgmma_desc_sw32(sQs, BQ * 32, 256));
+        if constexpr (TMA && TC == 16) bwd_issue_rs<HD, BQ, 32>(dk, ads, wgmma_desc_sw32(sQs, BQ * 32, 256));
+        else if constexpr (TMA) bwd_issue_rs<HD, BQ, 128>(dk, ads, wgmma_desc_sw128(sQs, BQ * 128, 1024));
         else bwd_issue_rs<HD, BQ>(dk, ads, wgmma_desc_mnmajor(sQs, HD));
         wgmma_commit();
         wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
@@ -254,10 +266,29 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     __trap();
 #endif
 }
-// whether the TMA variant can take this call: padded hd 80, one query head per group, the Q and
-// dO maps' alignments (the forward's conditions, and dO's token stride)
+// dO of the fixed layout ([B][T][nh * hd], the r query heads of a K/V head side by side) as a
+// 5-D map {hd, r, nkv, T, B}: a box of r heads x box_rows / r tokens is box_rows consecutive rows
+// i = t r + j of one group, the order of the Q tile's rows; tokens past T read as zeros
+static CUtensorMap tma_map_group_rows(const bf16* base, int hd, int r, int nkv, int T, int B, int token_elems, int box_rows) {
+    CUtensorMap m;
+    const cuuint64_t dims[5] = {(cuuint64_t)hd, (cuuint64_t)r, (cuuint64_t)nkv, (cuuint64_t)T, (cuuint64_t)B};
+    const cuuint64_t strides[4] = {(cuuint64_t)hd * 2, (cuuint64_t)r * hd * 2, (cuuint64_t)token_elems * 2,
+                                   (cuuint64_t)T * token_elems * 2};
+    const cuuint32_t box[5] = {64, (cuuint32_t)r, 1, (cuuint32_t)(box_rows / r), 1}, es[5] = {1, 1, 1, 1, 1};
+    const CUresult res = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 5, const_cast<bf16*>(base), dims, strides, box, es,
+                                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (res != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for dO [%d][%d][%d][%d][%d]", (int)res, B, T, nkv, r, hd);
+    return m;
+}
+// whether the TMA variant can take this call: padded hd 80 with one query head per group (the
+// forward's conditions, and dO's token stride), or hd 64 in the fixed layout with r dividing
+// the 64 query rows of a tile (a box holds whole tokens); 16-byte aligned bases
+template <int HD>
 static bool bwd_ws_tma_ok(const bf16* q, const bf16* dout, const FlashParams& p) {
-    return p.r == 1 && fwd_tma_ok<80>(q, q, dout, p) && p.o_ts % 8 == 0;
+    if (HD == 64)
+        return !p.varlen && p.hd == 64 && 64 % p.r == 0 && ((uintptr_t)q | (uintptr_t)dout) % 16 == 0 && p.o_ts % 8 == 0;
+    return HD == 80 && p.r == 1 && fwd_tma_ok<80>(q, q, dout, p) && p.o_ts % 8 == 0;
 }
 template <int HD, int BQ, int NS, bool TMA = false>
 static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
@@ -270,7 +301,10 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
     flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
     FwdTmaMaps maps;   // TMA: q, and dO in the slot of k
     memset(&maps, 0, sizeof(maps));
-    if constexpr (TMA) {
+    if constexpr (TMA && HD == 64) {
+        maps.q = tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 64, BQ);
+        maps.k = tma_map_group_rows(dout, p.hd, p.r, p.nkv, p.T, p.B, p.o_ts, BQ);
+    } else if constexpr (TMA) {
         maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
