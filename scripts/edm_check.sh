@@ -2,28 +2,54 @@
 # Issue 22 item 4: the default moving-shapes run with rectified flow and with EDM, same
 # steps, scored by the built-in evaluation (64 text-to-video and 64 image-to-video
 # samples, guidance 4; rf: Euler, edm: Heun, both --sample-steps 25). Prints one
-# markdown table for docs/results.md; the sample grids land in OUT/{rf,edm}/eval/.
-# EDM_FLAGS adds flags to the EDM run (e.g. EDM_FLAGS="--edm-sigma-data 0.6").
-# OBJECTIVES="rf" or "edm" runs one of the two (each about 7 minutes: the two fit no single
-# 10-minute command); the table lists every objective whose log is in OUT.
-# Usage (GPU machine, about 15 minutes): OUT=dir bash scripts/edm_check.sh   (default OUT=log/edm_check)
+# markdown table for docs/results.md; the sample grids land in OUT/<objective>/eval/.
+# Objectives (OBJECTIVES, default "rf edm"):
+#   rf          --objective rf
+#   edm         --objective edm with the run's defaults (--edm-sigma-data 1; EDM's noise levels:
+#               P_mean -1.2, sigma 0.002 .. 80) and EDM_FLAGS
+#   edm_scaled  --objective edm with EDM's noise levels scaled to the data's scale (sigma_data 1
+#               is twice EDM's 0.5, so every sigma twice EDM's: ln 2 added to P_mean) and
+#               EDM_SCALED_FLAGS (default "--edm-p-mean -0.51 --edm-sigma-min 0.004 --edm-sigma-max 160")
+# Each run takes about 3 minutes on an H100 (7 on the H200 of an earlier session, which shared
+# its GPU); PARALLEL=1 runs the objectives side by side on one GPU (each needs about 6 GB; the
+# dataset is built once first), for quality only: their step times mean nothing then.
+# The table lists every objective whose log is in OUT.
+# Usage (GPU machine): OUT=dir [OBJECTIVES="rf edm edm_scaled"] [PARALLEL=1] bash scripts/edm_check.sh
+#   (default OUT=log/edm_check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/edm_check}; mkdir -p "$OUT"
-make -j"$(nproc)" train_dit > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+ALL="rf edm edm_scaled"
 OBJECTIVES=${OBJECTIVES:-"rf edm"}
 for o in $OBJECTIVES; do
-    case $o in
-        rf) ./train_dit --objective rf --log-dir "$OUT/rf" > "$OUT/rf.log" 2>&1 ;;
-        # shellcheck disable=SC2086  # EDM_FLAGS is a list of flags
-        edm) ./train_dit --objective edm ${EDM_FLAGS:-} --log-dir "$OUT/edm" > "$OUT/edm.log" 2>&1 ;;
-        *) echo "edm_check: OBJECTIVES takes rf and edm, got '$o'"; exit 1 ;;
-    esac
+    case " $ALL " in *" $o "*) ;; *) echo "edm_check: OBJECTIVES takes rf, edm and edm_scaled, got '$o'"; exit 1 ;; esac
 done
+make -j"$(nproc)" train_dit > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+flags_of() {
+    case $1 in
+        rf) echo "--objective rf" ;;
+        edm) echo "--objective edm ${EDM_FLAGS:-}" ;;
+        edm_scaled) echo "--objective edm ${EDM_SCALED_FLAGS:---edm-p-mean -0.51 --edm-sigma-min 0.004 --edm-sigma-max 160}" ;;
+    esac
+}
+run_one() {  # run_one OBJECTIVE: the default run, its log in OUT/OBJECTIVE.log
+    # shellcheck disable=SC2046  # the flags are a list
+    ./train_dit $(flags_of "$1") --log-dir "$OUT/$1" > "$OUT/$1.log" 2>&1
+}
+if [ "${PARALLEL:-0}" = 1 ]; then
+    ./train_dit --steps 0 --log-dir "" > "$OUT/dataset.log" 2>&1 || { tail -5 "$OUT/dataset.log"; exit 1; }   # the dataset, once
+    pids=""
+    for o in $OBJECTIVES; do run_one "$o" & pids="$pids $!"; done
+    status=0
+    for p in $pids; do wait "$p" || status=1; done
+    [ $status -eq 0 ] || { echo "edm_check: a run failed (logs in $OUT)"; exit 1; }
+else
+    for o in $OBJECTIVES; do run_one "$o"; done
+fi
 pct() { sed -E "s/.*\| $2 ([0-9.]+%).*/\1/" <<< "$1"; }
 echo "| objective | task | color | shape | direction | speed (when named) | log |"
 echo "|---|---|---|---|---|---|---|"
-for o in rf edm; do
+for o in $ALL; do
     [ -f "$OUT/$o.log" ] || continue
     for task in text-to-video image-to-video; do
         line=$(grep "^eval $task:" "$OUT/$o.log" | tail -1) || { echo "edm_check: no '$task' evaluation in $OUT/$o.log"; exit 1; }
