@@ -4,7 +4,7 @@
 # host code on the CPU):
 #   same_bytes     a run saving in the background writes the same model.bin and state.bin
 #                  bytes as one saving in the loop (--ckpt-async 0)
-#   kill9_saves    8 kill -9s at random moments of a run saving every 2 steps in the
+#   kill9_saves    20 kill -9s at random moments of a run saving every 2 steps in the
 #                  background (so most land while a write is in flight): `latest` always
 #                  resumes, continuing 20 steps identically to the uninterrupted run
 #   fallback       the newest checkpoint corrupted (one flipped payload byte): --resume 1
@@ -43,7 +43,7 @@ fi
 # ---- kill9_saves: a random step in 20..300, then a random 0-20 ms; every second step saved (keep 2)
 RANDOM=4242   # the same moments every run of the test
 in_save=0; trials=0; kbad=""
-for i in 1 2 3 4 5 6 7 8; do
+for i in $(seq 1 20); do
     d=$T/k$i; s=$((20 + RANDOM % 281)); ms=$((RANDOM % 21))
     ./train_gpt $args --log-dir $d --ckpt-dir $d/ckpt --ckpt-every 2 --ckpt-keep 2 > $d.1.txt 2> $d.1.err &
     pid=$!
@@ -64,7 +64,7 @@ for i in 1 2 3 4 5 6 7 8; do
     fi
 done
 if [ -z "$kbad" ]; then
-    ok kill9_saves "$trials of 8 kill -9s around background saves (${in_save} left a write's .tmp files) resumed from latest: 20 steps each identical to the uninterrupted run"
+    ok kill9_saves "$trials of 20 kill -9s around background saves (${in_save} left a write's .tmp files) resumed from latest: 20 steps each identical to the uninterrupted run"
 else
     bad kill9_saves "$kbad"
 fi
