@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A GPU session in three bounded commands (each under 10 minutes on one H100 or H200), for
+# when device time is short: the correctness work shares the GPU (nothing in it is timed),
+# the timings get the GPU to themselves. Logs go to $OUT; W (default /tmp/device_session)
+# keeps the state between the parts, which must run on the same machine, in this order:
+#   checks   builds everything; then side by side: the GPU half of `make test`
+#            (TEST_PART=gpu), the EDM quality runs (scripts/edm_check.sh, OBJECTIVES "rf
+#            edm_scaled", PARALLEL=1: edm's defaults were measured on 2026-12-05), the SFT
+#            recipes (scripts/sft_recipe_check.sh)
+#            and the lab attention variants' checks (scripts/attention_variants_check.sh
+#            PHASE=check); it returns once they have ended or its time is nearly up
+#   timings  waits for whatever `checks` left running, then: the variants' timings
+#            (PHASE=time), ./dev/cuda/classifier and ./dev/cuda/reduce, and --profile-step 4 of
+#            gpt-1b and dit-1b at the bench shapes
+#   bench    scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch peers (PEER,
+#            default .peer: a copy of ../shared/bench), ROUNDS rounds (default 1: three of all
+#            four configs do not fit one command; CONFIGS picks, e.g. CONFIGS="dit-1b gpt-1b")
+#   stall    scripts/ckpt_stall_check.sh (issue 19's save-stall table)
+# Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
+# Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, bench, stall)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+part=${1:-}
+OUT=${OUT:-log/device_session}; W=${W:-/tmp/device_session}; mkdir -p "$OUT" "$W"
+t0=$(date +%s)
+since() { echo $(( $(date +%s) - t0 )); }
+# bg NAME CMD: CMD in its own process session (it outlives this command), NAME.rc when it ends
+bg() { local n=$1; shift; setsid bash -c "$* > $W/$n.log 2>&1; echo \$? > $W/$n.rc" < /dev/null > /dev/null 2>&1 & }
+state() { local n; for n in "$@"; do echo "$n: $( [ -f "$W/$n.rc" ] && echo "exit $(cat "$W/$n.rc")" || echo running)"; done; }
+wait_for() {  # wait_for SECONDS NAME...: until each NAME.rc exists or SECONDS pass
+    local limit=$1; shift
+    while [ "$(since)" -lt "$limit" ]; do
+        local n left=0; for n in "$@"; do [ -f "$W/$n.rc" ] || left=1; done
+        [ $left = 0 ] && return 0; sleep 5
+    done
+    return 1
+}
+pack() { tar czf "$OUT/$part.tgz" --exclude='*.bin' --exclude='*.safetensors' --exclude='ckpt*' --exclude='*.gif' -C "$W" . 2>/dev/null; }
+BG=(test_gpu edm recipe)
+case $part in
+checks)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$W/gpu.txt"
+    make -j"$(nproc)" train_dit train_gpt > "$W/build1.log" 2>&1 || { tail -30 "$W/build1.log"; exit 1; }
+    rm -f "$W"/*.rc
+    bg edm "OUT=$W/edm OBJECTIVES='rf edm_scaled' PARALLEL=1 bash scripts/edm_check.sh"
+    make -j"$(nproc)" all > "$W/build2.log" 2>&1 || { tail -30 "$W/build2.log"; exit 1; }
+    echo "builds: $(since) s"
+    bg test_gpu "TEST_PART=gpu bash test/run_tests.sh"
+    bg recipe "OUT=$W/recipe bash scripts/sft_recipe_check.sh"
+    PHASE=check CHECK_S=80 OUT="$W/av" timeout $(( 540 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_check.log" 2>&1
+    echo "variant checks: $(grep -c 'checks passed' "$W/av_check.log") run, passed every check: $(tr '\n' ' ' < "$W/av/passed.txt" 2>/dev/null)"
+    wait_for 560 "${BG[@]}"
+    state "${BG[@]}"
+    ;;
+timings)
+    wait_for 300 "${BG[@]}" || echo "still running after 300 s: the timings share the GPU"
+    state "${BG[@]}"
+    tail -1 "$W/test_gpu.log"; grep '^FAIL' "$W/test_gpu.log" | head -10
+    cat "$W/edm.log" "$W/recipe.log" 2>/dev/null
+    [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=60 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
+    [ -f "$W/av_time.log" ] && tail -40 "$W/av_time.log"
+    for k in classifier reduce; do timeout 40 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
+    timeout 60 ./train_gpt --preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 6 --warmup 5 --dropout 0 --val-every 0 \
+        --sample-every -1 --log-dir "$W/prof_gpt1b" --profile-step 4 > "$W/prof_gpt1b.log" 2>&1; echo "profile gpt-1b: exit $?"
+    timeout 60 ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 \
+        --steps 6 --log-dir "$W/prof_dit1b" --profile-step 4 > "$W/prof_dit1b.log" 2>&1; echo "profile dit-1b: exit $?"
+    ;;
+bench)
+    PEER=${PEER:-.peer}; [ -d "$PEER" ] || { echo "no peer folder $PEER (copy ../shared/bench there)"; exit 1; }
+    for c in ${CONFIGS:-gpt-s gpt-1b dit-s dit-1b}; do
+        case $c in gpt-*) s=bench_gpt.sh ;; dit-*) s=bench_dit.sh ;; *) echo "CONFIGS: unknown $c"; exit 1 ;; esac
+        PEER=$PEER ROUNDS=${ROUNDS:-1} OUT="$W/bench" timeout $(( 570 - $(since) )) bash "scripts/$s" "$c" | tee -a "$W/bench.txt"
+    done
+    ;;
+stall)
+    OUT="$W/stall" EVERY=200 STEPS=610 timeout 540 bash scripts/ckpt_stall_check.sh
+    ;;
+*)
+    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|bench|stall"; exit 2 ;;
+esac
+echo "$part: $(since) s"
+pack
