@@ -57,7 +57,7 @@ timings)
     state "${BG[@]}"
     tail -1 "$W/test_gpu.log"; grep '^FAIL' "$W/test_gpu.log" | head -10
     cat "$W/edm.log" "$W/recipe.log" 2>/dev/null
-    [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=60 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
+    [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=100 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
     [ -f "$W/av_time.log" ] && tail -40 "$W/av_time.log"
     for k in classifier reduce; do timeout 40 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
     timeout 60 ./train_gpt --preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 6 --warmup 5 --dropout 0 --val-every 0 \

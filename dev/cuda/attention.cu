@@ -33,11 +33,13 @@ out for the softmax statistics), then timed. TFLOP/s count as docs/perf.md says:
 With the environment variable FLASH_TUNE=1 the flash tile variants (attention_variants.cuh,
 flash_config) are validated and timed too (FLASH_TUNE=2: only the sm90 kernels' variants); with
 ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_NOCHECK=1 only
-the perf-shape timings (tuning runs; nothing checked); ATTN_PROFILE=shape[,fwd variant] makes
+the perf-shape timings (tuning runs; nothing checked) and the DiT's varlen bench shapes (self and
+cross, dit-s and dit-1b; a subset of rows checked); ATTN_PROFILE=shape[,fwd variant] makes
 three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32) runs every
 check and timing of the ordered (deterministic) sm90 backward on a variant of the warp-specialized
 kernel (llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to
-80; 33 and 34 with TMA loads of Q and dO at padded hd 80, 35 and 36 at hd 64 (fixed layout, GQA);
+80; 33 and 34 with TMA loads of Q and dO at padded hd 80, 35 and 36 at hd 64 (fixed layout, GQA),
+37 is 34 with the query tiles split into chunks (the cross-attention's few K/V tiles);
 32 and 34 are the table's at hd 64 and padded hd 80; 29 the fused kernel they replaced there), e.g.
   ATTN_ORDERED=30 ATTN_QUICK=1 compute-sanitizer ./dev/cuda/attention
 and ATTN_FWD=26 (27) every check and timing of the forward on the warp-specialized forward with
@@ -754,7 +756,7 @@ int main() {
         flash_ordered_variant = atoi(ov);
         printf("ATTN_ORDERED=%d: the ordered sm90 backward runs variant %d where it applies"
                " (29: the fused kernel; 30, 31: hd <= 80; 32: hd <= 64; 33, 34: hd 72 / 80 with TMA, one query head per group;"
-               " 35, 36: hd 64 with TMA, fixed layout; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
+               " 35, 36: hd 64 with TMA, fixed layout; 37: 34 with the query tiles split; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
     }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
         flash_fwd_variant = atoi(fv);
@@ -813,6 +815,11 @@ int main() {
     g_nocheck = nocheck && atoi(nocheck) != 0;
     if (g_nocheck) {
         for (const AttnShape& s : perf_shapes) timing_flash(s, &rng, tune);
+        // the DiT's layouts at the bench shapes (each checks a subset of rows first: seconds)
+        validate_varlen("self", 8, 72, std::vector<int>(8, 2050), {}, true, &rng, true);
+        validate_varlen("cross", 8, 72, std::vector<int>(8, 2050), std::vector<int>(8, 128), false, &rng, true);
+        validate_varlen("self", 16, 72, {13442}, {}, true, &rng, true);
+        validate_varlen("cross", 16, 72, {13442}, {300}, false, &rng, true);
         cublas_free();
         printf("attention: ATTN_NOCHECK=1, timings only, nothing checked\n");
         return finish("attention");
@@ -843,6 +850,7 @@ int main() {
     validate_varlen("self", 8, 72, std::vector<int>(8, 2050), {}, true, &rng, true);
     validate_varlen("cross", 8, 72, std::vector<int>(8, 2050), std::vector<int>(8, 300), false, &rng, true);
     validate_varlen("self", 16, 72, {13442}, {}, true, &rng, true);
+    validate_varlen("cross", 16, 72, {13442}, {300}, false, &rng, true);   // dit-1b's cross-attention
     printf("\nperf.md peers (PyTorch SDPA on one H200), fwd / fwd+bwd TFLOP/s: FLASH(FA2) 263/207, 328/273, 230/204, 246/210;"
            " cuDNN 398/336, 616/512, 361/325, 344/326 (same shape order)\n");
     cublas_free();

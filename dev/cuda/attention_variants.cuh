@@ -24,7 +24,8 @@
 //        2 / 3 Q/dO stages, hd up to 80; 32: 128 query rows, 2 stages, hd up to 64, the table's at
 //        hd 64; 33 / 34: 30 / 31 with TMA Q/dO loads, padded hd 80, one query head per group, 34
 //        the table's there; 35 / 36: 30 / 31 with TMA Q/dO loads at hd 64, fixed layout, any
-//        group size dividing 64, dO through a 5-D map)
+//        group size dividing 64, dO through a 5-D map); 37: 34 with the query tiles split into
+//        chunks (QSPLIT: more CTAs where a group has few K/V tiles, the DiT's cross-attention)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -662,6 +663,22 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                 }
             }
             if constexpr (HD == 80) {
+                if (!p.pos && ov == 37 && flash::bwd_ws_tma_ok<80>(q, dout, p)) {   // 34 with the query split
+                    // at least two chunks, so that the small checks split too (their own heuristic: one)
+                    static int sms = 0;
+                    if (!sms) cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+                    const int chunks = std::max(2, flash::bwd_ws_query_chunks(p, 64, sms));
+                    static float* part = nullptr;
+                    static size_t cap = 0;
+                    const size_t need = flash::bwd_ws_split_floats(p, chunks);
+                    if (need > cap) {
+                        if (part) cudaCheck(cudaFree(part));
+                        cudaCheck(cudaMalloc(&part, need * sizeof(float)));
+                        cap = need;
+                    }
+                    flash::bwd_ws_sm90_launch<HD, 64, 3, true, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st, part, chunks);
+                    return;
+                }
                 if (!p.pos && (ov == 33 || ov == 34) && flash::bwd_ws_tma_ok<80>(q, dout, p)) {
                     if (ov == 33) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);

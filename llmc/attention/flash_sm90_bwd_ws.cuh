@@ -10,7 +10,7 @@ namespace flash {
 // for the ordered dQ sums (DQ_ORDERED of flash_bwd_dkdv_sm90_kernel, flash_sm90.cuh). The
 // trainers' ordered backward at hd 64 (BQ 128) and at padded hd 80 with TMA loads (one query
 // head per group: the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention
-// times the other configurations as lab variants 30-36.
+// times the other configurations as lab variants 30-37.
 // CTA = 3 warpgroups, BN = 128 keys of one group (K, V resident), BQ = 64 query rows per tile
 // (128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
 //   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
@@ -49,7 +49,12 @@ struct BwdWsSmem {
     static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
 };
 constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
-template <int HD, int BQ, int NS, bool TMA = false>
+// QSPLIT: the query tiles split into gridDim.z chunks, a CTA per (K/V tile, group, chunk), for
+// calls with few K/V tiles (cross-attention over a caption: 3 tiles of a group leave most SMs
+// idle). dQ is unchanged (every query tile still gets its K/V tiles' partials in their order);
+// each chunk writes its dK / dV sums in fp32 to a scratch that dkp / dvp then point to
+// ([chunk][group][key][hd]), and flash_dkdv_split_reduce_kernel adds them in chunk order.
+template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false>
 __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                    float* __restrict__ dq_acc, int* __restrict__ locks,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
@@ -88,8 +93,17 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     const FlashGroup G = flash_group(p, grp);
     if (n0 >= G.Tk) return;  // (K/V tile 0, which stores the sums' first term, always runs)
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
-    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ), nsteps = nit - it0;
-    auto tile_of = [&](int step) { return nit - 1 - step; };  // last to first (see DQ_ORDERED)
+    const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ);
+    int lo = it0, hi = nit;   // the query tiles of this CTA
+    if constexpr (QSPLIT) {   // chunk z: tiles [z per, (z + 1) per), the same for every K/V tile (a
+        // query tile's K/V tiles then take their dQ turns in CTAs of one chunk, in block order)
+        const int per = ceil_div(nit, (int)gridDim.z);
+        lo = max(it0, (int)blockIdx.z * per);
+        hi = min(nit, ((int)blockIdx.z + 1) * per);
+        if (hi < lo) hi = lo;
+    }
+    const int nsteps = hi - lo;
+    auto tile_of = [&](int step) { return hi - 1 - step; };  // last to first (see DQ_ORDERED)
     if (threadIdx.x == 0) {
         mbarrier_init(bar_kv, NTP);
         for (int s = 0; s < NS; s++) {
@@ -254,6 +268,25 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         __syncwarp();
         if (lane == 0) mbarrier_arrive(bar_free(st));  // dV read dO, dK read Q: the stage is free
     }
+    if constexpr (QSPLIT) {   // this chunk's sums, fp32, straight from the fragments
+        const size_t base = ((size_t)blockIdx.z * gridDim.y + grp) * p.max_Tk;
+        float* pk = reinterpret_cast<float*>(dkp) + base * hd;
+        float* pv = reinterpret_cast<float*>(dvp) + base * hd;
+#pragma unroll
+        for (int d = 0; d < DB; d++) {
+            const int c = d * 8 + 2 * tq;
+            if (c >= hd) continue;
+            if (keyA < T) {
+                *reinterpret_cast<float2*>(pk + (size_t)keyA * hd + c) = make_float2(dk[d][0] * p.scale, dk[d][1] * p.scale);
+                *reinterpret_cast<float2*>(pv + (size_t)keyA * hd + c) = make_float2(dv[d][0], dv[d][1]);
+            }
+            if (keyB < T) {
+                *reinterpret_cast<float2*>(pk + (size_t)keyB * hd + c) = make_float2(dk[d][2] * p.scale, dk[d][3] * p.scale);
+                *reinterpret_cast<float2*>(pv + (size_t)keyB * hd + c) = make_float2(dv[d][2], dv[d][3]);
+            }
+        }
+        return;
+    }
     // the other warpgroup's last products may still read sK / sV / sQ, which the rows below reuse
     named_barrier_sync(1, 256);
     bf16* sOk = reinterpret_cast<bf16*>(flash_smem) + cwarp * 16 * LD;
@@ -290,14 +323,41 @@ static bool bwd_ws_tma_ok(const bf16* q, const bf16* dout, const FlashParams& p)
         return !p.varlen && p.hd == 64 && 64 % p.r == 0 && ((uintptr_t)q | (uintptr_t)dout) % 16 == 0 && p.o_ts % 8 == 0;
     return HD == 80 && p.r == 1 && fwd_tma_ok<80>(q, q, dout, p) && p.o_ts % 8 == 0;
 }
-template <int HD, int BQ, int NS, bool TMA = false>
+// The query-split backward's dK and dV: the chunks' fp32 sums added in chunk order (the same
+// additions every run), rounded once, into the layouts of k and v
+__global__ static void flash_dkdv_split_reduce_kernel(bf16* __restrict__ dk, bf16* __restrict__ dv, const float* __restrict__ pk,
+                                                      const float* __restrict__ pv, int chunks, const FlashParams p) {
+    const int grp = blockIdx.y, hd = p.hd;
+    const FlashGroup G = flash_group(p, grp);
+    const size_t n = (size_t)G.Tk * hd, chunk = (size_t)gridDim.y * p.max_Tk * hd, g0 = (size_t)grp * p.max_Tk * hd;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+        float sk = 0.0f, sv = 0.0f;
+        for (int c = 0; c < chunks; c++) {
+            sk += pk[c * chunk + g0 + e];
+            sv += pv[c * chunk + g0 + e];
+        }
+        const size_t i = e / hd, d = e % hd;
+        dk[G.k0 + i * p.k_rs + d] = __float2bfloat16(sk);
+        dv[G.v0 + i * p.v_rs + d] = __float2bfloat16(sv);
+    }
+}
+// Query chunks for QSPLIT: enough CTAs to fill the GPU (sms) about twice, each chunk at least
+// four query tiles of BQ rows; and the floats of scratch they need (dK and dV partials)
+static int bwd_ws_query_chunks(const FlashParams& p, int BQ, int sms) {
+    const long long ctas = (long long)ceil_div(p.max_Tk, 128) * p.B * p.nkv, tiles = ceil_div(p.max_rows, BQ);
+    return (int)std::max(1LL, std::min((2LL * sms + ctas - 1) / ctas, tiles / 4));
+}
+static size_t bwd_ws_split_floats(const FlashParams& p, int chunks) { return 2 * (size_t)chunks * p.B * p.nkv * p.max_Tk * p.hd; }
+
+// QSPLIT: chunks query chunks, dkv_part bwd_ws_split_floats(p, chunks) floats of scratch
+template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false>
 static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
                                const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, float* dkv_part = nullptr, int chunks = 1) {
     constexpr size_t smem = BwdWsSmem<HD, BQ, NS>::bytes + (TMA ? 1024 : 0);   // (TMA: the base's alignment slack)
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA>, smem); init = true; }
+    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, QSPLIT>, smem); init = true; }
     flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
     FwdTmaMaps maps;   // TMA: q, and dO in the slot of k
     memset(&maps, 0, sizeof(maps));
@@ -308,9 +368,20 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
-    dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv);
-    flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
-    cudaLaunchCheck();
+    if constexpr (QSPLIT) {
+        dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv, chunks);
+        float* pk = dkv_part;
+        float* pv = dkv_part + bwd_ws_split_floats(p, chunks) / 2;
+        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, true><<<grid, 384, smem, stream>>>(
+            reinterpret_cast<bf16*>(pk), reinterpret_cast<bf16*>(pv), dq_acc, locks, q, k, v, dout, L, D, p, maps);
+        cudaLaunchCheck();
+        flash_dkdv_split_reduce_kernel<<<dim3(ceil_div(p.max_Tk * p.hd, 256), p.B * p.nkv), 256, 0, stream>>>(dk, dv, pk, pv, chunks, p);
+        cudaLaunchCheck();
+    } else {
+        dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv);
+        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
+        cudaLaunchCheck();
+    }
     flash_dq_acc_to_bf16(dq, dq_acc, p, stream, true);
 }
 
