@@ -39,8 +39,9 @@ three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32
 check and timing of the ordered (deterministic) sm90 backward on a variant of the warp-specialized
 kernel (llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to
 80; 33 and 34 with TMA loads of Q and dO at padded hd 80, 35 and 36 at hd 64 (fixed layout, GQA),
-37 is 34 with the query tiles split into chunks (the cross-attention's few K/V tiles);
-32 and 34 are the table's at hd 64 and padded hd 80; 29 the fused kernel they replaced there), e.g.
+37 is 34 with the query tiles split into chunks (the cross-attention's few K/V tiles), 38 is 30
+at hd 128; 32 and 34 are the table's at hd 64 and padded hd 80; 29 the fused kernel they replaced
+there), e.g.
   ATTN_ORDERED=30 ATTN_QUICK=1 compute-sanitizer ./dev/cuda/attention
 and ATTN_FWD=26 (27) every check and timing of the forward on the warp-specialized forward with
 TMA loads in 32-byte swizzled blocks of 16 columns, where it applies (padded hd 80: hd 72, fixed
@@ -756,7 +757,7 @@ int main() {
         flash_ordered_variant = atoi(ov);
         printf("ATTN_ORDERED=%d: the ordered sm90 backward runs variant %d where it applies"
                " (29: the fused kernel; 30, 31: hd <= 80; 32: hd <= 64; 33, 34: hd 72 / 80 with TMA, one query head per group;"
-               " 35, 36: hd 64 with TMA, fixed layout; 37: 34 with the query tiles split; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
+               " 35, 36: hd 64 with TMA, fixed layout; 37: 34 with the query tiles split; 38: hd 128; not packed rows)\n", flash_ordered_variant, flash_ordered_variant);
     }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
         flash_fwd_variant = atoi(fv);

@@ -25,7 +25,8 @@
 //        hd 64; 33 / 34: 30 / 31 with TMA Q/dO loads, padded hd 80, one query head per group, 34
 //        the table's there; 35 / 36: 30 / 31 with TMA Q/dO loads at hd 64, fixed layout, any
 //        group size dividing 64, dO through a 5-D map); 37: 34 with the query tiles split into
-//        chunks (QSPLIT: more CTAs where a group has few K/V tiles, the DiT's cross-attention)
+//        chunks (QSPLIT: more CTAs where a group has few K/V tiles, the DiT's cross-attention);
+//        38: 30 at hd 128 (64 query rows, two stages, cp.async: 225 KB of shared memory)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -635,6 +636,12 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     const int dkdv = flash_config.dkdv, dqv = flash_config.dq;
     // (the variants are instantiated only at the tuned head dims: if constexpr (TUNED))
     if (algo == FlashBwdAlgo::ordered && sm90) {  // the table's fused sm90 kernel, or the warp-specialized one
+        if constexpr (HD == 128) {
+            if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 38) {
+                flash::bwd_ws_sm90_launch<HD, 64, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                return;
+            }
+        }
         if constexpr (TUNED && HD <= 80) {
             const int ov = dkdv ? dkdv : flash_ordered_variant;   // (packed rows: the table's mma.sync variant)
             if (!p.pos && ov == 29) {   // the fused kernel, where the table now takes the warp-specialized one

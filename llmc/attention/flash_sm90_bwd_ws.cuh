@@ -10,7 +10,7 @@ namespace flash {
 // for the ordered dQ sums (DQ_ORDERED of flash_bwd_dkdv_sm90_kernel, flash_sm90.cuh). The
 // trainers' ordered backward at hd 64 (BQ 128) and at padded hd 80 with TMA loads (one query
 // head per group: the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention
-// times the other configurations as lab variants 30-37.
+// times the other configurations as lab variants 30-38.
 // CTA = 3 warpgroups, BN = 128 keys of one group (K, V resident), BQ = 64 query rows per tile
 // (128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
 //   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
@@ -29,7 +29,7 @@ namespace flash {
 // here the consumers never wait for loads that were issued in time or for another CTA's turn
 // (only when both dQ buffers are still in flight), and their two warpgroups meet once per tile.
 // The dQ partial, its swizzled rows and the fixed order of the additions are those of
-// DQ_ORDERED, so dQ is bit-identical run to run. Head dims up to 80.
+// DQ_ORDERED, so dQ is bit-identical run to run. Head dims up to 80, and 128 with two stages.
 // TMA: the producer's thread 0 hands each Q and dO tile to the tensor copy engine, warp 0 copies
 // L and D with cp.async; the consumers read Q and dO through swizzle descriptors. Padded hd 80
 // (one query head per group, fixed or varlen): 32-byte swizzled 16-column blocks (the forward's
@@ -70,7 +70,8 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     // BQ 128 (MSPLIT): the 64 query rows from 64 w, every column
     constexpr bool MSPLIT = BQ == 128;
     constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = MSPLIT ? HD : HD / 2, NTP = 96;
-    static_assert((BQ == 64 && HD <= 80) || (BQ == 128 && HD <= 64), "the shared memory of two dS^T and two dQ buffers");
+    static_assert((BQ == 64 && (HD <= 80 || (HD == 128 && NS == 2))) || (BQ == 128 && HD <= 64),
+                  "the shared memory of two dS^T and two dQ buffers");
     extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
     unsigned char* flash_smem = TMA ? smem_align_1024(flash_smem_raw) : flash_smem_raw;   // (TMA: swizzled tiles)
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
