@@ -940,19 +940,29 @@ static TmaEncodeFn tma_encode() {
     }
     return fn;
 }
-// A 3-D bf16 tensor map, dims {hd, d1, d2} (innermost first) with byte strides s1, s2: boxes of
-// box_cols columns (64: 128-byte swizzle; 16: 32-byte swizzle) x box1 x box2; whatever lies past
-// the dims (columns past hd, rows or tokens past the end) reads as zeros
-static CUtensorMap tma_map_3d(const bf16* base, int hd, int d1, int d2, size_t s1, size_t s2, int box_cols, int box1, int box2) {
+// A bf16 tensor map of rank R (2..5): dims innermost first, byte strides of dims 1..R-1, box
+// sizes; box[0] columns (64: 128-byte swizzle; 16: 32-byte swizzle). Whatever lies past the dims
+// (columns past hd, rows or tokens past the end) reads as zeros.
+template <int R>
+static CUtensorMap tma_map(const bf16* base, const cuuint64_t (&dims)[R], const cuuint64_t (&strides)[R - 1],
+                           const cuuint32_t (&box)[R]) {
     CUtensorMap m;
-    const cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)d1, (cuuint64_t)d2};
-    const cuuint64_t strides[2] = {(cuuint64_t)s1, (cuuint64_t)s2};
-    const cuuint32_t box[3] = {(cuuint32_t)box_cols, (cuuint32_t)box1, (cuuint32_t)box2}, es[3] = {1, 1, 1};
-    const CUresult r = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<bf16*>(base), dims, strides, box, es,
-                                    CU_TENSOR_MAP_INTERLEAVE_NONE, box_cols == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_32B,
+    cuuint32_t es[R];
+    for (int i = 0; i < R; i++) es[i] = 1;
+    const CUresult r = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, R, const_cast<bf16*>(base), dims, strides, box, es,
+                                    CU_TENSOR_MAP_INTERLEAVE_NONE, box[0] == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_32B,
                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for a [%d][%d][%d] tensor", (int)r, d2, d1, hd);
+    if (r != CUDA_SUCCESS) {
+        char shape[128] = "";
+        for (int i = R - 1; i >= 0; i--) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "[%llu]", (unsigned long long)dims[i]);
+        fail("flash attention: cuTensorMapEncodeTiled failed (%d) for a %s tensor", (int)r, shape);
+    }
     return m;
+}
+// 3-D: dims {hd, d1, d2} with byte strides s1, s2, boxes of box_cols x box1 x box2
+static CUtensorMap tma_map_3d(const bf16* base, int hd, int d1, int d2, size_t s1, size_t s2, int box_cols, int box1, int box2) {
+    return tma_map<3>(base, {(cuuint64_t)hd, (cuuint64_t)d1, (cuuint64_t)d2}, {(cuuint64_t)s1, (cuuint64_t)s2},
+                      {(cuuint32_t)box_cols, (cuuint32_t)box1, (cuuint32_t)box2});
 }
 // fixed layout: [groups][rows][hd], rows of hd elements back to back; boxes of box_rows rows of one group
 static CUtensorMap tma_map_rows(const bf16* base, int hd, int rows, int groups, int box_cols, int box_rows) {

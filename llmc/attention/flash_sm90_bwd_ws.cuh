@@ -304,16 +304,9 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
 // 5-D map {hd, r, nkv, T, B}: a box of r heads x box_rows / r tokens is box_rows consecutive rows
 // i = t r + j of one group, the order of the Q tile's rows; tokens past T read as zeros
 static CUtensorMap tma_map_group_rows(const bf16* base, int hd, int r, int nkv, int T, int B, int token_elems, int box_rows) {
-    CUtensorMap m;
-    const cuuint64_t dims[5] = {(cuuint64_t)hd, (cuuint64_t)r, (cuuint64_t)nkv, (cuuint64_t)T, (cuuint64_t)B};
-    const cuuint64_t strides[4] = {(cuuint64_t)hd * 2, (cuuint64_t)r * hd * 2, (cuuint64_t)token_elems * 2,
-                                   (cuuint64_t)T * token_elems * 2};
-    const cuuint32_t box[5] = {64, (cuuint32_t)r, 1, (cuuint32_t)(box_rows / r), 1}, es[5] = {1, 1, 1, 1, 1};
-    const CUresult res = tma_encode()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 5, const_cast<bf16*>(base), dims, strides, box, es,
-                                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (res != CUDA_SUCCESS) fail("flash attention: cuTensorMapEncodeTiled failed (%d) for dO [%d][%d][%d][%d][%d]", (int)res, B, T, nkv, r, hd);
-    return m;
+    return tma_map<5>(base, {(cuuint64_t)hd, (cuuint64_t)r, (cuuint64_t)nkv, (cuuint64_t)T, (cuuint64_t)B},
+                      {(cuuint64_t)hd * 2, (cuuint64_t)r * hd * 2, (cuuint64_t)token_elems * 2, (cuuint64_t)T * token_elems * 2},
+                      {64, (cuuint32_t)r, 1, (cuuint32_t)(box_rows / r), 1});
 }
 // whether the TMA variant can take this call: padded hd 80 with one query head per group (the
 // forward's conditions, and dO's token stride), or hd 64 in the fixed layout with r dividing
