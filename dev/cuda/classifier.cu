@@ -25,12 +25,7 @@ __global__ static void fused_classifier_v1_kernel(floatX* logits, float* losses,
     const size_t row = blockIdx.x;
     floatX* x = logits + row * Vp;
     const int target = targets[row];
-    if (target < 0) {   // ignored: the same for the whole block
-        if (threadIdx.x == 0) losses[row] = 0.0f;
-        if (write_dlogits)
-            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128(x + c, x128::constant((floatX)0.0f));
-        return;
-    }
+    if (classifier_ignored_row(x, losses, row, target, Vp, write_dlogits)) return;
     float m = -INFINITY, s = 0.0f;
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
         x128 v = load128(x + c);

@@ -38,18 +38,25 @@ __device__ __forceinline__ float block_logsumexp(float m, float s) {
     return m + logf(s);
 }
 
+// A row whose target is negative (ignored): loss 0 and, with write_dlogits, a dlogits row of
+// zeros; true when the row is ignored (the same for the whole block)
+__device__ __forceinline__ bool classifier_ignored_row(floatX* x, float* losses, size_t row, int target, int Vp, bool write_dlogits) {
+    if (target < 0) {
+        if (threadIdx.x == 0) losses[row] = 0.0f;
+        if (write_dlogits)
+            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128cs(x + c, x128::constant((floatX)0.0f));
+        return true;
+    }
+    return false;
+}
+
 __global__ static void fused_classifier_kernel(floatX* logits, float* losses, const int* targets, float dloss, int V,
                                                int Vp, bool write_dlogits) {
     constexpr float LOG2E = 1.4426950408889634f;
     const size_t row = blockIdx.x;
     floatX* x = logits + row * Vp;
     const int target = targets[row];
-    if (target < 0) {   // ignored: the same for the whole block
-        if (threadIdx.x == 0) losses[row] = 0.0f;
-        if (write_dlogits)
-            for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) store128cs(x + c, x128::constant((floatX)0.0f));
-        return;
-    }
+    if (classifier_ignored_row(x, losses, row, target, Vp, write_dlogits)) return;
     float m = -INFINITY, s = 0.0f;   // running max and sum of exp(z - m) over this thread's columns
     const uint64_t keep = l2_policy_evict_last();
     for (int c = threadIdx.x * x128::size; c < Vp; c += blockDim.x * x128::size) {
