@@ -374,8 +374,10 @@ static void dit_build(DiT* g, const DiTConfig& cfg, const DiTCapacity& real_cap,
     const std::vector<PlanSlot> slots = dit_plan_slots(cfg, {real_cap.B, real_cap.N, real_cap.Np, real_cap.Nt, real_cap.frames, real_cap.lat, real_cap.out},
                                                        sizeof(floatX), rc, cp);
     DiTActs& a = g->act;
-    // with room for the fused backwards' fp32 dQ accumulator (N x C floats) and the ordered one's counters
-    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd, (int)B);
+    // with room for the fused backwards' fp32 dQ accumulator (N x C floats), the ordered one's
+    // counters and its query split over the captions' keys (the cross-attention's few K/V tiles)
+    a.att_scratch_bytes = flash_attention_varlen_scratch_bytes(N, cfg.n_head, hd, (int)B) +
+                          flash_attention_query_split_bytes(cap.Nt, cfg.n_head, hd);
     memory_plan_require(slots, "att_scratch", a.att_scratch_bytes);
     memory_plan_require(slots, "reduce_scratch", std::max((COLUMN_REDUCE_SPLITS + 2) * max_cols, layernorm_backward_scratch_floats(C)) * sizeof(float));
     memory_plan_require(slots, "adaln_scratch", adaln_scratch_floats((int)B, C) * sizeof(float));

@@ -4,7 +4,9 @@
 #   ordered:29        the fused deterministic backward the table ran before the warp-specialized one
 #   ordered:30 .. 38  the warp-specialized deterministic backward (ATTN_ORDERED=v; 33, 34: TMA loads at
 #                     padded hd 80, 35, 36 at hd 64; 32 and 34 are the table's at hd 64 and padded hd 80;
-#                     37: 34 with the query tiles split, for the DiT's cross-attention; 38: hd 128)
+#                     37: 34 with the query tiles split into at least two chunks everywhere (the table
+#                     splits where few K/V tiles leave SMs idle, the DiT's cross-attention: 34 is the
+#                     table without that split); 38: hd 128)
 #   fwd:26 27         the warp-specialized forward with TMA in 32-byte swizzled 16-column blocks,
 #                     padded hd 80 (the DiT's 72) (ATTN_FWD=v)
 # For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
@@ -13,15 +15,15 @@
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:29 ordered:37 ordered:38 ordered:35 ordered:36" (default: the fused kernel the table
-#   replaced and the variants not yet measured; 30, 31, 33 and fwd 26/27 were, docs/results.md), CHECK_S (per check run,
+#   VARIANTS="ordered:34 ordered:37 ordered:38 ordered:35 ordered:36" (default: the table without its query
+#   split and the variants not yet measured; 29 .. 33 and fwd 26/27 were, docs/results.md), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
 #   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
 #   (the GPU to itself) for the variants in OUT/passed.txt; default: both
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:29 ordered:37 ordered:38 ordered:35 ordered:36"}
+VARIANTS=${VARIANTS:-"ordered:34 ordered:37 ordered:38 ordered:35 ordered:36"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
 PHASE=${PHASE:-all}

@@ -246,7 +246,8 @@ static u64 dit_acts_by_hand(u64 C, u64 L, u64 nh, u64 hd, u64 F, u64 Cin, u64 P,
     for (u64 c : {6 * C, PC, 3 * C, (u64)64}) cols = std::max(cols, c);
     s.push_back(std::max(66 * cols, 792 * C) * 4);                                       // reduce: column sums or the LayerNorm backward's
     s.push_back((std::max(32 * B, (u64)256) * 4 + 4 * B) * C * 4);                       // adaLN partials and row sums
-    *attn = (2 + hd) * N * nh * 4 + 16 + nh * (N / 64 + B + 1) * 4;
+    // L, D, the fp32 dQ sums and counters; the query split's fp32 dK / dV partials, 8 chunks of the Nt text keys
+    *attn = (2 + hd) * N * nh * 4 + 16 + nh * (N / 64 + B + 1) * 4 + 2 * 8 * Nt * nh * hd * 4 + 16;
     return sum256(s);
 }
 

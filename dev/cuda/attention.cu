@@ -465,8 +465,11 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     floatX *dqk = dev_alloc<floatX>(nqb), *dkv = dev_alloc<floatX>(nkb);      // gradients, same shapes
     floatX *out = dev_alloc<floatX>((size_t)Nq * C), *dout = dev_alloc<floatX>((size_t)Nq * C);
     float* lse = dev_alloc<float>((size_t)nh * Nq);
-    // room for the atomic backward's fp32 dQ accumulator (hd given) and the ordered one's counters (B)
-    const size_t scratch_bytes = flash_attention_varlen_scratch_bytes(Nq, nh, hd, B), nscratch = scratch_bytes / sizeof(float) + 1;
+    // room for the atomic backward's fp32 dQ accumulator (hd given), the ordered one's counters (B)
+    // and its query split (as the DiT trainer gives it)
+    const int max_k = *std::max_element(self ? lq.begin() : lk.begin(), self ? lq.end() : lk.end());
+    const size_t scratch_bytes = flash_attention_varlen_scratch_bytes(Nq, nh, hd, B) + flash_attention_query_split_bytes((size_t)B * max_k, nh, hd),
+                 nscratch = scratch_bytes / sizeof(float) + 1;
     float* scratch = dev_alloc<float>(nscratch);
     int *cq = dev_alloc<int>(B + 1), *ck = dev_alloc<int>(B + 1);
     upload_ints(cq, cu_q);
@@ -835,6 +838,9 @@ int main() {
     validate_varlen("self", 2, 64, {200, 64, 129}, {}, true, &rng);
     validate_varlen("cross", 4, 72, {130, 1, 67, 300}, {7, 1, 300, 65}, false, &rng);
     validate_varlen("cross", 3, 128, {70, 150}, {129, 2}, false, &rng);
+    // few keys, many query tiles: the ordered backward splits the queries into chunks (hd 72;
+    // the second sample has no tiles in the last chunk)
+    validate_varlen("cross", 2, 72, {1100, 700}, {300, 140}, false, &rng);
     validate_varlen("self", 2, 40, {33, 1, 2}, {}, true, &rng);
     const char* quick = getenv("ATTN_QUICK");  // small checks only (e.g. under compute-sanitizer)
     if (quick && atoi(quick) != 0) {

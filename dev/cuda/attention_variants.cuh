@@ -674,7 +674,7 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                     // at least two chunks, so that the small checks split too (their own heuristic: one)
                     static int sms = 0;
                     if (!sms) cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-                    const int chunks = std::max(2, flash::bwd_ws_query_chunks(p, 64, sms));
+                    const int chunks = std::max(2, flash::bwd_ws_query_chunks(p, 64, sms, SIZE_MAX));
                     static float* part = nullptr;
                     static size_t cap = 0;
                     const size_t need = flash::bwd_ws_split_floats(p, chunks);
@@ -847,7 +847,7 @@ static void lab_varlen_backward(floatX* dqp, floatX* dkp, floatX* dvp, const flo
     const FlashBwdAlgo algo = lab_algo();
     const size_t need = flash_attention_varlen_scratch_bytes(p.Nq, s.nh, s.hd, s.B, algo);
     if (scratch_bytes < need) fail("lab_varlen_backward: %zu bytes of scratch, %zu needed", scratch_bytes, need);
-    const FlashBwdScratch w = flash_bwd_scratch(scratch, (size_t)p.Nq * s.nh, s.hd);
+    const FlashBwdScratch w = flash_bwd_scratch_varlen(scratch, (size_t)p.Nq * s.nh, s.hd, need, scratch_bytes);
     flash_bwd_prep(w.L, w.D, out, dout, lse, p, st);
     FLASH_HD_DISPATCH(p.hd, tuned_bwd_hd, algo, dqp, dkp, dvp, w, qp, kp, vp, dout, p, st);
 }

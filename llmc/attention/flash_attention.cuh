@@ -75,6 +75,11 @@ static bool flash_sm90_available() {
     return false;
 #endif
 }
+static int flash_sm_count() {
+    static int sms = 0;
+    if (!sms) sms = cuda_device_props().multiProcessorCount;
+    return sms;
+}
 static bool flash_sm90_active() { return flash_settings.family != FlashFamily::mma_sync && flash_sm90_available(); }
 
 // The backward mechanism a policy gets: the fused sm90 kernels where they run (ordered for
@@ -170,6 +175,14 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     if (algo == FlashBwdAlgo::ordered) {
         if constexpr (T::sm90_ordered_ws_bq > 0) {
             if (!T::sm90_ordered_ws_tma || flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
+                if constexpr (T::sm90_ordered_ws_tma) {   // few K/V tiles: the query tiles in chunks
+                    const int chunks = flash::bwd_ws_query_chunks(p, T::sm90_ordered_ws_bq, flash_sm_count(), w.split_floats);
+                    if (chunks > 1) {
+                        flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, true, true>(
+                            dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st, w.split, chunks);
+                        return;
+                    }
+                }
                 flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, T::sm90_ordered_ws_tma>(
                     dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
                 return;
@@ -267,7 +280,8 @@ static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh, int hd, in
 }
 // dq/dk/dv written (not accumulated) with the strides of q/k/v; scratch: scratch_bytes bytes,
 // at least what the backward that runs needs (flash_attention_varlen_scratch_bytes(Nq, nh, hd,
-// B) fits all of them). Deterministic except with the fast policy on Hopper.
+// B) fits all of them), plus flash_attention_query_split_bytes for the query split where a call
+// has few keys. Deterministic except with the fast policy on Hopper.
 static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* dout, const floatX* out,
                                             const float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
                                             float* scratch, const VarlenAttnShape& s, cudaStream_t stream,
@@ -281,7 +295,7 @@ static void flash_attention_varlen_backward(floatX* dqp, floatX* dkp, floatX* dv
     if (scratch_bytes < need)
         fail("flash attention: the %s varlen backward needs %zu bytes of scratch, got %zu", flash_bwd_algo_name(algo), need,
              scratch_bytes);
-    const FlashBwdScratch w = flash_bwd_scratch(scratch, (size_t)p.Nq * s.nh, s.hd);
+    const FlashBwdScratch w = flash_bwd_scratch_varlen(scratch, (size_t)p.Nq * s.nh, s.hd, need, scratch_bytes);
     flash_bwd_prep(w.L, w.D, out, dout, lse, p, stream);
     ProfileWork pw(profile_work_on() ? 2.5 * flash_attention_flops(s) : 0, 0);
     flash_bwd_launch(algo, dqp, dkp, dvp, dout, qp, kp, vp, w, p, stream);

@@ -156,11 +156,24 @@ static size_t flash_attention_varlen_scratch_bytes(size_t Nq, int nh, int hd = 0
            (hd > 0 && B > 0 ? flash_varlen_locks(Nq, nh, B) * sizeof(int) : 0);
 }
 
+// Room a varlen caller may add to that scratch for the query-split backward
+// (flash_sm90_bwd_ws.cuh QSPLIT: calls with few keys per sample, the DiT's cross-attention):
+// fp32 dK and dV partials of up to FLASH_QSPLIT_MAX_CHUNKS query chunks, for key_slots = B x
+// (a sample's most keys) keys of nkv heads. The backward splits only as far as the room it
+// finds past what it needs holds the call's partials; without it, it does not split.
+constexpr int FLASH_QSPLIT_MAX_CHUNKS = 8;
+static size_t flash_attention_query_split_bytes(size_t key_slots, int nkv, int hd) {
+    return 2 * (size_t)FLASH_QSPLIT_MAX_CHUNKS * key_slots * nkv * hd * sizeof(float) + 16;
+}
+
 // The backward's scratch: the packed L and D rows, then (16-byte aligned) the fp32 dQ
-// accumulator of nrows x hd floats, then the ordered backward's counters.
+// accumulator of nrows x hd floats, then the ordered backward's counters; split: the
+// query-split room (16-byte aligned), split_floats floats of it (0: none).
 struct FlashBwdScratch {
     float *L, *D, *dq_acc;
     int* locks;
+    float* split = nullptr;
+    size_t split_floats = 0;
 };
 static FlashBwdScratch flash_bwd_scratch(float* scratch, size_t nrows, int hd) {
     FlashBwdScratch w;
@@ -168,6 +181,17 @@ static FlashBwdScratch flash_bwd_scratch(float* scratch, size_t nrows, int hd) {
     w.D = scratch + nrows;
     w.dq_acc = scratch + flash_dq_acc_offset(nrows);
     w.locks = reinterpret_cast<int*>(w.dq_acc + nrows * hd);
+    return w;
+}
+// The varlen backward's scratch of scratch_bytes bytes, of which it needs need: what is past
+// that is the query-split room
+static FlashBwdScratch flash_bwd_scratch_varlen(float* scratch, size_t nrows, int hd, size_t need, size_t scratch_bytes) {
+    FlashBwdScratch w = flash_bwd_scratch(scratch, nrows, hd);
+    const size_t off = (need + 15) & ~(size_t)15;
+    if (scratch_bytes > off) {
+        w.split = reinterpret_cast<float*>(reinterpret_cast<char*>(scratch) + off);
+        w.split_floats = (scratch_bytes - off) / sizeof(float);
+    }
     return w;
 }
 

@@ -335,13 +335,17 @@ __global__ static void flash_dkdv_split_reduce_kernel(bf16* __restrict__ dk, bf1
         dv[G.v0 + i * p.v_rs + d] = __float2bfloat16(sv);
     }
 }
-// Query chunks for QSPLIT: enough CTAs to fill the GPU (sms) about twice, each chunk at least
-// four query tiles of BQ rows; and the floats of scratch they need (dK and dV partials)
-static int bwd_ws_query_chunks(const FlashParams& p, int BQ, int sms) {
-    const long long ctas = (long long)ceil_div(p.max_Tk, 128) * p.B * p.nkv, tiles = ceil_div(p.max_rows, BQ);
-    return (int)std::max(1LL, std::min((2LL * sms + ctas - 1) / ctas, tiles / 4));
-}
+// The floats of scratch QSPLIT's chunks need (dK and dV partials)
 static size_t bwd_ws_split_floats(const FlashParams& p, int chunks) { return 2 * (size_t)chunks * p.B * p.nkv * p.max_Tk * p.hd; }
+// Query chunks for QSPLIT: enough CTAs to fill the GPU (sms) about twice, each chunk at least
+// four query tiles of BQ rows, at most FLASH_QSPLIT_MAX_CHUNKS and what room_floats of scratch hold
+static int bwd_ws_query_chunks(const FlashParams& p, int BQ, int sms, size_t room_floats) {
+    const long long ctas = (long long)ceil_div(p.max_Tk, 128) * p.B * p.nkv, tiles = ceil_div(p.max_rows, BQ);
+    const size_t per_chunk = bwd_ws_split_floats(p, 1);
+    if (per_chunk == 0) return 1;
+    const long long fit = (long long)std::min(room_floats / per_chunk, (size_t)FLASH_QSPLIT_MAX_CHUNKS);
+    return (int)std::max(1LL, std::min({(2LL * sms + ctas - 1) / ctas, tiles / 4, fit}));
+}
 
 // QSPLIT: chunks query chunks, dkv_part bwd_ws_split_floats(p, chunks) floats of scratch
 template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false>

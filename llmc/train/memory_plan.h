@@ -236,8 +236,10 @@ static inline std::vector<PlanSlot> dit_plan_slots(const DiTConfig& c, const Pla
     const size_t max_cols = std::max({F, 6 * C, PC, 3 * C, (size_t)64});
     const int L = c.n_layer;
     auto layer = [&](const char* name, size_t block_bytes, ActKeep keep) { return plan_layer_slot(name, block_bytes, keep, rc, L); };
-    // llmc/attention/flash_attention.cuh flash_attention_varlen_scratch_bytes(N, nh, hd, B): L, D, dQ accumulator, counters
-    PlanSlot attn = plan_slot("att_scratch", (2 + hd) * N * nh * 4 + 16 + nh * ((size_t)((int)N / 64) + B + 1) * 4);
+    // llmc/attention/flash_common.cuh flash_attention_varlen_scratch_bytes(N, nh, hd, B): L, D, dQ accumulator,
+    // counters; flash_attention_query_split_bytes(Nt, nh, hd): the query split's dK / dV partials
+    PlanSlot attn = plan_slot("att_scratch", (2 + hd) * N * nh * 4 + 16 + nh * ((size_t)((int)N / 64) + B + 1) * 4 +
+                                                 2 * 8 * Nt * nh * hd * 4 + 16);
     attn.attention = true;
     const size_t reduce = std::max((PLAN_COLUMN_REDUCE_SPLITS + 2) * max_cols, std::max(PLAN_LN_BWD_BLOCKS * 2, PLAN_COLUMN_REDUCE_SPLITS) * C);
     const size_t adaln = (std::max(PLAN_ADALN_SPLITS * B, PLAN_ADALN_MIN_SLICES) * 4 + 2 * B * 2) * C;
