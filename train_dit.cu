@@ -1423,8 +1423,12 @@ int main(int argc, char** argv) {
         tc.caption_dropout = 0.1f; tc.i2v_prob = 0.25f;
         tc.sample_every = 500; tc.eval_samples = 64;
         // EDM's sigma_data stands for the data's scale (its second moment): these pixels are mostly
-        // background at -1, so it is about 1 here, not the 0.5 of zero-centred images
+        // background at -1, so it is about 1 here, not the 0.5 of zero-centred images. EDM's noise
+        // levels were set for data of scale 0.5: relative to this data they stay EDM's when every
+        // sigma doubles (ln 2 on P_mean, both sampler ends twice); EDM's own levels starve the
+        // large noise that decides shape and motion (docs/results.md, scripts/edm_check.sh)
         obj.sigma_data = 1.0f;
+        obj.p_mean = -0.51f; obj.sigma_min = 0.004f; obj.sigma_max = 160.0f;
     }
     const DiTObjective obj_defaults = obj;   // EDM's settings before the flags (given with rf: an error)
 

@@ -4,8 +4,8 @@
 # the timings get the GPU to themselves. Logs go to $OUT; W (default /tmp/device_session)
 # keeps the state between the parts, which must run on the same machine, in this order:
 #   checks   builds everything; then side by side: the GPU half of `make test`
-#            (TEST_PART=gpu), the EDM quality runs (scripts/edm_check.sh, OBJECTIVES "rf
-#            edm_scaled", PARALLEL=1: edm's defaults were measured on 2026-12-05), the SFT
+#            (TEST_PART=gpu), the EDM quality runs (scripts/edm_check.sh, OBJECTIVES "rf edm",
+#            PARALLEL=1), the SFT
 #            recipes (scripts/sft_recipe_check.sh)
 #            and the lab attention variants' checks (scripts/attention_variants_check.sh
 #            PHASE=check); it returns once they have ended or its time is nearly up
@@ -13,8 +13,9 @@
 #            (PHASE=time), ./dev/cuda/classifier and ./dev/cuda/reduce, and --profile-step 4 of
 #            gpt-1b and dit-1b at the bench shapes
 #   bench    scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch peers (PEER,
-#            default .peer: a copy of ../shared/bench), ROUNDS rounds (default 1: three of all
-#            four configs do not fit one command; CONFIGS picks, e.g. CONFIGS="dit-1b gpt-1b")
+#            default .peer: a copy of ../shared/bench), ROUNDS rounds (default 1), CONFIGS (e.g.
+#            "dit-1b gpt-1b"; one round of all four does not fit one command: the peers compile
+#            first); a config still running at BENCH_S (560) s is stopped, each finished one is packed
 #   stall    scripts/ckpt_stall_check.sh (issue 19's save-stall table)
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
 # Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, bench, stall)
@@ -42,7 +43,7 @@ checks)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$W/gpu.txt"
     make -j"$(nproc)" train_dit train_gpt > "$W/build1.log" 2>&1 || { tail -30 "$W/build1.log"; exit 1; }
     rm -f "$W"/*.rc
-    bg edm "OUT=$W/edm OBJECTIVES='rf edm_scaled' PARALLEL=1 bash scripts/edm_check.sh"
+    bg edm "OUT=$W/edm OBJECTIVES='rf edm' PARALLEL=1 bash scripts/edm_check.sh"
     make -j"$(nproc)" all > "$W/build2.log" 2>&1 || { tail -30 "$W/build2.log"; exit 1; }
     echo "builds: $(since) s"
     bg test_gpu "TEST_PART=gpu bash test/run_tests.sh"
@@ -69,7 +70,15 @@ bench)
     PEER=${PEER:-.peer}; [ -d "$PEER" ] || { echo "no peer folder $PEER (copy ../shared/bench there)"; exit 1; }
     for c in ${CONFIGS:-gpt-s gpt-1b dit-s dit-1b}; do
         case $c in gpt-*) s=bench_gpt.sh ;; dit-*) s=bench_dit.sh ;; *) echo "CONFIGS: unknown $c"; exit 1 ;; esac
-        PEER=$PEER ROUNDS=${ROUNDS:-1} OUT="$W/bench" timeout $(( 570 - $(since) )) bash "scripts/$s" "$c" | tee -a "$W/bench.txt"
+        left=$(( ${BENCH_S:-560} - $(since) )); [ "$left" -gt 5 ] || { echo "bench $c: not started, no time left"; continue; }
+        # its own process group, killed whole when its time is up (a peer's python outlives a plain timeout)
+        setsid env PEER="$PEER" ROUNDS="${ROUNDS:-1}" OUT="$W/bench" bash "scripts/$s" "$c" > "$W/bench_$c.txt" 2>&1 &
+        pid=$!
+        ( sleep "$left"; kill -- -"$pid" 2>/dev/null ) & watcher=$!
+        wait "$pid" || echo "bench $c: exit $? (stopped after $left s?)"
+        kill "$watcher" 2>/dev/null
+        grep '^bench ' "$W/bench_$c.txt" | tee -a "$W/bench.txt"
+        pack   # what has finished comes back even if a later config is cut off
     done
     ;;
 stall)

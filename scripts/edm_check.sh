@@ -4,32 +4,32 @@
 # samples, guidance 4; rf: Euler, edm: Heun, both --sample-steps 25). Prints one
 # markdown table for docs/results.md; the sample grids land in OUT/<objective>/eval/.
 # Objectives (OBJECTIVES, default "rf edm"):
-#   rf          --objective rf
-#   edm         --objective edm with the run's defaults (--edm-sigma-data 1; EDM's noise levels:
-#               P_mean -1.2, sigma 0.002 .. 80) and EDM_FLAGS
-#   edm_scaled  --objective edm with EDM's noise levels scaled to the data's scale (sigma_data 1
-#               is twice EDM's 0.5, so every sigma twice EDM's: ln 2 added to P_mean) and
-#               EDM_SCALED_FLAGS (default "--edm-p-mean -0.51 --edm-sigma-min 0.004 --edm-sigma-max 160")
+#   rf            --objective rf
+#   edm           --objective edm with the run's defaults (--edm-sigma-data 1 and EDM's noise levels
+#                 scaled to that data scale: every sigma twice EDM's, P_mean -0.51, sigma 0.004 .. 160)
+#                 and EDM_FLAGS
+#   edm_unscaled  --objective edm with EDM's own noise levels (P_mean -1.2, sigma 0.002 .. 80, set for
+#                 data of scale 0.5): the run's defaults before 2026-12-05, EDM_UNSCALED_FLAGS
 # Each run takes about 3 minutes on an H100 (7 on the H200 of an earlier session, which shared
 # its GPU); PARALLEL=1 runs the objectives side by side on one GPU (each needs about 6 GB; the
 # dataset is built once first), for quality only: their step times mean nothing then.
 # The table lists every objective whose log is in OUT.
-# Usage (GPU machine): OUT=dir [OBJECTIVES="rf edm edm_scaled"] [PARALLEL=1] bash scripts/edm_check.sh
+# Usage (GPU machine): OUT=dir [OBJECTIVES="rf edm edm_unscaled"] [PARALLEL=1] bash scripts/edm_check.sh
 #   (default OUT=log/edm_check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/edm_check}; mkdir -p "$OUT"
-ALL="rf edm edm_scaled"
+ALL="rf edm edm_unscaled"
 OBJECTIVES=${OBJECTIVES:-"rf edm"}
 for o in $OBJECTIVES; do
-    case " $ALL " in *" $o "*) ;; *) echo "edm_check: OBJECTIVES takes rf, edm and edm_scaled, got '$o'"; exit 1 ;; esac
+    case " $ALL " in *" $o "*) ;; *) echo "edm_check: OBJECTIVES takes rf, edm and edm_unscaled, got '$o'"; exit 1 ;; esac
 done
 make -j"$(nproc)" train_dit > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 flags_of() {
     case $1 in
         rf) echo "--objective rf" ;;
         edm) echo "--objective edm ${EDM_FLAGS:-}" ;;
-        edm_scaled) echo "--objective edm ${EDM_SCALED_FLAGS:---edm-p-mean -0.51 --edm-sigma-min 0.004 --edm-sigma-max 160}" ;;
+        edm_unscaled) echo "--objective edm ${EDM_UNSCALED_FLAGS:---edm-p-mean -1.2 --edm-sigma-min 0.002 --edm-sigma-max 80}" ;;
     esac
 }
 run_one() {  # run_one OBJECTIVE: the default run, its log in OUT/OBJECTIVE.log

@@ -99,8 +99,9 @@ static void flash_bwd_check_algo(FlashBwdAlgo) {}
 //   forward   sm90 (warp-specialized) at hd 64 and 128 with TMA (fixed layout, hd exactly
 //             64 / 128: fwd_tma_ok) and at padded hd 80 with cp.async; mma.sync elsewhere
 //   backward  the fused sm90 kernel at every head dim where the sm90 kernels run (ordered or
-//             atomic; ordered at hd 64, and at padded hd 80 with one query head per group, the
-//             warp-specialized one); split: sm90 at padded hd 80 and 128, mma.sync elsewhere
+//             atomic; ordered at hd 64 and 128, and at padded hd 80 with one query head per
+//             group, the warp-specialized one, dev/cuda/NOTES.md; timed on an H100); split: sm90
+//             at padded hd 80 and 128, mma.sync elsewhere
 // Head dims not named there were not measured: mma.sync.
 template <int HD>
 struct FlashTiles {
@@ -125,11 +126,14 @@ struct FlashTiles {
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_ORDERED, HD <= 64 ? flash::DQ_NS3 : 0}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_ORDERED, 0};
     // the ordered backward, warp-specialized (flash_sm90_bwd_ws.cuh), where it was measured faster
-    // than the fused kernel: hd 64 with 128 query rows per tile (two stages); padded hd 80 with
-    // TMA Q/dO loads (64 rows, three stages), which needs one query head per group (bwd_ws_tma_ok)
-    static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 80 ? 64 : 0;
-    static constexpr int sm90_ordered_ws_stages = HD == 64 ? 2 : 3;
-    static constexpr bool sm90_ordered_ws_tma = HD == 80;
+    // than the fused kernel. With TMA Q/dO loads (64 query rows, three stages) where
+    // bwd_ws_tma_ok: hd 64 in the fixed layout (r dividing 64), padded hd 80 with one query head
+    // per group (and there the query split, where few K/V tiles leave SMs idle). With cp.async
+    // (elsewhere): hd 64 with 128 query rows (two stages), hd 128 with 64 (two stages: the
+    // shared memory); padded hd 80 without TMA keeps the fused kernel.
+    static constexpr bool sm90_ordered_ws_tma = HD == 64 || HD == 80;
+    static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
+    static constexpr int sm90_ordered_ws_stages = 2;
     static constexpr flash::Sm90DkdvConfig sm90_atomic =
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_PIPE, 0};
@@ -173,20 +177,24 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         return;
     }
     if (algo == FlashBwdAlgo::ordered) {
-        if constexpr (T::sm90_ordered_ws_bq > 0) {
-            if (!T::sm90_ordered_ws_tma || flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
-                if constexpr (T::sm90_ordered_ws_tma) {   // few K/V tiles: the query tiles in chunks
-                    const int chunks = flash::bwd_ws_query_chunks(p, T::sm90_ordered_ws_bq, flash_sm_count(), w.split_floats);
+        if constexpr (T::sm90_ordered_ws_tma) {
+            if (flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
+                if constexpr (HD == 80) {   // few K/V tiles: the query tiles in chunks (QSPLIT)
+                    const int chunks = flash::bwd_ws_query_chunks(p, 64, flash_sm_count(), w.split_floats);
                     if (chunks > 1) {
-                        flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, true, true>(
-                            dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st, w.split, chunks);
+                        flash::bwd_ws_sm90_launch<HD, 64, 3, true, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st,
+                                                                        w.split, chunks);
                         return;
                     }
                 }
-                flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, T::sm90_ordered_ws_tma>(
-                    dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
+                flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
                 return;
             }
+        }
+        if constexpr (T::sm90_ordered_ws_bq > 0) {
+            flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages>(dq, dk, dv, w.dq_acc, w.locks, q, k, v,
+                                                                                           dout, L, D, p, st);
+            return;
         }
         flash::dkdv_sm90_launch<HD, T::sm90_ordered>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc, w.locks);
         return;

@@ -8,11 +8,12 @@ namespace flash {
 
 // The deterministic fused backward of Hopper, warp-specialized: FlashAttention-3's structure
 // for the ordered dQ sums (DQ_ORDERED of flash_bwd_dkdv_sm90_kernel, flash_sm90.cuh). The
-// trainers' ordered backward at hd 64 (BQ 128) and at padded hd 80 with TMA loads (one query
-// head per group: the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention
-// times the other configurations as lab variants 30-38.
+// trainers' ordered backward at hd 64 (TMA loads in the fixed layout; else cp.async, BQ 128),
+// at hd 128 (cp.async, two stages) and at padded hd 80 with TMA loads (one query head per group:
+// the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention times the other
+// configurations as lab variants 30-38.
 // CTA = 3 warpgroups, BN = 128 keys of one group (K, V resident), BQ = 64 query rows per tile
-// (128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
+// (or 128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
 //   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
 //     stages with cp.async, each stage's arrival signalled on an mbarrier (full), a stage
 //     reused once both consumer warpgroups have released it (free: its dV and dK products
@@ -338,13 +339,15 @@ __global__ static void flash_dkdv_split_reduce_kernel(bf16* __restrict__ dk, bf1
 // The floats of scratch QSPLIT's chunks need (dK and dV partials)
 static size_t bwd_ws_split_floats(const FlashParams& p, int chunks) { return 2 * (size_t)chunks * p.B * p.nkv * p.max_Tk * p.hd; }
 // Query chunks for QSPLIT: enough CTAs to fill the GPU (sms) about twice, each chunk at least
-// four query tiles of BQ rows, at most FLASH_QSPLIT_MAX_CHUNKS and what room_floats of scratch hold
+// 32 query tiles of BQ rows (a CTA's fixed costs, the K/V load, the pipeline's fill and the fp32
+// partials, stay small against its loop; dev/cuda/NOTES.md has the two shapes that set it), at
+// most FLASH_QSPLIT_MAX_CHUNKS and what room_floats of scratch hold
 static int bwd_ws_query_chunks(const FlashParams& p, int BQ, int sms, size_t room_floats) {
     const long long ctas = (long long)ceil_div(p.max_Tk, 128) * p.B * p.nkv, tiles = ceil_div(p.max_rows, BQ);
     const size_t per_chunk = bwd_ws_split_floats(p, 1);
     if (per_chunk == 0) return 1;
     const long long fit = (long long)std::min(room_floats / per_chunk, (size_t)FLASH_QSPLIT_MAX_CHUNKS);
-    return (int)std::max(1LL, std::min({(2LL * sms + ctas - 1) / ctas, tiles / 4, fit}));
+    return (int)std::max(1LL, std::min({(2LL * sms + ctas - 1) / ctas, tiles / 32, fit}));
 }
 
 // QSPLIT: chunks query chunks, dkv_part bwd_ws_split_floats(p, chunks) floats of scratch
