@@ -10,8 +10,8 @@
 #            and the lab attention variants' checks (scripts/attention_variants_check.sh
 #            PHASE=check); it returns once they have ended or its time is nearly up
 #   timings  waits for whatever `checks` left running, then: the variants' timings
-#            (PHASE=time), ./dev/cuda/classifier and ./dev/cuda/reduce, and --profile-step 4 of
-#            gpt-1b and dit-1b at the bench shapes
+#            (PHASE=time), ./dev/cuda/classifier, ./dev/cuda/reduce and ./dev/cuda/matmul (the
+#            cuBLASLt algorithm per shape), and --profile-step 4 of gpt-1b and dit-1b at the bench shapes
 #   bench    scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch peers (PEER,
 #            default .peer: a copy of ../shared/bench), ROUNDS rounds (default 1), CONFIGS (e.g.
 #            "dit-1b gpt-1b"; one round of all four does not fit one command: the peers compile
@@ -60,7 +60,8 @@ timings)
     cat "$W/edm.log" "$W/recipe.log" 2>/dev/null
     [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=100 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
     [ -f "$W/av_time.log" ] && tail -40 "$W/av_time.log"
-    for k in classifier reduce; do timeout 40 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
+    for k in classifier reduce matmul; do timeout 120 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
+    grep -E '^matmul_(forward|backward)' "$W/matmul.log" | grep ' first ' || true
     timeout 60 ./train_gpt --preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 6 --warmup 5 --dropout 0 --val-every 0 \
         --sample-every -1 --log-dir "$W/prof_gpt1b" --profile-step 4 > "$W/prof_gpt1b.log" 2>&1; echo "profile gpt-1b: exit $?"
     timeout 60 ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 \

@@ -34,13 +34,20 @@ static inline void cublas_init() {
 }
 
 
-// A planned product: descriptors and the heuristic's algorithm, built once per
-// distinct shape and reused (planning costs tens of microseconds per call).
+// A planned product: descriptors and the heuristic's algorithm, built once per distinct shape
+// and reused (planning costs tens of microseconds per call). dev/cuda/matmul sets
+// matmul_candidates_on before its first product: the plans then also hold the heuristic's next
+// suggestions, and matmul_algo_index picks the one matmul_lt runs (the trainers: the first).
+constexpr int MATMUL_CANDIDATES = 8;
 struct MatmulPlan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t algos[MATMUL_CANDIDATES];
+    int n_algos;
 };
+static bool matmul_candidates_on = false;
+static int matmul_algo_index = 0;        // which of a plan's algorithms matmul_lt runs
+static int matmul_last_n_algos = 0;      // how many the last matmul_lt's plan holds
 struct MatmulKey {
     int m, n, k, lda, ldb, ldd, d_type, ab_type;
     bool ta, tb, bias;
@@ -70,12 +77,18 @@ static const MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
-    cublasLtMatmulHeuristicResult_t heur;
+    cublasLtMatmulHeuristicResult_t heur[MATMUL_CANDIDATES];
     int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1, &heur, &found));
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1, heur, &found));
     if (found == 0) fail("cuBLASLt: no algorithm for m=%d n=%d k=%d ta=%d tb=%d bias=%d", key.m, key.n, key.k, key.ta, key.tb, key.bias);
-    p.algo = heur.algo;
+    p.algos[0] = heur[0].algo;
+    p.n_algos = 1;
+    if (matmul_candidates_on) {   // the suggestions after the first (a longer list may order them otherwise)
+        cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, MATMUL_CANDIDATES, heur, &found));
+        for (int i = 0; i < found && p.n_algos < MATMUL_CANDIDATES; i++)
+            if (memcmp(&heur[i].algo, &p.algos[0], sizeof(cublasLtMatmulAlgo_t)) != 0) p.algos[p.n_algos++] = heur[i].algo;
+    }
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return matmul_plans[key] = p;
 }
 
@@ -97,7 +110,9 @@ static inline void matmul_lt(void* d, cudaDataType_t d_type, const void* a, cons
     key.d_type = (int)d_type; key.ab_type = (int)ab_type; key.ta = trans_a; key.tb = trans_b; key.bias = bias != nullptr;
     const MatmulPlan& p = matmul_plan(key, d_type, ab_type);
     if (bias) cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algo,
+    matmul_last_n_algos = p.n_algos;
+    if (matmul_algo_index >= p.n_algos) fail("matmul_lt: candidate %d of %d", matmul_algo_index, p.n_algos);
+    cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[matmul_algo_index],
                                cublaslt_workspace, cublaslt_workspace_size, stream));
 }
 
@@ -110,13 +125,21 @@ static inline void matmul_forward(floatX* out, const floatX* inp, const floatX* 
 // dinp[M, K] = dout[M, N] @ weight[N, K]  (accumulate into dinp when accumulate)
 // dweight[N, K] += dout^T @ inp, in fp32 (gradients are fp32 so that gradient
 // accumulation over micro-steps does not round to bf16 each time).
-static inline void matmul_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
-                                   const floatX* weight, int M, int N, int K, bool accumulate_dinp, cudaStream_t stream) {
+static inline void matmul_backward_dinp(floatX* dinp, const floatX* dout, const floatX* weight, int M, int N, int K,
+                                        bool accumulate_dinp, cudaStream_t stream) {
     // column-major: dinp^T [K, M] = weight^T [K, N] @ dout^T [N, M]
     matmul_lt(dinp, CUBLAS_LOWP, weight, dout, CUBLAS_LOWP, nullptr, K, M, N, false, false, K, N, K, 1.0f,
               accumulate_dinp ? 1.0f : 0.0f, stream);
+}
+static inline void matmul_backward_dweight(float* dweight, const floatX* dout, const floatX* inp, int M, int N, int K,
+                                           cudaStream_t stream) {
     // column-major: dweight^T [K, N] += inp^T [K, M] @ dout [M, N]
     matmul_lt(dweight, CUDA_R_32F, inp, dout, CUBLAS_LOWP, nullptr, K, N, M, false, true, K, N, K, 1.0f, 1.0f, stream);
+}
+static inline void matmul_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
+                                   const floatX* weight, int M, int N, int K, bool accumulate_dinp, cudaStream_t stream) {
+    matmul_backward_dinp(dinp, dout, weight, M, N, K, accumulate_dinp, stream);
+    matmul_backward_dweight(dweight, dout, inp, M, N, K, stream);
 }
 
 static inline void cublas_free() {
