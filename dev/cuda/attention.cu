@@ -813,6 +813,9 @@ int main() {
         {1, 40, 2, 1, 8, true},      // hd 8
         {1, 97, 4, 2, 120, false},   // hd 120, odd T
         {2, 264, 16, 16, 96, true},  // hd 96, MHA
+        {2, 150, 8, 2, 64, true},    // hd 64 r = 4, ragged causal tiles in two samples (TMA: rows past T read as zeros)
+        {3, 97, 6, 3, 64, true},     // hd 64 r = 2, odd T, three samples
+        {2, 90, 4, 2, 128, false},   // hd 128 r = 2, ragged full tiles, two samples
         {1, 300, 4, 4, 72, false},   // hd 72 full, T = 300
     };
     const char* nocheck = getenv("ATTN_NOCHECK");
