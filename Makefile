@@ -44,7 +44,7 @@ endif
 
 LLMC_HEADERS := $(wildcard llmc/*/*.h llmc/*/*.cuh)
 CUDA_BENCHES := $(patsubst %.cu,%,$(wildcard dev/cuda/*.cu))
-CPU_TESTS    := test/test_profile test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/test_dataloader test/test_checkpoint test/test_latent_data test/test_moving_shapes test/test_gif test/test_rendezvous test/test_zero test/test_safetensors test/test_megatron_data test/test_hf test/test_hf_tokenizer test/test_convert_mugv test/test_token_data test/test_memory_plan test/test_ckpt_fallback test/test_ckpt_background test/test_sft_data test/test_context_parallel
+CPU_TESTS    := test/test_rand test/test_profile test/test_gpt_cpu test/test_dit_cpu test/test_tokenizer test/test_dataloader test/test_checkpoint test/test_latent_data test/test_moving_shapes test/test_gif test/test_rendezvous test/test_zero test/test_safetensors test/test_megatron_data test/test_hf test/test_hf_tokenizer test/test_convert_mugv test/test_token_data test/test_memory_plan test/test_ckpt_fallback test/test_ckpt_background test/test_sft_data test/test_context_parallel
 GPU_TESTS    := test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32
 
 .PHONY: all test cpu gpu benches clean

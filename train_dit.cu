@@ -450,12 +450,8 @@ static std::vector<float> dit_init_params(const DiTConfig& cfg, const std::vecto
         const std::string& n = t.name;
         const bool norm_w = n.size() >= 11 && n.compare(n.size() - 11, 11, "norm.weight") == 0;
         const bool bias = n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
-        for (size_t k = 0; k < t.numel; k++) {
-            if (norm_w) x[k] = 1.0f;
-            else if (bias) x[k] = 0.0f;
-            else if (n.find("scale_shift_table") != std::string::npos) x[k] = inv_sqrt_c * rng_normal(&rng);
-            else x[k] = 0.02f * rng_normal(&rng);
-        }
+        if (norm_w) std::fill(x, x + t.numel, 1.0f);
+        else if (!bias) rng_fill_normal(x, t.numel, n.find("scale_shift_table") != std::string::npos ? inv_sqrt_c : 0.02f, &rng);
     }
     return p;
 }

@@ -260,7 +260,7 @@ static std::vector<float> gpt_init_params(const GPTConfig& cfg, const std::vecto
             if (t.name == "wo" || t.name == "wdown") std /= sqrtf(2.0f * cfg.n_layer);
             size_t rows_valid = t.numel;
             if (t.name == "wte" || t.name == "lm_head") rows_valid = (size_t)cfg.vocab_size * cfg.d_model;
-            for (size_t k = 0; k < rows_valid; k++) x[k] = std * rng_normal(&rng);
+            rng_fill_normal(x, rows_valid, std, &rng);
         }
     }
     return p;

@@ -61,6 +61,7 @@ run "SFT shards and their loader (conversations, loss mask, packing)" ./test/tes
 run "prepare_sft.py (chat template, assistant-only mask)" bash test/test_prepare_sft.sh
 run "moving shapes" ./test/test_moving_shapes
 run "gif and png writers" ./test/test_gif
+run "RNG jump-ahead and threaded normal fill (the parameter init)" ./test/test_rand
 run "prepare_mugv.py" bash test/test_prepare_mugv.sh
 run "prepare_dfm.py" bash test/test_prepare_dfm.sh
 run "convert_mugv.py (MUG-V DiT weights <-> model.bin)" bash test/test_convert_mugv.sh

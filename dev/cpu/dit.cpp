@@ -568,12 +568,8 @@ void dit_cpu_init_params(DiTCpu* g, uint64_t seed) {
         const std::string& n = p.name;
         const bool ends_norm_w = n.size() >= 11 && n.compare(n.size() - 11, 11, "norm.weight") == 0;
         const bool is_bias = n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
-        for (size_t k = 0; k < p.numel; k++) {
-            if (ends_norm_w) w[k] = 1.0f;
-            else if (is_bias) w[k] = 0.0f;
-            else if (n.find("scale_shift_table") != std::string::npos) w[k] = inv_sqrt_c * rng_normal(&rng);
-            else w[k] = 0.02f * rng_normal(&rng);
-        }
+        if (ends_norm_w || is_bias) std::fill(w, w + p.numel, ends_norm_w ? 1.0f : 0.0f);
+        else rng_fill_normal(w, p.numel, n.find("scale_shift_table") != std::string::npos ? inv_sqrt_c : 0.02f, &rng);
     }
 }
 

@@ -506,7 +506,7 @@ void gpt_cpu_init_params(GPTCpu* g, uint64_t seed) {
         } else {
             float std = 0.02f;
             if (n == "wo" || n == "wdown") std /= sqrtf(2.0f * c.n_layer);
-            for (size_t k = 0; k < p.numel; k++) w[k] = std * rng_normal(&rng);
+            rng_fill_normal(w, p.numel, std, &rng);
             if (n == "wte" || n == "lm_head")
                 for (size_t k = (size_t)c.vocab_size * c.d_model; k < p.numel; k++) w[k] = 0.0f;
         }
