@@ -3,15 +3,15 @@
 # when device time is short: the correctness work shares the GPU (nothing in it is timed),
 # the timings get the GPU to themselves. Logs go to $OUT; W (default /tmp/device_session)
 # keeps the state between the parts, which must run on the same machine, in this order:
-#   checks   builds everything; then side by side: the GPU half of `make test`
-#            (TEST_PART=gpu), the EDM quality runs (scripts/edm_check.sh, OBJECTIVES "rf edm",
-#            PARALLEL=1), the SFT
-#            recipes (scripts/sft_recipe_check.sh)
+#   checks   builds everything (what `bash scripts/prebuilt.sh pack` built ahead, carried as
+#            .prebuilt.tgz, is taken where it matches this tree); then side by side: the GPU
+#            half of `make test` (TEST_PART=gpu), the EDM quality runs (scripts/edm_check.sh,
+#            OBJECTIVES "rf edm", PARALLEL=1), the SFT recipes (scripts/sft_recipe_check.sh)
 #            and the lab attention variants' checks (scripts/attention_variants_check.sh
 #            PHASE=check); it returns once they have ended or its time is nearly up
 #   timings  waits for whatever `checks` left running, then: the variants' timings
 #            (PHASE=time), ./dev/cuda/classifier, ./dev/cuda/reduce and ./dev/cuda/matmul (the
-#            cuBLASLt algorithm per shape), and --profile-step 4 of gpt-1b and dit-1b at the bench shapes
+#            cuBLASLt algorithm per shape), and --profile-step 4 of the four bench configs
 #   bench    scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch peers (PEER,
 #            default .peer: a copy of ../shared/bench), ROUNDS rounds (default 1), CONFIGS (e.g.
 #            "dit-1b gpt-1b"; one round of all four does not fit one command: the peers compile
@@ -19,6 +19,7 @@
 #   stall    scripts/ckpt_stall_check.sh (issue 19's save-stall table)
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
 # Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, bench, stall)
+#   (here, first: bash scripts/prebuilt.sh pack; the device calls carry [".peer", ".prebuilt.tgz"])
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 part=${1:-}
@@ -41,6 +42,7 @@ BG=(test_gpu edm recipe)
 case $part in
 checks)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$W/gpu.txt"
+    bash scripts/prebuilt.sh unpack   # the builds made ahead (.prebuilt.tgz, carried), where they match this tree
     make -j"$(nproc)" train_dit train_gpt > "$W/build1.log" 2>&1 || { tail -30 "$W/build1.log"; exit 1; }
     rm -f "$W"/*.rc
     bg edm "OUT=$W/edm OBJECTIVES='rf edm' PARALLEL=1 bash scripts/edm_check.sh"
@@ -62,10 +64,16 @@ timings)
     [ -f "$W/av_time.log" ] && tail -40 "$W/av_time.log"
     for k in classifier reduce matmul; do timeout 120 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
     grep -E '^matmul_(forward|backward)' "$W/matmul.log" | grep ' first ' || true
-    timeout 60 ./train_gpt --preset gpt-1b --random-data 1 --batch-size 8 --seq-len 2048 --steps 6 --warmup 5 --dropout 0 --val-every 0 \
-        --sample-every -1 --log-dir "$W/prof_gpt1b" --profile-step 4 > "$W/prof_gpt1b.log" 2>&1; echo "profile gpt-1b: exit $?"
-    timeout 60 ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 \
-        --steps 6 --log-dir "$W/prof_dit1b" --profile-step 4 > "$W/prof_dit1b.log" 2>&1; echo "profile dit-1b: exit $?"
+    # the bench configs' flags (scripts/bench_gpt.sh, bench_dit.sh), six steps, the fourth traced
+    profile() {   # profile NAME TRAINER FLAGS...
+        local n=$1; shift
+        timeout 90 "$@" --log-dir "$W/prof_$n" --profile-step 4 > "$W/prof_$n.log" 2>&1; echo "profile $n: exit $?"
+    }
+    gpt_flags="--random-data 1 --steps 6 --warmup 5 --dropout 0 --val-every 0 --sample-every -1"
+    profile gpt1b ./train_gpt --preset gpt-1b --batch-size 8 --seq-len 2048 $gpt_flags
+    profile gpts ./train_gpt --preset gpt-s --batch-size 32 --seq-len 1024 $gpt_flags
+    profile dit1b ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 --steps 6
+    profile dits ./train_dit --preset dit-s --batch-size 8 --frames 8 --height 32 --width 32 --text-len 128 --random-data 1 --steps 6
     ;;
 bench)
     PEER=${PEER:-.peer}; [ -d "$PEER" ] || { echo "no peer folder $PEER (copy ../shared/bench there)"; exit 1; }
