@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -81,9 +82,14 @@ static inline void rng_fill_normal(float* x, size_t n, float scale, Rng* r, unsi
         const size_t k0 = t * per, k1 = std::min(n, k0 + per);
         Rng rt = *r;
         rng_jump(&rt, 2 * (uint64_t)k0);
-        workers.emplace_back([x, k0, k1, scale, rt]() mutable {
+        auto part = [x, k0, k1, scale, rt]() mutable {
             for (size_t k = k0; k < k1; k++) x[k] = scale * rng_normal(&rt);
-        });
+        };
+        try {
+            workers.emplace_back(part);
+        } catch (const std::exception&) {   // no thread to be had: this part here, the same floats
+            part();
+        }
     }
     for (std::thread& w : workers) w.join();
     rng_jump(r, 2 * (uint64_t)n);
