@@ -186,19 +186,13 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
     const FlashGroup G = flash_group(p, grp);
     if (n0 >= G.Tk) return;  // varlen: this sample has fewer keys than the longest
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
     const float* L = Lp + G.ld0;
     const float* Dg = Dp + G.ld0;
-    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
-    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
-    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    const FlashGroupRows R = flash_group_rows(p, G, qp, kp, vp, dout);
     auto load_q_tile = [&](int it, int st) {
         const int m0 = it * BQ;
-        load_tile<BQ, HD, NT>(sQ + st * BQ * LD, m0, rows, hd, qrow);
-        load_tile<BQ, HD, NT>(sdO + st * BQ * LD, m0, rows, hd, orow);
+        load_tile<BQ, HD, NT>(sQ + st * BQ * LD, m0, rows, hd, R.q);
+        load_tile<BQ, HD, NT>(sdO + st * BQ * LD, m0, rows, hd, R.o);
         for (int i = threadIdx.x; i < BQ; i += NT) {
             const bool ok = m0 + i < rows;
             cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
@@ -207,8 +201,8 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
     };
     // causal: query rows i with position i / r >= n0 only
     const int it0 = p.causal ? (n0 * r) / BQ : 0, nit = ceil_div(rows, BQ);
-    load_tile<BN, HD, NT>(sK, n0, T, hd, krow);
-    load_tile<BN, HD, NT>(sV, n0, T, hd, vrow);
+    load_tile<BN, HD, NT>(sK, n0, T, hd, R.k);
+    load_tile<BN, HD, NT>(sV, n0, T, hd, R.v);
     load_q_tile(it0, 0);
     cp_async_commit();
 
@@ -330,19 +324,13 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
     const FlashGroup G = flash_group(p, grp);
     if (m0 >= G.rows) return;  // varlen: this sample is shorter than the longest
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
-    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
-    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
-    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    const FlashGroupRows R = flash_group_rows(p, G, qp, kp, vp, dout);
     const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / r + 1 : T;
     const int ntiles = ceil_div(kv_end, BN);
-    load_tile<BM, HD, NT>(sQ, m0, rows, hd, qrow);
-    load_tile<BM, HD, NT>(sdO, m0, rows, hd, orow);
-    load_tile<BN, HD, NT>(sK, 0, T, hd, krow);
-    load_tile<BN, HD, NT>(sV, 0, T, hd, vrow);
+    load_tile<BM, HD, NT>(sQ, m0, rows, hd, R.q);
+    load_tile<BM, HD, NT>(sdO, m0, rows, hd, R.o);
+    load_tile<BN, HD, NT>(sK, 0, T, hd, R.k);
+    load_tile<BN, HD, NT>(sV, 0, T, hd, R.v);
     cp_async_commit();
 
     const int wrow0 = m0 + warp * WR, pos_lo = m0 / r;
@@ -371,8 +359,8 @@ __global__ void __launch_bounds__(BM * 2 / MW) flash_bwd_dq_kernel(bf16* __restr
     for (int j = 0; j < ntiles; j++) {
         const int st = j & 1, n0 = j * BN;
         if (j + 1 < ntiles) {
-            load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, n0 + BN, T, hd, krow);
-            load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, n0 + BN, T, hd, vrow);
+            load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, n0 + BN, T, hd, R.k);
+            load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, n0 + BN, T, hd, R.v);
             cp_async_commit();
             cp_async_wait<1>();
         } else {

@@ -565,19 +565,13 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     // DQ_ORDERED sums' first term, always runs)
     if (n0 >= G.Tk) return;
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
     const float* L = Lp + G.ld0;
     const float* Dg = Dp + G.ld0;
-    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
-    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
-    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    const FlashGroupRows R = flash_group_rows(p, G, qp, kp, vp, dout);
     auto load_q_tile = [&](int it, int st) {
         const int m0 = it * BQ;
-        load_tile_cm<BQ, HD, NT>(sQ + st * BQ * HD, m0, rows, hd, qrow);
-        load_tile_cm<BQ, HD, NT>(sdO + st * BQ * HD, m0, rows, hd, orow);
+        load_tile_cm<BQ, HD, NT>(sQ + st * BQ * HD, m0, rows, hd, R.q);
+        load_tile_cm<BQ, HD, NT>(sdO + st * BQ * HD, m0, rows, hd, R.o);
         for (int i = threadIdx.x; i < BQ; i += NT) {
             const bool ok = m0 + i < rows;
             cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);
@@ -588,8 +582,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dkdv_sm90_kernel(bf16* __
     // the query tile of loop step `step` (DQ_ORDERED: last to first, so that the chain of K/V
     // tiles adding to one query tile lags by one addition per K/V tile, not by whole loops)
     auto tile_of = [&](int step) { return DQ == DQ_ORDERED ? nit - 1 - step : it0 + step; };
-    load_tile_cm<BN, HD, NT>(sK, n0, T, hd, krow);
-    load_tile_cm<BN, HD, NT>(sV, n0, T, hd, vrow);
+    load_tile_cm<BN, HD, NT>(sK, n0, T, hd, R.k);
+    load_tile_cm<BN, HD, NT>(sV, n0, T, hd, R.v);
     load_q_tile(tile_of(0), 0);
     cp_async_commit();
 
@@ -795,19 +789,13 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
     const FlashGroup G = flash_group(p, grp);
     if (m0 >= G.rows) return;
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
-    const bf16* Q = qp + G.q0;
-    const bf16* K = kp + G.k0;
-    const bf16* V = vp + G.v0;
-    auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
-    auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
-    auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
-    auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
+    const FlashGroupRows R = flash_group_rows(p, G, qp, kp, vp, dout);
     const int kv_end = p.causal ? (min(m0 + BM, rows) - 1) / r + 1 : T;
     const int ntiles = ceil_div(kv_end, BN);
-    load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, qrow);
-    load_tile_cm<BM, HD, NT>(sdO, m0, rows, hd, orow);
-    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, krow);
-    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, vrow);
+    load_tile_cm<BM, HD, NT>(sQ, m0, rows, hd, R.q);
+    load_tile_cm<BM, HD, NT>(sdO, m0, rows, hd, R.o);
+    load_tile_cm<BN, HD, NT>(sK, 0, T, hd, R.k);
+    load_tile_cm<BN, HD, NT>(sV, 0, T, hd, R.v);
     cp_async_commit();
 
     const int rowA = m0 + warp * 16 + g, rowB = rowA + 8, posA = rowA / r, posB = rowB / r, pos_lo = m0 / r;
@@ -823,8 +811,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
     for (int j = 0; j < ntiles; j++) {
         const int st = j % NS, n0 = j * BN;
         if (j + 1 < ntiles) {
-            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, krow);
-            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, vrow);
+            load_tile_cm<BN, HD, NT>(sK + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, R.k);
+            load_tile_cm<BN, HD, NT>(sV + ((j + 1) % NS) * BN * HD, n0 + BN, T, hd, R.v);
             cp_async_commit();
             cp_async_wait<1>();
         } else {

@@ -125,17 +125,11 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     if (wg == 0) {
         setmaxnreg_dec<BWD_WS_PRODUCER_REGS>();
         if (warp < 3) {  // the producer
-            const bf16* Q = qp + G.q0;
-            const bf16* K = kp + G.k0;
-            const bf16* V = vp + G.v0;
             const float* L = Lp + G.ld0;
             const float* Dg = Dp + G.ld0;
-            auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
-            auto orow = [&](int i) { return dout + G.o0 + (size_t)(i / r) * p.o_ts + (size_t)(i % r) * hd; };
-            auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
-            auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
-            load_tile_cm<BN, HD, NTP, decltype(krow), 2>(sK, n0, T, hd, krow);
-            load_tile_cm<BN, HD, NTP, decltype(vrow), 2>(sV, n0, T, hd, vrow);
+            const FlashGroupRows R = flash_group_rows(p, G, qp, kp, vp, dout);
+            load_tile_cm<BN, HD, NTP, FlashRows, 2>(sK, n0, T, hd, R.k);
+            load_tile_cm<BN, HD, NTP, FlashRows, 2>(sV, n0, T, hd, R.v);
             cp_async_mbarrier_arrive(bar_kv);
             if constexpr (TMA) {
                 // coordinates past the columns: Q fixed (row, group) or varlen (head, token); dO at
@@ -167,8 +161,8 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                 for (int step = 0; step < nsteps; step++) {
                     const int st = step % NS, m0 = tile_of(step) * BQ;
                     if (step >= NS) mbarrier_wait(bar_free(st), (step / NS - 1) & 1);
-                    load_tile_cm<BQ, HD, NTP, decltype(qrow), 2>(sQ + st * BQ * HD, m0, rows, hd, qrow);
-                    load_tile_cm<BQ, HD, NTP, decltype(orow), 2>(sdO + st * BQ * HD, m0, rows, hd, orow);
+                    load_tile_cm<BQ, HD, NTP, FlashRows, 2>(sQ + st * BQ * HD, m0, rows, hd, R.q);
+                    load_tile_cm<BQ, HD, NTP, FlashOutRows, 2>(sdO + st * BQ * HD, m0, rows, hd, R.o);
                     for (int i = threadIdx.x; i < BQ; i += NTP) {
                         const bool ok = m0 + i < rows;
                         cp_async4(smem_u32(sL + st * BQ + i), ok ? L + m0 + i : L, ok);

@@ -104,6 +104,27 @@ __device__ __forceinline__ void load_tile(bf16* s, int row0, int nrows, int hd, 
     }
 }
 
+// A group's rows in global memory, as the tile loaders take them (RowPtr): q, k and v row i
+// of group G, and o row i of dO (or out): position i / r, head i % r of the group's heads.
+struct FlashRows {
+    const bf16* base;
+    int stride;
+    __device__ __forceinline__ const bf16* operator()(int i) const { return base + (size_t)i * stride; }
+};
+struct FlashOutRows {
+    const bf16* base;
+    int ts, r, hd;
+    __device__ __forceinline__ const bf16* operator()(int i) const { return base + (size_t)(i / r) * ts + (size_t)(i % r) * hd; }
+};
+struct FlashGroupRows {
+    FlashRows q, k, v;
+    FlashOutRows o;
+};
+__device__ __forceinline__ FlashGroupRows flash_group_rows(const FlashParams& p, const FlashGroup& G, const bf16* qp, const bf16* kp,
+                                                           const bf16* vp, const bf16* op) {
+    return {{qp + G.q0, p.q_rs}, {kp + G.k0, p.k_rs}, {vp + G.v0, p.v_rs}, {op + G.o0, p.o_ts, p.r, p.hd}};
+}
+
 // A warp's 16 finished rows (fragments of two rows per lane, already scaled) out
 // through its own rows of a shared tile, then 16-byte stores to rowptr(row) for row < nrows.
 template <int HD>
