@@ -672,9 +672,7 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             if constexpr (HD == 80) {
                 if (!p.pos && ov == 37 && flash::bwd_ws_tma_ok<80>(q, dout, p)) {   // 34 with the query split
                     // at least two chunks, so that the small checks split too (their own heuristic: one)
-                    static int sms = 0;
-                    if (!sms) cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-                    const int chunks = std::max(2, flash::bwd_ws_query_chunks(p, 64, sms, SIZE_MAX));
+                    const int chunks = std::max(2, flash::bwd_ws_query_chunks(p, 64, flash_sm_count(), SIZE_MAX));
                     static float* part = nullptr;
                     static size_t cap = 0;
                     const size_t need = flash::bwd_ws_split_floats(p, chunks);

@@ -132,6 +132,7 @@ struct FlashTiles {
     // (elsewhere): hd 64 with 128 query rows (two stages), hd 128 with 64 (two stages: the
     // shared memory); padded hd 80 without TMA keeps the fused kernel.
     static constexpr bool sm90_ordered_ws_tma = HD == 64 || HD == 80;
+    static constexpr int sm90_ordered_ws_tma_bq = 64, sm90_ordered_ws_tma_stages = 3;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
     static constexpr flash::Sm90DkdvConfig sm90_atomic =
@@ -179,15 +180,16 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     if (algo == FlashBwdAlgo::ordered) {
         if constexpr (T::sm90_ordered_ws_tma) {
             if (flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
+                constexpr int BQ = T::sm90_ordered_ws_tma_bq, NS = T::sm90_ordered_ws_tma_stages;
                 if constexpr (HD == 80) {   // few K/V tiles: the query tiles in chunks (QSPLIT)
-                    const int chunks = flash::bwd_ws_query_chunks(p, 64, flash_sm_count(), w.split_floats);
+                    const int chunks = flash::bwd_ws_query_chunks(p, BQ, flash_sm_count(), w.split_floats);
                     if (chunks > 1) {
-                        flash::bwd_ws_sm90_launch<HD, 64, 3, true, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st,
-                                                                        w.split, chunks);
+                        flash::bwd_ws_sm90_launch<HD, BQ, NS, true, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st,
+                                                                         w.split, chunks);
                         return;
                     }
                 }
-                flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
+                flash::bwd_ws_sm90_launch<HD, BQ, NS, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
                 return;
             }
         }

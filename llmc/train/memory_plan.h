@@ -58,9 +58,11 @@ static const double PLAN_DEFAULT_GPU_GIB = 139.8;                  // an H200
 
 // Mirrors of kernel constants that size small scratch slots (the kernels' headers are
 // CUDA; the start-up check catches a drift): llmc/core/reduce.cuh, llmc/kernels/layernorm.cuh,
-// rope3d.cuh, adaln.cuh, patchify.cuh (sizeof(DiTSample)).
+// rope3d.cuh, adaln.cuh, patchify.cuh (sizeof(DiTSample)), llmc/attention/flash_common.cuh
+// (FLASH_QSPLIT_MAX_CHUNKS).
 static const size_t PLAN_COLUMN_REDUCE_SPLITS = 64, PLAN_GLOBAL_NORM_BLOCKS = 512, PLAN_LN_BWD_BLOCKS = 396;
 static const size_t PLAN_ROPE3D_BWD_BLOCKS = 1056, PLAN_ADALN_SPLITS = 32, PLAN_ADALN_MIN_SLICES = 256, PLAN_DIT_SAMPLE_BYTES = 72;
+static const size_t PLAN_QSPLIT_MAX_CHUNKS = 8;
 
 struct PlanFlags {
     int plan = 0;                        // --plan: print the plan, exit 0 if it fits, 1 if not
@@ -239,7 +241,7 @@ static inline std::vector<PlanSlot> dit_plan_slots(const DiTConfig& c, const Pla
     // llmc/attention/flash_common.cuh flash_attention_varlen_scratch_bytes(N, nh, hd, B): L, D, dQ accumulator,
     // counters; flash_attention_query_split_bytes(Nt, nh, hd): the query split's dK / dV partials
     PlanSlot attn = plan_slot("att_scratch", (2 + hd) * N * nh * 4 + 16 + nh * ((size_t)((int)N / 64) + B + 1) * 4 +
-                                                 2 * 8 * Nt * nh * hd * 4 + 16);
+                                                 2 * PLAN_QSPLIT_MAX_CHUNKS * Nt * nh * hd * 4 + 16);
     attn.attention = true;
     const size_t reduce = std::max((PLAN_COLUMN_REDUCE_SPLITS + 2) * max_cols, std::max(PLAN_LN_BWD_BLOCKS * 2, PLAN_COLUMN_REDUCE_SPLITS) * C);
     const size_t adaln = (std::max(PLAN_ADALN_SPLITS * B, PLAN_ADALN_MIN_SLICES) * 4 + 2 * B * 2) * C;
