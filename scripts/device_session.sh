@@ -10,15 +10,19 @@
 #            and the lab attention variants' checks (scripts/attention_variants_check.sh
 #            PHASE=check); it returns once they have ended or its time is nearly up
 #   timings  waits for whatever `checks` left running, then: the variants' timings
-#            (PHASE=time), ./dev/cuda/classifier, ./dev/cuda/reduce and ./dev/cuda/matmul (the
-#            cuBLASLt algorithm per shape), and --profile-step 4 of the four bench configs
+#            (PHASE=time; only with VARIANTS=1), ./dev/cuda/classifier, ./dev/cuda/reduce and
+#            ./dev/cuda/matmul (the cuBLASLt algorithm per shape), the attention timings at the
+#            four perf shapes (ATTN_NOCHECK=1) beside the SDPA peer (torch_attn.py), and
+#            --profile-step 4 of the four bench configs
+#   peers    the PyTorch peers' steps kernel by kernel (scripts/peer_profile.py, torch.compile,
+#            PEER_CONFIGS, default "gpt-1b gpt-s"); their compiles also warm the cache for bench
 #   bench    scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch peers (PEER,
 #            default .peer: a copy of ../shared/bench), ROUNDS rounds (default 1), CONFIGS (e.g.
 #            "dit-1b gpt-1b"; one round of all four does not fit one command: the peers compile
 #            first); a config still running at BENCH_S (560) s is stopped, each finished one is packed
 #   stall    scripts/ckpt_stall_check.sh (issue 19's save-stall table)
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
-# Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, bench, stall)
+# Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, peers, bench, stall)
 #   (here, first: bash scripts/prebuilt.sh pack; the device calls carry [".peer", ".prebuilt.tgz"])
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -60,10 +64,13 @@ timings)
     state "${BG[@]}"
     tail -1 "$W/test_gpu.log"; grep '^FAIL' "$W/test_gpu.log" | head -10
     cat "$W/edm.log" "$W/recipe.log" 2>/dev/null
-    [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=100 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
+    [ "${VARIANTS:-0}" = 1 ] && [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=100 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
     [ -f "$W/av_time.log" ] && tail -40 "$W/av_time.log"
     for k in classifier reduce matmul; do timeout 120 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
     grep -E '^matmul_(forward|backward)' "$W/matmul.log" | grep ' first ' || true
+    ATTN_NOCHECK=1 timeout 150 ./dev/cuda/attention > "$W/attention_time.log" 2>&1; echo "attention timings: exit $?"
+    timeout 150 python3 "${PEER:-.peer}/torch_attn.py" > "$W/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
+    cat "$W/torch_attn.log"
     # the bench configs' flags (scripts/bench_gpt.sh, bench_dit.sh), six steps, the fourth traced
     profile() {   # profile NAME TRAINER FLAGS...
         local n=$1; shift
@@ -74,6 +81,15 @@ timings)
     profile gpts ./train_gpt --preset gpt-s --batch-size 32 --seq-len 1024 $gpt_flags
     profile dit1b ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 --steps 6
     profile dits ./train_dit --preset dit-s --batch-size 8 --frames 8 --height 32 --width 32 --text-len 128 --random-data 1 --steps 6
+    ;;
+peers)
+    PEER=${PEER:-.peer}
+    for c in ${PEER_CONFIGS:-gpt-1b gpt-s}; do
+        case $c in gpt-*) p=torch_gpt.py ;; dit-*) p=torch_dit.py ;; *) echo "PEER_CONFIGS: unknown $c"; exit 1 ;; esac
+        left=$(( 560 - $(since) )); [ "$left" -gt 30 ] || { echo "peer $c: not started, no time left"; continue; }
+        timeout "$left" python3 scripts/peer_profile.py "$PEER/$p" "$c" --compile > "$W/peer_$c.log" 2>&1
+        echo "peer $c: exit $?"; sed -n '/^peer step/,/^$/p' "$W/peer_$c.log"
+    done
     ;;
 bench)
     PEER=${PEER:-.peer}; [ -d "$PEER" ] || { echo "no peer folder $PEER (copy ../shared/bench there)"; exit 1; }
@@ -94,7 +110,7 @@ stall)
     OUT="$W/stall" EVERY=200 STEPS=610 timeout 540 bash scripts/ckpt_stall_check.sh
     ;;
 *)
-    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|bench|stall"; exit 2 ;;
+    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall"; exit 2 ;;
 esac
 echo "$part: $(since) s"
 pack
