@@ -133,6 +133,7 @@ struct GPT : ModelParams {
     float dropout = 0.0f;          // residual-branch dropout probability (training forwards only)
     uint64_t dropout_seed = 0;     // set per micro-step by the trainer; the backward reuses it
     bool dropout_active = false;   // whether the last forward applied dropout
+    bool grads_fresh = false;      // gpt_zero_grad ran since the last backward (see there)
     bool packed = false;           // whether the last forward had packed rows (positions: RoPE and attention per document)
     // context parallel (--cp, llmc/dist/context_parallel.h): this process holds cp.local ranks of a
     // group of cp.n; a forward of B x T rows runs on their tokens, chunk-major, as B, T = cp.local*2*B
@@ -440,7 +441,8 @@ static float gpt_mean_loss(GPT* g) { return (float)(gpt_loss_sum(g) / (g->B * g-
 // ----------------------------------------------------------------------------
 // Backward: from the dlogits the forward left in the logits buffer, layer by
 // layer in reverse, accumulating into the fp32 gradients (so that several
-// micro-batches add up). The residual-stream gradient lives in dresid.
+// micro-batches add up; the first after gpt_zero_grad overwrites the weight
+// products' gradients instead). The residual-stream gradient lives in dresid.
 
 
 // Selective recompute of block l: what its forward made cheaply from what the mode keeps
@@ -472,9 +474,12 @@ static void gpt_backward(GPT* g) {
     const AttnShape as = gpt_attn_shape(g);
     float* scratch = a.reduce_scratch;
 
+    // the weight products overwrite their gradients in the first backward after gpt_zero_grad
+    const bool acc = !g->grads_fresh;
+    g->grads_fresh = false;
     params_backward_begin(g);   // several GPUs (llmc/dist/distributed.cuh); a no-op on one
     cudaCheck(cudaMemsetAsync(a.dresid, 0, (size_t)BT * C * sizeof(floatX), st));
-    matmul_backward(a.dbuf, dw.lm_head, a.logits, a.lnf, w.lm_head, BT, Vp, C, false, st);
+    matmul_backward(a.dbuf, dw.lm_head, a.logits, a.lnf, w.lm_head, BT, Vp, C, false, st, acc);
     rmsnorm_backward(a.dresid, dw.final_norm, a.dbuf, gpt_layer(g, L - 1).resid_out, w.final_norm, a.rstdf, BT, C, scratch, st);
     params_grads_ready(g, ZERO_HEAD);   // several GPUs: the head's gradients can be reduced now
     for (int l = L - 1; l >= 0; l--) {
@@ -494,16 +499,16 @@ static void gpt_backward(GPT* g) {
             // the MLP branch's gradient: the residual gradient through the same dropout mask
             const floatX* dmlp = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 1), st); dmlp = a.dbuf; }
-            matmul_backward(a.dswiglu, dl.wdown, dmlp, la.swiglu, w.wdown + (size_t)l * C * F, BT, C, F, false, st);
+            matmul_backward(a.dswiglu, dl.wdown, dmlp, la.swiglu, w.wdown + (size_t)l * C * F, BT, C, F, false, st, acc);
             swiglu_backward(a.dgateup, a.dswiglu, la.gateup, BT, F, st);
-            matmul_backward(a.dbuf, dl.wgateup, a.dgateup, la.ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st);
+            matmul_backward(a.dbuf, dl.wgateup, a.dgateup, la.ln2, w.wgateup + (size_t)l * 2 * F * C, BT, 2 * F, C, false, st, acc);
             rmsnorm_backward(a.dresid, dl.mlp_norm, a.dbuf, la.resid_mid, w.mlp_norm + (size_t)l * C, la.rstd2, BT, C, scratch, st);
         }
         {
             NvtxRange r("attention block backward");
             const floatX* dattn = a.dresid;
             if (g->dropout_active) { dropout_apply(a.dbuf, a.dresid, (size_t)BT * C, g->dropout, gpt_dropout_seed(g, l, 0), st); dattn = a.dbuf; }
-            matmul_backward(a.datty, dl.wo, dattn, la.atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st);
+            matmul_backward(a.datty, dl.wo, dattn, la.atty, w.wo + (size_t)l * C * qd, BT, C, qd, false, st, acc);
             if (g->cp.on())
                 ring_attention_backward(&g->ring, a.dqp, a.dkp, a.dvp, a.datty, la.atty, la.lse, la.qp, la.kp, la.vp, a.attn_scratch,
                                         gpt_cp_chunk_shape(g), st);
@@ -514,7 +519,7 @@ static void gpt_backward(GPT* g) {
                                  c.qk_norm ? w.q_norm + (size_t)l * hd : nullptr, c.qk_norm ? w.k_norm + (size_t)l * hd : nullptr,
                                  rs, a.dnw_scratch, scratch, st);
             if (c.qkv_bias) column_reduce(dl.bqkv, a.dqkv, (const floatX*)nullptr, nullptr, BT, QKV, scratch, st);
-            matmul_backward(a.dbuf, dl.wqkv, a.dqkv, la.ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st);
+            matmul_backward(a.dbuf, dl.wqkv, a.dqkv, la.ln1, w.wqkv + (size_t)l * QKV * C, BT, QKV, C, false, st, acc);
             rmsnorm_backward(a.dresid, dl.attn_norm, a.dbuf, x_in, w.attn_norm + (size_t)l * C, la.rstd1, BT, C, scratch, st);
         }
         params_grads_ready(g, l);   // several GPUs: layer l's gradients can be reduced while the backward goes on
@@ -524,7 +529,25 @@ static void gpt_backward(GPT* g) {
     params_grads_ready(g, ZERO_TAIL);
 }
 
-static void gpt_zero_grad(GPT* g) { params_zero_grad(g, g->stream); }
+// The gradients a weight product writes whole: its product overwrites them in the first backward
+// after gpt_zero_grad (a tied head's writes the input embedding's, which the embedding backward
+// then adds to).
+static bool gpt_grad_from_product(const std::string& name, bool tied) {
+    return name == "wqkv" || name == "wo" || name == "wgateup" || name == "wdown" || name == "lm_head" || (tied && name == "wte");
+}
+// One GPU: only the gradients no product overwrites are zeroed (the norms, biases, the untied
+// input embedding), not a pass over all of them each step; the next backward overwrites the rest.
+// Several GPUs zero everything (their gradient buckets and shards: params_zero_grad).
+static void gpt_zero_grad(GPT* g) {
+    g->grads_fresh = !g->comm;
+    if (g->comm) {
+        params_zero_grad(g, g->stream);
+        return;
+    }
+    for (const ParamTensor& t : g->grad_layout)
+        if (!gpt_grad_from_product(t.name, g->cfg.tie_embeddings))
+            cudaCheck(cudaMemsetAsync(g->grads + t.offset, 0, t.numel * sizeof(float), g->stream));
+}
 
 // ----------------------------------------------------------------------------
 // Update: global grad norm (deterministic), clip, AdamW per tensor with weight

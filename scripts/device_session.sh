@@ -5,15 +5,19 @@
 # keeps the state between the parts, which must run on the same machine, in this order:
 #   checks   builds everything (what `bash scripts/prebuilt.sh pack` built ahead, carried as
 #            .prebuilt.tgz, is taken where it matches this tree); then side by side: the GPU
-#            half of `make test` (TEST_PART=gpu), the EDM quality runs (scripts/edm_check.sh,
-#            OBJECTIVES "rf edm", PARALLEL=1), the SFT recipes (scripts/sft_recipe_check.sh)
-#            and the lab attention variants' checks (scripts/attention_variants_check.sh
-#            PHASE=check); it returns once they have ended or its time is nearly up
+#            half of `make test` (TEST_PART=gpu; CHECKS piece test_gpu), the EDM quality runs
+#            (scripts/edm_check.sh, OBJECTIVES "rf edm", PARALLEL=1; edm), the SFT recipes
+#            (scripts/sft_recipe_check.sh; recipe) and the lab attention variants' checks
+#            (scripts/attention_variants_check.sh PHASE=check; variants): CHECKS, default all
+#            four (test_quick instead of test_gpu: the quick_tests part, the GPU half's tests that
+#            a change to the products, the classifier, the norms or the step touches); it returns
+#            once they have ended or its time is nearly up
 #   timings  waits for whatever `checks` left running, then: the variants' timings
-#            (PHASE=time; only with VARIANTS=1), ./dev/cuda/classifier, ./dev/cuda/reduce and
-#            ./dev/cuda/matmul (the cuBLASLt algorithm per shape), the attention timings at the
-#            four perf shapes (ATTN_NOCHECK=1) beside the SDPA peer (torch_attn.py), and
-#            --profile-step 4 of the four bench configs
+#            (PHASE=time; only with VARIANTS=1), the dev/cuda programs KERNELS (default
+#            classifier, reduce and matmul: the cuBLASLt algorithm per shape and the tuner), the
+#            attention timings at the four perf shapes (ATTN_NOCHECK=1) beside the SDPA peer
+#            (torch_attn.py; ATTN=0 skips them), and --profile-step 4 of the bench configs
+#            PROFILES (default "gpt1b gpts dit1b dits")
 #   peers    the PyTorch peers' steps kernel by kernel (scripts/peer_profile.py, torch.compile,
 #            PEER_CONFIGS, default "gpt-1b gpt-s"); their compiles also warm the cache for bench
 #   bench    scripts/bench_gpt.sh and scripts/bench_dit.sh against the PyTorch peers (PEER,
@@ -42,45 +46,70 @@ wait_for() {  # wait_for SECONDS NAME...: until each NAME.rc exists or SECONDS p
     return 1
 }
 pack() { tar czf "$OUT/$part.tgz" --exclude='*.bin' --exclude='*.safetensors' --exclude='ckpt*' --exclude='*.gif' -C "$W" . 2>/dev/null; }
-BG=(test_gpu edm recipe)
+# CHECKS: which of the checks part's pieces run (default all four); the timings part waits for them
+CHECKS=${CHECKS:-test_gpu edm recipe variants}
+BG=()
+for c in test_gpu test_quick edm recipe; do [[ " $CHECKS " == *" $c "* ]] && BG+=("$c"); done
 case $part in
 checks)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$W/gpu.txt"
     bash scripts/prebuilt.sh unpack   # the builds made ahead (.prebuilt.tgz, carried), where they match this tree
     make -j"$(nproc)" train_dit train_gpt > "$W/build1.log" 2>&1 || { tail -30 "$W/build1.log"; exit 1; }
     rm -f "$W"/*.rc
-    bg edm "OUT=$W/edm OBJECTIVES='rf edm' PARALLEL=1 bash scripts/edm_check.sh"
+    [[ " $CHECKS " == *" edm "* ]] && bg edm "OUT=$W/edm OBJECTIVES='rf edm' PARALLEL=1 bash scripts/edm_check.sh"
     make -j"$(nproc)" all > "$W/build2.log" 2>&1 || { tail -30 "$W/build2.log"; exit 1; }
     echo "builds: $(since) s"
-    bg test_gpu "TEST_PART=gpu bash test/run_tests.sh"
-    bg recipe "OUT=$W/recipe bash scripts/sft_recipe_check.sh"
-    PHASE=check CHECK_S=80 OUT="$W/av" timeout $(( 540 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_check.log" 2>&1
-    echo "variant checks: $(grep -c 'checks passed' "$W/av_check.log") run, passed every check: $(tr '\n' ' ' < "$W/av/passed.txt" 2>/dev/null)"
+    [[ " $CHECKS " == *" test_gpu "* ]] && bg test_gpu "TEST_PART=gpu bash test/run_tests.sh"
+    [[ " $CHECKS " == *" test_quick "* ]] && bg test_quick "bash scripts/device_session.sh quick_tests"
+    [[ " $CHECKS " == *" recipe "* ]] && bg recipe "OUT=$W/recipe bash scripts/sft_recipe_check.sh"
+    if [[ " $CHECKS " == *" variants "* ]]; then
+        PHASE=check CHECK_S=80 OUT="$W/av" timeout $(( 540 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_check.log" 2>&1
+        echo "variant checks: $(grep -c 'checks passed' "$W/av_check.log") run, passed every check: $(tr '\n' ' ' < "$W/av/passed.txt" 2>/dev/null)"
+    fi
     wait_for 560 "${BG[@]}"
     state "${BG[@]}"
+    for t in test_gpu test_quick; do [ -f "$W/$t.log" ] && { tail -1 "$W/$t.log"; grep '^FAIL' "$W/$t.log" | head -10; }; done
+    ;;
+quick_tests)   # CHECKS piece test_quick: the part of make test's GPU half that a change to the
+    # matmul, classifier, norm or reduction code or to the trainers' step touches (the rest of
+    # the dev/cuda checks and the checkpoint tests left out)
+    fails=0
+    for t in "./dev/cuda/classifier" "./dev/cuda/matmul" "./dev/cuda/rmsnorm" "./dev/cuda/reduce" "./test/test_gpt" \
+             "./test/test_gpt_fp32" "./test/test_dit" "./test/test_dit_fp32" "bash test/test_determinism.sh" "bash test/test_resume.sh"; do
+        echo "== $t"
+        env DEV_CUDA_CHECK_ONLY=1 ATTN_QUICK=1 $t 2>&1
+        rc=$?
+        [ "$rc" = 0 ] || { echo "FAIL $t: exit $rc"; fails=$((fails + 1)); }
+    done
+    echo "quick tests: $fails of 10 programs failed"
+    [ $fails = 0 ]
     ;;
 timings)
     wait_for 300 "${BG[@]}" || echo "still running after 300 s: the timings share the GPU"
     state "${BG[@]}"
-    tail -1 "$W/test_gpu.log"; grep '^FAIL' "$W/test_gpu.log" | head -10
+    [ -f "$W/test_gpu.log" ] && { tail -1 "$W/test_gpu.log"; grep '^FAIL' "$W/test_gpu.log" | head -10; }
     cat "$W/edm.log" "$W/recipe.log" 2>/dev/null
     [ "${VARIANTS:-0}" = 1 ] && [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=100 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
     [ -f "$W/av_time.log" ] && tail -40 "$W/av_time.log"
-    for k in classifier reduce matmul; do timeout 120 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
-    grep -E '^matmul_(forward|backward)' "$W/matmul.log" | grep ' first ' || true
-    ATTN_NOCHECK=1 timeout 150 ./dev/cuda/attention > "$W/attention_time.log" 2>&1; echo "attention timings: exit $?"
-    timeout 150 python3 "${PEER:-.peer}/torch_attn.py" > "$W/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
-    cat "$W/torch_attn.log"
+    for k in ${KERNELS:-classifier reduce matmul}; do timeout 120 "./dev/cuda/$k" > "$W/$k.log" 2>&1; echo "$k: exit $?"; done
+    [ -f "$W/matmul.log" ] && grep -E '^matmul_(forward|backward)' "$W/matmul.log" | grep -E ' (first|tuned) ' || true
+    if [ "${ATTN:-1}" = 1 ]; then
+        ATTN_NOCHECK=1 timeout 150 ./dev/cuda/attention > "$W/attention_time.log" 2>&1; echo "attention timings: exit $?"
+        timeout 150 python3 "${PEER:-.peer}/torch_attn.py" > "$W/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
+        grep -v Warning "$W/torch_attn.log" | grep '|'
+    fi
     # the bench configs' flags (scripts/bench_gpt.sh, bench_dit.sh), six steps, the fourth traced
     profile() {   # profile NAME TRAINER FLAGS...
         local n=$1; shift
         timeout 90 "$@" --log-dir "$W/prof_$n" --profile-step 4 > "$W/prof_$n.log" 2>&1; echo "profile $n: exit $?"
     }
     gpt_flags="--random-data 1 --steps 6 --warmup 5 --dropout 0 --val-every 0 --sample-every -1"
-    profile gpt1b ./train_gpt --preset gpt-1b --batch-size 8 --seq-len 2048 $gpt_flags
-    profile gpts ./train_gpt --preset gpt-s --batch-size 32 --seq-len 1024 $gpt_flags
-    profile dit1b ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 --steps 6
-    profile dits ./train_dit --preset dit-s --batch-size 8 --frames 8 --height 32 --width 32 --text-len 128 --random-data 1 --steps 6
+    want() { [[ " ${PROFILES:-gpt1b gpts dit1b dits} " == *" $1 "* ]]; }
+    want gpt1b && profile gpt1b ./train_gpt --preset gpt-1b --batch-size 8 --seq-len 2048 $gpt_flags
+    want gpts && profile gpts ./train_gpt --preset gpt-s --batch-size 32 --seq-len 1024 $gpt_flags
+    want dit1b && profile dit1b ./train_dit --preset 1B --n-layer 28 --batch-size 1 --frames 14 --height 48 --width 80 --text-len 300 --random-data 1 --steps 6
+    want dits && profile dits ./train_dit --preset dit-s --batch-size 8 --frames 8 --height 32 --width 32 --text-len 128 --random-data 1 --steps 6
+    for n in gpt1b gpts dit1b dits; do [ -f "$W/prof_$n/profile_step_4.txt" ] && { echo "== $n"; sed -n '1,9p' "$W/prof_$n/profile_step_4.txt"; grep summary "$W/prof_$n.log"; }; done
     ;;
 peers)
     PEER=${PEER:-.peer}

@@ -21,7 +21,7 @@ pack)
     trap 'rm -rf "$tmp"' EXIT
     git ls-files -- Makefile '*.cu' '*.cuh' '*.h' '*.cpp' '*.c' | xargs sha256sum > "$tmp/prebuilt.manifest"
     git ls-files -oi --exclude-standard | grep -vE '^(\.peer|\.sess|\.base|log|runs|data|fuzz|test/tmp)/' |
-        while read -r f; do [ -f "$f" ] && [ "$(head -c4 "$f" | tail -c3)" = ELF ] && echo "$f"; done > "$tmp/prebuilt.files"
+        while read -r f; do [ -f "$f" ] && [ "$(head -c4 "$f" | tail -c3 | tr -d '\0')" = ELF ] && echo "$f"; done > "$tmp/prebuilt.files"
     cp "$tmp/prebuilt.manifest" "$tmp/prebuilt.files" .
     tar czf "$ARCHIVE" prebuilt.manifest prebuilt.files -T prebuilt.files
     rm -f prebuilt.manifest prebuilt.files

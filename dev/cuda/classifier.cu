@@ -10,9 +10,11 @@ the gpt-1b (V = Vp = 128256) and emu3 (V 184622 < Vp 184704) shapes (a subset of
 rows); timed at the large shapes. The padding columns hold random values, not
 zeros, so that a kernel that lets them into the softmax fails. About one row in five has
 the ignore target -100 (a prompt or padding token of an SFT batch).
-Version 1 (this file only): the trainer's kernel before the current one, checked and timed beside
-it: the running max per element (a data-dependent rescale branch), expf, plain loads in both
-passes (the current kernel's header says what changed and why; dev/cuda/NOTES.md the timings).
+Versions 1 and 2 (this file only): the trainer's kernels before the current one, checked and
+timed beside it. Version 1: the running max per element (a data-dependent rescale branch), expf,
+plain loads in both passes. Version 2: the running max per 16-byte chunk, exp2, an L2 policy per
+pass, 1024 threads a row, one 16-byte load in flight per thread (the current kernel: four, in
+blocks of 512). The current kernel's header says why; dev/cuda/NOTES.md has the timings.
 
   make dev/cuda/classifier && ./dev/cuda/classifier
 */
@@ -56,8 +58,14 @@ static void fused_classifier_v1(floatX* logits, float* losses, const int* target
     fused_classifier_v1_kernel<<<rows, 1024, 0, stream>>>(logits, losses, targets, dloss, V, Vp, write_dlogits);
     cudaLaunchCheck();
 }
+// ---- version 2 (see the header): the trainer's kernel with one chunk in flight, blocks of 1024
+static void fused_classifier_v2(floatX* logits, float* losses, const int* targets, float dloss, int rows, int V, int Vp,
+                                bool write_dlogits, cudaStream_t stream) {
+    fused_classifier_kernel<1><<<rows, 1024, 0, stream>>>(logits, losses, targets, dloss, V, Vp, write_dlogits);
+    cudaLaunchCheck();
+}
 typedef void (*ClassifierFn)(floatX*, float*, const int*, float, int, int, int, bool, cudaStream_t);
-static const ClassifierFn CLASSIFIER_VERSIONS[2] = {fused_classifier_v1, fused_classifier};
+static const ClassifierFn CLASSIFIER_VERSIONS[3] = {fused_classifier_v1, fused_classifier_v2, fused_classifier};
 
 static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng) {
     const std::string shape = strf("rows=%d V=%d Vp=%d", rows, V, Vp);
@@ -93,10 +101,10 @@ static void run_case(int rows, int V, int Vp, size_t step, bool timed, Rng* rng)
         return sub;
     };
 
-    for (int ver = 1; ver <= 2; ver++) {
+    for (int ver = 1; ver <= 3; ver++) {
         const ClassifierFn fn = CLASSIFIER_VERSIONS[ver - 1];
-        const std::string k1 = ver == 1 ? "fused_classifier v1(no dlogits)" : "fused_classifier(no dlogits)";
-        const std::string k2 = ver == 1 ? "fused_classifier v1" : "fused_classifier";
+        const std::string k2 = ver == 3 ? std::string("fused_classifier") : strf("fused_classifier v%d", ver);
+        const std::string k1 = k2 + "(no dlogits)";
         // ---- losses only (evaluation): the logits must stay as they were
         cudaCheck(cudaMemcpy(logits, logits_in, n * sizeof(floatX), cudaMemcpyDeviceToDevice));
         poison(losses, rows);

@@ -5,12 +5,12 @@ Check and benchmark of llmc/core/cublas_common.h, the trainers' cuBLASLt product
   matmul_backward_dinp:    dinp[M, K] = dout[M, N] @ weight[N, K] (or += )           bf16 out
   matmul_backward_dweight: dweight[N, K] += dout^T @ inp                              fp32 out
 Checked against a CPU reference (double, from the bf16 inputs) at small shapes, every element.
-Timed at the benchmark configs' shapes (gpt-s, gpt-1b, dit-1b; M = the batch's tokens): the
-algorithm the trainers run (cuBLASLt's first suggestion) and, beside it, each of the heuristic's
-next suggestions (up to MATMUL_CANDIDATES), whose outputs are compared with the first's: within
-the bf16 / fp32 tolerance (a check), and whether bit for bit the same (what choosing another
-algorithm per shape would change in a run's numbers). The question it answers: how much of a
-GPT step's matmul time a per-shape choice could win.
+Checked too: the trainers' per-shape tuner (matmul_tune) gives bit for bit the output of
+cuBLASLt's first suggestion. Timed at the benchmark configs' shapes (gpt-s, gpt-1b, dit-1b;
+M = the batch's tokens): cuBLASLt's first suggestion and, beside it, each of the heuristic's next
+suggestions (up to MATMUL_CANDIDATES), whose outputs are compared with the first's (within the
+bf16 / fp32 tolerance: a note where not; bit for bit the same or not: only those the tuner may
+take), then the tuned plan the trainers run (forward and dinp; dweight accumulates, untuned).
 
   make dev/cuda/matmul && ./dev/cuda/matmul
 */
@@ -142,6 +142,26 @@ static Diff compare_device(const T* a, const T* b, size_t n) {
     return r;
 }
 
+// The trainers' tuned plan for one product (forward or dinp, which overwrite their output): the
+// plans dropped, the tuner on, the product run once (planned and tuned on the way); a check that
+// its output has the bits of `first` (the heuristic's first suggestion's output). Leaves the tuned
+// plan in place (the caller may time it) and its pick in *pick.
+static bool tuned_same_bits(int prod, const Buffers& b, bool bias, const void* first, int* pick) {
+    const size_t n_out = prod == FWD ? (size_t)b.M * b.N : (size_t)b.M * b.K;
+    const floatX* out = prod == FWD ? b.out : b.dinp;
+    matmul_plans_clear();
+    matmul_candidates_on = false;
+    matmul_tune_on = true;
+    poison(prod == FWD ? b.out : b.dinp, n_out);
+    run_product(prod, b, bias, false);
+    cudaCheck(cudaDeviceSynchronize());
+    *pick = matmul_last_pick;
+    const Diff d = compare_device(out, (const floatX*)first, n_out);
+    check_true(d.ndiff == 0, "%s/tuned (candidate %d of %d) bit for bit the heuristic's first: %llu of %zu elements differ M=%d N=%d K=%d",
+               product_name(prod), *pick, matmul_last_n_algos, d.ndiff, n_out, b.M, b.N, b.K);
+    return d.ndiff == 0;
+}
+
 // the trainers' algorithm and the heuristic's other suggestions for one product at one shape
 static void time_candidates(const char* config, const char* what, int prod, const Buffers& b, bool bias) {
     const std::string shape = strf("%s %s M=%d N=%d K=%d", config, what, b.M, b.N, b.K);
@@ -170,17 +190,32 @@ static void time_candidates(const char* config, const char* what, int prod, cons
         produce();
         const Diff d = prod == DWEIGHT ? compare_device((const float*)out, (const float*)first, n_out)
                                        : compare_device((const floatX*)out, (const floatX*)first, n_out);
+        // a candidate outside the tolerance is not an error of the trainers' code (the tuner takes
+        // only the first's bits), but worth knowing
         const double tol = prod == DWEIGHT ? TOL_F32 : TOL_X;
-        check_true(d.rel <= tol, "%s/candidate %d against the first rel_err=%.3e tol=%.0e, %llu of %zu elements other bits shape=%s",
+        if (d.rel > tol)
+            printf("note: %s candidate %d against the first rel_err=%.3e (tolerance %.0e), %llu of %zu elements other bits, shape %s\n",
                    product_name(prod), i, d.rel, tol, d.ndiff, n_out, shape.c_str());
         const float us = time_us([&] { run_product(prod, b, bias, false); }, 2, 9);
         report_flops(product_name(prod), shape + strf(" [candidate %d%s]", i, d.ndiff == 0 ? ", same bits" : ""), us, flops);
         if (us < best) { best = us; best_i = i; best_same = d.ndiff == 0; }
     }
     matmul_algo_index = 0;
-    cudaCheck(cudaFree(first));
     printf("%-24s %-44s first %9.1f us, best %9.1f us (candidate %d of %d%s): %.3fx\n", product_name(prod), shape.c_str(), us0, best,
            best_i, n, best_i == 0 ? "" : best_same ? ", same bits" : ", other bits", us0 / best);
+    // what the trainers run: the tuned plan (matmul_tune; products that overwrite their output)
+    if (prod != DWEIGHT) {
+        int pick = 0;
+        const bool same = tuned_same_bits(prod, b, bias, first, &pick);
+        const float us = time_us([&] { run_product(prod, b, bias, false); });
+        report_flops(product_name(prod), shape + strf(" [tuned: candidate %d]", pick), us, flops);
+        printf("%-24s %-44s tuned %9.1f us (candidate %d%s): %.3fx the first\n", product_name(prod), shape.c_str(), us, pick,
+               same ? ", same bits" : ", OTHER BITS", us0 / us);
+        matmul_plans_clear();
+        matmul_candidates_on = true;
+        matmul_tune_on = false;
+    }
+    cudaCheck(cudaFree(first));
 }
 
 // the products of one layer (and the head) of a benchmark config at M tokens
@@ -197,11 +232,35 @@ int main() {
     print_banner("matmul");
     cublas_init();
     matmul_candidates_on = true;
+    matmul_tune_on = false;   // "first" below is the heuristic's first suggestion
     Rng rng;
     rng_seed(&rng, 1234);
     validate(64, 96, 80, false, &rng);
     validate(37, 72, 48, true, &rng);      // odd rows, bias
     validate(128, 264, 136, true, &rng);
+    // the tuner keeps the heuristic's first suggestion's bits, at shapes with several suggestions
+    for (const Gemm& g : {Gemm{"qkv", 1280, 768, false}, Gemm{"fc1", 4608, 1152, true}, Gemm{"odd rows", 264, 136, true}}) {
+        const int M = g.N == 264 ? 4097 : 4096;
+        Buffers b = alloc_buffers(M, g.N, g.K, &rng);
+        for (int prod : {FWD, DINP}) {
+            const size_t n_out = prod == FWD ? (size_t)M * g.N : (size_t)M * g.K;
+            matmul_plans_clear();
+            matmul_candidates_on = true;
+            matmul_tune_on = false;
+            matmul_algo_index = 0;
+            run_product(prod, b, g.bias, false);
+            floatX* first = dev_alloc<floatX>(n_out);
+            cudaCheck(cudaMemcpy(first, prod == FWD ? b.out : b.dinp, n_out * sizeof(floatX), cudaMemcpyDeviceToDevice));
+            int pick = 0;
+            tuned_same_bits(prod, b, g.bias, first, &pick);
+            printf("tuned %s %s M=%d N=%d K=%d: candidate %d of %d\n", product_name(prod), g.what, M, g.N, g.K, pick, matmul_last_n_algos);
+            cudaCheck(cudaFree(first));
+        }
+        free_buffers(b);
+    }
+    matmul_plans_clear();
+    matmul_candidates_on = true;
+    matmul_tune_on = false;
     if (!check_only()) {
         // gpt-s: B32 x T1024; C 768, 12 / 4 heads of 64 (qkv 1280), F 2048 (gate | up 4096), V 32768
         time_config("gpt-s", 32768, {{"qkv", 1280, 768, false}, {"attn out", 768, 768, false}, {"gate|up", 4096, 768, false},

@@ -34,30 +34,35 @@ static inline void cublas_init() {
 }
 
 
-// A planned product: descriptors and the heuristic's algorithm, built once per distinct shape
-// and reused (planning costs tens of microseconds per call). dev/cuda/matmul sets
-// matmul_candidates_on before its first product: the plans then also hold the heuristic's next
-// suggestions, and matmul_algo_index picks the one matmul_lt runs (the trainers: the first).
+// A planned product: descriptors and its algorithm, built once per distinct shape and reused
+// (planning costs tens of microseconds per call). The algorithm is the heuristic's first
+// suggestion unless the tuner below found a faster one with the same bits. dev/cuda/matmul sets
+// matmul_candidates_on before its first product: the plans then hold the heuristic's next
+// suggestions too, and matmul_algo_index picks the one matmul_lt runs.
 constexpr int MATMUL_CANDIDATES = 8;
 struct MatmulPlan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulAlgo_t algos[MATMUL_CANDIDATES];
+    cublasLtMatmulAlgo_t algos[MATMUL_CANDIDATES];   // [0]: the heuristic's first suggestion
     int n_algos;
+    int pick;        // the algorithm run outside dev/cuda/matmul's candidate loop
+    bool tuned;      // the tuner has run (or does not apply)
 };
 static bool matmul_candidates_on = false;
-static int matmul_algo_index = 0;        // which of a plan's algorithms matmul_lt runs
+static int matmul_algo_index = 0;        // which of a plan's algorithms matmul_lt runs (candidates on)
 static int matmul_last_n_algos = 0;      // how many the last matmul_lt's plan holds
+static int matmul_last_pick = 0;         // the algorithm the last matmul_lt's plan runs
+static bool matmul_tune_on = true;       // off: every plan keeps the heuristic's first suggestion
 struct MatmulKey {
     int m, n, k, lda, ldb, ldd, d_type, ab_type;
-    bool ta, tb, bias;
+    bool ta, tb, bias, accumulate;
     bool operator<(const MatmulKey& o) const {
         return memcmp(this, &o, sizeof(MatmulKey)) < 0;
     }
 };
 static std::map<MatmulKey, MatmulPlan> matmul_plans;
 
-static const MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type, cudaDataType_t ab_type) {
+static MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type, cudaDataType_t ab_type) {
     auto it = matmul_plans.find(key);
     if (it != matmul_plans.end()) return it->second;
     MatmulPlan p;
@@ -83,13 +88,96 @@ static const MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type
     if (found == 0) fail("cuBLASLt: no algorithm for m=%d n=%d k=%d ta=%d tb=%d bias=%d", key.m, key.n, key.k, key.ta, key.tb, key.bias);
     p.algos[0] = heur[0].algo;
     p.n_algos = 1;
-    if (matmul_candidates_on) {   // the suggestions after the first (a longer list may order them otherwise)
+    p.pick = 0;
+    // the tuner tries only products that overwrite their output (see matmul_tune)
+    p.tuned = !(matmul_tune_on && !key.accumulate);
+    if (matmul_candidates_on || !p.tuned) {   // the suggestions after the first (a longer list may order them otherwise)
         cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, MATMUL_CANDIDATES, heur, &found));
-        for (int i = 0; i < found && p.n_algos < MATMUL_CANDIDATES; i++)
-            if (memcmp(&heur[i].algo, &p.algos[0], sizeof(cublasLtMatmulAlgo_t)) != 0) p.algos[p.n_algos++] = heur[i].algo;
+        for (int i = 0; i < found && p.n_algos < MATMUL_CANDIDATES; i++) {
+            if (heur[i].state != CUBLAS_STATUS_SUCCESS || memcmp(&heur[i].algo, &p.algos[0], sizeof(cublasLtMatmulAlgo_t)) == 0)
+                continue;
+            // the tuner's candidates: no split over K where the algorithm says (another order of
+            // the sums, and a reduction that may depend on timing; the bits check stands anyway)
+            int split_k = 1;
+            if (!matmul_candidates_on &&
+                cublasLtMatmulAlgoConfigGetAttribute(&heur[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k, sizeof(split_k), nullptr) ==
+                    CUBLAS_STATUS_SUCCESS &&
+                split_k > 1)
+                continue;
+            p.algos[p.n_algos++] = heur[i].algo;
+        }
     }
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return matmul_plans[key] = p;
+}
+
+// A fingerprint of a product's output bits: the sum over its 32-bit words of a mix of the word
+// and its index (an integer sum: the same in any order), into out[0]. Two outputs that differ
+// in any word differ in it but with a chance of about 2^-64.
+__global__ static void matmul_fingerprint_kernel(const unsigned int* words, size_t n, unsigned long long* out) {
+    unsigned long long h = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned long long x = (((unsigned long long)words[i] << 32) | (i & 0xffffffffull)) * 0x9E3779B97F4A7C15ull;
+        x ^= x >> 29;
+        x *= 0xBF58476D1CE4E5B9ull;
+        h += x ^ (x >> 32);
+    }
+    for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffff, h, o);
+    if (threadIdx.x % 32 == 0) atomicAdd(out, h);
+}
+
+// Per-shape algorithm choice. cuBLASLt orders its suggestions by a model, not by measurement,
+// and at several of the trainers' shapes a later suggestion is faster (dev/cuda/matmul). So the
+// first product of a shape that overwrites its output (beta 0) tries each suggestion on its own
+// operands, in its own output (the real product overwrites it next): the output's fingerprint,
+// then a few timed runs. It keeps the fastest of those whose fingerprint is the first
+// suggestion's, where it beats the first by 2%. Which one wins may differ between runs (timing
+// noise), the numbers cannot: every one it may keep gives the first one's bits. Accumulating
+// products keep the first suggestion (trying them would need a copy of their output). The
+// fingerprint's 8 bytes sit at the start of the cuBLASLt workspace, read back before the next
+// product runs.
+static void matmul_tune(MatmulPlan& p, void* d, size_t d_bytes, const void* a, const void* b, float alpha, float beta,
+                        cudaStream_t stream) {
+    p.tuned = true;
+    cudaStreamCaptureStatus capture;
+    cudaCheck(cudaStreamIsCapturing(stream, &capture));
+    if (p.n_algos < 2 || capture != cudaStreamCaptureStatusNone) return;
+    unsigned long long* fp_dev = (unsigned long long*)cublaslt_workspace;
+    const size_t n_words = d_bytes / 4;   // a bf16 output of odd size: its last element is not in the fingerprint
+    cudaEvent_t t0, t1;
+    cudaCheck(cudaEventCreate(&t0));
+    cudaCheck(cudaEventCreate(&t1));
+    const int reps = 3;
+    unsigned long long fp_first = 0;
+    float ms_first = 0.0f, ms_best = 0.0f;
+    for (int i = 0; i < p.n_algos; i++) {
+        const cublasStatus_t st = cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[i],
+                                                 cublaslt_workspace, cublaslt_workspace_size, stream);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            if (i == 0) cublasCheck(st);   // the first must run; a later one that cannot is skipped
+            continue;
+        }
+        cudaCheck(cudaMemsetAsync(fp_dev, 0, sizeof(unsigned long long), stream));
+        matmul_fingerprint_kernel<<<256, 256, 0, stream>>>((const unsigned int*)d, n_words, fp_dev);
+        cudaCheck(cudaGetLastError());
+        unsigned long long fp = 0;
+        cudaCheck(cudaMemcpyAsync(&fp, fp_dev, sizeof fp, cudaMemcpyDeviceToHost, stream));
+        cudaCheck(cudaStreamSynchronize(stream));
+        if (i == 0) fp_first = fp;
+        else if (fp != fp_first) continue;   // other bits: never taken
+        cudaCheck(cudaEventRecord(t0, stream));
+        for (int r = 0; r < reps; r++)
+            cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[i],
+                                       cublaslt_workspace, cublaslt_workspace_size, stream));
+        cudaCheck(cudaEventRecord(t1, stream));
+        cudaCheck(cudaEventSynchronize(t1));
+        float ms = 0.0f;
+        cudaCheck(cudaEventElapsedTime(&ms, t0, t1));
+        if (i == 0) ms_first = ms_best = ms;
+        else if (ms < ms_best && ms < 0.98f * ms_first) { ms_best = ms; p.pick = i; }
+    }
+    cudaCheck(cudaEventDestroy(t0));
+    cudaCheck(cudaEventDestroy(t1));
 }
 
 // General cuBLASLt product in column-major terms: D[m, n] = alpha * op(A) op(B) + beta * D,
@@ -108,11 +196,15 @@ static inline void matmul_lt(void* d, cudaDataType_t d_type, const void* a, cons
     memset(&key, 0, sizeof(key));  // padding bytes take part in the comparison
     key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldd = ldd;
     key.d_type = (int)d_type; key.ab_type = (int)ab_type; key.ta = trans_a; key.tb = trans_b; key.bias = bias != nullptr;
-    const MatmulPlan& p = matmul_plan(key, d_type, ab_type);
+    key.accumulate = beta != 0.0f;
+    MatmulPlan& p = matmul_plan(key, d_type, ab_type);
     if (bias) cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (!p.tuned) matmul_tune(p, d, ((size_t)ldd * (n - 1) + m) * (size_t)d_bytes, a, b, alpha, beta, stream);
     matmul_last_n_algos = p.n_algos;
-    if (matmul_algo_index >= p.n_algos) fail("matmul_lt: candidate %d of %d", matmul_algo_index, p.n_algos);
-    cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[matmul_algo_index],
+    matmul_last_pick = p.pick;
+    const int algo = matmul_candidates_on ? matmul_algo_index : p.pick;
+    if (algo >= p.n_algos) fail("matmul_lt: candidate %d of %d", algo, p.n_algos);
+    cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[algo],
                                cublaslt_workspace, cublaslt_workspace_size, stream));
 }
 
@@ -131,18 +223,23 @@ static inline void matmul_backward_dinp(floatX* dinp, const floatX* dout, const 
     matmul_lt(dinp, CUBLAS_LOWP, weight, dout, CUBLAS_LOWP, nullptr, K, M, N, false, false, K, N, K, 1.0f,
               accumulate_dinp ? 1.0f : 0.0f, stream);
 }
+// accumulate_dweight false: dweight = dout^T @ inp (the first backward after the gradients were
+// zeroed: the same bits as adding to zeros, without reading them)
 static inline void matmul_backward_dweight(float* dweight, const floatX* dout, const floatX* inp, int M, int N, int K,
-                                           cudaStream_t stream) {
+                                           cudaStream_t stream, bool accumulate_dweight = true) {
     // column-major: dweight^T [K, N] += inp^T [K, M] @ dout [M, N]
-    matmul_lt(dweight, CUDA_R_32F, inp, dout, CUBLAS_LOWP, nullptr, K, N, M, false, true, K, N, K, 1.0f, 1.0f, stream);
+    matmul_lt(dweight, CUDA_R_32F, inp, dout, CUBLAS_LOWP, nullptr, K, N, M, false, true, K, N, K, 1.0f,
+              accumulate_dweight ? 1.0f : 0.0f, stream);
 }
 static inline void matmul_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
-                                   const floatX* weight, int M, int N, int K, bool accumulate_dinp, cudaStream_t stream) {
+                                   const floatX* weight, int M, int N, int K, bool accumulate_dinp, cudaStream_t stream,
+                                   bool accumulate_dweight = true) {
     matmul_backward_dinp(dinp, dout, weight, M, N, K, accumulate_dinp, stream);
-    matmul_backward_dweight(dweight, dout, inp, M, N, K, stream);
+    matmul_backward_dweight(dweight, dout, inp, M, N, K, stream, accumulate_dweight);
 }
 
-static inline void cublas_free() {
+// destroys every plan (the next product of each shape plans, and tunes, again)
+static inline void matmul_plans_clear() {
     for (auto& kv : matmul_plans) {
         cublasCheck(cublasLtMatrixLayoutDestroy(kv.second.la));
         cublasCheck(cublasLtMatrixLayoutDestroy(kv.second.lb));
@@ -150,6 +247,10 @@ static inline void cublas_free() {
         cublasCheck(cublasLtMatmulDescDestroy(kv.second.desc));
     }
     matmul_plans.clear();
+}
+
+static inline void cublas_free() {
+    matmul_plans_clear();
     cudaCheck(cudaFree(cublaslt_workspace));
     cublasCheck(cublasLtDestroy(cublaslt_handle));
     cublasCheck(cublasDestroy(cublas_handle));
