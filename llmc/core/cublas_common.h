@@ -129,30 +129,33 @@ __global__ static void matmul_fingerprint_kernel(const unsigned int* words, size
 // Per-shape algorithm choice. cuBLASLt orders its suggestions by a model, not by measurement,
 // and at several of the trainers' shapes a later suggestion is faster (dev/cuda/matmul). So the
 // first product of a shape that overwrites its output (beta 0) tries each suggestion on its own
-// operands, in its own output (the real product overwrites it next): the output's fingerprint,
-// then a few timed runs. It keeps the fastest of those whose fingerprint is the first
-// suggestion's, where it beats the first by 2%. Which one wins may differ between runs (timing
-// noise), the numbers cannot: every one it may keep gives the first one's bits. Accumulating
-// products keep the first suggestion (trying them would need a copy of their output). The
-// fingerprint's 8 bytes sit at the start of the cuBLASLt workspace, read back before the next
-// product runs.
+// operands, in its own output (the real product overwrites it next): first the output's
+// fingerprint, for each suggestion once, then MATMUL_TUNE_ROUNDS timed rounds over those whose
+// fingerprint is the first suggestion's, each of them once a round, so that a drift of the clock
+// (the GPU warming up, throttling) falls on all alike; each one's fastest round counts, and a
+// later one is kept where it beats the first by MATMUL_TUNE_MARGIN. Which one wins may differ
+// between runs (timing noise), the numbers cannot: every one it may keep gives the first one's
+// bits. Accumulating products keep the first suggestion (trying them would need a copy of their
+// output). The fingerprint's 8 bytes sit at the start of the cuBLASLt workspace, read back before
+// the next product runs.
+constexpr int MATMUL_TUNE_ROUNDS = 5;
+constexpr float MATMUL_TUNE_MARGIN = 0.97f;
 static void matmul_tune(MatmulPlan& p, void* d, size_t d_bytes, const void* a, const void* b, float alpha, float beta,
                         cudaStream_t stream) {
     p.tuned = true;
     cudaStreamCaptureStatus capture;
     cudaCheck(cudaStreamIsCapturing(stream, &capture));
     if (p.n_algos < 2 || capture != cudaStreamCaptureStatusNone) return;
+    auto run = [&](int i) {
+        return cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[i], cublaslt_workspace,
+                              cublaslt_workspace_size, stream);
+    };
     unsigned long long* fp_dev = (unsigned long long*)cublaslt_workspace;
     const size_t n_words = d_bytes / 4;   // a bf16 output of odd size: its last element is not in the fingerprint
-    cudaEvent_t t0, t1;
-    cudaCheck(cudaEventCreate(&t0));
-    cudaCheck(cudaEventCreate(&t1));
-    const int reps = 3;
+    int same[MATMUL_CANDIDATES], n_same = 0;
     unsigned long long fp_first = 0;
-    float ms_first = 0.0f, ms_best = 0.0f;
     for (int i = 0; i < p.n_algos; i++) {
-        const cublasStatus_t st = cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[i],
-                                                 cublaslt_workspace, cublaslt_workspace_size, stream);
+        const cublasStatus_t st = run(i);
         if (st != CUBLAS_STATUS_SUCCESS) {
             if (i == 0) cublasCheck(st);   // the first must run; a later one that cannot is skipped
             continue;
@@ -164,20 +167,30 @@ static void matmul_tune(MatmulPlan& p, void* d, size_t d_bytes, const void* a, c
         cudaCheck(cudaMemcpyAsync(&fp, fp_dev, sizeof fp, cudaMemcpyDeviceToHost, stream));
         cudaCheck(cudaStreamSynchronize(stream));
         if (i == 0) fp_first = fp;
-        else if (fp != fp_first) continue;   // other bits: never taken
-        cudaCheck(cudaEventRecord(t0, stream));
-        for (int r = 0; r < reps; r++)
-            cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[i],
-                                       cublaslt_workspace, cublaslt_workspace_size, stream));
-        cudaCheck(cudaEventRecord(t1, stream));
-        cudaCheck(cudaEventSynchronize(t1));
-        float ms = 0.0f;
-        cudaCheck(cudaEventElapsedTime(&ms, t0, t1));
-        if (i == 0) ms_first = ms_best = ms;
-        else if (ms < ms_best && ms < 0.98f * ms_first) { ms_best = ms; p.pick = i; }
+        if (fp == fp_first) same[n_same++] = i;   // (other bits: never taken)
     }
+    if (n_same < 2) return;
+    cudaEvent_t t0, t1;
+    cudaCheck(cudaEventCreate(&t0));
+    cudaCheck(cudaEventCreate(&t1));
+    float best[MATMUL_CANDIDATES];
+    for (int j = 0; j < n_same; j++) best[j] = INFINITY;
+    for (int r = 0; r < MATMUL_TUNE_ROUNDS; r++)
+        for (int j = 0; j < n_same; j++) {
+            cudaCheck(cudaEventRecord(t0, stream));
+            cublasCheck(run(same[j]));
+            cudaCheck(cudaEventRecord(t1, stream));
+            cudaCheck(cudaEventSynchronize(t1));
+            float ms = 0.0f;
+            cudaCheck(cudaEventElapsedTime(&ms, t0, t1));
+            best[j] = fminf(best[j], ms);
+        }
     cudaCheck(cudaEventDestroy(t0));
     cudaCheck(cudaEventDestroy(t1));
+    int win = 0;   // same[0] is the first suggestion
+    for (int j = 1; j < n_same; j++)
+        if (best[j] < best[win]) win = j;
+    if (win != 0 && best[win] < MATMUL_TUNE_MARGIN * best[0]) p.pick = same[win];
 }
 
 // General cuBLASLt product in column-major terms: D[m, n] = alpha * op(A) op(B) + beta * D,

@@ -68,7 +68,6 @@ __global__ static void rmsnorm_backward_dx_kernel(floatX* dinp, const floatX* do
     floatX* dx = dinp + (size_t)row * C;
     const float s = rstd[row];
     float dot = 0.0f;
-#pragma unroll 4
     for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
         x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
         for (int k = 0; k < x128::size; k++) dot += (float)g[k] * (float)w[k] * (float)xv[k];
