@@ -599,19 +599,22 @@ static void dit_upload_batch_data(DiT* g, const float* x0, const float* eps, con
 
 // ----------------------------------------------------------------------------
 // Linear layers: y = x W^T + b through cuBLASLt (cublas_common.h). Every DiT
-// linear has a bias; its gradient is a deterministic column sum of dout.
+// linear has a bias; its gradient is the column sums of dout, summed by the weight
+// gradient's product itself (cuBLASLt's bias-gradient epilogue, which reads dout
+// anyway) where cuBLASLt has an algorithm for it, else by a column sum of dout.
 
 // dinp [M, K] (written, or added to when accumulate; null: not needed),
 // dW [N, K] += dout^T inp, db [N] += column sums of dout (db may be null).
+// scratch: column_reduce's (at least N floats).
 static void linear_backward(floatX* dinp, float* dW, float* db, const floatX* dout, const floatX* inp, const floatX* W,
                             int M, int N, int K, bool accumulate, float* scratch, cudaStream_t st) {
     if (M == 0) return;
-    if (dinp) {
-        matmul_backward(dinp, dW, dout, inp, W, M, N, K, accumulate, st);
-    } else {
-        // column-major: dW^T [K, N] += inp^T [K, M] @ dout [M, N]
-        matmul_lt(dW, CUDA_R_32F, inp, dout, CUBLAS_LOWP, nullptr, K, N, M, false, true, K, N, K, 1.0f, 1.0f, st);
+    if (dinp) matmul_backward_dinp(dinp, dout, W, M, N, K, accumulate, st);
+    if (db && matmul_backward_dweight_bgrad(dW, scratch, dout, inp, M, N, K, st)) {
+        vector_accumulate(db, scratch, N, st);
+        return;
     }
+    matmul_backward_dweight(dW, dout, inp, M, N, K, st);
     if (db) column_reduce(db, dout, (const floatX*)nullptr, nullptr, M, N, scratch, st);
 }
 

@@ -75,13 +75,14 @@ quick_tests)   # CHECKS piece test_quick: the part of make test's GPU half that 
     # the dev/cuda checks and the checkpoint tests left out)
     fails=0
     for t in "./dev/cuda/classifier" "./dev/cuda/matmul" "./dev/cuda/rmsnorm" "./dev/cuda/reduce" "./test/test_gpt" \
-             "./test/test_gpt_fp32" "./test/test_dit" "./test/test_dit_fp32" "bash test/test_determinism.sh" "bash test/test_resume.sh"; do
+             "./test/test_gpt_fp32" "./test/test_dit" "./test/test_dit_fp32" "bash test/test_determinism.sh" "bash test/test_resume.sh" \
+             "bash test/test_resume_dit.sh"; do
         echo "== $t"
         env DEV_CUDA_CHECK_ONLY=1 ATTN_QUICK=1 $t 2>&1
         rc=$?
         [ "$rc" = 0 ] || { echo "FAIL $t: exit $rc"; fails=$((fails + 1)); }
     done
-    echo "quick tests: $fails of 10 programs failed"
+    echo "quick tests: $fails of 11 programs failed"
     [ $fails = 0 ]
     ;;
 timings)

@@ -4,18 +4,23 @@ Check and benchmark of llmc/core/cublas_common.h, the trainers' cuBLASLt product
   matmul_forward:          out[M, N] = inp[M, K] @ weight[N, K]^T (+ bias[N])        bf16 out
   matmul_backward_dinp:    dinp[M, K] = dout[M, N] @ weight[N, K] (or += )           bf16 out
   matmul_backward_dweight: dweight[N, K] += dout^T @ inp                              fp32 out
+  matmul_backward_dweight_bgrad: the same and bgrad[N] = column sums of dout        fp32 out
+                           (train_dit's linear layers: cuBLASLt's bias-gradient epilogue)
 Checked against a CPU reference (double, from the bf16 inputs) at small shapes, every element.
 Checked too: the trainers' per-shape tuner (matmul_tune) gives bit for bit the output of
-cuBLASLt's first suggestion. Timed at the benchmark configs' shapes (gpt-s, gpt-1b, dit-1b;
+cuBLASLt's first suggestion. Timed at the benchmark configs' shapes (gpt-s, gpt-1b, dit-1b, dit-s;
 M = the batch's tokens): cuBLASLt's first suggestion and, beside it, each of the heuristic's next
 suggestions (up to MATMUL_CANDIDATES), whose outputs are compared with the first's (within the
 bf16 / fp32 tolerance: a note where not; bit for bit the same or not: only those the tuner may
-take), then the tuned plan the trainers run (forward and dinp; dweight accumulates, untuned).
+take), then the tuned plan the trainers run (forward and dinp; dweight accumulates, untuned);
+and at the DiTs' shapes the weight gradient with its bias gradient in one product against the
+product and a column sum.
 
   make dev/cuda/matmul && ./dev/cuda/matmul
 */
 #include "common.h"
 #include "../../llmc/core/cublas_common.h"
+#include "../../llmc/core/reduce.cuh"
 
 enum Product { FWD = 0, DINP = 1, DWEIGHT = 2 };
 static const char* product_name(int p) {
@@ -88,6 +93,27 @@ static void validate(int M, int N, int K, bool bias, Rng* rng) {
     check("matmul_forward", "out", shape, download(b.out, (size_t)M * N), r_out, TOL_X);
     check("matmul_backward_dinp", "dinp (accumulated)", shape, download(b.dinp, (size_t)M * K), r_dinp, TOL_X);
     check("matmul_backward_dweight", "dweight (accumulated, fp32)", shape, download(b.dweight, (size_t)N * K), r_dw, TOL_F32);
+    // the DiT's weight gradient with its bias gradient in the same product (the BGRADB epilogue):
+    // dweight added to again (it holds r_dw now), bgrad written
+    float* bgrad = dev_alloc<float>(N);
+    poison(bgrad, N);
+    if (matmul_backward_dweight_bgrad(b.dweight, bgrad, b.dout, b.inp, M, N, K, 0)) {
+        cudaCheck(cudaDeviceSynchronize());
+        std::vector<double> r_dw2(r_dw), r_bg(N, 0.0);
+        for (int n = 0; n < N; n++) {
+            for (int m = 0; m < M; m++) r_bg[n] += dy[(size_t)m * N + n];
+            for (int k = 0; k < K; k++) {
+                double t = 0.0;
+                for (int m = 0; m < M; m++) t += (double)dy[(size_t)m * N + n] * x[(size_t)m * K + k];
+                r_dw2[(size_t)n * K + k] += t;
+            }
+        }
+        check("matmul_backward_dweight_bgrad", "dweight (accumulated, fp32)", shape, download(b.dweight, (size_t)N * K), r_dw2, TOL_F32);
+        check("matmul_backward_dweight_bgrad", "bgrad (fp32)", shape, download(bgrad, N), r_bg, TOL_F32);
+    } else {
+        printf("note: no cuBLASLt algorithm with the bias-gradient epilogue at %s (train_dit sums the columns itself)\n", shape.c_str());
+    }
+    cudaCheck(cudaFree(bgrad));
     free_buffers(b);
 }
 
@@ -218,12 +244,38 @@ static void time_candidates(const char* config, const char* what, int prod, cons
     cudaCheck(cudaFree(first));
 }
 
+// A linear layer's weight and bias gradients as train_dit takes them: one product with the
+// bias-gradient epilogue, against the product and a column sum (what it does where cuBLASLt has
+// no algorithm for the epilogue)
+static void time_bgrad(const char* config, const char* what, const Buffers& b) {
+    const std::string shape = strf("%s %s M=%d N=%d K=%d", config, what, b.M, b.N, b.K);
+    const double flops = 2.0 * b.M * b.N * b.K;
+    float* bgrad = dev_alloc<float>(b.N);
+    float* scratch = dev_alloc<float>((size_t)COLUMN_REDUCE_SPLITS * b.N);
+    const float us_two = time_us([&] {
+        matmul_backward_dweight(b.dweight, b.dout, b.inp, b.M, b.N, b.K, 0);
+        column_reduce(bgrad, b.dout, (const floatX*)nullptr, nullptr, b.M, b.N, scratch, 0);
+    });
+    report_flops("matmul_backward_dweight + column_reduce", shape, us_two, flops);
+    if (matmul_backward_dweight_bgrad(b.dweight, bgrad, b.dout, b.inp, b.M, b.N, b.K, 0)) {
+        const float us_one = time_us([&] { matmul_backward_dweight_bgrad(b.dweight, bgrad, b.dout, b.inp, b.M, b.N, b.K, 0); });
+        report_flops("matmul_backward_dweight_bgrad", shape, us_one, flops);
+        printf("%-24s %-44s product + column sum %9.1f us, one product with the bias gradient %9.1f us: %.3fx\n",
+               "matmul_backward_dweight_bgrad", shape.c_str(), us_two, us_one, us_two / us_one);
+    } else {
+        printf("note: no cuBLASLt algorithm with the bias-gradient epilogue at %s\n", shape.c_str());
+    }
+    cudaCheck(cudaFree(bgrad));
+    cudaCheck(cudaFree(scratch));
+}
+
 // the products of one layer (and the head) of a benchmark config at M tokens
 struct Gemm { const char* what; int N, K; bool bias; };
 static void time_config(const char* config, int M, const std::vector<Gemm>& gemms, Rng* rng) {
     for (const Gemm& g : gemms) {
         Buffers b = alloc_buffers(M, g.N, g.K, rng);
         for (int prod : {FWD, DINP, DWEIGHT}) time_candidates(config, g.what, prod, b, g.bias);
+        if (g.bias) time_bgrad(config, g.what, b);
         free_buffers(b);
     }
 }
@@ -271,6 +323,9 @@ int main() {
         // dit-1b: 13,442 tokens; C 1152, F 4608 (biases)
         time_config("dit-1b", 13442, {{"qkv", 3456, 1152, true}, {"attn out", 1152, 1152, true}, {"fc1", 4608, 1152, true},
                                       {"fc2", 1152, 4608, true}}, &rng);
+        // dit-s: 8 x 2,050 tokens; C 576, F 2304 (biases)
+        time_config("dit-s", 16400, {{"qkv", 1728, 576, true}, {"attn out", 576, 576, true}, {"fc1", 2304, 576, true},
+                                     {"fc2", 576, 2304, true}}, &rng);
     }
     cublas_free();
     return finish("matmul");

@@ -53,9 +53,12 @@ static int matmul_algo_index = 0;        // which of a plan's algorithms matmul_
 static int matmul_last_n_algos = 0;      // how many the last matmul_lt's plan holds
 static int matmul_last_pick = 0;         // the algorithm the last matmul_lt's plan runs
 static bool matmul_tune_on = true;       // off: every plan keeps the heuristic's first suggestion
+// what a product adds after the multiply: nothing, a bias (added to its output), or the bias
+// gradient of a weight-gradient product (the column sums of its B, written to a vector)
+enum MatmulEpilogue { MATMUL_PLAIN = 0, MATMUL_BIAS = 1, MATMUL_BGRAD_B = 2 };
 struct MatmulKey {
-    int m, n, k, lda, ldb, ldd, d_type, ab_type;
-    bool ta, tb, bias, accumulate;
+    int m, n, k, lda, ldb, ldd, d_type, ab_type, epilogue;
+    bool ta, tb, accumulate;
     bool operator<(const MatmulKey& o) const {
         return memcmp(this, &o, sizeof(MatmulKey)) < 0;
     }
@@ -70,8 +73,8 @@ static MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type, cuda
     cublasCheck(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-    if (key.bias) {
-        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+    if (key.epilogue != MATMUL_PLAIN) {   // the bias (gradient) vector in the output's type
+        cublasLtEpilogue_t ep = key.epilogue == MATMUL_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
         cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
         cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &d_type, sizeof(d_type)));
     }
@@ -82,13 +85,28 @@ static MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type, cuda
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
+    if (key.epilogue == MATMUL_BGRAD_B) {
+        // no split over k: a split's partial sums are added in a reduction scheme cuBLASLt picks
+        // (in place in the output among them); without one each column's sum is made inside the
+        // product (test/test_resume_dit.sh checks train_dit bit-identical run to run)
+        const uint32_t no_split = CUBLASLT_REDUCTION_SCHEME_NONE;
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &no_split, sizeof(no_split)));
+    }
     cublasLtMatmulHeuristicResult_t heur[MATMUL_CANDIDATES];
     int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1, heur, &found));
-    if (found == 0) fail("cuBLASLt: no algorithm for m=%d n=%d k=%d ta=%d tb=%d bias=%d", key.m, key.n, key.k, key.ta, key.tb, key.bias);
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1, heur, &found);
+    p.pick = 0;
+    if (key.epilogue == MATMUL_BGRAD_B && (hs != CUBLAS_STATUS_SUCCESS || found == 0)) {
+        p.n_algos = 0;   // no algorithm with the bias-gradient epilogue: the caller sums the columns itself
+        p.tuned = true;
+        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+        return matmul_plans[key] = p;
+    }
+    cublasCheck(hs);
+    if (found == 0)
+        fail("cuBLASLt: no algorithm for m=%d n=%d k=%d ta=%d tb=%d epilogue=%d", key.m, key.n, key.k, key.ta, key.tb, key.epilogue);
     p.algos[0] = heur[0].algo;
     p.n_algos = 1;
-    p.pick = 0;
     // the tuner tries only products that overwrite their output (see matmul_tune)
     p.tuned = !(matmul_tune_on && !key.accumulate);
     if (matmul_candidates_on || !p.tuned) {   // the suggestions after the first (a longer list may order them otherwise)
@@ -194,24 +212,28 @@ static void matmul_tune(MatmulPlan& p, void* d, size_t d_bytes, const void* a, c
 }
 
 // General cuBLASLt product in column-major terms: D[m, n] = alpha * op(A) op(B) + beta * D,
-// op(A) [m, k], op(B) [k, n]; A, B in ab_type, D in d_type; optional bias[m] (d_type) added
-// in the epilogue. Leading dimensions are those of the stored (untransposed) matrices.
-static inline void matmul_lt(void* d, cudaDataType_t d_type, const void* a, const void* b, cudaDataType_t ab_type,
-                             const void* bias, int m, int n, int k, bool trans_a, bool trans_b,
-                             int lda, int ldb, int ldd, float alpha, float beta, cudaStream_t stream) {
+// op(A) [m, k], op(B) [k, n]; A, B in ab_type, D in d_type. Epilogue: MATMUL_BIAS adds vec[m]
+// (d_type) to every column; MATMUL_BGRAD_B writes vec[n] (d_type) = the sums of op(B)'s columns
+// over k. Leading dimensions are those of the stored (untransposed) matrices. False, with nothing
+// done, only where MATMUL_BGRAD_B has no algorithm (every other product fails loudly instead).
+static inline bool matmul_lt_epilogue(void* d, cudaDataType_t d_type, const void* a, const void* b, cudaDataType_t ab_type,
+                                      MatmulEpilogue epilogue, const void* vec, int m, int n, int k, bool trans_a, bool trans_b,
+                                      int lda, int ldb, int ldd, float alpha, float beta, cudaStream_t stream) {
     NVTX_RANGE_FN();
     // --profile-step: the product's FLOPs; A and B read, D written (and read when accumulating)
     const double ab_bytes = ab_type == CUDA_R_32F ? 4 : 2, d_bytes = d_type == CUDA_R_32F ? 4 : 2;
     ProfileWork pw(2.0 * m * n * k, ((double)m * k + (double)k * n) * ab_bytes + (double)m * n * d_bytes * (beta != 0.0f ? 2 : 1));
-    if (((uintptr_t)a % 16) || ((uintptr_t)b % 16) || ((uintptr_t)d % 16) || ((uintptr_t)bias % 16))
+    if (((uintptr_t)a % 16) || ((uintptr_t)b % 16) || ((uintptr_t)d % 16) || ((uintptr_t)vec % 16))
         fail("matmul_lt: operands must be 16-byte aligned");
+    if (epilogue != MATMUL_PLAIN && !vec) fail("matmul_lt: epilogue %d without its vector", (int)epilogue);
     MatmulKey key;
     memset(&key, 0, sizeof(key));  // padding bytes take part in the comparison
     key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldd = ldd;
-    key.d_type = (int)d_type; key.ab_type = (int)ab_type; key.ta = trans_a; key.tb = trans_b; key.bias = bias != nullptr;
+    key.d_type = (int)d_type; key.ab_type = (int)ab_type; key.epilogue = (int)epilogue; key.ta = trans_a; key.tb = trans_b;
     key.accumulate = beta != 0.0f;
     MatmulPlan& p = matmul_plan(key, d_type, ab_type);
-    if (bias) cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (p.n_algos == 0) return false;
+    if (vec) cublasCheck(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof(vec)));
     if (!p.tuned) matmul_tune(p, d, ((size_t)ldd * (n - 1) + m) * (size_t)d_bytes, a, b, alpha, beta, stream);
     matmul_last_n_algos = p.n_algos;
     matmul_last_pick = p.pick;
@@ -219,6 +241,14 @@ static inline void matmul_lt(void* d, cudaDataType_t d_type, const void* a, cons
     if (algo >= p.n_algos) fail("matmul_lt: candidate %d of %d", algo, p.n_algos);
     cublasCheck(cublasLtMatmul(cublaslt_handle, p.desc, &alpha, a, p.la, b, p.lb, &beta, d, p.ld, d, p.ld, &p.algos[algo],
                                cublaslt_workspace, cublaslt_workspace_size, stream));
+    return true;
+}
+// the same with an optional bias[m] (d_type) added in the epilogue
+static inline void matmul_lt(void* d, cudaDataType_t d_type, const void* a, const void* b, cudaDataType_t ab_type,
+                             const void* bias, int m, int n, int k, bool trans_a, bool trans_b,
+                             int lda, int ldb, int ldd, float alpha, float beta, cudaStream_t stream) {
+    matmul_lt_epilogue(d, d_type, a, b, ab_type, bias ? MATMUL_BIAS : MATMUL_PLAIN, bias, m, n, k, trans_a, trans_b, lda, ldb, ldd,
+                       alpha, beta, stream);
 }
 
 // out[M, N] = inp[M, K] @ weight[N, K]^T (+ bias[N])
@@ -249,6 +279,15 @@ static inline void matmul_backward(floatX* dinp, float* dweight, const floatX* d
                                    bool accumulate_dweight = true) {
     matmul_backward_dinp(dinp, dout, weight, M, N, K, accumulate_dinp, stream);
     matmul_backward_dweight(dweight, dout, inp, M, N, K, stream, accumulate_dweight);
+}
+// dweight [N, K] += dout^T @ inp and, in the same product (cuBLASLt's bias-gradient epilogue on
+// dout), bgrad[N] = the column sums of dout, fp32, written (not added); false, with nothing done,
+// where cuBLASLt has no algorithm for it (the caller then runs the product without it and sums
+// the columns itself)
+static inline bool matmul_backward_dweight_bgrad(float* dweight, float* bgrad, const floatX* dout, const floatX* inp, int M, int N,
+                                                 int K, cudaStream_t stream) {
+    return matmul_lt_epilogue(dweight, CUDA_R_32F, inp, dout, CUBLAS_LOWP, MATMUL_BGRAD_B, bgrad, K, N, M, false, true, K, N, K, 1.0f,
+                              1.0f, stream);
 }
 
 // destroys every plan (the next product of each shape plans, and tunes, again)
