@@ -13,6 +13,11 @@ Version 2 (this file only): column_reduce_partial_kernel loading four of its row
 adding them, so that a thread has four 16-byte loads in flight instead of one (at the DiT's
 widths the grid is only ceil(C / 256) x 64 blocks of 256 threads). Its additions are those
 of version 1 in the same order, so its sums are bit-identical to version 1's (checked).
+Version 3 (this file only): more threads instead of more loads a thread: blocks of 32 row lanes
+(1024 threads) instead of 8, the same grid, so four times the threads with a load in flight; held
+to 32 registers a thread for two blocks an SM (a spill of 8 bytes; version 2 needed 96, which cut
+the blocks an SM). Other sums' order (a thread's rows are
+every 32nd; the 32 lanes added in order): deterministic, not bit-identical to version 1.
 
   make dev/cuda/reduce && ./dev/cuda/reduce
 */
@@ -58,6 +63,42 @@ static void column_reduce_v2(float* out, const Ta* a, const Tb* b, const float* 
     cudaLaunchCheck();
 }
 
+// ---- version 3 (see the header): version 1's kernel in blocks of LANES row lanes
+template <typename Ta, typename Tb, int LANES>
+__global__ void __launch_bounds__(32 * LANES, 2) column_reduce_partial_v3_kernel(float* partial, const Ta* a, const Tb* b, const float* s,
+                                                                            int rows, int cols, int rows_per_split) {
+    const int c0 = (blockIdx.x * 32 + threadIdx.x) * 8;
+    const int r_begin = blockIdx.y * rows_per_split;
+    const int r_end = min(rows, r_begin + rows_per_split);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (c0 < cols)
+        for (int r = r_begin + threadIdx.y; r < r_end; r += LANES) column_reduce_add_row(acc, a, b, s, r, cols, c0);
+    // the block's row lanes' sums added in lane order, as column_reduce_store_block does for 8
+    __shared__ float sh[LANES][32 * 8 + 1];
+    for (int k = 0; k < 8; k++) sh[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
+    __syncthreads();
+    if (threadIdx.y == 0 && c0 < cols) {
+        for (int k = 0; k < 8; k++) {
+            float t = 0.0f;
+            for (int y = 0; y < LANES; y++) t += sh[y][threadIdx.x * 8 + k];
+            partial[(size_t)blockIdx.y * cols + c0 + k] = t;
+        }
+    }
+}
+template <typename Ta, typename Tb>
+static void column_reduce_v3(float* out, const Ta* a, const Tb* b, const float* s, int rows, int cols, float* scratch,
+                             cudaStream_t stream) {
+    if (cols % 8 != 0) fail("column_reduce: cols %d not a multiple of 8", cols);
+    constexpr int LANES = 32;
+    const int splits = std::min(COLUMN_REDUCE_SPLITS, std::max(1, rows));
+    const int rows_per_split = ceil_div(rows, splits);
+    column_reduce_partial_v3_kernel<Ta, Tb, LANES><<<dim3(ceil_div(cols, 32 * 8), splits), dim3(32, LANES), 0, stream>>>(
+        scratch, a, b, s, rows, cols, rows_per_split);
+    cudaLaunchCheck();
+    column_reduce_final_kernel<<<ceil_div(cols, 256), 256, 0, stream>>>(out, scratch, splits, cols);
+    cudaLaunchCheck();
+}
+
 // which inputs a case has: a only (a bias gradient), a * b (a LayerNorm weight), a * b * s (RMSNorm's)
 enum Inputs { A_ONLY, A_B, A_B_S };
 static const char* inputs_name(Inputs in) { return in == A_ONLY ? "a" : in == A_B ? "a*b" : "a*b*s"; }
@@ -83,29 +124,33 @@ static void run_case(int rows, int cols, Inputs in, bool timed, Rng* rng) {
         }
     auto run = [&](int version) {
         if (version == 1) column_reduce(out, a, b, s, rows, cols, scratch, 0);
-        else column_reduce_v2(out, a, b, s, rows, cols, scratch, 0);
+        else if (version == 2) column_reduce_v2(out, a, b, s, rows, cols, scratch, 0);
+        else column_reduce_v3(out, a, b, s, rows, cols, scratch, 0);
     };
-    std::vector<float> got[3];
-    for (int v = 1; v <= 2; v++) {
+    auto name = [](int v) { return v == 1 ? std::string("column_reduce") : strf("column_reduce v%d", v); };
+    std::vector<float> got[4];
+    for (int v = 1; v <= 3; v++) {
         upload(out, out0.data(), cols);
         poison(scratch, (size_t)COLUMN_REDUCE_SPLITS * cols);
         run(v);
         cudaCheck(cudaDeviceSynchronize());
         got[v] = download(out, cols);
-        check(v == 1 ? "column_reduce" : "column_reduce v2", "out", shape, got[v], ref, TOL_F32);
+        check(name(v).c_str(), "out", shape, got[v], ref, TOL_F32);
     }
-    upload(out, out0.data(), cols);
-    run(1);
-    cudaCheck(cudaDeviceSynchronize());
-    check_true(download(out, cols) == got[1], "column_reduce bit-identical run to run shape=%s", shape.c_str());
+    for (int v : {1, 3}) {
+        upload(out, out0.data(), cols);
+        run(v);
+        cudaCheck(cudaDeviceSynchronize());
+        check_true(download(out, cols) == got[v], "%s bit-identical run to run shape=%s", name(v).c_str(), shape.c_str());
+    }
     check_true(got[2] == got[1], "column_reduce v2 bit-identical to version 1 (same additions, same order) shape=%s", shape.c_str());
 
     if (timed) {
         // a (and b) read, s read; out read and written (per column: small)
         const double bytes = (double)n * sizeof(floatX) * (b ? 2 : 1) + (s ? rows * 4.0 : 0.0);
-        for (int v = 1; v <= 2; v++) {
+        for (int v = 1; v <= 3; v++) {
             const float us = time_us([&] { run(v); });
-            report_bw(strf("column_reduce%s (%s)", v == 1 ? "" : " v2", inputs_name(in)), strf("rows=%d cols=%d", rows, cols), us, bytes);
+            report_bw(strf("%s (%s)", name(v).c_str(), inputs_name(in)), strf("rows=%d cols=%d", rows, cols), us, bytes);
         }
     }
     cudaCheck(cudaFree(a)); cudaCheck(cudaFree(out)); cudaCheck(cudaFree(scratch));
