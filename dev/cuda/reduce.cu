@@ -13,11 +13,12 @@ Version 2 (this file only): column_reduce_partial_kernel loading four of its row
 adding them, so that a thread has four 16-byte loads in flight instead of one (at the DiT's
 widths the grid is only ceil(C / 256) x 64 blocks of 256 threads). Its additions are those
 of version 1 in the same order, so its sums are bit-identical to version 1's (checked).
-Version 3 (this file only): more threads instead of more loads a thread: blocks of 32 row lanes
-(1024 threads) instead of 8, the same grid, so four times the threads with a load in flight; held
-to 32 registers a thread for two blocks an SM (a spill of 8 bytes; version 2 needed 96, which cut
-the blocks an SM). Other sums' order (a thread's rows are
-every 32nd; the 32 lanes added in order): deterministic, not bit-identical to version 1.
+Version 3: version 1's kernel with more threads instead of more loads a thread: blocks of 32
+row lanes (1024 threads; its LANES template argument) instead of 8, the same grid, so four times
+the threads with a load in flight; held to 32 registers a thread for two blocks an SM (a spill of
+8 bytes; version 2 needed 96, which cut the blocks an SM). Its sums are in another order (a
+thread's rows are every 32nd; the 32 lanes added in order): deterministic, not bit-identical to
+version 1.
 
   make dev/cuda/reduce && ./dev/cuda/reduce
 */
@@ -63,28 +64,7 @@ static void column_reduce_v2(float* out, const Ta* a, const Tb* b, const float* 
     cudaLaunchCheck();
 }
 
-// ---- version 3 (see the header): version 1's kernel in blocks of LANES row lanes
-template <typename Ta, typename Tb, int LANES>
-__global__ void __launch_bounds__(32 * LANES, 2) column_reduce_partial_v3_kernel(float* partial, const Ta* a, const Tb* b, const float* s,
-                                                                            int rows, int cols, int rows_per_split) {
-    const int c0 = (blockIdx.x * 32 + threadIdx.x) * 8;
-    const int r_begin = blockIdx.y * rows_per_split;
-    const int r_end = min(rows, r_begin + rows_per_split);
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (c0 < cols)
-        for (int r = r_begin + threadIdx.y; r < r_end; r += LANES) column_reduce_add_row(acc, a, b, s, r, cols, c0);
-    // the block's row lanes' sums added in lane order, as column_reduce_store_block does for 8
-    __shared__ float sh[LANES][32 * 8 + 1];
-    for (int k = 0; k < 8; k++) sh[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
-    __syncthreads();
-    if (threadIdx.y == 0 && c0 < cols) {
-        for (int k = 0; k < 8; k++) {
-            float t = 0.0f;
-            for (int y = 0; y < LANES; y++) t += sh[y][threadIdx.x * 8 + k];
-            partial[(size_t)blockIdx.y * cols + c0 + k] = t;
-        }
-    }
-}
+// ---- version 3 (see the header): version 1's kernel (column_reduce_partial_kernel) with 32 row lanes
 template <typename Ta, typename Tb>
 static void column_reduce_v3(float* out, const Ta* a, const Tb* b, const float* s, int rows, int cols, float* scratch,
                              cudaStream_t stream) {
@@ -92,7 +72,7 @@ static void column_reduce_v3(float* out, const Ta* a, const Tb* b, const float* 
     constexpr int LANES = 32;
     const int splits = std::min(COLUMN_REDUCE_SPLITS, std::max(1, rows));
     const int rows_per_split = ceil_div(rows, splits);
-    column_reduce_partial_v3_kernel<Ta, Tb, LANES><<<dim3(ceil_div(cols, 32 * 8), splits), dim3(32, LANES), 0, stream>>>(
+    column_reduce_partial_kernel<Ta, Tb, LANES><<<dim3(ceil_div(cols, 32 * 8), splits), dim3(32, LANES), 0, stream>>>(
         scratch, a, b, s, rows, cols, rows_per_split);
     cudaLaunchCheck();
     column_reduce_final_kernel<<<ceil_div(cols, 256), 256, 0, stream>>>(out, scratch, splits, cols);

@@ -31,29 +31,33 @@ __device__ __forceinline__ void column_reduce_add_row(float (&acc)[8], const Ta*
     if (b) load8_f32(b + (size_t)r * cols + c0, vb);
     for (int k = 0; k < 8; k++) acc[k] += (b ? va[k] * vb[k] : va[k]) * sr;
 }
-// the block's row lanes' sums of columns c0..c0+7 added in lane order: partial row blockIdx.y
+// the block's LANES row lanes' sums of columns c0..c0+7 added in lane order: partial row blockIdx.y
+template <int LANES = 8>
 __device__ __forceinline__ void column_reduce_store_block(float* partial, const float (&acc)[8], int cols, int c0) {
-    __shared__ float sh[8][32 * 8 + 1];
+    __shared__ float sh[LANES][32 * 8 + 1];
     for (int k = 0; k < 8; k++) sh[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
     __syncthreads();
     if (threadIdx.y == 0 && c0 < cols) {
         for (int k = 0; k < 8; k++) {
             float t = 0.0f;
-            for (int y = 0; y < (int)blockDim.y; y++) t += sh[y][threadIdx.x * 8 + k];
+            for (int y = 0; y < LANES; y++) t += sh[y][threadIdx.x * 8 + k];
             partial[(size_t)blockIdx.y * cols + c0 + k] = t;
         }
     }
 }
-template <typename Ta, typename Tb>
-__global__ void column_reduce_partial_kernel(float* partial, const Ta* a, const Tb* b, const float* s,
-                                             int rows, int cols, int rows_per_split) {
+// blocks of 32 column threads x LANES row lanes (column_reduce: 8; dev/cuda/reduce also times 32,
+// held to 32 registers so that two blocks of 1024 fit an SM)
+template <typename Ta, typename Tb, int LANES = 8>
+__global__ void __launch_bounds__(32 * LANES, LANES > 8 ? 2 : 1) column_reduce_partial_kernel(float* partial, const Ta* a, const Tb* b,
+                                                                                          const float* s, int rows, int cols,
+                                                                                          int rows_per_split) {
     const int c0 = (blockIdx.x * 32 + threadIdx.x) * 8;
     const int r_begin = blockIdx.y * rows_per_split;
     const int r_end = min(rows, r_begin + rows_per_split);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (c0 < cols)
-        for (int r = r_begin + threadIdx.y; r < r_end; r += blockDim.y) column_reduce_add_row(acc, a, b, s, r, cols, c0);
-    column_reduce_store_block(partial, acc, cols, c0);
+        for (int r = r_begin + threadIdx.y; r < r_end; r += LANES) column_reduce_add_row(acc, a, b, s, r, cols, c0);
+    column_reduce_store_block<LANES>(partial, acc, cols, c0);
 }
 
 __global__ static void column_reduce_final_kernel(float* out, const float* partial, int splits, int cols) {
