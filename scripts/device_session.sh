@@ -73,17 +73,8 @@ checks)
 quick_tests)   # CHECKS piece test_quick: the part of make test's GPU half that a change to the
     # matmul, classifier, norm or reduction code or to the trainers' step touches (the rest of
     # the dev/cuda checks and the checkpoint tests left out)
-    fails=0
-    for t in "./dev/cuda/classifier" "./dev/cuda/matmul" "./dev/cuda/rmsnorm" "./dev/cuda/reduce" "./test/test_gpt" \
-             "./test/test_gpt_fp32" "./test/test_dit" "./test/test_dit_fp32" "bash test/test_determinism.sh" "bash test/test_resume.sh" \
-             "bash test/test_resume_dit.sh"; do
-        echo "== $t"
-        env DEV_CUDA_CHECK_ONLY=1 ATTN_QUICK=1 $t 2>&1
-        rc=$?
-        [ "$rc" = 0 ] || { echo "FAIL $t: exit $rc"; fails=$((fails + 1)); }
-    done
-    echo "quick tests: $fails of 11 programs failed"
-    [ $fails = 0 ]
+    TEST_PART=gpu GPU_TESTS="dev/cuda/classifier dev/cuda/matmul dev/cuda/rmsnorm dev/cuda/reduce test_gpt test_gpt_fp32 test_dit
+        test_dit_fp32 determinism resume resume_dit" bash test/run_tests.sh
     ;;
 timings)
     wait_for 300 "${BG[@]}" || echo "still running after 300 s: the timings share the GPU"

@@ -84,19 +84,22 @@ fi
 if [ "$TEST_PART" = cpu ]; then
     echo "(TEST_PART=cpu: the GPU half not run)"
 elif [ $has_gpu -eq 1 ]; then
+    # GPU_TESTS (optional): only these of the GPU half, by name (dev/cuda/X, test_gpt, test_gpt_fp32,
+    # test_dit, test_dit_fp32, determinism, resume, resume_dit, profile_step, ckpt_async)
+    want() { [ -z "${GPU_TESTS:-}" ] || [[ " $(echo $GPU_TESTS) " == *" $1 "* ]]; }
     make -s -k -j4 test/test_gpt test/test_gpt_fp32 test/test_dit test/test_dit_fp32 train_dit $DEV_CUDA_CHECKS || { echo "FAIL build of the GPU tests"; failed_programs=$((failed_programs + 1)); }
     for c in $DEV_CUDA_CHECKS; do
-        run "$c ($(describe "$c"))" env DEV_CUDA_CHECK_ONLY=1 ATTN_QUICK=1 "./$c"
+        want "$c" && run "$c ($(describe "$c"))" env DEV_CUDA_CHECK_ONLY=1 ATTN_QUICK=1 "./$c"
     done
-    run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
-    run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
-    run "dit GPU bf16 vs PyTorch" ./test/test_dit
-    run "dit GPU fp32 vs PyTorch" ./test/test_dit_fp32
-    run "train_gpt determinism" bash test/test_determinism.sh
-    run "train_gpt resume" bash test/test_resume.sh
-    run "train_dit resume" bash test/test_resume_dit.sh
-    run "--profile-step in both trainers" bash test/test_profile_step.sh
-    run "train_gpt background checkpoints and resume fallback" bash test/test_ckpt_async.sh
+    want test_gpt && run "gpt GPU bf16 vs PyTorch" ./test/test_gpt
+    want test_gpt_fp32 && run "gpt GPU fp32 vs PyTorch" ./test/test_gpt_fp32
+    want test_dit && run "dit GPU bf16 vs PyTorch" ./test/test_dit
+    want test_dit_fp32 && run "dit GPU fp32 vs PyTorch" ./test/test_dit_fp32
+    want determinism && run "train_gpt determinism" bash test/test_determinism.sh
+    want resume && run "train_gpt resume" bash test/test_resume.sh
+    want resume_dit && run "train_dit resume" bash test/test_resume_dit.sh
+    want profile_step && run "--profile-step in both trainers" bash test/test_profile_step.sh
+    want ckpt_async && run "train_gpt background checkpoints and resume fallback" bash test/test_ckpt_async.sh
 else
     for c in $DEV_CUDA_CHECKS; do
         echo "SKIP $c ($(describe "$c")): no GPU on this machine"
