@@ -6,7 +6,11 @@
 #                     padded hd 80, 35, 36 at hd 64; 32 and 34 are the table's at hd 64 and padded hd 80;
 #                     37: 34 with the query tiles split into at least two chunks everywhere (the table
 #                     splits where few K/V tiles leave SMs idle, the DiT's cross-attention: 34 is the
-#                     table without that split); 38: hd 128)
+#                     table without that split); 38: hd 128; 39: hd 64 with TMA and 128 query rows;
+#                     40: 38 with TMA)
+#   atomic:22 23      the atomic backward (ATTN_ATOMIC=v; the `[fast]` rows: what `--attn-backward fast`
+#                     would run with it): 22 the fused kernel (the table's before the warp-specialized
+#                     one's atomic mode), 23 that mode with 39 / 40's tiles
 #   fwd:26 27         the warp-specialized forward with TMA in 32-byte swizzled 16-column blocks,
 #                     padded hd 80 (the DiT's 72) (ATTN_FWD=v)
 # For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
@@ -15,22 +19,22 @@
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:34 ordered:37 ordered:38 ordered:35 ordered:36" (default: the table without its query
-#   split and the variants not yet measured; 29 .. 33 and fwd 26/27 were, docs/results.md), CHECK_S (per check run,
+#   VARIANTS="ordered:39 ordered:40 atomic:22 atomic:23" (default: the variants not yet measured; 29 .. 38
+#   and fwd 26/27 were, docs/results.md), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
 #   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
 #   (the GPU to itself) for the variants in OUT/passed.txt; default: both
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:34 ordered:37 ordered:38 ordered:35 ordered:36"}
+VARIANTS=${VARIANTS:-"ordered:39 ordered:40 atomic:22 atomic:23"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
+env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; atomic) echo "ATTN_ATOMIC=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
 PHASE=${PHASE:-all}
 passed=""
 if [ "$PHASE" = time ]; then passed=$(cat "$OUT/passed.txt" 2>/dev/null); else : > "$OUT/passed.txt"; fi
 [ "$PHASE" = time ] || for v in $VARIANTS; do
-    e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N or fwd:N"; exit 1; }
+    e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N, atomic:N or fwd:N"; exit 1; }
     log="$OUT/check_${v/:/_}.log"
     env "$e" ATTN_QUICK=1 timeout "${CHECK_S:-150}" ./dev/cuda/attention > "$log" 2>&1
     rc=$?
@@ -50,10 +54,10 @@ for v in $passed; do
     env "$(env_of "$v")" ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_${v/:/_}.log" 2>&1 ||
         echo "$v timings: exit $?"
 done
-# the default forward and deterministic backward rows (no [fast] / [atomic] tag), per shape; the
-# varlen shapes' sm90 forward and ordered backward
+# the default forward, deterministic and fast backward rows (no [atomic] tag: the per-family
+# rows), per shape; the varlen shapes' sm90 forward and ordered backward
 rows() {
-    { grep -E '^flash_attention(_forward|_backward| forward\+backward)' "$1" | grep -v '\[fast\]\|\[atomic\]'
+    { grep -E '^flash_attention(_forward|_backward| forward\+backward)' "$1" | grep -v '\[atomic\]'
       grep -E '^flash_attention_varlen(_forward \[sm90\]|_backward \[sm90\] \[ordered\]| forward\+backward \[sm90\] \[ordered\])' "$1"; } |
         sed -E 's/ +[0-9.]+% of [0-9]+ TFLOP\/s$//'
 }

@@ -9,6 +9,10 @@ not a multiple of 4 take the kernels' tail paths) and at the size of all gpt-1b
 parameters (AdamW: 32 slices of 4096 elements spread over the buffer; the norm:
 the whole buffer, summed on the host in chunks); timed at the gpt-1b size, both
 as one call and per tensor of the gpt-1b layout (as train_gpt calls it).
+Versions (the same adamw_element, so the same bits, checked at the small sizes):
+  1  adamw_kernel_v1 below: a thread per group of 4 elements, bf16 weights stored one by one
+  U  llmc's adamw_kernel<U> (U = 1, 2, 4): U groups a thread, loads first, one 8-byte store of
+     the bf16 weights, streaming cache hints; the trainers run ADAMW_GROUPS
 
   make dev/cuda/adamw && ./dev/cuda/adamw
 */
@@ -16,6 +20,45 @@ as one call and per tensor of the gpt-1b layout (as train_gpt calls it).
 #include "../../llmc/model/gpt_config.h"
 #include "../../llmc/core/reduce.cuh"
 #include "../../llmc/model/adamw.cuh"
+
+// version 1 (what llmc ran before adamw_kernel<U>)
+__global__ static void adamw_kernel_v1(floatX* params, float* master, const float* grads, float* m, float* v, size_t n,
+                                       float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
+                                       float grad_scale) {
+    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (i >= n) return;
+    if (i + 4 <= n) {
+        float4 g = *reinterpret_cast<const float4*>(grads + i), mm = *reinterpret_cast<float4*>(m + i);
+        float4 vv = *reinterpret_cast<float4*>(v + i), p = *reinterpret_cast<float4*>(master + i);
+        float* gp = &g.x; float* mp = &mm.x; float* vp = &vv.x; float* pp = &p.x;
+        for (int k = 0; k < 4; k++) {
+            pp[k] = adamw_element(gp[k] * grad_scale, mp[k], vp[k], pp[k], lr, beta1, beta2, bc1, bc2, eps, wd);
+            params[i + k] = (floatX)pp[k];
+        }
+        *reinterpret_cast<float4*>(m + i) = mm;
+        *reinterpret_cast<float4*>(v + i) = vv;
+        *reinterpret_cast<float4*>(master + i) = p;
+    } else {
+        for (size_t k = i; k < n; k++) {
+            master[k] = adamw_element(grads[k] * grad_scale, m[k], v[k], master[k], lr, beta1, beta2, bc1, bc2, eps, wd);
+            params[k] = (floatX)master[k];
+        }
+    }
+}
+// version ver (1: adamw_kernel_v1; 2, 4, 8: adamw_kernel<ver / 2>, the groups a thread takes)
+static void adamw_version(int ver, floatX* params, float* master, const float* grads, float* m, float* v, size_t n, float lr,
+                          float beta1, float beta2, float eps, float wd, float grad_scale, int step) {
+    if (ver == 1) {
+        const float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
+        adamw_kernel_v1<<<ceil_div(ceil_div((long long)n, 4), 256), 256>>>(params, master, grads, m, v, n, lr, beta1, beta2, bc1,
+                                                                          bc2, eps, wd, grad_scale);
+        cudaLaunchCheck();
+    } else if (ver == 2) adamw_update<1>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
+    else if (ver == 4) adamw_update<2>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
+    else adamw_update<4>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
+}
+static const int ADAMW_VERSIONS[] = {1, 2, 4, 8};
+static std::string adamw_version_name(int ver) { return ver == 1 ? "version 1" : strf("U=%d", ver / 2); }
 
 struct AdamHyper {
     float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f, grad_scale = 0.8f;
@@ -51,6 +94,12 @@ static void run_case(size_t n, const char* label, size_t slices, size_t slice_le
     offs.back() = n - slice_len;  // the last slice ends at n (the tail path)
     const std::vector<float> p0 = download_slices(master, offs, slice_len), g0 = download_slices(grads, offs, slice_len);
     const std::vector<float> m0 = download_slices(m, offs, slice_len), v0 = download_slices(v, offs, slice_len);
+    // the versions' bits against the default's: the whole state, at the small sizes
+    const bool versions = !timed;
+    std::vector<float> full0[4];
+    if (versions) {
+        full0[0] = download(master, n); full0[1] = download(grads, n); full0[2] = download(m, n); full0[3] = download(v, n);
+    }
     poison(params, n);
     adamw_update(params, master, grads, m, v, n, h.lr, h.beta1, h.beta2, h.eps, h.wd, h.grad_scale, h.step, 0);
     cudaCheck(cudaDeviceSynchronize());
@@ -77,6 +126,21 @@ static void run_case(size_t n, const char* label, size_t slices, size_t slice_le
         check("adamw_update", "master_delta", shape, delta, rdelta, 1e-3);
         check("adamw_update", "params", shape, download_slices(params, offs, slice_len), rp, TOL_X);
     }
+    if (versions) {
+        const std::vector<float> want[4] = {download(master, n), download(m, n), download(v, n), download(params, n)};
+        for (int ver : ADAMW_VERSIONS) {
+            upload(master, full0[0].data(), n); upload(grads, full0[1].data(), n);
+            upload(m, full0[2].data(), n); upload(v, full0[3].data(), n);
+            poison(params, n);
+            adamw_version(ver, params, master, grads, m, v, n, h.lr, h.beta1, h.beta2, h.eps, h.wd, h.grad_scale, h.step);
+            cudaCheck(cudaDeviceSynchronize());
+            const std::vector<float> got[4] = {download(master, n), download(m, n), download(v, n), download(params, n)};
+            bool same = true;
+            for (int k = 0; k < 4; k++) same = same && memcmp(got[k].data(), want[k].data(), n * sizeof(float)) == 0;
+            check_true(same, "adamw_update %s %s: master, m, v, params bit for bit the default's", adamw_version_name(ver).c_str(),
+                       shape.c_str());
+        }
+    }
 
     // ---- global_norm_squared over the (updated) gradients, which adamw does not modify
     poison(norm_scratch, GLOBAL_NORM_BLOCKS);
@@ -95,19 +159,22 @@ static void run_case(size_t n, const char* label, size_t slices, size_t slice_le
 
     if (timed) {
         const double bytes = (double)n * (4 * sizeof(float) + 3 * sizeof(float) + sizeof(floatX));  // g,m,v,p read; m,v,p,params written
-        float us = time_us([&] {
-            adamw_update(params, master, grads, m, v, n, h.lr, h.beta1, h.beta2, h.eps, h.wd, h.grad_scale, h.step, 0);
-        });
-        report_bw("adamw_update (one call)", shape, us, bytes);
-        if (layout) {
-            us = time_us([&] {
-                for (const ParamTensor& t : *layout)
-                    adamw_update(params + t.offset, master + t.offset, grads + t.offset, m + t.offset, v + t.offset, t.numel,
-                                 h.lr, h.beta1, h.beta2, h.eps, t.decay ? h.wd : 0.0f, h.grad_scale, h.step, 0);
+        for (int ver : ADAMW_VERSIONS) {   // (the trainers run U = ADAMW_GROUPS)
+            const std::string tag = " [" + adamw_version_name(ver) + "]";
+            float us = time_us([&] {
+                adamw_version(ver, params, master, grads, m, v, n, h.lr, h.beta1, h.beta2, h.eps, h.wd, h.grad_scale, h.step);
             });
-            report_bw(strf("adamw_update (per tensor, %zu calls)", layout->size()), shape, us, bytes);
+            report_bw("adamw_update (one call)" + tag, shape, us, bytes);
+            if (layout) {
+                us = time_us([&] {
+                    for (const ParamTensor& t : *layout)
+                        adamw_version(ver, params + t.offset, master + t.offset, grads + t.offset, m + t.offset, v + t.offset,
+                                      t.numel, h.lr, h.beta1, h.beta2, h.eps, t.decay ? h.wd : 0.0f, h.grad_scale, h.step);
+                });
+                report_bw(strf("adamw_update (per tensor, %zu calls)", layout->size()) + tag, shape, us, bytes);
+            }
         }
-        us = time_us([&] { global_norm_squared(norm_out, grads, n, norm_scratch, 0); });
+        float us = time_us([&] { global_norm_squared(norm_out, grads, n, norm_scratch, 0); });
         report_bw("global_norm_squared", shape, us, (double)n * sizeof(float));
     }
     cudaCheck(cudaFree(params)); cudaCheck(cudaFree(master)); cudaCheck(cudaFree(grads)); cudaCheck(cudaFree(m));

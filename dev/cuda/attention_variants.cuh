@@ -26,7 +26,13 @@
 //        the table's there; 35 / 36: 30 / 31 with TMA Q/dO loads at hd 64, fixed layout, any
 //        group size dividing 64, dO through a 5-D map); 37: 34 with the query tiles split into
 //        chunks (QSPLIT: more CTAs where a group has few K/V tiles, the DiT's cross-attention);
-//        38: 30 at hd 128 (64 query rows, two stages, cp.async: 225 KB of shared memory)
+//        38: 30 at hd 128 (64 query rows, two stages, cp.async: 225 KB of shared memory); 39: hd 64
+//        with TMA, 128 query rows, two stages, one dQ buffer (BWD_WS_ONE_DQ: the shared memory);
+//        40: 38 with TMA (two 64-column blocks);
+//        22 the fused kernel (flash_bwd_dkdv_sm90_kernel, DQ_PIPE) with the table's sm90_atomic
+//        tiles, the atomic backward before the warp-specialized kernel's atomic mode
+//        (BWD_WS_ATOMIC, the table's where the ordered one runs that kernel); 23 that mode with
+//        39's tiles at hd 64, 40's at hd 128
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -516,6 +522,9 @@ static FlashConfig flash_config = {0, 0, 0};
 // the ordered sm90 backward where flash_config.dkdv is 0 (dev/cuda/attention.cu: ATTN_ORDERED=30
 // runs every check and timing of the deterministic backward on variant 30)
 static int flash_ordered_variant = 0;
+// the atomic sm90 backward where flash_config.dkdv is 0 (ATTN_ATOMIC=22: every check and timing of
+// the atomic backward, `--attn-backward fast` among them, on variant 22 where it applies)
+static int flash_atomic_variant = 0;
 // the forward's variant where flash_config.fwd is 0 (dev/cuda/attention.cu: ATTN_FWD=26 runs every
 // check and timing of the forward on variant 26 where it applies, the table's kernels elsewhere)
 static int flash_fwd_variant = 0;
@@ -622,6 +631,26 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
     flash_fwd_hd<HD>(out, lse, q, k, v, p, st);
 }
 
+// atomic variants 22 / 23 (the numbering above); false where neither applies
+template <int HD>
+static bool bwd_atomic_lab(int av, floatX* dq, floatX* dk, floatX* dv, float* dq_acc, const floatX* q, const floatX* k,
+                           const floatX* v, const floatX* dout, const float* L, const float* D, const FlashParams& p,
+                           cudaStream_t st) {
+    using namespace flash;
+    if (av == 22) {
+        dkdv_sm90_launch<HD, FlashTiles<HD>::sm90_atomic>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
+        return true;
+    }
+    constexpr int A = BWD_WS_ATOMIC | (HD == 64 ? BWD_WS_ONE_DQ : 0);
+    if constexpr (HD == 64 || HD == 128) {
+        if (bwd_ws_tma_ok<HD>(q, dout, p)) {
+            bwd_ws_sm90_launch<HD, HD == 64 ? 128 : 64, 2, true, false, A>(dq, dk, dv, dq_acc, nullptr, q, k, v, dout, L, D, p, st);
+            return true;
+        }
+    }
+    return false;
+}
+
 template <int HD>
 static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, const FlashBwdScratch& w, const floatX* q,
                          const floatX* k, const floatX* v, const floatX* dout, const FlashParams& p, cudaStream_t st) {
@@ -637,8 +666,13 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     // (the variants are instantiated only at the tuned head dims: if constexpr (TUNED))
     if (algo == FlashBwdAlgo::ordered && sm90) {  // the table's fused sm90 kernel, or the warp-specialized one
         if constexpr (HD == 128) {
-            if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 38) {
+            const int ov = dkdv ? dkdv : flash_ordered_variant;
+            if (!p.pos && ov == 38) {
                 flash::bwd_ws_sm90_launch<HD, 64, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                return;
+            }
+            if (!p.pos && ov == 40 && flash::bwd_ws_tma_ok<128>(q, dout, p)) {
+                flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                 return;
             }
         }
@@ -666,6 +700,11 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                 if (!p.pos && (ov == 35 || ov == 36) && flash::bwd_ws_tma_ok<64>(q, dout, p)) {
                     if (ov == 35) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                    return;
+                }
+                if (!p.pos && ov == 39 && flash::bwd_ws_tma_ok<64>(q, dout, p)) {
+                    flash::bwd_ws_sm90_launch<HD, 128, 2, true, false, flash::BWD_WS_ONE_DQ>(dq, dk, dv, dq_acc, locks, q, k, v, dout,
+                                                                                          L, D, p, st);
                     return;
                 }
             }
@@ -710,6 +749,8 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     }
     if (algo == FlashBwdAlgo::atomic && sm90) {
         if constexpr (TUNED) {
+            const int av = dkdv ? dkdv : flash_atomic_variant;
+            if (!p.pos && (av == 22 || av == 23) && bwd_atomic_lab<HD>(av, dq, dk, dv, dq_acc, q, k, v, dout, L, D, p, st)) return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 case 12: flash::dkdv_sm90_launch<HD, V::atomic12>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;

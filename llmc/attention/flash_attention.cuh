@@ -99,9 +99,9 @@ static void flash_bwd_check_algo(FlashBwdAlgo) {}
 //   forward   sm90 (warp-specialized) at hd 64 and 128 with TMA (fixed layout, hd exactly
 //             64 / 128: fwd_tma_ok) and at padded hd 80 with cp.async; mma.sync elsewhere
 //   backward  the fused sm90 kernel at every head dim where the sm90 kernels run (ordered or
-//             atomic; ordered at hd 64 and 128, and at padded hd 80 with one query head per
-//             group, the warp-specialized one, dev/cuda/NOTES.md; timed on an H100); split: sm90
-//             at padded hd 80 and 128, mma.sync elsewhere
+//             atomic; at hd 64 and 128, and at padded hd 80 with one query head per group, the
+//             warp-specialized one, atomic without its dQ turns, dev/cuda/NOTES.md; timed on an
+//             H100); split: sm90 at padded hd 80 and 128, mma.sync elsewhere
 // Head dims not named there were not measured: mma.sync.
 template <int HD>
 struct FlashTiles {
@@ -135,6 +135,8 @@ struct FlashTiles {
     static constexpr int sm90_ordered_ws_tma_bq = 64, sm90_ordered_ws_tma_stages = 3;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
+    // the atomic (fast) backward: the warp-specialized kernel's atomic mode where the ordered one
+    // runs it (flash_bwd_ws_hd), else the fused kernel with these tiles
     static constexpr flash::Sm90DkdvConfig sm90_atomic =
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_PIPE, 0};
@@ -166,6 +168,35 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
     }
     flash::fwd_launch<HD, T::mma_fwd>(out, lse, q, k, v, p, st);
 }
+// The warp-specialized backward (flash_sm90_bwd_ws.cuh) where the table has it, ordered (OPT 0)
+// or atomic (BWD_WS_ATOMIC: the same tiles, no dQ turns); false where it does not run
+template <int HD, int OPT>
+static bool flash_bwd_ws_hd(floatX* dq, floatX* dk, floatX* dv, const FlashBwdScratch& w, const floatX* q, const floatX* k,
+                            const floatX* v, const floatX* dout, const FlashParams& p, cudaStream_t st) {
+    using T = FlashTiles<HD>;
+    const float *L = w.L, *D = w.D;
+    if constexpr (T::sm90_ordered_ws_tma) {
+        if (flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
+            constexpr int BQ = T::sm90_ordered_ws_tma_bq, NS = T::sm90_ordered_ws_tma_stages;
+            if constexpr (HD == 80) {   // few K/V tiles: the query tiles in chunks (QSPLIT)
+                const int chunks = flash::bwd_ws_query_chunks(p, BQ, flash_sm_count(), w.split_floats);
+                if (chunks > 1) {
+                    flash::bwd_ws_sm90_launch<HD, BQ, NS, true, true, OPT>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st,
+                                                                          w.split, chunks);
+                    return true;
+                }
+            }
+            flash::bwd_ws_sm90_launch<HD, BQ, NS, true, false, OPT>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
+            return true;
+        }
+    }
+    if constexpr (T::sm90_ordered_ws_bq > 0) {
+        flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages, false, false, OPT>(
+            dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
+        return true;
+    }
+    return false;
+}
 // algo ordered / atomic: only where flash_sm90_active() (flash_bwd_check_algo)
 template <int HD>
 static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, const FlashBwdScratch& w, const floatX* q,
@@ -178,30 +209,12 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         return;
     }
     if (algo == FlashBwdAlgo::ordered) {
-        if constexpr (T::sm90_ordered_ws_tma) {
-            if (flash::bwd_ws_tma_ok<HD>(q, dout, p)) {
-                constexpr int BQ = T::sm90_ordered_ws_tma_bq, NS = T::sm90_ordered_ws_tma_stages;
-                if constexpr (HD == 80) {   // few K/V tiles: the query tiles in chunks (QSPLIT)
-                    const int chunks = flash::bwd_ws_query_chunks(p, BQ, flash_sm_count(), w.split_floats);
-                    if (chunks > 1) {
-                        flash::bwd_ws_sm90_launch<HD, BQ, NS, true, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st,
-                                                                         w.split, chunks);
-                        return;
-                    }
-                }
-                flash::bwd_ws_sm90_launch<HD, BQ, NS, true>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
-                return;
-            }
-        }
-        if constexpr (T::sm90_ordered_ws_bq > 0) {
-            flash::bwd_ws_sm90_launch<HD, T::sm90_ordered_ws_bq, T::sm90_ordered_ws_stages>(dq, dk, dv, w.dq_acc, w.locks, q, k, v,
-                                                                                           dout, L, D, p, st);
-            return;
-        }
+        if (flash_bwd_ws_hd<HD, 0>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
         flash::dkdv_sm90_launch<HD, T::sm90_ordered>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc, w.locks);
         return;
     }
     if (algo == FlashBwdAlgo::atomic) {
+        if (flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
         flash::dkdv_sm90_launch<HD, T::sm90_atomic>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc);
         return;
     }

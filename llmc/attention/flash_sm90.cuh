@@ -446,18 +446,21 @@ enum { DQ_RED4 = 1, DQ_NS3 = 2, DQ_BULK = 4 };
 
 // S^T = K Q^T into s, dP^T = V dO^T into dp: two commit groups issued back to back (the
 // exponentials of P^T run while the second is on the tensor cores). QSTEP: one k16 step of the
-// Q and dO descriptors (default: the core-matrix layout's; a swizzled layout's otherwise)
-template <int HD, int BQ, uint32_t QSTEP = 16>
+// Q and dO descriptors (default: the core-matrix layout's; a swizzled layout's otherwise), in
+// 16-byte units; QBLOCK (128-byte swizzle past 64 columns): every fourth step is the next
+// 64-column block instead (kk % 4 steps of QSTEP into block kk / 4, QBLOCK units apart)
+template <int HD, int BQ, uint32_t QSTEP = 16, uint32_t QBLOCK = 0>
 __device__ __forceinline__ void bwd_issue_scores_t(float (&s)[BQ / 8][4], float (&dp)[BQ / 8][4], uint64_t desc_k,
                                                    uint64_t desc_v, uint64_t desc_q, uint64_t desc_do) {
+    auto qstep = [](int kk) { return (uint64_t)(QBLOCK ? (kk % 4) * QSTEP + (kk / 4) * QBLOCK : kk * QSTEP); };
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
-        Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + (uint64_t)(kk * QSTEP), kk > 0);
+        Wgmma<BQ>::template ss<0, 0>(s, desc_k + wgmma_kstep_kmajor(kk), desc_q + qstep(kk), kk > 0);
     wgmma_commit();
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
-        Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + (uint64_t)(kk * QSTEP), kk > 0);
+        Wgmma<BQ>::template ss<0, 0>(dp, desc_v + wgmma_kstep_kmajor(kk), desc_do + qstep(kk), kk > 0);
     wgmma_commit();
 }
 // Once S^T has landed (wait<1>: all but the dP^T group): P^T = exp(scale S^T - L), masked;

@@ -11,17 +11,18 @@ namespace flash {
 // trainers' ordered backward at hd 64 (TMA loads in the fixed layout; else cp.async, BQ 128),
 // at hd 128 (cp.async, two stages) and at padded hd 80 with TMA loads (one query head per group:
 // the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention times the other
-// configurations as lab variants 30-38.
+// configurations as lab variants 30-40 (ordered) and 22-23 (atomic: OPT BWD_WS_ATOMIC).
 // CTA = 3 warpgroups, BN = 128 keys of one group (K, V resident), BQ = 64 query rows per tile
 // (or 128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
 //   - warps 0-2 (the producer) load K and V once, then every Q / dO / L / D tile into NS
 //     stages with cp.async, each stage's arrival signalled on an mbarrier (full), a stage
 //     reused once both consumer warpgroups have released it (free: its dV and dK products
 //     are done);
-//   - warp 3 (the dQ writer) takes each tile's dQ partial from one of two shared buffers
-//     (dq full: the consumers wrote it), waits for the query tile's turn (the counter says
-//     this K/V tile), hands it to the bulk-copy engine as one reduction (K/V tile 0: a store),
-//     waits for it, passes the turn on and frees the buffer (dq free);
+//   - warp 3 (the dQ writer) takes each tile's dQ partial from one of two shared buffers (or
+//     one: BWD_WS_ONE_DQ) (dq full: the consumers wrote it), waits for the query tile's turn
+//     (the counter says this K/V tile), hands it to the bulk-copy engine as one reduction (K/V
+//     tile 0: a store), waits for it, passes the turn on and frees the buffer (dq free);
+//     BWD_WS_ATOMIC: no turn, a reduction into the zeroed accumulator, the buffer free once read;
 //   - warpgroups 1 and 2 (the consumers, 64 keys each) compute: S^T and dP^T, P^T and dS^T,
 //     dS^T to one of two shared buffers, a barrier of the two (dQ needs every key's rows), then
 //     dV += P^T dO, dQ = dS K (its half of the columns), dK += dS^T Q; dQ to the writer's buffer.
@@ -34,9 +35,10 @@ namespace flash {
 // TMA: the producer's thread 0 hands each Q and dO tile to the tensor copy engine, warp 0 copies
 // L and D with cp.async; the consumers read Q and dO through swizzle descriptors. Padded hd 80
 // (one query head per group, fixed or varlen): 32-byte swizzled 16-column blocks (the forward's
-// maps; columns past hd read as zeros). hd 64 (fixed layout, any r dividing BQ): one 128-byte
-// swizzled block; dO through a 5-D map (tma_map_group_rows) whose box is the group's BQ rows.
-template <int HD, int BQ, int NS>
+// maps; columns past hd read as zeros). hd 64 / 128 (fixed layout, any r dividing 64): one / two
+// 128-byte swizzled blocks of 64 columns; dO through a 5-D map (tma_map_group_rows) whose box
+// is the group's BQ rows. 128 query rows with TMA (hd 64) fit with one dQ buffer only.
+template <int HD, int BQ, int NS, int NDQ = 2>
 struct BwdWsSmem {
     static constexpr int BN = 128;
     static constexpr size_t k = 0, v = k + (size_t)BN * HD * 2, q = v + (size_t)BN * HD * 2,  // K, V; [NS] Q tiles
@@ -44,18 +46,23 @@ struct BwdWsSmem {
         l = dout + (size_t)NS * BQ * HD * 2,          // [NS][BQ] L
         d = l + (size_t)NS * BQ * 4,                  // [NS][BQ] D
         ds = d + (size_t)NS * BQ * 4,                 // [2] dS^T tiles [BN][BQ]
-        dq = ds + (size_t)2 * BN * BQ * 2,            // [2] dQ partials [BQ][hd] fp32
-        bars = dq + (size_t)2 * BQ * HD * 4,          // K/V full, full[NS], free[NS], dq full[2], dq free[2]
-        bytes = bars + (size_t)(1 + 2 * NS + 4) * 8;
+        dq = ds + (size_t)2 * BN * BQ * 2,            // [NDQ] dQ partials [BQ][hd] fp32
+        bars = dq + (size_t)NDQ * BQ * HD * 4,        // K/V full, full[NS], free[NS], dq full[NDQ], dq free[NDQ]
+        bytes = bars + (size_t)(1 + 2 * NS + 2 * NDQ) * 8;
     static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
 };
 constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
+// OPT bits: BWD_WS_ATOMIC, the dQ partials added as they come (no turns: dq_acc zeroed before,
+// the sum's order varies run to run; the trainers' fast backward); BWD_WS_ONE_DQ, one dQ buffer
+// instead of two (the consumers wait for the writer's previous copy; shared memory for 128
+// query rows with TMA)
+enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2 };
 // QSPLIT: the query tiles split into gridDim.z chunks, a CTA per (K/V tile, group, chunk), for
 // calls with few K/V tiles (cross-attention over a caption: 3 tiles of a group leave most SMs
 // idle). dQ is unchanged (every query tile still gets its K/V tiles' partials in their order);
 // each chunk writes its dK / dV sums in fp32 to a scratch that dkp / dvp then point to
 // ([chunk][group][key][hd]), and flash_dkdv_split_reduce_kernel adds them in chunk order.
-template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false>
+template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false, int OPT = 0>
 __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                    float* __restrict__ dq_acc, int* __restrict__ locks,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
@@ -63,16 +70,19 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                                                                    const float* __restrict__ Lp, const float* __restrict__ Dp,
                                                                    const FlashParams p, const __grid_constant__ FwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using S = BwdWsSmem<HD, BQ, NS>;
-    static_assert(!TMA || ((HD == 80 || HD == 64) && BQ == 64), "the TMA variant: padded hd 80 or hd 64, 64 query rows");
+    constexpr int NDQ = OPT & BWD_WS_ONE_DQ ? 1 : 2;
+    constexpr bool ATOMIC = OPT & BWD_WS_ATOMIC;
+    using S = BwdWsSmem<HD, BQ, NS, NDQ>;
+    static_assert(!TMA || (HD == 80 && BQ == 64) || (HD == 64 && (BQ == 64 || BQ == 128)) || (HD == 128 && BQ == 64),
+                  "the TMA variant: padded hd 80 or hd 128 with 64 query rows, hd 64 with 64 or 128");
     // TMA blocks: TC columns of TB-byte rows (the swizzle's span: 128 bytes at hd 64, 32 at hd 80)
     constexpr int TC = HD % 64 == 0 ? 64 : 16, TB = 2 * TC;
     // dQ: BQ 64: warpgroup w computes the DQN = HD / 2 columns from w DQN of the 64 query rows;
     // BQ 128 (MSPLIT): the 64 query rows from 64 w, every column
     constexpr bool MSPLIT = BQ == 128;
     constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = MSPLIT ? HD : HD / 2, NTP = 96;
-    static_assert((BQ == 64 && (HD <= 80 || (HD == 128 && NS == 2))) || (BQ == 128 && HD <= 64),
-                  "the shared memory of two dS^T and two dQ buffers");
+    static_assert((BQ == 64 && (HD <= 80 || (HD == 128 && NS == 2))) || (BQ == 128 && HD <= 64 && (!TMA || NDQ == 1)),
+                  "the shared memory of two dS^T and NDQ dQ buffers");
     extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
     unsigned char* flash_smem = TMA ? smem_align_1024(flash_smem_raw) : flash_smem_raw;   // (TMA: swizzled tiles)
     bf16* sK = reinterpret_cast<bf16*>(flash_smem + S::k);
@@ -87,7 +97,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     auto bar_full = [&](int s) { return bar_kv + 8 * (1 + s); };
     auto bar_free = [&](int s) { return bar_kv + 8 * (1 + NS + s); };
     auto bar_dq_full = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + b); };
-    auto bar_dq_free = [&](int b) { return bar_kv + 8 * (3 + 2 * NS + b); };
+    auto bar_dq_free = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + NDQ + b); };
     // warp-uniform role indices (see flash_fwd_sm90_ws_kernel)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
@@ -114,7 +124,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
             mbarrier_init(bar_full(s), TMA ? 33 : NTP);
             mbarrier_init(bar_free(s), 8);    // one arrival per consumer warp
         }
-        for (int b = 0; b < 2; b++) {
+        for (int b = 0; b < NDQ; b++) {
             mbarrier_init(bar_dq_full(b), 256);  // every consumer thread (its own stores)
             mbarrier_init(bar_dq_free(b), 1);    // the writer
         }
@@ -175,22 +185,30 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         } else if (lane == 0) {  // the dQ writer
             float* acc_g = dq_acc + G.ld0 * hd;
             const int b_ = grp / p.nkv, gk = grp % p.nkv;
-            int* lock0 = locks + (p.varlen ? (size_t)gk * flash_varlen_lock_stride(p.Nq, p.B) + p.cu_q[b_] / BQ + b_
-                                           : (size_t)grp * nit);
+            int* lock0 = ATOMIC ? nullptr
+                                : locks + (p.varlen ? (size_t)gk * flash_varlen_lock_stride(p.Nq, p.B) + p.cu_q[b_] / BQ + b_
+                                                    : (size_t)grp * nit);
             for (int step = 0; step < nsteps; step++) {
-                const int b = step & 1, it = tile_of(step), m0 = it * BQ;
-                mbarrier_wait(bar_dq_full(b), (step >> 1) & 1);
-                while (ld_acquire(lock0 + it) != (int)blockIdx.x) __nanosleep(20);
-                fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
+                const int b = step % NDQ, it = tile_of(step), m0 = it * BQ;
+                mbarrier_wait(bar_dq_full(b), (step / NDQ) & 1);
                 const uint32_t bytes = (uint32_t)min(BQ, rows - m0) * hd * 4;
-                if (blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
-                else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
-                bulk_commit();
-                bulk_wait_all();
-                __threadfence();
-                atomicAdd(lock0 + it, 1);
+                if constexpr (ATOMIC) {
+                    bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                    bulk_commit();
+                    bulk_wait_read();
+                } else {
+                    while (ld_acquire(lock0 + it) != (int)blockIdx.x) __nanosleep(20);
+                    fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
+                    if (blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                    else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                    bulk_commit();
+                    bulk_wait_all();
+                    __threadfence();
+                    atomicAdd(lock0 + it, 1);
+                }
                 mbarrier_arrive(bar_dq_free(b));
             }
+            if constexpr (ATOMIC) bulk_wait_all();
         }
         return;
     }
@@ -223,7 +241,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         if constexpr (TMA && TC == 16)
             bwd_issue_scores_t<HD, BQ, BQ * 2>(s, dp, desc_k, desc_v, wgmma_desc_sw32(sQs, 16, 256), wgmma_desc_sw32(sdOs, 16, 256));
         else if constexpr (TMA)
-            bwd_issue_scores_t<HD, BQ, 2>(s, dp, desc_k, desc_v, wgmma_desc_sw128(sQs, 16, 1024), wgmma_desc_sw128(sdOs, 16, 1024));
+            bwd_issue_scores_t<HD, BQ, 2, BQ * 8>(s, dp, desc_k, desc_v, wgmma_desc_sw128(sQs, 16, 1024), wgmma_desc_sw128(sdOs, 16, 1024));
         else
             bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
@@ -251,11 +269,12 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         wgmma_commit();
         wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
         wgmma_fence_operand(dq);
-        if (step >= 2) mbarrier_wait(bar_dq_free(b), ((step >> 1) - 1) & 1);
-        bwd_dq_to_smem<DQN>(sdq + b * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
+        const int qb = step % NDQ;
+        if (step >= NDQ) mbarrier_wait(bar_dq_free(qb), (step / NDQ - 1) & 1);
+        bwd_dq_to_smem<DQN>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
                             G.ld0 + m0, hd, tq);
         fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
-        mbarrier_arrive(bar_dq_full(b));
+        mbarrier_arrive(bar_dq_full(qb));
         wgmma_wait<0>();
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
@@ -304,12 +323,12 @@ static CUtensorMap tma_map_group_rows(const bf16* base, int hd, int r, int nkv, 
                       {64, (cuuint32_t)r, 1, (cuuint32_t)(box_rows / r), 1});
 }
 // whether the TMA variant can take this call: padded hd 80 with one query head per group (the
-// forward's conditions, and dO's token stride), or hd 64 in the fixed layout with r dividing
-// the 64 query rows of a tile (a box holds whole tokens); 16-byte aligned bases
+// forward's conditions, and dO's token stride), or hd 64 / 128 in the fixed layout with r
+// dividing 64 query rows (a box holds whole tokens); 16-byte aligned bases
 template <int HD>
 static bool bwd_ws_tma_ok(const bf16* q, const bf16* dout, const FlashParams& p) {
-    if (HD == 64)
-        return !p.varlen && p.hd == 64 && 64 % p.r == 0 && ((uintptr_t)q | (uintptr_t)dout) % 16 == 0 && p.o_ts % 8 == 0;
+    if (HD % 64 == 0)
+        return !p.varlen && p.hd == HD && 64 % p.r == 0 && ((uintptr_t)q | (uintptr_t)dout) % 16 == 0 && p.o_ts % 8 == 0;
     return HD == 80 && p.r == 1 && fwd_tma_ok<80>(q, q, dout, p) && p.o_ts % 8 == 0;
 }
 // The query-split backward's dK and dV: the chunks' fp32 sums added in chunk order (the same
@@ -345,18 +364,19 @@ static int bwd_ws_query_chunks(const FlashParams& p, int BQ, int sms, size_t roo
 }
 
 // QSPLIT: chunks query chunks, dkv_part bwd_ws_split_floats(p, chunks) floats of scratch
-template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false>
+template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false, int OPT = 0>
 static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
                                const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
                                cudaStream_t stream, float* dkv_part = nullptr, int chunks = 1) {
-    constexpr size_t smem = BwdWsSmem<HD, BQ, NS>::bytes + (TMA ? 1024 : 0);   // (TMA: the base's alignment slack)
+    constexpr size_t smem = BwdWsSmem<HD, BQ, NS, OPT & BWD_WS_ONE_DQ ? 1 : 2>::bytes + (TMA ? 1024 : 0);   // (TMA: the base's alignment slack)
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, QSPLIT>, smem); init = true; }
-    flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
+    if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, QSPLIT, OPT>, smem); init = true; }
+    if (OPT & BWD_WS_ATOMIC) flash_dq_acc_zero(dq_acc, p, stream);
+    else flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
     FwdTmaMaps maps;   // TMA: q, and dO in the slot of k
     memset(&maps, 0, sizeof(maps));
-    if constexpr (TMA && HD == 64) {
+    if constexpr (TMA && HD % 64 == 0) {
         maps.q = tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 64, BQ);
         maps.k = tma_map_group_rows(dout, p.hd, p.r, p.nkv, p.T, p.B, p.o_ts, BQ);
     } else if constexpr (TMA) {
@@ -367,14 +387,14 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv, chunks);
         float* pk = dkv_part;
         float* pv = dkv_part + bwd_ws_split_floats(p, chunks) / 2;
-        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, true><<<grid, 384, smem, stream>>>(
+        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, true, OPT><<<grid, 384, smem, stream>>>(
             reinterpret_cast<bf16*>(pk), reinterpret_cast<bf16*>(pv), dq_acc, locks, q, k, v, dout, L, D, p, maps);
         cudaLaunchCheck();
         flash_dkdv_split_reduce_kernel<<<dim3(ceil_div(p.max_Tk * p.hd, 256), p.B * p.nkv), 256, 0, stream>>>(dk, dv, pk, pv, chunks, p);
         cudaLaunchCheck();
     } else {
         dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv);
-        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
+        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, false, OPT><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
         cudaLaunchCheck();
     }
     flash_dq_acc_to_bf16(dq, dq_acc, p, stream, true);

@@ -82,7 +82,8 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int count) {
 // (fp32, in L2: one addition per element, so a fixed order of such copies sums
 // deterministically). The issuing thread commits them as a group and waits for its own
 // groups: bulk_wait_all returns once they are complete (their writes performed, followed by
-// an implicit generic-async proxy fence) and the shared memory they read is free.
+// an implicit generic-async proxy fence) and the shared memory they read is free;
+// bulk_wait_read only for the latter.
 __device__ __forceinline__ void bulk_copy_s2g(void* gdst, uint32_t ssrc, uint32_t bytes) {
     asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(gdst), "r"(ssrc), "r"(bytes) : "memory");
 }
@@ -92,6 +93,8 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, uint32_t ssrc, 
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// returns once the groups have read their shared memory (the writes may still be in flight)
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
 
 // mbarriers (shared-memory transaction counters) for producer/consumer pipelines inside a CTA.
 // A phase completes when `count` arrivals have landed; waiters poll the phase's parity.

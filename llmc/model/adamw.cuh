@@ -1,7 +1,7 @@
 // AdamW on fp32 master weights (torch.optim.AdamW semantics), writing the bf16
 // compute copy in the same pass: one read of grad, m, v, master, one write of
 // m, v, master and the bf16 weight. Gradient clipping is folded in as a scale
-// on the gradient. 16-byte loads of the fp32 streams.
+// on the gradient. 16-byte loads and stores of the fp32 streams.
 #pragma once
 #include "../core/cuda_common.h"
 
@@ -16,38 +16,61 @@ __device__ __forceinline__ float adamw_element(float g, float& m, float& v, floa
     return w - lr * (m / bc1) / (sqrtf(v / bc2) + eps);
 }
 
+// A thread takes U groups of 4 elements, blockDim apart (coalesced), and issues all their
+// 16-byte loads before the arithmetic, so that each thread keeps 64 U bytes in flight; the 4
+// bf16 weights of a group go out as one 8-byte store. Streaming cache hints: nothing here is
+// read again before the next step. Elements past the last whole group: block 0's first threads.
+template <int U>
 __global__ static void adamw_kernel(floatX* params, float* master, const float* grads, float* m, float* v, size_t n,
                                     float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
                                     float grad_scale) {
-    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    if (i >= n) return;
-    if (i + 4 <= n) {
-        float4 g = *reinterpret_cast<const float4*>(grads + i), mm = *reinterpret_cast<float4*>(m + i);
-        float4 vv = *reinterpret_cast<float4*>(v + i), p = *reinterpret_cast<float4*>(master + i);
-        float* gp = &g.x; float* mp = &mm.x; float* vp = &vv.x; float* pp = &p.x;
-        for (int k = 0; k < 4; k++) {
-            pp[k] = adamw_element(gp[k] * grad_scale, mp[k], vp[k], pp[k], lr, beta1, beta2, bc1, bc2, eps, wd);
-            params[i + k] = (floatX)pp[k];
-        }
-        *reinterpret_cast<float4*>(m + i) = mm;
-        *reinterpret_cast<float4*>(v + i) = vv;
-        *reinterpret_cast<float4*>(master + i) = p;
-    } else {
-        for (size_t k = i; k < n; k++) {
-            master[k] = adamw_element(grads[k] * grad_scale, m[k], v[k], master[k], lr, beta1, beta2, bc1, bc2, eps, wd);
-            params[k] = (floatX)master[k];
+    const size_t n4 = n / 4, i0 = (size_t)blockIdx.x * blockDim.x * U + threadIdx.x;
+    float4 g[U], mm[U], vv[U], p[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const size_t i = i0 + (size_t)u * blockDim.x;
+        if (i < n4) {
+            g[u] = __ldcs(reinterpret_cast<const float4*>(grads) + i);
+            mm[u] = __ldcs(reinterpret_cast<const float4*>(m) + i);
+            vv[u] = __ldcs(reinterpret_cast<const float4*>(v) + i);
+            p[u] = __ldcs(reinterpret_cast<const float4*>(master) + i);
         }
     }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const size_t i = i0 + (size_t)u * blockDim.x;
+        if (i >= n4) continue;
+        float* gp = &g[u].x; float* mp = &mm[u].x; float* vp = &vv[u].x; float* pp = &p[u].x;
+        alignas(16) floatX w[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            pp[k] = adamw_element(gp[k] * grad_scale, mp[k], vp[k], pp[k], lr, beta1, beta2, bc1, bc2, eps, wd);
+            w[k] = (floatX)pp[k];
+        }
+        __stcs(reinterpret_cast<float4*>(m) + i, mm[u]);
+        __stcs(reinterpret_cast<float4*>(v) + i, vv[u]);
+        __stcs(reinterpret_cast<float4*>(master) + i, p[u]);
+        if constexpr (sizeof(floatX) == 2) __stcs(reinterpret_cast<uint2*>(params) + i, *reinterpret_cast<const uint2*>(w));
+        else __stcs(reinterpret_cast<float4*>(params) + i, *reinterpret_cast<const float4*>(w));
+    }
+    if (blockIdx.x == 0 && threadIdx.x < n % 4) {
+        const size_t k = n4 * 4 + threadIdx.x;
+        master[k] = adamw_element(grads[k] * grad_scale, m[k], v[k], master[k], lr, beta1, beta2, bc1, bc2, eps, wd);
+        params[k] = (floatX)master[k];
+    }
 }
+// groups of 4 elements a thread takes (dev/cuda/adamw times 1, 2 and 4)
+constexpr int ADAMW_GROUPS = 2;
 
 // One AdamW step over n contiguous parameters (16-byte aligned); step is 1-based.
+template <int U = ADAMW_GROUPS>
 static void adamw_update(floatX* params, float* master, const float* grads, float* m, float* v, size_t n, float lr,
                          float beta1, float beta2, float eps, float wd, float grad_scale, int step, cudaStream_t stream) {
     NVTX_RANGE_FN();
     const float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
     ProfileWork pw(0, (double)n * (28 + sizeof(floatX)));   // grads; master, m, v read and written; params
-    adamw_kernel<<<ceil_div(ceil_div(n, 4), 256), 256, 0, stream>>>(params, master, grads, m, v, n, lr, beta1, beta2,
-                                                                    bc1, bc2, eps, wd, grad_scale);
+    const int blocks = std::max(1, ceil_div((long long)(n / 4), 256LL * U));
+    adamw_kernel<U><<<blocks, 256, 0, stream>>>(params, master, grads, m, v, n, lr, beta1, beta2, bc1, bc2, eps, wd, grad_scale);
     cudaLaunchCheck();
 }
 
