@@ -71,9 +71,9 @@ checks)
     for t in test_gpu test_quick; do [ -f "$W/$t.log" ] && { tail -1 "$W/$t.log"; grep '^FAIL' "$W/$t.log" | head -10; }; done
     ;;
 quick_tests)   # CHECKS piece test_quick: the part of make test's GPU half that a change to the
-    # matmul, classifier, norm or reduction code or to the trainers' step touches (the rest of
+    # matmul, classifier, norm, optimizer or reduction code or to the trainers' step touches (the rest of
     # the dev/cuda checks and the checkpoint tests left out)
-    TEST_PART=gpu GPU_TESTS="dev/cuda/classifier dev/cuda/matmul dev/cuda/rmsnorm dev/cuda/reduce test_gpt test_gpt_fp32 test_dit
+    TEST_PART=gpu GPU_TESTS="dev/cuda/adamw dev/cuda/classifier dev/cuda/matmul dev/cuda/rmsnorm dev/cuda/reduce test_gpt test_gpt_fp32 test_dit
         test_dit_fp32 determinism resume resume_dit" bash test/run_tests.sh
     ;;
 timings)
