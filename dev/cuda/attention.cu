@@ -766,7 +766,7 @@ int main() {
     if (const char* av = getenv("ATTN_ATOMIC")) {  // the atomic backward's kernel (attention_variants.cuh)
         flash_atomic_variant = atoi(av);
         printf("ATTN_ATOMIC=%d: the atomic sm90 backward runs variant %d where it applies"
-               " (22: the fused kernel, the table's before; 23: the warp-specialized one's atomic mode with 39 / 40's tiles)\n",
+               " (22: the fused kernel, the table's before; 23: the warp-specialized one's atomic mode with 36 / 38's tiles)\n",
                flash_atomic_variant, flash_atomic_variant);
     }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)

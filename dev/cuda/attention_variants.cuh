@@ -27,12 +27,13 @@
 //        group size dividing 64, dO through a 5-D map); 37: 34 with the query tiles split into
 //        chunks (QSPLIT: more CTAs where a group has few K/V tiles, the DiT's cross-attention);
 //        38: 30 at hd 128 (64 query rows, two stages, cp.async: 225 KB of shared memory); 39: hd 64
-//        with TMA, 128 query rows, two stages, one dQ buffer (BWD_WS_ONE_DQ: the shared memory);
-//        40: 38 with TMA (two 64-column blocks);
+//        with TMA, 128 query rows, two stages, one dQ buffer (BWD_WS_ONE_DQ: the shared memory),
+//        the table's at hd 64 (36 before); 40: 38 with TMA (two 64-column blocks), the table's at
+//        hd 128 (38 before);
 //        22 the fused kernel (flash_bwd_dkdv_sm90_kernel, DQ_PIPE) with the table's sm90_atomic
 //        tiles, the atomic backward before the warp-specialized kernel's atomic mode
 //        (BWD_WS_ATOMIC, the table's where the ordered one runs that kernel); 23 that mode with
-//        39's tiles at hd 64, 40's at hd 128
+//        the ordered table's tiles before 39 / 40 (36's at hd 64, 38's at hd 128)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -641,12 +642,16 @@ static bool bwd_atomic_lab(int av, floatX* dq, floatX* dk, floatX* dv, float* dq
         dkdv_sm90_launch<HD, FlashTiles<HD>::sm90_atomic>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc);
         return true;
     }
-    constexpr int A = BWD_WS_ATOMIC | (HD == 64 ? BWD_WS_ONE_DQ : 0);
-    if constexpr (HD == 64 || HD == 128) {
+    constexpr int A = BWD_WS_ATOMIC;
+    if constexpr (HD == 64) {
         if (bwd_ws_tma_ok<HD>(q, dout, p)) {
-            bwd_ws_sm90_launch<HD, HD == 64 ? 128 : 64, 2, true, false, A>(dq, dk, dv, dq_acc, nullptr, q, k, v, dout, L, D, p, st);
+            bwd_ws_sm90_launch<HD, 64, 3, true, false, A>(dq, dk, dv, dq_acc, nullptr, q, k, v, dout, L, D, p, st);
             return true;
         }
+    }
+    if constexpr (HD == 128) {
+        bwd_ws_sm90_launch<HD, 64, 2, false, false, A>(dq, dk, dv, dq_acc, nullptr, q, k, v, dout, L, D, p, st);
+        return true;
     }
     return false;
 }

@@ -126,13 +126,15 @@ struct FlashTiles {
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_ORDERED, HD <= 64 ? flash::DQ_NS3 : 0}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_ORDERED, 0};
     // the ordered backward, warp-specialized (flash_sm90_bwd_ws.cuh), where it was measured faster
-    // than the fused kernel. With TMA Q/dO loads (64 query rows, three stages) where
-    // bwd_ws_tma_ok: hd 64 in the fixed layout (r dividing 64), padded hd 80 with one query head
-    // per group (and there the query split, where few K/V tiles leave SMs idle). With cp.async
-    // (elsewhere): hd 64 with 128 query rows (two stages), hd 128 with 64 (two stages: the
-    // shared memory); padded hd 80 without TMA keeps the fused kernel.
-    static constexpr bool sm90_ordered_ws_tma = HD == 64 || HD == 80;
-    static constexpr int sm90_ordered_ws_tma_bq = 64, sm90_ordered_ws_tma_stages = 3;
+    // than the fused kernel. With TMA Q/dO loads where bwd_ws_tma_ok: hd 64 and 128 in the fixed
+    // layout (r dividing 64; hd 64: 128 query rows, two stages, one dQ buffer; hd 128: 64 rows,
+    // two stages), padded hd 80 with one query head per group (64 rows, three stages; and there
+    // the query split, where few K/V tiles leave SMs idle). With cp.async (elsewhere): hd 64 with
+    // 128 query rows (two stages), hd 128 with 64 (two stages: the shared memory); padded hd 80
+    // without TMA keeps the fused kernel.
+    static constexpr bool sm90_ordered_ws_tma = HD == 64 || HD == 80 || HD == 128;
+    static constexpr int sm90_ordered_ws_tma_bq = HD == 64 ? 128 : 64, sm90_ordered_ws_tma_stages = HD == 80 ? 3 : 2;
+    static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : 0;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
     // the atomic (fast) backward: the warp-specialized kernel's atomic mode where the ordered one
@@ -186,7 +188,8 @@ static bool flash_bwd_ws_hd(floatX* dq, floatX* dk, floatX* dv, const FlashBwdSc
                     return true;
                 }
             }
-            flash::bwd_ws_sm90_launch<HD, BQ, NS, true, false, OPT>(dq, dk, dv, w.dq_acc, w.locks, q, k, v, dout, L, D, p, st);
+            flash::bwd_ws_sm90_launch<HD, BQ, NS, true, false, OPT | T::sm90_ordered_ws_tma_opt>(dq, dk, dv, w.dq_acc, w.locks, q, k,
+                                                                                                v, dout, L, D, p, st);
             return true;
         }
     }
