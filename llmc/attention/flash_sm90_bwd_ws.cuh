@@ -8,9 +8,9 @@ namespace flash {
 
 // The deterministic fused backward of Hopper, warp-specialized: FlashAttention-3's structure
 // for the ordered dQ sums (DQ_ORDERED of flash_bwd_dkdv_sm90_kernel, flash_sm90.cuh). The
-// trainers' ordered backward at hd 64 (TMA loads in the fixed layout; else cp.async, BQ 128),
-// at hd 128 (cp.async, two stages) and at padded hd 80 with TMA loads (one query head per group:
-// the DiT); FlashTiles (flash_attention.cuh) says where. dev/cuda/attention times the other
+// trainers' ordered backward at hd 64 and 128 (TMA loads in the fixed layout; else cp.async)
+// and at padded hd 80 with TMA loads (one query head per group: the DiT), and in its atomic mode
+// their fast one; FlashTiles (flash_attention.cuh) says where. dev/cuda/attention times the other
 // configurations as lab variants 30-40 (ordered) and 22-23 (atomic: OPT BWD_WS_ATOMIC).
 // CTA = 3 warpgroups, BN = 128 keys of one group (K, V resident), BQ = 64 query rows per tile
 // (or 128 at hd <= 64, dQ split by rows as MSPLIT in that kernel), query tiles last to first:
@@ -21,7 +21,8 @@ namespace flash {
 //   - warp 3 (the dQ writer) takes each tile's dQ partial from one of two shared buffers (or
 //     one: BWD_WS_ONE_DQ) (dq full: the consumers wrote it), waits for the query tile's turn
 //     (the counter says this K/V tile), hands it to the bulk-copy engine as one reduction (K/V
-//     tile 0: a store), waits for it, passes the turn on and frees the buffer (dq free);
+//     tile 0: a store), frees the buffer once the engine has read it (dq free), waits for the
+//     sums to land and passes the turn on;
 //     BWD_WS_ATOMIC: no turn, a reduction into the zeroed accumulator, the buffer free once read;
 //   - warpgroups 1 and 2 (the consumers, 64 keys each) compute: S^T and dP^T, P^T and dS^T,
 //     dS^T to one of two shared buffers, a barrier of the two (dQ needs every key's rows), then
@@ -196,17 +197,19 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                     bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                     bulk_commit();
                     bulk_wait_read();
+                    mbarrier_arrive(bar_dq_free(b));
                 } else {
                     while (ld_acquire(lock0 + it) != (int)blockIdx.x) __nanosleep(20);
                     fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
                     if (blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                     else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                     bulk_commit();
+                    bulk_wait_read();
+                    mbarrier_arrive(bar_dq_free(b));   // the buffer, once read, while the sums land
                     bulk_wait_all();
                     __threadfence();
                     atomicAdd(lock0 + it, 1);
                 }
-                mbarrier_arrive(bar_dq_free(b));
             }
             if constexpr (ATOMIC) bulk_wait_all();
         }
