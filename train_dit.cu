@@ -599,9 +599,9 @@ static void dit_upload_batch_data(DiT* g, const float* x0, const float* eps, con
 
 // ----------------------------------------------------------------------------
 // Linear layers: y = x W^T + b through cuBLASLt (cublas_common.h). Every DiT
-// linear has a bias; its gradient is the column sums of dout, summed by the weight
-// gradient's product itself (cuBLASLt's bias-gradient epilogue, which reads dout
-// anyway) where cuBLASLt has an algorithm for it, else by a column sum of dout.
+// linear has a bias; its gradient is a deterministic column sum of dout (cuBLASLt's
+// bias-gradient epilogue, which would sum it inside the weight gradient's product,
+// is slower over a step: dev/cuda/NOTES.md).
 
 // dinp [M, K] (written, or added to when accumulate; null: not needed),
 // dW [N, K] += dout^T inp, db [N] += column sums of dout (db may be null).
@@ -610,10 +610,6 @@ static void linear_backward(floatX* dinp, float* dW, float* db, const floatX* do
                             int M, int N, int K, bool accumulate, float* scratch, cudaStream_t st) {
     if (M == 0) return;
     if (dinp) matmul_backward_dinp(dinp, dout, W, M, N, K, accumulate, st);
-    if (db && matmul_backward_dweight_bgrad(dW, scratch, dout, inp, M, N, K, st)) {
-        vector_accumulate(db, scratch, N, st);
-        return;
-    }
     matmul_backward_dweight(dW, dout, inp, M, N, K, st);
     if (db) column_reduce(db, dout, (const floatX*)nullptr, nullptr, M, N, scratch, st);
 }

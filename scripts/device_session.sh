@@ -77,8 +77,10 @@ quick_tests)   # CHECKS piece test_quick: the part of make test's GPU half that 
         test_dit_fp32 determinism resume resume_dit" bash test/run_tests.sh
     ;;
 timings)
-    wait_for 300 "${BG[@]}" || echo "still running after 300 s: the timings share the GPU"
-    state "${BG[@]}"
+    STARTED=()   # the pieces the checks part started on this machine (not CHECKS of this call)
+    for c in test_gpu test_quick edm recipe; do [ -f "$W/$c.log" ] && STARTED+=("$c"); done
+    wait_for 300 "${STARTED[@]}" || echo "still running after 300 s: the timings share the GPU"
+    state "${STARTED[@]}"
     [ -f "$W/test_gpu.log" ] && { tail -1 "$W/test_gpu.log"; grep '^FAIL' "$W/test_gpu.log" | head -10; }
     cat "$W/edm.log" "$W/recipe.log" 2>/dev/null
     [ "${VARIANTS:-0}" = 1 ] && [ -s "$W/av/passed.txt" ] && PHASE=time TIME_S=100 OUT="$W/av" timeout $(( 450 - $(since) )) bash scripts/attention_variants_check.sh > "$W/av_time.log" 2>&1
@@ -120,9 +122,11 @@ bench)
         # its own process group, killed whole when its time is up (a peer's python outlives a plain timeout)
         setsid env PEER="$PEER" ROUNDS="${ROUNDS:-1}" OUT="$W/bench" bash "scripts/$s" "$c" > "$W/bench_$c.txt" 2>&1 &
         pid=$!
-        ( sleep "$left"; kill -- -"$pid" 2>/dev/null ) & watcher=$!
+        # (the watcher's output away from this command's, and its sleep ended with it: a sleep left
+        # holding the caller's pipe keeps the device call open until it ends)
+        ( sleep "$left"; kill -- -"$pid" 2>/dev/null ) > /dev/null 2>&1 & watcher=$!
         wait "$pid" || echo "bench $c: exit $? (stopped after $left s?)"
-        kill "$watcher" 2>/dev/null
+        pkill -P "$watcher" 2>/dev/null; kill "$watcher" 2>/dev/null
         grep '^bench ' "$W/bench_$c.txt" | tee -a "$W/bench.txt"
         pack   # what has finished comes back even if a later config is cut off
     done

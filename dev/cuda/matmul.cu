@@ -4,8 +4,9 @@ Check and benchmark of llmc/core/cublas_common.h, the trainers' cuBLASLt product
   matmul_forward:          out[M, N] = inp[M, K] @ weight[N, K]^T (+ bias[N])        bf16 out
   matmul_backward_dinp:    dinp[M, K] = dout[M, N] @ weight[N, K] (or += )           bf16 out
   matmul_backward_dweight: dweight[N, K] += dout^T @ inp                              fp32 out
-  matmul_backward_dweight_bgrad: the same and bgrad[N] = column sums of dout        fp32 out
-                           (train_dit's linear layers: cuBLASLt's bias-gradient epilogue)
+  matmul_backward_dweight_bgrad (this file only): the same and bgrad[N] = column sums of dout,
+                           fp32 (cuBLASLt's bias-gradient epilogue; slower than the product and
+                           train_dit's column sum over a DiT step: dev/cuda/NOTES.md)
 Checked against a CPU reference (double, from the bf16 inputs) at small shapes, every element.
 Checked too: the trainers' per-shape tuner (matmul_tune) gives bit for bit the output of
 cuBLASLt's first suggestion. Timed at the benchmark configs' shapes (gpt-s, gpt-1b, dit-1b, dit-s;
@@ -21,6 +22,15 @@ product and a column sum.
 #include "common.h"
 #include "../../llmc/core/cublas_common.h"
 #include "../../llmc/core/reduce.cuh"
+
+// dweight [N, K] += dout^T @ inp and, in the same product (cuBLASLt's bias-gradient epilogue on
+// dout), bgrad[N] = the column sums of dout, fp32, written (not added); false, with nothing done,
+// where cuBLASLt has no algorithm for it
+static bool matmul_backward_dweight_bgrad(float* dweight, float* bgrad, const floatX* dout, const floatX* inp, int M, int N, int K,
+                                          cudaStream_t stream) {
+    return matmul_lt_epilogue(dweight, CUDA_R_32F, inp, dout, CUBLAS_LOWP, MATMUL_BGRAD_B, bgrad, K, N, M, false, true, K, N, K, 1.0f,
+                              1.0f, stream);
+}
 
 enum Product { FWD = 0, DINP = 1, DWEIGHT = 2 };
 static const char* product_name(int p) {

@@ -6,74 +6,14 @@ Check and benchmark of llmc/kernels/rmsnorm.cuh (RMSNorm over rows of C, statist
                                   dweight += sum over rows of dout * xhat
 Validated against a CPU reference (double) at small shapes and at the gpt-1b /
 gpt-s shapes (every row); timed at the large shapes.
-Version 2 of rmsnorm_backward_dx_kernel (this file only): the row's dout and x held in registers
-between the two passes (each lane's chunks loaded at once, up to eight: C <= 2048; two blocks of
-256 an SM), so the second pass reads only dinp and a lane's first-pass loads are in flight
-together; the same additions in the same order, so bit for bit version 1's dinp (checked).
+The backward's dx kernel in both its forms (rmsnorm_backward_dx_kernel<NCH>): the row in
+registers (what rmsnorm_backward runs up to C = 2048) and the row read twice (loop_only: any C,
+version 1); the second's dinp checked bit for bit the first's, both timed.
 
   make dev/cuda/rmsnorm && ./dev/cuda/rmsnorm
 */
 #include "common.h"
 #include "../../llmc/kernels/rmsnorm.cuh"
-
-// ---- version 2 of the backward's dx (see the header): NCH 16-byte chunks of dout and x a lane, held
-template <int NCH>
-__global__ static void __launch_bounds__(256, 2) rmsnorm_backward_dx_v2_kernel(floatX* dinp, const floatX* dout, const floatX* inp, const floatX* weight,
-                                                     const float* rstd, int rows, int C) {
-    const int lane = threadIdx.x % 32;
-    const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= rows) return;
-    const floatX* dy = dout + (size_t)row * C;
-    const floatX* x = inp + (size_t)row * C;
-    floatX* dx = dinp + (size_t)row * C;
-    const float s = rstd[row];
-    x128 g[NCH], xv[NCH];
-#pragma unroll
-    for (int j = 0; j < NCH; j++) {
-        const int c = lane * x128::size + j * 32 * x128::size;
-        if (c < C) { g[j] = load128(dy + c); xv[j] = load128(x + c); }
-    }
-    float dot = 0.0f;   // version 1's additions, in its order
-#pragma unroll
-    for (int j = 0; j < NCH; j++) {
-        const int c = lane * x128::size + j * 32 * x128::size;
-        if (c < C) {
-            const x128 w = load128(weight + c);
-            for (int k = 0; k < x128::size; k++) dot += (float)g[j][k] * (float)w[k] * (float)xv[j][k];
-        }
-    }
-    dot = warp_reduce_sum(dot) * s / C;
-#pragma unroll
-    for (int j = 0; j < NCH; j++) {
-        const int c = lane * x128::size + j * 32 * x128::size;
-        if (c < C) {
-            const x128 w = load128(weight + c);
-            x128 d = load128(dx + c);
-            for (int k = 0; k < x128::size; k++) {
-                const float gk = (float)g[j][k] * (float)w[k];
-                d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[j][k] * s * dot));
-            }
-            store128(dx + c, d);
-        }
-    }
-}
-// false where C needs more than eight chunks a lane
-static bool rmsnorm_backward_dx_v2(floatX* dinp, const floatX* dout, const floatX* inp, const floatX* weight, const float* rstd,
-                                   int rows, int C) {
-    const int nch = ceil_div(C, 32 * x128::size);
-    const dim3 grid(ceil_div(rows, 8)), block(256);
-    switch (nch) {
-        case 1: rmsnorm_backward_dx_v2_kernel<1><<<grid, block>>>(dinp, dout, inp, weight, rstd, rows, C); break;
-        case 2: rmsnorm_backward_dx_v2_kernel<2><<<grid, block>>>(dinp, dout, inp, weight, rstd, rows, C); break;
-        case 3: rmsnorm_backward_dx_v2_kernel<3><<<grid, block>>>(dinp, dout, inp, weight, rstd, rows, C); break;
-        case 4: rmsnorm_backward_dx_v2_kernel<4><<<grid, block>>>(dinp, dout, inp, weight, rstd, rows, C); break;
-        case 6: rmsnorm_backward_dx_v2_kernel<6><<<grid, block>>>(dinp, dout, inp, weight, rstd, rows, C); break;
-        case 8: rmsnorm_backward_dx_v2_kernel<8><<<grid, block>>>(dinp, dout, inp, weight, rstd, rows, C); break;
-        default: return false;
-    }
-    cudaLaunchCheck();
-    return true;
-}
 
 // CPU reference of the forward of one row: returns rstd, fills out
 static double rmsnorm_row_cpu(double* out, const double* x, const float* w, int C, double eps) {
@@ -139,13 +79,13 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
         }
         check("rmsnorm_backward", "dinp", shape, download(dinp, n), ref_dinp, TOL_X);
         check("rmsnorm_backward", "dweight", shape, download(dweight, C), ref_dw, TOL_F32);
-        // version 2 of the dx kernel from the same dinp: bit for bit version 1's
+        // the loop form of the dx kernel from the same dinp: bit for bit what rmsnorm_backward wrote
         const std::vector<float> dinp1 = download(dinp, n);
         upload(dinp, dinp0.data(), n);
-        if (rmsnorm_backward_dx_v2(dinp, dout, x, w, rstd, rows, C)) {
-            cudaCheck(cudaDeviceSynchronize());
-            check_true(download(dinp, n) == dinp1, "rmsnorm_backward_dx v2 bit for bit version 1's dinp shape=%s", shape.c_str());
-        }
+        rmsnorm_backward_dx(dinp, dout, x, w, rstd, rows, C, 0, true);
+        cudaCheck(cudaDeviceSynchronize());
+        check_true(download(dinp, n) == dinp1, "rmsnorm_backward_dx, the row read twice, bit for bit the default's dinp shape=%s",
+                   shape.c_str());
     }
 
     // ---- fused_residual_rmsnorm_forward
@@ -183,15 +123,10 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
         us = time_us([&] { rmsnorm_backward(dinp, dweight, dout, x, w, rstd, rows, C, scratch, 0); });
         report_bw("rmsnorm_backward (dx + dweight)", shape, us, 4.0 * n * sx + C * sx + rowb + 2.0 * C * sizeof(float));
         // its two parts, launched as rmsnorm_backward launches them
-        us = time_us([&] {
-            rmsnorm_backward_dx_kernel<<<ceil_div(rows, 8), 256>>>(dinp, dout, x, w, rstd, rows, C);
-            cudaLaunchCheck();
-        });
-        report_bw("  rmsnorm_backward_dx_kernel", shape, us, 4.0 * n * sx + C * sx + rowb);
-        if (rmsnorm_backward_dx_v2(dinp, dout, x, w, rstd, rows, C)) {
-            us = time_us([&] { rmsnorm_backward_dx_v2(dinp, dout, x, w, rstd, rows, C); });
-            report_bw("  rmsnorm_backward_dx_kernel v2", shape, us, 4.0 * n * sx + C * sx + rowb);
-        }
+        us = time_us([&] { rmsnorm_backward_dx(dinp, dout, x, w, rstd, rows, C, 0); });
+        report_bw("  rmsnorm_backward_dx (row in registers)", shape, us, 4.0 * n * sx + C * sx + rowb);
+        us = time_us([&] { rmsnorm_backward_dx(dinp, dout, x, w, rstd, rows, C, 0, true); });
+        report_bw("  rmsnorm_backward_dx (row read twice, version 1)", shape, us, 4.0 * n * sx + C * sx + rowb);
         us = time_us([&] { column_reduce(dweight, dout, x, rstd, rows, C, scratch, 0); });
         report_bw("  column_reduce (dweight)", shape, us, 2.0 * n * sx + rowb + 2.0 * C * sizeof(float));
     }

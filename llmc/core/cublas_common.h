@@ -88,7 +88,7 @@ static MatmulPlan& matmul_plan(const MatmulKey& key, cudaDataType_t d_type, cuda
     if (key.epilogue == MATMUL_BGRAD_B) {
         // no split over k: a split's partial sums are added in a reduction scheme cuBLASLt picks
         // (in place in the output among them); without one each column's sum is made inside the
-        // product (test/test_resume_dit.sh checks train_dit bit-identical run to run)
+        // product, the same way every run
         const uint32_t no_split = CUBLASLT_REDUCTION_SCHEME_NONE;
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &no_split, sizeof(no_split)));
     }
@@ -279,15 +279,6 @@ static inline void matmul_backward(floatX* dinp, float* dweight, const floatX* d
                                    bool accumulate_dweight = true) {
     matmul_backward_dinp(dinp, dout, weight, M, N, K, accumulate_dinp, stream);
     matmul_backward_dweight(dweight, dout, inp, M, N, K, stream, accumulate_dweight);
-}
-// dweight [N, K] += dout^T @ inp and, in the same product (cuBLASLt's bias-gradient epilogue on
-// dout), bgrad[N] = the column sums of dout, fp32, written (not added); false, with nothing done,
-// where cuBLASLt has no algorithm for it (the caller then runs the product without it and sums
-// the columns itself)
-static inline bool matmul_backward_dweight_bgrad(float* dweight, float* bgrad, const floatX* dout, const floatX* inp, int M, int N,
-                                                 int K, cudaStream_t stream) {
-    return matmul_lt_epilogue(dweight, CUDA_R_32F, inp, dout, CUBLAS_LOWP, MATMUL_BGRAD_B, bgrad, K, N, M, false, true, K, N, K, 1.0f,
-                              1.0f, stream);
 }
 
 // destroys every plan (the next product of each shape plans, and tunes, again)

@@ -68,12 +68,6 @@ __global__ static void column_reduce_final_kernel(float* out, const float* parti
     out[c] += t;
 }
 
-// out[c] += v[c]: a vector summed elsewhere (cuBLASLt's bias gradient) added to an accumulated one
-static void vector_accumulate(float* out, const float* v, int n, cudaStream_t stream) {
-    column_reduce_final_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(out, v, 1, n);
-    cudaLaunchCheck();
-}
-
 static const int COLUMN_REDUCE_SPLITS = 64;  // fixed, so results do not depend on the GPU
 
 // out[cols] += column sums; scratch holds COLUMN_REDUCE_SPLITS * cols floats. cols % 8 == 0.

@@ -57,9 +57,14 @@ static void fused_residual_rmsnorm_forward(floatX* residual, floatX* out, float*
 }
 
 // dinp += rstd * (g - xhat * mean(g * xhat)), g = dout * w, xhat = x * rstd.
-// One warp per row, 16-byte loads; the row is read twice (second time from L1/L2).
-__global__ static void rmsnorm_backward_dx_kernel(floatX* dinp, const floatX* dout, const floatX* inp,
-                                                  const floatX* weight, const float* rstd, int rows, int C) {
+// One warp per row, 16-byte loads. NCH > 0 (C up to NCH chunks of 8 a lane): the row's dout and
+// x stay in registers between the two passes, so a lane's loads are in flight together and the
+// second pass reads only dinp (two blocks an SM); NCH = 0 (any C): the row read twice, the second
+// time from L1/L2. The same additions in the same order either way: the same dinp, bit for bit.
+template <int NCH>
+__global__ static void __launch_bounds__(256, NCH ? 2 : 1) rmsnorm_backward_dx_kernel(floatX* dinp, const floatX* dout,
+                                                                                    const floatX* inp, const floatX* weight,
+                                                                                    const float* rstd, int rows, int C) {
     const int lane = threadIdx.x % 32;
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row >= rows) return;
@@ -68,19 +73,66 @@ __global__ static void rmsnorm_backward_dx_kernel(floatX* dinp, const floatX* do
     floatX* dx = dinp + (size_t)row * C;
     const float s = rstd[row];
     float dot = 0.0f;
-    for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
-        x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
-        for (int k = 0; k < x128::size; k++) dot += (float)g[k] * (float)w[k] * (float)xv[k];
-    }
-    dot = warp_reduce_sum(dot) * s / C;
-    for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
-        x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c), d = load128(dx + c);
-        for (int k = 0; k < x128::size; k++) {
-            float gk = (float)g[k] * (float)w[k];
-            d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[k] * s * dot));
+    if constexpr (NCH == 0) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
+            for (int k = 0; k < x128::size; k++) dot += (float)g[k] * (float)w[k] * (float)xv[k];
         }
-        store128(dx + c, d);
+        dot = warp_reduce_sum(dot) * s / C;
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c), d = load128(dx + c);
+            for (int k = 0; k < x128::size; k++) {
+                float gk = (float)g[k] * (float)w[k];
+                d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[k] * s * dot));
+            }
+            store128(dx + c, d);
+        }
+    } else {
+        x128 g[NCH], xv[NCH];
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = lane * x128::size + j * 32 * x128::size;
+            if (c < C) { g[j] = load128(dy + c); xv[j] = load128(x + c); }
+        }
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = lane * x128::size + j * 32 * x128::size;
+            if (c < C) {
+                const x128 w = load128(weight + c);
+                for (int k = 0; k < x128::size; k++) dot += (float)g[j][k] * (float)w[k] * (float)xv[j][k];
+            }
+        }
+        dot = warp_reduce_sum(dot) * s / C;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = lane * x128::size + j * 32 * x128::size;
+            if (c < C) {
+                const x128 w = load128(weight + c);
+                x128 d = load128(dx + c);
+                for (int k = 0; k < x128::size; k++) {
+                    const float gk = (float)g[j][k] * (float)w[k];
+                    d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[j][k] * s * dot));
+                }
+                store128(dx + c, d);
+            }
+        }
     }
+}
+// the dx kernel for C: the registers' version up to eight chunks a lane (NCH = 0 forces the other)
+static void rmsnorm_backward_dx(floatX* dinp, const floatX* dout, const floatX* inp, const floatX* weight, const float* rstd,
+                                int rows, int C, cudaStream_t stream, bool loop_only = false) {
+    const int nch = loop_only ? 0 : ceil_div(C, 32 * x128::size);
+    const dim3 grid(ceil_div(rows, 8)), block(256);
+    switch (nch) {
+        case 1: rmsnorm_backward_dx_kernel<1><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+        case 2: rmsnorm_backward_dx_kernel<2><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+        case 3: rmsnorm_backward_dx_kernel<3><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+        case 4: rmsnorm_backward_dx_kernel<4><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+        case 6: rmsnorm_backward_dx_kernel<6><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+        case 8: rmsnorm_backward_dx_kernel<8><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+        default: rmsnorm_backward_dx_kernel<0><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
+    }
+    cudaLaunchCheck();
 }
 
 // Backward of y = RMSNorm(x) * w: dinp += dx (residual gradient accumulates),
@@ -91,8 +143,7 @@ static void rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, c
     NVTX_RANGE_FN();
     {
         ProfileWork pw(0, (double)rows * C * 4 * sizeof(floatX) + rows * 4.0);   // dout, inp, dinp read and written, rstd
-        rmsnorm_backward_dx_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C);
-        cudaLaunchCheck();
+        rmsnorm_backward_dx(dinp, dout, inp, weight, rstd, rows, C, stream);
     }
     column_reduce(dweight, dout, inp, rstd, rows, C, scratch, stream);
 }
