@@ -56,8 +56,12 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // OPT bits: BWD_WS_ATOMIC, the dQ partials added as they come (no turns: dq_acc zeroed before,
 // the sum's order varies run to run; the trainers' fast backward); BWD_WS_ONE_DQ, one dQ buffer
 // instead of two (the consumers wait for the writer's previous copy; shared memory for 128
-// query rows with TMA)
-enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2 };
+// query rows with TMA); BWD_WS_HEAVY_FIRST, the grid as (group, K/V tile) instead of (K/V tile,
+// group), so that the CTAs start K/V tile by K/V tile over all groups: causal, the longest loops
+// (the first K/V tiles see every query tile) start first and the short ones fill the end, where
+// group by group the last groups' long CTAs start last and run alone (a CTA still waits only for
+// lower block indices: K/V tile j - 1 of its group)
+enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4 };
 // QSPLIT: the query tiles split into gridDim.z chunks, a CTA per (K/V tile, group, chunk), for
 // calls with few K/V tiles (cross-attention over a caption: 3 tiles of a group leave most SMs
 // idle). dQ is unchanged (every query tile still gets its K/V tiles' partials in their order);
@@ -102,7 +106,9 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     // warp-uniform role indices (see flash_fwd_sm90_ws_kernel)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    const int grp = blockIdx.y, n0 = blockIdx.x * BN;
+    constexpr bool HEAVY_FIRST = OPT & BWD_WS_HEAVY_FIRST;
+    const int grp = HEAVY_FIRST ? blockIdx.x : blockIdx.y, kt = HEAVY_FIRST ? blockIdx.y : blockIdx.x;
+    const int ngroups = HEAVY_FIRST ? gridDim.x : gridDim.y, n0 = kt * BN;
     const FlashGroup G = flash_group(p, grp);
     if (n0 >= G.Tk) return;  // (K/V tile 0, which stores the sums' first term, always runs)
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
@@ -199,9 +205,9 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                     bulk_wait_read();
                     mbarrier_arrive(bar_dq_free(b));
                 } else {
-                    while (ld_acquire(lock0 + it) != (int)blockIdx.x) __nanosleep(20);
+                    while (ld_acquire(lock0 + it) != kt) __nanosleep(20);
                     fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
-                    if (blockIdx.x == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                    if (kt == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                     else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                     bulk_commit();
                     bulk_wait_read();
@@ -287,7 +293,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         if (lane == 0) mbarrier_arrive(bar_free(st));  // dV read dO, dK read Q: the stage is free
     }
     if constexpr (QSPLIT) {   // this chunk's sums, fp32, straight from the fragments
-        const size_t base = ((size_t)blockIdx.z * gridDim.y + grp) * p.max_Tk;
+        const size_t base = ((size_t)blockIdx.z * ngroups + grp) * p.max_Tk;
         float* pk = reinterpret_cast<float*>(dkp) + base * hd;
         float* pv = reinterpret_cast<float*>(dvp) + base * hd;
 #pragma unroll
@@ -386,8 +392,10 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
+    const int kts = ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), groups = p.B * p.nkv;
+    const bool heavy_first = OPT & BWD_WS_HEAVY_FIRST;
     if constexpr (QSPLIT) {
-        dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv, chunks);
+        dim3 grid(heavy_first ? groups : kts, heavy_first ? kts : groups, chunks);
         float* pk = dkv_part;
         float* pv = dkv_part + bwd_ws_split_floats(p, chunks) / 2;
         flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, true, OPT><<<grid, 384, smem, stream>>>(
@@ -396,7 +404,7 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         flash_dkdv_split_reduce_kernel<<<dim3(ceil_div(p.max_Tk * p.hd, 256), p.B * p.nkv), 256, 0, stream>>>(dk, dv, pk, pv, chunks, p);
         cudaLaunchCheck();
     } else {
-        dim3 grid(ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), p.B * p.nkv);
+        dim3 grid(heavy_first ? groups : kts, heavy_first ? kts : groups);
         flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, false, OPT><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
         cudaLaunchCheck();
     }
