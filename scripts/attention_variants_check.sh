@@ -14,14 +14,15 @@
 #                     one's atomic mode), 23 that mode with 36 / 38's tiles, 24 the table's atomic
 #                     mode with the heavy CTAs first
 #   fwd:26 27         the warp-specialized forward with TMA in 32-byte swizzled 16-column blocks,
-#                     padded hd 80 (the DiT's 72) (ATTN_FWD=v)
+#                     padded hd 80 (the DiT's 72) (ATTN_FWD=v); fwd:28 the table's at hd 64 / 128 with
+#                     the grid group by query tile (heavy first)
 # For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
 # fixed layouts, packed rows, varlen; the determinism checks) under `timeout` (a hang is how a
 # wrong mbarrier phase shows); then the timings at the four perf shapes (ATTN_NOCHECK=1), the
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:41 ordered:42 ordered:43 atomic:24" (default: the variants not yet measured; the rest
+#   VARIANTS="ordered:41 ordered:42 ordered:43 atomic:24 fwd:28" (default: the variants not yet measured; the rest
 #   were, docs/results.md), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
 #   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
@@ -29,7 +30,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:41 ordered:42 ordered:43 atomic:24"}
+VARIANTS=${VARIANTS:-"ordered:41 ordered:42 ordered:43 atomic:24 fwd:28"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; atomic) echo "ATTN_ATOMIC=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
 PHASE=${PHASE:-all}

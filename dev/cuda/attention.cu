@@ -697,7 +697,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     }
     if (tune && sm90) {
         set_family(2);
-        for (int v = 17; v < 28; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
+        for (int v = 17; v < 29; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]%s", v, v == 22 || v == 23 ? " DIAG no loads" : ""), shape, time_us(run_fwd), fwd);
         }
@@ -773,8 +773,8 @@ int main() {
     }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
         flash_fwd_variant = atoi(fv);
-        printf("ATTN_FWD=%d: the forward runs variant %d where it applies (26, 27: padded hd 80 with TMA)\n", flash_fwd_variant,
-               flash_fwd_variant);
+        printf("ATTN_FWD=%d: the forward runs variant %d where it applies (26, 27: padded hd 80 with TMA; 28: hd 64 / 128, the heavy"
+               " tiles first)\n", flash_fwd_variant, flash_fwd_variant);
     }
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;

@@ -15,7 +15,9 @@
 //   fwd  1-5 mma.sync; 11-16 sm90 (14, 15, 16: FWD_PIPE / FWD_OVERLAP); 17-21 warp-specialized
 //        with cp.async (20: no ping-pong); 22-23 warp-specialized without loads (diagnostic);
 //        24-25 warp-specialized with TMA (hd 64 / 128); 26-27 warp-specialized with TMA in 32-byte
-//        swizzled blocks of 16 columns (padded hd 80: the DiT's 72, fixed and varlen layouts; 3 / 4 stages)
+//        swizzled blocks of 16 columns (padded hd 80: the DiT's 72, fixed and varlen layouts; 3 / 4 stages);
+//        28 the table's at hd 64 / 128 (24) with WS_HEAVY_FIRST (the grid group by query tile: causal,
+//        every group's heavy tiles first)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 29 sm90 ordered, the fused kernel
 //        (flash_bwd_dkdv_sm90_kernel, DQ_ORDERED; the table's where 32 / 34 do not apply);
@@ -553,7 +555,8 @@ struct TileVariants {
                                             fwd23 = {64, HD <= 80 ? 4 : 3, 0},   // with WsSignalOnly
                                             fwd24 = {128, HD == 64 ? 4 : 2, flash::WS_TMA},
                                             fwd25 = {HD == 64 ? 128 : 96, 3, flash::WS_TMA},
-                                            fwd26 = {128, 3, flash::WS_TMA}, fwd27 = {128, 4, flash::WS_TMA};   // HD 80
+                                            fwd26 = {128, 3, flash::WS_TMA}, fwd27 = {128, 4, flash::WS_TMA},   // HD 80
+                                            fwd28 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
@@ -610,10 +613,12 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 23: flash::fwd_sm90_ws_launch<HD, V::fwd23, flash::WsSignalOnly>(out, lse, q, k, v, p, st); return;
                 case 24:
                 case 25:
+                case 28:
                     if constexpr (HD % 64 == 0) {
                         if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
                             if (fv == 24) flash::fwd_sm90_ws_launch<HD, V::fwd24>(out, lse, q, k, v, p, st);
-                            else flash::fwd_sm90_ws_launch<HD, V::fwd25>(out, lse, q, k, v, p, st);
+                            else if (fv == 25) flash::fwd_sm90_ws_launch<HD, V::fwd25>(out, lse, q, k, v, p, st);
+                            else flash::fwd_sm90_ws_launch<HD, V::fwd28>(out, lse, q, k, v, p, st);
                             return;
                         }
                     }

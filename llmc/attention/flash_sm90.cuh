@@ -184,8 +184,9 @@ struct FwdWsSmem {
 // OPT bits: WS_TMA loads with the tensor copy engine (one producer thread; hd 64 / 128: 128-byte
 // swizzled blocks of 64 columns, fixed layout; hd 80 (72 padded): 32-byte swizzled blocks of 16
 // columns, fixed or varlen layout) instead of cp.async by the producer warpgroup (any layout,
-// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns
-enum { WS_NO_PINGPONG = 1, WS_TMA = 4 };
+// core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns, WS_HEAVY_FIRST
+// orders the grid (group, query tile) (fwd_tile)
+enum { WS_NO_PINGPONG = 1, WS_TMA = 4, WS_HEAVY_FIRST = 8 };
 // How the cp.async producer fills a K or V stage: its 128 threads copy the tile and each one
 // signals the stage's mbarrier when its copies have landed. (dev/cuda/attention_variants.cuh
 // times the kernel with a fill that only signals: the forward without loads.)
@@ -236,11 +237,12 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     FwdTile tile;
-    if (!fwd_tile<BM, BN>(tile, p, qp, kp, vp)) return;
+    constexpr bool HEAVY_FIRST = OPT & WS_HEAVY_FIRST;
+    if (!fwd_tile<BM, BN, HEAVY_FIRST>(tile, p, qp, kp, vp)) return;
     const FlashGroup& G = tile.G;
     const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
     const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
-    const int grp = blockIdx.y;
+    const int grp = HEAVY_FIRST ? blockIdx.x : blockIdx.y;
     if (threadIdx.x == 0) {
         constexpr int FILLS = TMA ? 1 : 128;  // TMA: one arrive.expect_tx; cp.async: one arrival per producer thread
         mbarrier_init(bar_q, FILLS);
@@ -996,7 +998,8 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
             maps.v = tma_map_rows(v, p.hd, p.T, p.B * p.nkv, TC, BN);
         }
     }
-    dim3 grid(ceil_div(p.max_rows, BM), p.B * p.nkv);
+    const int qtiles = ceil_div(p.max_rows, BM), groups = p.B * p.nkv;
+    const dim3 grid = (OPT & WS_HEAVY_FIRST) ? dim3(groups, qtiles) : dim3(qtiles, groups);
     flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }

@@ -154,17 +154,19 @@ __device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int n
 // A forward CTA's share of the work: query tile qt of BM rows of group blockIdx.y (causal: the
 // heaviest tiles, the last rows, first, so the short ones fill the tail), the group's rows of
 // q, k, v, and how many BN-key tiles it visits. False: no rows (varlen: this sample is shorter
-// than the longest).
+// than the longest). HEAVY_FIRST: the grid is (group, query tile), so the heaviest tiles of all
+// groups start before any group's lighter ones.
 struct FwdTile {
     FlashGroup G;
     const bf16 *Q, *K, *V;
     int m0, ntiles;
 };
-template <int BM, int BN>
+template <int BM, int BN, bool HEAVY_FIRST = false>
 __device__ __forceinline__ bool fwd_tile(FwdTile& t, const FlashParams& p, const bf16* qp, const bf16* kp, const bf16* vp) {
-    const int qt = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int bq = HEAVY_FIRST ? blockIdx.y : blockIdx.x, nq = HEAVY_FIRST ? gridDim.y : gridDim.x;
+    const int qt = p.causal ? nq - 1 - bq : bq;
     t.m0 = qt * BM;
-    t.G = flash_group(p, blockIdx.y);
+    t.G = flash_group(p, HEAVY_FIRST ? blockIdx.x : blockIdx.y);
     if (t.m0 >= t.G.rows) return false;
     t.Q = qp + t.G.q0;
     t.K = kp + t.G.k0;
