@@ -605,7 +605,7 @@ static void dit_upload_batch_data(DiT* g, const float* x0, const float* eps, con
 
 // dinp [M, K] (written, or added to when accumulate; null: not needed),
 // dW [N, K] += dout^T inp, db [N] += column sums of dout (db may be null).
-// scratch: column_reduce's (at least N floats).
+// scratch: column_reduce's (COLUMN_REDUCE_SPLITS * N floats).
 static void linear_backward(floatX* dinp, float* dW, float* db, const floatX* dout, const floatX* inp, const floatX* W,
                             int M, int N, int K, bool accumulate, float* scratch, cudaStream_t st) {
     if (M == 0) return;

@@ -7,8 +7,8 @@
 #                     37: 34 with the query tiles split into at least two chunks everywhere (the table
 #                     splits where few K/V tiles leave SMs idle, the DiT's cross-attention: 34 is the
 #                     table without that split); 38: hd 128; 39: hd 64 with TMA and 128 query rows,
-#                     40: 38 with TMA (the table's at hd 64 and 128, 36 and 38 before); 41, 42, 43: 39,
-#                     40, 34 with the grid ordered K/V tile by K/V tile over the groups (heavy first)
+#                     40: 38 with TMA (the table's at hd 64 and 128, 36 and 38 before); 41: the table's
+#                     (39 / 40 / 34) with the grid ordered K/V tile by K/V tile over the groups (heavy first)
 #   atomic:22 23      the atomic backward (ATTN_ATOMIC=v; the `[fast]` rows: what `--attn-backward fast`
 #                     would run with it): 22 the fused kernel (the table's before the warp-specialized
 #                     one's atomic mode), 23 that mode with 36 / 38's tiles, 24 the table's atomic
@@ -22,7 +22,7 @@
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:41 ordered:42 ordered:43 atomic:24 fwd:28" (default: the variants not yet measured; the rest
+#   VARIANTS="ordered:41 atomic:24 fwd:28" (default: the variants not yet measured; the rest
 #   were, docs/results.md), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
 #   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
@@ -30,7 +30,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:41 ordered:42 ordered:43 atomic:24 fwd:28"}
+VARIANTS=${VARIANTS:-"ordered:41 atomic:24 fwd:28"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; atomic) echo "ATTN_ATOMIC=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
 PHASE=${PHASE:-all}

@@ -45,20 +45,20 @@ __global__ static void adamw_kernel_v1(floatX* params, float* master, const floa
         }
     }
 }
-// version ver (1: adamw_kernel_v1; 2, 4, 8: adamw_kernel<ver / 2>, the groups a thread takes)
-static void adamw_version(int ver, floatX* params, float* master, const float* grads, float* m, float* v, size_t n, float lr,
+// version u: 0 adamw_kernel_v1, else llmc's adamw_kernel<u> (u groups of 4 a thread)
+static void adamw_version(int u, floatX* params, float* master, const float* grads, float* m, float* v, size_t n, float lr,
                           float beta1, float beta2, float eps, float wd, float grad_scale, int step) {
-    if (ver == 1) {
+    if (u == 0) {
         const float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
         adamw_kernel_v1<<<ceil_div(ceil_div((long long)n, 4), 256), 256>>>(params, master, grads, m, v, n, lr, beta1, beta2, bc1,
                                                                           bc2, eps, wd, grad_scale);
         cudaLaunchCheck();
-    } else if (ver == 2) adamw_update<1>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
-    else if (ver == 4) adamw_update<2>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
+    } else if (u == 1) adamw_update<1>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
+    else if (u == 2) adamw_update<2>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
     else adamw_update<4>(params, master, grads, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, step, 0);
 }
-static const int ADAMW_VERSIONS[] = {1, 2, 4, 8};
-static std::string adamw_version_name(int ver) { return ver == 1 ? "version 1" : strf("U=%d", ver / 2); }
+static const int ADAMW_VERSIONS[] = {0, 1, 2, 4};
+static std::string adamw_version_name(int u) { return u == 0 ? "version 1" : strf("U=%d", u); }
 
 struct AdamHyper {
     float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f, grad_scale = 0.8f;

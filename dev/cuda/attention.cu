@@ -761,7 +761,7 @@ int main() {
         printf("ATTN_ORDERED=%d: the ordered sm90 backward runs variant %d where it applies"
                " (29: the fused kernel; 30, 31: hd <= 80; 32: hd <= 64; 33, 34: hd 72 / 80 with TMA, one query head per group;"
                " 35, 36: hd 64 with TMA, fixed layout; 37: 34 with the query tiles split; 38: hd 128; 39: hd 64, TMA, 128 query rows;"
-               " 40: hd 128 with TMA; 41, 42, 43: 39, 40, 34 with the heavy CTAs first; not packed rows)\n", flash_ordered_variant,
+               " 40: hd 128 with TMA; 41: the table's warp-specialized one with the heavy CTAs first; not packed rows)\n", flash_ordered_variant,
                flash_ordered_variant);
     }
     if (const char* av = getenv("ATTN_ATOMIC")) {  // the atomic backward's kernel (attention_variants.cuh)

@@ -35,10 +35,11 @@
 //        22 the fused kernel (flash_bwd_dkdv_sm90_kernel, DQ_PIPE) with the table's sm90_atomic
 //        tiles, the atomic backward before the warp-specialized kernel's atomic mode
 //        (BWD_WS_ATOMIC, the table's where the ordered one runs that kernel); 23 that mode with
-//        the ordered table's tiles before 39 / 40 (36's at hd 64, 38's at hd 128); 24 the atomic
-//        mode with the table's tiles and BWD_WS_HEAVY_FIRST (hd 64, 128 with TMA)
-//        41 / 42 / 43: 39 / 40 / 34 with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over
-//        the groups: causal, the long CTAs first)
+//        the ordered table's tiles before 39 / 40 (36's at hd 64, 38's at hd 128); 24 the table's
+//        atomic mode with BWD_WS_HEAVY_FIRST;
+//        41 the table's warp-specialized ordered backward (flash_bwd_ws_hd: 39 / 40 / 34 and its
+//        query split) with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over the groups:
+//        causal, the long CTAs first)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -640,7 +641,7 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
     flash_fwd_hd<HD>(out, lse, q, k, v, p, st);
 }
 
-// atomic variants 22 / 23 / 24 (the numbering above); false where none applies
+// atomic variants 22 / 23 (the numbering above); false where neither applies
 template <int HD>
 static bool bwd_atomic_lab(int av, floatX* dq, floatX* dk, floatX* dv, float* dq_acc, const floatX* q, const floatX* k,
                            const floatX* v, const floatX* dout, const float* L, const float* D, const FlashParams& p,
@@ -651,16 +652,6 @@ static bool bwd_atomic_lab(int av, floatX* dq, floatX* dk, floatX* dv, float* dq
         return true;
     }
     constexpr int A = BWD_WS_ATOMIC;
-    if (av == 24) {   // the table's atomic mode, heavy first
-        if constexpr (HD == 64 || HD == 128) {
-            if (bwd_ws_tma_ok<HD>(q, dout, p)) {
-                bwd_ws_sm90_launch<HD, HD == 64 ? 128 : 64, 2, true, false, A | BWD_WS_HEAVY_FIRST | (HD == 64 ? BWD_WS_ONE_DQ : 0)>(
-                    dq, dk, dv, dq_acc, nullptr, q, k, v, dout, L, D, p, st);
-                return true;
-            }
-        }
-        return false;
-    }
     if constexpr (HD == 64) {
         if (bwd_ws_tma_ok<HD>(q, dout, p)) {
             bwd_ws_sm90_launch<HD, 64, 3, true, false, A>(dq, dk, dv, dq_acc, nullptr, q, k, v, dout, L, D, p, st);
@@ -688,16 +679,17 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     const int dkdv = flash_config.dkdv, dqv = flash_config.dq;
     // (the variants are instantiated only at the tuned head dims: if constexpr (TUNED))
     if (algo == FlashBwdAlgo::ordered && sm90) {  // the table's fused sm90 kernel, or the warp-specialized one
+        if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 41 &&
+            flash_bwd_ws_hd<HD, flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
+            return;
         if constexpr (HD == 128) {
             const int ov = dkdv ? dkdv : flash_ordered_variant;
             if (!p.pos && ov == 38) {
                 flash::bwd_ws_sm90_launch<HD, 64, 2>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                 return;
             }
-            if (!p.pos && (ov == 40 || ov == 42) && flash::bwd_ws_tma_ok<128>(q, dout, p)) {
-                if (ov == 40) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
-                else flash::bwd_ws_sm90_launch<HD, 64, 2, true, false, flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, dq_acc, locks, q, k, v, dout,
-                                                                                                 L, D, p, st);
+            if (!p.pos && ov == 40 && flash::bwd_ws_tma_ok<128>(q, dout, p)) {
+                flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                 return;
             }
         }
@@ -727,13 +719,9 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                     else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     return;
                 }
-                if (!p.pos && (ov == 39 || ov == 41) && flash::bwd_ws_tma_ok<64>(q, dout, p)) {
-                    if (ov == 39)
-                        flash::bwd_ws_sm90_launch<HD, 128, 2, true, false, flash::BWD_WS_ONE_DQ>(dq, dk, dv, dq_acc, locks, q, k, v, dout,
-                                                                                              L, D, p, st);
-                    else
-                        flash::bwd_ws_sm90_launch<HD, 128, 2, true, false, flash::BWD_WS_ONE_DQ | flash::BWD_WS_HEAVY_FIRST>(
-                            dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
+                if (!p.pos && ov == 39 && flash::bwd_ws_tma_ok<64>(q, dout, p)) {
+                    flash::bwd_ws_sm90_launch<HD, 128, 2, true, false, flash::BWD_WS_ONE_DQ>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L,
+                                                                                          D, p, st);
                     return;
                 }
             }
@@ -752,11 +740,9 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
                     flash::bwd_ws_sm90_launch<HD, 64, 3, true, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st, part, chunks);
                     return;
                 }
-                if (!p.pos && (ov == 33 || ov == 34 || ov == 43) && flash::bwd_ws_tma_ok<80>(q, dout, p)) {
+                if (!p.pos && (ov == 33 || ov == 34) && flash::bwd_ws_tma_ok<80>(q, dout, p)) {
                     if (ov == 33) flash::bwd_ws_sm90_launch<HD, 64, 2, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
-                    else if (ov == 34) flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
-                    else flash::bwd_ws_sm90_launch<HD, 64, 3, true, false, flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, dq_acc, locks, q, k, v, dout,
-                                                                                                     L, D, p, st);
+                    else flash::bwd_ws_sm90_launch<HD, 64, 3, true>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, st);
                     return;
                 }
             }
@@ -781,7 +767,9 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
     if (algo == FlashBwdAlgo::atomic && sm90) {
         if constexpr (TUNED) {
             const int av = dkdv ? dkdv : flash_atomic_variant;
-            if (!p.pos && av >= 22 && av <= 24 && bwd_atomic_lab<HD>(av, dq, dk, dv, dq_acc, q, k, v, dout, L, D, p, st)) return;
+            if (!p.pos && (av == 22 || av == 23) && bwd_atomic_lab<HD>(av, dq, dk, dv, dq_acc, q, k, v, dout, L, D, p, st)) return;
+            if (!p.pos && av == 24 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
+                return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 case 12: flash::dkdv_sm90_launch<HD, V::atomic12>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;

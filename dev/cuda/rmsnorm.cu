@@ -7,13 +7,20 @@ Check and benchmark of llmc/kernels/rmsnorm.cuh (RMSNorm over rows of C, statist
 Validated against a CPU reference (double) at small shapes and at the gpt-1b /
 gpt-s shapes (every row); timed at the large shapes.
 The backward's dx kernel in both its forms (rmsnorm_backward_dx_kernel<NCH>): the row in
-registers (what rmsnorm_backward runs up to C = 2048) and the row read twice (loop_only: any C,
+registers (what rmsnorm_backward runs up to C = 2048) and the row read twice (NCH = 0: any C,
 version 1); the second's dinp checked bit for bit the first's, both timed.
 
   make dev/cuda/rmsnorm && ./dev/cuda/rmsnorm
 */
 #include "common.h"
 #include "../../llmc/kernels/rmsnorm.cuh"
+
+// the dx kernel's loop form (NCH = 0) at any C, launched as rmsnorm_backward_dx launches it
+static void rmsnorm_backward_dx_loop(floatX* dinp, const floatX* dout, const floatX* inp, const floatX* weight, const float* rstd,
+                                     int rows, int C) {
+    rmsnorm_backward_dx_kernel<0><<<ceil_div(rows, 8), 256>>>(dinp, dout, inp, weight, rstd, rows, C);
+    cudaLaunchCheck();
+}
 
 // CPU reference of the forward of one row: returns rstd, fills out
 static double rmsnorm_row_cpu(double* out, const double* x, const float* w, int C, double eps) {
@@ -82,7 +89,7 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
         // the loop form of the dx kernel from the same dinp: bit for bit what rmsnorm_backward wrote
         const std::vector<float> dinp1 = download(dinp, n);
         upload(dinp, dinp0.data(), n);
-        rmsnorm_backward_dx(dinp, dout, x, w, rstd, rows, C, 0, true);
+        rmsnorm_backward_dx_loop(dinp, dout, x, w, rstd, rows, C);
         cudaCheck(cudaDeviceSynchronize());
         check_true(download(dinp, n) == dinp1, "rmsnorm_backward_dx, the row read twice, bit for bit the default's dinp shape=%s",
                    shape.c_str());
@@ -125,7 +132,7 @@ static void run_case(int rows, int C, bool timed, Rng* rng) {
         // its two parts, launched as rmsnorm_backward launches them
         us = time_us([&] { rmsnorm_backward_dx(dinp, dout, x, w, rstd, rows, C, 0); });
         report_bw("  rmsnorm_backward_dx (row in registers)", shape, us, 4.0 * n * sx + C * sx + rowb);
-        us = time_us([&] { rmsnorm_backward_dx(dinp, dout, x, w, rstd, rows, C, 0, true); });
+        us = time_us([&] { rmsnorm_backward_dx_loop(dinp, dout, x, w, rstd, rows, C); });
         report_bw("  rmsnorm_backward_dx (row read twice, version 1)", shape, us, 4.0 * n * sx + C * sx + rowb);
         us = time_us([&] { column_reduce(dweight, dout, x, rstd, rows, C, scratch, 0); });
         report_bw("  column_reduce (dweight)", shape, us, 2.0 * n * sx + rowb + 2.0 * C * sizeof(float));

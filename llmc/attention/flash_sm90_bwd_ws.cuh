@@ -199,19 +199,16 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                 const int b = step % NDQ, it = tile_of(step), m0 = it * BQ;
                 mbarrier_wait(bar_dq_full(b), (step / NDQ) & 1);
                 const uint32_t bytes = (uint32_t)min(BQ, rows - m0) * hd * 4;
-                if constexpr (ATOMIC) {
-                    bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
-                    bulk_commit();
-                    bulk_wait_read();
-                    mbarrier_arrive(bar_dq_free(b));
-                } else {
+                if (!ATOMIC) {
                     while (ld_acquire(lock0 + it) != kt) __nanosleep(20);
                     fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
-                    if (kt == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
-                    else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
-                    bulk_commit();
-                    bulk_wait_read();
-                    mbarrier_arrive(bar_dq_free(b));   // the buffer, once read, while the sums land
+                }
+                if (!ATOMIC && kt == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                bulk_commit();
+                bulk_wait_read();
+                mbarrier_arrive(bar_dq_free(b));   // the buffer, once read, while the sums land
+                if (!ATOMIC) {
                     bulk_wait_all();
                     __threadfence();
                     atomicAdd(lock0 + it, 1);
@@ -394,8 +391,8 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
     }
     const int kts = ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), groups = p.B * p.nkv;
     const bool heavy_first = OPT & BWD_WS_HEAVY_FIRST;
+    const dim3 grid(heavy_first ? groups : kts, heavy_first ? kts : groups, QSPLIT ? chunks : 1);
     if constexpr (QSPLIT) {
-        dim3 grid(heavy_first ? groups : kts, heavy_first ? kts : groups, chunks);
         float* pk = dkv_part;
         float* pv = dkv_part + bwd_ws_split_floats(p, chunks) / 2;
         flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, true, OPT><<<grid, 384, smem, stream>>>(
@@ -404,7 +401,6 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         flash_dkdv_split_reduce_kernel<<<dim3(ceil_div(p.max_Tk * p.hd, 256), p.B * p.nkv), 256, 0, stream>>>(dk, dv, pk, pv, chunks, p);
         cudaLaunchCheck();
     } else {
-        dim3 grid(heavy_first ? groups : kts, heavy_first ? kts : groups);
         flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, false, OPT><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
         cudaLaunchCheck();
     }

@@ -118,10 +118,10 @@ __global__ static void __launch_bounds__(256, NCH ? 2 : 1) rmsnorm_backward_dx_k
         }
     }
 }
-// the dx kernel for C: the registers' version up to eight chunks a lane (NCH = 0 forces the other)
+// the dx kernel for C: the registers' version up to eight chunks a lane, the loop past that
 static void rmsnorm_backward_dx(floatX* dinp, const floatX* dout, const floatX* inp, const floatX* weight, const float* rstd,
-                                int rows, int C, cudaStream_t stream, bool loop_only = false) {
-    const int nch = loop_only ? 0 : ceil_div(C, 32 * x128::size);
+                                int rows, int C, cudaStream_t stream) {
+    const int nch = ceil_div(C, 32 * x128::size);
     const dim3 grid(ceil_div(rows, 8)), block(256);
     switch (nch) {
         case 1: rmsnorm_backward_dx_kernel<1><<<grid, block, 0, stream>>>(dinp, dout, inp, weight, rstd, rows, C); break;
