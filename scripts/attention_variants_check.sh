@@ -22,24 +22,33 @@
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:41 atomic:24 fwd:28" (default: the variants not yet measured; the rest
-#   were, docs/results.md), CHECK_S (per check run,
+#   VARIANTS="ordered:41 atomic:24 fwd:28 ordered:41,atomic:24,fwd:28" (default: the variants not
+#   yet measured, one by one and together; the rest were, docs/results.md; a variant of several
+#   joined by commas runs with all of them in place), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
 #   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
 #   (the GPU to itself) for the variants in OUT/passed.txt; default: both
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:41 atomic:24 fwd:28"}
+VARIANTS=${VARIANTS:-"ordered:41 atomic:24 fwd:28 ordered:41,atomic:24,fwd:28"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-env_of() { case ${1%%:*} in ordered) echo "ATTN_ORDERED=${1#*:}" ;; atomic) echo "ATTN_ATOMIC=${1#*:}" ;; fwd) echo "ATTN_FWD=${1#*:}" ;; *) echo "BAD" ;; esac; }
+# env_of VARIANT: its environment; VARIANT may join several with commas (ordered:41,fwd:28: both in place)
+env_of() {
+    local v out=""
+    for v in ${1//,/ }; do
+        case ${v%%:*} in ordered) out="$out ATTN_ORDERED=${v#*:}" ;; atomic) out="$out ATTN_ATOMIC=${v#*:}" ;;
+            fwd) out="$out ATTN_FWD=${v#*:}" ;; *) echo "BAD"; return ;; esac
+    done
+    echo "${out# }"
+}
 PHASE=${PHASE:-all}
 passed=""
 if [ "$PHASE" = time ]; then passed=$(cat "$OUT/passed.txt" 2>/dev/null); else : > "$OUT/passed.txt"; fi
 [ "$PHASE" = time ] || for v in $VARIANTS; do
-    e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N, atomic:N or fwd:N"; exit 1; }
-    log="$OUT/check_${v/:/_}.log"
-    env "$e" ATTN_QUICK=1 timeout "${CHECK_S:-150}" ./dev/cuda/attention > "$log" 2>&1
+    e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N, atomic:N, fwd:N or several joined by commas"; exit 1; }
+    log="$OUT/check_$(tr ':,' '_-' <<< "$v").log"
+    env $e ATTN_QUICK=1 timeout "${CHECK_S:-150}" ./dev/cuda/attention > "$log" 2>&1
     rc=$?
     np=$(grep -c '^PASS' "$log"); nf=$(grep -c '^FAIL' "$log")
     case $rc in
@@ -54,7 +63,7 @@ done
 if [ "$PHASE" = check ]; then echo "passed every check:${passed:- none}"; [ -n "$passed" ]; exit; fi
 ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_default.log" 2>&1 || echo "default timings: exit $?"
 for v in $passed; do
-    env "$(env_of "$v")" ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_${v/:/_}.log" 2>&1 ||
+    env $(env_of "$v") ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_$(tr ':,' '_-' <<< "$v").log" 2>&1 ||
         echo "$v timings: exit $?"
 done
 # the default forward, deterministic and fast backward rows (no [atomic] tag: the per-family
@@ -65,5 +74,5 @@ rows() {
         sed -E 's/ +[0-9.]+% of [0-9]+ TFLOP\/s$//'
 }
 echo "== default"; rows "$OUT/time_default.log"
-for v in $passed; do echo "== $v"; rows "$OUT/time_${v/:/_}.log"; done
+for v in $passed; do echo "== $v"; rows "$OUT/time_$(tr ':,' '_-' <<< "$v").log"; done
 [ -n "$passed" ]
