@@ -156,29 +156,31 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 }
 
 // ---------------------------------------------------------------------------
-// Forward, warp-specialized (FlashAttention-3's structure): CTA = 3 warpgroups, BM = 128 query
-// rows of one group. Warpgroup 0 only loads: Q once, then every K/V tile into NS stages with
+// Forward, warp-specialized (FlashAttention-3's structure): CTA = 1 + NC warpgroups, BM = 64 NC
+// query rows of one group. Warpgroup 0 only loads: Q once, then every K/V tile into NS stages with
 // cp.async, each tile's arrival signalled on an mbarrier (K full / V full: the copies have
-// landed) and a stage reused once both consumers have released it (K free: its S product is
+// landed) and a stage reused once every consumer has released it (K free: its S product is
 // done; V free: its O += P V is done; K and V apart, so the next K loads while the previous
 // tile's P V still runs: with one release for both, the loads had half a tile of lead and the
 // kernel waited for them). It gives its
-// registers back (setmaxnreg), so the two consumer warpgroups (64 query rows each) hold
-// S, P and O for BN = 128 keys at hd 128. Consumers never meet at a CTA barrier:
+// registers back (setmaxnreg), so the NC consumer warpgroups (64 query rows each) hold
+// S, P and O for BN = 128 keys: at hd 128 with NC = 2 (240 registers), at hd 64 also with
+// NC = 3 (160: more rows per K/V tile loaded, more warps to hide the softmax behind).
+// Consumers never meet at a CTA barrier:
 //   - within a warpgroup, S of tile j and O += P V of tile j - 1 are issued together and the
 //     softmax of tile j runs while O += P V is still on the tensor cores (O is rescaled after
 //     it is waited for: online_softmax_scores, then rescale_rows);
-//   - between the two, a ping-pong of named barriers lets one warpgroup issue its products
-//     while the other does its softmax (warpgroup 1 issues first; each issue turn ends with an
-//     arrive on the other's barrier; the counts match: warpgroup 2 skips its last arrive).
+//   - between them, turns on named barriers let one warpgroup issue its products while the
+//     others do their softmax (consumer 0 issues first; each issue turn ends with an arrive on
+//     the next one's barrier; the counts match: the last consumer skips its last arrive).
 // Why: in flash_fwd_sm90_kernel all 256 threads load, then meet at __syncthreads every tile,
 // so the tensor cores idle during both warpgroups' softmax.
-template <int HD, int BN, int NS>
+template <int HD, int BN, int NS, int NC = 2>
 struct FwdWsSmem {
-    static constexpr int BM = 128, LD = HD + 8;
+    static constexpr int BM = 64 * NC, LD = HD + 8;
     static constexpr size_t q = 0, k = q + (size_t)BM * HD * 2, v = k + (size_t)NS * BN * HD * 2,
-                            epi = v + (size_t)NS * BN * HD * 2,          // [8 warps][16][LD]
-        bars = epi + (size_t)8 * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS]
+                            epi = v + (size_t)NS * BN * HD * 2,          // [4 NC warps][16][LD]
+        bars = epi + (size_t)4 * NC * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS]
         bytes = bars + (size_t)(1 + 4 * NS) * 8;
 };
 // OPT bits: WS_TMA loads with the tensor copy engine (one producer thread; hd 64 / 128: 128-byte
@@ -197,7 +199,12 @@ struct WsCopyStage {
         cp_async_mbarrier_arrive(bar);
     }
 };
-constexpr int FWD_WS_PRODUCER_REGS = 24, FWD_WS_CONSUMER_REGS = 240;  // 128 x 24 + 256 x 240 <= 64K registers
+// registers a thread of the producer / of a consumer warpgroup, NC consumers: 128 x 24 + 256 x 240
+// and 128 x 32 + 384 x 160 fit the 64K of an SM
+template <int NC>
+struct FwdWsRegs {
+    static constexpr int producer = NC == 2 ? 24 : 32, consumer = NC == 2 ? 240 : 160;
+};
 // The dynamic shared memory's base rounded up to 1024 bytes, where the swizzled tiles the tensor
 // copy engine writes must start (the 128-byte swizzle repeats every 1024 bytes, the 32-byte one
 // every 256): the launchers request 1024 bytes of slack for it.
@@ -210,13 +217,13 @@ __device__ __forceinline__ unsigned char* smem_align_1024(unsigned char* raw) {
 struct FwdTmaMaps {
     CUtensorMap q, k, v;
 };
-template <int HD, int BN, int NS, int OPT, class Fill = WsCopyStage>
-__global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restrict__ out, float* __restrict__ lse,
+template <int HD, int BN, int NS, int OPT, class Fill = WsCopyStage, int NC = 2>
+__global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf16* __restrict__ out, float* __restrict__ lse,
                                                                    const bf16* __restrict__ qp, const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const FlashParams p,
                                                                    const __grid_constant__ FwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using L = FwdWsSmem<HD, BN, NS>;
+    using L = FwdWsSmem<HD, BN, NS, NC>;
     constexpr int BM = L::BM, LD = L::LD, KS = HD / 16, NB = BN / 8, DB = HD / 8;
     constexpr bool TMA = OPT & WS_TMA;
     // TMA blocks: TC columns of TB-byte rows (the swizzle's span)
@@ -249,15 +256,15 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
         for (int s = 0; s < NS; s++) {
             mbarrier_init(bar_k(s), FILLS);
             mbarrier_init(bar_v(s), FILLS);
-            mbarrier_init(bar_free_k(s), 8);  // one arrival per consumer warp
-            mbarrier_init(bar_free_v(s), 8);
+            mbarrier_init(bar_free_k(s), 4 * NC);  // one arrival per consumer warp
+            mbarrier_init(bar_free_v(s), 4 * NC);
         }
         fence_mbarrier_init();
     }
     __syncthreads();
 
     if (wg == 0 && TMA) {  // producer: one thread hands every tile to the tensor copy engine
-        setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
+        setmaxnreg_dec<FwdWsRegs<NC>::producer>();
         if (threadIdx.x == 0) {
             constexpr uint32_t QB = BM * HD * 2, KB = BN * HD * 2;   // every block whole (columns past hd: zeros)
             // a tile's coordinates past its columns: fixed (row, group); varlen (head, token; r = 1),
@@ -284,7 +291,7 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
         return;
     }
     if (wg == 0) {  // producer
-        setmaxnreg_dec<FWD_WS_PRODUCER_REGS>();
+        setmaxnreg_dec<FwdWsRegs<NC>::producer>();
         auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
         auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
         auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
@@ -301,8 +308,8 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
         return;
     }
 
-    setmaxnreg_inc<FWD_WS_CONSUMER_REGS>();
-    const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0/1; warp 0..7 of the consumers
+    setmaxnreg_inc<FwdWsRegs<NC>::consumer>();
+    const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0 .. NC - 1; warp 0 .. 4 NC - 1 of the consumers
     const int row0 = m0 + cwarp * 16, rowA = row0 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r;
     const int pos_lo = (m0 + cw * 64) / p.r;
     // operand descriptors: core-matrix tiles (cp.async) or swizzled blocks of TC columns (TMA:
@@ -351,15 +358,19 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
     // read by wgmma (async proxy)
     mbarrier_wait(bar_q, 0);
     fence_proxy_async();
+    // the turns go round the consumers: each waits on barrier 1 + cw, then passes the turn to the
+    // next (barrier 1 + (cw + 1) % NC); the last one's final pass is skipped, which its first one
+    // (before any turn, to hand consumer 0 the first) makes up for
     constexpr bool PP = !(OPT & WS_NO_PINGPONG);
-    if (PP && cw == 1) named_barrier_arrive(1, 256);  // consumer 0 takes the first turn
+    const int next_turn = 1 + (cw + 1) % NC;
+    if (PP && cw == NC - 1) named_barrier_arrive(1, 256);  // consumer 0 takes the first turn
     {  // tile 0: S only (O is zero)
         mbarrier_wait(bar_k(0), 0);
         fence_proxy_async();
         if (PP) named_barrier_sync(1 + cw, 256);
         wgmma_fence();
         issue_s(0);
-        if (PP && (cw == 0 || ntiles > 1)) named_barrier_arrive(2 - cw, 256);
+        if (PP && (cw != NC - 1 || ntiles > 1)) named_barrier_arrive(next_turn, 256);
         wgmma_wait<0>();
         __syncwarp();
         if (lane == 0) mbarrier_arrive(bar_free_k(0));
@@ -375,7 +386,7 @@ __global__ void __launch_bounds__(384, 1) flash_fwd_sm90_ws_kernel(bf16* __restr
         wgmma_fence();
         issue_s(j);
         issue_pv(j - 1);
-        if (PP && (cw == 0 || j + 1 < ntiles)) named_barrier_arrive(2 - cw, 256);  // the other's turn
+        if (PP && (cw != NC - 1 || j + 1 < ntiles)) named_barrier_arrive(next_turn, 256);  // the next one's turn
         wgmma_wait<1>();  // S of tile j: its K stage is free
         __syncwarp();
         if (lane == 0) mbarrier_arrive(bar_free_k(j % NS));
@@ -889,9 +900,10 @@ __global__ void __launch_bounds__(NWG * 128) flash_bwd_dq_sm90_kernel(bf16* __re
 struct Sm90FwdConfig {
     int nwg, bn;  // warpgroups (64 query rows each), keys per K/V tile
 };
-struct Sm90FwdWsConfig {  // the warp-specialized forward (128 query rows)
+struct Sm90FwdWsConfig {  // the warp-specialized forward (64 nc query rows)
     int bn, ns;  // keys per K/V tile, K/V stages
     int opt;     // WS_* bits
+    int nc = 2;  // consumer warpgroups (3: hd 64 only, the registers)
 };
 struct Sm90DkdvConfig {
     int nwg, bq;  // warpgroups (64 keys each), query rows per tile
@@ -978,12 +990,13 @@ static bool fwd_tma_ok(const bf16* q, const bf16* k, const bf16* v, const FlashP
 template <int HD, const Sm90FwdWsConfig& C, class Fill = WsCopyStage>
 static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                                cudaStream_t stream) {
-    constexpr int BN = C.bn, NS = C.ns, OPT = C.opt;
-    constexpr size_t smem = FwdWsSmem<HD, BN, NS>::bytes + 1024;  // + the slack that aligns the base
+    constexpr int BN = C.bn, NS = C.ns, OPT = C.opt, NC = C.nc;
+    static_assert(NC == 2 || (NC == 3 && HD <= 64), "three consumer warpgroups hold S, P and O in 160 registers: hd 64 at most");
+    constexpr size_t smem = FwdWsSmem<HD, BN, NS, NC>::bytes + 1024;  // + the slack that aligns the base
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
-    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill>, smem); init = true; }
-    constexpr int BM = FwdWsSmem<HD, BN, NS>::BM;
+    if (!init) { set_smem(flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill, NC>, smem); init = true; }
+    constexpr int BM = FwdWsSmem<HD, BN, NS, NC>::BM;
     FwdTmaMaps maps;
     memset(&maps, 0, sizeof(maps));
     if constexpr ((OPT & WS_TMA) != 0) {
@@ -1000,7 +1013,7 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
     }
     const int qtiles = ceil_div(p.max_rows, BM), groups = p.B * p.nkv;
     const dim3 grid = (OPT & WS_HEAVY_FIRST) ? dim3(groups, qtiles) : dim3(qtiles, groups);
-    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill><<<grid, 384, smem, stream>>>(out, lse, q, k, v, p, maps);
+    flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill, NC><<<grid, 128 * (NC + 1), smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }
 // DQ: also dq through the fp32 accumulator dq_acc (zeroed here, converted to bf16 dq here)
