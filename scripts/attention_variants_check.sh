@@ -43,12 +43,13 @@ env_of() {
     done
     echo "${out# }"
 }
+tag() { tr ':,' '_-' <<< "$1"; }   # a variant's part of its log names (ordered:41,fwd:28 -> ordered_41-fwd_28)
 PHASE=${PHASE:-all}
 passed=""
 if [ "$PHASE" = time ]; then passed=$(cat "$OUT/passed.txt" 2>/dev/null); else : > "$OUT/passed.txt"; fi
 [ "$PHASE" = time ] || for v in $VARIANTS; do
     e=$(env_of "$v"); [ "$e" = BAD ] && { echo "VARIANTS: '$v' is not ordered:N, atomic:N, fwd:N or several joined by commas"; exit 1; }
-    log="$OUT/check_$(tr ':,' '_-' <<< "$v").log"
+    log="$OUT/check_$(tag "$v").log"
     env $e ATTN_QUICK=1 timeout "${CHECK_S:-150}" ./dev/cuda/attention > "$log" 2>&1
     rc=$?
     np=$(grep -c '^PASS' "$log"); nf=$(grep -c '^FAIL' "$log")
@@ -64,7 +65,7 @@ done
 if [ "$PHASE" = check ]; then echo "passed every check:${passed:- none}"; [ -n "$passed" ]; exit; fi
 ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_default.log" 2>&1 || echo "default timings: exit $?"
 for v in $passed; do
-    env $(env_of "$v") ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_$(tr ':,' '_-' <<< "$v").log" 2>&1 ||
+    env $(env_of "$v") ATTN_NOCHECK=1 timeout "${TIME_S:-150}" ./dev/cuda/attention > "$OUT/time_$(tag "$v").log" 2>&1 ||
         echo "$v timings: exit $?"
 done
 # the default forward, deterministic and fast backward rows (no [atomic] tag: the per-family
@@ -75,5 +76,5 @@ rows() {
         sed -E 's/ +[0-9.]+% of [0-9]+ TFLOP\/s$//'
 }
 echo "== default"; rows "$OUT/time_default.log"
-for v in $passed; do echo "== $v"; rows "$OUT/time_$(tr ':,' '_-' <<< "$v").log"; done
+for v in $passed; do echo "== $v"; rows "$OUT/time_$(tag "$v").log"; done
 [ -n "$passed" ]
