@@ -56,6 +56,17 @@ static void fused_residual_rmsnorm_forward(floatX* residual, floatX* out, float*
     cudaLaunchCheck();
 }
 
+// A 16-byte chunk of the dx kernel's two passes: dot += g w x over its 8 elements; then
+// d += s (g w - x s dot). Both forms of the kernel below run these, so their additions match.
+__device__ __forceinline__ void rmsnorm_dx_dot(float& dot, const x128& g, const x128& w, const x128& xv) {
+    for (int k = 0; k < x128::size; k++) dot += (float)g[k] * (float)w[k] * (float)xv[k];
+}
+__device__ __forceinline__ void rmsnorm_dx_update(x128& d, const x128& g, const x128& w, const x128& xv, float s, float dot) {
+    for (int k = 0; k < x128::size; k++) {
+        const float gk = (float)g[k] * (float)w[k];
+        d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[k] * s * dot));
+    }
+}
 // dinp += rstd * (g - xhat * mean(g * xhat)), g = dout * w, xhat = x * rstd.
 // One warp per row, 16-byte loads. NCH > 0 (C up to NCH chunks of 8 a lane): the row's dout and
 // x stay in registers between the two passes, so a lane's loads are in flight together and the
@@ -75,16 +86,14 @@ __global__ static void __launch_bounds__(256, NCH ? 2 : 1) rmsnorm_backward_dx_k
     float dot = 0.0f;
     if constexpr (NCH == 0) {
         for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
-            x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
-            for (int k = 0; k < x128::size; k++) dot += (float)g[k] * (float)w[k] * (float)xv[k];
+            const x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
+            rmsnorm_dx_dot(dot, g, w, xv);
         }
         dot = warp_reduce_sum(dot) * s / C;
         for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
-            x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c), d = load128(dx + c);
-            for (int k = 0; k < x128::size; k++) {
-                float gk = (float)g[k] * (float)w[k];
-                d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[k] * s * dot));
-            }
+            const x128 g = load128(dy + c), w = load128(weight + c), xv = load128(x + c);
+            x128 d = load128(dx + c);
+            rmsnorm_dx_update(d, g, w, xv, s, dot);
             store128(dx + c, d);
         }
     } else {
@@ -97,10 +106,7 @@ __global__ static void __launch_bounds__(256, NCH ? 2 : 1) rmsnorm_backward_dx_k
 #pragma unroll
         for (int j = 0; j < NCH; j++) {
             const int c = lane * x128::size + j * 32 * x128::size;
-            if (c < C) {
-                const x128 w = load128(weight + c);
-                for (int k = 0; k < x128::size; k++) dot += (float)g[j][k] * (float)w[k] * (float)xv[j][k];
-            }
+            if (c < C) rmsnorm_dx_dot(dot, g[j], load128(weight + c), xv[j]);
         }
         dot = warp_reduce_sum(dot) * s / C;
 #pragma unroll
@@ -109,10 +115,7 @@ __global__ static void __launch_bounds__(256, NCH ? 2 : 1) rmsnorm_backward_dx_k
             if (c < C) {
                 const x128 w = load128(weight + c);
                 x128 d = load128(dx + c);
-                for (int k = 0; k < x128::size; k++) {
-                    const float gk = (float)g[j][k] * (float)w[k];
-                    d[k] = (floatX)((float)d[k] + s * (gk - (float)xv[j][k] * s * dot));
-                }
+                rmsnorm_dx_update(d, g[j], w, xv[j], s, dot);
                 store128(dx + c, d);
             }
         }
