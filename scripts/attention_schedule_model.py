@@ -37,15 +37,17 @@ def order(cost, nx, ny, heavy_first_grid):
     return [cost(g, t) for g in range(ny) for t in range(nx)]  # grid (tile, group): group by group
 
 
-def backward(B, T, nkv, r, BQ, BN, sms, fixed, heavy_first):
+def backward(B, T, nkv, r, BQ, BN, fixed, heavy_first):
+    """The backward's CTA costs in block order: a CTA per (K/V tile, group)."""
     rows, groups = T * r, B * nkv
     nit, kts = ceil_div(rows, BQ), ceil_div(T, BN)
     cost = lambda g, j: fixed + nit - (j * BN * r) // BQ  # query tiles from the diagonal on
     nx, ny = (groups, kts) if heavy_first else (kts, groups)
-    return order(cost, nx, ny, heavy_first), sms
+    return order(cost, nx, ny, heavy_first)
 
 
-def forward(B, T, nkv, r, BM, BN, sms, fixed, heavy_first):
+def forward(B, T, nkv, r, BM, BN, fixed, heavy_first):
+    """The forward's CTA costs in block order: a CTA per (query tile, group)."""
     rows, groups = T * r, B * nkv
     qtiles = ceil_div(rows, BM)
 
@@ -55,7 +57,7 @@ def forward(B, T, nkv, r, BM, BN, sms, fixed, heavy_first):
         return fixed + ceil_div(kv_end, BN) * BM / 128  # a step's work in 128-row units
 
     nx, ny = (groups, qtiles) if heavy_first else (qtiles, groups)
-    return order(cost, nx, ny, heavy_first), sms
+    return order(cost, nx, ny, heavy_first)
 
 
 def main():
@@ -64,21 +66,22 @@ def main():
     ap.add_argument("--fixed", type=float, default=0.0)
     a = ap.parse_args()
     shapes = [("hd 64 causal GQA (gpt-1b): B 8, T 2048, 8 K/V heads, r 4", 8, 2048, 8, 4, 64),
-              ("hd 128 causal GQA: B 4, T 4096, 8 K/V heads, r 4", 4, 4096, 8, 4, 128)]
+              ("hd 128 causal GQA: B 4, T 4096, 8 K/V heads, r 4", 4, 4096, 8, 4, 128),
+              ("hd 64 causal GQA (gpt-s: the cp.async backward): B 32, T 1024, 4 K/V heads, r 3", 32, 1024, 4, 3, 64)]
     print(f"{a.sms} SMs, a CTA's fixed cost {a.fixed} steps; modelled time / even share (lower is better)")
     for name, B, T, nkv, r, hd in shapes:
         print(name)
         BQ = 128 if hd == 64 else 64
         for hf in (False, True):
-            costs, sms = backward(B, T, nkv, r, BQ, 128, a.sms, a.fixed, hf)
+            costs = backward(B, T, nkv, r, BQ, 128, a.fixed, hf)
             print(f"  backward BQ {BQ}, grid {'(group, K/V tile)' if hf else '(K/V tile, group)'}: "
-                  f"{makespan(costs, sms) / (sum(costs) / sms):.3f} ({len(costs)} CTAs)")
+                  f"{makespan(costs, a.sms) / (sum(costs) / a.sms):.3f} ({len(costs)} CTAs)")
         for BM in ((128, 192) if hd == 64 else (128,)):
             for hf in (False, True):
-                costs, sms = forward(B, T, nkv, r, BM, 128, a.sms, a.fixed, hf)
-                span = makespan(costs, sms)
+                costs = forward(B, T, nkv, r, BM, 128, a.fixed, hf)
+                span = makespan(costs, a.sms)
                 print(f"  forward BM {BM}, grid {'(group, query tile)' if hf else '(query tile, group)'}: "
-                      f"{span / (sum(costs) / sms):.3f} ({len(costs)} CTAs, time {span:.1f} in 128-row steps)")
+                      f"{span / (sum(costs) / a.sms):.3f} ({len(costs)} CTAs, time {span:.1f} in 128-row steps)")
 
 
 if __name__ == "__main__":

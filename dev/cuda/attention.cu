@@ -697,7 +697,7 @@ static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     }
     if (tune && sm90) {
         set_family(2);
-        for (int v = 17; v < 29; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
+        for (int v = 17; v < 31; v++) {  // 22, 23: timing diagnostics (no loads: wrong results, not checked)
             flash_config = {v, 0, 0};
             report_flops(strf("flash fwd [sm90 cfg fwd=%d]%s", v, v == 22 || v == 23 ? " DIAG no loads" : ""), shape, time_us(run_fwd), fwd);
         }
