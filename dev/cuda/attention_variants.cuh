@@ -17,9 +17,9 @@
 //        24-25 warp-specialized with TMA (hd 64 / 128); 26-27 warp-specialized with TMA in 32-byte
 //        swizzled blocks of 16 columns (padded hd 80: the DiT's 72, fixed and varlen layouts; 3 / 4 stages);
 //        28 the table's at hd 64 / 128 (24) with WS_HEAVY_FIRST (the grid group by query tile: causal,
-//        every group's heavy tiles first); 29 hd 64 with three consumer warpgroups (192 query rows, 4 stages,
-//        TMA); 30 the heavy tiles first with the tiles of 29 at hd 64 and of 28 at hd 128 (what the
-//        table would take if both win)
+//        every group's heavy tiles first); 29 hd 64 with three consumer warpgroups (192 query rows,
+//        4 stages, TMA; at hd 128 it is 24, the table's); 30 the heavy tiles first with the tiles of
+//        29 at hd 64 and of 28 at hd 128 (what the table would take if both win)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 29 sm90 ordered, the fused kernel
 //        (flash_bwd_dkdv_sm90_kernel, DQ_ORDERED; the table's where 32 / 34 do not apply);
@@ -560,7 +560,7 @@ struct TileVariants {
                                             fwd25 = {HD == 64 ? 128 : 96, 3, flash::WS_TMA},
                                             fwd26 = {128, 3, flash::WS_TMA}, fwd27 = {128, 4, flash::WS_TMA},   // HD 80
                                             fwd28 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST},
-                                            fwd29 = {128, 4, flash::WS_TMA, 3},
+                                            fwd29 = {128, HD == 64 ? 4 : 2, flash::WS_TMA, HD == 64 ? 3 : 2},   // (hd 128: 24)
                                             fwd30 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST, HD == 64 ? 3 : 2};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
@@ -619,21 +619,15 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 24:
                 case 25:
                 case 28:
+                case 29:
                 case 30:
                     if constexpr (HD % 64 == 0) {
                         if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
                             if (fv == 24) flash::fwd_sm90_ws_launch<HD, V::fwd24>(out, lse, q, k, v, p, st);
                             else if (fv == 25) flash::fwd_sm90_ws_launch<HD, V::fwd25>(out, lse, q, k, v, p, st);
                             else if (fv == 28) flash::fwd_sm90_ws_launch<HD, V::fwd28>(out, lse, q, k, v, p, st);
+                            else if (fv == 29) flash::fwd_sm90_ws_launch<HD, V::fwd29>(out, lse, q, k, v, p, st);
                             else flash::fwd_sm90_ws_launch<HD, V::fwd30>(out, lse, q, k, v, p, st);
-                            return;
-                        }
-                    }
-                    break;
-                case 29:
-                    if constexpr (HD == 64) {
-                        if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
-                            flash::fwd_sm90_ws_launch<HD, V::fwd29>(out, lse, q, k, v, p, st);
                             return;
                         }
                     }
