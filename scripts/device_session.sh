@@ -25,8 +25,13 @@
 #            "dit-1b gpt-1b"; one round of all four does not fit one command: the peers compile
 #            first); a config still running at BENCH_S (560) s is stopped, each finished one is packed
 #   stall    scripts/ckpt_stall_check.sh (issue 19's save-stall table)
+#   attn     one command for an attention change when device time is short: builds, then one after
+#            another dev/cuda/attention (its checks and timings), the SDPA peer (torch_attn.py), and
+#            the trainers' tests ATTN_TESTS (default test_gpt test_dit test_gpt_fp32 determinism
+#            resume) in the time left before ATTN_S (540) s; its logs go straight to $OUT/attn, so
+#            what ran comes back even if the call is cut off
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
-# Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, peers, bench, stall)
+# Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, peers, bench, stall; or attn alone)
 #   (here, first: bash scripts/prebuilt.sh pack; the device calls carry [".peer", ".prebuilt.tgz"])
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -131,11 +136,30 @@ bench)
         pack   # what has finished comes back even if a later config is cut off
     done
     ;;
+attn)
+    A="$OUT/attn"; mkdir -p "$A"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$A/gpu.txt"
+    bash scripts/prebuilt.sh unpack > "$A/unpack.log" 2>&1; tail -1 "$A/unpack.log"
+    make -j"$(nproc)" all > "$A/build.log" 2>&1 || { tail -30 "$A/build.log"; exit 1; }
+    echo "builds: $(since) s"
+    timeout 240 ./dev/cuda/attention > "$A/attention.log" 2>&1; echo "attention: exit $? at $(since) s"
+    grep -E 'forward\+backward|^attention' "$A/attention.log"
+    timeout 120 python3 "${PEER:-.peer}/torch_attn.py" > "$A/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
+    grep -v Warning "$A/torch_attn.log" | grep '|'
+    left=$(( ${ATTN_S:-540} - $(since) ))
+    if [ "$left" -gt 30 ]; then
+        TEST_PART=gpu GPU_TESTS="${ATTN_TESTS:-test_gpt test_dit test_gpt_fp32 determinism resume}" timeout "$left" \
+            bash test/run_tests.sh > "$A/tests.log" 2>&1; echo "tests: exit $?"
+        tail -1 "$A/tests.log"; grep '^FAIL' "$A/tests.log" | head -10
+    else
+        echo "tests: not started, no time left"
+    fi
+    ;;
 stall)
     OUT="$W/stall" EVERY=200 STEPS=610 timeout 540 bash scripts/ckpt_stall_check.sh
     ;;
 *)
-    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall"; exit 2 ;;
+    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall|attn"; exit 2 ;;
 esac
 echo "$part: $(since) s"
 pack
