@@ -51,14 +51,24 @@ wait_for() {  # wait_for SECONDS NAME...: until each NAME.rc exists or SECONDS p
     return 1
 }
 pack() { tar czf "$OUT/$part.tgz" --exclude='*.bin' --exclude='*.safetensors' --exclude='ckpt*' --exclude='*.gif' -C "$W" . 2>/dev/null; }
+# gpu_and_prebuilt DIR: the GPU's name into DIR/gpu.txt, then the builds made ahead (.prebuilt.tgz,
+# carried) unpacked where they match this tree
+gpu_and_prebuilt() {
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$1/gpu.txt"
+    bash scripts/prebuilt.sh unpack
+}
+# attn_peer DIR SECONDS: the SDPA peer's attention timings (torch_attn.py) into DIR/torch_attn.log, its rows printed
+attn_peer() {
+    timeout "$2" python3 "${PEER:-.peer}/torch_attn.py" > "$1/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
+    grep -v Warning "$1/torch_attn.log" | grep '|'
+}
 # CHECKS: which of the checks part's pieces run (default all four); the timings part waits for them
 CHECKS=${CHECKS:-test_gpu edm recipe variants}
 BG=()
 for c in test_gpu test_quick edm recipe; do [[ " $CHECKS " == *" $c "* ]] && BG+=("$c"); done
 case $part in
 checks)
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$W/gpu.txt"
-    bash scripts/prebuilt.sh unpack   # the builds made ahead (.prebuilt.tgz, carried), where they match this tree
+    gpu_and_prebuilt "$W"
     make -j"$(nproc)" train_dit train_gpt > "$W/build1.log" 2>&1 || { tail -30 "$W/build1.log"; exit 1; }
     rm -f "$W"/*.rc
     [[ " $CHECKS " == *" edm "* ]] && bg edm "OUT=$W/edm OBJECTIVES='rf edm' PARALLEL=1 bash scripts/edm_check.sh"
@@ -94,8 +104,7 @@ timings)
     [ -f "$W/matmul.log" ] && grep -E '^matmul_(forward|backward)' "$W/matmul.log" | grep -E ' (first|tuned) ' || true
     if [ "${ATTN:-1}" = 1 ]; then
         ATTN_NOCHECK=1 timeout 150 ./dev/cuda/attention > "$W/attention_time.log" 2>&1; echo "attention timings: exit $?"
-        timeout 150 python3 "${PEER:-.peer}/torch_attn.py" > "$W/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
-        grep -v Warning "$W/torch_attn.log" | grep '|'
+        attn_peer "$W" 150
     fi
     # the bench configs' flags (scripts/bench_gpt.sh, bench_dit.sh), six steps, the fourth traced
     profile() {   # profile NAME TRAINER FLAGS...
@@ -138,14 +147,12 @@ bench)
     ;;
 attn)
     A="$OUT/attn"; mkdir -p "$A"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$A/gpu.txt"
-    bash scripts/prebuilt.sh unpack > "$A/unpack.log" 2>&1; tail -1 "$A/unpack.log"
+    gpu_and_prebuilt "$A"
     make -j"$(nproc)" all > "$A/build.log" 2>&1 || { tail -30 "$A/build.log"; exit 1; }
     echo "builds: $(since) s"
     timeout 240 ./dev/cuda/attention > "$A/attention.log" 2>&1; echo "attention: exit $? at $(since) s"
     grep -E 'forward\+backward|^attention' "$A/attention.log"
-    timeout 120 python3 "${PEER:-.peer}/torch_attn.py" > "$A/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
-    grep -v Warning "$A/torch_attn.log" | grep '|'
+    attn_peer "$A" 120
     left=$(( ${ATTN_S:-540} - $(since) ))
     if [ "$left" -gt 30 ]; then
         TEST_PART=gpu GPU_TESTS="${ATTN_TESTS:-test_gpt test_dit test_gpt_fp32 determinism resume}" timeout "$left" \
