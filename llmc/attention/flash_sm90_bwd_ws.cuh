@@ -60,7 +60,8 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // group), so that the CTAs start K/V tile by K/V tile over all groups: causal, the longest loops
 // (the first K/V tiles see every query tile) start first and the short ones fill the end, where
 // group by group the last groups' long CTAs start last and run alone (a CTA still waits only for
-// lower block indices: K/V tile j - 1 of its group)
+// lower block indices: K/V tile j - 1 of its group); measured slower than group by group at the
+// causal GPT shapes (dev/cuda/NOTES.md), so only the lab takes it
 enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4 };
 // QSPLIT: the query tiles split into gridDim.z chunks, a CTA per (K/V tile, group, chunk), for
 // calls with few K/V tiles (cross-attention over a caption: 3 tiles of a group leave most SMs
