@@ -28,8 +28,8 @@
 #   attn     one command for an attention change when device time is short: builds, then one after
 #            another dev/cuda/attention (its checks and timings), the SDPA peer (torch_attn.py), and
 #            the trainers' tests ATTN_TESTS (default test_gpt test_dit test_gpt_fp32 determinism
-#            resume) in the time left before ATTN_S (540) s; its logs go straight to $OUT/attn, so
-#            what ran comes back even if the call is cut off
+#            resume; "all": the whole GPU half of make test) in the time left before ATTN_S (540) s;
+#            its logs go straight to $OUT/attn, so what ran comes back even if the call is cut off
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
 # Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, peers, bench, stall; or attn alone)
 #   (here, first: bash scripts/prebuilt.sh pack; the device calls carry [".peer", ".prebuilt.tgz"])
@@ -155,8 +155,9 @@ attn)
     attn_peer "$A" 120
     left=$(( ${ATTN_S:-540} - $(since) ))
     if [ "$left" -gt 30 ]; then
-        TEST_PART=gpu GPU_TESTS="${ATTN_TESTS:-test_gpt test_dit test_gpt_fp32 determinism resume}" timeout "$left" \
-            bash test/run_tests.sh > "$A/tests.log" 2>&1; echo "tests: exit $?"
+        tests=${ATTN_TESTS:-test_gpt test_dit test_gpt_fp32 determinism resume}
+        [ "$tests" = all ] && tests=""   # GPU_TESTS empty: the whole GPU half
+        TEST_PART=gpu GPU_TESTS="$tests" timeout "$left" bash test/run_tests.sh > "$A/tests.log" 2>&1; echo "tests: exit $?"
         tail -1 "$A/tests.log"; grep '^FAIL' "$A/tests.log" | head -10
     else
         echo "tests: not started, no time left"
