@@ -9,8 +9,8 @@ Tests of llmc/data/sft_data.h, the SFT shards (conversations with a loss mask) a
   - a saved position resumes the same batches (shuffled), also in a new loader; shuffle is a
     permutation of the conversations, different per epoch
   - bad files and mismatches exit 1 with one stderr line naming the file and the field: magic,
-    version, token size, truncated, extra bytes, offsets (first, order, last), a token past the
-    vocabulary, the model's vocabulary smaller than the shard's, a mask value of 2, a mask bit
+    version, token size, truncated, extra bytes, offsets (first, order, last, one of INT64_MIN), a
+    token past the vocabulary, the model's vocabulary smaller than the shard's, a mask value of 2, a mask bit
     on a conversation's first token, a conversation without a loss token, one longer than
     T + 1, a --pack other than 0/1, too few conversations for a batch, an llm.c loader given
     an SFT shard, a position from llm.c shards
@@ -265,6 +265,8 @@ int main(int argc, char** argv) {
     bad("offsets_first", byte_edit(one, "off0.bin", OFF, &o1, 8), "off0.bin: offsets[0]: expected 0, found 1");
     bad("offsets_order", byte_edit(one, "off1.bin", OFF + 8, &o_back, 8), "off1.bin: offsets[1] = 20 after offsets[0] = 0");
     bad("offsets_last", byte_edit(one, "off2.bin", OFF + 16, &o_last, 8), "off2.bin: offsets[2]: expected n_tokens 11, found 10");
+    const int64_t o_min = INT64_MIN;   // a fuzzer's find: offsets[2] - offsets[1] overflowed
+    bad("offsets_min", byte_edit(one, "off3.bin", OFF + 16, &o_min, 8), "off3.bin: offsets[2] = -9223372036854775808 after offsets[1] = 5");
     const uint16_t big = 999;
     bad("vocab", byte_edit(one, "tok.bin", TOK + 2 * 3, &big, 2), "tok.bin: header vocab_size: prepared with a tokenizer of 1000 ids, more than the model's vocabulary 500", 500);
     bad("token_id", hdr_edit(byte_edit(one, "tokid0.bin", TOK + 2 * 3, &big, 2), "tokid.bin", 5, 900), "tokid.bin: token 3 has id 999, expected < the header's vocab_size 900");
