@@ -112,10 +112,11 @@ struct FlashTiles {
     static constexpr flash::MmaDkdvConfig mma_dkdv = {HD <= 64 ? 64 : 128, 64, HD <= 80};
     static constexpr flash::MmaDqConfig mma_dq = {128, HD == 80 ? 64 : 32, HD <= 64, 2};
     // sm90 forward: the warp-specialized kernel, with TMA (hd 64, 128) or cp.async (padded hd 80);
-    // at hd 64 three consumer warpgroups (192 query rows: the K/V tile's loads and the softmax
-    // spread over more rows) and the heaviest causal tiles of every group first (WS_HEAVY_FIRST,
-    // so the short tiles fill the last wave). At hd 128 neither: its registers allow two
-    // consumers, and there the heavy-first order lost (dev/cuda/NOTES.md).
+    // at hd 64 three consumer warpgroups (192 query rows: a consumer's products are half those at
+    // hd 128 while its softmax is not, so with two the tensor cores wait on both softmaxes) and
+    // the heaviest causal tiles of every group first (WS_HEAVY_FIRST, so the short tiles fill the
+    // last wave). At hd 128 neither: its registers allow two consumers, and there the heavy-first
+    // order lost (dev/cuda/NOTES.md).
     static constexpr bool sm90_fwd_tma = HD % 64 == 0, sm90_fwd_cp_async = HD == 80;
     static constexpr flash::Sm90FwdWsConfig sm90_fwd_ws =
         HD == 64       ? flash::Sm90FwdWsConfig{128, 4, flash::WS_TMA | flash::WS_HEAVY_FIRST, 3}

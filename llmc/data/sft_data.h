@@ -126,9 +126,9 @@ static inline SftShard sft_check_shard(const std::string& path, int vocab_size) 
     s.offsets.resize((size_t)s.n_docs + 1);
     fread_exact(s.offsets.data(), s.offsets.size() * 8, f, path, "document offsets");
     if (s.offsets[0] != 0) fail("%s: offsets[0]: expected 0, found %lld", p, (long long)s.offsets[0]);
+    // offsets[d] is inside [0, n_tokens] when offsets[d + 1] is checked, so offsets[d] + 2 cannot
+    // overflow (the difference of two values from the file could)
     for (int d = 0; d < s.n_docs; d++)
-        // offsets[d] is inside [0, n_tokens] by now, so offsets[d] + 2 cannot overflow (a difference of
-        // two values from the file could)
         if (s.offsets[d + 1] > s.n_tokens || s.offsets[d + 1] < s.offsets[d] + 2)
             fail("%s: offsets[%d] = %lld after offsets[%d] = %lld: expected every document at least 2 tokens, inside the %lld tokens", p, d + 1,
                  (long long)s.offsets[d + 1], d, (long long)s.offsets[d], (long long)s.n_tokens);
