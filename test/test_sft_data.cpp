@@ -9,11 +9,11 @@ Tests of llmc/data/sft_data.h, the SFT shards (conversations with a loss mask) a
   - a saved position resumes the same batches (shuffled), also in a new loader; shuffle is a
     permutation of the conversations, different per epoch
   - bad files and mismatches exit 1 with one stderr line naming the file and the field: magic,
-    version, token size, truncated, extra bytes, offsets (first, order, last, one of INT64_MIN), a
-    token past the vocabulary, the model's vocabulary smaller than the shard's, a mask value of 2, a mask bit
-    on a conversation's first token, a conversation without a loss token, one longer than
-    T + 1, a --pack other than 0/1, too few conversations for a batch, an llm.c loader given
-    an SFT shard, a position from llm.c shards
+    version, token size, truncated, extra bytes, offsets (first, order, last, one of INT64_MIN),
+    a token past the vocabulary, the model's vocabulary smaller than the shard's, a mask value of
+    2, a mask bit on a conversation's first token, a conversation without a loss token, one
+    longer than T + 1, a --pack other than 0/1, too few conversations for a batch, an llm.c
+    loader given an SFT shard, a position from llm.c shards
   - chat prompts files (train_gpt --chat-prompts): read exactly; a bad header, end-of-turn id,
     truncated or extra lines, a line without the bar, ids that are not numbers or past the
     vocabulary, an empty prompt, a prompt and answer longer than T, a missing file
