@@ -25,7 +25,7 @@ args="$common --steps 3000 --val-every 1000 --sample-every -1"
 # step K's line of the uninterrupted run, and the 20 after a resume from K
 ref_steps() { grep '^step' $T/ref.loss | sed -n "$(($1 + 1)),$(($1 + 20))p"; }
 
-./train_gpt $args --log-dir '' --exit-at-step 320 > $T/ref.txt 2> $T/ref.err || bad reference "the uninterrupted run failed: $(tail -2 $T/ref.err)"
+./train_gpt $args --log-dir '' --exit-at-step 420 > $T/ref.txt 2> $T/ref.err || bad reference "the uninterrupted run failed: $(tail -2 $T/ref.err)"
 gpt_losses $T/ref.txt > $T/ref.loss
 
 # ---- same_bytes: background and loop saves of step 10
