@@ -30,6 +30,12 @@
 #            the trainers' tests ATTN_TESTS (default test_gpt test_dit test_gpt_fp32 determinism
 #            resume; "all": the whole GPU half of make test) in the time left before ATTN_S (540) s;
 #            its logs go straight to $OUT/attn, so what ran comes back even if the call is cut off
+#   ab       an attention kernel change against a baseline, on one GPU in one command: the new
+#            build of dev/cuda/attention (AB_NEW, default .sess/attention.gz, gzipped, built here
+#            and carried) runs its checks with AB_ENV (the lab variants under test, e.g.
+#            "ATTN_ORDERED=42 ATTN_ATOMIC=25") and without; then its timings (ATTN_NOCHECK=1) with
+#            and without AB_ENV alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
+#            gzipped build; default the carried .prebuilt.tgz's), and the SDPA peer runs once
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
 # Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, peers, bench, stall; or attn alone)
 #   (here, first: bash scripts/prebuilt.sh pack; the device calls carry [".peer", ".prebuilt.tgz"])
@@ -163,11 +169,37 @@ attn)
         echo "tests: not started, no time left"
     fi
     ;;
+ab)
+    A="$OUT/ab"; B=/tmp/device_ab; mkdir -p "$A" "$B"   # (the builds outside $OUT and $W: they need not come back)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$A/gpu.txt"
+    if [ -n "${AB_BASE:-}" ]; then gzip -dc "$AB_BASE" > "$B/base" && chmod +x "$B/base" || exit 1
+    else tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base" && chmod +x "$B/base" || exit 1; fi
+    gzip -dc "${AB_NEW:-.sess/attention.gz}" > "$B/new" && chmod +x "$B/new" || exit 1
+    ab_env=${AB_ENV:-}
+    if [ "${AB_CHECKS:-1}" = 1 ]; then
+    timeout 150 env $ab_env "$B/new" > "$A/check_env.log" 2>&1; echo "checks with AB_ENV ($ab_env): exit $?, $(grep -c '^FAIL' "$A/check_env.log") FAIL lines"
+    tail -1 "$A/check_env.log"
+    timeout 150 "$B/new" > "$A/check.log" 2>&1; echo "checks: exit $?"; tail -1 "$A/check.log"
+    fi
+    for i in $(seq 1 "${AB_ROUNDS:-2}"); do
+        for run in base new env; do
+            case $run in
+                base) bin="$B/base"; e="" ;;
+                new) bin="$B/new"; e="" ;;
+                env) bin="$B/new"; e="$ab_env" ;;
+            esac
+            timeout 120 env ATTN_NOCHECK=1 $e "$bin" > "$A/time_${run}_$i.log" 2>&1
+            echo "== $run round $i (exit $?, $(since) s)"
+            grep -E 'forward\+backward \[(sm90|default)\]' "$A/time_${run}_$i.log" | grep -v varlen | sed 's/ of 780.*//'
+        done
+    done
+    attn_peer "$A" 120
+    ;;
 stall)
     OUT="$W/stall" EVERY=200 STEPS=610 timeout 540 bash scripts/ckpt_stall_check.sh
     ;;
 *)
-    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall|attn"; exit 2 ;;
+    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall|attn|ab"; exit 2 ;;
 esac
 echo "$part: $(since) s"
 pack
