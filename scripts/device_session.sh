@@ -36,6 +36,11 @@
 #            "ATTN_ORDERED=42 ATTN_ATOMIC=25") and without; then its timings (ATTN_NOCHECK=1) with
 #            and without AB_ENV alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
 #            gzipped build; default the carried .prebuilt.tgz's), and the SDPA peer runs once
+#   peer_method  the trainers' attention timed the SDPA peer's way (dev/cuda/attention with
+#            ATTN_PEER_METHOD=1; the build AB_NEW if given, else made here) and the peer
+#            (torch_attn.py), alternated PM_ROUNDS (3) times, then one full timing run
+#            (ATTN_NOCHECK=1); the SM clock, temperature and power are sampled all along
+#            (nvidia-smi, every 500 ms, into clocks.csv)
 # Each part ends with one line per piece and writes $OUT/<part>.tgz (the logs, no weights).
 # Usage (GPU machine): OUT=dir bash scripts/device_session.sh checks   (then timings, peers, bench, stall; or attn alone)
 #   (here, first: bash scripts/prebuilt.sh pack; the device calls carry [".peer", ".prebuilt.tgz"])
@@ -195,11 +200,29 @@ ab)
     done
     attn_peer "$A" 120
     ;;
+peer_method)
+    A="$OUT/peer_method"; mkdir -p "$A"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$A/gpu.txt"
+    bin=./dev/cuda/attention
+    if [ -n "${AB_NEW:-}" ]; then bin=/tmp/device_pm_attention; gzip -dc "$AB_NEW" > $bin && chmod +x $bin || exit 1
+    else make dev/cuda/attention > "$A/build.log" 2>&1 || { tail -20 "$A/build.log"; exit 1; }; fi
+    nvidia-smi --query-gpu=timestamp,clocks.sm,temperature.gpu,power.draw --format=csv -lms 500 > "$A/clocks.csv" 2>&1 &
+    smi=$!
+    for i in $(seq 1 "${PM_ROUNDS:-3}"); do
+        echo "== round $i ($(since) s)"
+        ATTN_PEER_METHOD=1 timeout 120 $bin > "$A/mega_$i.log" 2>&1; echo "attention: exit $?"; grep '^peer method' "$A/mega_$i.log"
+        attn_peer "$A" 120; mv "$A/torch_attn.log" "$A/torch_attn_$i.log"
+    done
+    echo "== full timing run from $(since) s"
+    ATTN_NOCHECK=1 timeout 150 $bin > "$A/full.log" 2>&1; echo "attention: exit $? at $(since) s"
+    grep -E 'forward\+backward \[(sm90|default)\]' "$A/full.log" | grep -v varlen | sed 's/ of 780.*//'
+    kill $smi
+    ;;
 stall)
     OUT="$W/stall" EVERY=200 STEPS=610 timeout 540 bash scripts/ckpt_stall_check.sh
     ;;
 *)
-    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall|attn|ab"; exit 2 ;;
+    echo "usage: OUT=dir bash scripts/device_session.sh checks|timings|peers|bench|stall|attn|ab|peer_method"; exit 2 ;;
 esac
 echo "$part: $(since) s"
 pack

@@ -34,7 +34,11 @@ With the environment variable FLASH_TUNE=1 the flash tile variants (attention_va
 flash_config) are validated and timed too (FLASH_TUNE=2: only the sm90 kernels' variants); with
 ATTN_QUICK=1 only the small-shape checks run (for compute-sanitizer); with ATTN_NOCHECK=1 only
 the perf-shape timings (tuning runs; nothing checked) and the DiT's varlen bench shapes (self and
-cross, dit-s and dit-1b; a subset of rows checked); ATTN_PROFILE=shape[,fwd variant] makes
+cross, dit-s and dit-1b; a subset of rows checked); ATTN_PEER_METHOD=1 only the trainers' default
+(and `fast`) at the perf shapes, timed the way the SDPA peer (torch_attn.py) times cuDNN: 3 warm-up
+calls, then the mean of 10 back-to-back calls, no L2 flush, in seconds of GPU time (a full run
+times its [default] rows after minutes of other kernels, and the same kernel times slower there
+than early in the run: dev/cuda/NOTES.md); ATTN_PROFILE=shape[,fwd variant] makes
 three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32) runs every
 check and timing of the ordered (deterministic) sm90 backward on a variant of the warp-specialized
 kernel (llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to
@@ -637,6 +641,48 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
 }
 
 // flash at a docs/perf.md shape: row-subset check, then timings (all variants when tuning)
+// The mean time in microseconds of n back-to-back calls of fn after 3 warm-up calls, no L2
+// flush: the SDPA peer's method (torch_attn.py's bench), for ATTN_PEER_METHOD
+template <class F>
+static float time_us_back_to_back(F fn, int n = 10) {
+    for (int i = 0; i < 3; i++) fn();
+    cudaEvent_t start, stop;
+    cudaCheck(cudaEventCreate(&start));
+    cudaCheck(cudaEventCreate(&stop));
+    cudaCheck(cudaEventRecord(start, 0));
+    for (int i = 0; i < n; i++) fn();
+    cudaCheck(cudaEventRecord(stop, 0));
+    cudaCheck(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    cudaCheck(cudaEventElapsedTime(&ms, start, stop));
+    cudaCheck(cudaGetLastError());
+    cudaCheck(cudaEventDestroy(start));
+    cudaCheck(cudaEventDestroy(stop));
+    return ms * 1000.0f / n;
+}
+// The trainers' attention at a perf shape timed as the peer times SDPA: the default forward, the
+// forward and deterministic backward, the forward and `fast` backward; TFLOP/s as the peer counts
+// them (forward+backward 3.5 forwards), one row in the peer's words
+static void timing_peer_method(const AttnShape& s, Rng* rng) {
+    AttnBuffers b = attn_alloc(s, false);
+    attn_fill(b, rng);
+    auto run_fwd = [&] { lab_forward(b.out, b.lse, b.q, b.k, b.v, s, 0); };
+    auto run_fb = [&] {
+        run_fwd();
+        lab_backward(b.dq, b.dk, b.dv, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+    };
+    flash_config = {0, 0, 0};
+    set_family(1);
+    set_policy(FlashBwdPolicy::deterministic);
+    const float us_f = time_us_back_to_back(run_fwd), us_fb = time_us_back_to_back(run_fb);
+    set_policy(FlashBwdPolicy::fast);
+    const float us_fb_fast = time_us_back_to_back(run_fb);
+    set_algo(FlashBwdAlgo::split);
+    const double fl = attn_flops(s);
+    printf("peer method %-40s | default fwd %.0f fwd+bwd %.0f | fast fwd+bwd %.0f  (TFLOP/s; us %.1f %.1f %.1f)\n",
+           attn_shape_str(s).c_str(), fl / us_f / 1e6, 3.5 * fl / us_fb / 1e6, 3.5 * fl / us_fb_fast / 1e6, us_f, us_fb, us_fb_fast);
+    attn_free(b);
+}
 static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     const std::string shape = attn_shape_str(s);
     AttnBuffers b = attn_alloc(s, false);
@@ -827,6 +873,12 @@ int main() {
         {2, 90, 4, 2, 128, false},   // hd 128 r = 2, ragged full tiles, two samples
         {1, 300, 4, 4, 72, false},   // hd 72 full, T = 300
     };
+    if (const char* pm = getenv("ATTN_PEER_METHOD"); pm && atoi(pm) != 0) {
+        for (const AttnShape& s : perf_shapes) timing_peer_method(s, &rng);
+        cublas_free();
+        printf("attention: ATTN_PEER_METHOD=1, timings only, nothing checked\n");
+        return finish("attention");
+    }
     const char* nocheck = getenv("ATTN_NOCHECK");
     g_nocheck = nocheck && atoi(nocheck) != 0;
     if (g_nocheck) {
