@@ -33,7 +33,7 @@
 #   ab       an attention kernel change against a baseline, on one GPU in one command: the new
 #            build of dev/cuda/attention (AB_NEW, default .sess/attention.gz, gzipped, built here
 #            and carried) runs its checks with AB_ENV (the lab variants under test, e.g.
-#            "ATTN_ORDERED=42 ATTN_ATOMIC=25") and without; then its timings (ATTN_NOCHECK=1) with
+#            "ATTN_ORDERED=42 ATTN_ATOMIC=25") and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
 #            and without AB_ENV alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
 #            gzipped build; default the carried .prebuilt.tgz's), and the SDPA peer runs once
 #   peer_method  the trainers' attention timed the SDPA peer's way (dev/cuda/attention with
@@ -181,10 +181,10 @@ ab)
     else tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base" && chmod +x "$B/base" || exit 1; fi
     gzip -dc "${AB_NEW:-.sess/attention.gz}" > "$B/new" && chmod +x "$B/new" || exit 1
     ab_env=${AB_ENV:-}
-    if [ "${AB_CHECKS:-1}" = 1 ]; then
-    timeout 150 env $ab_env "$B/new" > "$A/check_env.log" 2>&1; echo "checks with AB_ENV ($ab_env): exit $?, $(grep -c '^FAIL' "$A/check_env.log") FAIL lines"
-    tail -1 "$A/check_env.log"
-    timeout 150 "$B/new" > "$A/check.log" 2>&1; echo "checks: exit $?"; tail -1 "$A/check.log"
+    if [ "${AB_CHECKS:-1}" = 1 ]; then   # (AB_CHECKS=0: the timings only, for a build already checked)
+        timeout 150 env $ab_env "$B/new" > "$A/check_env.log" 2>&1
+        echo "checks with AB_ENV ($ab_env): exit $?, $(grep -c '^FAIL' "$A/check_env.log") FAIL lines"; tail -1 "$A/check_env.log"
+        timeout 150 "$B/new" > "$A/check.log" 2>&1; echo "checks: exit $?"; tail -1 "$A/check.log"
     fi
     for i in $(seq 1 "${AB_ROUNDS:-2}"); do
         for run in base new env; do

@@ -25,6 +25,8 @@ args="$common --steps 3000 --val-every 1000 --sample-every -1"
 # step K's line of the uninterrupted run, and the 20 after a resume from K
 ref_steps() { grep '^step' $T/ref.loss | sed -n "$(($1 + 1)),$(($1 + 20))p"; }
 
+# (to step 420: a kill meant for step 300 can land some steps later on a fast GPU, and its resumed
+# run's 20 steps are compared line by line with this one's)
 ./train_gpt $args --log-dir '' --exit-at-step 420 > $T/ref.txt 2> $T/ref.err || bad reference "the uninterrupted run failed: $(tail -2 $T/ref.err)"
 gpt_losses $T/ref.txt > $T/ref.loss
 

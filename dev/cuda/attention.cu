@@ -37,8 +37,8 @@ the perf-shape timings (tuning runs; nothing checked) and the DiT's varlen bench
 cross, dit-s and dit-1b; a subset of rows checked); ATTN_PEER_METHOD=1 only the trainers' default
 (and `fast`) at the perf shapes, timed the way the SDPA peer (torch_attn.py) times cuDNN: 3 warm-up
 calls, then the mean of 10 back-to-back calls, no L2 flush, in seconds of GPU time (a full run
-times its [default] rows after minutes of other kernels, and the same kernel times slower there
-than early in the run: dev/cuda/NOTES.md); ATTN_PROFILE=shape[,fwd variant] makes
+times its [default] rows after minutes of other kernels; dev/cuda/NOTES.md has what that place in
+the run was measured to be worth); ATTN_PROFILE=shape[,fwd variant] makes
 three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32) runs every
 check and timing of the ordered (deterministic) sm90 backward on a variant of the warp-specialized
 kernel (llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to
@@ -640,7 +640,6 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
     cudaCheck(cudaFree(lse)); cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(cq)); cudaCheck(cudaFree(ck));
 }
 
-// flash at a docs/perf.md shape: row-subset check, then timings (all variants when tuning)
 // The mean time in microseconds of n back-to-back calls of fn after 3 warm-up calls, no L2
 // flush: the SDPA peer's method (torch_attn.py's bench), for ATTN_PEER_METHOD
 template <class F>
@@ -683,6 +682,7 @@ static void timing_peer_method(const AttnShape& s, Rng* rng) {
            attn_shape_str(s).c_str(), fl / us_f / 1e6, 3.5 * fl / us_fb / 1e6, 3.5 * fl / us_fb_fast / 1e6, us_f, us_fb, us_fb_fast);
     attn_free(b);
 }
+// flash at a docs/perf.md shape: row-subset check, then timings (all variants when tuning)
 static void timing_flash(const AttnShape& s, Rng* rng, bool tune) {
     const std::string shape = attn_shape_str(s);
     AttnBuffers b = attn_alloc(s, false);
