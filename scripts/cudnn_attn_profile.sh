@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# cuDNN's attention backward (PyTorch SDPA, cuDNN backend) under ncu at the causal GPT shapes of
+# dev/cuda/attention (hd 64: B8 T2048 nh32 nkv8; hd 128: B4 T4096), beside our own backward: its
+# kernels' names (tiles), launch shapes, registers, shared memory, and the Speed-of-Light, memory
+# and scheduler sections, to compare with `ATTN_PROFILE=... ncu` of ours (dev/cuda/NOTES.md).
+# Usage (GPU machine): OUT=dir bash scripts/cudnn_attn_profile.sh   (HDS="64 128" by default)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-log/cudnn_attn_profile}; mkdir -p "$OUT"
+for hd in ${HDS:-64 128}; do
+    cat > "$OUT/sdpa_bwd_$hd.py" <<PY
+import torch, torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel, SDPBackend
+B, H, KV, T = (8, 32, 8, 2048) if $hd == 64 else (4, 32, 8, 4096)
+q = torch.randn(B, H, T, $hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+k = torch.randn(B, KV, T, $hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+v = torch.randn(B, KV, T, $hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+    for _ in range(3):
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        torch.autograd.grad(o, (q, k, v), torch.randn_like(o))
+torch.cuda.synchronize()
+PY
+    # every kernel of the third iteration's backward whose name says it is cuDNN's attention
+    timeout 240 ncu --set full -k "regex:bprop|fmha_reduce|dgrad" --launch-skip 3 --launch-count 3 \
+        -o "$OUT/cudnn_bwd_$hd" python3 "$OUT/sdpa_bwd_$hd.py" > "$OUT/ncu_$hd.log" 2>&1
+    echo "hd $hd: ncu exit $?"
+    ncu --import "$OUT/cudnn_bwd_$hd.ncu-rep" --page details > "$OUT/cudnn_bwd_$hd.txt" 2>&1
+    grep -E '^  [a-zA-Z_].*\(|Duration|Registers Per Thread|Dynamic Shared Memory Per Block|Block Size|Grid Size|Compute \(SM\) Throughput|Memory Throughput|Eligible Warps|Issued Warp' "$OUT/cudnn_bwd_$hd.txt" | cut -c1-160
+    rm -f "$OUT/cudnn_bwd_$hd.ncu-rep"
+done
