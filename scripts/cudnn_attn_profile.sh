@@ -7,23 +7,26 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-log/cudnn_attn_profile}; mkdir -p "$OUT"
-for hd in ${HDS:-64 128}; do
-    cat > "$OUT/sdpa_bwd_$hd.py" <<PY
-import torch, torch.nn.functional as F
+# SDPA forward+backward, cuDNN backend, three times at head dim argv[1]
+cat > "$OUT/sdpa_bwd.py" <<'PY'
+import sys, torch, torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
-B, H, KV, T = (8, 32, 8, 2048) if $hd == 64 else (4, 32, 8, 4096)
-q = torch.randn(B, H, T, $hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-k = torch.randn(B, KV, T, $hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-v = torch.randn(B, KV, T, $hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+hd = int(sys.argv[1])
+B, H, KV, T = (8, 32, 8, 2048) if hd == 64 else (4, 32, 8, 4096)
+q = torch.randn(B, H, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+k = torch.randn(B, KV, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+v = torch.randn(B, KV, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
 with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
     for _ in range(3):
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         torch.autograd.grad(o, (q, k, v), torch.randn_like(o))
 torch.cuda.synchronize()
 PY
-    # every kernel of the third iteration's backward whose name says it is cuDNN's attention
+for hd in ${HDS:-64 128}; do
+    # a backward launches three matching kernels (the bprop kernel, two head reductions): the
+    # first backward's are skipped, the second's profiled
     timeout 240 ncu --set full -k "regex:bprop|fmha_reduce|dgrad" --launch-skip 3 --launch-count 3 \
-        -o "$OUT/cudnn_bwd_$hd" python3 "$OUT/sdpa_bwd_$hd.py" > "$OUT/ncu_$hd.log" 2>&1
+        -o "$OUT/cudnn_bwd_$hd" python3 "$OUT/sdpa_bwd.py" "$hd" > "$OUT/ncu_$hd.log" 2>&1
     echo "hd $hd: ncu exit $?"
     ncu --import "$OUT/cudnn_bwd_$hd.ncu-rep" --page details > "$OUT/cudnn_bwd_$hd.txt" 2>&1
     grep -E '^  [a-zA-Z_].*\(|Duration|Registers Per Thread|Dynamic Shared Memory Per Block|Block Size|Grid Size|Compute \(SM\) Throughput|Memory Throughput|Eligible Warps|Issued Warp' "$OUT/cudnn_bwd_$hd.txt" | cut -c1-160

@@ -62,16 +62,25 @@ wait_for() {  # wait_for SECONDS NAME...: until each NAME.rc exists or SECONDS p
     return 1
 }
 pack() { tar czf "$OUT/$part.tgz" --exclude='*.bin' --exclude='*.safetensors' --exclude='ckpt*' --exclude='*.gif' -C "$W" . 2>/dev/null; }
-# gpu_and_prebuilt DIR: the GPU's name into DIR/gpu.txt, then the builds made ahead (.prebuilt.tgz,
-# carried) unpacked where they match this tree
+# gpu_name DIR: the GPU's name, memory and driver, printed and into DIR/gpu.txt
+gpu_name() { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$1/gpu.txt"; }
+# gpu_and_prebuilt DIR: gpu_name, then the builds made ahead (.prebuilt.tgz, carried) unpacked
+# where they match this tree
 gpu_and_prebuilt() {
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$1/gpu.txt"
+    gpu_name "$1"
     bash scripts/prebuilt.sh unpack
 }
-# attn_peer DIR SECONDS: the SDPA peer's attention timings (torch_attn.py) into DIR/torch_attn.log, its rows printed
+# unzip_build GZ DEST: a gzipped build (made elsewhere and carried) into the executable DEST
+unzip_build() { gzip -dc "$1" > "$2" && chmod +x "$2"; }
+# attn_rows LOG: a dev/cuda/attention log's forward+backward rows of the sm90 family and the
+# default at the four perf shapes, without the ceiling column
+attn_rows() { grep -E 'forward\+backward \[(sm90|default)\]' "$1" | grep -v varlen | sed 's/ of 780.*//'; }
+# attn_peer DIR SECONDS [NAME]: the SDPA peer's attention timings (torch_attn.py) into
+# DIR/NAME (default torch_attn.log), its rows printed
 attn_peer() {
-    timeout "$2" python3 "${PEER:-.peer}/torch_attn.py" > "$1/torch_attn.log" 2>&1; echo "torch_attn: exit $?"
-    grep -v Warning "$1/torch_attn.log" | grep '|'
+    local log="$1/${3:-torch_attn.log}"
+    timeout "$2" python3 "${PEER:-.peer}/torch_attn.py" > "$log" 2>&1; echo "torch_attn: exit $?"
+    grep -v Warning "$log" | grep '|'
 }
 # CHECKS: which of the checks part's pieces run (default all four); the timings part waits for them
 CHECKS=${CHECKS:-test_gpu edm recipe variants}
@@ -176,10 +185,10 @@ attn)
     ;;
 ab)
     A="$OUT/ab"; B=/tmp/device_ab; mkdir -p "$A" "$B"   # (the builds outside $OUT and $W: they need not come back)
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$A/gpu.txt"
-    if [ -n "${AB_BASE:-}" ]; then gzip -dc "$AB_BASE" > "$B/base" && chmod +x "$B/base" || exit 1
+    gpu_name "$A"
+    if [ -n "${AB_BASE:-}" ]; then unzip_build "$AB_BASE" "$B/base" || exit 1
     else tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base" && chmod +x "$B/base" || exit 1; fi
-    gzip -dc "${AB_NEW:-.sess/attention.gz}" > "$B/new" && chmod +x "$B/new" || exit 1
+    unzip_build "${AB_NEW:-.sess/attention.gz}" "$B/new" || exit 1
     ab_env=${AB_ENV:-}
     if [ "${AB_CHECKS:-1}" = 1 ]; then   # (AB_CHECKS=0: the timings only, for a build already checked)
         timeout 150 env $ab_env "$B/new" > "$A/check_env.log" 2>&1
@@ -195,27 +204,27 @@ ab)
             esac
             timeout 120 env ATTN_NOCHECK=1 $e "$bin" > "$A/time_${run}_$i.log" 2>&1
             echo "== $run round $i (exit $?, $(since) s)"
-            grep -E 'forward\+backward \[(sm90|default)\]' "$A/time_${run}_$i.log" | grep -v varlen | sed 's/ of 780.*//'
+            attn_rows "$A/time_${run}_$i.log"
         done
     done
     attn_peer "$A" 120
     ;;
 peer_method)
     A="$OUT/peer_method"; mkdir -p "$A"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$A/gpu.txt"
+    gpu_name "$A"
     bin=./dev/cuda/attention
-    if [ -n "${AB_NEW:-}" ]; then bin=/tmp/device_pm_attention; gzip -dc "$AB_NEW" > $bin && chmod +x $bin || exit 1
+    if [ -n "${AB_NEW:-}" ]; then bin=/tmp/device_pm_attention; unzip_build "$AB_NEW" $bin || exit 1
     else make dev/cuda/attention > "$A/build.log" 2>&1 || { tail -20 "$A/build.log"; exit 1; }; fi
     nvidia-smi --query-gpu=timestamp,clocks.sm,temperature.gpu,power.draw --format=csv -lms 500 > "$A/clocks.csv" 2>&1 &
     smi=$!
     for i in $(seq 1 "${PM_ROUNDS:-3}"); do
         echo "== round $i ($(since) s)"
         ATTN_PEER_METHOD=1 timeout 120 $bin > "$A/mega_$i.log" 2>&1; echo "attention: exit $?"; grep '^peer method' "$A/mega_$i.log"
-        attn_peer "$A" 120; mv "$A/torch_attn.log" "$A/torch_attn_$i.log"
+        attn_peer "$A" 120 "torch_attn_$i.log"
     done
     echo "== full timing run from $(since) s"
     ATTN_NOCHECK=1 timeout 150 $bin > "$A/full.log" 2>&1; echo "attention: exit $? at $(since) s"
-    grep -E 'forward\+backward \[(sm90|default)\]' "$A/full.log" | grep -v varlen | sed 's/ of 780.*//'
+    attn_rows "$A/full.log"
     kill $smi
     ;;
 stall)
