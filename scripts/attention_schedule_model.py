@@ -3,15 +3,18 @@
 as the kernels compute it (flash_tiles.cuh fwd_tile, flash_sm90_bwd_ws.cuh), the CTAs handed out in
 block order (x fastest) to whichever SM frees first, one CTA an SM, every loop step the same time.
 It prints the modelled time against the even share (total work / SMs): what the order of the grid
-(WS_HEAVY_FIRST, BWD_WS_HEAVY_FIRST) and the forward's rows a CTA (fwd 29: 192) cost in the tail.
+(WS_HEAVY_FIRST, the backward's chunks of groups) and the forward's rows a CTA (fwd 29: 192) cost in the tail.
 A model, not a measurement: no dQ turns, no memory, no clock; dev/cuda/NOTES.md says what it
 suggested and docs/results.md what was measured.
 
-Usage: python3 scripts/attention_schedule_model.py [--sms 132] [--fixed 0]
+Usage: python3 scripts/attention_schedule_model.py [--sms 132] [--fixed 0] [--noise 0.15]
   --fixed: a CTA's fixed cost (K/V load, epilogue) in loop steps
+  --noise: the backward also with each CTA's time off by up to that fraction (the mean of 20
+           seeded draws): the noiseless model rewards chunk sizes that split evenly
 """
 import argparse
 import heapq
+import random
 
 
 def ceil_div(a, b):
@@ -37,13 +40,20 @@ def order(cost, nx, ny, heavy_first_grid):
     return [cost(g, t) for g in range(ny) for t in range(nx)]  # grid (tile, group): group by group
 
 
-def backward(B, T, nkv, r, BQ, BN, fixed, heavy_first):
-    """The backward's CTA costs in block order: a CTA per (K/V tile, group)."""
+def backward(B, T, nkv, r, BQ, BN, fixed, chunk):
+    """The backward's CTA costs in block order: a CTA per (K/V tile, group), the groups in chunks
+    of `chunk`, K/V tile by K/V tile within a chunk (bwd_ws_block: 1 = group by group, all the
+    groups = BWD_WS_HEAVY_FIRST)."""
     rows, groups = T * r, B * nkv
     nit, kts = ceil_div(rows, BQ), ceil_div(T, BN)
     cost = lambda g, j: fixed + nit - (j * BN * r) // BQ  # query tiles from the diagonal on
-    nx, ny = (groups, kts) if heavy_first else (kts, groups)
-    return order(cost, nx, ny, heavy_first)
+    return [cost(g, j) for g0 in range(0, groups, chunk) for j in range(kts) for g in range(g0, min(groups, g0 + chunk))]
+
+
+def noisy_makespan(costs, sms, noise, trials=20):
+    """The mean makespan with each CTA's time off by up to +-noise (a fraction), seeded."""
+    rng = random.Random(1)
+    return sum(makespan([c * rng.uniform(1 - noise, 1 + noise) for c in costs], sms) for _ in range(trials)) / trials
 
 
 def forward(B, T, nkv, r, BM, BN, fixed, heavy_first):
@@ -64,6 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sms", type=int, default=132)
     ap.add_argument("--fixed", type=float, default=0.0)
+    ap.add_argument("--noise", type=float, default=0.15)
     a = ap.parse_args()
     shapes = [("hd 64 causal GQA (gpt-1b): B 8, T 2048, 8 K/V heads, r 4", 8, 2048, 8, 4, 64),
               ("hd 128 causal GQA: B 4, T 4096, 8 K/V heads, r 4", 4, 4096, 8, 4, 128),
@@ -72,10 +83,12 @@ def main():
     for name, B, T, nkv, r, hd in shapes:
         print(name)
         BQ = 128 if hd == 64 else 64
-        for hf in (False, True):
-            costs = backward(B, T, nkv, r, BQ, 128, a.fixed, hf)
-            print(f"  backward BQ {BQ}, grid {'(group, K/V tile)' if hf else '(K/V tile, group)'}: "
-                  f"{makespan(costs, a.sms) / (sum(costs) / a.sms):.3f} ({len(costs)} CTAs)")
+        for chunk in (1, 4, 8, 16, B * nkv):
+            costs = backward(B, T, nkv, r, BQ, 128, a.fixed, chunk)
+            even = sum(costs) / a.sms
+            print(f"  backward BQ {BQ}, chunks of {chunk} groups{' (all)' if chunk == B * nkv else ''}: "
+                  f"{makespan(costs, a.sms) / even:.3f}, CTA times +-{a.noise:g}: "
+                  f"{noisy_makespan(costs, a.sms, a.noise) / even:.3f} ({len(costs)} CTAs)")
         for BM in ((128, 192) if hd == 64 else (128,)):
             for hf in (False, True):
                 costs = forward(B, T, nkv, r, BM, 128, a.fixed, hf)

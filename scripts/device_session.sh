@@ -33,8 +33,9 @@
 #   ab       an attention kernel change against a baseline, on one GPU in one command: the new
 #            build of dev/cuda/attention (AB_NEW, default .sess/attention.gz, gzipped, built here
 #            and carried) runs its checks with AB_ENV (the lab variants under test, e.g.
-#            "ATTN_ORDERED=42 ATTN_ATOMIC=25") and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
-#            and without AB_ENV alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
+#            "ATTN_ORDERED=42 ATTN_ATOMIC=25"; several, separated by ';': the first, or
+#            AB_CHECK_ENV) and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
+#            each AB_ENV and without alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
 #            gzipped build; default the carried .prebuilt.tgz's), and the SDPA peer runs once
 #   peer_method  the trainers' attention timed the SDPA peer's way (dev/cuda/attention with
 #            ATTN_PEER_METHOD=1; the build AB_NEW if given, else made here) and the peer
@@ -61,7 +62,12 @@ wait_for() {  # wait_for SECONDS NAME...: until each NAME.rc exists or SECONDS p
     done
     return 1
 }
-pack() { tar czf "$OUT/$part.tgz" --exclude='*.bin' --exclude='*.safetensors' --exclude='ckpt*' --exclude='*.gif' -C "$W" . 2>/dev/null; }
+# pack: the state in W and the part's own logs ($OUT/<part>: attn, ab, peer_method) as one file
+# (the device tool brings back a few files only)
+pack() {
+    local own=(); [ -d "$OUT/$part" ] && own=(-C "$OUT" "$part")
+    tar czf "$OUT/$part.tgz" --exclude='*.bin' --exclude='*.safetensors' --exclude='ckpt*' --exclude='*.gif' -C "$W" . "${own[@]}" 2>/dev/null
+}
 # gpu_name DIR: the GPU's name, memory and driver, printed and into DIR/gpu.txt
 gpu_name() { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$1/gpu.txt"; }
 # gpu_and_prebuilt DIR: gpu_name, then the builds made ahead (.prebuilt.tgz, carried) unpacked
@@ -189,21 +195,26 @@ ab)
     if [ -n "${AB_BASE:-}" ]; then unzip_build "$AB_BASE" "$B/base" || exit 1
     else tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base" && chmod +x "$B/base" || exit 1; fi
     unzip_build "${AB_NEW:-.sess/attention.gz}" "$B/new" || exit 1
-    ab_env=${AB_ENV:-}
+    IFS=';' read -r -a ab_envs <<< "${AB_ENV:-}"   # (several variants: separated by ';')
+    check_env=${AB_CHECK_ENV-${ab_envs[0]:-}}   # (AB_CHECK_ENV set and empty: the checks without it only)
     if [ "${AB_CHECKS:-1}" = 1 ]; then   # (AB_CHECKS=0: the timings only, for a build already checked)
-        timeout 150 env $ab_env "$B/new" > "$A/check_env.log" 2>&1
-        echo "checks with AB_ENV ($ab_env): exit $?, $(grep -c '^FAIL' "$A/check_env.log") FAIL lines"; tail -1 "$A/check_env.log"
+        if [ -n "$check_env" ]; then
+            timeout 150 env $check_env "$B/new" > "$A/check_env.log" 2>&1
+            echo "checks with $check_env: exit $?, $(grep -c '^FAIL' "$A/check_env.log") FAIL lines"; tail -1 "$A/check_env.log"
+        fi
         timeout 150 "$B/new" > "$A/check.log" 2>&1; echo "checks: exit $?"; tail -1 "$A/check.log"
     fi
     for i in $(seq 1 "${AB_ROUNDS:-2}"); do
-        for run in base new env; do
+        runs=(base new)
+        for k in "${!ab_envs[@]}"; do runs+=("env$k"); done
+        for run in "${runs[@]}"; do
             case $run in
                 base) bin="$B/base"; e="" ;;
                 new) bin="$B/new"; e="" ;;
-                env) bin="$B/new"; e="$ab_env" ;;
+                env*) bin="$B/new"; e="${ab_envs[${run#env}]}" ;;
             esac
             timeout 120 env ATTN_NOCHECK=1 $e "$bin" > "$A/time_${run}_$i.log" 2>&1
-            echo "== $run round $i (exit $?, $(since) s)"
+            echo "== $run $e round $i (exit $?, $(since) s)"
             attn_rows "$A/time_${run}_$i.log"
         done
     done

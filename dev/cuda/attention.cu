@@ -817,6 +817,11 @@ int main() {
                " 24: the table's with the heavy CTAs first)\n",
                flash_atomic_variant, flash_atomic_variant);
     }
+    if (const char* cg = getenv("ATTN_BWD_CHUNK")) {  // the warp-specialized backward's grid order (flash_sm90_bwd_ws.cuh)
+        flash::bwd_ws_chunk_groups_lab = atoi(cg);
+        printf("ATTN_BWD_CHUNK=%d: the warp-specialized backward's grid in chunks of %d groups (1: group by group; unset: causal, about two waves of CTAs a chunk)\n",
+               flash::bwd_ws_chunk_groups_lab, flash::bwd_ws_chunk_groups_lab);
+    }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
         flash_fwd_variant = atoi(fv);
         printf("ATTN_FWD=%d: the forward runs variant %d where it applies (26, 27: padded hd 80 with TMA; 28: hd 64 / 128, the heavy"
@@ -882,6 +887,15 @@ int main() {
     const char* nocheck = getenv("ATTN_NOCHECK");
     g_nocheck = nocheck && atoi(nocheck) != 0;
     if (g_nocheck) {
+        // ATTN_PERF_SHAPES=0,1: only those perf shapes (0..3) and none of the DiT's layouts
+        if (const char* only = getenv("ATTN_PERF_SHAPES")) {
+            for (const char* c = only; *c; c++)
+                if (*c >= '0' && *c <= '3') timing_flash(perf_shapes[*c - '0'], &rng, tune);
+                else if (*c != ',') fail("ATTN_PERF_SHAPES=%s: shape indices 0..3, comma-separated", only);
+            cublas_free();
+            printf("attention: ATTN_NOCHECK=1 ATTN_PERF_SHAPES=%s, timings only, nothing checked\n", only);
+            return finish("attention");
+        }
         for (const AttnShape& s : perf_shapes) timing_flash(s, &rng, tune);
         // the DiT's layouts at the bench shapes (each checks a subset of rows first: seconds)
         validate_varlen("self", 8, 72, std::vector<int>(8, 2050), {}, true, &rng, true);

@@ -75,11 +75,6 @@ static bool flash_sm90_available() {
     return false;
 #endif
 }
-static int flash_sm_count() {
-    static int sms = 0;
-    if (!sms) sms = cuda_device_props().multiProcessorCount;
-    return sms;
-}
 static bool flash_sm90_active() { return flash_settings.family != FlashFamily::mma_sync && flash_sm90_available(); }
 
 // The backward mechanism a policy gets: the fused sm90 kernels where they run (ordered for

@@ -5,6 +5,12 @@
 #include <cstring>
 #include "../core/cuda_common.h"
 
+static int flash_sm_count() {
+    static int sms = 0;
+    if (!sms) sms = cuda_device_props().multiProcessorCount;
+    return sms;
+}
+
 // Fixed layout (the GPT): B sequences of T tokens; q [B, nkv, T, r, hd] (the r = nh/nkv query
 // heads of one K/V head side by side), k, v [B, nkv, T, hd], out [B, T, nh*hd].
 // pos (packed rows, SFT --pack 1): device [B, T], each token's position in its document,

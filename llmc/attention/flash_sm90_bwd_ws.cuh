@@ -56,13 +56,38 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // OPT bits: BWD_WS_ATOMIC, the dQ partials added as they come (no turns: dq_acc zeroed before,
 // the sum's order varies run to run; the trainers' fast backward); BWD_WS_ONE_DQ, one dQ buffer
 // instead of two (the consumers wait for the writer's previous copy; shared memory for 128
-// query rows with TMA); BWD_WS_HEAVY_FIRST, the grid as (group, K/V tile) instead of (K/V tile,
-// group), so that the CTAs start K/V tile by K/V tile over all groups: causal, the longest loops
-// (the first K/V tiles see every query tile) start first and the short ones fill the end, where
-// group by group the last groups' long CTAs start last and run alone (a CTA still waits only for
-// lower block indices: K/V tile j - 1 of its group); measured slower than group by group at the
-// causal GPT shapes (dev/cuda/NOTES.md), so only the lab takes it
+// query rows with TMA); BWD_WS_HEAVY_FIRST, the whole grid one chunk of groups (below), K/V
+// tile by K/V tile over all groups: measured slower than group by group at the causal GPT
+// shapes (dev/cuda/NOTES.md), so only the lab takes it
 enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4 };
+// The grid's order: chunks of CG groups, and within a chunk K/V tile by K/V tile over its groups
+// (block x = K/V tile * the chunk's groups + group in the chunk, block y = chunk). Causal, the
+// first K/V tiles' CTAs loop over every query tile: CG = 1 (group by group) starts the last
+// groups' long CTAs at the end of the launch, where they run alone; a chunk of about two waves of
+// CTAs starts its long ones first and fills its end with short ones, and keeps the groups whose
+// Q / dO rows and dQ sums are in use at once fewer than the whole grid's (all the groups in one
+// chunk, BWD_WS_HEAVY_FIRST, measured slower: L2, it seems). A CTA still waits only for a lower
+// block index (K/V tile j - 1 of its group: the chunk's previous row of K/V tiles).
+struct BwdWsBlock { int grp, kt; };
+__device__ __forceinline__ bool bwd_ws_block(BwdWsBlock& b, int kts, int groups) {
+    const int cg = gridDim.x / kts, g0 = blockIdx.y * cg, n = min(cg, groups - g0);
+    if ((int)blockIdx.x >= kts * n) return false;   // (the last chunk's missing groups)
+    b.kt = blockIdx.x / n;
+    b.grp = g0 + blockIdx.x % n;
+    return true;
+}
+// Groups a chunk of the backward's grid: causal, about two waves of CTAs (kts K/V tiles a group);
+// else 1 (every CTA loops over the same query tiles). bwd_ws_chunk_groups_lab, if set, overrides
+// it (dev/cuda/attention's ATTN_BWD_CHUNK).
+inline int bwd_ws_chunk_groups_lab = 0;
+static int bwd_ws_chunk_groups(const FlashParams& p, int kts, bool heavy_first) {
+    const int groups = p.B * p.nkv;
+    const int cg = heavy_first                  ? groups
+                   : bwd_ws_chunk_groups_lab > 0 ? bwd_ws_chunk_groups_lab
+                   : p.causal                    ? 2 * flash_sm_count() / kts
+                                                 : 1;
+    return std::max(1, std::min(cg, groups));
+}
 // QSPLIT: the query tiles split into gridDim.z chunks, a CTA per (K/V tile, group, chunk), for
 // calls with few K/V tiles (cross-attention over a caption: 3 tiles of a group leave most SMs
 // idle). dQ is unchanged (every query tile still gets its K/V tiles' partials in their order);
@@ -107,9 +132,10 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     // warp-uniform role indices (see flash_fwd_sm90_ws_kernel)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    constexpr bool HEAVY_FIRST = OPT & BWD_WS_HEAVY_FIRST;
-    const int grp = HEAVY_FIRST ? blockIdx.x : blockIdx.y, kt = HEAVY_FIRST ? blockIdx.y : blockIdx.x;
-    const int ngroups = HEAVY_FIRST ? gridDim.x : gridDim.y, n0 = kt * BN;
+    const int ngroups = p.B * p.nkv;
+    BwdWsBlock blk;
+    if (!bwd_ws_block(blk, ceil_div(p.max_Tk, BN), ngroups)) return;
+    const int grp = blk.grp, kt = blk.kt, n0 = kt * BN;
     const FlashGroup G = flash_group(p, grp);
     if (n0 >= G.Tk) return;  // (K/V tile 0, which stores the sums' first term, always runs)
     const int hd = p.hd, T = G.Tk, rows = G.rows, r = p.r;
@@ -391,8 +417,8 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
     const int kts = ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), groups = p.B * p.nkv;
-    const bool heavy_first = OPT & BWD_WS_HEAVY_FIRST;
-    const dim3 grid(heavy_first ? groups : kts, heavy_first ? kts : groups, QSPLIT ? chunks : 1);
+    const int cg = QSPLIT ? 1 : bwd_ws_chunk_groups(p, kts, OPT & BWD_WS_HEAVY_FIRST);
+    const dim3 grid(kts * cg, ceil_div(groups, cg), QSPLIT ? chunks : 1);
     if constexpr (QSPLIT) {
         float* pk = dkv_part;
         float* pv = dkv_part + bwd_ws_split_floats(p, chunks) / 2;
