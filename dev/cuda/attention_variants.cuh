@@ -38,7 +38,8 @@
 //        tiles, the atomic backward before the warp-specialized kernel's atomic mode
 //        (BWD_WS_ATOMIC, the table's where the ordered one runs that kernel); 23 that mode with
 //        the ordered table's tiles before 39 / 40 (36's at hd 64, 38's at hd 128); 24 the table's
-//        atomic mode with BWD_WS_HEAVY_FIRST;
+//        atomic mode with BWD_WS_HEAVY_FIRST; 26 the table's atomic mode (what fast ran at hd 64
+//        and 128 before it took the ordered kernel there: sm90_fast_ordered);
 //        41 the table's warp-specialized ordered backward (flash_bwd_ws_hd: 39 / 40 / 34 and its
 //        query split) with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over the groups:
 //        causal, the long CTAs first)
@@ -778,6 +779,7 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             if (!p.pos && (av == 22 || av == 23) && bwd_atomic_lab<HD>(av, dq, dk, dv, dq_acc, q, k, v, dout, L, D, p, st)) return;
             if (!p.pos && av == 24 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
+            if (!p.pos && av == 26 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 case 12: flash::dkdv_sm90_launch<HD, V::atomic12>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
