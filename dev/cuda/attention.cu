@@ -11,8 +11,8 @@ Check and benchmark of the two attention implementations (same math, same layout
      and the mma.sync ones ("[mma.sync]", llmc/attention/flash_mma.cuh; their fused backward
      lives only here); "[default]" is what the trainers run: per head dim the family of the
      dispatch table, and the backward their policy picks (deterministic: ordered on Hopper,
-     split elsewhere; "[fast]": atomic on Hopper, except hd 64 / 128, where the ordered kernel
-     is the faster one, split elsewhere)
+     split elsewhere; "[fast]": atomic on Hopper, except hd 64 / 128 in the fixed layout, where
+     the ordered kernel is the faster one, split elsewhere)
   forward:  per query head h (kv head g = h / r, r = nh/nkv), S = q k^T / sqrt(hd),
             causal mask (key c <= query t) or full, P = softmax(S),
             y = P v, out [B, T, nh*hd] (heads concatenated); flash also lse [B, nh, T]
@@ -815,7 +815,7 @@ int main() {
         flash_atomic_variant = atoi(av);
         printf("ATTN_ATOMIC=%d: the atomic sm90 backward runs variant %d where it applies"
                " (22: the fused kernel, the table's before; 23: the warp-specialized one's atomic mode with 36 / 38's tiles;"
-               " 24: the table's with the heavy CTAs first; 26: the table's atomic mode, at hd 64 / 128 too)\n",
+               " 24: the table's with the heavy CTAs first; 26: the table's atomic mode, in the fixed layout at hd 64 / 128 too)\n",
                flash_atomic_variant, flash_atomic_variant);
     }
     if (const char* cg = getenv("ATTN_BWD_CHUNK")) {  // the warp-specialized backward's grid order (flash_sm90_bwd_ws.cuh)

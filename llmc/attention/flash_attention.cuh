@@ -139,10 +139,12 @@ struct FlashTiles {
     static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : 0;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
-    // the atomic (fast) backward: at hd 64 and 128 the ordered warp-specialized kernel itself
-    // (measured faster there than its atomic mode: no accumulator to zero first, and in the
-    // chunked grid its dQ turns seldom wait); elsewhere the warp-specialized kernel's atomic mode
-    // where the ordered one runs it (flash_bwd_ws_hd), else the fused kernel with these tiles
+    // the atomic (fast) backward: at hd 64 and 128 in the fixed layout (the GPT) the ordered
+    // warp-specialized kernel itself (measured faster than its atomic mode at the causal GPT
+    // shapes: no accumulator to zero first, and in the chunked grid its dQ turns seldom wait;
+    // not varlen, whose fast scratch has no turn counters); elsewhere the warp-specialized
+    // kernel's atomic mode where the ordered one runs it (flash_bwd_ws_hd), else the fused kernel
+    // with these tiles
     static constexpr bool sm90_fast_ordered = HD == 64 || HD == 128;
     static constexpr flash::Sm90DkdvConfig sm90_atomic =
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3}
@@ -222,7 +224,7 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         return;
     }
     if (algo == FlashBwdAlgo::atomic) {
-        if (T::sm90_fast_ordered && flash_bwd_ws_hd<HD, 0>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
+        if (T::sm90_fast_ordered && !p.varlen && flash_bwd_ws_hd<HD, 0>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
         if (flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
         flash::dkdv_sm90_launch<HD, T::sm90_atomic>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc);
         return;

@@ -4,8 +4,8 @@
 //   --attn-backward deterministic  (the default) bit-identical gradients run to run, what exact
 //                                  resume and the determinism tests rely on
 //   --attn-backward fast           dq's fp32 sum order varies run to run (as in PyTorch's SDPA
-//                                  backends); faster only where the sm90 kernels run; at hd 64
-//                                  and 128 it runs the ordered kernel, the faster one there
+//                                  backends); faster only where the sm90 kernels run; the GPT at
+//                                  hd 64 and 128 runs the ordered kernel, the faster one there
 //   MEGA_FLASH_SM90=0 / 1 / 2      mma.sync kernels everywhere / the default per head dim / sm90
 //                                  kernels everywhere they can run (to compare the trainers'
 //                                  speed with either family: scripts/bench_attention_families.sh)
@@ -22,8 +22,8 @@ struct FlashFlags {
 static void flash_add_flags(ArgParser& ap, FlashFlags* f) {
     ap.section("attention");
     ap.add_string("--attn-backward", &f->backward, "deterministic (bit-identical run to run) or fast (Hopper: fp32 atomic "
-                                                    "dQ sums, not bit-identical, except at hd 64 / 128, where the ordered "
-                                                    "kernel is faster; docs/results.md)");
+                                                    "dQ sums, not bit-identical, except the GPT at hd 64 / 128, where the "
+                                                    "ordered kernel is faster; docs/results.md)");
 }
 // MEGA_FLASH_SM90 (unset: the default); any other value than 0, 1, 2 is refused with one line
 static FlashFamily flash_family_from_env() {
@@ -55,7 +55,7 @@ static void flash_print_config() {
     printf("attention: %s kernels | backward %s\n",
            fp32 ? "fp32 scalar" : !flash_sm90_available() ? "mma.sync" : s.family == FlashFamily::mma_sync ? "mma.sync (MEGA_FLASH_SM90=0)"
                                                  : s.family == FlashFamily::sm90 ? "sm90 (MEGA_FLASH_SM90=2)" : "sm90 + mma.sync per head dim",
-           now == FlashBwdAlgo::atomic              ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run; hd 64 / 128: ordered, the faster there)"
+           now == FlashBwdAlgo::atomic              ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run; the GPT at hd 64 / 128: ordered, the faster there)"
            : s.backward == FlashBwdPolicy::fast     ? "deterministic (fast needs the sm90 kernels; split)"
            : now == FlashBwdAlgo::ordered           ? "deterministic (fused, ordered dQ sums: bit-identical run to run)"
                                                     : "deterministic (split: bit-identical run to run)");
