@@ -815,7 +815,7 @@ int main() {
         flash_atomic_variant = atoi(av);
         printf("ATTN_ATOMIC=%d: the atomic sm90 backward runs variant %d where it applies"
                " (22: the fused kernel, the table's before; 23: the warp-specialized one's atomic mode with 36 / 38's tiles;"
-               " 24: the table's with the heavy CTAs first; 26: the table's atomic mode, in the fixed layout at hd 64 / 128 too)\n",
+               " 24: the table's with the heavy CTAs first)\n",
                flash_atomic_variant, flash_atomic_variant);
     }
     if (const char* cg = getenv("ATTN_BWD_CHUNK")) {  // the warp-specialized backward's grid order (flash_sm90_bwd_ws.cuh)
@@ -889,20 +889,18 @@ int main() {
     g_nocheck = nocheck && atoi(nocheck) != 0;
     if (g_nocheck) {
         // ATTN_PERF_SHAPES=0,1: only those perf shapes (0..3) and none of the DiT's layouts
-        if (const char* only = getenv("ATTN_PERF_SHAPES")) {
+        const char* only = getenv("ATTN_PERF_SHAPES");
+        if (only)
             for (const char* c = only; *c; c++)
-                if (*c >= '0' && *c <= '3') timing_flash(perf_shapes[*c - '0'], &rng, tune);
-                else if (*c != ',') fail("ATTN_PERF_SHAPES=%s: shape indices 0..3, comma-separated", only);
-            cublas_free();
-            printf("attention: ATTN_NOCHECK=1 ATTN_PERF_SHAPES=%s, timings only, nothing checked\n", only);
-            return finish("attention");
+                if ((*c < '0' || *c > '3') && *c != ',') fail("ATTN_PERF_SHAPES=%s: shape indices 0..3, comma-separated", only);
+        for (int i = 0; i < 4; i++)
+            if (!only || strchr(only, '0' + i)) timing_flash(perf_shapes[i], &rng, tune);
+        if (!only) {   // the DiT's layouts at the bench shapes (each checks a subset of rows first: seconds)
+            validate_varlen("self", 8, 72, std::vector<int>(8, 2050), {}, true, &rng, true);
+            validate_varlen("cross", 8, 72, std::vector<int>(8, 2050), std::vector<int>(8, 128), false, &rng, true);
+            validate_varlen("self", 16, 72, {13442}, {}, true, &rng, true);
+            validate_varlen("cross", 16, 72, {13442}, {300}, false, &rng, true);
         }
-        for (const AttnShape& s : perf_shapes) timing_flash(s, &rng, tune);
-        // the DiT's layouts at the bench shapes (each checks a subset of rows first: seconds)
-        validate_varlen("self", 8, 72, std::vector<int>(8, 2050), {}, true, &rng, true);
-        validate_varlen("cross", 8, 72, std::vector<int>(8, 2050), std::vector<int>(8, 128), false, &rng, true);
-        validate_varlen("self", 16, 72, {13442}, {}, true, &rng, true);
-        validate_varlen("cross", 16, 72, {13442}, {300}, false, &rng, true);
         cublas_free();
         printf("attention: ATTN_NOCHECK=1, timings only, nothing checked\n");
         return finish("attention");

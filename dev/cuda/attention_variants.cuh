@@ -38,8 +38,7 @@
 //        tiles, the atomic backward before the warp-specialized kernel's atomic mode
 //        (BWD_WS_ATOMIC, the table's where the ordered one runs that kernel); 23 that mode with
 //        the ordered table's tiles before 39 / 40 (36's at hd 64, 38's at hd 128); 24 the table's
-//        atomic mode with BWD_WS_HEAVY_FIRST; 26 the table's atomic mode (what fast ran at hd 64
-//        and 128 before it took the ordered kernel there: sm90_fast_ordered);
+//        atomic mode with BWD_WS_HEAVY_FIRST;
 //        41 the table's warp-specialized ordered backward (flash_bwd_ws_hd: 39 / 40 / 34 and its
 //        query split) with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over the groups:
 //        causal, the long CTAs first)
@@ -779,7 +778,6 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             if (!p.pos && (av == 22 || av == 23) && bwd_atomic_lab<HD>(av, dq, dk, dv, dq_acc, q, k, v, dout, L, D, p, st)) return;
             if (!p.pos && av == 24 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
-            if (!p.pos && av == 26 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
                 case 12: flash::dkdv_sm90_launch<HD, V::atomic12>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;
@@ -876,10 +874,14 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
 }
 
 // The backward a check or timing runs: a mechanism set directly (set_algo), or (set_policy) the
-// one the trainers' policy picks (flash_bwd_algo)
+// one the trainers' policy picks (flash_bwd_algo; fixed_hd > 0: flash_bwd_algo_fixed, what a
+// fixed-layout call at that head dim runs)
 static FlashBwdAlgo g_algo = FlashBwdAlgo::split;
 static bool g_by_policy = false;
-static FlashBwdAlgo lab_algo() { return g_by_policy ? flash_bwd_algo(flash_settings.backward) : g_algo; }
+static FlashBwdAlgo lab_algo(int fixed_hd = 0) {
+    if (!g_by_policy) return g_algo;
+    return fixed_hd > 0 ? flash_bwd_algo_fixed(flash_settings.backward, fixed_hd) : flash_bwd_algo(flash_settings.backward);
+}
 static void set_algo(FlashBwdAlgo a) { g_algo = a; g_by_policy = false; }
 static void set_policy(FlashBwdPolicy p) { flash_settings.backward = p; g_by_policy = true; }
 // 0 = mma.sync everywhere, 1 = the table's choice per head dim, 2 = sm90 everywhere (MEGA_FLASH_SM90's values)
@@ -899,7 +901,7 @@ static void lab_backward(floatX* dqp, floatX* dkp, floatX* dvp, const floatX* do
     const FlashParams p = flash_params(s);
     const FlashBwdScratch w = flash_bwd_scratch(scratch, (size_t)s.B * s.nh * s.T, s.hd);
     flash_bwd_prep(w.L, w.D, out, dout, lse, p, st);
-    FLASH_HD_DISPATCH(p.hd, tuned_bwd_hd, lab_algo(), dqp, dkp, dvp, w, qp, kp, vp, dout, p, st);
+    FLASH_HD_DISPATCH(p.hd, tuned_bwd_hd, lab_algo(s.hd), dqp, dkp, dvp, w, qp, kp, vp, dout, p, st);
 }
 static void lab_varlen_forward(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp,
                                const VarlenAttnShape& s, cudaStream_t st) {

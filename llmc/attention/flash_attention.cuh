@@ -87,6 +87,7 @@ static FlashBwdAlgo flash_bwd_algo(FlashBwdPolicy policy) {
 
 #if defined(ENABLE_FP32)
 static void flash_bwd_check_algo(FlashBwdAlgo) {}
+static FlashBwdAlgo flash_bwd_algo_fixed(FlashBwdPolicy policy, int) { return flash_bwd_algo(policy); }
 #else
 // ----------------------------------------------------------------------------
 // The dispatch table: for each padded head dim HD, the tiles of every kernel that runs, chosen
@@ -139,13 +140,12 @@ struct FlashTiles {
     static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : 0;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
-    // the atomic (fast) backward: at hd 64 and 128 in the fixed layout (the GPT) the ordered
-    // warp-specialized kernel itself (measured faster than its atomic mode at the causal GPT
-    // shapes: no accumulator to zero first, and in the chunked grid its dQ turns seldom wait;
-    // not varlen, whose fast scratch has no turn counters); elsewhere the warp-specialized
-    // kernel's atomic mode where the ordered one runs it (flash_bwd_ws_hd), else the fused kernel
-    // with these tiles
+    // the fast policy in the fixed layout (the GPT) at hd 64 and 128: the ordered backward, not
+    // the atomic one (flash_bwd_algo_fixed; measured faster than the atomic mode at the causal
+    // GPT shapes: no accumulator to zero first, and in the chunked grid its dQ turns seldom wait)
     static constexpr bool sm90_fast_ordered = HD == 64 || HD == 128;
+    // the atomic backward: the warp-specialized kernel's atomic mode where the ordered one runs
+    // it (flash_bwd_ws_hd), else the fused kernel with these tiles
     static constexpr flash::Sm90DkdvConfig sm90_atomic =
         HD <= 80 ? flash::Sm90DkdvConfig{2, 128, false, flash::DQ_PIPE, flash::DQ_RED4 | flash::DQ_NS3}
                  : flash::Sm90DkdvConfig{2, 64, false, flash::DQ_PIPE, 0};
@@ -224,7 +224,6 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         return;
     }
     if (algo == FlashBwdAlgo::atomic) {
-        if (T::sm90_fast_ordered && !p.varlen && flash_bwd_ws_hd<HD, 0>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
         if (flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC>(dq, dk, dv, w, q, k, v, dout, p, st)) return;
         flash::dkdv_sm90_launch<HD, T::sm90_atomic>(dk, dv, q, k, v, dout, L, D, p, st, dq, w.dq_acc);
         return;
@@ -248,6 +247,18 @@ static void flash_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         else if ((hd) <= 96) FN<96>(__VA_ARGS__);            \
         else FN<128>(__VA_ARGS__);                           \
     } while (0)
+
+// The backward a policy gets for a fixed-layout call (the GPT) at head dim hd: flash_bwd_algo's,
+// except the fast policy where the table runs the ordered kernel instead (sm90_fast_ordered).
+// Varlen calls take flash_bwd_algo's: their scratch is sized for its mechanism.
+template <int HD>
+static void flash_fast_ordered_hd(bool& ordered) { ordered = FlashTiles<HD>::sm90_fast_ordered; }
+static FlashBwdAlgo flash_bwd_algo_fixed(FlashBwdPolicy policy, int hd) {
+    const FlashBwdAlgo algo = flash_bwd_algo(policy);
+    bool ordered = false;
+    if (algo == FlashBwdAlgo::atomic) FLASH_HD_DISPATCH(hd, flash_fast_ordered_hd, ordered);
+    return ordered ? FlashBwdAlgo::ordered : algo;
+}
 
 static void flash_fwd_launch(floatX* out, float* lse, const floatX* qp, const floatX* kp, const floatX* vp, const FlashParams& p,
                              cudaStream_t stream) {
@@ -289,7 +300,7 @@ static void flash_attention_backward(floatX* dqp, floatX* dkp, floatX* dvp, cons
     flash_attention_check_shape(s);
     const FlashParams p = flash_params(s);
     const FlashBwdScratch w = flash_bwd_scratch(scratch, (size_t)s.B * s.nh * s.T, s.hd);
-    const FlashBwdAlgo algo = flash_bwd_algo(flash_settings.backward);
+    const FlashBwdAlgo algo = flash_bwd_algo_fixed(flash_settings.backward, s.hd);
     flash_bwd_check_algo(algo);
     flash_bwd_prep(w.L, w.D, out, dout, lse, p, stream);
     ProfileWork pw(2.5 * flash_attention_flops(s), 0);
