@@ -40,7 +40,9 @@ cross, dit-s and dit-1b; a subset of rows checked); ATTN_PEER_METHOD=1 only the 
 calls, then the mean of 10 back-to-back calls, no L2 flush, in seconds of GPU time (a full run
 times its [default] rows after minutes of other kernels; dev/cuda/NOTES.md has what that place in
 the run was measured to be worth); ATTN_PROFILE=shape[,fwd variant] makes
-three calls at one perf shape for a profiler (see main); ATTN_ORDERED=30 (31, 32) runs every
+three calls at one perf shape for a profiler (see main); ATTN_BWD_CHUNK=n orders the
+warp-specialized backward's grid in chunks of n groups, ATTN_BWD_FUSED_DQ=1 (2) has a pass after
+the ordered TMA backward write dq (has the kernel write it, full attention too); ATTN_ORDERED=30 (31, 32) runs every
 check and timing of the ordered (deterministic) sm90 backward on a variant of the warp-specialized
 kernel (llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to
 80; 33 and 34 with TMA loads of Q and dO at padded hd 80, 35 and 36 at hd 64 (fixed layout, GQA),
@@ -171,7 +173,7 @@ static void attention_cpu(const AttnShape& s, const std::vector<float>& q, const
 // bit-identical device buffers (the determinism check)
 template <class T>
 static bool check_identical(const char* kernel, const char* output, const std::string& shape, const T* a, const T* b,
-                            size_t n) {
+                            size_t n, const char* what = "run to run") {
     std::vector<T> ha(n), hb(n);
     cudaCheck(cudaMemcpy(ha.data(), a, n * sizeof(T), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(hb.data(), b, n * sizeof(T), cudaMemcpyDeviceToHost));
@@ -179,7 +181,7 @@ static bool check_identical(const char* kernel, const char* output, const std::s
     for (size_t i = 0; i < n; i++) diff += memcmp(&ha[i], &hb[i], sizeof(T)) != 0;
     g_checks++;
     const bool ok = diff == 0;
-    printf("%s %s/%s bit-identical run to run: %zu of %zu elements differ shape=%s\n", ok ? "PASS" : "FAIL", kernel, output,
+    printf("%s %s/%s bit-identical %s: %zu of %zu elements differ shape=%s\n", ok ? "PASS" : "FAIL", kernel, output, what,
            diff, n, shape.c_str());
     if (!ok) g_failed++;
     return ok;
@@ -232,6 +234,20 @@ static void flash_determinism(AttnBuffers& b, const AttnShape& s, const std::str
     else check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
     check_identical("flash_attention_backward", "dk", shape, b.dk, dk2, b.nkv);
     check_identical("flash_attention_backward", "dv", shape, b.dv, dv2, b.nkv);
+    // dq as the ordered TMA backward writes it itself (flash_sm90_bwd_ws.cuh, bwd_ws_fused_dq: the
+    // same sums, the same rounding) against dq from the pass after the kernel, both ways
+    if (flash_sm90_active() && lab_algo() == FlashBwdAlgo::ordered) {
+        const int saved = flash::bwd_ws_fused_dq_lab;
+        for (int who : {1, 2}) {
+            flash::bwd_ws_fused_dq_lab = who;
+            poison(dq2, b.nq); poison(b.scratch, b.nscratch);
+            lab_backward(dq2, dk2, dv2, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
+            cudaCheck(cudaDeviceSynchronize());
+            check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq,
+                            who == 1 ? "to the pass after the kernel's" : "to the kernel's own (full attention too)");
+        }
+        flash::bwd_ws_fused_dq_lab = saved;
+    }
     cudaCheck(cudaFree(dq2)); cudaCheck(cudaFree(dk2)); cudaCheck(cudaFree(dv2));
 }
 
@@ -619,6 +635,19 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
             if (mode == FlashBwdAlgo::atomic) check_close("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb, TOL_X);
             else check_identical("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb);
             check_identical("flash_attention_varlen_backward", "dv", sh, dkv, dkv2, nkb);
+            if (flash_sm90_active() && mode == FlashBwdAlgo::ordered) {   // dq from the kernel / the pass (see flash_determinism)
+                const int saved = flash::bwd_ws_fused_dq_lab;
+                for (int who : {1, 2}) {
+                    flash::bwd_ws_fused_dq_lab = who;
+                    poison(dqk2, nqb); poison(dkv2, nkb);
+                    lab_varlen_backward(dqk2, self ? dqk2 + C : dkv2, self ? dkv2 + 2 * C : dkv2 + C, dout, out, lse, q, k, v,
+                                        scratch, vs_, 0, scratch_bytes);
+                    cudaCheck(cudaDeviceSynchronize());
+                    check_identical("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb,
+                                    who == 1 ? "to the pass after the kernel's dq" : "to the kernel's own dq (full attention too)");
+                }
+                flash::bwd_ws_fused_dq_lab = saved;
+            }
             cudaCheck(cudaFree(dqk2)); cudaCheck(cudaFree(dkv2));
         } else {
             double fl = 0.0;
@@ -822,6 +851,13 @@ int main() {
         flash::bwd_ws_chunk_groups_lab = atoi(cg);
         printf("ATTN_BWD_CHUNK=%d: the warp-specialized backward's grid in chunks of %d groups (1: group by group; unset: causal, about two waves of CTAs a chunk)\n",
                flash::bwd_ws_chunk_groups_lab, flash::bwd_ws_chunk_groups_lab);
+    }
+    if (const char* fd = getenv("ATTN_BWD_FUSED_DQ")) {  // who writes dq after the ordered TMA backward (flash_sm90_bwd_ws.cuh)
+        flash::bwd_ws_fused_dq_lab = atoi(fd);
+        printf("ATTN_BWD_FUSED_DQ=%d: dq in bf16 written by %s\n", flash::bwd_ws_fused_dq_lab,
+               flash::bwd_ws_fused_dq_lab == 1 ? "a pass over the fp32 sums after the kernel, always"
+               : flash::bwd_ws_fused_dq_lab == 2 ? "the kernel, at each query tile's last K/V tile, always (full attention too)"
+                                                 : "the kernel for causal calls (the default)");
     }
     if (const char* fv = getenv("ATTN_FWD")) {  // the forward's kernel (attention_variants.cuh numbering)
         flash_fwd_variant = atoi(fv);

@@ -23,6 +23,10 @@ namespace flash {
 //     (the counter says this K/V tile), hands it to the bulk-copy engine as one reduction (K/V
 //     tile 0: a store), frees the buffer once the engine has read it (dq free), waits for the
 //     sums to land and passes the turn on;
+//     with dq given (ordered, TMA loads, causal: bwd_ws_fused_dq), at a query tile's last K/V
+//     tile the sums are complete once they land: the writer copies them back into the buffer
+//     instead of freeing it, and warps 1-2 (idle with TMA loads) write them to dq in bf16 and
+//     free it, so no pass after the kernel reads the whole fp32 accumulator back from memory;
 //     BWD_WS_ATOMIC: no turn, a reduction into the zeroed accumulator, the buffer free once read;
 //   - warpgroups 1 and 2 (the consumers, 64 keys each) compute: S^T and dP^T, P^T and dS^T,
 //     dS^T to one of two shared buffers, a barrier of the two (dQ needs every key's rows), then
@@ -48,8 +52,8 @@ struct BwdWsSmem {
         d = l + (size_t)NS * BQ * 4,                  // [NS][BQ] D
         ds = d + (size_t)NS * BQ * 4,                 // [2] dS^T tiles [BN][BQ]
         dq = ds + (size_t)2 * BN * BQ * 2,            // [NDQ] dQ partials [BQ][hd] fp32
-        bars = dq + (size_t)NDQ * BQ * HD * 4,        // K/V full, full[NS], free[NS], dq full[NDQ], dq free[NDQ]
-        bytes = bars + (size_t)(1 + 2 * NS + 2 * NDQ) * 8;
+        bars = dq + (size_t)NDQ * BQ * HD * 4,        // K/V full, full[NS], free[NS], dq full[NDQ], dq free[NDQ], dq sums[NDQ]
+        bytes = bars + (size_t)(1 + 2 * NS + 3 * NDQ) * 8;
     static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
 };
 constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
@@ -88,6 +92,15 @@ static int bwd_ws_chunk_groups(const FlashParams& p, int kts, bool heavy_first) 
                                                  : 1;
     return std::max(1, std::min(cg, groups));
 }
+// Whether the ordered TMA backward writes dq itself (warps 1-2 of the producer, at each query
+// tile's last K/V tile) instead of a pass over the fp32 accumulator after it: causal calls, where
+// a CTA is the last K/V tile of only its diagonal's few query tiles. With full attention one CTA
+// a group is the last of every query tile. bwd_ws_fused_dq_lab (dev/cuda/attention's
+// ATTN_BWD_FUSED_DQ): 1 never, 2 always.
+inline int bwd_ws_fused_dq_lab = 0;
+static bool bwd_ws_fused_dq(const FlashParams& p) {
+    return bwd_ws_fused_dq_lab == 1 ? false : bwd_ws_fused_dq_lab == 2 ? true : p.causal;
+}
 // QSPLIT: the query tiles split into gridDim.z chunks, a CTA per (K/V tile, group, chunk), for
 // calls with few K/V tiles (cross-attention over a caption: 3 tiles of a group leave most SMs
 // idle). dQ is unchanged (every query tile still gets its K/V tiles' partials in their order);
@@ -96,7 +109,8 @@ static int bwd_ws_chunk_groups(const FlashParams& p, int kts, bool heavy_first) 
 template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false, int OPT = 0>
 __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restrict__ dkp, bf16* __restrict__ dvp,
                                                                    float* __restrict__ dq_acc, int* __restrict__ locks,
-                                                                   const bf16* __restrict__ qp, const bf16* __restrict__ kp,
+                                                                   bf16* __restrict__ dqp, const bf16* __restrict__ qp,
+                                                                   const bf16* __restrict__ kp,
                                                                    const bf16* __restrict__ vp, const bf16* __restrict__ dout,
                                                                    const float* __restrict__ Lp, const float* __restrict__ Dp,
                                                                    const FlashParams p, const __grid_constant__ FwdTmaMaps maps) {
@@ -129,6 +143,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     auto bar_free = [&](int s) { return bar_kv + 8 * (1 + NS + s); };
     auto bar_dq_full = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + b); };
     auto bar_dq_free = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + NDQ + b); };
+    auto bar_dq_sums = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + 2 * NDQ + b); };
     // warp-uniform role indices (see flash_fwd_sm90_ws_kernel)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
@@ -150,6 +165,12 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     }
     const int nsteps = hi - lo;
     auto tile_of = [&](int step) { return hi - 1 - step; };  // last to first (see DQ_ORDERED)
+    // dq written here (dqp given): at the query tiles whose last K/V tile this CTA is, the tiles
+    // below dq_hi (the group's last K/V tile: all of them; causal: those whose last row this K/V
+    // tile reaches, (it + 1) BQ <= (kt + 1) BN r, the diagonal's; else none)
+    constexpr bool DQ_HERE = TMA && !QSPLIT && !ATOMIC;   // (the launcher passes dqp only then)
+    const int dq_hi = !DQ_HERE || dqp == nullptr ? 0 : kt == ceil_div(G.Tk, BN) - 1 ? nit : p.causal ? ((kt + 1) * BN * r) / BQ : 0;
+    auto writes_dq = [&](int it) { return it < dq_hi; };
     if (threadIdx.x == 0) {
         mbarrier_init(bar_kv, NTP);
         for (int s = 0; s < NS; s++) {
@@ -160,7 +181,8 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         }
         for (int b = 0; b < NDQ; b++) {
             mbarrier_init(bar_dq_full(b), 256);  // every consumer thread (its own stores)
-            mbarrier_init(bar_dq_free(b), 1);    // the writer
+            mbarrier_init(bar_dq_free(b), 1);    // the writer (or a converter: writes_dq)
+            mbarrier_init(bar_dq_sums(b), 1);    // the writer's copy of the complete sums
         }
         fence_mbarrier_init();
     }
@@ -201,6 +223,23 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                     }
                     cp_async_mbarrier_arrive(bar_full(st));
                 }
+                if (DQ_HERE && warp > 0 && dq_hi > lo) {   // warps 1-2: the complete sums of the tiles below dq_hi, to dq
+                    const int tid = threadIdx.x - 32, CH = hd / 8, first = max(0, hi - dq_hi);
+                    for (int step = first; step < nsteps; step++) {
+                        const int b = step % NDQ, m0 = tile_of(step) * BQ;
+                        mbarrier_wait(bar_dq_sums(b), ((step - first) / NDQ) & 1);   // (the buffer's uses since `first`)
+                        const float* src = sdq + b * BQ * HD;
+                        const int n = min(BQ, rows - m0) * CH;
+                        for (int e = tid; e < n; e += 64) {
+                            const int i = e / CH, c = e % CH;
+                            const size_t row = G.ld0 + m0 + i;
+                            const float4* s4 = reinterpret_cast<const float4*>(src + i * hd + (c ^ dq_chunk_swizzle(row, hd)) * 8);
+                            dq_store_chunk(dqp, row, c, s4[0], s4[1], p);
+                        }
+                        named_barrier_sync(2, 64);
+                        if (tid == 0) mbarrier_arrive(bar_dq_free(b));
+                    }
+                }
             } else {
                 for (int step = 0; step < nsteps; step++) {
                     const int st = step % NS, m0 = tile_of(step) * BQ;
@@ -234,11 +273,17 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                 else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                 bulk_commit();
                 bulk_wait_read();
-                mbarrier_arrive(bar_dq_free(b));   // the buffer, once read, while the sums land
+                const bool last = writes_dq(it);
+                if (!last) mbarrier_arrive(bar_dq_free(b));   // the buffer, once read, while the sums land
                 if (!ATOMIC) {
                     bulk_wait_all();
                     __threadfence();
                     atomicAdd(lock0 + it, 1);
+                }
+                if (last) {   // the complete sums back into the buffer, for warps 1-2
+                    fence_proxy_async_global();
+                    mbarrier_arrive_expect_tx(bar_dq_sums(b), bytes);
+                    bulk_copy_g2s(smem_u32(sdq + b * BQ * HD), acc_g + (size_t)m0 * hd, bytes, bar_dq_sums(b));
                 }
             }
             if constexpr (ATOMIC) bulk_wait_all();
@@ -416,6 +461,8 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
+    // dq written by the kernel (TMA, ordered, no query split): see bwd_ws_fused_dq
+    bf16* dq_in_kernel = TMA && !QSPLIT && !(OPT & BWD_WS_ATOMIC) && bwd_ws_fused_dq(p) ? dq : nullptr;
     const int kts = ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), groups = p.B * p.nkv;
     const int cg = QSPLIT ? 1 : bwd_ws_chunk_groups(p, kts, OPT & BWD_WS_HEAVY_FIRST);
     const dim3 grid(kts * cg, ceil_div(groups, cg), QSPLIT ? chunks : 1);
@@ -423,15 +470,16 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         float* pk = dkv_part;
         float* pv = dkv_part + bwd_ws_split_floats(p, chunks) / 2;
         flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, true, OPT><<<grid, 384, smem, stream>>>(
-            reinterpret_cast<bf16*>(pk), reinterpret_cast<bf16*>(pv), dq_acc, locks, q, k, v, dout, L, D, p, maps);
+            reinterpret_cast<bf16*>(pk), reinterpret_cast<bf16*>(pv), dq_acc, locks, nullptr, q, k, v, dout, L, D, p, maps);
         cudaLaunchCheck();
         flash_dkdv_split_reduce_kernel<<<dim3(ceil_div(p.max_Tk * p.hd, 256), p.B * p.nkv), 256, 0, stream>>>(dk, dv, pk, pv, chunks, p);
         cudaLaunchCheck();
     } else {
-        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, false, OPT><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, maps);
+        flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, false, OPT><<<grid, 384, smem, stream>>>(dk, dv, dq_acc, locks, dq_in_kernel, q, k,
+                                                                                          v, dout, L, D, p, maps);
         cudaLaunchCheck();
     }
-    flash_dq_acc_to_bf16(dq, dq_acc, p, stream, true);
+    if (!dq_in_kernel) flash_dq_acc_to_bf16(dq, dq_acc, p, stream, true);
 }
 
 

@@ -360,6 +360,17 @@ __device__ __forceinline__ void red_add_f32x2(float* addr, float a, float b) {
 __host__ __device__ __forceinline__ int dq_chunk_swizzle(size_t row, int hd) {
     return hd % 32 == 0 ? (int)(row & 3) : hd % 32 == 16 ? (int)((row >> 1) & 1) : 0;
 }
+// chunk c (8 elements) of accumulator row `row`, its sums a and b: scaled, in bf16, into dq
+__device__ __forceinline__ void dq_store_chunk(bf16* __restrict__ dqp, size_t row, int c, float4 a, float4 b, const FlashParams& p) {
+    const uint32_t row32 = (uint32_t)row, nq = (uint32_t)p.Nq;   // (query rows: fewer than 2^32)
+    bf16* dst = p.varlen ? dqp + (size_t)(row32 % nq) * p.q_rs + (size_t)(row32 / nq) * p.hd + c * 8 : dqp + row * p.hd + c * 8;
+    uint4 o;
+    o.x = pack_bf16(a.x * p.scale, a.y * p.scale);
+    o.y = pack_bf16(a.z * p.scale, a.w * p.scale);
+    o.z = pack_bf16(b.x * p.scale, b.y * p.scale);
+    o.w = pack_bf16(b.z * p.scale, b.w * p.scale);
+    *reinterpret_cast<uint4*>(dst) = o;
+}
 // After the fused backward: dq = scale * the fp32 accumulator, in bf16, 8 elements (16 bytes
 // out) per thread. The accumulator is in the packed L/D row order (row `row` of hd
 // floats; swizzled: see dq_chunk_swizzle); the fixed layout's dq has the same order,
@@ -373,14 +384,7 @@ __global__ static void flash_bwd_dq_convert_kernel(bf16* __restrict__ dqp, const
     const int c = (int)(idx % CH);
     const int cs = swizzled ? c ^ dq_chunk_swizzle(row, p.hd) : c;
     const float4* src = reinterpret_cast<const float4*>(dq_acc + row * p.hd + cs * 8);
-    const float4 a = __ldcs(src), b = __ldcs(src + 1);
-    bf16* dst = p.varlen ? dqp + (row % p.Nq) * p.q_rs + (row / p.Nq) * p.hd + c * 8 : dqp + row * p.hd + c * 8;
-    uint4 o;
-    o.x = pack_bf16(a.x * p.scale, a.y * p.scale);
-    o.y = pack_bf16(a.z * p.scale, a.w * p.scale);
-    o.z = pack_bf16(b.x * p.scale, b.y * p.scale);
-    o.w = pack_bf16(b.z * p.scale, b.w * p.scale);
-    *reinterpret_cast<uint4*>(dst) = o;
+    dq_store_chunk(dqp, row, c, __ldcs(src), __ldcs(src + 1), p);
 }
 // The ordered fused backward's counters (one per group and BQ-row query tile; varlen: per head,
 // flash_varlen_locks), zeroed before every backward.

@@ -91,6 +91,13 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* gdst, uint32_t ssrc, 
     asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(gdst), "r"(ssrc), "r"(bytes)
                  : "memory");
 }
+// global -> shared (this CTA's), `bytes` (a multiple of 16) signalled on mbarrier `bar` as its
+// transaction bytes (the caller's arrive.expect_tx)
+__device__ __forceinline__ void bulk_copy_g2s(uint32_t sdst, const void* gsrc, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(sdst), "l"(gsrc),
+                 "r"(bytes), "r"(bar)
+                 : "memory");
+}
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // returns once the groups have read their shared memory (the writes may still be in flight)
