@@ -41,11 +41,12 @@ calls, then the mean of 10 back-to-back calls, no L2 flush, in seconds of GPU ti
 times its [default] rows after minutes of other kernels; dev/cuda/NOTES.md has what that place in
 the run was measured to be worth); ATTN_PROFILE=shape[,fwd variant] makes
 three calls at one perf shape for a profiler (see main); ATTN_BWD_CHUNK=n orders the
-warp-specialized backward's grid in chunks of n groups, ATTN_BWD_FUSED_DQ=1 (2) has a pass after
-the ordered TMA backward write dq (has the kernel write it, full attention too); ATTN_ORDERED=30 (31, 32) runs every
-check and timing of the ordered (deterministic) sm90 backward on a variant of the warp-specialized
-kernel (llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to
-80; 33 and 34 with TMA loads of Q and dO at padded hd 80, 35 and 36 at hd 64 (fixed layout, GQA),
+warp-specialized backward's grid in chunks of n groups; ATTN_BWD_FUSED_DQ=1 has a pass after the
+ordered TMA backward write dq, =2 the kernel itself, full attention too (the default: the kernel
+for causal calls); ATTN_ORDERED=30 (31, 32) runs every check and timing of the ordered
+(deterministic) sm90 backward on a variant of the warp-specialized kernel
+(llmc/attention/flash_sm90_bwd_ws.cuh, numbered in attention_variants.cuh; head dims up to 80;
+33 and 34 with TMA loads of Q and dO at padded hd 80, 35 and 36 at hd 64 (fixed layout, GQA),
 37 is 34 with the query tiles split into chunks (the cross-attention's few K/V tiles), 38 is 30
 at hd 128; 32 and 34 are the table's at hd 64 and padded hd 80; 29 the fused kernel they replaced
 there), e.g.
@@ -224,6 +225,23 @@ static bool check_close(const char* kernel, const char* output, const std::strin
     return ok;
 }
 
+// dq as the ordered TMA backward writes it itself (flash_sm90_bwd_ws.cuh, bwd_ws_fused_dq: the
+// same sums, the same rounding) against dq from the pass after the kernel, both ways: `run` poisons
+// buf and runs the backward into it again
+template <class F>
+static void check_dq_writers(const char* kernel, const char* output, const std::string& shape, const floatX* ref,
+                             const floatX* buf, size_t n, F run) {
+    const int saved = flash::bwd_ws_fused_dq_lab;
+    for (int who : {1, 2}) {
+        flash::bwd_ws_fused_dq_lab = who;
+        run();
+        cudaCheck(cudaDeviceSynchronize());
+        check_identical(kernel, output, shape, ref, buf, n,
+                        who == 1 ? "to the pass after the kernel's dq" : "to the kernel's own dq (full attention too)");
+    }
+    flash::bwd_ws_fused_dq_lab = saved;
+}
+
 // backward again into fresh buffers: must be bit-identical (atomic mode: dq close, dk/dv bit-identical)
 static void flash_determinism(AttnBuffers& b, const AttnShape& s, const std::string& shape) {
     floatX *dq2 = dev_alloc<floatX>(b.nq), *dk2 = dev_alloc<floatX>(b.nkv), *dv2 = dev_alloc<floatX>(b.nkv);
@@ -234,20 +252,11 @@ static void flash_determinism(AttnBuffers& b, const AttnShape& s, const std::str
     else check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq);
     check_identical("flash_attention_backward", "dk", shape, b.dk, dk2, b.nkv);
     check_identical("flash_attention_backward", "dv", shape, b.dv, dv2, b.nkv);
-    // dq as the ordered TMA backward writes it itself (flash_sm90_bwd_ws.cuh, bwd_ws_fused_dq: the
-    // same sums, the same rounding) against dq from the pass after the kernel, both ways
-    if (flash_sm90_active() && lab_algo() == FlashBwdAlgo::ordered) {
-        const int saved = flash::bwd_ws_fused_dq_lab;
-        for (int who : {1, 2}) {
-            flash::bwd_ws_fused_dq_lab = who;
+    if (flash_sm90_active() && lab_algo() == FlashBwdAlgo::ordered)
+        check_dq_writers("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq, [&] {
             poison(dq2, b.nq); poison(b.scratch, b.nscratch);
             lab_backward(dq2, dk2, dv2, b.dout, b.out, b.lse, b.q, b.k, b.v, b.scratch, s, 0);
-            cudaCheck(cudaDeviceSynchronize());
-            check_identical("flash_attention_backward", "dq", shape, b.dq, dq2, b.nq,
-                            who == 1 ? "to the pass after the kernel's" : "to the kernel's own (full attention too)");
-        }
-        flash::bwd_ws_fused_dq_lab = saved;
-    }
+        });
     cudaCheck(cudaFree(dq2)); cudaCheck(cudaFree(dk2)); cudaCheck(cudaFree(dv2));
 }
 
@@ -635,19 +644,12 @@ static void validate_varlen(const char* name, int nh, int hd, const std::vector<
             if (mode == FlashBwdAlgo::atomic) check_close("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb, TOL_X);
             else check_identical("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb);
             check_identical("flash_attention_varlen_backward", "dv", sh, dkv, dkv2, nkb);
-            if (flash_sm90_active() && mode == FlashBwdAlgo::ordered) {   // dq from the kernel / the pass (see flash_determinism)
-                const int saved = flash::bwd_ws_fused_dq_lab;
-                for (int who : {1, 2}) {
-                    flash::bwd_ws_fused_dq_lab = who;
+            if (flash_sm90_active() && mode == FlashBwdAlgo::ordered)
+                check_dq_writers("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb, [&] {
                     poison(dqk2, nqb); poison(dkv2, nkb);
                     lab_varlen_backward(dqk2, self ? dqk2 + C : dkv2, self ? dkv2 + 2 * C : dkv2 + C, dout, out, lse, q, k, v,
                                         scratch, vs_, 0, scratch_bytes);
-                    cudaCheck(cudaDeviceSynchronize());
-                    check_identical("flash_attention_varlen_backward", "dq/dk", sh, dqk, dqk2, nqb,
-                                    who == 1 ? "to the pass after the kernel's dq" : "to the kernel's own dq (full attention too)");
-                }
-                flash::bwd_ws_fused_dq_lab = saved;
-            }
+                });
             cudaCheck(cudaFree(dqk2)); cudaCheck(cudaFree(dkv2));
         } else {
             double fl = 0.0;
