@@ -24,6 +24,8 @@ with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
         torch.autograd.grad(o, (q, k, v), torch.randn_like(o))
 torch.cuda.synchronize()
 PY
+# each report's kernel names, launch shape and headline lines
+head_lines='^  [a-zA-Z_].*\(|Duration|Registers Per Thread|Dynamic Shared Memory Per Block|Block Size|Grid Size|Compute \(SM\) Throughput|Memory Throughput|Eligible Warps|Issued Warp'
 for hd in ${HDS:-64 128}; do
     # a backward launches three matching kernels (the bprop kernel, two head reductions): the
     # first backward's are skipped, the second's profiled
@@ -31,7 +33,7 @@ for hd in ${HDS:-64 128}; do
         -o "$OUT/cudnn_bwd_$hd" python3 "$OUT/sdpa_bwd.py" "$hd" > "$OUT/ncu_$hd.log" 2>&1
     echo "hd $hd: ncu exit $?"
     ncu --import "$OUT/cudnn_bwd_$hd.ncu-rep" --page details > "$OUT/cudnn_bwd_$hd.txt" 2>&1
-    grep -E '^  [a-zA-Z_].*\(|Duration|Registers Per Thread|Dynamic Shared Memory Per Block|Block Size|Grid Size|Compute \(SM\) Throughput|Memory Throughput|Eligible Warps|Issued Warp' "$OUT/cudnn_bwd_$hd.txt" | cut -c1-160
+    grep -E "$head_lines" "$OUT/cudnn_bwd_$hd.txt" | cut -c1-160
     rm -f "$OUT/cudnn_bwd_$hd.ncu-rep"
 done
 mem_lines='L1/TEX Hit|L2 Hit|L1/TEX Cache Throughput|L2 Cache Throughput|DRAM Throughput|Shared Memory|Mem Busy|Max Bandwidth|Mem Pipes Busy|lts__|Bank'
@@ -43,7 +45,7 @@ if [ "${OURS:-0}" = 1 ]; then
             -o "$OUT/ours_bwd_$hd" ./dev/cuda/attention > "$OUT/ncu_ours_$hd.log" 2>&1
         echo "ours hd $hd: ncu exit $?"
         ncu --import "$OUT/ours_bwd_$hd.ncu-rep" --page details > "$OUT/ours_bwd_$hd.txt" 2>&1
-        grep -E '^  [a-zA-Z_].*\(|Duration|Registers Per Thread|Grid Size|Compute \(SM\) Throughput|Memory Throughput|Eligible Warps|Issued Warp' "$OUT/ours_bwd_$hd.txt" | cut -c1-160
+        grep -E "$head_lines" "$OUT/ours_bwd_$hd.txt" | cut -c1-160
         grep -E "$mem_lines" "$OUT/ours_bwd_$hd.txt" | cut -c1-160
         rm -f "$OUT/ours_bwd_$hd.ncu-rep"
     done

@@ -97,6 +97,10 @@ static int bwd_ws_chunk_groups(const FlashParams& p, int kts, bool heavy_first) 
 // a CTA is the last K/V tile of only its diagonal's few query tiles. With full attention one CTA
 // a group is the last of every query tile. bwd_ws_fused_dq_lab (dev/cuda/attention's
 // ATTN_BWD_FUSED_DQ): 1 never, 2 always.
+// Only the ordered kernel (its last K/V tile knows the sums are complete) with TMA loads (warps
+// 1-2 free) and no query split (whose dK / dV pass follows) can.
+template <bool TMA, bool QSPLIT, int OPT>
+constexpr bool bwd_ws_can_write_dq = TMA && !QSPLIT && !(OPT & BWD_WS_ATOMIC);
 inline int bwd_ws_fused_dq_lab = 0;
 static bool bwd_ws_fused_dq(const FlashParams& p) {
     return bwd_ws_fused_dq_lab == 1 ? false : bwd_ws_fused_dq_lab == 2 ? true : p.causal;
@@ -168,7 +172,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     // dq written here (dqp given): at the query tiles whose last K/V tile this CTA is, the tiles
     // below dq_hi (the group's last K/V tile: all of them; causal: those whose last row this K/V
     // tile reaches, (it + 1) BQ <= (kt + 1) BN r, the diagonal's; else none)
-    constexpr bool DQ_HERE = TMA && !QSPLIT && !ATOMIC;   // (the launcher passes dqp only then)
+    constexpr bool DQ_HERE = bwd_ws_can_write_dq<TMA, QSPLIT, OPT>;   // (the launcher passes dqp only then)
     const int dq_hi = !DQ_HERE || dqp == nullptr ? 0 : kt == ceil_div(G.Tk, BN) - 1 ? nit : p.causal ? ((kt + 1) * BN * r) / BQ : 0;
     auto writes_dq = [&](int it) { return it < dq_hi; };
     if (threadIdx.x == 0) {
@@ -461,8 +465,7 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
-    // dq written by the kernel (TMA, ordered, no query split): see bwd_ws_fused_dq
-    bf16* dq_in_kernel = TMA && !QSPLIT && !(OPT & BWD_WS_ATOMIC) && bwd_ws_fused_dq(p) ? dq : nullptr;
+    bf16* dq_in_kernel = bwd_ws_can_write_dq<TMA, QSPLIT, OPT> && bwd_ws_fused_dq(p) ? dq : nullptr;
     const int kts = ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), groups = p.B * p.nkv;
     const int cg = QSPLIT ? 1 : bwd_ws_chunk_groups(p, kts, OPT & BWD_WS_HEAVY_FIRST);
     const dim3 grid(kts * cg, ceil_div(groups, cg), QSPLIT ? chunks : 1);
