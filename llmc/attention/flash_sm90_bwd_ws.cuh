@@ -97,8 +97,8 @@ static int bwd_ws_chunk_groups(const FlashParams& p, int kts, bool heavy_first) 
 // a CTA is the last K/V tile of only its diagonal's few query tiles. With full attention one CTA
 // a group is the last of every query tile. bwd_ws_fused_dq_lab (dev/cuda/attention's
 // ATTN_BWD_FUSED_DQ): 1 never, 2 always.
-// Only the ordered kernel (its last K/V tile knows the sums are complete) with TMA loads (warps
-// 1-2 free) and no query split (whose dK / dV pass follows) can.
+// Only the ordered kernel can (its last K/V tile knows the sums are complete), with TMA loads
+// (warps 1-2 free); the query split keeps the pass (not tried).
 template <bool TMA, bool QSPLIT, int OPT>
 constexpr bool bwd_ws_can_write_dq = TMA && !QSPLIT && !(OPT & BWD_WS_ATOMIC);
 inline int bwd_ws_fused_dq_lab = 0;
