@@ -41,7 +41,9 @@
 //        atomic mode with BWD_WS_HEAVY_FIRST;
 //        41 the table's warp-specialized ordered backward (flash_bwd_ws_hd: 39 / 40 / 34 and its
 //        query split) with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over the groups:
-//        causal, the long CTAs first)
+//        causal, the long CTAs first); 43 the table's with BWD_WS_LAG_DQ (each step issues the
+//        previous step's dQ product: the two consumer warpgroups never meet at a barrier), and
+//        atomic 26 its atomic mode with it
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -690,6 +692,9 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 41 &&
             flash_bwd_ws_hd<HD, flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
             return;
+        if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 43 &&
+            flash_bwd_ws_hd<HD, flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
+            return;
         if constexpr (HD == 128) {
             const int ov = dkdv ? dkdv : flash_ordered_variant;
             if (!p.pos && ov == 38) {
@@ -777,6 +782,8 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             const int av = dkdv ? dkdv : flash_atomic_variant;
             if (!p.pos && (av == 22 || av == 23) && bwd_atomic_lab<HD>(av, dq, dk, dv, dq_acc, q, k, v, dout, L, D, p, st)) return;
             if (!p.pos && av == 24 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
+                return;
+            if (!p.pos && av == 26 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;

@@ -530,17 +530,20 @@ __device__ __forceinline__ void bwd_issue_dq(float (&dq)[DQN / 8][4], uint32_t d
 }
 // A warpgroup's block of the dQ partial (its rows rA and rA + 8 of the tile, 8-column chunks
 // from c0) into the shared tile sdq (rows of hd floats, chunks swizzled by dq_chunk_swizzle of
-// the packed row: row0 is the tile's first)
+// the packed row: row0 is the tile's first). One 8-byte store a pair: a half-warp's 16 pairs
+// then fill the 32 banks once (the swizzle); as two 4-byte stores (what the compiler makes of a
+// float2 store here) rows g and g + 4 of a warp meet in one bank and each store takes two turns.
 template <int DQN>
 __device__ __forceinline__ void bwd_dq_to_smem(float* sdq, const float (&dq)[DQN / 8][4], int rA, int c0, size_t row0, int hd,
                                                int tq) {
     const int swA = dq_chunk_swizzle(row0 + rA, hd), swB = dq_chunk_swizzle(row0 + rA + 8, hd);
+    const uint32_t a = smem_u32(sdq + rA * hd + 2 * tq), b = smem_u32(sdq + (rA + 8) * hd + 2 * tq);
 #pragma unroll
     for (int nb = 0; nb < DQN / 8; nb++) {
         const int c = c0 + nb;
         if (c * 8 < hd) {
-            *reinterpret_cast<float2*>(sdq + rA * hd + (c ^ swA) * 8 + 2 * tq) = make_float2(dq[nb][0], dq[nb][1]);
-            *reinterpret_cast<float2*>(sdq + (rA + 8) * hd + (c ^ swB) * 8 + 2 * tq) = make_float2(dq[nb][2], dq[nb][3]);
+            st_shared_f32x2(a + (uint32_t)((c ^ swA) * 32), dq[nb][0], dq[nb][1]);
+            st_shared_f32x2(b + (uint32_t)((c ^ swB) * 32), dq[nb][2], dq[nb][3]);
         }
     }
 }

@@ -52,8 +52,9 @@ struct BwdWsSmem {
         d = l + (size_t)NS * BQ * 4,                  // [NS][BQ] D
         ds = d + (size_t)NS * BQ * 4,                 // [2] dS^T tiles [BN][BQ]
         dq = ds + (size_t)2 * BN * BQ * 2,            // [NDQ] dQ partials [BQ][hd] fp32
-        bars = dq + (size_t)NDQ * BQ * HD * 4,        // K/V full, full[NS], free[NS], dq full[NDQ], dq free[NDQ], dq sums[NDQ]
-        bytes = bars + (size_t)(1 + 2 * NS + 3 * NDQ) * 8;
+        bars = dq + (size_t)NDQ * BQ * HD * 4,        // K/V full, full[NS], free[NS], dq full[NDQ], dq free[NDQ], dq sums[NDQ],
+                                                      // ds full[2], ds free[2]
+        bytes = bars + (size_t)(1 + 2 * NS + 3 * NDQ + 4) * 8;
     static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
 };
 constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
@@ -62,8 +63,9 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // instead of two (the consumers wait for the writer's previous copy; shared memory for 128
 // query rows with TMA); BWD_WS_HEAVY_FIRST, the whole grid one chunk of groups (below), K/V
 // tile by K/V tile over all groups: measured slower than group by group at the causal GPT
-// shapes (dev/cuda/NOTES.md), so only the lab takes it
-enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4 };
+// shapes (dev/cuda/NOTES.md), so only the lab takes it; BWD_WS_LAG_DQ, each step issues the
+// previous step's dQ product (below) so that the two consumer warpgroups need not meet
+enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8 };
 // The grid's order: chunks of CG groups, and within a chunk K/V tile by K/V tile over its groups
 // (block x = K/V tile * the chunk's groups + group in the chunk, block y = chunk). Causal, the
 // first K/V tiles' CTAs loop over every query tile: CG = 1 (group by group) starts the last
@@ -120,7 +122,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                                                                    const FlashParams p, const __grid_constant__ FwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int NDQ = OPT & BWD_WS_ONE_DQ ? 1 : 2;
-    constexpr bool ATOMIC = OPT & BWD_WS_ATOMIC;
+    constexpr bool ATOMIC = OPT & BWD_WS_ATOMIC, LAG = OPT & BWD_WS_LAG_DQ;
     using S = BwdWsSmem<HD, BQ, NS, NDQ>;
     static_assert(!TMA || (HD == 80 && BQ == 64) || (HD == 64 && (BQ == 64 || BQ == 128)) || (HD == 128 && BQ == 64),
                   "the TMA variant: padded hd 80 or hd 128 with 64 query rows, hd 64 with 64 or 128");
@@ -148,6 +150,8 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     auto bar_dq_full = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + b); };
     auto bar_dq_free = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + NDQ + b); };
     auto bar_dq_sums = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + 2 * NDQ + b); };
+    auto bar_ds_full = [&](int b) { return bar_kv + 8 * (1 + 2 * NS + 3 * NDQ + b); };
+    auto bar_ds_free = [&](int b) { return bar_kv + 8 * (3 + 2 * NS + 3 * NDQ + b); };
     // warp-uniform role indices (see flash_fwd_sm90_ws_kernel)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
@@ -187,6 +191,10 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
             mbarrier_init(bar_dq_full(b), 256);  // every consumer thread (its own stores)
             mbarrier_init(bar_dq_free(b), 1);    // the writer (or a converter: writes_dq)
             mbarrier_init(bar_dq_sums(b), 1);    // the writer's copy of the complete sums
+        }
+        for (int b = 0; b < 2; b++) {   // (LAG)
+            mbarrier_init(bar_ds_full(b), 256);  // every consumer thread (its own rows of dS^T)
+            mbarrier_init(bar_ds_free(b), 8);    // one arrival per consumer warp (its dQ product read them)
         }
         fence_mbarrier_init();
     }
@@ -308,7 +316,24 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     wgmma_fence_operand(dk);
     wgmma_fence_operand(dv);
     float dq[DQN / 8][4];
+    // this warpgroup's block of the dQ partial of step `step` (its products done) to its buffer
+    auto dq_out = [&](int step) {
+        const int qb = step % NDQ;
+        if (step >= NDQ) mbarrier_wait(bar_dq_free(qb), (step / NDQ - 1) & 1);
+        bwd_dq_to_smem<DQN>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
+                            G.ld0 + tile_of(step) * BQ, hd, tq);
+        fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
+        mbarrier_arrive(bar_dq_full(qb));
+    };
+    // this warpgroup's DQN columns (MSPLIT: 64 rows) of dQ over all BN keys, from dS^T buffer b
+    auto issue_dq = [&](int b) {
+        bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdS + b * BN * BQ) + (MSPLIT ? cw * 8 * 128 : 0),
+                                      smem_u32(sK) + (MSPLIT ? 0 : cw * (DQN / 8) * 128));
+    };
     mbarrier_wait(bar_kv, 0);
+    // LAG: warpgroup 1 starts once warpgroup 0 has its first dS^T, so that one's elementwise work
+    // runs under the other's products from the start
+    if (LAG && cw == 1 && nsteps > 0) named_barrier_sync(3, 256);
     for (int step = 0; step < nsteps; step++) {
         const int it = tile_of(step), st = step % NS, m0 = it * BQ, b = step & 1;
         mbarrier_wait(bar_full(st), (step / NS) & 1);
@@ -329,11 +354,19 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
         bwd_p_ds<BQ, BN>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
         // dS^T into buffer b: last read by the dQ products of step - 2, which both warpgroups
-        // waited for before the barrier of step - 1
-        bf16* sdSb = sdS + b * BN * BQ;
-        bwd_store_ds_t<BQ>(sdSb, ads, cwarp * 16 + g, tq);
+        // waited for before the barrier of step - 1 (LAG: which both warpgroups issued at step - 1
+        // and said so on ds free)
+        if (LAG && step >= 2) mbarrier_wait(bar_ds_free(b), ((step - 2) / 2) & 1);
+        bwd_store_ds_t<BQ>(sdS + b * BN * BQ, ads, cwarp * 16 + g, tq);
         fence_proxy_async();
-        named_barrier_sync(1, 256);  // both warpgroups' rows of dS^T are in
+        if constexpr (LAG) {
+            mbarrier_arrive(bar_ds_full(b));
+            if (cw == 0 && step == 0) named_barrier_arrive(3, 256);
+        } else {
+            named_barrier_sync(1, 256);  // both warpgroups' rows of dS^T are in
+        }
+        // LAG: the other warpgroup's rows of the previous dS^T, for its dQ product below
+        if (LAG && step > 0) mbarrier_wait(bar_ds_full(b ^ 1), ((step - 1) / 2) & 1);
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
         wgmma_fence();
@@ -341,9 +374,9 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         else if constexpr (TMA) bwd_issue_rs<HD, BQ, 128>(dv, ap, wgmma_desc_sw128(sdOs, BQ * 128, 1024));
         else bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
         wgmma_commit();
-        // this warpgroup's DQN columns of dQ over all BN keys
-        bwd_issue_dq<HD, BQ, BN, DQN>(dq, smem_u32(sdSb) + (MSPLIT ? cw * 8 * 128 : 0),
-                                      smem_u32(sK) + (MSPLIT ? 0 : cw * (DQN / 8) * 128));
+        // LAG: the previous step's dQ; at step 0 a product over what buffer 1 holds, its result
+        // dropped (no wgmma under a branch: ptxas then spills)
+        issue_dq(LAG ? b ^ 1 : b);
         wgmma_commit();
         if constexpr (TMA && TC == 16) bwd_issue_rs<HD, BQ, 32>(dk, ads, wgmma_desc_sw32(sQs, BQ * 32, 256));
         else if constexpr (TMA) bwd_issue_rs<HD, BQ, 128>(dk, ads, wgmma_desc_sw128(sQs, BQ * 128, 1024));
@@ -351,12 +384,13 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         wgmma_commit();
         wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
         wgmma_fence_operand(dq);
-        const int qb = step % NDQ;
-        if (step >= NDQ) mbarrier_wait(bar_dq_free(qb), (step / NDQ - 1) & 1);
-        bwd_dq_to_smem<DQN>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
-                            G.ld0 + m0, hd, tq);
-        fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
-        mbarrier_arrive(bar_dq_full(qb));
+        if (!LAG) {
+            dq_out(step);
+        } else if (step > 0) {
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(bar_ds_free(b ^ 1));
+            dq_out(step - 1);
+        }
         wgmma_wait<0>();
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
@@ -364,6 +398,16 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         wgmma_fence_operand(ads);
         __syncwarp();
         if (lane == 0) mbarrier_arrive(bar_free(st));  // dV read dO, dK read Q: the stage is free
+    }
+    if (LAG && nsteps > 0) {   // the last step's dQ
+        const int b = (nsteps - 1) & 1;
+        mbarrier_wait(bar_ds_full(b), ((nsteps - 1) / 2) & 1);
+        wgmma_fence();
+        issue_dq(b);
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operand(dq);
+        dq_out(nsteps - 1);
     }
     if constexpr (QSPLIT) {   // this chunk's sums, fp32, straight from the fragments
         const size_t base = ((size_t)blockIdx.z * ngroups + grp) * p.max_Tk;

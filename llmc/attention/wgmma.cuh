@@ -68,6 +68,10 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 // next by the bulk-copy engine (the async proxy).
 __device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
 
+// An 8-byte shared-memory store of two floats (addr 8-byte aligned), kept one instruction
+__device__ __forceinline__ void st_shared_f32x2(uint32_t addr, float x, float y) {
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(x), "f"(y) : "memory");
+}
 // Named barriers (ids 1..15; __syncthreads is 0): `count` threads, a multiple of 32. A
 // producer arrives (no wait, its earlier shared-memory writes released), the consumer syncs.
 __device__ __forceinline__ void named_barrier_sync(int id, int count) {
