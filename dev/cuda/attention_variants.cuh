@@ -42,8 +42,8 @@
 //        41 the table's warp-specialized ordered backward (flash_bwd_ws_hd: 39 / 40 / 34 and its
 //        query split) with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over the groups:
 //        causal, the long CTAs first); 43 the table's with BWD_WS_LAG_DQ (each step issues the
-//        previous step's dQ product: the two consumer warpgroups never meet at a barrier), and
-//        atomic 26 its atomic mode with it
+//        previous step's dQ product: the two consumer warpgroups meet on mbarriers a step
+//        apart, not at a barrier each step), and atomic 26 its atomic mode with it
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
