@@ -479,7 +479,12 @@ __device__ __forceinline__ void bwd_issue_scores_t(float (&s)[BQ / 8][4], float 
 // Once S^T has landed (wait<1>: all but the dP^T group): P^T = exp(scale S^T - L), masked;
 // once dP^T has (wait<0>): dS^T = P^T (dP^T - D); both as A operands (ap, ads) of the products
 // that follow. sLs, sDs: the query tile's L and D rows; keys n0 .. n0 + BN of the CTA.
-template <int BQ, int BN>
+// The exponentials are written before the wait for dP^T so that they run under that product,
+// but ptxas hoists the wait above most of them (it places it before the first read of dP^T or
+// of shared memory after it, and starts the dS^T chain early). EXP_FIRST keeps them ahead: D is
+// read before the wait, and every use of dP^T waits for all of P^T through D - 0 * sum(P^T)
+// (exact: the sum is finite, so the term is +0), at 48 more instructions a thread.
+template <int BQ, int BN, bool EXP_FIRST = false>
 __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ / 8][4], uint32_t (&ap)[BQ / 16][4],
                                          uint32_t (&ads)[BQ / 16][4], const float* sLs, const float* sDs, int m0, int n0,
                                          int rows, int keyA, int keyB, const FlashParams& p, int tq) {
@@ -489,10 +494,28 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ /
     if (m0 + BQ > rows || (p.causal && m0 / p.r < n0 + BN - 1)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
 #pragma unroll
     for (int nq = 0; nq < NQ; nq++) frag_p_t(s[nq], *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq), p.scale_log2);
+    float2 d2[NQ];
+    auto load_d = [&] {
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) d2[nq] = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
+    };
+    if constexpr (EXP_FIRST) {
+        load_d();
+        float z = 0.0f;
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) z += (s[nq][0] + s[nq][1]) + (s[nq][2] + s[nq][3]);
+        z *= 0.0f;
+#pragma unroll
+        for (int nq = 0; nq < NQ; nq++) {
+            d2[nq].x -= z;
+            d2[nq].y -= z;
+        }
+    }
     wgmma_wait<0>();
     wgmma_fence_operand(dp);
+    if constexpr (!EXP_FIRST) load_d();
 #pragma unroll
-    for (int nq = 0; nq < NQ; nq++) frag_ds_t(dp[nq], s[nq], *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq));
+    for (int nq = 0; nq < NQ; nq++) frag_ds_t(dp[nq], s[nq], d2[nq]);
 #pragma unroll
     for (int kc = 0; kc < BQ / 16; kc++) {
         acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);

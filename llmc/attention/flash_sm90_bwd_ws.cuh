@@ -64,8 +64,9 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // query rows with TMA); BWD_WS_HEAVY_FIRST, the whole grid one chunk of groups (below), K/V
 // tile by K/V tile over all groups: measured slower than group by group at the causal GPT
 // shapes (dev/cuda/NOTES.md), so only the lab takes it; BWD_WS_LAG_DQ, each step issues the
-// previous step's dQ product (below) so that the two consumer warpgroups need not meet
-enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8 };
+// previous step's dQ product (below) so that the two consumer warpgroups need not meet;
+// BWD_WS_EXP_FIRST, bwd_p_ds's EXP_FIRST (the exponentials under the dP^T product)
+enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8, BWD_WS_EXP_FIRST = 16 };
 // The grid's order: chunks of CG groups, and within a chunk K/V tile by K/V tile over its groups
 // (block x = K/V tile * the chunk's groups + group in the chunk, block y = chunk). Causal, the
 // first K/V tiles' CTAs loop over every query tile: CG = 1 (group by group) starts the last
@@ -352,7 +353,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         else
             bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
-        bwd_p_ds<BQ, BN>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
+        bwd_p_ds<BQ, BN, (OPT & BWD_WS_EXP_FIRST) != 0>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
         // dS^T into buffer b: last read by the dQ products of step - 2, which both warpgroups
         // waited for before the barrier of step - 1 (LAG: which both warpgroups issued at step - 1
         // and said so on ds free)
