@@ -841,8 +841,7 @@ int main() {
                " 35, 36: hd 64 with TMA, fixed layout; 37: 34 with the query tiles split; 38: hd 128; 39: hd 64, TMA, 128 query rows;"
                " 40: hd 128 with TMA; 41: the table's warp-specialized one with the heavy CTAs first; 43: it with each step issuing the"
                " previous step's dQ product; 44: it with the exponentials of P^T ahead of the wait for dP^T; not packed rows)\n",
-               flash_ordered_variant,
-               flash_ordered_variant);
+               flash_ordered_variant, flash_ordered_variant);
     }
     if (const char* av = getenv("ATTN_ATOMIC")) {  // the atomic backward's kernel (attention_variants.cuh)
         flash_atomic_variant = atoi(av);

@@ -494,25 +494,21 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ /
     if (m0 + BQ > rows || (p.causal && m0 / p.r < n0 + BN - 1)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
 #pragma unroll
     for (int nq = 0; nq < NQ; nq++) frag_p_t(s[nq], *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq), p.scale_log2);
+    float2 d2[NQ];   // (EXP_FIRST: D, read before the wait)
+    float z = 0.0f;
     if constexpr (EXP_FIRST) {
-        float2 d2[NQ];
-        float z = 0.0f;
 #pragma unroll
         for (int nq = 0; nq < NQ; nq++) {
             d2[nq] = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
             z += (s[nq][0] + s[nq][1]) + (s[nq][2] + s[nq][3]);
         }
         z *= 0.0f;
-        wgmma_wait<0>();
-        wgmma_fence_operand(dp);
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) frag_ds_t(dp[nq], s[nq], make_float2(d2[nq].x - z, d2[nq].y - z));
-    } else {
-        wgmma_wait<0>();
-        wgmma_fence_operand(dp);
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) frag_ds_t(dp[nq], s[nq], *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq));
     }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dp);
+#pragma unroll
+    for (int nq = 0; nq < NQ; nq++)
+        frag_ds_t(dp[nq], s[nq], EXP_FIRST ? make_float2(d2[nq].x - z, d2[nq].y - z) : *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq));
 #pragma unroll
     for (int kc = 0; kc < BQ / 16; kc++) {
         acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);
