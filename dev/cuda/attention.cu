@@ -848,7 +848,9 @@ int main() {
         printf("ATTN_ATOMIC=%d: the atomic sm90 backward runs variant %d where it applies"
                " (22: the fused kernel, the table's before; 23: the warp-specialized one's atomic mode with 36 / 38's tiles;"
                " 24: the table's with the heavy CTAs first; 26: the table's with each step issuing the previous step's dQ product;"
-               " 27: the table's with the exponentials of P^T ahead of the wait for dP^T)\n",
+               " 27: the table's with the exponentials of P^T ahead of the wait for dP^T; 28: the table's with tickets (the first"
+               " arrival at a query tile stores, the last landing writes dq: no zeroing, no pass after); 29: 28 with each step"
+               " issuing the previous step's dQ product)\n",
                flash_atomic_variant, flash_atomic_variant);
     }
     if (const char* cg = getenv("ATTN_BWD_CHUNK")) {  // the warp-specialized backward's grid order (flash_sm90_bwd_ws.cuh)
