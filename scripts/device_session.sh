@@ -33,7 +33,7 @@
 #   ab       an attention kernel change against a baseline, on one GPU in one command: the new
 #            build of dev/cuda/attention (AB_NEW, default .sess/attention.gz, gzipped, built here
 #            and carried) runs its checks with AB_ENV (the lab variants under test, e.g.
-#            "ATTN_ORDERED=44 ATTN_ATOMIC=27"; several, separated by ';': the first, or
+#            "ATTN_ORDERED=43 ATTN_ATOMIC=26"; several, separated by ';': the first, or
 #            AB_CHECK_ENV) and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
 #            each AB_ENV and without alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
 #            gzipped build; default the carried .prebuilt.tgz's), and the SDPA peer runs once

@@ -43,11 +43,8 @@
 //        query split) with BWD_WS_HEAVY_FIRST (the grid K/V tile by K/V tile over the groups:
 //        causal, the long CTAs first); 43 the table's with BWD_WS_LAG_DQ (each step issues the
 //        previous step's dQ product: the two consumer warpgroups meet on mbarriers a step
-//        apart, not at a barrier each step), and atomic 26 its atomic mode with it; 44 the
-//        table's with BWD_WS_EXP_FIRST (the exponentials of P^T kept ahead of the wait for dP^T:
-//        bwd_p_ds), and atomic 27 its atomic mode with it; atomic 28 the table's atomic mode with
-//        BWD_WS_TICKETS (no zeroing before, no pass after: the first arrival at a query tile
-//        stores, the last landing writes dq), 29 that with BWD_WS_LAG_DQ
+//        apart, not at a barrier each step), and atomic 26 its atomic mode with it (ordered 44
+//        and atomic 27-29 were measured and removed: dev/cuda/NOTES.md)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -699,9 +696,6 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 43 &&
             flash_bwd_ws_hd<HD, flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
             return;
-        if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 44 &&
-            flash_bwd_ws_hd<HD, flash::BWD_WS_EXP_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
-            return;
         if constexpr (HD == 128) {
             const int ov = dkdv ? dkdv : flash_ordered_variant;
             if (!p.pos && ov == 38) {
@@ -791,13 +785,6 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             if (!p.pos && av == 24 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
             if (!p.pos && av == 26 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
-                return;
-            if (!p.pos && av == 27 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_EXP_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
-                return;
-            if (!p.pos && av == 28 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_TICKETS>(dq, dk, dv, w, q, k, v, dout, p, st))
-                return;
-            if (!p.pos && av == 29 &&
-                flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_TICKETS | flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;

@@ -481,10 +481,9 @@ __device__ __forceinline__ void bwd_issue_scores_t(float (&s)[BQ / 8][4], float 
 // that follow. sLs, sDs: the query tile's L and D rows; keys n0 .. n0 + BN of the CTA.
 // The exponentials are written before the wait for dP^T so that they run under that product,
 // but ptxas hoists the wait above most of them (it places it before the first read of dP^T or
-// of shared memory after it, and starts the dS^T chain early). EXP_FIRST keeps them ahead: D is
-// read before the wait, and every use of dP^T waits for all of P^T through D - 0 * sum(P^T)
-// (exact: the sum is finite, so the term is +0), at 48 more instructions a thread.
-template <int BQ, int BN, bool EXP_FIRST = false>
+// of shared memory after it, and starts the dS^T chain early); keeping them ahead of it was
+// measured no faster (dev/cuda/NOTES.md).
+template <int BQ, int BN>
 __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ / 8][4], uint32_t (&ap)[BQ / 16][4],
                                          uint32_t (&ads)[BQ / 16][4], const float* sLs, const float* sDs, int m0, int n0,
                                          int rows, int keyA, int keyB, const FlashParams& p, int tq) {
@@ -494,21 +493,10 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ /
     if (m0 + BQ > rows || (p.causal && m0 / p.r < n0 + BN - 1)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
 #pragma unroll
     for (int nq = 0; nq < NQ; nq++) frag_p_t(s[nq], *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq), p.scale_log2);
-    float2 d2[NQ];   // (EXP_FIRST: D, read before the wait)
-    float z = 0.0f;
-    if constexpr (EXP_FIRST) {
-#pragma unroll
-        for (int nq = 0; nq < NQ; nq++) {
-            d2[nq] = *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq);
-            z += (s[nq][0] + s[nq][1]) + (s[nq][2] + s[nq][3]);
-        }
-        z *= 0.0f;
-    }
     wgmma_wait<0>();
     wgmma_fence_operand(dp);
 #pragma unroll
-    for (int nq = 0; nq < NQ; nq++)
-        frag_ds_t(dp[nq], s[nq], EXP_FIRST ? make_float2(d2[nq].x - z, d2[nq].y - z) : *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq));
+    for (int nq = 0; nq < NQ; nq++) frag_ds_t(dp[nq], s[nq], *reinterpret_cast<const float2*>(sDs + nq * 8 + 2 * tq));
 #pragma unroll
     for (int kc = 0; kc < BQ / 16; kc++) {
         acc_to_a(ap[kc], s[2 * kc], s[2 * kc + 1]);

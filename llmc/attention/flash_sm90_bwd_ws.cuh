@@ -54,8 +54,7 @@ struct BwdWsSmem {
         dq = ds + (size_t)2 * BN * BQ * 2,            // [NDQ] dQ partials [BQ][hd] fp32
         bars = dq + (size_t)NDQ * BQ * HD * 4,        // K/V full, full[NS], free[NS], dq full[NDQ], dq free[NDQ], dq sums[NDQ],
                                                       // ds full[2], ds free[2]
-        sums_here = bars + (size_t)(1 + 2 * NS + 3 * NDQ + 4) * 8,   // [NDQ] ints (BWD_WS_TICKETS): the buffer holds complete sums
-        bytes = sums_here + 8 * ((NDQ * 4 + 7) / 8);
+        bytes = bars + (size_t)(1 + 2 * NS + 3 * NDQ + 4) * 8;
     static_assert((size_t)2 * BN * (HD + 8) * 2 <= ds, "the epilogue's dK / dV rows stay below the dS^T buffers");
 };
 constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
@@ -65,15 +64,8 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // query rows with TMA); BWD_WS_HEAVY_FIRST, the whole grid one chunk of groups (below), K/V
 // tile by K/V tile over all groups: measured slower than group by group at the causal GPT
 // shapes (dev/cuda/NOTES.md), so only the lab takes it; BWD_WS_LAG_DQ, each step issues the
-// previous step's dQ product (below) so that the two consumer warpgroups need not meet;
-// BWD_WS_EXP_FIRST, bwd_p_ds's EXP_FIRST (the exponentials under the dP^T product);
-// BWD_WS_TICKETS (with BWD_WS_ATOMIC and TMA loads): the atomic mode without the accumulator's
-// zeroing before the kernel or the pass that writes dq after it. At each query tile the writer
-// takes a ticket (the tile's counter, low half): the first stores its partial, the others wait
-// until that store has landed (the counter's high half) and add theirs; the CTA whose sum lands
-// last (the high half reaches the tile's K/V tile count) has the complete sums, which warps 1-2
-// write to dq as the ordered kernel's last K/V tile does (bwd_ws_fused_dq)
-enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8, BWD_WS_EXP_FIRST = 16, BWD_WS_TICKETS = 32 };
+// previous step's dQ product (below) so that the two consumer warpgroups need not meet
+enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8 };
 // The grid's order: chunks of CG groups, and within a chunk K/V tile by K/V tile over its groups
 // (block x = K/V tile * the chunk's groups + group in the chunk, block y = chunk). Causal, the
 // first K/V tiles' CTAs loop over every query tile: CG = 1 (group by group) starts the last
@@ -107,14 +99,10 @@ static int bwd_ws_chunk_groups(const FlashParams& p, int kts, bool heavy_first) 
 // a CTA is the last K/V tile of only its diagonal's few query tiles. With full attention one CTA
 // a group is the last of every query tile. bwd_ws_fused_dq_lab (dev/cuda/attention's
 // ATTN_BWD_FUSED_DQ): 1 never, 2 always.
-// Only the ordered kernel can (its last K/V tile knows the sums are complete), and the atomic one
-// with tickets (its last landing knows), with TMA loads (warps 1-2 free); the query split keeps
-// the pass (not tried).
+// Only the ordered kernel can (its last K/V tile knows the sums are complete), with TMA loads
+// (warps 1-2 free); the query split keeps the pass (not tried).
 template <bool TMA, bool QSPLIT, int OPT>
-constexpr bool bwd_ws_can_write_dq = TMA && !QSPLIT && (!(OPT & BWD_WS_ATOMIC) || (OPT & BWD_WS_TICKETS));
-// BWD_WS_TICKETS applies with TMA loads and without the query split (elsewhere: the atomic mode)
-template <bool TMA, bool QSPLIT, int OPT>
-constexpr bool bwd_ws_tickets = TMA && !QSPLIT && (OPT & BWD_WS_ATOMIC) && (OPT & BWD_WS_TICKETS);
+constexpr bool bwd_ws_can_write_dq = TMA && !QSPLIT && !(OPT & BWD_WS_ATOMIC);
 inline int bwd_ws_fused_dq_lab = 0;
 static bool bwd_ws_fused_dq(const FlashParams& p) {
     return bwd_ws_fused_dq_lab == 1 ? false : bwd_ws_fused_dq_lab == 2 ? true : p.causal;
@@ -134,7 +122,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                                                                    const FlashParams p, const __grid_constant__ FwdTmaMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int NDQ = OPT & BWD_WS_ONE_DQ ? 1 : 2;
-    constexpr bool ATOMIC = OPT & BWD_WS_ATOMIC, LAG = OPT & BWD_WS_LAG_DQ, TICKETS = bwd_ws_tickets<TMA, QSPLIT, OPT>;
+    constexpr bool ATOMIC = OPT & BWD_WS_ATOMIC, LAG = OPT & BWD_WS_LAG_DQ;
     using S = BwdWsSmem<HD, BQ, NS, NDQ>;
     static_assert(!TMA || (HD == 80 && BQ == 64) || (HD == 64 && (BQ == 64 || BQ == 128)) || (HD == 128 && BQ == 64),
                   "the TMA variant: padded hd 80 or hd 128 with 64 query rows, hd 64 with 64 or 128");
@@ -191,7 +179,6 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     constexpr bool DQ_HERE = bwd_ws_can_write_dq<TMA, QSPLIT, OPT>;   // (the launcher passes dqp only then)
     const int dq_hi = !DQ_HERE || dqp == nullptr ? 0 : kt == ceil_div(G.Tk, BN) - 1 ? nit : p.causal ? ((kt + 1) * BN * r) / BQ : 0;
     auto writes_dq = [&](int it) { return it < dq_hi; };
-    volatile int* sums_here = reinterpret_cast<volatile int*>(flash_smem + S::sums_here);   // (TICKETS)
     if (threadIdx.x == 0) {
         mbarrier_init(bar_kv, NTP);
         for (int s = 0; s < NS; s++) {
@@ -248,14 +235,11 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
                     }
                     cp_async_mbarrier_arrive(bar_full(st));
                 }
-                // warps 1-2: the complete sums of the tiles below dq_hi (TICKETS: of those the writer
-                // says, at every step), to dq
-                if (DQ_HERE && warp > 0 && (TICKETS ? nsteps > 0 : dq_hi > lo)) {
-                    const int tid = threadIdx.x - 32, CH = hd / 8, first = TICKETS ? 0 : max(0, hi - dq_hi);
+                if (DQ_HERE && warp > 0 && dq_hi > lo) {   // warps 1-2: the complete sums of the tiles below dq_hi, to dq
+                    const int tid = threadIdx.x - 32, CH = hd / 8, first = max(0, hi - dq_hi);
                     for (int step = first; step < nsteps; step++) {
                         const int b = step % NDQ, m0 = tile_of(step) * BQ;
                         mbarrier_wait(bar_dq_sums(b), ((step - first) / NDQ) & 1);   // (the buffer's uses since `first`)
-                        if (TICKETS && !sums_here[b]) continue;   // (the writer freed the buffer)
                         const float* src = sdq + b * BQ * HD;
                         const int n = min(BQ, rows - m0) * CH;
                         for (int e = tid; e < n; e += 64) {
@@ -286,47 +270,21 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         } else if (lane == 0) {  // the dQ writer
             float* acc_g = dq_acc + G.ld0 * hd;
             const int b_ = grp / p.nkv, gk = grp % p.nkv;
-            int* lock0 = ATOMIC && !TICKETS ? nullptr
+            int* lock0 = ATOMIC ? nullptr
                                 : locks + (p.varlen ? (size_t)gk * flash_varlen_lock_stride(p.Nq, p.B) + p.cu_q[b_] / BQ + b_
                                                     : (size_t)grp * nit);
-            // TICKETS: the K/V tiles whose CTAs add to query tile it (those with it0 <= it)
-            const int kts_g = ceil_div(G.Tk, BN);
-            auto kv_tiles_of = [&](int it) { return p.causal ? min(kts_g, ceil_div((it + 1) * BQ, BN * r)) : kts_g; };
             for (int step = 0; step < nsteps; step++) {
                 const int b = step % NDQ, it = tile_of(step), m0 = it * BQ;
                 mbarrier_wait(bar_dq_full(b), (step / NDQ) & 1);
                 const uint32_t bytes = (uint32_t)min(BQ, rows - m0) * hd * 4;
-                bool store = !ATOMIC && kt == 0;
-                if (TICKETS) {
-                    store = (atomicAdd(lock0 + it, 1) & 0xffff) == 0;
-                    if (!store) {
-                        while ((ld_acquire(lock0 + it) >> 16) == 0) __nanosleep(20);
-                        fence_proxy_async_global();  // the first partial, seen through the counter, before ours
-                    }
-                } else if (!ATOMIC) {
+                if (!ATOMIC) {
                     while (ld_acquire(lock0 + it) != kt) __nanosleep(20);
                     fence_proxy_async_global();  // the predecessors' sums, seen through the counter, before ours
                 }
-                if (store) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
+                if (!ATOMIC && kt == 0) bulk_copy_s2g(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                 else bulk_reduce_add_f32(acc_g + (size_t)m0 * hd, smem_u32(sdq + b * BQ * HD), bytes);
                 bulk_commit();
                 bulk_wait_read();
-                if constexpr (TICKETS) {   // the buffer held until the sum has landed: the last one's sums come back into it
-                    bulk_wait_all();
-                    __threadfence();
-                    const bool last = (atomicAdd(lock0 + it, 0x10000) >> 16) + 1 == kv_tiles_of(it);
-                    sums_here[b] = last;
-                    if (last) {
-                        __threadfence();   // (the others' sums, seen through the counter)
-                        fence_proxy_async_global();
-                        mbarrier_arrive_expect_tx(bar_dq_sums(b), bytes);
-                        bulk_copy_g2s(smem_u32(sdq + b * BQ * HD), acc_g + (size_t)m0 * hd, bytes, bar_dq_sums(b));
-                    } else {
-                        mbarrier_arrive(bar_dq_free(b));
-                        mbarrier_arrive(bar_dq_sums(b));   // (warps 1-2 skip it)
-                    }
-                    continue;
-                }
                 const bool last = writes_dq(it);
                 if (!last) mbarrier_arrive(bar_dq_free(b));   // the buffer, once read, while the sums land
                 if (!ATOMIC) {
@@ -394,7 +352,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         else
             bwd_issue_scores_t<HD, BQ>(s, dp, desc_k, desc_v, wgmma_desc_kmajor(sQs, HD), wgmma_desc_kmajor(sdOs, HD));
         uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
-        bwd_p_ds<BQ, BN, (OPT & BWD_WS_EXP_FIRST) != 0>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
+        bwd_p_ds<BQ, BN>(s, dp, ap, ads, sLs, sDs, m0, n0, rows, keyA, keyB, p, tq);
         // dS^T into buffer b: last read by the dQ products of step - 2, which both warpgroups
         // waited for before the barrier of step - 1 (LAG: which both warpgroups issued at step - 1
         // and said so on ds free)
@@ -536,21 +494,12 @@ template <int HD, int BQ, int NS, bool TMA = false, bool QSPLIT = false, int OPT
 static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int* locks, const bf16* q, const bf16* k,
                                const bf16* v, const bf16* dout, const float* L, const float* D, const FlashParams& p,
                                cudaStream_t stream, float* dkv_part = nullptr, int chunks = 1) {
-    constexpr bool TICKETS = bwd_ws_tickets<TMA, QSPLIT, OPT>;
-    if constexpr (TICKETS) {
-        if (p.varlen) {   // (the varlen atomic backward's scratch has no counters)
-            bwd_ws_sm90_launch<HD, BQ, NS, TMA, QSPLIT, OPT & ~BWD_WS_TICKETS>(dq, dk, dv, dq_acc, locks, q, k, v, dout, L, D, p, stream,
-                                                                             dkv_part, chunks);
-            return;
-        }
-    }
     constexpr size_t smem = BwdWsSmem<HD, BQ, NS, OPT & BWD_WS_ONE_DQ ? 1 : 2>::bytes + (TMA ? 1024 : 0);   // (TMA: the base's alignment slack)
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
     if (!init) { set_smem(flash_bwd_ws_sm90_kernel<HD, BQ, NS, TMA, QSPLIT, OPT>, smem); init = true; }
-    // ordered: K/V tile 0 stores the sums' first term, and tickets the first arrival: no zeroing of dq_acc
-    if ((OPT & BWD_WS_ATOMIC) && !TICKETS) flash_dq_acc_zero(dq_acc, p, stream);
-    else flash_locks_zero(locks, p, BQ, stream);
+    if (OPT & BWD_WS_ATOMIC) flash_dq_acc_zero(dq_acc, p, stream);
+    else flash_locks_zero(locks, p, BQ, stream);  // K/V tile 0 stores the sums' first term: no zeroing of dq_acc
     FwdTmaMaps maps;   // TMA: q, and dO in the slot of k
     memset(&maps, 0, sizeof(maps));
     if constexpr (TMA && HD % 64 == 0) {
@@ -560,7 +509,7 @@ static void bwd_ws_sm90_launch(bf16* dq, bf16* dk, bf16* dv, float* dq_acc, int*
         maps.q = p.varlen ? tma_map_tokens(q, p.hd, p.nh, p.Nq, p.q_rs, 16, BQ) : tma_map_rows(q, p.hd, p.rows, p.B * p.nkv, 16, BQ);
         maps.k = tma_map_tokens(dout, p.hd, p.nh, p.Nq, p.o_ts, 16, BQ);
     }
-    bf16* dq_in_kernel = bwd_ws_can_write_dq<TMA, QSPLIT, OPT> && (TICKETS || bwd_ws_fused_dq(p)) ? dq : nullptr;
+    bf16* dq_in_kernel = bwd_ws_can_write_dq<TMA, QSPLIT, OPT> && bwd_ws_fused_dq(p) ? dq : nullptr;
     const int kts = ceil_div(p.max_Tk, BwdWsSmem<HD, BQ, NS>::BN), groups = p.B * p.nkv;
     const int cg = QSPLIT ? 1 : bwd_ws_chunk_groups(p, kts, OPT & BWD_WS_HEAVY_FIRST);
     const dim3 grid(kts * cg, ceil_div(groups, cg), QSPLIT ? chunks : 1);
