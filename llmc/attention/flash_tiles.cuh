@@ -196,16 +196,18 @@ __device__ __forceinline__ void mask_keys(float (&s)[NB][4], int n0, int T, int 
 }
 // Transposed (dK/dV): rows are keys keyA (c0, c1) and keyB (c2, c3), columns the NQ * 8 query
 // rows from m0 (position m / r): rows past the group's end, and (causal) queries before the key.
+// m / r < key is tested as m < key r (the same for m >= 0, r > 0): no integer division per element
+// (r is a run-time value, so each one was a division routine's dozens of instructions).
 template <int NQ>
 __device__ __forceinline__ void mask_queries(float (&s)[NQ][4], int m0, int rows, int r, int keyA, int keyB, int causal,
                                              int tq) {
+    const int firstA = keyA * r, firstB = keyB * r;   // the first query row at each key's position
 #pragma unroll
     for (int nq = 0; nq < NQ; nq++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int m = m0 + nq * 8 + 2 * tq + (e & 1);
-            const int key = e < 2 ? keyA : keyB;
-            if (m >= rows || (causal && m / r < key)) s[nq][e] = -INFINITY;
+            if (m >= rows || (causal && m < (e < 2 ? firstA : firstB))) s[nq][e] = -INFINITY;
         }
 }
 // Packed rows (FlashParams::pos, the mma.sync kernels' DOC variants; flash_doc_start):
