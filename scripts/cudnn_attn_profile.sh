@@ -22,7 +22,7 @@ case $PASS in
     *) echo "PASS=$PASS: expected bwd or fwd"; exit 2 ;;
 esac
 # SDPA forward (PASS=bwd: and backward), cuDNN backend, three times at head dim argv[1]
-cat > "$OUT/sdpa_bwd.py" <<'PY'
+cat > "$OUT/sdpa.py" <<'PY'
 import sys, torch, torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 hd, bwd = int(sys.argv[1]), sys.argv[2] == "bwd"
@@ -50,7 +50,7 @@ report() {
 }
 for hd in ${HDS:-64 128}; do
     timeout 240 ncu --set full -k "$cudnn_kernels" --launch-skip $cudnn_skip --launch-count $cudnn_count \
-        -o "$OUT/cudnn_${PASS}_$hd" python3 "$OUT/sdpa_bwd.py" "$hd" "$PASS" > "$OUT/ncu_${PASS}_$hd.log" 2>&1
+        -o "$OUT/cudnn_${PASS}_$hd" python3 "$OUT/sdpa.py" "$hd" "$PASS" > "$OUT/ncu_${PASS}_$hd.log" 2>&1
     echo "hd $hd: ncu exit $?"
     report "cudnn_${PASS}_$hd"
 done

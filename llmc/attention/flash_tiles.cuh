@@ -196,8 +196,8 @@ __device__ __forceinline__ void mask_keys(float (&s)[NB][4], int n0, int T, int 
 }
 // Transposed (dK/dV): rows are keys keyA (c0, c1) and keyB (c2, c3), columns the NQ * 8 query
 // rows from m0 (position m / r): rows past the group's end, and (causal) queries before the key.
-// m / r < key is tested as m < key r (the same for m >= 0, r > 0): no integer division per element
-// (r is a run-time value, so each one was a division routine's dozens of instructions).
+// m / r < key is tested as m < key r (the same for m >= 0, r > 0): r is a run-time value, and a
+// division per element would be a division routine per element.
 template <int NQ>
 __device__ __forceinline__ void mask_queries(float (&s)[NQ][4], int m0, int rows, int r, int keyA, int keyB, int causal,
                                              int tq) {
