@@ -36,7 +36,8 @@
 #            "ATTN_ORDERED=43 ATTN_ATOMIC=26"; several, separated by ';': the first, or
 #            AB_CHECK_ENV) and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
 #            each AB_ENV and without alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
-#            gzipped build; default the carried .prebuilt.tgz's), and the SDPA peer runs once
+#            gzipped build, or several separated by spaces: base0, base1, ...; default the carried
+#            .prebuilt.tgz's), and the SDPA peer runs once
 #   peer_method  the trainers' attention timed the SDPA peer's way (dev/cuda/attention with
 #            ATTN_PEER_METHOD=1; the build AB_NEW if given, else made here) and the peer
 #            (torch_attn.py), alternated PM_ROUNDS (3) times, then one full timing run
@@ -192,8 +193,9 @@ attn)
 ab)
     A="$OUT/ab"; B=/tmp/device_ab; mkdir -p "$A" "$B"   # (the builds outside $OUT and $W: they need not come back)
     gpu_name "$A"
-    if [ -n "${AB_BASE:-}" ]; then unzip_build "$AB_BASE" "$B/base" || exit 1
-    else tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base" && chmod +x "$B/base" || exit 1; fi
+    read -r -a ab_bases <<< "${AB_BASE:-}"   # (several baselines: separated by spaces, timed base0, base1, ...)
+    if [ ${#ab_bases[@]} = 0 ]; then tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base0" && chmod +x "$B/base0" || exit 1; ab_bases=(prebuilt); fi
+    for k in "${!ab_bases[@]}"; do [ "${ab_bases[$k]}" = prebuilt ] || unzip_build "${ab_bases[$k]}" "$B/base$k" || exit 1; done
     unzip_build "${AB_NEW:-.sess/attention.gz}" "$B/new" || exit 1
     IFS=';' read -r -a ab_envs <<< "${AB_ENV:-}"   # (several variants: separated by ';')
     check_env=${AB_CHECK_ENV-${ab_envs[0]:-}}   # (AB_CHECK_ENV set and empty: the checks without it only)
@@ -205,11 +207,13 @@ ab)
         timeout 150 "$B/new" > "$A/check.log" 2>&1; echo "checks: exit $?"; tail -1 "$A/check.log"
     fi
     for i in $(seq 1 "${AB_ROUNDS:-2}"); do
-        runs=(base new)
+        runs=()
+        for k in "${!ab_bases[@]}"; do runs+=("base$k"); done
+        runs+=(new)
         for k in "${!ab_envs[@]}"; do runs+=("env$k"); done
         for run in "${runs[@]}"; do
             case $run in
-                base) bin="$B/base"; e="" ;;
+                base*) bin="$B/$run"; e="" ;;
                 new) bin="$B/new"; e="" ;;
                 env*) bin="$B/new"; e="${ab_envs[${run#env}]}" ;;
             esac

@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_fused_kernel(bf16* __restric
                     mma16816(dp[2 * n2 + 1], av, bo[2], bo[3]);
                 }
             }
-            if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
+            if (m0 + BQ > rows || (p.causal && m0 < (n0 + BN - 1) * r)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
 #pragma unroll
             for (int nq = 0; nq < NQ; nq++) {
                 const float2 l2 = *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq);

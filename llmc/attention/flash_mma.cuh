@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(BN * 2) flash_bwd_dkdv_kernel(bf16* __restrict
             }
         }
         // mask: query rows past the end, and (causal) queries before the key
-        if (m0 + BQ > rows || (p.causal && m0 / r < n0 + BN - 1)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
+        if (m0 + BQ > rows || (p.causal && m0 < (n0 + BN - 1) * r)) mask_queries(s, m0, rows, r, keyA, keyB, p.causal, tq);
         if constexpr (DOC) mask_queries_before(s, m0, rows, r, keyA, keyB, p, grp / p.nkv, tq);
         // P^T and dS^T (columns are query rows: their L and D come from shared memory)
 #pragma unroll

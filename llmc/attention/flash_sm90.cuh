@@ -490,7 +490,7 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[BQ / 8][4], float (&dp)[BQ /
     constexpr int NQ = BQ / 8;
     wgmma_wait<1>();  // (PIPE: the previous tile's dV/dK products too)
     wgmma_fence_operand(s);
-    if (m0 + BQ > rows || (p.causal && m0 / p.r < n0 + BN - 1)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
+    if (m0 + BQ > rows || (p.causal && m0 < (n0 + BN - 1) * p.r)) mask_queries(s, m0, rows, p.r, keyA, keyB, p.causal, tq);
 #pragma unroll
     for (int nq = 0; nq < NQ; nq++) frag_p_t(s[nq], *reinterpret_cast<const float2*>(sLs + nq * 8 + 2 * tq), p.scale_log2);
     wgmma_wait<0>();
@@ -537,9 +537,28 @@ __device__ __forceinline__ void bwd_issue_dq(float (&dq)[DQN / 8][4], uint32_t d
 // the packed row: row0 is the tile's first). One 8-byte store a pair: a half-warp's 16 pairs
 // then fill the 32 banks once (the swizzle); as two 4-byte stores (what the compiler makes of a
 // float2 store here) rows g and g + 4 of a warp meet in one bank and each store takes two turns.
-template <int DQN>
+// HDK: hd where the caller knows it at compile time (0: not). Then the swizzle is row & 3 and
+// every chunk lies inside the row (c0 + DQN / 8 <= hd / 8), and a chunk's address is its row's
+// plus constants: with c0 a multiple of 4 and sw < 4, (c0 + nb) ^ sw = c0 + (nb ^ sw), and the
+// row's base (a 128-byte-aligned buffer, rows of hd floats, c0 a multiple of 4 chunks) has bits
+// 5-6 clear, so base + 32 (nb ^ sw) = ((base + 32 sw) ^ 32 (nb % 4)) + 128 (nb / 4): at most one
+// XOR a store. Without it ptxas recomputes the swizzle, the test and the address for every chunk
+// (the consumers' registers are too few to keep them), about 25 instructions a chunk.
+template <int DQN, int HDK = 0>
 __device__ __forceinline__ void bwd_dq_to_smem(float* sdq, const float (&dq)[DQN / 8][4], int rA, int c0, size_t row0, int hd,
                                                int tq) {
+    if constexpr (HDK != 0) {
+        static_assert(HDK % 32 == 0 && DQN % 32 == 0 && DQN <= HDK, "whole 128-byte groups of chunks, the row & 3 swizzle");
+        const uint32_t a = smem_u32(sdq + rA * HDK + c0 * 8 + 2 * tq) + (uint32_t)((row0 + rA) & 3) * 32;
+        const uint32_t b = smem_u32(sdq + (rA + 8) * HDK + c0 * 8 + 2 * tq) + (uint32_t)((row0 + rA + 8) & 3) * 32;
+#pragma unroll
+        for (int nb = 0; nb < DQN / 8; nb++) {
+            const uint32_t flip = (uint32_t)(nb % 4) * 32, next = (uint32_t)(nb / 4) * 128;
+            st_shared_f32x2((a ^ flip) + next, dq[nb][0], dq[nb][1]);
+            st_shared_f32x2((b ^ flip) + next, dq[nb][2], dq[nb][3]);
+        }
+        return;
+    }
     const int swA = dq_chunk_swizzle(row0 + rA, hd), swB = dq_chunk_swizzle(row0 + rA + 8, hd);
     const uint32_t a = smem_u32(sdq + rA * hd + 2 * tq), b = smem_u32(sdq + (rA + 8) * hd + 2 * tq);
 #pragma unroll

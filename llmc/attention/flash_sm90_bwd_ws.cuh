@@ -132,6 +132,10 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     // BQ 128 (MSPLIT): the 64 query rows from 64 w, every column
     constexpr bool MSPLIT = BQ == 128;
     constexpr int BN = S::BN, NQ = BQ / 8, DB = HD / 8, LD = HD + 8, DQN = MSPLIT ? HD : HD / 2, NTP = 96;
+    // hd as a constant where the call's hd is HD (TMA at hd 64 / 128: bwd_ws_tma_ok), for the dQ
+    // partial's stores (bwd_dq_to_smem; its buffers 128-byte aligned)
+    constexpr int HDK = TMA && HD % 64 == 0 ? HD : 0;
+    static_assert(S::dq % 128 == 0 && (BQ * HD * 4) % 128 == 0, "the dQ buffers' alignment");
     static_assert((BQ == 64 && (HD <= 80 || (HD == 128 && NS == 2))) || (BQ == 128 && HD <= 64 && (!TMA || NDQ == 1)),
                   "the shared memory of two dS^T and NDQ dQ buffers");
     extern __shared__ __align__(1024) unsigned char flash_smem_raw[];
@@ -320,7 +324,7 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     auto dq_out = [&](int step) {
         const int qb = step % NDQ;
         if (step >= NDQ) mbarrier_wait(bar_dq_free(qb), (step / NDQ - 1) & 1);
-        bwd_dq_to_smem<DQN>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
+        bwd_dq_to_smem<DQN, HDK>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
                             G.ld0 + tile_of(step) * BQ, hd, tq);
         fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
         mbarrier_arrive(bar_dq_full(qb));
