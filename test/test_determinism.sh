@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Two train_gpt runs with the same seed must print bit-identical losses and grad norms
 # (the default --attn-backward deterministic); a third with --attn-backward fast (dq summed
-# with fp32 atomics on Hopper at the tiny model's head dim 32; at 64 and 128 fast runs the
-# ordered kernel, the faster there) must follow them within bf16 noise.
+# with fp32 atomics on Hopper at the tiny model's head dim 32; at 64 fast runs the ordered
+# kernel, as fast there) must follow them within bf16 noise.
 set -u
 cd "$(dirname "$0")/.."
 mkdir -p test/tmp

@@ -140,10 +140,12 @@ struct FlashTiles {
     static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : 0;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
-    // the fast policy in the fixed layout (the GPT) at hd 64 and 128: the ordered backward, not
-    // the atomic one (flash_bwd_algo_fixed; measured faster than the atomic mode at the causal
-    // GPT shapes: no accumulator to zero first, and in the chunked grid its dQ turns seldom wait)
-    static constexpr bool sm90_fast_ordered = HD == 64 || HD == 128;
+    // the fast policy in the fixed layout (the GPT) at hd 64: the ordered backward, not the atomic
+    // one (flash_bwd_algo_fixed; no accumulator to zero first, and in the chunked grid its dQ
+    // turns seldom wait: faster than the atomic mode at the causal GPT shape, or within 1-2% since
+    // the dQ partial goes out under dV and dK). At hd 128 the atomic mode, measured faster since
+    // then (dev/cuda/NOTES.md).
+    static constexpr bool sm90_fast_ordered = HD == 64;
     // the atomic backward: the warp-specialized kernel's atomic mode where the ordered one runs
     // it (flash_bwd_ws_hd), else the fused kernel with these tiles
     static constexpr flash::Sm90DkdvConfig sm90_atomic =

@@ -374,19 +374,27 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         wgmma_fence_operand(dv);
         wgmma_fence_operand(dk);
         wgmma_fence();
+        // dQ first, so that its partial goes out while dV and dK run on (LAG: the previous step's
+        // dQ after dV; at step 0 a product over what buffer 1 holds, its result dropped: no wgmma
+        // under a branch, ptxas then spills)
+        if constexpr (!LAG) {
+            issue_dq(b);
+            wgmma_commit();
+        }
         if constexpr (TMA && TC == 16) bwd_issue_rs<HD, BQ, 32>(dv, ap, wgmma_desc_sw32(sdOs, BQ * 32, 256));
         else if constexpr (TMA) bwd_issue_rs<HD, BQ, 128>(dv, ap, wgmma_desc_sw128(sdOs, BQ * 128, 1024));
         else bwd_issue_rs<HD, BQ>(dv, ap, wgmma_desc_mnmajor(sdOs, HD));
         wgmma_commit();
-        // LAG: the previous step's dQ; at step 0 a product over what buffer 1 holds, its result
-        // dropped (no wgmma under a branch: ptxas then spills)
-        issue_dq(LAG ? b ^ 1 : b);
-        wgmma_commit();
+        if constexpr (LAG) {
+            issue_dq(b ^ 1);
+            wgmma_commit();
+        }
         if constexpr (TMA && TC == 16) bwd_issue_rs<HD, BQ, 32>(dk, ads, wgmma_desc_sw32(sQs, BQ * 32, 256));
         else if constexpr (TMA) bwd_issue_rs<HD, BQ, 128>(dk, ads, wgmma_desc_sw128(sQs, BQ * 128, 1024));
         else bwd_issue_rs<HD, BQ>(dk, ads, wgmma_desc_mnmajor(sQs, HD));
         wgmma_commit();
-        wgmma_wait<1>();  // dV and dQ; dK runs on while the partial goes out
+        if constexpr (LAG) wgmma_wait<1>();   // dV and the previous dQ
+        else wgmma_wait<2>();                 // dQ
         wgmma_fence_operand(dq);
         if (!LAG) {
             dq_out(step);

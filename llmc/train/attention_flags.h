@@ -5,7 +5,7 @@
 //                                  resume and the determinism tests rely on
 //   --attn-backward fast           dq's fp32 sum order varies run to run (as in PyTorch's SDPA
 //                                  backends); faster only where the sm90 kernels run; the GPT at
-//                                  hd 64 and 128 runs the ordered kernel, the faster one there
+//                                  hd 64 runs the ordered kernel, as fast there
 //   MEGA_FLASH_SM90=0 / 1 / 2      mma.sync kernels everywhere / the default per head dim / sm90
 //                                  kernels everywhere they can run (to compare the trainers'
 //                                  speed with either family: scripts/bench_attention_families.sh)
@@ -55,7 +55,7 @@ static void flash_print_config() {
     printf("attention: %s kernels | backward %s\n",
            fp32 ? "fp32 scalar" : !flash_sm90_available() ? "mma.sync" : s.family == FlashFamily::mma_sync ? "mma.sync (MEGA_FLASH_SM90=0)"
                                                  : s.family == FlashFamily::sm90 ? "sm90 (MEGA_FLASH_SM90=2)" : "sm90 + mma.sync per head dim",
-           now == FlashBwdAlgo::atomic              ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run; the GPT at hd 64 / 128: ordered, the faster there)"
+           now == FlashBwdAlgo::atomic              ? "fast (fused, fp32 atomic dQ sums: not bit-identical run to run; the GPT at hd 64: ordered, as fast there)"
            : s.backward == FlashBwdPolicy::fast     ? "deterministic (fast needs the sm90 kernels; split)"
            : now == FlashBwdAlgo::ordered           ? "deterministic (fused, ordered dQ sums: bit-identical run to run)"
                                                     : "deterministic (split: bit-identical run to run)");
