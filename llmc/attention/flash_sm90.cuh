@@ -543,7 +543,7 @@ __device__ __forceinline__ void bwd_issue_dq(float (&dq)[DQN / 8][4], uint32_t d
 // row's base (a 128-byte-aligned buffer, rows of hd floats, c0 a multiple of 4 chunks) has bits
 // 5-6 clear, so base + 32 (nb ^ sw) = ((base + 32 sw) ^ 32 (nb % 4)) + 128 (nb / 4): at most one
 // XOR a store. Without it ptxas recomputes the swizzle, the test and the address for every chunk
-// (the consumers' registers are too few to keep them), about 25 instructions a chunk.
+// (the consumers' registers are too few to keep them).
 template <int DQN, int HDK = 0>
 __device__ __forceinline__ void bwd_dq_to_smem(float* sdq, const float (&dq)[DQN / 8][4], int rA, int c0, size_t row0, int hd,
                                                int tq) {

@@ -324,8 +324,8 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
     auto dq_out = [&](int step) {
         const int qb = step % NDQ;
         if (step >= NDQ) mbarrier_wait(bar_dq_free(qb), (step / NDQ - 1) & 1);
-        bwd_dq_to_smem<DQN, HDK>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g, MSPLIT ? 0 : cw * (DQN / 8),
-                            G.ld0 + tile_of(step) * BQ, hd, tq);
+        bwd_dq_to_smem<DQN, HDK>(sdq + qb * BQ * HD, dq, (MSPLIT ? cw * 64 : 0) + (warp % 4) * 16 + g,
+                                 MSPLIT ? 0 : cw * (DQN / 8), G.ld0 + tile_of(step) * BQ, hd, tq);
         fence_proxy_async();  // the partial (generic proxy stores) before the bulk reduction reads it
         mbarrier_arrive(bar_dq_full(qb));
     };
