@@ -559,15 +559,14 @@ __device__ __forceinline__ void bwd_dq_to_smem(float* sdq, const float (&dq)[DQN
         }
         return;
     }
-    const int swA = dq_chunk_swizzle(row0 + rA, hd), swB = dq_chunk_swizzle(row0 + rA + 8, hd);
+    const uint32_t swA = (uint32_t)dq_chunk_swizzle(row0 + rA, hd) * 32, swB = (uint32_t)dq_chunk_swizzle(row0 + rA + 8, hd) * 32;
     const uint32_t a = smem_u32(sdq + rA * hd + 2 * tq), b = smem_u32(sdq + (rA + 8) * hd + 2 * tq);
+    const int nc = hd / 8 - c0;   // the block's chunks inside the row
 #pragma unroll
     for (int nb = 0; nb < DQN / 8; nb++) {
-        const int c = c0 + nb;
-        if (c * 8 < hd) {
-            st_shared_f32x2(a + (uint32_t)((c ^ swA) * 32), dq[nb][0], dq[nb][1]);
-            st_shared_f32x2(b + (uint32_t)((c ^ swB) * 32), dq[nb][2], dq[nb][3]);
-        }
+        const uint32_t c32 = (uint32_t)(c0 + nb) * 32;
+        st_shared_f32x2_if(nb < nc, a + (c32 ^ swA), dq[nb][0], dq[nb][1]);
+        st_shared_f32x2_if(nb < nc, b + (c32 ^ swB), dq[nb][2], dq[nb][3]);
     }
 }
 

@@ -72,6 +72,13 @@ __device__ __forceinline__ void fence_proxy_async_global() { asm volatile("fence
 __device__ __forceinline__ void st_shared_f32x2(uint32_t addr, float x, float y) {
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(x), "f"(y) : "memory");
 }
+// The same where `store` holds: a predicated store, not a branch, so that the address arithmetic
+// of a run of them is shared rather than repeated inside each branch
+__device__ __forceinline__ void st_shared_f32x2_if(bool store, uint32_t addr, float x, float y) {
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %0, 0;\n @p st.shared.v2.f32 [%1], {%2, %3};\n}\n" ::"r"((int)store), "r"(addr),
+                 "f"(x), "f"(y)
+                 : "memory");
+}
 // Named barriers (ids 1..15; __syncthreads is 0): `count` threads, a multiple of 32. A
 // producer arrives (no wait, its earlier shared-memory writes released), the consumer syncs.
 __device__ __forceinline__ void named_barrier_sync(int id, int count) {
