@@ -30,7 +30,8 @@ namespace flash {
 //     BWD_WS_ATOMIC: no turn, a reduction into the zeroed accumulator, the buffer free once read;
 //   - warpgroups 1 and 2 (the consumers, 64 keys each) compute: S^T and dP^T, P^T and dS^T,
 //     dS^T to one of two shared buffers, a barrier of the two (dQ needs every key's rows), then
-//     dV += P^T dO, dQ = dS K (its half of the columns), dK += dS^T Q; dQ to the writer's buffer.
+//     dQ = dS K (its half of the columns), dV += P^T dO, dK += dS^T Q; dQ to the writer's buffer
+//     while dV and dK run.
 // Why: in flash_bwd_dkdv_sm90_kernel every thread loads and the CTA meets at a barrier every
 // tile, and the warp that issues the dQ copies waits for the turn inside a compute warpgroup;
 // here the consumers never wait for loads that were issued in time or for another CTA's turn
