@@ -44,7 +44,8 @@
 //        causal, the long CTAs first); 43 the table's with BWD_WS_LAG_DQ (each step issues the
 //        previous step's dQ product: the two consumer warpgroups meet on mbarriers a step
 //        apart, not at a barrier each step), and atomic 26 its atomic mode with it (ordered 44
-//        and atomic 27-29 were measured and removed: dev/cuda/NOTES.md)
+//        and atomic 27-29 were measured and removed: dev/cuda/NOTES.md); 45 the table's with
+//        BWD_WS_STMATRIX (dS^T to shared memory with stmatrix), atomic 30 its atomic mode with it
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"
@@ -696,6 +697,9 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
         if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 43 &&
             flash_bwd_ws_hd<HD, flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
             return;
+        if (!p.pos && (dkdv ? dkdv : flash_ordered_variant) == 45 &&
+            flash_bwd_ws_hd<HD, flash::BWD_WS_STMATRIX>(dq, dk, dv, w, q, k, v, dout, p, st))
+            return;
         if constexpr (HD == 128) {
             const int ov = dkdv ? dkdv : flash_ordered_variant;
             if (!p.pos && ov == 38) {
@@ -785,6 +789,8 @@ static void tuned_bwd_hd(FlashBwdAlgo algo, floatX* dq, floatX* dk, floatX* dv, 
             if (!p.pos && av == 24 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_HEAVY_FIRST>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
             if (!p.pos && av == 26 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_LAG_DQ>(dq, dk, dv, w, q, k, v, dout, p, st))
+                return;
+            if (!p.pos && av == 30 && flash_bwd_ws_hd<HD, flash::BWD_WS_ATOMIC | flash::BWD_WS_STMATRIX>(dq, dk, dv, w, q, k, v, dout, p, st))
                 return;
             switch (dkdv) {
                 case 11: flash::dkdv_sm90_launch<HD, V::atomic11>(dk, dv, q, k, v, dout, L, D, p, st, dq, dq_acc); return;

@@ -516,6 +516,17 @@ __device__ __forceinline__ void bwd_store_ds_t(bf16* sdS, const uint32_t (&ads)[
             *reinterpret_cast<uint32_t*>(sdS + ((row / 8) * (BQ / 8) + col / 8) * 64 + (row % 8) * 8 + col % 8) = ads[kc][e];
         }
 }
+// The same tile with stmatrix: four 8 x 8 matrices an instruction, from exactly the fragments'
+// layout (register e of a[kc] is matrix e: rows r0 + 8 (e & 1), columns 16 kc + 8 (e >> 1)), each
+// matrix one core matrix of the tile; lane l addresses row l % 8 of matrix l / 8. BQ / 16
+// instructions a warp instead of BQ / 4 stores (r0: the warp's first key - n0)
+template <int BQ>
+__device__ __forceinline__ void bwd_store_ds_t_stmatrix(bf16* sdS, const uint32_t (&ads)[BQ / 16][4], int r0, int lane) {
+    const int e = lane / 8;
+    const uint32_t a = smem_u32(sdS + ((r0 / 8 + (e & 1)) * (BQ / 8) + (e >> 1)) * 64 + (lane % 8) * 8);
+#pragma unroll
+    for (int kc = 0; kc < BQ / 16; kc++) stmatrix_x4(a + kc * 256, ads[kc]);   // (16 columns: two core matrices, 256 bytes)
+}
 // acc += a B over the query tile: dV += P^T dO, dK += dS^T Q (A from registers, B MN-major)
 // (MNSTEP: one k16 step of desc_mn, the core-matrix layout's by default)
 template <int HD, int BQ, uint32_t MNSTEP = HD * 2>

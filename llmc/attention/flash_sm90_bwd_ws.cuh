@@ -65,8 +65,10 @@ constexpr int BWD_WS_PRODUCER_REGS = 24, BWD_WS_CONSUMER_REGS = 240;
 // query rows with TMA); BWD_WS_HEAVY_FIRST, the whole grid one chunk of groups (below), K/V
 // tile by K/V tile over all groups: measured slower than group by group at the causal GPT
 // shapes (dev/cuda/NOTES.md), so only the lab takes it; BWD_WS_LAG_DQ, each step issues the
-// previous step's dQ product (below) so that the two consumer warpgroups need not meet
-enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8 };
+// previous step's dQ product (below) so that the two consumer warpgroups need not meet;
+// BWD_WS_STMATRIX, dS^T to shared memory with stmatrix (bwd_store_ds_t_stmatrix; lab only, not
+// yet measured)
+enum { BWD_WS_ATOMIC = 1, BWD_WS_ONE_DQ = 2, BWD_WS_HEAVY_FIRST = 4, BWD_WS_LAG_DQ = 8, BWD_WS_STMATRIX = 16 };
 // The grid's order: chunks of CG groups, and within a chunk K/V tile by K/V tile over its groups
 // (block x = K/V tile * the chunk's groups + group in the chunk, block y = chunk). Causal, the
 // first K/V tiles' CTAs loop over every query tile: CG = 1 (group by group) starts the last
@@ -362,7 +364,8 @@ __global__ void __launch_bounds__(384, 1) flash_bwd_ws_sm90_kernel(bf16* __restr
         // waited for before the barrier of step - 1 (LAG: which both warpgroups issued at step - 1
         // and said so on ds free)
         if (LAG && step >= 2) mbarrier_wait(bar_ds_free(b), ((step - 2) / 2) & 1);
-        bwd_store_ds_t<BQ>(sdS + b * BN * BQ, ads, cwarp * 16 + g, tq);
+        if constexpr (OPT & BWD_WS_STMATRIX) bwd_store_ds_t_stmatrix<BQ>(sdS + b * BN * BQ, ads, cwarp * 16, lane);
+        else bwd_store_ds_t<BQ>(sdS + b * BN * BQ, ads, cwarp * 16 + g, tq);
         fence_proxy_async();
         if constexpr (LAG) {
             mbarrier_arrive(bar_ds_full(b));

@@ -79,6 +79,14 @@ __device__ __forceinline__ void st_shared_f32x2_if(bool store, uint32_t addr, fl
                  "f"(x), "f"(y)
                  : "memory");
 }
+// Four 8 x 8 bf16 matrices to shared memory: lane l gives the address of row l % 8 of matrix
+// l / 8 (16 bytes); register i holds the thread's pair of matrix i in the mma fragments' layout
+// (row lane / 4, columns 2 (lane % 4), + 1)
+__device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4]) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]), "r"(r[2]),
+                 "r"(r[3])
+                 : "memory");
+}
 // Named barriers (ids 1..15; __syncthreads is 0): `count` threads, a multiple of 32. A
 // producer arrives (no wait, its earlier shared-memory writes released), the consumer syncs.
 __device__ __forceinline__ void named_barrier_sync(int id, int count) {
