@@ -19,7 +19,9 @@
 //        28 the table's at hd 64 / 128 (24) with WS_HEAVY_FIRST (the grid group by query tile: causal,
 //        every group's heavy tiles first); 29 hd 64 with three consumer warpgroups (192 query rows,
 //        4 stages, TMA; at hd 128 it is 24, the table's); 30 the heavy tiles first with the tiles of
-//        29 at hd 64 and of 28 at hd 128 (what the table would take if both win)
+//        29 at hd 64 and of 28 at hd 128 (what the table would take if both win); 31 the table's at
+//        hd 64 / 128 with WS_LAZY_RESCALE (a row's running max kept until exceeded by 2^8: the
+//        outputs' rescale only where a warp's row max grew that much)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 29 sm90 ordered, the fused kernel
 //        (flash_bwd_dkdv_sm90_kernel, DQ_ORDERED; the table's where 32 / 34 do not apply);
@@ -565,7 +567,11 @@ struct TileVariants {
                                             fwd26 = {128, 3, flash::WS_TMA}, fwd27 = {128, 4, flash::WS_TMA},   // HD 80
                                             fwd28 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST},
                                             fwd29 = {128, HD == 64 ? 4 : 2, flash::WS_TMA, HD == 64 ? 3 : 2},   // (hd 128: 24)
-                                            fwd30 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST, HD == 64 ? 3 : 2};
+                                            fwd30 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST, HD == 64 ? 3 : 2},
+                                            // the table's (hd 64, 128) with the lazy rescale
+                                            fwd31 = {128, HD == 64 ? 4 : 2,
+                                                     flash::WS_TMA | flash::WS_LAZY_RESCALE | (HD == 64 ? flash::WS_HEAVY_FIRST : 0),
+                                                     HD == 64 ? 3 : 2};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
@@ -625,12 +631,14 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 28:
                 case 29:
                 case 30:
+                case 31:
                     if constexpr (HD % 64 == 0) {
                         if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
                             if (fv == 24) flash::fwd_sm90_ws_launch<HD, V::fwd24>(out, lse, q, k, v, p, st);
                             else if (fv == 25) flash::fwd_sm90_ws_launch<HD, V::fwd25>(out, lse, q, k, v, p, st);
                             else if (fv == 28) flash::fwd_sm90_ws_launch<HD, V::fwd28>(out, lse, q, k, v, p, st);
                             else if (fv == 29) flash::fwd_sm90_ws_launch<HD, V::fwd29>(out, lse, q, k, v, p, st);
+                            else if (fv == 31) flash::fwd_sm90_ws_launch<HD, V::fwd31>(out, lse, q, k, v, p, st);
                             else flash::fwd_sm90_ws_launch<HD, V::fwd30>(out, lse, q, k, v, p, st);
                             return;
                         }

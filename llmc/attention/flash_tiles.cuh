@@ -253,8 +253,14 @@ __device__ __forceinline__ void mask_queries_before(float (&s)[NQ][4], int m0, i
 // cA/cB: what the running outputs must be multiplied by (left to the caller, so that a kernel
 // whose outputs are still being accumulated by the tensor cores can do it after its wait).
 // A row fully masked so far keeps max -inf and exponentials of 0.
-template <int NB>
-__device__ __forceinline__ void online_softmax_scores(float (&s)[NB][4], float& mA, float& mB, float& lA, float& lB,
+// TAU > 0 (FlashAttention-4's lazy rescale): a row keeps its running max while the tile's stays
+// within 2^TAU of it (its exponentials then reach up to 2^TAU: harmless in the fp32 sums and in
+// bf16 P, and the result is the same quotient), so the outputs need rescaling only when a row's
+// max has grown past that; the return says whether any row of the warp has (warp-uniform: the
+// caller's rescale is one branch, and the rows that have not get c = 2^0 = 1, an exact multiply).
+// TAU 0: the exact running max, and true.
+template <int NB, int TAU = 0>
+__device__ __forceinline__ bool online_softmax_scores(float (&s)[NB][4], float& mA, float& mB, float& lA, float& lB,
                                                       float scale_log2, float& cA, float& cB) {
     float xA = -INFINITY, xB = -INFINITY;
 #pragma unroll
@@ -266,7 +272,14 @@ __device__ __forceinline__ void online_softmax_scores(float (&s)[NB][4], float& 
     xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
     xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
     xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
-    const float nA = fmaxf(mA, xA * scale_log2), nB = fmaxf(mB, xB * scale_log2);
+    float nA = fmaxf(mA, xA * scale_log2), nB = fmaxf(mB, xB * scale_log2);
+    bool grew = true;
+    if constexpr (TAU > 0) {
+        const bool gA = xA * scale_log2 > mA + TAU, gB = xB * scale_log2 > mB + TAU;
+        if (!gA) nA = mA;
+        if (!gB) nB = mB;
+        grew = __any_sync(0xffffffff, gA || gB);
+    }
     const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;  // fully masked row so far
     cA = exp2_approx(mA - uA);
     cB = exp2_approx(mB - uB);
@@ -281,6 +294,7 @@ __device__ __forceinline__ void online_softmax_scores(float (&s)[NB][4], float& 
         lA += s[nb][0] + s[nb][1];
         lB += s[nb][2] + s[nb][3];
     }
+    return grew;
 }
 template <int DB>
 __device__ __forceinline__ void rescale_rows(float (&o)[DB][4], float cA, float cB) {
