@@ -257,7 +257,7 @@ __device__ __forceinline__ void mask_queries_before(float (&s)[NQ][4], int m0, i
 // within 2^TAU of it (its exponentials then reach up to 2^TAU: harmless in the fp32 sums and in
 // bf16 P, and the result is the same quotient), so the outputs need rescaling only when a row's
 // max has grown past that; the return says whether any row of the warp has (warp-uniform: the
-// caller's rescale is one branch, and the rows that have not get c = 2^0 = 1, an exact multiply).
+// caller's rescale is one branch, and the rows that have not get c = 2^0).
 // TAU 0: the exact running max, and true.
 template <int NB, int TAU = 0>
 __device__ __forceinline__ bool online_softmax_scores(float (&s)[NB][4], float& mA, float& mB, float& lA, float& lB,
