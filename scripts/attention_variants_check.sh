@@ -8,22 +8,25 @@
 #                     splits where few K/V tiles leave SMs idle, the DiT's cross-attention: 34 is the
 #                     table without that split); 38: hd 128; 39: hd 64 with TMA and 128 query rows,
 #                     40: 38 with TMA (the table's at hd 64 and 128, 36 and 38 before); 41: the table's
-#                     (39 / 40 / 34) with the grid ordered K/V tile by K/V tile over the groups (heavy first)
+#                     (39 / 40 / 34) with the grid ordered K/V tile by K/V tile over the groups (heavy first);
+#                     43: the table's with each step issuing the previous step's dQ product; 45: the
+#                     table's with dS^T stored by stmatrix
 #   atomic:22 23      the atomic backward (ATTN_ATOMIC=v; the `[fast]` rows: what `--attn-backward fast`
 #                     would run with it): 22 the fused kernel (the table's before the warp-specialized
 #                     one's atomic mode), 23 that mode with 36 / 38's tiles, 24 the table's atomic
-#                     mode with the heavy CTAs first
+#                     mode with the heavy CTAs first, 26 / 30 the table's atomic mode with 43's / 45's change
 #   fwd:26 27         the warp-specialized forward with TMA in 32-byte swizzled 16-column blocks,
 #                     padded hd 80 (the DiT's 72) (ATTN_FWD=v); fwd:28 the table's at hd 64 / 128 with
 #                     the grid group by query tile (heavy first); fwd:29 hd 64 with three consumer
-#                     warpgroups (192 query rows); fwd:30 heavy first with 29's tiles at hd 64, 28's at 128
+#                     warpgroups (192 query rows); fwd:30 heavy first with 29's tiles at hd 64, 28's at 128;
+#                     fwd:31 the table's at hd 64 / 128 with the lazy rescale
 # For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
 # fixed layouts, packed rows, varlen; the determinism checks) under `timeout` (a hang is how a
 # wrong mbarrier phase shows); then the timings at the four perf shapes (ATTN_NOCHECK=1), the
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:41 atomic:24 fwd:28 fwd:29 fwd:30 ordered:41,atomic:24,fwd:30" (default: the variants not
+#   VARIANTS="ordered:45 atomic:30 fwd:31 ordered:45,atomic:30,fwd:31" (default: the variants not
 #   yet measured, one by one and together; the rest were, docs/results.md; a variant of several
 #   joined by commas runs with all of them in place), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
@@ -32,7 +35,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:41 atomic:24 fwd:28 fwd:29 fwd:30 ordered:41,atomic:24,fwd:30"}
+VARIANTS=${VARIANTS:-"ordered:45 atomic:30 fwd:31 ordered:45,atomic:30,fwd:31"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 # env_of VARIANT: its environment; VARIANT may join several with commas (ordered:41,fwd:28: both in place)
 env_of() {
