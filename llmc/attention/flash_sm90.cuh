@@ -556,8 +556,8 @@ __device__ __forceinline__ void bwd_issue_dq(float (&dq)[DQN / 8][4], uint32_t d
 // plus constants: with c0 a multiple of 4 and sw < 4, (c0 + nb) ^ sw = c0 + (nb ^ sw), and the
 // row's base (a 128-byte-aligned buffer, rows of hd floats, c0 a multiple of 4 chunks) has bits
 // 5-6 clear, so base + 32 (nb ^ sw) = ((base + 32 sw) ^ 32 (nb % 4)) + 128 (nb / 4): at most one
-// XOR a store. Without it ptxas recomputes the swizzle, the test and the address for every chunk
-// (the consumers' registers are too few to keep them).
+// XOR a store. (With hd at run time, the stores are predicated rather than branched on: ptxas
+// sinks arithmetic used by several branches into each of them and repeats it there.)
 template <int DQN, int HDK = 0>
 __device__ __forceinline__ void bwd_dq_to_smem(float* sdq, const float (&dq)[DQN / 8][4], int rA, int c0, size_t row0, int hd,
                                                int tq) {
