@@ -194,8 +194,9 @@ ab)
     A="$OUT/ab"; B=/tmp/device_ab; mkdir -p "$A" "$B"   # (the builds outside $OUT and $W: they need not come back)
     gpu_name "$A"
     read -r -a ab_bases <<< "${AB_BASE:-}"   # (several baselines: separated by spaces, timed base0, base1, ...)
-    if [ ${#ab_bases[@]} = 0 ]; then tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base0" && chmod +x "$B/base0" || exit 1; ab_bases=(prebuilt); fi
-    for k in "${!ab_bases[@]}"; do [ "${ab_bases[$k]}" = prebuilt ] || unzip_build "${ab_bases[$k]}" "$B/base$k" || exit 1; done
+    if [ ${#ab_bases[@]} = 0 ]; then tar xzf .prebuilt.tgz -O dev/cuda/attention > "$B/base0" && chmod +x "$B/base0" || exit 1
+    else for k in "${!ab_bases[@]}"; do unzip_build "${ab_bases[$k]}" "$B/base$k" || exit 1; done; fi
+    nbases=$(( ${#ab_bases[@]} > 0 ? ${#ab_bases[@]} : 1 ))
     unzip_build "${AB_NEW:-.sess/attention.gz}" "$B/new" || exit 1
     IFS=';' read -r -a ab_envs <<< "${AB_ENV:-}"   # (several variants: separated by ';')
     check_env=${AB_CHECK_ENV-${ab_envs[0]:-}}   # (AB_CHECK_ENV set and empty: the checks without it only)
@@ -208,7 +209,7 @@ ab)
     fi
     for i in $(seq 1 "${AB_ROUNDS:-2}"); do
         runs=()
-        for k in "${!ab_bases[@]}"; do runs+=("base$k"); done
+        for k in $(seq 0 $((nbases - 1))); do runs+=("base$k"); done
         runs+=(new)
         for k in "${!ab_envs[@]}"; do runs+=("env$k"); done
         for run in "${runs[@]}"; do

@@ -272,10 +272,11 @@ __device__ __forceinline__ bool online_softmax_scores(float (&s)[NB][4], float& 
     xA = fmaxf(xA, __shfl_xor_sync(0xffffffff, xA, 2));
     xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 1));
     xB = fmaxf(xB, __shfl_xor_sync(0xffffffff, xB, 2));
-    float nA = fmaxf(mA, xA * scale_log2), nB = fmaxf(mB, xB * scale_log2);
+    const float tA = xA * scale_log2, tB = xB * scale_log2;   // the tile's row maxima, base 2
+    float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
     bool grew = true;
     if constexpr (TAU > 0) {
-        const bool gA = xA * scale_log2 > mA + TAU, gB = xB * scale_log2 > mB + TAU;
+        const bool gA = tA > mA + TAU, gB = tB > mB + TAU;
         if (!gA) nA = mA;
         if (!gB) nB = mB;
         grew = __any_sync(0xffffffff, gA || gB);
