@@ -840,7 +840,7 @@ int main() {
                " (29: the fused kernel; 30, 31: hd <= 80; 32: hd <= 64; 33, 34: hd 72 / 80 with TMA, one query head per group;"
                " 35, 36: hd 64 with TMA, fixed layout; 37: 34 with the query tiles split; 38: hd 128; 39: hd 64, TMA, 128 query rows;"
                " 40: hd 128 with TMA; 41: the table's warp-specialized one with the heavy CTAs first; 43: it with each step issuing the"
-               " previous step's dQ product; 45: it with dS^T stored by stmatrix; not packed rows)\n",
+               " previous step's dQ product; 45: it with dS^T stored by stmatrix, the table's own at hd 128; not packed rows)\n",
                flash_ordered_variant, flash_ordered_variant);
     }
     if (const char* av = getenv("ATTN_ATOMIC")) {  // the atomic backward's kernel (attention_variants.cuh)
@@ -848,7 +848,7 @@ int main() {
         printf("ATTN_ATOMIC=%d: the atomic sm90 backward runs variant %d where it applies"
                " (22: the fused kernel, the table's before; 23: the warp-specialized one's atomic mode with 36 / 38's tiles;"
                " 24: the table's with the heavy CTAs first; 26: the table's with each step issuing the previous step's dQ product;"
-               " 30: the table's with dS^T stored by stmatrix)\n",
+               " 30: the table's with dS^T stored by stmatrix, the table's own at hd 128)\n",
                flash_atomic_variant, flash_atomic_variant);
     }
     if (const char* cg = getenv("ATTN_BWD_CHUNK")) {  // the warp-specialized backward's grid order (flash_sm90_bwd_ws.cuh)
@@ -867,7 +867,7 @@ int main() {
         flash_fwd_variant = atoi(fv);
         printf("ATTN_FWD=%d: the forward runs variant %d where it applies (26, 27: padded hd 80 with TMA; 28: hd 64 / 128, the heavy"
                " tiles first; 29: hd 64, three consumer warpgroups; 30: the heavy tiles first, 29's tiles at hd 64;"
-               " 31: the table's at hd 64 / 128 with the lazy rescale)\n", flash_fwd_variant, flash_fwd_variant);
+               " 31: the table's at hd 64 with the lazy rescale, the table's own at hd 128)\n", flash_fwd_variant, flash_fwd_variant);
     }
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;

@@ -20,8 +20,9 @@
 //        every group's heavy tiles first); 29 hd 64 with three consumer warpgroups (192 query rows,
 //        4 stages, TMA; at hd 128 it is 24, the table's); 30 the heavy tiles first with the tiles of
 //        29 at hd 64 and of 28 at hd 128 (what the table would take if both win); 31 the table's at
-//        hd 64 / 128 with WS_LAZY_RESCALE (a row's running max kept until exceeded by 2^8: the
-//        outputs' rescale only where a warp's row max grew that much)
+//        hd 64 with WS_LAZY_RESCALE (a row's running max kept until exceeded by 2^8: the
+//        outputs' rescale only where a warp's row max grew that much; at hd 128 the table's own,
+//        and 24 the table's before)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 29 sm90 ordered, the fused kernel
 //        (flash_bwd_dkdv_sm90_kernel, DQ_ORDERED; the table's where 32 / 34 do not apply);
@@ -48,6 +49,7 @@
 //        apart, not at a barrier each step), and atomic 26 its atomic mode with it (ordered 44
 //        and atomic 27-29 were measured and removed: dev/cuda/NOTES.md); 45 the table's with
 //        BWD_WS_STMATRIX (dS^T to shared memory with stmatrix), atomic 30 its atomic mode with it
+//        (at hd 128 the table's own; 40 the table's before there)
 //   dq   1-5 mma.sync; 11-16 sm90
 #pragma once
 #include "../../llmc/attention/flash_attention.cuh"

@@ -112,11 +112,13 @@ struct FlashTiles {
     // hd 128 while its softmax is not, so with two the tensor cores wait on both softmaxes) and
     // the heaviest causal tiles of every group first (WS_HEAVY_FIRST, so the short tiles fill the
     // last wave). At hd 128 neither: its registers allow two consumers, and there the heavy-first
-    // order lost (dev/cuda/NOTES.md).
+    // order lost (dev/cuda/NOTES.md); but the lazy rescale (WS_LAZY_RESCALE: O's 64 columns a
+    // thread rescaled only where a row's max grew by 2^8), measured faster there and slower at
+    // hd 64, whose rescale is half as long.
     static constexpr bool sm90_fwd_tma = HD % 64 == 0, sm90_fwd_cp_async = HD == 80;
     static constexpr flash::Sm90FwdWsConfig sm90_fwd_ws =
         HD == 64       ? flash::Sm90FwdWsConfig{128, 4, flash::WS_TMA | flash::WS_HEAVY_FIRST, 3}
-        : sm90_fwd_tma ? flash::Sm90FwdWsConfig{128, 2, flash::WS_TMA}
+        : sm90_fwd_tma ? flash::Sm90FwdWsConfig{128, 2, flash::WS_TMA | (HD == 128 ? flash::WS_LAZY_RESCALE : 0)}
                        : flash::Sm90FwdWsConfig{128, 3, 0};
     static constexpr flash::Sm90FwdConfig sm90_fwd = {2, 64};  // FlashFamily::sm90 elsewhere
     // sm90 split backward (the default family at these head dims; FlashFamily::sm90 everywhere)
@@ -131,13 +133,14 @@ struct FlashTiles {
     // the ordered backward, warp-specialized (flash_sm90_bwd_ws.cuh), where it was measured faster
     // than the fused kernel. With TMA Q/dO loads where bwd_ws_tma_ok: hd 64 and 128 in the fixed
     // layout (r dividing 64; hd 64: 128 query rows, two stages, one dQ buffer; hd 128: 64 rows,
-    // two stages), padded hd 80 with one query head per group (64 rows, three stages; and there
+    // two stages, dS^T stored with stmatrix: measured faster there, not at hd 64 or padded 80),
+    // padded hd 80 with one query head per group (64 rows, three stages; and there
     // the query split, where few K/V tiles leave SMs idle). With cp.async (elsewhere): hd 64 with
     // 128 query rows (two stages), hd 128 with 64 (two stages: the shared memory); padded hd 80
     // without TMA keeps the fused kernel.
     static constexpr bool sm90_ordered_ws_tma = HD == 64 || HD == 80 || HD == 128;
     static constexpr int sm90_ordered_ws_tma_bq = HD == 64 ? 128 : 64, sm90_ordered_ws_tma_stages = HD == 80 ? 3 : 2;
-    static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : 0;
+    static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : HD == 128 ? flash::BWD_WS_STMATRIX : 0;
     static constexpr int sm90_ordered_ws_bq = HD == 64 ? 128 : HD == 128 ? 64 : 0;
     static constexpr int sm90_ordered_ws_stages = 2;
     // the fast policy in the fixed layout (the GPT) at hd 64: the ordered backward, not the atomic
