@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cuDNN's attention backward (PyTorch SDPA, cuDNN backend) under ncu at the causal GPT shapes of
-# dev/cuda/attention (hd 64: B8 T2048 nh32 nkv8; hd 128: B4 T4096), beside our own backward: its
+# dev/cuda/attention (hd 64: B8 T2048 nh32 nkv8; hd 128: B4 T4096; HDS 72: the DiT's full
+# attention, B1 T13442 nh16, dev/cuda/attention's perf shape 2), beside our own backward: its
 # kernels' names (tiles), launch shapes, registers, shared memory, and the Speed-of-Light, memory
 # and scheduler sections, to compare with `ATTN_PROFILE=... ncu` of ours (dev/cuda/NOTES.md).
 # OURS=1 also profiles our deterministic backward (dev/cuda/attention, built) at the same shapes,
@@ -26,13 +27,14 @@ cat > "$OUT/sdpa.py" <<'PY'
 import sys, torch, torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 hd, bwd = int(sys.argv[1]), sys.argv[2] == "bwd"
-B, H, KV, T = (8, 32, 8, 2048) if hd == 64 else (4, 32, 8, 4096)
+B, H, KV, T = {64: (8, 32, 8, 2048), 128: (4, 32, 8, 4096), 72: (1, 16, 16, 13442)}[hd]
+causal = hd != 72
 q = torch.randn(B, H, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=bwd)
 k = torch.randn(B, KV, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=bwd)
 v = torch.randn(B, KV, T, hd, device="cuda", dtype=torch.bfloat16, requires_grad=bwd)
 with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
     for _ in range(3):
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
         if bwd:
             torch.autograd.grad(o, (q, k, v), torch.randn_like(o))
 torch.cuda.synchronize()
@@ -49,6 +51,7 @@ report() {
     rm -f "$OUT/$1.ncu-rep"
 }
 for hd in ${HDS:-64 128}; do
+    case $hd in 64|72|128) ;; *) echo "HDS: $hd, expected 64, 72 or 128"; exit 2 ;; esac
     timeout 240 ncu --set full -k "$cudnn_kernels" --launch-skip $cudnn_skip --launch-count $cudnn_count \
         -o "$OUT/cudnn_${PASS}_$hd" python3 "$OUT/sdpa.py" "$hd" "$PASS" > "$OUT/ncu_${PASS}_$hd.log" 2>&1
     echo "hd $hd: ncu exit $?"
@@ -57,7 +60,7 @@ done
 grep -E "$mem_lines" "$OUT"/cudnn_"$PASS"_*.txt | cut -c1-160
 if [ "${OURS:-0}" = 1 ]; then
     for hd in ${HDS:-64 128}; do
-        si=0; [ "$hd" = 128 ] && si=1
+        si=0; [ "$hd" = 128 ] && si=1; [ "$hd" = 72 ] && si=2
         ATTN_PROFILE=$si timeout 240 ncu --set full -k $ours_kernels --launch-skip 1 --launch-count 1 \
             -o "$OUT/ours_${PASS}_$hd" "$BIN" > "$OUT/ncu_ours_${PASS}_$hd.log" 2>&1
         echo "ours hd $hd: ncu exit $?"
