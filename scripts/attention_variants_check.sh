@@ -19,15 +19,16 @@
 #                     padded hd 80 (the DiT's 72) (ATTN_FWD=v); fwd:28 the table's at hd 64 / 128 with
 #                     the grid group by query tile (heavy first); fwd:29 hd 64 with three consumer
 #                     warpgroups (192 query rows); fwd:30 heavy first with 29's tiles at hd 64, 28's at 128;
-#                     fwd:31 the table's at hd 64 / 128 with the lazy rescale
+#                     fwd:31 the table's at hd 64 with the lazy rescale (at hd 128 the table's own);
+#                     fwd:32 the table's at hd 64 / 128, persistent (a CTA an SM walking the query tiles)
 # For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
 # fixed layouts, packed rows, varlen; the determinism checks) under `timeout` (a hang is how a
 # wrong mbarrier phase shows); then the timings at the four perf shapes (ATTN_NOCHECK=1), the
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="ordered:45 atomic:30 fwd:31 ordered:45,atomic:30,fwd:31" (default: the variants not
-#   yet measured, one by one and together; the rest were, docs/results.md; a variant of several
+#   VARIANTS="fwd:32" (default: the variants not
+#   yet measured; the rest were, docs/results.md; a variant of several
 #   joined by commas runs with all of them in place), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
 #   GPU with other work) and writes each variant that passed to OUT/passed.txt as it passes, PHASE=time the timings alone
@@ -35,7 +36,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"ordered:45 atomic:30 fwd:31 ordered:45,atomic:30,fwd:31"}
+VARIANTS=${VARIANTS:-"fwd:32"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 # env_of VARIANT: its environment; VARIANT may join several with commas (ordered:41,fwd:28: both in place)
 env_of() {

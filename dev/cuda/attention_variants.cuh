@@ -22,7 +22,9 @@
 //        29 at hd 64 and of 28 at hd 128 (what the table would take if both win); 31 the table's at
 //        hd 64 with WS_LAZY_RESCALE (a row's running max kept until exceeded by 2^8: the
 //        outputs' rescale only where a warp's row max grew that much; at hd 128 the table's own,
-//        and 24 the table's before)
+//        and 24 the table's before); 32 the table's at hd 64 / 128, persistent (WS_PERSISTENT: a
+//        CTA an SM walking the query tiles heavy first, a tile's first loads under the last one's
+//        products and output rows)
 //   dkdv 1-3 mma.sync split, or (ordered / atomic) fused mma.sync; 4 fused unordered (diagnostic);
 //        11-16 sm90 split; 11-21 sm90 atomic (fused); 29 sm90 ordered, the fused kernel
 //        (flash_bwd_dkdv_sm90_kernel, DQ_ORDERED; the table's where 32 / 34 do not apply);
@@ -573,7 +575,10 @@ struct TileVariants {
                                             // the table's (hd 64, 128) with the lazy rescale
                                             fwd31 = {128, HD == 64 ? 4 : 2,
                                                      flash::WS_TMA | flash::WS_LAZY_RESCALE | (HD == 64 ? flash::WS_HEAVY_FIRST : 0),
-                                                     HD == 64 ? 3 : 2};
+                                                     HD == 64 ? 3 : 2},
+                                            // the table's (hd 64, 128), persistent
+                                            fwd32 = {FlashTiles<HD>::sm90_fwd_ws.bn, FlashTiles<HD>::sm90_fwd_ws.ns,
+                                                     FlashTiles<HD>::sm90_fwd_ws.opt | flash::WS_PERSISTENT, FlashTiles<HD>::sm90_fwd_ws.nc};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
@@ -634,6 +639,7 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 29:
                 case 30:
                 case 31:
+                case 32:
                     if constexpr (HD % 64 == 0) {
                         if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
                             if (fv == 24) flash::fwd_sm90_ws_launch<HD, V::fwd24>(out, lse, q, k, v, p, st);
@@ -641,6 +647,7 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                             else if (fv == 28) flash::fwd_sm90_ws_launch<HD, V::fwd28>(out, lse, q, k, v, p, st);
                             else if (fv == 29) flash::fwd_sm90_ws_launch<HD, V::fwd29>(out, lse, q, k, v, p, st);
                             else if (fv == 31) flash::fwd_sm90_ws_launch<HD, V::fwd31>(out, lse, q, k, v, p, st);
+                            else if (fv == 32) flash::fwd_sm90_ws_launch<HD, V::fwd32>(out, lse, q, k, v, p, st);
                             else flash::fwd_sm90_ws_launch<HD, V::fwd30>(out, lse, q, k, v, p, st);
                             return;
                         }

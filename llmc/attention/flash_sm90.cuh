@@ -180,16 +180,20 @@ struct FwdWsSmem {
     static constexpr int BM = 64 * NC, LD = HD + 8;
     static constexpr size_t q = 0, k = q + (size_t)BM * HD * 2, v = k + (size_t)NS * BN * HD * 2,
                             epi = v + (size_t)NS * BN * HD * 2,          // [4 NC warps][16][LD]
-        bars = epi + (size_t)4 * NC * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS]
-        bytes = bars + (size_t)(1 + 4 * NS) * 8;
+        bars = epi + (size_t)4 * NC * 16 * LD * 2,  // Q, K full[NS], V full[NS], K free[NS], V free[NS], Q free
+        bytes = bars + (size_t)(2 + 4 * NS) * 8;
 };
 // OPT bits: WS_TMA loads with the tensor copy engine (one producer thread; hd 64 / 128: 128-byte
 // swizzled blocks of 64 columns, fixed layout; hd 80 (72 padded): 32-byte swizzled blocks of 16
 // columns, fixed or varlen layout) instead of cp.async by the producer warpgroup (any layout,
 // core-matrix tiles); tuning: WS_NO_PINGPONG drops the named-barrier turns, WS_HEAVY_FIRST
 // orders the grid (group, query tile) (fwd_tile); WS_LAZY_RESCALE keeps a row's running max
-// until it is exceeded by 2^8 (online_softmax_scores' TAU; the table's at hd 128)
-enum { WS_NO_PINGPONG = 1, WS_TMA = 4, WS_HEAVY_FIRST = 8, WS_LAZY_RESCALE = 16 };
+// until it is exceeded by 2^8 (online_softmax_scores' TAU; the table's at hd 128); WS_PERSISTENT
+// (with WS_TMA, fixed layout; lab only, not yet measured): one CTA an SM, each taking every
+// gridDim.x-th query tile in the heavy-first grid's order, so a tile's first loads (Q, the first
+// K/V stages) go out while the previous tile's last products and its output rows are still in
+// hand, instead of each CTA starting cold
+enum { WS_NO_PINGPONG = 1, WS_TMA = 4, WS_HEAVY_FIRST = 8, WS_LAZY_RESCALE = 16, WS_PERSISTENT = 32 };
 // How the cp.async producer fills a K or V stage: its 128 threads copy the tile and each one
 // signals the stage's mbarrier when its copies have landed. (dev/cuda/attention_variants.cuh
 // times the kernel with a fill that only signals: the forward without loads.)
@@ -240,17 +244,21 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
     auto bar_v = [&](int s) { return bar_q + 8 * (1 + NS + s); };
     auto bar_free_k = [&](int s) { return bar_q + 8 * (1 + 2 * NS + s); };
     auto bar_free_v = [&](int s) { return bar_q + 8 * (1 + 3 * NS + s); };
+    const uint32_t bar_q_free = bar_q + 8 * (1 + 4 * NS);   // (WS_PERSISTENT) the consumers are done with Q
     // warpgroup and warp indices through a shuffle: ptxas then knows they are warp-uniform, so the
     // wgmmas behind the role branch are not on a divergent path (which would serialize them: C7520)
     const int wg = __shfl_sync(0xffffffff, threadIdx.x / 128, 0), warp = __shfl_sync(0xffffffff, threadIdx.x / 32, 0);
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     FwdTile tile;
-    constexpr bool HEAVY_FIRST = OPT & WS_HEAVY_FIRST;
-    if (!fwd_tile<BM, BN, HEAVY_FIRST>(tile, p, qp, kp, vp)) return;
-    const FlashGroup& G = tile.G;
-    const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
-    const int m0 = tile.m0, ntiles = tile.ntiles, hd = p.hd, T = G.Tk, rows = G.rows;
-    const int grp = HEAVY_FIRST ? blockIdx.x : blockIdx.y;
+    constexpr bool HEAVY_FIRST = OPT & WS_HEAVY_FIRST, PERSIST = OPT & WS_PERSISTENT;
+    static_assert(!PERSIST || TMA, "the persistent forward loads with TMA (one producer thread walks the tiles)");
+    // the CTA's tiles: t_first, + t_step, ... < t_end of the grid's (group, query tile) in the
+    // heavy-first order (PERSIST; every tile has rows: fixed layout), else its own one
+    const int n_qt = ceil_div(p.max_rows, BM), n_grp = p.B * p.nkv;
+    const int t_first = PERSIST ? blockIdx.x : 0, t_step = PERSIST ? gridDim.x : 1, t_end = PERSIST ? n_qt * n_grp : 1;
+    auto tile_at = [&](int t) { fwd_tile_at<BM, BN>(tile, p, qp, kp, vp, t / n_grp, n_qt, t % n_grp); };
+    if (!PERSIST && !fwd_tile<BM, BN, HEAVY_FIRST>(tile, p, qp, kp, vp)) return;
+    const int hd = p.hd;
     if (threadIdx.x == 0) {
         constexpr int FILLS = TMA ? 1 : 128;  // TMA: one arrive.expect_tx; cp.async: one arrival per producer thread
         mbarrier_init(bar_q, FILLS);
@@ -260,6 +268,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
             mbarrier_init(bar_free_k(s), 4 * NC);  // one arrival per consumer warp
             mbarrier_init(bar_free_v(s), 4 * NC);
         }
+        if (PERSIST) mbarrier_init(bar_q_free, 4 * NC);
         fence_mbarrier_init();
     }
     __syncthreads();
@@ -271,28 +280,39 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
             // a tile's coordinates past its columns: fixed (row, group); varlen (head, token; r = 1),
             // which fwd_tma_ok lets through for the 16-column blocks only
             const bool vl = TC == 16 && p.varlen;
-            const int b = grp / p.nkv, gk = grp % p.nkv;
-            const int q1 = vl ? gk : m0, q2 = vl ? p.cu_q[b] + m0 : grp;
-            const int k1 = vl ? gk : 0, k2 = vl ? p.cu_k[b] : grp;   // + j BN along rows / tokens
-            mbarrier_arrive_expect_tx(bar_q, QB);
-            for (int h = 0; h < HD / TC; h++) tma_load_3d(smem_u32(sQ) + h * BM * TB, &maps.q, bar_q, h * TC, q1, q2);
-            for (int j = 0; j < ntiles; j++) {
-                const int s = j % NS;
-                const int c1 = vl ? k1 : j * BN, c2 = vl ? k2 + j * BN : k2;
-                if (j >= NS) mbarrier_wait(bar_free_k(s), (j / NS - 1) & 1);
-                mbarrier_arrive_expect_tx(bar_k(s), KB);
-                for (int h = 0; h < HD / TC; h++)
-                    tma_load_3d(smem_u32(sK + s * BN * HD) + h * BN * TB, &maps.k, bar_k(s), h * TC, c1, c2);
-                if (j >= NS) mbarrier_wait(bar_free_v(s), (j / NS - 1) & 1);
-                mbarrier_arrive_expect_tx(bar_v(s), KB);
-                for (int h = 0; h < HD / TC; h++)
-                    tma_load_3d(smem_u32(sV + s * BN * HD) + h * BN * TB, &maps.v, bar_v(s), h * TC, c1, c2);
+            int kv = 0;   // K/V tiles loaded for the CTA's earlier tiles: the stages' running count
+            for (int t = t_first, i = 0; t < t_end; t += t_step, i++) {
+                if (PERSIST) tile_at(t);
+                const int m0 = tile.m0, ntiles = tile.ntiles;
+                const int grp = PERSIST ? t % n_grp : HEAVY_FIRST ? blockIdx.x : blockIdx.y;
+                const int b = grp / p.nkv, gk = grp % p.nkv;
+                const int q1 = vl ? gk : m0, q2 = vl ? p.cu_q[b] + m0 : grp;
+                const int k1 = vl ? gk : 0, k2 = vl ? p.cu_k[b] : grp;   // + j BN along rows / tokens
+                if (PERSIST && i > 0) mbarrier_wait(bar_q_free, (i - 1) & 1);
+                mbarrier_arrive_expect_tx(bar_q, QB);
+                for (int h = 0; h < HD / TC; h++) tma_load_3d(smem_u32(sQ) + h * BM * TB, &maps.q, bar_q, h * TC, q1, q2);
+                for (int j = 0; j < ntiles; j++) {
+                    const int n = kv + j, s = n % NS;
+                    const int c1 = vl ? k1 : j * BN, c2 = vl ? k2 + j * BN : k2;
+                    if (n >= NS) mbarrier_wait(bar_free_k(s), (n / NS - 1) & 1);
+                    mbarrier_arrive_expect_tx(bar_k(s), KB);
+                    for (int h = 0; h < HD / TC; h++)
+                        tma_load_3d(smem_u32(sK + s * BN * HD) + h * BN * TB, &maps.k, bar_k(s), h * TC, c1, c2);
+                    if (n >= NS) mbarrier_wait(bar_free_v(s), (n / NS - 1) & 1);
+                    mbarrier_arrive_expect_tx(bar_v(s), KB);
+                    for (int h = 0; h < HD / TC; h++)
+                        tma_load_3d(smem_u32(sV + s * BN * HD) + h * BN * TB, &maps.v, bar_v(s), h * TC, c1, c2);
+                }
+                kv += ntiles;
             }
         }
         return;
     }
+    const FlashGroup& G = tile.G;
     if (wg == 0) {  // producer
         setmaxnreg_dec<FwdWsRegs<NC>::producer>();
+        const bf16 *Q = tile.Q, *K = tile.K, *V = tile.V;
+        const int m0 = tile.m0, ntiles = tile.ntiles, T = G.Tk, rows = G.rows;
         auto qrow = [&](int i) { return Q + (size_t)i * p.q_rs; };
         auto krow = [&](int i) { return K + (size_t)i * p.k_rs; };
         auto vrow = [&](int i) { return V + (size_t)i * p.v_rs; };
@@ -311,8 +331,6 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
 
     setmaxnreg_inc<FwdWsRegs<NC>::consumer>();
     const int cw = wg - 1, cwarp = warp - 4;  // consumer warpgroup 0 .. NC - 1; warp 0 .. 4 NC - 1 of the consumers
-    const int row0 = m0 + cwarp * 16, rowA = row0 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r;
-    const int pos_lo = (m0 + cw * 64) / p.r;
     // operand descriptors: core-matrix tiles (cp.async) or swizzled blocks of TC columns (TMA:
     // 128-byte swizzle, 64 columns; 32-byte swizzle, 16 columns; llmc/attention/wgmma.cuh)
     auto desc_tma = [](uint32_t a, uint32_t lbo) { return TC == 64 ? wgmma_desc_sw128(a, lbo, 1024) : wgmma_desc_sw32(a, lbo, 256); };
@@ -321,98 +339,119 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
         if (!TMA) return wgmma_kstep_kmajor(kk);
         return TC == 64 ? (uint64_t)(((kk / 4) * R * 128 + (kk % 4) * 32) >> 4) : (uint64_t)((kk * R * 32) >> 4);
     };
-    float o[DB][4];
+    int kv = 0;   // K/V tiles consumed for the CTA's earlier tiles (the producer's count)
+    for (int t = t_first, i = 0; t < t_end; t += t_step, i++) {
+        if (PERSIST) tile_at(t);
+        const int m0 = tile.m0, ntiles = tile.ntiles, T = G.Tk;
+        const bool last_tile = t + t_step >= t_end;
+        const int row0 = m0 + cwarp * 16, rowA = row0 + g, posA = rowA / p.r, posB = (rowA + 8) / p.r;
+        const int pos_lo = (m0 + cw * 64) / p.r;
+        float o[DB][4];
 #pragma unroll
-    for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-    wgmma_fence_operand(o);
-    float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
-    float s[NB][4];
-    uint32_t pa[BN / 16][4];
-    auto issue_pv = [&](int j) {
-        const uint32_t v0 = smem_u32(sV + (j % NS) * BN * HD);
-        const uint64_t desc_v = TMA ? desc_tma(v0, BN * TB) : wgmma_desc_mnmajor(v0, HD);
+        for (int d = 0; d < DB; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+        wgmma_fence_operand(o);
+        float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+        float s[NB][4];
+        uint32_t pa[BN / 16][4];
+        // the K/V stage of the tile's j-th K/V tile (PERSIST: the CTA's (kv + j)-th) and the parity of
+        // its fill (kv spelled out as 0 without PERSIST: ptxas kept the loop-carried zero in the
+        // descriptors' arithmetic)
+        auto stage = [&](int j) { return (PERSIST ? kv + j : j) % NS; };
+        auto fill_parity = [&](int j) { return ((PERSIST ? kv + j : j) / NS) & 1; };
+        auto issue_pv = [&](int j) {
+            const uint32_t v0 = smem_u32(sV + stage(j) * BN * HD);
+            const uint64_t desc_v = TMA ? desc_tma(v0, BN * TB) : wgmma_desc_mnmajor(v0, HD);
 #pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++)   // (TMA: a k16 step is 16 rows of TB bytes)
-            Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + (TMA ? (uint64_t)(kc * 16 * TB >> 4) : wgmma_kstep_mnmajor(kc, HD)), 1);
-        wgmma_commit();
-    };
-    auto issue_s = [&](int j) {
-        const uint32_t k0 = smem_u32(sK + (j % NS) * BN * HD);
-        const uint64_t desc_k = TMA ? desc_tma(k0, 16) : wgmma_desc_kmajor(k0, HD);
+            for (int kc = 0; kc < BN / 16; kc++)   // (TMA: a k16 step is 16 rows of TB bytes)
+                Wgmma<HD>::template rs<1>(o, pa[kc], desc_v + (TMA ? (uint64_t)(kc * 16 * TB >> 4) : wgmma_kstep_mnmajor(kc, HD)), 1);
+            wgmma_commit();
+        };
+        auto issue_s = [&](int j) {
+            const uint32_t k0 = smem_u32(sK + stage(j) * BN * HD);
+            const uint64_t desc_k = TMA ? desc_tma(k0, 16) : wgmma_desc_kmajor(k0, HD);
 #pragma unroll
-        for (int kk = 0; kk < KS; kk++)
-            Wgmma<BN>::template ss<0, 0>(s, desc_q + kstep_k(kk, BM), desc_k + kstep_k(kk, BN), kk > 0);
-        wgmma_commit();
-    };
-    // mask and softmax of tile j's scores (O not touched: cA, cB rescale it later, where the
-    // return says a row's max grew: always but with WS_LAZY_RESCALE)
-    constexpr int TAU = OPT & WS_LAZY_RESCALE ? 8 : 0;
-    auto softmax_scores = [&](int j, float& cA, float& cB) {
-        wgmma_fence_operand(s);
-        const int n0 = j * BN;
-        if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
-        return online_softmax_scores<NB, TAU>(s, mA, mB, lA, lB, p.scale_log2, cA, cB);
-    };
-    auto scores_to_p = [&] {
+            for (int kk = 0; kk < KS; kk++)
+                Wgmma<BN>::template ss<0, 0>(s, desc_q + kstep_k(kk, BM), desc_k + kstep_k(kk, BN), kk > 0);
+            wgmma_commit();
+        };
+        // mask and softmax of tile j's scores (O not touched: cA, cB rescale it later, where the
+        // return says a row's max grew: always but with WS_LAZY_RESCALE)
+        constexpr int TAU = OPT & WS_LAZY_RESCALE ? 8 : 0;
+        auto softmax_scores = [&](int j, float& cA, float& cB) {
+            wgmma_fence_operand(s);
+            const int n0 = j * BN;
+            if (n0 + BN > T || (p.causal && n0 + BN - 1 > pos_lo)) mask_keys(s, n0, T, posA, posB, p.causal, tq);
+            return online_softmax_scores<NB, TAU>(s, mA, mB, lA, lB, p.scale_log2, cA, cB);
+        };
+        auto scores_to_p = [&] {
 #pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
-    };
-    // after each wait, a proxy fence: the tiles were written by cp.async (generic proxy) and are
-    // read by wgmma (async proxy)
-    mbarrier_wait(bar_q, 0);
-    fence_proxy_async();
-    // the turns go round the consumers: each waits on barrier 1 + cw, then passes the turn to the
-    // next (barrier 1 + (cw + 1) % NC); the last one's final pass is skipped, which its first one
-    // (before any turn, to hand consumer 0 the first) makes up for
-    constexpr bool PP = !(OPT & WS_NO_PINGPONG);
-    const int next_turn = 1 + (cw + 1) % NC;
-    if (PP && cw == NC - 1) named_barrier_arrive(1, 256);  // consumer 0 takes the first turn
-    {  // tile 0: S only (O is zero)
-        mbarrier_wait(bar_k(0), 0);
+            for (int kc = 0; kc < BN / 16; kc++) acc_to_a(pa[kc], s[2 * kc], s[2 * kc + 1]);
+        };
+        // after each wait, a proxy fence: the tiles were written by cp.async (generic proxy) and are
+        // read by wgmma (async proxy)
+        mbarrier_wait(bar_q, i & 1);
         fence_proxy_async();
-        if (PP) named_barrier_sync(1 + cw, 256);
+        // the turns go round the consumers: each waits on barrier 1 + cw, then passes the turn to the
+        // next (barrier 1 + (cw + 1) % NC); the last one's final pass is skipped, which its first one
+        // (before any turn, to hand consumer 0 the first) makes up for (PERSIST: the CTA's first and
+        // final turns, over all its tiles)
+        constexpr bool PP = !(OPT & WS_NO_PINGPONG);
+        const int next_turn = 1 + (cw + 1) % NC;
+        if (PP && cw == NC - 1 && i == 0) named_barrier_arrive(1, 256);  // consumer 0 takes the first turn
+        {  // tile 0: S only (O is zero)
+            mbarrier_wait(bar_k(stage(0)), fill_parity(0));
+            fence_proxy_async();
+            if (PP) named_barrier_sync(1 + cw, 256);
+            wgmma_fence();
+            issue_s(0);
+            if (PP && (cw != NC - 1 || ntiles > 1 || !last_tile)) named_barrier_arrive(next_turn, 256);
+            wgmma_wait<0>();
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(bar_free_k(stage(0)));
+            if (PERSIST && ntiles == 1 && lane == 0) mbarrier_arrive(bar_q_free);   // (its last S: Q may be reloaded)
+            float cA, cB;
+            softmax_scores(0, cA, cB);
+            scores_to_p();
+        }
+        for (int j = 1; j < ntiles; j++) {
+            mbarrier_wait(bar_k(stage(j)), fill_parity(j));
+            mbarrier_wait(bar_v(stage(j - 1)), fill_parity(j - 1));
+            fence_proxy_async();
+            if (PP) named_barrier_sync(1 + cw, 256);  // this warpgroup's turn on the tensor cores
+            wgmma_fence();
+            issue_s(j);
+            issue_pv(j - 1);
+            if (PP && (cw != NC - 1 || j + 1 < ntiles || !last_tile)) named_barrier_arrive(next_turn, 256);  // the next one's turn
+            wgmma_wait<1>();  // S of tile j: its K stage is free
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(bar_free_k(stage(j)));
+            if (PERSIST && j == ntiles - 1 && lane == 0) mbarrier_arrive(bar_q_free);
+            float cA, cB;
+            const bool grew = softmax_scores(j, cA, cB);
+            wgmma_wait<0>();  // O += P V of tile j - 1: its V stage is free, O and P may be touched
+            wgmma_fence_operand(o);
+            wgmma_fence_operand(pa);
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(bar_free_v(stage(j - 1)));
+            if (grew) rescale_rows(o, cA, cB);
+            scores_to_p();
+        }
+        mbarrier_wait(bar_v(stage(ntiles - 1)), fill_parity(ntiles - 1));
+        fence_proxy_async();
+        wgmma_fence_operand(o);
         wgmma_fence();
-        issue_s(0);
-        if (PP && (cw != NC - 1 || ntiles > 1)) named_barrier_arrive(next_turn, 256);
+        issue_pv(ntiles - 1);
         wgmma_wait<0>();
-        __syncwarp();
-        if (lane == 0) mbarrier_arrive(bar_free_k(0));
-        float cA, cB;
-        softmax_scores(0, cA, cB);
-        scores_to_p();
-    }
-    for (int j = 1; j < ntiles; j++) {
-        mbarrier_wait(bar_k(j % NS), (j / NS) & 1);
-        mbarrier_wait(bar_v((j - 1) % NS), ((j - 1) / NS) & 1);
-        fence_proxy_async();
-        if (PP) named_barrier_sync(1 + cw, 256);  // this warpgroup's turn on the tensor cores
-        wgmma_fence();
-        issue_s(j);
-        issue_pv(j - 1);
-        if (PP && (cw != NC - 1 || j + 1 < ntiles)) named_barrier_arrive(next_turn, 256);  // the next one's turn
-        wgmma_wait<1>();  // S of tile j: its K stage is free
-        __syncwarp();
-        if (lane == 0) mbarrier_arrive(bar_free_k(j % NS));
-        float cA, cB;
-        const bool grew = softmax_scores(j, cA, cB);
-        wgmma_wait<0>();  // O += P V of tile j - 1: its V stage is free, O and P may be touched
         wgmma_fence_operand(o);
         wgmma_fence_operand(pa);
-        __syncwarp();
-        if (lane == 0) mbarrier_arrive(bar_free_v((j - 1) % NS));
-        if (grew) rescale_rows(o, cA, cB);
-        scores_to_p();
+        if (PERSIST) {   // (the last V stage free for the producer, which runs ahead into the next tile)
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(bar_free_v(stage(ntiles - 1)));
+        }
+        fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem + L::epi) + cwarp * 16 * LD, o, mA, mB, lA, lB, row0, p, G, lse, out,
+                           lane);
+        kv += ntiles;
     }
-    mbarrier_wait(bar_v((ntiles - 1) % NS), ((ntiles - 1) / NS) & 1);
-    fence_proxy_async();
-    wgmma_fence_operand(o);
-    wgmma_fence();
-    issue_pv(ntiles - 1);
-    wgmma_wait<0>();
-    wgmma_fence_operand(o);
-    wgmma_fence_operand(pa);
-    fwd_write_rows<HD>(reinterpret_cast<bf16*>(flash_smem + L::epi) + cwarp * 16 * LD, o, mA, mB, lA, lB, row0, p, G, lse, out,
-                       lane);
 #elif defined(__CUDA_ARCH__)
     __trap();  // no sm_90a code in this build: flash_sm90_active() never launches this
 #endif
@@ -1051,7 +1090,10 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
         }
     }
     const int qtiles = ceil_div(p.max_rows, BM), groups = p.B * p.nkv;
-    const dim3 grid = (OPT & WS_HEAVY_FIRST) ? dim3(groups, qtiles) : dim3(qtiles, groups);
+    const int ctas = qtiles * groups < flash_sm_count() ? qtiles * groups : flash_sm_count();   // (WS_PERSISTENT)
+    const dim3 grid = (OPT & WS_PERSISTENT)    ? dim3(ctas)
+                      : (OPT & WS_HEAVY_FIRST) ? dim3(groups, qtiles)
+                                               : dim3(qtiles, groups);
     flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill, NC><<<grid, 128 * (NC + 1), smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }

@@ -155,18 +155,19 @@ __device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int n
 // heaviest tiles, the last rows, first, so the short ones fill the tail), the group's rows of
 // q, k, v, and how many BN-key tiles it visits. False: no rows (varlen: this sample is shorter
 // than the longest). HEAVY_FIRST: the grid is (group, query tile), so the heaviest tiles of all
-// groups start before any group's lighter ones.
+// groups start before any group's lighter ones. fwd_tile_at: the same for the bq-th of nq query
+// tiles of group grp (a persistent CTA's tiles).
 struct FwdTile {
     FlashGroup G;
     const bf16 *Q, *K, *V;
     int m0, ntiles;
 };
-template <int BM, int BN, bool HEAVY_FIRST = false>
-__device__ __forceinline__ bool fwd_tile(FwdTile& t, const FlashParams& p, const bf16* qp, const bf16* kp, const bf16* vp) {
-    const int bq = HEAVY_FIRST ? blockIdx.y : blockIdx.x, nq = HEAVY_FIRST ? gridDim.y : gridDim.x;
+template <int BM, int BN>
+__device__ __forceinline__ bool fwd_tile_at(FwdTile& t, const FlashParams& p, const bf16* qp, const bf16* kp, const bf16* vp,
+                                            int bq, int nq, int grp) {
     const int qt = p.causal ? nq - 1 - bq : bq;
     t.m0 = qt * BM;
-    t.G = flash_group(p, HEAVY_FIRST ? blockIdx.x : blockIdx.y);
+    t.G = flash_group(p, grp);
     if (t.m0 >= t.G.rows) return false;
     t.Q = qp + t.G.q0;
     t.K = kp + t.G.k0;
@@ -174,6 +175,11 @@ __device__ __forceinline__ bool fwd_tile(FwdTile& t, const FlashParams& p, const
     const int kv_end = p.causal ? (min(t.m0 + BM, t.G.rows) - 1) / p.r + 1 : t.G.Tk;
     t.ntiles = ceil_div(kv_end, BN);
     return true;
+}
+template <int BM, int BN, bool HEAVY_FIRST = false>
+__device__ __forceinline__ bool fwd_tile(FwdTile& t, const FlashParams& p, const bf16* qp, const bf16* kp, const bf16* vp) {
+    return fwd_tile_at<BM, BN>(t, p, qp, kp, vp, HEAVY_FIRST ? blockIdx.y : blockIdx.x, HEAVY_FIRST ? gridDim.y : gridDim.x,
+                               HEAVY_FIRST ? blockIdx.x : blockIdx.y);
 }
 
 // ---------------------------------------------------------------------------
