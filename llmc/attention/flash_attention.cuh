@@ -133,11 +133,11 @@ struct FlashTiles {
     // the ordered backward, warp-specialized (flash_sm90_bwd_ws.cuh), where it was measured faster
     // than the fused kernel. With TMA Q/dO loads where bwd_ws_tma_ok: hd 64 and 128 in the fixed
     // layout (r dividing 64; hd 64: 128 query rows, two stages, one dQ buffer; hd 128: 64 rows,
-    // two stages, dS^T stored with stmatrix: measured faster there, not at hd 64 or padded 80),
-    // padded hd 80 with one query head per group (64 rows, three stages; and there
-    // the query split, where few K/V tiles leave SMs idle). With cp.async (elsewhere): hd 64 with
-    // 128 query rows (two stages), hd 128 with 64 (two stages: the shared memory); padded hd 80
-    // without TMA keeps the fused kernel.
+    // two stages, dS^T stored with stmatrix: measured faster there, not at hd 64 or padded 80,
+    // dev/cuda/NOTES.md), padded hd 80 with one query head per group (64 rows, three stages; and
+    // there the query split, where few K/V tiles leave SMs idle). With cp.async (elsewhere): hd 64
+    // with 128 query rows (two stages), hd 128 with 64 (two stages: the shared memory); padded hd
+    // 80 without TMA keeps the fused kernel.
     static constexpr bool sm90_ordered_ws_tma = HD == 64 || HD == 80 || HD == 128;
     static constexpr int sm90_ordered_ws_tma_bq = HD == 64 ? 128 : 64, sm90_ordered_ws_tma_stages = HD == 80 ? 3 : 2;
     static constexpr int sm90_ordered_ws_tma_opt = HD == 64 ? flash::BWD_WS_ONE_DQ : HD == 128 ? flash::BWD_WS_STMATRIX : 0;
