@@ -251,7 +251,8 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
     const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     FwdTile tile;
     constexpr bool HEAVY_FIRST = OPT & WS_HEAVY_FIRST, PERSIST = OPT & WS_PERSISTENT;
-    static_assert(!PERSIST || TMA, "the persistent forward loads with TMA (one producer thread walks the tiles)");
+    static_assert(!PERSIST || (TMA && HD % 64 == 0),
+                  "the persistent forward loads with TMA (one producer thread walks the tiles), hd 64 / 128: fixed layout only (fwd_tma_ok)");
     // the CTA's tiles: t_first, + t_step, ... < t_end of the grid's (group, query tile) in the
     // heavy-first order (PERSIST; every tile has rows: fixed layout), else its own one
     const int n_qt = ceil_div(p.max_rows, BM), n_grp = p.B * p.nkv;
