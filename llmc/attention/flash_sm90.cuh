@@ -284,8 +284,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1) flash_fwd_sm90_ws_kernel(bf
             int kv = 0;   // K/V tiles loaded for the CTA's earlier tiles: the stages' running count
             for (int t = t_first, i = 0; t < t_end; t += t_step, i++) {
                 if (PERSIST) tile_at(t);
-                const int m0 = tile.m0, ntiles = tile.ntiles;
-                const int grp = PERSIST ? t % n_grp : HEAVY_FIRST ? blockIdx.x : blockIdx.y;
+                const int m0 = tile.m0, ntiles = tile.ntiles, grp = tile.grp;
                 const int b = grp / p.nkv, gk = grp % p.nkv;
                 const int q1 = vl ? gk : m0, q2 = vl ? p.cu_q[b] + m0 : grp;
                 const int k1 = vl ? gk : 0, k2 = vl ? p.cu_k[b] : grp;   // + j BN along rows / tokens
@@ -1091,10 +1090,8 @@ static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16*
         }
     }
     const int qtiles = ceil_div(p.max_rows, BM), groups = p.B * p.nkv;
-    const int ctas = qtiles * groups < flash_sm_count() ? qtiles * groups : flash_sm_count();   // (WS_PERSISTENT)
-    const dim3 grid = (OPT & WS_PERSISTENT)    ? dim3(ctas)
-                      : (OPT & WS_HEAVY_FIRST) ? dim3(groups, qtiles)
-                                               : dim3(qtiles, groups);
+    dim3 grid = (OPT & WS_HEAVY_FIRST) ? dim3(groups, qtiles) : dim3(qtiles, groups);
+    if constexpr ((OPT & WS_PERSISTENT) != 0) grid = dim3(std::min(qtiles * groups, flash_sm_count()));   // a CTA an SM
     flash_fwd_sm90_ws_kernel<HD, BN, NS, OPT, Fill, NC><<<grid, 128 * (NC + 1), smem, stream>>>(out, lse, q, k, v, p, maps);
     cudaLaunchCheck();
 }

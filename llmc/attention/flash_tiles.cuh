@@ -151,7 +151,7 @@ __device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int n
     }
 }
 
-// A forward CTA's share of the work: query tile qt of BM rows of group blockIdx.y (causal: the
+// A forward CTA's share of the work: query tile qt of BM rows of group grp = blockIdx.y (causal: the
 // heaviest tiles, the last rows, first, so the short ones fill the tail), the group's rows of
 // q, k, v, and how many BN-key tiles it visits. False: no rows (varlen: this sample is shorter
 // than the longest). HEAVY_FIRST: the grid is (group, query tile), so the heaviest tiles of all
@@ -160,13 +160,14 @@ __device__ __forceinline__ void copy_rows_out(const bf16* s_own, int row0, int n
 struct FwdTile {
     FlashGroup G;
     const bf16 *Q, *K, *V;
-    int m0, ntiles;
+    int m0, ntiles, grp;
 };
 template <int BM, int BN>
 __device__ __forceinline__ bool fwd_tile_at(FwdTile& t, const FlashParams& p, const bf16* qp, const bf16* kp, const bf16* vp,
                                             int bq, int nq, int grp) {
     const int qt = p.causal ? nq - 1 - bq : bq;
     t.m0 = qt * BM;
+    t.grp = grp;
     t.G = flash_group(p, grp);
     if (t.m0 >= t.G.rows) return false;
     t.Q = qp + t.G.q0;
