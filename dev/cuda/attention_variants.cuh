@@ -550,6 +550,8 @@ static int flash_fwd_variant = 0;
 #define FLASH_TUNED(HD) (HD == 64 || HD == 80 || HD == 128)
 
 // The variants' tiles (numbering above)
+// a forward configuration with more WS_* bits
+constexpr flash::Sm90FwdWsConfig with_fwd_opt(flash::Sm90FwdWsConfig c, int opt) { return {c.bn, c.ns, c.opt | opt, c.nc}; }
 template <int HD>
 struct TileVariants {
     static constexpr bool SMALL = HD <= 80;
@@ -572,13 +574,9 @@ struct TileVariants {
                                             fwd28 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST},
                                             fwd29 = {128, HD == 64 ? 4 : 2, flash::WS_TMA, HD == 64 ? 3 : 2},   // (hd 128: 24)
                                             fwd30 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST, HD == 64 ? 3 : 2},
-                                            // the table's (hd 64, 128) with the lazy rescale
-                                            fwd31 = {128, HD == 64 ? 4 : 2,
-                                                     flash::WS_TMA | flash::WS_LAZY_RESCALE | (HD == 64 ? flash::WS_HEAVY_FIRST : 0),
-                                                     HD == 64 ? 3 : 2},
-                                            // the table's (hd 64, 128), persistent
-                                            fwd32 = {FlashTiles<HD>::sm90_fwd_ws.bn, FlashTiles<HD>::sm90_fwd_ws.ns,
-                                                     FlashTiles<HD>::sm90_fwd_ws.opt | flash::WS_PERSISTENT, FlashTiles<HD>::sm90_fwd_ws.nc};
+                                            // the table's (hd 64, 128) with the lazy rescale (hd 128: the table's own), persistent
+                                            fwd31 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_LAZY_RESCALE),
+                                            fwd32 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_PERSISTENT);
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
