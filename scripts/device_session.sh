@@ -34,7 +34,7 @@
 #            build of dev/cuda/attention (AB_NEW, default .sess/attention.gz, gzipped, built here
 #            and carried) runs its checks with AB_ENV (the lab variants under test, e.g.
 #            "ATTN_ORDERED=43 ATTN_ATOMIC=26"; several, separated by ';': the first, or
-#            AB_CHECK_ENV) and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
+#            AB_CHECK_ENV, itself one or several) and without (AB_CHECKS=0: not); then its timings (ATTN_NOCHECK=1) with
 #            each AB_ENV and without alternate AB_ROUNDS (2) times with the baseline's (AB_BASE, a
 #            gzipped build, or several separated by spaces: base0, base1, ...; default the carried
 #            .prebuilt.tgz's), and the SDPA peer runs once
@@ -199,12 +199,14 @@ ab)
     nbases=$(( ${#ab_bases[@]} > 0 ? ${#ab_bases[@]} : 1 ))
     unzip_build "${AB_NEW:-.sess/attention.gz}" "$B/new" || exit 1
     IFS=';' read -r -a ab_envs <<< "${AB_ENV:-}"   # (several variants: separated by ';')
-    check_env=${AB_CHECK_ENV-${ab_envs[0]:-}}   # (AB_CHECK_ENV set and empty: the checks without it only)
+    # (AB_CHECK_ENV set and empty: the checks without it only; several, separated by ';': one run each)
+    IFS=';' read -r -a check_envs <<< "${AB_CHECK_ENV-${ab_envs[0]:-}}"
     if [ "${AB_CHECKS:-1}" = 1 ]; then   # (AB_CHECKS=0: the timings only, for a build already checked)
-        if [ -n "$check_env" ]; then
-            timeout 150 env $check_env "$B/new" > "$A/check_env.log" 2>&1
-            echo "checks with $check_env: exit $?, $(grep -c '^FAIL' "$A/check_env.log") FAIL lines"; tail -1 "$A/check_env.log"
-        fi
+        for k in "${!check_envs[@]}"; do
+            e=${check_envs[$k]}; [ -n "$e" ] || continue
+            timeout 150 env $e "$B/new" > "$A/check_env$k.log" 2>&1
+            echo "checks with $e: exit $?, $(grep -c '^FAIL' "$A/check_env$k.log") FAIL lines"; tail -1 "$A/check_env$k.log"
+        done
         timeout 150 "$B/new" > "$A/check.log" 2>&1; echo "checks: exit $?"; tail -1 "$A/check.log"
     fi
     for i in $(seq 1 "${AB_ROUNDS:-2}"); do

@@ -576,7 +576,10 @@ struct TileVariants {
                                             fwd30 = {128, HD == 64 ? 4 : 2, flash::WS_TMA | flash::WS_HEAVY_FIRST, HD == 64 ? 3 : 2},
                                             // the table's (hd 64, 128) with the lazy rescale (hd 128: the table's own), persistent
                                             fwd31 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_LAZY_RESCALE),
-                                            fwd32 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_PERSISTENT);
+                                            fwd32 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_PERSISTENT),
+                                            // padded hd 80 with three consumer warpgroups: cp.async with 128 or 96 keys a
+                                            // K/V tile (S and P in 160 registers beside O's 40; 128 spills a few), TMA with 96
+                                            fwd33 = {128, 3, 0, 3}, fwd34 = {96, 4, 0, 3}, fwd35 = {96, 4, flash::WS_TMA, 3};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
@@ -653,10 +656,22 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                     break;
                 case 26:
                 case 27:
+                case 35:
                     if constexpr (HD == 80) {
                         if (!p.pos && flash::fwd_tma_ok<HD>(q, k, v, p)) {
                             if (fv == 26) flash::fwd_sm90_ws_launch<HD, V::fwd26>(out, lse, q, k, v, p, st);
-                            else flash::fwd_sm90_ws_launch<HD, V::fwd27>(out, lse, q, k, v, p, st);
+                            else if (fv == 27) flash::fwd_sm90_ws_launch<HD, V::fwd27>(out, lse, q, k, v, p, st);
+                            else flash::fwd_sm90_ws_launch<HD, V::fwd35>(out, lse, q, k, v, p, st);
+                            return;
+                        }
+                    }
+                    break;
+                case 33:
+                case 34:
+                    if constexpr (HD == 80) {
+                        if (!p.pos) {
+                            if (fv == 33) flash::fwd_sm90_ws_launch<HD, V::fwd33>(out, lse, q, k, v, p, st);
+                            else flash::fwd_sm90_ws_launch<HD, V::fwd34>(out, lse, q, k, v, p, st);
                             return;
                         }
                     }

@@ -164,8 +164,8 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 // tile's P V still runs: with one release for both, the loads had half a tile of lead and the
 // kernel waited for them). It gives its
 // registers back (setmaxnreg), so the NC consumer warpgroups (64 query rows each) hold
-// S, P and O for BN = 128 keys: at hd 128 with NC = 2 (240 registers), at hd 64 also with
-// NC = 3 (160: more rows per K/V tile loaded, more warps to hide the softmax behind).
+// S, P and O for BN = 128 keys: at hd 128 with NC = 2 (240 registers), up to padded hd 80 also
+// with NC = 3 (160: more rows per K/V tile loaded, more warps to hide the softmax behind).
 // Consumers never meet at a CTA barrier:
 //   - within a warpgroup, S of tile j and O += P V of tile j - 1 are issued together and the
 //     softmax of tile j runs while O += P V is still on the tensor cores (O is rescaled after
@@ -1069,7 +1069,7 @@ template <int HD, const Sm90FwdWsConfig& C, class Fill = WsCopyStage>
 static void fwd_sm90_ws_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashParams& p,
                                cudaStream_t stream) {
     constexpr int BN = C.bn, NS = C.ns, OPT = C.opt, NC = C.nc;
-    static_assert(NC == 2 || (NC == 3 && HD <= 64), "three consumer warpgroups hold S, P and O in 160 registers: hd 64 at most");
+    static_assert(NC == 2 || (NC == 3 && HD <= 80), "three consumer warpgroups hold S, P and O in 160 registers: padded hd 80 at most");
     constexpr size_t smem = FwdWsSmem<HD, BN, NS, NC>::bytes + 1024;  // + the slack that aligns the base
     static_assert(smem <= 227 * 1024, "more shared memory than a Hopper block can have");
     static bool init = false;
