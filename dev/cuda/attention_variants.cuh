@@ -578,7 +578,9 @@ struct TileVariants {
                                             fwd31 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_LAZY_RESCALE),
                                             fwd32 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_PERSISTENT),
                                             // padded hd 80 with three consumer warpgroups: cp.async with 128 or 96 keys a
-                                            // K/V tile (S and P in 160 registers beside O's 40; 128 spills a few), TMA with 96
+                                            // K/V tile (S and P in 160 registers beside O's 40; 128 spills a few), TMA with
+                                            // 96 (35 and 34: the table's own where TMA can / cannot be used, beyond one
+                                            // 128-key tile; 19: the table's before them)
                                             fwd33 = {128, 3, 0, 3}, fwd34 = {96, 4, 0, 3}, fwd35 = {96, 4, flash::WS_TMA, 3};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};

@@ -93,7 +93,8 @@ static FlashBwdAlgo flash_bwd_algo_fixed(FlashBwdPolicy policy, int) { return fl
 // The dispatch table: for each padded head dim HD, the tiles of every kernel that runs, chosen
 // from dev/cuda/attention.cu's timings on an H200 (dev/cuda/NOTES.md). Which family runs where:
 //   forward   sm90 (warp-specialized) at hd 64 and 128 with TMA (fixed layout, hd exactly
-//             64 / 128: fwd_tma_ok) and at padded hd 80 with cp.async; mma.sync elsewhere
+//             64 / 128: fwd_tma_ok) and at padded hd 80 with TMA where fwd_tma_ok, else
+//             cp.async; mma.sync elsewhere
 //   backward  the fused sm90 kernel at every head dim where the sm90 kernels run (ordered or
 //             atomic; at hd 64 and 128, and at padded hd 80 with one query head per group, the
 //             warp-specialized one, atomic without its dQ turns, dev/cuda/NOTES.md; timed on an
@@ -107,19 +108,24 @@ struct FlashTiles {
         HD <= 80 ? flash::MmaFwdConfig{128, 64, 2, HD <= 64} : flash::MmaFwdConfig{128, 32, 2, false};
     static constexpr flash::MmaDkdvConfig mma_dkdv = {HD <= 64 ? 64 : 128, 64, HD <= 80};
     static constexpr flash::MmaDqConfig mma_dq = {128, HD == 80 ? 64 : 32, HD <= 64, 2};
-    // sm90 forward: the warp-specialized kernel, with TMA (hd 64, 128) or cp.async (padded hd 80);
-    // at hd 64 three consumer warpgroups (192 query rows: a consumer's products are half those at
-    // hd 128 while its softmax is not, so with two the tensor cores wait on both softmaxes) and
-    // the heaviest causal tiles of every group first (WS_HEAVY_FIRST, so the short tiles fill the
-    // last wave). At hd 128 neither: its registers allow two consumers, and there the heavy-first
-    // order lost (dev/cuda/NOTES.md); but the lazy rescale (WS_LAZY_RESCALE: O's 64 columns a
-    // thread rescaled only where a row's max grew by 2^8), measured faster there and slower at
-    // hd 64, whose rescale is half as long.
-    static constexpr bool sm90_fwd_tma = HD % 64 == 0, sm90_fwd_cp_async = HD == 80;
+    // sm90 forward: the warp-specialized kernel, with TMA (hd 64, 128, padded hd 80) or cp.async
+    // (padded hd 80 where the maps cannot be made); at hd 64 three consumer warpgroups (192 query
+    // rows: a consumer's products are half those at hd 128 while its softmax is not, so with two
+    // the tensor cores wait on both softmaxes) and the heaviest causal tiles of every group first
+    // (WS_HEAVY_FIRST, so the short tiles fill the last wave). At padded hd 80 three consumers as
+    // well, for the same reason, with 96 keys a K/V tile (S and P for 128 keys beside O's 80
+    // columns do not fit their 160 registers); but where every sample's keys fit one 128-key
+    // tile (a short caption's cross-attention) two consumers and 128 keys, so that no part-filled
+    // second tile is loaded and multiplied. At hd 128 two consumers (the registers), and there
+    // the heavy-first order lost (dev/cuda/NOTES.md); but the lazy rescale (WS_LAZY_RESCALE: O's
+    // 64 columns a thread rescaled only where a row's max grew by 2^8), measured faster there and
+    // slower at hd 64, whose rescale is half as long.
+    static constexpr bool sm90_fwd_tma = HD % 64 == 0 || HD == 80, sm90_fwd_cp_async = HD == 80;
     static constexpr flash::Sm90FwdWsConfig sm90_fwd_ws =
-        HD == 64       ? flash::Sm90FwdWsConfig{128, 4, flash::WS_TMA | flash::WS_HEAVY_FIRST, 3}
-        : sm90_fwd_tma ? flash::Sm90FwdWsConfig{128, 2, flash::WS_TMA | (HD == 128 ? flash::WS_LAZY_RESCALE : 0)}
-                       : flash::Sm90FwdWsConfig{128, 3, 0};
+        HD == 64   ? flash::Sm90FwdWsConfig{128, 4, flash::WS_TMA | flash::WS_HEAVY_FIRST, 3}
+        : HD == 80 ? flash::Sm90FwdWsConfig{96, 4, flash::WS_TMA, 3}
+                   : flash::Sm90FwdWsConfig{128, 2, flash::WS_TMA | (HD == 128 ? flash::WS_LAZY_RESCALE : 0)};
+    static constexpr flash::Sm90FwdWsConfig sm90_fwd_ws_cp_async = {96, 4, 0, 3}, sm90_fwd_ws_few_keys = {128, 3, 0};
     static constexpr flash::Sm90FwdConfig sm90_fwd = {2, 64};  // FlashFamily::sm90 elsewhere
     // sm90 split backward (the default family at these head dims; FlashFamily::sm90 everywhere)
     static constexpr bool sm90_split = HD == 80 || HD == 128;
@@ -165,6 +171,12 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
         return;
     }
     if (flash_sm90_active()) {
+        if constexpr (T::sm90_fwd_cp_async) {
+            if (p.max_Tk <= T::sm90_fwd_ws_few_keys.bn) {
+                flash::fwd_sm90_ws_launch<HD, T::sm90_fwd_ws_few_keys>(out, lse, q, k, v, p, st);
+                return;
+            }
+        }
         if constexpr (T::sm90_fwd_tma) {
             if (flash::fwd_tma_ok<HD>(q, k, v, p)) {
                 flash::fwd_sm90_ws_launch<HD, T::sm90_fwd_ws>(out, lse, q, k, v, p, st);
@@ -172,7 +184,7 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
             }
         }
         if constexpr (T::sm90_fwd_cp_async) {
-            flash::fwd_sm90_ws_launch<HD, T::sm90_fwd_ws>(out, lse, q, k, v, p, st);
+            flash::fwd_sm90_ws_launch<HD, T::sm90_fwd_ws_cp_async>(out, lse, q, k, v, p, st);
             return;
         }
         if (flash_settings.family == FlashFamily::sm90) {
