@@ -171,7 +171,7 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
         return;
     }
     if (flash_sm90_active()) {
-        if constexpr (T::sm90_fwd_cp_async) {
+        if constexpr (T::sm90_fwd_cp_async) {   // padded hd 80: every sample's keys in one 128-key tile
             if (p.max_Tk <= T::sm90_fwd_ws_few_keys.bn) {
                 flash::fwd_sm90_ws_launch<HD, T::sm90_fwd_ws_few_keys>(out, lse, q, k, v, p, st);
                 return;

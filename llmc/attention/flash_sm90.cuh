@@ -164,8 +164,9 @@ __global__ void __launch_bounds__(NWG * 128) flash_fwd_sm90_kernel(bf16* __restr
 // tile's P V still runs: with one release for both, the loads had half a tile of lead and the
 // kernel waited for them). It gives its
 // registers back (setmaxnreg), so the NC consumer warpgroups (64 query rows each) hold
-// S, P and O for BN = 128 keys: at hd 128 with NC = 2 (240 registers), up to padded hd 80 also
-// with NC = 3 (160: more rows per K/V tile loaded, more warps to hide the softmax behind).
+// S, P and O for BN = 128 keys: at hd 128 with NC = 2 (240 registers), at hd 64 also with
+// NC = 3 (160: more rows per K/V tile loaded, more warps to hide the softmax behind), and at
+// padded hd 80 with NC = 3 for BN = 96 (O's 80 columns leave too few for 128 keys).
 // Consumers never meet at a CTA barrier:
 //   - within a warpgroup, S of tile j and O += P V of tile j - 1 are issued together and the
 //     softmax of tile j runs while O += P V is still on the tensor cores (O is rescaled after
