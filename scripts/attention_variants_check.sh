@@ -23,14 +23,14 @@
 #                     fwd:32 the table's at hd 64 / 128, persistent (a CTA an SM walking the query tiles);
 #                     fwd:33 34 35 padded hd 80 with three consumer warpgroups (192 query rows): cp.async
 #                     with 128 / 96 keys a K/V tile, TMA with 96 (34, 35: the table's own beyond one
-#                     128-key tile)
+#                     128-key tile); fwd:36 35 with five K/V stages
 # For each: every small check of ./dev/cuda/attention with the variant in place (ATTN_QUICK=1:
 # fixed layouts, packed rows, varlen; the determinism checks) under `timeout` (a hang is how a
 # wrong mbarrier phase shows); then the timings at the four perf shapes (ATTN_NOCHECK=1), the
 # default kernels first and each variant that passed every check; last a summary of the
 # forward and backward TFLOP/s per shape.
 # Usage (GPU machine): OUT=dir bash scripts/attention_variants_check.sh   (default OUT=log/attention_variants_check)
-#   VARIANTS="fwd:32" (default: the variants not
+#   VARIANTS="fwd:32 fwd:36" (default: the variants not
 #   yet measured; the rest were, docs/results.md; a variant of several
 #   joined by commas runs with all of them in place), CHECK_S (per check run,
 #   default 150), TIME_S (per timing run, default 150); PHASE=check runs the checks alone (they may share the
@@ -39,7 +39,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-log/attention_variants_check}; mkdir -p "$OUT"
-VARIANTS=${VARIANTS:-"fwd:32"}
+VARIANTS=${VARIANTS:-"fwd:32 fwd:36"}
 make -j"$(nproc)" dev/cuda/attention > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 # env_of VARIANT: its environment; VARIANT may join several with commas (ordered:41,fwd:28: both in place)
 env_of() {

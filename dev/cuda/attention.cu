@@ -869,7 +869,7 @@ int main() {
                " tiles first; 29: hd 64, three consumer warpgroups; 30: the heavy tiles first, 29's tiles at hd 64;"
                " 31: the table's at hd 64 with the lazy rescale, the table's own at hd 128; 32: the table's at hd 64 / 128, persistent;"
                " 33, 34, 35: padded hd 80 with three consumer warpgroups: cp.async with 128 / 96 keys a tile, TMA with 96 (34, 35: the table's own"
-               " beyond one 128-key tile; 19: the table's before them))\n", flash_fwd_variant, flash_fwd_variant);
+               " beyond one 128-key tile; 19: the table's before them); 36: 35 with five K/V stages)\n", flash_fwd_variant, flash_fwd_variant);
     }
     const char* tune_env = getenv("FLASH_TUNE");
     const bool tune = tune_env && atoi(tune_env) != 0;

@@ -581,7 +581,8 @@ struct TileVariants {
                                             // K/V tile (S and P in 160 registers beside O's 40; 128 spills a few), TMA with
                                             // 96 (35 and 34: the table's own where TMA can / cannot be used, beyond one
                                             // 128-key tile; 19: the table's before them)
-                                            fwd33 = {128, 3, 0, 3}, fwd34 = {96, 4, 0, 3}, fwd35 = {96, 4, flash::WS_TMA, 3};
+                                            fwd33 = {128, 3, 0, 3}, fwd34 = {96, 4, 0, 3}, fwd35 = {96, 4, flash::WS_TMA, 3},
+                                            fwd36 = {96, 5, flash::WS_TMA, 3};   // 35 with five K/V stages
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
@@ -659,11 +660,13 @@ static void tuned_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
                 case 26:
                 case 27:
                 case 35:
+                case 36:
                     if constexpr (HD == 80) {
                         if (!p.pos && flash::fwd_tma_ok<HD>(q, k, v, p)) {
                             if (fv == 26) flash::fwd_sm90_ws_launch<HD, V::fwd26>(out, lse, q, k, v, p, st);
                             else if (fv == 27) flash::fwd_sm90_ws_launch<HD, V::fwd27>(out, lse, q, k, v, p, st);
-                            else flash::fwd_sm90_ws_launch<HD, V::fwd35>(out, lse, q, k, v, p, st);
+                            else if (fv == 35) flash::fwd_sm90_ws_launch<HD, V::fwd35>(out, lse, q, k, v, p, st);
+                            else flash::fwd_sm90_ws_launch<HD, V::fwd36>(out, lse, q, k, v, p, st);
                             return;
                         }
                     }
