@@ -577,12 +577,13 @@ struct TileVariants {
                                             // the table's (hd 64, 128) with the lazy rescale (hd 128: the table's own), persistent
                                             fwd31 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_LAZY_RESCALE),
                                             fwd32 = with_fwd_opt(FlashTiles<HD>::sm90_fwd_ws, flash::WS_PERSISTENT),
-                                            // padded hd 80 with three consumer warpgroups: cp.async with 128 or 96 keys a
-                                            // K/V tile (S and P in 160 registers beside O's 40; 128 spills a few), TMA with
-                                            // 96 (35 and 34: the table's own where TMA can / cannot be used, beyond one
-                                            // 128-key tile; 19: the table's before them)
-                                            fwd33 = {128, 3, 0, 3}, fwd34 = {96, 4, 0, 3}, fwd35 = {96, 4, flash::WS_TMA, 3},
-                                            fwd36 = {96, 5, flash::WS_TMA, 3};   // 35 with five K/V stages
+                                            // padded hd 80 with three consumer warpgroups: cp.async with 128 keys a K/V
+                                            // tile (S and P in 160 registers beside O's 40: spills a few); the table's own
+                                            // beyond one 128-key tile (96 keys: cp.async, TMA; 19: the table's before
+                                            // them); the table's TMA one with five K/V stages
+                                            fwd33 = {128, 3, 0, 3}, fwd34 = FlashTiles<HD>::sm90_fwd_ws_cp_async,
+                                            fwd35 = FlashTiles<HD>::sm90_fwd_ws,
+                                            fwd36 = {fwd35.bn, 5, fwd35.opt, fwd35.nc};
     // mma.sync split backward
     static constexpr flash::MmaDkdvConfig dkdv1 = {128, 64, SMALL}, dkdv2 = {128, 32, SMALL}, dkdv3 = {128, 32, true};
     static constexpr flash::MmaDqConfig dq1 = {64, 64, SMALL, 1}, dq2 = {128, 64, SMALL, 1}, dq3 = {128, 64, !SMALL, 1},
