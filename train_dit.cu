@@ -73,6 +73,7 @@ default trapezoid with --wsd-decay-frac 0 is a constant lr after --warmup): a ru
 #include "llmc/train/checkpoint_dit.h"
 #include "llmc/train/run.h"
 #include "llmc/train/memory_plan.h"
+#include "llmc/train/step_graph.h"
 
 // ----------------------------------------------------------------------------
 // Parameters: one contiguous buffer per kind (bf16 compute weights, fp32 master
@@ -953,6 +954,16 @@ static void dit_backward(DiT* g) {
 
 static void dit_zero_grad(DiT* g) { params_zero_grad(g, g->stream); }
 
+// What the forward and backward pass their kernels from the batch, as a CUDA graph's key
+// (llmc/train/step_graph.h): the samples' latent shapes and text lengths. Everything else
+// of a batch (latents, noise, text, t, frame masks and the per-token rows made from them)
+// is read from device buffers that dit_set_batch and the batch fill before the step.
+static std::vector<int64_t> dit_graph_key(const DiTBatchHost& bt) {
+    std::vector<int64_t> k = {bt.B};
+    for (int b = 0; b < bt.B; b++) k.insert(k.end(), {bt.T[b], bt.H[b], bt.W[b], bt.text_len[b]});
+    return k;
+}
+
 // ----------------------------------------------------------------------------
 // Update: global grad norm (deterministic), clip, AdamW per tensor
 // (llmc/model/params.cuh). Returns the norm before clipping; a non-finite norm skips the step.
@@ -1296,6 +1307,7 @@ struct TrainConfig : CkptFlags {
     // other glob: latent shards (llmc/data/latent_data.h)
     std::string train_data = "data/moving_shapes/train_*.lat";
     int random_data = 0;            // synthetic batches of random latents and text (benchmarks; no files)
+    int cuda_graph = 1;             // one GPU: the forward and backward as one CUDA graph while the shapes repeat
     std::string log_dir = "log/dit";
     int batch_size = 8;
     int steps = 20;
@@ -1436,6 +1448,8 @@ int main(int argc, char** argv) {
     ap.add_bool("--random-data", &tc.random_data, "train on random synthetic batches (benchmarks; no files read)");
     ap.add_string("--log-dir", &tc.log_dir, "where train.log, loss.svg, samples/ and eval/ go (\"\" for none)");
     ap.add_int("--seed", &tc.seed, "seed for init, noise and t");
+    ap.add_bool("--cuda-graph", &tc.cuda_graph, "one GPU: replay the forward and backward as one CUDA graph while the batch's "
+                "shapes repeat, the same bits as kernel by kernel (0, and on several GPUs: kernel by kernel)");
     ap.section("batch and schedule");
     ap.add_int("--batch-size", &tc.batch_size, "samples per step");
     run_add_schedule_flags(ap, &tc.steps, &tc.max_minutes, &oc.lr, &tc.sched);
@@ -1725,6 +1739,8 @@ int main(int argc, char** argv) {
     std::vector<double> step_tok;
     double last_flops = 0;
     bool stopped = false;  // by a stop signal or --exit-at-step: no final samples or evaluation
+    StepGraph graph;       // llmc/train/step_graph.h (several GPUs: the step's NCCL calls are not captured)
+    graph.on = tc.cuda_graph && dist.world == 1 && !cp.on();
     run_loop_start(&run);
     for (;; run.step++) {
         const int step = run.step;
@@ -1744,10 +1760,12 @@ int main(int argc, char** argv) {
         // this rank's samples of the global batch (one GPU: the whole batch), with their noise
         dit_batch_of_rank(&model, tc, mc, synthetic, &loader, &lb, &t_rng, &aug_rng, null_text, &text, nseed, dp_rank, dp_world, &bt);
 
-        // ---- forward, backward, update
-        dit_zero_grad(&model);
-        dit_forward(&model);
-        dit_backward(&model);
+        // ---- forward, backward (one CUDA graph while the batch's shapes repeat), update
+        step_graph_run(&graph, dit_graph_key(bt), profiler.active, model.stream, [&] {
+            dit_zero_grad(&model);
+            dit_forward(&model);
+            dit_backward(&model);
+        });
         // several GPUs: the loss averaged over the ranks; a non-finite loss or grad norm skips the update
         const RunStep rs = run_update(&run, dit_loss(&model), model.stream, [&](float lr) { return dit_update(&model, oc, lr); });
         const float loss = (float)rs.loss, lr = rs.lr, norm = rs.norm;
@@ -1779,6 +1797,9 @@ int main(int argc, char** argv) {
                  100.0 * last_flops / (med / 1000.0) / peaks.bf16_flops, peaks.bf16_flops / 1e12, gib(model.act.bytes + model.num_params * (sizeof(floatX) + 16)), train_s);
         log_line(buf);
     }
+    if (graph.on)
+        printf("cuda graph: %lld of %zu steps replayed (%d capture%s)\n", graph.replays, step_ms.size(), graph.captures,
+               graph.captures == 1 ? "" : "s");
     // ---- after training (not after a stop request): samples of the final model, and the moving-shapes evaluation
     if (tc.sample_every > 0 && !synthetic && !stopped) write_samples(run.step);
     if (tc.eval_samples > 0 && !stopped) {
@@ -1795,6 +1816,7 @@ int main(int argc, char** argv) {
     }
     run_close_log(&run, tc.log_dir, "train_dit " + tc.preset + " (flow-matching loss)");
     if (!synthetic) latent_loader_free(&loader);
+    step_graph_free(&graph);
     dit_free(&model);
     run_finish(&run, model.stream);
     return 0;

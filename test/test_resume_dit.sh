@@ -21,6 +21,11 @@
 #   ema         --ema-decay: 10 steps + resume 10 = 20 straight, samples from the EMA weights
 #   nan         a diverging run (lr 1e30) skips non-finite steps and stops after
 #               --max-bad-steps with one line naming the step and the last good checkpoint
+#   graph       the forward and backward replayed as a CUDA graph (the default) and launched
+#               kernel by kernel (--cuda-graph 0) print the same losses and end with the same
+#               checkpoint: synthetic batches of one shape (one capture, every later step
+#               replayed) and the data one clip a step (captions of 4 to 6 words: the key
+#               changes, several captures, eager steps between)
 # Needs ./train_dit and ./moving_shapes (and ./train_gpt for wrong_kind):
 #   make train_dit moving_shapes train_gpt && bash test/test_resume_dit.sh
 set -u
@@ -167,6 +172,28 @@ if [ -x ./train_gpt ]; then
 else
     echo "SKIP resume_dit/wrong_kind: ./train_gpt is missing (make train_gpt)"
 fi
+
+# ---- graph: --cuda-graph 1 (the default) against 0, the same bits
+graph_pair() {   # NAME ARGS...: both runs, then the verdict
+    local name=$1; shift
+    ./train_dit "$@" --log-dir '' --ckpt-dir $T/$name-e --cuda-graph 0 > $T/$name-e.txt 2> $T/$name-e.err
+    local rc0=$?
+    ./train_dit "$@" --log-dir '' --ckpt-dir $T/$name-g > $T/$name-g.txt 2> $T/$name-g.err
+    local rc1=$?
+    losses $T/$name-e.txt > $T/$name-e.loss; losses $T/$name-g.txt > $T/$name-g.loss
+    local summary; summary=$(grep '^cuda graph: .* steps replayed' $T/$name-g.txt)
+    local captures; captures=$(echo "$summary" | sed -n -E 's/.*\(([0-9]+) captures?\).*/\1/p')
+    if [ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] && [ -s $T/$name-e.loss ] && cmp -s $T/$name-e.loss $T/$name-g.loss &&
+       same_ckpt $T/$name-e/step_000000$steps_tag $T/$name-g/step_000000$steps_tag && [ "${captures:-0}" -ge "$min_captures" ] &&
+       ! grep -q '^cuda graph' $T/$name-e.txt; then
+        ok "$name" "$(grep -c '^step' $T/$name-g.loss) step lines and the final checkpoint identical; $summary"
+    else
+        bad "$name" "exit $rc0/$rc1, captures '${captures}' (at least $min_captures); $(diff $T/$name-e.loss $T/$name-g.loss | head -4 | tr '\n' ' ') $(tail -1 $T/$name-g.err)"
+    fi
+}
+steps_tag=12 min_captures=1 graph_pair graph_synthetic --preset tiny --random-data 1 --in-channels 3 --out-channels 6 --caption-channels 64 \
+    --frames 4 --height 16 --width 16 --text-len 5 --batch-size 2 --seed 7 --lr 1e-3 --steps 12
+steps_tag=40 min_captures=2 graph_pair graph_data "${common[@]}" --batch-size 1 --caption-dropout 0 --i2v-prob 0.25 --steps 40
 
 # ---- nan: a learning rate of 1e30 blows the weights up; updates are skipped, 3 in a row stop the run
 ./train_dit "${common[@]}" --steps 50 --lr 1e30 --warmup 0 --max-bad-steps 3 --log-dir '' --ckpt-dir $T/h/ckpt --ckpt-every 1 > $T/h.out 2> $T/h.err
