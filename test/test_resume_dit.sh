@@ -24,8 +24,9 @@
 #   graph       the forward and backward replayed as a CUDA graph (the default) and launched
 #               kernel by kernel (--cuda-graph 0) print the same losses and end with the same
 #               checkpoint: synthetic batches of one shape (one capture, every later step
-#               replayed) and the data one clip a step (captions of 4 to 6 words: the key
-#               changes, several captures, eager steps between)
+#               replayed; also with full recompute of one block and the EDM objective) and the
+#               data one clip a step (captions of 4 to 6 words: the key changes, several
+#               captures, eager steps between)
 # Needs ./train_dit and ./moving_shapes (and ./train_gpt for wrong_kind):
 #   make train_dit moving_shapes train_gpt && bash test/test_resume_dit.sh
 set -u
@@ -193,6 +194,8 @@ graph_pair() {   # NAME ARGS...: both runs, then the verdict
 }
 steps_tag=12 min_captures=1 graph_pair graph_synthetic --preset tiny --random-data 1 --in-channels 3 --out-channels 6 --caption-channels 64 \
     --frames 4 --height 16 --width 16 --text-len 5 --batch-size 2 --seed 7 --lr 1e-3 --steps 12
+steps_tag=8 min_captures=1 graph_pair graph_recompute --preset tiny --random-data 1 --in-channels 3 --out-channels 6 --caption-channels 64 \
+    --frames 4 --height 16 --width 16 --text-len 5 --batch-size 2 --seed 7 --lr 1e-3 --steps 8 --recompute full --recompute-layers 1 --objective edm
 steps_tag=40 min_captures=2 graph_pair graph_data "${common[@]}" --batch-size 1 --caption-dropout 0 --i2v-prob 0.25 --steps 40
 
 # ---- nan: a learning rate of 1e30 blows the weights up; updates are skipped, 3 in a row stop the run
