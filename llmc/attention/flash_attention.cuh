@@ -120,7 +120,7 @@ struct FlashTiles {
     // the heavy-first order lost (dev/cuda/NOTES.md); but the lazy rescale (WS_LAZY_RESCALE: O's
     // 64 columns a thread rescaled only where a row's max grew by 2^8), measured faster there and
     // slower at hd 64, whose rescale is half as long.
-    static constexpr bool sm90_fwd_tma = HD % 64 == 0 || HD == 80, sm90_fwd_cp_async = HD == 80;
+    static constexpr bool sm90_fwd_tma = HD % 64 == 0 || HD == 80, sm90_fwd_cp_async = HD == 80, sm90_fwd_few_keys = HD == 80;
     static constexpr flash::Sm90FwdWsConfig sm90_fwd_ws =
         HD == 64   ? flash::Sm90FwdWsConfig{128, 4, flash::WS_TMA | flash::WS_HEAVY_FIRST, 3}
         : HD == 80 ? flash::Sm90FwdWsConfig{96, 4, flash::WS_TMA, 3}
@@ -171,7 +171,7 @@ static void flash_fwd_hd(floatX* out, float* lse, const floatX* q, const floatX*
         return;
     }
     if (flash_sm90_active()) {
-        if constexpr (T::sm90_fwd_cp_async) {   // padded hd 80: every sample's keys in one 128-key tile
+        if constexpr (T::sm90_fwd_few_keys) {   // every sample's keys in one tile of sm90_fwd_ws_few_keys
             if (p.max_Tk <= T::sm90_fwd_ws_few_keys.bn) {
                 flash::fwd_sm90_ws_launch<HD, T::sm90_fwd_ws_few_keys>(out, lse, q, k, v, p, st);
                 return;

@@ -30,26 +30,27 @@ struct StepGraph {
     long long replays = 0;
 };
 
+static void step_graph_free(StepGraph* s) {
+    if (s->exec) cudaCheck(cudaGraphExecDestroy(s->exec));
+    if (s->graph) cudaCheck(cudaGraphDestroy(s->graph));
+    s->exec = nullptr;
+    s->graph = nullptr;
+}
+
 // Runs work() for this step's key: replayed from the graph, captured (then
 // replayed) when the key repeats the previous step's, else eagerly. eager:
 // this step must launch kernel by kernel (--profile-step's step).
 static void step_graph_run(StepGraph* s, const std::vector<int64_t>& key, bool eager, cudaStream_t stream,
                            const std::function<void()>& work) {
-    if (!s->on || eager) {
+    const bool replay = s->on && !eager && s->exec && key == s->key;
+    const bool capture = s->on && !eager && !replay && key == s->last_key;   // new shapes: kernel by kernel, once
+    s->last_key = key;
+    if (!replay && !capture) {
         work();
-        s->last_key = key;
         return;
     }
-    if (!(s->exec && key == s->key)) {
-        if (key != s->last_key) {   // new shapes: kernel by kernel, once
-            work();
-            s->last_key = key;
-            return;
-        }
-        if (s->exec) cudaCheck(cudaGraphExecDestroy(s->exec));
-        if (s->graph) cudaCheck(cudaGraphDestroy(s->graph));
-        s->exec = nullptr;
-        s->graph = nullptr;
+    if (capture) {
+        step_graph_free(s);
         // thread-local: a call in the work that cannot be captured fails here, not in another thread
         cudaCheck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         work();
@@ -65,12 +66,4 @@ static void step_graph_run(StepGraph* s, const std::vector<int64_t>& key, bool e
     }
     cudaCheck(cudaGraphLaunch(s->exec, stream));
     s->replays++;
-    s->last_key = key;
-}
-
-static void step_graph_free(StepGraph* s) {
-    if (s->exec) cudaCheck(cudaGraphExecDestroy(s->exec));
-    if (s->graph) cudaCheck(cudaGraphDestroy(s->graph));
-    s->exec = nullptr;
-    s->graph = nullptr;
 }
